@@ -1,0 +1,213 @@
+//! The embedded MQTT broker: rumqttd on loopback behind our own mutual-TLS front.
+//!
+//! rumqttd routes messages well but has no usable TLS (a handshake blocks its accept loop), no
+//! per-client topic rules, and no connect/disconnect events (see `STACK-NOTES.md` and
+//! `docs/adr/0001-broker-front.md`). So rumqttd listens on a loopback port without TLS, and
+//! [`front`] owns the public port: it terminates TLS with a handshake timeout, takes the device
+//! id from the client certificate, checks every CONNECT, PUBLISH and SUBSCRIBE against the
+//! device's own `devices/{id}/` subtree, and reports each session's start and end exactly.
+
+mod front;
+mod router;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use protocol::DeviceId;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use rumqttd::local::{LinkRx, LinkTx};
+pub use rumqttd::protocol::{Packet, Publish};
+pub use rumqttd::{Forward, Notification};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot listen for devices on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the internal MQTT router did not start: {0}")]
+    Router(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Certs(#[from] certs::CertError),
+}
+
+/// Limits and addresses of the device-facing listener.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The public (TLS) address devices connect to. Port 0 picks a free port; see
+    /// [`Broker::local_addr`].
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted from a device, in bytes.
+    pub max_packet_size: usize,
+    /// Time allowed for the TLS handshake and then for the MQTT CONNECT.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            max_connections: 20_000,
+            max_packet_size: 256 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a device session ended, as the front saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The device sent DISCONNECT.
+    ClientDisconnect,
+    /// The device closed the socket without DISCONNECT.
+    ClientClosed,
+    /// rumqttd closed the session: keep-alive timeout or the same id connected again.
+    BrokerClosed,
+    /// A socket error.
+    Io(String),
+    /// The device broke a topic or protocol rule and was disconnected.
+    Violation(String),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::ClientDisconnect => f.write_str("client disconnected"),
+            DisconnectReason::ClientClosed => f.write_str("connection closed by client"),
+            DisconnectReason::BrokerClosed => {
+                f.write_str("closed by broker (keep-alive timeout or session taken over)")
+            }
+            DisconnectReason::Io(e) => write!(f, "network error: {e}"),
+            DisconnectReason::Violation(e) => write!(f, "policy violation: {e}"),
+            DisconnectReason::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+/// Session start and end of a device, reported by the front for every session.
+#[derive(Debug, Clone)]
+pub enum PresenceEvent {
+    Connected {
+        device: DeviceId,
+        /// Unique per session in this process: a device that reconnects before its old
+        /// session is reaped has two, and is online while any is open.
+        session: u64,
+        peer: SocketAddr,
+        at: SystemTime,
+    },
+    Disconnected {
+        device: DeviceId,
+        session: u64,
+        reason: DisconnectReason,
+        at: SystemTime,
+    },
+}
+
+/// Counters of the front, exported by the server's `/metrics`.
+#[derive(Debug, Default)]
+pub struct FrontStats {
+    pub accepted: AtomicU64,
+    pub active: AtomicU64,
+    pub rejected_limit: AtomicU64,
+    pub handshake_failed: AtomicU64,
+    pub handshake_timeout: AtomicU64,
+    pub identity_rejected: AtomicU64,
+    pub violations: AtomicU64,
+    pub sessions: AtomicU64,
+}
+
+impl FrontStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A running broker. Dropping it does not stop it: cancel the token given to [`Broker::start`].
+pub struct Broker {
+    local_addr: SocketAddr,
+    stats: Arc<FrontStats>,
+    /// The server's in-process link; taken once by [`Broker::take_link`].
+    link: Option<(LinkTx, LinkRx)>,
+}
+
+impl Broker {
+    /// Starts rumqttd on a loopback port, opens the server's in-process link, and starts the
+    /// TLS front on `cfg.listen`. Presence events go to `presence`.
+    pub async fn start(
+        cfg: BrokerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        presence: mpsc::Sender<PresenceEvent>,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Broker, BrokerError> {
+        let internal = router::start(cfg.max_connections, cfg.max_packet_size).await?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let stats = Arc::new(FrontStats::default());
+        let front = front::Front {
+            cfg,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            internal_addr: internal.addr,
+            presence,
+            stats: stats.clone(),
+            cancel,
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(front.serve(listener));
+        tracing::info!(%local_addr, internal = %internal.addr, "broker front listening");
+        Ok(Broker {
+            local_addr,
+            stats,
+            link: Some(internal.link),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> Arc<FrontStats> {
+        self.stats.clone()
+    }
+
+    /// The server's in-process link into the router (subscribe and publish as a local client).
+    pub fn take_link(&mut self) -> Option<(LinkTx, LinkRx)> {
+        self.link.take()
+    }
+}
+
+/// TLS settings for the device port: our server certificate, and a client certificate signed
+/// by our CA required from every device.
+pub fn server_tls(certs_dir: &Path) -> Result<Arc<rustls::ServerConfig>, BrokerError> {
+    let roots = certs::load_roots(&certs_dir.join(certs::CA_CERT))?;
+    let chain = certs::load_certs(&certs_dir.join(certs::SERVER_CERT))?;
+    let key = certs::load_key(&certs_dir.join(certs::SERVER_KEY))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| BrokerError::Tls(format!("client verifier: {e}")))?;
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| BrokerError::Tls(format!("server certificate: {e}")))?;
+    Ok(Arc::new(config))
+}

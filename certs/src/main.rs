@@ -1,0 +1,107 @@
+//! `fleet-certs`: command line for creating the LockerFleet CA and issuing device certificates.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use certs::{
+    CA_CERT, CA_KEY, Ca, DeviceId, SERVER_CERT, SERVER_KEY, check_device_files, device_cert_path,
+    device_key_path, parse_device_id,
+};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleet-certs",
+    version,
+    about = "LockerFleet certificate authority"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the CA and the broker's server certificate (localhost, 127.0.0.1, ::1)
+    Init {
+        /// Directory for ca.crt, ca.key, server.crt and server.key (created if missing)
+        #[arg(long, env = "FLEET_CERTS_DIR")]
+        dir: PathBuf,
+        /// Overwrite existing files; devices issued by the old CA will no longer be trusted
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue client certificates for devices, signed by the CA in --dir
+    Issue {
+        /// Directory holding the CA; {ID}.crt and {ID}.key are written there
+        #[arg(long, env = "FLEET_CERTS_DIR")]
+        dir: PathBuf,
+        /// Device id; repeat the option or separate ids with commas for several devices
+        #[arg(
+            long = "device",
+            value_name = "ID",
+            required = true,
+            value_delimiter = ',',
+            value_parser = parse_device_id
+        )]
+        devices: Vec<DeviceId>,
+        /// Overwrite existing device files
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Init { dir, force } => init(&dir, force),
+        Command::Issue {
+            dir,
+            devices,
+            force,
+        } => issue(&dir, devices, force),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line with the whole cause chain: these are operator mistakes (missing CA,
+            // existing files), and anyhow's default report would add a backtrace whenever
+            // RUST_BACKTRACE is set, burying the sentence that says what to do.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
+    certs::init(dir, force)
+        .with_context(|| format!("could not create the CA in {}", dir.display()))?;
+    for name in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY] {
+        println!("wrote {}", dir.join(name).display());
+    }
+    Ok(())
+}
+
+fn issue(dir: &Path, mut devices: Vec<DeviceId>, force: bool) -> anyhow::Result<()> {
+    // Naming a device twice is a slip, not a request to overwrite the first certificate.
+    let mut seen = std::collections::HashSet::new();
+    devices.retain(|id| seen.insert(id.clone()));
+
+    let ca = Ca::load(dir).context("could not load the CA")?;
+    // Refuse before writing anything, so a rejected batch can simply be re-run with --force
+    // or without the offending ids.
+    for id in &devices {
+        check_device_files(dir, id, force)
+            .with_context(|| format!("could not issue a certificate for {id}"))?;
+    }
+    for id in &devices {
+        ca.issue_device(dir, id, force)
+            .with_context(|| format!("could not issue a certificate for {id}"))?;
+        println!(
+            "wrote {} and {}",
+            device_cert_path(dir, id).display(),
+            device_key_path(dir, id).display()
+        );
+    }
+    Ok(())
+}

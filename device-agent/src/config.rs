@@ -1,0 +1,196 @@
+//! Agent configuration: typed settings from a TOML file, `LOCKERFLEET_*` variables and flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::outbox::Durability;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Device id; must equal the common name of `{certs}/{id}.crt`.
+    pub id: String,
+    /// Broker address `HOST:PORT`; HOST is also the TLS server name.
+    pub server: String,
+    /// Folder with `ca.crt`, `{id}.crt` and `{id}.key`.
+    pub certs: PathBuf,
+    /// Where the outbox and command journal live.
+    pub data_dir: PathBuf,
+    /// Lock hardware adapter: `fake` (more come with real lock boards).
+    pub hardware: String,
+    pub boxes: u16,
+    pub keep_alive_secs: u64,
+    /// Most events sent and not yet receipted.
+    pub window: u64,
+    /// Events per MQTT message.
+    pub batch: usize,
+    /// Resend from the oldest unreceipted event when no receipt came for this long.
+    pub retransmit_after_ms: u64,
+    /// Door and occupancy sensors are read this often.
+    pub poll_interval_ms: u64,
+    /// An unlock pulse whose door does not open within this time is reported jammed.
+    pub jam_timeout_ms: u64,
+    pub max_backoff_ms: u64,
+    pub durability: Durability,
+    pub fake: FakeSettings,
+}
+
+/// Behaviour of the `fake` hardware (tests, demo, simulator).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FakeSettings {
+    /// A door opened by a pulse closes after this long.
+    pub close_after_ms: u64,
+    /// Share of unlock pulses that jam, 0.0..=1.0.
+    pub jam_rate: f64,
+    /// Simulated people changing box occupancy, events per second (0: none).
+    pub activity_per_sec: f64,
+    /// Stop simulated activity after this many events.
+    pub activity_limit: Option<u64>,
+}
+
+impl Default for FakeSettings {
+    fn default() -> Self {
+        FakeSettings {
+            close_after_ms: 3_000,
+            jam_rate: 0.0,
+            activity_per_sec: 0.0,
+            activity_limit: None,
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            id: String::new(),
+            server: "localhost:8883".into(),
+            certs: PathBuf::from("certs"),
+            data_dir: PathBuf::from("agent-data"),
+            hardware: "fake".into(),
+            boxes: 24,
+            keep_alive_secs: 15,
+            window: 2_000,
+            batch: 100,
+            retransmit_after_ms: 3_000,
+            poll_interval_ms: 50,
+            jam_timeout_ms: 1_500,
+            max_backoff_ms: 30_000,
+            durability: Durability::Full,
+            fake: FakeSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config value `{key}` {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+impl AgentConfig {
+    pub fn from_file(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `(host, port)` of the server.
+    pub fn server_addr(&self) -> Result<(String, u16), ConfigError> {
+        let bad = || ConfigError::Invalid {
+            key: "server",
+            why: format!("{:?} is not HOST:PORT (e.g. localhost:8883)", self.server),
+        };
+        let (host, port) = self.server.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok((host.trim_matches(['[', ']']).to_owned(), port))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, why: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                why: why.to_owned(),
+            })
+        };
+        if let Err(e) = protocol::DeviceId::parse(&self.id) {
+            return Err(ConfigError::Invalid {
+                key: "id",
+                why: e.to_string(),
+            });
+        }
+        self.server_addr()?;
+        if self.hardware != "fake" {
+            return bad(
+                "hardware",
+                "must be `fake` (real lock boards come with the hardware adapters)",
+            );
+        }
+        if self.boxes == 0 {
+            return bad("boxes", "must be at least 1");
+        }
+        if self.batch == 0 || self.batch > protocol::message::MAX_EVENTS_PER_BATCH {
+            return bad("batch", "must be between 1 and 1000");
+        }
+        if self.window < self.batch as u64 {
+            return bad("window", "must be at least `batch`");
+        }
+        if !(0.0..=1.0).contains(&self.fake.jam_rate) {
+            return bad("fake.jam_rate", "must be between 0.0 and 1.0");
+        }
+        if self.fake.activity_per_sec < 0.0 || !self.fake.activity_per_sec.is_finite() {
+            return bad("fake.activity_per_sec", "must be 0 or more");
+        }
+        if self.poll_interval_ms == 0 || self.keep_alive_secs < 5 {
+            return bad(
+                "poll_interval_ms",
+                "must be at least 1 ms (and keep_alive_secs at least 5)",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses() {
+        let mut c = AgentConfig {
+            id: "cab-1".into(),
+            ..AgentConfig::default()
+        };
+        assert_eq!(c.server_addr().expect("ok"), ("localhost".into(), 8883));
+        c.validate().expect("valid");
+        for bad in ["nope", "host:", ":1", "h:0", "h:99999"] {
+            c.server = bad.into();
+            let err = c.validate().expect_err("invalid");
+            assert!(err.to_string().contains("HOST:PORT"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let err = toml::from_str::<AgentConfig>("boxes = 'many'").expect_err("bad");
+        assert!(err.to_string().contains("boxes"), "{err}");
+        let err = toml::from_str::<AgentConfig>("[fake]\njam = 1").expect_err("unknown");
+        assert!(err.to_string().contains("jam"), "{err}");
+    }
+}

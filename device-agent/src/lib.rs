@@ -1,0 +1,704 @@
+//! The device agent: drives a cabinet's locks, records door and occupancy changes in a durable
+//! outbox, sends them over mutual-TLS MQTT until receipted, and executes remote commands once.
+//!
+//! Tasks of one agent: the MQTT event loop (reconnects with backoff and jitter), the sensor
+//! watcher, the uplink (the main loop: outbox → events, receipts, snapshot, command dispatch),
+//! and one task per command. A lock operation never waits on the network.
+
+pub mod config;
+pub mod driver;
+pub mod outbox;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use protocol::{
+    AckStatus, BoxNo, BoxState, Channel, Command, CommandAck, CommandAction, DeviceId, DeviceTopic,
+    EventBatch, EventBody, Receipt, StateSnapshot,
+};
+use rand::Rng;
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{AgentConfig, FakeSettings};
+pub use driver::{DriverError, FakeConfig, FakeLocks, LockDriver};
+pub use outbox::{Durability, Outbox, OutboxError};
+
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("TLS material for device {id} in {dir}: {source}")]
+    Certs {
+        id: String,
+        dir: String,
+        source: Box<certs::CertError>,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("lock hardware: {0}")]
+    Driver(#[from] DriverError),
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Live counters of one agent (the simulator and tests read them).
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    pub connected: AtomicBool,
+    pub connects: AtomicU64,
+    /// Highest seq the server has receipted.
+    pub receipted: AtomicU64,
+    pub last_seq: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+/// TLS client settings: trust our CA, present the device's certificate.
+pub fn client_tls(
+    certs_dir: &std::path::Path,
+    id: &DeviceId,
+) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+    let err = |source| AgentError::Certs {
+        id: id.to_string(),
+        dir: certs_dir.display().to_string(),
+        source: Box::new(source),
+    };
+    let roots = certs::load_roots(&certs_dir.join(certs::CA_CERT)).map_err(err)?;
+    let chain = certs::load_certs(&certs::device_cert_path(certs_dir, id)).map_err(err)?;
+    let key = certs::load_key(&certs::device_key_path(certs_dir, id)).map_err(err)?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| AgentError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Records sensor changes: compares with the last known state and appends what changed to
+/// the outbox, under one lock so a snapshot always matches the outbox's last seq.
+pub struct Recorder {
+    known: Mutex<Vec<BoxState>>,
+    outbox: Arc<Outbox>,
+    notify: Arc<Notify>,
+    stats: Arc<AgentStats>,
+}
+
+impl Recorder {
+    /// Records a reading of one box; appends an event per changed value.
+    pub async fn observe(
+        &self,
+        b: BoxNo,
+        door_open: bool,
+        occupied: Option<bool>,
+    ) -> Result<(), OutboxError> {
+        let mut known = self.known.lock().await;
+        let Some(k) = known.get_mut(usize::from(b.get()) - 1) else {
+            return Ok(());
+        };
+        let mut events = Vec::new();
+        if k.door_open != door_open {
+            events.push(EventBody::Door {
+                box_no: b,
+                open: door_open,
+            });
+        }
+        if occupied.is_some() && k.occupied != occupied {
+            events.push(EventBody::Occupancy {
+                box_no: b,
+                occupied: occupied.unwrap_or(false),
+            });
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.outbox.append(now_ms(), events).await?;
+        k.door_open = door_open;
+        if occupied.is_some() {
+            k.occupied = occupied;
+        }
+        drop(known);
+        self.stats
+            .last_seq
+            .store(self.outbox.last_seq(), Ordering::Relaxed);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    pub async fn snapshot(&self) -> StateSnapshot {
+        let known = self.known.lock().await;
+        StateSnapshot {
+            v: 1,
+            seq: self.outbox.last_seq(),
+            ts: now_ms(),
+            boxes: known.clone(),
+        }
+    }
+
+    async fn current(&self, b: BoxNo) -> Option<BoxState> {
+        self.known
+            .lock()
+            .await
+            .get(usize::from(b.get()) - 1)
+            .copied()
+    }
+}
+
+/// A started agent.
+pub struct RunningAgent {
+    pub id: DeviceId,
+    pub stats: Arc<AgentStats>,
+    pub recorder: Arc<Recorder>,
+    pub outbox: Arc<Outbox>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RunningAgent {
+    /// Ordered stop: sensors and commands stop, the MQTT session closes, the outbox closes.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.outbox.close().await;
+    }
+
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+struct Ctx<D> {
+    cfg: AgentConfig,
+    id: DeviceId,
+    driver: Arc<D>,
+    outbox: Arc<Outbox>,
+    recorder: Arc<Recorder>,
+    client: AsyncClient,
+    box_locks: Vec<Mutex<()>>,
+    stats: Arc<AgentStats>,
+    notify: Arc<Notify>,
+}
+
+enum Net {
+    Connected,
+    Disconnected,
+    Message(String, bytes::Bytes),
+}
+
+/// Starts an agent on `driver`. Opens the outbox, reads every sensor once, records a
+/// `started` event, and connects.
+pub async fn start<D: LockDriver>(
+    cfg: AgentConfig,
+    driver: Arc<D>,
+    tls: Arc<rustls::ClientConfig>,
+    cancel: CancellationToken,
+) -> Result<RunningAgent, AgentError> {
+    cfg.validate()?;
+    let id = DeviceId::parse(&cfg.id).map_err(|e| config::ConfigError::Invalid {
+        key: "id",
+        why: e.to_string(),
+    })?;
+    let (host, port) = cfg.server_addr()?;
+    let outbox = Arc::new(Outbox::open(&cfg.data_dir, cfg.durability).await?);
+    let stats = Arc::new(AgentStats::default());
+    let notify = Arc::new(Notify::new());
+
+    let mut known = Vec::with_capacity(usize::from(driver.boxes()));
+    for b in BoxNo::all(driver.boxes()) {
+        known.push(BoxState {
+            box_no: b,
+            door_open: driver.door_open(b).await?,
+            occupied: driver.occupied(b).await?,
+        });
+    }
+    let recorder = Arc::new(Recorder {
+        known: Mutex::new(known),
+        outbox: outbox.clone(),
+        notify: notify.clone(),
+        stats: stats.clone(),
+    });
+    outbox
+        .append(
+            now_ms(),
+            vec![EventBody::Started {
+                boxes: driver.boxes(),
+                agent_version: AGENT_VERSION.into(),
+            }],
+        )
+        .await?;
+    stats.last_seq.store(outbox.last_seq(), Ordering::Relaxed);
+
+    let mut options = MqttOptions::new(id.as_str(), host, port);
+    options
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
+        .set_clean_session(true)
+        .set_max_packet_size(1024 * 1024, 1024 * 1024)
+        .set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(5);
+    eventloop.set_network_options(net);
+
+    let ctx = Arc::new(Ctx {
+        box_locks: (0..driver.boxes()).map(|_| Mutex::new(())).collect(),
+        cfg,
+        id: id.clone(),
+        driver,
+        outbox: outbox.clone(),
+        recorder: recorder.clone(),
+        client,
+        stats: stats.clone(),
+        notify,
+    });
+    let tracker = TaskTracker::new();
+    let (net_tx, net_rx) = mpsc::channel(1024);
+    tracker.spawn(drive(
+        eventloop,
+        net_tx,
+        cancel.clone(),
+        Duration::from_millis(ctx.cfg.max_backoff_ms),
+        id.clone(),
+    ));
+    tracker.spawn(watch(ctx.clone(), cancel.clone()));
+    tracker.spawn(uplink(ctx, net_rx, cancel.clone(), tracker.clone()));
+    Ok(RunningAgent {
+        id,
+        stats,
+        recorder,
+        outbox,
+        cancel,
+        tracker,
+    })
+}
+
+/// Keeps polling the MQTT event loop; after an error waits with exponential backoff and
+/// jitter before the next poll reconnects, so a fleet never reconnects in lockstep.
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<Net>,
+    cancel: CancellationToken,
+    max_backoff: Duration,
+    id: DeviceId,
+) {
+    let min_backoff = Duration::from_millis(100);
+    let mut backoff = min_backoff;
+    let mut failures = 0u32;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if ack.code == rumqttc::ConnectReturnCode::Success {
+                    backoff = min_backoff;
+                    failures = 0;
+                    tracing::info!(device = %id, "connected");
+                    let _ = tx.send(Net::Connected).await;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let _ = tx.send(Net::Message(p.topic, p.payload)).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Net::Disconnected).await;
+                failures += 1;
+                let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                let wait = backoff.mul_f64(jitter);
+                // The first failure after a session is news; the retries are not.
+                if failures == 1 {
+                    tracing::warn!(device = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "connection lost");
+                } else {
+                    tracing::debug!(device = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "reconnect failed");
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
+
+/// Reads every sensor every `poll_interval_ms` and records changes.
+async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(ctx.cfg.poll_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        for b in BoxNo::all(ctx.driver.boxes()) {
+            let reading = async {
+                Ok::<_, DriverError>((
+                    ctx.driver.door_open(b).await?,
+                    ctx.driver.occupied(b).await?,
+                ))
+            };
+            match reading.await {
+                Ok((door, occupied)) => {
+                    if let Err(e) = ctx.recorder.observe(b, door, occupied).await {
+                        tracing::error!(device = %ctx.id, error = %e, "recording a sensor change failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(device = %ctx.id, box_no = %b, error = %e, "sensor read failed")
+                }
+            }
+        }
+    }
+}
+
+/// The uplink state machine. `acked`: highest seq the server receipted; `sent`: highest seq
+/// published on this connection. On (re)connect `sent = acked`, so everything unreceipted is
+/// sent again in order; without receipt progress for a while it rewinds the same way.
+async fn uplink<D: LockDriver>(
+    ctx: Arc<Ctx<D>>,
+    mut net: mpsc::Receiver<Net>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut acked = match ctx.outbox.oldest().await {
+        Ok(Some(oldest)) => oldest - 1,
+        Ok(None) => ctx.outbox.last_seq(),
+        Err(e) => {
+            tracing::error!(device = %ctx.id, error = %e, "outbox unreadable; uplink stops");
+            return;
+        }
+    };
+    let mut sent = acked;
+    let mut connected = false;
+    let mut last_progress = Instant::now();
+    let retransmit = Duration::from_millis(ctx.cfg.retransmit_after_ms);
+    let events_topic = protocol::topic::device_topic(&ctx.id, Channel::Events);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            n = net.recv() => match n {
+                None => break,
+                Some(Net::Connected) => {
+                    connected = true;
+                    ctx.stats.connected.store(true, Ordering::Relaxed);
+                    ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    sent = acked;
+                    last_progress = Instant::now();
+                    for c in [Channel::Commands, Channel::Receipts] {
+                        let topic = protocol::topic::device_topic(&ctx.id, c);
+                        if let Err(e) = ctx.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                            tracing::error!(device = %ctx.id, error = %e, "subscribe failed");
+                        }
+                    }
+                    // The snapshot tells the server we are subscribed: it then sends any
+                    // command that waited for us.
+                    let snapshot = ctx.recorder.snapshot().await;
+                    let topic = protocol::topic::device_topic(&ctx.id, Channel::State);
+                    if let Err(e) = ctx.client.try_publish(topic, QoS::AtLeastOnce, true, protocol::encode(&snapshot)) {
+                        tracing::warn!(device = %ctx.id, error = %e, "state snapshot not sent");
+                    }
+                }
+                Some(Net::Disconnected) => {
+                    connected = false;
+                    ctx.stats.connected.store(false, Ordering::Relaxed);
+                }
+                Some(Net::Message(topic, payload)) => {
+                    match DeviceTopic::parse(&topic).map(|t| t.channel) {
+                        Ok(Channel::Receipts) => match protocol::decode::<Receipt>(&payload) {
+                            Ok(r) => {
+                                if on_receipt(&ctx, r.up_to, &mut acked, &mut sent).await == Some(true) {
+                                    last_progress = Instant::now();
+                                }
+                            }
+                            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad receipt ignored"),
+                        },
+                        Ok(Channel::Commands) => match protocol::decode::<Command>(&payload) {
+                            Ok(cmd) => {
+                                let c = ctx.clone();
+                                tracker.spawn(async move { execute(c, cmd).await });
+                            }
+                            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
+                        },
+                        _ => tracing::debug!(device = %ctx.id, %topic, "message on an unexpected topic"),
+                    }
+                }
+            },
+            _ = ctx.notify.notified() => {}
+            _ = tick.tick() => {
+                if connected && sent > acked && last_progress.elapsed() >= retransmit {
+                    tracing::info!(device = %ctx.id, from = acked + 1, to = sent, "no receipt; resending");
+                    sent = acked;
+                    last_progress = Instant::now();
+                }
+            }
+        }
+        // Pump: send what the window allows.
+        while connected && sent < ctx.outbox.last_seq() && sent - acked < ctx.cfg.window {
+            let events = match ctx.outbox.read_after(sent, ctx.cfg.batch as i64).await {
+                Ok(e) if !e.is_empty() => e,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(device = %ctx.id, error = %e, "outbox read failed");
+                    break;
+                }
+            };
+            let last = events.last().map(|e| e.seq).unwrap_or(sent);
+            let batch = EventBatch {
+                v: 1,
+                base: acked + 1,
+                events,
+            };
+            match ctx.client.try_publish(
+                events_topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                protocol::encode(&batch),
+            ) {
+                Ok(()) => sent = last,
+                // The client queue is full (slow link): try again on the next tick.
+                Err(ClientError::TryRequest(_)) => break,
+                Err(e) => {
+                    tracing::warn!(device = %ctx.id, error = %e, "publish failed");
+                    break;
+                }
+            }
+        }
+    }
+    let _ = ctx.client.try_disconnect();
+}
+
+/// Applies a receipt. Returns `Some(true)` when it advanced the mark.
+async fn on_receipt<D>(ctx: &Ctx<D>, up_to: u64, acked: &mut u64, sent: &mut u64) -> Option<bool> {
+    if up_to > ctx.outbox.last_seq() {
+        // The server has seen seqs this outbox never handed out: the outbox was replaced.
+        tracing::warn!(device = %ctx.id, server_mark = up_to, local_last = ctx.outbox.last_seq(),
+            "server knows newer sequence numbers than this outbox; renumbering pending events after them");
+        match ctx.outbox.renumber_after(up_to).await {
+            Ok(_) => {
+                *acked = up_to;
+                *sent = up_to;
+                ctx.stats.receipted.store(up_to, Ordering::Relaxed);
+                ctx.stats
+                    .last_seq
+                    .store(ctx.outbox.last_seq(), Ordering::Relaxed);
+                return Some(true);
+            }
+            Err(e) => {
+                tracing::error!(device = %ctx.id, error = %e, "renumbering failed");
+                return None;
+            }
+        }
+    }
+    if up_to <= *acked {
+        return Some(false);
+    }
+    if let Err(e) = ctx.outbox.receipt(up_to).await {
+        tracing::error!(device = %ctx.id, error = %e, "deleting receipted events failed; will retry on the next receipt");
+        return None;
+    }
+    *acked = up_to;
+    if *sent < up_to {
+        *sent = up_to;
+    }
+    ctx.stats.receipted.store(up_to, Ordering::Relaxed);
+    Some(true)
+}
+
+/// Executes one command at most once. The journal entry is durable before the pulse; a
+/// command found `executing` after a restart is reported failed, never pulsed again.
+async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
+    let CommandAction::Open { box_no } = cmd.action;
+    let id = cmd.command_id.clone();
+    if box_no.get() > ctx.driver.boxes() {
+        return finish(
+            &ctx,
+            &cmd,
+            box_no,
+            AckStatus::Failed,
+            Some(format!("box {box_no} does not exist on this cabinet")),
+        )
+        .await;
+    }
+    let _box = ctx.box_locks[usize::from(box_no.get()) - 1].lock().await;
+    match ctx.outbox.journal(&id).await {
+        Ok(Some(outbox::Journal::Done(status, detail))) => {
+            // A redelivery: repeat the outcome, do nothing else.
+            return ack(&ctx, &cmd, status, detail);
+        }
+        Ok(Some(outbox::Journal::Executing)) => {
+            let detail =
+                "the agent restarted while executing this command; the lock is not pulsed again";
+            return finish(&ctx, &cmd, box_no, AckStatus::Failed, Some(detail.into())).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(device = %ctx.id, command = %id, error = %e, "journal unreadable; command not executed");
+            return ack(
+                &ctx,
+                &cmd,
+                AckStatus::Failed,
+                Some(format!("journal unreadable: {e}")),
+            );
+        }
+    }
+    let now = now_ms();
+    if now >= cmd.expires_at {
+        let detail = format!(
+            "arrived {} ms after its expiry; not executed",
+            now - cmd.expires_at
+        );
+        return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
+    }
+    match ctx.outbox.begin_command(&id, box_no, now).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(device = %ctx.id, command = %id, error = %e, "journal write failed; command not executed");
+            return ack(
+                &ctx,
+                &cmd,
+                AckStatus::Failed,
+                Some(format!("journal write failed: {e}")),
+            );
+        }
+    }
+    ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
+    ack(&ctx, &cmd, AckStatus::Delivered, None);
+    let (status, detail) = open_box(&ctx, box_no).await;
+    finish(&ctx, &cmd, box_no, status, detail).await;
+}
+
+/// Pulses the lock and watches the door sensor for the outcome.
+async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<String>) {
+    match ctx.driver.door_open(b).await {
+        Ok(true) => return (AckStatus::AlreadyOpen, None),
+        Ok(false) => {}
+        Err(e) => return (AckStatus::Failed, Some(format!("door sensor: {e}"))),
+    }
+    if let Err(e) = ctx.driver.unlock(b).await {
+        return (AckStatus::Failed, Some(format!("unlock pulse: {e}")));
+    }
+    let deadline = Instant::now() + Duration::from_millis(ctx.cfg.jam_timeout_ms);
+    loop {
+        match ctx.driver.door_open(b).await {
+            Ok(true) => {
+                // Record the door event now, not at the next sensor poll.
+                let occupied = ctx.recorder.current(b).await.and_then(|s| s.occupied);
+                if let Err(e) = ctx.recorder.observe(b, true, occupied).await {
+                    tracing::error!(device = %ctx.id, error = %e, "recording door open failed");
+                }
+                return (AckStatus::Opened, None);
+            }
+            Ok(false) if Instant::now() >= deadline => {
+                return (
+                    AckStatus::Jammed,
+                    Some(format!(
+                        "door sensor did not change within {} ms of the unlock pulse",
+                        ctx.cfg.jam_timeout_ms
+                    )),
+                );
+            }
+            Ok(false) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Err(e) => return (AckStatus::Failed, Some(format!("door sensor: {e}"))),
+        }
+    }
+}
+
+/// Journals the outcome with its durable event, then acks on the fast path.
+async fn finish<D>(
+    ctx: &Ctx<D>,
+    cmd: &Command,
+    b: BoxNo,
+    status: AckStatus,
+    detail: Option<String>,
+) {
+    if let Err(e) = ctx
+        .outbox
+        .finish_command(&cmd.command_id, b, status, detail.clone(), now_ms())
+        .await
+    {
+        tracing::error!(device = %ctx.id, command = %cmd.command_id, error = %e, "recording command outcome failed");
+    }
+    ctx.stats
+        .last_seq
+        .store(ctx.outbox.last_seq(), Ordering::Relaxed);
+    ctx.notify.notify_one();
+    ack(ctx, cmd, status, detail);
+}
+
+fn ack<D>(ctx: &Ctx<D>, cmd: &Command, status: AckStatus, detail: Option<String>) {
+    let msg = CommandAck {
+        v: 1,
+        command_id: cmd.command_id.clone(),
+        status,
+        ts: now_ms(),
+        detail,
+    };
+    let topic = protocol::topic::device_topic(&ctx.id, Channel::Acks);
+    // Best effort: when the queue is full or we are offline, the outcome still reaches the
+    // server as a `command_result` event through the outbox.
+    if let Err(e) = ctx
+        .client
+        .try_publish(topic, QoS::AtLeastOnce, false, protocol::encode(&msg))
+    {
+        tracing::debug!(device = %ctx.id, error = %e, "ack not queued; the outbox copy will deliver it");
+    }
+}
+
+/// Simulated people at a fake cabinet: toggles box occupancy at `per_sec` (Poisson arrivals),
+/// each toggle exactly one event, until `limit` toggles or cancellation.
+pub async fn simulate_activity(
+    fake: Arc<FakeLocks>,
+    recorder: Arc<Recorder>,
+    per_sec: f64,
+    limit: Option<u64>,
+    cancel: CancellationToken,
+) {
+    if per_sec <= 0.0 {
+        return;
+    }
+    let mut done = 0u64;
+    let boxes = fake.boxes();
+    while limit.is_none_or(|l| done < l) {
+        let wait = {
+            let mut rng = rand::thread_rng();
+            let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+            Duration::from_secs_f64(-u.ln() / per_sec)
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let Ok(b) = BoxNo::new(rand::thread_rng().gen_range(1..=boxes)) else {
+            continue;
+        };
+        let Some(current) = recorder.current(b).await else {
+            continue;
+        };
+        let occupied = !current.occupied.unwrap_or(false);
+        if fake.set_occupied(b, occupied).is_err() {
+            continue;
+        }
+        if let Err(e) = recorder.observe(b, current.door_open, Some(occupied)).await {
+            tracing::error!(error = %e, "recording simulated activity failed");
+            continue;
+        }
+        done += 1;
+    }
+}

@@ -1,0 +1,122 @@
+//! `device-agent`: parses configuration (file, `LOCKERFLEET_*` env, flags) and runs one agent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use device_agent::{AgentConfig, FakeConfig, FakeLocks};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "device-agent",
+    version,
+    about = "LockerFleet device agent for one cabinet"
+)]
+struct Args {
+    /// TOML config file; flags and LOCKERFLEET_* variables override its values.
+    #[arg(long, env = "LOCKERFLEET_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Device id (the common name of its certificate).
+    #[arg(long, env = "LOCKERFLEET_DEVICE_ID")]
+    id: Option<String>,
+    /// Broker address HOST:PORT.
+    #[arg(long, env = "LOCKERFLEET_SERVER")]
+    server: Option<String>,
+    /// Folder with ca.crt, ID.crt, ID.key.
+    #[arg(long, env = "LOCKERFLEET_CERTS")]
+    certs: Option<PathBuf>,
+    /// Number of boxes in the cabinet.
+    #[arg(long, env = "LOCKERFLEET_BOXES")]
+    boxes: Option<u16>,
+    /// Lock hardware adapter (`fake`).
+    #[arg(long, env = "LOCKERFLEET_HARDWARE")]
+    hardware: Option<String>,
+    /// Outbox and command journal directory.
+    #[arg(long, env = "LOCKERFLEET_AGENT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Fake hardware: share of unlock pulses that jam (0..1).
+    #[arg(long)]
+    fake_jam_rate: Option<f64>,
+    /// Fake hardware: a door opened by a pulse closes after this many ms.
+    #[arg(long)]
+    fake_close_after_ms: Option<u64>,
+    /// Fake hardware: simulated occupancy changes per second.
+    #[arg(long)]
+    fake_activity_per_sec: Option<f64>,
+    /// Fake hardware: stop simulated activity after this many changes.
+    #[arg(long)]
+    fake_activity_limit: Option<u64>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<AgentConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => AgentConfig::from_file(path)?,
+            None => AgentConfig::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => {$( if let Some(v) = self.$field { cfg.$field = v; } )*};
+        }
+        overlay!(id, server, certs, boxes, hardware, data_dir);
+        if let Some(v) = self.fake_jam_rate {
+            cfg.fake.jam_rate = v;
+        }
+        if let Some(v) = self.fake_close_after_ms {
+            cfg.fake.close_after_ms = v;
+        }
+        if let Some(v) = self.fake_activity_per_sec {
+            cfg.fake.activity_per_sec = v;
+        }
+        if self.fake_activity_limit.is_some() {
+            cfg.fake.activity_limit = self.fake_activity_limit;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKERFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let cfg = Args::parse().into_config()?;
+    let id = protocol::DeviceId::parse(&cfg.id)?;
+    let tls = device_agent::client_tls(&cfg.certs, &id)?;
+    let fake = Arc::new(FakeLocks::new(FakeConfig {
+        boxes: cfg.boxes,
+        close_after: Duration::from_millis(cfg.fake.close_after_ms),
+        jam_rate: cfg.fake.jam_rate,
+    }));
+    let cancel = CancellationToken::new();
+    let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);
+    let agent = device_agent::start(cfg, fake.clone(), tls, cancel.clone())
+        .await
+        .context("agent failed to start")?;
+    let sim = tokio::spawn(device_agent::simulate_activity(
+        fake,
+        agent.recorder.clone(),
+        activity.0,
+        activity.1,
+        cancel.clone(),
+    ));
+    println!("LOCKERFLEET_AGENT_READY id={}", agent.id);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+    let _ = sim.await;
+    agent.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! The durable outbox and command journal: one SQLite file in the agent's data dir.
+//!
+//! Every event gets its sequence number and is committed here before anything is sent, and is
+//! deleted only when the server's receipt covers it. The journal records each command id
+//! before its lock is pulsed, so no command is executed twice, also across restarts.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use protocol::{AckStatus, BoxNo, CommandId, Event, EventBody};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("outbox write failed (disk full or file damaged?): {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("cannot create data dir {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// How hard the outbox syncs. `Full` survives power loss; `Normal` survives process crashes
+/// and is what a simulator with thousands of agents in one process wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Full,
+    Normal,
+}
+
+/// What the journal knows about a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Journal {
+    /// Recorded, lock maybe pulsed, outcome not yet recorded.
+    Executing,
+    Done(AckStatus, Option<String>),
+}
+
+pub struct Outbox {
+    pool: SqlitePool,
+    last_seq: AtomicU64,
+}
+
+impl Outbox {
+    pub async fn open(dir: &Path, durability: Durability) -> Result<Outbox, OutboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| OutboxError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join("outbox.db");
+        let open_err = |source| OutboxError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            });
+        // One connection: the agent's writes are few and must not interleave.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS journal (
+                command_id TEXT PRIMARY KEY, box_no INTEGER NOT NULL, received_at INTEGER NOT NULL,
+                status TEXT, detail TEXT, done_at INTEGER)",
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1)",
+        ] {
+            sqlx::query(ddl).execute(&pool).await?;
+        }
+        let next: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'next_seq'")
+            .fetch_one(&pool)
+            .await?;
+        Ok(Outbox {
+            pool,
+            last_seq: AtomicU64::new(next.max(1) as u64 - 1),
+        })
+    }
+
+    /// The newest sequence number handed out.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::SeqCst)
+    }
+
+    /// Numbers and stores events in one transaction; returns them as sent.
+    pub async fn append(&self, ts: i64, bodies: Vec<EventBody>) -> Result<Vec<Event>, OutboxError> {
+        let mut tx = self.pool.begin().await?;
+        let next: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'next_seq'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut events = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.into_iter().enumerate() {
+            let event = Event {
+                seq: (next + i as i64) as u64,
+                ts,
+                body,
+            };
+            sqlx::query("INSERT INTO outbox (seq, event) VALUES (?1, ?2)")
+                .bind(event.seq as i64)
+                .bind(serde_json::to_string(&event).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            events.push(event);
+        }
+        let new_next = next + events.len() as i64;
+        sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'next_seq'")
+            .bind(new_next)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.last_seq.store(new_next as u64 - 1, Ordering::SeqCst);
+        Ok(events)
+    }
+
+    /// Up to `limit` events with `seq > after`, in order. Rows that no longer decode are
+    /// logged and skipped (they stay on disk for inspection).
+    pub async fn read_after(&self, after: u64, limit: i64) -> Result<Vec<Event>, OutboxError> {
+        let rows =
+            sqlx::query("SELECT seq, event FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .bind(after as i64)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            let text: String = row.try_get("event")?;
+            match serde_json::from_str::<Event>(&text) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::error!(seq, error = %e, "outbox row does not decode; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every event the receipt covers.
+    pub async fn receipt(&self, up_to: u64) -> Result<u64, OutboxError> {
+        let r = sqlx::query("DELETE FROM outbox WHERE seq <= ?1")
+            .bind(up_to.min(i64::MAX as u64) as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The server knows sequence numbers beyond any this outbox handed out: the outbox was
+    /// replaced (reinstall, new disk). Renumber what is waiting to follow the server's mark,
+    /// so nothing is mistaken for a duplicate.
+    pub async fn renumber_after(&self, server_mark: u64) -> Result<u64, OutboxError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT seq, event FROM outbox ORDER BY seq")
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM outbox").execute(&mut *tx).await?;
+        let mut next = server_mark as i64 + 1;
+        for row in &rows {
+            let text: String = row.try_get("event")?;
+            let Ok(mut event) = serde_json::from_str::<Event>(&text) else {
+                continue;
+            };
+            event.seq = next as u64;
+            sqlx::query("INSERT INTO outbox (seq, event) VALUES (?1, ?2)")
+                .bind(next)
+                .bind(serde_json::to_string(&event).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            next += 1;
+        }
+        sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'next_seq'")
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.last_seq.store(next as u64 - 1, Ordering::SeqCst);
+        Ok(rows.len() as u64)
+    }
+
+    /// Oldest sequence number still waiting for a receipt.
+    pub async fn oldest(&self) -> Result<Option<u64>, OutboxError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.map(|s| s as u64))
+    }
+
+    pub async fn pending(&self) -> Result<u64, OutboxError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    // ------------------------------------------------------------------------ journal
+
+    pub async fn journal(&self, id: &CommandId) -> Result<Option<Journal>, OutboxError> {
+        let row = sqlx::query("SELECT status, detail FROM journal WHERE command_id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: Option<String> = row.try_get("status")?;
+        let detail: Option<String> = row.try_get("detail")?;
+        Ok(Some(match status.and_then(|s| parse_status(&s)) {
+            Some(s) => Journal::Done(s, detail),
+            None => Journal::Executing,
+        }))
+    }
+
+    /// Records a command before acting on it; `false` when it was already recorded.
+    pub async fn begin_command(
+        &self,
+        id: &CommandId,
+        b: BoxNo,
+        at: i64,
+    ) -> Result<bool, OutboxError> {
+        let r = sqlx::query(
+            "INSERT OR IGNORE INTO journal (command_id, box_no, received_at) VALUES (?1, ?2, ?3)",
+        )
+        .bind(id.as_str())
+        .bind(i64::from(b.get()))
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records the outcome of a command together with its durable event, in one transaction.
+    pub async fn finish_command(
+        &self,
+        id: &CommandId,
+        b: BoxNo,
+        status: AckStatus,
+        detail: Option<String>,
+        at: i64,
+    ) -> Result<(), OutboxError> {
+        sqlx::query(
+            "INSERT INTO journal (command_id, box_no, received_at, status, detail, done_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?3)
+             ON CONFLICT (command_id) DO UPDATE SET status = excluded.status,
+               detail = excluded.detail, done_at = excluded.done_at",
+        )
+        .bind(id.as_str())
+        .bind(i64::from(b.get()))
+        .bind(at)
+        .bind(status_str(status))
+        .bind(detail.as_deref())
+        .execute(&self.pool)
+        .await?;
+        self.append(
+            at,
+            vec![EventBody::CommandResult {
+                command_id: id.clone(),
+                box_no: b,
+                status,
+                detail,
+            }],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn status_str(s: AckStatus) -> &'static str {
+    match s {
+        AckStatus::Delivered => "delivered",
+        AckStatus::Opened => "opened",
+        AckStatus::AlreadyOpen => "already_open",
+        AckStatus::Jammed => "jammed",
+        AckStatus::Failed => "failed",
+        AckStatus::Expired => "expired",
+    }
+}
+
+fn parse_status(s: &str) -> Option<AckStatus> {
+    [
+        AckStatus::Opened,
+        AckStatus::AlreadyOpen,
+        AckStatus::Jammed,
+        AckStatus::Failed,
+        AckStatus::Expired,
+    ]
+    .into_iter()
+    .find(|a| status_str(*a) == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn door(n: u16, open: bool) -> EventBody {
+        EventBody::Door {
+            box_no: BoxNo::new(n).expect("box"),
+            open,
+        }
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_survive_restarts_and_receipts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let o = Outbox::open(dir.path(), Durability::Normal)
+                .await
+                .expect("open");
+            let e = o
+                .append(1, vec![door(1, true), door(1, false)])
+                .await
+                .expect("append");
+            assert_eq!(e.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+            assert_eq!(o.receipt(2).await.expect("receipt"), 2);
+            o.close().await;
+        }
+        let o = Outbox::open(dir.path(), Durability::Normal)
+            .await
+            .expect("reopen");
+        assert_eq!(o.last_seq(), 2);
+        let e = o.append(2, vec![door(2, true)]).await.expect("append");
+        assert_eq!(e[0].seq, 3, "never reuses a sequence number");
+        assert_eq!(o.read_after(0, 10).await.expect("read").len(), 1);
+        assert_eq!(o.oldest().await.expect("oldest"), Some(3));
+    }
+
+    #[tokio::test]
+    async fn journal_remembers_commands_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = CommandId::parse("c1").expect("id");
+        let b = BoxNo::new(1).expect("box");
+        {
+            let o = Outbox::open(dir.path(), Durability::Full)
+                .await
+                .expect("open");
+            assert!(o.begin_command(&id, b, 5).await.expect("begin"));
+            assert!(!o.begin_command(&id, b, 6).await.expect("again"));
+            o.close().await;
+        }
+        let o = Outbox::open(dir.path(), Durability::Full)
+            .await
+            .expect("reopen");
+        assert_eq!(o.journal(&id).await.expect("j"), Some(Journal::Executing));
+        o.finish_command(&id, b, AckStatus::Opened, None, 7)
+            .await
+            .expect("finish");
+        assert_eq!(
+            o.journal(&id).await.expect("j"),
+            Some(Journal::Done(AckStatus::Opened, None))
+        );
+        assert_eq!(
+            o.read_after(0, 10).await.expect("read").len(),
+            1,
+            "durable result event"
+        );
+    }
+
+    #[tokio::test]
+    async fn renumbering_follows_the_server_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = Outbox::open(dir.path(), Durability::Normal)
+            .await
+            .expect("open");
+        o.append(1, vec![door(1, true), door(1, false)])
+            .await
+            .expect("append");
+        o.renumber_after(500).await.expect("renumber");
+        let seqs: Vec<u64> = o
+            .read_after(0, 10)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![501, 502]);
+        assert_eq!(o.last_seq(), 502);
+    }
+}

@@ -1,0 +1,460 @@
+//! The HTTP API (axum): devices, remote open, commands, audit, tokens, health and metrics.
+//!
+//! Every error is JSON `{"error": "..."}` saying what was wrong and what to do. Bearer tokens
+//! carry a role: viewer (read), operator (read + open), admin (everything + tokens).
+
+use std::time::Duration;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{BoxNo, DeviceId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::commands::{CommandError, Commands, OpenRequest};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub commands: Commands,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub admin_token_hash: String,
+    pub default_ttl: Duration,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/:id", get(device))
+        .route("/api/v1/devices/:id/events", get(events))
+        .route("/api/v1/devices/:id/presence", get(presence))
+        .route("/api/v1/devices/:id/boxes/:box/open", post(open_box))
+        .route("/api/v1/commands/:id", get(command))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/tokens", post(create_token))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see PROTOCOL.md and README.md for the API",
+            )
+        })
+        .with_state(state)
+}
+
+// ------------------------------------------------------------------------------ errors
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage error in API request");
+        match e {
+            StoreError::Db(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the database is unavailable ({e}); retry shortly"),
+            ),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::UnknownDevice(_) | CommandError::UnknownBox { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            CommandError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// JSON body whose rejections use our error shape.
+pub struct Body<T>(pub T);
+
+#[axum::async_trait]
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rej) => Err(ApiError::new(
+                rej.status(),
+                format!("invalid request body: {}", rej.body_text()),
+            )),
+        }
+    }
+}
+
+/// Query string whose rejections use our error shape.
+pub struct Q<T>(pub T);
+
+#[axum::async_trait]
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Q(v)),
+            Err(rej) => Err(ApiError::bad_request(format!(
+                "invalid query string: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}
+
+fn device_id(s: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+// ------------------------------------------------------------------------------ auth
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token {:?} has role {}; this needs {}",
+                    self.name,
+                    self.role.as_str(),
+                    role.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+/// SHA-256 in hex: tokens are stored and compared only as hashes.
+pub fn token_hash(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[axum::async_trait]
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing token: send `Authorization: Bearer <token>`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("malformed Authorization header: use `Bearer <token>`"))?;
+        let hash = token_hash(token);
+        if hash == state.admin_token_hash {
+            return Ok(Caller {
+                name: "admin".into(),
+                role: Role::Admin,
+            });
+        }
+        match state.store.token(&hash).await? {
+            Some((name, role)) => {
+                let role = match role.as_str() {
+                    "admin" => Role::Admin,
+                    "operator" => Role::Operator,
+                    _ => Role::Viewer,
+                };
+                Ok(Caller { name, role })
+            }
+            None => Err(unauthorized("unknown token")),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ handlers
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let ping = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
+    let database = match ping {
+        Ok(Ok(())) => s.health.problem(),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("database did not answer within 2 s".into()),
+    };
+    match database {
+        None => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "database": "ok"})),
+        )
+            .into_response(),
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "degraded", "database": problem})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut res = s.metrics.encode().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
+
+async fn list_devices(caller: Caller, State(s): State<AppState>) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let devices = s.store.devices().await?;
+    Ok(Json(json!({ "devices": devices })).into_response())
+}
+
+async fn device(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    match s.store.device(&id).await? {
+        Some(d) => Ok(Json(d).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown device {id}: it has never connected"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<i64>,
+}
+
+async fn events(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Q(q): Q<EventsQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    let events = s.store.events(&id, q.after, limit).await?;
+    Ok(Json(json!({ "device": id, "events": events })).into_response())
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+    device: Option<String>,
+}
+
+async fn presence(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Q(q): Q<LimitQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    let rows = s
+        .store
+        .presence_log(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
+    Ok(Json(json!({ "device": id, "presence": rows })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    reason: String,
+    idempotency_key: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+async fn open_box(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path((id, box_no)): Path<(String, String)>,
+    Body(body): Body<OpenBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let device = device_id(&id)?;
+    let box_no = box_no
+        .parse::<u16>()
+        .ok()
+        .and_then(|b| BoxNo::new(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("box {box_no:?} is not a box number (1..65535)"))
+        })?;
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(ApiError::bad_request(
+            "reason is required (1 to 500 characters): say why the box is opened; it goes to the audit log",
+        ));
+    }
+    if let Some(k) = &body.idempotency_key
+        && (k.is_empty() || k.len() > 128)
+    {
+        return Err(ApiError::bad_request(
+            "idempotency_key must be 1 to 128 characters",
+        ));
+    }
+    let ttl = match body.ttl_secs {
+        None => s.default_ttl,
+        Some(t) if (1..=3600).contains(&t) => Duration::from_secs(t),
+        Some(_) => return Err(ApiError::bad_request("ttl_secs must be between 1 and 3600")),
+    };
+    let (row, created) = s
+        .commands
+        .open(OpenRequest {
+            device,
+            box_no,
+            actor: caller.name,
+            reason,
+            idempotency_key: body.idempotency_key,
+            ttl,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "command_id": row.command_id,
+            "status": row.status,
+            "expires_at": row.expires_at,
+            "created": created,
+        })),
+    )
+        .into_response())
+}
+
+async fn command(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    match s.store.command(&id).await? {
+        Some(row) => Ok(Json(row).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no command {id:?}"),
+        )),
+    }
+}
+
+async fn audit(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<LimitQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let device = q.device.as_deref().map(device_id).transpose()?;
+    let rows = s
+        .store
+        .audit(device.as_ref(), q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
+    Ok(Json(json!({ "entries": rows })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    name: String,
+    role: Role,
+}
+
+async fn create_token(
+    caller: Caller,
+    State(s): State<AppState>,
+    Body(body): Body<TokenBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad_request(
+            "name is required (1 to 100 characters)",
+        ));
+    }
+    let token = crate::random_token();
+    s.store
+        .insert_token(
+            &token_hash(&token),
+            name,
+            body.role.as_str(),
+            crate::now_ms(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "role": body.role, "token": token })),
+    )
+        .into_response())
+}

@@ -1,0 +1,272 @@
+//! Remote commands: creation from the API, delivery to the device, acks, expiry, retransmit.
+//!
+//! Lifecycle: `queued → sent → delivered → opened | already_open | jammed | failed`, or
+//! `expired` when not delivered within its time to live. Storage enforces that a status only
+//! moves forward, so the fast ack, its durable copy from the outbox, and retransmissions can
+//! arrive in any order and any number of times.
+
+use std::time::Duration;
+
+use protocol::{
+    BoxNo, Channel, Command, CommandAck, CommandAction, CommandId, CommandStatus, DeviceId,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::link::Publisher;
+use crate::metrics::Metrics;
+use crate::presence::Online;
+use crate::store::{CommandRow, CreateOutcome, NewCommand, Store, StoreError};
+
+/// How often undelivered commands are re-sent to online devices.
+const RETRANSMIT_EVERY: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("unknown device {0}: it has never connected")]
+    UnknownDevice(DeviceId),
+    #[error("device {device} has {boxes} boxes; box {box_no} does not exist")]
+    UnknownBox {
+        device: DeviceId,
+        box_no: BoxNo,
+        boxes: i64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct OpenRequest {
+    pub device: DeviceId,
+    pub box_no: BoxNo,
+    pub actor: String,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+    pub ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Commands {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub online: Online,
+    pub metrics: Metrics,
+}
+
+impl Commands {
+    /// Queues an open command, sends it at once if the device is online, and returns it.
+    /// With a reused idempotency key, returns the first command instead (`false`).
+    pub async fn open(&self, req: OpenRequest) -> Result<(CommandRow, bool), CommandError> {
+        let boxes = self
+            .store
+            .device_exists(&req.device)
+            .await?
+            .ok_or_else(|| CommandError::UnknownDevice(req.device.clone()))?;
+        if boxes > 0 && i64::from(req.box_no.get()) > boxes {
+            return Err(CommandError::UnknownBox {
+                device: req.device,
+                box_no: req.box_no,
+                boxes,
+            });
+        }
+        let created_at = crate::now_ms();
+        let new = NewCommand {
+            id: new_command_id(),
+            device: req.device.clone(),
+            box_no: req.box_no,
+            actor: req.actor,
+            reason: req.reason,
+            idempotency_key: req.idempotency_key,
+            created_at,
+            expires_at: created_at + req.ttl.as_millis() as i64,
+        };
+        if let CreateOutcome::Existing(row) = self.store.create_command(&new).await? {
+            return Ok((*row, false));
+        }
+        self.metrics.command_status(CommandStatus::Queued.as_str());
+        tracing::info!(command = %new.id, device = %new.device, box_no = %new.box_no, "remote open queued");
+        if self.online.is_online(&new.device) {
+            self.send(
+                &new.id,
+                &new.device,
+                new.box_no,
+                new.created_at,
+                new.expires_at,
+            )
+            .await?;
+        }
+        let row = self
+            .store
+            .command(new.id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("command vanished after insert".into()))?;
+        Ok((row, true))
+    }
+
+    async fn send(
+        &self,
+        id: &CommandId,
+        device: &DeviceId,
+        box_no: BoxNo,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        // Record `sent` before publishing: an ack can come back faster than this task resumes.
+        if self
+            .store
+            .advance_command(id, CommandStatus::Sent, crate::now_ms(), None)
+            .await?
+            .is_some()
+        {
+            self.metrics.command_status(CommandStatus::Sent.as_str());
+        }
+        let cmd = Command {
+            v: 1,
+            command_id: id.clone(),
+            issued_at,
+            expires_at,
+            action: CommandAction::Open { box_no },
+        };
+        self.publisher
+            .publish(device, Channel::Commands, protocol::encode(&cmd))
+            .await;
+        Ok(())
+    }
+
+    async fn send_row(&self, row: &CommandRow) -> Result<(), StoreError> {
+        let (Ok(id), Ok(device), Ok(box_no)) = (
+            CommandId::parse(&row.command_id),
+            DeviceId::parse(&row.device_id),
+            u16::try_from(row.box_no)
+                .map_err(|_| ())
+                .and_then(|b| BoxNo::new(b).map_err(|_| ())),
+        ) else {
+            return Err(StoreError::Corrupt(format!(
+                "command {} has invalid ids",
+                row.command_id
+            )));
+        };
+        self.send(&id, &device, box_no, row.created_at, row.expires_at)
+            .await
+    }
+
+    /// Applies an ack from a device (fast path or durable copy).
+    pub async fn on_ack(&self, device: &DeviceId, ack: CommandAck) -> Result<(), StoreError> {
+        let Some(row) = self.store.command(ack.command_id.as_str()).await? else {
+            tracing::warn!(%device, command = %ack.command_id, "ack for an unknown command ignored");
+            return Ok(());
+        };
+        if row.device_id != device.as_str() {
+            tracing::warn!(%device, command = %ack.command_id, owner = %row.device_id,
+                "ack for another device's command ignored");
+            return Ok(());
+        }
+        let status = CommandStatus::from(ack.status);
+        let now = crate::now_ms();
+        if let Some(updated) = self
+            .store
+            .advance_command(&ack.command_id, status, now, ack.detail.as_deref())
+            .await?
+        {
+            self.metrics.command_status(status.as_str());
+            if status.is_terminal() {
+                if row.status == CommandStatus::Expired.as_str() {
+                    tracing::warn!(%device, command = %ack.command_id, outcome = status.as_str(),
+                        "device executed a command the server had expired (clock skew?); recording the door's outcome");
+                }
+                if let Some(ms) = updated.latency_ms {
+                    self.metrics.command_latency.observe(ms as f64 / 1000.0);
+                }
+                tracing::info!(%device, command = %ack.command_id, outcome = status.as_str(),
+                    latency_ms = updated.latency_ms, "remote open finished");
+            }
+        }
+        Ok(())
+    }
+
+    /// A device announced itself (state snapshot after connect): send what waits for it.
+    pub async fn on_device_ready(&self, device: &DeviceId) -> Result<(), StoreError> {
+        for row in self
+            .store
+            .pending_commands(Some(device), crate::now_ms())
+            .await?
+        {
+            self.send_row(&row).await?;
+        }
+        Ok(())
+    }
+
+    /// Expires overdue commands and re-sends undelivered ones, until cancelled.
+    pub async fn maintain(self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut last_retransmit = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = crate::now_ms();
+            match self.store.expire_commands(now).await {
+                Ok(expired) => {
+                    for row in expired {
+                        self.metrics.command_status(CommandStatus::Expired.as_str());
+                        tracing::info!(command = %row.command_id, device = %row.device_id,
+                            "remote open expired undelivered");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "expiring commands failed"),
+            }
+            if last_retransmit.elapsed() < RETRANSMIT_EVERY {
+                continue;
+            }
+            last_retransmit = tokio::time::Instant::now();
+            match self.store.pending_commands(None, now).await {
+                Ok(rows) => {
+                    for row in rows {
+                        let online = DeviceId::parse(&row.device_id)
+                            .map(|d| self.online.is_online(&d))
+                            .unwrap_or(false);
+                        let stale = row
+                            .sent_at
+                            .is_none_or(|s| now - s >= RETRANSMIT_EVERY.as_millis() as i64);
+                        if online
+                            && stale
+                            && let Err(e) = self.send_row(&row).await
+                        {
+                            tracing::error!(error = %e, "re-sending a command failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reading pending commands failed"),
+            }
+        }
+    }
+
+    /// Consumes acks and device-ready notices until both channels close.
+    pub async fn run_inbox(
+        self,
+        mut acks: mpsc::Receiver<(DeviceId, CommandAck)>,
+        mut ready: mpsc::Receiver<DeviceId>,
+    ) {
+        loop {
+            tokio::select! {
+                a = acks.recv() => match a {
+                    Some((device, ack)) => {
+                        if let Err(e) = self.on_ack(&device, ack).await {
+                            tracing::error!(%device, error = %e, "applying a command ack failed");
+                        }
+                    }
+                    None => break,
+                },
+                d = ready.recv() => if let Some(device) = d
+                    && let Err(e) = self.on_device_ready(&device).await {
+                        tracing::error!(%device, error = %e, "sending pending commands failed");
+                    },
+            }
+        }
+    }
+}
+
+fn new_command_id() -> CommandId {
+    CommandId::parse(&uuid::Uuid::new_v4().simple().to_string())
+        .expect("uuid's simple form (32 hex digits) is a valid command id")
+}

@@ -1,0 +1,168 @@
+//! Server configuration: typed settings from a TOML file, `LOCKERFLEET_*` variables and flags.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file (`--config`), environment
+//! variables, command-line flags. Every setting has a default, so `fleet-server` runs with none.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The settings the server runs with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the SQLite database, generated tokens and the `listen.json` file live.
+    pub data_dir: PathBuf,
+    /// Folder with `ca.crt`, `server.crt`, `server.key` (`fleet-certs init`); default
+    /// `{data_dir}/certs`.
+    pub certs: Option<PathBuf>,
+    /// TLS address for devices. Port 0 picks a free port (written to `listen.json`).
+    pub mqtt_listen: SocketAddr,
+    /// Address of the HTTP API.
+    pub http_listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...`; default a SQLite file in the data dir.
+    pub database_url: Option<String>,
+    /// Bearer token with the admin role; generated into `{data_dir}/admin-token` when unset.
+    pub admin_token: Option<String>,
+    /// How long a remote command may wait for delivery before it expires.
+    pub command_ttl_secs: u64,
+    pub max_connections: usize,
+    pub max_packet_size: usize,
+    pub handshake_timeout_ms: u64,
+    /// Most events written in one database transaction.
+    pub ingest_batch: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("lockerfleet-data"),
+            certs: None,
+            mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            admin_token: None,
+            command_ttl_secs: 30,
+            max_connections: 20_000,
+            max_packet_size: 256 * 1024,
+            handshake_timeout_ms: 5_000,
+            ingest_batch: 2_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn certs_dir(&self) -> PathBuf {
+        self.certs
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("certs"))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("fleet.db").display()
+            )
+        })
+    }
+
+    pub fn command_ttl(&self) -> Duration {
+        Duration::from_secs(self.command_ttl_secs)
+    }
+
+    /// Reads a TOML file; the error names the file and the offending line.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                why: why.into(),
+            })
+        };
+        if self.command_ttl_secs == 0 || self.command_ttl_secs > 3600 {
+            return bad("command_ttl_secs", "must be between 1 and 3600 seconds");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if self.max_packet_size < 1024 {
+            return bad("max_packet_size", "must be at least 1024 bytes");
+        }
+        if self.ingest_batch == 0 || self.ingest_batch > 100_000 {
+            return bad("ingest_batch", "must be between 1 and 100000");
+        }
+        if let Some(t) = &self.admin_token
+            && t.len() < 16
+        {
+            return bad("admin_token", "must be at least 16 characters");
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+        {
+            return bad("database_url", "must start with sqlite: or postgres://");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config value `{key}` {why}")]
+    Invalid { key: String, why: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ServerConfig::default().validate().expect("defaults valid");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_lines_name_the_problem() {
+        let err = toml::from_str::<ServerConfig>("data_dirr = 'x'").expect_err("unknown key");
+        assert!(err.to_string().contains("data_dirr"), "{err}");
+        let err = toml::from_str::<ServerConfig>("mqtt_listen = 'nowhere'").expect_err("bad addr");
+        assert!(err.to_string().contains("mqtt_listen"), "{err}");
+    }
+
+    #[test]
+    fn file_values_parse() {
+        let cfg: ServerConfig = toml::from_str(
+            "data_dir = '/var/lib/lf'\nhttp_listen = '0.0.0.0:9000'\ncommand_ttl_secs = 10",
+        )
+        .expect("parses");
+        assert_eq!(cfg.http_listen.port(), 9000);
+        assert_eq!(cfg.certs_dir(), PathBuf::from("/var/lib/lf/certs"));
+        let bad = ServerConfig {
+            command_ttl_secs: 0,
+            ..cfg
+        };
+        assert!(bad.validate().is_err());
+    }
+}

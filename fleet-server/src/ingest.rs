@@ -1,0 +1,252 @@
+//! The ingest writer: batches device events into storage transactions and, after each commit,
+//! sends every device a receipt for what is now durably stored.
+//!
+//! Receipt marks are contiguous: "stored up to N" means every seq ≤ N is stored, so an agent
+//! may delete them. Events that arrive past a gap are stored but not receipted until the gap
+//! fills (the agent retransmits from its oldest unreceipted event).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use protocol::{AckStatus, Channel, CommandAck, DeviceId, EventBody, Receipt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+use crate::link::{Inbound, Publisher};
+use crate::metrics::Metrics;
+use crate::store::{IngestBatch, Store, StoreError};
+
+/// Most out-of-order seqs remembered per device while waiting for a gap to fill.
+const MAX_PENDING: usize = 100_000;
+
+#[derive(Debug, Default, Clone)]
+struct Mark {
+    acked: u64,
+    pending: BTreeSet<u64>,
+}
+
+impl Mark {
+    /// Records stored seqs and advances the contiguous mark.
+    fn advance(&mut self, base: u64, seqs: impl IntoIterator<Item = u64>) {
+        self.acked = self.acked.max(base.saturating_sub(1));
+        for s in seqs {
+            if s > self.acked && self.pending.len() < MAX_PENDING {
+                self.pending.insert(s);
+            }
+        }
+        while let Some(&first) = self.pending.first() {
+            if first <= self.acked {
+                self.pending.pop_first();
+            } else if first == self.acked + 1 {
+                self.acked = first;
+                self.pending.pop_first();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+pub struct Writer {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub acks: mpsc::Sender<(DeviceId, CommandAck)>,
+    pub ready: mpsc::Sender<DeviceId>,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub batch_events: usize,
+}
+
+impl Writer {
+    /// Runs until the inbound channel closes (the link reader stopped), then drains it, so a
+    /// shutdown stores and receipts everything already received.
+    pub async fn run(self, mut rx: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
+        let mut marks: HashMap<DeviceId, Mark> = HashMap::new();
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            if rx.recv_many(&mut buf, 256).await == 0 {
+                break;
+            }
+            // Top up while cheap: more messages already waiting join this transaction.
+            let mut events: usize = buf.iter().map(inbound_len).sum();
+            while events < self.batch_events {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        events += inbound_len(&m);
+                        buf.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write(&mut marks, std::mem::take(&mut buf), &cancel)
+                .await;
+        }
+    }
+
+    async fn write(
+        &self,
+        marks: &mut HashMap<DeviceId, Mark>,
+        batch: Vec<Inbound>,
+        cancel: &CancellationToken,
+    ) {
+        let mut ingest = IngestBatch::default();
+        let mut next_marks: HashMap<DeviceId, Mark> = HashMap::new();
+        let mut ready = Vec::new();
+        for item in batch {
+            match item {
+                Inbound::Events(device, b) => {
+                    if !next_marks.contains_key(&device) {
+                        let mark = match marks.get(&device) {
+                            Some(m) => m.clone(),
+                            None => Mark {
+                                acked: self.load_mark(&device, cancel).await,
+                                pending: BTreeSet::new(),
+                            },
+                        };
+                        next_marks.insert(device.clone(), mark);
+                    }
+                    if let Some(m) = next_marks.get_mut(&device) {
+                        m.advance(b.base, b.events.iter().map(|e| e.seq));
+                    }
+                    ingest
+                        .events
+                        .extend(b.events.into_iter().map(|e| (device.clone(), e)));
+                }
+                Inbound::Snapshot(device, s) => {
+                    ready.push(device.clone());
+                    ingest.snapshots.push((device, s));
+                }
+            }
+        }
+        ingest.marks = next_marks
+            .iter()
+            .map(|(d, m)| (d.clone(), m.acked))
+            .collect();
+
+        let mut backoff = Duration::from_millis(100);
+        let inserted = loop {
+            ingest.received_at = crate::now_ms();
+            let started = Instant::now();
+            match self.store.ingest(&ingest).await {
+                Ok(n) => {
+                    self.metrics
+                        .ingest_batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.health.database_ok();
+                    break n;
+                }
+                Err(e) => {
+                    self.metrics.db_errors.inc();
+                    self.health.database_failed(&e);
+                    tracing::error!(error = %e, events = ingest.events.len(),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "storing events failed; holding the batch and retrying (devices keep theirs until receipted)");
+                    // Nothing is receipted, so agents still hold every event of this batch;
+                    // dropping it at shutdown loses nothing.
+                    tokio::select! {
+                        _ = cancel.cancelled() => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            if cancel.is_cancelled() && matches!(e, StoreError::Db(_)) {
+                                tracing::warn!("shutting down with an unstored batch; devices will resend it");
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let received = ingest.events.len() as u64;
+        self.metrics.ingest_batches.inc();
+        self.metrics.events_stored.inc_by(inserted);
+        self.metrics
+            .events_duplicate
+            .inc_by(received.saturating_sub(inserted));
+
+        for (device, mark) in next_marks {
+            let up_to = mark.acked;
+            marks.insert(device.clone(), mark);
+            let receipt = Receipt { v: 1, up_to };
+            self.publisher
+                .publish(&device, Channel::Receipts, protocol::encode(&receipt))
+                .await;
+            self.metrics.receipts_sent.inc();
+        }
+        // The durable copy of each command outcome; the command service ignores repeats.
+        for (device, event) in ingest.events {
+            if let EventBody::CommandResult {
+                command_id,
+                status,
+                detail,
+                ..
+            } = event.body
+                && status != AckStatus::Delivered
+            {
+                let ack = CommandAck {
+                    v: 1,
+                    command_id,
+                    status,
+                    ts: event.ts,
+                    detail,
+                };
+                let _ = self.acks.send((device, ack)).await;
+            }
+        }
+        for device in ready {
+            let _ = self.ready.send(device).await;
+        }
+    }
+
+    async fn load_mark(&self, device: &DeviceId, cancel: &CancellationToken) -> u64 {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.acked_seq(device).await {
+                Ok(m) => return m,
+                Err(e) => {
+                    self.health.database_failed(&e);
+                    tracing::error!(%device, error = %e, "reading receipt mark failed; retrying");
+                    if cancel.is_cancelled() {
+                        return 0;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+fn inbound_len(m: &Inbound) -> usize {
+    match m {
+        Inbound::Events(_, b) => b.events.len(),
+        Inbound::Snapshot(..) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mark;
+
+    #[test]
+    fn marks_are_contiguous() {
+        let mut m = Mark::default();
+        m.advance(1, [1, 2, 3]);
+        assert_eq!(m.acked, 3);
+        m.advance(4, [5, 6]);
+        assert_eq!(m.acked, 3, "4 missing: no receipt past the gap");
+        m.advance(4, [4, 5, 6]);
+        assert_eq!(m.acked, 6);
+        assert!(m.pending.is_empty());
+    }
+
+    #[test]
+    fn base_skips_what_the_agent_no_longer_has() {
+        let mut m = Mark::default();
+        m.advance(100, [100, 101]);
+        assert_eq!(m.acked, 101);
+        m.advance(50, [50]);
+        assert_eq!(m.acked, 101, "duplicates never lower the mark");
+    }
+}

@@ -1,0 +1,276 @@
+//! The fleet server: embedded broker, ingest, state, commands, audit and the HTTP API.
+//!
+//! [`start`] wires the parts and returns once every listener is bound; [`RunningServer::shutdown`]
+//! stops them in order: stop intake (broker front, HTTP), drain (link reader, ingest writer),
+//! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
+
+pub mod api;
+pub mod commands;
+pub mod config;
+pub mod health;
+pub mod ingest;
+pub mod link;
+pub mod metrics;
+pub mod presence;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use broker::{Broker, BrokerConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::ServerConfig;
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::presence::Online;
+use crate::store::Store;
+
+/// Milliseconds since the Unix epoch: the one time format of storage and wire.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// 32 random bytes from the OS, hex, prefixed so a leaked token is recognisable.
+pub fn random_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // The OS RNG does not fail on Linux; if it ever did, fall back to a v4 uuid pair
+        // (also OS-seeded) rather than a weak token.
+        return format!(
+            "lf_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("lf_{hex}")
+}
+
+/// A server with every listener bound.
+pub struct RunningServer {
+    pub mqtt_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub admin_token: String,
+    pub store: Store,
+    pub metrics: Metrics,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RunningServer {
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Ordered shutdown; returns when every task has finished and the database is closed.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.store.close().await;
+        tracing::info!("server stopped");
+    }
+}
+
+/// Starts the server. Needs `ca.crt`, `server.crt` and `server.key` in the certs dir.
+pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
+    cfg.validate()?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let certs_dir = cfg.certs_dir();
+    let tls = broker::server_tls(&certs_dir).with_context(|| {
+        format!(
+            "loading TLS material from {} (create it with `fleet-certs init --dir {}`)",
+            certs_dir.display(),
+            certs_dir.display()
+        )
+    })?;
+    let url = cfg.database_url();
+    let store = Store::connect(&url)
+        .await
+        .with_context(|| format!("opening database {}", redact(&url)))?;
+    let reset = store.mark_all_offline(now_ms()).await?;
+    if reset > 0 {
+        tracing::info!(
+            devices = reset,
+            "marked devices offline until they reconnect"
+        );
+    }
+    let admin_token = admin_token(&cfg)?;
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (presence_tx, presence_rx) = mpsc::channel(1024);
+    let mut broker = Broker::start(
+        BrokerConfig {
+            listen: cfg.mqtt_listen,
+            max_connections: cfg.max_connections,
+            max_packet_size: cfg.max_packet_size,
+            handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
+        },
+        tls,
+        presence_tx,
+        cancel.clone(),
+        &tracker,
+    )
+    .await?;
+    let metrics = Metrics::new(broker.stats());
+    let health = Health::default();
+    let (link_tx, link_rx) = broker.take_link().context("broker link already taken")?;
+    let publisher = link::start(link_tx).await.context("starting broker link")?;
+    let online = Online::default();
+
+    let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+    let (acks_tx, acks_rx) = mpsc::channel(4096);
+    let (ready_tx, ready_rx) = mpsc::channel(4096);
+    let commands = commands::Commands {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        online: online.clone(),
+        metrics: metrics.clone(),
+    };
+    tracker.spawn(presence::run(
+        presence_rx,
+        online,
+        store.clone(),
+        publisher.clone(),
+        metrics.clone(),
+    ));
+    tracker.spawn(link::read(
+        link_rx,
+        ingest_tx,
+        acks_tx.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    let writer = ingest::Writer {
+        store: store.clone(),
+        publisher,
+        acks: acks_tx,
+        ready: ready_tx,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        batch_events: cfg.ingest_batch,
+    };
+    tracker.spawn(writer.run(ingest_rx, cancel.clone()));
+    tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));
+    tracker.spawn(commands.clone().maintain(cancel.clone()));
+
+    let state = api::AppState {
+        store: store.clone(),
+        commands,
+        metrics: metrics.clone(),
+        health,
+        admin_token_hash: api::token_hash(&admin_token),
+        default_ttl: cfg.command_ttl(),
+    };
+    let http = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
+    let http_addr = http.local_addr()?;
+    let http_cancel = cancel.clone();
+    tracker.spawn(async move {
+        let app = api::router(state);
+        if let Err(e) = axum::serve(http, app)
+            .with_graceful_shutdown(http_cancel.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let mqtt_addr = broker.local_addr();
+    write_listen_file(&cfg.data_dir, mqtt_addr, http_addr)?;
+    tracing::info!(%mqtt_addr, %http_addr, database = %redact(&url), "fleet server ready");
+    Ok(RunningServer {
+        mqtt_addr,
+        http_addr,
+        admin_token,
+        store,
+        metrics,
+        cancel,
+        tracker,
+    })
+}
+
+/// The configured admin token, else the one generated into the data dir on first start.
+fn admin_token(cfg: &ServerConfig) -> anyhow::Result<String> {
+    if let Some(t) = &cfg.admin_token {
+        return Ok(t.clone());
+    }
+    let path = cfg.data_dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let t = existing.trim().to_owned();
+        if t.len() >= 16 {
+            return Ok(t);
+        }
+    }
+    let token = random_token();
+    write_private(&path, &token)
+        .with_context(|| format!("writing admin token to {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+/// `listen.json` in the data dir tells tools and tests the bound ports (port 0 picks one).
+fn write_listen_file(dir: &Path, mqtt: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "mqtt": mqtt.to_string(), "http": http.to_string() });
+    let tmp = dir.join("listen.json.tmp");
+    std::fs::write(&tmp, body.to_string())?;
+    std::fs::rename(&tmp, dir.join("listen.json"))?;
+    Ok(())
+}
+
+/// A database URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,115 @@
+//! `fleet-server`: parses configuration (file, `LOCKERFLEET_*` env, flags) and runs the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use fleet_server::ServerConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleet-server",
+    version,
+    about = "LockerFleet fleet server with embedded MQTT broker"
+)]
+struct Args {
+    /// TOML config file; flags and LOCKERFLEET_* variables override its values.
+    #[arg(long, env = "LOCKERFLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, admin token, listen.json).
+    #[arg(long, env = "LOCKERFLEET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Certificates directory (ca.crt, server.crt, server.key); default DATA_DIR/certs.
+    #[arg(long, env = "LOCKERFLEET_CERTS")]
+    certs: Option<PathBuf>,
+    /// TLS listen address for devices (port 0: any free port).
+    #[arg(long, env = "LOCKERFLEET_MQTT_LISTEN")]
+    mqtt_listen: Option<SocketAddr>,
+    /// HTTP API listen address.
+    #[arg(long, env = "LOCKERFLEET_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// sqlite://PATH or postgres://USER:PASS@HOST/DB (default: SQLite in the data dir).
+    #[arg(long, env = "LOCKERFLEET_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Admin bearer token (default: generated into DATA_DIR/admin-token).
+    #[arg(long, env = "LOCKERFLEET_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Time to live of remote commands, seconds.
+    #[arg(long, env = "LOCKERFLEET_COMMAND_TTL_SECS")]
+    command_ttl_secs: Option<u64>,
+    /// Most simultaneous device connections.
+    #[arg(long, env = "LOCKERFLEET_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => {$( if let Some(v) = self.$field { cfg.$field = v; } )*};
+        }
+        overlay!(
+            data_dir,
+            mqtt_listen,
+            http_listen,
+            command_ttl_secs,
+            max_connections
+        );
+        if self.certs.is_some() {
+            cfg.certs = self.certs;
+        }
+        if self.database_url.is_some() {
+            cfg.database_url = self.database_url;
+        }
+        if self.admin_token.is_some() {
+            cfg.admin_token = self.admin_token;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg = Args::parse().into_config()?;
+    let server = fleet_server::start(cfg)
+        .await
+        .context("server failed to start")?;
+    println!(
+        "LOCKERFLEET_READY mqtt={} http={}",
+        server.mqtt_addr, server.http_addr
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKERFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,201 @@
+//! Prometheus metrics of the server (`GET /metrics`, OpenMetrics text).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use broker::FrontStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+/// Every metric the server updates; cheap to clone (all handles are `Arc`s inside).
+#[derive(Clone)]
+pub struct Metrics {
+    pub events_received: Counter,
+    pub events_stored: Counter,
+    pub events_duplicate: Counter,
+    pub malformed: Family<ChannelLabel, Counter>,
+    pub receipts_sent: Counter,
+    pub ingest_batches: Counter,
+    pub db_errors: Counter,
+    pub devices_online: Gauge,
+    pub commands: Family<StatusLabel, Counter>,
+    pub command_latency: Histogram,
+    pub ingest_batch_seconds: Histogram,
+    registry: Arc<Registry>,
+}
+
+impl Metrics {
+    pub fn new(front: Arc<FrontStats>) -> Metrics {
+        let mut registry = Registry::with_prefix("lockerfleet");
+        let m = Metrics {
+            events_received: Counter::default(),
+            events_stored: Counter::default(),
+            events_duplicate: Counter::default(),
+            malformed: Family::default(),
+            receipts_sent: Counter::default(),
+            ingest_batches: Counter::default(),
+            db_errors: Counter::default(),
+            devices_online: Gauge::default(),
+            commands: Family::default(),
+            // 0.5 ms .. ~16 s: remote opens are milliseconds when all is well.
+            command_latency: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16),
+            ),
+            ingest_batch_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+            ),
+            registry: Arc::new(Registry::default()),
+        };
+        let r = &mut registry;
+        r.register(
+            "events_received",
+            "Events received from devices",
+            m.events_received.clone(),
+        );
+        r.register(
+            "events_stored",
+            "Events newly stored (after deduplication)",
+            m.events_stored.clone(),
+        );
+        r.register(
+            "events_duplicate",
+            "Events received again and ignored",
+            m.events_duplicate.clone(),
+        );
+        r.register(
+            "messages_malformed",
+            "Device messages refused as malformed, by channel",
+            m.malformed.clone(),
+        );
+        r.register(
+            "receipts_sent",
+            "Receipts published to devices",
+            m.receipts_sent.clone(),
+        );
+        r.register(
+            "ingest_batches",
+            "Storage transactions of the ingest writer",
+            m.ingest_batches.clone(),
+        );
+        r.register(
+            "db_errors",
+            "Failed storage transactions (retried)",
+            m.db_errors.clone(),
+        );
+        r.register(
+            "devices_online",
+            "Devices with an open broker session",
+            m.devices_online.clone(),
+        );
+        r.register("commands", "Command status transitions", m.commands.clone());
+        r.register(
+            "command_latency_seconds",
+            "Remote command latency: API call to outcome at the door",
+            m.command_latency.clone(),
+        );
+        r.register(
+            "ingest_batch_seconds",
+            "Duration of one ingest transaction",
+            m.ingest_batch_seconds.clone(),
+        );
+        r.register_collector(Box::new(FrontCollector(front)));
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn command_status(&self, status: &str) {
+        self.commands
+            .get_or_create(&StatusLabel {
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn malformed(&self, channel: &str) {
+        self.malformed
+            .get_or_create(&ChannelLabel {
+                channel: channel.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Reads the broker front's counters at scrape time.
+#[derive(Debug)]
+struct FrontCollector(Arc<FrontStats>);
+
+impl Collector for FrontCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let counters: [(&str, &str, &AtomicU64); 7] = [
+            (
+                "broker_connections_accepted",
+                "TCP connections accepted on the device port",
+                &s.accepted,
+            ),
+            (
+                "broker_connections_rejected_limit",
+                "Connections refused at the connection limit",
+                &s.rejected_limit,
+            ),
+            (
+                "broker_handshake_failed",
+                "TLS handshakes that failed (bad or missing client certificate, ...)",
+                &s.handshake_failed,
+            ),
+            (
+                "broker_handshake_timeout",
+                "Connections closed for not finishing TLS or CONNECT in time",
+                &s.handshake_timeout,
+            ),
+            (
+                "broker_identity_rejected",
+                "Sessions refused: certificate without a device id, or client id differing from it",
+                &s.identity_rejected,
+            ),
+            (
+                "broker_violations",
+                "Devices disconnected for publishing or subscribing outside their own topics or malformed packets",
+                &s.violations,
+            ),
+            ("broker_sessions", "MQTT sessions accepted", &s.sessions),
+        ];
+        for (name, help, value) in counters {
+            let c = ConstCounter::new(FrontStats::get(value));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let g = ConstGauge::new(FrontStats::get(&s.active) as i64);
+        g.encode(encoder.encode_descriptor(
+            "broker_connections_active",
+            "Open connections on the device port",
+            None,
+            g.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,1007 @@
+//! Storage: the one place that speaks SQL, on SQLite (default) or PostgreSQL through `sqlx::Any`.
+//!
+//! Writes that carry device data go through [`Store::ingest`], one transaction per batch, so
+//! the cost of a commit is shared by many events; everything is idempotent on
+//! `(device_id, seq)` so a retransmitted event is stored once.
+
+mod schema;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use protocol::{BoxNo, CommandId, CommandStatus, DeviceId, Event, EventBody, StateSnapshot};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+pub use schema::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(
+        "database schema version {found} is newer than this server's {supported}; upgrade the server"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Connection pool plus the dialect differences that matter.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    kind: DbKind,
+}
+
+/// Rows written per multi-row INSERT: 7 parameters a row stays under SQLite's 32766.
+const ROWS_PER_INSERT: usize = 500;
+
+impl Store {
+    /// Connects, applies the schema, and checks its version. `url` is `sqlite://...` or
+    /// `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else {
+            DbKind::Postgres
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if kind == DbKind::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10));
+        let pool = if kind == DbKind::Sqlite {
+            options
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL lets readers run beside the single writer; NORMAL syncs at
+                        // checkpoints, which survives process crashes (kill -9).
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA busy_timeout = 10000",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await?
+        } else {
+            options.connect(url).await?
+        };
+        let store = Store { pool, kind };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        for statement in schema::STATEMENTS {
+            sqlx::query(*statement).execute(&self.pool).await?;
+        }
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await?;
+        match found {
+            None => {
+                sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                    .bind(SCHEMA_VERSION)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Cheap liveness probe for `/healthz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---------------------------------------------------------------------------- ingest
+
+    /// Stores a batch of events and snapshots in one transaction: events deduplicated on
+    /// `(device_id, seq)`, box state advanced only by newer sequence numbers, devices' receipt
+    /// marks raised. Returns how many events were new.
+    pub async fn ingest(&self, batch: &IngestBatch) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = batch.received_at;
+        let mut inserted = 0;
+
+        // Devices first, so every later row has its device.
+        for (device, mark) in &batch.marks {
+            sqlx::query(
+                "INSERT INTO devices (device_id, created_at, last_seen, acked_seq) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
+                   acked_seq = CASE WHEN excluded.acked_seq > devices.acked_seq
+                                    THEN excluded.acked_seq ELSE devices.acked_seq END",
+            )
+            .bind(device.as_str())
+            .bind(now)
+            .bind(now)
+            .bind(*mark as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        for chunk in batch.events.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                "INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body) VALUES ",
+                7,
+                chunk.len(),
+                " ON CONFLICT (device_id, seq) DO NOTHING",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (device, event) in chunk {
+                q = q
+                    .bind(device.as_str())
+                    .bind(event.seq as i64)
+                    .bind(event.ts)
+                    .bind(now)
+                    .bind(event.body.kind())
+                    .bind(event.body.box_no().map(|b| i64::from(b.get())))
+                    .bind(serde_json::to_string(&event.body).unwrap_or_default());
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected();
+        }
+
+        // Latest door and occupancy per box in this batch; older ones would lose anyway.
+        let mut doors: HashMap<(&DeviceId, BoxNo), (bool, u64, i64)> = HashMap::new();
+        let mut occupancy: HashMap<(&DeviceId, BoxNo), (bool, u64, i64)> = HashMap::new();
+        for (device, event) in &batch.events {
+            let slot = match &event.body {
+                EventBody::Door { box_no, open } => Some((&mut doors, *box_no, *open)),
+                EventBody::Occupancy { box_no, occupied } => {
+                    Some((&mut occupancy, *box_no, *occupied))
+                }
+                EventBody::Started {
+                    boxes,
+                    agent_version,
+                } => {
+                    self.started(&mut tx, device, *boxes, agent_version).await?;
+                    None
+                }
+                EventBody::CommandResult { .. } => None,
+            };
+            if let Some((map, box_no, value)) = slot {
+                let entry = map
+                    .entry((device, box_no))
+                    .or_insert((value, event.seq, event.ts));
+                if event.seq >= entry.1 {
+                    *entry = (value, event.seq, event.ts);
+                }
+            }
+        }
+        self.upsert_box_field(&mut tx, BoxField::Door, &doors)
+            .await?;
+        self.upsert_box_field(&mut tx, BoxField::Occupied, &occupancy)
+            .await?;
+
+        for (device, snapshot) in &batch.snapshots {
+            self.apply_snapshot(&mut tx, device, snapshot, now).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn started(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        device: &DeviceId,
+        boxes: u16,
+        agent_version: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET boxes = $1, agent_version = $2 WHERE device_id = $3")
+            .bind(i64::from(boxes))
+            .bind(agent_version)
+            .bind(device.as_str())
+            .execute(&mut **tx)
+            .await?;
+        let numbers: Vec<i64> = (1..=i64::from(boxes)).collect();
+        for chunk in numbers.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                "INSERT INTO boxes (device_id, box_no) VALUES ",
+                2,
+                chunk.len(),
+                " ON CONFLICT (device_id, box_no) DO NOTHING",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(device.as_str()).bind(*n);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_box_field(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        field: BoxField,
+        latest: &HashMap<(&DeviceId, BoxNo), (bool, u64, i64)>,
+    ) -> Result<(), StoreError> {
+        let (value, seq, at) = field.columns();
+        let rows: Vec<_> = latest.iter().collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                &format!("INSERT INTO boxes (device_id, box_no, {value}, {seq}, {at}) VALUES "),
+                5,
+                chunk.len(),
+                &format!(
+                    " ON CONFLICT (device_id, box_no) DO UPDATE SET {value} = excluded.{value},
+                      {seq} = excluded.{seq}, {at} = excluded.{at}
+                      WHERE boxes.{seq} < excluded.{seq}"
+                ),
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((device, box_no), (v, s, t)) in chunk {
+                q = q
+                    .bind(device.as_str())
+                    .bind(i64::from(box_no.get()))
+                    .bind(i64::from(*v))
+                    .bind(*s as i64)
+                    .bind(*t);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// A snapshot sets every box it names, unless an event newer than the snapshot already did.
+    async fn apply_snapshot(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        device: &DeviceId,
+        snapshot: &StateSnapshot,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut doors = HashMap::new();
+        let mut occupancy = HashMap::new();
+        for b in &snapshot.boxes {
+            doors.insert((device, b.box_no), (b.door_open, snapshot.seq, snapshot.ts));
+            if let Some(o) = b.occupied {
+                occupancy.insert((device, b.box_no), (o, snapshot.seq, snapshot.ts));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO devices (device_id, created_at, last_seen, boxes) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
+               boxes = CASE WHEN excluded.boxes > devices.boxes THEN excluded.boxes ELSE devices.boxes END",
+        )
+        .bind(device.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(snapshot.boxes.len() as i64)
+        .execute(&mut **tx)
+        .await?;
+        // `<=`: a snapshot taken at the same seq as the last event is at least as fresh.
+        self.upsert_box_field(tx, BoxField::Door, &doors).await?;
+        self.upsert_box_field(tx, BoxField::Occupied, &occupancy)
+            .await?;
+        Ok(())
+    }
+
+    /// The receipt mark stored for a device (0 if unknown).
+    pub async fn acked_seq(&self, device: &DeviceId) -> Result<u64, StoreError> {
+        let mark: Option<i64> =
+            sqlx::query_scalar("SELECT acked_seq FROM devices WHERE device_id = $1")
+                .bind(device.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(mark.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Highest stored seq above `after` such that every seq in between is stored: used to
+    /// re-derive a receipt mark when events arrived out of order.
+    pub async fn stored_seqs_after(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM events WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(device.as_str())
+        .bind(after as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|s| s as u64).collect())
+    }
+
+    // ---------------------------------------------------------------------------- presence
+
+    /// Records a presence change exactly as the broker front reported it.
+    pub async fn presence(
+        &self,
+        device: &DeviceId,
+        session: u64,
+        online: bool,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (device_id, created_at, online, last_seen, presence_changed_at, presence_reason)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
+               last_seen = excluded.last_seen, presence_changed_at = excluded.presence_changed_at,
+               presence_reason = excluded.presence_reason",
+        )
+        .bind(device.as_str())
+        .bind(at)
+        .bind(i64::from(online))
+        .bind(at)
+        .bind(at)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO presence_log (device_id, ts, session, online, reason) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(device.as_str())
+        .bind(at)
+        .bind(session as i64)
+        .bind(i64::from(online))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// At start-up nobody is connected yet: the embedded broker's sessions died with the
+    /// previous process.
+    pub async fn mark_all_offline(&self, at: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE devices SET online = 0, presence_changed_at = $1, presence_reason = 'server restarted'
+             WHERE online = 1",
+        )
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn presence_log(
+        &self,
+        device: &DeviceId,
+        limit: i64,
+    ) -> Result<Vec<PresenceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, session, online, reason FROM presence_log WHERE device_id = $1
+             ORDER BY ts DESC LIMIT $2",
+        )
+        .bind(device.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PresenceRow {
+                    ts: r.try_get("ts")?,
+                    session: r.try_get("session")?,
+                    online: r.try_get::<i64, _>("online")? != 0,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------------------- queries
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, boxes, agent_version, online, last_seen, presence_changed_at,
+                    presence_reason, acked_seq FROM devices ORDER BY device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(DeviceRow::from_row).collect()
+    }
+
+    pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT device_id, boxes, agent_version, online, last_seen, presence_changed_at,
+                    presence_reason, acked_seq FROM devices WHERE device_id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let device = DeviceRow::from_row(&row)?;
+        let boxes = sqlx::query(
+            "SELECT box_no, door_open, door_changed_at, occupied, occupied_changed_at
+             FROM boxes WHERE device_id = $1 ORDER BY box_no",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let boxes = boxes
+            .iter()
+            .map(|r| {
+                let last_change = [
+                    r.try_get::<Option<i64>, _>("door_changed_at")?,
+                    r.try_get::<Option<i64>, _>("occupied_changed_at")?,
+                ]
+                .into_iter()
+                .flatten()
+                .max();
+                Ok(BoxRow {
+                    box_no: r.try_get("box_no")?,
+                    door: if r.try_get::<i64, _>("door_open")? != 0 {
+                        "open"
+                    } else {
+                        "closed"
+                    },
+                    occupied: r.try_get::<Option<i64>, _>("occupied")?.map(|o| o != 0),
+                    last_change,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(DeviceDetail { device, boxes }))
+    }
+
+    pub async fn device_exists(&self, id: &DeviceId) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT boxes FROM devices WHERE device_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Events of one device in sequence order, after `after`.
+    pub async fn events(
+        &self,
+        id: &DeviceId,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, ts, received_at, kind, box_no, body FROM events
+             WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id.as_str())
+        .bind(after as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let body: String = r.try_get("body")?;
+                Ok(EventRow {
+                    seq: r.try_get("seq")?,
+                    ts: r.try_get("ts")?,
+                    received_at: r.try_get("received_at")?,
+                    kind: r.try_get("kind")?,
+                    box_no: r.try_get("box_no")?,
+                    body: serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts for the status line and metrics.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM events) AS events,
+                    (SELECT COUNT(*) FROM devices) AS devices,
+                    (SELECT COUNT(*) FROM devices WHERE online = 1) AS online,
+                    (SELECT COUNT(*) FROM boxes) AS boxes,
+                    (SELECT COUNT(*) FROM boxes WHERE door_open = 1) AS open_doors,
+                    (SELECT COUNT(*) FROM boxes WHERE occupied = 1) AS occupied",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Totals {
+            events: row.try_get("events")?,
+            devices: row.try_get("devices")?,
+            online: row.try_get("online")?,
+            boxes: row.try_get("boxes")?,
+            open_doors: row.try_get("open_doors")?,
+            occupied: row.try_get("occupied")?,
+        })
+    }
+
+    // ---------------------------------------------------------------------------- commands
+
+    /// Inserts a command and its audit row. With an idempotency key already used by the same
+    /// actor, returns the existing command instead.
+    pub async fn create_command(&self, c: &NewCommand) -> Result<CreateOutcome, StoreError> {
+        if let Some(key) = &c.idempotency_key
+            && let Some(existing) = self.command_by_key(&c.actor, key).await?
+        {
+            return Ok(CreateOutcome::Existing(Box::new(existing)));
+        }
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO commands (command_id, device_id, box_no, action, status, status_rank, actor,
+                                   reason, idempotency_key, created_at, expires_at)
+             VALUES ($1, $2, $3, 'open', 'queued', 0, $4, $5, $6, $7, $8)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(c.id.as_str())
+        .bind(c.device.as_str())
+        .bind(i64::from(c.box_no.get()))
+        .bind(&c.actor)
+        .bind(&c.reason)
+        .bind(c.idempotency_key.as_deref())
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Lost a race with the same idempotency key.
+            tx.rollback().await?;
+            let key = c.idempotency_key.as_deref().unwrap_or_default();
+            return match self.command_by_key(&c.actor, key).await? {
+                Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
+                None => Err(StoreError::Corrupt("command insert conflicted".into())),
+            };
+        }
+        sqlx::query(
+            "INSERT INTO audit (audit_id, ts, actor, action, device_id, box_no, command_id, reason)
+             VALUES ($1, $2, $3, 'remote_open', $4, $5, $6, $7)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.created_at)
+        .bind(&c.actor)
+        .bind(c.device.as_str())
+        .bind(i64::from(c.box_no.get()))
+        .bind(c.id.as_str())
+        .bind(&c.reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn command_by_key(
+        &self,
+        actor: &str,
+        key: &str,
+    ) -> Result<Option<CommandRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{COMMAND_SELECT} WHERE actor = $1 AND idempotency_key = $2"
+        )))
+        .bind(actor)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(CommandRow::from_row).transpose()
+    }
+
+    pub async fn command(&self, id: &str) -> Result<Option<CommandRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{COMMAND_SELECT} WHERE command_id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(CommandRow::from_row).transpose()
+    }
+
+    /// Moves a command forward in its lifecycle. Never backwards; a physical outcome from the
+    /// door (opened, jammed, ...) may replace `expired`, since the door is the truth.
+    /// Returns the row when it changed.
+    pub async fn advance_command(
+        &self,
+        id: &CommandId,
+        status: CommandStatus,
+        at: i64,
+        detail: Option<&str>,
+    ) -> Result<Option<CommandRow>, StoreError> {
+        let column = match status {
+            CommandStatus::Queued => return Ok(None),
+            CommandStatus::Sent => "sent_at",
+            CommandStatus::Delivered => "delivered_at",
+            _ => "finished_at",
+        };
+        let physical = status.is_terminal() && status != CommandStatus::Expired;
+        let sql = format!(
+            "UPDATE commands SET status = $1, status_rank = $2, {column} = $3,
+                    detail = COALESCE($4, detail)
+             WHERE command_id = $5 AND (status_rank < $6 OR ($7 = 1 AND status = 'expired'))"
+        );
+        let changed = sqlx::query(AssertSqlSafe(sql))
+            .bind(status.as_str())
+            .bind(status.rank())
+            .bind(at)
+            .bind(detail)
+            .bind(id.as_str())
+            .bind(status.rank())
+            .bind(i64::from(physical))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.command(id.as_str()).await
+    }
+
+    /// Commands still waiting for delivery (queued or sent) and not yet expired.
+    pub async fn pending_commands(
+        &self,
+        device: Option<&DeviceId>,
+        now: i64,
+    ) -> Result<Vec<CommandRow>, StoreError> {
+        let rows =
+            match device {
+                Some(d) => {
+                    sqlx::query(AssertSqlSafe(format!(
+                    "{COMMAND_SELECT} WHERE status_rank < 2 AND expires_at > $1 AND device_id = $2
+                     ORDER BY created_at"
+                )))
+                    .bind(now)
+                    .bind(d.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => sqlx::query(AssertSqlSafe(format!(
+                    "{COMMAND_SELECT} WHERE status_rank < 2 AND expires_at > $1 ORDER BY created_at"
+                )))
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        rows.iter().map(CommandRow::from_row).collect()
+    }
+
+    /// Expires every command not delivered by its deadline; returns them.
+    pub async fn expire_commands(&self, now: i64) -> Result<Vec<CommandRow>, StoreError> {
+        let due = sqlx::query(AssertSqlSafe(format!(
+            "{COMMAND_SELECT} WHERE status_rank < 2 AND expires_at <= $1"
+        )))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = Vec::new();
+        for row in due.iter().map(CommandRow::from_row) {
+            let row = row?;
+            let id = CommandId::parse(&row.command_id)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some(r) = self
+                .advance_command(
+                    &id,
+                    CommandStatus::Expired,
+                    now,
+                    Some("not delivered within its time to live"),
+                )
+                .await?
+            {
+                expired.push(r);
+            }
+        }
+        Ok(expired)
+    }
+
+    // ---------------------------------------------------------------------------- audit
+
+    /// Newest first. Each remote-open request with its command's current result and latency.
+    pub async fn audit(
+        &self,
+        device: Option<&DeviceId>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let base =
+            "SELECT a.audit_id, a.ts, a.actor, a.action, a.device_id, a.box_no, a.command_id,
+                           a.reason, c.status, c.finished_at, c.created_at AS c_created, c.detail
+                    FROM audit a LEFT JOIN commands c ON c.command_id = a.command_id";
+        let rows = match device {
+            Some(d) => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "{base} WHERE a.device_id = $1 ORDER BY a.ts DESC, a.audit_id LIMIT $2"
+                )))
+                .bind(d.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "{base} ORDER BY a.ts DESC, a.audit_id LIMIT $1"
+                )))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let finished: Option<i64> = r.try_get("finished_at")?;
+                let created: Option<i64> = r.try_get("c_created")?;
+                Ok(AuditRow {
+                    id: r.try_get("audit_id")?,
+                    ts: r.try_get("ts")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    device_id: r.try_get("device_id")?,
+                    box_no: r.try_get("box_no")?,
+                    command_id: r.try_get("command_id")?,
+                    reason: r.try_get("reason")?,
+                    result: r.try_get("status")?,
+                    detail: r.try_get("detail")?,
+                    latency_ms: finished.zip(created).map(|(f, c)| f - c),
+                })
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------------------- tokens
+
+    pub async fn insert_token(
+        &self,
+        hash: &str,
+        name: &str,
+        role: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(name)
+        .bind(role)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token(&self, hash: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("name")?, r.try_get("role")?)))
+            .transpose()
+    }
+}
+
+const COMMAND_SELECT: &str = "SELECT command_id, device_id, box_no, action, status, actor, reason,
+    idempotency_key, created_at, expires_at, sent_at, delivered_at, finished_at, detail FROM commands";
+
+#[derive(Clone, Copy)]
+enum BoxField {
+    Door,
+    Occupied,
+}
+
+impl BoxField {
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            BoxField::Door => ("door_open", "door_seq", "door_changed_at"),
+            BoxField::Occupied => ("occupied", "occupied_seq", "occupied_changed_at"),
+        }
+    }
+}
+
+/// `prefix ($1, $2, ...), (...), ... suffix` for `rows` rows of `cols` parameters.
+fn multi_row(prefix: &str, cols: usize, rows: usize, suffix: &str) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * cols * 5 + suffix.len());
+    sql.push_str(prefix);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(r * cols + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(suffix);
+    sql
+}
+
+/// What one ingest transaction writes.
+#[derive(Debug, Default)]
+pub struct IngestBatch {
+    pub received_at: i64,
+    pub events: Vec<(DeviceId, Event)>,
+    pub snapshots: Vec<(DeviceId, StateSnapshot)>,
+    /// New receipt mark per device that sent something in this batch.
+    pub marks: HashMap<DeviceId, u64>,
+}
+
+pub enum CreateOutcome {
+    Created,
+    Existing(Box<CommandRow>),
+}
+
+pub struct NewCommand {
+    pub id: CommandId,
+    pub device: DeviceId,
+    pub box_no: BoxNo,
+    pub actor: String,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    pub id: String,
+    pub online: bool,
+    pub boxes: i64,
+    pub agent_version: Option<String>,
+    pub last_seen: Option<i64>,
+    pub presence_changed_at: Option<i64>,
+    pub presence_reason: Option<String>,
+    pub acked_seq: i64,
+}
+
+impl DeviceRow {
+    fn from_row(r: &AnyRow) -> Result<DeviceRow, StoreError> {
+        Ok(DeviceRow {
+            id: r.try_get("device_id")?,
+            online: r.try_get::<i64, _>("online")? != 0,
+            boxes: r.try_get("boxes")?,
+            agent_version: r.try_get("agent_version")?,
+            last_seen: r.try_get("last_seen")?,
+            presence_changed_at: r.try_get("presence_changed_at")?,
+            presence_reason: r.try_get("presence_reason")?,
+            acked_seq: r.try_get("acked_seq")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxRow {
+    #[serde(rename = "box")]
+    pub box_no: i64,
+    pub door: &'static str,
+    pub occupied: Option<bool>,
+    pub last_change: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: DeviceRow,
+    pub boxes: Vec<BoxRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub seq: i64,
+    pub ts: i64,
+    pub received_at: i64,
+    pub kind: String,
+    #[serde(rename = "box")]
+    pub box_no: Option<i64>,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PresenceRow {
+    pub ts: i64,
+    pub session: i64,
+    pub online: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub events: i64,
+    pub devices: i64,
+    pub online: i64,
+    pub boxes: i64,
+    pub open_doors: i64,
+    pub occupied: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRow {
+    pub command_id: String,
+    pub device_id: String,
+    #[serde(rename = "box")]
+    pub box_no: i64,
+    pub action: String,
+    pub status: String,
+    pub actor: String,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub detail: Option<String>,
+    /// From the API call to the outcome at the door, when there is one.
+    pub latency_ms: Option<i64>,
+}
+
+impl CommandRow {
+    fn from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
+        let created_at: i64 = r.try_get("created_at")?;
+        let finished_at: Option<i64> = r.try_get("finished_at")?;
+        Ok(CommandRow {
+            command_id: r.try_get("command_id")?,
+            device_id: r.try_get("device_id")?,
+            box_no: r.try_get("box_no")?,
+            action: r.try_get("action")?,
+            status: r.try_get("status")?,
+            actor: r.try_get("actor")?,
+            reason: r.try_get("reason")?,
+            idempotency_key: r.try_get("idempotency_key")?,
+            created_at,
+            expires_at: r.try_get("expires_at")?,
+            sent_at: r.try_get("sent_at")?,
+            delivered_at: r.try_get("delivered_at")?,
+            finished_at,
+            detail: r.try_get("detail")?,
+            latency_ms: finished_at.map(|f| f - created_at),
+        })
+    }
+
+    pub fn status(&self) -> Option<CommandStatus> {
+        CommandStatus::parse(&self.status)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub id: String,
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub device_id: Option<String>,
+    #[serde(rename = "box")]
+    pub box_no: Option<i64>,
+    pub command_id: Option<String>,
+    pub reason: Option<String>,
+    /// The command's status now: its outcome once it has one.
+    pub result: Option<String>,
+    pub detail: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multi_row;
+
+    #[test]
+    fn multi_row_placeholders() {
+        assert_eq!(
+            multi_row("INSERT INTO t VALUES ", 2, 2, " X"),
+            "INSERT INTO t VALUES ($1,$2),($3,$4) X"
+        );
+    }
+}

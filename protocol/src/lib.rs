@@ -1,0 +1,20 @@
+//! LockerFleet wire protocol: ids, MQTT topics and JSON messages shared by server and agent; no I/O.
+//!
+//! Everything a device and the fleet server say to each other is defined here, so that the two
+//! sides cannot drift apart. `PROTOCOL.md` documents the same with JSON examples, and the insta
+//! snapshots in `tests/it` turn any wire change into a visible diff.
+
+pub mod ids;
+pub mod message;
+pub mod topic;
+
+pub use ids::{BoxNo, CommandId, DeviceId, IdError};
+pub use message::{
+    AckStatus, BoxState, Command, CommandAck, CommandAction, CommandStatus, DecodeError, Event,
+    EventBatch, EventBody, Presence, Receipt, StateSnapshot, decode, encode,
+};
+pub use topic::{Channel, DeviceTopic, TopicError};
+
+/// The version every message carries in its `v` field. Bump it only with a migration plan:
+/// agents in the field are updated long after the server.
+pub const PROTOCOL_VERSION: u32 = 1;

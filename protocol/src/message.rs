@@ -1,0 +1,348 @@
+//! JSON payloads of every topic, each with the protocol version in `v`.
+//!
+//! Times are Unix epoch milliseconds (`i64`) everywhere: both SQLite and PostgreSQL store them
+//! as integers and no time-zone library is needed on a cabinet.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::PROTOCOL_VERSION;
+use crate::ids::{BoxNo, CommandId};
+
+/// Most events one batch may carry; the agent sends smaller batches, and the server refuses
+/// larger ones so that one message cannot monopolise a storage transaction.
+pub const MAX_EVENTS_PER_BATCH: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload is not valid JSON for this topic: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("protocol version {found} is not supported (this side speaks {supported})")]
+    Version { found: u32, supported: u32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Implemented by every top-level message so [`decode`] can check the version and limits.
+pub trait Message: Serialize + DeserializeOwned {
+    fn version(&self) -> u32;
+    fn validate(&self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+/// Decodes and validates a payload: JSON shape, protocol version, and the message's own limits.
+pub fn decode<M: Message>(payload: &[u8]) -> Result<M, DecodeError> {
+    let msg: M = serde_json::from_slice(payload)?;
+    if msg.version() != PROTOCOL_VERSION {
+        return Err(DecodeError::Version {
+            found: msg.version(),
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    msg.validate()?;
+    Ok(msg)
+}
+
+/// Encodes a message. Serialising these types cannot fail (no maps with non-string keys).
+pub fn encode<M: Message>(msg: &M) -> Vec<u8> {
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+fn v1() -> u32 {
+    PROTOCOL_VERSION
+}
+
+// ---------------------------------------------------------------------------------------------
+// device → server
+
+/// `devices/{id}/events`: a batch of events in sequence order.
+///
+/// `base` is the oldest sequence number the agent still holds: it asserts that everything below
+/// was receipted before (or never existed, after a reinstall), so the server may advance its
+/// receipt mark to `base - 1` even when it has no record of those events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventBatch {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub base: u64,
+    pub events: Vec<Event>,
+}
+
+impl Message for EventBatch {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.events.is_empty() {
+            return Err(DecodeError::Invalid("event batch is empty".into()));
+        }
+        if self.events.len() > MAX_EVENTS_PER_BATCH {
+            return Err(DecodeError::Invalid(format!(
+                "event batch has {} events; at most {MAX_EVENTS_PER_BATCH} are allowed",
+                self.events.len()
+            )));
+        }
+        if self.base == 0 || self.events.iter().any(|e| e.seq < self.base) {
+            return Err(DecodeError::Invalid(
+                "every event seq must be >= base, and base >= 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One event. `seq` is per device, starts at 1 and never repeats, also across agent restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    /// When the agent observed it (agent clock, epoch ms).
+    pub ts: i64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// The agent (re)started with this many boxes.
+    Started { boxes: u16, agent_version: String },
+    /// A door sensor changed.
+    Door {
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+        open: bool,
+    },
+    /// An occupancy sensor changed.
+    Occupancy {
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+        occupied: bool,
+    },
+    /// The durable record of a command's outcome (the ack on `acks` is the fast path).
+    CommandResult {
+        command_id: CommandId,
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+        status: AckStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+}
+
+impl EventBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Started { .. } => "started",
+            EventBody::Door { .. } => "door",
+            EventBody::Occupancy { .. } => "occupancy",
+            EventBody::CommandResult { .. } => "command_result",
+        }
+    }
+
+    pub fn box_no(&self) -> Option<BoxNo> {
+        match self {
+            EventBody::Started { .. } => None,
+            EventBody::Door { box_no, .. }
+            | EventBody::Occupancy { box_no, .. }
+            | EventBody::CommandResult { box_no, .. } => Some(*box_no),
+        }
+    }
+}
+
+/// `devices/{id}/state` (retained): every box as the agent sees it now. `seq` is the last event
+/// sequence number the snapshot reflects, so the server never lets an older event override it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub seq: u64,
+    pub ts: i64,
+    pub boxes: Vec<BoxState>,
+}
+
+impl Message for StateSnapshot {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.boxes.len() > u16::MAX as usize {
+            return Err(DecodeError::Invalid("too many boxes in snapshot".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxState {
+    #[serde(rename = "box")]
+    pub box_no: BoxNo,
+    pub door_open: bool,
+    /// `None` where the box has no occupancy sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupied: Option<bool>,
+}
+
+/// What an agent reports about a command. `Delivered` comes first, then one outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    Delivered,
+    Opened,
+    AlreadyOpen,
+    Jammed,
+    Failed,
+    /// The agent refused it: its `expires_at` had passed when it arrived.
+    Expired,
+}
+
+/// `devices/{id}/acks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandAck {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub command_id: CommandId,
+    pub status: AckStatus,
+    pub ts: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Message for CommandAck {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// server → device
+
+/// `devices/{id}/commands`. The agent must not execute it after `expires_at` (its own clock),
+/// and executes a given `command_id` at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub command_id: CommandId,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    #[serde(flatten)]
+    pub action: CommandAction,
+}
+
+impl Message for Command {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CommandAction {
+    /// Pulse the lock of one box and report what the door sensor saw.
+    Open {
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+    },
+}
+
+/// `devices/{id}/receipts`: every event with `seq <= up_to` is stored durably; the agent may
+/// delete them from its outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub up_to: u64,
+}
+
+impl Message for Receipt {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// `devices/{id}/presence` (retained): the broker front's exact view of the device's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub online: bool,
+    pub ts: i64,
+    pub reason: String,
+}
+
+impl Message for Presence {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// The server-side lifecycle of a command, a superset of what agents report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Opened,
+    AlreadyOpen,
+    Jammed,
+    Failed,
+    Expired,
+}
+
+impl CommandStatus {
+    pub const ALL: [CommandStatus; 8] = [
+        CommandStatus::Queued,
+        CommandStatus::Sent,
+        CommandStatus::Delivered,
+        CommandStatus::Opened,
+        CommandStatus::AlreadyOpen,
+        CommandStatus::Jammed,
+        CommandStatus::Failed,
+        CommandStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Queued => "queued",
+            CommandStatus::Sent => "sent",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Opened => "opened",
+            CommandStatus::AlreadyOpen => "already_open",
+            CommandStatus::Jammed => "jammed",
+            CommandStatus::Failed => "failed",
+            CommandStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CommandStatus> {
+        CommandStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Lifecycle order: a status only ever moves to a higher rank.
+    pub fn rank(self) -> i64 {
+        match self {
+            CommandStatus::Queued => 0,
+            CommandStatus::Sent => 1,
+            CommandStatus::Delivered => 2,
+            _ => 3,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self.rank() == 3
+    }
+}
+
+impl From<AckStatus> for CommandStatus {
+    fn from(a: AckStatus) -> Self {
+        match a {
+            AckStatus::Delivered => CommandStatus::Delivered,
+            AckStatus::Opened => CommandStatus::Opened,
+            AckStatus::AlreadyOpen => CommandStatus::AlreadyOpen,
+            AckStatus::Jammed => CommandStatus::Jammed,
+            AckStatus::Failed => CommandStatus::Failed,
+            AckStatus::Expired => CommandStatus::Expired,
+        }
+    }
+}

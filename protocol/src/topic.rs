@@ -1,0 +1,243 @@
+//! MQTT topics: the only place where topic strings are built and parsed.
+//!
+//! Every topic of a device lives under `devices/{device_id}/`. The broker front uses
+//! [`check_device_publish`] and [`check_device_subscribe`] to keep each device inside its own
+//! subtree; the server uses [`DeviceTopic::parse`] to learn which device a message belongs to.
+
+use crate::ids::{DeviceId, IdError};
+
+pub const ROOT: &str = "devices";
+
+/// The channels of one device. Direction matters: a device publishes only events, state and
+/// acks; the server alone publishes presence, commands and receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// device → server: batches of sequenced events (QoS 1).
+    Events,
+    /// device → server: retained snapshot of every box (QoS 1, retained).
+    State,
+    /// device → server: command acknowledgements (QoS 1).
+    Acks,
+    /// server → subscribers: retained online/offline as seen by the broker front.
+    Presence,
+    /// server → device: remote commands.
+    Commands,
+    /// server → device: "stored up to seq N".
+    Receipts,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 6] = [
+        Channel::Events,
+        Channel::State,
+        Channel::Acks,
+        Channel::Presence,
+        Channel::Commands,
+        Channel::Receipts,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Events => "events",
+            Channel::State => "state",
+            Channel::Acks => "acks",
+            Channel::Presence => "presence",
+            Channel::Commands => "commands",
+            Channel::Receipts => "receipts",
+        }
+    }
+
+    fn from_str(s: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether a device may publish on this channel of its own subtree.
+    pub fn device_publishes(self) -> bool {
+        matches!(self, Channel::Events | Channel::State | Channel::Acks)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic {0:?} is not of the form devices/{{device_id}}/{{channel}}")]
+    Shape(String),
+    #[error("topic {topic:?} has an invalid device id: {source}")]
+    Device { topic: String, source: IdError },
+    #[error("topic {0:?} names an unknown channel")]
+    UnknownChannel(String),
+    #[error("device {device} may not publish to {topic:?}: only its own events, state and acks")]
+    PublishDenied { device: String, topic: String },
+    #[error(
+        "device {device} may not subscribe to {filter:?}: only filters under devices/{device}/"
+    )]
+    SubscribeDenied { device: String, filter: String },
+}
+
+/// A parsed device topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceTopic {
+    pub device: DeviceId,
+    pub channel: Channel,
+}
+
+impl DeviceTopic {
+    pub fn new(device: DeviceId, channel: Channel) -> DeviceTopic {
+        DeviceTopic { device, channel }
+    }
+
+    pub fn parse(topic: &str) -> Result<DeviceTopic, TopicError> {
+        let mut parts = topic.split('/');
+        let (Some(ROOT), Some(id), Some(channel), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TopicError::Shape(truncate(topic)));
+        };
+        let device = DeviceId::parse(id).map_err(|source| TopicError::Device {
+            topic: truncate(topic),
+            source,
+        })?;
+        let channel = Channel::from_str(channel)
+            .ok_or_else(|| TopicError::UnknownChannel(truncate(topic)))?;
+        Ok(DeviceTopic { device, channel })
+    }
+
+    pub fn to_topic(&self) -> String {
+        device_topic(&self.device, self.channel)
+    }
+}
+
+/// `devices/{id}/{channel}`.
+pub fn device_topic(device: &DeviceId, channel: Channel) -> String {
+    format!("{ROOT}/{device}/{}", channel.as_str())
+}
+
+/// `devices/+/{channel}`: what the server subscribes to.
+pub fn all_devices_filter(channel: Channel) -> String {
+    format!("{ROOT}/+/{}", channel.as_str())
+}
+
+/// The broker front's publish rule: a device publishes only its own events, state and acks.
+pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, TopicError> {
+    let denied = || TopicError::PublishDenied {
+        device: device.to_string(),
+        topic: truncate(topic),
+    };
+    let parsed = DeviceTopic::parse(topic).map_err(|_| denied())?;
+    if &parsed.device != device || !parsed.channel.device_publishes() {
+        return Err(denied());
+    }
+    Ok(parsed.channel)
+}
+
+/// The broker front's subscribe rule: any filter inside `devices/{id}/`, where the device id
+/// level is literal (no wildcard) and nothing reaches outside the subtree.
+pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<(), TopicError> {
+    let prefix = format!("{ROOT}/{device}/");
+    let ok = filter
+        .strip_prefix(&prefix)
+        .is_some_and(|rest| !rest.is_empty() && valid_filter_tail(rest));
+    if ok {
+        Ok(())
+    } else {
+        Err(TopicError::SubscribeDenied {
+            device: device.to_string(),
+            filter: truncate(filter),
+        })
+    }
+}
+
+fn valid_filter_tail(rest: &str) -> bool {
+    let levels: Vec<&str> = rest.split('/').collect();
+    levels.iter().enumerate().all(|(i, level)| match *level {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> DeviceId {
+        DeviceId::parse(s).expect("valid id")
+    }
+
+    #[test]
+    fn build_and_parse_round_trip() {
+        for channel in Channel::ALL {
+            let t = device_topic(&id("cab-1"), channel);
+            assert_eq!(
+                DeviceTopic::parse(&t),
+                Ok(DeviceTopic::new(id("cab-1"), channel))
+            );
+        }
+    }
+
+    #[test]
+    fn parse_rejects_bad_shapes() {
+        for bad in [
+            "",
+            "devices",
+            "devices/a",
+            "devices/a/events/x",
+            "other/a/events",
+            "devices//events",
+            "devices/+/events",
+            "devices/a/nope",
+        ] {
+            assert!(DeviceTopic::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn publish_rules() {
+        let a = id("a");
+        assert_eq!(
+            check_device_publish(&a, "devices/a/events"),
+            Ok(Channel::Events)
+        );
+        assert!(check_device_publish(&a, "devices/a/acks").is_ok());
+        assert!(check_device_publish(&a, "devices/a/state").is_ok());
+        for bad in [
+            "devices/b/events",
+            "devices/a/commands",
+            "devices/a/receipts",
+            "devices/a/presence",
+            "devices/+/events",
+            "devices/a/events/x",
+            "x",
+        ] {
+            assert!(check_device_publish(&a, bad).is_err(), "{bad:?} allowed");
+        }
+    }
+
+    #[test]
+    fn subscribe_rules() {
+        let a = id("a");
+        for ok in [
+            "devices/a/commands",
+            "devices/a/receipts",
+            "devices/a/#",
+            "devices/a/+",
+        ] {
+            assert!(check_device_subscribe(&a, ok).is_ok(), "{ok:?} refused");
+        }
+        for bad in [
+            "#",
+            "devices/#",
+            "devices/+/commands",
+            "devices/b/commands",
+            "devices/a/",
+            "devices/ab/commands",
+            "devices/a/#/x",
+            "devices/a/co+",
+        ] {
+            assert!(check_device_subscribe(&a, bad).is_err(), "{bad:?} allowed");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Contract tests of the wire format: snapshots of every message and topic, and property tests
+//! that decoders reject bad input without panicking.
+
+use proptest::prelude::*;
+use protocol::{
+    AckStatus, BoxNo, BoxState, Channel, Command, CommandAck, CommandAction, CommandId, DeviceId,
+    DeviceTopic, Event, EventBatch, EventBody, Presence, Receipt, StateSnapshot, decode, encode,
+    topic,
+};
+
+fn b(n: u16) -> BoxNo {
+    BoxNo::new(n).expect("box")
+}
+
+fn cmd_id() -> CommandId {
+    CommandId::parse("7f9c2a51e0b44b1c9d3e5f60718293a4").expect("id")
+}
+
+fn pretty<M: protocol::message::Message>(m: &M) -> String {
+    // Round-trip through the decoder first so a snapshot can never show a message the other
+    // side would refuse.
+    let bytes = encode(m);
+    let back: M = decode(&bytes).expect("own encoding decodes");
+    assert_eq!(encode(&back), bytes);
+    let value: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    serde_json::to_string_pretty(&value).expect("pretty")
+}
+
+#[test]
+fn topics() {
+    let id = DeviceId::parse("hall-a-cab-01").expect("id");
+    let all: Vec<String> = Channel::ALL
+        .iter()
+        .map(|c| topic::device_topic(&id, *c))
+        .chain(Channel::ALL.iter().map(|c| topic::all_devices_filter(*c)))
+        .collect();
+    insta::assert_snapshot!(all.join("\n"));
+}
+
+#[test]
+fn event_batch() {
+    let batch = EventBatch {
+        v: 1,
+        base: 41,
+        events: vec![
+            Event {
+                seq: 41,
+                ts: 1_764_288_000_000,
+                body: EventBody::Started {
+                    boxes: 24,
+                    agent_version: "0.1.0".into(),
+                },
+            },
+            Event {
+                seq: 42,
+                ts: 1_764_288_000_120,
+                body: EventBody::Door {
+                    box_no: b(3),
+                    open: true,
+                },
+            },
+            Event {
+                seq: 43,
+                ts: 1_764_288_004_870,
+                body: EventBody::Occupancy {
+                    box_no: b(3),
+                    occupied: true,
+                },
+            },
+            Event {
+                seq: 44,
+                ts: 1_764_288_004_900,
+                body: EventBody::CommandResult {
+                    command_id: cmd_id(),
+                    box_no: b(3),
+                    status: AckStatus::Opened,
+                    detail: None,
+                },
+            },
+        ],
+    };
+    insta::assert_snapshot!(pretty(&batch));
+}
+
+#[test]
+fn state_snapshot() {
+    let s = StateSnapshot {
+        v: 1,
+        seq: 44,
+        ts: 1_764_288_005_000,
+        boxes: vec![
+            BoxState {
+                box_no: b(1),
+                door_open: false,
+                occupied: Some(false),
+            },
+            BoxState {
+                box_no: b(2),
+                door_open: true,
+                occupied: None,
+            },
+        ],
+    };
+    insta::assert_snapshot!(pretty(&s));
+}
+
+#[test]
+fn command_and_ack() {
+    let c = Command {
+        v: 1,
+        command_id: cmd_id(),
+        issued_at: 1_764_288_000_000,
+        expires_at: 1_764_288_030_000,
+        action: CommandAction::Open { box_no: b(3) },
+    };
+    insta::assert_snapshot!("command", pretty(&c));
+    let a = CommandAck {
+        v: 1,
+        command_id: cmd_id(),
+        status: AckStatus::Jammed,
+        ts: 1_764_288_001_000,
+        detail: Some("door sensor did not change within 1500 ms of the unlock pulse".into()),
+    };
+    insta::assert_snapshot!("ack", pretty(&a));
+}
+
+#[test]
+fn receipt_and_presence() {
+    insta::assert_snapshot!("receipt", pretty(&Receipt { v: 1, up_to: 44 }));
+    let p = Presence {
+        v: 1,
+        online: false,
+        ts: 1_764_288_009_000,
+        reason: "keep-alive timeout".into(),
+    };
+    insta::assert_snapshot!("presence", pretty(&p));
+}
+
+#[test]
+fn version_and_limits_are_enforced() {
+    let err = decode::<Receipt>(br#"{"v":2,"up_to":1}"#).expect_err("v2 refused");
+    assert!(err.to_string().contains("version 2"), "{err}");
+    let err = decode::<EventBatch>(br#"{"v":1,"base":1,"events":[]}"#).expect_err("empty");
+    assert!(err.to_string().contains("empty"), "{err}");
+    let err = decode::<EventBatch>(
+        br#"{"v":1,"base":5,"events":[{"seq":4,"ts":0,"type":"door","box":1,"open":true}]}"#,
+    )
+    .expect_err("seq below base");
+    assert!(err.to_string().contains("base"), "{err}");
+    let err = decode::<EventBatch>(
+        br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"door","box":0,"open":true}]}"#,
+    )
+    .expect_err("box 0");
+    assert!(err.to_string().contains("box"), "{err}");
+    let err =
+        decode::<EventBatch>(br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"teleport"}]}"#)
+            .expect_err("unknown type");
+    assert!(err.to_string().contains("teleport"), "{err}");
+}
+
+proptest! {
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode::<EventBatch>(&bytes);
+        let _ = decode::<CommandAck>(&bytes);
+        let _ = decode::<StateSnapshot>(&bytes);
+        let _ = decode::<Command>(&bytes);
+        let _ = decode::<Receipt>(&bytes);
+    }
+
+    #[test]
+    fn topic_parse_never_panics(s in "\\PC{0,80}") {
+        let _ = DeviceTopic::parse(&s);
+    }
+
+    #[test]
+    fn valid_topics_round_trip(id in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", c in 0usize..6) {
+        let device = DeviceId::parse(&id).expect("generated ids are valid");
+        let channel = Channel::ALL[c];
+        let t = topic::device_topic(&device, channel);
+        prop_assert_eq!(DeviceTopic::parse(&t), Ok(DeviceTopic::new(device.clone(), channel)));
+        prop_assert_eq!(topic::check_device_publish(&device, &t).is_ok(), channel.device_publishes());
+        prop_assert!(topic::check_device_subscribe(&device, &t).is_ok());
+    }
+
+    #[test]
+    fn other_devices_are_always_denied(a in "[a-z0-9]{1,8}", bb in "[a-z0-9]{1,8}", c in 0usize..6) {
+        prop_assume!(a != bb);
+        let da = DeviceId::parse(&a).expect("id");
+        let db = DeviceId::parse(&bb).expect("id");
+        let t = topic::device_topic(&db, Channel::ALL[c]);
+        prop_assert!(topic::check_device_publish(&da, &t).is_err());
+        prop_assert!(topic::check_device_subscribe(&da, &t).is_err());
+    }
+
+    #[test]
+    fn event_batches_round_trip(seqs in proptest::collection::btree_set(1u64..1_000_000, 1..50), open in any::<bool>()) {
+        let base = *seqs.iter().next().expect("non-empty");
+        let batch = EventBatch {
+            v: 1,
+            base,
+            events: seqs.iter().map(|s| Event { seq: *s, ts: *s as i64, body: EventBody::Door { box_no: b(1), open } }).collect(),
+        };
+        let back: EventBatch = decode(&encode(&batch)).expect("decodes");
+        prop_assert_eq!(back, batch);
+    }
+}

@@ -1,0 +1,112 @@
+//! A small client of the fleet server's HTTP API, as operators' tools would use it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A finished remote open as the API reports it.
+#[derive(Debug, Clone)]
+pub struct OpenOutcome {
+    pub command_id: String,
+    pub status: String,
+    /// Seen by this client: request sent → terminal status visible.
+    pub round_trip: Duration,
+    /// Recorded by the server: command created → outcome at the door.
+    pub server_latency_ms: Option<i64>,
+}
+
+const TERMINAL: [&str; 5] = ["opened", "already_open", "jammed", "failed", "expired"];
+
+impl ApiClient {
+    pub fn new(addr: SocketAddr, token: &str) -> anyhow::Result<ApiClient> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building HTTP client")?;
+        Ok(ApiClient {
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+            http,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = res.status();
+        let body: Value = res
+            .json()
+            .await
+            .with_context(|| format!("GET {path}: body"))?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Requests a remote open; returns the command id.
+    pub async fn open(&self, device: &str, box_no: u16, reason: &str) -> anyhow::Result<String> {
+        let path = format!("/api/v1/devices/{device}/boxes/{box_no}/open");
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {body}");
+        }
+        body["command_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("response without command_id")
+    }
+
+    /// Opens a box and polls the command until it has an outcome.
+    pub async fn open_and_wait(
+        &self,
+        device: &str,
+        box_no: u16,
+        reason: &str,
+        poll: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<OpenOutcome> {
+        let started = Instant::now();
+        let id = self.open(device, box_no, reason).await?;
+        loop {
+            let cmd = self.get(&format!("/api/v1/commands/{id}")).await?;
+            let status = cmd["status"].as_str().unwrap_or_default().to_owned();
+            if TERMINAL.contains(&status.as_str()) {
+                return Ok(OpenOutcome {
+                    command_id: id,
+                    status,
+                    round_trip: started.elapsed(),
+                    server_latency_ms: cmd["latency_ms"].as_i64(),
+                });
+            }
+            if started.elapsed() > timeout {
+                bail!("command {id} still {status} after {timeout:?}");
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}

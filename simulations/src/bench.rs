@@ -1,0 +1,201 @@
+//! Benchmark commands (not tests): durable ingest rate and remote-open round trip, each on an
+//! embedded server in this process with agents over real TLS. Results go to BENCHMARKS.md.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use device_agent::Durability;
+use hdrhistogram::Histogram;
+
+use crate::api::ApiClient;
+use crate::fleet::{Fleet, FleetSpec, cabinet_id, scratch_dir};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestOptions {
+    /// Agents publishing at once.
+    #[arg(long, default_value_t = 50)]
+    pub agents: usize,
+    /// Events each agent records (beyond its `started` event).
+    #[arg(long, default_value_t = 2000)]
+    pub events: u64,
+    /// Database URL (default: SQLite in a scratch dir).
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpenOptions {
+    /// Connected cabinets.
+    #[arg(long, default_value_t = 100)]
+    pub agents: usize,
+    /// Remote opens, one after another.
+    #[arg(long, default_value_t = 300)]
+    pub opens: usize,
+    /// Background load: occupancy events per second across the fleet.
+    #[arg(long, default_value_t = 0.0)]
+    pub background_events_per_sec: f64,
+}
+
+async fn server(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+) -> anyhow::Result<fleet_server::RunningServer> {
+    fleet_server::start(fleet_server::ServerConfig {
+        data_dir: dir.join("server"),
+        certs: Some(dir.join("certs")),
+        mqtt_listen: "127.0.0.1:0".parse()?,
+        http_listen: "127.0.0.1:0".parse()?,
+        database_url,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Events/s from the agents' first record to the last receipt, every event stored once.
+pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
+    let dir = scratch_dir("lockerfleet-bench-ingest");
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        cabinets: opts.agents,
+        sites: 1,
+        activity_per_sec: 1_000_000.0,
+        activity_limit: Some(opts.events),
+        jam_rate: 0.0,
+        // Sensors are polled rarely: the load is the simulated activity, not the poll.
+        poll_interval_ms: 1_000,
+        durability: Durability::Normal,
+        ..FleetSpec::default()
+    };
+    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
+    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
+    let server = server(&dir, opts.database_url.clone()).await?;
+    let expected = opts.agents as u64 * (opts.events + 1);
+    let started = Instant::now();
+    let fleet = Fleet::start(
+        &spec,
+        server.mqtt_addr,
+        &dir.join("certs"),
+        &dir.join("agents"),
+    )
+    .await?;
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let (seq, receipted) = fleet.sequence_totals();
+        if seq >= expected && receipted >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest did not finish: {receipted}/{expected} receipted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let totals = server.store.totals().await?;
+    let stored = totals.events as u64;
+    println!(
+        "durable ingest: {} agents × {} events = {} events",
+        opts.agents,
+        opts.events + 1,
+        expected
+    );
+    println!("  stored (distinct): {stored}; expected {expected}");
+    println!(
+        "  elapsed: {:.2} s; rate: {:.0} events/s (record → commit → receipt)",
+        elapsed.as_secs_f64(),
+        expected as f64 / elapsed.as_secs_f64()
+    );
+    fleet.shutdown().await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(
+        stored == expected,
+        "stored {stored} events, expected {expected}"
+    );
+    Ok(())
+}
+
+/// Remote-open round trip: API call → agent → door opened → status visible over the API.
+pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
+    let dir = scratch_dir("lockerfleet-bench-open");
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        cabinets: opts.agents,
+        sites: 5,
+        activity_per_sec: opts.background_events_per_sec / opts.agents.max(1) as f64,
+        jam_rate: 0.0,
+        close_after: Duration::from_millis(50),
+        poll_interval_ms: 200,
+        durability: Durability::Normal,
+        ..FleetSpec::default()
+    };
+    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
+    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
+    let server = server(&dir, None).await?;
+    let fleet = Fleet::start(
+        &spec,
+        server.mqtt_addr,
+        &dir.join("certs"),
+        &dir.join("agents"),
+    )
+    .await?;
+    let wait_until = Instant::now() + Duration::from_secs(60);
+    while fleet.connected() < opts.agents {
+        anyhow::ensure!(
+            Instant::now() < wait_until,
+            "only {} of {} agents connected",
+            fleet.connected(),
+            opts.agents
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let every device's first snapshot land so its boxes exist.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let api = ApiClient::new(server.http_addr, &server.admin_token)?;
+    let mut round_trip = Histogram::<u64>::new(3)?;
+    let mut server_side = Histogram::<u64>::new(3)?;
+    let mut not_opened = 0;
+    for i in 0..opts.opens {
+        let device = ids[i % ids.len()].to_string();
+        let box_no = (i / ids.len()) as u16 % spec.boxes + 1;
+        let o = api
+            .open_and_wait(
+                &device,
+                box_no,
+                "benchmark",
+                Duration::from_micros(200),
+                Duration::from_secs(10),
+            )
+            .await
+            .with_context(|| format!("open #{i}"))?;
+        if o.status != "opened" {
+            not_opened += 1;
+        }
+        round_trip.record(o.round_trip.as_micros() as u64)?;
+        if let Some(ms) = o.server_latency_ms {
+            server_side.record(ms.max(0) as u64)?;
+        }
+        // Let the door close again before the same box comes round.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!(
+        "remote open: {} opens over {} connected cabinets, background {} events/s",
+        opts.opens, opts.agents, opts.background_events_per_sec
+    );
+    println!(
+        "  round trip seen by the API client (POST → terminal status visible, polling every 0.2 ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        round_trip.value_at_quantile(0.5) as f64 / 1000.0,
+        round_trip.value_at_quantile(0.99) as f64 / 1000.0,
+        round_trip.max() as f64 / 1000.0
+    );
+    println!(
+        "  server-recorded (command created → door outcome stored): p50 {} ms, p99 {} ms",
+        server_side.value_at_quantile(0.5),
+        server_side.value_at_quantile(0.99)
+    );
+    println!("  outcomes other than opened: {not_opened}");
+    fleet.shutdown().await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `lockerfleet demo`: the whole system on embedded defaults — server, broker, SQLite, and a
+//! simulated fleet of real agents over real TLS — with a status line every few seconds.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+
+use crate::api::ApiClient;
+use crate::fleet::{Fleet, FleetSpec, cabinet_id};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// Cabinets in the simulated fleet.
+    #[arg(long, default_value_t = 50)]
+    pub cabinets: usize,
+    /// Sites the cabinets are spread over.
+    #[arg(long, default_value_t = 5)]
+    pub sites: usize,
+    /// Boxes per cabinet.
+    #[arg(long, default_value_t = 24)]
+    pub boxes: u16,
+    /// Stop after this many seconds (exit 0); default: run until Ctrl-C.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Plain status lines instead of the console (the console arrives with its issue; until
+    /// then the demo is always headless).
+    #[arg(long)]
+    pub headless: bool,
+    /// Where the demo keeps certificates, database and agent outboxes (reused across runs).
+    #[arg(long, default_value = "lockerfleet-demo")]
+    pub data_dir: PathBuf,
+    /// Seconds between status lines.
+    #[arg(long, default_value_t = 5)]
+    pub status_every: u64,
+}
+
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(opts.cabinets > 0, "--cabinets must be at least 1");
+    anyhow::ensure!(opts.sites > 0, "--sites must be at least 1");
+    let certs_dir = opts.data_dir.join("certs");
+    let spec = FleetSpec {
+        sites: opts.sites,
+        cabinets: opts.cabinets,
+        boxes: opts.boxes,
+        ..FleetSpec::default()
+    };
+    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
+    crate::fleet::ensure_certs(&certs_dir, &ids)?;
+
+    let server = fleet_server::start(fleet_server::ServerConfig {
+        data_dir: opts.data_dir.join("server"),
+        certs: Some(certs_dir.clone()),
+        mqtt_listen: "127.0.0.1:0".parse()?,
+        http_listen: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    })
+    .await
+    .context("starting the fleet server")?;
+    println!("LockerFleet demo");
+    println!("  devices (MQTT over mutual TLS): {}", server.mqtt_addr);
+    println!(
+        "  HTTP API:                       http://{}",
+        server.http_addr
+    );
+    println!(
+        "  admin token:                    {}/server/admin-token",
+        opts.data_dir.display()
+    );
+    println!(
+        "  try: curl -H \"Authorization: Bearer $(cat {}/server/admin-token)\" http://{}/api/v1/devices",
+        opts.data_dir.display(),
+        server.http_addr
+    );
+
+    let fleet = Fleet::start(
+        &spec,
+        server.mqtt_addr,
+        &certs_dir,
+        &opts.data_dir.join("agents"),
+    )
+    .await
+    .context("starting the simulated fleet")?;
+    let api = ApiClient::new(server.http_addr, &server.admin_token)?;
+
+    let started = Instant::now();
+    let deadline = opts.duration.map(|s| started + Duration::from_secs(s));
+    let mut status_tick = tokio::time::interval(Duration::from_secs(opts.status_every.max(1)));
+    let mut open_tick = tokio::time::interval(Duration::from_secs(3));
+    let mut opens: Vec<(String, u128)> = Vec::new();
+    let mut open_errors = 0u64;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(64);
+    loop {
+        let until_deadline = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(until_deadline) => {
+                if deadline.is_some() { break; }
+            }
+            _ = status_tick.tick() => {
+                let totals = server.store.totals().await.unwrap_or_default();
+                let (seq, receipted) = fleet.sequence_totals();
+                let mut lat: Vec<u128> = opens.iter().map(|(_, l)| *l).collect();
+                lat.sort_unstable();
+                let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
+                let opened = opens.iter().filter(|(s, _)| s == "opened").count();
+                println!(
+                    "[{:>4}s] cabinets {}/{} online | events {} stored, {} awaiting receipt | boxes {}: {} occupied, {} open | remote opens {} ({} opened, {} other, {} errors) p50 {} ms",
+                    started.elapsed().as_secs(),
+                    totals.online,
+                    spec.cabinets,
+                    totals.events,
+                    seq.saturating_sub(receipted),
+                    totals.boxes,
+                    totals.occupied,
+                    totals.open_doors,
+                    opens.len(),
+                    opened,
+                    opens.len() - opened,
+                    open_errors,
+                    p50,
+                );
+            }
+            _ = open_tick.tick() => {
+                // Somebody is stuck at a locker: an operator opens a box remotely.
+                let (device, box_no) = {
+                    let mut rng = rand::thread_rng();
+                    (ids[rng.gen_range(0..ids.len())].to_string(), rng.gen_range(1..=spec.boxes))
+                };
+                let api = api.clone();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let r = api.open_and_wait(&device, box_no, "demo: citizen cannot open the box with the code",
+                        Duration::from_millis(5), Duration::from_secs(40)).await;
+                    let _ = done.send(r).await;
+                });
+            }
+            Some(r) = done_rx.recv() => match r {
+                Ok(o) => opens.push((o.status, o.round_trip.as_millis())),
+                Err(e) => {
+                    open_errors += 1;
+                    tracing::warn!(error = %e, "remote open in the demo failed");
+                }
+            }
+        }
+    }
+    println!("stopping: agents first, then the server (drain, flush)");
+    fleet.shutdown().await;
+    server.shutdown().await;
+    Ok(())
+}

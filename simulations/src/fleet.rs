@@ -1,0 +1,170 @@
+//! A fleet of real device agents with fake hardware, in one process, over real TLS MQTT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use device_agent::{AgentConfig, Durability, FakeConfig, FakeLocks, FakeSettings, RunningAgent};
+use protocol::DeviceId;
+use tokio_util::sync::CancellationToken;
+
+/// Shape and behaviour of a simulated fleet.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    pub sites: usize,
+    pub cabinets: usize,
+    pub boxes: u16,
+    /// Simulated occupancy changes per second, per cabinet.
+    pub activity_per_sec: f64,
+    /// Stop each cabinet's activity after this many changes.
+    pub activity_limit: Option<u64>,
+    pub jam_rate: f64,
+    pub close_after: Duration,
+    pub poll_interval_ms: u64,
+    pub durability: Durability,
+}
+
+impl Default for FleetSpec {
+    fn default() -> Self {
+        FleetSpec {
+            sites: 5,
+            cabinets: 50,
+            boxes: 24,
+            activity_per_sec: 0.2,
+            activity_limit: None,
+            jam_rate: 0.02,
+            close_after: Duration::from_secs(4),
+            poll_interval_ms: 100,
+            durability: Durability::Normal,
+        }
+    }
+}
+
+/// `site-S-cab-NN`: cabinets spread over sites round-robin.
+pub fn cabinet_id(spec: &FleetSpec, n: usize) -> DeviceId {
+    let site = n % spec.sites.max(1) + 1;
+    let index = n / spec.sites.max(1) + 1;
+    DeviceId::parse(&format!("site-{site}-cab-{index:02}"))
+        .expect("generated cabinet ids are valid device ids")
+}
+
+/// Makes the CA (first run) and a certificate for every cabinet that has none yet.
+pub fn ensure_certs(dir: &Path, ids: &[DeviceId]) -> anyhow::Result<()> {
+    if !dir.join(certs::CA_CERT).exists() {
+        certs::init(dir, false).with_context(|| format!("creating CA in {}", dir.display()))?;
+    }
+    let ca = certs::Ca::load(dir)?;
+    for id in ids {
+        if !certs::device_cert_path(dir, id).exists() {
+            ca.issue_device(dir, id, false)?;
+        }
+    }
+    Ok(())
+}
+
+pub struct Cabinet {
+    pub agent: RunningAgent,
+    pub locks: Arc<FakeLocks>,
+}
+
+pub struct Fleet {
+    pub cabinets: Vec<Cabinet>,
+    cancel: CancellationToken,
+    activity: tokio_util::task::TaskTracker,
+}
+
+impl Fleet {
+    /// Starts every cabinet's agent against `server`, with certificates from `certs_dir` and
+    /// outboxes under `data_root/ID`.
+    pub async fn start(
+        spec: &FleetSpec,
+        server: SocketAddr,
+        certs_dir: &Path,
+        data_root: &Path,
+    ) -> anyhow::Result<Fleet> {
+        let ids: Vec<DeviceId> = (0..spec.cabinets).map(|n| cabinet_id(spec, n)).collect();
+        ensure_certs(certs_dir, &ids)?;
+        let cancel = CancellationToken::new();
+        let activity = tokio_util::task::TaskTracker::new();
+        let mut cabinets = Vec::with_capacity(ids.len());
+        for id in ids {
+            let cfg = AgentConfig {
+                id: id.to_string(),
+                server: format!("localhost:{}", server.port()),
+                certs: certs_dir.to_owned(),
+                data_dir: data_root.join(id.as_str()),
+                boxes: spec.boxes,
+                poll_interval_ms: spec.poll_interval_ms,
+                durability: spec.durability,
+                fake: FakeSettings {
+                    close_after_ms: spec.close_after.as_millis() as u64,
+                    jam_rate: spec.jam_rate,
+                    activity_per_sec: spec.activity_per_sec,
+                    activity_limit: spec.activity_limit,
+                },
+                ..AgentConfig::default()
+            };
+            let locks = Arc::new(FakeLocks::new(FakeConfig {
+                boxes: spec.boxes,
+                close_after: spec.close_after,
+                jam_rate: spec.jam_rate,
+            }));
+            let tls = device_agent::client_tls(certs_dir, &id)?;
+            let agent = device_agent::start(cfg, locks.clone(), tls, cancel.child_token())
+                .await
+                .with_context(|| format!("starting agent {id}"))?;
+            activity.spawn(device_agent::simulate_activity(
+                locks.clone(),
+                agent.recorder.clone(),
+                spec.activity_per_sec,
+                spec.activity_limit,
+                cancel.child_token(),
+            ));
+            cabinets.push(Cabinet { agent, locks });
+        }
+        Ok(Fleet {
+            cabinets,
+            cancel,
+            activity,
+        })
+    }
+
+    pub fn connected(&self) -> usize {
+        self.cabinets
+            .iter()
+            .filter(|c| {
+                c.agent
+                    .stats
+                    .connected
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .count()
+    }
+
+    /// Events handed out by agents, and how many of them the server has receipted.
+    pub fn sequence_totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.cabinets.iter().fold((0, 0), |(s, r), c| {
+            (
+                s + c.agent.outbox.last_seq(),
+                r + c.agent.stats.receipted.load(Relaxed),
+            )
+        })
+    }
+
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.activity.close();
+        self.activity.wait().await;
+        for c in self.cabinets {
+            c.agent.shutdown().await;
+        }
+    }
+}
+
+/// A data dir for a throwaway run.
+pub fn scratch_dir(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()))
+}

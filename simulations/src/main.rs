@@ -1,0 +1,42 @@
+//! `fleet-sim`: the demo fleet and the benchmark commands.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fleet-sim",
+    version,
+    about = "LockerFleet fleet simulator and benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The whole system with a simulated fleet (same as `lockerfleet demo`).
+    Demo(simulations::demo::DemoOptions),
+    /// Benchmarks; results belong in BENCHMARKS.md with the command line.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Durable ingest: events/s from record on the agent to commit and receipt.
+    Ingest(simulations::bench::IngestOptions),
+    /// Remote-open round trip p50/p99.
+    Open(simulations::bench::OpenOptions),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    simulations::init_tracing("warn,rumqttd=off");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Cmd::Demo(o) => simulations::demo::run(o).await,
+        Cmd::Bench(Bench::Ingest(o)) => simulations::bench::ingest(o).await,
+        Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
+    }
+}

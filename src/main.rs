@@ -1,0 +1,30 @@
+//! `lockerfleet`: the workspace's default binary; `cargo run --release -- demo` runs the whole
+//! system on embedded defaults.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "lockerfleet",
+    version,
+    about = "LockerFleet: 24-hour locker fleets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Server, embedded broker, SQLite and a simulated fleet of real agents over TLS.
+    Demo(simulations::demo::DemoOptions),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    simulations::init_tracing("warn,rumqttd=off");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Cmd::Demo(o) => simulations::demo::run(o).await,
+    }
+}
