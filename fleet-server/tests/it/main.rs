@@ -1,0 +1,3 @@
+//! Integration tests of the fleet server crate: storage on SQLite and PostgreSQL.
+
+mod store;

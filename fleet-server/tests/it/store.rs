@@ -1,0 +1,339 @@
+//! Storage tests, each run on SQLite and on PostgreSQL.
+//!
+//! The PostgreSQL variants are `#[ignore]`d so a plain `cargo test` without a database says
+//! so instead of passing silently; `.ci/run` starts a throwaway cluster, sets
+//! `LOCKERFLEET_TEST_POSTGRES_URL` and runs them with `--include-ignored`. Without the variable
+//! they fail loudly.
+
+use std::future::Future;
+
+use fleet_server::store::{CreateOutcome, IngestBatch, NewCommand, Store};
+use protocol::{
+    AckStatus, BoxNo, BoxState, CommandId, CommandStatus, DeviceId, Event, EventBody, StateSnapshot,
+};
+
+fn dev(s: &str) -> DeviceId {
+    DeviceId::parse(s).expect("id")
+}
+
+fn b(n: u16) -> BoxNo {
+    BoxNo::new(n).expect("box")
+}
+
+fn door(seq: u64, n: u16, open: bool) -> Event {
+    Event {
+        seq,
+        ts: seq as i64 * 10,
+        body: EventBody::Door { box_no: b(n), open },
+    }
+}
+
+fn batch(device: &DeviceId, events: Vec<Event>, mark: u64) -> IngestBatch {
+    IngestBatch {
+        received_at: 1_000,
+        events: events.into_iter().map(|e| (device.clone(), e)).collect(),
+        snapshots: vec![],
+        marks: [(device.clone(), mark)].into_iter().collect(),
+    }
+}
+
+async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = Store::connect(&url).await.expect("sqlite store");
+    test(store.clone()).await;
+    store.close().await;
+}
+
+/// A fresh database on the test server for each test, dropped afterwards.
+async fn with_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let base = std::env::var("LOCKERFLEET_TEST_POSTGRES_URL").expect(
+        "LOCKERFLEET_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server \
+         (`.ci/run` starts one; or export postgres://USER@HOST:PORT/postgres)",
+    );
+    sqlx::any::install_default_drivers();
+    let name = format!("lf_test_{}", uuid_like());
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("connect to test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    let url = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),
+        _ => panic!("LOCKERFLEET_TEST_POSTGRES_URL must end in /DBNAME"),
+    };
+    let store = Store::connect(&url).await.expect("postgres store");
+    test(store.clone()).await;
+    store.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("drop test database");
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}_{}", std::process::id(), nanos)
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::with_sqlite(super::$name).await } )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: run .ci/run, or set LOCKERFLEET_TEST_POSTGRES_URL and pass --include-ignored"]
+                async fn $name() { super::with_postgres(super::$name).await }
+            )*
+        }
+    };
+}
+
+on_both!(
+    events_are_stored_exactly_once,
+    older_events_never_override_newer_state,
+    receipt_marks_only_rise,
+    command_lifecycle_moves_forward_only,
+    idempotency_key_returns_the_first_command,
+    undelivered_commands_expire,
+    presence_is_logged,
+);
+
+async fn events_are_stored_exactly_once(store: Store) {
+    let d = dev("cab-1");
+    let first = batch(&d, vec![door(1, 1, true), door(2, 1, false)], 2);
+    assert_eq!(store.ingest(&first).await.expect("ingest"), 2);
+    // The same events again plus one new: only the new one counts.
+    let again = batch(
+        &d,
+        vec![door(1, 1, true), door(2, 1, false), door(3, 2, true)],
+        3,
+    );
+    assert_eq!(store.ingest(&again).await.expect("ingest"), 1);
+    let events = store.events(&d, 0, 100).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(events[2].kind, "door");
+    assert_eq!(events[2].body["open"], true);
+    assert_eq!(store.totals().await.expect("totals").events, 3);
+}
+
+async fn older_events_never_override_newer_state(store: Store) {
+    let d = dev("cab-2");
+    // A snapshot at seq 10 says box 1 is open and occupied.
+    let snap = IngestBatch {
+        received_at: 5,
+        events: vec![],
+        snapshots: vec![(
+            d.clone(),
+            StateSnapshot {
+                v: 1,
+                seq: 10,
+                ts: 100,
+                boxes: vec![
+                    BoxState {
+                        box_no: b(1),
+                        door_open: true,
+                        occupied: Some(true),
+                    },
+                    BoxState {
+                        box_no: b(2),
+                        door_open: false,
+                        occupied: Some(false),
+                    },
+                ],
+            },
+        )],
+        marks: Default::default(),
+    };
+    store.ingest(&snap).await.expect("snapshot");
+    // A backlog event from before the snapshot arrives later: it must not win.
+    store
+        .ingest(&batch(&d, vec![door(4, 1, false), door(11, 2, true)], 0))
+        .await
+        .expect("backlog");
+    let detail = store.device(&d).await.expect("query").expect("device");
+    let by_box = |n: i64| detail.boxes.iter().find(|x| x.box_no == n).expect("box");
+    assert_eq!(by_box(1).door, "open", "seq 4 is older than the snapshot");
+    assert_eq!(by_box(1).occupied, Some(true));
+    assert_eq!(by_box(2).door, "open", "seq 11 is newer than the snapshot");
+}
+
+async fn receipt_marks_only_rise(store: Store) {
+    let d = dev("cab-3");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, true)], 7))
+        .await
+        .expect("ingest");
+    assert_eq!(store.acked_seq(&d).await.expect("mark"), 7);
+    store
+        .ingest(&batch(&d, vec![door(1, 1, true)], 3))
+        .await
+        .expect("ingest");
+    assert_eq!(store.acked_seq(&d).await.expect("mark"), 7);
+}
+
+fn new_command(
+    id: &str,
+    device: &DeviceId,
+    key: Option<&str>,
+    created: i64,
+    ttl: i64,
+) -> NewCommand {
+    NewCommand {
+        id: CommandId::parse(id).expect("id"),
+        device: device.clone(),
+        box_no: b(3),
+        actor: "op-anna".into(),
+        reason: "citizen locked out".into(),
+        idempotency_key: key.map(str::to_owned),
+        created_at: created,
+        expires_at: created + ttl,
+    }
+}
+
+async fn command_lifecycle_moves_forward_only(store: Store) {
+    let d = dev("cab-4");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let c = new_command("c1", &d, None, 1_000, 30_000);
+    assert!(matches!(
+        store.create_command(&c).await.expect("create"),
+        CreateOutcome::Created
+    ));
+    let id = &c.id;
+    let adv = |s: CommandStatus, at: i64| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .advance_command(&id, s, at, None)
+                .await
+                .expect("advance")
+        }
+    };
+    assert!(adv(CommandStatus::Sent, 1_001).await.is_some());
+    assert!(adv(CommandStatus::Delivered, 1_002).await.is_some());
+    let done = adv(CommandStatus::Opened, 1_005).await.expect("opened");
+    assert_eq!(done.status, "opened");
+    assert_eq!(done.latency_ms, Some(5));
+    // Late or repeated messages change nothing.
+    assert!(adv(CommandStatus::Sent, 1_010).await.is_none());
+    assert!(adv(CommandStatus::Delivered, 1_010).await.is_none());
+    assert!(adv(CommandStatus::Jammed, 1_010).await.is_none());
+    assert!(adv(CommandStatus::Expired, 1_010).await.is_none());
+    let audit = store.audit(Some(&d), 10).await.expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "op-anna");
+    assert_eq!(audit[0].reason.as_deref(), Some("citizen locked out"));
+    assert_eq!(audit[0].result.as_deref(), Some("opened"));
+    assert_eq!(audit[0].latency_ms, Some(5));
+    let _ = AckStatus::Opened;
+}
+
+async fn idempotency_key_returns_the_first_command(store: Store) {
+    let d = dev("cab-5");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let first = new_command("k1", &d, Some("ticket-42"), 1_000, 30_000);
+    assert!(matches!(
+        store.create_command(&first).await.expect("first"),
+        CreateOutcome::Created
+    ));
+    let second = new_command("k2", &d, Some("ticket-42"), 2_000, 30_000);
+    match store.create_command(&second).await.expect("second") {
+        CreateOutcome::Existing(row) => assert_eq!(row.command_id, "k1"),
+        CreateOutcome::Created => panic!("a reused idempotency key created a second command"),
+    }
+    assert!(store.command("k2").await.expect("query").is_none());
+}
+
+async fn undelivered_commands_expire(store: Store) {
+    let d = dev("cab-6");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let c = new_command("e1", &d, None, 1_000, 500);
+    store.create_command(&c).await.expect("create");
+    assert_eq!(
+        store
+            .pending_commands(Some(&d), 1_200)
+            .await
+            .expect("pending")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .expire_commands(1_400)
+            .await
+            .expect("early")
+            .is_empty()
+    );
+    let expired = store.expire_commands(1_600).await.expect("expire");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].status, "expired");
+    assert!(
+        store
+            .pending_commands(Some(&d), 1_600)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    // A delivery report after expiry cannot revive it; a physical outcome is recorded.
+    assert!(
+        store
+            .advance_command(&c.id, CommandStatus::Delivered, 1_700, None)
+            .await
+            .expect("adv")
+            .is_none()
+    );
+    let row = store
+        .advance_command(&c.id, CommandStatus::Opened, 1_800, Some("door opened"))
+        .await
+        .expect("adv")
+        .expect("physical outcome recorded");
+    assert_eq!(row.status, "opened");
+}
+
+async fn presence_is_logged(store: Store) {
+    let d = dev("cab-7");
+    store
+        .presence(&d, 1, true, "connected from 127.0.0.1:5000", 10)
+        .await
+        .expect("on");
+    store
+        .presence(&d, 1, false, "keep-alive timeout", 20)
+        .await
+        .expect("off");
+    let log = store.presence_log(&d, 10).await.expect("log");
+    assert_eq!(log.len(), 2);
+    assert!(!log[0].online);
+    assert_eq!(log[0].reason, "keep-alive timeout");
+    let devices = store.devices().await.expect("devices");
+    assert!(!devices[0].online);
+    assert_eq!(store.mark_all_offline(30).await.expect("reset"), 0);
+}
