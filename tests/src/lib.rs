@@ -1,1 +1,1 @@
-//! placeholder
+//! End-to-end tests live in `tests/it`; this library is empty on purpose.

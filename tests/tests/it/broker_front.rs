@@ -1,0 +1,164 @@
+//! The broker front as devices meet it: identity from the certificate, topic rules, slow
+//! connections, malformed payloads.
+
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use serde_json::json;
+
+use crate::harness::{World, eventually};
+
+/// Polls until CONNACK (Ok) or a connection error (Err).
+async fn connack(el: &mut rumqttc::EventLoop) -> Result<(), String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("no answer within 10 s".into()),
+        }
+    }
+}
+
+/// Polls until the broker closes the connection; returns how long that took.
+async fn closed(el: &mut rumqttc::EventLoop) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn batch(seq: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"v": 1, "base": 1, "events": [
+        {"seq": seq, "ts": 1, "type": "door", "box": 1, "open": true}
+    ]}))
+    .expect("json")
+}
+
+#[tokio::test]
+async fn a_device_cannot_speak_for_another() {
+    let w = World::new(&["cab-a", "cab-b"]);
+    let server = w.server();
+    let api = server.api();
+
+    // Client id differing from the certificate: refused at CONNECT.
+    let (_c, mut el) = AsyncClient::new(w.device_options("cab-a", "cab-b", server.mqtt), 10);
+    assert!(
+        connack(&mut el).await.is_err(),
+        "client id cab-b with cab-a's certificate was accepted"
+    );
+
+    // Publishing under another device's topic: disconnected, nothing stored.
+    let (client, mut el) = AsyncClient::new(w.device_options("cab-a", "cab-a", server.mqtt), 10);
+    connack(&mut el).await.expect("cab-a connects as itself");
+    client
+        .publish("devices/cab-b/events", QoS::AtLeastOnce, false, batch(1))
+        .await
+        .expect("queued");
+    assert!(
+        closed(&mut el).await,
+        "publishing as cab-b did not disconnect cab-a"
+    );
+
+    // Subscribing to another device's commands: disconnected too.
+    let (client, mut el) = AsyncClient::new(w.device_options("cab-a", "cab-a", server.mqtt), 10);
+    connack(&mut el).await.expect("reconnect");
+    client
+        .subscribe("devices/cab-b/commands", QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    assert!(
+        closed(&mut el).await,
+        "subscribing to cab-b's commands did not disconnect cab-a"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        api.device("cab-b").await.is_none(),
+        "cab-b must not exist: nothing stored for it"
+    );
+    assert_eq!(api.events("cab-a").await.len(), 0);
+    assert!(api.metric("lockerfleet_broker_violations_total").await >= 2.0);
+    assert!(
+        api.metric("lockerfleet_broker_identity_rejected_total")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_do_not_block_new_devices() {
+    let w = World::new(&["cab-i"]);
+    let server = w.server();
+    // 20 sockets that never start TLS.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(
+            tokio::net::TcpStream::connect(server.mqtt)
+                .await
+                .expect("tcp"),
+        );
+    }
+    let started = Instant::now();
+    let (_c, mut el) = AsyncClient::new(w.device_options("cab-i", "cab-i", server.mqtt), 10);
+    connack(&mut el).await.expect("device connects");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "connecting took {took:?} behind 20 idle sockets"
+    );
+    drop(idle);
+}
+
+#[tokio::test]
+async fn malformed_payloads_leave_the_server_healthy() {
+    let w = World::new(&["cab-m"]);
+    let server = w.server();
+    let api = server.api();
+    let (client, mut el) = AsyncClient::new(w.device_options("cab-m", "cab-m", server.mqtt), 10);
+    connack(&mut el).await.expect("connects");
+    let driver = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    for bad in [
+        b"not json".to_vec(),
+        br#"{"v":99,"base":1,"events":[]}"#.to_vec(),
+        br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"door","box":0,"open":true}]}"#
+            .to_vec(),
+        vec![0xff; 3000],
+    ] {
+        client
+            .publish("devices/cab-m/events", QoS::AtLeastOnce, false, bad)
+            .await
+            .expect("queued");
+    }
+    client
+        .publish(
+            "devices/cab-m/acks",
+            QoS::AtLeastOnce,
+            false,
+            b"{}".to_vec(),
+        )
+        .await
+        .expect("queued");
+    // A good message after the bad ones is still stored.
+    client
+        .publish("devices/cab-m/events", QoS::AtLeastOnce, false, batch(1))
+        .await
+        .expect("queued");
+    eventually(Duration::from_secs(10), "the good event stored", || async {
+        (api.events("cab-m").await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        api.metric("lockerfleet_messages_malformed_total").await,
+        5.0
+    );
+    let (status, health) = api.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok");
+    driver.abort();
+}

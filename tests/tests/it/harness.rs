@@ -1,0 +1,374 @@
+//! Starting, killing and querying real processes for the end-to-end tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A built binary of the workspace, next to this test's own target dir.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; `cargo test --workspace` builds it (or run `cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A test's world: a temp dir with a CA, server certificates, and device certificates.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new(devices: &[&str]) -> World {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        certs::init(&certs, false).expect("CA");
+        let ca = certs::Ca::load(&certs).expect("load CA");
+        for d in devices {
+            let id = protocol::DeviceId::parse(d).expect("device id");
+            ca.issue_device(&certs, &id, false).expect("device cert");
+        }
+        World { dir }
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Starts the server on free ports.
+    pub fn server(&self) -> Server {
+        self.server_on("127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts the server on the given addresses (a restart reuses the old ports).
+    pub fn server_on(&self, mqtt: &str, http: &str) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("server.log"))
+            .expect("server log");
+        let mut child = Command::new(bin("fleet-server"))
+            .args(["--data-dir", &self.path("server").display().to_string()])
+            .args(["--certs", &self.certs().display().to_string()])
+            .args(["--mqtt-listen", mqtt, "--http-listen", http])
+            .args(["--admin-token", ADMIN_TOKEN])
+            .env("LOCKERFLEET_LOG", "info,rumqttd=off,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn fleet-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("LOCKERFLEET_READY ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let log = std::fs::read_to_string(self.path("server.log")).unwrap_or_default();
+                panic!("fleet-server did not become ready; its log:\n{log}")
+            });
+        let addr = |key: &str| -> SocketAddr {
+            ready
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in ready line {ready:?}"))
+        };
+        Server {
+            child,
+            mqtt: addr("mqtt="),
+            http: addr("http="),
+        }
+    }
+
+    /// Starts a device agent with fake hardware against `server`.
+    pub fn agent(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{id}.log")))
+            .expect("agent log");
+        let child = Command::new(bin("device-agent"))
+            .args(["--id", id])
+            .args(["--server", &format!("localhost:{}", mqtt.port())])
+            .args(["--certs", &self.certs().display().to_string()])
+            .args([
+                "--data-dir",
+                &self.path(&format!("agent-{id}")).display().to_string(),
+            ])
+            .args(["--boxes", "8", "--hardware", "fake"])
+            .args(extra)
+            .env("LOCKERFLEET_LOG", "info,rumqttc=warn,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn device-agent");
+        Proc { child }
+    }
+
+    /// rumqttc options for a device using `cert_of`'s certificate and `client_id`.
+    pub fn device_options(
+        &self,
+        cert_of: &str,
+        client_id: &str,
+        mqtt: SocketAddr,
+    ) -> rumqttc::MqttOptions {
+        let id = protocol::DeviceId::parse(cert_of).expect("id");
+        let certs = self.certs();
+        let roots = certs::load_roots(&certs.join(certs::CA_CERT)).expect("roots");
+        let chain = certs::load_certs(&certs::device_cert_path(&certs, &id)).expect("cert");
+        let key = certs::load_key(&certs::device_key_path(&certs, &id)).expect("key");
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .expect("client tls");
+        let mut o = rumqttc::MqttOptions::new(client_id, "localhost", mqtt.port());
+        o.set_keep_alive(Duration::from_secs(10)).set_transport(
+            rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls))),
+        );
+        o
+    }
+}
+
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Server {
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(self.http, ADMIN_TOKEN)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The HTTP API as a client sees it.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr, token: &str) -> Api {
+        Api {
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// GET → (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn open(&self, device: &str, box_no: u16, body: Value) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/devices/{device}/boxes/{box_no}/open"),
+            body,
+        )
+        .await
+    }
+
+    pub async fn device(&self, id: &str) -> Option<Value> {
+        match self.get(&format!("/api/v1/devices/{id}")).await {
+            (200, v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Every stored event of a device, in sequence order.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let (status, body) = self
+                .get(&format!(
+                    "/api/v1/devices/{id}/events?after={after}&limit=10000"
+                ))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let page = body["events"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return all;
+            }
+            after = page.last().and_then(|e| e["seq"].as_u64()).unwrap_or(after);
+            all.extend(page);
+        }
+    }
+
+    /// Waits until the command has an outcome; returns it.
+    pub async fn wait_command(&self, id: &str, timeout: Duration) -> Value {
+        let until = Instant::now() + timeout;
+        loop {
+            let (_, cmd) = self.get(&format!("/api/v1/commands/{id}")).await;
+            let status = cmd["status"].as_str().unwrap_or_default();
+            if ["opened", "already_open", "jammed", "failed", "expired"].contains(&status) {
+                return cmd;
+            }
+            assert!(Instant::now() < until, "command {id} still {status}: {cmd}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get_text("/metrics").await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the device is online and has reported its boxes.
+pub async fn wait_online(api: &Api, id: &str) {
+    eventually(Duration::from_secs(20), &format!("{id} online"), || async {
+        api.device(id).await.filter(|d| {
+            d["online"] == json!(true) && d["boxes"].as_array().is_some_and(|b| !b.is_empty())
+        })
+    })
+    .await;
+}
+
+/// Asserts the stored events are exactly seqs 1..=n, each once, stored in sequence order.
+pub fn assert_exactly_once_in_order(events: &[Value], n: u64) {
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let expected: Vec<u64> = (1..=n).collect();
+    if seqs != expected {
+        let missing: Vec<u64> = expected
+            .iter()
+            .filter(|s| !seqs.contains(s))
+            .copied()
+            .collect();
+        panic!(
+            "stored seqs are not exactly 1..={n}: {} stored, missing {:?}",
+            seqs.len(),
+            &missing[..missing.len().min(20)]
+        );
+    }
+    let received: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["received_at"].as_i64())
+        .collect();
+    assert!(
+        received.windows(2).all(|w| w[0] <= w[1]),
+        "events were stored out of sequence order"
+    );
+}

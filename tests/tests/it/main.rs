@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `fleet-server` and `device-agent` binaries as processes, talking
+//! over real TLS sockets, checked through the HTTP API and the MQTT port as a device sees it.
+
+mod harness;
+
+mod broker_front;
+mod delivery;
+mod remote_open;
