@@ -702,3 +702,157 @@ pub async fn simulate_activity(
         done += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::CommandId;
+
+    async fn ctx(dir: &std::path::Path, jam_rate: f64) -> (Arc<Ctx<FakeLocks>>, Arc<FakeLocks>) {
+        let fake = Arc::new(FakeLocks::new(FakeConfig {
+            boxes: 4,
+            close_after: Duration::from_secs(60),
+            jam_rate,
+        }));
+        let outbox = Arc::new(Outbox::open(dir, Durability::Normal).await.expect("outbox"));
+        let stats = Arc::new(AgentStats::default());
+        let notify = Arc::new(Notify::new());
+        let known = BoxNo::all(4)
+            .map(|b| BoxState {
+                box_no: b,
+                door_open: false,
+                occupied: Some(false),
+            })
+            .collect();
+        let recorder = Arc::new(Recorder {
+            known: Mutex::new(known),
+            outbox: outbox.clone(),
+            notify: notify.clone(),
+            stats: stats.clone(),
+        });
+        // A client whose event loop never runs: acks queue up and are never sent, which is
+        // what an agent without network does.
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("cab-t", "localhost", 1), 64);
+        let cfg = AgentConfig {
+            id: "cab-t".into(),
+            jam_timeout_ms: 100,
+            ..AgentConfig::default()
+        };
+        let ctx = Arc::new(Ctx {
+            box_locks: (0..4).map(|_| Mutex::new(())).collect(),
+            cfg,
+            id: DeviceId::parse("cab-t").expect("id"),
+            driver: fake.clone(),
+            outbox,
+            recorder,
+            client,
+            stats,
+            notify,
+        });
+        (ctx, fake)
+    }
+
+    fn open_cmd(id: &str, box_no: u16, expires_in_ms: i64) -> Command {
+        Command {
+            v: 1,
+            command_id: CommandId::parse(id).expect("id"),
+            issued_at: now_ms(),
+            expires_at: now_ms() + expires_in_ms,
+            action: CommandAction::Open {
+                box_no: BoxNo::new(box_no).expect("box"),
+            },
+        }
+    }
+
+    async fn journal(ctx: &Ctx<FakeLocks>, id: &str) -> Option<outbox::Journal> {
+        ctx.outbox
+            .journal(&CommandId::parse(id).expect("id"))
+            .await
+            .expect("journal")
+    }
+
+    #[tokio::test]
+    async fn a_command_delivered_twice_pulses_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        let cmd = open_cmd("c1", 2, 30_000);
+        execute(ctx.clone(), cmd.clone()).await;
+        execute(ctx.clone(), cmd).await;
+        assert_eq!(fake.pulses(), 1);
+        assert_eq!(
+            journal(&ctx, "c1").await,
+            Some(outbox::Journal::Done(AckStatus::Opened, None))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_command_is_never_pulsed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        execute(ctx.clone(), open_cmd("c2", 1, -1)).await;
+        assert_eq!(fake.pulses(), 0);
+        assert!(matches!(
+            journal(&ctx, "c2").await,
+            Some(outbox::Journal::Done(AckStatus::Expired, Some(_)))
+        ));
+        assert!(
+            !fake
+                .door_open(BoxNo::new(1).expect("box"))
+                .await
+                .expect("read")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_interrupted_by_a_restart_is_not_pulsed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cmd = open_cmd("c3", 1, 30_000);
+        {
+            // The previous process journaled the command and died around the pulse.
+            let (ctx, _) = ctx(dir.path(), 0.0).await;
+            let b = BoxNo::new(1).expect("box");
+            assert!(
+                ctx.outbox
+                    .begin_command(&cmd.command_id, b, now_ms())
+                    .await
+                    .expect("begin")
+            );
+            ctx.outbox.close().await;
+        }
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        execute(ctx.clone(), cmd).await;
+        assert_eq!(fake.pulses(), 0);
+        assert!(matches!(
+            journal(&ctx, "c3").await,
+            Some(outbox::Journal::Done(AckStatus::Failed, Some(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn outcomes_come_from_the_door_sensor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, fake) = ctx(dir.path(), 1.0).await;
+        execute(ctx.clone(), open_cmd("j1", 3, 30_000)).await;
+        assert!(matches!(
+            journal(&ctx, "j1").await,
+            Some(outbox::Journal::Done(AckStatus::Jammed, Some(_)))
+        ));
+        fake.open_by_hand(BoxNo::new(4).expect("box"))
+            .expect("open");
+        execute(ctx.clone(), open_cmd("a1", 4, 30_000)).await;
+        assert_eq!(
+            journal(&ctx, "a1").await,
+            Some(outbox::Journal::Done(AckStatus::AlreadyOpen, None))
+        );
+        assert_eq!(fake.pulses(), 1, "an open door is not pulsed");
+        // Every outcome also went into the outbox as a durable event.
+        let events = ctx.outbox.read_after(0, 100).await.expect("read");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e.body, EventBody::CommandResult { .. }))
+                .count(),
+            2
+        );
+    }
+}
