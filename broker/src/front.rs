@@ -291,8 +291,8 @@ fn check(device: &DeviceId, packet: &Packet) -> Result<(), String> {
 }
 
 /// Broker → device: relayed byte for byte.
-async fn downlink<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    broker: &mut R,
+async fn downlink<W: AsyncWrite + Unpin>(
+    broker: &mut tokio::net::tcp::OwnedReadHalf,
     client: &mut W,
     pending: BytesMut,
 ) -> DisconnectReason {
@@ -304,9 +304,23 @@ async fn downlink<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             return DisconnectReason::Io(e.to_string());
         }
     }
-    match tokio::io::copy(broker, client).await {
-        Ok(_) => DisconnectReason::BrokerClosed,
-        Err(e) => DisconnectReason::Io(e.to_string()),
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match broker.read(&mut buf).await {
+            Ok(0) => return DisconnectReason::BrokerClosed,
+            Ok(n) => n,
+            Err(e) => return DisconnectReason::Io(e.to_string()),
+        };
+        // rumqttd leaves Nagle on for its sockets: its next small write (a command, a
+        // receipt) waits until we acknowledge the previous one. Acknowledge at once instead
+        // of after the delayed-ACK timer. The flag is not sticky, so set it after every read.
+        let _ = socket2::SockRef::from(broker.as_ref()).set_tcp_quickack(true);
+        if let Err(e) = client.write_all(&buf[..n]).await {
+            return DisconnectReason::Io(e.to_string());
+        }
+        if let Err(e) = client.flush().await {
+            return DisconnectReason::Io(e.to_string());
+        }
     }
 }
 

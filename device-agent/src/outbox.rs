@@ -45,6 +45,9 @@ pub enum Journal {
 pub struct Outbox {
     pool: SqlitePool,
     last_seq: AtomicU64,
+    /// Held from reading `last_seq` to publishing the new one, so two appends never take the
+    /// same number.
+    numbering: tokio::sync::Mutex<()>,
 }
 
 impl Outbox {
@@ -65,7 +68,10 @@ impl Outbox {
             .synchronous(match durability {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
-            });
+            })
+            // One process owns the outbox: hold the file lock instead of taking it per
+            // transaction (a second agent on the same data dir fails to start instead).
+            .locking_mode(sqlx::sqlite::SqliteLockingMode::Exclusive);
         // One connection: the agent's writes are few and must not interleave.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -82,12 +88,18 @@ impl Outbox {
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
-        let next: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'next_seq'")
-            .fetch_one(&pool)
-            .await?;
+        // Numbers in use are either still in the outbox or below the floor that receipts
+        // raise (see `receipt`).
+        let next: i64 = sqlx::query_scalar(
+            "SELECT MAX((SELECT value FROM meta WHERE key = 'next_seq'),
+                        COALESCE((SELECT MAX(seq) FROM outbox), 0) + 1)",
+        )
+        .fetch_one(&pool)
+        .await?;
         Ok(Outbox {
             pool,
             last_seq: AtomicU64::new(next.max(1) as u64 - 1),
+            numbering: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -96,33 +108,36 @@ impl Outbox {
         self.last_seq.load(Ordering::SeqCst)
     }
 
-    /// Numbers and stores events in one transaction; returns them as sent.
+    /// Numbers and stores events in one statement (atomic on its own); returns them as sent.
     pub async fn append(&self, ts: i64, bodies: Vec<EventBody>) -> Result<Vec<Event>, OutboxError> {
-        let mut tx = self.pool.begin().await?;
-        let next: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'next_seq'")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut events = Vec::with_capacity(bodies.len());
-        for (i, body) in bodies.into_iter().enumerate() {
-            let event = Event {
-                seq: (next + i as i64) as u64,
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `last_seq` changes only after a commit and under this lock, so the next number is
+        // known without reading it back.
+        let _numbering = self.numbering.lock().await;
+        let next = self.last_seq() + 1;
+        let events: Vec<Event> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Event {
+                seq: next + i as u64,
                 ts,
                 body,
-            };
-            sqlx::query("INSERT INTO outbox (seq, event) VALUES (?1, ?2)")
-                .bind(event.seq as i64)
-                .bind(serde_json::to_string(&event).unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
-            events.push(event);
+            })
+            .collect();
+        let mut sql = String::from("INSERT INTO outbox (seq, event) VALUES ");
+        for i in 0..events.len() {
+            sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
         }
-        let new_next = next + events.len() as i64;
-        sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'next_seq'")
-            .bind(new_next)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.last_seq.store(new_next as u64 - 1, Ordering::SeqCst);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in &events {
+            q = q
+                .bind(e.seq as i64)
+                .bind(serde_json::to_string(e).unwrap_or_default());
+        }
+        q.execute(&self.pool).await?;
+        self.last_seq.store(next + events.len() as u64 - 1, Ordering::SeqCst);
         Ok(events)
     }
 
@@ -147,12 +162,20 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Deletes every event the receipt covers.
+    /// Deletes every event the receipt covers. The numbering floor is raised in the same
+    /// transaction, so a number is never handed out again once its row is gone.
     pub async fn receipt(&self, up_to: u64) -> Result<u64, OutboxError> {
-        let r = sqlx::query("DELETE FROM outbox WHERE seq <= ?1")
-            .bind(up_to.min(i64::MAX as u64) as i64)
-            .execute(&self.pool)
+        let up_to = up_to.min(self.last_seq()) as i64;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE meta SET value = MAX(value, ?1 + 1) WHERE key = 'next_seq'")
+            .bind(up_to)
+            .execute(&mut *tx)
             .await?;
+        let r = sqlx::query("DELETE FROM outbox WHERE seq <= ?1")
+            .bind(up_to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 
@@ -160,6 +183,7 @@ impl Outbox {
     /// replaced (reinstall, new disk). Renumber what is waiting to follow the server's mark,
     /// so nothing is mistaken for a duplicate.
     pub async fn renumber_after(&self, server_mark: u64) -> Result<u64, OutboxError> {
+        let _numbering = self.numbering.lock().await;
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query("SELECT seq, event FROM outbox ORDER BY seq")
             .fetch_all(&mut *tx)

@@ -165,6 +165,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
     tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));
     tracker.spawn(commands.clone().maintain(cancel.clone()));
+    tracker.spawn(checkpoints(store.clone(), cancel.clone()));
 
     let state = api::AppState {
         store: store.clone(),
@@ -182,6 +183,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     tracker.spawn(async move {
         let app = api::router(state);
         if let Err(e) = axum::serve(http, app)
+            .tcp_nodelay(true)
             .with_graceful_shutdown(http_cancel.cancelled_owned())
             .await
         {
@@ -201,6 +203,20 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         cancel,
         tracker,
     })
+}
+
+/// Runs SQLite checkpoints every second, away from the writer (see `Store::checkpoint`).
+async fn checkpoints(store: Store, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "database checkpoint failed; retrying in a second");
+        }
+    }
 }
 
 /// The configured admin token, else the one generated into the data dir on first start.

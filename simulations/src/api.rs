@@ -22,6 +22,8 @@ pub struct OpenOutcome {
     pub round_trip: Duration,
     /// Recorded by the server: command created → outcome at the door.
     pub server_latency_ms: Option<i64>,
+    /// The command as the API returned it last (timestamps of each step).
+    pub command: Value,
 }
 
 const TERMINAL: [&str; 5] = ["opened", "already_open", "jammed", "failed", "expired"];
@@ -101,6 +103,7 @@ impl ApiClient {
                     status,
                     round_trip: started.elapsed(),
                     server_latency_ms: cmd["latency_ms"].as_i64(),
+                    command: cmd,
                 });
             }
             if started.elapsed() > timeout {

@@ -155,6 +155,11 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
     let mut round_trip = Histogram::<u64>::new(3)?;
     let mut server_side = Histogram::<u64>::new(3)?;
     let mut not_opened = 0;
+    // Where the time goes, from the server's own timestamps (ms).
+    let mut steps: Vec<(&str, Histogram<u64>)> = ["created → sent", "sent → delivered", "delivered → finished"]
+        .into_iter()
+        .map(|n| Ok::<_, hdrhistogram::CreationError>((n, Histogram::<u64>::new(3)?)))
+        .collect::<Result<_, _>>()?;
     for i in 0..opts.opens {
         let device = ids[i % ids.len()].to_string();
         let box_no = (i / ids.len()) as u16 % spec.boxes + 1;
@@ -175,6 +180,13 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         if let Some(ms) = o.server_latency_ms {
             server_side.record(ms.max(0) as u64)?;
         }
+        let at = |k: &str| o.command[k].as_i64();
+        let marks = [at("created_at"), at("sent_at"), at("delivered_at"), at("finished_at")];
+        for (i, (_, h)) in steps.iter_mut().enumerate() {
+            if let (Some(a), Some(b)) = (marks[i], marks[i + 1]) {
+                h.record((b - a).max(0) as u64)?;
+            }
+        }
         // Let the door close again before the same box comes round.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -193,6 +205,9 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         server_side.value_at_quantile(0.5),
         server_side.value_at_quantile(0.99)
     );
+    for (name, h) in &steps {
+        println!("    {name}: p50 {} ms, p99 {} ms", h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+    }
     println!("  outcomes other than opened: {not_opened}");
     fleet.shutdown().await;
     server.shutdown().await;
