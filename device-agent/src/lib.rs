@@ -384,14 +384,21 @@ async fn uplink<D: LockDriver>(
         }
     };
     let mut sent = acked;
+    // Receipted rows are deleted in bulk (every tick, or every 1000 events): a delete per
+    // receipt cost more than the send. Rows receipted but not yet deleted are only sent
+    // again after a crash, and the server ignores duplicates.
+    let mut deleted = acked;
     let mut connected = false;
     let mut last_progress = Instant::now();
+    // While a batch is in flight, new events wait up to HOLD to travel together.
+    let mut hold_until: Option<tokio::time::Instant> = None;
     let retransmit = Duration::from_millis(ctx.cfg.retransmit_after_ms);
     let events_topic = protocol::topic::device_topic(&ctx.id, Channel::Events);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = sleep_until_opt(hold_until) => {}
             n = net.recv() => match n {
                 None => break,
                 Some(Net::Connected) => {
@@ -446,10 +453,27 @@ async fn uplink<D: LockDriver>(
                     sent = acked;
                     last_progress = Instant::now();
                 }
+                delete_receipted(&ctx, acked, &mut deleted).await;
             }
+        }
+        if acked >= deleted + 1000 {
+            delete_receipted(&ctx, acked, &mut deleted).await;
         }
         // Pump: send what the window allows.
         while connected && sent < ctx.outbox.last_seq() && sent - acked < ctx.cfg.window {
+            let waiting = ctx.outbox.last_seq() - sent;
+            if sent > acked && waiting < ctx.cfg.batch as u64 {
+                let now = tokio::time::Instant::now();
+                match hold_until {
+                    None => {
+                        hold_until = Some(now + HOLD);
+                        break;
+                    }
+                    Some(t) if now < t => break,
+                    Some(_) => {}
+                }
+            }
+            hold_until = None;
             let events = match ctx.outbox.read_after(sent, ctx.cfg.batch as i64).await {
                 Ok(e) if !e.is_empty() => e,
                 Ok(_) => break,
@@ -480,10 +504,34 @@ async fn uplink<D: LockDriver>(
             }
         }
     }
+    delete_receipted(&ctx, acked, &mut deleted).await;
     let _ = ctx.client.try_disconnect();
 }
 
-/// Applies a receipt. Returns `Some(true)` when it advanced the mark.
+/// How long new events wait for company while a batch is in flight.
+const HOLD: Duration = Duration::from_millis(2);
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn delete_receipted<D>(ctx: &Ctx<D>, acked: u64, deleted: &mut u64) {
+    if acked <= *deleted {
+        return;
+    }
+    match ctx.outbox.receipt(acked).await {
+        Ok(_) => *deleted = acked,
+        Err(e) => {
+            tracing::error!(device = %ctx.id, error = %e, "deleting receipted events failed; will retry")
+        }
+    }
+}
+
+/// Applies a receipt to the in-memory mark (rows are deleted later, in bulk). Returns
+/// `Some(true)` when it advanced the mark.
 async fn on_receipt<D>(ctx: &Ctx<D>, up_to: u64, acked: &mut u64, sent: &mut u64) -> Option<bool> {
     if up_to > ctx.outbox.last_seq() {
         // The server has seen seqs this outbox never handed out: the outbox was replaced.
@@ -507,10 +555,6 @@ async fn on_receipt<D>(ctx: &Ctx<D>, up_to: u64, acked: &mut u64, sent: &mut u64
     }
     if up_to <= *acked {
         return Some(false);
-    }
-    if let Err(e) = ctx.outbox.receipt(up_to).await {
-        tracing::error!(device = %ctx.id, error = %e, "deleting receipted events failed; will retry on the next receipt");
-        return None;
     }
     *acked = up_to;
     if *sent < up_to {

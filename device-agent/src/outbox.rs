@@ -137,7 +137,8 @@ impl Outbox {
                 .bind(serde_json::to_string(e).unwrap_or_default());
         }
         q.execute(&self.pool).await?;
-        self.last_seq.store(next + events.len() as u64 - 1, Ordering::SeqCst);
+        self.last_seq
+            .store(next + events.len() as u64 - 1, Ordering::SeqCst);
         Ok(events)
     }
 

@@ -21,6 +21,14 @@ pub struct IngestOptions {
     /// Database URL (default: SQLite in a scratch dir).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Raw publishers instead of agents: each device is a bare MQTT client sending
+    /// pre-built batches and waiting for receipts, so the figure is the server's ceiling
+    /// and not the agents' outbox cost (all run on the same 2 cores).
+    #[arg(long)]
+    pub raw: bool,
+    /// Events per MQTT message in raw mode.
+    #[arg(long, default_value_t = 50)]
+    pub batch: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,6 +61,9 @@ async fn server(
 
 /// Events/s from the agents' first record to the last receipt, every event stored once.
 pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
+    if opts.raw {
+        return ingest_raw(opts).await;
+    }
     let dir = scratch_dir("lockerfleet-bench-ingest");
     let _ = std::fs::remove_dir_all(&dir);
     let spec = FleetSpec {
@@ -156,10 +167,11 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
     let mut server_side = Histogram::<u64>::new(3)?;
     let mut not_opened = 0;
     // Where the time goes, from the server's own timestamps (ms).
-    let mut steps: Vec<(&str, Histogram<u64>)> = ["created → sent", "sent → delivered", "delivered → finished"]
-        .into_iter()
-        .map(|n| Ok::<_, hdrhistogram::CreationError>((n, Histogram::<u64>::new(3)?)))
-        .collect::<Result<_, _>>()?;
+    let mut steps: Vec<(&str, Histogram<u64>)> =
+        ["created → sent", "sent → delivered", "delivered → finished"]
+            .into_iter()
+            .map(|n| Ok::<_, hdrhistogram::CreationError>((n, Histogram::<u64>::new(3)?)))
+            .collect::<Result<_, _>>()?;
     for i in 0..opts.opens {
         let device = ids[i % ids.len()].to_string();
         let box_no = (i / ids.len()) as u16 % spec.boxes + 1;
@@ -181,7 +193,12 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
             server_side.record(ms.max(0) as u64)?;
         }
         let at = |k: &str| o.command[k].as_i64();
-        let marks = [at("created_at"), at("sent_at"), at("delivered_at"), at("finished_at")];
+        let marks = [
+            at("created_at"),
+            at("sent_at"),
+            at("delivered_at"),
+            at("finished_at"),
+        ];
         for (i, (_, h)) in steps.iter_mut().enumerate() {
             if let (Some(a), Some(b)) = (marks[i], marks[i + 1]) {
                 h.record((b - a).max(0) as u64)?;
@@ -206,11 +223,151 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         server_side.value_at_quantile(0.99)
     );
     for (name, h) in &steps {
-        println!("    {name}: p50 {} ms, p99 {} ms", h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+        println!(
+            "    {name}: p50 {} ms, p99 {} ms",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99)
+        );
     }
     println!("  outcomes other than opened: {not_opened}");
     fleet.shutdown().await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The server's ingest ceiling: bare TLS MQTT publishers with pre-built batches, a window of
+/// 20 messages each, done when every device's receipt covers all its events.
+async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use protocol::{BoxNo, Channel, Event, EventBatch, EventBody, Receipt};
+    use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS, Transport};
+
+    anyhow::ensure!(
+        opts.batch >= 1 && opts.batch <= 1000,
+        "--batch must be 1..=1000"
+    );
+    let dir = scratch_dir("lockerfleet-bench-raw");
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        cabinets: opts.agents,
+        sites: 1,
+        ..FleetSpec::default()
+    };
+    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
+    let certs_dir = dir.join("certs");
+    crate::fleet::ensure_certs(&certs_dir, &ids)?;
+    let server = server(&dir, opts.database_url.clone()).await?;
+    let total = opts.events;
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for id in ids.clone() {
+        let tls = device_agent::client_tls(&certs_dir, &id)?;
+        let mut o = MqttOptions::new(id.as_str(), "localhost", server.mqtt_addr.port());
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(1 << 20, 1 << 20)
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        let (client, mut el) = AsyncClient::new(o, 64);
+        let mut net = el.network_options();
+        net.set_tcp_nodelay(true);
+        el.set_network_options(net);
+        let acked = Arc::new(AtomicU64::new(0));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (a, n) = (acked.clone(), notify.clone());
+        let receipts_topic = protocol::topic::device_topic(&id, Channel::Receipts);
+        let sub = client.clone();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                        let _ = sub.try_subscribe(receipts_topic.clone(), QoS::AtLeastOnce);
+                        n.notify_one();
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        if let Ok(r) = protocol::decode::<Receipt>(&p.payload) {
+                            a.fetch_max(r.up_to, Ordering::SeqCst);
+                            n.notify_one();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let topic = protocol::topic::device_topic(&id, Channel::Events);
+        let batch = opts.batch;
+        tasks.push(tokio::spawn(async move {
+            notify.notified().await; // connected and subscribing
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut sent = 0u64;
+            let window = batch * 20;
+            while acked.load(Ordering::SeqCst) < total {
+                while sent < total && sent - acked.load(Ordering::SeqCst) < window {
+                    let events = (sent + 1..=(sent + batch).min(total))
+                        .map(|seq| Event {
+                            seq,
+                            ts: seq as i64,
+                            body: EventBody::Door {
+                                box_no: BoxNo::new((seq % 24 + 1) as u16).expect("box"),
+                                open: seq % 2 == 0,
+                            },
+                        })
+                        .collect::<Vec<_>>();
+                    let last = events.last().map(|e| e.seq).unwrap_or(sent);
+                    let msg = EventBatch {
+                        v: 1,
+                        base: acked.load(Ordering::SeqCst) + 1,
+                        events,
+                    };
+                    if client
+                        .publish(
+                            topic.clone(),
+                            QoS::AtLeastOnce,
+                            false,
+                            protocol::encode(&msg),
+                        )
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    sent = last;
+                }
+                let before = acked.load(Ordering::SeqCst);
+                let _ = tokio::time::timeout(Duration::from_secs(3), notify.notified()).await;
+                let now = acked.load(Ordering::SeqCst);
+                if now == before && now < sent {
+                    // No receipt progress for 3 s: resend from the mark, as agents do.
+                    sent = now;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed();
+    let expected = total * opts.agents as u64;
+    let stored = server.store.totals().await?.events as u64;
+    println!(
+        "durable ingest (raw publishers): {} devices × {} events in batches of {}",
+        opts.agents, total, opts.batch
+    );
+    println!("  stored (distinct): {stored}; expected {expected}");
+    println!(
+        "  elapsed: {:.2} s; rate: {:.0} events/s (publish → commit → receipt)",
+        elapsed.as_secs_f64(),
+        expected as f64 / elapsed.as_secs_f64()
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(
+        stored == expected,
+        "stored {stored} events, expected {expected}"
+    );
     Ok(())
 }
