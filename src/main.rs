@@ -21,25 +21,11 @@ enum Cmd {
 }
 
 fn main() -> std::process::ExitCode {
-    // One readable line on failure, also where RUST_BACKTRACE is set.
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::run_main(run)
 }
 
 async fn run() -> anyhow::Result<()> {
-    simulations::init_tracing("warn,rumqttd=off");
+    cli::init_tracing("warn,rumqttd=off");
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Cmd::Demo(o) => simulations::demo::run(o).await,

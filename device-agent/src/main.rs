@@ -79,30 +79,11 @@ impl Args {
 }
 
 fn main() -> std::process::ExitCode {
-    // One readable line on failure, also where RUST_BACKTRACE is set.
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::run_main(run)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKERFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_tracing("info,rumqttc=warn,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let cfg = Args::parse().into_config()?;
@@ -126,11 +107,7 @@ async fn run() -> anyhow::Result<()> {
         cancel.clone(),
     ));
     println!("LOCKERFLEET_AGENT_READY id={}", agent.id);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    cli::shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
     let _ = sim.await;

@@ -74,25 +74,11 @@ impl Args {
 }
 
 fn main() -> std::process::ExitCode {
-    // One readable line on failure, also where RUST_BACKTRACE is set.
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::run_main(run)
 }
 
 async fn run() -> anyhow::Result<()> {
-    init_tracing();
+    cli::init_tracing("info,rumqttd=off,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg = Args::parse().into_config()?;
     let server = fleet_server::start(cfg)
@@ -102,31 +88,8 @@ async fn run() -> anyhow::Result<()> {
         "LOCKERFLEET_READY mqtt={} http={}",
         server.mqtt_addr, server.http_addr
     );
-    wait_for_signal().await;
+    cli::shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKERFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

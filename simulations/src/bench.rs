@@ -102,23 +102,41 @@ pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
-    let totals = server.store.totals().await?;
-    let stored = totals.events as u64;
-    println!(
-        "durable ingest: {} agents × {} events = {} events",
+    let title = format!(
+        "durable ingest: {} agents × {} events = {expected} events",
         opts.agents,
-        opts.events + 1,
-        expected
+        opts.events + 1
     );
-    println!("  stored (distinct): {stored}; expected {expected}");
-    println!(
-        "  elapsed: {:.2} s; rate: {:.0} events/s (record → commit → receipt)",
-        elapsed.as_secs_f64(),
-        expected as f64 / elapsed.as_secs_f64()
-    );
+    let result = report_ingest(
+        &server,
+        title,
+        "record → commit → receipt",
+        expected,
+        elapsed,
+    )
+    .await;
     fleet.shutdown().await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Prints an ingest result and checks that exactly the expected events were stored.
+async fn report_ingest(
+    server: &fleet_server::RunningServer,
+    title: String,
+    path: &str,
+    expected: u64,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let stored = server.store.totals().await?.events as u64;
+    println!("{title}");
+    println!("  stored (distinct): {stored}; expected {expected}");
+    println!(
+        "  elapsed: {:.2} s; rate: {:.0} events/s ({path})",
+        elapsed.as_secs_f64(),
+        expected as f64 / elapsed.as_secs_f64()
+    );
     anyhow::ensure!(
         stored == expected,
         "stored {stored} events, expected {expected}"
@@ -352,22 +370,19 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let expected = total * opts.agents as u64;
-    let stored = server.store.totals().await?.events as u64;
-    println!(
-        "durable ingest (raw publishers): {} devices × {} events in batches of {}",
-        opts.agents, total, opts.batch
+    let title = format!(
+        "durable ingest (raw publishers): {} devices × {total} events in batches of {}",
+        opts.agents, opts.batch
     );
-    println!("  stored (distinct): {stored}; expected {expected}");
-    println!(
-        "  elapsed: {:.2} s; rate: {:.0} events/s (publish → commit → receipt)",
-        elapsed.as_secs_f64(),
-        expected as f64 / elapsed.as_secs_f64()
-    );
+    let result = report_ingest(
+        &server,
+        title,
+        "publish → commit → receipt",
+        expected,
+        elapsed,
+    )
+    .await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-    anyhow::ensure!(
-        stored == expected,
-        "stored {stored} events, expected {expected}"
-    );
-    Ok(())
+    result
 }

@@ -162,3 +162,63 @@ async fn malformed_payloads_leave_the_server_healthy() {
     assert_eq!(health["status"], "ok");
     driver.abort();
 }
+
+#[tokio::test]
+async fn oversized_packets_disconnect_the_sender() {
+    let w = World::new(&["cab-o"]);
+    let server = w.server();
+    let api = server.api();
+    let mut o = w.device_options("cab-o", "cab-o", server.mqtt);
+    o.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut el) = AsyncClient::new(o, 10);
+    connack(&mut el).await.expect("connects");
+    // Default limit 256 KiB.
+    client
+        .publish(
+            "devices/cab-o/events",
+            QoS::AtLeastOnce,
+            false,
+            vec![b'x'; 400 * 1024],
+        )
+        .await
+        .expect("queued");
+    assert!(
+        closed(&mut el).await,
+        "a 400 KiB packet did not disconnect the device"
+    );
+    assert!(api.metric("lockerfleet_broker_violations_total").await >= 1.0);
+}
+
+#[tokio::test]
+async fn the_connection_limit_holds_and_frees_up() {
+    let w = World::new(&["cab-l"]);
+    let server = w.server_with("127.0.0.1:0", "127.0.0.1:0", &["--max-connections", "2"]);
+    let api = server.api();
+    let idle: Vec<_> = futures_idle(server.mqtt, 2).await;
+    let (_c, mut el) = AsyncClient::new(w.device_options("cab-l", "cab-l", server.mqtt), 10);
+    assert!(
+        connack(&mut el).await.is_err(),
+        "a third connection got in past a limit of 2"
+    );
+    assert!(
+        api.metric("lockerfleet_broker_connections_rejected_limit_total")
+            .await
+            >= 1.0
+    );
+    drop(idle);
+    eventually(Duration::from_secs(10), "a slot frees up", || async {
+        let (_c, mut el) = AsyncClient::new(w.device_options("cab-l", "cab-l", server.mqtt), 10);
+        connack(&mut el).await.ok()
+    })
+    .await;
+}
+
+async fn futures_idle(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(tokio::net::TcpStream::connect(addr).await.expect("tcp"));
+    }
+    // Let the server accept them before the next connection arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    v
+}

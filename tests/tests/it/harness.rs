@@ -59,6 +59,11 @@ impl World {
 
     /// Starts the server on the given addresses (a restart reuses the old ports).
     pub fn server_on(&self, mqtt: &str, http: &str) -> Server {
+        self.server_with(mqtt, http, &[])
+    }
+
+    /// Starts the server with extra flags.
+    pub fn server_with(&self, mqtt: &str, http: &str, extra: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -69,6 +74,7 @@ impl World {
             .args(["--certs", &self.certs().display().to_string()])
             .args(["--mqtt-listen", mqtt, "--http-listen", http])
             .args(["--admin-token", ADMIN_TOKEN])
+            .args(extra)
             .env("LOCKERFLEET_LOG", "info,rumqttd=off,sqlx=warn")
             .stdout(Stdio::piped())
             .stderr(log)

@@ -1,0 +1,103 @@
+//! Plumbing shared by the LockerFleet binaries: one-line errors, logging, TOML config files and
+//! shutdown signals, so every `main.rs` stays a thin wiring of its library.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::de::DeserializeOwned;
+
+/// Runs an async `main` on a multi-threaded runtime. A failure prints one line,
+/// `error: <what went wrong>: <why>`, and exits 1 — also where RUST_BACKTRACE is set, which
+/// would otherwise bury the message under a backtrace.
+pub fn run_main<F: Future<Output = anyhow::Result<()>>>(main: impl FnOnce() -> F) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `LOCKERFLEET_LOG` (tracing filter syntax) overrides `default_filter`.
+pub fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKERFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Reads a TOML config file; errors name the file, and the line and key that are wrong.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| FileError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cfg {
+        port: u16,
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let dir = std::env::temp_dir().join(format!("cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("x.toml");
+        std::fs::write(&path, "port = 'eighty'\n").expect("write");
+        let err = load_toml::<Cfg>(&path).expect_err("bad value").to_string();
+        assert!(err.contains("x.toml") && err.contains("port"), "{err}");
+        let err = load_toml::<Cfg>(&dir.join("missing.toml"))
+            .expect_err("missing")
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
