@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use broker::{LinkRx, LinkTx, Notification, Packet, Publish};
 use bytes::Bytes;
-use protocol::{
-    Channel, CommandAck, DecodeError, DeviceId, DeviceTopic, EventBatch, StateSnapshot,
-};
+use protocol::{Channel, CommandAck, DeviceId, DeviceTopic, EventBatch, StateSnapshot};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -180,7 +178,6 @@ fn decoded<M: protocol::message::Message>(
         Ok(m) => Some(m),
         Err(e) => {
             metrics.malformed(channel);
-            let e: DecodeError = e;
             tracing::warn!(%device, channel, error = %e, bytes = payload.len(), "malformed device message dropped");
             None
         }
