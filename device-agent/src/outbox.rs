@@ -142,8 +142,9 @@ impl Outbox {
         Ok(events)
     }
 
-    /// Up to `limit` events with `seq > after`, in order. Rows that no longer decode are
-    /// logged and skipped (they stay on disk for inspection).
+    /// Up to `limit` events with `seq > after`, in order. A row that no longer decodes is
+    /// sent as a `lost` event under its sequence number, so the server's receipts can move
+    /// past it instead of waiting forever for a gap to fill.
     pub async fn read_after(&self, after: u64, limit: i64) -> Result<Vec<Event>, OutboxError> {
         let rows =
             sqlx::query("SELECT seq, event FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")
@@ -157,7 +158,16 @@ impl Outbox {
             let text: String = row.try_get("event")?;
             match serde_json::from_str::<Event>(&text) {
                 Ok(e) => out.push(e),
-                Err(e) => tracing::error!(seq, error = %e, "outbox row does not decode; skipped"),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "outbox row does not decode; sending it as lost");
+                    out.push(Event {
+                        seq: seq as u64,
+                        ts: 0,
+                        body: EventBody::Lost {
+                            detail: format!("outbox row unreadable: {e}"),
+                        },
+                    });
+                }
             }
         }
         Ok(out)
@@ -390,6 +400,24 @@ mod tests {
             1,
             "durable result event"
         );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_row_is_sent_as_lost_under_its_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = Outbox::open(dir.path(), Durability::Normal)
+            .await
+            .expect("open");
+        o.append(1, vec![door(1, true), door(1, false)])
+            .await
+            .expect("append");
+        sqlx::query("UPDATE outbox SET event = 'garbage' WHERE seq = 1")
+            .execute(&o.pool)
+            .await
+            .expect("damage");
+        let events = o.read_after(0, 10).await.expect("read");
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(matches!(events[0].body, EventBody::Lost { .. }));
     }
 
     #[tokio::test]

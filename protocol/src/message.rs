@@ -118,6 +118,9 @@ pub enum EventBody {
         box_no: BoxNo,
         occupied: bool,
     },
+    /// The agent could not read this event back from its outbox (damaged storage): the
+    /// sequence number is accounted for, its content is lost.
+    Lost { detail: String },
     /// The durable record of a command's outcome (the ack on `acks` is the fast path).
     CommandResult {
         command_id: CommandId,
@@ -135,13 +138,14 @@ impl EventBody {
             EventBody::Started { .. } => "started",
             EventBody::Door { .. } => "door",
             EventBody::Occupancy { .. } => "occupancy",
+            EventBody::Lost { .. } => "lost",
             EventBody::CommandResult { .. } => "command_result",
         }
     }
 
     pub fn box_no(&self) -> Option<BoxNo> {
         match self {
-            EventBody::Started { .. } => None,
+            EventBody::Started { .. } | EventBody::Lost { .. } => None,
             EventBody::Door { box_no, .. }
             | EventBody::Occupancy { box_no, .. }
             | EventBody::CommandResult { box_no, .. } => Some(*box_no),

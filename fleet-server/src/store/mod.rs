@@ -212,7 +212,7 @@ impl Store {
                     self.started(&mut tx, device, *boxes, agent_version).await?;
                     None
                 }
-                EventBody::CommandResult { .. } => None,
+                EventBody::CommandResult { .. } | EventBody::Lost { .. } => None,
             };
             if let Some((map, box_no, value)) = slot {
                 let entry = map

@@ -69,6 +69,13 @@ fn event_batch() {
             },
             Event {
                 seq: 44,
+                ts: 1_764_288_005_100,
+                body: EventBody::Lost {
+                    detail: "outbox row unreadable: expected value at line 1 column 1".into(),
+                },
+            },
+            Event {
+                seq: 45,
                 ts: 1_764_288_004_900,
                 body: EventBody::CommandResult {
                     command_id: cmd_id(),
