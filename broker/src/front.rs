@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use protocol::DeviceId;
 use rumqttd::protocol::v4::V4;
-use rumqttd::protocol::{ConnAck, ConnectReturnCode, Error as MqttError, Packet, Protocol};
+use rumqttd::protocol::{ConnAck, ConnectReturnCode, Error as MqttError, Login, Packet, Protocol};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -21,10 +21,17 @@ use crate::{BrokerConfig, DisconnectReason, FrontStats, PresenceEvent};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// Time allowed for a TLS close_notify to a device.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A device whose socket accepts nothing for this long is disconnected.
+const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) struct Front {
     pub cfg: BrokerConfig,
     pub acceptor: TlsAcceptor,
     pub internal_addr: SocketAddr,
+    /// Username and password the internal listener requires.
+    pub internal_login: (String, String),
     pub presence: mpsc::Sender<PresenceEvent>,
     pub stats: Arc<FrontStats>,
     pub cancel: CancellationToken,
@@ -126,26 +133,46 @@ impl Front {
                     return;
                 }
             };
-        if let Packet::Connect(c, ..) = &connect
-            && c.client_id != device.as_str()
-        {
+        let Packet::Connect(c, props, will, will_props, _login) = connect else {
+            return self.refuse(&device, peer, &"first packet was not CONNECT");
+        };
+        let refusal = if c.client_id != device.as_str() {
             inc(&self.stats.identity_rejected);
             tracing::warn!(%peer, %device, client_id = %c.client_id,
-                    "MQTT client id differs from the certificate's device id; refused");
+                "MQTT client id differs from the certificate's device id; refused");
+            Some(ConnectReturnCode::ClientIdentifierNotValid)
+        } else if let Some(w) = &will {
+            // rumqttd publishes a will without any topic check, so a will would let a device
+            // speak on another device's topics. Presence comes from the front instead.
+            inc(&self.stats.violations);
+            tracing::warn!(%peer, %device, will_topic = %String::from_utf8_lossy(&w.topic),
+                "CONNECT with a last will refused; LockerFleet reports presence itself");
+            Some(ConnectReturnCode::NotAuthorized)
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
             let mut out = BytesMut::new();
             let refusal = Packet::ConnAck(
                 ConnAck {
                     session_present: false,
-                    code: ConnectReturnCode::ClientIdentifierNotValid,
+                    code,
                 },
                 None,
             );
             if V4.write(refusal, &mut out).is_ok() {
                 let _ = client_tx.write_all(&out).await;
-                let _ = client_tx.shutdown().await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client_tx.shutdown()).await;
             }
             return;
         }
+        // Only the front knows the internal listener's credentials: nothing else on this
+        // machine can open a session as a device by going around the front.
+        let login = Login {
+            username: self.internal_login.0.clone(),
+            password: self.internal_login.1.clone(),
+        };
+        let connect = Packet::Connect(c, props, None, will_props, Some(login));
 
         let upstream = match TcpStream::connect(self.internal_addr).await {
             Ok(s) => s,
@@ -160,6 +187,17 @@ impl Front {
         if V4.write(connect, &mut out).is_err() || broker_tx.write_all(&out).await.is_err() {
             return;
         }
+        // Counted from the moment rumqttd sees the CONNECT: rumqttd drops an older session
+        // of the same id while handling it, and that session's end must not be mistaken for
+        // the device going offline.
+        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        self.report(PresenceEvent::Connected {
+            device: device.clone(),
+            session,
+            peer,
+            at: SystemTime::now(),
+        })
+        .await;
 
         // The session exists once rumqttd accepts it; forward its CONNACK and only then
         // report the device online.
@@ -182,18 +220,17 @@ impl Front {
         };
         if !accepted {
             tracing::info!(%device, "broker did not accept the session");
+            self.report(PresenceEvent::Disconnected {
+                device,
+                session,
+                reason: DisconnectReason::Io("the broker refused the session".into()),
+                at: SystemTime::now(),
+            })
+            .await;
             return;
         }
-        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         inc(&self.stats.sessions);
         tracing::debug!(%device, %peer, session, "device connected");
-        self.report(PresenceEvent::Connected {
-            device: device.clone(),
-            session,
-            peer,
-            at: SystemTime::now(),
-        })
-        .await;
 
         let reason = tokio::select! {
             r = self.uplink(&device, &mut client_rx, &mut broker_tx, from_client) => r,
@@ -206,7 +243,7 @@ impl Front {
         } else {
             tracing::debug!(%device, session, %reason, "device disconnected");
         }
-        let _ = client_tx.shutdown().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, client_tx.shutdown()).await;
         self.report(PresenceEvent::Disconnected {
             device,
             session,
@@ -241,6 +278,16 @@ impl Front {
         let mut said_goodbye = false;
         loop {
             loop {
+                // QoS 2 makes rumqttd hold each publish until PUBREL, without a bound: a
+                // device could fill the router's memory. LockerFleet uses QoS 0 and 1 only.
+                if buf
+                    .first()
+                    .is_some_and(|b| b >> 4 == 3 && (b >> 1) & 3 == 2)
+                {
+                    return DisconnectReason::Violation(
+                        "QoS 2 publish; LockerFleet accepts QoS 0 and 1 only".into(),
+                    );
+                }
                 let packet = match V4.read_mut(&mut buf, max) {
                     Ok(p) => p,
                     Err(MqttError::InsufficientBytes(_)) => break,
@@ -283,9 +330,14 @@ fn check(device: &DeviceId, packet: &Packet) -> Result<(), String> {
                 .map_err(|e| e.to_string())
         }
         Packet::Subscribe(s, _) => s.filters.iter().try_for_each(|f| {
-            protocol::topic::check_device_subscribe(device, &f.path).map_err(|e| e.to_string())
+            protocol::topic::check_device_subscribe(device, &f.path)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }),
         Packet::Connect(..) => Err("second CONNECT on one connection".into()),
+        Packet::PubRec(..) | Packet::PubRel(..) | Packet::PubComp(..) => {
+            Err("QoS 2 flow packet; LockerFleet uses QoS 0 and 1 only".into())
+        }
         _ => Ok(()),
     }
 }
@@ -315,11 +367,20 @@ async fn downlink<W: AsyncWrite + Unpin>(
         // receipt) waits until we acknowledge the previous one. Acknowledge at once instead
         // of after the delayed-ACK timer. The flag is not sticky, so set it after every read.
         let _ = socket2::SockRef::from(broker.as_ref()).set_tcp_quickack(true);
-        if let Err(e) = client.write_all(&buf[..n]).await {
-            return DisconnectReason::Io(e.to_string());
-        }
-        if let Err(e) = client.flush().await {
-            return DisconnectReason::Io(e.to_string());
+        // A device that stops reading must not hold its session (and the shutdown) forever.
+        let write = async {
+            client.write_all(&buf[..n]).await?;
+            client.flush().await
+        };
+        match tokio::time::timeout(STALLED_WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return DisconnectReason::Io(e.to_string()),
+            Err(_) => {
+                return DisconnectReason::Io(format!(
+                    "device did not read for {} s",
+                    STALLED_WRITE_TIMEOUT.as_secs()
+                ));
+            }
         }
     }
 }

@@ -168,6 +168,7 @@ impl Broker {
             cfg,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
             internal_addr: internal.addr,
+            internal_login: internal.login,
             presence,
             stats: stats.clone(),
             cancel,

@@ -16,6 +16,20 @@ use crate::BrokerError;
 pub(crate) struct Internal {
     pub addr: SocketAddr,
     pub link: (LinkTx, LinkRx),
+    /// Credentials the internal listener requires; only the front has them.
+    pub login: (String, String),
+}
+
+const FRONT_USER: &str = "lockerfleet-front";
+
+/// 32 random bytes from the OS as hex.
+fn secret() -> Result<String, BrokerError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| BrokerError::Router("the OS random source failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The device → server filters hold the ingest backlog; they get a bigger commit log than
@@ -82,6 +96,7 @@ fn start_blocking(max_connections: usize, max_packet_size: usize) -> Result<Inte
             .local_addr()
             .map_err(|e| BrokerError::Router(e.to_string()))?
     };
+    let password = secret()?;
     let settings = ServerSettings {
         name: "internal".into(),
         listen: addr,
@@ -91,7 +106,7 @@ fn start_blocking(max_connections: usize, max_packet_size: usize) -> Result<Inte
             connection_timeout_ms: 10_000,
             max_payload_size: max_packet_size,
             max_inflight_count: 200,
-            auth: None,
+            auth: Some(HashMap::from([(FRONT_USER.to_owned(), password.clone())])),
             external_auth: None,
             dynamic_filters: true,
         },
@@ -124,6 +139,7 @@ fn start_blocking(max_connections: usize, max_packet_size: usize) -> Result<Inte
             return Ok(Internal {
                 addr,
                 link: (link_tx, link_rx),
+                login: (FRONT_USER.to_owned(), password),
             });
         }
         std::thread::sleep(Duration::from_millis(10));

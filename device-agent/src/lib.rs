@@ -29,6 +29,9 @@ pub use outbox::{Durability, Outbox, OutboxError};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+const INTERRUPTED: &str =
+    "the agent restarted while executing this command; the lock is not pulsed again";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
@@ -237,6 +240,21 @@ pub async fn start<D: LockDriver>(
             }],
         )
         .await?;
+    // A command the previous run journaled but never finished may or may not have pulsed
+    // its lock: report it failed now (never pulse it again), so the server learns the truth
+    // without waiting for a redelivery.
+    for (command, b) in outbox.interrupted().await? {
+        tracing::warn!(device = %id, %command, "command interrupted by a restart; reporting failed");
+        outbox
+            .finish_command(
+                &command,
+                b,
+                AckStatus::Failed,
+                Some(INTERRUPTED.into()),
+                now_ms(),
+            )
+            .await?;
+    }
     stats.last_seq.store(outbox.last_seq(), Ordering::Relaxed);
 
     let mut options = MqttOptions::new(id.as_str(), host, port);
@@ -423,6 +441,7 @@ async fn uplink<D: LockDriver>(
                 }
                 Some(Net::Disconnected) => {
                     connected = false;
+                    hold_until = None;
                     ctx.stats.connected.store(false, Ordering::Relaxed);
                 }
                 Some(Net::Message(topic, payload)) => {
@@ -586,9 +605,14 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
             return ack(&ctx, &cmd, status, detail);
         }
         Ok(Some(outbox::Journal::Executing)) => {
-            let detail =
-                "the agent restarted while executing this command; the lock is not pulsed again";
-            return finish(&ctx, &cmd, box_no, AckStatus::Failed, Some(detail.into())).await;
+            return finish(
+                &ctx,
+                &cmd,
+                box_no,
+                AckStatus::Failed,
+                Some(INTERRUPTED.into()),
+            )
+            .await;
         }
         Ok(None) => {}
         Err(e) => {
@@ -621,6 +645,16 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
                 Some(format!("journal write failed: {e}")),
             );
         }
+    }
+    // Journaling waited for the disk and the outbox connection: look at the clock again
+    // right before the pulse.
+    let now = now_ms();
+    if now >= cmd.expires_at {
+        let detail = format!(
+            "expired {} ms before the pulse; not executed",
+            now - cmd.expires_at
+        );
+        return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
     }
     ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
     ack(&ctx, &cmd, AckStatus::Delivered, None);

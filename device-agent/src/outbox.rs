@@ -254,6 +254,26 @@ impl Outbox {
         }))
     }
 
+    /// Commands journaled but never finished: a previous run died while executing them.
+    pub async fn interrupted(&self) -> Result<Vec<(CommandId, BoxNo)>, OutboxError> {
+        let rows = sqlx::query("SELECT command_id, box_no FROM journal WHERE status IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("command_id")?;
+            let b: i64 = row.try_get("box_no")?;
+            let parsed = CommandId::parse(&id)
+                .ok()
+                .zip(u16::try_from(b).ok().and_then(|b| BoxNo::new(b).ok()));
+            match parsed {
+                Some(p) => out.push(p),
+                None => tracing::error!(command = %id, "journal row with invalid ids ignored"),
+            }
+        }
+        Ok(out)
+    }
+
     /// Records a command before acting on it; `false` when it was already recorded.
     pub async fn begin_command(
         &self,
@@ -388,6 +408,10 @@ mod tests {
             .await
             .expect("reopen");
         assert_eq!(o.journal(&id).await.expect("j"), Some(Journal::Executing));
+        assert_eq!(
+            o.interrupted().await.expect("interrupted"),
+            vec![(id.clone(), b)]
+        );
         o.finish_command(&id, b, AckStatus::Opened, None, 7)
             .await
             .expect("finish");
@@ -395,6 +419,7 @@ mod tests {
             o.journal(&id).await.expect("j"),
             Some(Journal::Done(AckStatus::Opened, None))
         );
+        assert!(o.interrupted().await.expect("interrupted").is_empty());
         assert_eq!(
             o.read_after(0, 10).await.expect("read").len(),
             1,

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use protocol::message::check_text;
 use protocol::{BoxNo, DeviceId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -350,17 +351,17 @@ async fn open_box(
             ApiError::bad_request(format!("box {box_no:?} is not a box number (1..65535)"))
         })?;
     let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.len() > 500 {
+    if reason.is_empty() {
         return Err(ApiError::bad_request(
             "reason is required (1 to 500 characters): say why the box is opened; it goes to the audit log",
         ));
     }
-    if let Some(k) = &body.idempotency_key
-        && (k.is_empty() || k.len() > 128)
-    {
-        return Err(ApiError::bad_request(
-            "idempotency_key must be 1 to 128 characters",
-        ));
+    check_text("reason", &reason, 500).map_err(ApiError::bad_request)?;
+    if let Some(k) = &body.idempotency_key {
+        if k.is_empty() {
+            return Err(ApiError::bad_request("idempotency_key must not be empty"));
+        }
+        check_text("idempotency_key", k, 128).map_err(ApiError::bad_request)?;
     }
     let ttl = match body.ttl_secs {
         None => s.default_ttl,
@@ -438,11 +439,12 @@ async fn create_token(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() {
         return Err(ApiError::bad_request(
             "name is required (1 to 100 characters)",
         ));
     }
+    check_text("name", name, 100).map_err(ApiError::bad_request)?;
     let token = crate::random_token();
     s.store
         .insert_token(

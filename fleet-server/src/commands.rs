@@ -18,6 +18,10 @@ use crate::metrics::Metrics;
 use crate::presence::Online;
 use crate::store::{CommandRow, CreateOutcome, NewCommand, Store, StoreError};
 
+/// A delivered command without an outcome after this long is failed: its agent died
+/// mid-command and did not come back to report (it reports `failed` itself when it does).
+const DELIVERED_TIMEOUT_MS: i64 = 120_000;
+
 /// How often undelivered commands are re-sent to online devices.
 const RETRANSMIT_EVERY: Duration = Duration::from_millis(1000);
 
@@ -214,6 +218,20 @@ impl Commands {
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "expiring commands failed"),
+            }
+            match self
+                .store
+                .fail_stale_delivered(now, DELIVERED_TIMEOUT_MS)
+                .await
+            {
+                Ok(failed) => {
+                    for row in failed {
+                        self.metrics.command_status(CommandStatus::Failed.as_str());
+                        tracing::warn!(command = %row.command_id, device = %row.device_id,
+                            "remote open delivered but no outcome reported; marked failed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "failing stale commands failed"),
             }
             if last_retransmit.elapsed() < RETRANSMIT_EVERY {
                 continue;

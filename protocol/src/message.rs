@@ -22,6 +22,25 @@ pub enum DecodeError {
     Invalid(String),
 }
 
+/// Checks free text from outside: at most `max` bytes and no control characters other than
+/// tab and newline. A NUL, for one, is valid JSON but refused by PostgreSQL, and one such
+/// string must not stall storage for the whole fleet.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!(
+            "{field} is {} bytes; at most {max} are allowed",
+            value.len()
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(format!("{field} contains control characters"));
+    }
+    Ok(())
+}
+
 /// Implemented by every top-level message so [`decode`] can check the version and limits.
 pub trait Message: Serialize + DeserializeOwned {
     fn version(&self) -> u32;
@@ -86,6 +105,19 @@ impl Message for EventBatch {
             return Err(DecodeError::Invalid(
                 "every event seq must be >= base, and base >= 1".into(),
             ));
+        }
+        for e in &self.events {
+            let text = match &e.body {
+                EventBody::Started { agent_version, .. } => {
+                    check_text("agent_version", agent_version, 64)
+                }
+                EventBody::CommandResult {
+                    detail: Some(d), ..
+                }
+                | EventBody::Lost { detail: d } => check_text("detail", d, 1000),
+                _ => Ok(()),
+            };
+            text.map_err(|m| DecodeError::Invalid(format!("event {}: {m}", e.seq)))?;
         }
         Ok(())
     }
@@ -214,6 +246,12 @@ pub struct CommandAck {
 impl Message for CommandAck {
     fn version(&self) -> u32 {
         self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        match &self.detail {
+            Some(d) => check_text("detail", d, 1000).map_err(DecodeError::Invalid),
+            None => Ok(()),
+        }
     }
 }
 

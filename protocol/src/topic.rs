@@ -129,30 +129,22 @@ pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, T
     Ok(parsed.channel)
 }
 
-/// The broker front's subscribe rule: any filter inside `devices/{id}/`, where the device id
-/// level is literal (no wildcard) and nothing reaches outside the subtree.
-pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<(), TopicError> {
-    let prefix = format!("{ROOT}/{device}/");
-    let ok = filter
-        .strip_prefix(&prefix)
-        .is_some_and(|rest| !rest.is_empty() && valid_filter_tail(rest));
-    if ok {
-        Ok(())
-    } else {
-        Err(TopicError::SubscribeDenied {
+/// The broker front's subscribe rule: exactly the device's own `commands` and `receipts`.
+/// Nothing wider: rumqttd keeps a commit log in RAM for every distinct filter, so each extra
+/// filter a device may create is memory it controls.
+pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<Channel, TopicError> {
+    match DeviceTopic::parse(filter) {
+        Ok(t)
+            if &t.device == device
+                && matches!(t.channel, Channel::Commands | Channel::Receipts) =>
+        {
+            Ok(t.channel)
+        }
+        _ => Err(TopicError::SubscribeDenied {
             device: device.to_string(),
             filter: truncate(filter),
-        })
+        }),
     }
-}
-
-fn valid_filter_tail(rest: &str) -> bool {
-    let levels: Vec<&str> = rest.split('/').collect();
-    levels.iter().enumerate().all(|(i, level)| match *level {
-        "#" => i == levels.len() - 1,
-        "+" => true,
-        l => !l.contains(['+', '#']),
-    })
 }
 
 fn truncate(s: &str) -> String {
@@ -219,15 +211,14 @@ mod tests {
     #[test]
     fn subscribe_rules() {
         let a = id("a");
-        for ok in [
-            "devices/a/commands",
-            "devices/a/receipts",
-            "devices/a/#",
-            "devices/a/+",
-        ] {
+        for ok in ["devices/a/commands", "devices/a/receipts"] {
             assert!(check_device_subscribe(&a, ok).is_ok(), "{ok:?} refused");
         }
         for bad in [
+            "devices/a/#",
+            "devices/a/+",
+            "devices/a/events",
+            "devices/a/presence",
             "#",
             "devices/#",
             "devices/+/commands",

@@ -68,14 +68,15 @@ impl Store {
             let sqlite = |max| {
                 options(max).after_connect(|conn, _| {
                     Box::pin(async move {
-                        // WAL lets readers run beside the single writer; NORMAL syncs only at
-                        // checkpoints, which survives process crashes (kill -9). No automatic
-                        // checkpoints: the one that happened to run inside a command's commit
-                        // cost 10-20 ms of fsync; `Store::checkpoint` runs them off the
-                        // latency path instead.
+                        // WAL lets readers run beside the single writer. FULL syncs the WAL
+                        // at every commit: a receipt lets a device delete its copy, so a
+                        // receipted event must survive a power cut, not only a crash. No
+                        // automatic checkpoints: the one that happened to run inside a
+                        // command's commit cost 10-20 ms; `Store::checkpoint` runs them off
+                        // the latency path instead.
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA synchronous = FULL",
                             "PRAGMA busy_timeout = 10000",
                             "PRAGMA wal_autocheckpoint = 0",
                         ] {
@@ -657,9 +658,17 @@ impl Store {
             _ => "finished_at",
         };
         let physical = status.is_terminal() && status != CommandStatus::Expired;
+        // Only an undelivered command can expire: a `delivered` that lands between the sweep's
+        // read and this update must win.
+        let below = if status == CommandStatus::Expired {
+            CommandStatus::Delivered.rank()
+        } else {
+            status.rank()
+        };
+        // An outcome replacing `expired` also replaces its "not delivered" detail.
         let sql = format!(
             "UPDATE commands SET status = $1, status_rank = $2, {column} = $3,
-                    detail = COALESCE($4, detail)
+                    detail = CASE WHEN status = 'expired' THEN $4 ELSE COALESCE($4, detail) END
              WHERE command_id = $5 AND (status_rank < $6 OR ($7 = 1 AND status = 'expired'))"
         );
         let changed = sqlx::query(AssertSqlSafe(sql))
@@ -668,7 +677,7 @@ impl Store {
             .bind(at)
             .bind(detail)
             .bind(id.as_str())
-            .bind(status.rank())
+            .bind(below)
             .bind(i64::from(physical))
             .execute(&self.writer)
             .await?
@@ -733,6 +742,38 @@ impl Store {
             }
         }
         Ok(expired)
+    }
+
+    /// Fails commands delivered longer than `max_age_ms` ago without an outcome (the agent
+    /// died mid-command and never came back); returns them.
+    pub async fn fail_stale_delivered(
+        &self,
+        now: i64,
+        max_age_ms: i64,
+    ) -> Result<Vec<CommandRow>, StoreError> {
+        let stale = sqlx::query(AssertSqlSafe(format!(
+            "{COMMAND_SELECT} WHERE status = 'delivered' AND delivered_at <= $1"
+        )))
+        .bind(now - max_age_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut failed = Vec::new();
+        for row in stale.iter().map(CommandRow::from_row) {
+            let row = row?;
+            let id = CommandId::parse(&row.command_id)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let detail = format!(
+                "no outcome from the device within {} s of delivery",
+                max_age_ms / 1000
+            );
+            if let Some(r) = self
+                .advance_command(&id, CommandStatus::Failed, now, Some(&detail))
+                .await?
+            {
+                failed.push(r);
+            }
+        }
+        Ok(failed)
     }
 
     // ---------------------------------------------------------------------------- audit

@@ -113,6 +113,7 @@ on_both!(
     idempotency_key_returns_the_first_command,
     undelivered_commands_expire,
     presence_is_logged,
+    a_delivered_command_never_expires_and_fails_without_outcome,
 );
 
 async fn events_are_stored_exactly_once(store: Store) {
@@ -336,4 +337,54 @@ async fn presence_is_logged(store: Store) {
     let devices = store.devices().await.expect("devices");
     assert!(!devices[0].online);
     assert_eq!(store.mark_all_offline(30).await.expect("reset"), 0);
+}
+
+async fn a_delivered_command_never_expires_and_fails_without_outcome(store: Store) {
+    let d = dev("cab-8");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let c = new_command("d1", &d, None, 1_000, 500);
+    store.create_command(&c).await.expect("create");
+    store
+        .advance_command(&c.id, CommandStatus::Delivered, 1_100, None)
+        .await
+        .expect("adv")
+        .expect("delivered");
+    // Past its time to live, but delivered: the sweep must leave it alone.
+    assert!(
+        store
+            .expire_commands(2_000)
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+    assert!(
+        store
+            .advance_command(&c.id, CommandStatus::Expired, 2_000, None)
+            .await
+            .expect("adv")
+            .is_none(),
+        "a delivered command was expired"
+    );
+    assert!(
+        store
+            .fail_stale_delivered(60_000, 120_000)
+            .await
+            .expect("early")
+            .is_empty()
+    );
+    let failed = store
+        .fail_stale_delivered(130_000, 120_000)
+        .await
+        .expect("stale");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].status, "failed");
+    assert!(
+        failed[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("no outcome"))
+    );
 }

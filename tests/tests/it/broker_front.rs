@@ -222,3 +222,51 @@ async fn futures_idle(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::T
     tokio::time::sleep(Duration::from_millis(200)).await;
     v
 }
+
+#[tokio::test]
+async fn wills_qos2_and_wide_subscriptions_are_refused() {
+    let w = World::new(&["cab-w"]);
+    let server = w.server();
+    let api = server.api();
+
+    // A last will naming another device's commands would be published unchecked by rumqttd.
+    let mut o = w.device_options("cab-w", "cab-w", server.mqtt);
+    o.set_last_will(rumqttc::LastWill::new(
+        "devices/cab-z/commands",
+        r#"{"v":1,"command_id":"x","issued_at":0,"expires_at":9999999999999,"action":"open","box":1}"#,
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (_c, mut el) = AsyncClient::new(o, 10);
+    assert!(
+        connack(&mut el).await.is_err(),
+        "a CONNECT with a will was accepted"
+    );
+
+    // QoS 2 would let a device pin unbounded memory in the router.
+    let (client, mut el) = AsyncClient::new(w.device_options("cab-w", "cab-w", server.mqtt), 10);
+    connack(&mut el).await.expect("connects");
+    client
+        .publish("devices/cab-w/events", QoS::ExactlyOnce, false, batch(1))
+        .await
+        .expect("queued");
+    assert!(closed(&mut el).await, "a QoS 2 publish did not disconnect");
+
+    // Only the exact commands and receipts filters; a wildcard under its own subtree too is out.
+    let (client, mut el) = AsyncClient::new(w.device_options("cab-w", "cab-w", server.mqtt), 10);
+    connack(&mut el).await.expect("connects");
+    client
+        .subscribe("devices/cab-w/#", QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    assert!(
+        closed(&mut el).await,
+        "a wildcard subscription did not disconnect"
+    );
+
+    assert!(api.metric("lockerfleet_broker_violations_total").await >= 3.0);
+    assert!(
+        api.events("cab-w").await.is_empty(),
+        "nothing from the QoS 2 publish is stored"
+    );
+}
