@@ -68,15 +68,14 @@ impl Store {
             let sqlite = |max| {
                 options(max).after_connect(|conn, _| {
                     Box::pin(async move {
-                        // WAL lets readers run beside the single writer. FULL syncs the WAL
-                        // at every commit: a receipt lets a device delete its copy, so a
-                        // receipted event must survive a power cut, not only a crash. No
+                        // WAL lets readers run beside the single writer. NORMAL syncs at
+                        // checkpoints; `Store::ingest` switches to FULL for its commits. No
                         // automatic checkpoints: the one that happened to run inside a
                         // command's commit cost 10-20 ms; `Store::checkpoint` runs them off
                         // the latency path instead.
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
+                            "PRAGMA synchronous = NORMAL",
                             "PRAGMA busy_timeout = 10000",
                             "PRAGMA wal_autocheckpoint = 0",
                         ] {
@@ -155,7 +154,32 @@ impl Store {
     /// `(device_id, seq)`, box state advanced only by newer sequence numbers, devices' receipt
     /// marks raised. Returns how many events were new.
     pub async fn ingest(&self, batch: &IngestBatch) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.acquire().await?;
+        // A receipt lets the device delete its copy, so this commit must survive a power
+        // cut: sync the WAL (which also makes every earlier commit on this connection
+        // durable). Other writes run with NORMAL and ride on the next synced commit or
+        // checkpoint, which keeps fsync off the remote-open path.
+        let sqlite = self.kind == DbKind::Sqlite;
+        if sqlite {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = self.ingest_tx(&mut conn, batch).await;
+        if sqlite {
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    async fn ingest_tx(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+        batch: &IngestBatch,
+    ) -> Result<u64, StoreError> {
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         let now = batch.received_at;
         let mut inserted = 0;
 
