@@ -742,30 +742,15 @@ impl Store {
 
     /// Expires every command not delivered by its deadline; returns them.
     pub async fn expire_commands(&self, now: i64) -> Result<Vec<CommandRow>, StoreError> {
-        let due = sqlx::query(AssertSqlSafe(format!(
-            "{COMMAND_SELECT} WHERE status_rank < 2 AND expires_at <= $1"
-        )))
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut expired = Vec::new();
-        for row in due.iter().map(CommandRow::from_row) {
-            let row = row?;
-            let id = CommandId::parse(&row.command_id)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if let Some(r) = self
-                .advance_command(
-                    &id,
-                    CommandStatus::Expired,
-                    now,
-                    Some("not delivered within its time to live"),
-                )
-                .await?
-            {
-                expired.push(r);
-            }
-        }
-        Ok(expired)
+        let due = format!("{COMMAND_SELECT} WHERE status_rank < 2 AND expires_at <= $1");
+        self.advance_selected(
+            due,
+            now,
+            now,
+            CommandStatus::Expired,
+            "not delivered within its time to live",
+        )
+        .await
     }
 
     /// Fails commands delivered longer than `max_age_ms` ago without an outcome (the agent
@@ -775,29 +760,37 @@ impl Store {
         now: i64,
         max_age_ms: i64,
     ) -> Result<Vec<CommandRow>, StoreError> {
-        let stale = sqlx::query(AssertSqlSafe(format!(
-            "{COMMAND_SELECT} WHERE status = 'delivered' AND delivered_at <= $1"
-        )))
-        .bind(now - max_age_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut failed = Vec::new();
-        for row in stale.iter().map(CommandRow::from_row) {
-            let row = row?;
-            let id = CommandId::parse(&row.command_id)
+        let stale = format!("{COMMAND_SELECT} WHERE status = 'delivered' AND delivered_at <= $1");
+        let detail = format!(
+            "no outcome from the device within {} s of delivery",
+            max_age_ms / 1000
+        );
+        self.advance_selected(stale, now - max_age_ms, now, CommandStatus::Failed, &detail)
+            .await
+    }
+
+    /// Advances every command `select` (one `$1` parameter) finds; returns those that moved.
+    async fn advance_selected(
+        &self,
+        select: String,
+        param: i64,
+        now: i64,
+        status: CommandStatus,
+        detail: &str,
+    ) -> Result<Vec<CommandRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(select))
+            .bind(param)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut moved = Vec::new();
+        for row in rows.iter().map(CommandRow::from_row) {
+            let id = CommandId::parse(&row?.command_id)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let detail = format!(
-                "no outcome from the device within {} s of delivery",
-                max_age_ms / 1000
-            );
-            if let Some(r) = self
-                .advance_command(&id, CommandStatus::Failed, now, Some(&detail))
-                .await?
-            {
-                failed.push(r);
+            if let Some(r) = self.advance_command(&id, status, now, Some(detail)).await? {
+                moved.push(r);
             }
         }
-        Ok(failed)
+        Ok(moved)
     }
 
     // ---------------------------------------------------------------------------- audit
