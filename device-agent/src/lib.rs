@@ -625,15 +625,11 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
             );
         }
     }
-    let now = now_ms();
-    if now >= cmd.expires_at {
-        let detail = format!(
-            "arrived {} ms after its expiry; not executed",
-            now - cmd.expires_at
-        );
+    if let Some(late) = expired_by(&cmd) {
+        let detail = format!("arrived {late} ms after its expiry; not executed");
         return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
     }
-    match ctx.outbox.begin_command(&id, box_no, now).await {
+    match ctx.outbox.begin_command(&id, box_no, now_ms()).await {
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => {
@@ -648,18 +644,20 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
     }
     // Journaling waited for the disk and the outbox connection: look at the clock again
     // right before the pulse.
-    let now = now_ms();
-    if now >= cmd.expires_at {
-        let detail = format!(
-            "expired {} ms before the pulse; not executed",
-            now - cmd.expires_at
-        );
+    if let Some(late) = expired_by(&cmd) {
+        let detail = format!("expired {late} ms before the pulse; not executed");
         return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
     }
     ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
     ack(&ctx, &cmd, AckStatus::Delivered, None);
     let (status, detail) = open_box(&ctx, box_no).await;
     finish(&ctx, &cmd, box_no, status, detail).await;
+}
+
+/// How many ms past its `expires_at` the command is by this agent's clock, if it is.
+fn expired_by(cmd: &Command) -> Option<i64> {
+    let late = now_ms() - cmd.expires_at;
+    (late >= 0).then_some(late)
 }
 
 /// Pulses the lock and watches the door sensor for the outcome.

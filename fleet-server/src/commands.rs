@@ -209,30 +209,21 @@ impl Commands {
                 _ = tick.tick() => {}
             }
             let now = crate::now_ms();
-            match self.store.expire_commands(now).await {
-                Ok(expired) => {
-                    for row in expired {
-                        self.metrics.command_status(CommandStatus::Expired.as_str());
-                        tracing::info!(command = %row.command_id, device = %row.device_id,
-                            "remote open expired undelivered");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "expiring commands failed"),
-            }
-            match self
+            let expired = self.store.expire_commands(now).await;
+            self.swept(
+                expired,
+                CommandStatus::Expired,
+                "remote open expired undelivered",
+            );
+            let stale = self
                 .store
                 .fail_stale_delivered(now, DELIVERED_TIMEOUT_MS)
-                .await
-            {
-                Ok(failed) => {
-                    for row in failed {
-                        self.metrics.command_status(CommandStatus::Failed.as_str());
-                        tracing::warn!(command = %row.command_id, device = %row.device_id,
-                            "remote open delivered but no outcome reported; marked failed");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "failing stale commands failed"),
-            }
+                .await;
+            self.swept(
+                stale,
+                CommandStatus::Failed,
+                "remote open delivered but no outcome reported; marked failed",
+            );
             if last_retransmit.elapsed() < RETRANSMIT_EVERY {
                 continue;
             }
@@ -256,6 +247,28 @@ impl Commands {
                 }
                 Err(e) => tracing::error!(error = %e, "reading pending commands failed"),
             }
+        }
+    }
+
+    /// Counts and logs what a sweep moved to `status`.
+    fn swept(
+        &self,
+        result: Result<Vec<CommandRow>, StoreError>,
+        status: CommandStatus,
+        what: &str,
+    ) {
+        match result {
+            Ok(rows) => {
+                for row in rows {
+                    self.metrics.command_status(status.as_str());
+                    if status == CommandStatus::Failed {
+                        tracing::warn!(command = %row.command_id, device = %row.device_id, "{what}");
+                    } else {
+                        tracing::info!(command = %row.command_id, device = %row.device_id, "{what}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, status = status.as_str(), "command sweep failed"),
         }
     }
 
