@@ -1,7 +1,9 @@
 //! The HTTP API (axum): devices, remote open, commands, audit, tokens, health and metrics.
 //!
 //! Every error is JSON `{"error": "..."}` saying what was wrong and what to do. Bearer tokens
-//! carry a role: viewer (read), operator (read + open), admin (everything + tokens).
+//! carry a role: viewer (read), platform (read + reservations), operator (+ remote open),
+//! admin (everything + configuration and tokens). The service-flow routes live in
+//! `api_flows`.
 
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ pub struct AppState {
     pub commands: Commands,
     pub metrics: Metrics,
     pub health: Health,
+    pub service: crate::service::Service,
     pub admin_token_hash: String,
     pub default_ttl: Duration,
 }
@@ -44,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/commands/:id", get(command))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/tokens", post(create_token))
+        .merge(crate::api_flows::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -69,7 +73,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 }
@@ -138,7 +142,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     }
 }
 
-fn device_id(s: &str) -> Result<DeviceId, ApiError> {
+pub(crate) fn device_id(s: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -148,6 +152,8 @@ fn device_id(s: &str) -> Result<DeviceId, ApiError> {
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
+    /// The service platform: reservations and items, besides reading.
+    Platform,
     Operator,
     Admin,
 }
@@ -156,6 +162,7 @@ impl Role {
     fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::Platform => "platform",
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
@@ -169,7 +176,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn require(&self, role: Role) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
             Ok(())
         } else {
@@ -220,6 +227,7 @@ impl FromRequestParts<AppState> for Caller {
                 let role = match role.as_str() {
                     "admin" => Role::Admin,
                     "operator" => Role::Operator,
+                    "platform" => Role::Platform,
                     _ => Role::Viewer,
                 };
                 Ok(Caller { name, role })

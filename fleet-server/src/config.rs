@@ -33,6 +33,36 @@ pub struct ServerConfig {
     pub handshake_timeout_ms: u64,
     /// Most events written in one database transaction.
     pub ingest_batch: usize,
+    /// The master secret that derives cabinet code keys; default
+    /// `{data_dir}/secrets/master.key`, created on first start. Back it up.
+    pub master_secret_file: Option<PathBuf>,
+    /// Digits of a one-time code (6 to 8).
+    pub code_digits: usize,
+    /// Default validity of a drop-off code when the request gives no window.
+    pub dropoff_valid_hours: u64,
+    /// Default validity of a pick-up code (from reservation) when the request gives none.
+    pub pickup_valid_days: u64,
+    /// Dropped documents not collected by staff after this long are listed as overdue.
+    pub collect_overdue_hours: u64,
+    /// A pick-up reminder SMS goes this long before its code expires.
+    pub reminder_before_hours: u64,
+    /// How long after a window ends (and after the cabinet reconnects) before the server
+    /// calls the item expired or overdue: codes used offline arrive within it.
+    pub timeup_grace_secs: u64,
+    /// The service's local time zone as minutes east of UTC (the same-day deposit rule
+    /// ends the day at local midnight), e.g. 480 for UTC+8.
+    pub utc_offset_minutes: i32,
+    /// SMS gateway: JSON POST `{id, to, text}` to this URL. Unset: SMS are written to the log
+    /// (with the number masked and any code redacted).
+    pub sms_gateway_url: Option<String>,
+    /// Service platform webhook: signed JSON POSTs of item events. Unset: none are queued.
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key of `X-LockerFleet-Signature`; required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// Attempts before a notification is given up (counted in metrics, kept in the table).
+    pub notify_max_attempts: u32,
+    /// The retry backoff doubles up to this.
+    pub notify_max_backoff_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +79,19 @@ impl Default for ServerConfig {
             max_packet_size: 256 * 1024,
             handshake_timeout_ms: 5_000,
             ingest_batch: 2_000,
+            master_secret_file: None,
+            code_digits: 8,
+            dropoff_valid_hours: 48,
+            pickup_valid_days: 7,
+            collect_overdue_hours: 24,
+            reminder_before_hours: 24,
+            timeup_grace_secs: 60,
+            utc_offset_minutes: 0,
+            sms_gateway_url: None,
+            webhook_url: None,
+            webhook_secret: None,
+            notify_max_attempts: 12,
+            notify_max_backoff_secs: 300,
         }
     }
 }
@@ -67,6 +110,12 @@ impl ServerConfig {
                 self.data_dir.join("fleet.db").display()
             )
         })
+    }
+
+    pub fn master_secret_file(&self) -> PathBuf {
+        self.master_secret_file
+            .clone()
+            .unwrap_or_else(|| crate::secrets::Secrets::default_path(&self.data_dir))
     }
 
     pub fn command_ttl(&self) -> Duration {
@@ -97,6 +146,37 @@ impl ServerConfig {
         }
         if self.ingest_batch == 0 || self.ingest_batch > 100_000 {
             return bad("ingest_batch", "must be between 1 and 100000");
+        }
+        if !(protocol::code::MIN_DIGITS..=protocol::code::MAX_DIGITS).contains(&self.code_digits) {
+            return bad("code_digits", "must be 6, 7 or 8");
+        }
+        if self.dropoff_valid_hours == 0 || self.pickup_valid_days == 0 {
+            return bad(
+                "dropoff_valid_hours / pickup_valid_days",
+                "must be at least 1",
+            );
+        }
+        if !(-14 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
+            return bad("utc_offset_minutes", "must be between -840 and 840");
+        }
+        for (key, url) in [
+            ("sms_gateway_url", &self.sms_gateway_url),
+            ("webhook_url", &self.webhook_url),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return bad(key, "must be an http:// or https:// URL");
+            }
+        }
+        if self.webhook_url.is_some() && self.webhook_secret.as_ref().is_none_or(|s| s.len() < 16) {
+            return bad(
+                "webhook_secret",
+                "must be set (16 characters or more) when webhook_url is set: the platform checks the signature with it",
+            );
+        }
+        if self.notify_max_attempts == 0 {
+            return bad("notify_max_attempts", "must be at least 1");
         }
         if let Some(t) = &self.admin_token
             && t.len() < 16

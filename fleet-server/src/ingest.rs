@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::health::Health;
 use crate::link::{Inbound, Publisher};
 use crate::metrics::Metrics;
-use crate::store::{IngestBatch, Store, StoreError};
+use crate::service::Service;
+use crate::store::{Effects, IngestBatch, Store, StoreError};
 
 /// Most out-of-order seqs remembered per device while waiting for a gap to fill.
 const MAX_PENDING: usize = 100_000;
@@ -56,6 +57,8 @@ pub struct Writer {
     pub metrics: Metrics,
     pub health: Health,
     pub batch_events: usize,
+    /// Acts on what keypad events changed (code sets, notifications).
+    pub service: Service,
 }
 
 impl Writer {
@@ -125,10 +128,10 @@ impl Writer {
             .collect();
 
         let mut backoff = Duration::from_millis(100);
-        let inserted = loop {
+        let (inserted, effects): (u64, Effects) = loop {
             ingest.received_at = crate::now_ms();
             let started = Instant::now();
-            match self.store.ingest(&ingest).await {
+            match self.store.ingest_with_effects(&ingest).await {
                 Ok(n) => {
                     self.metrics
                         .ingest_batch_seconds
@@ -194,7 +197,10 @@ impl Writer {
                 let _ = self.acks.send((device, ack)).await;
             }
         }
+        self.service.after(effects).await;
         for device in ready {
+            // A connected cabinet gets its code grants as well as its waiting commands.
+            let _ = self.service.codes.send(device.clone()).await;
             let _ = self.ready.send(device).await;
         }
     }

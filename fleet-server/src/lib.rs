@@ -5,13 +5,18 @@
 //! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
 
 pub mod api;
+pub mod api_flows;
 pub mod commands;
 pub mod config;
+pub mod flows;
 pub mod health;
 pub mod ingest;
 pub mod link;
 pub mod metrics;
+pub mod notify;
 pub mod presence;
+pub mod secrets;
+pub mod service;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -95,10 +100,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             certs_dir.display()
         )
     })?;
+    let secret_path = cfg.master_secret_file();
+    let secrets = secrets::Secrets::load_or_create(&secret_path)?;
     let url = cfg.database_url();
     let store = Store::connect(&url)
         .await
-        .with_context(|| format!("opening database {}", redact(&url)))?;
+        .with_context(|| format!("opening database {}", redact(&url)))?
+        .with_webhooks(cfg.webhook_url.is_some());
     let reset = store.mark_all_offline(now_ms()).await?;
     if reset > 0 {
         tracing::info!(
@@ -141,7 +149,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tracker.spawn(presence::run(
         presence_rx,
-        online,
+        online.clone(),
         store.clone(),
         publisher.clone(),
         metrics.clone(),
@@ -153,6 +161,33 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics.clone(),
         cancel.clone(),
     ));
+    let (codes_tx, codes_rx) = mpsc::channel(4096);
+    let wake_notifier = std::sync::Arc::new(tokio::sync::Notify::new());
+    let service = service::Service {
+        store: store.clone(),
+        secrets: secrets.clone(),
+        settings: service::Settings {
+            code_digits: cfg.code_digits,
+            dropoff_valid: hours(cfg.dropoff_valid_hours),
+            pickup_valid: hours(cfg.pickup_valid_days * 24),
+            collect_overdue: hours(cfg.collect_overdue_hours),
+            reminder_before: hours(cfg.reminder_before_hours),
+            timeup_grace: std::time::Duration::from_secs(cfg.timeup_grace_secs),
+            utc_offset_minutes: cfg.utc_offset_minutes,
+        },
+        codes: codes_tx,
+        notify: wake_notifier.clone(),
+        metrics: metrics.clone(),
+    };
+    tracker.spawn(service::sync_codes(
+        service.clone(),
+        codes_rx,
+        publisher.clone(),
+        online.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(service.clone().sweep(cancel.clone()));
+    spawn_notifier(&cfg, &service, &tracker, cancel.clone())?;
     let writer = ingest::Writer {
         store: store.clone(),
         publisher,
@@ -161,6 +196,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics: metrics.clone(),
         health: health.clone(),
         batch_events: cfg.ingest_batch,
+        service: service.clone(),
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
     tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));
@@ -172,6 +208,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         commands,
         metrics: metrics.clone(),
         health,
+        service,
         admin_token_hash: api::token_hash(&admin_token),
         default_ttl: cfg.command_ttl(),
     };
@@ -203,6 +240,53 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         cancel,
         tracker,
     })
+}
+
+fn hours(h: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(h * 3600)
+}
+
+/// The notification worker with the configured SMS adapter and webhook.
+fn spawn_notifier(
+    cfg: &ServerConfig,
+    service: &service::Service,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client for notifications")?;
+    let webhook = cfg.webhook_url.clone().map(|url| notify::Webhook {
+        client: client.clone(),
+        url,
+        secret: cfg.webhook_secret.clone().unwrap_or_default(),
+    });
+    macro_rules! worker {
+        ($sms:expr) => {
+            notify::Worker {
+                store: service.store.clone(),
+                secrets: service.secrets.clone(),
+                sms: $sms,
+                webhook,
+                metrics: service.metrics.clone(),
+                wake: service.notify.clone(),
+                max_attempts: cfg.notify_max_attempts,
+                max_backoff: std::time::Duration::from_secs(cfg.notify_max_backoff_secs),
+            }
+        };
+    }
+    match &cfg.sms_gateway_url {
+        Some(url) => tracker.spawn(
+            worker!(notify::HttpGateway {
+                client,
+                url: url.clone(),
+            })
+            .run(cancel),
+        ),
+        None => tracker.spawn(worker!(notify::LogNotifier).run(cancel)),
+    };
+    Ok(())
 }
 
 /// Runs SQLite checkpoints every second, away from the writer (see `Store::checkpoint`).

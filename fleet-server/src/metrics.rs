@@ -36,7 +36,18 @@ pub struct Metrics {
     pub commands: Family<StatusLabel, Counter>,
     pub command_latency: Histogram,
     pub ingest_batch_seconds: Histogram,
+    pub reservations: Counter,
+    pub reservations_refused: Counter,
+    pub items_overdue: Counter,
+    pub code_syncs: Counter,
+    pub notifications: Family<NotificationLabel, Counter>,
     registry: Arc<Registry>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct NotificationLabel {
+    pub channel: String,
+    pub outcome: String,
 }
 
 impl Metrics {
@@ -59,6 +70,11 @@ impl Metrics {
             ingest_batch_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
             ),
+            reservations: Counter::default(),
+            reservations_refused: Counter::default(),
+            items_overdue: Counter::default(),
+            code_syncs: Counter::default(),
+            notifications: Family::default(),
             registry: Arc::new(Registry::default()),
         };
         let r = &mut registry;
@@ -113,6 +129,31 @@ impl Metrics {
             "Duration of one ingest transaction",
             m.ingest_batch_seconds.clone(),
         );
+        r.register(
+            "reservations",
+            "Reservations that got a box",
+            m.reservations.clone(),
+        );
+        r.register(
+            "reservations_refused",
+            "Reservations refused for lack of a free box (unmet demand)",
+            m.reservations_refused.clone(),
+        );
+        r.register(
+            "items_overdue",
+            "Items that went overdue",
+            m.items_overdue.clone(),
+        );
+        r.register(
+            "code_syncs",
+            "Code grant sets sent to cabinets",
+            m.code_syncs.clone(),
+        );
+        r.register(
+            "notifications",
+            "SMS and webhook delivery attempts by outcome (sent, retry, failed)",
+            m.notifications.clone(),
+        );
         r.register_collector(Box::new(FrontCollector(front)));
         Metrics {
             registry: Arc::new(registry),
@@ -132,6 +173,15 @@ impl Metrics {
         self.commands
             .get_or_create(&StatusLabel {
                 status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, channel: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabel {
+                channel: channel.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

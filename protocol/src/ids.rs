@@ -1,4 +1,4 @@
-//! Validated identifiers: device ids, box numbers and command ids.
+//! Validated identifiers: device ids, box numbers, and command, item and staff ids.
 //!
 //! Ids end up in MQTT topics, file names and SQL rows, so they are checked once at the edge and
 //! carried as types afterwards.
@@ -21,6 +21,10 @@ pub enum IdError {
     BoxZero,
     #[error("command id {0:?} is invalid; use 1 to 64 letters, digits or '-'")]
     Command(String),
+    #[error("item id {0:?} is invalid; use 1 to 64 letters, digits or '-'")]
+    Item(String),
+    #[error("staff id {0:?} is invalid; use 1 to 64 letters, digits or '-'")]
+    Staff(String),
 }
 
 /// A cabinet or station device. It appears as `devices/{id}/...` in topics and as the common
@@ -110,41 +114,60 @@ impl<'de> Deserialize<'de> for BoxNo {
     }
 }
 
-/// A remote command. The server assigns it; the agent remembers every id it executed so that
-/// a redelivered command never pulses a lock twice.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct CommandId(String);
+/// Opaque ids made of 1 to 64 ASCII letters, digits or '-': what the server assigns to
+/// commands, items and staff. Checked once at the edge and carried as types afterwards.
+macro_rules! simple_id {
+    ($(#[$doc:meta])* $name:ident, $variant:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl CommandId {
-    pub fn parse(s: &str) -> Result<CommandId, IdError> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if ok {
-            Ok(CommandId(s.to_owned()))
-        } else {
-            Err(IdError::Command(s.chars().take(80).collect()))
+        impl $name {
+            pub fn parse(s: &str) -> Result<$name, IdError> {
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if ok {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(IdError::$variant(s.chars().take(80).collect()))
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl fmt::Display for CommandId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for CommandId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        CommandId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+simple_id!(
+    /// A remote command. The server assigns it; the agent remembers every id it executed so
+    /// that a redelivered command never pulses a lock twice.
+    CommandId, Command
+);
+simple_id!(
+    /// An item (reservation) in a box: one case, one flow, one code.
+    ItemId, Item
+);
+simple_id!(
+    /// A member of staff whose credential opens boxes; every staff open names them.
+    StaffId, Staff
+);
 
 #[cfg(test)]
 mod tests {

@@ -4,14 +4,16 @@
 //! sides cannot drift apart. `PROTOCOL.md` documents the same with JSON examples, and the insta
 //! snapshots in `tests/it` turn any wire change into a visible diff.
 
+pub mod code;
 pub mod ids;
 pub mod message;
 pub mod topic;
 
-pub use ids::{BoxNo, CommandId, DeviceId, IdError};
+pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
-    AckStatus, BoxState, Command, CommandAck, CommandAction, CommandStatus, DecodeError, Event,
-    EventBatch, EventBody, Presence, Receipt, StateSnapshot, decode, encode,
+    AckStatus, BoxState, CodeGrant, CodeSync, Command, CommandAck, CommandAction, CommandStatus,
+    DecodeError, Event, EventBatch, EventBody, Presence, Receipt, RejectReason, StaffCredential,
+    StateSnapshot, decode, encode,
 };
 pub use topic::{Channel, DeviceTopic, TopicError};
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::PROTOCOL_VERSION;
-use crate::ids::{BoxNo, CommandId};
+use crate::ids::{BoxNo, CommandId, ItemId, StaffId};
 
 /// Most events one batch may carry; the agent sends smaller batches, and the server refuses
 /// larger ones so that one message cannot monopolise a storage transaction.
@@ -162,6 +162,69 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A one-time code opened a box at the keypad (verified on the cabinet, also offline).
+    /// The code is spent from the moment the lock is pulsed, whatever `status` says.
+    CodeUsed {
+        item: ItemId,
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+        status: AckStatus,
+    },
+    /// A code was refused at the keypad. Never carries the digits typed.
+    CodeRejected {
+        reason: RejectReason,
+        /// The item, where the code matched one (used, not yet valid, expired, not ready).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<ItemId>,
+    },
+    /// Too many wrong entries: the keypad refuses everything until `until` (agent clock).
+    KeypadLocked { until: i64, failures: u32 },
+    /// A member of staff opened a box with their credential (collection, deposit, retrieval).
+    StaffOpen {
+        staff: StaffId,
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+        status: AckStatus,
+    },
+    /// A staff credential was refused.
+    StaffRejected { reason: RejectReason },
+    /// The agent now verifies with this version of its code grants.
+    CodesApplied { version: u64 },
+}
+
+/// Why the keypad refused an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Not 6 to 8 digits (or not a well-formed staff credential).
+    Malformed,
+    /// No grant (or staff member) of this cabinet matches.
+    Unknown,
+    /// The code was used before.
+    Used,
+    NotYetValid,
+    Expired,
+    /// A pick-up code whose box has not been loaded by staff yet.
+    NotReady,
+    /// The keypad is locked after too many wrong entries.
+    LockedOut,
+    /// The box named with a staff credential does not exist.
+    NoSuchBox,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::Unknown => "unknown",
+            RejectReason::Used => "used",
+            RejectReason::NotYetValid => "not_yet_valid",
+            RejectReason::Expired => "expired",
+            RejectReason::NotReady => "not_ready",
+            RejectReason::LockedOut => "locked_out",
+            RejectReason::NoSuchBox => "no_such_box",
+        }
+    }
 }
 
 impl EventBody {
@@ -172,15 +235,28 @@ impl EventBody {
             EventBody::Occupancy { .. } => "occupancy",
             EventBody::Lost { .. } => "lost",
             EventBody::CommandResult { .. } => "command_result",
+            EventBody::CodeUsed { .. } => "code_used",
+            EventBody::CodeRejected { .. } => "code_rejected",
+            EventBody::KeypadLocked { .. } => "keypad_locked",
+            EventBody::StaffOpen { .. } => "staff_open",
+            EventBody::StaffRejected { .. } => "staff_rejected",
+            EventBody::CodesApplied { .. } => "codes_applied",
         }
     }
 
     pub fn box_no(&self) -> Option<BoxNo> {
         match self {
-            EventBody::Started { .. } | EventBody::Lost { .. } => None,
+            EventBody::Started { .. }
+            | EventBody::Lost { .. }
+            | EventBody::CodeRejected { .. }
+            | EventBody::KeypadLocked { .. }
+            | EventBody::StaffRejected { .. }
+            | EventBody::CodesApplied { .. } => None,
             EventBody::Door { box_no, .. }
             | EventBody::Occupancy { box_no, .. }
-            | EventBody::CommandResult { box_no, .. } => Some(*box_no),
+            | EventBody::CommandResult { box_no, .. }
+            | EventBody::CodeUsed { box_no, .. }
+            | EventBody::StaffOpen { box_no, .. } => Some(*box_no),
         }
     }
 }
@@ -285,6 +361,86 @@ pub enum CommandAction {
         #[serde(rename = "box")]
         box_no: BoxNo,
     },
+}
+
+/// `devices/{id}/codes`: everything the cabinet needs to verify codes and staff offline. Each
+/// message is the full set (a newer `version` replaces it); the agent confirms with a
+/// `codes_applied` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeSync {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub version: u64,
+    /// The cabinet key (hex), see [`crate::code::CabinetKey`].
+    pub key: String,
+    pub grants: Vec<CodeGrant>,
+    pub staff: Vec<StaffCredential>,
+}
+
+/// Most grants one cabinet holds: far above any cabinet's box count.
+pub const MAX_GRANTS: usize = 4096;
+/// Most staff credentials one cabinet holds.
+pub const MAX_STAFF: usize = 1024;
+
+impl Message for CodeSync {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        let bad = |m: String| Err(DecodeError::Invalid(m));
+        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex64(&self.key) {
+            return bad("key must be 64 hex digits".into());
+        }
+        if self.grants.len() > MAX_GRANTS || self.staff.len() > MAX_STAFF {
+            return bad(format!(
+                "at most {MAX_GRANTS} grants and {MAX_STAFF} staff credentials are allowed"
+            ));
+        }
+        for g in &self.grants {
+            if !hex64(&g.tag) || g.not_after < g.not_before {
+                return bad(format!(
+                    "grant for item {}: tag must be 64 hex digits and not_after >= not_before",
+                    g.item
+                ));
+            }
+        }
+        for c in &self.staff {
+            let salt_ok =
+                (2..=128).contains(&c.salt.len()) && c.salt.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex64(&c.hash) || !salt_ok || c.iterations == 0 || c.iterations > 1_000_000 {
+                return bad(format!("staff credential {} is malformed", c.staff));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One reservation's code as the cabinet sees it: never the code itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub item: ItemId,
+    #[serde(rename = "box")]
+    pub box_no: BoxNo,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// hex HMAC-SHA256, see [`crate::code::code_tag`].
+    pub tag: String,
+    /// A pick-up code that opens only after staff have loaded the box (the cabinet learns
+    /// that from a staff open of this box, also offline).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_deposit: bool,
+}
+
+/// A member of staff whose credential opens any box of this cabinet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffCredential {
+    pub staff: StaffId,
+    /// hex
+    pub salt: String,
+    /// hex PBKDF2-HMAC-SHA256, see [`crate::code::staff_hash`].
+    pub hash: String,
+    pub iterations: u32,
 }
 
 /// `devices/{id}/receipts`: every event with `seq <= up_to` is stored durably; the agent may

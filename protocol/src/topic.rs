@@ -24,16 +24,20 @@ pub enum Channel {
     Commands,
     /// server → device: "stored up to seq N".
     Receipts,
+    /// server → device: the full set of code grants and staff credentials the cabinet
+    /// verifies offline (latest version wins).
+    Codes,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 6] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Events,
         Channel::State,
         Channel::Acks,
         Channel::Presence,
         Channel::Commands,
         Channel::Receipts,
+        Channel::Codes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Channel {
             Channel::Presence => "presence",
             Channel::Commands => "commands",
             Channel::Receipts => "receipts",
+            Channel::Codes => "codes",
         }
     }
 
@@ -129,14 +134,18 @@ pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, T
     Ok(parsed.channel)
 }
 
-/// The broker front's subscribe rule: exactly the device's own `commands` and `receipts`.
+/// The broker front's subscribe rule: exactly the device's own `commands`, `receipts` and
+/// `codes`.
 /// Nothing wider: rumqttd keeps a commit log in RAM for every distinct filter, so each extra
 /// filter a device may create is memory it controls.
 pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<Channel, TopicError> {
     match DeviceTopic::parse(filter) {
         Ok(t)
             if &t.device == device
-                && matches!(t.channel, Channel::Commands | Channel::Receipts) =>
+                && matches!(
+                    t.channel,
+                    Channel::Commands | Channel::Receipts | Channel::Codes
+                ) =>
         {
             Ok(t.channel)
         }
@@ -211,7 +220,11 @@ mod tests {
     #[test]
     fn subscribe_rules() {
         let a = id("a");
-        for ok in ["devices/a/commands", "devices/a/receipts"] {
+        for ok in [
+            "devices/a/commands",
+            "devices/a/receipts",
+            "devices/a/codes",
+        ] {
             assert!(check_device_subscribe(&a, ok).is_ok(), "{ok:?} refused");
         }
         for bad in [
@@ -227,6 +240,7 @@ mod tests {
             "devices/ab/commands",
             "devices/a/#/x",
             "devices/a/co+",
+            "devices/b/codes",
         ] {
             assert!(check_device_subscribe(&a, bad).is_err(), "{bad:?} allowed");
         }

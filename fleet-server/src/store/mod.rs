@@ -4,6 +4,7 @@
 //! the cost of a commit is shared by many events; everything is idempotent on
 //! `(device_id, seq)` so a retransmitted event is stored once.
 
+mod flows;
 mod schema;
 
 use std::collections::HashMap;
@@ -14,6 +15,10 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+pub use flows::{
+    Allocated, BoxConfig, BoxView, CabinetRow, Effects, HistoryRow, Issued, ItemRow, NewItem,
+    NotificationRow, Placement, SiteRow, StaffRow,
+};
 pub use schema::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,8 @@ pub enum StoreError {
     NewerSchema { found: i64, supported: i64 },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +51,8 @@ pub struct Store {
     /// PostgreSQL the same pool as reads.
     writer: AnyPool,
     kind: DbKind,
+    /// Whether item changes queue webhooks to the service platform.
+    webhooks: bool,
 }
 
 /// Rows written per multi-row INSERT: 7 parameters a row stays under SQLite's 32766.
@@ -91,9 +100,20 @@ impl Store {
             let pool = options(8).connect(url).await?;
             (pool.clone(), pool)
         };
-        let store = Store { pool, writer, kind };
+        let store = Store {
+            pool,
+            writer,
+            kind,
+            webhooks: false,
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Queue a webhook to the service platform for every item change from now on.
+    pub fn with_webhooks(mut self, on: bool) -> Store {
+        self.webhooks = on;
+        self
     }
 
     pub fn kind(&self) -> DbKind {
@@ -101,26 +121,32 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        for statement in schema::STATEMENTS {
-            sqlx::query(*statement).execute(&self.writer).await?;
-        }
-        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
-            .fetch_one(&self.pool)
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&self.writer)
             .await?;
-        match found {
-            None => {
-                sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
-                    .bind(SCHEMA_VERSION)
-                    .execute(&self.writer)
-                    .await?;
+        let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&self.writer)
+            .await?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (version, statements) in schema::MIGRATIONS {
+            if *version <= found {
+                continue;
             }
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::NewerSchema {
-                    found: v,
-                    supported: SCHEMA_VERSION,
-                });
+            // One transaction per version: PostgreSQL rolls DDL back on failure; SQLite too.
+            let mut tx = self.writer.begin().await?;
+            for statement in *statements {
+                sqlx::query(*statement).execute(&mut *tx).await?;
             }
-            Some(_) => {}
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
         }
         Ok(())
     }
@@ -154,6 +180,14 @@ impl Store {
     /// `(device_id, seq)`, box state advanced only by newer sequence numbers, devices' receipt
     /// marks raised. Returns how many events were new.
     pub async fn ingest(&self, batch: &IngestBatch) -> Result<u64, StoreError> {
+        Ok(self.ingest_with_effects(batch).await?.0)
+    }
+
+    /// [`Store::ingest`], also returning what the keypad events in it changed.
+    pub async fn ingest_with_effects(
+        &self,
+        batch: &IngestBatch,
+    ) -> Result<(u64, Effects), StoreError> {
         let mut conn = self.writer.acquire().await?;
         // A receipt lets the device delete its copy, so this commit must survive a power
         // cut: sync the WAL (which also makes every earlier commit on this connection
@@ -178,10 +212,11 @@ impl Store {
         &self,
         conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
         batch: &IngestBatch,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Effects), StoreError> {
         let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         let now = batch.received_at;
         let mut inserted = 0;
+        let mut effects = Effects::default();
 
         // Devices first, so every later row has its device.
         for (device, mark) in &batch.marks {
@@ -199,7 +234,42 @@ impl Store {
             .await?;
         }
 
-        for chunk in batch.events.chunks(ROWS_PER_INSERT) {
+        // Keypad events change items: each is inserted on its own and acted on only when it
+        // is new, so a retransmitted staff open never moves the next item in that box.
+        let (keypad, plain): (Vec<_>, Vec<_>) = batch
+            .events
+            .iter()
+            .partition(|(_, e)| flows::is_keypad_event(&e.body));
+        for (device, event) in keypad {
+            let new = sqlx::query(
+                "INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING",
+            )
+            .bind(device.as_str())
+            .bind(event.seq as i64)
+            .bind(event.ts)
+            .bind(now)
+            .bind(event.body.kind())
+            .bind(event.body.box_no().map(|b| i64::from(b.get())))
+            .bind(serde_json::to_string(&event.body).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if new == 1 {
+                inserted += 1;
+                Store::apply_keypad_event(
+                    &mut tx,
+                    device,
+                    event.ts,
+                    &event.body,
+                    now,
+                    self.webhooks,
+                    &mut effects,
+                )
+                .await?;
+            }
+        }
+        for chunk in plain.chunks(ROWS_PER_INSERT) {
             let sql = multi_row(
                 self.kind,
                 "INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body) VALUES ",
@@ -237,7 +307,7 @@ impl Store {
                     self.started(&mut tx, device, *boxes, agent_version).await?;
                     None
                 }
-                EventBody::CommandResult { .. } | EventBody::Lost { .. } => None,
+                _ => None,
             };
             if let Some((map, box_no, value)) = slot {
                 let entry = map
@@ -257,7 +327,7 @@ impl Store {
             self.apply_snapshot(&mut tx, device, snapshot, now).await?;
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok((inserted, effects))
     }
 
     async fn started(

@@ -4,10 +4,14 @@
 //! epoch-millisecond times, TEXT for ids and JSON, application-assigned keys (no
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
-/// Bumped when a statement below changes; the server refuses a database from a newer version.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The newest version below; the server refuses a database from a newer one.
+pub const SCHEMA_VERSION: i64 = 2;
 
-pub const STATEMENTS: &[&str] = &[
+/// Each version's statements, applied in order to a database at an older version. A new
+/// version appends here; statements of a released version never change.
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2)];
+
+const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS devices (
         device_id TEXT PRIMARY KEY,
@@ -85,4 +89,117 @@ pub const STATEMENTS: &[&str] = &[
         role TEXT NOT NULL,
         created_at BIGINT NOT NULL
     )",
+];
+
+/// Sites, cabinet and box configuration, items with their history, staff, unmet demand and
+/// the notification outbox (issue 3: locker service flows).
+const V2: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS sites (
+        site_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        address TEXT NOT NULL,
+        lat DOUBLE PRECISION NOT NULL,
+        lon DOUBLE PRECISION NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    // Admin configuration of a device; `devices` holds what the device itself reports.
+    "CREATE TABLE IF NOT EXISTS cabinets (
+        device_id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        codes_version BIGINT NOT NULL DEFAULT 0,
+        codes_applied BIGINT NOT NULL DEFAULT 0,
+        codes_sent_at BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS cabinets_site ON cabinets (site_id)",
+    "CREATE TABLE IF NOT EXISTS box_config (
+        device_id TEXT NOT NULL,
+        box_no BIGINT NOT NULL,
+        size TEXT NOT NULL,
+        accessible BIGINT NOT NULL DEFAULT 0,
+        in_service BIGINT NOT NULL DEFAULT 1,
+        service_note TEXT,
+        PRIMARY KEY (device_id, box_no)
+    )",
+    "CREATE TABLE IF NOT EXISTS items (
+        item_id TEXT PRIMARY KEY,
+        flow TEXT NOT NULL,
+        case_number TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        box_no BIGINT NOT NULL,
+        size TEXT NOT NULL,
+        state TEXT NOT NULL,
+        holds_box BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        idempotency_key TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        valid_from BIGINT NOT NULL,
+        valid_until BIGINT NOT NULL,
+        deadline BIGINT,
+        due_by BIGINT,
+        code_tag TEXT,
+        in_box_at BIGINT,
+        deposited_by TEXT,
+        finished_at BIGINT,
+        finished_by TEXT,
+        late_deposit BIGINT NOT NULL DEFAULT 0,
+        reminded_at BIGINT
+    )",
+    // One item holds a box at a time: the database, not the allocator, has the last word.
+    "CREATE UNIQUE INDEX IF NOT EXISTS items_box_held ON items (device_id, box_no) WHERE holds_box = 1",
+    "CREATE UNIQUE INDEX IF NOT EXISTS items_idempotency ON items (created_by, idempotency_key)",
+    "CREATE INDEX IF NOT EXISTS items_state ON items (state, site_id)",
+    "CREATE INDEX IF NOT EXISTS items_case ON items (case_number)",
+    "CREATE TABLE IF NOT EXISTS item_history (
+        item_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS item_history_item ON item_history (item_id, at)",
+    "CREATE TABLE IF NOT EXISTS unmet_demand (
+        at BIGINT NOT NULL,
+        site_id TEXT,
+        device_id TEXT,
+        flow TEXT NOT NULL,
+        size TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS unmet_demand_site ON unmet_demand (site_id, at)",
+    "CREATE TABLE IF NOT EXISTS staff (
+        staff_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        site_id TEXT,
+        salt TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        iterations BIGINT NOT NULL,
+        active BIGINT NOT NULL DEFAULT 1,
+        created_at BIGINT NOT NULL
+    )",
+    // The durable outbox of SMS and webhooks. `body` is sealed (encrypted) when it holds a
+    // code, and wiped once sent.
+    "CREATE TABLE IF NOT EXISTS notifications (
+        notification_id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        item_id TEXT,
+        event TEXT NOT NULL,
+        body TEXT,
+        state TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        next_attempt_at BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        sent_at BIGINT
+    )",
+    "CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_attempt_at)",
+    "ALTER TABLE audit ADD COLUMN item_id TEXT",
+    "ALTER TABLE audit ADD COLUMN outcome TEXT",
 ];

@@ -3,9 +3,9 @@
 
 use proptest::prelude::*;
 use protocol::{
-    AckStatus, BoxNo, BoxState, Channel, Command, CommandAck, CommandAction, CommandId, DeviceId,
-    DeviceTopic, Event, EventBatch, EventBody, Presence, Receipt, StateSnapshot, decode, encode,
-    topic,
+    AckStatus, BoxNo, BoxState, Channel, CodeGrant, CodeSync, Command, CommandAck, CommandAction,
+    CommandId, DeviceId, DeviceTopic, Event, EventBatch, EventBody, ItemId, Presence, Receipt,
+    RejectReason, StaffCredential, StaffId, StateSnapshot, code, decode, encode, topic,
 };
 
 fn b(n: u16) -> BoxNo {
@@ -87,6 +87,115 @@ fn event_batch() {
         ],
     };
     insta::assert_snapshot!(pretty(&batch));
+}
+
+#[test]
+fn keypad_events() {
+    let item = ItemId::parse("3b1e9f0c2d7a4e8b").expect("item");
+    let staff = StaffId::parse("helper-07").expect("staff");
+    let bodies = vec![
+        EventBody::CodeUsed {
+            item: item.clone(),
+            box_no: b(5),
+            status: AckStatus::Opened,
+        },
+        EventBody::CodeRejected {
+            reason: RejectReason::Unknown,
+            item: None,
+        },
+        EventBody::CodeRejected {
+            reason: RejectReason::Used,
+            item: Some(item),
+        },
+        EventBody::KeypadLocked {
+            until: 1_764_288_900_000,
+            failures: 5,
+        },
+        EventBody::StaffOpen {
+            staff,
+            box_no: b(5),
+            status: AckStatus::Opened,
+        },
+        EventBody::StaffRejected {
+            reason: RejectReason::Unknown,
+        },
+        EventBody::CodesApplied {
+            version: 1_764_288_000_001,
+        },
+    ];
+    let batch = EventBatch {
+        v: 1,
+        base: 50,
+        events: bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Event {
+                seq: 50 + i as u64,
+                ts: 1_764_288_000_000 + i as i64,
+                body,
+            })
+            .collect(),
+    };
+    insta::assert_snapshot!(pretty(&batch));
+}
+
+#[test]
+fn code_sync() {
+    let device = DeviceId::parse("hall-a-cab-01").expect("id");
+    let item = ItemId::parse("3b1e9f0c2d7a4e8b").expect("item");
+    let key = code::CabinetKey::derive(b"example master secret", &device);
+    let binding = code::Binding {
+        device: &device,
+        item: &item,
+        box_no: b(5),
+        not_before: 1_764_288_000_000,
+        not_after: 1_764_460_800_000,
+    };
+    let salt = "00112233445566778899aabbccddeeff";
+    let sync = CodeSync {
+        v: 1,
+        version: 1_764_288_000_001,
+        key: key.to_hex(),
+        grants: vec![CodeGrant {
+            item: item.clone(),
+            box_no: b(5),
+            not_before: binding.not_before,
+            not_after: binding.not_after,
+            tag: code::code_tag(&key, &binding, "48151623"),
+            needs_deposit: true,
+        }],
+        staff: vec![StaffCredential {
+            staff: StaffId::parse("helper-07").expect("staff"),
+            salt: salt.into(),
+            hash: code::staff_hash(
+                "card-0042",
+                &[
+                    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
+                    0xdd, 0xee, 0xff,
+                ],
+                1000,
+            ),
+            iterations: 1000,
+        }],
+    };
+    // Pinned tags: a change to the derivation or the message layout would strand every
+    // grant already on a cabinet, so it must show up here.
+    insta::assert_snapshot!(pretty(&sync));
+    assert!(code::verify_code(
+        &key,
+        &binding,
+        "48151623",
+        &sync.grants[0].tag
+    ));
+    assert!(code::verify_staff(
+        "card-0042",
+        salt,
+        1000,
+        &sync.staff[0].hash
+    ));
+    let mut bad = sync.clone();
+    bad.key = "zz".into();
+    assert!(decode::<CodeSync>(&encode(&bad)).is_err());
 }
 
 #[test]
@@ -184,6 +293,7 @@ proptest! {
         let _ = decode::<StateSnapshot>(&bytes);
         let _ = decode::<Command>(&bytes);
         let _ = decode::<Receipt>(&bytes);
+        let _ = decode::<CodeSync>(&bytes);
     }
 
     #[test]
@@ -192,7 +302,7 @@ proptest! {
     }
 
     #[test]
-    fn valid_topics_round_trip(id in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", c in 0usize..6) {
+    fn valid_topics_round_trip(id in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", c in 0usize..7) {
         let device = DeviceId::parse(&id).expect("generated ids are valid");
         let channel = Channel::ALL[c];
         let t = topic::device_topic(&device, channel);
@@ -200,12 +310,12 @@ proptest! {
         prop_assert_eq!(topic::check_device_publish(&device, &t).is_ok(), channel.device_publishes());
         prop_assert_eq!(
             topic::check_device_subscribe(&device, &t).is_ok(),
-            matches!(channel, Channel::Commands | Channel::Receipts)
+            matches!(channel, Channel::Commands | Channel::Receipts | Channel::Codes)
         );
     }
 
     #[test]
-    fn other_devices_are_always_denied(a in "[a-z0-9]{1,8}", bb in "[a-z0-9]{1,8}", c in 0usize..6) {
+    fn other_devices_are_always_denied(a in "[a-z0-9]{1,8}", bb in "[a-z0-9]{1,8}", c in 0usize..7) {
         prop_assume!(a != bb);
         let da = DeviceId::parse(&a).expect("id");
         let db = DeviceId::parse(&bb).expect("id");

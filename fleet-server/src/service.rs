@@ -1,0 +1,628 @@
+//! The locker service: reservations with one-time codes, cancellations, staff credentials,
+//! the code grants each cabinet verifies offline, and the sweeps that expire items, flag late
+//! deposits and queue reminders.
+//!
+//! Codes are drawn here, returned once to the caller and sealed into the SMS outbox; only
+//! their HMAC tag is stored (see `protocol::code` and `docs/adr/0005-offline-codes.md`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{BoxNo, Channel, CodeSync, DeviceId, ItemId, StaffId, code};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::flows::{Flow, ItemState, Size, Trigger, distance_m, mask_case, mask_phone};
+use crate::link::Publisher;
+use crate::metrics::Metrics;
+use crate::presence::Online;
+use crate::secrets::{SecretError, Secrets};
+use crate::store::{Effects, Issued, ItemRow, NewItem, Placement, StaffRow, Store, StoreError};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// How often a cabinet that has not confirmed its code version is sent it again.
+const CODES_RETRANSMIT_MS: i64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(
+        "no free {size} box (or larger{accessible}) at {place}; counted as unmet demand. Try another site, a later time, or a larger size"
+    )]
+    NoFreeBox {
+        size: &'static str,
+        accessible: &'static str,
+        place: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+/// Settings the service takes from the server configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub code_digits: usize,
+    pub dropoff_valid: Duration,
+    pub pickup_valid: Duration,
+    pub collect_overdue: Duration,
+    pub reminder_before: Duration,
+    pub timeup_grace: Duration,
+    pub utc_offset_minutes: i32,
+}
+
+#[derive(Clone)]
+pub struct Service {
+    pub store: Store,
+    pub secrets: Secrets,
+    pub settings: Settings,
+    /// Cabinets whose code grants changed: the code sync task sends them the new set.
+    pub codes: mpsc::Sender<DeviceId>,
+    /// Wakes the notification worker.
+    pub notify: Arc<Notify>,
+    pub metrics: Metrics,
+}
+
+/// `POST /api/v1/reservations`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequest {
+    /// dropoff, supplement or pickup.
+    pub flow: String,
+    pub case_number: String,
+    /// The applicant's mobile number for the SMS.
+    pub phone: String,
+    /// One of: a site, a cabinet, or coordinates to find the nearest site with a free box.
+    #[serde(default)]
+    pub site_id: Option<String>,
+    #[serde(default)]
+    pub device_id: Option<String>,
+    #[serde(default)]
+    pub near: Option<Near>,
+    /// S, M or L (default S); a larger box is used when none of this size is free.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// Only boxes marked accessible (low height).
+    #[serde(default)]
+    pub accessible: bool,
+    /// Code window, epoch ms; defaults from the server configuration.
+    #[serde(default)]
+    pub valid_from: Option<i64>,
+    #[serde(default)]
+    pub valid_until: Option<i64>,
+    /// Supplements: the deadline of the accept-with-deficiencies notice (required). The code
+    /// is valid until then.
+    #[serde(default)]
+    pub deadline: Option<i64>,
+    /// Retrying with the same key never allocates a second box.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Near {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// What a reservation returns. `code` is present exactly once: in the response that created
+/// the reservation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reservation {
+    pub reservation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub created: bool,
+    #[serde(flatten)]
+    pub item: ItemRow,
+}
+
+impl Service {
+    pub async fn reserve(
+        &self,
+        req: ReservationRequest,
+        caller: &str,
+    ) -> Result<Reservation, ServiceError> {
+        let bad = |m: String| Err(ServiceError::BadRequest(m));
+        let Some(flow) = Flow::parse(&req.flow) else {
+            return bad(format!(
+                "flow {:?} is unknown; use one of: {}",
+                req.flow,
+                Flow::choices()
+            ));
+        };
+        let case_number = req.case_number.trim().to_owned();
+        if case_number.is_empty()
+            || case_number.len() > 64
+            || !case_number
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_/.".contains(&b))
+        {
+            return bad("case_number is required: 1 to 64 letters, digits or - _ / .".into());
+        }
+        let phone = req.phone.trim().to_owned();
+        let digits = phone.strip_prefix('+').unwrap_or(&phone);
+        if !(5..=20).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("phone must be 5 to 20 digits, optionally with a leading +".into());
+        }
+        let size = match req.size.as_deref() {
+            None => Size::S,
+            Some(s) => Size::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+                ServiceError::BadRequest(format!(
+                    "size {s:?} is unknown; use one of: {}",
+                    Size::choices()
+                ))
+            })?,
+        };
+        if let Some(key) = &req.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return bad("idempotency_key must be 1 to 200 characters".into());
+        }
+        let now = crate::now_ms();
+        let valid_from = req.valid_from.unwrap_or(now);
+        let deadline = match (flow, req.deadline) {
+            (Flow::Supplement, None) => {
+                return bad("a supplement needs its deadline (epoch ms)".into());
+            }
+            (Flow::Supplement, Some(d)) if d <= now => {
+                return bad("the deadline has already passed".into());
+            }
+            (Flow::Supplement, d) => d,
+            (_, Some(_)) => return bad("deadline applies to supplements only".into()),
+            (_, None) => None,
+        };
+        let default_until = match flow {
+            Flow::Dropoff => valid_from + self.settings.dropoff_valid.as_millis() as i64,
+            Flow::Pickup => valid_from + self.settings.pickup_valid.as_millis() as i64,
+            Flow::Supplement => deadline.unwrap_or(now),
+        };
+        let valid_until = req.valid_until.unwrap_or(default_until);
+        if valid_until <= valid_from || valid_until <= now {
+            return bad("valid_until must be after valid_from and in the future".into());
+        }
+        if valid_until - valid_from > 90 * DAY_MS {
+            return bad("a code window is at most 90 days".into());
+        }
+        if let Some(d) = deadline
+            && valid_until > d
+        {
+            return bad("a supplement's code cannot outlive its deadline".into());
+        }
+
+        if let Some(key) = &req.idempotency_key
+            && let Some(existing) = self.store.item_by_key(caller, key).await?
+        {
+            return Ok(Reservation {
+                reservation_id: existing.id.clone(),
+                code: None,
+                created: false,
+                item: existing,
+            });
+        }
+        let placement = self.placement(&req).await?;
+        let id = ItemId::parse(&uuid::Uuid::new_v4().simple().to_string())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let due_by = (flow == Flow::Pickup).then(|| self.end_of_local_day(now));
+        let new = NewItem {
+            id: id.clone(),
+            flow,
+            case_number: case_number.clone(),
+            phone: phone.clone(),
+            size,
+            accessible: req.accessible,
+            created_by: caller.to_owned(),
+            idempotency_key: req.idempotency_key.clone(),
+            created_at: now,
+            valid_from,
+            valid_until,
+            deadline,
+            due_by,
+        };
+        let code = self.secrets.code(self.settings.code_digits)?;
+        let secrets = self.secrets.clone();
+        let sms = |device: &DeviceId, b: BoxNo| -> Result<Issued, StoreError> {
+            let key = secrets.cabinet_key(device);
+            let binding = code::Binding {
+                device,
+                item: &id,
+                box_no: b,
+                not_before: valid_from,
+                not_after: valid_until,
+            };
+            let text = sms_text(flow, &case_number, device, b, &code, valid_until);
+            Ok(Issued {
+                code_tag: code::code_tag(&key, &binding, &code),
+                sms_sealed: secrets
+                    .seal(&serde_json::json!({ "to": phone, "text": text }).to_string())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            })
+        };
+        let place = placement_name(&req);
+        let Some(allocated) = self.store.reserve(&new, &placement, sms).await? else {
+            self.metrics.reservations_refused.inc();
+            tracing::info!(flow = flow.as_str(), size = size.as_str(), %place,
+                case = %mask_case(&case_number), "no free box; recorded as unmet demand");
+            return Err(ServiceError::NoFreeBox {
+                size: size.as_str(),
+                accessible: if req.accessible { ", accessible" } else { "" },
+                place,
+            });
+        };
+        self.metrics.reservations.inc();
+        let item = allocated.item;
+        tracing::info!(item = %item.id, flow = flow.as_str(), device = %item.device_id,
+            r#box = item.box_no, case = %mask_case(&case_number), phone = %mask_phone(&phone),
+            "reserved");
+        if let Ok(d) = DeviceId::parse(&item.device_id) {
+            let _ = self.codes.send(d).await;
+        }
+        self.notify.notify_one();
+        Ok(Reservation {
+            reservation_id: item.id.clone(),
+            code: Some(code),
+            created: true,
+            item,
+        })
+    }
+
+    /// Sites to try in order: the named site, the cabinet's site, or every site with a
+    /// location by distance.
+    async fn placement(&self, req: &ReservationRequest) -> Result<Placement, ServiceError> {
+        let given = [
+            req.site_id.is_some(),
+            req.device_id.is_some(),
+            req.near.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
+            return Err(ServiceError::BadRequest(
+                "give exactly one of site_id, device_id or near {lat, lon}".into(),
+            ));
+        }
+        if let Some(site) = &req.site_id {
+            if self.store.site(site).await?.is_none() {
+                return Err(ServiceError::NotFound(format!(
+                    "site {site:?} does not exist; GET /api/v1/sites lists them"
+                )));
+            }
+            return Ok(Placement {
+                sites: vec![site.clone()],
+                device: None,
+            });
+        }
+        if let Some(d) = &req.device_id {
+            let device = DeviceId::parse(d).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            let Some(cab) = self.store.cabinet(&device).await? else {
+                return Err(ServiceError::NotFound(format!(
+                    "cabinet {d:?} is not configured; PUT /api/v1/cabinets/{d} first"
+                )));
+            };
+            return Ok(Placement {
+                sites: vec![cab.site_id],
+                device: Some(device),
+            });
+        }
+        let near = req.near.unwrap_or(Near { lat: 0.0, lon: 0.0 });
+        if !(-90.0..=90.0).contains(&near.lat) || !(-180.0..=180.0).contains(&near.lon) {
+            return Err(ServiceError::BadRequest(
+                "near.lat must be -90..90 and near.lon -180..180".into(),
+            ));
+        }
+        let mut sites = self.store.sites().await?;
+        sites.sort_by(|a, b| {
+            distance_m((near.lat, near.lon), (a.lat, a.lon))
+                .total_cmp(&distance_m((near.lat, near.lon), (b.lat, b.lon)))
+        });
+        Ok(Placement {
+            sites: sites.into_iter().map(|s| s.id).collect(),
+            device: None,
+        })
+    }
+
+    /// Cancels a reservation that has nothing in its box yet.
+    pub async fn cancel(&self, id: &str, actor: &str) -> Result<ItemRow, ServiceError> {
+        let Some(item) = self.store.item(id).await? else {
+            return Err(ServiceError::NotFound(format!(
+                "reservation {id:?} does not exist"
+            )));
+        };
+        match self
+            .store
+            .trigger_item(
+                id,
+                Trigger::Cancel,
+                actor,
+                Some("cancelled"),
+                crate::now_ms(),
+                true,
+            )
+            .await?
+        {
+            Some((_, effects)) => self.after(effects).await,
+            None => {
+                return Err(ServiceError::Conflict(format!(
+                    "reservation {id} is {}; only reserved or awaiting_deposit ones can be cancelled",
+                    item.state
+                )));
+            }
+        }
+        Ok(self.store.item(id).await?.unwrap_or(item))
+    }
+
+    /// Registers a member of staff; the credential is hashed here and never stored.
+    pub async fn add_staff(
+        &self,
+        id: &str,
+        name: &str,
+        site: Option<&str>,
+        credential: &str,
+    ) -> Result<StaffRow, ServiceError> {
+        StaffId::parse(id).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        code::check_staff_credential(credential)
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        if let Some(s) = site
+            && self.store.site(s).await?.is_none()
+        {
+            return Err(ServiceError::NotFound(format!("site {s:?} does not exist")));
+        }
+        let mut salt = [0u8; 16];
+        self.secrets.random(&mut salt)?;
+        let hash = code::staff_hash(credential, &salt, code::STAFF_ITERATIONS);
+        let row = StaffRow {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            site_id: site.map(str::to_owned),
+            active: true,
+            created_at: crate::now_ms(),
+        };
+        if !self
+            .store
+            .insert_staff(&row, &hex::encode(salt), &hash, code::STAFF_ITERATIONS)
+            .await?
+        {
+            return Err(ServiceError::Conflict(format!(
+                "staff id {id:?} exists; deactivate it first or choose another id"
+            )));
+        }
+        self.resync_site(site).await?;
+        Ok(row)
+    }
+
+    /// Sends every cabinet of a site (all for `None`) its code set again.
+    pub async fn resync_site(&self, site: Option<&str>) -> Result<(), ServiceError> {
+        for c in self.store.cabinets(site).await? {
+            if let Ok(d) = DeviceId::parse(&c.id) {
+                let _ = self.codes.send(d).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on what a transaction changed: code sets to send, notifications to wake.
+    pub async fn after(&self, effects: Effects) {
+        for d in effects.codes_changed {
+            let _ = self.codes.send(d).await;
+        }
+        if effects.notify {
+            self.notify.notify_one();
+        }
+    }
+
+    fn end_of_local_day(&self, now: i64) -> i64 {
+        let offset = i64::from(self.settings.utc_offset_minutes) * 60_000;
+        let local_day = (now + offset).div_euclid(DAY_MS);
+        (local_day + 1) * DAY_MS - offset - 1
+    }
+
+    /// Expires and overdues items, flags late deposits and queues reminders; every 2 s.
+    pub async fn sweep(self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.sweep_once(crate::now_ms()).await {
+                tracing::warn!(error = %e, "item sweep failed; retrying in 2 s");
+            }
+        }
+    }
+
+    pub async fn sweep_once(&self, now: i64) -> Result<(), ServiceError> {
+        let grace = self.settings.timeup_grace.as_millis() as i64;
+        for item in self.store.items_timed_out(now, grace, 500).await? {
+            let detail = match item.state.as_str() {
+                "reserved" if item.flow == "supplement" => "supplement not dropped by its deadline",
+                "reserved" => "code not used in its window",
+                "awaiting_deposit" => "never deposited within the pick-up window",
+                _ => "not picked up in its window; staff must retrieve it",
+            };
+            if let Some((state, effects)) = self
+                .store
+                .trigger_item(&item.id, Trigger::TimeUp, "system", Some(detail), now, true)
+                .await?
+            {
+                tracing::info!(item = %item.id, case = %mask_case(&item.case_number),
+                    state = state.as_str(), "{detail}");
+                if state == ItemState::Overdue {
+                    self.metrics.items_overdue.inc();
+                }
+                self.after(effects).await;
+            }
+        }
+        for item in self.store.flag_late_deposits(now).await? {
+            tracing::warn!(item = %item.id, case = %mask_case(&item.case_number),
+                site = %item.site_id, "pick-up not deposited on its day");
+        }
+        let before = self.settings.reminder_before.as_millis() as i64;
+        let queued = self
+            .store
+            .queue_reminders(now, before, |i| {
+                serde_json::json!({
+                    "to": i.phone_full,
+                    "text": format!(
+                        "LockerFleet: your document for case {} waits in cabinet {} box {} until {}. Use the code you received.",
+                        i.case_number, i.device_id, i.box_no, fmt_time(i.valid_until, self.settings.utc_offset_minutes)
+                    ),
+                })
+                .to_string()
+            })
+            .await?;
+        if queued > 0 {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Collection is overdue for documents dropped before this.
+    pub fn collect_before(&self, now: i64) -> i64 {
+        now - self.settings.collect_overdue.as_millis() as i64
+    }
+}
+
+/// Sends each cabinet its code set: when it asks (connect), when it changes, and again
+/// until the cabinet confirms the version with a `codes_applied` event.
+pub async fn sync_codes(
+    service: Service,
+    mut rx: mpsc::Receiver<DeviceId>,
+    publisher: Publisher,
+    online: Online,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1000));
+    loop {
+        let devices: Vec<DeviceId> = tokio::select! {
+            _ = cancel.cancelled() => break,
+            d = rx.recv() => match d {
+                Some(d) => {
+                    let mut v = vec![d];
+                    while let Ok(more) = rx.try_recv() {
+                        if !v.contains(&more) {
+                            v.push(more);
+                        }
+                    }
+                    v
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                match service.store.codes_lagging(crate::now_ms() - CODES_RETRANSMIT_MS).await {
+                    Ok(ids) => ids.iter().filter_map(|i| DeviceId::parse(i).ok()).collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading lagging code versions failed");
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        for device in devices {
+            if !online.is_online(&device) {
+                continue;
+            }
+            if let Err(e) = send_codes(&service, &publisher, &device).await {
+                tracing::warn!(%device, error = %e, "sending code grants failed; retrying");
+            }
+        }
+    }
+}
+
+async fn send_codes(
+    service: &Service,
+    publisher: &Publisher,
+    device: &DeviceId,
+) -> Result<(), StoreError> {
+    let Some((version, grants, staff)) = service.store.code_material(device).await? else {
+        return Ok(()); // not configured as a cabinet: nothing to verify
+    };
+    let msg = CodeSync {
+        v: protocol::PROTOCOL_VERSION,
+        version: version.max(0) as u64,
+        key: service.secrets.cabinet_key(device).to_hex(),
+        grants,
+        staff,
+    };
+    publisher
+        .publish(device, Channel::Codes, protocol::encode(&msg))
+        .await;
+    service.store.codes_sent(device, crate::now_ms()).await?;
+    service.metrics.code_syncs.inc();
+    Ok(())
+}
+
+fn placement_name(req: &ReservationRequest) -> String {
+    match (&req.site_id, &req.device_id, &req.near) {
+        (Some(s), _, _) => format!("site {s}"),
+        (_, Some(d), _) => format!("cabinet {d}"),
+        (_, _, Some(n)) => format!("any site near ({}, {})", n.lat, n.lon),
+        _ => "the requested place".into(),
+    }
+}
+
+fn sms_text(flow: Flow, case: &str, device: &DeviceId, b: BoxNo, code: &str, until: i64) -> String {
+    let until = fmt_time(until, 0);
+    match flow {
+        Flow::Dropoff => format!(
+            "LockerFleet: drop-off code {code} for case {case}: cabinet {device}, box {b}. Valid until {until}."
+        ),
+        Flow::Supplement => format!(
+            "LockerFleet: code {code} to drop the supplementary material for case {case}: cabinet {device}, box {b}. Deadline {until}."
+        ),
+        Flow::Pickup => format!(
+            "LockerFleet: your document for case {case} is ready in cabinet {device}, box {b}. Pick-up code {code}, valid until {until}."
+        ),
+    }
+}
+
+/// `2026-11-28 14:05 UTC+08:00`, without a time-zone database.
+pub fn fmt_time(ms: i64, offset_minutes: i32) -> String {
+    let local = ms + i64::from(offset_minutes) * 60_000;
+    let secs = local.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let sign = if offset_minutes < 0 { '-' } else { '+' };
+    let off = offset_minutes.unsigned_abs();
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC{sign}{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        off / 60,
+        off % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_time;
+
+    #[test]
+    fn times_format_without_a_tz_database() {
+        assert_eq!(fmt_time(0, 0), "1970-01-01 00:00 UTC+00:00");
+        assert_eq!(
+            fmt_time(1_795_860_300_000, 480),
+            "2026-11-28 18:05 UTC+08:00"
+        );
+        assert_eq!(fmt_time(951_782_400_000, 0), "2000-02-29 00:00 UTC+00:00");
+    }
+}

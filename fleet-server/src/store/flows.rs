@@ -1,0 +1,1506 @@
+//! Storage of the locker service flows: sites, cabinets and boxes, staff, items with their
+//! history, unmet demand, the code grants each cabinet holds, and the notification outbox.
+//!
+//! Every state change of an item happens in one transaction together with its history row,
+//! its audit row, its notifications (transactional outbox) and the bump of its cabinet's code
+//! version, so a crash never leaves one without the others.
+
+use protocol::{BoxNo, CodeGrant, DeviceId, EventBody, ItemId, StaffCredential};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError};
+use crate::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteRow {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SiteRow {
+    fn from_row(r: &AnyRow) -> Result<SiteRow, StoreError> {
+        Ok(SiteRow {
+            id: r.try_get("site_id")?,
+            kind: r.try_get("kind")?,
+            name: r.try_get("name")?,
+            address: r.try_get("address")?,
+            lat: r.try_get("lat")?,
+            lon: r.try_get("lon")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CabinetRow {
+    pub id: String,
+    pub site_id: String,
+    pub name: String,
+    /// Version of the code grants the server holds for this cabinet.
+    pub codes_version: i64,
+    /// Version the cabinet confirmed; behind `codes_version` while a change travels.
+    pub codes_applied: i64,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxConfig {
+    #[serde(rename = "box")]
+    pub box_no: i64,
+    pub size: String,
+    pub accessible: bool,
+    pub in_service: bool,
+    pub service_note: Option<String>,
+}
+
+/// A box as operators see it: configuration, sensors and the item holding it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxView {
+    #[serde(flatten)]
+    pub config: BoxConfig,
+    /// free, reserved, occupied or out_of_service.
+    pub state: &'static str,
+    pub door_open: Option<bool>,
+    pub item: Option<ItemRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaffRow {
+    pub id: String,
+    pub name: String,
+    pub site_id: Option<String>,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRow {
+    pub id: String,
+    pub flow: String,
+    pub case_number: String,
+    /// Masked: the full number stays in the database for SMS.
+    pub phone: String,
+    #[serde(skip)]
+    pub phone_full: String,
+    pub site_id: String,
+    pub device_id: String,
+    #[serde(rename = "box")]
+    pub box_no: i64,
+    pub size: String,
+    pub state: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub valid_from: i64,
+    pub valid_until: i64,
+    pub deadline: Option<i64>,
+    pub due_by: Option<i64>,
+    pub in_box_at: Option<i64>,
+    pub deposited_by: Option<String>,
+    pub finished_at: Option<i64>,
+    pub finished_by: Option<String>,
+    pub late_deposit: bool,
+    #[serde(skip)]
+    pub reminded_at: Option<i64>,
+}
+
+const ITEM_COLS: &str =
+    "item_id, flow, case_number, phone, site_id, device_id, box_no, size, state,
+    created_by, created_at, updated_at, valid_from, valid_until, deadline, due_by, in_box_at,
+    deposited_by, finished_at, finished_by, late_deposit, reminded_at";
+
+impl ItemRow {
+    fn from_row(r: &AnyRow) -> Result<ItemRow, StoreError> {
+        let phone: String = r.try_get("phone")?;
+        Ok(ItemRow {
+            id: r.try_get("item_id")?,
+            flow: r.try_get("flow")?,
+            case_number: r.try_get("case_number")?,
+            phone: crate::flows::mask_phone(&phone),
+            phone_full: phone,
+            site_id: r.try_get("site_id")?,
+            device_id: r.try_get("device_id")?,
+            box_no: r.try_get("box_no")?,
+            size: r.try_get("size")?,
+            state: r.try_get("state")?,
+            created_by: r.try_get("created_by")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            valid_from: r.try_get("valid_from")?,
+            valid_until: r.try_get("valid_until")?,
+            deadline: r.try_get("deadline")?,
+            due_by: r.try_get("due_by")?,
+            in_box_at: r.try_get("in_box_at")?,
+            deposited_by: r.try_get("deposited_by")?,
+            finished_at: r.try_get("finished_at")?,
+            finished_by: r.try_get("finished_by")?,
+            late_deposit: r.try_get::<i64, _>("late_deposit")? != 0,
+            reminded_at: r.try_get("reminded_at")?,
+        })
+    }
+
+    pub fn flow(&self) -> Result<Flow, StoreError> {
+        Flow::parse(&self.flow).ok_or_else(|| {
+            StoreError::Corrupt(format!("item {} has flow {:?}", self.id, self.flow))
+        })
+    }
+
+    pub fn state(&self) -> Result<ItemState, StoreError> {
+        ItemState::parse(&self.state).ok_or_else(|| {
+            StoreError::Corrupt(format!("item {} has state {:?}", self.id, self.state))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRow {
+    pub at: i64,
+    pub state: String,
+    pub actor: String,
+    pub detail: Option<String>,
+}
+
+/// A reservation to store, with everything computed but the box.
+pub struct NewItem {
+    pub id: ItemId,
+    pub flow: Flow,
+    pub case_number: String,
+    pub phone: String,
+    pub size: Size,
+    pub accessible: bool,
+    pub created_by: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub valid_from: i64,
+    pub valid_until: i64,
+    pub deadline: Option<i64>,
+    pub due_by: Option<i64>,
+}
+
+/// Where a reservation may go: sites in order of preference, or one cabinet.
+pub struct Placement {
+    pub sites: Vec<String>,
+    pub device: Option<DeviceId>,
+}
+
+/// What the service issues once the box is known: the code's tag and the SMS to send.
+pub struct Issued {
+    pub code_tag: String,
+    /// Sealed SMS body; held until deposit for pick-ups.
+    pub sms_sealed: String,
+}
+
+pub struct Allocated {
+    pub item: ItemRow,
+}
+
+/// A notification due for sending.
+#[derive(Debug, Clone)]
+pub struct NotificationRow {
+    pub id: String,
+    pub channel: String,
+    pub item_id: Option<String>,
+    pub event: String,
+    pub body: Option<String>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// What an ingest transaction changed besides events: the service acts on it after commit.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Cabinets whose code grants changed.
+    pub codes_changed: Vec<DeviceId>,
+    /// New notifications are waiting.
+    pub notify: bool,
+}
+
+/// The SQL `CASE` giving a size its rank, for "smallest fitting box first".
+const SIZE_RANK: &str = "CASE b.size WHEN 'S' THEN 0 WHEN 'M' THEN 1 ELSE 2 END";
+
+impl Store {
+    // ------------------------------------------------------------------------- sites
+
+    /// Creates or replaces a site; `true` when it was new.
+    pub async fn upsert_site(&self, s: &SiteRow) -> Result<bool, StoreError> {
+        let existed: Option<String> =
+            sqlx::query_scalar("SELECT site_id FROM sites WHERE site_id = $1")
+                .bind(&s.id)
+                .fetch_optional(&self.writer)
+                .await?;
+        sqlx::query(
+            "INSERT INTO sites (site_id, kind, name, address, lat, lon, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (site_id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
+               address = excluded.address, lat = excluded.lat, lon = excluded.lon,
+               updated_at = excluded.updated_at",
+        )
+        .bind(&s.id)
+        .bind(&s.kind)
+        .bind(&s.name)
+        .bind(&s.address)
+        .bind(s.lat)
+        .bind(s.lon)
+        .bind(s.updated_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(existed.is_none())
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site_id, kind, name, address, lat, lon, created_at, updated_at
+             FROM sites ORDER BY site_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SiteRow::from_row).collect()
+    }
+
+    pub async fn site(&self, id: &str) -> Result<Option<SiteRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT site_id, kind, name, address, lat, lon, created_at, updated_at
+             FROM sites WHERE site_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SiteRow::from_row).transpose()
+    }
+
+    // ------------------------------------------------------------------------- cabinets
+
+    /// Creates or updates a cabinet and the configuration of the boxes given (others keep
+    /// theirs). Bumps its code version so it receives its site's staff credentials.
+    pub async fn upsert_cabinet(
+        &self,
+        device: &DeviceId,
+        site_id: &str,
+        name: &str,
+        boxes: &[(BoxNo, Size, bool)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO cabinets (device_id, site_id, name, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (device_id) DO UPDATE SET site_id = excluded.site_id,
+               name = excluded.name, updated_at = excluded.updated_at",
+        )
+        .bind(device.as_str())
+        .bind(site_id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (b, size, accessible) in boxes {
+            sqlx::query(
+                "INSERT INTO box_config (device_id, box_no, size, accessible) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (device_id, box_no) DO UPDATE SET size = excluded.size,
+                   accessible = excluded.accessible",
+            )
+            .bind(device.as_str())
+            .bind(i64::from(b.get()))
+            .bind(size.as_str())
+            .bind(i64::from(*accessible))
+            .execute(&mut *tx)
+            .await?;
+        }
+        bump_codes(&mut tx, device.as_str(), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes a box out of service (or back); `false` when the box is not configured.
+    pub async fn set_box_service(
+        &self,
+        device: &DeviceId,
+        b: BoxNo,
+        in_service: bool,
+        note: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE box_config SET in_service = $1, service_note = $2
+             WHERE device_id = $3 AND box_no = $4",
+        )
+        .bind(i64::from(in_service))
+        .bind(note)
+        .bind(device.as_str())
+        .bind(i64::from(b.get()))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn cabinets(&self, site: Option<&str>) -> Result<Vec<CabinetRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.device_id, c.site_id, c.name, c.codes_version, c.codes_applied,
+                    COALESCE(d.online, 0) AS online
+             FROM cabinets c LEFT JOIN devices d ON d.device_id = c.device_id
+             WHERE ($1 IS NULL OR c.site_id = $1) ORDER BY c.device_id",
+        )
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CabinetRow {
+                    id: r.try_get("device_id")?,
+                    site_id: r.try_get("site_id")?,
+                    name: r.try_get("name")?,
+                    codes_version: r.try_get("codes_version")?,
+                    codes_applied: r.try_get("codes_applied")?,
+                    online: r.try_get::<i64, _>("online")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn cabinet(&self, device: &DeviceId) -> Result<Option<CabinetRow>, StoreError> {
+        let d = device.as_str().to_owned();
+        Ok(self.cabinets(None).await?.into_iter().find(|c| c.id == d))
+    }
+
+    /// Every configured box of a cabinet with its sensors and the item holding it.
+    pub async fn box_views(&self, device: &DeviceId) -> Result<Vec<BoxView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT b.box_no, b.size, b.accessible, b.in_service, b.service_note, s.door_open
+             FROM box_config b LEFT JOIN boxes s ON s.device_id = b.device_id AND s.box_no = b.box_no
+             WHERE b.device_id = $1 ORDER BY b.box_no",
+        )
+        .bind(device.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let items = self.items_holding(device).await?;
+        rows.iter()
+            .map(|r| {
+                let config = BoxConfig {
+                    box_no: r.try_get("box_no")?,
+                    size: r.try_get("size")?,
+                    accessible: r.try_get::<i64, _>("accessible")? != 0,
+                    in_service: r.try_get::<i64, _>("in_service")? != 0,
+                    service_note: r.try_get("service_note")?,
+                };
+                let item = items.iter().find(|i| i.box_no == config.box_no).cloned();
+                let state = match (&item, config.in_service) {
+                    (Some(i), _) if i.state == "in_box" || i.state == "overdue" => "occupied",
+                    (Some(_), _) => "reserved",
+                    (None, false) => "out_of_service",
+                    (None, true) => "free",
+                };
+                Ok(BoxView {
+                    state,
+                    door_open: r.try_get::<Option<i64>, _>("door_open")?.map(|d| d != 0),
+                    config,
+                    item,
+                })
+            })
+            .collect()
+    }
+
+    async fn items_holding(&self, device: &DeviceId) -> Result<Vec<ItemRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE device_id = $1 AND holds_box = 1"
+        )))
+        .bind(device.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ItemRow::from_row).collect()
+    }
+
+    // ------------------------------------------------------------------------- staff
+
+    pub async fn insert_staff(
+        &self,
+        row: &StaffRow,
+        salt_hex: &str,
+        hash_hex: &str,
+        iterations: u32,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(
+            "INSERT INTO staff (staff_id, name, site_id, salt, hash, iterations, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (staff_id) DO NOTHING",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(row.site_id.as_deref())
+        .bind(salt_hex)
+        .bind(hash_hex)
+        .bind(i64::from(iterations))
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            bump_site_codes(&mut tx, row.site_id.as_deref(), row.created_at).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Deactivates a member of staff: their credential leaves every cabinet with the next
+    /// code version. `false` when unknown.
+    pub async fn deactivate_staff(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let site: Option<Option<String>> =
+            sqlx::query_scalar("SELECT site_id FROM staff WHERE staff_id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(site) = site else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE staff SET active = 0 WHERE staff_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        bump_site_codes(&mut tx, site.as_deref(), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn staff(&self) -> Result<Vec<StaffRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT staff_id, name, site_id, active, created_at FROM staff ORDER BY staff_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StaffRow {
+                    id: r.try_get("staff_id")?,
+                    name: r.try_get("name")?,
+                    site_id: r.try_get("site_id")?,
+                    active: r.try_get::<i64, _>("active")? != 0,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------------- reservations
+
+    /// Allocates the smallest free box that fits, in the sites' order, and stores the item
+    /// with its history and SMS in one transaction. `None` when nothing is free (recorded
+    /// as unmet demand).
+    pub async fn reserve(
+        &self,
+        item: &NewItem,
+        placement: &Placement,
+        issue: impl Fn(&DeviceId, BoxNo) -> Result<Issued, StoreError>,
+    ) -> Result<Option<Allocated>, StoreError> {
+        // PostgreSQL: two requests may pick the same box; the unique index refuses the
+        // second, which tries again with what is left.
+        for _attempt in 0..5 {
+            match self.try_reserve(item, placement, &issue).await {
+                Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                    if let Some(key) = &item.idempotency_key
+                        && self.item_by_key(&item.created_by, key).await?.is_some()
+                    {
+                        return Err(StoreError::Conflict(format!(
+                            "idempotency key {key:?} was already used for another reservation"
+                        )));
+                    }
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(
+            "boxes are being allocated concurrently; retry".into(),
+        ))
+    }
+
+    async fn try_reserve(
+        &self,
+        item: &NewItem,
+        placement: &Placement,
+        issue: &impl Fn(&DeviceId, BoxNo) -> Result<Issued, StoreError>,
+    ) -> Result<Option<Allocated>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let sizes: Vec<&str> = item.size.and_larger().map(Size::as_str).collect();
+        let mut found = None;
+        for site in &placement.sites {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT b.device_id, b.box_no, b.size FROM box_config b
+                 JOIN cabinets c ON c.device_id = b.device_id
+                 WHERE c.site_id = $1 AND ($2 IS NULL OR b.device_id = $2) AND b.in_service = 1
+                   AND b.size IN ($3, $4, $5) AND ($6 = 0 OR b.accessible = 1)
+                   AND NOT EXISTS (SELECT 1 FROM items i WHERE i.device_id = b.device_id
+                                   AND i.box_no = b.box_no AND i.holds_box = 1)
+                 ORDER BY {SIZE_RANK}, b.accessible, b.device_id, b.box_no LIMIT 1"
+            )))
+            .bind(site)
+            .bind(placement.device.as_ref().map(|d| d.as_str()))
+            .bind(sizes.first().copied().unwrap_or("L"))
+            .bind(sizes.get(1).copied().unwrap_or("L"))
+            .bind(sizes.get(2).copied().unwrap_or("L"))
+            .bind(i64::from(item.accessible))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = row {
+                let device: String = r.try_get("device_id")?;
+                let box_no: i64 = r.try_get("box_no")?;
+                let size: String = r.try_get("size")?;
+                found = Some((site.clone(), device, box_no, size));
+                break;
+            }
+        }
+        let Some((site, device, box_no, size)) = found else {
+            sqlx::query(
+                "INSERT INTO unmet_demand (at, site_id, device_id, flow, size, reason)
+                 VALUES ($1, $2, $3, $4, $5, 'no_free_box')",
+            )
+            .bind(item.created_at)
+            .bind(placement.sites.first().map(String::as_str))
+            .bind(placement.device.as_ref().map(|d| d.as_str()))
+            .bind(item.flow.as_str())
+            .bind(item.size.as_str())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let device_id = DeviceId::parse(&device)
+            .map_err(|e| StoreError::Corrupt(format!("cabinet id {device:?}: {e}")))?;
+        let b = u16::try_from(box_no)
+            .ok()
+            .and_then(|n| BoxNo::new(n).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("box {box_no} of {device}")))?;
+        let issued = issue(&device_id, b)?;
+        let state = match item.flow {
+            Flow::Pickup => ItemState::AwaitingDeposit,
+            Flow::Dropoff | Flow::Supplement => ItemState::Reserved,
+        };
+        sqlx::query(
+            "INSERT INTO items (item_id, flow, case_number, phone, site_id, device_id, box_no, size,
+                state, holds_box, created_by, idempotency_key, created_at, updated_at, valid_from,
+                valid_until, deadline, due_by, code_tag)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(item.id.as_str())
+        .bind(item.flow.as_str())
+        .bind(&item.case_number)
+        .bind(&item.phone)
+        .bind(&site)
+        .bind(&device)
+        .bind(box_no)
+        .bind(&size)
+        .bind(state.as_str())
+        .bind(&item.created_by)
+        .bind(item.idempotency_key.as_deref())
+        .bind(item.created_at)
+        .bind(item.valid_from)
+        .bind(item.valid_until)
+        .bind(item.deadline)
+        .bind(item.due_by)
+        .bind(&issued.code_tag)
+        .execute(&mut *tx)
+        .await?;
+        history(
+            &mut tx,
+            item.id.as_str(),
+            item.created_at,
+            state,
+            &item.created_by,
+            None,
+        )
+        .await?;
+        // The code SMS goes now for drop-offs; for pick-ups it waits until staff have loaded
+        // the box ("held"), and is released by the deposit.
+        let sms_state = if item.flow == Flow::Pickup {
+            "held"
+        } else {
+            "pending"
+        };
+        enqueue(
+            &mut tx,
+            "sms",
+            Some(item.id.as_str()),
+            "code",
+            Some(&issued.sms_sealed),
+            sms_state,
+            item.created_at,
+        )
+        .await?;
+        bump_codes(&mut tx, &device, item.created_at).await?;
+        tx.commit().await?;
+        let item = self
+            .item(item.id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("reserved item vanished".into()))?;
+        Ok(Some(Allocated { item }))
+    }
+
+    pub async fn item_by_key(
+        &self,
+        created_by: &str,
+        key: &str,
+    ) -> Result<Option<ItemRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE created_by = $1 AND idempotency_key = $2"
+        )))
+        .bind(created_by)
+        .bind(key)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(ItemRow::from_row).transpose()
+    }
+
+    pub async fn item(&self, id: &str) -> Result<Option<ItemRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE item_id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(ItemRow::from_row).transpose()
+    }
+
+    pub async fn item_history(&self, id: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, state, actor, detail FROM item_history WHERE item_id = $1 ORDER BY at, state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryRow {
+                    at: r.try_get("at")?,
+                    state: r.try_get("state")?,
+                    actor: r.try_get("actor")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Items by case number and/or state, newest first.
+    pub async fn items(
+        &self,
+        case_number: Option<&str>,
+        state: Option<&str>,
+        site: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE ($1 IS NULL OR case_number = $1)
+               AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR site_id = $3)
+             ORDER BY created_at DESC, item_id LIMIT $4"
+        )))
+        .bind(case_number)
+        .bind(state)
+        .bind(site)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ItemRow::from_row).collect()
+    }
+
+    /// Applies `trigger` to an item from outside the ingest path (cancel, sweeps).
+    /// Returns the new state, or `None` when the item is unknown or the trigger does not
+    /// apply to its state.
+    pub async fn trigger_item(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        actor: &str,
+        detail: Option<&str>,
+        now: i64,
+        webhooks: bool,
+    ) -> Result<Option<(ItemState, Effects)>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE item_id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(item) = row.as_ref().map(ItemRow::from_row).transpose()? else {
+            return Ok(None);
+        };
+        let mut effects = Effects::default();
+        let to = transition(
+            &mut tx,
+            &item,
+            trigger,
+            actor,
+            detail,
+            now,
+            webhooks,
+            &mut effects,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(to.map(|s| (s, effects)))
+    }
+
+    // ------------------------------------------------------------------------- sweeps
+
+    /// Items whose window has passed, on cabinets that have been online long enough for any
+    /// code used while offline to have arrived (see ARCHITECTURE.md, "time-up").
+    pub async fn items_timed_out(
+        &self,
+        now: i64,
+        grace_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items i
+             WHERE i.state IN ('reserved', 'awaiting_deposit', 'in_box')
+               AND NOT (i.state = 'in_box' AND i.flow <> 'pickup')
+               AND i.valid_until + $1 < $2
+               AND EXISTS (SELECT 1 FROM devices d WHERE d.device_id = i.device_id AND d.online = 1
+                           AND d.presence_changed_at + $1 < $2)
+             ORDER BY i.valid_until LIMIT $3"
+        )))
+        .bind(grace_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ItemRow::from_row).collect()
+    }
+
+    /// Flags pick-ups not deposited by their day's end; returns the items newly flagged.
+    pub async fn flag_late_deposits(&self, now: i64) -> Result<Vec<ItemRow>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE state = 'awaiting_deposit' AND late_deposit = 0
+               AND due_by IS NOT NULL AND due_by < $1"
+        )))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items: Vec<ItemRow> = rows
+            .iter()
+            .map(ItemRow::from_row)
+            .collect::<Result<_, _>>()?;
+        for i in &items {
+            sqlx::query("UPDATE items SET late_deposit = 1, updated_at = $1 WHERE item_id = $2")
+                .bind(now)
+                .bind(&i.id)
+                .execute(&mut *tx)
+                .await?;
+            history_detail(
+                &mut tx,
+                &i.id,
+                now,
+                &i.state,
+                "system",
+                Some("not deposited on its day (same-day rule)"),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(items)
+    }
+
+    /// Pick-ups in the box whose window ends within `before_ms` and that were not reminded:
+    /// queues one reminder SMS each.
+    pub async fn queue_reminders(
+        &self,
+        now: i64,
+        before_ms: i64,
+        body: impl Fn(&ItemRow) -> String,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE state = 'in_box' AND flow = 'pickup'
+               AND reminded_at IS NULL AND valid_until - $1 < $2"
+        )))
+        .bind(before_ms)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items: Vec<ItemRow> = rows
+            .iter()
+            .map(ItemRow::from_row)
+            .collect::<Result<_, _>>()?;
+        for i in &items {
+            sqlx::query("UPDATE items SET reminded_at = $1 WHERE item_id = $2")
+                .bind(now)
+                .bind(&i.id)
+                .execute(&mut *tx)
+                .await?;
+            enqueue(
+                &mut tx,
+                "sms",
+                Some(&i.id),
+                "reminder",
+                Some(&body(i)),
+                "pending",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(items.len() as u64)
+    }
+
+    // ------------------------------------------------------------------------- work lists
+
+    /// Dropped documents and supplements waiting for staff, oldest first.
+    pub async fn worklist_collect(&self, site: Option<&str>) -> Result<Vec<ItemRow>, StoreError> {
+        self.worklist(
+            "state = 'in_box' AND flow IN ('dropoff', 'supplement')",
+            "in_box_at",
+            site,
+        )
+        .await
+    }
+
+    /// Pick-ups waiting for staff to load their box, the earliest due first.
+    pub async fn worklist_deposit(&self, site: Option<&str>) -> Result<Vec<ItemRow>, StoreError> {
+        self.worklist("state = 'awaiting_deposit'", "due_by", site)
+            .await
+    }
+
+    /// Items past their time: overdue ones, late deposits, and drop-offs waiting for
+    /// collection since before `collect_before`.
+    pub async fn worklist_overdue(
+        &self,
+        site: Option<&str>,
+        collect_before: i64,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE ($1 IS NULL OR site_id = $1) AND (
+                (state = 'overdue')
+                OR (state = 'awaiting_deposit' AND late_deposit = 1)
+                OR (state = 'in_box' AND flow <> 'pickup' AND in_box_at < $2))
+             ORDER BY updated_at, item_id LIMIT 10000"
+        )))
+        .bind(site)
+        .bind(collect_before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ItemRow::from_row).collect()
+    }
+
+    async fn worklist(
+        &self,
+        condition: &str,
+        order: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLS} FROM items WHERE {condition} AND ($1 IS NULL OR site_id = $1)
+             ORDER BY {order}, item_id LIMIT 10000"
+        )))
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ItemRow::from_row).collect()
+    }
+
+    /// Reservations refused for lack of a free box, per site (planners read this).
+    pub async fn unmet_demand(&self, since: i64) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site_id, COUNT(*) AS n FROM unmet_demand WHERE at >= $1 GROUP BY site_id ORDER BY site_id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("site_id")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    // ------------------------------------------------------------------------- code sync
+
+    /// Everything one cabinet verifies offline, at its current version.
+    pub async fn code_material(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<(i64, Vec<CodeGrant>, Vec<StaffCredential>)>, StoreError> {
+        let Some(cab) =
+            sqlx::query("SELECT site_id, codes_version FROM cabinets WHERE device_id = $1")
+                .bind(device.as_str())
+                .fetch_optional(&self.writer)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let site: String = cab.try_get("site_id")?;
+        let version: i64 = cab.try_get("codes_version")?;
+        let rows = sqlx::query(
+            "SELECT item_id, box_no, valid_from, valid_until, code_tag, state FROM items
+             WHERE device_id = $1 AND code_tag IS NOT NULL AND (
+               (flow IN ('dropoff', 'supplement') AND state = 'reserved')
+               OR (flow = 'pickup' AND state IN ('awaiting_deposit', 'in_box')))
+             ORDER BY item_id",
+        )
+        .bind(device.as_str())
+        .fetch_all(&self.writer)
+        .await?;
+        let mut grants = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("item_id")?;
+            let box_no: i64 = r.try_get("box_no")?;
+            let state: String = r.try_get("state")?;
+            let (Ok(item), Some(b)) = (
+                ItemId::parse(&id),
+                u16::try_from(box_no).ok().and_then(|n| BoxNo::new(n).ok()),
+            ) else {
+                return Err(StoreError::Corrupt(format!("item {id:?} box {box_no}")));
+            };
+            grants.push(CodeGrant {
+                item,
+                box_no: b,
+                not_before: r.try_get("valid_from")?,
+                not_after: r.try_get("valid_until")?,
+                tag: r.try_get("code_tag")?,
+                needs_deposit: state == "awaiting_deposit",
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT staff_id, salt, hash, iterations FROM staff
+             WHERE active = 1 AND (site_id IS NULL OR site_id = $1) ORDER BY staff_id",
+        )
+        .bind(&site)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut staff = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("staff_id")?;
+            staff.push(StaffCredential {
+                staff: protocol::StaffId::parse(&id)
+                    .map_err(|e| StoreError::Corrupt(format!("staff {id:?}: {e}")))?,
+                salt: r.try_get("salt")?,
+                hash: r.try_get("hash")?,
+                iterations: u32::try_from(r.try_get::<i64, _>("iterations")?).unwrap_or(1),
+            });
+        }
+        Ok(Some((version, grants, staff)))
+    }
+
+    pub async fn codes_sent(&self, device: &DeviceId, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE cabinets SET codes_sent_at = $1 WHERE device_id = $2")
+            .bind(at)
+            .bind(device.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Online cabinets whose confirmed code version lags and whose last send is older than
+    /// `before` (retransmission).
+    pub async fn codes_lagging(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.device_id FROM cabinets c JOIN devices d ON d.device_id = c.device_id
+             WHERE d.online = 1 AND c.codes_applied < c.codes_version
+               AND (c.codes_sent_at IS NULL OR c.codes_sent_at < $1)
+             ORDER BY c.device_id LIMIT 1000",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ------------------------------------------------------------------------- notifications
+
+    pub async fn due_notifications(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT notification_id, channel, item_id, event, body, attempts, created_at
+             FROM notifications WHERE state = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, notification_id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationRow {
+                    id: r.try_get("notification_id")?,
+                    channel: r.try_get("channel")?,
+                    item_id: r.try_get("item_id")?,
+                    event: r.try_get("event")?,
+                    body: r.try_get("body")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a notification sent and wipes its body (it may have held a code).
+    pub async fn notification_sent(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET state = 'sent', sent_at = $1, body = NULL,
+               attempts = attempts + 1, last_error = NULL WHERE notification_id = $2",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next`, or given up (`failed`, body wiped).
+    pub async fn notification_failed(
+        &self,
+        id: &str,
+        error: &str,
+        next: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let q = match next {
+            Some(_) => {
+                "UPDATE notifications SET attempts = attempts + 1, last_error = $1,
+                   next_attempt_at = $2 WHERE notification_id = $3"
+            }
+            None => {
+                "UPDATE notifications SET attempts = attempts + 1, last_error = $1,
+                   state = 'failed', body = NULL, next_attempt_at = COALESCE($2, next_attempt_at)
+                 WHERE notification_id = $3"
+            }
+        };
+        sqlx::query(q)
+            .bind(error)
+            .bind(next)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts of notifications by state (metrics and tests).
+    pub async fn notification_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, state, COUNT(*) AS n FROM notifications GROUP BY channel, state ORDER BY channel, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("channel")?, r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    // ------------------------------------------------------------------------- ingest hook
+
+    /// Applies one *new* keypad event of `device` inside the ingest transaction: item
+    /// transitions, audit, notifications and code versions. Called once per stored event.
+    pub(super) async fn apply_keypad_event(
+        tx: &mut Tx<'_>,
+        device: &DeviceId,
+        ts: i64,
+        body: &EventBody,
+        now: i64,
+        webhooks: bool,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError> {
+        match body {
+            EventBody::CodeUsed {
+                item,
+                box_no,
+                status,
+            } => {
+                let status = format!("{status:?}").to_lowercase();
+                audit(
+                    tx,
+                    ts,
+                    "keypad",
+                    "code_open",
+                    device,
+                    Some(*box_no),
+                    Some(item.as_str()),
+                    &status,
+                    None,
+                )
+                .await?;
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ITEM_COLS} FROM items WHERE item_id = $1 AND device_id = $2"
+                )))
+                .bind(item.as_str())
+                .bind(device.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+                match row.as_ref().map(ItemRow::from_row).transpose()? {
+                    Some(i) => {
+                        let detail = format!("code used at the cabinet (lock: {status})");
+                        let to = transition(
+                            tx,
+                            &i,
+                            Trigger::CodeUsed,
+                            "citizen",
+                            Some(&detail),
+                            now,
+                            webhooks,
+                            effects,
+                        )
+                        .await?;
+                        if to.is_none() {
+                            tracing::warn!(%device, item = %i.id, state = %i.state,
+                                "code used for an item not waiting for it; recorded in its history");
+                            history_detail(
+                                tx,
+                                &i.id,
+                                now,
+                                &i.state,
+                                "citizen",
+                                Some(&format!(
+                                    "code used at {ts} while the item was {}; no change",
+                                    i.state
+                                )),
+                            )
+                            .await?;
+                        }
+                    }
+                    None => {
+                        tracing::warn!(%device, %item, "code used for an item this cabinet does not hold")
+                    }
+                }
+            }
+            EventBody::CodeRejected { reason, item } => {
+                audit(
+                    tx,
+                    ts,
+                    "keypad",
+                    "code_rejected",
+                    device,
+                    None,
+                    item.as_ref().map(|i| i.as_str()),
+                    reason.as_str(),
+                    None,
+                )
+                .await?;
+            }
+            EventBody::KeypadLocked { until, failures } => {
+                audit(
+                    tx,
+                    ts,
+                    "keypad",
+                    "keypad_locked",
+                    device,
+                    None,
+                    None,
+                    "locked",
+                    Some(&format!("{failures} wrong entries; locked until {until}")),
+                )
+                .await?;
+            }
+            EventBody::StaffRejected { reason } => {
+                audit(
+                    tx,
+                    ts,
+                    "keypad",
+                    "staff_rejected",
+                    device,
+                    None,
+                    None,
+                    reason.as_str(),
+                    None,
+                )
+                .await?;
+            }
+            EventBody::StaffOpen {
+                staff,
+                box_no,
+                status,
+            } => {
+                let actor = format!("staff:{staff}");
+                let status = format!("{status:?}").to_lowercase();
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ITEM_COLS} FROM items WHERE device_id = $1 AND box_no = $2 AND holds_box = 1"
+                )))
+                .bind(device.as_str())
+                .bind(i64::from(box_no.get()))
+                .fetch_optional(&mut **tx)
+                .await?;
+                let item = row.as_ref().map(ItemRow::from_row).transpose()?;
+                audit(
+                    tx,
+                    ts,
+                    &actor,
+                    "staff_open",
+                    device,
+                    Some(*box_no),
+                    item.as_ref().map(|i| i.id.as_str()),
+                    &status,
+                    None,
+                )
+                .await?;
+                if let Some(i) = item
+                    // An item reserved after the staff member opened the box is not theirs.
+                    && i.created_at <= ts.max(now)
+                {
+                    let detail = format!("opened by {staff} at the cabinet (lock: {status})");
+                    if transition(
+                        tx,
+                        &i,
+                        Trigger::StaffOpen,
+                        &actor,
+                        Some(&detail),
+                        now,
+                        webhooks,
+                        effects,
+                    )
+                    .await?
+                    .is_none()
+                    {
+                        history_detail(tx, &i.id, now, &i.state, &actor, Some(&detail)).await?;
+                    }
+                }
+            }
+            EventBody::CodesApplied { version } => {
+                sqlx::query(
+                    "UPDATE cabinets SET codes_applied = CASE WHEN $1 > codes_applied THEN $1 ELSE codes_applied END
+                     WHERE device_id = $2",
+                )
+                .bind(i64::try_from(*version).unwrap_or(i64::MAX))
+                .bind(device.as_str())
+                .execute(&mut **tx)
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether an event is one [`Store::apply_keypad_event`] acts on.
+pub(super) fn is_keypad_event(body: &EventBody) -> bool {
+    matches!(
+        body,
+        EventBody::CodeUsed { .. }
+            | EventBody::CodeRejected { .. }
+            | EventBody::KeypadLocked { .. }
+            | EventBody::StaffOpen { .. }
+            | EventBody::StaffRejected { .. }
+            | EventBody::CodesApplied { .. }
+    )
+}
+
+/// Moves an item along the state machine, guarded on its current state, with history,
+/// webhook and code version. `None` when the trigger does not apply.
+#[allow(clippy::too_many_arguments)]
+async fn transition(
+    tx: &mut Tx<'_>,
+    item: &ItemRow,
+    trigger: Trigger,
+    actor: &str,
+    detail: Option<&str>,
+    now: i64,
+    webhooks: bool,
+    effects: &mut Effects,
+) -> Result<Option<ItemState>, StoreError> {
+    let (flow, from) = (item.flow()?, item.state()?);
+    let Some(to) = next_state(flow, from, trigger) else {
+        return Ok(None);
+    };
+    let in_box = to == ItemState::InBox;
+    let deposited = in_box && flow == Flow::Pickup;
+    let finished = to.is_final();
+    let n = sqlx::query(
+        "UPDATE items SET state = $1, holds_box = $2, updated_at = $3,
+           in_box_at = CASE WHEN $4 = 1 THEN $3 ELSE in_box_at END,
+           deposited_by = CASE WHEN $5 = 1 THEN $6 ELSE deposited_by END,
+           finished_at = CASE WHEN $7 = 1 THEN $3 ELSE finished_at END,
+           finished_by = CASE WHEN $7 = 1 THEN $6 ELSE finished_by END
+         WHERE item_id = $8 AND state = $9",
+    )
+    .bind(to.as_str())
+    .bind(i64::from(to.holds_box(flow)))
+    .bind(now)
+    .bind(i64::from(in_box))
+    .bind(i64::from(deposited))
+    .bind(actor)
+    .bind(i64::from(finished))
+    .bind(&item.id)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(None);
+    }
+    history(tx, &item.id, now, to, actor, detail).await?;
+    if deposited {
+        // The code SMS was held until the licence is in the box.
+        let released = sqlx::query(
+            "UPDATE notifications SET state = 'pending', next_attempt_at = $1
+             WHERE item_id = $2 AND state = 'held'",
+        )
+        .bind(now)
+        .bind(&item.id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        effects.notify |= released > 0;
+    }
+    if finished || matches!(to, ItemState::Overdue) {
+        // A terminal item never gets its held code SMS.
+        sqlx::query("UPDATE notifications SET state = 'dropped', body = NULL WHERE item_id = $1 AND state = 'held'")
+            .bind(&item.id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if webhooks && let Some(event) = webhook_event(flow, from, to) {
+        let body = serde_json::json!({
+            "event": event,
+            "item_id": item.id,
+            "case_number": item.case_number,
+            "flow": item.flow,
+            "state": to.as_str(),
+            "site_id": item.site_id,
+            "device_id": item.device_id,
+            "box": item.box_no,
+            "at": now,
+            "actor": actor,
+        })
+        .to_string();
+        enqueue(
+            tx,
+            "webhook",
+            Some(&item.id),
+            event,
+            Some(&body),
+            "pending",
+            now,
+        )
+        .await?;
+        effects.notify = true;
+    }
+    bump_codes(tx, &item.device_id, now).await?;
+    if let Ok(d) = DeviceId::parse(&item.device_id)
+        && !effects.codes_changed.contains(&d)
+    {
+        effects.codes_changed.push(d);
+    }
+    Ok(Some(to))
+}
+
+async fn history(
+    tx: &mut Tx<'_>,
+    item: &str,
+    at: i64,
+    state: ItemState,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    history_detail(tx, item, at, state.as_str(), actor, detail).await
+}
+
+async fn history_detail(
+    tx: &mut Tx<'_>,
+    item: &str,
+    at: i64,
+    state: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO item_history (item_id, at, state, actor, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(item)
+    .bind(at)
+    .bind(state)
+    .bind(actor)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    tx: &mut Tx<'_>,
+    ts: i64,
+    actor: &str,
+    action: &str,
+    device: &DeviceId,
+    box_no: Option<BoxNo>,
+    item: Option<&str>,
+    outcome: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (audit_id, ts, actor, action, device_id, box_no, item_id, outcome, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(ts)
+    .bind(actor)
+    .bind(action)
+    .bind(device.as_str())
+    .bind(box_no.map(|b| i64::from(b.get())))
+    .bind(item)
+    .bind(outcome)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn enqueue(
+    tx: &mut Tx<'_>,
+    channel: &str,
+    item: Option<&str>,
+    event: &str,
+    body: Option<&str>,
+    state: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notifications (notification_id, channel, item_id, event, body, state,
+                                    created_at, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(channel)
+    .bind(item)
+    .bind(event)
+    .bind(body)
+    .bind(state)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A new code version for one cabinet: later than the last and than now, so versions keep
+/// rising even across a database restore.
+async fn bump_codes(tx: &mut Tx<'_>, device: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cabinets SET codes_version = CASE WHEN codes_version + 1 > $1
+                                                  THEN codes_version + 1 ELSE $1 END
+         WHERE device_id = $2",
+    )
+    .bind(now)
+    .bind(device)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Every cabinet of a site (all sites for `None`) gets a new code version.
+async fn bump_site_codes(tx: &mut Tx<'_>, site: Option<&str>, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cabinets SET codes_version = CASE WHEN codes_version + 1 > $1
+                                                  THEN codes_version + 1 ELSE $1 END
+         WHERE $2 IS NULL OR site_id = $2",
+    )
+    .bind(now)
+    .bind(site)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
