@@ -33,6 +33,11 @@ pub struct AgentConfig {
     pub jam_timeout_ms: u64,
     pub max_backoff_ms: u64,
     pub durability: Durability,
+    /// Wrong keypad entries within `keypad_window_secs` that lock the keypad.
+    pub keypad_max_failures: u32,
+    pub keypad_window_secs: u64,
+    /// How long the keypad stays locked after too many wrong entries.
+    pub keypad_lockout_secs: u64,
     pub fake: FakeSettings,
 }
 
@@ -78,6 +83,9 @@ impl Default for AgentConfig {
             jam_timeout_ms: 1_500,
             max_backoff_ms: 30_000,
             durability: Durability::Full,
+            keypad_max_failures: 5,
+            keypad_window_secs: 600,
+            keypad_lockout_secs: 900,
             fake: FakeSettings::default(),
         }
     }
@@ -108,6 +116,14 @@ impl AgentConfig {
             return Err(bad());
         }
         Ok((host.trim_matches(['[', ']']).to_owned(), port))
+    }
+
+    pub fn lockout(&self) -> crate::codes::Lockout {
+        crate::codes::Lockout {
+            max_failures: self.keypad_max_failures,
+            window_ms: self.keypad_window_secs as i64 * 1000,
+            lock_ms: self.keypad_lockout_secs as i64 * 1000,
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -144,6 +160,12 @@ impl AgentConfig {
         }
         if self.fake.activity_per_sec < 0.0 || !self.fake.activity_per_sec.is_finite() {
             return bad("fake.activity_per_sec", "must be 0 or more");
+        }
+        if self.keypad_max_failures == 0 || self.keypad_window_secs == 0 {
+            return bad(
+                "keypad_max_failures",
+                "must be at least 1 (and keypad_window_secs at least 1)",
+            );
         }
         if self.poll_interval_ms == 0 || self.keep_alive_secs < 5 {
             return bad(

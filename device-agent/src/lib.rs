@@ -2,11 +2,15 @@
 //! outbox, sends them over mutual-TLS MQTT until receipted, and executes remote commands once.
 //!
 //! Tasks of one agent: the MQTT event loop (reconnects with backoff and jitter), the sensor
-//! watcher, the uplink (the main loop: outbox → events, receipts, snapshot, command dispatch),
-//! and one task per command. A lock operation never waits on the network.
+//! watcher, the uplink (the main loop: outbox → events, receipts, snapshot, command dispatch,
+//! code grants), the keypad (codes and staff credentials verified locally), and one task per
+//! command. A lock operation never waits on the network.
 
+pub mod codes;
 pub mod config;
+pub mod control;
 pub mod driver;
+pub mod keypad;
 pub mod outbox;
 
 use std::sync::Arc;
@@ -14,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::{
-    AckStatus, BoxNo, BoxState, Channel, Command, CommandAck, CommandAction, DeviceId, DeviceTopic,
-    EventBatch, EventBody, Receipt, StateSnapshot,
+    AckStatus, BoxNo, BoxState, Channel, CodeSync, Command, CommandAck, CommandAction, DeviceId,
+    DeviceTopic, EventBatch, EventBody, Receipt, RejectReason, StateSnapshot,
 };
 use rand::Rng;
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
@@ -23,8 +27,10 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use codes::CodeBook;
 pub use config::{AgentConfig, FakeSettings};
 pub use driver::{DriverError, FakeConfig, FakeLocks, LockDriver};
+pub use keypad::{EntryOutcome, FakeKeypad, FakeKeypadHandle, Keypad, KeypadEntry};
 pub use outbox::{Durability, Outbox, OutboxError};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -66,6 +72,8 @@ pub struct AgentStats {
     pub receipted: AtomicU64,
     pub last_seq: AtomicU64,
     pub commands: AtomicU64,
+    /// Boxes opened from the keypad (codes and staff).
+    pub keypad_opens: AtomicU64,
 }
 
 /// TLS client settings: trust our CA, present the device's certificate.
@@ -163,6 +171,7 @@ pub struct RunningAgent {
     pub stats: Arc<AgentStats>,
     pub recorder: Arc<Recorder>,
     pub outbox: Arc<Outbox>,
+    pub codes: Arc<CodeBook>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -191,6 +200,7 @@ struct Ctx<D> {
     box_locks: Vec<Mutex<()>>,
     stats: Arc<AgentStats>,
     notify: Arc<Notify>,
+    codes: Arc<CodeBook>,
 }
 
 enum Net {
@@ -201,9 +211,10 @@ enum Net {
 
 /// Starts an agent on `driver`. Opens the outbox, reads every sensor once, records a
 /// `started` event, and connects.
-pub async fn start<D: LockDriver>(
+pub async fn start<D: LockDriver, K: Keypad>(
     cfg: AgentConfig,
     driver: Arc<D>,
+    keypad: K,
     tls: Arc<rustls::ClientConfig>,
     cancel: CancellationToken,
 ) -> Result<RunningAgent, AgentError> {
@@ -255,6 +266,18 @@ pub async fn start<D: LockDriver>(
             )
             .await?;
     }
+    let codes = Arc::new(CodeBook::load(id.clone(), outbox.clone(), cfg.lockout()).await?);
+    // Same rule as commands: a code recorded as used but not reported may have pulsed its
+    // lock; it stays spent and is reported now.
+    for (item, b) in outbox.unreported_code_uses().await? {
+        tracing::warn!(device = %id, %item, "code use interrupted by a restart; reporting it spent");
+        outbox
+            .finish_code_use(&item, b, AckStatus::Failed, now_ms())
+            .await?;
+    }
+    outbox
+        .prune_code_uses(now_ms() - 7 * 24 * 3_600_000)
+        .await?;
     stats.last_seq.store(outbox.last_seq(), Ordering::Relaxed);
 
     let mut options = MqttOptions::new(id.as_str(), host, port);
@@ -281,6 +304,7 @@ pub async fn start<D: LockDriver>(
         client,
         stats: stats.clone(),
         notify,
+        codes: codes.clone(),
     });
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
@@ -292,12 +316,14 @@ pub async fn start<D: LockDriver>(
         id.clone(),
     ));
     tracker.spawn(watch(ctx.clone(), cancel.clone()));
+    tracker.spawn(keypad_loop(ctx.clone(), keypad, cancel.clone()));
     tracker.spawn(uplink(ctx, net_rx, cancel.clone(), tracker.clone()));
     Ok(RunningAgent {
         id,
         stats,
         recorder,
         outbox,
+        codes,
         cancel,
         tracker,
     })
@@ -425,7 +451,7 @@ async fn uplink<D: LockDriver>(
                     ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
                     sent = acked;
                     last_progress = Instant::now();
-                    for c in [Channel::Commands, Channel::Receipts] {
+                    for c in [Channel::Commands, Channel::Receipts, Channel::Codes] {
                         let topic = protocol::topic::device_topic(&ctx.id, c);
                         if let Err(e) = ctx.client.try_subscribe(topic, QoS::AtLeastOnce) {
                             tracing::error!(device = %ctx.id, error = %e, "subscribe failed");
@@ -460,6 +486,13 @@ async fn uplink<D: LockDriver>(
                                 tracker.spawn(async move { execute(c, cmd).await });
                             }
                             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
+                        },
+                        Ok(Channel::Codes) => match protocol::decode::<CodeSync>(&payload) {
+                            Ok(sync) => {
+                                let c = ctx.clone();
+                                tracker.spawn(async move { apply_codes(&c, sync).await });
+                            }
+                            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad code grants ignored"),
                         },
                         _ => tracing::debug!(device = %ctx.id, %topic, "message on an unexpected topic"),
                     }
@@ -737,6 +770,169 @@ fn ack<D>(ctx: &Ctx<D>, cmd: &Command, status: AckStatus, detail: Option<String>
     }
 }
 
+async fn apply_codes<D>(ctx: &Ctx<D>, sync: CodeSync) {
+    let version = sync.version;
+    let grants = sync.grants.len();
+    match ctx.codes.apply(sync, now_ms()).await {
+        Ok(true) => {
+            tracing::info!(device = %ctx.id, version, grants, "code grants applied");
+            ctx.stats
+                .last_seq
+                .store(ctx.outbox.last_seq(), Ordering::Relaxed);
+            ctx.notify.notify_one();
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(device = %ctx.id, error = %e, "storing code grants failed; the server will send them again")
+        }
+    }
+}
+
+/// Serves the keypad: one entry at a time, verified against the local code book.
+async fn keypad_loop<D: LockDriver, K: Keypad>(
+    ctx: Arc<Ctx<D>>,
+    mut keypad: K,
+    cancel: CancellationToken,
+) {
+    loop {
+        let entry = tokio::select! {
+            _ = cancel.cancelled() => break,
+            e = keypad.next() => match e {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        let outcome = handle_entry(&ctx, entry).await;
+        keypad.show(&outcome).await;
+        ctx.stats
+            .last_seq
+            .store(ctx.outbox.last_seq(), Ordering::Relaxed);
+        ctx.notify.notify_one();
+    }
+}
+
+/// One keypad entry: lockout, verification, durable spend, pulse, event. Never waits on the
+/// network.
+async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry) -> EntryOutcome {
+    let now = now_ms();
+    let staff_entry = matches!(entry, KeypadEntry::Staff { .. });
+    let rejected = |reason, item| {
+        if staff_entry {
+            EventBody::StaffRejected { reason }
+        } else {
+            EventBody::CodeRejected { reason, item }
+        }
+    };
+    let until = ctx.codes.locked_until();
+    if until > now {
+        record(ctx, rejected(RejectReason::LockedOut, None)).await;
+        return EntryOutcome::LockedOut { until };
+    }
+    let verdict = match entry {
+        KeypadEntry::Code(code) => match ctx.codes.verify(&code, now) {
+            Ok(m) => Ok((m.box_no, Some(m), None)),
+            Err(r) => Err(r),
+        },
+        KeypadEntry::Staff { credential, box_no } => {
+            match BoxNo::new(box_no)
+                .ok()
+                .filter(|b| b.get() <= ctx.driver.boxes())
+            {
+                None => Err(codes::Refusal {
+                    reason: RejectReason::NoSuchBox,
+                    item: None,
+                }),
+                Some(b) => match ctx.codes.verify_staff(&credential).await {
+                    Some(staff) => Ok((b, None, Some(staff))),
+                    None => Err(codes::Refusal {
+                        reason: if protocol::code::check_staff_credential(&credential).is_ok() {
+                            RejectReason::Unknown
+                        } else {
+                            RejectReason::Malformed
+                        },
+                        item: None,
+                    }),
+                },
+            }
+        }
+    };
+    let (b, code, staff) = match verdict {
+        Ok(v) => v,
+        Err(refusal) => {
+            record(ctx, rejected(refusal.reason, refusal.item.clone())).await;
+            if refusal.counts() {
+                match ctx.codes.failure(now).await {
+                    Ok(Some(until)) => return EntryOutcome::LockedOut { until },
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(device = %ctx.id, error = %e, "recording a wrong entry failed")
+                    }
+                }
+            }
+            return EntryOutcome::Rejected {
+                reason: refusal.reason,
+            };
+        }
+    };
+    if let Some(m) = &code {
+        match ctx.codes.spend(m, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return EntryOutcome::Rejected {
+                    reason: RejectReason::Used,
+                };
+            }
+            Err(e) => {
+                // Not recorded as used, so not opened: a code must never work twice.
+                tracing::error!(device = %ctx.id, error = %e, "recording a code use failed; box not opened");
+                return EntryOutcome::Rejected {
+                    reason: RejectReason::Unknown,
+                };
+            }
+        }
+    }
+    if staff.is_some()
+        && let Err(e) = ctx.codes.deposited(b, now).await
+    {
+        tracing::error!(device = %ctx.id, error = %e, "recording a deposit failed");
+    }
+    let (status, detail) = {
+        let _box = ctx.box_locks[usize::from(b.get()) - 1].lock().await;
+        open_box(ctx, b).await
+    };
+    if let Some(d) = detail {
+        tracing::warn!(device = %ctx.id, r#box = %b, status = ?status, detail = %d, "keypad open did not succeed");
+    }
+    let done = now_ms();
+    let written = match (code, staff) {
+        (Some(m), _) => ctx.outbox.finish_code_use(&m.item, b, status, done).await,
+        (None, Some(staff)) => ctx
+            .outbox
+            .append(
+                done,
+                vec![EventBody::StaffOpen {
+                    staff,
+                    box_no: b,
+                    status,
+                }],
+            )
+            .await
+            .map(|_| ()),
+        (None, None) => Ok(()),
+    };
+    if let Err(e) = written {
+        tracing::error!(device = %ctx.id, error = %e, "recording a keypad open failed");
+    }
+    ctx.stats.keypad_opens.fetch_add(1, Ordering::Relaxed);
+    EntryOutcome::Opened { box_no: b, status }
+}
+
+async fn record<D>(ctx: &Ctx<D>, body: EventBody) {
+    if let Err(e) = ctx.outbox.append(now_ms(), vec![body]).await {
+        tracing::error!(device = %ctx.id, error = %e, "recording a keypad event failed");
+    }
+}
+
 /// Simulated people at a fake cabinet: toggles box occupancy at `per_sec` (Poisson arrivals),
 /// each toggle exactly one event, until `limit` toggles or cancellation.
 pub async fn simulate_activity(
@@ -814,18 +1010,291 @@ mod tests {
             jam_timeout_ms: 100,
             ..AgentConfig::default()
         };
+        let id = DeviceId::parse("cab-t").expect("id");
+        let codes = Arc::new(
+            CodeBook::load(id.clone(), outbox.clone(), cfg.lockout())
+                .await
+                .expect("code book"),
+        );
         let ctx = Arc::new(Ctx {
             box_locks: (0..4).map(|_| Mutex::new(())).collect(),
             cfg,
-            id: DeviceId::parse("cab-t").expect("id"),
+            id,
             driver: fake.clone(),
             outbox,
             recorder,
             client,
             stats,
             notify,
+            codes,
         });
         (ctx, fake)
+    }
+
+    const MASTER: &[u8] = b"test master secret";
+
+    /// A grant set as the server would send it: (item, box, code, window, needs deposit).
+    fn sync(version: u64, grants: &[(&str, u16, &str, i64, i64, bool)]) -> CodeSync {
+        let device = DeviceId::parse("cab-t").expect("id");
+        let key = protocol::code::CabinetKey::derive(MASTER, &device);
+        let salt = [7u8; 16];
+        CodeSync {
+            v: 1,
+            version,
+            key: key.to_hex(),
+            grants: grants
+                .iter()
+                .map(|(item, b, code, nb, na, dep)| {
+                    let item = protocol::ItemId::parse(item).expect("item");
+                    let box_no = BoxNo::new(*b).expect("box");
+                    let binding = protocol::code::Binding {
+                        device: &device,
+                        item: &item,
+                        box_no,
+                        not_before: *nb,
+                        not_after: *na,
+                    };
+                    protocol::CodeGrant {
+                        tag: protocol::code::code_tag(&key, &binding, code),
+                        item,
+                        box_no,
+                        not_before: *nb,
+                        not_after: *na,
+                        needs_deposit: *dep,
+                    }
+                })
+                .collect(),
+            staff: vec![protocol::StaffCredential {
+                staff: protocol::StaffId::parse("helper-1").expect("staff"),
+                salt: "07".repeat(16),
+                hash: protocol::code::staff_hash("card-0042", &salt, 10),
+                iterations: 10,
+            }],
+        }
+    }
+
+    fn code(c: &str) -> KeypadEntry {
+        KeypadEntry::Code(c.into())
+    }
+
+    fn opened(b: u16) -> EntryOutcome {
+        EntryOutcome::Opened {
+            box_no: BoxNo::new(b).expect("box"),
+            status: AckStatus::Opened,
+        }
+    }
+
+    fn rejected(reason: RejectReason) -> EntryOutcome {
+        EntryOutcome::Rejected { reason }
+    }
+
+    async fn events(ctx: &Ctx<FakeLocks>) -> Vec<EventBody> {
+        ctx.outbox
+            .read_after(0, 1000)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|e| e.body)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_code_opens_its_box_once_also_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let now = now_ms();
+        {
+            let (ctx, fake) = ctx(dir.path(), 0.0).await;
+            assert!(
+                ctx.codes
+                    .apply(
+                        sync(
+                            1,
+                            &[("it-1", 2, "48151623", now - 1000, now + 60_000, false)]
+                        ),
+                        now
+                    )
+                    .await
+                    .expect("apply")
+            );
+            assert_eq!(handle_entry(&ctx, code("48151623")).await, opened(2));
+            fake.close(BoxNo::new(2).expect("box")).expect("close");
+            assert_eq!(
+                handle_entry(&ctx, code("48151623")).await,
+                rejected(RejectReason::Used)
+            );
+            assert_eq!(fake.pulses(), 1);
+            let ev = events(&ctx).await;
+            assert!(ev.iter().any(|e| matches!(e, EventBody::CodeUsed { item, status: AckStatus::Opened, .. } if item.as_str() == "it-1")));
+            assert!(
+                ev.iter()
+                    .any(|e| matches!(e, EventBody::CodesApplied { version: 1 }))
+            );
+            ctx.outbox.close().await;
+        }
+        // A restart, and the server (not yet told) sends the same grant again.
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        assert!(
+            ctx.codes
+                .apply(
+                    sync(
+                        2,
+                        &[("it-1", 2, "48151623", now - 1000, now + 60_000, false)]
+                    ),
+                    now
+                )
+                .await
+                .expect("apply")
+        );
+        assert_eq!(
+            handle_entry(&ctx, code("48151623")).await,
+            rejected(RejectReason::Used)
+        );
+        assert_eq!(fake.pulses(), 0);
+    }
+
+    #[tokio::test]
+    async fn windows_deposits_and_other_cabinets_codes_are_judged_locally() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        let now = now_ms();
+        let s = sync(
+            5,
+            &[
+                ("early", 1, "11111111", now + 60_000, now + 120_000, false),
+                ("late", 2, "22222222", now - 120_000, now - 60_000, false),
+                ("pickup", 3, "33333333", now - 1000, now + 60_000, true),
+            ],
+        );
+        assert!(ctx.codes.apply(s.clone(), now).await.expect("apply"));
+        assert!(
+            !ctx.codes.apply(s, now).await.expect("same version"),
+            "a repeat is ignored"
+        );
+        assert_eq!(
+            handle_entry(&ctx, code("11111111")).await,
+            rejected(RejectReason::NotYetValid)
+        );
+        assert_eq!(
+            handle_entry(&ctx, code("22222222")).await,
+            rejected(RejectReason::Expired)
+        );
+        assert_eq!(
+            handle_entry(&ctx, code("33333333")).await,
+            rejected(RejectReason::NotReady)
+        );
+        // Staff load box 3 (offline as far as the agent knows): the pick-up code now works.
+        let staff = KeypadEntry::Staff {
+            credential: "card-0042".into(),
+            box_no: 3,
+        };
+        assert_eq!(handle_entry(&ctx, staff).await, opened(3));
+        fake.close(BoxNo::new(3).expect("box")).expect("close");
+        assert_eq!(handle_entry(&ctx, code("33333333")).await, opened(3));
+        assert_eq!(fake.pulses(), 2);
+        let ev = events(&ctx).await;
+        assert!(ev.iter().any(
+            |e| matches!(e, EventBody::StaffOpen { staff, .. } if staff.as_str() == "helper-1")
+        ));
+        // None of that counted as guessing.
+        assert_eq!(ctx.codes.locked_until(), 0);
+    }
+
+    #[tokio::test]
+    async fn five_wrong_codes_lock_the_keypad_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let now = now_ms();
+        {
+            let (ctx, fake) = ctx(dir.path(), 0.0).await;
+            ctx.codes
+                .apply(
+                    sync(
+                        1,
+                        &[("it-1", 1, "48151623", now - 1000, now + 600_000, false)],
+                    ),
+                    now,
+                )
+                .await
+                .expect("apply");
+            for wrong in ["00000001", "00000002", "12", "00000004"] {
+                assert!(matches!(
+                    handle_entry(&ctx, code(wrong)).await,
+                    EntryOutcome::Rejected { .. }
+                ));
+            }
+            let wrong_staff = KeypadEntry::Staff {
+                credential: "card-9999".into(),
+                box_no: 1,
+            };
+            assert!(matches!(
+                handle_entry(&ctx, wrong_staff).await,
+                EntryOutcome::LockedOut { .. }
+            ));
+            // Locked: even the right code is refused, and nothing is pulsed.
+            assert!(matches!(
+                handle_entry(&ctx, code("48151623")).await,
+                EntryOutcome::LockedOut { .. }
+            ));
+            assert_eq!(fake.pulses(), 0);
+            let ev = events(&ctx).await;
+            assert_eq!(
+                ev.iter()
+                    .filter(|e| matches!(e, EventBody::KeypadLocked { failures: 5, .. }))
+                    .count(),
+                1
+            );
+            assert!(ev.iter().any(|e| matches!(
+                e,
+                EventBody::CodeRejected {
+                    reason: RejectReason::LockedOut,
+                    ..
+                }
+            )));
+            ctx.outbox.close().await;
+        }
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        assert!(
+            matches!(
+                handle_entry(&ctx, code("48151623")).await,
+                EntryOutcome::LockedOut { .. }
+            ),
+            "a restart does not unlock"
+        );
+        assert_eq!(fake.pulses(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_code_use_interrupted_by_a_restart_stays_spent_and_is_reported() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let now = now_ms();
+        {
+            let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+            ctx.codes
+                .apply(
+                    sync(
+                        1,
+                        &[("it-1", 1, "48151623", now - 1000, now + 600_000, false)],
+                    ),
+                    now,
+                )
+                .await
+                .expect("apply");
+            let m = ctx.codes.verify("48151623", now).expect("verifies");
+            // Recorded as spent, then the process "dies" before the pulse is reported.
+            assert!(ctx.codes.spend(&m, now).await.expect("spend"));
+            ctx.outbox.close().await;
+        }
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        assert_eq!(
+            handle_entry(&ctx, code("48151623")).await,
+            rejected(RejectReason::Used)
+        );
+        assert_eq!(fake.pulses(), 0);
+        let unreported = ctx.outbox.unreported_code_uses().await.expect("read");
+        assert_eq!(
+            unreported.len(),
+            1,
+            "the test ctx does not run start(); start() reports these"
+        );
     }
 
     fn open_cmd(id: &str, box_no: u16, expires_in_ms: i64) -> Command {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use device_agent::{AgentConfig, FakeConfig, FakeLocks};
+use device_agent::{AgentConfig, FakeConfig, FakeKeypad, FakeLocks};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -37,6 +37,9 @@ struct Args {
     /// Outbox and command journal directory.
     #[arg(long, env = "LOCKERFLEET_AGENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Longest wait between reconnect attempts, ms (backoff doubles up to it, with jitter).
+    #[arg(long, env = "LOCKERFLEET_MAX_BACKOFF_MS")]
+    max_backoff_ms: Option<u64>,
     /// Fake hardware: share of unlock pulses that jam (0..1).
     #[arg(long)]
     fake_jam_rate: Option<f64>,
@@ -49,6 +52,11 @@ struct Args {
     /// Fake hardware: stop simulated activity after this many changes.
     #[arg(long)]
     fake_activity_limit: Option<u64>,
+    /// Fake hardware: serve a control socket on this loopback address (port 0: any) to type
+    /// at the keypad and move doors; the bound address is printed as
+    /// `LOCKERFLEET_AGENT_CONTROL addr=...`.
+    #[arg(long, env = "LOCKERFLEET_FAKE_CONTROL")]
+    fake_control: Option<std::net::SocketAddr>,
 }
 
 impl Args {
@@ -60,7 +68,7 @@ impl Args {
         macro_rules! overlay {
             ($($field:ident),*) => {$( if let Some(v) = self.$field { cfg.$field = v; } )*};
         }
-        overlay!(id, server, certs, boxes, hardware, data_dir);
+        overlay!(id, server, certs, boxes, hardware, data_dir, max_backoff_ms);
         if let Some(v) = self.fake_jam_rate {
             cfg.fake.jam_rate = v;
         }
@@ -86,7 +94,9 @@ async fn run() -> anyhow::Result<()> {
     cli::init_tracing("info,rumqttc=warn,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let cfg = Args::parse().into_config()?;
+    let args = Args::parse();
+    let control = args.fake_control;
+    let cfg = args.into_config()?;
     let id = protocol::DeviceId::parse(&cfg.id)?;
     let tls = device_agent::client_tls(&cfg.certs, &id)?;
     let fake = Arc::new(FakeLocks::new(FakeConfig {
@@ -96,9 +106,17 @@ async fn run() -> anyhow::Result<()> {
     }));
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);
-    let agent = device_agent::start(cfg, fake.clone(), tls, cancel.clone())
+    let (keypad, keys) = FakeKeypad::new();
+    let agent = device_agent::start(cfg, fake.clone(), keypad, tls, cancel.clone())
         .await
         .context("agent failed to start")?;
+    if let Some(addr) = control {
+        let (bound, _task) =
+            device_agent::control::serve(addr, fake.clone(), keys, cancel.child_token())
+                .await
+                .with_context(|| format!("fake control socket on {addr}"))?;
+        println!("LOCKERFLEET_AGENT_CONTROL addr={bound}");
+    }
     let sim = tokio::spawn(device_agent::simulate_activity(
         fake,
         agent.recorder.clone(),

@@ -1,14 +1,17 @@
-//! The durable outbox and command journal: one SQLite file in the agent's data dir.
+//! The durable outbox, command journal and code book: one SQLite file in the agent's data dir.
 //!
 //! Every event gets its sequence number and is committed here before anything is sent, and is
 //! deleted only when the server's receipt covers it. The journal records each command id
-//! before its lock is pulsed, so no command is executed twice, also across restarts.
+//! before its lock is pulsed, so no command is executed twice, also across restarts. The code
+//! book keeps the grants the cabinet verifies offline, every code used (recorded before the
+//! pulse, like the journal), local deposits and the keypad's wrong-entry count, so neither a
+//! restart nor an offline period lets a code work twice or resets a lockout.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use protocol::{AckStatus, BoxNo, CommandId, Event, EventBody};
+use protocol::{AckStatus, BoxNo, CommandId, Event, EventBody, ItemId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -85,6 +88,14 @@ impl Outbox {
                 command_id TEXT PRIMARY KEY, box_no INTEGER NOT NULL, received_at INTEGER NOT NULL,
                 status TEXT, detail TEXT, done_at INTEGER)",
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1)",
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('keypad_locked_until', 0)",
+            "CREATE TABLE IF NOT EXISTS code_sync (
+                id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, body TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS code_uses (
+                item TEXT PRIMARY KEY, box_no INTEGER NOT NULL, used_at INTEGER NOT NULL,
+                not_after INTEGER NOT NULL, reported INTEGER NOT NULL DEFAULT 0)",
+            "CREATE TABLE IF NOT EXISTS deposits (item TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS keypad_failures (ts INTEGER NOT NULL)",
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
@@ -116,6 +127,21 @@ impl Outbox {
         // `last_seq` changes only after a commit and under this lock, so the next number is
         // known without reading it back.
         let _numbering = self.numbering.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        let events = self.insert_events(&mut conn, ts, bodies).await?;
+        self.publish_numbers(&events);
+        Ok(events)
+    }
+
+    /// Numbers `bodies` after `last_seq` and inserts them on `conn` (a transaction, where
+    /// the caller needs them atomic with its own write). Hold `numbering` around it and call
+    /// [`Outbox::publish_numbers`] after the commit.
+    async fn insert_events(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ts: i64,
+        bodies: Vec<EventBody>,
+    ) -> Result<Vec<Event>, OutboxError> {
         let next = self.last_seq() + 1;
         let events: Vec<Event> = bodies
             .into_iter()
@@ -136,10 +162,14 @@ impl Outbox {
                 .bind(e.seq as i64)
                 .bind(serde_json::to_string(e).unwrap_or_default());
         }
-        q.execute(&self.pool).await?;
-        self.last_seq
-            .store(next + events.len() as u64 - 1, Ordering::SeqCst);
+        q.execute(&mut *conn).await?;
         Ok(events)
+    }
+
+    fn publish_numbers(&self, events: &[Event]) {
+        if let Some(last) = events.last() {
+            self.last_seq.store(last.seq, Ordering::SeqCst);
+        }
     }
 
     /// Up to `limit` events with `seq > after`, in order. A row that no longer decodes is
@@ -325,6 +355,207 @@ impl Outbox {
         )
         .await?;
         Ok(())
+    }
+
+    // ------------------------------------------------------------------------ code book
+
+    /// The stored code grant set (JSON of a `CodeSync`), if any.
+    pub async fn code_sync(&self) -> Result<Option<String>, OutboxError> {
+        Ok(
+            sqlx::query_scalar("SELECT body FROM code_sync WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Replaces the grant set and records `codes_applied` in one transaction, and forgets
+    /// local deposits of items no longer granted.
+    pub async fn store_code_sync(
+        &self,
+        version: u64,
+        body: &str,
+        granted: &[ItemId],
+        at: i64,
+    ) -> Result<(), OutboxError> {
+        let _numbering = self.numbering.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO code_sync (id, version, body) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, body = excluded.body",
+        )
+        .bind(version as i64)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        // Item ids are letters, digits and '-' only (checked by `ItemId`): safe to quote.
+        let keep: Vec<String> = granted
+            .iter()
+            .map(|i| format!("'{}'", i.as_str()))
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM deposits WHERE item NOT IN ({})",
+            keep.join(",")
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let events = self
+            .insert_events(&mut tx, at, vec![EventBody::CodesApplied { version }])
+            .await?;
+        tx.commit().await?;
+        self.publish_numbers(&events);
+        Ok(())
+    }
+
+    /// Items whose code was used, and whether that use was reported.
+    pub async fn code_uses(&self) -> Result<Vec<(String, bool)>, OutboxError> {
+        let rows = sqlx::query("SELECT item, reported FROM code_uses")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("item")?, r.try_get::<i64, _>("reported")? != 0)))
+            .collect()
+    }
+
+    /// Records a code as used before its lock is pulsed; `false` when it already was.
+    pub async fn begin_code_use(
+        &self,
+        item: &ItemId,
+        b: BoxNo,
+        at: i64,
+        not_after: i64,
+    ) -> Result<bool, OutboxError> {
+        let r = sqlx::query(
+            "INSERT OR IGNORE INTO code_uses (item, box_no, used_at, not_after) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(item.as_str())
+        .bind(i64::from(b.get()))
+        .bind(at)
+        .bind(not_after)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The `code_used` event of a use, atomic with marking it reported.
+    pub async fn finish_code_use(
+        &self,
+        item: &ItemId,
+        b: BoxNo,
+        status: AckStatus,
+        at: i64,
+    ) -> Result<(), OutboxError> {
+        let _numbering = self.numbering.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE code_uses SET reported = 1 WHERE item = ?1")
+            .bind(item.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let body = EventBody::CodeUsed {
+            item: item.clone(),
+            box_no: b,
+            status,
+        };
+        let events = self.insert_events(&mut tx, at, vec![body]).await?;
+        tx.commit().await?;
+        self.publish_numbers(&events);
+        Ok(())
+    }
+
+    /// Code uses recorded but not reported: the previous run died around the pulse.
+    pub async fn unreported_code_uses(&self) -> Result<Vec<(ItemId, BoxNo)>, OutboxError> {
+        let rows = sqlx::query("SELECT item, box_no FROM code_uses WHERE reported = 0")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("item")?;
+            let b: i64 = row.try_get("box_no")?;
+            match ItemId::parse(&id)
+                .ok()
+                .zip(u16::try_from(b).ok().and_then(|b| BoxNo::new(b).ok()))
+            {
+                Some(p) => out.push(p),
+                None => tracing::error!(item = %id, "code use row with invalid ids ignored"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets uses whose window ended long ago (their grants are gone by then).
+    pub async fn prune_code_uses(&self, before: i64) -> Result<u64, OutboxError> {
+        Ok(
+            sqlx::query("DELETE FROM code_uses WHERE reported = 1 AND not_after < ?1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    pub async fn deposits(&self) -> Result<Vec<String>, OutboxError> {
+        Ok(sqlx::query_scalar("SELECT item FROM deposits")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn record_deposit(&self, item: &ItemId, at: i64) -> Result<(), OutboxError> {
+        sqlx::query("INSERT OR IGNORE INTO deposits (item, at) VALUES (?1, ?2)")
+            .bind(item.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a wrong entry; returns the wrong entries since `window_start`.
+    pub async fn keypad_failure(&self, at: i64, window_start: i64) -> Result<u32, OutboxError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM keypad_failures WHERE ts < ?1")
+            .bind(window_start)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO keypad_failures (ts) VALUES (?1)")
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keypad_failures")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n as u32)
+    }
+
+    /// Locks the keypad until `until` and starts a fresh count, with the `keypad_locked`
+    /// event in the same transaction.
+    pub async fn lock_keypad(&self, until: i64, failures: u32, at: i64) -> Result<(), OutboxError> {
+        let _numbering = self.numbering.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'keypad_locked_until'")
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM keypad_failures")
+            .execute(&mut *tx)
+            .await?;
+        let events = self
+            .insert_events(
+                &mut tx,
+                at,
+                vec![EventBody::KeypadLocked { until, failures }],
+            )
+            .await?;
+        tx.commit().await?;
+        self.publish_numbers(&events);
+        Ok(())
+    }
+
+    pub async fn keypad_locked_until(&self) -> Result<i64, OutboxError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'keypad_locked_until'")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     pub async fn close(&self) {

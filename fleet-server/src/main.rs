@@ -41,6 +41,28 @@ struct Args {
     /// Most simultaneous device connections.
     #[arg(long, env = "LOCKERFLEET_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Digits of one-time codes (6 to 8).
+    #[arg(long, env = "LOCKERFLEET_CODE_DIGITS")]
+    code_digits: Option<usize>,
+    /// Seconds after a window ends before an item is expired or overdue.
+    #[arg(long, env = "LOCKERFLEET_TIMEUP_GRACE_SECS")]
+    timeup_grace_secs: Option<u64>,
+    /// Local time zone, minutes east of UTC (the same-day deposit rule).
+    #[arg(
+        long,
+        env = "LOCKERFLEET_UTC_OFFSET_MINUTES",
+        allow_hyphen_values = true
+    )]
+    utc_offset_minutes: Option<i32>,
+    /// SMS gateway URL (JSON POST); without it SMS go to the log.
+    #[arg(long, env = "LOCKERFLEET_SMS_GATEWAY_URL")]
+    sms_gateway_url: Option<String>,
+    /// Service platform webhook URL for item events (needs --webhook-secret).
+    #[arg(long, env = "LOCKERFLEET_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// HMAC key the webhook signatures are made with.
+    #[arg(long, env = "LOCKERFLEET_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
 }
 
 impl Args {
@@ -57,8 +79,20 @@ impl Args {
             mqtt_listen,
             http_listen,
             command_ttl_secs,
-            max_connections
+            max_connections,
+            code_digits,
+            timeup_grace_secs,
+            utc_offset_minutes
         );
+        for (field, value) in [
+            (&mut cfg.sms_gateway_url, self.sms_gateway_url),
+            (&mut cfg.webhook_url, self.webhook_url),
+            (&mut cfg.webhook_secret, self.webhook_secret),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
         if self.certs.is_some() {
             cfg.certs = self.certs;
         }

@@ -67,6 +67,8 @@ pub fn ensure_certs(dir: &Path, ids: &[DeviceId]) -> anyhow::Result<()> {
 pub struct Cabinet {
     pub agent: RunningAgent,
     pub locks: Arc<FakeLocks>,
+    /// Types at the cabinet's fake keypad.
+    pub keys: device_agent::FakeKeypadHandle,
 }
 
 pub struct Fleet {
@@ -112,7 +114,8 @@ impl Fleet {
                 jam_rate: spec.jam_rate,
             }));
             let tls = device_agent::client_tls(certs_dir, &id)?;
-            let agent = device_agent::start(cfg, locks.clone(), tls, cancel.child_token())
+            let (keypad, keys) = device_agent::FakeKeypad::new();
+            let agent = device_agent::start(cfg, locks.clone(), keypad, tls, cancel.child_token())
                 .await
                 .with_context(|| format!("starting agent {id}"))?;
             activity.spawn(device_agent::simulate_activity(
@@ -122,7 +125,7 @@ impl Fleet {
                 spec.activity_limit,
                 cancel.child_token(),
             ));
-            cabinets.push(Cabinet { agent, locks });
+            cabinets.push(Cabinet { agent, locks, keys });
         }
         Ok(Fleet {
             cabinets,

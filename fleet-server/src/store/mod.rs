@@ -865,7 +865,8 @@ impl Store {
 
     // ---------------------------------------------------------------------------- audit
 
-    /// Newest first. Each remote-open request with its command's current result and latency.
+    /// Newest first: remote opens with their command's current result and latency, code
+    /// uses and refusals, staff opens and keypad lockouts.
     pub async fn audit(
         &self,
         device: Option<&DeviceId>,
@@ -873,7 +874,8 @@ impl Store {
     ) -> Result<Vec<AuditRow>, StoreError> {
         let base =
             "SELECT a.audit_id, a.ts, a.actor, a.action, a.device_id, a.box_no, a.command_id,
-                           a.reason, c.status, c.finished_at, c.created_at AS c_created, c.detail
+                           a.item_id, a.reason, COALESCE(c.status, a.outcome) AS status,
+                           c.finished_at, c.created_at AS c_created, c.detail
                     FROM audit a LEFT JOIN commands c ON c.command_id = a.command_id";
         let rows = match device {
             Some(d) => {
@@ -906,6 +908,7 @@ impl Store {
                     device_id: r.try_get("device_id")?,
                     box_no: r.try_get("box_no")?,
                     command_id: r.try_get("command_id")?,
+                    item_id: r.try_get("item_id")?,
                     reason: r.try_get("reason")?,
                     result: r.try_get("status")?,
                     detail: r.try_get("detail")?,
@@ -1152,8 +1155,10 @@ pub struct AuditRow {
     #[serde(rename = "box")]
     pub box_no: Option<i64>,
     pub command_id: Option<String>,
+    pub item_id: Option<String>,
     pub reason: Option<String>,
-    /// The command's status now: its outcome once it has one.
+    /// The command's status now (its outcome once it has one); for keypad entries the
+    /// outcome (`opened`, or why a code was refused).
     pub result: Option<String>,
     pub detail: Option<String>,
     pub latency_ms: Option<i64>,

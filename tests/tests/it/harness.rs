@@ -134,6 +134,51 @@ impl World {
         Proc { child }
     }
 
+    /// Starts a device agent with a fake-hardware control socket; waits for its address.
+    pub fn agent_ctl(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> AgentCtl {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{id}.log")))
+            .expect("agent log");
+        let mut child = Command::new(bin("device-agent"))
+            .args(["--id", id])
+            .args(["--server", &format!("localhost:{}", mqtt.port())])
+            .args(["--certs", &self.certs().display().to_string()])
+            .args([
+                "--data-dir",
+                &self.path(&format!("agent-{id}")).display().to_string(),
+            ])
+            .args(["--boxes", "8", "--hardware", "fake"])
+            .args(["--fake-control", "127.0.0.1:0"])
+            .args(extra)
+            .env("LOCKERFLEET_LOG", "info,rumqttc=warn,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn device-agent");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("LOCKERFLEET_AGENT_CONTROL addr=") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let log =
+                    std::fs::read_to_string(self.path(&format!("{id}.log"))).unwrap_or_default();
+                panic!("device-agent {id} printed no control address; its log:\n{log}")
+            });
+        AgentCtl {
+            proc: Proc { child },
+            control: addr.parse().expect("control address"),
+        }
+    }
+
     /// rumqttc options for a device using `cert_of`'s certificate and `client_id`.
     pub fn device_options(
         &self,
@@ -159,6 +204,119 @@ impl World {
 }
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// An agent process and its fake-hardware control socket.
+pub struct AgentCtl {
+    pub proc: Proc,
+    pub control: SocketAddr,
+}
+
+impl AgentCtl {
+    /// Sends one control line (`code 123456`, `staff CARD 3`, `close 3`, ...); the JSON answer.
+    pub async fn send(&self, line: &str) -> Value {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(self.control)
+            .await
+            .expect("control connect");
+        let (read, mut write) = stream.into_split();
+        write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("control write");
+        let mut answer = String::new();
+        tokio::io::BufReader::new(read)
+            .read_line(&mut answer)
+            .await
+            .expect("control read");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("control answer {answer:?}: {e}"))
+    }
+}
+
+/// What a test HTTP receiver (SMS gateway, platform webhook) got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// A local HTTP server standing in for the SMS gateway and the service platform. It answers
+/// 503 to the first `fail_first` requests, then 200.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub got: Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(fail_first: usize) -> Receiver {
+        use axum::extract::{Request, State};
+        let got: Arc<std::sync::Mutex<Vec<Received>>> = Arc::default();
+        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        type St = (
+            Arc<std::sync::Mutex<Vec<Received>>>,
+            Arc<std::sync::atomic::AtomicUsize>,
+        );
+        async fn handle(State((got, failures)): State<St>, req: Request) -> axum::http::StatusCode {
+            use std::sync::atomic::Ordering;
+            if failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            let path = req.uri().path().to_owned();
+            let headers = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
+            got.lock().expect("lock").push(Received {
+                path,
+                headers,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+            axum::http::StatusCode::OK
+        }
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state((got.clone(), failures));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, got }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn all(&self, path: &str) -> Vec<Received> {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for a request on `path` whose body matches `pred`.
+    pub async fn wait(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Received {
+        eventually(Duration::from_secs(20), what, || async {
+            self.all(path)
+                .into_iter()
+                .find(|r| serde_json::from_str::<Value>(&r.body).is_ok_and(|v| pred(&v)))
+        })
+        .await
+    }
+}
 
 /// A child process killed (SIGKILL) when dropped.
 pub struct Proc {
@@ -262,6 +420,31 @@ impl Api {
             .send()
             .await
             .expect("POST");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("DELETE");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }

@@ -5,4 +5,5 @@ mod harness;
 
 mod broker_front;
 mod delivery;
+mod flows;
 mod remote_open;

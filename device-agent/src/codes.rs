@@ -1,0 +1,271 @@
+//! The cabinet's code book: the grants and staff credentials it verifies without the network,
+//! the codes already used, local deposits, and the keypad lockout.
+//!
+//! Memory holds the working copy; every change is written to the outbox database first, so
+//! a restart resumes with the same used codes and the same lockout.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use protocol::code::{self, Binding, CabinetKey};
+use protocol::{
+    BoxNo, CodeGrant, CodeSync, DeviceId, ItemId, RejectReason, StaffCredential, StaffId,
+};
+
+use crate::outbox::{Outbox, OutboxError};
+
+/// Brute-force protection of the keypad.
+#[derive(Debug, Clone, Copy)]
+pub struct Lockout {
+    /// Wrong entries within `window_ms` that lock the keypad.
+    pub max_failures: u32,
+    pub window_ms: i64,
+    /// How long the keypad stays locked.
+    pub lock_ms: i64,
+}
+
+#[derive(Default)]
+struct Book {
+    version: u64,
+    key: Option<CabinetKey>,
+    grants: Vec<CodeGrant>,
+    staff: Vec<StaffCredential>,
+    used: HashSet<String>,
+    deposited: HashSet<String>,
+    locked_until: i64,
+}
+
+pub struct CodeBook {
+    device: DeviceId,
+    outbox: Arc<Outbox>,
+    lockout: Lockout,
+    book: Mutex<Book>,
+}
+
+/// A code that verified and may open its box now.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub item: ItemId,
+    pub box_no: BoxNo,
+    pub not_after: i64,
+}
+
+/// Why a code did not open anything, and whether it counts towards the lockout.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: RejectReason,
+    pub item: Option<ItemId>,
+}
+
+impl Refusal {
+    /// Guessing shows up as malformed, unknown or reused codes; a genuine code at the wrong
+    /// time (not yet valid, expired, box not loaded) does not count.
+    pub fn counts(&self) -> bool {
+        matches!(
+            self.reason,
+            RejectReason::Malformed
+                | RejectReason::Unknown
+                | RejectReason::Used
+                | RejectReason::NoSuchBox
+        )
+    }
+}
+
+impl CodeBook {
+    /// Loads what the outbox database holds.
+    pub async fn load(
+        device: DeviceId,
+        outbox: Arc<Outbox>,
+        lockout: Lockout,
+    ) -> Result<CodeBook, OutboxError> {
+        let mut book = Book {
+            locked_until: outbox.keypad_locked_until().await?,
+            used: outbox
+                .code_uses()
+                .await?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect(),
+            deposited: outbox.deposits().await?.into_iter().collect(),
+            ..Book::default()
+        };
+        if let Some(body) = outbox.code_sync().await? {
+            match protocol::decode::<CodeSync>(body.as_bytes()) {
+                Ok(sync) => install(&mut book, sync),
+                Err(e) => {
+                    // Only the server can repair it; it sends the set again on connect.
+                    tracing::error!(%device, error = %e, "stored code grants unreadable; waiting for the server's next set")
+                }
+            }
+        }
+        Ok(CodeBook {
+            device,
+            outbox,
+            lockout,
+            book: Mutex::new(book),
+        })
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // A panic while holding it leaves plain data behind; keep using it.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn version(&self) -> u64 {
+        self.book().version
+    }
+
+    pub fn locked_until(&self) -> i64 {
+        self.book().locked_until
+    }
+
+    /// Stores a newer grant set (with its `codes_applied` event); an older or equal one is
+    /// ignored. Returns whether it was applied.
+    pub async fn apply(&self, sync: CodeSync, now: i64) -> Result<bool, OutboxError> {
+        if sync.version <= self.version() {
+            return Ok(false);
+        }
+        if let Err(e) = CabinetKey::from_hex(&sync.key) {
+            tracing::error!(device = %self.device, error = %e, "code grants with a bad key ignored");
+            return Ok(false);
+        }
+        let granted: Vec<ItemId> = sync.grants.iter().map(|g| g.item.clone()).collect();
+        let body = String::from_utf8(protocol::encode(&sync)).unwrap_or_default();
+        self.outbox
+            .store_code_sync(sync.version, &body, &granted, now)
+            .await?;
+        let mut book = self.book();
+        let keep: HashSet<&str> = granted.iter().map(|i| i.as_str()).collect();
+        book.deposited.retain(|i| keep.contains(i.as_str()));
+        install(&mut book, sync);
+        Ok(true)
+    }
+
+    /// Finds the grant `code` was issued for. Constant-time tag comparisons; every grant is
+    /// tried, so the time taken does not tell which one matched.
+    pub fn verify(&self, code: &str, now: i64) -> Result<Match, Refusal> {
+        let refuse = |reason, item| Err(Refusal { reason, item });
+        if code::check_code(code).is_err() {
+            return refuse(RejectReason::Malformed, None);
+        }
+        let book = self.book();
+        let Some(key) = &book.key else {
+            return refuse(RejectReason::Unknown, None);
+        };
+        let mut found: Option<&CodeGrant> = None;
+        for g in &book.grants {
+            let binding = Binding {
+                device: &self.device,
+                item: &g.item,
+                box_no: g.box_no,
+                not_before: g.not_before,
+                not_after: g.not_after,
+            };
+            if code::verify_code(key, &binding, code, &g.tag) && found.is_none() {
+                found = Some(g);
+            }
+        }
+        let Some(g) = found else {
+            return refuse(RejectReason::Unknown, None);
+        };
+        let item = Some(g.item.clone());
+        if book.used.contains(g.item.as_str()) {
+            return refuse(RejectReason::Used, item);
+        }
+        if now < g.not_before {
+            return refuse(RejectReason::NotYetValid, item);
+        }
+        if now > g.not_after {
+            return refuse(RejectReason::Expired, item);
+        }
+        if g.needs_deposit && !book.deposited.contains(g.item.as_str()) {
+            return refuse(RejectReason::NotReady, item);
+        }
+        Ok(Match {
+            item: g.item.clone(),
+            box_no: g.box_no,
+            not_after: g.not_after,
+        })
+    }
+
+    /// Records the use durably before the lock is pulsed; `false` if it was used already.
+    pub async fn spend(&self, m: &Match, now: i64) -> Result<bool, OutboxError> {
+        if !self
+            .outbox
+            .begin_code_use(&m.item, m.box_no, now, m.not_after)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.book().used.insert(m.item.as_str().to_owned());
+        Ok(true)
+    }
+
+    /// The member of staff `credential` belongs to. PBKDF2 takes milliseconds per person,
+    /// so it runs off the async workers.
+    pub async fn verify_staff(&self, credential: &str) -> Option<StaffId> {
+        if code::check_staff_credential(credential).is_err() {
+            return None;
+        }
+        let staff = self.book().staff.clone();
+        let credential = credential.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut found = None;
+            for s in &staff {
+                if code::verify_staff(&credential, &s.salt, s.iterations, &s.hash)
+                    && found.is_none()
+                {
+                    found = Some(s.staff.clone());
+                }
+            }
+            found
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Staff opened `b`: a pick-up waiting for its deposit there may now be collected, also
+    /// before the server hears of it.
+    pub async fn deposited(&self, b: BoxNo, now: i64) -> Result<(), OutboxError> {
+        let waiting: Vec<ItemId> = {
+            let book = self.book();
+            book.grants
+                .iter()
+                .filter(|g| {
+                    g.box_no == b && g.needs_deposit && !book.deposited.contains(g.item.as_str())
+                })
+                .map(|g| g.item.clone())
+                .collect()
+        };
+        for item in waiting {
+            self.outbox.record_deposit(&item, now).await?;
+            self.book().deposited.insert(item.as_str().to_owned());
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong entry; locks the keypad (durably, with its event) at the threshold.
+    /// Returns the lock's end when this entry locked it.
+    pub async fn failure(&self, now: i64) -> Result<Option<i64>, OutboxError> {
+        let n = self
+            .outbox
+            .keypad_failure(now, now - self.lockout.window_ms)
+            .await?;
+        if n < self.lockout.max_failures {
+            return Ok(None);
+        }
+        let until = now + self.lockout.lock_ms;
+        self.outbox.lock_keypad(until, n, now).await?;
+        self.book().locked_until = until;
+        tracing::warn!(device = %self.device, failures = n, until, "keypad locked after repeated wrong entries");
+        Ok(Some(until))
+    }
+}
+
+fn install(book: &mut Book, sync: CodeSync) {
+    book.version = sync.version;
+    book.key = CabinetKey::from_hex(&sync.key).ok();
+    book.grants = sync.grants;
+    book.staff = sync.staff;
+}

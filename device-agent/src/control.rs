@@ -1,0 +1,118 @@
+//! A loopback control socket for fake hardware: tests, the demo and people at a terminal type
+//! at the fake keypad and move fake doors as if they stood at the cabinet.
+//!
+//! One command per line, one JSON answer per line:
+//! `code 48151623` · `staff CARD-0042 5` · `open 5` · `close 5` · `occupied 5 true` · `pulses`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use protocol::BoxNo;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::FakeLocks;
+use crate::keypad::FakeKeypadHandle;
+
+/// Binds `addr` (loopback only: this socket opens boxes) and serves it until cancelled.
+pub async fn serve(
+    addr: SocketAddr,
+    locks: Arc<FakeLocks>,
+    keypad: FakeKeypadHandle,
+    cancel: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the fake control socket opens boxes: bind it to a loopback address, not {addr}"
+            ),
+        ));
+    }
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = cancel.cancelled() => break,
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        continue;
+                    }
+                },
+            };
+            let (locks, keypad, cancel) = (locks.clone(), keypad.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                loop {
+                    let line = tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        l = lines.next_line() => match l {
+                            Ok(Some(l)) => l,
+                            _ => break,
+                        },
+                    };
+                    let answer = command(&line, &locks, &keypad).await;
+                    if write
+                        .write_all(format!("{answer}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn command(line: &str, locks: &FakeLocks, keypad: &FakeKeypadHandle) -> serde_json::Value {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let box_arg = |i: usize| -> Result<BoxNo, String> {
+        words
+            .get(i)
+            .and_then(|w| w.parse::<u16>().ok())
+            .and_then(|n| BoxNo::new(n).ok())
+            .ok_or_else(|| format!("expected a box number (1 or more) as word {}", i + 1))
+    };
+    let result: Result<serde_json::Value, String> = match words.as_slice() {
+        ["code", code] => keypad
+            .code(code)
+            .await
+            .map(|o| json!(o))
+            .ok_or_else(|| "the agent is stopping".to_owned()),
+        ["staff", credential, _] => match box_arg(2) {
+            Ok(b) => keypad
+                .staff(credential, b.get())
+                .await
+                .map(|o| json!(o))
+                .ok_or_else(|| "the agent is stopping".to_owned()),
+            Err(e) => Err(e),
+        },
+        ["open", _] => box_arg(1).and_then(|b| {
+            locks.open_by_hand(b).map_err(|e| e.to_string())?;
+            Ok(json!({"ok": true}))
+        }),
+        ["close", _] => box_arg(1).and_then(|b| {
+            locks.close(b).map_err(|e| e.to_string())?;
+            Ok(json!({"ok": true}))
+        }),
+        ["occupied", _, v @ ("true" | "false")] => box_arg(1).and_then(|b| {
+            locks
+                .set_occupied(b, *v == "true")
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"ok": true}))
+        }),
+        ["pulses"] => Ok(json!({"pulses": locks.pulses()})),
+        _ => Err(format!(
+            "unknown command {line:?}; use: code DIGITS | staff CREDENTIAL BOX | open BOX | close BOX | occupied BOX true|false | pulses"
+        )),
+    };
+    result.unwrap_or_else(|e| json!({ "error": e }))
+}

@@ -1,0 +1,100 @@
+//! The keypad port: what people type at the cabinet, and what the cabinet shows back.
+//!
+//! A real adapter reads a keypad or card reader and drives a display; [`FakeKeypad`] takes
+//! entries from tests, the simulator and the agent's control socket and hands each outcome
+//! back to whoever typed.
+
+use protocol::{AckStatus, BoxNo, RejectReason};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// One entry at the keypad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeypadEntry {
+    /// A citizen's one-time code.
+    Code(String),
+    /// A member of staff: their PIN or card, then the box to open.
+    Staff { credential: String, box_no: u16 },
+}
+
+/// What the cabinet answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EntryOutcome {
+    Opened {
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+        status: AckStatus,
+    },
+    Rejected {
+        reason: RejectReason,
+    },
+    /// Too many wrong entries: try again after `until` (epoch ms).
+    LockedOut {
+        until: i64,
+    },
+}
+
+/// The keypad port.
+pub trait Keypad: Send + 'static {
+    /// The next entry; `None` when the keypad is gone.
+    fn next(&mut self) -> impl std::future::Future<Output = Option<KeypadEntry>> + Send;
+    /// Shows the outcome of the last entry.
+    fn show(&mut self, outcome: &EntryOutcome) -> impl std::future::Future<Output = ()> + Send;
+}
+
+type Pending = (KeypadEntry, oneshot::Sender<EntryOutcome>);
+
+/// A keypad driven from software.
+pub struct FakeKeypad {
+    rx: mpsc::Receiver<Pending>,
+    waiting: Option<oneshot::Sender<EntryOutcome>>,
+}
+
+/// Types on a [`FakeKeypad`].
+#[derive(Clone)]
+pub struct FakeKeypadHandle {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl FakeKeypad {
+    pub fn new() -> (FakeKeypad, FakeKeypadHandle) {
+        let (tx, rx) = mpsc::channel(16);
+        (FakeKeypad { rx, waiting: None }, FakeKeypadHandle { tx })
+    }
+}
+
+impl Keypad for FakeKeypad {
+    async fn next(&mut self) -> Option<KeypadEntry> {
+        let (entry, reply) = self.rx.recv().await?;
+        self.waiting = Some(reply);
+        Some(entry)
+    }
+
+    async fn show(&mut self, outcome: &EntryOutcome) {
+        if let Some(w) = self.waiting.take() {
+            let _ = w.send(outcome.clone());
+        }
+    }
+}
+
+impl FakeKeypadHandle {
+    /// Types an entry and waits for what the cabinet shows; `None` if the agent stopped.
+    pub async fn enter(&self, entry: KeypadEntry) -> Option<EntryOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((entry, tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn code(&self, code: &str) -> Option<EntryOutcome> {
+        self.enter(KeypadEntry::Code(code.to_owned())).await
+    }
+
+    pub async fn staff(&self, credential: &str, box_no: u16) -> Option<EntryOutcome> {
+        self.enter(KeypadEntry::Staff {
+            credential: credential.to_owned(),
+            box_no,
+        })
+        .await
+    }
+}

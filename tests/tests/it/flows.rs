@@ -1,0 +1,567 @@
+//! The locker service flows end to end: the service platform reserves through the API, codes
+//! arrive at a test SMS gateway, people type them at the cabinet's keypad (the agent's fake
+//! control socket), staff open boxes with their credentials, and the platform receives signed
+//! webhooks. Offline verification, lockout and the API's error paths too.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{AgentCtl, Api, Receiver, Server, World, eventually, wait_online};
+
+const CAB: &str = "hall-cab-1";
+const PHONE: &str = "13812345678";
+const STAFF_CARD: &str = "card-0042";
+const WEBHOOK_SECRET: &str = "platform-shared-secret-0123";
+
+/// A service hall with one 8-box cabinet (S S S M M M L L), one helper, a platform token.
+async fn setup(api: &Api) -> Api {
+    let (s, body) = api
+        .post(
+            "/api/v1/sites",
+            json!({"id": "hall", "kind": "service_hall", "name": "City service hall",
+                   "address": "1 Civic Square", "lat": 23.1291, "lon": 113.2644}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let boxes: Vec<Value> = ["S", "S", "S", "M", "M", "M", "L", "L"]
+        .iter()
+        .enumerate()
+        .map(|(i, size)| json!({"box": i + 1, "size": size, "accessible": i == 0}))
+        .collect();
+    let (s, body) = api
+        .put(
+            &format!("/api/v1/cabinets/{CAB}"),
+            json!({"site_id": "hall", "name": "Hall entrance", "boxes": boxes}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = api
+        .post(
+            "/api/v1/staff",
+            json!({"id": "helper-1", "name": "Li Wei", "site_id": "hall", "credential": STAFF_CARD}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    assert!(
+        body.get("credential").is_none(),
+        "credential echoed: {body}"
+    );
+    let (s, body) = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "service-platform", "role": "platform"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    api.with_token(body["token"].as_str().expect("token"))
+}
+
+/// Waits until the cabinet confirmed the server's current code version.
+async fn wait_codes_synced(api: &Api) {
+    eventually(
+        Duration::from_secs(20),
+        "cabinet code grants in sync",
+        || async {
+            let (_, c) = api.get(&format!("/api/v1/cabinets/{CAB}")).await;
+            let cab = &c["cabinet"];
+            (cab["codes_applied"].as_i64().is_some()
+                && cab["codes_applied"] == cab["codes_version"]
+                && cab["codes_version"].as_i64() > Some(0))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_state(api: &Api, item: &str, state: &str) -> Value {
+    eventually(
+        Duration::from_secs(20),
+        &format!("item {item} {state}"),
+        || async {
+            let (_, v) = api.get(&format!("/api/v1/items/{item}")).await;
+            (v["item"]["state"] == json!(state)).then_some(v)
+        },
+    )
+    .await
+}
+
+fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 8)
+        .unwrap_or_else(|| panic!("no 8-digit code in SMS {text:?}"))
+        .to_owned()
+}
+
+/// Checks `X-LockerFleet-Signature` the way the platform would.
+fn signature_ok(r: &crate::harness::Received) -> bool {
+    let ts = &r.headers["x-lockerfleet-timestamp"];
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
+    let expected = format!(
+        "sha256={}",
+        hex::encode(ring::hmac::sign(&key, format!("{ts}.{}", r.body).as_bytes()).as_ref())
+    );
+    r.headers.get("x-lockerfleet-signature") == Some(&expected)
+}
+
+fn start_server(world: &World, sms: &Receiver, hooks: &Receiver, extra: &[&str]) -> Server {
+    let sms_url = sms.url("/sms");
+    let hook_url = hooks.url("/webhook");
+    let mut flags = vec![
+        "--sms-gateway-url",
+        &sms_url,
+        "--webhook-url",
+        &hook_url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ];
+    flags.extend_from_slice(extra);
+    world.server_with("127.0.0.1:0", "127.0.0.1:0", &flags)
+}
+
+#[tokio::test]
+async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
+    let world = World::new(&[CAB]);
+    // The gateway fails its first two requests: notifications retry with backoff.
+    let sms = Receiver::start(2).await;
+    let hooks = Receiver::start(0).await;
+    let server = start_server(&world, &sms, &hooks, &[]);
+    let admin = server.api();
+    let platform = setup(&admin).await;
+    let agent: AgentCtl = world.agent_ctl(CAB, server.mqtt, &["--fake-close-after-ms", "60000"]);
+    wait_online(&admin, CAB).await;
+    wait_codes_synced(&admin).await;
+
+    // Night drop-off: the platform reserves an M box; the code comes once in the response.
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": "GZ-2026-0001", "phone": PHONE,
+                   "site_id": "hall", "size": "M", "idempotency_key": "case-0001-dropoff"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let drop_id = r["reservation_id"].as_str().expect("id").to_owned();
+    assert_eq!(r["box"], json!(4), "smallest free M box: {r}");
+    assert_eq!(r["state"], json!("reserved"));
+    assert_eq!(
+        r["phone"],
+        json!("138****5678"),
+        "phone masked in API output"
+    );
+    let api_code = r["code"].as_str().expect("code").to_owned();
+    // A retry with the same key gets the same reservation and never the code again.
+    let (s, again) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": "GZ-2026-0001", "phone": PHONE,
+                   "site_id": "hall", "size": "M", "idempotency_key": "case-0001-dropoff"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["reservation_id"], json!(drop_id));
+    assert!(again.get("code").is_none(), "code returned twice: {again}");
+
+    // The applicant's SMS carries the same code (after the gateway's two failures).
+    let text = sms
+        .wait("/sms", "drop-off SMS", |v| v["to"] == json!(PHONE))
+        .await;
+    let sms_body: Value = serde_json::from_str(&text.body).expect("json");
+    let code = code_in(sms_body["text"].as_str().expect("text"));
+    assert_eq!(code, api_code);
+    wait_codes_synced(&admin).await;
+
+    // At the cabinet: the code opens box 4, once.
+    let out = agent.send(&format!("code {code}")).await;
+    assert_eq!(
+        out,
+        json!({"outcome": "opened", "box": 4, "status": "opened"})
+    );
+    agent.send("close 4").await;
+    let out = agent.send(&format!("code {code}")).await;
+    assert_eq!(out, json!({"outcome": "rejected", "reason": "used"}));
+    wait_state(&platform, &drop_id, "in_box").await;
+    let hook = hooks
+        .wait("/webhook", "dropped_off webhook", |v| {
+            v["event"] == json!("dropped_off")
+        })
+        .await;
+    assert!(signature_ok(&hook), "bad webhook signature: {hook:?}");
+    assert_eq!(hook.headers["x-lockerfleet-event"], "dropped_off");
+
+    // Staff see it in their list and collect it with their card.
+    let (_, list) = admin.get("/api/v1/worklists/collect?site=hall").await;
+    assert_eq!(list["count"], json!(1), "{list}");
+    assert_eq!(list["items"][0]["case_number"], json!("GZ-2026-0001"));
+    let out = agent.send(&format!("staff {STAFF_CARD} 4")).await;
+    assert_eq!(out["outcome"], json!("opened"), "{out}");
+    agent.send("close 4").await;
+    let item = wait_state(&platform, &drop_id, "collected").await;
+    assert_eq!(item["item"]["finished_by"], json!("staff:helper-1"));
+    let states: Vec<&str> = item["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["state"].as_str())
+        .collect();
+    assert_eq!(states, ["reserved", "in_box", "collected"], "{item}");
+
+    // The window finishes the case: a pick-up box is reserved for the licence.
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "pickup", "case_number": "GZ-2026-0001", "phone": PHONE, "site_id": "hall"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let pick_id = r["reservation_id"].as_str().expect("id").to_owned();
+    let pick_code = r["code"].as_str().expect("code").to_owned();
+    let pick_box = r["box"].as_u64().expect("box");
+    assert_eq!(r["state"], json!("awaiting_deposit"));
+    assert!(
+        r["due_by"].as_i64().is_some(),
+        "same-day deposit deadline: {r}"
+    );
+    let (_, list) = admin.get("/api/v1/worklists/deposit").await;
+    assert_eq!(list["items"][0]["id"], json!(pick_id), "{list}");
+    wait_codes_synced(&admin).await;
+    // Before staff load the box the code does not open it, and no SMS went out yet.
+    let out = agent.send(&format!("code {pick_code}")).await;
+    assert_eq!(out, json!({"outcome": "rejected", "reason": "not_ready"}));
+    assert_eq!(
+        sms.all("/sms").len(),
+        1,
+        "pick-up SMS sent before the deposit"
+    );
+
+    // Staff deposit the licence the same day.
+    let out = agent.send(&format!("staff {STAFF_CARD} {pick_box}")).await;
+    assert_eq!(out["outcome"], json!("opened"), "{out}");
+    agent.send(&format!("close {pick_box}")).await;
+    let item = wait_state(&platform, &pick_id, "in_box").await;
+    assert_eq!(item["item"]["deposited_by"], json!("staff:helper-1"));
+    let text = sms
+        .wait("/sms", "pick-up SMS", |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Pick-up code"))
+        })
+        .await;
+    let sms_body: Value = serde_json::from_str(&text.body).expect("json");
+    assert_eq!(code_in(sms_body["text"].as_str().expect("text")), pick_code);
+
+    // The applicant picks it up.
+    let out = agent.send(&format!("code {pick_code}")).await;
+    assert_eq!(out["outcome"], json!("opened"), "{out}");
+    agent.send(&format!("close {pick_box}")).await;
+    wait_state(&platform, &pick_id, "picked_up").await;
+    for event in ["deposited", "picked_up", "collected"] {
+        let hook = hooks
+            .wait("/webhook", event, |v| v["event"] == json!(event))
+            .await;
+        assert!(signature_ok(&hook), "bad signature on {event}");
+    }
+
+    // Audit: every code use and staff open, with outcome; no code digits anywhere.
+    let (_, audit) = admin.get("/api/v1/audit?limit=100").await;
+    let entries = audit["entries"].as_array().expect("entries");
+    let count = |action: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == json!(action))
+            .count()
+    };
+    assert_eq!(count("code_open"), 2, "{audit}");
+    assert_eq!(count("staff_open"), 2, "{audit}");
+    assert!(count("code_rejected") >= 2, "{audit}");
+    let audit_text = audit.to_string();
+    assert!(!audit_text.contains(&code) && !audit_text.contains(&pick_code));
+
+    // Each SMS delivered once: the gateway never saw an id twice.
+    let ids: Vec<String> = sms
+        .all("/sms")
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "an SMS was sent twice: {ids:?}");
+    assert_eq!(ids.len(), 2);
+    // The server log never holds a code or the full phone number.
+    let log = std::fs::read_to_string(world.path("server.log")).expect("log");
+    assert!(
+        !log.contains(&code) && !log.contains(&pick_code),
+        "code in the server log"
+    );
+    assert!(!log.contains(PHONE), "phone number in the server log");
+}
+
+#[tokio::test]
+async fn an_offline_cabinet_verifies_codes_and_reconciles_when_back() {
+    let world = World::new(&[CAB]);
+    let sms = Receiver::start(0).await;
+    let hooks = Receiver::start(0).await;
+    let mut server = start_server(&world, &sms, &hooks, &["--timeup-grace-secs", "1"]);
+    let admin = server.api();
+    let platform = setup(&admin).await;
+    let fast = ["--fake-close-after-ms", "200", "--max-backoff-ms", "500"];
+    let mut agent = world.agent_ctl(CAB, server.mqtt, &fast);
+    wait_online(&admin, CAB).await;
+
+    let reserve = |until: Option<i64>| {
+        let platform = platform.clone();
+        async move {
+            let mut body = json!({"flow": "dropoff", "case_number": "GZ-2026-0100",
+                                  "phone": PHONE, "device_id": CAB});
+            if let Some(u) = until {
+                body["valid_until"] = json!(u);
+            }
+            let (s, r) = platform.post("/api/v1/reservations", body).await;
+            assert_eq!(s, 201, "{r}");
+            (
+                r["reservation_id"].as_str().expect("id").to_owned(),
+                r["code"].as_str().expect("code").to_owned(),
+            )
+        }
+    };
+    let (long_id, long_code) = reserve(None).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let (short_id, short_code) = reserve(Some(now + 3_000)).await;
+    wait_codes_synced(&admin).await;
+    let (mqtt, http) = (server.mqtt.to_string(), server.http.to_string());
+
+    // The network goes (here: the whole server), and the cabinet carries on alone.
+    server.kill9();
+    let out = agent.send(&format!("code {long_code}")).await;
+    assert_eq!(out["outcome"], json!("opened"), "offline: {out}");
+    // An agent restart while offline does not make the code usable again.
+    agent.proc.kill9();
+    let agent = world.agent_ctl(CAB, server.mqtt, &fast);
+    let out = agent.send(&format!("code {long_code}")).await;
+    assert_eq!(out, json!({"outcome": "rejected", "reason": "used"}));
+    // The short window passes while offline: its code is refused as expired.
+    let wait = Instant::now() + Duration::from_millis(3_500);
+    tokio::time::sleep_until(wait.into()).await;
+    let out = agent.send(&format!("code {short_code}")).await;
+    assert_eq!(out, json!({"outcome": "rejected", "reason": "expired"}));
+
+    // Back online: the use offline reaches the server, the unused reservation expires.
+    let server = world.server_with(
+        &mqtt,
+        &http,
+        &[
+            "--sms-gateway-url",
+            &sms.url("/sms"),
+            "--webhook-url",
+            &hooks.url("/webhook"),
+            "--webhook-secret",
+            WEBHOOK_SECRET,
+            "--timeup-grace-secs",
+            "1",
+        ],
+    );
+    let admin = server.api();
+    let item = wait_state(&admin, &long_id, "in_box").await;
+    assert_eq!(item["history"][1]["actor"], json!("citizen"), "{item}");
+    wait_state(&admin, &short_id, "expired").await;
+    let (_, audit) = admin
+        .get(&format!("/api/v1/audit?device={CAB}&limit=100"))
+        .await;
+    let rejected: Vec<&Value> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["action"] == json!("code_rejected"))
+        .collect();
+    let outcomes: Vec<&str> = rejected
+        .iter()
+        .filter_map(|e| e["result"].as_str())
+        .collect();
+    assert!(
+        outcomes.contains(&"used") && outcomes.contains(&"expired"),
+        "{audit}"
+    );
+    // The box of the expired reservation is free again.
+    let (_, cab) = admin.get(&format!("/api/v1/cabinets/{CAB}")).await;
+    let held = cab["boxes"]
+        .as_array()
+        .expect("boxes")
+        .iter()
+        .filter(|b| b["state"] != json!("free"))
+        .count();
+    assert_eq!(held, 1, "{cab}");
+    drop(agent);
+}
+
+#[tokio::test]
+async fn five_wrong_codes_lock_the_keypad() {
+    let world = World::new(&[CAB]);
+    let sms = Receiver::start(0).await;
+    let hooks = Receiver::start(0).await;
+    let server = start_server(&world, &sms, &hooks, &[]);
+    let admin = server.api();
+    let platform = setup(&admin).await;
+    let agent = world.agent_ctl(CAB, server.mqtt, &[]);
+    wait_online(&admin, CAB).await;
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": "GZ-2026-0200", "phone": PHONE, "site_id": "hall"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let code = r["code"].as_str().expect("code").to_owned();
+    wait_codes_synced(&admin).await;
+    let wrong = if code == "00000000" {
+        "00000001"
+    } else {
+        "00000000"
+    };
+    for _ in 0..4 {
+        let out = agent.send(&format!("code {wrong}")).await;
+        assert_eq!(out, json!({"outcome": "rejected", "reason": "unknown"}));
+    }
+    let out = agent.send(&format!("code {wrong}")).await;
+    assert_eq!(out["outcome"], json!("locked_out"), "{out}");
+    let out = agent.send(&format!("code {code}")).await;
+    assert_eq!(
+        out["outcome"],
+        json!("locked_out"),
+        "the right code waits too: {out}"
+    );
+    assert_eq!(agent.send("pulses").await, json!({"pulses": 0}));
+    eventually(
+        Duration::from_secs(20),
+        "keypad_locked in the audit",
+        || async {
+            let (_, audit) = admin.get("/api/v1/audit?limit=100").await;
+            audit["entries"].as_array().and_then(|e| {
+                e.iter()
+                    .find(|e| e["action"] == json!("keypad_locked"))
+                    .cloned()
+            })
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn api_errors_are_clear_and_unmet_demand_is_counted() {
+    let world = World::new(&[CAB]);
+    let sms = Receiver::start(0).await;
+    let hooks = Receiver::start(0).await;
+    let server = start_server(&world, &sms, &hooks, &["--timeup-grace-secs", "1"]);
+    let admin = server.api();
+    let platform = setup(&admin).await;
+    let _agent = world.agent_ctl(CAB, server.mqtt, &[]);
+    wait_online(&admin, CAB).await;
+    let base = json!({"flow": "dropoff", "case_number": "GZ-1", "phone": PHONE, "site_id": "hall"});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, status, needle) in [
+        (with("flow", json!("teleport")), 400, "flow"),
+        (with("phone", json!("call me")), 400, "phone"),
+        (with("size", json!("XL")), 400, "size"),
+        (with("site_id", json!("nowhere")), 404, "nowhere"),
+        (with("flow", json!("supplement")), 400, "deadline"),
+        (with("case_number", json!("")), 400, "case_number"),
+        (with("colour", json!("red")), 422, "colour"),
+    ] {
+        let (s, r) = platform.post("/api/v1/reservations", body).await;
+        assert_eq!(s, status, "{r}");
+        let msg = r["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {r}"));
+        assert!(msg.contains(needle), "{msg:?} does not mention {needle}");
+    }
+    // A viewer may read but not reserve.
+    let (_, v) = admin
+        .post("/api/v1/tokens", json!({"name": "wall", "role": "viewer"}))
+        .await;
+    let viewer = admin.with_token(v["token"].as_str().expect("token"));
+    let (s, r) = viewer.post("/api/v1/reservations", base.clone()).await;
+    assert_eq!(s, 403, "{r}");
+    // The two L boxes, then a third L: refused, and counted for planners.
+    for _ in 0..2 {
+        let (s, r) = platform
+            .post("/api/v1/reservations", with("size", json!("L")))
+            .await;
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, r) = platform
+        .post("/api/v1/reservations", with("size", json!("L")))
+        .await;
+    assert_eq!(s, 409, "{r}");
+    assert!(
+        r["error"].as_str().expect("error").contains("unmet demand"),
+        "{r}"
+    );
+    let (_, demand) = admin.get("/api/v1/unmet-demand").await;
+    assert_eq!(
+        demand["sites"][0],
+        json!({"site_id": "hall", "refused": 1}),
+        "{demand}"
+    );
+    // A box out of service is not allocated; taking it out needs a reason.
+    let (s, r) = admin
+        .put(
+            &format!("/api/v1/cabinets/{CAB}/boxes/1/service"),
+            json!({"in_service": false}),
+        )
+        .await;
+    assert_eq!(s, 400, "{r}");
+    let (s, r) = admin
+        .put(
+            &format!("/api/v1/cabinets/{CAB}/boxes/1/service"),
+            json!({"in_service": false, "note": "hinge broken"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = platform.post("/api/v1/reservations", base.clone()).await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["box"], json!(2), "box 1 is out of service: {r}");
+    // Cancel frees the box; a second cancel is a conflict.
+    let id = r["reservation_id"].as_str().expect("id").to_owned();
+    let (s, r) = platform.delete(&format!("/api/v1/reservations/{id}")).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["state"], json!("cancelled"));
+    let (s, r) = platform.delete(&format!("/api/v1/reservations/{id}")).await;
+    assert_eq!(s, 409, "{r}");
+    // A supplement not dropped by its deadline goes overdue and onto the overdue list.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "supplement", "case_number": "GZ-2026-0300", "phone": PHONE,
+                   "site_id": "hall", "deadline": now + 1_500}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let supp = r["reservation_id"].as_str().expect("id").to_owned();
+    wait_state(&platform, &supp, "overdue").await;
+    let (_, list) = admin.get("/api/v1/worklists/overdue").await;
+    assert!(
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["id"] == json!(supp)),
+        "{list}"
+    );
+    let hook = hooks
+        .wait("/webhook", "overdue webhook", |v| {
+            v["event"] == json!("overdue")
+        })
+        .await;
+    assert!(signature_ok(&hook));
+}
