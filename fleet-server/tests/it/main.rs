@@ -1,3 +1,4 @@
 //! Integration tests of the fleet server crate: storage on SQLite and PostgreSQL.
 
+mod flows;
 mod store;

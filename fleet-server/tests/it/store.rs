@@ -37,7 +37,7 @@ fn batch(device: &DeviceId, events: Vec<Event>, mark: u64) -> IngestBatch {
     }
 }
 
-async fn with_sqlite<F, Fut>(test: F)
+pub async fn with_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
@@ -50,7 +50,7 @@ where
 }
 
 /// A fresh database on the test server for each test, dropped afterwards.
-async fn with_postgres<F, Fut>(test: F)
+pub async fn with_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,

@@ -1,0 +1,467 @@
+//! Storage of the service flows on SQLite and PostgreSQL: allocation, exactly-once keypad
+//! events, time-up sweeps, late deposits, reminders, code material.
+
+use fleet_server::flows::{Flow, Size, Trigger};
+use fleet_server::store::{IngestBatch, Issued, NewItem, Placement, SiteRow, StaffRow, Store};
+use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBody, ItemId, StaffId};
+
+use crate::store::{with_postgres, with_sqlite};
+
+const NOW: i64 = 1_764_288_000_000;
+const HOUR: i64 = 3_600_000;
+
+fn dev(s: &str) -> DeviceId {
+    DeviceId::parse(s).expect("id")
+}
+
+fn b(n: u16) -> BoxNo {
+    BoxNo::new(n).expect("box")
+}
+
+/// Site "hall" with cabinet `cab` of boxes S, S(accessible), M, L.
+async fn hall(store: &Store, cab: &str) {
+    store
+        .upsert_site(&SiteRow {
+            id: "hall".into(),
+            kind: "service_hall".into(),
+            name: "Hall".into(),
+            address: String::new(),
+            lat: 23.0,
+            lon: 113.0,
+            created_at: NOW,
+            updated_at: NOW,
+        })
+        .await
+        .expect("site");
+    store
+        .upsert_cabinet(
+            &dev(cab),
+            "hall",
+            "Entrance",
+            &[
+                (b(1), Size::S, false),
+                (b(2), Size::S, true),
+                (b(3), Size::M, false),
+                (b(4), Size::L, false),
+            ],
+            NOW,
+        )
+        .await
+        .expect("cabinet");
+}
+
+fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
+    NewItem {
+        id: ItemId::parse(id).expect("item"),
+        flow,
+        case_number: format!("CASE-{id}"),
+        phone: "13812345678".into(),
+        size,
+        accessible: false,
+        created_by: "platform".into(),
+        idempotency_key: None,
+        created_at: NOW,
+        valid_from: NOW,
+        valid_until: until,
+        deadline: (flow == Flow::Supplement).then_some(until),
+        due_by: (flow == Flow::Pickup).then_some(NOW + HOUR),
+    }
+}
+
+fn issued(_: &DeviceId, _: BoxNo) -> Result<Issued, fleet_server::store::StoreError> {
+    Ok(Issued {
+        code_tag: "ab".repeat(32),
+        sms_sealed: "sealed".into(),
+    })
+}
+
+fn at_hall() -> Placement {
+    Placement {
+        sites: vec!["hall".into()],
+        device: None,
+    }
+}
+
+async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
+    store
+        .reserve(&it, &at_hall(), issued)
+        .await
+        .expect("reserve")
+        .map(|a| a.item.box_no)
+}
+
+fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch {
+    IngestBatch {
+        received_at: ts,
+        events: vec![(device.clone(), Event { seq, ts, body })],
+        snapshots: vec![],
+        marks: [(device.clone(), seq)].into_iter().collect(),
+    }
+}
+
+fn staff_open(box_no: u16) -> EventBody {
+    EventBody::StaffOpen {
+        staff: StaffId::parse("helper-1").expect("staff"),
+        box_no: b(box_no),
+        status: AckStatus::Opened,
+    }
+}
+
+async fn state(store: &Store, id: &str) -> String {
+    store.item(id).await.expect("item").expect("exists").state
+}
+
+pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
+    hall(&store, "cab-a").await;
+    let until = NOW + HOUR;
+    assert_eq!(
+        reserve(&store, item("i1", Flow::Dropoff, Size::S, until)).await,
+        Some(1)
+    );
+    let mut accessible = item("i2", Flow::Dropoff, Size::S, until);
+    accessible.accessible = true;
+    assert_eq!(
+        reserve(&store, accessible).await,
+        Some(2),
+        "the accessible box"
+    );
+    assert_eq!(
+        reserve(&store, item("i3", Flow::Dropoff, Size::S, until)).await,
+        Some(3),
+        "M for S"
+    );
+    // Box 4 out of service: nothing is left, and the refusal is counted.
+    assert!(
+        store
+            .set_box_service(&dev("cab-a"), b(4), false, Some("hinge"))
+            .await
+            .expect("svc")
+    );
+    assert_eq!(
+        reserve(&store, item("i4", Flow::Dropoff, Size::S, until)).await,
+        None
+    );
+    assert_eq!(
+        store.unmet_demand(0).await.expect("demand"),
+        vec![(Some("hall".into()), 1)]
+    );
+    // Back in service; and a cancelled reservation frees its box.
+    assert!(
+        store
+            .set_box_service(&dev("cab-a"), b(4), true, None)
+            .await
+            .expect("svc")
+    );
+    assert_eq!(
+        reserve(&store, item("i5", Flow::Dropoff, Size::L, until)).await,
+        Some(4)
+    );
+    let cancelled = store
+        .trigger_item("i1", Trigger::Cancel, "platform", None, NOW, false)
+        .await
+        .expect("cancel");
+    assert!(cancelled.is_some());
+    assert_eq!(
+        reserve(&store, item("i6", Flow::Dropoff, Size::S, until)).await,
+        Some(1)
+    );
+    let views = store.box_views(&dev("cab-a")).await.expect("views");
+    assert!(views.iter().all(|v| v.state == "reserved"), "{views:?}");
+}
+
+pub async fn concurrent_reservations_never_share_a_box(store: Store) {
+    hall(&store, "cab-c").await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            reserve(
+                &store,
+                item(&format!("c{i}"), Flow::Dropoff, Size::S, NOW + HOUR),
+            )
+            .await
+        }));
+    }
+    let mut boxes = Vec::new();
+    for t in tasks {
+        if let Some(b) = t.await.expect("task") {
+            boxes.push(b);
+        }
+    }
+    boxes.sort();
+    assert_eq!(boxes, vec![1, 2, 3, 4], "each box once");
+    assert_eq!(store.unmet_demand(0).await.expect("demand")[0].1, 8);
+}
+
+pub async fn keypad_events_move_items_exactly_once(store: Store) {
+    hall(&store, "cab-k").await;
+    let d = dev("cab-k");
+    assert_eq!(
+        reserve(&store, item("p1", Flow::Pickup, Size::S, NOW + 24 * HOUR)).await,
+        Some(1)
+    );
+    assert_eq!(state(&store, "p1").await, "awaiting_deposit");
+    // Staff deposit: the item is in the box and its held code SMS is released.
+    let (_, effects) = store
+        .ingest_with_effects(&keypad(&d, 1, NOW + 1, staff_open(1)))
+        .await
+        .expect("ingest");
+    assert_eq!(state(&store, "p1").await, "in_box");
+    assert!(effects.notify && effects.codes_changed == vec![d.clone()]);
+    let counts = store.notification_counts().await.expect("counts");
+    assert!(
+        counts.contains(&("sms".into(), "pending".into(), 1)),
+        "{counts:?}"
+    );
+    // The retransmitted staff open changes nothing.
+    store
+        .ingest(&keypad(&d, 1, NOW + 1, staff_open(1)))
+        .await
+        .expect("again");
+    assert_eq!(store.item_history("p1").await.expect("history").len(), 2);
+    // Pick-up with the code frees the box.
+    let used = EventBody::CodeUsed {
+        item: ItemId::parse("p1").expect("id"),
+        box_no: b(1),
+        status: AckStatus::Opened,
+    };
+    store
+        .ingest(&keypad(&d, 2, NOW + 2, used))
+        .await
+        .expect("used");
+    assert_eq!(state(&store, "p1").await, "picked_up");
+    // The box is taken by the next pick-up; a late duplicate of the old staff open must not
+    // count as its deposit.
+    assert_eq!(
+        reserve(&store, item("p2", Flow::Pickup, Size::S, NOW + 24 * HOUR)).await,
+        Some(1)
+    );
+    store
+        .ingest(&keypad(&d, 1, NOW + 1, staff_open(1)))
+        .await
+        .expect("dup");
+    assert_eq!(state(&store, "p2").await, "awaiting_deposit");
+    // The cabinet confirms its codes.
+    store
+        .ingest(&keypad(
+            &d,
+            3,
+            NOW + 3,
+            EventBody::CodesApplied { version: 42 },
+        ))
+        .await
+        .expect("applied");
+    let cab = store.cabinet(&d).await.expect("cab").expect("exists");
+    assert_eq!(cab.codes_applied, 42);
+    let audit = store.audit(Some(&d), 100).await.expect("audit");
+    assert_eq!(audit.iter().filter(|a| a.action == "staff_open").count(), 1);
+    assert_eq!(audit.iter().filter(|a| a.action == "code_open").count(), 1);
+}
+
+pub async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
+    hall(&store, "cab-t").await;
+    let d = dev("cab-t");
+    reserve(&store, item("d1", Flow::Dropoff, Size::S, NOW + HOUR)).await;
+    reserve(&store, item("s1", Flow::Supplement, Size::S, NOW + HOUR)).await;
+    reserve(&store, item("p1", Flow::Pickup, Size::M, NOW + HOUR)).await;
+    store
+        .ingest(&keypad(&d, 1, NOW, staff_open(3)))
+        .await
+        .expect("deposit");
+    let later = NOW + 2 * HOUR;
+    // Offline cabinets are not judged: a code may have been used there.
+    assert!(
+        store
+            .items_timed_out(later, 60_000, 100)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    store
+        .presence(&d, 1, true, "connected", NOW)
+        .await
+        .expect("online");
+    let due = store
+        .items_timed_out(later, 60_000, 100)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 3, "{due:?}");
+    for i in &due {
+        store
+            .trigger_item(&i.id, Trigger::TimeUp, "system", None, later, false)
+            .await
+            .expect("time up");
+    }
+    assert_eq!(state(&store, "d1").await, "expired");
+    assert_eq!(state(&store, "s1").await, "overdue");
+    assert_eq!(state(&store, "p1").await, "overdue");
+    let overdue = store
+        .worklist_overdue(Some("hall"), 0)
+        .await
+        .expect("overdue");
+    assert_eq!(overdue.len(), 2);
+    // Staff take the uncollected licence back out.
+    store
+        .ingest(&keypad(&d, 2, later + 1, staff_open(3)))
+        .await
+        .expect("retrieve");
+    let p1 = store.item("p1").await.expect("item").expect("exists");
+    assert_eq!(
+        (p1.state.as_str(), p1.finished_by.as_deref()),
+        ("retrieved", Some("staff:helper-1"))
+    );
+    // Every box is free again.
+    let views = store.box_views(&d).await.expect("views");
+    assert!(views.iter().all(|v| v.state == "free"), "{views:?}");
+}
+
+pub async fn late_deposits_are_flagged_and_reminders_queued_once(store: Store) {
+    hall(&store, "cab-l").await;
+    let d = dev("cab-l");
+    reserve(&store, item("p1", Flow::Pickup, Size::S, NOW + 10 * HOUR)).await;
+    reserve(&store, item("p2", Flow::Pickup, Size::S, NOW + 10 * HOUR)).await;
+    // due_by is NOW + 1 h.
+    assert!(
+        store
+            .flag_late_deposits(NOW)
+            .await
+            .expect("flag")
+            .is_empty()
+    );
+    let late = store
+        .flag_late_deposits(NOW + 2 * HOUR)
+        .await
+        .expect("flag");
+    assert_eq!(late.len(), 2);
+    assert!(
+        store
+            .flag_late_deposits(NOW + 3 * HOUR)
+            .await
+            .expect("flag")
+            .is_empty(),
+        "once"
+    );
+    assert_eq!(
+        store
+            .worklist_overdue(None, 0)
+            .await
+            .expect("overdue")
+            .len(),
+        2
+    );
+    store
+        .ingest(&keypad(&d, 1, NOW, staff_open(1)))
+        .await
+        .expect("deposit");
+    let body = |_: &fleet_server::store::ItemRow| "{}".to_owned();
+    assert_eq!(
+        store.queue_reminders(NOW, HOUR, body).await.expect("r"),
+        0,
+        "not yet"
+    );
+    assert_eq!(
+        store
+            .queue_reminders(NOW + 9 * HOUR + 1, HOUR, body)
+            .await
+            .expect("r"),
+        1
+    );
+    assert_eq!(
+        store
+            .queue_reminders(NOW + 9 * HOUR + 2, HOUR, body)
+            .await
+            .expect("r"),
+        0,
+        "once"
+    );
+}
+
+pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
+    hall(&store, "cab-m").await;
+    let d = dev("cab-m");
+    reserve(&store, item("d1", Flow::Dropoff, Size::S, NOW + HOUR)).await;
+    reserve(&store, item("p1", Flow::Pickup, Size::S, NOW + HOUR)).await;
+    reserve(&store, item("d2", Flow::Dropoff, Size::S, NOW + HOUR)).await;
+    store
+        .trigger_item("d2", Trigger::Cancel, "platform", None, NOW, false)
+        .await
+        .expect("cancel");
+    let staff = |id: &str, site: Option<&str>| StaffRow {
+        id: id.into(),
+        name: id.into(),
+        site_id: site.map(str::to_owned),
+        active: true,
+        created_at: NOW,
+    };
+    for (id, site) in [
+        ("everywhere", None),
+        ("here", Some("hall")),
+        ("elsewhere", Some("park")),
+    ] {
+        assert!(
+            store
+                .insert_staff(&staff(id, site), "00", &"cd".repeat(32), 10)
+                .await
+                .expect("staff")
+        );
+    }
+    assert!(
+        !store
+            .insert_staff(&staff("here", None), "00", "x", 1)
+            .await
+            .expect("dup")
+    );
+    assert!(
+        store
+            .deactivate_staff("everywhere", NOW)
+            .await
+            .expect("deactivate")
+    );
+    let (version, grants, staff) = store
+        .code_material(&d)
+        .await
+        .expect("material")
+        .expect("cabinet");
+    assert!(version >= NOW, "versions follow the clock");
+    let mut items: Vec<(&str, bool)> = grants
+        .iter()
+        .map(|g| (g.item.as_str(), g.needs_deposit))
+        .collect();
+    items.sort();
+    assert_eq!(items, vec![("d1", false), ("p1", true)]);
+    let names: Vec<&str> = staff.iter().map(|s| s.staff.as_str()).collect();
+    assert_eq!(names, vec!["here"]);
+    assert!(
+        store
+            .code_material(&dev("unknown"))
+            .await
+            .expect("none")
+            .is_none()
+    );
+}
+
+macro_rules! flows_on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { with_sqlite(super::$name).await } )*
+            use super::with_sqlite;
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: run .ci/run, or set LOCKERFLEET_TEST_POSTGRES_URL and pass --include-ignored"]
+                async fn $name() { with_postgres(super::$name).await }
+            )*
+            use super::with_postgres;
+        }
+    };
+}
+
+flows_on_both!(
+    allocation_takes_the_smallest_fitting_free_box,
+    concurrent_reservations_never_share_a_box,
+    keypad_events_move_items_exactly_once,
+    time_up_expires_overdues_and_staff_retrieve,
+    late_deposits_are_flagged_and_reminders_queued_once,
+    code_material_holds_live_grants_and_site_staff,
+);
