@@ -565,3 +565,40 @@ async fn api_errors_are_clear_and_unmet_demand_is_counted() {
         .await;
     assert!(signature_ok(&hook));
 }
+
+#[tokio::test]
+async fn notifications_survive_a_server_crash_and_are_sent_once() {
+    use std::sync::atomic::Ordering;
+    let world = World::new(&[CAB]);
+    // The gateway is down when the reservation is made.
+    let sms = Receiver::start(usize::MAX).await;
+    let hooks = Receiver::start(0).await;
+    let mut server = start_server(&world, &sms, &hooks, &[]);
+    let platform = setup(&server.api()).await;
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": "GZ-2026-0400", "phone": PHONE, "site_id": "hall"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let code = r["code"].as_str().expect("code").to_owned();
+    eventually(Duration::from_secs(20), "a failed SMS attempt", || async {
+        (sms.failed.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    // kill -9 with the SMS unsent; the gateway recovers while the server is down.
+    server.kill9();
+    sms.fail.store(0, Ordering::SeqCst);
+    let _server = start_server(&world, &sms, &hooks, &[]);
+    let got = sms
+        .wait("/sms", "the SMS after the restart", |v| {
+            v["to"] == json!(PHONE)
+        })
+        .await;
+    let body: Value = serde_json::from_str(&got.body).expect("json");
+    assert_eq!(code_in(body["text"].as_str().expect("text")), code);
+    // Give a duplicate the time to show up, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sms.all("/sms").len(), 1, "sent twice");
+}

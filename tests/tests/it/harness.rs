@@ -245,6 +245,10 @@ pub struct Received {
 pub struct Receiver {
     pub addr: SocketAddr,
     pub got: Arc<std::sync::Mutex<Vec<Received>>>,
+    /// Requests still to be failed with 503; set it to change course mid-test.
+    pub fail: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests failed so far.
+    pub failed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -252,20 +256,23 @@ impl Receiver {
         use axum::extract::{Request, State};
         let got: Arc<std::sync::Mutex<Vec<Received>>> = Arc::default();
         let failures = Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
+        let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
-        type St = (
-            Arc<std::sync::Mutex<Vec<Received>>>,
-            Arc<std::sync::atomic::AtomicUsize>,
-        );
-        async fn handle(State((got, failures)): State<St>, req: Request) -> axum::http::StatusCode {
+        type Counter = Arc<std::sync::atomic::AtomicUsize>;
+        type St = (Arc<std::sync::Mutex<Vec<Received>>>, Counter, Counter);
+        async fn handle(
+            State((got, failures, failed)): State<St>,
+            req: Request,
+        ) -> axum::http::StatusCode {
             use std::sync::atomic::Ordering;
             if failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
+                failed.fetch_add(1, Ordering::SeqCst);
                 return axum::http::StatusCode::SERVICE_UNAVAILABLE;
             }
             let path = req.uri().path().to_owned();
@@ -284,13 +291,20 @@ impl Receiver {
             });
             axum::http::StatusCode::OK
         }
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state((got.clone(), failures));
+        let app = axum::Router::new().fallback(handle).with_state((
+            got.clone(),
+            failures.clone(),
+            failed.clone(),
+        ));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { addr, got }
+        Receiver {
+            addr,
+            got,
+            fail: failures,
+            failed,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
