@@ -61,6 +61,32 @@ impl ApiClient {
         Ok(body)
     }
 
+    /// Sends `body` with `method`; returns the status and the JSON answer (errors included).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let res = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = res.status().as_u16();
+        Ok((status, res.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        ApiClient {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// Requests a remote open; returns the command id.
     pub async fn open(&self, device: &str, box_no: u16, reason: &str) -> anyhow::Result<String> {
         let path = format!("/api/v1/devices/{device}/boxes/{box_no}/open");

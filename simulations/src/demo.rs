@@ -34,6 +34,10 @@ pub struct DemoOptions {
     /// Seconds between status lines.
     #[arg(long, default_value_t = 5)]
     pub status_every: u64,
+    /// Reservations per minute across the fleet (drop-offs, pick-ups, supplements), each
+    /// followed by a simulated person at the keypad; 0 turns the service flows off.
+    #[arg(long, default_value_t = 30.0)]
+    pub flows_per_minute: f64,
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
@@ -44,6 +48,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         sites: opts.sites,
         cabinets: opts.cabinets,
         boxes: opts.boxes,
+        // Occupancy comes from people using the boxes (the day simulation), not from noise.
+        activity_per_sec: 0.0,
         ..FleetSpec::default()
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
@@ -82,12 +88,29 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     )
     .await
     .context("starting the simulated fleet")?;
+    let fleet = std::sync::Arc::new(fleet);
     let api = ApiClient::new(server.http_addr, &server.admin_token)?;
+    let platform = crate::day::configure(&api, &spec, &fleet)
+        .await
+        .context("configuring sites, cabinets and staff")?;
+    let day_stats = std::sync::Arc::new(crate::day::DayStats::default());
+    let day_cancel = tokio_util::sync::CancellationToken::new();
+    let day_tasks = tokio_util::task::TaskTracker::new();
+    crate::day::run(
+        api.clone(),
+        platform,
+        fleet.clone(),
+        spec.clone(),
+        opts.flows_per_minute,
+        day_stats.clone(),
+        day_cancel.clone(),
+        &day_tasks,
+    );
 
     let started = Instant::now();
     let deadline = opts.duration.map(|s| started + Duration::from_secs(s));
     let mut status_tick = tokio::time::interval(Duration::from_secs(opts.status_every.max(1)));
-    let mut open_tick = tokio::time::interval(Duration::from_secs(3));
+    let mut open_tick = tokio::time::interval(Duration::from_secs(10));
     let mut opens: Vec<(String, u128)> = Vec::new();
     let mut open_errors = 0u64;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(64);
@@ -123,6 +146,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     open_errors,
                     p50,
                 );
+                println!("        {}", day_stats.line());
             }
             _ = open_tick.tick() => {
                 // Somebody is stuck at a locker: an operator opens a box remotely.
@@ -147,8 +171,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             }
         }
     }
-    println!("stopping: agents first, then the server (drain, flush)");
-    fleet.shutdown().await;
+    println!("stopping: people first, then agents, then the server (drain, flush)");
+    day_cancel.cancel();
+    day_tasks.close();
+    day_tasks.wait().await;
+    match std::sync::Arc::try_unwrap(fleet) {
+        Ok(fleet) => fleet.shutdown().await,
+        Err(_) => tracing::warn!("fleet still shared at shutdown; agents stop with the process"),
+    }
     server.shutdown().await;
     Ok(())
 }

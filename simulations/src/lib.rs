@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod bench;
+pub mod day;
 pub mod demo;
 pub mod fleet;

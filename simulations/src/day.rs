@@ -1,0 +1,379 @@
+//! A day at the lockers, for the demo: sites, cabinets and staff are configured through the
+//! API, the "service platform" reserves boxes, simulated citizens type their codes at the
+//! cabinets' keypads, and helpers work their collect and deposit lists with their cards.
+//!
+//! Everything goes through the real paths: HTTP API, MQTT over TLS, the agents' code books.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::ApiClient;
+use crate::fleet::{Fleet, FleetSpec};
+
+const KINDS: [&str; 4] = [
+    "service_hall",
+    "enterprise_cluster",
+    "enterprise_cluster",
+    "station",
+];
+
+/// What happened so far, for the status line.
+#[derive(Debug, Default)]
+pub struct DayStats {
+    pub reserved: AtomicU64,
+    pub refused: AtomicU64,
+    pub dropped: AtomicU64,
+    pub collected: AtomicU64,
+    pub deposited: AtomicU64,
+    pub picked_up: AtomicU64,
+    pub wrong_codes: AtomicU64,
+    pub helped: AtomicU64,
+}
+
+impl DayStats {
+    pub fn line(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "reservations {} ({} refused) | dropped {} collected {} | deposited {} picked up {} | wrong codes {} | remote help {}",
+            g(&self.reserved),
+            g(&self.refused),
+            g(&self.dropped),
+            g(&self.collected),
+            g(&self.deposited),
+            g(&self.picked_up),
+            g(&self.wrong_codes),
+            g(&self.helped),
+        )
+    }
+}
+
+fn site_id(n: usize) -> String {
+    format!("site-{n}")
+}
+
+fn staff_card(site: usize) -> String {
+    format!("card-{site:04}")
+}
+
+/// Configures sites, cabinets (box sizes S/M/L, two accessible boxes each) and one helper
+/// per site; returns a token with the platform role. Safe to repeat on a reused data dir.
+pub async fn configure(
+    api: &ApiClient,
+    spec: &FleetSpec,
+    fleet: &Fleet,
+) -> anyhow::Result<ApiClient> {
+    for n in 1..=spec.sites {
+        let body = json!({
+            "kind": KINDS[(n - 1) % KINDS.len()],
+            "name": format!("{} {n}", KINDS[(n - 1) % KINDS.len()].replace('_', " ")),
+            "address": format!("{n} Service Road"),
+            "lat": 23.10 + 0.01 * n as f64,
+            "lon": 113.25 + 0.008 * n as f64,
+        });
+        let (s, r) = api
+            .send(Method::PUT, &format!("/api/v1/sites/{}", site_id(n)), &body)
+            .await?;
+        anyhow::ensure!(s < 300, "configuring site {n}: {s} {r}");
+        let (s, r) = api
+            .send(
+                Method::POST,
+                "/api/v1/staff",
+                &json!({"id": format!("helper-{n}"), "name": format!("Helper {n}"),
+                        "site_id": site_id(n), "credential": staff_card(n)}),
+            )
+            .await?;
+        anyhow::ensure!(s < 300 || s == 409, "adding staff of site {n}: {s} {r}");
+    }
+    for c in &fleet.cabinets {
+        let id = c.agent.id.as_str();
+        let site: usize = id
+            .strip_prefix("site-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .context("demo cabinet ids are site-S-cab-NN")?;
+        let boxes: Vec<Value> = (1..=spec.boxes)
+            .map(|b| {
+                let share = f64::from(b) / f64::from(spec.boxes);
+                let size = if share <= 0.5 {
+                    "S"
+                } else if share <= 0.8 {
+                    "M"
+                } else {
+                    "L"
+                };
+                json!({"box": b, "size": size, "accessible": b <= 2})
+            })
+            .collect();
+        let (s, r) = api
+            .send(
+                Method::PUT,
+                &format!("/api/v1/cabinets/{id}"),
+                &json!({"site_id": site_id(site), "boxes": boxes}),
+            )
+            .await?;
+        anyhow::ensure!(s < 300, "configuring cabinet {id}: {s} {r}");
+    }
+    let (s, r) = api
+        .send(
+            Method::POST,
+            "/api/v1/tokens",
+            &json!({"name": "demo-platform", "role": "platform"}),
+        )
+        .await?;
+    anyhow::ensure!(s < 300, "creating the platform token: {s} {r}");
+    Ok(api.with_token(r["token"].as_str().context("token in answer")?))
+}
+
+/// Runs the day until cancelled: `per_minute` reservations across the fleet (Poisson), a
+/// person behind each, and helpers sweeping their lists every `staff_every`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    admin: ApiClient,
+    platform: ApiClient,
+    fleet: Arc<Fleet>,
+    spec: FleetSpec,
+    per_minute: f64,
+    stats: Arc<DayStats>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let index: Arc<HashMap<String, usize>> = Arc::new(
+        fleet
+            .cabinets
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.agent.id.to_string(), i))
+            .collect(),
+    );
+    let t = tracker.clone();
+    let (f, s, c, p, idx) = (
+        fleet.clone(),
+        stats.clone(),
+        cancel.clone(),
+        platform.clone(),
+        index.clone(),
+    );
+    tracker.spawn(async move {
+        if per_minute <= 0.0 {
+            return;
+        }
+        loop {
+            let wait = {
+                let u: f64 = rand::thread_rng().gen_range(f64::EPSILON..1.0);
+                Duration::from_secs_f64(-u.ln() * 60.0 / per_minute)
+            };
+            tokio::select! {
+                _ = c.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let site = rand::thread_rng().gen_range(1..=spec.sites);
+            let person = citizen(
+                p.clone(),
+                admin.clone(),
+                f.clone(),
+                idx.clone(),
+                s.clone(),
+                site,
+                c.clone(),
+            );
+            t.spawn(person);
+        }
+    });
+    for site in 1..=spec.sites {
+        tracker.spawn(helper(
+            platform.clone(),
+            fleet.clone(),
+            index.clone(),
+            stats.clone(),
+            site,
+            cancel.clone(),
+        ));
+    }
+}
+
+async fn pause(cancel: &CancellationToken, lo: f64, hi: f64) -> bool {
+    let d = Duration::from_secs_f64(rand::thread_rng().gen_range(lo..hi));
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// One applicant: a reservation, then the walk to the cabinet and the code at its keypad.
+async fn citizen(
+    platform: ApiClient,
+    admin: ApiClient,
+    fleet: Arc<Fleet>,
+    index: Arc<HashMap<String, usize>>,
+    stats: Arc<DayStats>,
+    site: usize,
+    cancel: CancellationToken,
+) {
+    let (flow, size, case, phone) = {
+        let mut rng = rand::thread_rng();
+        let roll: f64 = rng.r#gen();
+        let flow = if roll < 0.45 {
+            "dropoff"
+        } else if roll < 0.85 {
+            "pickup"
+        } else {
+            "supplement"
+        };
+        let size = ["S", "S", "S", "M", "M", "L"][rng.gen_range(0..6)];
+        (
+            flow,
+            size,
+            format!("GZ2026-{:06}", rng.gen_range(0..1_000_000)),
+            format!("138{:08}", rng.gen_range(0..100_000_000)),
+        )
+    };
+    let now = device_agent::now_ms();
+    let mut body = json!({"flow": flow, "case_number": case, "phone": phone,
+                          "site_id": site_id(site), "size": size});
+    if flow == "supplement" {
+        body["deadline"] = json!(now + 10 * 60_000);
+    }
+    let Ok((status, r)) = platform
+        .send(Method::POST, "/api/v1/reservations", &body)
+        .await
+    else {
+        return;
+    };
+    if status == 409 {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if status != 201 {
+        tracing::warn!(status, answer = %r, "demo reservation refused");
+        return;
+    }
+    stats.reserved.fetch_add(1, Ordering::Relaxed);
+    let (Some(id), Some(code), Some(device), Some(b)) = (
+        r["reservation_id"].as_str(),
+        r["code"].as_str(),
+        r["device_id"].as_str(),
+        r["box"].as_u64(),
+    ) else {
+        return;
+    };
+    let Some(cab) = index.get(device).and_then(|i| fleet.cabinets.get(*i)) else {
+        return;
+    };
+    let Ok(box_no) = protocol::BoxNo::new(b as u16) else {
+        return;
+    };
+    if flow == "pickup" {
+        // Wait for the helper's deposit (the SMS), then come by.
+        loop {
+            if !pause(&cancel, 2.0, 4.0).await {
+                return;
+            }
+            match platform.get(&format!("/api/v1/items/{id}")).await {
+                Ok(v) if v["item"]["state"] == json!("in_box") => break,
+                Ok(v) if v["item"]["state"] != json!("awaiting_deposit") => return,
+                _ => {}
+            }
+        }
+    }
+    if !pause(&cancel, 3.0, 30.0).await {
+        return;
+    }
+    // Now and then a typo first.
+    if rand::thread_rng().gen_bool(0.1) {
+        let typo: String = code.chars().rev().collect();
+        let _ = cab.keys.code(&typo).await;
+        stats.wrong_codes.fetch_add(1, Ordering::Relaxed);
+    }
+    let Some(outcome) = cab.keys.code(code).await else {
+        return;
+    };
+    match serde_json::to_value(&outcome).unwrap_or_default() {
+        v if v["outcome"] == json!("opened") => {
+            let placing = flow != "pickup";
+            let _ = cab.locks.set_occupied(box_no, placing);
+            let counter = if placing {
+                &stats.dropped
+            } else {
+                &stats.picked_up
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if v["status"] == json!("jammed") {
+                // Stuck at the locker at night: the operator opens it remotely.
+                let _ = admin
+                    .open_and_wait(
+                        device,
+                        b as u16,
+                        "demo: the door stuck after a valid code",
+                        Duration::from_millis(20),
+                        Duration::from_secs(40),
+                    )
+                    .await;
+                stats.helped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        v => tracing::info!(outcome = %v, "demo citizen refused at the keypad"),
+    }
+}
+
+/// One helper per site: collects dropped documents and deposits results from the lists.
+async fn helper(
+    api: ApiClient,
+    fleet: Arc<Fleet>,
+    index: Arc<HashMap<String, usize>>,
+    stats: Arc<DayStats>,
+    site: usize,
+    cancel: CancellationToken,
+) {
+    let card = staff_card(site);
+    loop {
+        if !pause(&cancel, 15.0, 25.0).await {
+            return;
+        }
+        for (list, placing, counter) in [
+            ("collect", false, &stats.collected),
+            ("deposit", true, &stats.deposited),
+            ("overdue", false, &stats.collected),
+        ] {
+            let Ok(v) = api
+                .get(&format!("/api/v1/worklists/{list}?site={}", site_id(site)))
+                .await
+            else {
+                continue;
+            };
+            for item in v["items"].as_array().cloned().unwrap_or_default() {
+                // Only an overdue pick-up is in a box to retrieve; an overdue supplement never
+                // reached one.
+                if list == "overdue"
+                    && (item["state"] != json!("overdue") || item["flow"] != json!("pickup"))
+                {
+                    continue;
+                }
+                let (Some(device), Some(b)) = (item["device_id"].as_str(), item["box"].as_u64())
+                else {
+                    continue;
+                };
+                let Some(cab) = index.get(device).and_then(|i| fleet.cabinets.get(*i)) else {
+                    continue;
+                };
+                let Ok(box_no) = protocol::BoxNo::new(b as u16) else {
+                    continue;
+                };
+                if let Some(o) = cab.keys.staff(&card, b as u16).await
+                    && matches!(o, device_agent::EntryOutcome::Opened { .. })
+                {
+                    let _ = cab.locks.set_occupied(box_no, placing);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
