@@ -17,7 +17,6 @@ use protocol::message::check_text;
 use protocol::{BoxNo, DeviceId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::commands::{CommandError, Commands, OpenRequest};
 use crate::health::Health;
@@ -47,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/commands/:id", get(command))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/tokens", post(create_token))
+        .route("/api/v1/openapi.json", get(openapi))
         .merge(crate::api_flows::routes())
         .fallback(|| async {
             ApiError::new(
@@ -78,9 +78,21 @@ impl ApiError {
     }
 }
 
+/// Every error answer: what was wrong and what to do.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -148,7 +160,9 @@ pub(crate) fn device_id(s: &str) -> Result<DeviceId, ApiError> {
 
 // ------------------------------------------------------------------------------ auth
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -239,7 +253,22 @@ impl FromRequestParts<AppState> for Caller {
 
 // ------------------------------------------------------------------------------ handlers
 
-async fn healthz(State(s): State<AppState>) -> Response {
+/// The OpenAPI document of this API, generated from the handlers and types below.
+pub(crate) async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HealthBody {
+    /// `ok` or `degraded`.
+    status: &'static str,
+    /// `ok`, or what is wrong with the database.
+    database: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = HealthBody), (status = 503, body = HealthBody, description = "degraded")))]
+pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     let ping = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
     let database = match ping {
         Ok(Ok(())) => s.health.problem(),
@@ -249,18 +278,26 @@ async fn healthz(State(s): State<AppState>) -> Response {
     match database {
         None => (
             StatusCode::OK,
-            Json(json!({"status": "ok", "database": "ok"})),
+            Json(HealthBody {
+                status: "ok",
+                database: "ok".into(),
+            }),
         )
             .into_response(),
         Some(problem) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "degraded", "database": problem})),
+            Json(HealthBody {
+                status: "degraded",
+                database: problem,
+            }),
         )
             .into_response(),
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")))]
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     let mut res = s.metrics.encode().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -269,13 +306,26 @@ async fn metrics(State(s): State<AppState>) -> Response {
     res
 }
 
-async fn list_devices(caller: Caller, State(s): State<AppState>) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let devices = s.store.devices().await?;
-    Ok(Json(json!({ "devices": devices })).into_response())
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DevicesList {
+    devices: Vec<crate::store::DeviceRow>,
 }
 
-async fn device(
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])),
+    responses((status = 200, body = DevicesList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_devices(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let devices = s.store.devices().await?;
+    Ok(Json(DevicesList { devices }).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = crate::store::DeviceDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn device(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -291,14 +341,27 @@ async fn device(
     }
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Events with a greater seq.
     #[serde(default)]
     after: u64,
+    /// 1 to 10000 (default 100).
     limit: Option<i64>,
 }
 
-async fn events(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventsList {
+    #[schema(value_type = String)]
+    device: DeviceId,
+    events: Vec<crate::store::EventRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id"), EventsQuery),
+    responses((status = 200, body = EventsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn events(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -311,16 +374,29 @@ async fn events(
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
     }
     let events = s.store.events(&id, q.after, limit).await?;
-    Ok(Json(json!({ "device": id, "events": events })).into_response())
+    Ok(Json(EventsList { device: id, events }).into_response())
 }
 
-#[derive(Deserialize)]
-struct LimitQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LimitQuery {
+    /// 1 to 10000 (default 100).
     limit: Option<i64>,
+    /// Only this device.
     device: Option<String>,
 }
 
-async fn presence(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PresenceList {
+    #[schema(value_type = String)]
+    device: DeviceId,
+    presence: Vec<crate::store::PresenceRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/presence", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id"), LimitQuery),
+    responses((status = 200, body = PresenceList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn presence(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -332,18 +408,39 @@ async fn presence(
         .store
         .presence_log(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
         .await?;
-    Ok(Json(json!({ "device": id, "presence": rows })).into_response())
+    Ok(Json(PresenceList {
+        device: id,
+        presence: rows,
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OpenBody {
+pub(crate) struct OpenBody {
+    /// Why the box is opened (1 to 500 characters); goes to the audit log.
     reason: String,
+    /// A retry with the same key returns the first command.
     idempotency_key: Option<String>,
+    /// 1 to 3600 (default: the server's `command_ttl_secs`).
     ttl_secs: Option<u64>,
 }
 
-async fn open_box(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAccepted {
+    command_id: String,
+    status: String,
+    expires_at: i64,
+    /// false when an earlier command with the same idempotency key is returned.
+    created: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/boxes/{box}/open", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id"), ("box" = u16, Path, description = "box number")),
+    request_body = OpenBody,
+    responses((status = 202, body = OpenAccepted, description = "queued"), (status = 200, body = OpenAccepted, description = "idempotent repeat"),
+        (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn open_box(
     caller: Caller,
     State(s): State<AppState>,
     Path((id, box_no)): Path<(String, String)>,
@@ -394,17 +491,20 @@ async fn open_box(
     };
     Ok((
         status,
-        Json(json!({
-            "command_id": row.command_id,
-            "status": row.status,
-            "expires_at": row.expires_at,
-            "created": created,
-        })),
+        Json(OpenAccepted {
+            command_id: row.command_id,
+            status: row.status,
+            expires_at: row.expires_at,
+            created,
+        }),
     )
         .into_response())
 }
 
-async fn command(
+#[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "command id")),
+    responses((status = 200, body = crate::store::CommandRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn command(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -419,7 +519,15 @@ async fn command(
     }
 }
 
-async fn audit(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditList {
+    entries: Vec<crate::store::AuditRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])),
+    params(LimitQuery),
+    responses((status = 200, body = AuditList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn audit(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<LimitQuery>,
@@ -430,17 +538,28 @@ async fn audit(
         .store
         .audit(device.as_ref(), q.limit.unwrap_or(100).clamp(1, 10_000))
         .await?;
-    Ok(Json(json!({ "entries": rows })).into_response())
+    Ok(Json(AuditList { entries: rows }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(crate) struct TokenBody {
     name: String,
     role: Role,
 }
 
-async fn create_token(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenCreated {
+    name: String,
+    role: Role,
+    /// Shown once; stored only as a hash.
+    token: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body = TokenBody,
+    responses((status = 201, body = TokenCreated), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_token(
     caller: Caller,
     State(s): State<AppState>,
     Body(body): Body<TokenBody>,
@@ -464,7 +583,11 @@ async fn create_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "name": name, "role": body.role, "token": token })),
+        Json(TokenCreated {
+            name: name.to_owned(),
+            role: body.role,
+            token,
+        }),
     )
         .into_response())
 }

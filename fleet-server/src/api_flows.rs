@@ -10,12 +10,12 @@ use axum::routing::{delete, get, post, put};
 use protocol::BoxNo;
 use protocol::message::check_text;
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::api::{ApiError, AppState, Body, Caller, Q, Role, device_id};
+use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role, device_id};
 use crate::flows::{SiteKind, Size};
 use crate::service::{ReservationRequest, ServiceError};
-use crate::store::SiteRow;
+use crate::store::{CabinetRow, HistoryRow, ItemRow, SiteRow, StaffRow};
+use serde::Serialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,11 +60,13 @@ fn box_no(n: u16) -> Result<BoxNo, ApiError> {
 
 // ------------------------------------------------------------------------------ sites
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SiteBody {
+pub(crate) struct SiteBody {
+    /// Required on POST; on PUT the path names the site.
     #[serde(default)]
     id: Option<String>,
+    /// service_hall, enterprise_cluster, station or community.
     kind: String,
     name: String,
     #[serde(default)]
@@ -106,7 +108,10 @@ fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
     })
 }
 
-async fn create_site(
+#[utoipa::path(post, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
+    request_body = SiteBody,
+    responses((status = 201, body = SiteRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_site(
     caller: Caller,
     State(s): State<AppState>,
     Body(body): Body<SiteBody>,
@@ -125,7 +130,11 @@ async fn create_site(
     Ok((StatusCode::CREATED, Json(row)).into_response())
 }
 
-async fn put_site(
+#[utoipa::path(put, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
+    params(("id" = String, Path, description = "site id")),
+    request_body = SiteBody,
+    responses((status = 200, body = SiteRow), (status = 201, body = SiteRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn put_site(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -147,12 +156,32 @@ async fn put_site(
     Ok((status, Json(s.store.site(&id).await?.unwrap_or(row))).into_response())
 }
 
-async fn list_sites(caller: Caller, State(s): State<AppState>) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    Ok(Json(json!({ "sites": s.store.sites().await? })).into_response())
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SitesList {
+    sites: Vec<SiteRow>,
 }
 
-async fn site(
+#[utoipa::path(get, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
+    responses((status = 200, body = SitesList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_sites(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let sites = s.store.sites().await?;
+    Ok(Json(SitesList { sites }).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SiteDetail {
+    site: SiteRow,
+    cabinets: Vec<CabinetRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
+    params(("id" = String, Path, description = "site id")),
+    responses((status = 200, body = SiteDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn site(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -165,14 +194,14 @@ async fn site(
         ));
     };
     let cabinets = s.store.cabinets(Some(&id)).await?;
-    Ok(Json(json!({ "site": site, "cabinets": cabinets })).into_response())
+    Ok(Json(SiteDetail { site, cabinets }).into_response())
 }
 
 // ------------------------------------------------------------------------------ cabinets
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CabinetBody {
+pub(crate) struct CabinetBody {
     site_id: String,
     #[serde(default)]
     name: Option<String>,
@@ -181,17 +210,22 @@ struct CabinetBody {
     boxes: Vec<BoxBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BoxBody {
+pub(crate) struct BoxBody {
     #[serde(rename = "box")]
     box_no: u16,
+    /// S, M or L.
     size: String,
     #[serde(default)]
     accessible: bool,
 }
 
-async fn put_cabinet(
+#[utoipa::path(put, path = "/api/v1/cabinets/{id}", tag = "cabinets", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id of the cabinet")),
+    request_body = CabinetBody,
+    responses((status = 200, body = CabinetDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn put_cabinet(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -229,6 +263,12 @@ async fn put_cabinet(
     cabinet_response(&s, &device).await
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CabinetDetail {
+    cabinet: CabinetRow,
+    boxes: Vec<crate::store::BoxView>,
+}
+
 async fn cabinet_response(s: &AppState, device: &protocol::DeviceId) -> Result<Response, ApiError> {
     let Some(cab) = s.store.cabinet(device).await? else {
         return Err(ApiError::new(
@@ -239,10 +279,17 @@ async fn cabinet_response(s: &AppState, device: &protocol::DeviceId) -> Result<R
         ));
     };
     let boxes = s.store.box_views(device).await?;
-    Ok(Json(json!({ "cabinet": cab, "boxes": boxes })).into_response())
+    Ok(Json(CabinetDetail {
+        cabinet: cab,
+        boxes,
+    })
+    .into_response())
 }
 
-async fn cabinet(
+#[utoipa::path(get, path = "/api/v1/cabinets/{id}", tag = "cabinets", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id of the cabinet")),
+    responses((status = 200, body = CabinetDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn cabinet(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -251,31 +298,46 @@ async fn cabinet(
     cabinet_response(&s, &device_id(&id)?).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SiteQuery {
+pub(crate) struct SiteQuery {
+    /// Only this site.
     #[serde(default)]
     site: Option<String>,
 }
 
-async fn list_cabinets(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CabinetsList {
+    cabinets: Vec<CabinetRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/cabinets", tag = "cabinets", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = CabinetsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_cabinets(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<SiteQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(json!({ "cabinets": s.store.cabinets(q.site.as_deref()).await? })).into_response())
+    let cabinets = s.store.cabinets(q.site.as_deref()).await?;
+    Ok(Json(CabinetsList { cabinets }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ServiceBody {
+pub(crate) struct ServiceBody {
     in_service: bool,
     #[serde(default)]
     note: Option<String>,
 }
 
-async fn box_service(
+#[utoipa::path(put, path = "/api/v1/cabinets/{id}/boxes/{box}/service", tag = "cabinets", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id of the cabinet"), ("box" = u16, Path, description = "box number")),
+    request_body = ServiceBody,
+    responses((status = 200, body = CabinetDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn box_service(
     caller: Caller,
     State(s): State<AppState>,
     Path((id, b)): Path<(String, u16)>,
@@ -307,9 +369,9 @@ async fn box_service(
 
 // ------------------------------------------------------------------------------ staff
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StaffBody {
+pub(crate) struct StaffBody {
     id: String,
     name: String,
     /// The site whose cabinets accept this person; none: every site.
@@ -319,7 +381,10 @@ struct StaffBody {
     credential: String,
 }
 
-async fn create_staff(
+#[utoipa::path(post, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
+    request_body = StaffBody,
+    responses((status = 201, body = StaffRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_staff(
     caller: Caller,
     State(s): State<AppState>,
     Body(body): Body<StaffBody>,
@@ -338,12 +403,32 @@ async fn create_staff(
     Ok((StatusCode::CREATED, Json(row)).into_response())
 }
 
-async fn list_staff(caller: Caller, State(s): State<AppState>) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    Ok(Json(json!({ "staff": s.store.staff().await? })).into_response())
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StaffList {
+    staff: Vec<StaffRow>,
 }
 
-async fn deactivate_staff(
+#[utoipa::path(get, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
+    responses((status = 200, body = StaffList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_staff(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let staff = s.store.staff().await?;
+    Ok(Json(StaffList { staff }).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StaffDeactivated {
+    id: String,
+    active: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/staff/{id}", tag = "staff", security(("bearer" = [])),
+    params(("id" = String, Path, description = "staff id")),
+    responses((status = 200, body = StaffDeactivated), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn deactivate_staff(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -356,12 +441,15 @@ async fn deactivate_staff(
         ));
     }
     s.service.resync_site(None).await?;
-    Ok(Json(json!({ "id": id, "active": false })).into_response())
+    Ok(Json(StaffDeactivated { id, active: false }).into_response())
 }
 
 // ------------------------------------------------------------------------------ reservations
 
-async fn reserve(
+#[utoipa::path(post, path = "/api/v1/reservations", tag = "reservations", security(("bearer" = [])),
+    request_body = crate::service::ReservationRequest,
+    responses((status = 201, body = crate::service::Reservation, description = "reserved; `code` is in this answer only"), (status = 200, body = crate::service::Reservation, description = "idempotent repeat, without the code"), (status = 409, body = ErrorBody, description = "no free box (counted as unmet demand)"), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn reserve(
     caller: Caller,
     State(s): State<AppState>,
     Body(body): Body<ReservationRequest>,
@@ -373,16 +461,13 @@ async fn reserve(
     } else {
         StatusCode::OK
     };
-    let mut v = serde_json::to_value(&r).unwrap_or_default();
-    if !r.created {
-        v["note"] = json!(
-            "this idempotency key was used before: the existing reservation is returned; its code was shown only once"
-        );
-    }
-    Ok((status, Json(v)).into_response())
+    Ok((status, Json(r)).into_response())
 }
 
-async fn cancel(
+#[utoipa::path(delete, path = "/api/v1/reservations/{id}", tag = "reservations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "reservation (item) id")),
+    responses((status = 200, body = ItemRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn cancel(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -392,9 +477,10 @@ async fn cancel(
     Ok(Json(s.service.cancel(&id, &actor).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ItemsQuery {
+pub(crate) struct ItemsQuery {
     #[serde(default)]
     case_number: Option<String>,
     #[serde(default)]
@@ -405,7 +491,15 @@ struct ItemsQuery {
     limit: Option<i64>,
 }
 
-async fn list_items(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ItemsList {
+    items: Vec<ItemRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/items", tag = "items", security(("bearer" = [])),
+    params(ItemsQuery),
+    responses((status = 200, body = ItemsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_items(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<ItemsQuery>,
@@ -428,10 +522,19 @@ async fn list_items(
             q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(ItemsList { items }).into_response())
 }
 
-async fn item(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ItemDetail {
+    item: ItemRow,
+    history: Vec<HistoryRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/items/{id}", tag = "items", security(("bearer" = [])),
+    params(("id" = String, Path, description = "item id")),
+    responses((status = 200, body = ItemDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn item(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -444,25 +547,44 @@ async fn item(
         ));
     };
     let history = s.store.item_history(&id).await?;
-    Ok(Json(json!({ "item": item, "history": history })).into_response())
+    Ok(Json(ItemDetail { item, history }).into_response())
 }
 
 // ------------------------------------------------------------------------------ work lists
 
-fn worklist_json(items: Vec<crate::store::ItemRow>, now: i64) -> Response {
-    let rows: Vec<_> = items
-        .into_iter()
-        .map(|i| {
-            let since = i.in_box_at.unwrap_or(i.created_at);
-            let mut v = serde_json::to_value(&i).unwrap_or_default();
-            v["age_ms"] = json!(now - since);
-            v
-        })
-        .collect();
-    Json(json!({ "count": rows.len(), "items": rows })).into_response()
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Worklist {
+    count: usize,
+    items: Vec<WorklistItem>,
 }
 
-async fn worklist_collect(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorklistItem {
+    #[serde(flatten)]
+    item: ItemRow,
+    /// Since it went into the box (or was reserved, if it is not in one).
+    age_ms: i64,
+}
+
+fn worklist_json(items: Vec<ItemRow>, now: i64) -> Response {
+    let items: Vec<WorklistItem> = items
+        .into_iter()
+        .map(|item| WorklistItem {
+            age_ms: now - item.in_box_at.unwrap_or(item.created_at),
+            item,
+        })
+        .collect();
+    Json(Worklist {
+        count: items.len(),
+        items,
+    })
+    .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/worklists/collect", tag = "work lists", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = Worklist), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn worklist_collect(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<SiteQuery>,
@@ -472,7 +594,10 @@ async fn worklist_collect(
     Ok(worklist_json(items, crate::now_ms()))
 }
 
-async fn worklist_deposit(
+#[utoipa::path(get, path = "/api/v1/worklists/deposit", tag = "work lists", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = Worklist), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn worklist_deposit(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<SiteQuery>,
@@ -482,7 +607,10 @@ async fn worklist_deposit(
     Ok(worklist_json(items, crate::now_ms()))
 }
 
-async fn worklist_overdue(
+#[utoipa::path(get, path = "/api/v1/worklists/overdue", tag = "work lists", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = Worklist), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn worklist_overdue(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<SiteQuery>,
@@ -496,23 +624,40 @@ async fn worklist_overdue(
     Ok(worklist_json(items, now))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SinceQuery {
+pub(crate) struct SinceQuery {
+    /// Epoch ms (default: all time).
     #[serde(default)]
     since: Option<i64>,
 }
 
-async fn unmet_demand(
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UnmetDemand {
+    sites: Vec<UnmetSite>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UnmetSite {
+    site_id: Option<String>,
+    /// Reservations refused for lack of a free box.
+    refused: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/unmet-demand", tag = "reservations", security(("bearer" = [])),
+    params(SinceQuery),
+    responses((status = 200, body = UnmetDemand), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn unmet_demand(
     caller: Caller,
     State(s): State<AppState>,
     Q(q): Q<SinceQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let rows = s.store.unmet_demand(q.since.unwrap_or(0)).await?;
-    let rows: Vec<_> = rows
+    let sites = rows
         .into_iter()
-        .map(|(site, n)| json!({ "site_id": site, "refused": n }))
+        .map(|(site_id, refused)| UnmetSite { site_id, refused })
         .collect();
-    Ok(Json(json!({ "sites": rows })).into_response())
+    Ok(Json(UnmetDemand { sites }).into_response())
 }

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod link;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod presence;
 pub mod secrets;
 pub mod service;

@@ -72,7 +72,7 @@ pub struct Service {
 }
 
 /// `POST /api/v1/reservations`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationRequest {
     /// dropoff, supplement or pickup.
@@ -107,7 +107,7 @@ pub struct ReservationRequest {
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Near {
     pub lat: f64,
@@ -116,12 +116,15 @@ pub struct Near {
 
 /// What a reservation returns. `code` is present exactly once: in the response that created
 /// the reservation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Reservation {
     pub reservation_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub created: bool,
+    /// Set when an earlier reservation with the same idempotency key is returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
     #[serde(flatten)]
     pub item: ItemRow,
 }
@@ -206,6 +209,9 @@ impl Service {
                 reservation_id: existing.id.clone(),
                 code: None,
                 created: false,
+                note: Some(
+                    "this idempotency key was used before: the existing reservation is returned; its code was shown only once",
+                ),
                 item: existing,
             });
         }
@@ -271,6 +277,7 @@ impl Service {
             reservation_id: item.id.clone(),
             code: Some(code),
             created: true,
+            note: None,
             item,
         })
     }

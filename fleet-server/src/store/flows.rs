@@ -15,7 +15,7 @@ use crate::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SiteRow {
     pub id: String,
     pub kind: String,
@@ -42,7 +42,7 @@ impl SiteRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CabinetRow {
     pub id: String,
     pub site_id: String,
@@ -54,7 +54,7 @@ pub struct CabinetRow {
     pub online: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoxConfig {
     #[serde(rename = "box")]
     pub box_no: i64,
@@ -65,17 +65,18 @@ pub struct BoxConfig {
 }
 
 /// A box as operators see it: configuration, sensors and the item holding it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoxView {
     #[serde(flatten)]
     pub config: BoxConfig,
     /// free, reserved, occupied or out_of_service.
+    #[schema(value_type = String)]
     pub state: &'static str,
     pub door_open: Option<bool>,
     pub item: Option<ItemRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StaffRow {
     pub id: String,
     pub name: String,
@@ -84,7 +85,7 @@ pub struct StaffRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemRow {
     pub id: String,
     pub flow: String,
@@ -163,7 +164,7 @@ impl ItemRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryRow {
     pub at: i64,
     pub state: String,

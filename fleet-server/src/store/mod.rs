@@ -1024,7 +1024,7 @@ pub struct NewCommand {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceRow {
     pub id: String,
     pub online: bool,
@@ -1051,23 +1051,25 @@ impl DeviceRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BoxRow {
     #[serde(rename = "box")]
     pub box_no: i64,
+    /// `open` or `closed`.
+    #[schema(value_type = String)]
     pub door: &'static str,
     pub occupied: Option<bool>,
     pub last_change: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: DeviceRow,
     pub boxes: Vec<BoxRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub seq: i64,
     pub ts: i64,
@@ -1075,10 +1077,12 @@ pub struct EventRow {
     pub kind: String,
     #[serde(rename = "box")]
     pub box_no: Option<i64>,
+    /// The event as the device sent it (see PROTOCOL.md, EventBatch).
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PresenceRow {
     pub ts: i64,
     pub session: i64,
@@ -1096,7 +1100,7 @@ pub struct Totals {
     pub occupied: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CommandRow {
     pub command_id: String,
     pub device_id: String,
@@ -1145,7 +1149,7 @@ impl CommandRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: String,
     pub ts: i64,

@@ -602,3 +602,53 @@ async fn notifications_survive_a_server_crash_and_are_sent_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sms.all("/sms").len(), 1, "sent twice");
 }
+
+#[tokio::test]
+async fn openapi_documents_routes_the_server_serves() {
+    let world = World::new(&[CAB]);
+    let server = world.server();
+    let api = server.api();
+    let (s, doc) = api.get("/api/v1/openapi.json").await;
+    assert_eq!(s, 200, "{doc}");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 25, "{} paths", paths.len());
+    let http = reqwest::Client::new();
+    for (path, ops) in paths {
+        for method in ops.as_object().expect("operations").keys() {
+            let url = format!(
+                "http://{}{}",
+                server.http,
+                path.replace("{id}", "no-such-id").replace("{box}", "1")
+            );
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let res = http
+                .request(m, &url)
+                .bearer_auth(crate::harness::ADMIN_TOKEN)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap_or_default();
+            assert_ne!(
+                status, 405,
+                "{method} {path}: documented, but the router has no such method"
+            );
+            assert!(
+                !body.contains("no such endpoint"),
+                "{method} {path}: documented, but the router does not serve it"
+            );
+            if status >= 400 {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                assert!(
+                    v["error"].is_string(),
+                    "{method} {path}: error without the documented shape: {body}"
+                );
+            }
+        }
+    }
+}
