@@ -1073,6 +1073,15 @@ mod tests {
         }
     }
 
+    /// Item it-1, box 1, code 48151623, valid for ten minutes.
+    async fn one_grant(ctx: &Ctx<FakeLocks>, now: i64) {
+        let s = sync(
+            1,
+            &[("it-1", 1, "48151623", now - 1000, now + 600_000, false)],
+        );
+        assert!(ctx.codes.apply(s, now).await.expect("apply"));
+    }
+
     fn code(c: &str) -> KeypadEntry {
         KeypadEntry::Code(c.into())
     }
@@ -1205,16 +1214,7 @@ mod tests {
         let now = now_ms();
         {
             let (ctx, fake) = ctx(dir.path(), 0.0).await;
-            ctx.codes
-                .apply(
-                    sync(
-                        1,
-                        &[("it-1", 1, "48151623", now - 1000, now + 600_000, false)],
-                    ),
-                    now,
-                )
-                .await
-                .expect("apply");
+            one_grant(&ctx, now).await;
             for wrong in ["00000001", "00000002", "12", "00000004"] {
                 assert!(matches!(
                     handle_entry(&ctx, code(wrong)).await,
@@ -1268,16 +1268,7 @@ mod tests {
         let now = now_ms();
         {
             let (ctx, _fake) = ctx(dir.path(), 0.0).await;
-            ctx.codes
-                .apply(
-                    sync(
-                        1,
-                        &[("it-1", 1, "48151623", now - 1000, now + 600_000, false)],
-                    ),
-                    now,
-                )
-                .await
-                .expect("apply");
+            one_grant(&ctx, now).await;
             let m = ctx.codes.verify("48151623", now).expect("verifies");
             // Recorded as spent, then the process "dies" before the pulse is reported.
             assert!(ctx.codes.spend(&m, now).await.expect("spend"));

@@ -220,6 +220,42 @@ mod tests {
     }
 
     #[test]
+    fn flow_settings_are_checked() {
+        let ok = ServerConfig::default();
+        let webhook_without_secret = ServerConfig {
+            webhook_url: Some("https://platform.example/hooks".into()),
+            ..ok.clone()
+        };
+        let err = webhook_without_secret
+            .validate()
+            .expect_err("needs a secret");
+        assert!(err.to_string().contains("webhook_secret"), "{err}");
+        let bad_url = ServerConfig {
+            sms_gateway_url: Some("ftp://sms".into()),
+            ..ok.clone()
+        };
+        assert!(
+            bad_url
+                .validate()
+                .expect_err("scheme")
+                .to_string()
+                .contains("sms_gateway_url")
+        );
+        for digits in [5, 9] {
+            let c = ServerConfig {
+                code_digits: digits,
+                ..ok.clone()
+            };
+            assert!(c.validate().is_err(), "{digits} digits accepted");
+        }
+        let cfg: ServerConfig = toml::from_str(
+            "webhook_url = 'https://p/h'\nwebhook_secret = '0123456789abcdef'\nutc_offset_minutes = 480",
+        )
+        .expect("parses");
+        cfg.validate().expect("valid");
+    }
+
+    #[test]
     fn file_values_parse() {
         let cfg: ServerConfig = toml::from_str(
             "data_dir = '/var/lib/lf'\nhttp_listen = '0.0.0.0:9000'\ncommand_ttl_secs = 10",

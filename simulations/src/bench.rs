@@ -1,5 +1,6 @@
-//! Benchmark commands (not tests): durable ingest rate and remote-open round trip, each on an
-//! embedded server in this process with agents over real TLS. Results go to BENCHMARKS.md.
+//! Benchmark commands (not tests): durable ingest rate, remote-open round trip and the
+//! one-time-code path, each on an embedded server in this process with agents over real TLS.
+//! Results go to BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
@@ -385,4 +386,151 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CodesOptions {
+    /// Connected cabinets.
+    #[arg(long, default_value_t = 10)]
+    pub agents: usize,
+    /// Boxes per cabinet.
+    #[arg(long, default_value_t = 100)]
+    pub boxes: u16,
+    /// Reservations left waiting on every cabinet first, so each code is checked against
+    /// this many grants and every code set carries them.
+    #[arg(long, default_value_t = 50)]
+    pub pending: usize,
+    /// Measured reservations, each used at its cabinet's keypad.
+    #[arg(long, default_value_t = 300)]
+    pub codes: usize,
+}
+
+/// The service path with codes: reservation over HTTP, until the code verifies on the
+/// cabinet (grant set delivered), keypad entry to open door, and until the server shows the
+/// item in its box.
+pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
+    use reqwest::Method;
+    use serde_json::json;
+    anyhow::ensure!(
+        opts.pending + opts.codes.div_ceil(opts.agents.max(1)) <= usize::from(opts.boxes),
+        "--pending plus the measured codes per cabinet must fit in --boxes"
+    );
+    let dir = scratch_dir("lockerfleet-bench-codes");
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = FleetSpec {
+        cabinets: opts.agents,
+        sites: 1,
+        boxes: opts.boxes,
+        activity_per_sec: 0.0,
+        jam_rate: 0.0,
+        close_after: Duration::from_millis(20),
+        poll_interval_ms: 200,
+        durability: Durability::Normal,
+        ..FleetSpec::default()
+    };
+    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
+    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
+    let server = server(&dir, None).await?;
+    let fleet = Fleet::start(
+        &spec,
+        server.mqtt_addr,
+        &dir.join("certs"),
+        &dir.join("agents"),
+    )
+    .await?;
+    let admin = ApiClient::new(server.http_addr, &server.admin_token)?;
+    let platform = crate::day::configure(&admin, &spec, &fleet).await?;
+    let reserve = |device: String| {
+        let platform = platform.clone();
+        async move {
+            let body = json!({"flow": "dropoff", "case_number": "BENCH-1", "phone": "13800000000",
+                              "device_id": device});
+            let (s, r) = platform
+                .send(Method::POST, "/api/v1/reservations", &body)
+                .await?;
+            anyhow::ensure!(s == 201, "reservation refused: {s} {r}");
+            Ok::<_, anyhow::Error>(r)
+        }
+    };
+    for id in &ids {
+        for _ in 0..opts.pending {
+            reserve(id.to_string()).await?;
+        }
+    }
+    let new = || Histogram::<u64>::new(3);
+    let (mut h_reserve, mut h_usable, mut h_keypad, mut h_stored) =
+        (new()?, new()?, new()?, new()?);
+    let deadline = Duration::from_secs(30);
+    for i in 0..opts.codes {
+        let cab = &fleet.cabinets[i % fleet.cabinets.len()];
+        let t0 = Instant::now();
+        let r = reserve(cab.agent.id.to_string()).await?;
+        h_reserve.record(t0.elapsed().as_micros() as u64)?;
+        let code = r["code"].as_str().context("code")?.to_owned();
+        let item = r["reservation_id"].as_str().context("id")?.to_owned();
+        // Usable once the cabinet's own code book verifies it (no side effects).
+        while cab
+            .agent
+            .codes
+            .verify(&code, device_agent::now_ms())
+            .is_err()
+        {
+            anyhow::ensure!(t0.elapsed() < deadline, "code never reached the cabinet");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        h_usable.record(t0.elapsed().as_micros() as u64)?;
+        let t1 = Instant::now();
+        let outcome = cab.keys.code(&code).await.context("agent stopped")?;
+        h_keypad.record(t1.elapsed().as_micros() as u64)?;
+        anyhow::ensure!(
+            matches!(outcome, device_agent::EntryOutcome::Opened { .. }),
+            "code {i} refused: {outcome:?}"
+        );
+        loop {
+            let v = platform.get(&format!("/api/v1/items/{item}")).await?;
+            if v["item"]["state"] == "in_box" {
+                break;
+            }
+            anyhow::ensure!(t1.elapsed() < deadline, "use never reached the server");
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        h_stored.record(t1.elapsed().as_micros() as u64)?;
+    }
+    let sync_bytes = {
+        let (_, grants, staff) = server
+            .store
+            .code_material(&ids[0])
+            .await?
+            .context("cabinet material")?;
+        protocol::encode(&protocol::CodeSync {
+            v: 1,
+            version: 1,
+            key: "0".repeat(64),
+            grants,
+            staff,
+        })
+        .len()
+    };
+    println!(
+        "codes: {} cabinets × {} boxes, {} reservations pending on each, {} measured codes",
+        opts.agents, opts.boxes, opts.pending, opts.codes
+    );
+    for (name, h) in [
+        ("reservation (POST → 201 with code)", &h_reserve),
+        ("reservation → code verifies on the cabinet", &h_usable),
+        ("keypad entry → door open (verify, spend, pulse)", &h_keypad),
+        ("keypad entry → item in_box in the API", &h_stored),
+    ] {
+        println!(
+            "  {name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
+    }
+    println!("  code set of one cabinet at the end: {sync_bytes} bytes");
+    fleet.shutdown().await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

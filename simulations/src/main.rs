@@ -28,6 +28,8 @@ enum Bench {
     Ingest(simulations::bench::IngestOptions),
     /// Remote-open round trip p50/p99.
     Open(simulations::bench::OpenOptions),
+    /// One-time codes: reservation, delivery to the cabinet, keypad, back to the server.
+    Codes(simulations::bench::CodesOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,5 +43,6 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Demo(o) => simulations::demo::run(o).await,
         Cmd::Bench(Bench::Ingest(o)) => simulations::bench::ingest(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
+        Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
     }
 }

@@ -227,6 +227,10 @@ pub struct Effects {
     pub notify: bool,
 }
 
+/// How far a cabinet's clock may lag the server's before a staff open is judged older than
+/// the item in its box.
+const STAFF_OPEN_SKEW_MS: i64 = 60_000;
+
 /// The SQL `CASE` giving a size its rank, for "smallest fitting box first".
 const SIZE_RANK: &str = "CASE b.size WHEN 'S' THEN 0 WHEN 'M' THEN 1 ELSE 2 END";
 
@@ -494,8 +498,9 @@ impl Store {
 
     // ------------------------------------------------------------------------- reservations
 
-    /// Allocates the smallest free box that fits, in the sites' order, and stores the item
-    /// with its history and SMS in one transaction. `None` when nothing is free (recorded
+    /// Allocates the smallest free box that fits, in the sites' order, on an online cabinet
+    /// where there is one (an offline cabinet gets the code only when it reconnects), and
+    /// stores the item with its history and SMS in one transaction. `None` when nothing is free (recorded
     /// as unmet demand).
     pub async fn reserve(
         &self,
@@ -538,11 +543,13 @@ impl Store {
             let row = sqlx::query(AssertSqlSafe(format!(
                 "SELECT b.device_id, b.box_no, b.size FROM box_config b
                  JOIN cabinets c ON c.device_id = b.device_id
+                 LEFT JOIN devices d ON d.device_id = b.device_id
                  WHERE c.site_id = $1 AND ($2 IS NULL OR b.device_id = $2) AND b.in_service = 1
                    AND b.size IN ($3, $4, $5) AND ($6 = 0 OR b.accessible = 1)
                    AND NOT EXISTS (SELECT 1 FROM items i WHERE i.device_id = b.device_id
                                    AND i.box_no = b.box_no AND i.holds_box = 1)
-                 ORDER BY {SIZE_RANK}, b.accessible, b.device_id, b.box_no LIMIT 1"
+                 ORDER BY COALESCE(d.online, 0) DESC, {SIZE_RANK}, b.accessible, b.device_id, b.box_no
+                 LIMIT 1"
             )))
             .bind(site)
             .bind(placement.device.as_ref().map(|d| d.as_str()))
@@ -780,17 +787,12 @@ impl Store {
     /// Flags pick-ups not deposited by their day's end; returns the items newly flagged.
     pub async fn flag_late_deposits(&self, now: i64) -> Result<Vec<ItemRow>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLS} FROM items WHERE state = 'awaiting_deposit' AND late_deposit = 0
-               AND due_by IS NOT NULL AND due_by < $1"
-        )))
-        .bind(now)
-        .fetch_all(&mut *tx)
+        let items = items_where(
+            &mut tx,
+            "state = 'awaiting_deposit' AND late_deposit = 0 AND due_by IS NOT NULL AND due_by < $1",
+            &[now],
+        )
         .await?;
-        let items: Vec<ItemRow> = rows
-            .iter()
-            .map(ItemRow::from_row)
-            .collect::<Result<_, _>>()?;
         for i in &items {
             sqlx::query("UPDATE items SET late_deposit = 1, updated_at = $1 WHERE item_id = $2")
                 .bind(now)
@@ -820,18 +822,12 @@ impl Store {
         body: impl Fn(&ItemRow) -> String,
     ) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLS} FROM items WHERE state = 'in_box' AND flow = 'pickup'
-               AND reminded_at IS NULL AND valid_until - $1 < $2"
-        )))
-        .bind(before_ms)
-        .bind(now)
-        .fetch_all(&mut *tx)
+        let items = items_where(
+            &mut tx,
+            "state = 'in_box' AND flow = 'pickup' AND reminded_at IS NULL AND valid_until - $1 < $2",
+            &[before_ms, now],
+        )
         .await?;
-        let items: Vec<ItemRow> = rows
-            .iter()
-            .map(ItemRow::from_row)
-            .collect::<Result<_, _>>()?;
         for i in &items {
             sqlx::query("UPDATE items SET reminded_at = $1 WHERE item_id = $2")
                 .bind(now)
@@ -1239,10 +1235,18 @@ impl Store {
                     None,
                 )
                 .await?;
-                if let Some(i) = item
-                    // An item reserved after the staff member opened the box is not theirs.
-                    && i.created_at <= ts.max(now)
-                {
+                // A staff open that happened offline before this item was reserved (the box
+                // looked free to the server) is not about this item. The times come from two
+                // clocks: allow them a minute of disagreement.
+                let item = match item {
+                    Some(i) if ts + STAFF_OPEN_SKEW_MS < i.created_at => {
+                        tracing::warn!(%device, r#box = %box_no, item = %i.id, opened_at = ts,
+                            reserved_at = i.created_at, "staff open older than the item in the box; not applied to it");
+                        None
+                    }
+                    other => other,
+                };
+                if let Some(i) = item {
                     let detail = format!("opened by {staff} at the cabinet (lock: {status})");
                     if transition(
                         tx,
@@ -1275,6 +1279,22 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Items matching `condition` (SQL with `$1..` bound to `binds`), inside a transaction.
+async fn items_where(
+    tx: &mut Tx<'_>,
+    condition: &str,
+    binds: &[i64],
+) -> Result<Vec<ItemRow>, StoreError> {
+    let mut q = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {ITEM_COLS} FROM items WHERE {condition}"
+    )));
+    for b in binds {
+        q = q.bind(*b);
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    rows.iter().map(ItemRow::from_row).collect()
 }
 
 /// Whether an event is one [`Store::apply_keypad_event`] acts on.

@@ -157,6 +157,8 @@ const V2: &[&str] = &[
     "CREATE UNIQUE INDEX IF NOT EXISTS items_idempotency ON items (created_by, idempotency_key)",
     "CREATE INDEX IF NOT EXISTS items_state ON items (state, site_id)",
     "CREATE INDEX IF NOT EXISTS items_case ON items (case_number)",
+    // Code material per cabinet, and the cabinet view.
+    "CREATE INDEX IF NOT EXISTS items_device ON items (device_id, state)",
     "CREATE TABLE IF NOT EXISTS item_history (
         item_id TEXT NOT NULL,
         at BIGINT NOT NULL,

@@ -169,6 +169,46 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     assert!(views.iter().all(|v| v.state == "reserved"), "{views:?}");
 }
 
+pub async fn allocation_prefers_online_cabinets(store: Store) {
+    hall(&store, "cab-a").await;
+    hall(&store, "cab-b").await;
+    store
+        .presence(&dev("cab-b"), 1, true, "connected", NOW)
+        .await
+        .expect("online");
+    let a = store
+        .reserve(
+            &item("o1", Flow::Dropoff, Size::S, NOW + HOUR),
+            &at_hall(),
+            issued,
+        )
+        .await
+        .expect("reserve")
+        .expect("a box");
+    assert_eq!(
+        a.item.device_id, "cab-b",
+        "the online cabinet, though cab-a sorts first"
+    );
+    // When only the offline cabinet has room, it is used (its code arrives on reconnect).
+    for i in 0..3 {
+        reserve(
+            &store,
+            item(&format!("o{}", i + 2), Flow::Dropoff, Size::S, NOW + HOUR),
+        )
+        .await;
+    }
+    let last = store
+        .reserve(
+            &item("o9", Flow::Dropoff, Size::S, NOW + HOUR),
+            &at_hall(),
+            issued,
+        )
+        .await
+        .expect("reserve")
+        .expect("a box");
+    assert_eq!(last.item.device_id, "cab-a");
+}
+
 pub async fn concurrent_reservations_never_share_a_box(store: Store) {
     hall(&store, "cab-c").await;
     let mut tasks = Vec::new();
@@ -241,6 +281,13 @@ pub async fn keypad_events_move_items_exactly_once(store: Store) {
         .await
         .expect("dup");
     assert_eq!(state(&store, "p2").await, "awaiting_deposit");
+    // A staff open from long before p2 was reserved (an offline cabinet catching up) is not
+    // p2's deposit either.
+    store
+        .ingest(&keypad(&d, 4, NOW - 3_600_000, staff_open(1)))
+        .await
+        .expect("old open");
+    assert_eq!(state(&store, "p2").await, "awaiting_deposit");
     // The cabinet confirms its codes.
     store
         .ingest(&keypad(
@@ -254,7 +301,7 @@ pub async fn keypad_events_move_items_exactly_once(store: Store) {
     let cab = store.cabinet(&d).await.expect("cab").expect("exists");
     assert_eq!(cab.codes_applied, 42);
     let audit = store.audit(Some(&d), 100).await.expect("audit");
-    assert_eq!(audit.iter().filter(|a| a.action == "staff_open").count(), 1);
+    assert_eq!(audit.iter().filter(|a| a.action == "staff_open").count(), 2);
     assert_eq!(audit.iter().filter(|a| a.action == "code_open").count(), 1);
 }
 
@@ -459,6 +506,7 @@ macro_rules! flows_on_both {
 
 flows_on_both!(
     allocation_takes_the_smallest_fitting_free_box,
+    allocation_prefers_online_cabinets,
     concurrent_reservations_never_share_a_box,
     keypad_events_move_items_exactly_once,
     time_up_expires_overdues_and_staff_retrieve,

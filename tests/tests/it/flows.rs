@@ -189,10 +189,18 @@ async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
     assert!(signature_ok(&hook), "bad webhook signature: {hook:?}");
     assert_eq!(hook.headers["x-lockerfleet-event"], "dropped_off");
 
-    // Staff see it in their list and collect it with their card.
+    // Staff see it in their list, check it against the case number, and collect it with
+    // their card from the box the case names.
     let (_, list) = admin.get("/api/v1/worklists/collect?site=hall").await;
     assert_eq!(list["count"], json!(1), "{list}");
     assert_eq!(list["items"][0]["case_number"], json!("GZ-2026-0001"));
+    let (_, by_case) = admin.get("/api/v1/items?case_number=GZ-2026-0001").await;
+    let found = &by_case["items"][0];
+    assert_eq!(
+        (found["state"].clone(), found["box"].clone()),
+        (json!("in_box"), json!(4)),
+        "{by_case}"
+    );
     let out = agent.send(&format!("staff {STAFF_CARD} 4")).await;
     assert_eq!(out["outcome"], json!("opened"), "{out}");
     agent.send("close 4").await;
@@ -262,6 +270,31 @@ async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
         assert!(signature_ok(&hook), "bad signature on {event}");
     }
 
+    // Accept-with-deficiencies: the supplementary material, dropped before its deadline.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "supplement", "case_number": "GZ-2026-0001", "phone": PHONE,
+                   "site_id": "hall", "deadline": now + 3_600_000}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["deadline"], json!(now + 3_600_000));
+    let supp_id = r["reservation_id"].as_str().expect("id").to_owned();
+    let supp_code = r["code"].as_str().expect("code").to_owned();
+    let supp_box = r["box"].as_u64().expect("box");
+    wait_codes_synced(&admin).await;
+    let out = agent.send(&format!("code {supp_code}")).await;
+    assert_eq!(out["outcome"], json!("opened"), "{out}");
+    agent.send(&format!("close {supp_box}")).await;
+    wait_state(&platform, &supp_id, "in_box").await;
+    let (_, list) = admin.get("/api/v1/worklists/collect").await;
+    assert_eq!(list["items"][0]["flow"], json!("supplement"), "{list}");
+
     // Audit: every code use and staff open, with outcome; no code digits anywhere.
     let (_, audit) = admin.get("/api/v1/audit?limit=100").await;
     let entries = audit["entries"].as_array().expect("entries");
@@ -271,13 +304,21 @@ async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
             .filter(|e| e["action"] == json!(action))
             .count()
     };
-    assert_eq!(count("code_open"), 2, "{audit}");
+    assert_eq!(count("code_open"), 3, "{audit}");
     assert_eq!(count("staff_open"), 2, "{audit}");
     assert!(count("code_rejected") >= 2, "{audit}");
     let audit_text = audit.to_string();
-    assert!(!audit_text.contains(&code) && !audit_text.contains(&pick_code));
+    for c in [&code, &pick_code, &supp_code] {
+        assert!(!audit_text.contains(c.as_str()), "a code in the audit log");
+    }
 
     // Each SMS delivered once: the gateway never saw an id twice.
+    sms.wait("/sms", "supplement SMS", |v| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("supplementary"))
+    })
+    .await;
     let ids: Vec<String> = sms
         .all("/sms")
         .iter()
@@ -287,7 +328,7 @@ async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
     unique.sort();
     unique.dedup();
     assert_eq!(ids.len(), unique.len(), "an SMS was sent twice: {ids:?}");
-    assert_eq!(ids.len(), 2);
+    assert_eq!(ids.len(), 3, "drop-off, pick-up and supplement SMS");
     // The server log never holds a code or the full phone number.
     let log = std::fs::read_to_string(world.path("server.log")).expect("log");
     assert!(
@@ -481,6 +522,24 @@ async fn api_errors_are_clear_and_unmet_demand_is_counted() {
             .unwrap_or_else(|| panic!("no error field: {r}"));
         assert!(msg.contains(needle), "{msg:?} does not mention {needle}");
     }
+    // The nearest site with a free box, from the applicant's location; and exactly one place.
+    let mut near = base.clone();
+    near.as_object_mut().expect("object").remove("site_id");
+    near["near"] = json!({"lat": 23.13, "lon": 113.27});
+    let (s, r) = platform.post("/api/v1/reservations", near.clone()).await;
+    assert_eq!((s, r["site_id"].clone()), (201, json!("hall")), "{r}");
+    let near_id = r["reservation_id"].as_str().expect("id").to_owned();
+    let (s, r) = platform
+        .delete(&format!("/api/v1/reservations/{near_id}"))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    near["site_id"] = json!("hall");
+    let (s, r) = platform.post("/api/v1/reservations", near).await;
+    assert_eq!(s, 400, "{r}");
+    assert!(
+        r["error"].as_str().expect("error").contains("exactly one"),
+        "{r}"
+    );
     // A viewer may read but not reserve.
     let (_, v) = admin
         .post("/api/v1/tokens", json!({"name": "wall", "role": "viewer"}))

@@ -25,6 +25,21 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The rest of the first stdout line of `child` that starts with `prefix` (within 30 s).
+/// Stdout keeps being drained afterwards so the child never blocks on a full pipe.
+fn announced(child: &mut Child, prefix: &'static str) -> Option<String> {
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).ok()
+}
+
 /// A test's world: a temp dir with a CA, server certificates, and device certificates.
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -80,21 +95,10 @@ impl World {
             .stderr(log)
             .spawn()
             .expect("spawn fleet-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("LOCKERFLEET_READY ") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
+        let ready = announced(&mut child, "LOCKERFLEET_READY ").unwrap_or_else(|| {
+            let log = std::fs::read_to_string(self.path("server.log")).unwrap_or_default();
+            panic!("fleet-server did not become ready; its log:\n{log}")
         });
-        let ready = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let log = std::fs::read_to_string(self.path("server.log")).unwrap_or_default();
-                panic!("fleet-server did not become ready; its log:\n{log}")
-            });
         let addr = |key: &str| -> SocketAddr {
             ready
                 .split_whitespace()
@@ -109,15 +113,15 @@ impl World {
         }
     }
 
-    /// Starts a device agent with fake hardware against `server`.
-    pub fn agent(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Proc {
+    /// The `device-agent` command for `id` against `mqtt`, logging to `{id}.log`.
+    fn agent_command(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path(&format!("{id}.log")))
             .expect("agent log");
-        let child = Command::new(bin("device-agent"))
-            .args(["--id", id])
+        let mut cmd = Command::new(bin("device-agent"));
+        cmd.args(["--id", id])
             .args(["--server", &format!("localhost:{}", mqtt.port())])
             .args(["--certs", &self.certs().display().to_string()])
             .args([
@@ -128,7 +132,14 @@ impl World {
             .args(extra)
             .env("LOCKERFLEET_LOG", "info,rumqttc=warn,sqlx=warn")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log);
+        cmd
+    }
+
+    /// Starts a device agent with fake hardware against `server`.
+    pub fn agent(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Proc {
+        let child = self
+            .agent_command(id, mqtt, extra)
             .spawn()
             .expect("spawn device-agent");
         Proc { child }
@@ -136,43 +147,16 @@ impl World {
 
     /// Starts a device agent with a fake-hardware control socket; waits for its address.
     pub fn agent_ctl(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> AgentCtl {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(&format!("{id}.log")))
-            .expect("agent log");
-        let mut child = Command::new(bin("device-agent"))
-            .args(["--id", id])
-            .args(["--server", &format!("localhost:{}", mqtt.port())])
-            .args(["--certs", &self.certs().display().to_string()])
-            .args([
-                "--data-dir",
-                &self.path(&format!("agent-{id}")).display().to_string(),
-            ])
-            .args(["--boxes", "8", "--hardware", "fake"])
+        let mut child = self
+            .agent_command(id, mqtt, extra)
             .args(["--fake-control", "127.0.0.1:0"])
-            .args(extra)
-            .env("LOCKERFLEET_LOG", "info,rumqttc=warn,sqlx=warn")
             .stdout(Stdio::piped())
-            .stderr(log)
             .spawn()
             .expect("spawn device-agent");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("LOCKERFLEET_AGENT_CONTROL addr=") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
+        let addr = announced(&mut child, "LOCKERFLEET_AGENT_CONTROL addr=").unwrap_or_else(|| {
+            let log = std::fs::read_to_string(self.path(&format!("{id}.log"))).unwrap_or_default();
+            panic!("device-agent {id} printed no control address; its log:\n{log}")
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let log =
-                    std::fs::read_to_string(self.path(&format!("{id}.log"))).unwrap_or_default();
-                panic!("device-agent {id} printed no control address; its log:\n{log}")
-            });
         AgentCtl {
             proc: Proc { child },
             control: addr.parse().expect("control address"),
