@@ -116,3 +116,82 @@ async fn command(line: &str, locks: &FakeLocks, keypad: &FakeKeypadHandle) -> se
     };
     result.unwrap_or_else(|e| json!({ "error": e }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{FakeConfig, LockDriver};
+    use crate::keypad::{EntryOutcome, FakeKeypad, Keypad};
+
+    #[tokio::test]
+    async fn only_loopback_and_clear_answers() {
+        let locks = Arc::new(FakeLocks::new(FakeConfig {
+            boxes: 2,
+            close_after: std::time::Duration::from_secs(60),
+            jam_rate: 0.0,
+        }));
+        let (mut keypad, keys) = FakeKeypad::new();
+        let cancel = CancellationToken::new();
+        let open = serve(
+            "0.0.0.0:0".parse().expect("addr"),
+            locks.clone(),
+            keys.clone(),
+            cancel.clone(),
+        )
+        .await;
+        assert!(open.is_err(), "a control socket on every interface");
+        let (addr, _task) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            locks.clone(),
+            keys,
+            cancel.clone(),
+        )
+        .await
+        .expect("serve");
+        // A keypad that refuses everything, standing in for the agent.
+        tokio::spawn(async move {
+            while keypad.next().await.is_some() {
+                keypad
+                    .show(&EntryOutcome::Rejected {
+                        reason: protocol::RejectReason::Unknown,
+                    })
+                    .await;
+            }
+        });
+        let ask = |line: &'static str| async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (r, mut w) = stream.into_split();
+            w.write_all(format!("{line}\n").as_bytes())
+                .await
+                .expect("write");
+            let mut answer = String::new();
+            BufReader::new(r)
+                .read_line(&mut answer)
+                .await
+                .expect("read");
+            serde_json::from_str::<serde_json::Value>(&answer).expect("json")
+        };
+        assert_eq!(
+            ask("code 12345678").await,
+            json!({"outcome": "rejected", "reason": "unknown"})
+        );
+        assert_eq!(ask("open 2").await, json!({"ok": true}));
+        assert!(
+            locks
+                .door_open(BoxNo::new(2).expect("box"))
+                .await
+                .expect("sensor")
+        );
+        assert!(
+            ask("open 0").await["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("box number"))
+        );
+        assert!(
+            ask("dance").await["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unknown command"))
+        );
+        cancel.cancel();
+    }
+}
