@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub keypad_window_secs: u64,
     /// How long the keypad stays locked after too many wrong entries.
     pub keypad_lockout_secs: u64,
+    /// A door open longer than this raises `door_left_open`.
+    pub door_open_alarm_secs: u64,
     pub fake: FakeSettings,
 }
 
@@ -86,6 +88,7 @@ impl Default for AgentConfig {
             keypad_max_failures: 5,
             keypad_window_secs: 600,
             keypad_lockout_secs: 900,
+            door_open_alarm_secs: 120,
             fake: FakeSettings::default(),
         }
     }
@@ -160,6 +163,9 @@ impl AgentConfig {
         }
         if self.fake.activity_per_sec < 0.0 || !self.fake.activity_per_sec.is_finite() {
             return bad("fake.activity_per_sec", "must be 0 or more");
+        }
+        if self.door_open_alarm_secs == 0 {
+            return bad("door_open_alarm_secs", "must be at least 1");
         }
         if self.keypad_max_failures == 0 || self.keypad_window_secs == 0 {
             return bad(

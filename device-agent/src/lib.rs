@@ -10,6 +10,7 @@ pub mod codes;
 pub mod config;
 pub mod control;
 pub mod driver;
+pub mod faults;
 pub mod keypad;
 pub mod outbox;
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::{
     AckStatus, BoxNo, BoxState, Channel, CodeSync, Command, CommandAck, CommandAction, DeviceId,
-    DeviceTopic, EventBatch, EventBody, Receipt, RejectReason, StateSnapshot,
+    DeviceTopic, EventBatch, EventBody, FaultKind, Receipt, RejectReason, StateSnapshot,
 };
 use rand::Rng;
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
@@ -30,6 +31,7 @@ use tokio_util::task::TaskTracker;
 pub use codes::CodeBook;
 pub use config::{AgentConfig, FakeSettings};
 pub use driver::{DriverError, FakeConfig, FakeLocks, LockDriver};
+pub use faults::Faults;
 pub use keypad::{EntryOutcome, FakeKeypad, FakeKeypadHandle, Keypad, KeypadEntry};
 pub use outbox::{Durability, Outbox, OutboxError};
 
@@ -103,6 +105,7 @@ pub struct Recorder {
     outbox: Arc<Outbox>,
     notify: Arc<Notify>,
     stats: Arc<AgentStats>,
+    pub faults: Arc<Faults>,
 }
 
 impl Recorder {
@@ -118,7 +121,8 @@ impl Recorder {
             return Ok(());
         };
         let mut events = Vec::new();
-        if k.door_open != door_open {
+        let door_changed = k.door_open != door_open;
+        if door_changed {
             events.push(EventBody::Door {
                 box_no: b,
                 open: door_open,
@@ -139,6 +143,16 @@ impl Recorder {
             k.occupied = occupied;
         }
         drop(known);
+        if door_changed {
+            let at = now_ms();
+            for (kind, active, evidence) in self.faults.door_changed(b, door_open) {
+                if active {
+                    self.faults.raise(Some(b), kind, evidence, at).await?;
+                } else {
+                    self.faults.clear(Some(b), kind, evidence, at).await?;
+                }
+            }
+        }
         self.stats
             .last_seq
             .store(self.outbox.last_seq(), Ordering::Relaxed);
@@ -228,11 +242,32 @@ pub async fn start<D: LockDriver, K: Keypad>(
     let stats = Arc::new(AgentStats::default());
     let notify = Arc::new(Notify::new());
 
+    let faults = Arc::new(
+        Faults::load(
+            outbox.clone(),
+            driver.boxes(),
+            // A door opening this soon after its pulse was opened by it.
+            Duration::from_millis(cfg.jam_timeout_ms + 2_000),
+            Duration::from_secs(cfg.door_open_alarm_secs),
+        )
+        .await?,
+    );
     let mut known = Vec::with_capacity(usize::from(driver.boxes()));
     for b in BoxNo::all(driver.boxes()) {
+        let door_open = driver.door_open(b).await?;
+        if door_open {
+            faults.door_open_at_start(b);
+        } else {
+            // Door faults that ended while the agent was down end now, once.
+            for kind in [FaultKind::ForcedOpen, FaultKind::DoorLeftOpen] {
+                faults
+                    .clear(Some(b), kind, "door found closed at start".into(), now_ms())
+                    .await?;
+            }
+        }
         known.push(BoxState {
             box_no: b,
-            door_open: driver.door_open(b).await?,
+            door_open,
             occupied: driver.occupied(b).await?,
         });
     }
@@ -241,6 +276,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         outbox: outbox.clone(),
         notify: notify.clone(),
         stats: stats.clone(),
+        faults,
     });
     outbox
         .append(
@@ -405,6 +441,17 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
                 Err(e) => {
                     tracing::warn!(device = %ctx.id, box_no = %b, error = %e, "sensor read failed")
                 }
+            }
+        }
+        for (b, open_for) in ctx.recorder.faults.left_open() {
+            let evidence = format!("door open for {} s", open_for.as_secs());
+            if let Err(e) = ctx
+                .recorder
+                .faults
+                .raise(Some(b), FaultKind::DoorLeftOpen, evidence, now_ms())
+                .await
+            {
+                tracing::error!(device = %ctx.id, error = %e, "recording a fault failed");
             }
         }
     }
@@ -700,9 +747,35 @@ async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<S
         Ok(false) => {}
         Err(e) => return (AckStatus::Failed, Some(format!("door sensor: {e}"))),
     }
+    ctx.recorder.faults.pulsed(b);
     if let Err(e) = ctx.driver.unlock(b).await {
         return (AckStatus::Failed, Some(format!("unlock pulse: {e}")));
     }
+    let (status, detail) = watch_door(ctx, b).await;
+    let faults = &ctx.recorder.faults;
+    let recorded = match status {
+        AckStatus::Jammed => {
+            let evidence = detail.clone().unwrap_or_default();
+            faults
+                .raise(Some(b), FaultKind::LockJam, evidence, now_ms())
+                .await
+        }
+        AckStatus::Opened => {
+            let evidence = "the next pulse opened the door".to_owned();
+            faults
+                .clear(Some(b), FaultKind::LockJam, evidence, now_ms())
+                .await
+        }
+        _ => Ok(false),
+    };
+    if let Err(e) = recorded {
+        tracing::error!(device = %ctx.id, error = %e, "recording a lock fault failed");
+    }
+    (status, detail)
+}
+
+/// After a pulse: the door sensor tells whether the lock opened.
+async fn watch_door<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<String>) {
     let deadline = Instant::now() + Duration::from_millis(ctx.cfg.jam_timeout_ms);
     loop {
         match ctx.driver.door_open(b).await {
@@ -996,11 +1069,22 @@ mod tests {
                 occupied: Some(false),
             })
             .collect();
+        let faults = Arc::new(
+            Faults::load(
+                outbox.clone(),
+                4,
+                Duration::from_millis(2_100),
+                Duration::from_secs(120),
+            )
+            .await
+            .expect("faults"),
+        );
         let recorder = Arc::new(Recorder {
             known: Mutex::new(known),
             outbox: outbox.clone(),
             notify: notify.clone(),
             stats: stats.clone(),
+            faults,
         });
         // A client whose event loop never runs: acks queue up and are never sent, which is
         // what an agent without network does.
@@ -1029,6 +1113,116 @@ mod tests {
             codes,
         });
         (ctx, fake)
+    }
+
+    fn faults_in(events: &[EventBody]) -> Vec<(u16, FaultKind, bool)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EventBody::Fault {
+                    box_no,
+                    fault,
+                    active,
+                    ..
+                } => Some((box_no.map_or(0, BoxNo::get), *fault, *active)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_door_opened_without_a_pulse_is_forced_open_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let b2 = BoxNo::new(2).expect("box");
+        {
+            let (ctx, fake) = ctx(dir.path(), 0.0).await;
+            fake.open_by_hand(b2).expect("open");
+            ctx.recorder
+                .observe(b2, true, Some(false))
+                .await
+                .expect("observe");
+            // The same reading again changes nothing.
+            ctx.recorder
+                .observe(b2, true, Some(false))
+                .await
+                .expect("observe");
+            assert_eq!(
+                faults_in(&events(&ctx).await),
+                vec![(2, FaultKind::ForcedOpen, true)]
+            );
+            ctx.outbox.close().await;
+        }
+        // A restart with the door still open does not raise it again.
+        let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+        assert!(
+            ctx.recorder
+                .faults
+                .is_active(Some(b2), FaultKind::ForcedOpen)
+        );
+        assert!(
+            !ctx.recorder
+                .faults
+                .raise(Some(b2), FaultKind::ForcedOpen, String::new(), now_ms())
+                .await
+                .expect("raise"),
+            "raised twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pulsed_door_is_not_forced_and_closing_clears() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        let b1 = BoxNo::new(1).expect("box");
+        assert_eq!(open_box(&ctx, b1).await.0, AckStatus::Opened);
+        assert!(
+            faults_in(&events(&ctx).await).is_empty(),
+            "a pulsed open is no fault"
+        );
+        fake.close(b1).expect("close");
+        ctx.recorder
+            .observe(b1, false, Some(false))
+            .await
+            .expect("observe");
+        // Now by hand: forced; closing clears it, once.
+        fake.open_by_hand(b1).expect("open");
+        ctx.recorder
+            .observe(b1, true, Some(false))
+            .await
+            .expect("observe");
+        ctx.recorder
+            .observe(b1, false, Some(false))
+            .await
+            .expect("observe");
+        assert_eq!(
+            faults_in(&events(&ctx).await),
+            vec![
+                (1, FaultKind::ForcedOpen, true),
+                (1, FaultKind::ForcedOpen, false)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_jam_is_raised_and_cleared_by_the_next_good_pulse() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let b3 = BoxNo::new(3).expect("box");
+        {
+            let (jammy, _fake) = ctx(dir.path(), 1.0).await;
+            assert_eq!(open_box(&jammy, b3).await.0, AckStatus::Jammed);
+            assert_eq!(open_box(&jammy, b3).await.0, AckStatus::Jammed);
+            jammy.outbox.close().await;
+        }
+        // Repaired and restarted: the first good pulse clears the jam.
+        let (fixed, _fake) = ctx(dir.path(), 0.0).await;
+        assert_eq!(open_box(&fixed, b3).await.0, AckStatus::Opened);
+        assert_eq!(
+            faults_in(&events(&fixed).await),
+            vec![
+                (3, FaultKind::LockJam, true),
+                (3, FaultKind::LockJam, false)
+            ]
+        );
     }
 
     const MASTER: &[u8] = b"test master secret";

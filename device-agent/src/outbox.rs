@@ -11,7 +11,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use protocol::{AckStatus, BoxNo, CommandId, Event, EventBody, ItemId};
+use protocol::{AckStatus, BoxNo, CommandId, Event, EventBody, FaultKind, ItemId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -96,6 +96,9 @@ impl Outbox {
                 not_after INTEGER NOT NULL, reported INTEGER NOT NULL DEFAULT 0)",
             "CREATE TABLE IF NOT EXISTS deposits (item TEXT PRIMARY KEY, at INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS keypad_failures (ts INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS faults (
+                box_no INTEGER NOT NULL, kind TEXT NOT NULL, since INTEGER NOT NULL,
+                PRIMARY KEY (box_no, kind))",
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
@@ -556,6 +559,69 @@ impl Outbox {
                 .await?
                 .unwrap_or(0),
         )
+    }
+
+    // ------------------------------------------------------------------------ faults
+
+    /// Fault conditions active when the last run stopped: (box or 0 for the device, kind).
+    pub async fn active_faults(&self) -> Result<Vec<(u16, FaultKind)>, OutboxError> {
+        let rows = sqlx::query("SELECT box_no, kind FROM faults")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let b: i64 = r.try_get("box_no")?;
+            let kind: String = r.try_get("kind")?;
+            match (u16::try_from(b), FaultKind::parse(&kind)) {
+                (Ok(b), Some(k)) => out.push((b, k)),
+                _ => tracing::error!(box_no = b, %kind, "fault row not understood; ignored"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Raises or clears a fault with its event, in one transaction; `false` (and no event)
+    /// when it already was in that state.
+    pub async fn set_fault(
+        &self,
+        b: Option<BoxNo>,
+        kind: FaultKind,
+        active: bool,
+        evidence: String,
+        at: i64,
+    ) -> Result<bool, OutboxError> {
+        let _numbering = self.numbering.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let box_key = b.map_or(0, |b| i64::from(b.get()));
+        let changed = if active {
+            sqlx::query("INSERT OR IGNORE INTO faults (box_no, kind, since) VALUES (?1, ?2, ?3)")
+                .bind(box_key)
+                .bind(kind.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+        } else {
+            sqlx::query("DELETE FROM faults WHERE box_no = ?1 AND kind = ?2")
+                .bind(box_key)
+                .bind(kind.as_str())
+                .execute(&mut *tx)
+                .await?
+        }
+        .rows_affected()
+            == 1;
+        if !changed {
+            return Ok(false);
+        }
+        let body = EventBody::Fault {
+            box_no: b,
+            fault: kind,
+            active,
+            evidence,
+        };
+        let events = self.insert_events(&mut tx, at, vec![body]).await?;
+        tx.commit().await?;
+        self.publish_numbers(&events);
+        Ok(true)
     }
 
     pub async fn close(&self) {

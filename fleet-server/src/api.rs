@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/openapi.json", get(openapi))
         .merge(crate::api_flows::routes())
+        .merge(crate::api_alarms::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -5,6 +5,7 @@
 //! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
 
 pub mod api;
+pub mod api_alarms;
 pub mod api_flows;
 pub mod commands;
 pub mod config;

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, api_flows};
+use crate::{api, api_alarms, api_flows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,10 @@ use crate::{api, api_flows};
         api_flows::worklist_deposit,
         api_flows::worklist_overdue,
         api_flows::unmet_demand,
+        api_alarms::list_alarms,
+        api_alarms::alarm,
+        api_alarms::ack,
+        api_alarms::clear,
     ),
     modifiers(&Bearer)
 )]

@@ -12,8 +12,8 @@ pub mod topic;
 pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
     AckStatus, BoxState, CodeGrant, CodeSync, Command, CommandAck, CommandAction, CommandStatus,
-    DecodeError, Event, EventBatch, EventBody, Presence, Receipt, RejectReason, StaffCredential,
-    StateSnapshot, decode, encode,
+    DecodeError, Event, EventBatch, EventBody, FaultKind, Presence, Receipt, RejectReason,
+    StaffCredential, StateSnapshot, decode, encode,
 };
 pub use topic::{Channel, DeviceTopic, TopicError};
 

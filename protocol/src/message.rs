@@ -115,6 +115,7 @@ impl Message for EventBatch {
                     detail: Some(d), ..
                 }
                 | EventBody::Lost { detail: d } => check_text("detail", d, 1000),
+                EventBody::Fault { evidence, .. } => check_text("evidence", evidence, 1000),
                 _ => Ok(()),
             };
             text.map_err(|m| DecodeError::Invalid(format!("event {}: {m}", e.seq)))?;
@@ -190,6 +191,78 @@ pub enum EventBody {
     StaffRejected { reason: RejectReason },
     /// The agent now verifies with this version of its code grants.
     CodesApplied { version: u64 },
+    /// A fault condition began (`active: true`) or ended. Raised once per condition and
+    /// cleared once, also across agent restarts; `evidence` says what was seen.
+    Fault {
+        #[serde(rename = "box", default, skip_serializing_if = "Option::is_none")]
+        box_no: Option<BoxNo>,
+        fault: FaultKind,
+        active: bool,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        evidence: String,
+    },
+}
+
+/// What is wrong. Box faults name a box; device faults do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A door stayed open longer than the agent's `door_open_alarm_secs`.
+    DoorLeftOpen,
+    /// A door opened with no unlock pulse before it (no command, code or staff credential).
+    ForcedOpen,
+    /// An unlock pulse did not open the door.
+    LockJam,
+    /// Sensors that contradict each other or cannot be read.
+    SensorFault,
+    /// The lock board does not answer.
+    LockBusUnreachable,
+    OnBattery,
+    Tamper,
+    /// Station devices (kiosk, tax machine, printer).
+    PaperLow,
+    PaperOut,
+    PaperJam,
+    TonerLow,
+    NeedsService,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 12] = [
+        FaultKind::DoorLeftOpen,
+        FaultKind::ForcedOpen,
+        FaultKind::LockJam,
+        FaultKind::SensorFault,
+        FaultKind::LockBusUnreachable,
+        FaultKind::OnBattery,
+        FaultKind::Tamper,
+        FaultKind::PaperLow,
+        FaultKind::PaperOut,
+        FaultKind::PaperJam,
+        FaultKind::TonerLow,
+        FaultKind::NeedsService,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::DoorLeftOpen => "door_left_open",
+            FaultKind::ForcedOpen => "forced_open",
+            FaultKind::LockJam => "lock_jam",
+            FaultKind::SensorFault => "sensor_fault",
+            FaultKind::LockBusUnreachable => "lock_bus_unreachable",
+            FaultKind::OnBattery => "on_battery",
+            FaultKind::Tamper => "tamper",
+            FaultKind::PaperLow => "paper_low",
+            FaultKind::PaperOut => "paper_out",
+            FaultKind::PaperJam => "paper_jam",
+            FaultKind::TonerLow => "toner_low",
+            FaultKind::NeedsService => "needs_service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 /// Why the keypad refused an entry.
@@ -241,6 +314,7 @@ impl EventBody {
             EventBody::StaffOpen { .. } => "staff_open",
             EventBody::StaffRejected { .. } => "staff_rejected",
             EventBody::CodesApplied { .. } => "codes_applied",
+            EventBody::Fault { .. } => "fault",
         }
     }
 
@@ -252,6 +326,7 @@ impl EventBody {
             | EventBody::KeypadLocked { .. }
             | EventBody::StaffRejected { .. }
             | EventBody::CodesApplied { .. } => None,
+            EventBody::Fault { box_no, .. } => *box_no,
             EventBody::Door { box_no, .. }
             | EventBody::Occupancy { box_no, .. }
             | EventBody::CommandResult { box_no, .. }

@@ -1265,6 +1265,14 @@ impl Store {
                     }
                 }
             }
+            EventBody::Fault {
+                box_no,
+                fault,
+                active,
+                evidence,
+            } => {
+                Store::apply_fault(tx, device, *box_no, *fault, *active, evidence, ts, now).await?;
+            }
             EventBody::CodesApplied { version } => {
                 sqlx::query(
                     "UPDATE cabinets SET codes_applied = CASE WHEN $1 > codes_applied THEN $1 ELSE codes_applied END
@@ -1297,7 +1305,8 @@ async fn items_where(
     rows.iter().map(ItemRow::from_row).collect()
 }
 
-/// Whether an event is one [`Store::apply_keypad_event`] acts on.
+/// Whether an event is one [`Store::apply_keypad_event`] acts on (keypad, code and fault
+/// events: each changes items or alarms, so each is applied once, when new).
 pub(super) fn is_keypad_event(body: &EventBody) -> bool {
     matches!(
         body,
@@ -1307,6 +1316,7 @@ pub(super) fn is_keypad_event(body: &EventBody) -> bool {
             | EventBody::StaffOpen { .. }
             | EventBody::StaffRejected { .. }
             | EventBody::CodesApplied { .. }
+            | EventBody::Fault { .. }
     )
 }
 

@@ -4,6 +4,7 @@
 //! the cost of a commit is shared by many events; everything is idempotent on
 //! `(device_id, seq)` so a retransmitted event is stored once.
 
+mod alarms;
 mod flows;
 mod schema;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+pub use alarms::{AlarmAction, AlarmFilter, AlarmRow, REOPEN_WINDOW_MS, SEVERITIES, severity};
 pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, Effects, HistoryRow, Issued, ItemRow, NewItem,
     NotificationRow, Placement, SiteRow, StaffRow,

@@ -5,11 +5,11 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
@@ -204,4 +204,39 @@ const V2: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_attempt_at)",
     "ALTER TABLE audit ADD COLUMN item_id TEXT",
     "ALTER TABLE audit ADD COLUMN outcome TEXT",
+];
+
+/// Alarms and their history (issue 4: faults and alarms).
+const V3: &[&str] = &[
+    // `box_no` 0: the device itself. State: active, acknowledged, cleared.
+    "CREATE TABLE IF NOT EXISTS alarms (
+        alarm_id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        box_no BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        site_id TEXT,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        evidence TEXT,
+        acked_by TEXT,
+        acked_at BIGINT,
+        ack_note TEXT,
+        cleared_at BIGINT,
+        cleared_by TEXT,
+        clear_note TEXT
+    )",
+    // One open alarm per (device, box, kind): repeats bump it instead.
+    "CREATE UNIQUE INDEX IF NOT EXISTS alarms_open ON alarms (device_id, box_no, kind) WHERE state <> 'cleared'",
+    "CREATE INDEX IF NOT EXISTS alarms_state ON alarms (state, last_seen)",
+    "CREATE TABLE IF NOT EXISTS alarm_history (
+        alarm_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS alarm_history_alarm ON alarm_history (alarm_id, at)",
 ];

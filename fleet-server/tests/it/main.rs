@@ -1,4 +1,5 @@
 //! Integration tests of the fleet server crate: storage on SQLite and PostgreSQL.
 
+mod alarms;
 mod flows;
 mod store;

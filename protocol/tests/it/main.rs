@@ -122,6 +122,18 @@ fn keypad_events() {
         EventBody::CodesApplied {
             version: 1_764_288_000_001,
         },
+        EventBody::Fault {
+            box_no: Some(b(5)),
+            fault: protocol::FaultKind::ForcedOpen,
+            active: true,
+            evidence: "door opened with no unlock pulse in the preceding 3000 ms".into(),
+        },
+        EventBody::Fault {
+            box_no: None,
+            fault: protocol::FaultKind::OnBattery,
+            active: false,
+            evidence: String::new(),
+        },
     ];
     let batch = EventBatch {
         v: 1,

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod alarms;
 mod broker_front;
 mod delivery;
 mod flows;

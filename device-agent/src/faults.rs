@@ -1,0 +1,171 @@
+//! Fault detection at the cabinet: each condition raised once when it begins and cleared once
+//! when it ends, with its evidence, also across restarts (the active set lives in the outbox
+//! database, changed in the same transaction as its event).
+//!
+//! Door faults come from the sensor readings the [`crate::Recorder`] sees: a door that opens
+//! with no unlock pulse shortly before is forced open; a door open longer than
+//! `door_open_alarm_secs` is left open. A pulse whose door does not move is a lock jam until
+//! the next pulse opens it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use protocol::{BoxNo, FaultKind};
+
+use crate::outbox::{Outbox, OutboxError};
+
+pub struct Faults {
+    outbox: Arc<Outbox>,
+    active: Mutex<HashSet<(u16, FaultKind)>>,
+    /// Per box: when its lock was last pulsed, and since when its door is open.
+    boxes: Mutex<Vec<BoxTrack>>,
+    /// A door opening this soon after a pulse was opened by it.
+    pulse_grace: Duration,
+    door_open_alarm: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct BoxTrack {
+    pulsed: Option<Instant>,
+    open_since: Option<Instant>,
+}
+
+fn key(b: Option<BoxNo>) -> u16 {
+    b.map_or(0, BoxNo::get)
+}
+
+impl Faults {
+    pub async fn load(
+        outbox: Arc<Outbox>,
+        boxes: u16,
+        pulse_grace: Duration,
+        door_open_alarm: Duration,
+    ) -> Result<Faults, OutboxError> {
+        let active = outbox.active_faults().await?.into_iter().collect();
+        Ok(Faults {
+            outbox,
+            active: Mutex::new(active),
+            boxes: Mutex::new(vec![BoxTrack::default(); usize::from(boxes)]),
+            pulse_grace,
+            door_open_alarm,
+        })
+    }
+
+    fn set(&self) -> MutexGuard<'_, HashSet<(u16, FaultKind)>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tracks(&self) -> MutexGuard<'_, Vec<BoxTrack>> {
+        self.boxes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_active(&self, b: Option<BoxNo>, kind: FaultKind) -> bool {
+        self.set().contains(&(key(b), kind))
+    }
+
+    pub fn active(&self) -> Vec<(u16, FaultKind)> {
+        let mut v: Vec<_> = self.set().iter().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Raises a fault unless it is active; `true` when this call raised it.
+    pub async fn raise(
+        &self,
+        b: Option<BoxNo>,
+        kind: FaultKind,
+        evidence: String,
+        at: i64,
+    ) -> Result<bool, OutboxError> {
+        if self.is_active(b, kind) {
+            return Ok(false);
+        }
+        let changed = self.outbox.set_fault(b, kind, true, evidence, at).await?;
+        self.set().insert((key(b), kind));
+        if changed {
+            tracing::warn!(r#box = key(b), fault = kind.as_str(), "fault raised");
+        }
+        Ok(changed)
+    }
+
+    /// Clears a fault if it is active; `true` when this call cleared it.
+    pub async fn clear(
+        &self,
+        b: Option<BoxNo>,
+        kind: FaultKind,
+        evidence: String,
+        at: i64,
+    ) -> Result<bool, OutboxError> {
+        if !self.is_active(b, kind) {
+            return Ok(false);
+        }
+        let changed = self.outbox.set_fault(b, kind, false, evidence, at).await?;
+        self.set().remove(&(key(b), kind));
+        if changed {
+            tracing::info!(r#box = key(b), fault = kind.as_str(), "fault cleared");
+        }
+        Ok(changed)
+    }
+
+    /// The lock of `b` is about to be pulsed.
+    pub fn pulsed(&self, b: BoxNo) {
+        if let Some(t) = self.tracks().get_mut(usize::from(b.get()) - 1) {
+            t.pulsed = Some(Instant::now());
+        }
+    }
+
+    /// A door reading changed. Returns the fault changes to record, in order.
+    pub fn door_changed(&self, b: BoxNo, open: bool) -> Vec<(FaultKind, bool, String)> {
+        let mut tracks = self.tracks();
+        let Some(t) = tracks.get_mut(usize::from(b.get()) - 1) else {
+            return Vec::new();
+        };
+        if open {
+            t.open_since = Some(Instant::now());
+            // A pulse authorises one opening: the next one needs a pulse of its own.
+            let authorised = t
+                .pulsed
+                .take()
+                .is_some_and(|p| p.elapsed() <= self.pulse_grace);
+            if authorised {
+                Vec::new()
+            } else {
+                vec![(
+                    FaultKind::ForcedOpen,
+                    true,
+                    format!(
+                        "door opened with no unlock pulse in the preceding {} ms",
+                        self.pulse_grace.as_millis()
+                    ),
+                )]
+            }
+        } else {
+            t.open_since = None;
+            vec![
+                (FaultKind::ForcedOpen, false, "door closed".to_owned()),
+                (FaultKind::DoorLeftOpen, false, "door closed".to_owned()),
+            ]
+        }
+    }
+
+    /// The door of `b` was found open at start: it counts from now.
+    pub fn door_open_at_start(&self, b: BoxNo) {
+        if let Some(t) = self.tracks().get_mut(usize::from(b.get()) - 1) {
+            t.open_since = Some(Instant::now());
+        }
+    }
+
+    /// Boxes whose door has been open longer than the alarm time, with how long.
+    pub fn left_open(&self) -> Vec<(BoxNo, Duration)> {
+        self.tracks()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let since = t.open_since?.elapsed();
+                let b = BoxNo::new(u16::try_from(i + 1).ok()?).ok()?;
+                (since > self.door_open_alarm).then_some((b, since))
+            })
+            .collect()
+    }
+}

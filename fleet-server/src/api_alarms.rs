@@ -1,0 +1,188 @@
+//! HTTP routes of alarms: list and filter, one alarm with its history, acknowledge, clear.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::FaultKind;
+use protocol::message::check_text;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role};
+use crate::store::{AlarmAction, AlarmFilter, AlarmRow, HistoryRow, SEVERITIES};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alarms", get(list_alarms))
+        .route("/api/v1/alarms/:id", get(alarm))
+        .route("/api/v1/alarms/:id/ack", post(ack))
+        .route("/api/v1/alarms/:id/clear", post(clear))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlarmQuery {
+    /// open (default: active or acknowledged), active, acknowledged, cleared, all.
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    site: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+    /// A fault kind, e.g. forced_open.
+    #[serde(default)]
+    kind: Option<String>,
+    /// critical, major, minor or warning.
+    #[serde(default)]
+    severity: Option<String>,
+    /// 1 to 10000 (default 200).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlarmsList {
+    count: usize,
+    alarms: Vec<AlarmRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", security(("bearer" = [])),
+    params(AlarmQuery),
+    responses((status = 200, body = AlarmsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_alarms(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<AlarmQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let state = q.state.unwrap_or_else(|| "open".into());
+    if !["open", "active", "acknowledged", "cleared", "all"].contains(&state.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "state {state:?} is unknown; use open, active, acknowledged, cleared or all"
+        )));
+    }
+    if let Some(k) = &q.kind
+        && FaultKind::parse(k).is_none()
+    {
+        let kinds: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+        return Err(ApiError::bad_request(format!(
+            "kind {k:?} is unknown; use one of: {}",
+            kinds.join(", ")
+        )));
+    }
+    if let Some(sev) = &q.severity
+        && !SEVERITIES.contains(&sev.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "severity {sev:?} is unknown; use one of: {}",
+            SEVERITIES.join(", ")
+        )));
+    }
+    let alarms = s
+        .store
+        .alarms(&AlarmFilter {
+            state: Some(state),
+            site: q.site,
+            device: q.device,
+            kind: q.kind,
+            severity: q.severity,
+            limit: q.limit.unwrap_or(200).clamp(1, 10_000),
+        })
+        .await?;
+    Ok(Json(AlarmsList {
+        count: alarms.len(),
+        alarms,
+    })
+    .into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlarmDetail {
+    alarm: AlarmRow,
+    history: Vec<HistoryRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/alarms/{id}", tag = "alarms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "alarm id")),
+    responses((status = 200, body = AlarmDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn alarm(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Some(alarm) = s.store.alarm(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no alarm {id:?}"),
+        ));
+    };
+    let history = s.store.alarm_history(&id).await?;
+    Ok(Json(AlarmDetail { alarm, history }).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoteBody {
+    /// What was done or found (1 to 500 characters); kept in the alarm's history.
+    note: String,
+}
+
+fn note(body: &NoteBody) -> Result<&str, ApiError> {
+    let n = body.note.trim();
+    if n.is_empty() {
+        return Err(ApiError::bad_request(
+            "note is required: say what was done or found; it goes into the alarm's history",
+        ));
+    }
+    check_text("note", n, 500).map_err(ApiError::bad_request)?;
+    Ok(n)
+}
+
+fn answer(id: &str, refusal: &str, outcome: AlarmAction) -> Result<Response, ApiError> {
+    match outcome {
+        AlarmAction::Done(a) => Ok(Json(*a).into_response()),
+        AlarmAction::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no alarm {id:?}"),
+        )),
+        AlarmAction::WrongState(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("alarm {id} is {state}; {refusal}"),
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "alarms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "alarm id")), request_body = NoteBody,
+    responses((status = 200, body = AlarmRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn ack(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<NoteBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let n = note(&body)?;
+    let actor = format!("token:{}", caller.name);
+    let outcome = s.store.ack_alarm(&id, &actor, n, crate::now_ms()).await?;
+    answer(&id, "only an active alarm can be acknowledged", outcome)
+}
+
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/clear", tag = "alarms", security(("bearer" = [])),
+    params(("id" = String, Path, description = "alarm id")), request_body = NoteBody,
+    responses((status = 200, body = AlarmRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn clear(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<NoteBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let n = note(&body)?;
+    let actor = format!("token:{}", caller.name);
+    let outcome = s.store.clear_alarm(&id, &actor, n, crate::now_ms()).await?;
+    answer(&id, "there is nothing left to clear", outcome)
+}

@@ -1,0 +1,363 @@
+//! Storage of alarms: one open alarm per (device, box, kind), raised and cleared by fault
+//! events inside the ingest transaction, acknowledged and cleared by operators, with history.
+//!
+//! A fault that clears and comes back within [`REOPEN_WINDOW_MS`] reopens the same alarm and
+//! bumps its count: a flapping door is one alarm with a count, not a thousand alarms.
+
+use protocol::{BoxNo, DeviceId, FaultKind};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// A cleared alarm raised again within this time is reopened rather than duplicated.
+pub const REOPEN_WINDOW_MS: i64 = 10 * 60_000;
+
+/// How bad a fault is, for filtering and escalation.
+pub fn severity(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::ForcedOpen | FaultKind::Tamper => "critical",
+        FaultKind::LockJam | FaultKind::LockBusUnreachable | FaultKind::SensorFault => "major",
+        FaultKind::DoorLeftOpen
+        | FaultKind::OnBattery
+        | FaultKind::PaperOut
+        | FaultKind::PaperJam
+        | FaultKind::NeedsService => "minor",
+        FaultKind::PaperLow | FaultKind::TonerLow => "warning",
+    }
+}
+
+pub const SEVERITIES: [&str; 4] = ["critical", "major", "minor", "warning"];
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlarmRow {
+    pub id: String,
+    pub device_id: String,
+    /// The box, or none for the device itself.
+    #[serde(rename = "box")]
+    pub box_no: Option<i64>,
+    pub kind: String,
+    /// critical, major, minor or warning.
+    pub severity: String,
+    /// active, acknowledged or cleared.
+    pub state: String,
+    pub site_id: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// How often the condition was raised while this alarm was open (or reopened).
+    pub count: i64,
+    pub evidence: Option<String>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<i64>,
+    pub ack_note: Option<String>,
+    pub cleared_at: Option<i64>,
+    /// `device` when the condition ended by itself, else the operator.
+    pub cleared_by: Option<String>,
+    pub clear_note: Option<String>,
+}
+
+const ALARM_COLS: &str = "alarm_id, device_id, box_no, kind, severity, state, site_id, first_seen,
+    last_seen, count, evidence, acked_by, acked_at, ack_note, cleared_at, cleared_by, clear_note";
+
+impl AlarmRow {
+    fn from_row(r: &AnyRow) -> Result<AlarmRow, StoreError> {
+        let b: i64 = r.try_get("box_no")?;
+        Ok(AlarmRow {
+            id: r.try_get("alarm_id")?,
+            device_id: r.try_get("device_id")?,
+            box_no: (b > 0).then_some(b),
+            kind: r.try_get("kind")?,
+            severity: r.try_get("severity")?,
+            state: r.try_get("state")?,
+            site_id: r.try_get("site_id")?,
+            first_seen: r.try_get("first_seen")?,
+            last_seen: r.try_get("last_seen")?,
+            count: r.try_get("count")?,
+            evidence: r.try_get("evidence")?,
+            acked_by: r.try_get("acked_by")?,
+            acked_at: r.try_get("acked_at")?,
+            ack_note: r.try_get("ack_note")?,
+            cleared_at: r.try_get("cleared_at")?,
+            cleared_by: r.try_get("cleared_by")?,
+            clear_note: r.try_get("clear_note")?,
+        })
+    }
+}
+
+/// Filters of the alarm list; `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct AlarmFilter {
+    /// `open` (active or acknowledged), `active`, `acknowledged`, `cleared`, or any.
+    pub state: Option<String>,
+    pub site: Option<String>,
+    pub device: Option<String>,
+    pub kind: Option<String>,
+    pub severity: Option<String>,
+    pub limit: i64,
+}
+
+/// What an operator action found.
+pub enum AlarmAction {
+    Done(Box<AlarmRow>),
+    NotFound,
+    /// The alarm is not in a state the action applies to (its state now).
+    WrongState(String),
+}
+
+impl Store {
+    /// Applies one new fault event of `device` inside the ingest transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn apply_fault(
+        tx: &mut Tx<'_>,
+        device: &DeviceId,
+        box_no: Option<BoxNo>,
+        kind: FaultKind,
+        active: bool,
+        evidence: &str,
+        ts: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let b = box_no.map_or(0, |b| i64::from(b.get()));
+        let open = sqlx::query(
+            "SELECT alarm_id FROM alarms
+             WHERE device_id = $1 AND box_no = $2 AND kind = $3 AND state <> 'cleared'",
+        )
+        .bind(device.as_str())
+        .bind(b)
+        .bind(kind.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get::<String, _>("alarm_id"))
+        .transpose()?;
+        let evidence = (!evidence.is_empty()).then_some(evidence);
+        if !active {
+            if let Some(id) = open {
+                sqlx::query(
+                    "UPDATE alarms SET state = 'cleared', cleared_at = $1, cleared_by = 'device',
+                       last_seen = $2 WHERE alarm_id = $3",
+                )
+                .bind(now)
+                .bind(ts)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+                alarm_history(tx, &id, now, "cleared", "device", evidence).await?;
+            }
+            return Ok(());
+        }
+        if let Some(id) = open {
+            sqlx::query(
+                "UPDATE alarms SET count = count + 1, last_seen = $1,
+                   evidence = COALESCE($2, evidence) WHERE alarm_id = $3",
+            )
+            .bind(ts)
+            .bind(evidence)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(());
+        }
+        // Cleared by the device a moment ago: the same condition flapping.
+        let recent = sqlx::query(
+            "SELECT alarm_id FROM alarms
+             WHERE device_id = $1 AND box_no = $2 AND kind = $3 AND state = 'cleared'
+               AND cleared_by = 'device' AND cleared_at >= $4
+             ORDER BY cleared_at DESC LIMIT 1",
+        )
+        .bind(device.as_str())
+        .bind(b)
+        .bind(kind.as_str())
+        .bind(now - REOPEN_WINDOW_MS)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get::<String, _>("alarm_id"))
+        .transpose()?;
+        if let Some(id) = recent {
+            sqlx::query(
+                "UPDATE alarms SET state = 'active', count = count + 1, last_seen = $1,
+                   evidence = COALESCE($2, evidence), cleared_at = NULL, cleared_by = NULL
+                 WHERE alarm_id = $3",
+            )
+            .bind(ts)
+            .bind(evidence)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            alarm_history(
+                tx,
+                &id,
+                now,
+                "active",
+                "device",
+                Some("raised again (flapping)"),
+            )
+            .await?;
+            return Ok(());
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query(
+            "INSERT INTO alarms (alarm_id, device_id, box_no, kind, severity, state, site_id,
+                                 first_seen, last_seen, count, evidence)
+             VALUES ($1, $2, $3, $4, $5, 'active',
+                     (SELECT site_id FROM cabinets WHERE device_id = $2), $6, $6, 1, $7)",
+        )
+        .bind(&id)
+        .bind(device.as_str())
+        .bind(b)
+        .bind(kind.as_str())
+        .bind(severity(kind))
+        .bind(ts)
+        .bind(evidence)
+        .execute(&mut **tx)
+        .await?;
+        alarm_history(tx, &id, now, "active", "device", evidence).await?;
+        tracing::warn!(%device, r#box = b, kind = kind.as_str(), severity = severity(kind), "alarm raised");
+        Ok(())
+    }
+
+    pub async fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
+        let state_sql = match f.state.as_deref() {
+            Some("open") => "state <> 'cleared'",
+            Some("active") => "state = 'active'",
+            Some("acknowledged") => "state = 'acknowledged'",
+            Some("cleared") => "state = 'cleared'",
+            _ => "1 = 1",
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ALARM_COLS} FROM alarms WHERE {state_sql}
+               AND ($1 IS NULL OR site_id = $1) AND ($2 IS NULL OR device_id = $2)
+               AND ($3 IS NULL OR kind = $3) AND ($4 IS NULL OR severity = $4)
+             ORDER BY last_seen DESC, alarm_id LIMIT $5"
+        )))
+        .bind(f.site.as_deref())
+        .bind(f.device.as_deref())
+        .bind(f.kind.as_deref())
+        .bind(f.severity.as_deref())
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AlarmRow::from_row).collect()
+    }
+
+    pub async fn alarm(&self, id: &str) -> Result<Option<AlarmRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ALARM_COLS} FROM alarms WHERE alarm_id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(AlarmRow::from_row).transpose()
+    }
+
+    pub async fn alarm_history(&self, id: &str) -> Result<Vec<super::HistoryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, state, actor, detail FROM alarm_history WHERE alarm_id = $1 ORDER BY at",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::HistoryRow {
+                    at: r.try_get("at")?,
+                    state: r.try_get("state")?,
+                    actor: r.try_get("actor")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// An operator acknowledges an active alarm (it stays open until its condition ends).
+    pub async fn ack_alarm(
+        &self,
+        id: &str,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<AlarmAction, StoreError> {
+        self.operator_action(
+            id,
+            "UPDATE alarms SET state = 'acknowledged', acked_by = $1, acked_at = $2, ack_note = $3
+             WHERE alarm_id = $4 AND state = 'active'",
+            "acknowledged",
+            actor,
+            note,
+            now,
+        )
+        .await
+    }
+
+    /// An operator clears an open alarm whose condition cannot clear itself (or was fixed).
+    pub async fn clear_alarm(
+        &self,
+        id: &str,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<AlarmAction, StoreError> {
+        self.operator_action(
+            id,
+            "UPDATE alarms SET state = 'cleared', cleared_by = $1, cleared_at = $2, clear_note = $3
+             WHERE alarm_id = $4 AND state <> 'cleared'",
+            "cleared",
+            actor,
+            note,
+            now,
+        )
+        .await
+    }
+
+    async fn operator_action(
+        &self,
+        id: &str,
+        update: &'static str,
+        to: &str,
+        actor: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<AlarmAction, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(update)
+            .bind(actor)
+            .bind(now)
+            .bind(note)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            alarm_history(&mut tx, id, now, to, actor, Some(note)).await?;
+        }
+        tx.commit().await?;
+        match self.alarm(id).await? {
+            None => Ok(AlarmAction::NotFound),
+            Some(a) if n == 1 => Ok(AlarmAction::Done(Box::new(a))),
+            Some(a) => Ok(AlarmAction::WrongState(a.state)),
+        }
+    }
+}
+
+async fn alarm_history(
+    tx: &mut Tx<'_>,
+    id: &str,
+    at: i64,
+    state: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO alarm_history (alarm_id, at, state, actor, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(state)
+    .bind(actor)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Alarms on SQLite and PostgreSQL: one open alarm per condition, flapping folded into one,
+//! exactly-once fault events, operator acknowledgement and clearing with history.
+
+use fleet_server::store::{AlarmAction, AlarmFilter, IngestBatch, Store};
+use protocol::{BoxNo, DeviceId, Event, EventBody, FaultKind};
+
+use crate::store::{with_postgres, with_sqlite};
+
+const NOW: i64 = 1_764_288_000_000;
+
+fn fault(seq: u64, b: u16, kind: FaultKind, active: bool) -> IngestBatch {
+    let d = DeviceId::parse("cab-f").expect("id");
+    IngestBatch {
+        received_at: NOW + seq as i64,
+        events: vec![(
+            d.clone(),
+            Event {
+                seq,
+                ts: NOW + seq as i64,
+                body: EventBody::Fault {
+                    box_no: BoxNo::new(b).ok(),
+                    fault: kind,
+                    active,
+                    evidence: format!("seen at {seq}"),
+                },
+            },
+        )],
+        snapshots: vec![],
+        marks: [(d, seq)].into_iter().collect(),
+    }
+}
+
+fn open_filter() -> AlarmFilter {
+    AlarmFilter {
+        state: Some("open".into()),
+        limit: 100,
+        ..AlarmFilter::default()
+    }
+}
+
+fn all_filter() -> AlarmFilter {
+    AlarmFilter {
+        state: Some("all".into()),
+        limit: 100,
+        ..AlarmFilter::default()
+    }
+}
+
+pub async fn a_flapping_door_is_one_alarm(store: Store) {
+    let mut seq = 0;
+    for _ in 0..1000 {
+        for active in [true, false] {
+            seq += 1;
+            store
+                .ingest(&fault(seq, 3, FaultKind::ForcedOpen, active))
+                .await
+                .expect("ingest");
+        }
+    }
+    let all = store.alarms(&all_filter()).await.expect("alarms");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!((all[0].count, all[0].state.as_str()), (1000, "cleared"));
+    assert_eq!(all[0].severity, "critical");
+    assert_eq!(all[0].box_no, Some(3));
+    // A retransmitted event changes nothing.
+    store
+        .ingest(&fault(1, 3, FaultKind::ForcedOpen, true))
+        .await
+        .expect("dup");
+    assert_eq!(
+        store.alarms(&all_filter()).await.expect("alarms")[0].count,
+        1000
+    );
+    // Other boxes and kinds are alarms of their own.
+    store
+        .ingest(&fault(seq + 1, 3, FaultKind::DoorLeftOpen, true))
+        .await
+        .expect("ingest");
+    store
+        .ingest(&fault(seq + 2, 4, FaultKind::ForcedOpen, true))
+        .await
+        .expect("ingest");
+    assert_eq!(store.alarms(&open_filter()).await.expect("open").len(), 2);
+}
+
+pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
+    store
+        .ingest(&fault(1, 2, FaultKind::LockJam, true))
+        .await
+        .expect("ingest");
+    let a = store.alarms(&open_filter()).await.expect("open").remove(0);
+    assert_eq!(a.state, "active");
+    let acked = match store
+        .ack_alarm(&a.id, "token:night-desk", "technician called", NOW + 10)
+        .await
+        .expect("ack")
+    {
+        AlarmAction::Done(a) => a,
+        _ => panic!("ack refused"),
+    };
+    assert_eq!(acked.state, "acknowledged");
+    assert_eq!(acked.acked_by.as_deref(), Some("token:night-desk"));
+    assert!(matches!(
+        store.ack_alarm(&a.id, "x", "again", NOW + 11).await.expect("ack"),
+        AlarmAction::WrongState(s) if s == "acknowledged"
+    ));
+    // Raised again while acknowledged: counted, still one alarm, still acknowledged.
+    store
+        .ingest(&fault(2, 2, FaultKind::LockJam, true))
+        .await
+        .expect("ingest");
+    let now = store.alarm(&a.id).await.expect("alarm").expect("exists");
+    assert_eq!((now.count, now.state.as_str()), (2, "acknowledged"));
+    assert!(matches!(
+        store
+            .clear_alarm(&a.id, "token:night-desk", "lock replaced", NOW + 20)
+            .await
+            .expect("clear"),
+        AlarmAction::Done(_)
+    ));
+    assert!(matches!(
+        store
+            .clear_alarm("nope", "x", "n", NOW)
+            .await
+            .expect("clear"),
+        AlarmAction::NotFound
+    ));
+    let history: Vec<String> = store
+        .alarm_history(&a.id)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|h| format!("{} by {}", h.state, h.actor))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "active by device",
+            "acknowledged by token:night-desk",
+            "cleared by token:night-desk"
+        ]
+    );
+    // Cleared by an operator: the next fault is a new alarm, not a reopening.
+    store
+        .ingest(&fault(3, 2, FaultKind::LockJam, true))
+        .await
+        .expect("ingest");
+    assert_eq!(store.alarms(&all_filter()).await.expect("all").len(), 2);
+}
+
+macro_rules! alarms_on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { with_sqlite(super::$name).await } )*
+            use super::with_sqlite;
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: run .ci/run, or set LOCKERFLEET_TEST_POSTGRES_URL and pass --include-ignored"]
+                async fn $name() { with_postgres(super::$name).await }
+            )*
+            use super::with_postgres;
+        }
+    };
+}
+
+alarms_on_both!(
+    a_flapping_door_is_one_alarm,
+    operators_acknowledge_and_clear_with_history,
+);
