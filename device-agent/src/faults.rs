@@ -84,7 +84,7 @@ impl Faults {
         let changed = self.outbox.set_fault(b, kind, true, evidence, at).await?;
         self.set().insert((key(b), kind));
         if changed {
-            tracing::warn!(r#box = key(b), fault = kind.as_str(), "fault raised");
+            tracing::info!(r#box = key(b), fault = kind.as_str(), "fault raised");
         }
         Ok(changed)
     }

@@ -10,7 +10,7 @@ use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role};
-use crate::store::{AlarmAction, AlarmFilter, AlarmRow, HistoryRow, SEVERITIES};
+use crate::store::{AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, HistoryRow, SEVERITIES};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,7 +31,7 @@ pub(crate) struct AlarmQuery {
     site: Option<String>,
     #[serde(default)]
     device: Option<String>,
-    /// A fault kind, e.g. forced_open.
+    /// A fault kind (e.g. forced_open) or device_offline.
     #[serde(default)]
     kind: Option<String>,
     /// critical, major, minor or warning.
@@ -65,8 +65,10 @@ pub(crate) async fn list_alarms(
     }
     if let Some(k) = &q.kind
         && FaultKind::parse(k).is_none()
+        && k != DEVICE_OFFLINE
     {
-        let kinds: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+        let mut kinds: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+        kinds.push(DEVICE_OFFLINE);
         return Err(ApiError::bad_request(format!(
             "kind {k:?} is unknown; use one of: {}",
             kinds.join(", ")

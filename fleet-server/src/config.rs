@@ -63,6 +63,11 @@ pub struct ServerConfig {
     pub notify_max_attempts: u32,
     /// The retry backoff doubles up to this.
     pub notify_max_backoff_secs: u64,
+    /// A device offline this long raises `device_offline`; a reconnect within it raises
+    /// nothing.
+    pub offline_grace_secs: u64,
+    /// An active alarm nobody acknowledged escalates after this long.
+    pub alarm_escalate_after_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +97,8 @@ impl Default for ServerConfig {
             webhook_secret: None,
             notify_max_attempts: 12,
             notify_max_backoff_secs: 300,
+            offline_grace_secs: 60,
+            alarm_escalate_after_secs: 900,
         }
     }
 }
@@ -174,6 +181,9 @@ impl ServerConfig {
                 "webhook_secret",
                 "must be set (16 characters or more) when webhook_url is set: the platform checks the signature with it",
             );
+        }
+        if self.alarm_escalate_after_secs == 0 {
+            return bad("alarm_escalate_after_secs", "must be at least 1");
         }
         if self.notify_max_attempts == 0 {
             return bad("notify_max_attempts", "must be at least 1");

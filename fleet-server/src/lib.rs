@@ -4,6 +4,7 @@
 //! stops them in order: stop intake (broker front, HTTP), drain (link reader, ingest writer),
 //! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
 
+pub mod alarms;
 pub mod api;
 pub mod api_alarms;
 pub mod api_flows;
@@ -189,6 +190,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         cancel.clone(),
     ));
     tracker.spawn(service.clone().sweep(cancel.clone()));
+    tracker.spawn(alarms::sweep(
+        store.clone(),
+        alarms::AlarmSettings {
+            offline_grace: std::time::Duration::from_secs(cfg.offline_grace_secs),
+            escalate_after: std::time::Duration::from_secs(cfg.alarm_escalate_after_secs),
+        },
+        cancel.clone(),
+    ));
     spawn_notifier(&cfg, &service, &tracker, cancel.clone())?;
     let writer = ingest::Writer {
         store: store.clone(),

@@ -60,6 +60,12 @@ struct Args {
     /// Service platform webhook URL for item events (needs --webhook-secret).
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_URL")]
     webhook_url: Option<String>,
+    /// Seconds a device may be offline before `device_offline` is raised.
+    #[arg(long, env = "LOCKERFLEET_OFFLINE_GRACE_SECS")]
+    offline_grace_secs: Option<u64>,
+    /// Seconds before an unacknowledged alarm escalates.
+    #[arg(long, env = "LOCKERFLEET_ALARM_ESCALATE_AFTER_SECS")]
+    alarm_escalate_after_secs: Option<u64>,
     /// HMAC key the webhook signatures are made with.
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
@@ -82,7 +88,9 @@ impl Args {
             max_connections,
             code_digits,
             timeup_grace_secs,
-            utc_offset_minutes
+            utc_offset_minutes,
+            offline_grace_secs,
+            alarm_escalate_after_secs
         );
         for (field, value) in [
             (&mut cfg.sms_gateway_url, self.sms_gateway_url),

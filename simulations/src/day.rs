@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use device_agent::LockDriver;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -154,6 +155,7 @@ pub fn run(
             .map(|(i, c)| (c.agent.id.to_string(), i))
             .collect(),
     );
+    let admin_for_desk = admin.clone();
     let t = tracker.clone();
     let (f, s, c, p, idx) = (
         fleet.clone(),
@@ -188,6 +190,8 @@ pub fn run(
             t.spawn(person);
         }
     });
+    tracker.spawn(mischief(fleet.clone(), cancel.clone()));
+    tracker.spawn(night_desk(admin_for_desk, cancel.clone()));
     for site in 1..=spec.sites {
         tracker.spawn(helper(
             platform.clone(),
@@ -375,5 +379,64 @@ async fn helper(
                 }
             }
         }
+    }
+}
+
+/// Faults at a realistic rate: about every half minute somewhere a door is pulled open
+/// without a code (forced open); most are shut within seconds, some stay open past the
+/// left-open alarm time. Jammed locks come from the fleet's jam rate.
+async fn mischief(fleet: Arc<Fleet>, cancel: CancellationToken) {
+    loop {
+        if !pause(&cancel, 15.0, 45.0).await {
+            return;
+        }
+        let (cab, b, left_open) = {
+            let mut rng = rand::thread_rng();
+            let cab = rng.gen_range(0..fleet.cabinets.len());
+            let boxes = fleet.cabinets[cab].locks.boxes();
+            (cab, rng.gen_range(1..=boxes), rng.gen_bool(0.15))
+        };
+        let Ok(box_no) = protocol::BoxNo::new(b) else {
+            continue;
+        };
+        let locks = &fleet.cabinets[cab].locks;
+        if locks.open_by_hand(box_no).is_err() {
+            continue;
+        }
+        let (lo, hi) = if left_open {
+            (130.0, 180.0)
+        } else {
+            (2.0, 20.0)
+        };
+        if !pause(&cancel, lo, hi).await {
+            return;
+        }
+        let _ = locks.close(box_no);
+    }
+}
+
+/// The night desk acknowledges the oldest active alarm now and then.
+async fn night_desk(admin: ApiClient, cancel: CancellationToken) {
+    loop {
+        if !pause(&cancel, 20.0, 40.0).await {
+            return;
+        }
+        let Ok(v) = admin.get("/api/v1/alarms?state=active&limit=100").await else {
+            continue;
+        };
+        let Some(id) = v["alarms"]
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|a| a["id"].as_str())
+        else {
+            continue;
+        };
+        let _ = admin
+            .send(
+                Method::POST,
+                &format!("/api/v1/alarms/{id}/ack"),
+                &json!({"note": "demo night desk: looking into it"}),
+            )
+            .await;
     }
 }

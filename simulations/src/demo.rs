@@ -147,6 +147,25 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     p50,
                 );
                 println!("        {}", day_stats.line());
+                let all = server
+                    .store
+                    .alarms(&fleet_server::store::AlarmFilter {
+                        state: Some("all".into()),
+                        limit: 10_000,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_default();
+                let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+                for a in all.iter().filter(|a| a.state != "cleared") {
+                    *kinds.entry(a.kind.as_str()).or_default() += 1;
+                }
+                let open: usize = kinds.values().sum();
+                let acked = all.iter().filter(|a| a.state == "acknowledged").count();
+                println!(
+                    "        alarms: {open} open ({acked} acknowledged) {kinds:?}, {} cleared",
+                    all.len() - open
+                );
             }
             _ = open_tick.tick() => {
                 // Somebody is stuck at a locker: an operator opens a box remotely.

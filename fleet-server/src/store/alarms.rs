@@ -57,10 +57,23 @@ pub struct AlarmRow {
     /// `device` when the condition ended by itself, else the operator.
     pub cleared_by: Option<String>,
     pub clear_note: Option<String>,
+    /// When it escalated for want of an acknowledgement.
+    pub escalated_at: Option<i64>,
+    /// A box alarm of a device that is offline: shown, but not the thing to act on (the
+    /// device's `device_offline` alarm is).
+    pub suppressed: bool,
 }
 
-const ALARM_COLS: &str = "alarm_id, device_id, box_no, kind, severity, state, site_id, first_seen,
-    last_seen, count, evidence, acked_by, acked_at, ack_note, cleared_at, cleared_by, clear_note";
+/// Every alarm column, plus `suppressed` (an open `device_offline` alarm of the same device).
+const ALARM_SELECT: &str = "SELECT a.alarm_id, a.device_id, a.box_no, a.kind, a.severity, a.state,
+    a.site_id, a.first_seen, a.last_seen, a.count, a.evidence, a.acked_by, a.acked_at, a.ack_note,
+    a.cleared_at, a.cleared_by, a.clear_note, a.escalated_at,
+    CASE WHEN a.box_no > 0 AND EXISTS (SELECT 1 FROM alarms o WHERE o.device_id = a.device_id
+         AND o.kind = 'device_offline' AND o.state <> 'cleared') THEN 1 ELSE 0 END AS suppressed
+    FROM alarms a";
+
+/// The server's own alarm kind for a device offline past the grace.
+pub const DEVICE_OFFLINE: &str = "device_offline";
 
 impl AlarmRow {
     fn from_row(r: &AnyRow) -> Result<AlarmRow, StoreError> {
@@ -83,6 +96,8 @@ impl AlarmRow {
             cleared_at: r.try_get("cleared_at")?,
             cleared_by: r.try_get("cleared_by")?,
             clear_note: r.try_get("clear_note")?,
+            escalated_at: r.try_get("escalated_at")?,
+            suppressed: r.try_get::<i64, _>("suppressed")? != 0,
         })
     }
 }
@@ -121,116 +136,51 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let b = box_no.map_or(0, |b| i64::from(b.get()));
-        let open = sqlx::query(
-            "SELECT alarm_id FROM alarms
-             WHERE device_id = $1 AND box_no = $2 AND kind = $3 AND state <> 'cleared'",
-        )
-        .bind(device.as_str())
-        .bind(b)
-        .bind(kind.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get::<String, _>("alarm_id"))
-        .transpose()?;
-        let evidence = (!evidence.is_empty()).then_some(evidence);
-        if !active {
-            if let Some(id) = open {
-                sqlx::query(
-                    "UPDATE alarms SET state = 'cleared', cleared_at = $1, cleared_by = 'device',
-                       last_seen = $2 WHERE alarm_id = $3",
-                )
-                .bind(now)
-                .bind(ts)
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-                alarm_history(tx, &id, now, "cleared", "device", evidence).await?;
-            }
-            return Ok(());
-        }
-        if let Some(id) = open {
-            sqlx::query(
-                "UPDATE alarms SET count = count + 1, last_seen = $1,
-                   evidence = COALESCE($2, evidence) WHERE alarm_id = $3",
-            )
-            .bind(ts)
-            .bind(evidence)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            return Ok(());
-        }
-        // Cleared by the device a moment ago: the same condition flapping.
-        let recent = sqlx::query(
-            "SELECT alarm_id FROM alarms
-             WHERE device_id = $1 AND box_no = $2 AND kind = $3 AND state = 'cleared'
-               AND cleared_by = 'device' AND cleared_at >= $4
-             ORDER BY cleared_at DESC LIMIT 1",
-        )
-        .bind(device.as_str())
-        .bind(b)
-        .bind(kind.as_str())
-        .bind(now - REOPEN_WINDOW_MS)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get::<String, _>("alarm_id"))
-        .transpose()?;
-        if let Some(id) = recent {
-            sqlx::query(
-                "UPDATE alarms SET state = 'active', count = count + 1, last_seen = $1,
-                   evidence = COALESCE($2, evidence), cleared_at = NULL, cleared_by = NULL
-                 WHERE alarm_id = $3",
-            )
-            .bind(ts)
-            .bind(evidence)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            alarm_history(
-                tx,
-                &id,
-                now,
-                "active",
-                "device",
-                Some("raised again (flapping)"),
-            )
-            .await?;
-            return Ok(());
-        }
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        sqlx::query(
-            "INSERT INTO alarms (alarm_id, device_id, box_no, kind, severity, state, site_id,
-                                 first_seen, last_seen, count, evidence)
-             VALUES ($1, $2, $3, $4, $5, 'active',
-                     (SELECT site_id FROM cabinets WHERE device_id = $2), $6, $6, 1, $7)",
-        )
-        .bind(&id)
-        .bind(device.as_str())
-        .bind(b)
-        .bind(kind.as_str())
-        .bind(severity(kind))
-        .bind(ts)
-        .bind(evidence)
-        .execute(&mut **tx)
-        .await?;
-        alarm_history(tx, &id, now, "active", "device", evidence).await?;
-        tracing::warn!(%device, r#box = b, kind = kind.as_str(), severity = severity(kind), "alarm raised");
+        let alarm = Condition {
+            device: device.as_str(),
+            box_no: b,
+            kind: kind.as_str(),
+            severity: severity(kind),
+            actor: "device",
+        };
+        upsert_alarm(tx, &alarm, active, evidence, ts, now).await
+    }
+
+    /// Raises or clears an alarm the server itself detects (`device_offline`).
+    pub async fn server_alarm(
+        &self,
+        device: &str,
+        kind: &str,
+        active: bool,
+        evidence: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let alarm = Condition {
+            device,
+            box_no: 0,
+            kind,
+            severity: "major",
+            actor: "server",
+        };
+        upsert_alarm(&mut tx, &alarm, active, evidence, now, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRow>, StoreError> {
         let state_sql = match f.state.as_deref() {
-            Some("open") => "state <> 'cleared'",
-            Some("active") => "state = 'active'",
-            Some("acknowledged") => "state = 'acknowledged'",
-            Some("cleared") => "state = 'cleared'",
+            Some("open") => "a.state <> 'cleared'",
+            Some("active") => "a.state = 'active'",
+            Some("acknowledged") => "a.state = 'acknowledged'",
+            Some("cleared") => "a.state = 'cleared'",
             _ => "1 = 1",
         };
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ALARM_COLS} FROM alarms WHERE {state_sql}
-               AND ($1 IS NULL OR site_id = $1) AND ($2 IS NULL OR device_id = $2)
-               AND ($3 IS NULL OR kind = $3) AND ($4 IS NULL OR severity = $4)
-             ORDER BY last_seen DESC, alarm_id LIMIT $5"
+            "{ALARM_SELECT} WHERE {state_sql}
+               AND ($1 IS NULL OR a.site_id = $1) AND ($2 IS NULL OR a.device_id = $2)
+               AND ($3 IS NULL OR a.kind = $3) AND ($4 IS NULL OR a.severity = $4)
+             ORDER BY a.last_seen DESC, a.alarm_id LIMIT $5"
         )))
         .bind(f.site.as_deref())
         .bind(f.device.as_deref())
@@ -244,7 +194,7 @@ impl Store {
 
     pub async fn alarm(&self, id: &str) -> Result<Option<AlarmRow>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ALARM_COLS} FROM alarms WHERE alarm_id = $1"
+            "{ALARM_SELECT} WHERE a.alarm_id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.writer)
@@ -269,6 +219,76 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Devices offline longer than `grace_ms` without an open `device_offline` alarm, with
+    /// the reason their session ended.
+    pub async fn offline_past_grace(
+        &self,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.device_id, d.presence_reason FROM devices d
+             WHERE d.online = 0 AND d.presence_changed_at IS NOT NULL
+               AND d.presence_changed_at + $1 <= $2
+               AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.device_id
+                               AND a.kind = 'device_offline' AND a.state <> 'cleared')
+             ORDER BY d.device_id LIMIT 10000",
+        )
+        .bind(grace_ms)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("device_id")?, r.try_get("presence_reason")?)))
+            .collect()
+    }
+
+    /// Devices back online whose `device_offline` alarm is still open.
+    pub async fn back_online(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.device_id FROM alarms a JOIN devices d ON d.device_id = a.device_id
+             WHERE a.kind = 'device_offline' AND a.state <> 'cleared' AND d.online = 1
+             ORDER BY a.device_id LIMIT 10000",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks alarms active and unacknowledged since before `now - after_ms` as escalated,
+    /// with a history row each; returns them.
+    pub async fn escalate_alarms(
+        &self,
+        now: i64,
+        after_ms: i64,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT alarm_id FROM alarms WHERE state = 'active' AND escalated_at IS NULL
+               AND first_seen + $1 <= $2 ORDER BY first_seen LIMIT 1000",
+        )
+        .bind(after_ms)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            sqlx::query("UPDATE alarms SET escalated_at = $1 WHERE alarm_id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let detail = format!("unacknowledged for {} min", after_ms / 60_000);
+            alarm_history(&mut tx, id, now, "escalated", "server", Some(&detail)).await?;
+        }
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(a) = self.alarm(&id).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// An operator acknowledges an active alarm (it stays open until its condition ends).
@@ -339,6 +359,131 @@ impl Store {
             Some(a) => Ok(AlarmAction::WrongState(a.state)),
         }
     }
+}
+
+/// What an alarm is about.
+struct Condition<'a> {
+    device: &'a str,
+    /// 0: the device itself.
+    box_no: i64,
+    kind: &'a str,
+    severity: &'a str,
+    /// Who raises and clears it: `device` (fault events) or `server`.
+    actor: &'a str,
+}
+
+/// Raises (bump, reopen within the window, or insert) or clears the open alarm of `c`.
+async fn upsert_alarm(
+    tx: &mut Tx<'_>,
+    c: &Condition<'_>,
+    active: bool,
+    evidence: &str,
+    ts: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let open = sqlx::query(
+        "SELECT alarm_id FROM alarms
+         WHERE device_id = $1 AND box_no = $2 AND kind = $3 AND state <> 'cleared'",
+    )
+    .bind(c.device)
+    .bind(c.box_no)
+    .bind(c.kind)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get::<String, _>("alarm_id"))
+    .transpose()?;
+    let evidence = (!evidence.is_empty()).then_some(evidence);
+    if !active {
+        if let Some(id) = open {
+            sqlx::query(
+                "UPDATE alarms SET state = 'cleared', cleared_at = $1, cleared_by = $4,
+                   last_seen = $2 WHERE alarm_id = $3",
+            )
+            .bind(now)
+            .bind(ts)
+            .bind(&id)
+            .bind(c.actor)
+            .execute(&mut **tx)
+            .await?;
+            alarm_history(tx, &id, now, "cleared", c.actor, evidence).await?;
+        }
+        return Ok(());
+    }
+    if let Some(id) = open {
+        sqlx::query(
+            "UPDATE alarms SET count = count + 1, last_seen = $1,
+               evidence = COALESCE($2, evidence) WHERE alarm_id = $3",
+        )
+        .bind(ts)
+        .bind(evidence)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
+    // Cleared by its own source a moment ago: the same condition flapping.
+    let recent = sqlx::query(
+        "SELECT alarm_id FROM alarms
+         WHERE device_id = $1 AND box_no = $2 AND kind = $3 AND state = 'cleared'
+           AND cleared_by = $5 AND cleared_at >= $4
+         ORDER BY cleared_at DESC LIMIT 1",
+    )
+    .bind(c.device)
+    .bind(c.box_no)
+    .bind(c.kind)
+    .bind(now - REOPEN_WINDOW_MS)
+    .bind(c.actor)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get::<String, _>("alarm_id"))
+    .transpose()?;
+    if let Some(id) = recent {
+        sqlx::query(
+            "UPDATE alarms SET state = 'active', count = count + 1, last_seen = $1,
+               evidence = COALESCE($2, evidence), cleared_at = NULL, cleared_by = NULL
+             WHERE alarm_id = $3",
+        )
+        .bind(ts)
+        .bind(evidence)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        alarm_history(
+            tx,
+            &id,
+            now,
+            "active",
+            c.actor,
+            Some("raised again (flapping)"),
+        )
+        .await?;
+        return Ok(());
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    sqlx::query(
+        "INSERT INTO alarms (alarm_id, device_id, box_no, kind, severity, state, site_id,
+                             first_seen, last_seen, count, evidence)
+         VALUES ($1, $2, $3, $4, $5, 'active',
+                 (SELECT site_id FROM cabinets WHERE device_id = $2), $6, $6, 1, $7)",
+    )
+    .bind(&id)
+    .bind(c.device)
+    .bind(c.box_no)
+    .bind(c.kind)
+    .bind(c.severity)
+    .bind(ts)
+    .bind(evidence)
+    .execute(&mut **tx)
+    .await?;
+    alarm_history(tx, &id, now, "active", c.actor, evidence).await?;
+    tracing::info!(
+        device = c.device,
+        r#box = c.box_no,
+        kind = c.kind,
+        severity = c.severity,
+        "alarm raised"
+    );
+    Ok(())
 }
 
 async fn alarm_history(

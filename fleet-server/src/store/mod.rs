@@ -16,7 +16,9 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-pub use alarms::{AlarmAction, AlarmFilter, AlarmRow, REOPEN_WINDOW_MS, SEVERITIES, severity};
+pub use alarms::{
+    AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, REOPEN_WINDOW_MS, SEVERITIES, severity,
+};
 pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, Effects, HistoryRow, Issued, ItemRow, NewItem,
     NotificationRow, Placement, SiteRow, StaffRow,

@@ -226,7 +226,8 @@ const V3: &[&str] = &[
         ack_note TEXT,
         cleared_at BIGINT,
         cleared_by TEXT,
-        clear_note TEXT
+        clear_note TEXT,
+        escalated_at BIGINT
     )",
     // One open alarm per (device, box, kind): repeats bump it instead.
     "CREATE UNIQUE INDEX IF NOT EXISTS alarms_open ON alarms (device_id, box_no, kind) WHERE state <> 'cleared'",

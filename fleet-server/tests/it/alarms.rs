@@ -148,6 +148,87 @@ pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
     assert_eq!(store.alarms(&all_filter()).await.expect("all").len(), 2);
 }
 
+pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
+    use fleet_server::alarms::{AlarmSettings, sweep_once};
+    use std::time::Duration;
+    let d = DeviceId::parse("cab-f").expect("id");
+    let settings = AlarmSettings {
+        offline_grace: Duration::from_secs(1),
+        escalate_after: Duration::from_secs(900),
+    };
+    store
+        .ingest(&fault(1, 2, FaultKind::ForcedOpen, true))
+        .await
+        .expect("ingest");
+    store
+        .presence(&d, 1, true, "connected", NOW)
+        .await
+        .expect("on");
+    store
+        .presence(&d, 1, false, "keep-alive timeout", NOW + 1_000)
+        .await
+        .expect("off");
+    // Inside the grace nothing is raised (a flap).
+    sweep_once(&store, settings, NOW + 1_500)
+        .await
+        .expect("sweep");
+    assert_eq!(store.alarms(&open_filter()).await.expect("open").len(), 1);
+    sweep_once(&store, settings, NOW + 3_000)
+        .await
+        .expect("sweep");
+    sweep_once(&store, settings, NOW + 4_000)
+        .await
+        .expect("sweep again");
+    let open = store.alarms(&open_filter()).await.expect("open");
+    let offline: Vec<_> = open.iter().filter(|a| a.kind == "device_offline").collect();
+    assert_eq!(offline.len(), 1, "{open:?}");
+    assert!(
+        offline[0]
+            .evidence
+            .as_deref()
+            .is_some_and(|e| e.contains("keep-alive timeout"))
+    );
+    let boxed = open
+        .iter()
+        .find(|a| a.kind == "forced_open")
+        .expect("box alarm");
+    assert!(
+        boxed.suppressed,
+        "the box alarm of an offline cabinet is suppressed"
+    );
+    // Back online: the offline alarm clears, the box alarm is no longer suppressed.
+    store
+        .presence(&d, 2, true, "connected", NOW + 5_000)
+        .await
+        .expect("on");
+    sweep_once(&store, settings, NOW + 5_500)
+        .await
+        .expect("sweep");
+    let open = store.alarms(&open_filter()).await.expect("open");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(!open[0].suppressed);
+    // Nobody acknowledged it for 15 minutes: it escalates, once.
+    let later = NOW + 16 * 60_000;
+    sweep_once(&store, settings, later).await.expect("sweep");
+    sweep_once(&store, settings, later + 1_000)
+        .await
+        .expect("sweep");
+    let a = store
+        .alarm(&open[0].id)
+        .await
+        .expect("alarm")
+        .expect("exists");
+    assert_eq!(a.escalated_at, Some(later));
+    let escalations = store
+        .alarm_history(&a.id)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|h| h.state == "escalated")
+        .count();
+    assert_eq!(escalations, 1);
+}
+
 macro_rules! alarms_on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -167,5 +248,6 @@ macro_rules! alarms_on_both {
 
 alarms_on_both!(
     a_flapping_door_is_one_alarm,
+    offline_devices_raise_one_alarm_and_suppress_their_boxes,
     operators_acknowledge_and_clear_with_history,
 );

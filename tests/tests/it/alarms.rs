@@ -203,3 +203,37 @@ async fn a_jammed_lock_is_an_alarm_operators_acknowledge_and_clear() {
     let (s, r) = api.get("/api/v1/alarms?severity=dire").await;
     assert_eq!(s, 400, "{r}");
 }
+
+#[tokio::test]
+async fn an_offline_cabinet_raises_one_alarm_and_suppresses_its_boxes() {
+    let world = World::new(&[CAB]);
+    let server = world.server_with("127.0.0.1:0", "127.0.0.1:0", &["--offline-grace-secs", "1"]);
+    let api = server.api();
+    let mut agent = world.agent_ctl(CAB, server.mqtt, &["--max-backoff-ms", "300"]);
+    wait_online(&api, CAB).await;
+    agent.send("open 4").await;
+    wait_alarm(&api, "kind=forced_open", "forced_open", |a| {
+        a["box"] == json!(4)
+    })
+    .await;
+    agent.proc.kill9();
+    let offline = wait_alarm(&api, "kind=device_offline", "device_offline alarm", |a| {
+        a["device_id"] == json!(CAB)
+    })
+    .await;
+    assert_eq!(offline["severity"], json!("major"));
+    let boxed = wait_alarm(&api, "kind=forced_open", "suppressed box alarm", |a| {
+        a["box"] == json!(4)
+    })
+    .await;
+    assert_eq!(boxed["suppressed"], json!(true), "{boxed}");
+    let _agent = world.agent_ctl(CAB, server.mqtt, &[]);
+    wait_alarm(
+        &api,
+        "state=cleared&kind=device_offline",
+        "device_offline cleared",
+        |a| a["id"] == offline["id"],
+    )
+    .await;
+    assert_eq!(alarms(&api, "state=all&kind=device_offline").await.len(), 1);
+}
