@@ -78,15 +78,7 @@ impl Faults {
         evidence: String,
         at: i64,
     ) -> Result<bool, OutboxError> {
-        if self.is_active(b, kind) {
-            return Ok(false);
-        }
-        let changed = self.outbox.set_fault(b, kind, true, evidence, at).await?;
-        self.set().insert((key(b), kind));
-        if changed {
-            tracing::info!(r#box = key(b), fault = kind.as_str(), "fault raised");
-        }
-        Ok(changed)
+        self.set_to(b, kind, true, evidence, at).await
     }
 
     /// Clears a fault if it is active; `true` when this call cleared it.
@@ -97,13 +89,33 @@ impl Faults {
         evidence: String,
         at: i64,
     ) -> Result<bool, OutboxError> {
-        if !self.is_active(b, kind) {
+        self.set_to(b, kind, false, evidence, at).await
+    }
+
+    async fn set_to(
+        &self,
+        b: Option<BoxNo>,
+        kind: FaultKind,
+        active: bool,
+        evidence: String,
+        at: i64,
+    ) -> Result<bool, OutboxError> {
+        if self.is_active(b, kind) == active {
             return Ok(false);
         }
-        let changed = self.outbox.set_fault(b, kind, false, evidence, at).await?;
-        self.set().remove(&(key(b), kind));
+        let changed = self.outbox.set_fault(b, kind, active, evidence, at).await?;
+        if active {
+            self.set().insert((key(b), kind));
+        } else {
+            self.set().remove(&(key(b), kind));
+        }
         if changed {
-            tracing::info!(r#box = key(b), fault = kind.as_str(), "fault cleared");
+            let what = if active {
+                "fault raised"
+            } else {
+                "fault cleared"
+            };
+            tracing::info!(r#box = key(b), fault = kind.as_str(), "{what}");
         }
         Ok(changed)
     }

@@ -132,18 +132,40 @@ pub(crate) struct NoteBody {
     note: String,
 }
 
-fn note(body: &NoteBody) -> Result<&str, ApiError> {
-    let n = body.note.trim();
-    if n.is_empty() {
+/// Acknowledge or clear: the operator's two actions, each with a required note.
+#[derive(Clone, Copy)]
+enum Action {
+    Ack,
+    Clear,
+}
+
+async fn act(
+    caller: Caller,
+    s: &AppState,
+    id: &str,
+    body: &NoteBody,
+    action: Action,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let note = body.note.trim();
+    if note.is_empty() {
         return Err(ApiError::bad_request(
             "note is required: say what was done or found; it goes into the alarm's history",
         ));
     }
-    check_text("note", n, 500).map_err(ApiError::bad_request)?;
-    Ok(n)
-}
-
-fn answer(id: &str, refusal: &str, outcome: AlarmAction) -> Result<Response, ApiError> {
+    check_text("note", note, 500).map_err(ApiError::bad_request)?;
+    let actor = format!("token:{}", caller.name);
+    let now = crate::now_ms();
+    let (outcome, refusal) = match action {
+        Action::Ack => (
+            s.store.ack_alarm(id, &actor, note, now).await?,
+            "only an active alarm can be acknowledged",
+        ),
+        Action::Clear => (
+            s.store.clear_alarm(id, &actor, note, now).await?,
+            "there is nothing left to clear",
+        ),
+    };
     match outcome {
         AlarmAction::Done(a) => Ok(Json(*a).into_response()),
         AlarmAction::NotFound => Err(ApiError::new(
@@ -166,11 +188,7 @@ pub(crate) async fn ack(
     Path(id): Path<String>,
     Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Operator)?;
-    let n = note(&body)?;
-    let actor = format!("token:{}", caller.name);
-    let outcome = s.store.ack_alarm(&id, &actor, n, crate::now_ms()).await?;
-    answer(&id, "only an active alarm can be acknowledged", outcome)
+    act(caller, &s, &id, &body, Action::Ack).await
 }
 
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/clear", tag = "alarms", security(("bearer" = [])),
@@ -182,9 +200,5 @@ pub(crate) async fn clear(
     Path(id): Path<String>,
     Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Operator)?;
-    let n = note(&body)?;
-    let actor = format!("token:{}", caller.name);
-    let outcome = s.store.clear_alarm(&id, &actor, n, crate::now_ms()).await?;
-    answer(&id, "there is nothing left to clear", outcome)
+    act(caller, &s, &id, &body, Action::Clear).await
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError};
+use super::{History, Store, StoreError, write_history};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -203,22 +203,7 @@ impl Store {
     }
 
     pub async fn alarm_history(&self, id: &str) -> Result<Vec<super::HistoryRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, state, actor, detail FROM alarm_history WHERE alarm_id = $1 ORDER BY at",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(super::HistoryRow {
-                    at: r.try_get("at")?,
-                    state: r.try_get("state")?,
-                    actor: r.try_get("actor")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        self.read_history(History::Alarm, id).await
     }
 
     /// Devices offline longer than `grace_ms` without an open `device_offline` alarm, with
@@ -494,15 +479,5 @@ async fn alarm_history(
     actor: &str,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO alarm_history (alarm_id, at, state, actor, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(at)
-    .bind(state)
-    .bind(actor)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    write_history(tx, History::Alarm, id, at, state, actor, detail).await
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError};
+use super::{History, Store, StoreError, write_history};
 use crate::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -679,22 +679,7 @@ impl Store {
     }
 
     pub async fn item_history(&self, id: &str) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, state, actor, detail FROM item_history WHERE item_id = $1 ORDER BY at, state",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryRow {
-                    at: r.try_get("at")?,
-                    state: r.try_get("state")?,
-                    actor: r.try_get("actor")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        self.read_history(History::Item, id).await
     }
 
     /// Items by case number and/or state, newest first.
@@ -1438,17 +1423,7 @@ async fn history_detail(
     actor: &str,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO item_history (item_id, at, state, actor, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(item)
-    .bind(at)
-    .bind(state)
-    .bind(actor)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    write_history(tx, History::Item, item, at, state, actor, detail).await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,8 +4,6 @@
 use fleet_server::store::{AlarmAction, AlarmFilter, IngestBatch, Store};
 use protocol::{BoxNo, DeviceId, Event, EventBody, FaultKind};
 
-use crate::store::{with_postgres, with_sqlite};
-
 const NOW: i64 = 1_764_288_000_000;
 
 fn fault(seq: u64, b: u16, kind: FaultKind, active: bool) -> IngestBatch {
@@ -229,24 +227,7 @@ pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Sto
     assert_eq!(escalations, 1);
 }
 
-macro_rules! alarms_on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { with_sqlite(super::$name).await } )*
-            use super::with_sqlite;
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                #[ignore = "needs PostgreSQL: run .ci/run, or set LOCKERFLEET_TEST_POSTGRES_URL and pass --include-ignored"]
-                async fn $name() { with_postgres(super::$name).await }
-            )*
-            use super::with_postgres;
-        }
-    };
-}
-
-alarms_on_both!(
+on_both!(
     a_flapping_door_is_one_alarm,
     offline_devices_raise_one_alarm_and_suppress_their_boxes,
     operators_acknowledge_and_clear_with_history,

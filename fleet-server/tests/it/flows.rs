@@ -5,8 +5,6 @@ use fleet_server::flows::{Flow, Size, Trigger};
 use fleet_server::store::{IngestBatch, Issued, NewItem, Placement, SiteRow, StaffRow, Store};
 use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBody, ItemId, StaffId};
 
-use crate::store::{with_postgres, with_sqlite};
-
 const NOW: i64 = 1_764_288_000_000;
 const HOUR: i64 = 3_600_000;
 
@@ -487,24 +485,7 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     );
 }
 
-macro_rules! flows_on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { with_sqlite(super::$name).await } )*
-            use super::with_sqlite;
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                #[ignore = "needs PostgreSQL: run .ci/run, or set LOCKERFLEET_TEST_POSTGRES_URL and pass --include-ignored"]
-                async fn $name() { with_postgres(super::$name).await }
-            )*
-            use super::with_postgres;
-        }
-    };
-}
-
-flows_on_both!(
+on_both!(
     allocation_takes_the_smallest_fitting_free_box,
     allocation_prefers_online_cabinets,
     concurrent_reservations_never_share_a_box,

@@ -90,21 +90,6 @@ fn uuid_like() -> String {
     format!("{}_{}", std::process::id(), nanos)
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::with_sqlite(super::$name).await } )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                #[ignore = "needs PostgreSQL: run .ci/run, or set LOCKERFLEET_TEST_POSTGRES_URL and pass --include-ignored"]
-                async fn $name() { super::with_postgres(super::$name).await }
-            )*
-        }
-    };
-}
-
 on_both!(
     events_are_stored_exactly_once,
     older_events_never_override_newer_state,
