@@ -868,8 +868,12 @@ async fn keypad_loop<D: LockDriver, K: Keypad>(
     cancel: CancellationToken,
 ) {
     loop {
+        // The lockout is a fault while it lasts: raised when it starts (also found at a
+        // restart), cleared when it ends.
+        let until = sync_lockout_fault(&ctx).await;
         let entry = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = sleep_until_ms(until) => continue,
             e = keypad.next() => match e {
                 Some(e) => e,
                 None => break,
@@ -881,6 +885,46 @@ async fn keypad_loop<D: LockDriver, K: Keypad>(
             .last_seq
             .store(ctx.outbox.last_seq(), Ordering::Relaxed);
         ctx.notify.notify_one();
+    }
+}
+
+/// Raises or clears the `keypad_locked` fault to match the code book; returns when the
+/// lock ends if it is on.
+async fn sync_lockout_fault<D>(ctx: &Ctx<D>) -> Option<i64> {
+    let (until, now) = (ctx.codes.locked_until(), now_ms());
+    let locked = until > now;
+    let faults = &ctx.recorder.faults;
+    let changed = if locked {
+        let evidence = format!("repeated wrong entries; locked until {until} (agent clock)");
+        faults
+            .raise(None, FaultKind::KeypadLocked, evidence, now)
+            .await
+    } else {
+        let evidence = "the lock ended".to_owned();
+        faults
+            .clear(None, FaultKind::KeypadLocked, evidence, now)
+            .await
+    };
+    match changed {
+        Ok(true) => {
+            ctx.stats
+                .last_seq
+                .store(ctx.outbox.last_seq(), Ordering::Relaxed);
+            ctx.notify.notify_one();
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(device = %ctx.id, error = %e, "recording the keypad lock failed"),
+    }
+    locked.then_some(until)
+}
+
+async fn sleep_until_ms(at: Option<i64>) {
+    match at {
+        Some(t) => {
+            let wait = (t - now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -1221,6 +1265,33 @@ mod tests {
             vec![
                 (3, FaultKind::LockJam, true),
                 (3, FaultKind::LockJam, false)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_keypad_lock_is_a_fault_while_it_lasts_also_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+            ctx.outbox
+                .lock_keypad(now_ms() + 300, 5, now_ms())
+                .await
+                .expect("lock");
+            ctx.outbox.close().await;
+        }
+        // Restarted while locked: the code book knows, and the fault is raised once.
+        let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+        let until = sync_lockout_fault(&ctx).await.expect("locked");
+        assert!(sync_lockout_fault(&ctx).await.is_some());
+        sleep_until_ms(Some(until)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(sync_lockout_fault(&ctx).await, None);
+        assert_eq!(
+            faults_in(&events(&ctx).await),
+            vec![
+                (0, FaultKind::KeypadLocked, true),
+                (0, FaultKind::KeypadLocked, false)
             ]
         );
     }

@@ -219,6 +219,8 @@ pub enum FaultKind {
     LockBusUnreachable,
     OnBattery,
     Tamper,
+    /// The keypad is locked after repeated wrong entries (someone may be guessing codes).
+    KeypadLocked,
     /// Station devices (kiosk, tax machine, printer).
     PaperLow,
     PaperOut,
@@ -228,7 +230,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::DoorLeftOpen,
         FaultKind::ForcedOpen,
         FaultKind::LockJam,
@@ -236,6 +238,7 @@ impl FaultKind {
         FaultKind::LockBusUnreachable,
         FaultKind::OnBattery,
         FaultKind::Tamper,
+        FaultKind::KeypadLocked,
         FaultKind::PaperLow,
         FaultKind::PaperOut,
         FaultKind::PaperJam,
@@ -252,6 +255,7 @@ impl FaultKind {
             FaultKind::LockBusUnreachable => "lock_bus_unreachable",
             FaultKind::OnBattery => "on_battery",
             FaultKind::Tamper => "tamper",
+            FaultKind::KeypadLocked => "keypad_locked",
             FaultKind::PaperLow => "paper_low",
             FaultKind::PaperOut => "paper_out",
             FaultKind::PaperJam => "paper_jam",

@@ -20,7 +20,10 @@ pub const REOPEN_WINDOW_MS: i64 = 10 * 60_000;
 pub fn severity(kind: FaultKind) -> &'static str {
     match kind {
         FaultKind::ForcedOpen | FaultKind::Tamper => "critical",
-        FaultKind::LockJam | FaultKind::LockBusUnreachable | FaultKind::SensorFault => "major",
+        FaultKind::LockJam
+        | FaultKind::LockBusUnreachable
+        | FaultKind::SensorFault
+        | FaultKind::KeypadLocked => "major",
         FaultKind::DoorLeftOpen
         | FaultKind::OnBattery
         | FaultKind::PaperOut

@@ -475,6 +475,14 @@ async fn five_wrong_codes_lock_the_keypad() {
         "the right code waits too: {out}"
     );
     assert_eq!(agent.send("pulses").await, json!({"pulses": 0}));
+    // The lock is also an alarm while it lasts.
+    eventually(Duration::from_secs(20), "keypad_locked alarm", || async {
+        let (_, v) = admin.get("/api/v1/alarms?kind=keypad_locked").await;
+        v["alarms"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["device_id"] == json!(CAB)).cloned())
+    })
+    .await;
     eventually(
         Duration::from_secs(20),
         "keypad_locked in the audit",
