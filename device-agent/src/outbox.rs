@@ -292,19 +292,7 @@ impl Outbox {
         let rows = sqlx::query("SELECT command_id, box_no FROM journal WHERE status IS NULL")
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::new();
-        for row in rows {
-            let id: String = row.try_get("command_id")?;
-            let b: i64 = row.try_get("box_no")?;
-            let parsed = CommandId::parse(&id)
-                .ok()
-                .zip(u16::try_from(b).ok().and_then(|b| BoxNo::new(b).ok()));
-            match parsed {
-                Some(p) => out.push(p),
-                None => tracing::error!(command = %id, "journal row with invalid ids ignored"),
-            }
-        }
-        Ok(out)
+        id_box_rows(&rows, "command_id", CommandId::parse)
     }
 
     /// Records a command before acting on it; `false` when it was already recorded.
@@ -325,7 +313,8 @@ impl Outbox {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Records the outcome of a command together with its durable event, in one transaction.
+    /// Records the outcome of a command together with its durable event, in one transaction
+    /// (a crash between the two would leave a finished command with no outcome to send).
     pub async fn finish_command(
         &self,
         id: &CommandId,
@@ -334,6 +323,8 @@ impl Outbox {
         detail: Option<String>,
         at: i64,
     ) -> Result<(), OutboxError> {
+        let _numbering = self.numbering.lock().await;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO journal (command_id, box_no, received_at, status, detail, done_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?3)
@@ -345,18 +336,17 @@ impl Outbox {
         .bind(at)
         .bind(status_str(status))
         .bind(detail.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.append(
-            at,
-            vec![EventBody::CommandResult {
-                command_id: id.clone(),
-                box_no: b,
-                status,
-                detail,
-            }],
-        )
-        .await?;
+        let body = EventBody::CommandResult {
+            command_id: id.clone(),
+            box_no: b,
+            status,
+            detail,
+        };
+        let events = self.insert_events(&mut tx, at, vec![body]).await?;
+        tx.commit().await?;
+        self.publish_numbers(&events);
         Ok(())
     }
 
@@ -469,19 +459,7 @@ impl Outbox {
         let rows = sqlx::query("SELECT item, box_no FROM code_uses WHERE reported = 0")
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::new();
-        for row in rows {
-            let id: String = row.try_get("item")?;
-            let b: i64 = row.try_get("box_no")?;
-            match ItemId::parse(&id)
-                .ok()
-                .zip(u16::try_from(b).ok().and_then(|b| BoxNo::new(b).ok()))
-            {
-                Some(p) => out.push(p),
-                None => tracing::error!(item = %id, "code use row with invalid ids ignored"),
-            }
-        }
-        Ok(out)
+        id_box_rows(&rows, "item", ItemId::parse)
     }
 
     /// Forgets uses whose window ended long ago (their grants are gone by then).
@@ -627,6 +605,28 @@ impl Outbox {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `(id, box)` pairs from rows with an id column and `box_no`; a row whose values no longer
+/// parse is logged and skipped (it cannot be acted on, and must not stop the others).
+fn id_box_rows<T, E>(
+    rows: &[sqlx::sqlite::SqliteRow],
+    id_column: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<(T, BoxNo)>, OutboxError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get(id_column)?;
+        let b: i64 = row.try_get("box_no")?;
+        match parse(&id)
+            .ok()
+            .zip(u16::try_from(b).ok().and_then(|b| BoxNo::new(b).ok()))
+        {
+            Some(p) => out.push(p),
+            None => tracing::error!(%id, box_no = b, "{id_column} row with invalid ids ignored"),
+        }
+    }
+    Ok(out)
 }
 
 fn status_str(s: AckStatus) -> &'static str {
