@@ -60,6 +60,24 @@ async fn server(
     .await
 }
 
+/// Certificates, an embedded server (SQLite) and the fleet of `spec`, all under `dir`.
+async fn embedded(
+    dir: &std::path::Path,
+    spec: &FleetSpec,
+) -> anyhow::Result<(Vec<protocol::DeviceId>, fleet_server::RunningServer, Fleet)> {
+    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(spec, n)).collect();
+    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
+    let server = server(dir, None).await?;
+    let fleet = Fleet::start(
+        spec,
+        server.mqtt_addr,
+        &dir.join("certs"),
+        &dir.join("agents"),
+    )
+    .await?;
+    Ok((ids, server, fleet))
+}
+
 /// Events/s from the agents' first record to the last receipt, every event stored once.
 pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
     if opts.raw {
@@ -159,16 +177,7 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         durability: Durability::Normal,
         ..FleetSpec::default()
     };
-    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
-    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
-    let server = server(&dir, None).await?;
-    let fleet = Fleet::start(
-        &spec,
-        server.mqtt_addr,
-        &dir.join("certs"),
-        &dir.join("agents"),
-    )
-    .await?;
+    let (ids, server, fleet) = embedded(&dir, &spec).await?;
     let wait_until = Instant::now() + Duration::from_secs(60);
     while fleet.connected() < opts.agents {
         anyhow::ensure!(
@@ -428,16 +437,7 @@ pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
         durability: Durability::Normal,
         ..FleetSpec::default()
     };
-    let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
-    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
-    let server = server(&dir, None).await?;
-    let fleet = Fleet::start(
-        &spec,
-        server.mqtt_addr,
-        &dir.join("certs"),
-        &dir.join("agents"),
-    )
-    .await?;
+    let (ids, server, fleet) = embedded(&dir, &spec).await?;
     let admin = ApiClient::new(server.http_addr, &server.admin_token)?;
     let platform = crate::day::configure(&admin, &spec, &fleet).await?;
     let reserve = |device: String| {

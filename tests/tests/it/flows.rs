@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{AgentCtl, Api, Receiver, Server, World, eventually, wait_online};
+use crate::harness::{AgentCtl, Api, Receiver, Server, World, eventually, now_ms, wait_online};
 
 const CAB: &str = "hall-cab-1";
 const PHONE: &str = "13812345678";
@@ -271,10 +271,7 @@ async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
     }
 
     // Accept-with-deficiencies: the supplementary material, dropped before its deadline.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = now_ms();
     let (s, r) = platform
         .post(
             "/api/v1/reservations",
@@ -367,10 +364,7 @@ async fn an_offline_cabinet_verifies_codes_and_reconciles_when_back() {
         }
     };
     let (long_id, long_code) = reserve(None).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = now_ms();
     let (short_id, short_code) = reserve(Some(now + 3_000)).await;
     wait_codes_synced(&admin).await;
     let (mqtt, http) = (server.mqtt.to_string(), server.http.to_string());
@@ -602,10 +596,7 @@ async fn api_errors_are_clear_and_unmet_demand_is_counted() {
     let (s, r) = platform.delete(&format!("/api/v1/reservations/{id}")).await;
     assert_eq!(s, 409, "{r}");
     // A supplement not dropped by its deadline goes overdue and onto the overdue list.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = now_ms();
     let (s, r) = platform
         .post(
             "/api/v1/reservations",
