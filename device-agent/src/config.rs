@@ -19,7 +19,12 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Lock hardware adapter: `fake` (more come with real lock boards).
     pub hardware: String,
+    /// `locker`, or a station device: `kiosk`, `tax_machine`, `printer` (no boxes).
+    pub profile: protocol::Profile,
+    /// Boxes of a locker (ignored for stations).
     pub boxes: u16,
+    /// A heartbeat goes to the server this often.
+    pub heartbeat_secs: u64,
     pub keep_alive_secs: u64,
     /// Most events sent and not yet receipted.
     pub window: u64,
@@ -76,7 +81,9 @@ impl Default for AgentConfig {
             certs: PathBuf::from("certs"),
             data_dir: PathBuf::from("agent-data"),
             hardware: "fake".into(),
+            profile: protocol::Profile::Locker,
             boxes: 24,
+            heartbeat_secs: 30,
             keep_alive_secs: 15,
             window: 2_000,
             batch: 100,
@@ -149,8 +156,11 @@ impl AgentConfig {
                 "must be `fake` (real lock boards come with the hardware adapters)",
             );
         }
-        if self.boxes == 0 {
-            return bad("boxes", "must be at least 1");
+        if self.boxes == 0 && !self.profile.is_station() {
+            return bad("boxes", "must be at least 1 on a locker");
+        }
+        if !(1..=3_600).contains(&self.heartbeat_secs) {
+            return bad("heartbeat_secs", "must be between 1 and 3600");
         }
         if self.batch == 0 || self.batch > protocol::message::MAX_EVENTS_PER_BATCH {
             return bad("batch", "must be between 1 and 1000");

@@ -2,12 +2,14 @@
 //! at the fake keypad and move fake doors as if they stood at the cabinet.
 //!
 //! One command per line, one JSON answer per line:
-//! `code 48151623` · `staff CARD-0042 5` · `open 5` · `close 5` · `occupied 5 true` · `pulses`.
+//! `code 48151623` · `staff CARD-0042 5` · `open 5` · `close 5` · `occupied 5 true` · `pulses`
+//! · `bus down|up` · `power battery|mains` · `tamper open|closed` and, on station devices,
+//! `paper ok|low|out` · `toner ok|low|out` · `paper_jam on|off` · `service on|off`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use protocol::BoxNo;
+use protocol::{BoxNo, Level};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -110,8 +112,41 @@ async fn command(line: &str, locks: &FakeLocks, keypad: &FakeKeypadHandle) -> se
             Ok(json!({"ok": true}))
         }),
         ["pulses"] => Ok(json!({"pulses": locks.pulses()})),
+        ["bus", v @ ("down" | "up")] => {
+            locks.set_bus_down(*v == "down");
+            Ok(json!({"ok": true}))
+        }
+        ["power", v @ ("battery" | "mains")] => {
+            locks.set_on_battery(*v == "battery");
+            Ok(json!({"ok": true}))
+        }
+        ["tamper", v @ ("open" | "closed")] => {
+            locks.set_tamper(*v == "open");
+            Ok(json!({"ok": true}))
+        }
+        [what @ ("paper" | "toner"), v @ ("ok" | "low" | "out")] => {
+            let level = match *v {
+                "low" => Level::Low,
+                "out" => Level::Out,
+                _ => Level::Ok,
+            };
+            locks
+                .set_station(|s| match *what {
+                    "paper" => s.paper = level,
+                    _ => s.toner = level,
+                })
+                .map(|s| json!(s))
+                .map_err(|e| e.to_string())
+        }
+        [what @ ("paper_jam" | "service"), v @ ("on" | "off")] => locks
+            .set_station(|s| match *what {
+                "paper_jam" => s.paper_jam = *v == "on",
+                _ => s.needs_service = *v == "on",
+            })
+            .map(|s| json!(s))
+            .map_err(|e| e.to_string()),
         _ => Err(format!(
-            "unknown command {line:?}; use: code DIGITS | staff CREDENTIAL BOX | open BOX | close BOX | occupied BOX true|false | pulses"
+            "unknown command {line:?}; use: code DIGITS | staff CREDENTIAL BOX | open BOX | close BOX | occupied BOX true|false | pulses | bus down|up | power battery|mains | tamper open|closed | paper ok|low|out | toner ok|low|out | paper_jam on|off | service on|off"
         )),
     };
     result.unwrap_or_else(|e| json!({ "error": e }))
@@ -126,9 +161,8 @@ mod tests {
     #[tokio::test]
     async fn only_loopback_and_clear_answers() {
         let locks = Arc::new(FakeLocks::new(FakeConfig {
-            boxes: 2,
             close_after: std::time::Duration::from_secs(60),
-            jam_rate: 0.0,
+            ..FakeConfig::locker(2)
         }));
         let (mut keypad, keys) = FakeKeypad::new();
         let cancel = CancellationToken::new();
@@ -186,6 +220,14 @@ mod tests {
             ask("open 0").await["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("box number"))
+        );
+        assert_eq!(ask("bus down").await, json!({"ok": true}));
+        assert!(locks.door_open(BoxNo::new(2).expect("box")).await.is_err());
+        assert!(
+            ask("paper low").await["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not a station")),
+            "a locker has no paper"
         );
         assert!(
             ask("dance").await["error"]

@@ -1,14 +1,18 @@
-//! The `LockDriver` port (what the agent needs from lock hardware) and its `fake` adapter.
+//! The `LockDriver` port (what the agent needs from the device's hardware) and its `fake`
+//! adapter.
 //!
 //! The port is small on purpose so that a GPIO board (relay per box, reed switch per door) and
 //! an RS-485 lock board (Modbus coils and inputs, polled) both fit: pulse one lock, read one
 //! door, read one optional occupancy sensor. Every call may fail and may take time (a bus).
+//! Two optional reads have defaults for hardware without them: cabinet signals (power supply,
+//! tamper switch) and, on station devices (kiosk, tax machine, printer), the peripherals'
+//! status. A station has no boxes; it is the same port with `boxes() == 0`.
 
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use protocol::BoxNo;
+use protocol::{BoxNo, Level, Profile, StationStatus};
 use rand::Rng;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +32,23 @@ pub trait LockDriver: Send + Sync + 'static {
     fn door_open(&self, b: BoxNo) -> impl Future<Output = Result<bool, DriverError>> + Send;
     /// `None` when the box has no occupancy sensor.
     fn occupied(&self, b: BoxNo) -> impl Future<Output = Result<Option<bool>, DriverError>> + Send;
+    /// Cabinet-wide signals; `None` fields where the hardware has no such sensor.
+    fn signals(&self) -> impl Future<Output = Result<Signals, DriverError>> + Send {
+        async { Ok(Signals::default()) }
+    }
+    /// A station device's peripherals; `None` on a locker cabinet.
+    fn station(&self) -> impl Future<Output = Result<Option<StationStatus>, DriverError>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// Cabinet-wide signals of the hardware.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// The supply switched to the battery (mains lost).
+    pub on_battery: Option<bool>,
+    /// The enclosure's tamper switch is open.
+    pub tamper: Option<bool>,
 }
 
 /// Settings of the fake lock hardware.
@@ -38,6 +59,30 @@ pub struct FakeConfig {
     pub close_after: Duration,
     /// Share of unlock pulses that do nothing (jammed lock), 0.0..=1.0.
     pub jam_rate: f64,
+    /// A station profile gives the fake peripherals of that device.
+    pub profile: Profile,
+}
+
+impl FakeConfig {
+    /// A locker cabinet of `boxes` boxes whose doors close 3 s after a pulse.
+    pub fn locker(boxes: u16) -> FakeConfig {
+        FakeConfig {
+            boxes,
+            close_after: Duration::from_secs(3),
+            jam_rate: 0.0,
+            profile: Profile::Locker,
+        }
+    }
+}
+
+/// What tests and people can break on the fake hardware besides doors.
+#[derive(Debug, Clone, Copy, Default)]
+struct FakeExtras {
+    /// Every board call fails, as when the RS-485 bus is cut.
+    bus_down: bool,
+    on_battery: bool,
+    tamper: bool,
+    station: Option<StationStatus>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,18 +99,77 @@ pub struct FakeLocks {
     cfg: FakeConfig,
     boxes: Mutex<Vec<FakeBox>>,
     pulses: std::sync::atomic::AtomicU64,
+    extras: Mutex<FakeExtras>,
 }
 
 impl FakeLocks {
     pub fn new(cfg: FakeConfig) -> FakeLocks {
+        // A printer has toner; the kiosk's and the tax machine's receipt printers are thermal.
+        let station = match cfg.profile {
+            Profile::Locker => None,
+            Profile::Printer => Some(StationStatus::default()),
+            Profile::Kiosk | Profile::TaxMachine => Some(StationStatus {
+                toner: Level::Absent,
+                ..StationStatus::default()
+            }),
+        };
+        let boxes = if cfg.profile.is_station() {
+            0
+        } else {
+            cfg.boxes
+        };
         FakeLocks {
-            boxes: Mutex::new(vec![FakeBox::default(); usize::from(cfg.boxes)]),
-            cfg,
+            boxes: Mutex::new(vec![FakeBox::default(); usize::from(boxes)]),
+            cfg: FakeConfig { boxes, ..cfg },
             pulses: std::sync::atomic::AtomicU64::new(0),
+            extras: Mutex::new(FakeExtras {
+                station,
+                ..FakeExtras::default()
+            }),
         }
     }
 
+    fn extras(&self) -> std::sync::MutexGuard<'_, FakeExtras> {
+        self.extras.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cuts (or restores) the lock bus: every board call fails until restored.
+    pub fn set_bus_down(&self, down: bool) {
+        self.extras().bus_down = down;
+    }
+
+    pub fn set_on_battery(&self, on: bool) {
+        self.extras().on_battery = on;
+    }
+
+    pub fn set_tamper(&self, open: bool) {
+        self.extras().tamper = open;
+    }
+
+    /// Changes the fake peripherals of a station device.
+    pub fn set_station(
+        &self,
+        f: impl FnOnce(&mut StationStatus),
+    ) -> Result<StationStatus, DriverError> {
+        let mut extras = self.extras();
+        let status = extras.station.as_mut().ok_or_else(|| {
+            DriverError::Unreachable("this fake device is a locker cabinet, not a station".into())
+        })?;
+        f(status);
+        Ok(*status)
+    }
+
+    fn bus(&self) -> Result<(), DriverError> {
+        if self.extras().bus_down {
+            return Err(DriverError::Unreachable(
+                "lock board did not answer (fake bus cut)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn with_box<T>(&self, b: BoxNo, f: impl FnOnce(&mut FakeBox) -> T) -> Result<T, DriverError> {
+        self.bus()?;
         let mut boxes = self
             .boxes
             .lock()
@@ -132,6 +236,18 @@ impl LockDriver for FakeLocks {
     async fn occupied(&self, b: BoxNo) -> Result<Option<bool>, DriverError> {
         self.with_box(b, |fb| Some(fb.occupied))
     }
+
+    async fn signals(&self) -> Result<Signals, DriverError> {
+        let e = *self.extras();
+        Ok(Signals {
+            on_battery: Some(e.on_battery),
+            tamper: Some(e.tamper),
+        })
+    }
+
+    async fn station(&self) -> Result<Option<StationStatus>, DriverError> {
+        Ok(self.extras().station)
+    }
 }
 
 #[cfg(test)]
@@ -145,9 +261,8 @@ mod tests {
     #[tokio::test]
     async fn doors_open_on_unlock_and_close_later() {
         let f = FakeLocks::new(FakeConfig {
-            boxes: 2,
             close_after: Duration::from_millis(30),
-            jam_rate: 0.0,
+            ..FakeConfig::locker(2)
         });
         assert!(!f.door_open(b(1)).await.expect("read"));
         f.unlock(b(1)).await.expect("unlock");
@@ -160,12 +275,48 @@ mod tests {
     #[tokio::test]
     async fn jammed_locks_stay_shut() {
         let f = FakeLocks::new(FakeConfig {
-            boxes: 1,
-            close_after: Duration::from_secs(1),
             jam_rate: 1.0,
+            ..FakeConfig::locker(1)
         });
         f.unlock(b(1)).await.expect("pulse sent");
         assert!(!f.door_open(b(1)).await.expect("read"));
         assert_eq!(f.pulses(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cut_bus_fails_every_call_until_restored() {
+        let f = FakeLocks::new(FakeConfig::locker(1));
+        f.set_bus_down(true);
+        assert!(matches!(
+            f.door_open(b(1)).await,
+            Err(DriverError::Unreachable(_))
+        ));
+        assert!(f.unlock(b(1)).await.is_err());
+        assert_eq!(f.pulses(), 0, "a pulse that never reached the board");
+        f.set_bus_down(false);
+        assert!(f.unlock(b(1)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn stations_have_peripherals_and_no_boxes() {
+        let printer = FakeLocks::new(FakeConfig {
+            profile: Profile::Printer,
+            ..FakeConfig::locker(24)
+        });
+        assert_eq!(printer.boxes(), 0);
+        let s = printer
+            .set_station(|s| s.paper = Level::Low)
+            .expect("a station");
+        assert_eq!(printer.station().await.expect("read"), Some(s));
+        assert_eq!(s.toner, Level::Ok);
+        let kiosk = FakeLocks::new(FakeConfig {
+            profile: Profile::Kiosk,
+            ..FakeConfig::locker(1)
+        });
+        let s = kiosk.station().await.expect("read").expect("station");
+        assert_eq!(s.toner, Level::Absent, "thermal receipt printer");
+        let locker = FakeLocks::new(FakeConfig::locker(1));
+        assert!(locker.set_station(|s| s.paper_jam = true).is_err());
+        assert_eq!(locker.station().await.expect("read"), None);
     }
 }

@@ -5,7 +5,12 @@
 //! Door faults come from the sensor readings the [`crate::Recorder`] sees: a door that opens
 //! with no unlock pulse shortly before is forced open; a door open longer than
 //! `door_open_alarm_secs` is left open. A pulse whose door does not move is a lock jam until
-//! the next pulse opens it.
+//! the next pulse opens it. An occupancy reading that changes while the door stayed shut (no
+//! pulse, no opening seen since the last legitimate change) contradicts the door sensor: a
+//! sensor fault, cleared when the reading returns or the door next opens.
+//!
+//! Device-wide conditions (lock bus, power, tamper, a station's peripherals) are levels the
+//! agent reads each poll and passes to [`Faults::level`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +34,10 @@ pub struct Faults {
 struct BoxTrack {
     pulsed: Option<Instant>,
     open_since: Option<Instant>,
+    /// The door opened or the lock was pulsed since the last legitimate occupancy change.
+    cycled: bool,
+    /// Occupancy as last legitimately changed (what a shut door should keep reading).
+    baseline: Option<bool>,
 }
 
 fn key(b: Option<BoxNo>) -> u16 {
@@ -120,10 +129,68 @@ impl Faults {
         Ok(changed)
     }
 
+    /// Raises or clears a condition read as a level (bus, power, tamper, peripherals).
+    pub async fn level(
+        &self,
+        b: Option<BoxNo>,
+        kind: FaultKind,
+        active: bool,
+        evidence: String,
+        at: i64,
+    ) -> Result<bool, OutboxError> {
+        self.set_to(b, kind, active, evidence, at).await
+    }
+
     /// The lock of `b` is about to be pulsed.
     pub fn pulsed(&self, b: BoxNo) {
         if let Some(t) = self.tracks().get_mut(usize::from(b.get()) - 1) {
             t.pulsed = Some(Instant::now());
+            t.cycled = true;
+        }
+    }
+
+    /// The door of `b` opened and shut between two sensor polls (too fast to be seen): the
+    /// next occupancy change is legitimate. Used by simulated people.
+    pub fn door_cycled(&self, b: BoxNo) {
+        if let Some(t) = self.tracks().get_mut(usize::from(b.get()) - 1) {
+            t.cycled = true;
+        }
+    }
+
+    /// The occupancy reading of `b` changed from `old` to `new`; `door_open` is the door now.
+    /// Returns the sensor-fault change to record, if any.
+    pub fn occupancy_changed(
+        &self,
+        b: BoxNo,
+        old: Option<bool>,
+        new: bool,
+        door_open: bool,
+    ) -> Option<(FaultKind, bool, String)> {
+        let mut tracks = self.tracks();
+        let t = tracks.get_mut(usize::from(b.get()) - 1)?;
+        let baseline = *t.baseline.get_or_insert(old.unwrap_or(new));
+        if door_open || t.cycled {
+            // The opening that explains this change explains no later one behind a shut door.
+            t.baseline = Some(new);
+            t.cycled = false;
+            return None;
+        }
+        let word = |o: bool| if o { "occupied" } else { "empty" };
+        if new == baseline {
+            Some((
+                FaultKind::SensorFault,
+                false,
+                format!("occupancy reads {} again", word(new)),
+            ))
+        } else {
+            Some((
+                FaultKind::SensorFault,
+                true,
+                format!(
+                    "occupancy changed to {} while the door stayed shut and no lock was pulsed",
+                    word(new)
+                ),
+            ))
         }
     }
 
@@ -135,22 +202,32 @@ impl Faults {
         };
         if open {
             t.open_since = Some(Instant::now());
+            t.cycled = true;
+            // Someone can see into the box now: its occupancy is judged afresh.
+            let resolved = (
+                FaultKind::SensorFault,
+                false,
+                "door opened; occupancy judged afresh".to_owned(),
+            );
             // A pulse authorises one opening: the next one needs a pulse of its own.
             let authorised = t
                 .pulsed
                 .take()
                 .is_some_and(|p| p.elapsed() <= self.pulse_grace);
             if authorised {
-                Vec::new()
+                vec![resolved]
             } else {
-                vec![(
-                    FaultKind::ForcedOpen,
-                    true,
-                    format!(
-                        "door opened with no unlock pulse in the preceding {} ms",
-                        self.pulse_grace.as_millis()
+                vec![
+                    resolved,
+                    (
+                        FaultKind::ForcedOpen,
+                        true,
+                        format!(
+                            "door opened with no unlock pulse in the preceding {} ms",
+                            self.pulse_grace.as_millis()
+                        ),
                     ),
-                )]
+                ]
             }
         } else {
             t.open_since = None;

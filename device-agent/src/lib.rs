@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::{
-    AckStatus, BoxNo, BoxState, Channel, CodeSync, Command, CommandAck, CommandAction, DeviceId,
-    DeviceTopic, EventBatch, EventBody, FaultKind, Receipt, RejectReason, StateSnapshot,
+    AckStatus, BoxNo, BoxState, BusHealth, Channel, CodeSync, Command, CommandAck, CommandAction,
+    DeviceId, DeviceTopic, EventBatch, EventBody, FaultKind, Heartbeat, Power, Receipt,
+    RejectReason, StateSnapshot, StationStatus,
 };
 use rand::Rng;
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
@@ -30,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub use codes::CodeBook;
 pub use config::{AgentConfig, FakeSettings};
-pub use driver::{DriverError, FakeConfig, FakeLocks, LockDriver};
+pub use driver::{DriverError, FakeConfig, FakeLocks, LockDriver, Signals};
 pub use faults::Faults;
 pub use keypad::{EntryOutcome, FakeKeypad, FakeKeypadHandle, Keypad, KeypadEntry};
 pub use outbox::{Durability, Outbox, OutboxError};
@@ -128,10 +129,12 @@ impl Recorder {
                 open: door_open,
             });
         }
-        if occupied.is_some() && k.occupied != occupied {
+        let was_occupied = k.occupied;
+        let occupancy_changed = occupied.filter(|_| k.occupied != occupied);
+        if let Some(o) = occupancy_changed {
             events.push(EventBody::Occupancy {
                 box_no: b,
-                occupied: occupied.unwrap_or(false),
+                occupied: o,
             });
         }
         if events.is_empty() {
@@ -143,15 +146,18 @@ impl Recorder {
             k.occupied = occupied;
         }
         drop(known);
+        let mut changes = Vec::new();
         if door_changed {
-            let at = now_ms();
-            for (kind, active, evidence) in self.faults.door_changed(b, door_open) {
-                if active {
-                    self.faults.raise(Some(b), kind, evidence, at).await?;
-                } else {
-                    self.faults.clear(Some(b), kind, evidence, at).await?;
-                }
-            }
+            changes = self.faults.door_changed(b, door_open);
+        }
+        if let Some(o) = occupancy_changed {
+            changes.extend(self.faults.occupancy_changed(b, was_occupied, o, door_open));
+        }
+        let at = now_ms();
+        for (kind, active, evidence) in changes {
+            self.faults
+                .level(Some(b), kind, active, evidence, at)
+                .await?;
         }
         self.stats
             .last_seq
@@ -215,6 +221,8 @@ struct Ctx<D> {
     stats: Arc<AgentStats>,
     notify: Arc<Notify>,
     codes: Arc<CodeBook>,
+    health: std::sync::Mutex<HealthNow>,
+    started: Instant,
 }
 
 enum Net {
@@ -341,6 +349,12 @@ pub async fn start<D: LockDriver, K: Keypad>(
         stats: stats.clone(),
         notify,
         codes: codes.clone(),
+        health: std::sync::Mutex::new(HealthNow {
+            lock_bus: BusHealth::Ok,
+            power: Power::Unknown,
+            station: None,
+        }),
+        started: Instant::now(),
     });
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
@@ -416,15 +430,30 @@ async fn drive(
     }
 }
 
-/// Reads every sensor every `poll_interval_ms` and records changes.
+/// Polls in a row that must fail before the lock bus counts as unreachable: one lost frame on
+/// an RS-485 bus is not a fault.
+const BUS_FAIL_POLLS: u32 = 3;
+
+/// What the last poll found about the device as a whole, for the heartbeat.
+#[derive(Debug, Clone)]
+struct HealthNow {
+    lock_bus: BusHealth,
+    power: Power,
+    station: Option<StationStatus>,
+}
+
+/// Reads every sensor every `poll_interval_ms` and records changes; judges the lock bus,
+/// power, tamper switch and a station's peripherals as levels.
 async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.cfg.poll_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut bus_failures = 0u32;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let mut bus_error: Option<String> = None;
         for b in BoxNo::all(ctx.driver.boxes()) {
             let reading = async {
                 Ok::<_, DriverError>((
@@ -438,9 +467,73 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
                         tracing::error!(device = %ctx.id, error = %e, "recording a sensor change failed");
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(device = %ctx.id, box_no = %b, error = %e, "sensor read failed")
+                Err(e @ DriverError::Unreachable(_)) => {
+                    bus_error.get_or_insert_with(|| format!("box {b}: {e}"));
                 }
+                Err(e) => {
+                    tracing::debug!(device = %ctx.id, box_no = %b, error = %e, "sensor read failed")
+                }
+            }
+        }
+        let signals = match ctx.driver.signals().await {
+            Ok(s) => s,
+            Err(e) => {
+                bus_error.get_or_insert_with(|| format!("cabinet signals: {e}"));
+                Signals::default()
+            }
+        };
+        let station = ctx.driver.station().await.unwrap_or_else(|e| {
+            bus_error.get_or_insert_with(|| format!("peripherals: {e}"));
+            None
+        });
+        let mut changes: Vec<(FaultKind, bool, String)> = Vec::new();
+        let lock_bus = if ctx.driver.boxes() == 0 {
+            BusHealth::Absent
+        } else if let Some(err) = &bus_error {
+            bus_failures = bus_failures.saturating_add(1);
+            if bus_failures >= BUS_FAIL_POLLS {
+                let evidence = format!("no answer in {bus_failures} polls in a row ({err})");
+                changes.push((FaultKind::LockBusUnreachable, true, evidence));
+                BusHealth::Unreachable {
+                    detail: err.clone(),
+                }
+            } else {
+                BusHealth::Ok
+            }
+        } else {
+            bus_failures = 0;
+            changes.push((
+                FaultKind::LockBusUnreachable,
+                false,
+                "the lock board answers again".into(),
+            ));
+            BusHealth::Ok
+        };
+        if let Some(on) = signals.on_battery {
+            let evidence = if on {
+                "mains lost; running on the battery"
+            } else {
+                "mains power is back"
+            };
+            changes.push((FaultKind::OnBattery, on, evidence.into()));
+        }
+        if let Some(open) = signals.tamper {
+            let evidence = if open {
+                "the enclosure's tamper switch is open"
+            } else {
+                "the tamper switch is closed again"
+            };
+            changes.push((FaultKind::Tamper, open, evidence.into()));
+        }
+        if let Some(st) = &station {
+            for (kind, active) in st.faults() {
+                let evidence = format!(
+                    "the {} reports {} {}",
+                    ctx.cfg.profile.as_str(),
+                    kind.as_str(),
+                    if active { "" } else { "no more" }
+                );
+                changes.push((kind, active, evidence.trim_end().to_owned()));
             }
         }
         for (b, open_for) in ctx.recorder.faults.left_open() {
@@ -454,6 +547,50 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
                 tracing::error!(device = %ctx.id, error = %e, "recording a fault failed");
             }
         }
+        let at = now_ms();
+        for (kind, active, evidence) in changes {
+            if let Err(e) = ctx
+                .recorder
+                .faults
+                .level(None, kind, active, evidence, at)
+                .await
+            {
+                tracing::error!(device = %ctx.id, error = %e, "recording a fault failed");
+            }
+        }
+        let power = match signals.on_battery {
+            Some(true) => Power::Battery,
+            Some(false) => Power::Mains,
+            None => Power::Unknown,
+        };
+        *ctx.health.lock().unwrap_or_else(|p| p.into_inner()) = HealthNow {
+            lock_bus,
+            power,
+            station,
+        };
+    }
+}
+
+/// Sends a heartbeat (QoS 0: the next one replaces a lost one).
+fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
+    let now = ctx.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let hb = Heartbeat {
+        v: 1,
+        ts: now_ms(),
+        interval_s: ctx.cfg.heartbeat_secs as u32,
+        profile: ctx.cfg.profile,
+        uptime_s: ctx.started.elapsed().as_secs(),
+        lock_bus: now.lock_bus,
+        power: now.power,
+        outbox_pending: ctx.outbox.last_seq().saturating_sub(acked),
+        station: now.station,
+    };
+    let topic = protocol::topic::device_topic(&ctx.id, Channel::Health);
+    if let Err(e) = ctx
+        .client
+        .try_publish(topic, QoS::AtMostOnce, false, protocol::encode(&hb))
+    {
+        tracing::debug!(device = %ctx.id, error = %e, "heartbeat not sent");
     }
 }
 
@@ -486,10 +623,13 @@ async fn uplink<D: LockDriver>(
     let retransmit = Duration::from_millis(ctx.cfg.retransmit_after_ms);
     let events_topic = protocol::topic::device_topic(&ctx.id, Channel::Events);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut beat = tokio::time::interval(Duration::from_secs(ctx.cfg.heartbeat_secs));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = sleep_until_opt(hold_until) => {}
+            _ = beat.tick() => if connected { heartbeat(&ctx, acked) },
             n = net.recv() => match n {
                 None => break,
                 Some(Net::Connected) => {
@@ -511,6 +651,8 @@ async fn uplink<D: LockDriver>(
                     if let Err(e) = ctx.client.try_publish(topic, QoS::AtLeastOnce, true, protocol::encode(&snapshot)) {
                         tracing::warn!(device = %ctx.id, error = %e, "state snapshot not sent");
                     }
+                    heartbeat(&ctx, acked);
+                    beat.reset();
                 }
                 Some(Net::Disconnected) => {
                     connected = false;
@@ -1084,6 +1226,8 @@ pub async fn simulate_activity(
         if fake.set_occupied(b, occupied).is_err() {
             continue;
         }
+        // The simulated person opened and shut the door between two polls.
+        recorder.faults.door_cycled(b);
         if let Err(e) = recorder.observe(b, current.door_open, Some(occupied)).await {
             tracing::error!(error = %e, "recording simulated activity failed");
             continue;
@@ -1098,15 +1242,28 @@ mod tests {
     use protocol::CommandId;
 
     async fn ctx(dir: &std::path::Path, jam_rate: f64) -> (Arc<Ctx<FakeLocks>>, Arc<FakeLocks>) {
-        let fake = Arc::new(FakeLocks::new(FakeConfig {
-            boxes: 4,
-            close_after: Duration::from_secs(60),
-            jam_rate,
-        }));
+        ctx_of(
+            dir,
+            FakeConfig {
+                close_after: Duration::from_secs(60),
+                jam_rate,
+                ..FakeConfig::locker(4)
+            },
+        )
+        .await
+    }
+
+    async fn ctx_of(
+        dir: &std::path::Path,
+        fc: FakeConfig,
+    ) -> (Arc<Ctx<FakeLocks>>, Arc<FakeLocks>) {
+        let profile = fc.profile;
+        let fake = Arc::new(FakeLocks::new(fc));
+        let boxes = fake.boxes();
         let outbox = Arc::new(Outbox::open(dir, Durability::Normal).await.expect("outbox"));
         let stats = Arc::new(AgentStats::default());
         let notify = Arc::new(Notify::new());
-        let known = BoxNo::all(4)
+        let known = BoxNo::all(boxes)
             .map(|b| BoxState {
                 box_no: b,
                 door_open: false,
@@ -1116,7 +1273,7 @@ mod tests {
         let faults = Arc::new(
             Faults::load(
                 outbox.clone(),
-                4,
+                boxes,
                 Duration::from_millis(2_100),
                 Duration::from_secs(120),
             )
@@ -1136,6 +1293,8 @@ mod tests {
         let cfg = AgentConfig {
             id: "cab-t".into(),
             jam_timeout_ms: 100,
+            poll_interval_ms: 5,
+            profile,
             ..AgentConfig::default()
         };
         let id = DeviceId::parse("cab-t").expect("id");
@@ -1145,7 +1304,7 @@ mod tests {
                 .expect("code book"),
         );
         let ctx = Arc::new(Ctx {
-            box_locks: (0..4).map(|_| Mutex::new(())).collect(),
+            box_locks: (0..boxes).map(|_| Mutex::new(())).collect(),
             cfg,
             id,
             driver: fake.clone(),
@@ -1155,8 +1314,148 @@ mod tests {
             stats,
             notify,
             codes,
+            health: std::sync::Mutex::new(HealthNow {
+                lock_bus: BusHealth::Ok,
+                power: Power::Unknown,
+                station: None,
+            }),
+            started: Instant::now(),
         });
         (ctx, fake)
+    }
+
+    /// Runs the sensor poll until `done` holds for the recorded fault changes.
+    async fn poll_until(
+        ctx: &Arc<Ctx<FakeLocks>>,
+        what: &str,
+        done: impl Fn(&[(u16, FaultKind, bool)]) -> bool,
+    ) -> Vec<(u16, FaultKind, bool)> {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(watch(ctx.clone(), cancel.clone()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let f = faults_in(&events(ctx).await);
+            if done(&f) {
+                break f;
+            }
+            assert!(Instant::now() < deadline, "{what}: only {f:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        cancel.cancel();
+        let _ = task.await;
+        found
+    }
+
+    #[tokio::test]
+    async fn bus_power_and_tamper_are_raised_and_cleared_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ctx, fake) = ctx(dir.path(), 0.0).await;
+        fake.set_bus_down(true);
+        fake.set_on_battery(true);
+        fake.set_tamper(true);
+        let raised = [
+            (0, FaultKind::LockBusUnreachable, true),
+            (0, FaultKind::OnBattery, true),
+            (0, FaultKind::Tamper, true),
+        ];
+        let f = poll_until(&ctx, "raised", |f| raised.iter().all(|r| f.contains(r))).await;
+        assert_eq!(f.len(), 3, "each raised once: {f:?}");
+        assert!(matches!(
+            ctx.health.lock().expect("health").lock_bus,
+            BusHealth::Unreachable { .. }
+        ));
+        assert_eq!(ctx.health.lock().expect("health").power, Power::Battery);
+        fake.set_bus_down(false);
+        fake.set_on_battery(false);
+        fake.set_tamper(false);
+        let f = poll_until(&ctx, "cleared", |f| f.len() >= 6).await;
+        let mut cleared: Vec<_> = f[3..].to_vec();
+        cleared.sort();
+        assert_eq!(
+            cleared,
+            vec![
+                (0, FaultKind::LockBusUnreachable, false),
+                (0, FaultKind::OnBattery, false),
+                (0, FaultKind::Tamper, false),
+            ]
+        );
+        assert_eq!(ctx.health.lock().expect("health").lock_bus, BusHealth::Ok);
+    }
+
+    #[tokio::test]
+    async fn station_peripherals_raise_their_faults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ctx, fake) = ctx_of(
+            dir.path(),
+            FakeConfig {
+                profile: protocol::Profile::Printer,
+                ..FakeConfig::locker(0)
+            },
+        )
+        .await;
+        fake.set_station(|s| {
+            s.paper = protocol::Level::Low;
+            s.paper_jam = true;
+        })
+        .expect("station");
+        let f = poll_until(&ctx, "paper", |f| f.len() >= 2).await;
+        assert_eq!(
+            f,
+            vec![
+                (0, FaultKind::PaperLow, true),
+                (0, FaultKind::PaperJam, true)
+            ]
+        );
+        // Out replaces low; the jam is cleared.
+        fake.set_station(|s| {
+            s.paper = protocol::Level::Out;
+            s.paper_jam = false;
+        })
+        .expect("station");
+        let f = poll_until(&ctx, "out", |f| f.len() >= 5).await;
+        assert_eq!(
+            f[2..].to_vec(),
+            vec![
+                (0, FaultKind::PaperLow, false),
+                (0, FaultKind::PaperOut, true),
+                (0, FaultKind::PaperJam, false)
+            ]
+        );
+        assert_eq!(
+            ctx.health.lock().expect("health").lock_bus,
+            BusHealth::Absent
+        );
+    }
+
+    #[tokio::test]
+    async fn occupancy_changing_behind_a_shut_door_is_a_sensor_fault() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+        let b1 = BoxNo::new(1).expect("box");
+        let r = &ctx.recorder;
+        // Behind a shut door: fault; the reading going back clears it.
+        r.observe(b1, false, Some(true)).await.expect("observe");
+        r.observe(b1, false, Some(false)).await.expect("observe");
+        // A real use: pulse, open, place, shut; no fault.
+        assert_eq!(open_box(&ctx, b1).await.0, AckStatus::Opened);
+        r.observe(b1, true, Some(true)).await.expect("observe");
+        r.observe(b1, false, Some(true)).await.expect("observe");
+        // Emptied behind the shut door: fault; the door opening clears it (and is forced).
+        r.observe(b1, false, Some(false)).await.expect("observe");
+        r.observe(b1, true, Some(false)).await.expect("observe");
+        let f: Vec<_> = faults_in(&events(&ctx).await)
+            .into_iter()
+            .filter(|f| f.1 == FaultKind::SensorFault)
+            .collect();
+        assert_eq!(
+            f,
+            vec![
+                (1, FaultKind::SensorFault, true),
+                (1, FaultKind::SensorFault, false),
+                (1, FaultKind::SensorFault, true),
+                (1, FaultKind::SensorFault, false),
+            ]
+        );
     }
 
     fn faults_in(events: &[EventBody]) -> Vec<(u16, FaultKind, bool)> {

@@ -31,6 +31,12 @@ struct Args {
     /// Number of boxes in the cabinet.
     #[arg(long, env = "LOCKERFLEET_BOXES")]
     boxes: Option<u16>,
+    /// What the device is: locker, kiosk, tax_machine or printer (stations have no boxes).
+    #[arg(long, env = "LOCKERFLEET_PROFILE", value_parser = parse_profile)]
+    profile: Option<protocol::Profile>,
+    /// Seconds between heartbeats (the server takes a device as gone after two missed).
+    #[arg(long, env = "LOCKERFLEET_HEARTBEAT_SECS")]
+    heartbeat_secs: Option<u64>,
     /// Lock hardware adapter (`fake`).
     #[arg(long, env = "LOCKERFLEET_HARDWARE")]
     hardware: Option<String>,
@@ -68,7 +74,17 @@ impl Args {
         macro_rules! overlay {
             ($($field:ident),*) => {$( if let Some(v) = self.$field { cfg.$field = v; } )*};
         }
-        overlay!(id, server, certs, boxes, hardware, data_dir, max_backoff_ms);
+        overlay!(
+            id,
+            server,
+            certs,
+            boxes,
+            profile,
+            heartbeat_secs,
+            hardware,
+            data_dir,
+            max_backoff_ms
+        );
         if let Some(v) = self.fake_jam_rate {
             cfg.fake.jam_rate = v;
         }
@@ -84,6 +100,11 @@ impl Args {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+fn parse_profile(s: &str) -> Result<protocol::Profile, String> {
+    protocol::Profile::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a profile; use locker, kiosk, tax_machine or printer"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,6 +124,7 @@ async fn run() -> anyhow::Result<()> {
         boxes: cfg.boxes,
         close_after: Duration::from_millis(cfg.fake.close_after_ms),
         jam_rate: cfg.fake.jam_rate,
+        profile: cfg.profile,
     }));
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);

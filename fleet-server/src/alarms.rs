@@ -1,9 +1,13 @@
 //! The alarm sweeps: a device offline past its grace raises `device_offline` (which
 //! suppresses its box alarms) and clears it when the device is back; active alarms nobody
-//! acknowledged escalate.
+//! acknowledged escalate; new critical and major alarms, and escalations, go to the site's
+//! on-duty staff by SMS, at most `notify_per_site_hour` alarms per site and hour.
 //!
-//! Presence itself is exact (the broker front reports every session's start and end); the
-//! grace keeps a flap — a reconnect within it — from raising anything.
+//! Presence comes in layers: the broker session is exact (the broker front reports every
+//! session's start and end), and heartbeats catch an agent that hangs behind a live session.
+//! A device is offline when its session has been down, or its heartbeats missing for
+//! [`HEARTBEAT_MISSES`](crate::store::HEARTBEAT_MISSES) intervals, longer than the grace; the
+//! grace keeps a flap (a reconnect within it) from raising anything.
 
 use std::time::Duration;
 
@@ -15,6 +19,8 @@ use crate::store::{DEVICE_OFFLINE, Store, StoreError};
 pub struct AlarmSettings {
     pub offline_grace: Duration,
     pub escalate_after: Duration,
+    /// Most alarms per site told to on-duty staff in any hour.
+    pub notify_per_site_hour: i64,
 }
 
 /// Runs [`sweep_once`] every second until cancelled.
@@ -45,9 +51,25 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
             .server_alarm(&device, DEVICE_OFFLINE, true, &evidence, now)
             .await?;
     }
-    for device in store.back_online().await? {
+    for (device, last_sign) in store.heartbeat_lost(now, grace).await? {
+        let evidence = format!(
+            "session up but no heartbeat for {} s (agent hung or its link half-open)",
+            (now - last_sign) / 1000
+        );
         store
-            .server_alarm(&device, DEVICE_OFFLINE, false, "back online", now)
+            .log_presence(&device, "heartbeat", false, &evidence, now)
+            .await?;
+        store
+            .server_alarm(&device, DEVICE_OFFLINE, true, &evidence, now)
+            .await?;
+    }
+    for device in store.back_online(now).await? {
+        let evidence = "back online: session up and heartbeats fresh";
+        store
+            .log_presence(&device, "heartbeat", true, evidence, now)
+            .await?;
+        store
+            .server_alarm(&device, DEVICE_OFFLINE, false, evidence, now)
             .await?;
     }
     for a in store
@@ -56,6 +78,16 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
     {
         tracing::warn!(alarm = %a.id, device = %a.device_id, kind = %a.kind, severity = %a.severity,
             "alarm escalated: nobody acknowledged it");
+        let outcome = store
+            .notify_alarm(&a, true, s.notify_per_site_hour, now)
+            .await?;
+        tracing::info!(alarm = %a.id, outcome, "escalation told to on-duty staff");
+    }
+    for a in store.alarms_to_notify().await? {
+        let outcome = store
+            .notify_alarm(&a, false, s.notify_per_site_hour, now)
+            .await?;
+        tracing::info!(alarm = %a.id, kind = %a.kind, outcome, "alarm told to on-duty staff");
     }
     Ok(())
 }

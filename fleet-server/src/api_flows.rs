@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role, device_id};
 use crate::flows::{SiteKind, Size};
 use crate::service::{ReservationRequest, ServiceError};
-use crate::store::{CabinetRow, HistoryRow, ItemRow, SiteRow, StaffRow};
+use crate::store::{CabinetRow, DutyChange, HistoryRow, ItemRow, SiteRow, StaffRow};
 use serde::Serialize;
 
 pub fn routes() -> Router<AppState> {
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/cabinets/:id/boxes/:box/service", put(box_service))
         .route("/api/v1/staff", get(list_staff).post(create_staff))
         .route("/api/v1/staff/:id", delete(deactivate_staff))
+        .route("/api/v1/staff/:id/duty", put(set_duty))
         .route("/api/v1/reservations", post(reserve))
         .route("/api/v1/reservations/:id", delete(cancel))
         .route("/api/v1/items", get(list_items))
@@ -379,6 +380,12 @@ pub(crate) struct StaffBody {
     site_id: Option<String>,
     /// PIN or card id; hashed, never stored or returned.
     credential: String,
+    /// For alarm notifications: 5 to 20 digits, optionally with a leading +.
+    #[serde(default)]
+    phone: Option<String>,
+    /// Receives SMS of the alarms of their site (every site without one); needs a phone.
+    #[serde(default)]
+    on_duty: bool,
 }
 
 #[utoipa::path(post, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
@@ -398,6 +405,8 @@ pub(crate) async fn create_staff(
             body.name.trim(),
             body.site_id.as_deref(),
             &body.credential,
+            body.phone.as_deref(),
+            body.on_duty,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
@@ -442,6 +451,47 @@ pub(crate) async fn deactivate_staff(
     }
     s.service.resync_site(None).await?;
     Ok(Json(StaffDeactivated { id, active: false }).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DutyBody {
+    on_duty: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Duty {
+    id: String,
+    on_duty: bool,
+}
+
+/// Starts or ends a shift: on-duty staff receive SMS of their site's alarms.
+#[utoipa::path(put, path = "/api/v1/staff/{id}/duty", tag = "staff", security(("bearer" = [])),
+    params(("id" = String, Path, description = "staff id")),
+    request_body = DutyBody,
+    responses((status = 200, body = Duty), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn set_duty(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<DutyBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    match s.store.set_on_duty(&id, body.on_duty).await? {
+        DutyChange::Done => Ok(Json(Duty {
+            id,
+            on_duty: body.on_duty,
+        })
+        .into_response()),
+        DutyChange::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no active staff {id:?}"),
+        )),
+        DutyChange::NoPhone => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("staff {id:?} has no phone to notify; add one before putting them on duty"),
+        )),
+    }
 }
 
 // ------------------------------------------------------------------------------ reservations

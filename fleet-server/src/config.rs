@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub offline_grace_secs: u64,
     /// An active alarm nobody acknowledged escalates after this long.
     pub alarm_escalate_after_secs: u64,
+    /// Most alarms per site told to on-duty staff by SMS in any hour; more are recorded on
+    /// the alarm as `rate_limited` (an alarm storm must not become an SMS storm).
+    pub alarm_notify_per_site_hour: u32,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             notify_max_backoff_secs: 300,
             offline_grace_secs: 60,
             alarm_escalate_after_secs: 900,
+            alarm_notify_per_site_hour: 10,
         }
     }
 }
@@ -184,6 +188,12 @@ impl ServerConfig {
         }
         if self.alarm_escalate_after_secs == 0 {
             return bad("alarm_escalate_after_secs", "must be at least 1");
+        }
+        if self.alarm_notify_per_site_hour == 0 {
+            return bad(
+                "alarm_notify_per_site_hour",
+                "must be at least 1 (on-duty staff must hear of alarms)",
+            );
         }
         if self.notify_max_attempts == 0 {
             return bad("notify_max_attempts", "must be at least 1");

@@ -170,6 +170,17 @@ pub fn webhook_event(flow: Flow, from: ItemState, to: ItemState) -> Option<&'sta
 }
 
 /// `138****5678`: enough for a person to recognise, not enough to call.
+/// A phone number as given: 5 to 20 digits, optionally with a leading `+`; returns it
+/// trimmed, or the error to show.
+pub fn check_phone(phone: &str) -> Result<String, String> {
+    let phone = phone.trim();
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    if !(5..=20).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("phone must be 5 to 20 digits, optionally with a leading +".into());
+    }
+    Ok(phone.to_owned())
+}
+
 pub fn mask_phone(phone: &str) -> String {
     mask(phone, 3, 4)
 }

@@ -120,6 +120,7 @@ impl Writer {
                     ready.push(device.clone());
                     ingest.snapshots.push((device, s));
                 }
+                Inbound::Heartbeat(device, h) => ingest.heartbeats.push((device, h)),
             }
         }
         ingest.marks = next_marks
@@ -227,7 +228,7 @@ impl Writer {
 fn inbound_len(m: &Inbound) -> usize {
     match m {
         Inbound::Events(_, b) => b.events.len(),
-        Inbound::Snapshot(..) => 1,
+        Inbound::Snapshot(..) | Inbound::Heartbeat(..) => 1,
     }
 }
 

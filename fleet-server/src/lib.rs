@@ -195,6 +195,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         alarms::AlarmSettings {
             offline_grace: std::time::Duration::from_secs(cfg.offline_grace_secs),
             escalate_after: std::time::Duration::from_secs(cfg.alarm_escalate_after_secs),
+            notify_per_site_hour: i64::from(cfg.alarm_notify_per_site_hour),
         },
         cancel.clone(),
     ));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use broker::{LinkRx, LinkTx, Notification, Packet, Publish};
 use bytes::Bytes;
-use protocol::{Channel, CommandAck, DeviceId, DeviceTopic, EventBatch, StateSnapshot};
+use protocol::{Channel, CommandAck, DeviceId, DeviceTopic, EventBatch, Heartbeat, StateSnapshot};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,13 +49,19 @@ impl Publisher {
 pub enum Inbound {
     Events(DeviceId, EventBatch),
     Snapshot(DeviceId, StateSnapshot),
+    Heartbeat(DeviceId, Heartbeat),
 }
 
 /// Subscribes the link to every device's events, state and acks, and starts the publisher
 /// thread. Blocking calls run on the blocking pool.
 pub async fn start(mut link_tx: LinkTx) -> std::io::Result<Publisher> {
     let link_tx = tokio::task::spawn_blocking(move || {
-        for channel in [Channel::Events, Channel::State, Channel::Acks] {
+        for channel in [
+            Channel::Events,
+            Channel::State,
+            Channel::Acks,
+            Channel::Health,
+        ] {
             link_tx
                 .subscribe(protocol::topic::all_devices_filter(channel))
                 .map_err(|e| std::io::Error::other(format!("subscribe: {e}")))?;
@@ -156,6 +162,12 @@ pub async fn read(
             Channel::Acks => {
                 match decoded::<CommandAck>(&publish.payload, &device, "acks", &metrics) {
                     Some(a) => acks.send((device, a)).await.is_ok(),
+                    None => true,
+                }
+            }
+            Channel::Health => {
+                match decoded::<Heartbeat>(&publish.payload, &device, "health", &metrics) {
+                    Some(h) => ingest.send(Inbound::Heartbeat(device, h)).await.is_ok(),
                     None => true,
                 }
             }

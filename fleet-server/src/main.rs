@@ -66,6 +66,9 @@ struct Args {
     /// Seconds before an unacknowledged alarm escalates.
     #[arg(long, env = "LOCKERFLEET_ALARM_ESCALATE_AFTER_SECS")]
     alarm_escalate_after_secs: Option<u64>,
+    /// Most alarms per site sent to on-duty staff by SMS in an hour.
+    #[arg(long, env = "LOCKERFLEET_ALARM_NOTIFY_PER_SITE_HOUR")]
+    alarm_notify_per_site_hour: Option<u32>,
     /// HMAC key the webhook signatures are made with.
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
@@ -90,7 +93,8 @@ impl Args {
             timeup_grace_secs,
             utc_offset_minutes,
             offline_grace_secs,
-            alarm_escalate_after_secs
+            alarm_escalate_after_secs,
+            alarm_notify_per_site_hour
         );
         for (field, value) in [
             (&mut cfg.sms_gateway_url, self.sms_gateway_url),

@@ -34,6 +34,7 @@ use crate::{api, api_alarms, api_flows};
         api_flows::list_staff,
         api_flows::create_staff,
         api_flows::deactivate_staff,
+        api_flows::set_duty,
         api_flows::reserve,
         api_flows::cancel,
         api_flows::list_items,

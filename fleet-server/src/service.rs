@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::flows::{Flow, ItemState, Size, Trigger, distance_m, mask_case, mask_phone};
+use crate::flows::{
+    Flow, ItemState, Size, Trigger, check_phone, distance_m, mask_case, mask_phone,
+};
 use crate::link::Publisher;
 use crate::metrics::Metrics;
 use crate::presence::Online;
@@ -152,11 +154,7 @@ impl Service {
         {
             return bad("case_number is required: 1 to 64 letters, digits or - _ / .".into());
         }
-        let phone = req.phone.trim().to_owned();
-        let digits = phone.strip_prefix('+').unwrap_or(&phone);
-        if !(5..=20).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return bad("phone must be 5 to 20 digits, optionally with a leading +".into());
-        }
+        let phone = check_phone(&req.phone).map_err(ServiceError::BadRequest)?;
         let size = match req.size.as_deref() {
             None => Size::S,
             Some(s) => Size::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
@@ -375,8 +373,19 @@ impl Service {
         name: &str,
         site: Option<&str>,
         credential: &str,
+        phone: Option<&str>,
+        on_duty: bool,
     ) -> Result<StaffRow, ServiceError> {
         StaffId::parse(id).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let phone = phone
+            .map(check_phone)
+            .transpose()
+            .map_err(ServiceError::BadRequest)?;
+        if on_duty && phone.is_none() {
+            return Err(ServiceError::BadRequest(
+                "on_duty staff need a phone for alarm notifications".into(),
+            ));
+        }
         code::check_staff_credential(credential)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if let Some(s) = site
@@ -393,10 +402,18 @@ impl Service {
             site_id: site.map(str::to_owned),
             active: true,
             created_at: crate::now_ms(),
+            phone: phone.as_deref().map(mask_phone),
+            on_duty,
         };
         if !self
             .store
-            .insert_staff(&row, &hex::encode(salt), &hash, code::STAFF_ITERATIONS)
+            .insert_staff(
+                &row,
+                phone.as_deref(),
+                &hex::encode(salt),
+                &hash,
+                code::STAFF_ITERATIONS,
+            )
             .await?
         {
             return Err(ServiceError::Conflict(format!(

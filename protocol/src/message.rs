@@ -269,6 +269,155 @@ impl FaultKind {
     }
 }
 
+/// `devices/{id}/health`: the agent's heartbeat, sent on connect and every `interval_s`.
+///
+/// It is the second presence layer (the broker session is the first): a device whose session
+/// looks up but whose heartbeats stopped is offline all the same. It also carries the lock-bus
+/// health (the third layer), power, the outbox backlog and, on station devices, their
+/// peripheral status. Faults are *not* signalled here: they travel as durable `fault` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub ts: i64,
+    /// The next heartbeat is due within this many seconds.
+    pub interval_s: u32,
+    pub profile: Profile,
+    pub uptime_s: u64,
+    pub lock_bus: BusHealth,
+    pub power: Power,
+    /// Events in the outbox the server has not receipted yet.
+    pub outbox_pending: u64,
+    /// Station devices only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<StationStatus>,
+}
+
+impl Message for Heartbeat {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.interval_s == 0 || self.interval_s > 3_600 {
+            return Err(DecodeError::Invalid(format!(
+                "interval_s is {}; it must be 1..=3600",
+                self.interval_s
+            )));
+        }
+        if let BusHealth::Unreachable { detail } = &self.lock_bus {
+            check_text("lock_bus.detail", detail, 512).map_err(DecodeError::Invalid)?;
+        }
+        Ok(())
+    }
+}
+
+/// What kind of device an agent drives: a locker cabinet or one of the service-station
+/// devices of the document (self-service kiosk, tax machine, printer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    #[default]
+    Locker,
+    Kiosk,
+    TaxMachine,
+    Printer,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [
+        Profile::Locker,
+        Profile::Kiosk,
+        Profile::TaxMachine,
+        Profile::Printer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Locker => "locker",
+            Profile::Kiosk => "kiosk",
+            Profile::TaxMachine => "tax_machine",
+            Profile::Printer => "printer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn is_station(self) -> bool {
+        self != Profile::Locker
+    }
+}
+
+/// The lock board as the agent last found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum BusHealth {
+    Ok,
+    Unreachable {
+        detail: String,
+    },
+    /// The device has no lock board (a station device).
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    Mains,
+    Battery,
+    /// No power sensor.
+    Unknown,
+}
+
+impl Power {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Power::Mains => "mains",
+            Power::Battery => "battery",
+            Power::Unknown => "unknown",
+        }
+    }
+}
+
+/// A consumable's level as the peripheral reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    #[default]
+    Ok,
+    Low,
+    Out,
+    /// The peripheral has none (a kiosk without a printer) or cannot tell.
+    Absent,
+}
+
+/// The peripherals of a station device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StationStatus {
+    pub paper: Level,
+    pub toner: Level,
+    pub paper_jam: bool,
+    pub needs_service: bool,
+}
+
+impl StationStatus {
+    /// The faults this status amounts to, each with whether it is active now. Paper out
+    /// replaces paper low (the low alarm clears when the out alarm is raised).
+    pub fn faults(&self) -> [(FaultKind, bool); 5] {
+        [
+            (FaultKind::PaperLow, self.paper == Level::Low),
+            (FaultKind::PaperOut, self.paper == Level::Out),
+            (FaultKind::PaperJam, self.paper_jam),
+            (
+                FaultKind::TonerLow,
+                matches!(self.toner, Level::Low | Level::Out),
+            ),
+            (FaultKind::NeedsService, self.needs_service),
+        ]
+    }
+}
+
 /// Why the keypad refused an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

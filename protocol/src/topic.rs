@@ -9,7 +9,7 @@ use crate::ids::{DeviceId, IdError};
 pub const ROOT: &str = "devices";
 
 /// The channels of one device. Direction matters: a device publishes only events, state and
-/// acks; the server alone publishes presence, commands and receipts.
+/// acks and health; the server alone publishes presence, commands, receipts and codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// device → server: batches of sequenced events (QoS 1).
@@ -18,6 +18,9 @@ pub enum Channel {
     State,
     /// device → server: command acknowledgements (QoS 1).
     Acks,
+    /// device → server: the agent's heartbeat with lock-bus, power and station status
+    /// (QoS 0: a lost one is replaced by the next).
+    Health,
     /// server → subscribers: retained online/offline as seen by the broker front.
     Presence,
     /// server → device: remote commands.
@@ -30,10 +33,11 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Events,
         Channel::State,
         Channel::Acks,
+        Channel::Health,
         Channel::Presence,
         Channel::Commands,
         Channel::Receipts,
@@ -45,6 +49,7 @@ impl Channel {
             Channel::Events => "events",
             Channel::State => "state",
             Channel::Acks => "acks",
+            Channel::Health => "health",
             Channel::Presence => "presence",
             Channel::Commands => "commands",
             Channel::Receipts => "receipts",
@@ -58,7 +63,10 @@ impl Channel {
 
     /// Whether a device may publish on this channel of its own subtree.
     pub fn device_publishes(self) -> bool {
-        matches!(self, Channel::Events | Channel::State | Channel::Acks)
+        matches!(
+            self,
+            Channel::Events | Channel::State | Channel::Acks | Channel::Health
+        )
     }
 }
 
@@ -70,7 +78,9 @@ pub enum TopicError {
     Device { topic: String, source: IdError },
     #[error("topic {0:?} names an unknown channel")]
     UnknownChannel(String),
-    #[error("device {device} may not publish to {topic:?}: only its own events, state and acks")]
+    #[error(
+        "device {device} may not publish to {topic:?}: only its own events, state, acks and health"
+    )]
     PublishDenied { device: String, topic: String },
     #[error(
         "device {device} may not subscribe to {filter:?}: only filters under devices/{device}/"
@@ -121,7 +131,8 @@ pub fn all_devices_filter(channel: Channel) -> String {
     format!("{ROOT}/+/{}", channel.as_str())
 }
 
-/// The broker front's publish rule: a device publishes only its own events, state and acks.
+/// The broker front's publish rule: a device publishes only its own events, state, acks and
+/// health.
 pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, TopicError> {
     let denied = || TopicError::PublishDenied {
         device: device.to_string(),
@@ -204,8 +215,11 @@ mod tests {
         );
         assert!(check_device_publish(&a, "devices/a/acks").is_ok());
         assert!(check_device_publish(&a, "devices/a/state").is_ok());
+        assert!(check_device_publish(&a, "devices/a/health").is_ok());
         for bad in [
             "devices/b/events",
+            "devices/b/health",
+            "devices/a/codes",
             "devices/a/commands",
             "devices/a/receipts",
             "devices/a/presence",

@@ -112,6 +112,7 @@ impl Fleet {
                 boxes: spec.boxes,
                 close_after: spec.close_after,
                 jam_rate: spec.jam_rate,
+                profile: protocol::Profile::Locker,
             }));
             let tls = device_agent::client_tls(certs_dir, &id)?;
             let (keypad, keys) = device_agent::FakeKeypad::new();

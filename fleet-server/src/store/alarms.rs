@@ -62,6 +62,10 @@ pub struct AlarmRow {
     pub clear_note: Option<String>,
     /// When it escalated for want of an acknowledgement.
     pub escalated_at: Option<i64>,
+    /// When on-duty staff were last told of it (or found unreachable).
+    pub notified_at: Option<i64>,
+    /// `notified`, `rate_limited` or `nobody_on_duty`.
+    pub notify_outcome: Option<String>,
     /// A box alarm of a device that is offline: shown, but not the thing to act on (the
     /// device's `device_offline` alarm is).
     pub suppressed: bool,
@@ -70,10 +74,16 @@ pub struct AlarmRow {
 /// Every alarm column, plus `suppressed` (an open `device_offline` alarm of the same device).
 const ALARM_SELECT: &str = "SELECT a.alarm_id, a.device_id, a.box_no, a.kind, a.severity, a.state,
     a.site_id, a.first_seen, a.last_seen, a.count, a.evidence, a.acked_by, a.acked_at, a.ack_note,
-    a.cleared_at, a.cleared_by, a.clear_note, a.escalated_at,
+    a.cleared_at, a.cleared_by, a.clear_note, a.escalated_at, a.notified_at, a.notify_outcome,
     CASE WHEN a.box_no > 0 AND EXISTS (SELECT 1 FROM alarms o WHERE o.device_id = a.device_id
          AND o.kind = 'device_offline' AND o.state <> 'cleared') THEN 1 ELSE 0 END AS suppressed
     FROM alarms a";
+
+/// A device's last sign of life: its last heartbeat or the start of its session, whichever is
+/// later (a fresh session has not had time to beat yet).
+const LAST_SIGN: &str =
+    "CASE WHEN d.presence_changed_at IS NOT NULL AND d.presence_changed_at > d.heartbeat_at
+     THEN d.presence_changed_at ELSE d.heartbeat_at END";
 
 /// The server's own alarm kind for a device offline past the grace.
 pub const DEVICE_OFFLINE: &str = "device_offline";
@@ -100,6 +110,8 @@ impl AlarmRow {
             cleared_by: r.try_get("cleared_by")?,
             clear_note: r.try_get("clear_note")?,
             escalated_at: r.try_get("escalated_at")?,
+            notified_at: r.try_get("notified_at")?,
+            notify_outcome: r.try_get("notify_outcome")?,
             suppressed: r.try_get::<i64, _>("suppressed")? != 0,
         })
     }
@@ -233,15 +245,69 @@ impl Store {
             .collect()
     }
 
-    /// Devices back online whose `device_offline` alarm is still open.
-    pub async fn back_online(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+    /// Devices whose session is up but whose heartbeats stopped more than `grace_ms` ago
+    /// (a hung agent behind a live TCP session), without an open `device_offline` alarm,
+    /// with the time of their last sign of life.
+    pub async fn heartbeat_lost(
+        &self,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT d.device_id, {LAST_SIGN} AS last_sign FROM devices d
+             WHERE d.online = 1 AND d.heartbeat_at IS NOT NULL
+               AND {LAST_SIGN} + $3 * d.heartbeat_secs * 1000 + $1 <= $2
+               AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.device_id
+                               AND a.kind = 'device_offline' AND a.state <> 'cleared')
+             ORDER BY d.device_id LIMIT 10000"
+        )))
+        .bind(grace_ms)
+        .bind(now)
+        .bind(super::HEARTBEAT_MISSES)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("device_id")?, r.try_get("last_sign")?)))
+            .collect()
+    }
+
+    /// Devices back online (session up, heartbeats fresh or never sent by this agent) whose
+    /// `device_offline` alarm is still open.
+    pub async fn back_online(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT a.device_id FROM alarms a JOIN devices d ON d.device_id = a.device_id
              WHERE a.kind = 'device_offline' AND a.state <> 'cleared' AND d.online = 1
-             ORDER BY a.device_id LIMIT 10000",
-        )
+               AND (d.heartbeat_at IS NULL
+                    OR {LAST_SIGN} + $2 * d.heartbeat_secs * 1000 > $1)
+             ORDER BY a.device_id LIMIT 10000"
+        )))
+        .bind(now)
+        .bind(super::HEARTBEAT_MISSES)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// A presence transition judged by the server from a layer other than the session.
+    pub async fn log_presence(
+        &self,
+        device: &str,
+        layer: &str,
+        online: bool,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO presence_log (device_id, ts, session, online, reason, layer)
+             VALUES ($1, $2, 0, $3, $4, $5)",
+        )
+        .bind(device)
+        .bind(at)
+        .bind(i64::from(online))
+        .bind(reason)
+        .bind(layer)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     /// Marks alarms active and unacknowledged since before `now - after_ms` as escalated,
@@ -277,6 +343,96 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// New active critical and major alarms nobody was told of yet, oldest first. Suppressed
+    /// ones wait: their device's `device_offline` alarm is the news, and they are told if
+    /// they outlive it.
+    pub async fn alarms_to_notify(&self) -> Result<Vec<AlarmRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{ALARM_SELECT} WHERE a.notified_at IS NULL AND a.state = 'active'
+               AND a.severity IN ('critical', 'major') ORDER BY a.first_seen LIMIT 500"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let a = AlarmRow::from_row(r)?;
+            if !a.suppressed {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tells the on-duty staff of the alarm's site by SMS (through the notification outbox),
+    /// unless the site already had `per_hour` alarms told in the last hour. Records the
+    /// outcome on the alarm and in its history, all in one transaction; returns it.
+    pub async fn notify_alarm(
+        &self,
+        a: &AlarmRow,
+        escalated: bool,
+        per_hour: i64,
+        now: i64,
+    ) -> Result<&'static str, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let phones: Vec<String> = sqlx::query_scalar(
+            "SELECT phone FROM staff WHERE active = 1 AND on_duty = 1 AND phone IS NOT NULL
+               AND (site_id IS NULL OR site_id = $1) ORDER BY staff_id",
+        )
+        .bind(a.site_id.as_deref())
+        .fetch_all(&mut *tx)
+        .await?;
+        let site = a.site_id.as_deref().unwrap_or("(no site)");
+        let told: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT alarm_id) FROM notifications
+             WHERE event = 'alarm' AND COALESCE(site_id, '') = COALESCE($1, '')
+               AND created_at > $2",
+        )
+        .bind(a.site_id.as_deref())
+        .bind(now - 3_600_000)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (outcome, detail) = if phones.is_empty() {
+            (
+                "nobody_on_duty",
+                format!("not sent: nobody with a phone is on duty for {site}"),
+            )
+        } else if told >= per_hour {
+            (
+                "rate_limited",
+                format!(
+                    "not sent: {site} reached its limit of {per_hour} alarm notifications per hour"
+                ),
+            )
+        } else {
+            let text = alarm_text(a, escalated);
+            for phone in &phones {
+                let body = serde_json::json!({ "to": phone, "text": text }).to_string();
+                sqlx::query(
+                    "INSERT INTO notifications (notification_id, channel, item_id, event, body,
+                                                state, created_at, next_attempt_at, site_id, alarm_id)
+                     VALUES ($1, 'sms', NULL, 'alarm', $2, 'pending', $3, $3, $4, $5)",
+                )
+                .bind(uuid::Uuid::new_v4().simple().to_string())
+                .bind(body)
+                .bind(now)
+                .bind(a.site_id.as_deref())
+                .bind(&a.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ("notified", format!("SMS to {} on-duty staff", phones.len()))
+        };
+        sqlx::query("UPDATE alarms SET notified_at = $1, notify_outcome = $2 WHERE alarm_id = $3")
+            .bind(now)
+            .bind(outcome)
+            .bind(&a.id)
+            .execute(&mut *tx)
+            .await?;
+        alarm_history(&mut tx, &a.id, now, "notified", "server", Some(&detail)).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// An operator acknowledges an active alarm (it stays open until its condition ends).
@@ -483,4 +639,28 @@ async fn alarm_history(
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
     write_history(tx, History::Alarm, id, at, state, actor, detail).await
+}
+
+/// The SMS an on-duty member of staff gets: what, where, the evidence, and the alarm's id to
+/// acknowledge it by.
+fn alarm_text(a: &AlarmRow, escalated: bool) -> String {
+    let mut t = String::new();
+    if escalated {
+        t.push_str("ESCALATED, nobody acknowledged: ");
+    }
+    t.push_str(&format!(
+        "LockerFleet {} alarm {} at {}",
+        a.severity, a.kind, a.device_id
+    ));
+    if let Some(b) = a.box_no {
+        t.push_str(&format!(" box {b}"));
+    }
+    if let Some(site) = &a.site_id {
+        t.push_str(&format!(" ({site})"));
+    }
+    if let Some(e) = &a.evidence {
+        t.push_str(&format!(": {e}"));
+    }
+    t.push_str(&format!(". Alarm {}", a.id));
+    t
 }

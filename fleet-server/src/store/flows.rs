@@ -83,6 +83,17 @@ pub struct StaffRow {
     pub site_id: Option<String>,
     pub active: bool,
     pub created_at: i64,
+    /// Masked; alarm notifications go to it while on duty.
+    pub phone: Option<String>,
+    /// Receives SMS of the site's alarms.
+    pub on_duty: bool,
+}
+
+/// What putting staff on duty found.
+pub enum DutyChange {
+    Done,
+    NotFound,
+    NoPhone,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -427,17 +438,20 @@ impl Store {
 
     // ------------------------------------------------------------------------- staff
 
+    /// `row.phone` is shown masked; `phone` is the number stored.
     pub async fn insert_staff(
         &self,
         row: &StaffRow,
+        phone: Option<&str>,
         salt_hex: &str,
         hash_hex: &str,
         iterations: u32,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
-            "INSERT INTO staff (staff_id, name, site_id, salt, hash, iterations, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (staff_id) DO NOTHING",
+            "INSERT INTO staff (staff_id, name, site_id, salt, hash, iterations, created_at,
+                                phone, on_duty)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (staff_id) DO NOTHING",
         )
         .bind(&row.id)
         .bind(&row.name)
@@ -446,6 +460,8 @@ impl Store {
         .bind(hash_hex)
         .bind(i64::from(iterations))
         .bind(row.created_at)
+        .bind(phone)
+        .bind(i64::from(row.on_duty))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -479,7 +495,8 @@ impl Store {
 
     pub async fn staff(&self) -> Result<Vec<StaffRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT staff_id, name, site_id, active, created_at FROM staff ORDER BY staff_id",
+            "SELECT staff_id, name, site_id, active, created_at, phone, on_duty FROM staff
+             ORDER BY staff_id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -491,9 +508,36 @@ impl Store {
                     site_id: r.try_get("site_id")?,
                     active: r.try_get::<i64, _>("active")? != 0,
                     created_at: r.try_get("created_at")?,
+                    phone: r
+                        .try_get::<Option<String>, _>("phone")?
+                        .as_deref()
+                        .map(crate::flows::mask_phone),
+                    on_duty: r.try_get::<i64, _>("on_duty")? != 0,
                 })
             })
             .collect()
+    }
+
+    /// Puts a member of staff on or off duty. `Ok(None)`: unknown; `Err(BadRequest)`-like
+    /// refusals are the caller's (a phone is needed to go on duty).
+    pub async fn set_on_duty(&self, id: &str, on: bool) -> Result<DutyChange, StoreError> {
+        let phone: Option<Option<String>> =
+            sqlx::query_scalar("SELECT phone FROM staff WHERE staff_id = $1 AND active = 1")
+                .bind(id)
+                .fetch_optional(&self.writer)
+                .await?;
+        match phone {
+            None => Ok(DutyChange::NotFound),
+            Some(None) if on => Ok(DutyChange::NoPhone),
+            Some(_) => {
+                sqlx::query("UPDATE staff SET on_duty = $1 WHERE staff_id = $2")
+                    .bind(i64::from(on))
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(DutyChange::Done)
+            }
+        }
     }
 
     // ------------------------------------------------------------------------- reservations

@@ -20,8 +20,8 @@ pub use alarms::{
     AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, REOPEN_WINDOW_MS, SEVERITIES, severity,
 };
 pub use flows::{
-    Allocated, BoxConfig, BoxView, CabinetRow, Effects, HistoryRow, Issued, ItemRow, NewItem,
-    NotificationRow, Placement, SiteRow, StaffRow,
+    Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
+    NewItem, NotificationRow, Placement, SiteRow, StaffRow,
 };
 pub use schema::SCHEMA_VERSION;
 
@@ -330,6 +330,9 @@ impl Store {
         for (device, snapshot) in &batch.snapshots {
             self.apply_snapshot(&mut tx, device, snapshot, now).await?;
         }
+        for (device, hb) in &batch.heartbeats {
+            apply_heartbeat(&mut tx, device, hb, now).await?;
+        }
         tx.commit().await?;
         Ok((inserted, effects))
     }
@@ -522,7 +525,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PresenceRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT ts, session, online, reason FROM presence_log WHERE device_id = $1
+            "SELECT ts, session, online, reason, layer FROM presence_log WHERE device_id = $1
              ORDER BY ts DESC LIMIT $2",
         )
         .bind(device.as_str())
@@ -536,6 +539,7 @@ impl Store {
                     session: r.try_get("session")?,
                     online: r.try_get::<i64, _>("online")? != 0,
                     reason: r.try_get("reason")?,
+                    layer: r.try_get("layer")?,
                 })
             })
             .collect()
@@ -544,20 +548,16 @@ impl Store {
     // ---------------------------------------------------------------------------- queries
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT device_id, boxes, agent_version, online, last_seen, presence_changed_at,
-                    presence_reason, acked_seq FROM devices ORDER BY device_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!("{DEVICE_SELECT} ORDER BY device_id")))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(DeviceRow::from_row).collect()
     }
 
     pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT device_id, boxes, agent_version, online, last_seen, presence_changed_at,
-                    presence_reason, acked_seq FROM devices WHERE device_id = $1",
-        )
+        let Some(row) = sqlx::query(AssertSqlSafe(format!(
+            "{DEVICE_SELECT} WHERE device_id = $1"
+        )))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?
@@ -1078,12 +1078,55 @@ fn multi_row(kind: DbKind, prefix: &str, cols: usize, rows: usize, suffix: &str)
     sql
 }
 
+/// Records a heartbeat as received now (the server's clock judges freshness, not the agent's).
+async fn apply_heartbeat(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    device: &DeviceId,
+    hb: &protocol::Heartbeat,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (bus, detail) = match &hb.lock_bus {
+        protocol::BusHealth::Ok => ("ok", None),
+        protocol::BusHealth::Unreachable { detail } => ("unreachable", Some(detail.as_str())),
+        protocol::BusHealth::Absent => ("absent", None),
+    };
+    let station = hb
+        .station
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok());
+    sqlx::query(
+        "INSERT INTO devices (device_id, created_at, last_seen, profile, heartbeat_at, heartbeat_secs,
+                              uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station)
+         VALUES ($1, $2, $2, $3, $2, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
+           profile = excluded.profile, heartbeat_at = excluded.heartbeat_at,
+           heartbeat_secs = excluded.heartbeat_secs, uptime_s = excluded.uptime_s,
+           lock_bus = excluded.lock_bus, lock_bus_detail = excluded.lock_bus_detail,
+           power = excluded.power, outbox_pending = excluded.outbox_pending,
+           station = excluded.station",
+    )
+    .bind(device.as_str())
+    .bind(now)
+    .bind(hb.profile.as_str())
+    .bind(i64::from(hb.interval_s))
+    .bind(i64::try_from(hb.uptime_s).unwrap_or(i64::MAX))
+    .bind(bus)
+    .bind(detail)
+    .bind(hb.power.as_str())
+    .bind(i64::try_from(hb.outbox_pending).unwrap_or(i64::MAX))
+    .bind(station)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// What one ingest transaction writes.
 #[derive(Debug, Default)]
 pub struct IngestBatch {
     pub received_at: i64,
     pub events: Vec<(DeviceId, Event)>,
     pub snapshots: Vec<(DeviceId, StateSnapshot)>,
+    pub heartbeats: Vec<(DeviceId, protocol::Heartbeat)>,
     /// New receipt mark per device that sent something in this batch.
     pub marks: HashMap<DeviceId, u64>,
 }
@@ -1104,9 +1147,18 @@ pub struct NewCommand {
     pub expires_at: i64,
 }
 
+const DEVICE_SELECT: &str = "SELECT device_id, boxes, agent_version, online, last_seen,
+    presence_changed_at, presence_reason, acked_seq, profile, heartbeat_at, heartbeat_secs,
+    uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station FROM devices";
+
+/// Heartbeats a device may miss before it counts as gone (one lost QoS 0 heartbeat is not
+/// news).
+pub const HEARTBEAT_MISSES: i64 = 2;
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceRow {
     pub id: String,
+    /// The broker session is up (the first presence layer).
     pub online: bool,
     pub boxes: i64,
     pub agent_version: Option<String>,
@@ -1114,19 +1166,76 @@ pub struct DeviceRow {
     pub presence_changed_at: Option<i64>,
     pub presence_reason: Option<String>,
     pub acked_seq: i64,
+    /// `locker`, `kiosk`, `tax_machine` or `printer`, from the heartbeat.
+    pub profile: Option<String>,
+    /// When the server last received a heartbeat (server clock).
+    pub heartbeat_at: Option<i64>,
+    pub heartbeat_secs: Option<i64>,
+    pub uptime_s: Option<i64>,
+    /// `ok`, `unreachable` or `absent` (no lock board), as the last heartbeat said.
+    pub lock_bus: Option<String>,
+    pub lock_bus_detail: Option<String>,
+    /// `mains`, `battery` or `unknown`.
+    pub power: Option<String>,
+    /// Events the agent holds that the server has not receipted.
+    pub outbox_pending: Option<i64>,
+    /// A station device's peripherals: paper, toner, paper_jam, needs_service.
+    #[schema(value_type = Option<Object>)]
+    pub station: Option<serde_json::Value>,
+    /// The presence layers judged now.
+    pub layers: Layers,
+}
+
+/// Presence in layers: each can fail on its own, and each is shown.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Layers {
+    /// `up` or `down`: the broker session, exact from the broker front.
+    pub session: &'static str,
+    /// `fresh`, `late` (more than two intervals without one) or `none` (never received).
+    pub heartbeat: &'static str,
+    /// `ok`, `unreachable`, `absent` or `unknown` (no heartbeat yet).
+    pub lock_bus: String,
 }
 
 impl DeviceRow {
     fn from_row(r: &AnyRow) -> Result<DeviceRow, StoreError> {
+        let online = r.try_get::<i64, _>("online")? != 0;
+        let heartbeat_at: Option<i64> = r.try_get("heartbeat_at")?;
+        let heartbeat_secs: Option<i64> = r.try_get("heartbeat_secs")?;
+        let lock_bus: Option<String> = r.try_get("lock_bus")?;
+        let heartbeat = match (heartbeat_at, heartbeat_secs) {
+            (Some(at), Some(secs))
+                if crate::now_ms() <= at + HEARTBEAT_MISSES * secs.max(1) * 1000 =>
+            {
+                "fresh"
+            }
+            (Some(_), _) => "late",
+            (None, _) => "none",
+        };
+        let station: Option<String> = r.try_get("station")?;
         Ok(DeviceRow {
             id: r.try_get("device_id")?,
-            online: r.try_get::<i64, _>("online")? != 0,
+            online,
             boxes: r.try_get("boxes")?,
             agent_version: r.try_get("agent_version")?,
             last_seen: r.try_get("last_seen")?,
             presence_changed_at: r.try_get("presence_changed_at")?,
             presence_reason: r.try_get("presence_reason")?,
             acked_seq: r.try_get("acked_seq")?,
+            profile: r.try_get("profile")?,
+            heartbeat_at,
+            heartbeat_secs,
+            uptime_s: r.try_get("uptime_s")?,
+            layers: Layers {
+                session: if online { "up" } else { "down" },
+                heartbeat,
+                lock_bus: lock_bus.clone().unwrap_or_else(|| "unknown".into()),
+            },
+            lock_bus,
+            lock_bus_detail: r.try_get("lock_bus_detail")?,
+            power: r.try_get("power")?,
+            outbox_pending: r.try_get("outbox_pending")?,
+            station: station.and_then(|s| serde_json::from_str(&s).ok()),
         })
     }
 }
@@ -1165,9 +1274,12 @@ pub struct EventRow {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PresenceRow {
     pub ts: i64,
+    /// The broker session number (0 on rows the server judged from heartbeats).
     pub session: i64,
     pub online: bool,
     pub reason: String,
+    /// `session` (from the broker front) or `heartbeat` (the server's alarm sweep).
+    pub layer: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

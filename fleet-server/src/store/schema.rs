@@ -5,11 +5,11 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
@@ -240,4 +240,31 @@ const V3: &[&str] = &[
         detail TEXT
     )",
     "CREATE INDEX IF NOT EXISTS alarm_history_alarm ON alarm_history (alarm_id, at)",
+];
+
+/// Presence layers, station devices and alarm notifications (issue 4, second part).
+const V4: &[&str] = &[
+    // The last heartbeat as the server received it (server clock), and what it said.
+    "ALTER TABLE devices ADD COLUMN profile TEXT",
+    "ALTER TABLE devices ADD COLUMN heartbeat_at BIGINT",
+    "ALTER TABLE devices ADD COLUMN heartbeat_secs BIGINT",
+    "ALTER TABLE devices ADD COLUMN uptime_s BIGINT",
+    "ALTER TABLE devices ADD COLUMN lock_bus TEXT",
+    "ALTER TABLE devices ADD COLUMN lock_bus_detail TEXT",
+    "ALTER TABLE devices ADD COLUMN power TEXT",
+    "ALTER TABLE devices ADD COLUMN outbox_pending BIGINT",
+    "ALTER TABLE devices ADD COLUMN station TEXT",
+    // `session` rows come from the broker front, `heartbeat` rows from the alarm sweep.
+    "ALTER TABLE presence_log ADD COLUMN layer TEXT NOT NULL DEFAULT 'session'",
+    "ALTER TABLE staff ADD COLUMN phone TEXT",
+    "ALTER TABLE staff ADD COLUMN on_duty BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE notifications ADD COLUMN site_id TEXT",
+    "ALTER TABLE notifications ADD COLUMN alarm_id TEXT",
+    "CREATE INDEX IF NOT EXISTS notifications_site ON notifications (site_id, created_at)",
+    // When on-duty staff were told of an alarm, and how that went (sent, rate_limited,
+    // nobody_on_duty, suppressed).
+    "ALTER TABLE alarms ADD COLUMN notified_at BIGINT",
+    "ALTER TABLE alarms ADD COLUMN notify_outcome TEXT",
+    // Alarms from before notifications existed are not sent out after an upgrade.
+    "UPDATE alarms SET notified_at = last_seen, notify_outcome = 'predates_notifications'",
 ];

@@ -25,6 +25,7 @@ fn fault(seq: u64, b: u16, kind: FaultKind, active: bool) -> IngestBatch {
         )],
         snapshots: vec![],
         marks: [(d, seq)].into_iter().collect(),
+        ..IngestBatch::default()
     }
 }
 
@@ -153,6 +154,7 @@ pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Sto
     let settings = AlarmSettings {
         offline_grace: Duration::from_secs(1),
         escalate_after: Duration::from_secs(900),
+        notify_per_site_hour: 10,
     };
     store
         .ingest(&fault(1, 2, FaultKind::ForcedOpen, true))
@@ -227,7 +229,197 @@ pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Sto
     assert_eq!(escalations, 1);
 }
 
+fn heartbeat(at: i64) -> IngestBatch {
+    let d = DeviceId::parse("cab-f").expect("id");
+    IngestBatch {
+        received_at: at,
+        heartbeats: vec![(
+            d,
+            protocol::Heartbeat {
+                v: 1,
+                ts: at,
+                interval_s: 2,
+                profile: protocol::Profile::Locker,
+                uptime_s: 1,
+                lock_bus: protocol::BusHealth::Unreachable {
+                    detail: "board 1 silent".into(),
+                },
+                power: protocol::Power::Mains,
+                outbox_pending: 3,
+                station: None,
+            },
+        )],
+        ..IngestBatch::default()
+    }
+}
+
+pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
+    use fleet_server::alarms::{AlarmSettings, sweep_once};
+    use std::time::Duration;
+    let d = DeviceId::parse("cab-f").expect("id");
+    let settings = AlarmSettings {
+        offline_grace: Duration::from_secs(1),
+        escalate_after: Duration::from_secs(900),
+        notify_per_site_hour: 10,
+    };
+    store
+        .presence(&d, 1, true, "connected", NOW)
+        .await
+        .expect("on");
+    store.ingest(&heartbeat(NOW + 100)).await.expect("beat");
+    let dev = store.device(&d).await.expect("query").expect("device");
+    assert_eq!(dev.device.layers.session, "up");
+    assert_eq!(dev.device.layers.lock_bus, "unreachable");
+    assert_eq!(dev.device.outbox_pending, Some(3));
+    // Two intervals (4 s) plus the grace (1 s) after the last heartbeat: not yet, then yes.
+    sweep_once(&store, settings, NOW + 5_000)
+        .await
+        .expect("sweep");
+    assert!(store.alarms(&open_filter()).await.expect("open").is_empty());
+    sweep_once(&store, settings, NOW + 5_200)
+        .await
+        .expect("sweep");
+    sweep_once(&store, settings, NOW + 6_000)
+        .await
+        .expect("sweep again");
+    let open = store.alarms(&open_filter()).await.expect("open");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, "device_offline");
+    assert!(
+        open[0]
+            .evidence
+            .as_deref()
+            .is_some_and(|e| e.contains("no heartbeat")),
+        "{open:?}"
+    );
+    // It beats again: the alarm clears; both transitions are in the presence log.
+    store.ingest(&heartbeat(NOW + 7_000)).await.expect("beat");
+    sweep_once(&store, settings, NOW + 7_100)
+        .await
+        .expect("sweep");
+    assert!(store.alarms(&open_filter()).await.expect("open").is_empty());
+    let log = store.presence_log(&d, 10).await.expect("log");
+    let layers: Vec<(&str, bool)> = log.iter().map(|r| (r.layer.as_str(), r.online)).collect();
+    assert_eq!(
+        layers,
+        vec![("heartbeat", true), ("heartbeat", false), ("session", true)]
+    );
+}
+
+pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
+    use fleet_server::alarms::{AlarmSettings, sweep_once};
+    use fleet_server::store::StaffRow;
+    use std::time::Duration;
+    // Device cab-f stands in site "hall"; its alarms concern the hall's staff only.
+    super::flows::hall(&store, "cab-f").await;
+    let staff = |id: &str, site: &str, on_duty: bool| StaffRow {
+        id: id.into(),
+        name: id.into(),
+        site_id: Some(site.into()),
+        active: true,
+        created_at: NOW,
+        phone: None,
+        on_duty,
+    };
+    for (id, site, phone, on) in [
+        ("nina", "hall", Some("+8613800000001"), true),
+        ("otto", "hall", Some("+8613800000002"), false),
+        ("park", "park", Some("+8613800000003"), true),
+        ("pete", "hall", None, false),
+    ] {
+        assert!(
+            store
+                .insert_staff(&staff(id, site, on), phone, "00", "ab", 1)
+                .await
+                .expect("staff")
+        );
+    }
+    let settings = AlarmSettings {
+        offline_grace: Duration::from_secs(60),
+        escalate_after: Duration::from_secs(900),
+        notify_per_site_hour: 2,
+    };
+    // Three critical alarms and a warning at the same site.
+    for (seq, b) in [(1, 1), (2, 2), (3, 3)] {
+        store
+            .ingest(&fault(seq, b, FaultKind::ForcedOpen, true))
+            .await
+            .expect("ingest");
+    }
+    store
+        .ingest(&fault(4, 4, FaultKind::DoorLeftOpen, true))
+        .await
+        .expect("ingest");
+    sweep_once(&store, settings, NOW + 10_000)
+        .await
+        .expect("sweep");
+    sweep_once(&store, settings, NOW + 11_000)
+        .await
+        .expect("sweep again");
+    let sms: Vec<_> = store
+        .due_notifications(NOW + 20_000, 100)
+        .await
+        .expect("due")
+        .into_iter()
+        .filter(|n| n.event == "alarm")
+        .collect();
+    assert_eq!(sms.len(), 2, "two alarms told, to nina only: {sms:?}");
+    for n in &sms {
+        let body: serde_json::Value =
+            serde_json::from_str(n.body.as_deref().expect("body")).expect("json");
+        assert_eq!(body["to"], "+8613800000001");
+        let text = body["text"].as_str().expect("text");
+        assert!(
+            text.contains("critical alarm forced_open at cab-f"),
+            "{text}"
+        );
+        assert!(text.contains("(hall)"), "{text}");
+    }
+    let mut outcomes: Vec<_> = store
+        .alarms(&open_filter())
+        .await
+        .expect("alarms")
+        .into_iter()
+        .map(|a| (a.kind, a.notify_outcome))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("door_left_open".to_owned(), None),
+            ("forced_open".to_owned(), Some("notified".to_owned())),
+            ("forced_open".to_owned(), Some("notified".to_owned())),
+            ("forced_open".to_owned(), Some("rate_limited".to_owned())),
+        ],
+        "a warning is told only when it escalates; the third alarm hit the limit"
+    );
+    // Nobody acknowledged them: escalations are told too, within the same limit (already
+    // reached this hour), and the minor alarm now gets its turn an hour later.
+    let later = NOW + 2 * 3_600_000;
+    sweep_once(&store, settings, later).await.expect("sweep");
+    let escalated: Vec<_> = store
+        .alarms(&open_filter())
+        .await
+        .expect("alarms")
+        .into_iter()
+        .filter(|a| a.escalated_at.is_some())
+        .collect();
+    assert_eq!(escalated.len(), 4);
+    let told = escalated
+        .iter()
+        .filter(|a| a.notify_outcome.as_deref() == Some("notified"))
+        .count();
+    assert_eq!(told, 2, "{escalated:?}");
+    let history = store
+        .alarm_history(&escalated[0].id)
+        .await
+        .expect("history");
+    assert!(history.iter().any(|h| h.state == "notified"), "{history:?}");
+}
+
 on_both!(
+    on_duty_staff_hear_of_alarms_within_the_site_rate_limit,
+    a_hung_agent_behind_a_live_session_goes_offline_and_comes_back,
     a_flapping_door_is_one_alarm,
     offline_devices_raise_one_alarm_and_suppress_their_boxes,
     operators_acknowledge_and_clear_with_history,

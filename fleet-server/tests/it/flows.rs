@@ -17,7 +17,7 @@ fn b(n: u16) -> BoxNo {
 }
 
 /// Site "hall" with cabinet `cab` of boxes S, S(accessible), M, L.
-async fn hall(store: &Store, cab: &str) {
+pub async fn hall(store: &Store, cab: &str) {
     store
         .upsert_site(&SiteRow {
             id: "hall".into(),
@@ -94,6 +94,7 @@ fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch 
         events: vec![(device.clone(), Event { seq, ts, body })],
         snapshots: vec![],
         marks: [(device.clone(), seq)].into_iter().collect(),
+        ..IngestBatch::default()
     }
 }
 
@@ -437,6 +438,8 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
         site_id: site.map(str::to_owned),
         active: true,
         created_at: NOW,
+        phone: None,
+        on_duty: false,
     };
     for (id, site) in [
         ("everywhere", None),
@@ -445,14 +448,14 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     ] {
         assert!(
             store
-                .insert_staff(&staff(id, site), "00", &"cd".repeat(32), 10)
+                .insert_staff(&staff(id, site), None, "00", &"cd".repeat(32), 10)
                 .await
                 .expect("staff")
         );
     }
     assert!(
         !store
-            .insert_staff(&staff("here", None), "00", "x", 1)
+            .insert_staff(&staff("here", None), None, "00", "x", 1)
             .await
             .expect("dup")
     );

@@ -34,6 +34,7 @@ fn batch(device: &DeviceId, events: Vec<Event>, mark: u64) -> IngestBatch {
         events: events.into_iter().map(|e| (device.clone(), e)).collect(),
         snapshots: vec![],
         marks: [(device.clone(), mark)].into_iter().collect(),
+        ..IngestBatch::default()
     }
 }
 
@@ -148,7 +149,7 @@ async fn older_events_never_override_newer_state(store: Store) {
                 ],
             },
         )],
-        marks: Default::default(),
+        ..IngestBatch::default()
     };
     store.ingest(&snap).await.expect("snapshot");
     // A backlog event from before the snapshot arrives later: it must not win.

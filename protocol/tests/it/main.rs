@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use protocol::{
     AckStatus, BoxNo, BoxState, Channel, CodeGrant, CodeSync, Command, CommandAck, CommandAction,
-    CommandId, DeviceId, DeviceTopic, Event, EventBatch, EventBody, ItemId, Presence, Receipt,
-    RejectReason, StaffCredential, StaffId, StateSnapshot, code, decode, encode, topic,
+    CommandId, DeviceId, DeviceTopic, Event, EventBatch, EventBody, Heartbeat, ItemId, Presence,
+    Receipt, RejectReason, StaffCredential, StaffId, StateSnapshot, code, decode, encode, topic,
 };
 
 fn b(n: u16) -> BoxNo {
@@ -265,6 +265,44 @@ fn receipt_and_presence() {
 }
 
 #[test]
+fn heartbeats() {
+    use protocol::{BusHealth, Level, Power, Profile, StationStatus};
+    let cabinet = Heartbeat {
+        v: 1,
+        ts: 1_764_288_010_000,
+        interval_s: 30,
+        profile: Profile::Locker,
+        uptime_s: 86_400,
+        lock_bus: BusHealth::Unreachable {
+            detail: "board 1 did not answer within 200 ms".into(),
+        },
+        power: Power::Battery,
+        outbox_pending: 12,
+        station: None,
+    };
+    insta::assert_snapshot!("heartbeat_cabinet", pretty(&cabinet));
+    let printer = Heartbeat {
+        profile: Profile::Printer,
+        lock_bus: BusHealth::Absent,
+        power: Power::Mains,
+        outbox_pending: 0,
+        station: Some(StationStatus {
+            paper: Level::Low,
+            toner: Level::Ok,
+            paper_jam: true,
+            needs_service: false,
+        }),
+        ..cabinet
+    };
+    insta::assert_snapshot!("heartbeat_printer", pretty(&printer));
+    let err = decode::<Heartbeat>(
+        br#"{"v":1,"ts":0,"interval_s":0,"profile":"kiosk","uptime_s":1,"lock_bus":{"state":"absent"},"power":"mains","outbox_pending":0}"#,
+    )
+    .expect_err("interval 0");
+    assert!(err.to_string().contains("interval_s"), "{err}");
+}
+
+#[test]
 fn version_and_limits_are_enforced() {
     let err = decode::<Receipt>(br#"{"v":2,"up_to":1}"#).expect_err("v2 refused");
     assert!(err.to_string().contains("version 2"), "{err}");
@@ -306,6 +344,7 @@ proptest! {
         let _ = decode::<Command>(&bytes);
         let _ = decode::<Receipt>(&bytes);
         let _ = decode::<CodeSync>(&bytes);
+        let _ = decode::<Heartbeat>(&bytes);
     }
 
     #[test]
@@ -314,7 +353,7 @@ proptest! {
     }
 
     #[test]
-    fn valid_topics_round_trip(id in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", c in 0usize..7) {
+    fn valid_topics_round_trip(id in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}", c in 0usize..8) {
         let device = DeviceId::parse(&id).expect("generated ids are valid");
         let channel = Channel::ALL[c];
         let t = topic::device_topic(&device, channel);
@@ -327,7 +366,7 @@ proptest! {
     }
 
     #[test]
-    fn other_devices_are_always_denied(a in "[a-z0-9]{1,8}", bb in "[a-z0-9]{1,8}", c in 0usize..7) {
+    fn other_devices_are_always_denied(a in "[a-z0-9]{1,8}", bb in "[a-z0-9]{1,8}", c in 0usize..8) {
         prop_assume!(a != bb);
         let da = DeviceId::parse(&a).expect("id");
         let db = DeviceId::parse(&bb).expect("id");
