@@ -83,7 +83,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
             .await?;
         tracing::info!(alarm = %a.id, outcome, "escalation told to on-duty staff");
     }
-    for a in store.alarms_to_notify().await? {
+    for a in store.alarms_to_notify(now).await? {
         let outcome = store
             .notify_alarm(&a, false, s.notify_per_site_hour, now)
             .await?;

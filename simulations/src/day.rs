@@ -61,6 +61,11 @@ fn site_id(n: usize) -> String {
     format!("site-{n}")
 }
 
+/// The site number in a demo device id `site-S-...`.
+fn site_of(id: &str) -> Option<usize> {
+    id.strip_prefix("site-")?.split('-').next()?.parse().ok()
+}
+
 fn staff_card(site: usize) -> String {
     format!("card-{site:04}")
 }
@@ -89,18 +94,15 @@ pub async fn configure(
                 Method::POST,
                 "/api/v1/staff",
                 &json!({"id": format!("helper-{n}"), "name": format!("Helper {n}"),
-                        "site_id": site_id(n), "credential": staff_card(n)}),
+                        "site_id": site_id(n), "credential": staff_card(n),
+                        "phone": format!("+86139000000{n:02}"), "on_duty": true}),
             )
             .await?;
         anyhow::ensure!(s < 300 || s == 409, "adding staff of site {n}: {s} {r}");
     }
     for c in &fleet.cabinets {
         let id = c.agent.id.as_str();
-        let site: usize = id
-            .strip_prefix("site-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|n| n.parse().ok())
-            .context("demo cabinet ids are site-S-cab-NN")?;
+        let site = site_of(id).context("demo cabinet ids are site-S-cab-NN")?;
         let boxes: Vec<Value> = (1..=spec.boxes)
             .map(|b| {
                 let share = f64::from(b) / f64::from(spec.boxes);
@@ -122,6 +124,19 @@ pub async fn configure(
             )
             .await?;
         anyhow::ensure!(s < 300, "configuring cabinet {id}: {s} {r}");
+    }
+    // Station devices belong to their site too (no boxes), so their alarms reach its staff.
+    for st in &fleet.stations {
+        let id = st.agent.id.as_str();
+        let site = site_of(id).context("demo station ids are site-S-stn-NN")?;
+        let (s, r) = api
+            .send(
+                Method::PUT,
+                &format!("/api/v1/cabinets/{id}"),
+                &json!({"site_id": site_id(site), "name": id, "boxes": []}),
+            )
+            .await?;
+        anyhow::ensure!(s < 300, "configuring station {id}: {s} {r}");
     }
     let (s, r) = api
         .send(
@@ -191,6 +206,7 @@ pub fn run(
         }
     });
     tracker.spawn(mischief(fleet.clone(), cancel.clone()));
+    tracker.spawn(wear(fleet.clone(), cancel.clone()));
     tracker.spawn(night_desk(admin_for_desk, cancel.clone()));
     for site in 1..=spec.sites {
         tracker.spawn(helper(
@@ -412,6 +428,89 @@ async fn mischief(fleet: Arc<Fleet>, cancel: CancellationToken) {
             return;
         }
         let _ = locks.close(box_no);
+    }
+}
+
+/// Wear and weather: now and then a station's paper runs low or out or jams, a printer's
+/// toner runs low, a cabinet's mains drops for a while or its lock bus glitches; each is put
+/// right after a while (a helper refills, the power returns).
+async fn wear(fleet: Arc<Fleet>, cancel: CancellationToken) {
+    loop {
+        if !pause(&cancel, 30.0, 90.0).await {
+            return;
+        }
+        let (pick, station, cabinet, fix_after) = {
+            let mut rng = rand::thread_rng();
+            (
+                rng.gen_range(0..6u8),
+                (!fleet.stations.is_empty()).then(|| rng.gen_range(0..fleet.stations.len())),
+                rng.gen_range(0..fleet.cabinets.len().max(1)),
+                rng.gen_range(20.0..120.0),
+            )
+        };
+        // A lock-bus glitch is short: while it lasts nobody can open a box there.
+        let fix_after = if pick == 5 {
+            fix_after / 8.0
+        } else {
+            fix_after
+        };
+        let station = station.map(|i| fleet.stations[i].locks.clone());
+        let cabinet = fleet.cabinets.get(cabinet).map(|c| c.locks.clone());
+        type Fix = Box<dyn FnOnce() + Send>;
+        let fix: Option<Fix> = match (pick, station, cabinet) {
+            (0, Some(s), _) => {
+                let _ = s.set_station(|st| st.paper = protocol::Level::Low);
+                Some(Box::new(move || {
+                    let _ = s.set_station(|st| st.paper = protocol::Level::Ok);
+                }))
+            }
+            (1, Some(s), _) => {
+                let _ = s.set_station(|st| st.paper = protocol::Level::Out);
+                Some(Box::new(move || {
+                    let _ = s.set_station(|st| st.paper = protocol::Level::Ok);
+                }))
+            }
+            (2, Some(s), _) => {
+                let _ = s.set_station(|st| st.paper_jam = true);
+                Some(Box::new(move || {
+                    let _ = s.set_station(|st| st.paper_jam = false);
+                }))
+            }
+            (3, Some(s), _) => {
+                // Only printers have toner; the others refuse quietly.
+                let _ = s.set_station(|st| {
+                    if st.toner != protocol::Level::Absent {
+                        st.toner = protocol::Level::Low;
+                    }
+                });
+                Some(Box::new(move || {
+                    let _ = s.set_station(|st| {
+                        if st.toner != protocol::Level::Absent {
+                            st.toner = protocol::Level::Ok;
+                        }
+                    });
+                }))
+            }
+            (4, _, Some(c)) => {
+                c.set_on_battery(true);
+                Some(Box::new(move || c.set_on_battery(false)))
+            }
+            (5, _, Some(c)) => {
+                c.set_bus_down(true);
+                Some(Box::new(move || c.set_bus_down(false)))
+            }
+            _ => None,
+        };
+        if let Some(fix) = fix {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs_f64(fix_after)) => {}
+                }
+                fix();
+            });
+        }
     }
 }
 

@@ -21,6 +21,9 @@ pub struct DemoOptions {
     /// Boxes per cabinet.
     #[arg(long, default_value_t = 24)]
     pub boxes: u16,
+    /// Station devices (self-service kiosks, tax machines, printers), spread over the sites.
+    #[arg(long, default_value_t = 6)]
+    pub stations: usize,
     /// Stop after this many seconds (exit 0); default: run until Ctrl-C.
     #[arg(long)]
     pub duration: Option<u64>,
@@ -50,6 +53,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         boxes: opts.boxes,
         // Occupancy comes from people using the boxes (the day simulation), not from noise.
         activity_per_sec: 0.0,
+        stations: opts.stations,
         ..FleetSpec::default()
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
@@ -131,10 +135,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                 let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
                 let opened = opens.iter().filter(|(s, _)| s == "opened").count();
                 println!(
-                    "[{:>4}s] cabinets {}/{} online | events {} stored, {} awaiting receipt | boxes {}: {} occupied, {} open | remote opens {} ({} opened, {} other, {} errors) p50 {} ms",
+                    "[{:>4}s] devices {}/{} online ({} stations) | events {} stored, {} awaiting receipt | boxes {}: {} occupied, {} open | remote opens {} ({} opened, {} other, {} errors) p50 {} ms",
                     started.elapsed().as_secs(),
                     totals.online,
-                    spec.cabinets,
+                    spec.cabinets + spec.stations,
+                    spec.stations,
                     totals.events,
                     seq.saturating_sub(receipted),
                     totals.boxes,

@@ -24,6 +24,8 @@ pub struct FleetSpec {
     pub close_after: Duration,
     pub poll_interval_ms: u64,
     pub durability: Durability,
+    /// Station devices (kiosk, tax machine, printer in turn), spread over the sites.
+    pub stations: usize,
 }
 
 impl Default for FleetSpec {
@@ -38,6 +40,7 @@ impl Default for FleetSpec {
             close_after: Duration::from_secs(4),
             poll_interval_ms: 100,
             durability: Durability::Normal,
+            stations: 0,
         }
     }
 }
@@ -48,6 +51,28 @@ pub fn cabinet_id(spec: &FleetSpec, n: usize) -> DeviceId {
     let index = n / spec.sites.max(1) + 1;
     DeviceId::parse(&format!("site-{site}-cab-{index:02}"))
         .expect("generated cabinet ids are valid device ids")
+}
+
+/// `site-S-stn-NN`: station devices spread over sites round-robin, profiles in turn.
+pub fn station_id(spec: &FleetSpec, n: usize) -> (DeviceId, protocol::Profile) {
+    let site = n % spec.sites.max(1) + 1;
+    let index = n / spec.sites.max(1) + 1;
+    let id = DeviceId::parse(&format!("site-{site}-stn-{index:02}"))
+        .expect("generated station ids are valid device ids");
+    let profiles = [
+        protocol::Profile::Kiosk,
+        protocol::Profile::TaxMachine,
+        protocol::Profile::Printer,
+    ];
+    (id, profiles[n % profiles.len()])
+}
+
+/// Every device id of the fleet: cabinets, then stations.
+pub fn device_ids(spec: &FleetSpec) -> Vec<DeviceId> {
+    (0..spec.cabinets)
+        .map(|n| cabinet_id(spec, n))
+        .chain((0..spec.stations).map(|n| station_id(spec, n).0))
+        .collect()
 }
 
 /// Makes the CA (first run) and a certificate for every cabinet that has none yet.
@@ -73,6 +98,8 @@ pub struct Cabinet {
 
 pub struct Fleet {
     pub cabinets: Vec<Cabinet>,
+    /// Station devices: the same agent with a station profile and no boxes.
+    pub stations: Vec<Cabinet>,
     cancel: CancellationToken,
     activity: tokio_util::task::TaskTracker,
 }
@@ -86,18 +113,22 @@ impl Fleet {
         certs_dir: &Path,
         data_root: &Path,
     ) -> anyhow::Result<Fleet> {
-        let ids: Vec<DeviceId> = (0..spec.cabinets).map(|n| cabinet_id(spec, n)).collect();
-        ensure_certs(certs_dir, &ids)?;
+        ensure_certs(certs_dir, &device_ids(spec))?;
         let cancel = CancellationToken::new();
         let activity = tokio_util::task::TaskTracker::new();
-        let mut cabinets = Vec::with_capacity(ids.len());
-        for id in ids {
+        let devices = (0..spec.cabinets)
+            .map(|n| (cabinet_id(spec, n), protocol::Profile::Locker))
+            .chain((0..spec.stations).map(|n| station_id(spec, n)));
+        let mut cabinets = Vec::with_capacity(spec.cabinets);
+        let mut stations = Vec::with_capacity(spec.stations);
+        for (id, profile) in devices {
             let cfg = AgentConfig {
                 id: id.to_string(),
                 server: format!("localhost:{}", server.port()),
                 certs: certs_dir.to_owned(),
                 data_dir: data_root.join(id.as_str()),
                 boxes: spec.boxes,
+                profile,
                 poll_interval_ms: spec.poll_interval_ms,
                 durability: spec.durability,
                 fake: FakeSettings {
@@ -112,24 +143,30 @@ impl Fleet {
                 boxes: spec.boxes,
                 close_after: spec.close_after,
                 jam_rate: spec.jam_rate,
-                profile: protocol::Profile::Locker,
+                profile,
             }));
             let tls = device_agent::client_tls(certs_dir, &id)?;
             let (keypad, keys) = device_agent::FakeKeypad::new();
             let agent = device_agent::start(cfg, locks.clone(), keypad, tls, cancel.child_token())
                 .await
                 .with_context(|| format!("starting agent {id}"))?;
+            let device = Cabinet { agent, locks, keys };
+            if profile.is_station() {
+                stations.push(device);
+                continue;
+            }
             activity.spawn(device_agent::simulate_activity(
-                locks.clone(),
-                agent.recorder.clone(),
+                device.locks.clone(),
+                device.agent.recorder.clone(),
                 spec.activity_per_sec,
                 spec.activity_limit,
                 cancel.child_token(),
             ));
-            cabinets.push(Cabinet { agent, locks, keys });
+            cabinets.push(device);
         }
         Ok(Fleet {
             cabinets,
+            stations,
             cancel,
             activity,
         })
@@ -162,7 +199,7 @@ impl Fleet {
         self.cancel.cancel();
         self.activity.close();
         self.activity.wait().await;
-        for c in self.cabinets {
+        for c in self.cabinets.into_iter().chain(self.stations) {
             c.agent.shutdown().await;
         }
     }

@@ -345,14 +345,18 @@ impl Store {
         Ok(out)
     }
 
-    /// New active critical and major alarms nobody was told of yet, oldest first. Suppressed
-    /// ones wait: their device's `device_offline` alarm is the news, and they are told if
-    /// they outlive it.
-    pub async fn alarms_to_notify(&self) -> Result<Vec<AlarmRow>, StoreError> {
+    /// Critical and major alarms of the last hour nobody was told of yet, oldest first: also
+    /// those that cleared before the sweep came by (a tamper switch opened for a moment is
+    /// still news), but not those an operator already acknowledged. Suppressed ones wait:
+    /// their device's `device_offline` alarm is the news, and they are told if they outlive
+    /// it.
+    pub async fn alarms_to_notify(&self, now: i64) -> Result<Vec<AlarmRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ALARM_SELECT} WHERE a.notified_at IS NULL AND a.state = 'active'
-               AND a.severity IN ('critical', 'major') ORDER BY a.first_seen LIMIT 500"
+            "{ALARM_SELECT} WHERE a.notified_at IS NULL AND a.state <> 'acknowledged'
+               AND a.severity IN ('critical', 'major') AND a.first_seen >= $1
+             ORDER BY a.first_seen LIMIT 500"
         )))
+        .bind(now - 3_600_000)
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -660,6 +664,9 @@ fn alarm_text(a: &AlarmRow, escalated: bool) -> String {
     }
     if let Some(e) = &a.evidence {
         t.push_str(&format!(": {e}"));
+    }
+    if a.state == "cleared" {
+        t.push_str(" (cleared since)");
     }
     t.push_str(&format!(". Alarm {}", a.id));
     t
