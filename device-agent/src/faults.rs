@@ -87,7 +87,7 @@ impl Faults {
         evidence: String,
         at: i64,
     ) -> Result<bool, OutboxError> {
-        self.set_to(b, kind, true, evidence, at).await
+        self.level(b, kind, true, evidence, at).await
     }
 
     /// Clears a fault if it is active; `true` when this call cleared it.
@@ -98,10 +98,12 @@ impl Faults {
         evidence: String,
         at: i64,
     ) -> Result<bool, OutboxError> {
-        self.set_to(b, kind, false, evidence, at).await
+        self.level(b, kind, false, evidence, at).await
     }
 
-    async fn set_to(
+    /// Raises or clears a condition, as read (bus, power, tamper, peripherals); `true` when
+    /// this call changed it.
+    pub async fn level(
         &self,
         b: Option<BoxNo>,
         kind: FaultKind,
@@ -127,18 +129,6 @@ impl Faults {
             tracing::info!(r#box = key(b), fault = kind.as_str(), "{what}");
         }
         Ok(changed)
-    }
-
-    /// Raises or clears a condition read as a level (bus, power, tamper, peripherals).
-    pub async fn level(
-        &self,
-        b: Option<BoxNo>,
-        kind: FaultKind,
-        active: bool,
-        evidence: String,
-        at: i64,
-    ) -> Result<bool, OutboxError> {
-        self.set_to(b, kind, active, evidence, at).await
     }
 
     /// The lock of `b` is about to be pulsed.

@@ -29,6 +29,15 @@ fn fault(seq: u64, b: u16, kind: FaultKind, active: bool) -> IngestBatch {
     }
 }
 
+/// Sweep settings: an offline grace of `grace_secs`, escalation after 15 minutes.
+fn settings(grace_secs: u64, notify_per_site_hour: i64) -> fleet_server::alarms::AlarmSettings {
+    fleet_server::alarms::AlarmSettings {
+        offline_grace: std::time::Duration::from_secs(grace_secs),
+        escalate_after: std::time::Duration::from_secs(900),
+        notify_per_site_hour,
+    }
+}
+
 fn open_filter() -> AlarmFilter {
     AlarmFilter {
         state: Some("open".into()),
@@ -148,14 +157,10 @@ pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
 }
 
 pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
-    use fleet_server::alarms::{AlarmSettings, sweep_once};
+    use fleet_server::alarms::sweep_once;
     use std::time::Duration;
     let d = DeviceId::parse("cab-f").expect("id");
-    let settings = AlarmSettings {
-        offline_grace: Duration::from_secs(1),
-        escalate_after: Duration::from_secs(900),
-        notify_per_site_hour: 10,
-    };
+    let settings = settings(1, 10);
     store
         .ingest(&fault(1, 2, FaultKind::ForcedOpen, true))
         .await
@@ -254,14 +259,10 @@ fn heartbeat(at: i64) -> IngestBatch {
 }
 
 pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
-    use fleet_server::alarms::{AlarmSettings, sweep_once};
+    use fleet_server::alarms::sweep_once;
     use std::time::Duration;
     let d = DeviceId::parse("cab-f").expect("id");
-    let settings = AlarmSettings {
-        offline_grace: Duration::from_secs(1),
-        escalate_after: Duration::from_secs(900),
-        notify_per_site_hour: 10,
-    };
+    let settings = settings(1, 10);
     store
         .presence(&d, 1, true, "connected", NOW)
         .await
@@ -307,7 +308,7 @@ pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(stor
 }
 
 pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
-    use fleet_server::alarms::{AlarmSettings, sweep_once};
+    use fleet_server::alarms::sweep_once;
     use fleet_server::store::StaffRow;
     use std::time::Duration;
     // Device cab-f stands in site "hall"; its alarms concern the hall's staff only.
@@ -334,11 +335,7 @@ pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Stor
                 .expect("staff")
         );
     }
-    let settings = AlarmSettings {
-        offline_grace: Duration::from_secs(60),
-        escalate_after: Duration::from_secs(900),
-        notify_per_site_hour: 2,
-    };
+    let settings = settings(60, 2);
     // Three critical alarms and a warning at the same site.
     for (seq, b) in [(1, 1), (2, 2), (3, 3)] {
         store
