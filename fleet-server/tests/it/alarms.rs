@@ -158,7 +158,6 @@ pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
 
 pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
     use fleet_server::alarms::sweep_once;
-    use std::time::Duration;
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
     store
@@ -260,7 +259,6 @@ fn heartbeat(at: i64) -> IngestBatch {
 
 pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
     use fleet_server::alarms::sweep_once;
-    use std::time::Duration;
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
     store
@@ -310,7 +308,6 @@ pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(stor
 pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
     use fleet_server::alarms::sweep_once;
     use fleet_server::store::StaffRow;
-    use std::time::Duration;
     // Device cab-f stands in site "hall"; its alarms concern the hall's staff only.
     super::flows::hall(&store, "cab-f").await;
     let staff = |id: &str, site: &str, on_duty: bool| StaffRow {
