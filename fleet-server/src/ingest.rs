@@ -2,8 +2,10 @@
 //! sends every device a receipt for what is now durably stored.
 //!
 //! Receipt marks are contiguous: "stored up to N" means every seq ≤ N is stored, so an agent
-//! may delete them. Events that arrive past a gap are stored but not receipted until the gap
-//! fills (the agent retransmits from its oldest unreceipted event).
+//! may delete them. Events are stored in sequence order only: one that arrives past a gap
+//! (a stale batch from before a reconnect overtaking the resend) is refused, counted, and
+//! sent again by the agent, which retransmits from its oldest unreceipted event when receipts
+//! stop advancing. So a device's stored events are always the prefix 1..=N.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -109,12 +111,14 @@ impl Writer {
                         };
                         next_marks.insert(device.clone(), mark);
                     }
-                    if let Some(m) = next_marks.get_mut(&device) {
-                        m.advance(b.base, b.events.iter().map(|e| e.seq));
-                    }
+                    let Some(m) = next_marks.get_mut(&device) else {
+                        continue;
+                    };
+                    let (kept, past_gap) = in_order(m, b);
+                    self.metrics.events_past_gap.inc_by(past_gap);
                     ingest
                         .events
-                        .extend(b.events.into_iter().map(|e| (device.clone(), e)));
+                        .extend(kept.into_iter().map(|e| (device.clone(), e)));
                 }
                 Inbound::Snapshot(device, s) => {
                     ready.push(device.clone());
@@ -225,6 +229,27 @@ impl Writer {
     }
 }
 
+/// The events of `b` that continue the device's stored prefix (duplicates included: storage
+/// ignores them), advancing `mark`; and how many were past a gap.
+fn in_order(mark: &mut Mark, b: protocol::EventBatch) -> (Vec<protocol::Event>, u64) {
+    mark.advance(b.base, []);
+    let mut next = mark.acked + 1;
+    let mut kept = Vec::with_capacity(b.events.len());
+    let mut past_gap = 0;
+    for e in b.events {
+        if e.seq > next {
+            past_gap += 1;
+            continue;
+        }
+        if e.seq == next {
+            next += 1;
+        }
+        kept.push(e);
+    }
+    mark.advance(b.base, kept.iter().map(|e| e.seq));
+    (kept, past_gap)
+}
+
 fn inbound_len(m: &Inbound) -> usize {
     match m {
         Inbound::Events(_, b) => b.events.len(),
@@ -246,6 +271,39 @@ mod tests {
         m.advance(4, [4, 5, 6]);
         assert_eq!(m.acked, 6);
         assert!(m.pending.is_empty());
+    }
+
+    #[test]
+    fn events_past_a_gap_are_refused_until_it_fills() {
+        use protocol::{BoxNo, Event, EventBatch, EventBody};
+        let batch = |seqs: &[u64]| EventBatch {
+            v: 1,
+            base: 1,
+            events: seqs
+                .iter()
+                .map(|&seq| Event {
+                    seq,
+                    ts: 0,
+                    body: EventBody::Door {
+                        box_no: BoxNo::new(1).expect("box"),
+                        open: true,
+                    },
+                })
+                .collect(),
+        };
+        let seqs = |v: &[protocol::Event]| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let mut m = Mark::default();
+        let (kept, gap) = super::in_order(&mut m, batch(&[1, 2, 3]));
+        assert_eq!((seqs(&kept), gap, m.acked), (vec![1, 2, 3], 0, 3));
+        // A stale batch from before a reconnect overtakes the resend of 4..: refused.
+        let (kept, gap) = super::in_order(&mut m, batch(&[6, 7]));
+        assert_eq!((seqs(&kept), gap, m.acked), (vec![], 2, 3));
+        // The resend: duplicates pass (storage drops them), the rest continues the prefix.
+        let (kept, gap) = super::in_order(&mut m, batch(&[2, 3, 4, 5, 6, 7]));
+        assert_eq!((seqs(&kept), gap, m.acked), (vec![2, 3, 4, 5, 6, 7], 0, 7));
+        // Out of order inside one batch: what follows the gap waits for the resend.
+        let (kept, gap) = super::in_order(&mut m, batch(&[8, 10, 9]));
+        assert_eq!((seqs(&kept), gap, m.acked), (vec![8, 9], 1, 9));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub events_received: Counter,
     pub events_stored: Counter,
     pub events_duplicate: Counter,
+    pub events_past_gap: Counter,
     pub malformed: Family<ChannelLabel, Counter>,
     pub receipts_sent: Counter,
     pub ingest_batches: Counter,
@@ -57,6 +58,7 @@ impl Metrics {
             events_received: Counter::default(),
             events_stored: Counter::default(),
             events_duplicate: Counter::default(),
+            events_past_gap: Counter::default(),
             malformed: Family::default(),
             receipts_sent: Counter::default(),
             ingest_batches: Counter::default(),
@@ -92,6 +94,11 @@ impl Metrics {
             "events_duplicate",
             "Events received again and ignored",
             m.events_duplicate.clone(),
+        );
+        r.register(
+            "events_past_gap",
+            "Events refused because an earlier seq is missing (the agent resends them in order)",
+            m.events_past_gap.clone(),
         );
         r.register(
             "messages_malformed",
