@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::{Change, Changes};
 use crate::store::{DEVICE_OFFLINE, Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
@@ -24,21 +25,30 @@ pub struct AlarmSettings {
 }
 
 /// Runs [`sweep_once`] every second until cancelled.
-pub async fn sweep(store: Store, settings: AlarmSettings, cancel: CancellationToken) {
+pub async fn sweep(
+    store: Store,
+    settings: AlarmSettings,
+    changes: Changes,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = sweep_once(&store, settings, crate::now_ms()).await {
-            tracing::warn!(error = %e, "alarm sweep failed; retrying in a second");
+        match sweep_once(&store, settings, crate::now_ms()).await {
+            Ok(true) => changes.send(Change::Alarms),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "alarm sweep failed; retrying in a second"),
         }
     }
 }
 
-pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(), StoreError> {
+/// One pass; `true` when it changed any alarm.
+pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<bool, StoreError> {
     let grace = s.offline_grace.as_millis() as i64;
+    let mut changed = false;
     for (device, reason) in store.offline_past_grace(now, grace).await? {
         let evidence = format!(
             "offline for more than {} s ({})",
@@ -50,6 +60,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
         store
             .server_alarm(&device, DEVICE_OFFLINE, true, &evidence, now)
             .await?;
+        changed = true;
     }
     for (device, last_sign) in store.heartbeat_lost(now, grace).await? {
         let evidence = format!(
@@ -62,6 +73,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
         store
             .server_alarm(&device, DEVICE_OFFLINE, true, &evidence, now)
             .await?;
+        changed = true;
     }
     for device in store.back_online(now).await? {
         let evidence = "back online: session up and heartbeats fresh";
@@ -71,6 +83,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
         store
             .server_alarm(&device, DEVICE_OFFLINE, false, evidence, now)
             .await?;
+        changed = true;
     }
     for a in store
         .escalate_alarms(now, s.escalate_after.as_millis() as i64)
@@ -82,12 +95,14 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<(),
             .notify_alarm(&a, true, s.notify_per_site_hour, now)
             .await?;
         tracing::info!(alarm = %a.id, outcome, "escalation told to on-duty staff");
+        changed = true;
     }
     for a in store.alarms_to_notify(now).await? {
         let outcome = store
             .notify_alarm(&a, false, s.notify_per_site_hour, now)
             .await?;
         tracing::info!(alarm = %a.id, kind = %a.kind, outcome, "alarm told to on-duty staff");
+        changed = true;
     }
-    Ok(())
+    Ok(changed)
 }

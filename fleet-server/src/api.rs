@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .merge(crate::api_flows::routes())
         .merge(crate::api_alarms::routes())
+        .merge(crate::api_live::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -167,7 +167,10 @@ async fn act(
         ),
     };
     match outcome {
-        AlarmAction::Done(a) => Ok(Json(*a).into_response()),
+        AlarmAction::Done(a) => {
+            s.service.changes.send(crate::changes::Change::Alarms);
+            Ok(Json(*a).into_response())
+        }
         AlarmAction::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no alarm {id:?}"),

@@ -506,6 +506,7 @@ pub(crate) async fn reserve(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
     let r = s.service.reserve(body, &caller.name).await?;
+    s.service.changes.send(crate::changes::Change::Items);
     let status = if r.created {
         StatusCode::CREATED
     } else {
@@ -524,7 +525,9 @@ pub(crate) async fn cancel(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
     let actor = format!("token:{}", caller.name);
-    Ok(Json(s.service.cancel(&id, &actor).await?).into_response())
+    let item = s.service.cancel(&id, &actor).await?;
+    s.service.changes.send(crate::changes::Change::Items);
+    Ok(Json(item).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

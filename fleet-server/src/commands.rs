@@ -54,6 +54,7 @@ pub struct Commands {
     pub publisher: Publisher,
     pub online: Online,
     pub metrics: Metrics,
+    pub changes: crate::changes::Changes,
 }
 
 impl Commands {
@@ -86,7 +87,7 @@ impl Commands {
         if let CreateOutcome::Existing(row) = self.store.create_command(&new).await? {
             return Ok((*row, false));
         }
-        self.metrics.command_status(CommandStatus::Queued.as_str());
+        self.moved(new.id.as_str(), new.device.as_str(), CommandStatus::Queued);
         tracing::info!(command = %new.id, device = %new.device, box_no = %new.box_no, "remote open queued");
         if self.online.is_online(&new.device) {
             self.send(
@@ -121,7 +122,7 @@ impl Commands {
             .await?
             .is_some()
         {
-            self.metrics.command_status(CommandStatus::Sent.as_str());
+            self.moved(id.as_str(), device.as_str(), CommandStatus::Sent);
         }
         let cmd = Command {
             v: 1,
@@ -171,7 +172,7 @@ impl Commands {
             .advance_command(&ack.command_id, status, now, ack.detail.as_deref())
             .await?
         {
-            self.metrics.command_status(status.as_str());
+            self.moved(ack.command_id.as_str(), device.as_str(), status);
             if status.is_terminal() {
                 if row.status == CommandStatus::Expired.as_str() {
                     tracing::warn!(%device, command = %ack.command_id, outcome = status.as_str(),
@@ -250,6 +251,16 @@ impl Commands {
         }
     }
 
+    /// A command moved to `status`: counted, and told to live views.
+    fn moved(&self, command_id: &str, device_id: &str, status: CommandStatus) {
+        self.metrics.command_status(status.as_str());
+        self.changes.send(crate::changes::Change::Command {
+            command_id: command_id.to_owned(),
+            device_id: device_id.to_owned(),
+            status: status.as_str().to_owned(),
+        });
+    }
+
     /// Counts and logs what a sweep moved to `status`.
     fn swept(
         &self,
@@ -260,7 +271,7 @@ impl Commands {
         match result {
             Ok(rows) => {
                 for row in rows {
-                    self.metrics.command_status(status.as_str());
+                    self.moved(&row.command_id, &row.device_id, status);
                     if status == CommandStatus::Failed {
                         tracing::warn!(command = %row.command_id, device = %row.device_id, "{what}");
                     } else {

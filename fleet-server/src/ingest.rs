@@ -202,6 +202,17 @@ impl Writer {
                 let _ = self.acks.send((device, ack)).await;
             }
         }
+        // Live views refetch what these devices show (heartbeats alone change nothing shown
+        // but their age, which views compute themselves).
+        let touched: std::collections::BTreeSet<&str> = ingest
+            .snapshots
+            .iter()
+            .map(|(d, _)| d.as_str())
+            .chain(ingest.marks.keys().map(|d| d.as_str()))
+            .collect();
+        for device in touched {
+            self.service.changes.device(device);
+        }
         self.service.after(effects).await;
         for device in ready {
             // A connected cabinet gets its code grants as well as its waiting commands.

@@ -8,6 +8,8 @@ pub mod alarms;
 pub mod api;
 pub mod api_alarms;
 pub mod api_flows;
+pub mod api_live;
+pub mod changes;
 pub mod commands;
 pub mod config;
 pub mod flows;
@@ -140,6 +142,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let (link_tx, link_rx) = broker.take_link().context("broker link already taken")?;
     let publisher = link::start(link_tx).await.context("starting broker link")?;
     let online = Online::default();
+    let changes = changes::Changes::default();
 
     let (ingest_tx, ingest_rx) = mpsc::channel(4096);
     let (acks_tx, acks_rx) = mpsc::channel(4096);
@@ -149,6 +152,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         publisher: publisher.clone(),
         online: online.clone(),
         metrics: metrics.clone(),
+        changes: changes.clone(),
     };
     tracker.spawn(presence::run(
         presence_rx,
@@ -156,6 +160,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         publisher.clone(),
         metrics.clone(),
+        changes.clone(),
     ));
     tracker.spawn(link::read(
         link_rx,
@@ -181,6 +186,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         codes: codes_tx,
         notify: wake_notifier.clone(),
         metrics: metrics.clone(),
+        changes: changes.clone(),
     };
     tracker.spawn(service::sync_codes(
         service.clone(),
@@ -197,6 +203,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             escalate_after: std::time::Duration::from_secs(cfg.alarm_escalate_after_secs),
             notify_per_site_hour: i64::from(cfg.alarm_notify_per_site_hour),
         },
+        changes.clone(),
         cancel.clone(),
     ));
     spawn_notifier(&cfg, &service, &tracker, cancel.clone())?;

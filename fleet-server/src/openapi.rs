@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, api_alarms, api_flows};
+use crate::{api, api_alarms, api_flows, api_live};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,9 @@ use crate::{api, api_alarms, api_flows};
         api_alarms::alarm,
         api_alarms::ack,
         api_alarms::clear,
+        api_live::overview,
+        api_live::stream,
+        api_live::me,
     ),
     modifiers(&Bearer)
 )]

@@ -62,6 +62,7 @@ pub async fn run(
     store: Store,
     publisher: Publisher,
     metrics: Metrics,
+    changes: crate::changes::Changes,
 ) {
     while let Some(event) = rx.recv().await {
         let (device, session, connected, reason, at) = match event {
@@ -89,6 +90,7 @@ pub async fn run(
             tracing::error!(%device, error = %e, "recording presence failed");
         }
         if changed {
+            changes.device(device.as_str());
             tracing::info!(%device, online = connected, %reason, "presence");
             let msg = Presence {
                 v: 1,

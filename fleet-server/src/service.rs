@@ -71,6 +71,8 @@ pub struct Service {
     /// Wakes the notification worker.
     pub notify: Arc<Notify>,
     pub metrics: Metrics,
+    /// Tells live views (the console) what changed.
+    pub changes: crate::changes::Changes,
 }
 
 /// `POST /api/v1/reservations`.

@@ -6,6 +6,7 @@
 
 mod alarms;
 mod flows;
+mod overview;
 mod schema;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
     NewItem, NotificationRow, Placement, SiteRow, StaffRow,
 };
+pub use overview::SiteOverview;
 pub use schema::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]

@@ -261,6 +261,8 @@ const V4: &[&str] = &[
     "ALTER TABLE notifications ADD COLUMN site_id TEXT",
     "ALTER TABLE notifications ADD COLUMN alarm_id TEXT",
     "CREATE INDEX IF NOT EXISTS notifications_site ON notifications (site_id, created_at)",
+    // Uses per hour (the overview's last 24 hours) read item history by state and time.
+    "CREATE INDEX IF NOT EXISTS item_history_state_at ON item_history (state, at)",
     // When on-duty staff were told of an alarm, and how that went (sent, rate_limited,
     // nobody_on_duty, suppressed).
     "ALTER TABLE alarms ADD COLUMN notified_at BIGINT",

@@ -488,7 +488,68 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     );
 }
 
+pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
+    hall(&store, "cab-o").await;
+    let d = dev("cab-o");
+    // Box 1 holds a deposited pick-up (a use), box 3 is reserved, box 4 out of service.
+    assert_eq!(
+        reserve(&store, item("o1", Flow::Pickup, Size::S, NOW + 24 * HOUR)).await,
+        Some(1)
+    );
+    store
+        .ingest(&keypad(&d, 1, NOW + HOUR / 2, staff_open(1)))
+        .await
+        .expect("deposit");
+    assert_eq!(
+        reserve(&store, item("o2", Flow::Dropoff, Size::M, NOW + 24 * HOUR)).await,
+        Some(3)
+    );
+    store
+        .set_box_service(&d, b(4), false, Some("lock replaced"))
+        .await
+        .expect("service");
+    let jam = EventBody::Fault {
+        box_no: Some(b(3)),
+        fault: protocol::FaultKind::LockJam,
+        active: true,
+        evidence: String::new(),
+    };
+    store
+        .ingest(&keypad(&d, 2, NOW + HOUR / 2, jam))
+        .await
+        .expect("fault");
+    let site = store
+        .overview(NOW + HOUR)
+        .await
+        .expect("overview")
+        .into_iter()
+        .find(|s| s.id == "hall")
+        .expect("hall");
+    assert_eq!(
+        (
+            site.devices,
+            site.devices_online,
+            site.boxes,
+            site.free,
+            site.occupied,
+            site.reserved,
+            site.out_of_service
+        ),
+        (1, 0, 4, 1, 1, 1, 1),
+        "{site:?}"
+    );
+    assert!((site.occupancy - 2.0 / 3.0).abs() < 1e-9, "{site:?}");
+    assert_eq!(site.uses_24h.len(), 24);
+    assert_eq!(site.uses_24h.iter().sum::<i64>(), 1, "{site:?}");
+    assert_eq!(
+        site.uses_24h[23], 1,
+        "the deposit half an hour ago is in the last hour"
+    );
+    assert_eq!((site.faulty, site.alarms_open), (1, 1), "{site:?}");
+}
+
 on_both!(
+    the_overview_counts_boxes_uses_and_alarms_per_site,
     allocation_takes_the_smallest_fitting_free_box,
     allocation_prefers_online_cabinets,
     concurrent_reservations_never_share_a_box,

@@ -1,0 +1,104 @@
+//! Change notices for live views (the console): what changed, never the data itself. A
+//! client refetches what it shows, so a notice lost to a slow client costs a refetch, not
+//! correctness.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// One change. Serialised as the SSE event's data; its `kind` is the SSE event name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A device's presence, doors, occupancy, faults or items may have changed.
+    Device { device_id: String },
+    /// A remote command moved on.
+    Command {
+        command_id: String,
+        device_id: String,
+        status: String,
+    },
+    /// Alarms were raised, cleared, acknowledged or escalated.
+    Alarms,
+    /// Items changed through the API or a sweep (reservations, time-outs).
+    Items,
+}
+
+impl Change {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Device { .. } => "device",
+            Change::Command { .. } => "command",
+            Change::Alarms => "alarms",
+            Change::Items => "items",
+        }
+    }
+}
+
+/// A bounded fan-out of changes: a subscriber that falls more than `CAPACITY` behind is told
+/// to resynchronise instead of slowing anyone down.
+#[derive(Clone)]
+pub struct Changes {
+    tx: broadcast::Sender<Change>,
+}
+
+const CAPACITY: usize = 4096;
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes {
+            tx: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl Changes {
+    /// Tells every subscriber; nobody listening is fine.
+    pub fn send(&self, change: Change) {
+        let _ = self.tx.send(change);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+
+    pub fn device(&self, device_id: &str) {
+        self.send(Change::Device {
+            device_id: device_id.to_owned(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_get_changes_and_laggards_learn_they_lagged() {
+        let changes = Changes::default();
+        changes.send(Change::Alarms); // nobody listening: dropped, no error
+        let mut rx = changes.subscribe();
+        changes.device("cab-1");
+        assert_eq!(
+            rx.recv().await.expect("change"),
+            Change::Device {
+                device_id: "cab-1".into()
+            }
+        );
+        for _ in 0..CAPACITY + 1 {
+            changes.send(Change::Items);
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+        assert_eq!(
+            serde_json::to_string(&Change::Command {
+                command_id: "c1".into(),
+                device_id: "cab-1".into(),
+                status: "opened".into()
+            })
+            .expect("json"),
+            r#"{"kind":"command","command_id":"c1","device_id":"cab-1","status":"opened"}"#
+        );
+    }
+}

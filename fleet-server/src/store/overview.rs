@@ -1,0 +1,111 @@
+//! The fleet at a glance, per site: devices online, boxes by state, open alarms and the last
+//! 24 hours of use. One query per figure family, aggregated in SQL, so a console refreshing
+//! it over 1,000 cabinets stays cheap.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
+pub struct SiteOverview {
+    pub id: String,
+    /// service_hall, enterprise_cluster, station or community.
+    pub kind: String,
+    pub name: String,
+    /// Cabinets and station devices configured at the site.
+    pub devices: i64,
+    pub devices_online: i64,
+    pub boxes: i64,
+    pub free: i64,
+    pub occupied: i64,
+    pub reserved: i64,
+    pub out_of_service: i64,
+    /// Boxes with an open alarm.
+    pub faulty: i64,
+    /// Occupied and reserved boxes over boxes in service, now (0.0..=1.0).
+    pub occupancy: f64,
+    /// Items placed in a box (drop-offs, supplements, deposits) per hour over the last 24
+    /// hours, oldest hour first.
+    pub uses_24h: Vec<i64>,
+    pub alarms_open: i64,
+}
+
+impl Store {
+    pub async fn overview(&self, now: i64) -> Result<Vec<SiteOverview>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.site_id, s.kind, s.name,
+               (SELECT COUNT(*) FROM cabinets c WHERE c.site_id = s.site_id) AS devices,
+               (SELECT COUNT(*) FROM cabinets c JOIN devices d ON d.device_id = c.device_id
+                 WHERE c.site_id = s.site_id AND d.online = 1) AS devices_online,
+               (SELECT COUNT(*) FROM box_config b JOIN cabinets c ON c.device_id = b.device_id
+                 WHERE c.site_id = s.site_id) AS boxes,
+               (SELECT COUNT(*) FROM box_config b JOIN cabinets c ON c.device_id = b.device_id
+                 WHERE c.site_id = s.site_id AND b.in_service = 0) AS out_of_service,
+               (SELECT COUNT(*) FROM items i WHERE i.site_id = s.site_id AND i.holds_box = 1
+                 AND i.state IN ('in_box', 'overdue')) AS occupied,
+               (SELECT COUNT(*) FROM items i WHERE i.site_id = s.site_id AND i.holds_box = 1
+                 AND i.state NOT IN ('in_box', 'overdue')) AS reserved,
+               (SELECT COUNT(DISTINCT a.device_id || ':' || a.box_no) FROM alarms a
+                 WHERE a.site_id = s.site_id AND a.state <> 'cleared' AND a.box_no > 0) AS faulty,
+               (SELECT COUNT(*) FROM alarms a WHERE a.site_id = s.site_id
+                 AND a.state <> 'cleared') AS alarms_open
+             FROM sites s ORDER BY s.site_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let since = now - 24 * 3_600_000;
+        let uses = sqlx::query(
+            "SELECT i.site_id, (h.at - $1) / 3600000 AS hour, COUNT(*) AS n
+             FROM item_history h JOIN items i ON i.item_id = h.item_id
+             WHERE h.state = 'in_box' AND h.at >= $1 AND h.at <= $2
+             GROUP BY i.site_id, (h.at - $1) / 3600000",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("site_id")?;
+            let boxes: i64 = r.try_get("boxes")?;
+            let out_of_service: i64 = r.try_get("out_of_service")?;
+            let occupied: i64 = r.try_get("occupied")?;
+            let reserved: i64 = r.try_get("reserved")?;
+            let in_service = (boxes - out_of_service).max(0);
+            let mut uses_24h = vec![0i64; 24];
+            for u in &uses {
+                let site: String = u.try_get("site_id")?;
+                let hour: i64 = u.try_get("hour")?;
+                if site == id
+                    && let Some(slot) = usize::try_from(hour)
+                        .ok()
+                        .and_then(|h| uses_24h.get_mut(h.min(23)))
+                {
+                    *slot += u.try_get::<i64, _>("n")?;
+                }
+            }
+            out.push(SiteOverview {
+                kind: r.try_get("kind")?,
+                name: r.try_get("name")?,
+                devices: r.try_get("devices")?,
+                devices_online: r.try_get("devices_online")?,
+                free: (in_service - occupied - reserved).max(0),
+                occupancy: if in_service > 0 {
+                    ((occupied + reserved) as f64 / in_service as f64).min(1.0)
+                } else {
+                    0.0
+                },
+                boxes,
+                occupied,
+                reserved,
+                out_of_service,
+                faulty: r.try_get("faulty")?,
+                alarms_open: r.try_get("alarms_open")?,
+                uses_24h,
+                id,
+            });
+        }
+        Ok(out)
+    }
+}
