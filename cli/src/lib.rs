@@ -37,6 +37,22 @@ pub fn init_tracing(default_filter: &str) {
         .try_init();
 }
 
+/// Logs to a file (appending) instead of stderr: for a process whose terminal shows a UI.
+pub fn init_tracing_to_file(default_filter: &str, path: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKERFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read config file {path}: {source}")]

@@ -1,5 +1,6 @@
 //! `lockerfleet demo`: the whole system on embedded defaults — server, broker, SQLite, and a
-//! simulated fleet of real agents over real TLS — with a status line every few seconds.
+//! simulated fleet of real agents over real TLS — with the operator console in the terminal,
+//! or a status line every few seconds (`--headless`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -27,10 +28,13 @@ pub struct DemoOptions {
     /// Stop after this many seconds (exit 0); default: run until Ctrl-C.
     #[arg(long)]
     pub duration: Option<u64>,
-    /// Plain status lines instead of the console (the console arrives with its issue; until
-    /// then the demo is always headless).
+    /// Plain status lines instead of the operator console (the console needs a terminal;
+    /// without one the demo is headless anyway).
     #[arg(long)]
     pub headless: bool,
+    /// Set by the binary: run the console in this terminal (not headless, and a TTY).
+    #[arg(skip)]
+    pub console: bool,
     /// Where the demo keeps certificates, database and agent outboxes (reused across runs).
     #[arg(long, default_value = "lockerfleet-demo")]
     pub data_dir: PathBuf,
@@ -111,89 +115,42 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         &day_tasks,
     );
 
-    let started = Instant::now();
-    let deadline = opts.duration.map(|s| started + Duration::from_secs(s));
-    let mut status_tick = tokio::time::interval(Duration::from_secs(opts.status_every.max(1)));
-    let mut open_tick = tokio::time::interval(Duration::from_secs(10));
-    let mut opens: Vec<(String, u128)> = Vec::new();
-    let mut open_errors = 0u64;
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(64);
-    loop {
-        let until_deadline = deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(until_deadline) => {
-                if deadline.is_some() { break; }
-            }
-            _ = status_tick.tick() => {
-                let totals = server.store.totals().await.unwrap_or_default();
-                let (seq, receipted) = fleet.sequence_totals();
-                let mut lat: Vec<u128> = opens.iter().map(|(_, l)| *l).collect();
-                lat.sort_unstable();
-                let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
-                let opened = opens.iter().filter(|(s, _)| s == "opened").count();
-                println!(
-                    "[{:>4}s] devices {}/{} online ({} stations) | events {} stored, {} awaiting receipt | boxes {}: {} occupied, {} open | remote opens {} ({} opened, {} other, {} errors) p50 {} ms",
-                    started.elapsed().as_secs(),
-                    totals.online,
-                    spec.cabinets + spec.stations,
-                    spec.stations,
-                    totals.events,
-                    seq.saturating_sub(receipted),
-                    totals.boxes,
-                    totals.occupied,
-                    totals.open_doors,
-                    opens.len(),
-                    opened,
-                    opens.len() - opened,
-                    open_errors,
-                    p50,
-                );
-                println!("        {}", day_stats.line());
-                let all = server
-                    .store
-                    .alarms(&fleet_server::store::AlarmFilter {
-                        state: Some("all".into()),
-                        limit: 10_000,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap_or_default();
-                let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-                for a in all.iter().filter(|a| a.state != "cleared") {
-                    *kinds.entry(a.kind.as_str()).or_default() += 1;
-                }
-                let open: usize = kinds.values().sum();
-                let acked = all.iter().filter(|a| a.state == "acknowledged").count();
-                println!(
-                    "        alarms: {open} open ({acked} acknowledged) {kinds:?}, {} cleared",
-                    all.len() - open
-                );
-            }
-            _ = open_tick.tick() => {
-                // Somebody is stuck at a locker: an operator opens a box remotely.
-                let (device, box_no) = {
-                    let mut rng = rand::thread_rng();
-                    (ids[rng.gen_range(0..ids.len())].to_string(), rng.gen_range(1..=spec.boxes))
-                };
-                let api = api.clone();
-                let done = done_tx.clone();
-                tokio::spawn(async move {
-                    let r = api.open_and_wait(&device, box_no, "demo: citizen cannot open the box with the code",
-                        Duration::from_millis(5), Duration::from_secs(40)).await;
-                    let _ = done.send(r).await;
-                });
-            }
-            Some(r) = done_rx.recv() => match r {
-                Ok(o) => opens.push((o.status, o.round_trip.as_millis())),
-                Err(e) => {
-                    open_errors += 1;
-                    tracing::warn!(error = %e, "remote open in the demo failed");
-                }
-            }
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(secs) = opts.duration {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            stop.cancel();
+        });
+    }
+    let status = Status {
+        store: server.store.clone(),
+        fleet: fleet.clone(),
+        api: api.clone(),
+        ids,
+        spec: spec.clone(),
+        day: day_stats.clone(),
+        every: Duration::from_secs(opts.status_every.max(1)),
+        quiet: opts.console,
+    };
+    if opts.console {
+        // The console in this terminal; the people, faults and remote opens go on behind it.
+        let behind = tokio::spawn(status.run(stop.clone()));
+        let url = format!("http://{}", server.http_addr);
+        let result = tui::run(&url, &server.admin_token, stop.clone()).await;
+        stop.cancel();
+        let _ = behind.await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "console failed");
+            eprintln!("console failed: {e:#}");
         }
+    } else {
+        let ctrl_c = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            ctrl_c.cancel();
+        });
+        status.run(stop.clone()).await;
     }
     println!("stopping: people first, then agents, then the server (drain, flush)");
     day_cancel.cancel();
@@ -205,4 +162,102 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// The status lines (unless quiet, behind the console) and an operator's remote open every
+/// 10 s, until stopped.
+struct Status {
+    store: fleet_server::store::Store,
+    fleet: std::sync::Arc<Fleet>,
+    api: ApiClient,
+    ids: Vec<protocol::DeviceId>,
+    spec: FleetSpec,
+    day: std::sync::Arc<crate::day::DayStats>,
+    every: Duration,
+    quiet: bool,
+}
+
+impl Status {
+    async fn run(self, stop: tokio_util::sync::CancellationToken) {
+        let (fleet, api, ids, spec, day_stats) =
+            (self.fleet, self.api, self.ids, self.spec, self.day);
+        let started = Instant::now();
+        let mut status_tick = tokio::time::interval(self.every);
+        let mut open_tick = tokio::time::interval(Duration::from_secs(10));
+        let mut opens: Vec<(String, u128)> = Vec::new();
+        let mut open_errors = 0u64;
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(64);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = status_tick.tick() => {
+                    if self.quiet { continue; }
+                    let totals = self.store.totals().await.unwrap_or_default();
+                    let (seq, receipted) = fleet.sequence_totals();
+                    let mut lat: Vec<u128> = opens.iter().map(|(_, l)| *l).collect();
+                    lat.sort_unstable();
+                    let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
+                    let opened = opens.iter().filter(|(s, _)| s == "opened").count();
+                    println!(
+                        "[{:>4}s] devices {}/{} online ({} stations) | events {} stored, {} awaiting receipt | boxes {}: {} occupied, {} open | remote opens {} ({} opened, {} other, {} errors) p50 {} ms",
+                        started.elapsed().as_secs(),
+                        totals.online,
+                        spec.cabinets + spec.stations,
+                        spec.stations,
+                        totals.events,
+                        seq.saturating_sub(receipted),
+                        totals.boxes,
+                        totals.occupied,
+                        totals.open_doors,
+                        opens.len(),
+                        opened,
+                        opens.len() - opened,
+                        open_errors,
+                        p50,
+                    );
+                    println!("        {}", day_stats.line());
+                    let all = self
+                        .store
+                        .alarms(&fleet_server::store::AlarmFilter {
+                            state: Some("all".into()),
+                            limit: 10_000,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_default();
+                    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+                    for a in all.iter().filter(|a| a.state != "cleared") {
+                        *kinds.entry(a.kind.as_str()).or_default() += 1;
+                    }
+                    let open: usize = kinds.values().sum();
+                    let acked = all.iter().filter(|a| a.state == "acknowledged").count();
+                    println!(
+                        "        alarms: {open} open ({acked} acknowledged) {kinds:?}, {} cleared",
+                        all.len() - open
+                    );
+                }
+                _ = open_tick.tick() => {
+                    // Somebody is stuck at a locker: an operator opens a box remotely.
+                    let (device, box_no) = {
+                        let mut rng = rand::thread_rng();
+                        (ids[rng.gen_range(0..ids.len())].to_string(), rng.gen_range(1..=spec.boxes))
+                    };
+                    let api = api.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let r = api.open_and_wait(&device, box_no, "demo: citizen cannot open the box with the code",
+                            Duration::from_millis(5), Duration::from_secs(40)).await;
+                        let _ = done.send(r).await;
+                    });
+                }
+                Some(r) = done_rx.recv() => match r {
+                    Ok(o) => opens.push((o.status, o.round_trip.as_millis())),
+                    Err(e) => {
+                        open_errors += 1;
+                        tracing::warn!(error = %e, "remote open in the demo failed");
+                    }
+                }
+            }
+        }
+    }
 }

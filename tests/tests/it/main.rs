@@ -5,6 +5,7 @@ mod harness;
 
 mod alarms;
 mod broker_front;
+mod console;
 mod delivery;
 mod flows;
 mod remote_open;

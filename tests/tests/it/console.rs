@@ -1,0 +1,271 @@
+//! The operator console driven like a person: the real `fleet-console` binary in a tmux
+//! pseudo-terminal (send-keys, capture-pane) against a real server and agent. An operator
+//! opens a box with a reason and sees it open, then acknowledges an alarm.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{World, bin, eventually, wait_online};
+
+const CAB: &str = "hall-cab-7";
+
+/// A tmux session running one command; killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", name])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("tmux is needed to drive the console (apt-get install tmux): {e}")
+            });
+        assert!(status.success(), "tmux new-session failed: {status}");
+        Tmux {
+            name: name.to_owned(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys by tmux name (`Enter`, `Tab`, `Right`, ...).
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys {keys:?}");
+    }
+
+    /// Literal text, typed.
+    fn text(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys -l {text:?}");
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    async fn wait_for(&self, what: &str, text: &str) -> String {
+        eventually(Duration::from_secs(20), what, || async {
+            let s = self.screen();
+            s.contains(text).then_some(s)
+        })
+        .await
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
+    let world = World::new(&[CAB]);
+    let server = world.server();
+    let admin = server.api();
+    let (s, r) = admin
+        .post(
+            "/api/v1/sites",
+            json!({"id": "hall", "kind": "service_hall", "name": "City service hall",
+                   "lat": 23.1, "lon": 113.2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let boxes: Vec<Value> = (1..=6).map(|b| json!({"box": b, "size": "M"})).collect();
+    let (s, r) = admin
+        .put(
+            &format!("/api/v1/cabinets/{CAB}"),
+            json!({"site_id": "hall", "name": "Entrance", "boxes": boxes}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let agent = world.agent_ctl(CAB, server.mqtt, &["--fake-close-after-ms", "60000"]);
+    wait_online(&admin, CAB).await;
+    let (s, t) = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "night-desk", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let token = t["token"].as_str().expect("token");
+
+    let console = Tmux::start(
+        &format!("lf-console-{}", std::process::id()),
+        100,
+        30,
+        &format!(
+            "{} --server http://{} --token {token}",
+            bin("fleet-console").display(),
+            server.http
+        ),
+    );
+    let overview = console
+        .wait_for("the overview with the site", "City service hall")
+        .await;
+    assert!(overview.contains("● live"), "{overview}");
+    assert!(overview.contains("night-desk (operator)"), "{overview}");
+
+    // Site → its cabinet's boxes → box 4 → open with a reason → seen opened.
+    console.keys(&["Enter"]);
+    console.wait_for("the cabinet's boxes", "4MF").await;
+    console.keys(&["Tab", "Right", "Right", "Right", "o"]);
+    console.wait_for("the open dialog", "Remote open").await;
+    console.keys(&["Enter"]);
+    console
+        .wait_for("a reason demanded", "a reason is required")
+        .await;
+    console.text("citizen locked out at night");
+    console.keys(&["Enter"]);
+    let opened = console
+        .wait_for("the open's lifecycle", "delivered → opened")
+        .await;
+    assert!(opened.contains(&format!("open {CAB} box 4")), "{opened}");
+    let (_, audit) = admin.get(&format!("/api/v1/audit?device={CAB}")).await;
+    let entry = audit["entries"]
+        .as_array()
+        .and_then(|e| {
+            e.iter()
+                .find(|e| e["action"] == json!("remote_open"))
+                .cloned()
+        })
+        .expect("remote open audited");
+    assert_eq!(
+        (
+            &entry["box"],
+            &entry["reason"],
+            &entry["actor"],
+            &entry["result"]
+        ),
+        (
+            &json!(4),
+            &json!("citizen locked out at night"),
+            &json!("night-desk"),
+            &json!("opened")
+        ),
+        "{entry}"
+    );
+
+    // A forced door: the alarm appears live; the operator acknowledges it with a note.
+    agent.send("open 2").await;
+    console.keys(&["3"]);
+    console.wait_for("the alarm on screen", "forced_open").await;
+    console.keys(&["a"]);
+    console
+        .wait_for("the acknowledge dialog", "Acknowledge alarm")
+        .await;
+    console.text("guard on the way");
+    console.keys(&["Enter"]);
+    console
+        .wait_for("acknowledged on screen", "acknowledged")
+        .await;
+    let (_, a) = admin.get("/api/v1/alarms?kind=forced_open").await;
+    assert_eq!(a["alarms"][0]["state"], json!("acknowledged"), "{a}");
+    assert_eq!(a["alarms"][0]["ack_note"], json!("guard on the way"), "{a}");
+
+    // q quits and the process ends (tmux closes the session with it).
+    console.keys(&["q"]);
+    eventually(Duration::from_secs(10), "the console to exit", || async {
+        (!console.alive()).then_some(())
+    })
+    .await;
+}
+
+/// Reads SSE events from a response until `pred` matches one; returns `(event, data)`.
+async fn next_event(
+    res: &mut reqwest::Response,
+    buf: &mut String,
+    pred: impl Fn(&str, &Value) -> bool,
+) -> (String, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            if pred(&event, &v) {
+                return (event, v);
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("the awaited change notice")
+            .expect("stream read")
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_change_stream_tells_what_changed() {
+    let world = World::new(&[CAB]);
+    let server = world.server();
+    let api = server.api();
+    let _agent = world.agent_ctl(CAB, server.mqtt, &[]);
+    wait_online(&api, CAB).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/stream", server.http);
+    let refused = http.get(&url).send().await.expect("request");
+    assert_eq!(refused.status(), 401, "the stream needs a token");
+    let mut res = http
+        .get(&url)
+        .bearer_auth(crate::harness::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(res.status(), 200);
+    let mut buf = String::new();
+    next_event(&mut res, &mut buf, |e, _| e == "hello").await;
+    let (s, r) = api.open(CAB, 3, json!({"reason": "stream test"})).await;
+    assert_eq!(s, 202, "{r}");
+    let id = r["command_id"].as_str().expect("id").to_owned();
+    // Every step of the command, ending in its outcome, then the door's device change.
+    let (_, done) = next_event(&mut res, &mut buf, |e, v| {
+        e == "command" && v["command_id"] == json!(id) && v["status"] == json!("opened")
+    })
+    .await;
+    assert_eq!(done["device_id"], json!(CAB));
+    next_event(&mut res, &mut buf, |e, v| {
+        e == "device" && v["device_id"] == json!(CAB)
+    })
+    .await;
+    // The overview the console draws from answers at once.
+    let (s, o) = api.get("/api/v1/overview").await;
+    assert_eq!(s, 200, "{o}");
+    assert!(o["at"].as_i64().is_some() && o["sites"].is_array(), "{o}");
+}

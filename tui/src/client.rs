@@ -1,0 +1,451 @@
+//! The data task: the only part of the console that talks to the network. It follows the
+//! server's change stream (SSE, reconnecting with backoff), refetches what the screen shows
+//! when something changed (at most four times a second), runs the operator's actions, and
+//! reports everything to the UI as [`Msg`]s. The UI never waits on it.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{Action, Msg};
+use crate::model::{AuditEntry, Cabinet, CabinetView, Command, Link, Worklists};
+
+/// The fleet server's HTTP API, as this console's token sees it.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
+    }
+
+    /// The server's error text for a failed request, or the transport's.
+    async fn answer(
+        res: Result<reqwest::Response, reqwest::Error>,
+        what: &str,
+    ) -> Result<Value, String> {
+        let res = res.map_err(|e| format!("{what}: {}", transport(&e)))?;
+        let status = res.status();
+        let body = res.text().await.map_err(|e| format!("{what}: {e}"))?;
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(v);
+        }
+        let msg = v["error"].as_str().unwrap_or(body.as_str()).to_owned();
+        Err(format!("{what}: {} {msg}", status.as_u16()))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let v = Self::answer(res, &format!("GET {path}")).await?;
+        serde_json::from_value(v).map_err(|e| format!("GET {path}: unexpected answer: {e}"))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .json(&body)
+            .send()
+            .await;
+        Self::answer(res, &format!("POST {path}")).await
+    }
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "cannot connect (is the server running?)".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// What the change stream tells the fetch loop.
+#[derive(Debug)]
+enum Notice {
+    Connected,
+    Changed,
+    Command(String),
+}
+
+/// Runs until cancelled or the UI goes away.
+pub async fn run(
+    client: Client,
+    mut actions: mpsc::Receiver<Action>,
+    msgs: mpsc::Sender<Msg>,
+    cancel: CancellationToken,
+) {
+    let (notice_tx, mut notices) = mpsc::channel(256);
+    let stream = tokio::spawn(follow(
+        client.clone(),
+        notice_tx,
+        msgs.clone(),
+        cancel.clone(),
+    ));
+    match client.get::<Value>("/api/v1/me").await {
+        Ok(me) => {
+            let s = |k: &str| me[k].as_str().unwrap_or("?").to_owned();
+            let _ = msgs.send(Msg::Me(s("name"), s("role"))).await;
+        }
+        Err(e) => {
+            let _ = msgs.send(Msg::Error(format!("{e} (check --token)"))).await;
+        }
+    }
+    let mut site: Option<String> = None;
+    let mut cabinet: Option<String> = None;
+    let mut watched: Option<String> = None;
+    let mut dirty = true;
+    let mut fast = tokio::time::interval(Duration::from_millis(250));
+    fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A safety net under the stream: everything is refetched every 15 s anyway.
+    let mut slow = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = actions.recv() => match a {
+                None | Some(Action::Quit) => break,
+                Some(Action::Refresh) => dirty = true,
+                Some(Action::Site(s)) => {
+                    site = Some(s.clone());
+                    fetch_site(&client, &s, &msgs).await;
+                }
+                Some(Action::Cabinet(c)) => {
+                    cabinet = Some(c.clone());
+                    fetch_cabinet(&client, &c, &msgs).await;
+                }
+                Some(Action::Open { device, box_no, reason }) => {
+                    let r = open(&client, &device, box_no, &reason).await;
+                    watched = r.as_ref().ok().map(|c| c.command_id.clone());
+                    let _ = msgs.send(Msg::Opened(r)).await;
+                }
+                Some(Action::Ack { alarm_id, note }) => {
+                    let r = client
+                        .post(&format!("/api/v1/alarms/{alarm_id}/ack"), json!({ "note": note }))
+                        .await
+                        .map(|_| alarm_id);
+                    let _ = msgs.send(Msg::Acked(r)).await;
+                    dirty = true;
+                }
+            },
+            n = notices.recv() => match n {
+                Some(Notice::Connected) | Some(Notice::Changed) => dirty = true,
+                Some(Notice::Command(id)) => {
+                    if watched.as_deref() == Some(id.as_str()) {
+                        watched = watch(&client, &id, &msgs).await;
+                    }
+                }
+                None => break,
+            },
+            _ = fast.tick() => {
+                // A command in flight is followed even if its notices were lost.
+                if let Some(id) = watched.clone() {
+                    watched = watch(&client, &id, &msgs).await;
+                }
+                if dirty {
+                    dirty = false;
+                    refresh(&client, site.as_deref(), cabinet.as_deref(), &msgs).await;
+                }
+            }
+            _ = slow.tick() => dirty = true,
+        }
+    }
+    stream.abort();
+}
+
+/// Fetches a watched command; keeps watching until it is final.
+async fn watch(client: &Client, id: &str, msgs: &mpsc::Sender<Msg>) -> Option<String> {
+    match client
+        .get::<Command>(&format!("/api/v1/commands/{id}"))
+        .await
+    {
+        Ok(c) => {
+            let done = c.is_final();
+            let _ = msgs.send(Msg::Command(c)).await;
+            (!done).then(|| id.to_owned())
+        }
+        Err(e) => {
+            let _ = msgs.send(Msg::Error(e)).await;
+            Some(id.to_owned())
+        }
+    }
+}
+
+async fn open(client: &Client, device: &str, box_no: u16, reason: &str) -> Result<Command, String> {
+    let v = client
+        .post(
+            &format!("/api/v1/devices/{device}/boxes/{box_no}/open"),
+            json!({ "reason": reason }),
+        )
+        .await?;
+    let id = v["command_id"]
+        .as_str()
+        .ok_or("the server accepted the open but returned no command id")?;
+    client.get(&format!("/api/v1/commands/{id}")).await
+}
+
+async fn fetch_site(client: &Client, site: &str, msgs: &mpsc::Sender<Msg>) {
+    #[derive(serde::Deserialize)]
+    struct List {
+        cabinets: Vec<Cabinet>,
+    }
+    match client
+        .get::<List>(&format!("/api/v1/cabinets?site={site}"))
+        .await
+    {
+        Ok(l) => {
+            let _ = msgs.send(Msg::Cabinets(site.to_owned(), l.cabinets)).await;
+        }
+        Err(e) => {
+            let _ = msgs.send(Msg::Error(e)).await;
+        }
+    }
+}
+
+async fn fetch_cabinet(client: &Client, id: &str, msgs: &mpsc::Sender<Msg>) {
+    #[derive(serde::Deserialize)]
+    struct Audit {
+        entries: Vec<AuditEntry>,
+    }
+    let view = client
+        .get::<CabinetView>(&format!("/api/v1/cabinets/{id}"))
+        .await;
+    let audit = client
+        .get::<Audit>(&format!("/api/v1/audit?device={id}&limit=100"))
+        .await;
+    match (view, audit) {
+        (Ok(v), Ok(a)) => {
+            let _ = msgs.send(Msg::Cabinet(v, a.entries)).await;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = msgs.send(Msg::Error(e)).await;
+        }
+    }
+}
+
+/// Refetches everything a screen may show; failures go to the status line.
+async fn refresh(
+    client: &Client,
+    site: Option<&str>,
+    cabinet: Option<&str>,
+    msgs: &mpsc::Sender<Msg>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Alarms {
+        alarms: Vec<crate::model::Alarm>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Items {
+        items: Vec<crate::model::Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Audit {
+        entries: Vec<AuditEntry>,
+    }
+    let mut errors = Vec::new();
+    match client.get("/api/v1/overview").await {
+        Ok(o) => {
+            let _ = msgs.send(Msg::Overview(o)).await;
+        }
+        Err(e) => errors.push(e),
+    }
+    match client
+        .get::<Alarms>("/api/v1/alarms?state=open&limit=1000")
+        .await
+    {
+        Ok(a) => {
+            let _ = msgs.send(Msg::Alarms(a.alarms)).await;
+        }
+        Err(e) => errors.push(e),
+    }
+    let mut lists = Worklists::default();
+    for (name, list) in [
+        ("collect", &mut lists.collect),
+        ("deposit", &mut lists.deposit),
+        ("overdue", &mut lists.overdue),
+    ] {
+        match client
+            .get::<Items>(&format!("/api/v1/worklists/{name}"))
+            .await
+        {
+            Ok(i) => *list = i.items,
+            Err(e) => errors.push(e),
+        }
+    }
+    let _ = msgs.send(Msg::Worklists(lists)).await;
+    match client.get::<Audit>("/api/v1/audit?limit=500").await {
+        Ok(a) => {
+            let _ = msgs.send(Msg::Audit(a.entries)).await;
+        }
+        Err(e) => errors.push(e),
+    }
+    if let Some(s) = site {
+        fetch_site(client, s, msgs).await;
+    }
+    if let Some(c) = cabinet {
+        fetch_cabinet(client, c, msgs).await;
+    }
+    if let Some(e) = errors.into_iter().next() {
+        let _ = msgs.send(Msg::Error(e)).await;
+    }
+}
+
+/// Follows `GET /api/v1/stream`, reconnecting with backoff (1 s doubling to 10 s).
+async fn follow(
+    client: Client,
+    notices: mpsc::Sender<Notice>,
+    msgs: mpsc::Sender<Msg>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let _ = msgs.send(Msg::Link(Link::Connecting)).await;
+        let res = client
+            .http
+            .get(format!("{}/api/v1/stream", client.base))
+            .bearer_auth(&client.token)
+            .send()
+            .await;
+        let why = match res {
+            Ok(r) if r.status().is_success() => {
+                backoff = Duration::from_secs(1);
+                let _ = msgs.send(Msg::Link(Link::Live)).await;
+                let _ = notices.send(Notice::Connected).await;
+                read_events(r, &notices).await
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                format!(
+                    "{status} {}",
+                    body["error"].as_str().unwrap_or("from the change stream")
+                )
+            }
+            Err(e) => transport(&e),
+        };
+        let _ = msgs.send(Msg::Link(Link::Down(why))).await;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Reads SSE frames until the stream ends; returns why it ended.
+async fn read_events(mut res: reqwest::Response, notices: &mpsc::Sender<Notice>) -> String {
+    let mut buf = String::new();
+    let mut parser = SseParser::default();
+    loop {
+        // No event and no keep-alive for 30 s: the link is dead even if TCP says otherwise.
+        let chunk = match tokio::time::timeout(Duration::from_secs(30), res.chunk()).await {
+            Err(_) => return "no keep-alive from the server for 30 s".into(),
+            Ok(Err(e)) => return transport(&e),
+            Ok(Ok(None)) => return "the server closed the change stream".into(),
+            Ok(Ok(Some(c))) => c,
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            if let Some((event, data)) = parser.line(line.trim_end_matches(['\n', '\r'])) {
+                let notice = match event.as_str() {
+                    "command" => serde_json::from_str::<Value>(&data)
+                        .ok()
+                        .and_then(|v| v["command_id"].as_str().map(str::to_owned))
+                        .map_or(Notice::Changed, Notice::Command),
+                    "hello" => continue,
+                    _ => Notice::Changed,
+                };
+                if notices.send(notice).await.is_err() {
+                    return "console stopping".into();
+                }
+            }
+        }
+    }
+}
+
+/// Server-Sent Events framing: `event:` and `data:` lines, a blank line ends an event,
+/// `:` lines are comments (keep-alives).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    event: Option<String>,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    /// Feeds one line (without its newline); returns `(event, data)` when an event ends.
+    pub fn line(&mut self, line: &str) -> Option<(String, String)> {
+        if line.is_empty() {
+            if self.event.is_none() && self.data.is_empty() {
+                return None;
+            }
+            let event = self.event.take().unwrap_or_else(|| "message".into());
+            let data = std::mem::take(&mut self.data).join("\n");
+            return Some((event, data));
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.event = Some(value.to_owned()),
+            "data" => self.data.push(value.to_owned()),
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_frames_comments_and_multiline_data() {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for l in [
+            ": keep-alive",
+            "",
+            "event: command",
+            r#"data: {"command_id":"c1"}"#,
+            "",
+            "data: a",
+            "data:b",
+            "",
+        ] {
+            out.extend(p.line(l));
+        }
+        assert_eq!(
+            out,
+            vec![
+                ("command".into(), r#"{"command_id":"c1"}"#.into()),
+                ("message".into(), "a\nb".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `fleet-console`: parses configuration (file, `LOCKERFLEET_*` env, flags) and runs the
+//! operator console.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleet-console",
+    version,
+    about = "LockerFleet operator console: occupancy, cabinets, alarms, remote open, work lists"
+)]
+struct Args {
+    /// TOML config file with `server`, `token` or `token_file`.
+    #[arg(long, env = "LOCKERFLEET_CONSOLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The fleet server's HTTP address.
+    #[arg(long, env = "LOCKERFLEET_SERVER_URL")]
+    server: Option<String>,
+    /// API token (viewer sees everything; operator may also open boxes and acknowledge).
+    #[arg(long, env = "LOCKERFLEET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the token (e.g. the server's DATA_DIR/admin-token).
+    #[arg(long, env = "LOCKERFLEET_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConsoleConfig {
+    server: String,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            server: "http://127.0.0.1:8080".into(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    cli::run_main(run)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    let mut cfg = match &args.config {
+        Some(p) => cli::load_toml::<ConsoleConfig>(p)?,
+        None => ConsoleConfig::default(),
+    };
+    if let Some(s) = args.server {
+        cfg.server = s;
+    }
+    if args.token.is_some() {
+        cfg.token = args.token;
+    }
+    if args.token_file.is_some() {
+        cfg.token_file = args.token_file;
+    }
+    if !cfg.server.starts_with("http://") && !cfg.server.starts_with("https://") {
+        cfg.server = format!("http://{}", cfg.server);
+    }
+    let token = match (cfg.token, cfg.token_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("reading the token file {}", f.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => anyhow::bail!(
+            "no API token: pass --token TOKEN or --token-file FILE (or LOCKERFLEET_TOKEN)"
+        ),
+    };
+    // Logs would scribble over the screen: the console reports in its status line instead.
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        cli::shutdown_signal().await;
+        stop.cancel();
+    });
+    tui::run(&cfg.server, &token, cancel).await
+}

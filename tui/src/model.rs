@@ -1,0 +1,230 @@
+//! What the console knows: the fleet server's answers, deserialised leniently (a newer server
+//! may add fields), and the connection's state. The data task fills it; drawing only reads it.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Site {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub devices: i64,
+    pub devices_online: i64,
+    pub boxes: i64,
+    pub free: i64,
+    pub occupied: i64,
+    pub reserved: i64,
+    pub out_of_service: i64,
+    pub faulty: i64,
+    pub occupancy: f64,
+    pub uses_24h: Vec<u64>,
+    pub alarms_open: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Overview {
+    pub at: i64,
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Alarm {
+    pub id: String,
+    pub device_id: String,
+    #[serde(rename = "box")]
+    pub box_no: Option<u16>,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+    pub site_id: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+    pub evidence: Option<String>,
+    pub acked_by: Option<String>,
+    pub ack_note: Option<String>,
+    pub escalated_at: Option<i64>,
+    pub suppressed: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Cabinet {
+    pub id: String,
+    pub site_id: String,
+    pub name: String,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Item {
+    pub id: String,
+    pub flow: String,
+    pub case_number: String,
+    pub site_id: String,
+    pub device_id: String,
+    #[serde(rename = "box")]
+    pub box_no: u16,
+    pub size: String,
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub in_box_at: Option<i64>,
+    pub due_by: Option<i64>,
+    pub late_deposit: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BoxView {
+    #[serde(rename = "box")]
+    pub box_no: u16,
+    pub size: String,
+    pub accessible: bool,
+    pub in_service: bool,
+    pub service_note: Option<String>,
+    /// free, reserved, occupied or out_of_service.
+    pub state: String,
+    pub door_open: Option<bool>,
+    pub item: Option<Item>,
+}
+
+/// One cabinet with its boxes (`GET /api/v1/cabinets/{id}`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CabinetView {
+    pub cabinet: Cabinet,
+    pub boxes: Vec<BoxView>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Command {
+    pub command_id: String,
+    pub device_id: String,
+    #[serde(rename = "box")]
+    pub box_no: u16,
+    pub status: String,
+    pub reason: String,
+    pub created_at: i64,
+    pub detail: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+impl Command {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "opened" | "already_open" | "jammed" | "failed" | "expired"
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AuditEntry {
+    pub id: String,
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub device_id: Option<String>,
+    #[serde(rename = "box")]
+    pub box_no: Option<u16>,
+    pub reason: Option<String>,
+    pub result: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+/// The three work lists of the helpers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Worklists {
+    pub collect: Vec<Item>,
+    pub deposit: Vec<Item>,
+    pub overdue: Vec<Item>,
+}
+
+/// The live link to the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    Connecting,
+    /// The change stream is up since this server time.
+    Live,
+    /// Down; retrying. The error says why.
+    Down(String),
+}
+
+/// Everything fetched, with when (server time) the newest answer was produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub link: Link,
+    /// Who we are (`GET /api/v1/me`): name and role.
+    pub me: Option<(String, String)>,
+    pub overview: Overview,
+    pub alarms: Vec<Alarm>,
+    /// Cabinets of the site on screen.
+    pub cabinets: Vec<Cabinet>,
+    /// The cabinet on screen, with its boxes.
+    pub cabinet: Option<CabinetView>,
+    pub worklists: Worklists,
+    pub audit: Vec<AuditEntry>,
+    /// Server time of the latest data (the overview's `at`), for the header's data age.
+    pub data_at: Option<i64>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            link: Link::Connecting,
+            me: None,
+            overview: Overview::default(),
+            alarms: Vec::new(),
+            cabinets: Vec::new(),
+            cabinet: None,
+            worklists: Worklists::default(),
+            audit: Vec::new(),
+            data_at: None,
+        }
+    }
+}
+
+/// A case number as operators may see it: enough to match a paper file, not the whole.
+pub fn mask_case(case: &str) -> String {
+    let chars: Vec<char> = case.chars().collect();
+    if chars.len() <= 4 {
+        return "*".repeat(chars.len());
+    }
+    let keep = 3.min(chars.len() / 3);
+    let head: String = chars[..keep].iter().collect();
+    let tail: String = chars[chars.len() - keep..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 2 * keep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_numbers_are_masked() {
+        assert_eq!(mask_case("GZ-2026-0001"), "GZ-******001");
+        assert_eq!(mask_case("abcd"), "****");
+        assert_eq!(mask_case("abcdef"), "ab**ef");
+    }
+
+    #[test]
+    fn answers_with_unknown_and_missing_fields_parse() {
+        let a: Alarm = serde_json::from_str(
+            r#"{"id":"a1","device_id":"cab-1","box":3,"kind":"forced_open","severity":"critical",
+                "state":"active","count":2,"suppressed":true,"brand_new_field":1}"#,
+        )
+        .expect("alarm");
+        assert_eq!(a.box_no, Some(3));
+        assert!(a.suppressed);
+        let c: Command =
+            serde_json::from_str(r#"{"command_id":"c","status":"jammed"}"#).expect("command");
+        assert!(c.is_final());
+    }
+}
