@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod console_bench;
 pub mod day;
 pub mod demo;
 pub mod fleet;

@@ -30,6 +30,8 @@ enum Bench {
     Open(simulations::bench::OpenOptions),
     /// One-time codes: reservation, delivery to the cabinet, keypad, back to the server.
     Codes(simulations::bench::CodesOptions),
+    /// The operator console: key-to-redraw time with a large fleet on screen.
+    Console(simulations::console_bench::ConsoleOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,5 +46,6 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Ingest(o)) => simulations::bench::ingest(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
+        Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
     }
 }

@@ -155,6 +155,15 @@ fn selected(n: usize) -> TableState {
     TableState::default().with_selected(Some(n))
 }
 
+/// The rows of a list that fit in `rows` lines with `sel` on screen (at the bottom once the
+/// list scrolls), and `sel`'s index among them: only visible rows are built, so a list of
+/// thousands costs what a screenful does.
+fn window(sel: usize, len: usize, rows: u16) -> (std::ops::Range<usize>, usize) {
+    let rows = usize::from(rows.max(1));
+    let start = (sel + 1).saturating_sub(rows).min(len);
+    (start..(start + rows).min(len), sel.saturating_sub(start))
+}
+
 fn highlight() -> Style {
     Style::new().add_modifier(Modifier::REVERSED)
 }
@@ -163,7 +172,9 @@ fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
     let sites = app.sites();
     // A narrow terminal shows the last 12 hours of use, a wide one all 24.
     let hours: usize = if area.width >= 110 { 24 } else { 12 };
-    let rows = sites.iter().map(|s| {
+    // Less the top border and the header row.
+    let (shown, sel) = window(app.sel_site, sites.len(), area.height.saturating_sub(2));
+    let rows = sites[shown].iter().map(|s| {
         let alarms = if s.alarms_open > 0 {
             Cell::from(format!("{}!", s.alarms_open)).red().bold()
         } else {
@@ -230,7 +241,7 @@ fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    f.render_stateful_widget(table, area, &mut selected(app.sel_site));
+    f.render_stateful_widget(table, area, &mut selected(sel));
 }
 
 fn kind_short(kind: &str) -> &'static str {
@@ -254,7 +265,12 @@ fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             Style::new().dim()
         }
     };
-    let rows = app.model.cabinets.iter().map(|c| {
+    let (shown, sel) = window(
+        app.sel_cabinet,
+        app.model.cabinets.len(),
+        list.height.saturating_sub(2),
+    );
+    let rows = app.model.cabinets[shown].iter().map(|c| {
         let mark = if c.online { "●" } else { "✕" };
         Row::new(vec![format!("{mark} {}", c.id)])
     });
@@ -266,7 +282,7 @@ fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
                 .title(format!(" {site} "))
                 .border_style(focus(Pane::Cabinets)),
         );
-    f.render_stateful_widget(table, list, &mut selected(app.sel_cabinet));
+    f.render_stateful_widget(table, list, &mut selected(sel));
 
     // The grid takes the rows it needs; the box detail gets the rest.
     let grid_rows = app.boxes().len().div_ceil(GRID_COLUMNS).max(1) as u16;
@@ -468,7 +484,8 @@ fn severity_style(s: &str) -> Style {
 fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     let alarms = app.alarms();
     let [list, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
-    let rows = alarms.iter().map(|a| {
+    let (shown, sel) = window(app.sel_alarm, alarms.len(), list.height.saturating_sub(2));
+    let rows = alarms[shown].iter().map(|a| {
         let state = match (a.state.as_str(), a.suppressed) {
             (_, true) => "suppr.".to_owned(),
             ("acknowledged", _) => "acked".to_owned(),
@@ -513,7 +530,7 @@ fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             list,
         );
     } else {
-        f.render_stateful_widget(table, list, &mut selected(app.sel_alarm));
+        f.render_stateful_widget(table, list, &mut selected(sel));
     }
     if let Some(a) = alarms.get(app.sel_alarm) {
         let mut text = a.evidence.clone().unwrap_or_default();
@@ -557,7 +574,9 @@ fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         })
         .collect();
     f.render_widget(Paragraph::new(Line::from(spans)), tabs);
-    let rows = app.work_items().iter().map(|i| {
+    let items = app.work_items();
+    let (shown, sel) = window(app.sel_work, items.len(), list.height.saturating_sub(2));
+    let rows = items[shown].iter().map(|i| {
         let due = match (i.due_by, i.late_deposit) {
             (_, true) => "LATE".to_owned(),
             (Some(d), _) if d > now_ms => format!("in {}", age(d - now_ms)),
@@ -593,11 +612,13 @@ fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             .borders(Borders::TOP)
             .title(" ← → switch list "),
     );
-    f.render_stateful_widget(table, list, &mut selected(app.sel_work));
+    f.render_stateful_widget(table, list, &mut selected(sel));
 }
 
 fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
-    let rows = app.model.audit.iter().map(|e| {
+    let audit = &app.model.audit;
+    let (shown, sel) = window(app.sel_audit, audit.len(), area.height.saturating_sub(2));
+    let rows = audit[shown].iter().map(|e| {
         Row::new(vec![
             Cell::from(age(now_ms - e.ts)),
             Cell::from(e.actor.clone()),
@@ -633,7 +654,7 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             .borders(Borders::TOP)
             .title(" Who opened what, when, why, and the outcome "),
     );
-    f.render_stateful_widget(table, area, &mut selected(app.sel_audit));
+    f.render_stateful_widget(table, area, &mut selected(sel));
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
@@ -701,5 +722,15 @@ mod tests {
         assert_eq!(age(-5), "0 s");
         assert_eq!(spark(&[0, 1, 4, 8]), " ▁▄█");
         assert_eq!(spark(&[]), "");
+    }
+
+    #[test]
+    fn only_a_screenful_of_rows_is_built() {
+        assert_eq!(window(0, 1000, 10), (0..10, 0));
+        assert_eq!(window(9, 1000, 10), (0..10, 9));
+        assert_eq!(window(10, 1000, 10), (1..11, 9));
+        assert_eq!(window(999, 1000, 10), (990..1000, 9));
+        assert_eq!(window(0, 3, 10), (0..3, 0));
+        assert_eq!(window(0, 0, 10), (0..0, 0));
     }
 }
