@@ -57,7 +57,10 @@ pub(crate) async fn overview(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let at = crate::now_ms();
-    let sites = s.store.overview(at).await?;
+    let sites = s
+        .store
+        .overview(at, s.service.start_of_local_day(at))
+        .await?;
     Ok(Json(Overview { at, sites }).into_response())
 }
 

@@ -447,9 +447,13 @@ impl Service {
     }
 
     fn end_of_local_day(&self, now: i64) -> i64 {
+        self.start_of_local_day(now) + DAY_MS - 1
+    }
+
+    /// Local midnight (`utc_offset_minutes`) of the day `now` falls in.
+    pub fn start_of_local_day(&self, now: i64) -> i64 {
         let offset = i64::from(self.settings.utc_offset_minutes) * 60_000;
-        let local_day = (now + offset).div_euclid(DAY_MS);
-        (local_day + 1) * DAY_MS - offset - 1
+        (now + offset).div_euclid(DAY_MS) * DAY_MS - offset
     }
 
     /// Expires and overdues items, flags late deposits and queues reminders; every 2 s.

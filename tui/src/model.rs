@@ -18,6 +18,8 @@ pub struct Site {
     pub out_of_service: i64,
     pub faulty: i64,
     pub occupancy: f64,
+    /// Box-hours held today over box-hours in service (0..1).
+    pub usage_today: f64,
     pub uses_24h: Vec<u64>,
     pub alarms_open: i64,
 }

@@ -189,7 +189,7 @@ fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
             Cell::from(s.reserved.to_string()),
             Cell::from(s.out_of_service.to_string()),
             Cell::from(s.faulty.to_string()),
-            Cell::from(format!("{:>3.0}%", s.occupancy * 100.0)),
+            Cell::from(format!("{:>4.0}%", s.usage_today * 100.0)),
             Cell::from(spark(&s.uses_24h[s.uses_24h.len().saturating_sub(hours)..])).cyan(),
             alarms,
         ])
@@ -205,7 +205,7 @@ fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(4),
             Constraint::Length(3),
             Constraint::Length(3),
-            Constraint::Length(4),
+            Constraint::Length(5),
             Constraint::Length(hours as u16),
             Constraint::Length(4),
         ],
@@ -220,7 +220,7 @@ fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
             "Res".into(),
             "OOS".into(),
             "Flt".into(),
-            "Use".into(),
+            "Today".into(),
             format!("Uses/h {hours} h"),
             "Alm".into(),
         ])

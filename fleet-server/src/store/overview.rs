@@ -25,6 +25,9 @@ pub struct SiteOverview {
     pub faulty: i64,
     /// Occupied and reserved boxes over boxes in service, now (0.0..=1.0).
     pub occupancy: f64,
+    /// Usage rate today: box-hours holding an item since local midnight over box-hours in
+    /// service (boxes in service now) in that time (0.0..=1.0).
+    pub usage_today: f64,
     /// Items placed in a box (drop-offs, supplements, deposits) per hour over the last 24
     /// hours, oldest hour first.
     pub uses_24h: Vec<i64>,
@@ -32,7 +35,12 @@ pub struct SiteOverview {
 }
 
 impl Store {
-    pub async fn overview(&self, now: i64) -> Result<Vec<SiteOverview>, StoreError> {
+    /// Per site, at `now`; `day_start` is local midnight (the usage rate's day).
+    pub async fn overview(
+        &self,
+        now: i64,
+        day_start: i64,
+    ) -> Result<Vec<SiteOverview>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.site_id, s.kind, s.name,
                (SELECT COUNT(*) FROM cabinets c WHERE c.site_id = s.site_id) AS devices,
@@ -65,6 +73,23 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
+        // Milliseconds items spent in a box today: those still in one, and those that left
+        // today (found by `finished_at`, indexed).
+        let held = sqlx::query(
+            "SELECT site_id, CAST(COALESCE(SUM($1 - CASE WHEN in_box_at > $2 THEN in_box_at ELSE $2 END), 0) AS BIGINT) AS ms
+             FROM items WHERE holds_box = 1 AND state IN ('in_box', 'overdue')
+               AND in_box_at IS NOT NULL AND in_box_at < $1
+             GROUP BY site_id
+             UNION ALL
+             SELECT site_id, CAST(COALESCE(SUM(finished_at - CASE WHEN in_box_at > $2 THEN in_box_at ELSE $2 END), 0) AS BIGINT) AS ms
+             FROM items WHERE finished_at >= $2 AND finished_at <= $1
+               AND in_box_at IS NOT NULL AND in_box_at < finished_at
+             GROUP BY site_id",
+        )
+        .bind(now)
+        .bind(day_start)
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = r.try_get("site_id")?;
@@ -73,6 +98,13 @@ impl Store {
             let occupied: i64 = r.try_get("occupied")?;
             let reserved: i64 = r.try_get("reserved")?;
             let in_service = (boxes - out_of_service).max(0);
+            let mut held_ms = 0i64;
+            for h in &held {
+                if h.try_get::<String, _>("site_id")? == id {
+                    held_ms += h.try_get::<i64, _>("ms")?;
+                }
+            }
+            let day_ms = (now - day_start).max(1);
             let mut uses_24h = vec![0i64; 24];
             for u in &uses {
                 let site: String = u.try_get("site_id")?;
@@ -93,6 +125,11 @@ impl Store {
                 free: (in_service - occupied - reserved).max(0),
                 occupancy: if in_service > 0 {
                     ((occupied + reserved) as f64 / in_service as f64).min(1.0)
+                } else {
+                    0.0
+                },
+                usage_today: if in_service > 0 {
+                    (held_ms as f64 / (in_service as f64 * day_ms as f64)).clamp(0.0, 1.0)
                 } else {
                     0.0
                 },

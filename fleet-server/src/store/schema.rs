@@ -5,11 +5,11 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
@@ -270,3 +270,6 @@ const V4: &[&str] = &[
     // Alarms from before notifications existed are not sent out after an upgrade.
     "UPDATE alarms SET notified_at = last_seen, notify_outcome = 'predates_notifications'",
 ];
+
+/// The overview's usage rate today reads items that left their box today by time.
+const V5: &[&str] = &["CREATE INDEX IF NOT EXISTS items_finished ON items (finished_at)"];

@@ -488,6 +488,14 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     );
 }
 
+fn used_code(item: &str, box_no: u16) -> EventBody {
+    EventBody::CodeUsed {
+        item: ItemId::parse(item).expect("id"),
+        box_no: b(box_no),
+        status: AckStatus::Opened,
+    }
+}
+
 pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
     hall(&store, "cab-o").await;
     let d = dev("cab-o");
@@ -518,8 +526,9 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         .ingest(&keypad(&d, 2, NOW + HOUR / 2, jam))
         .await
         .expect("fault");
+    // The day began at NOW: box 1 has held its item for the last half hour of one hour.
     let site = store
-        .overview(NOW + HOUR)
+        .overview(NOW + HOUR, NOW)
         .await
         .expect("overview")
         .into_iter()
@@ -546,6 +555,21 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         "the deposit half an hour ago is in the last hour"
     );
     assert_eq!((site.faulty, site.alarms_open), (1, 1), "{site:?}");
+    // 0.5 box-hours held over 3 boxes in service for 1 hour.
+    assert!((site.usage_today - 0.5 / 3.0).abs() < 1e-9, "{site:?}");
+    // Collected: its half hour still counts today; nothing is held any more.
+    store
+        .ingest(&keypad(&d, 3, NOW + 3 * HOUR / 4, used_code("o1", 1)))
+        .await
+        .expect("picked up");
+    let site = store
+        .overview(NOW + HOUR, NOW)
+        .await
+        .expect("overview")
+        .into_iter()
+        .find(|s| s.id == "hall")
+        .expect("hall");
+    assert!((site.usage_today - 0.25 / 3.0).abs() < 1e-9, "{site:?}");
 }
 
 on_both!(

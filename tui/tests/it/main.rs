@@ -36,6 +36,7 @@ fn site(id: &str, name: &str, kind: &str, busy: u64) -> Site {
         out_of_service: 2,
         faulty: 1,
         occupancy: 50.0 / 94.0,
+        usage_today: 0.1 * busy as f64,
         uses_24h: (0..24).map(|h| (h * busy) % 9).collect(),
         alarms_open: if busy > 1 { 2 } else { 0 },
     }
