@@ -300,6 +300,27 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    // Fleet gauges come from the database at scrape time; if it is down they keep their last
+    // values and the health endpoint says why.
+    let now = crate::now_ms();
+    if let (Ok(sites), Ok(alarms)) = (
+        s.store
+            .overview(now, s.service.start_of_local_day(now))
+            .await,
+        s.store.open_alarm_counts().await,
+    ) {
+        let sum = |f: fn(&crate::store::SiteOverview) -> i64| sites.iter().map(f).sum::<i64>();
+        s.metrics.fleet(
+            &[
+                ("free", sum(|x| x.free)),
+                ("occupied", sum(|x| x.occupied)),
+                ("reserved", sum(|x| x.reserved)),
+                ("out_of_service", sum(|x| x.out_of_service)),
+                ("faulty", sum(|x| x.faulty)),
+            ],
+            &alarms,
+        );
+    }
     let mut res = s.metrics.encode().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

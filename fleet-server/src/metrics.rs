@@ -22,6 +22,16 @@ pub struct StatusLabel {
     pub status: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
 /// Every metric the server updates; cheap to clone (all handles are `Arc`s inside).
 #[derive(Clone)]
 pub struct Metrics {
@@ -42,6 +52,9 @@ pub struct Metrics {
     pub items_overdue: Counter,
     pub code_syncs: Counter,
     pub notifications: Family<NotificationLabel, Counter>,
+    /// Fleet gauges, refreshed from the database at each scrape.
+    pub boxes: Family<StateLabel, Gauge>,
+    pub alarms_open: Family<KindLabel, Gauge>,
     registry: Arc<Registry>,
 }
 
@@ -77,6 +90,8 @@ impl Metrics {
             items_overdue: Counter::default(),
             code_syncs: Counter::default(),
             notifications: Family::default(),
+            boxes: Family::default(),
+            alarms_open: Family::default(),
             registry: Arc::new(Registry::default()),
         };
         let r = &mut registry;
@@ -161,6 +176,16 @@ impl Metrics {
             "SMS and webhook delivery attempts by outcome (sent, retry, failed)",
             m.notifications.clone(),
         );
+        r.register(
+            "boxes",
+            "Boxes by state across the fleet (free, occupied, reserved, out_of_service; faulty: with an open alarm)",
+            m.boxes.clone(),
+        );
+        r.register(
+            "alarms_open",
+            "Open (active or acknowledged) alarms by kind",
+            m.alarms_open.clone(),
+        );
         r.register_collector(Box::new(FrontCollector(front)));
         Metrics {
             registry: Arc::new(registry),
@@ -182,6 +207,23 @@ impl Metrics {
                 status: status.to_owned(),
             })
             .inc();
+    }
+
+    /// Sets the fleet gauges from the database's figures (every kind listed, zeros included,
+    /// so a kind whose alarms all cleared reads 0, not its last value).
+    pub fn fleet(&self, boxes: &[(&str, i64)], alarms: &[(String, i64)]) {
+        for (state, n) in boxes {
+            self.boxes
+                .get_or_create(&StateLabel {
+                    state: (*state).to_owned(),
+                })
+                .set(*n);
+        }
+        for (kind, n) in alarms {
+            self.alarms_open
+                .get_or_create(&KindLabel { kind: kind.clone() })
+                .set(*n);
+        }
     }
 
     pub fn notification(&self, channel: &str, outcome: &str) {

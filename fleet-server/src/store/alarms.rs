@@ -245,6 +245,30 @@ impl Store {
             .collect()
     }
 
+    /// Open alarms per kind, every kind listed (zeros included).
+    pub async fn open_alarm_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*) AS n FROM alarms WHERE state <> 'cleared' GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(String, i64)> = FaultKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .chain([DEVICE_OFFLINE])
+            .map(|k| (k.to_owned(), 0))
+            .collect();
+        for r in &rows {
+            let kind: String = r.try_get("kind")?;
+            let n: i64 = r.try_get("n")?;
+            match out.iter_mut().find(|(k, _)| *k == kind) {
+                Some(slot) => slot.1 = n,
+                None => out.push((kind, n)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Devices whose session is up but whose heartbeats stopped more than `grace_ms` ago
     /// (a hung agent behind a live TCP session), without an open `device_offline` alarm,
     /// with the time of their last sign of life.

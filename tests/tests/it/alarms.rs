@@ -57,6 +57,12 @@ async fn door_faults_raise_one_alarm_and_clear() {
             .is_some_and(|e| e.contains("no unlock pulse")),
         "{forced}"
     );
+    // Prometheus sees it too.
+    assert_eq!(
+        api.metric("lockerfleet_alarms_open{kind=\"forced_open\"}")
+            .await,
+        1.0
+    );
     // Left open past the alarm time.
     wait_alarm(&api, "kind=door_left_open", "door_left_open alarm", |a| {
         a["box"] == json!(3)
@@ -427,6 +433,12 @@ async fn device_and_station_faults_raise_one_alarm_each_and_reach_on_duty_staff(
         !sms.all("/sms").iter().any(|r| r.body.contains("paper")),
         "a warning was texted"
     );
+    // All cleared: the fleet gauges say so (and count the cabinet's 8 free boxes).
+    assert_eq!(
+        api.metric("lockerfleet_alarms_open{kind=\"tamper\"}").await,
+        0.0
+    );
+    assert_eq!(api.metric("lockerfleet_boxes{state=\"free\"}").await, 8.0);
     let (_, tamper) = api.get("/api/v1/alarms?state=all&kind=tamper").await;
     assert_eq!(
         tamper["alarms"][0]["notify_outcome"],
