@@ -84,6 +84,12 @@ fn transport(e: &reqwest::Error) -> String {
     }
 }
 
+/// `GET /api/v1/audit`'s answer.
+#[derive(serde::Deserialize)]
+struct Audit {
+    entries: Vec<AuditEntry>,
+}
+
 /// What the change stream tells the fetch loop.
 #[derive(Debug)]
 enum Notice {
@@ -226,10 +232,6 @@ async fn fetch_site(client: &Client, site: &str, msgs: &mpsc::Sender<Msg>) {
 }
 
 async fn fetch_cabinet(client: &Client, id: &str, msgs: &mpsc::Sender<Msg>) {
-    #[derive(serde::Deserialize)]
-    struct Audit {
-        entries: Vec<AuditEntry>,
-    }
     let view = client
         .get::<CabinetView>(&format!("/api/v1/cabinets/{id}"))
         .await;
@@ -260,10 +262,6 @@ async fn refresh(
     #[derive(serde::Deserialize)]
     struct Items {
         items: Vec<crate::model::Item>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Audit {
-        entries: Vec<AuditEntry>,
     }
     let mut errors = Vec::new();
     match client.get("/api/v1/overview").await {

@@ -488,6 +488,17 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     );
 }
 
+/// Site "hall" in the overview an hour after the day began at NOW.
+async fn hall_overview(store: &Store) -> fleet_server::store::SiteOverview {
+    store
+        .overview(NOW + HOUR, NOW)
+        .await
+        .expect("overview")
+        .into_iter()
+        .find(|s| s.id == "hall")
+        .expect("hall")
+}
+
 fn used_code(item: &str, box_no: u16) -> EventBody {
     EventBody::CodeUsed {
         item: ItemId::parse(item).expect("id"),
@@ -527,13 +538,7 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         .await
         .expect("fault");
     // The day began at NOW: box 1 has held its item for the last half hour of one hour.
-    let site = store
-        .overview(NOW + HOUR, NOW)
-        .await
-        .expect("overview")
-        .into_iter()
-        .find(|s| s.id == "hall")
-        .expect("hall");
+    let site = hall_overview(&store).await;
     assert_eq!(
         (
             site.devices,
@@ -562,13 +567,7 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         .ingest(&keypad(&d, 3, NOW + 3 * HOUR / 4, used_code("o1", 1)))
         .await
         .expect("picked up");
-    let site = store
-        .overview(NOW + HOUR, NOW)
-        .await
-        .expect("overview")
-        .into_iter()
-        .find(|s| s.id == "hall")
-        .expect("hall");
+    let site = hall_overview(&store).await;
     assert!((site.usage_today - 0.25 / 3.0).abs() < 1e-9, "{site:?}");
 }
 
