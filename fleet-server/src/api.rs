@@ -32,6 +32,7 @@ pub struct AppState {
     pub service: crate::service::Service,
     pub admin_token_hash: String,
     pub default_ttl: Duration,
+    pub saturation: crate::api_usage::SaturationSettings,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_flows::routes())
         .merge(crate::api_alarms::routes())
         .merge(crate::api_live::routes())
+        .merge(crate::api_usage::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -100,6 +102,9 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Invalid(why) = e {
+            return ApiError::bad_request(why);
+        }
         tracing::error!(error = %e, "storage error in API request");
         match e {
             StoreError::Db(_) => ApiError::new(

@@ -357,7 +357,13 @@ pub(crate) async fn box_service(
     }
     if !s
         .store
-        .set_box_service(&device, b, body.in_service, body.note.as_deref())
+        .set_box_service(
+            &device,
+            b,
+            body.in_service,
+            body.note.as_deref(),
+            crate::now_ms(),
+        )
         .await?
     {
         return Err(ApiError::new(

@@ -71,6 +71,26 @@ pub struct ServerConfig {
     /// Most alarms per site told to on-duty staff by SMS in any hour; more are recorded on
     /// the alarm as `rate_limited` (an alarm storm must not become an SMS storm).
     pub alarm_notify_per_site_hour: u32,
+    /// A day counts towards saturation when a site's occupancy reached this (0..1; the
+    /// document: above 80% means the cluster is full).
+    pub saturation_rate: f64,
+    /// A site is saturated when that happened on this many days ...
+    pub saturation_days: u32,
+    /// ... of the last this many whole days.
+    pub saturation_window_days: u32,
+    /// InfluxDB v2 write API base URL (e.g. `http://127.0.0.1:8086`); unset: no export.
+    pub influx_url: Option<String>,
+    pub influx_org: Option<String>,
+    pub influx_bucket: Option<String>,
+    /// API token (`Authorization: Token ...`).
+    pub influx_token: Option<String>,
+    /// Points kept while InfluxDB is unreachable; beyond it the oldest are dropped and
+    /// counted (`lockerfleet_influx_points_dropped_total`).
+    pub influx_spool_points: usize,
+    /// Most points in one write request.
+    pub influx_batch_points: usize,
+    /// How often usage rollups are exported (the current and the previous hour).
+    pub influx_usage_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -103,11 +123,35 @@ impl Default for ServerConfig {
             offline_grace_secs: 60,
             alarm_escalate_after_secs: 900,
             alarm_notify_per_site_hour: 10,
+            saturation_rate: 0.8,
+            saturation_days: 5,
+            saturation_window_days: 7,
+            influx_url: None,
+            influx_org: None,
+            influx_bucket: None,
+            influx_token: None,
+            influx_spool_points: 100_000,
+            influx_batch_points: 5_000,
+            influx_usage_secs: 60,
         }
     }
 }
 
 impl ServerConfig {
+    /// The InfluxDB export settings, when `influx_url` is set.
+    pub fn influx(&self) -> Option<crate::export::InfluxConfig> {
+        let url = self.influx_url.clone()?;
+        Some(crate::export::InfluxConfig {
+            url,
+            org: self.influx_org.clone().unwrap_or_default(),
+            bucket: self.influx_bucket.clone().unwrap_or_default(),
+            token: self.influx_token.clone(),
+            spool_points: self.influx_spool_points,
+            batch_points: self.influx_batch_points,
+            usage_every: Duration::from_secs(self.influx_usage_secs),
+        })
+    }
+
     pub fn certs_dir(&self) -> PathBuf {
         self.certs
             .clone()
@@ -193,6 +237,41 @@ impl ServerConfig {
             return bad(
                 "alarm_notify_per_site_hour",
                 "must be at least 1 (on-duty staff must hear of alarms)",
+            );
+        }
+        if !(self.saturation_rate > 0.0 && self.saturation_rate <= 1.0) {
+            return bad(
+                "saturation_rate",
+                "must be above 0 and at most 1 (0.8 means 80%)",
+            );
+        }
+        if self.saturation_days == 0
+            || self.saturation_window_days > 366
+            || self.saturation_days > self.saturation_window_days
+        {
+            return bad(
+                "saturation_days / saturation_window_days",
+                "need 1 <= saturation_days <= saturation_window_days <= 366",
+            );
+        }
+        if let Some(u) = &self.influx_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return bad("influx_url", "must be an http:// or https:// URL");
+            }
+            if self.influx_bucket.as_deref().is_none_or(str::is_empty) {
+                return bad(
+                    "influx_bucket",
+                    "must be set with influx_url (the bucket points are written to)",
+                );
+            }
+        }
+        if self.influx_spool_points == 0
+            || self.influx_batch_points == 0
+            || self.influx_usage_secs == 0
+        {
+            return bad(
+                "influx_spool_points / influx_batch_points / influx_usage_secs",
+                "must be at least 1",
             );
         }
         if self.notify_max_attempts == 0 {

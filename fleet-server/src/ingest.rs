@@ -61,6 +61,8 @@ pub struct Writer {
     pub batch_events: usize,
     /// Acts on what keypad events changed (code sets, notifications).
     pub service: Service,
+    /// Door, box state and health points for InfluxDB (a no-op when export is off).
+    pub export: crate::export::Exporter,
 }
 
 impl Writer {
@@ -169,6 +171,24 @@ impl Writer {
         let received = ingest.events.len() as u64;
         self.metrics.ingest_batches.inc();
         self.metrics.events_stored.inc_by(inserted);
+        self.metrics
+            .ingest_rate
+            .record(self.metrics.events_stored.get());
+        if self.export.is_on() {
+            // Only once stored: the time series never shows what the database does not hold.
+            let mut points: Vec<crate::export::Point> = ingest
+                .events
+                .iter()
+                .filter_map(|(d, e)| crate::export::event_point(d.as_str(), e))
+                .collect();
+            points.extend(
+                ingest
+                    .heartbeats
+                    .iter()
+                    .map(|(d, h)| crate::export::health_point(d.as_str(), h, ingest.received_at)),
+            );
+            self.export.push(&points);
+        }
         self.metrics
             .events_duplicate
             .inc_by(received.saturating_sub(inserted));

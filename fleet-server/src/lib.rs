@@ -9,9 +9,11 @@ pub mod api;
 pub mod api_alarms;
 pub mod api_flows;
 pub mod api_live;
+pub mod api_usage;
 pub mod changes;
 pub mod commands;
 pub mod config;
+pub mod export;
 pub mod flows;
 pub mod health;
 pub mod ingest;
@@ -207,6 +209,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         cancel.clone(),
     ));
     spawn_notifier(&cfg, &service, &tracker, cancel.clone())?;
+    let export = export::start(
+        cfg.influx(),
+        store.clone(),
+        metrics.clone(),
+        &tracker,
+        cancel.clone(),
+    )?;
     let writer = ingest::Writer {
         store: store.clone(),
         publisher,
@@ -216,6 +225,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         health: health.clone(),
         batch_events: cfg.ingest_batch,
         service: service.clone(),
+        export,
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
     tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));
@@ -230,6 +240,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         service,
         admin_token_hash: api::token_hash(&admin_token),
         default_ttl: cfg.command_ttl(),
+        saturation: api_usage::SaturationSettings {
+            rate: cfg.saturation_rate,
+            days: cfg.saturation_days,
+            window_days: cfg.saturation_window_days,
+        },
     };
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await

@@ -69,6 +69,19 @@ struct Args {
     /// Most alarms per site sent to on-duty staff by SMS in an hour.
     #[arg(long, env = "LOCKERFLEET_ALARM_NOTIFY_PER_SITE_HOUR")]
     alarm_notify_per_site_hour: Option<u32>,
+    /// InfluxDB v2 base URL for time series export (door events, box state, device health,
+    /// usage); without it the export is off.
+    #[arg(long, env = "LOCKERFLEET_INFLUX_URL")]
+    influx_url: Option<String>,
+    /// InfluxDB organisation.
+    #[arg(long, env = "LOCKERFLEET_INFLUX_ORG")]
+    influx_org: Option<String>,
+    /// InfluxDB bucket (required with --influx-url).
+    #[arg(long, env = "LOCKERFLEET_INFLUX_BUCKET")]
+    influx_bucket: Option<String>,
+    /// InfluxDB API token.
+    #[arg(long, env = "LOCKERFLEET_INFLUX_TOKEN", hide_env_values = true)]
+    influx_token: Option<String>,
     /// HMAC key the webhook signatures are made with.
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
@@ -100,6 +113,10 @@ impl Args {
             (&mut cfg.sms_gateway_url, self.sms_gateway_url),
             (&mut cfg.webhook_url, self.webhook_url),
             (&mut cfg.webhook_secret, self.webhook_secret),
+            (&mut cfg.influx_url, self.influx_url),
+            (&mut cfg.influx_org, self.influx_org),
+            (&mut cfg.influx_bucket, self.influx_bucket),
+            (&mut cfg.influx_token, self.influx_token),
         ] {
             if value.is_some() {
                 *field = value;

@@ -55,7 +55,71 @@ pub struct Metrics {
     /// Fleet gauges, refreshed from the database at each scrape.
     pub boxes: Family<StateLabel, Gauge>,
     pub alarms_open: Family<KindLabel, Gauge>,
+    /// Time series export (InfluxDB).
+    pub influx_written: Counter,
+    pub influx_dropped: Family<ReasonLabel, Counter>,
+    pub influx_errors: Counter,
+    pub influx_spool: Gauge,
+    /// Stored events over time, for the ingest-rate gauge.
+    pub ingest_rate: Arc<IngestRate>,
     registry: Arc<Registry>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Events stored per second over the last [`IngestRate::WINDOW`], from samples of the
+/// stored-events total the ingest writer records after each commit.
+#[derive(Debug, Default)]
+pub struct IngestRate {
+    samples: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
+}
+
+impl IngestRate {
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Records the running total of stored events, now.
+    pub fn record(&self, total: u64) {
+        self.record_at(std::time::Instant::now(), total);
+    }
+
+    fn record_at(&self, at: std::time::Instant, total: u64) {
+        if let Ok(mut s) = self.samples.lock() {
+            s.push_back((at, total));
+            // Keep one sample older than the window as the anchor.
+            while s.len() > 2
+                && s.get(1)
+                    .is_some_and(|(t, _)| at.duration_since(*t) >= Self::WINDOW)
+            {
+                s.pop_front();
+            }
+        }
+    }
+
+    /// Events per second between the anchor (the window's start, or the first sample) and
+    /// `now`, given the total now.
+    pub fn per_second(&self, now: std::time::Instant, total: u64) -> f64 {
+        let Ok(s) = self.samples.lock() else {
+            return 0.0;
+        };
+        let anchor = s
+            .iter()
+            .rev()
+            .find(|(t, _)| now.duration_since(*t) >= Self::WINDOW)
+            .or_else(|| s.front());
+        match anchor {
+            Some((t, n)) => {
+                let secs = now
+                    .duration_since(*t)
+                    .as_secs_f64()
+                    .max(Self::WINDOW.as_secs_f64());
+                total.saturating_sub(*n) as f64 / secs
+            }
+            None => 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -92,6 +156,11 @@ impl Metrics {
             notifications: Family::default(),
             boxes: Family::default(),
             alarms_open: Family::default(),
+            influx_written: Counter::default(),
+            influx_dropped: Family::default(),
+            influx_errors: Counter::default(),
+            influx_spool: Gauge::default(),
+            ingest_rate: Arc::new(IngestRate::default()),
             registry: Arc::new(Registry::default()),
         };
         let r = &mut registry;
@@ -186,7 +255,31 @@ impl Metrics {
             "Open (active or acknowledged) alarms by kind",
             m.alarms_open.clone(),
         );
+        r.register(
+            "influx_points_written",
+            "Points InfluxDB accepted",
+            m.influx_written.clone(),
+        );
+        r.register(
+            "influx_points_dropped",
+            "Points given up, by reason: spool_full (InfluxDB unreachable too long), rejected (InfluxDB refused them), shutdown",
+            m.influx_dropped.clone(),
+        );
+        r.register(
+            "influx_write_errors",
+            "Failed InfluxDB write requests (retried)",
+            m.influx_errors.clone(),
+        );
+        r.register(
+            "influx_spool_points",
+            "Points waiting to be written to InfluxDB",
+            m.influx_spool.clone(),
+        );
         r.register_collector(Box::new(FrontCollector(front)));
+        r.register_collector(Box::new(RateCollector {
+            rate: m.ingest_rate.clone(),
+            stored: m.events_stored.clone(),
+        }));
         Metrics {
             registry: Arc::new(registry),
             ..m
@@ -235,12 +328,42 @@ impl Metrics {
             .inc();
     }
 
+    pub fn influx_dropped(&self, reason: &str, n: u64) {
+        self.influx_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
+    }
+
     pub fn malformed(&self, channel: &str) {
         self.malformed
             .get_or_create(&ChannelLabel {
                 channel: channel.to_owned(),
             })
             .inc();
+    }
+}
+
+/// The ingest rate at scrape time.
+#[derive(Debug)]
+struct RateCollector {
+    rate: Arc<IngestRate>,
+    stored: Counter,
+}
+
+impl Collector for RateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = ConstGauge::new(
+            self.rate
+                .per_second(std::time::Instant::now(), self.stored.get()),
+        );
+        g.encode(encoder.encode_descriptor(
+            "ingest_events_per_second",
+            "Events stored per second over the last 10 s",
+            None,
+            g.metric_type(),
+        )?)
     }
 }
 
@@ -296,5 +419,25 @@ impl Collector for FrontCollector {
             g.metric_type(),
         )?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::IngestRate;
+
+    #[test]
+    fn ingest_rate_is_over_the_last_ten_seconds() {
+        let r = IngestRate::default();
+        let t0 = Instant::now();
+        r.record_at(t0, 0);
+        r.record_at(t0 + Duration::from_secs(5), 500);
+        r.record_at(t0 + Duration::from_secs(10), 1_000);
+        assert_eq!(r.per_second(t0 + Duration::from_secs(10), 1_000), 100.0);
+        r.record_at(t0 + Duration::from_secs(20), 1_000);
+        // Nothing stored in the last 10 s: the rate falls to 0.
+        assert_eq!(r.per_second(t0 + Duration::from_secs(20), 1_000), 0.0);
     }
 }

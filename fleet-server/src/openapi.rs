@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, api_alarms, api_flows, api_live};
+use crate::{api, api_alarms, api_flows, api_live, api_usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,8 @@ use crate::{api, api_alarms, api_flows, api_live};
         api_live::overview,
         api_live::stream,
         api_live::me,
+        api_usage::usage,
+        api_usage::saturation,
     ),
     modifiers(&Bearer)
 )]

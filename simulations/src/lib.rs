@@ -7,3 +7,4 @@ pub mod console_bench;
 pub mod day;
 pub mod demo;
 pub mod fleet;
+pub mod usage_bench;

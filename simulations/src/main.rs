@@ -32,6 +32,8 @@ enum Bench {
     Codes(simulations::bench::CodesOptions),
     /// The operator console: key-to-redraw time with a large fleet on screen.
     Console(simulations::console_bench::ConsoleOptions),
+    /// Usage reports: 90 days of rollups over 1,000 cabinets.
+    Usage(simulations::usage_bench::UsageOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,5 +49,6 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
+        Cmd::Bench(Bench::Usage(o)) => simulations::usage_bench::usage(o).await,
     }
 }

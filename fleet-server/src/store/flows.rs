@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{History, Store, StoreError, write_history};
+use super::{History, Store, StoreError, usage, write_history};
 use crate::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -322,7 +322,8 @@ impl Store {
         .await?;
         for (b, size, accessible) in boxes {
             sqlx::query(
-                "INSERT INTO box_config (device_id, box_no, size, accessible) VALUES ($1, $2, $3, $4)
+                "INSERT INTO box_config (device_id, box_no, size, accessible, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (device_id, box_no) DO UPDATE SET size = excluded.size,
                    accessible = excluded.accessible",
             )
@@ -330,6 +331,7 @@ impl Store {
             .bind(i64::from(b.get()))
             .bind(size.as_str())
             .bind(i64::from(*accessible))
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
@@ -338,26 +340,65 @@ impl Store {
         Ok(())
     }
 
-    /// Takes a box out of service (or back); `false` when the box is not configured.
+    /// Takes a box out of service (or back) at `now`; `false` when the box is not configured.
+    /// The time out of service is credited to the usage rollups when the box returns.
     pub async fn set_box_service(
         &self,
         device: &DeviceId,
         b: BoxNo,
         in_service: bool,
         note: Option<&str>,
+        now: i64,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE box_config SET in_service = $1, service_note = $2
-             WHERE device_id = $3 AND box_no = $4",
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "SELECT b.in_service, b.out_since, c.site_id FROM box_config b
+             JOIN cabinets c ON c.device_id = b.device_id
+             WHERE b.device_id = $1 AND b.box_no = $2",
+        )
+        .bind(device.as_str())
+        .bind(i64::from(b.get()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let was_in: bool = row.try_get::<i64, _>("in_service")? != 0;
+        let out_since: Option<i64> = row.try_get("out_since")?;
+        let site: String = row.try_get("site_id")?;
+        sqlx::query(
+            "UPDATE box_config SET in_service = $1, service_note = $2,
+               out_since = CASE WHEN $1 = 1 THEN NULL ELSE COALESCE(out_since, $3) END
+             WHERE device_id = $4 AND box_no = $5",
         )
         .bind(i64::from(in_service))
         .bind(note)
+        .bind(now)
         .bind(device.as_str())
         .bind(i64::from(b.get()))
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .execute(&mut *tx)
+        .await?;
+        if in_service
+            && !was_in
+            && let Some(since) = out_since
+        {
+            let place = usage::Place {
+                site: Some(&site),
+                device: Some(device.as_str()),
+                box_no: Some(i64::from(b.get())),
+            };
+            usage::apply(
+                &mut tx,
+                place,
+                &[usage::Op::OutOfService {
+                    from: since,
+                    to: now,
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn cabinets(&self, site: Option<&str>) -> Result<Vec<CabinetRow>, StoreError> {
@@ -622,6 +663,19 @@ impl Store {
             .bind(item.flow.as_str())
             .bind(item.size.as_str())
             .execute(&mut *tx)
+            .await?;
+            let place = usage::Place {
+                site: placement.sites.first().map(String::as_str),
+                device: placement.device.as_ref().map(|d| d.as_str()),
+                box_no: None,
+            };
+            usage::apply(
+                &mut tx,
+                place,
+                &[usage::Op::Unmet {
+                    at: item.created_at,
+                }],
+            )
             .await?;
             tx.commit().await?;
             return Ok(None);
@@ -1393,6 +1447,15 @@ async fn transition(
         return Ok(None);
     }
     history(tx, &item.id, now, to, actor, detail).await?;
+    let ops = usage::item_ops(flow, from, to, item.created_at, item.in_box_at, now);
+    if !ops.is_empty() {
+        let place = usage::Place {
+            site: Some(&item.site_id),
+            device: Some(&item.device_id),
+            box_no: Some(item.box_no),
+        };
+        usage::apply(tx, place, &ops).await?;
+    }
     if deposited {
         // The code SMS was held until the licence is in the box.
         let released = sqlx::query(

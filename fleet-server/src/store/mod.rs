@@ -8,6 +8,7 @@ mod alarms;
 mod flows;
 mod overview;
 mod schema;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request asked for something that cannot be answered as asked (the text says why).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +151,10 @@ impl Store {
             let mut tx = self.writer.begin().await?;
             for statement in *statements {
                 sqlx::query(*statement).execute(&mut *tx).await?;
+            }
+            if *version == 6 {
+                // Rollups of what happened before they existed, from item history.
+                usage::rebuild(&mut tx).await?;
             }
             sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
                 .bind(*version)

@@ -5,11 +5,11 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
@@ -273,3 +273,53 @@ const V4: &[&str] = &[
 
 /// The overview's usage rate today reads items that left their box today by time.
 const V5: &[&str] = &["CREATE INDEX IF NOT EXISTS items_finished ON items (finished_at)"];
+
+/// Usage rollups (issue 6): per hour, box-milliseconds holding an item in the box
+/// (`occupied_ms`), held by an item at all, reservations included (`held_ms`), and out of
+/// service (`oos_ms`); items placed (`uses`) and reservations refused for lack of a box
+/// (`unmet`). Kept per box, cabinet and site as items move (`store::usage`), so reports sum
+/// at most one row per hour and scope instead of scanning items.
+const V6: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS usage_box_hour (
+        device_id TEXT NOT NULL,
+        box_no BIGINT NOT NULL,
+        hour BIGINT NOT NULL,
+        occupied_ms BIGINT NOT NULL DEFAULT 0,
+        held_ms BIGINT NOT NULL DEFAULT 0,
+        oos_ms BIGINT NOT NULL DEFAULT 0,
+        uses BIGINT NOT NULL DEFAULT 0,
+        unmet BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, box_no, hour)
+    )",
+    "CREATE TABLE IF NOT EXISTS usage_cabinet_hour (
+        device_id TEXT NOT NULL,
+        hour BIGINT NOT NULL,
+        occupied_ms BIGINT NOT NULL DEFAULT 0,
+        held_ms BIGINT NOT NULL DEFAULT 0,
+        oos_ms BIGINT NOT NULL DEFAULT 0,
+        uses BIGINT NOT NULL DEFAULT 0,
+        unmet BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, hour)
+    )",
+    "CREATE TABLE IF NOT EXISTS usage_site_hour (
+        site_id TEXT NOT NULL,
+        hour BIGINT NOT NULL,
+        occupied_ms BIGINT NOT NULL DEFAULT 0,
+        held_ms BIGINT NOT NULL DEFAULT 0,
+        oos_ms BIGINT NOT NULL DEFAULT 0,
+        uses BIGINT NOT NULL DEFAULT 0,
+        unmet BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (site_id, hour)
+    )",
+    // Fleet and kind reports read every site's hours in a range: a covering index spares a
+    // table lookup per row (5x faster on SQLite in `fleet-sim bench usage`).
+    "CREATE INDEX IF NOT EXISTS usage_site_hour_hour ON usage_site_hour
+        (hour, site_id, occupied_ms, held_ms, oos_ms, uses, unmet)",
+    // Box-hours in service need to know since when a box exists and since when it is out of
+    // service. Boxes from before this version count from their cabinet's creation, and those
+    // out of service now from the cabinet's last change (the best time the data still has).
+    "ALTER TABLE box_config ADD COLUMN created_at BIGINT",
+    "ALTER TABLE box_config ADD COLUMN out_since BIGINT",
+    "UPDATE box_config SET created_at = (SELECT c.created_at FROM cabinets c WHERE c.device_id = box_config.device_id)",
+    "UPDATE box_config SET out_since = (SELECT c.updated_at FROM cabinets c WHERE c.device_id = box_config.device_id) WHERE in_service = 0",
+];

@@ -5,14 +5,14 @@ use fleet_server::flows::{Flow, Size, Trigger};
 use fleet_server::store::{IngestBatch, Issued, NewItem, Placement, SiteRow, StaffRow, Store};
 use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBody, ItemId, StaffId};
 
-const NOW: i64 = 1_764_288_000_000;
-const HOUR: i64 = 3_600_000;
+pub const NOW: i64 = 1_764_288_000_000;
+pub const HOUR: i64 = 3_600_000;
 
-fn dev(s: &str) -> DeviceId {
+pub fn dev(s: &str) -> DeviceId {
     DeviceId::parse(s).expect("id")
 }
 
-fn b(n: u16) -> BoxNo {
+pub fn b(n: u16) -> BoxNo {
     BoxNo::new(n).expect("box")
 }
 
@@ -48,7 +48,7 @@ pub async fn hall(store: &Store, cab: &str) {
         .expect("cabinet");
 }
 
-fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
+pub fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
     NewItem {
         id: ItemId::parse(id).expect("item"),
         flow,
@@ -66,21 +66,21 @@ fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
     }
 }
 
-fn issued(_: &DeviceId, _: BoxNo) -> Result<Issued, fleet_server::store::StoreError> {
+pub fn issued(_: &DeviceId, _: BoxNo) -> Result<Issued, fleet_server::store::StoreError> {
     Ok(Issued {
         code_tag: "ab".repeat(32),
         sms_sealed: "sealed".into(),
     })
 }
 
-fn at_hall() -> Placement {
+pub fn at_hall() -> Placement {
     Placement {
         sites: vec!["hall".into()],
         device: None,
     }
 }
 
-async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
+pub async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
     store
         .reserve(&it, &at_hall(), issued)
         .await
@@ -88,7 +88,7 @@ async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
         .map(|a| a.item.box_no)
 }
 
-fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch {
+pub fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch {
     IngestBatch {
         received_at: ts,
         events: vec![(device.clone(), Event { seq, ts, body })],
@@ -98,7 +98,7 @@ fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch 
     }
 }
 
-fn staff_open(box_no: u16) -> EventBody {
+pub fn staff_open(box_no: u16) -> EventBody {
     EventBody::StaffOpen {
         staff: StaffId::parse("helper-1").expect("staff"),
         box_no: b(box_no),
@@ -132,7 +132,7 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     // Box 4 out of service: nothing is left, and the refusal is counted.
     assert!(
         store
-            .set_box_service(&dev("cab-a"), b(4), false, Some("hinge"))
+            .set_box_service(&dev("cab-a"), b(4), false, Some("hinge"), NOW)
             .await
             .expect("svc")
     );
@@ -147,7 +147,7 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     // Back in service; and a cancelled reservation frees its box.
     assert!(
         store
-            .set_box_service(&dev("cab-a"), b(4), true, None)
+            .set_box_service(&dev("cab-a"), b(4), true, None, NOW)
             .await
             .expect("svc")
     );
@@ -499,7 +499,7 @@ async fn hall_overview(store: &Store) -> fleet_server::store::SiteOverview {
         .expect("hall")
 }
 
-fn used_code(item: &str, box_no: u16) -> EventBody {
+pub fn used_code(item: &str, box_no: u16) -> EventBody {
     EventBody::CodeUsed {
         item: ItemId::parse(item).expect("id"),
         box_no: b(box_no),
@@ -524,7 +524,7 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         Some(3)
     );
     store
-        .set_box_service(&d, b(4), false, Some("lock replaced"))
+        .set_box_service(&d, b(4), false, Some("lock replaced"), NOW)
         .await
         .expect("service");
     let jam = EventBody::Fault {

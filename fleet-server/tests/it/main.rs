@@ -20,3 +20,4 @@ macro_rules! on_both {
 mod alarms;
 mod flows;
 mod store;
+mod usage;

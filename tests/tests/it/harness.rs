@@ -398,9 +398,11 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET → body text (with the token; `/metrics` ignores it).
     pub async fn get_text(&self, path: &str) -> String {
         self.http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("GET")

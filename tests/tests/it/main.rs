@@ -7,5 +7,7 @@ mod alarms;
 mod broker_front;
 mod console;
 mod delivery;
+mod export;
 mod flows;
 mod remote_open;
+mod usage;

@@ -1,0 +1,944 @@
+//! Usage rollups and the reports planners read: occupancy rate, turnover, peak hour and unmet
+//! demand by box, cabinet, site, site kind or the whole fleet, per hour or per day.
+//!
+//! Rollups are maintained incrementally in the same transaction as the change that causes
+//! them (an item moving, a refused reservation, a box taken out of service): an interval is
+//! credited to the hours it spans when it ends. A report sums the closed intervals from the
+//! hourly rollups and adds what is still open (items in boxes now, boxes out of service now)
+//! from current state, which is bounded by the number of boxes, not by history.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError};
+use crate::flows::{Flow, ItemState};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// The longest range a report covers, in hours (400 days): bounded work per request.
+pub const MAX_HOURS: i64 = 400 * 24;
+
+/// Where a rollup change lands: the box, its cabinet and its site.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Place<'a> {
+    pub site: Option<&'a str>,
+    pub device: Option<&'a str>,
+    pub box_no: Option<i64>,
+}
+
+/// One hour's change to a rollup row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Delta {
+    pub occupied_ms: i64,
+    pub held_ms: i64,
+    pub oos_ms: i64,
+    pub uses: i64,
+    pub unmet: i64,
+}
+
+/// What a change adds: an interval of a measure, or one count at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Occupied { from: i64, to: i64 },
+    Held { from: i64, to: i64 },
+    OutOfService { from: i64, to: i64 },
+    Use { at: i64 },
+    Unmet { at: i64 },
+}
+
+/// Whether an item in `state` is physically in its box (the occupancy rate's numerator).
+pub fn in_box(flow: Flow, state: ItemState) -> bool {
+    state.holds_box(flow) && matches!(state, ItemState::InBox | ItemState::Overdue)
+}
+
+/// The rollup operations of an item moving `from` → `to` at `now`: the single rule the live
+/// path and the rebuild share.
+pub(super) fn item_ops(
+    flow: Flow,
+    from: ItemState,
+    to: ItemState,
+    held_since: i64,
+    in_box_since: Option<i64>,
+    now: i64,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let (was_in, is_in) = (in_box(flow, from), in_box(flow, to));
+    if !was_in && is_in {
+        ops.push(Op::Use { at: now });
+    }
+    if was_in
+        && !is_in
+        && let Some(since) = in_box_since
+    {
+        ops.push(Op::Occupied {
+            from: since,
+            to: now,
+        });
+    }
+    if from.holds_box(flow) && !to.holds_box(flow) {
+        ops.push(Op::Held {
+            from: held_since,
+            to: now,
+        });
+    }
+    ops
+}
+
+/// Splits `op` into per-hour deltas (hour start → delta).
+pub(super) fn split(op: Op) -> Vec<(i64, Delta)> {
+    let interval = |from: i64, to: i64, set: fn(&mut Delta, i64)| {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to {
+            let hour = t.div_euclid(HOUR_MS) * HOUR_MS;
+            let end = (hour + HOUR_MS).min(to);
+            let mut d = Delta::default();
+            set(&mut d, end - t);
+            out.push((hour, d));
+            t = end;
+        }
+        out
+    };
+    let hour = |at: i64| at.div_euclid(HOUR_MS) * HOUR_MS;
+    match op {
+        Op::Occupied { from, to } => interval(from, to, |d, ms| d.occupied_ms = ms),
+        Op::Held { from, to } => interval(from, to, |d, ms| d.held_ms = ms),
+        Op::OutOfService { from, to } => interval(from, to, |d, ms| d.oos_ms = ms),
+        Op::Use { at } => vec![(
+            hour(at),
+            Delta {
+                uses: 1,
+                ..Delta::default()
+            },
+        )],
+        Op::Unmet { at } => vec![(
+            hour(at),
+            Delta {
+                unmet: 1,
+                ..Delta::default()
+            },
+        )],
+    }
+}
+
+const SET_SUMS: &str = "occupied_ms = {t}.occupied_ms + excluded.occupied_ms,
+    held_ms = {t}.held_ms + excluded.held_ms, oos_ms = {t}.oos_ms + excluded.oos_ms,
+    uses = {t}.uses + excluded.uses, unmet = {t}.unmet + excluded.unmet";
+
+/// Credits `ops` to the box, cabinet and site rollups of `place`, inside the caller's
+/// transaction.
+pub(super) async fn apply(tx: &mut Tx<'_>, place: Place<'_>, ops: &[Op]) -> Result<(), StoreError> {
+    for op in ops {
+        for (hour, d) in split(*op) {
+            if let (Some(device), Some(box_no)) = (place.device, place.box_no) {
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO usage_box_hour (device_id, box_no, hour, occupied_ms, held_ms,
+                       oos_ms, uses, unmet) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (device_id, box_no, hour) DO UPDATE SET {}",
+                    SET_SUMS.replace("{t}", "usage_box_hour")
+                )))
+                .bind(device)
+                .bind(box_no)
+                .bind(hour)
+                .bind(d.occupied_ms)
+                .bind(d.held_ms)
+                .bind(d.oos_ms)
+                .bind(d.uses)
+                .bind(d.unmet)
+                .execute(&mut **tx)
+                .await?;
+            }
+            for (table, key, value) in [
+                ("usage_cabinet_hour", "device_id", place.device),
+                ("usage_site_hour", "site_id", place.site),
+            ] {
+                let Some(value) = value else { continue };
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO {table} ({key}, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT ({key}, hour) DO UPDATE SET {}",
+                    SET_SUMS.replace("{t}", table)
+                )))
+                .bind(value)
+                .bind(hour)
+                .bind(d.occupied_ms)
+                .bind(d.held_ms)
+                .bind(d.oos_ms)
+                .bind(d.uses)
+                .bind(d.unmet)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the item-derived rollups (occupied, held, uses, unmet) from item history and the
+/// unmet-demand log, inside `tx`. Out-of-service time has no other record and is kept.
+/// Runs once when a database is upgraded to the rollup schema; also a repair.
+pub(super) async fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+    for table in ["usage_box_hour", "usage_cabinet_hour", "usage_site_hour"] {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} SET occupied_ms = 0, held_ms = 0, uses = 0, unmet = 0"
+        )))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let items = sqlx::query("SELECT item_id, flow, site_id, device_id, box_no FROM items")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut replayed = 0u64;
+    for it in &items {
+        let id: String = it.try_get("item_id")?;
+        let flow_s: String = it.try_get("flow")?;
+        let Some(flow) = Flow::parse(&flow_s) else {
+            return Err(StoreError::Corrupt(format!(
+                "item {id} has flow {flow_s:?}"
+            )));
+        };
+        let (site, device): (String, String) = (it.try_get("site_id")?, it.try_get("device_id")?);
+        let box_no: i64 = it.try_get("box_no")?;
+        let steps =
+            sqlx::query("SELECT at, state FROM item_history WHERE item_id = $1 ORDER BY at")
+                .bind(&id)
+                .fetch_all(&mut **tx)
+                .await?;
+        let mut prev: Option<(ItemState, i64)> = None;
+        let (mut held_since, mut in_box_since) = (0i64, None);
+        let mut ops = Vec::new();
+        for s in &steps {
+            let at: i64 = s.try_get("at")?;
+            let name: String = s.try_get("state")?;
+            // History also records non-state notes (late deposits, reminders): skip them.
+            let Some(state) = ItemState::parse(&name) else {
+                continue;
+            };
+            match prev {
+                None => held_since = at,
+                Some((from, _)) if from == state => continue,
+                Some((from, _)) => {
+                    ops.extend(item_ops(flow, from, state, held_since, in_box_since, at));
+                }
+            }
+            if in_box(flow, state) && !prev.is_some_and(|(p, _)| in_box(flow, p)) {
+                in_box_since = Some(at);
+            }
+            prev = Some((state, at));
+        }
+        if !ops.is_empty() {
+            let place = Place {
+                site: Some(&site),
+                device: Some(&device),
+                box_no: Some(box_no),
+            };
+            apply(tx, place, &ops).await?;
+            replayed += 1;
+        }
+    }
+    let unmet = sqlx::query("SELECT at, site_id, device_id FROM unmet_demand")
+        .fetch_all(&mut **tx)
+        .await?;
+    for u in &unmet {
+        let at: i64 = u.try_get("at")?;
+        let site: Option<String> = u.try_get("site_id")?;
+        let device: Option<String> = u.try_get("device_id")?;
+        let place = Place {
+            site: site.as_deref(),
+            device: device.as_deref(),
+            box_no: None,
+        };
+        apply(tx, place, &[Op::Unmet { at }]).await?;
+    }
+    Ok(replayed)
+}
+
+/// Which rollup table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Box,
+    Cabinet,
+    Site,
+}
+
+/// One hour of one box, cabinet or site (`key` is the device or site id).
+#[derive(Debug, Clone, Default)]
+pub struct RollupRow {
+    pub key: String,
+    pub box_no: Option<i64>,
+    pub hour: i64,
+    pub occupied_ms: i64,
+    pub held_ms: i64,
+    pub oos_ms: i64,
+    pub uses: i64,
+    pub unmet: i64,
+}
+
+// ------------------------------------------------------------------------------ reports
+
+/// What a report covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Fleet,
+    Kind(String),
+    Site(String),
+    Cabinet(String),
+    Box(String, i64),
+}
+
+impl Scope {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scope::Fleet => "fleet",
+            Scope::Kind(_) => "kind",
+            Scope::Site(_) => "site",
+            Scope::Cabinet(_) => "cabinet",
+            Scope::Box(..) => "box",
+        }
+    }
+
+    pub fn id(&self) -> Option<String> {
+        match self {
+            Scope::Fleet => None,
+            Scope::Kind(s) | Scope::Site(s) | Scope::Cabinet(s) => Some(s.clone()),
+            Scope::Box(d, b) => Some(format!("{d}/{b}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub scope: Scope,
+    pub from: i64,
+    pub to: i64,
+    pub bucket: Bucket,
+    /// The service's local time offset: days start at local midnight.
+    pub utc_offset_ms: i64,
+    pub now: i64,
+}
+
+/// One bucket's figures (or a whole report's totals).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
+pub struct UsageFigures {
+    /// Bucket start (epoch ms); the report's start for totals.
+    pub start: i64,
+    /// Box-hours in service: boxes existing and in service, up to now.
+    pub box_hours: f64,
+    /// Box-hours with an item in the box.
+    pub occupied_hours: f64,
+    /// Box-hours held by an item at all (reserved, awaiting deposit or in the box).
+    pub held_hours: f64,
+    /// Occupancy rate: occupied ÷ in service (0..=1). The document's box usage rate.
+    pub occupancy: f64,
+    /// Held ÷ in service (0..=1): what was not free for a new reservation.
+    pub held_rate: f64,
+    /// Items placed in a box.
+    pub uses: i64,
+    /// Turnover: uses per box in service per day.
+    pub turnover: f64,
+    /// Reservations refused because no box was free.
+    pub unmet: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
+pub struct UsageReport {
+    /// fleet, kind, site, cabinet or box.
+    pub scope: String,
+    /// Kind, site or cabinet id, or `cabinet/box`; absent for the fleet.
+    pub id: Option<String>,
+    /// Start of the first bucket (epoch ms).
+    pub from: i64,
+    /// End of the last bucket (exclusive, epoch ms).
+    pub to: i64,
+    /// hour or day (local days).
+    pub bucket: String,
+    /// Boxes in the scope now.
+    pub boxes: i64,
+    pub totals: UsageFigures,
+    /// The local hour of day (0..=23) with the highest occupancy over the range; absent
+    /// when nothing was in service.
+    pub peak_hour: Option<u8>,
+    pub peak_hour_occupancy: f64,
+    pub buckets: Vec<UsageFigures>,
+}
+
+/// Per-hour sums of one group (a scope, or a site within one).
+#[derive(Debug, Clone, Default)]
+struct Hours {
+    /// Box-milliseconds existing (before subtracting out of service), per hour.
+    capacity: Vec<i64>,
+    occupied: Vec<i64>,
+    held: Vec<i64>,
+    oos: Vec<i64>,
+    uses: Vec<i64>,
+    unmet: Vec<i64>,
+    boxes: i64,
+}
+
+impl Hours {
+    fn new(n: usize) -> Hours {
+        Hours {
+            capacity: vec![0; n],
+            occupied: vec![0; n],
+            held: vec![0; n],
+            oos: vec![0; n],
+            uses: vec![0; n],
+            unmet: vec![0; n],
+            boxes: 0,
+        }
+    }
+
+    /// Adds the part of `[from, to)` inside each hour of the range starting at `start`.
+    fn spread(v: &mut [i64], start: i64, from: i64, to: i64, weight: i64) {
+        let n = v.len() as i64;
+        let (from, to) = (from.max(start), to.min(start + n * HOUR_MS));
+        let mut t = from;
+        while t < to {
+            let i = (t - start) / HOUR_MS;
+            let end = (start + (i + 1) * HOUR_MS).min(to);
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| v.get_mut(i)) {
+                *slot += (end - t) * weight;
+            }
+            t = end;
+        }
+    }
+}
+
+/// SQL for the scope: a WHERE fragment for each table (aliases `u` rollup, `i` items,
+/// `b` box_config joined to `c` cabinets) and its binds.
+struct ScopeSql {
+    rollup_table: &'static str,
+    rollup_where: String,
+    items_where: String,
+    boxes_where: String,
+    text: Option<String>,
+    number: Option<i64>,
+}
+
+impl ScopeSql {
+    fn of(scope: &Scope) -> ScopeSql {
+        let kind = "IN (SELECT site_id FROM sites WHERE kind = $1)";
+        let (table, r, i, b, text, number) = match scope {
+            Scope::Fleet => (
+                "usage_site_hour",
+                "1 = 1".into(),
+                "1 = 1".into(),
+                "1 = 1".into(),
+                None,
+                None,
+            ),
+            Scope::Kind(k) => (
+                "usage_site_hour",
+                format!("u.site_id {kind}"),
+                format!("i.site_id {kind}"),
+                format!("c.site_id {kind}"),
+                Some(k.clone()),
+                None,
+            ),
+            Scope::Site(s) => (
+                "usage_site_hour",
+                "u.site_id = $1".into(),
+                "i.site_id = $1".into(),
+                "c.site_id = $1".into(),
+                Some(s.clone()),
+                None,
+            ),
+            Scope::Cabinet(d) => (
+                "usage_cabinet_hour",
+                "u.device_id = $1".into(),
+                "i.device_id = $1".into(),
+                "b.device_id = $1".into(),
+                Some(d.clone()),
+                None,
+            ),
+            Scope::Box(d, n) => (
+                "usage_box_hour",
+                "u.device_id = $1 AND u.box_no = $2".into(),
+                "i.device_id = $1 AND i.box_no = $2".into(),
+                "b.device_id = $1 AND b.box_no = $2".into(),
+                Some(d.clone()),
+                Some(*n),
+            ),
+        };
+        ScopeSql {
+            rollup_table: table,
+            rollup_where: r,
+            items_where: i,
+            boxes_where: b,
+            text,
+            number,
+        }
+    }
+
+    /// The number of the first placeholder after the scope's own.
+    fn next(&self) -> usize {
+        1 + usize::from(self.text.is_some()) + usize::from(self.number.is_some())
+    }
+
+    fn bind<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        if let Some(t) = &self.text {
+            q = q.bind(t.clone());
+        }
+        if let Some(n) = self.number {
+            q = q.bind(n);
+        }
+        q
+    }
+}
+
+impl Store {
+    /// Per-hour sums for `scope` over `[start, start + n hours)`, grouped by site when
+    /// `by_site` (for saturation), else in one group keyed "".
+    async fn usage_hours(
+        &self,
+        scope: &Scope,
+        start: i64,
+        n: usize,
+        now: i64,
+        by_site: bool,
+    ) -> Result<HashMap<String, Hours>, StoreError> {
+        let sql = ScopeSql::of(scope);
+        let end = start + n as i64 * HOUR_MS;
+        let (p, q) = (sql.next(), sql.next() + 1);
+        // The group key column, and its GROUP BY entry (PostgreSQL refuses a constant there).
+        let key = |col: &str| {
+            if by_site {
+                col.to_owned()
+            } else {
+                "''".to_owned()
+            }
+        };
+        let group = |col: &str| {
+            if by_site {
+                format!("{col}, ")
+            } else {
+                String::new()
+            }
+        };
+        let mut groups: HashMap<String, Hours> = HashMap::new();
+
+        let rows = sql
+            .bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT {k} AS k, u.hour, CAST(SUM(u.occupied_ms) AS BIGINT) AS occupied,
+                   CAST(SUM(u.held_ms) AS BIGINT) AS held, CAST(SUM(u.oos_ms) AS BIGINT) AS oos,
+                   CAST(SUM(u.uses) AS BIGINT) AS uses, CAST(SUM(u.unmet) AS BIGINT) AS unmet
+                 FROM {t} u WHERE {w} AND u.hour >= ${p} AND u.hour < ${q}
+                 GROUP BY {g}u.hour",
+                k = key("u.site_id"),
+                g = group("u.site_id"),
+                t = sql.rollup_table,
+                w = sql.rollup_where,
+            ))))
+            .bind(start)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let g = groups
+                .entry(r.try_get("k")?)
+                .or_insert_with(|| Hours::new(n));
+            let hour: i64 = r.try_get("hour")?;
+            let Some(i) = usize::try_from((hour - start) / HOUR_MS)
+                .ok()
+                .filter(|i| *i < n)
+            else {
+                continue;
+            };
+            g.occupied[i] += sum(r, "occupied")?;
+            g.held[i] += sum(r, "held")?;
+            g.oos[i] += sum(r, "oos")?;
+            g.uses[i] += sum(r, "uses")?;
+            g.unmet[i] += sum(r, "unmet")?;
+        }
+
+        // Items holding a box now: their open intervals up to now. The states (every state
+        // that can hold a box) let the (state, site) index skip the finished items.
+        let open = sql
+            .bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT {k} AS k, i.flow, i.state, i.created_at, i.in_box_at FROM items i
+                 WHERE i.holds_box = 1 AND {w}
+                   AND i.state IN ('reserved', 'awaiting_deposit', 'in_box', 'overdue')",
+                k = key("i.site_id"),
+                w = sql.items_where,
+            ))))
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &open {
+            let g = groups
+                .entry(r.try_get("k")?)
+                .or_insert_with(|| Hours::new(n));
+            let created: i64 = r.try_get("created_at")?;
+            Hours::spread(&mut g.held, start, created, now, 1);
+            let (flow, state): (String, String) = (r.try_get("flow")?, r.try_get("state")?);
+            if let (Some(f), Some(s)) = (Flow::parse(&flow), ItemState::parse(&state))
+                && in_box(f, s)
+                && let Some(since) = r.try_get::<Option<i64>, _>("in_box_at")?
+            {
+                Hours::spread(&mut g.occupied, start, since, now, 1);
+            }
+        }
+
+        // Boxes: existing since their creation; out of service now since `out_since`.
+        let boxes = sql
+            .bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT {k} AS k, COALESCE(b.created_at, c.created_at) AS since,
+                   b.in_service, b.out_since, COUNT(*) AS n
+                 FROM box_config b JOIN cabinets c ON c.device_id = b.device_id
+                 WHERE {w}
+                 GROUP BY {g}COALESCE(b.created_at, c.created_at), b.in_service, b.out_since",
+                k = key("c.site_id"),
+                g = group("c.site_id"),
+                w = sql.boxes_where,
+            ))))
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &boxes {
+            let g = groups
+                .entry(r.try_get("k")?)
+                .or_insert_with(|| Hours::new(n));
+            let since: i64 = r.try_get("since")?;
+            let count: i64 = r.try_get("n")?;
+            g.boxes += count;
+            Hours::spread(&mut g.capacity, start, since, now, count);
+            if r.try_get::<i64, _>("in_service")? == 0 {
+                let out: i64 = r.try_get::<Option<i64>, _>("out_since")?.unwrap_or(since);
+                Hours::spread(&mut g.oos, start, out, now, count);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// A usage report: figures per bucket and in total, and the peak hour.
+    pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, StoreError> {
+        let (start, end) = range(q)?;
+        let n = ((end - start) / HOUR_MS) as usize;
+        let groups = self.usage_hours(&q.scope, start, n, q.now, false).await?;
+        let hours = groups.into_values().next().unwrap_or_else(|| Hours::new(n));
+        let bucket_ms = match q.bucket {
+            Bucket::Hour => HOUR_MS,
+            Bucket::Day => DAY_MS,
+        };
+        let mut buckets = Vec::new();
+        let mut b = start;
+        while b < end {
+            let (i, j) = (
+                ((b - start) / HOUR_MS) as usize,
+                (((b + bucket_ms).min(end) - start) / HOUR_MS) as usize,
+            );
+            buckets.push(figures(&hours, b, i, j));
+            b += bucket_ms;
+        }
+        // Peak hour: occupied over in service, per local hour of day across the range.
+        let mut by_hour = [(0i64, 0i64); 24];
+        for i in 0..n {
+            let local = (start + i as i64 * HOUR_MS + q.utc_offset_ms).rem_euclid(DAY_MS) / HOUR_MS;
+            let slot = &mut by_hour[local as usize];
+            slot.0 += hours.occupied[i];
+            slot.1 += (hours.capacity[i] - hours.oos[i]).max(0);
+        }
+        let peak = by_hour
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, cap))| *cap > 0)
+            .map(|(h, (occ, cap))| (h as u8, (*occ as f64 / *cap as f64).min(1.0)))
+            .fold(None::<(u8, f64)>, |best, (h, r)| match best {
+                Some((_, br)) if br >= r => best,
+                _ => Some((h, r)),
+            });
+        Ok(UsageReport {
+            scope: q.scope.name().into(),
+            id: q.scope.id(),
+            from: start,
+            to: end,
+            bucket: q.bucket.as_str().into(),
+            boxes: hours.boxes,
+            totals: figures(&hours, start, 0, n),
+            peak_hour: peak.map(|(h, _)| h),
+            peak_hour_occupancy: peak.map(|(_, r)| r).unwrap_or(0.0),
+            buckets,
+        })
+    }
+
+    /// Sites whose daily occupancy reached `rate` on at least `days` of the last `window`
+    /// local days (today excluded: it is not over).
+    pub async fn saturation(
+        &self,
+        now: i64,
+        utc_offset_ms: i64,
+        rate: f64,
+        days: u32,
+        window: u32,
+    ) -> Result<Vec<SiteSaturation>, StoreError> {
+        let today = (now + utc_offset_ms).div_euclid(DAY_MS) * DAY_MS - utc_offset_ms;
+        let start = today - i64::from(window) * DAY_MS;
+        let n = (i64::from(window) * 24) as usize;
+        let groups = self.usage_hours(&Scope::Fleet, start, n, now, true).await?;
+        let sites = self.sites().await?;
+        let mut out = Vec::with_capacity(sites.len());
+        for s in sites {
+            let hours = groups.get(&s.id).cloned().unwrap_or_else(|| Hours::new(n));
+            let daily: Vec<f64> = (0..window as usize)
+                .map(|d| figures(&hours, start + d as i64 * DAY_MS, d * 24, d * 24 + 24).occupancy)
+                .collect();
+            let above = daily.iter().filter(|r| **r >= rate).count() as u32;
+            out.push(SiteSaturation {
+                site_id: s.id,
+                name: s.name,
+                kind: s.kind,
+                boxes: hours.boxes,
+                days_above: above,
+                saturated: above >= days,
+                occupancy: figures(&hours, start, 0, n).occupancy,
+                daily,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every site's figures per hour for `n` hours from `start` (site, kind, hours): the
+    /// export's and the planner's view, in one pass over the rollups.
+    pub async fn site_hours(
+        &self,
+        start: i64,
+        n: usize,
+        now: i64,
+    ) -> Result<Vec<(String, String, Vec<UsageFigures>)>, StoreError> {
+        let groups = self.usage_hours(&Scope::Fleet, start, n, now, true).await?;
+        let sites = self.sites().await?;
+        Ok(sites
+            .into_iter()
+            .map(|s| {
+                let h = groups.get(&s.id).cloned().unwrap_or_else(|| Hours::new(n));
+                let hours = (0..n)
+                    .map(|i| figures(&h, start + i as i64 * HOUR_MS, i, i + 1))
+                    .collect();
+                (s.id, s.kind, hours)
+            })
+            .collect())
+    }
+
+    /// Writes hourly rollup rows as they are, replacing any present: for benchmarks and
+    /// imports of history kept elsewhere, not for the live path (which adds to them).
+    pub async fn load_rollups(&self, level: Level, rows: &[RollupRow]) -> Result<(), StoreError> {
+        let (table, keys) = match level {
+            Level::Box => ("usage_box_hour", "device_id, box_no, hour"),
+            Level::Cabinet => ("usage_cabinet_hour", "device_id, hour"),
+            Level::Site => ("usage_site_hour", "site_id, hour"),
+        };
+        let per_row = keys.split(',').count() + 5;
+        let mut tx = self.writer.begin().await?;
+        // Within PostgreSQL's 65,535 and SQLite's 32,766 bind limits.
+        for chunk in rows.chunks(250) {
+            let mut sql = format!(
+                "INSERT INTO {table} ({keys}, occupied_ms, held_ms, oos_ms, uses, unmet) VALUES "
+            );
+            for i in 0..chunk.len() {
+                let marks: Vec<String> = (1..=per_row)
+                    .map(|j| format!("${}", i * per_row + j))
+                    .collect();
+                sql.push_str(&format!(
+                    "{}({})",
+                    if i > 0 { "," } else { "" },
+                    marks.join(",")
+                ));
+            }
+            sql.push_str(&format!(
+                " ON CONFLICT ({keys}) DO UPDATE SET occupied_ms = excluded.occupied_ms,
+                  held_ms = excluded.held_ms, oos_ms = excluded.oos_ms, uses = excluded.uses,
+                  unmet = excluded.unmet"
+            ));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q.bind(r.key.clone());
+                if level == Level::Box {
+                    q = q.bind(r.box_no.unwrap_or(0));
+                }
+                q = q
+                    .bind(r.hour)
+                    .bind(r.occupied_ms)
+                    .bind(r.held_ms)
+                    .bind(r.oos_ms)
+                    .bind(r.uses)
+                    .bind(r.unmet);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rebuilds the item-derived rollups from history (see [`rebuild`]); returns the number
+    /// of items replayed.
+    pub async fn rebuild_usage(&self) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let n = rebuild(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
+pub struct SiteSaturation {
+    pub site_id: String,
+    pub name: String,
+    pub kind: String,
+    pub boxes: i64,
+    /// Days of the window whose occupancy reached the rate.
+    pub days_above: u32,
+    pub saturated: bool,
+    /// Occupancy over the whole window.
+    pub occupancy: f64,
+    /// Occupancy per local day of the window, oldest first.
+    pub daily: Vec<f64>,
+}
+
+/// Hour-aligned `[start, end)` of a query; days align to local midnight.
+fn range(q: &UsageQuery) -> Result<(i64, i64), StoreError> {
+    if q.to <= q.from {
+        return Err(StoreError::Invalid(format!(
+            "`to` ({}) must be after `from` ({})",
+            q.to, q.from
+        )));
+    }
+    let (start, end) = match q.bucket {
+        Bucket::Hour => (
+            q.from.div_euclid(HOUR_MS) * HOUR_MS,
+            (q.to + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS,
+        ),
+        Bucket::Day => {
+            let day = |t: i64| (t + q.utc_offset_ms).div_euclid(DAY_MS) * DAY_MS - q.utc_offset_ms;
+            let s = day(q.from);
+            let e = day(q.to - 1) + DAY_MS;
+            // Offsets that are not whole hours: hours stay UTC-aligned, days round down.
+            (
+                s.div_euclid(HOUR_MS) * HOUR_MS,
+                e.div_euclid(HOUR_MS) * HOUR_MS,
+            )
+        }
+    };
+    if (end - start) / HOUR_MS > MAX_HOURS {
+        return Err(StoreError::Invalid(format!(
+            "the range spans {} hours; a report covers at most {MAX_HOURS} (400 days): narrow `from`/`to`",
+            (end - start) / HOUR_MS
+        )));
+    }
+    Ok((start, end))
+}
+
+fn sum(r: &sqlx::any::AnyRow, col: &str) -> Result<i64, StoreError> {
+    // SUM over BIGINT is NUMERIC on PostgreSQL, which `sqlx::Any` cannot decode: the
+    // queries cast it back to BIGINT.
+    Ok(r.try_get::<Option<i64>, _>(col)?.unwrap_or(0))
+}
+
+/// The figures of hours `[i, j)` of `h`, labelled `start`.
+fn figures(h: &Hours, start: i64, i: usize, j: usize) -> UsageFigures {
+    let total = |v: &[i64]| v.get(i..j).map(|s| s.iter().sum::<i64>()).unwrap_or(0);
+    let in_service = (total(&h.capacity) - total(&h.oos)).max(0);
+    let (occupied, held, uses) = (total(&h.occupied), total(&h.held), total(&h.uses));
+    let rate = |x: i64| {
+        if in_service > 0 {
+            (x as f64 / in_service as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    let box_days = in_service as f64 / DAY_MS as f64;
+    UsageFigures {
+        start,
+        box_hours: in_service as f64 / HOUR_MS as f64,
+        occupied_hours: occupied as f64 / HOUR_MS as f64,
+        held_hours: held as f64 / HOUR_MS as f64,
+        occupancy: rate(occupied),
+        held_rate: rate(held),
+        uses,
+        turnover: if box_days > 0.0 {
+            uses as f64 / box_days
+        } else {
+            0.0
+        },
+        unmet: total(&h.unmet),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_split_at_hour_boundaries() {
+        let parts = split(Op::Occupied {
+            from: HOUR_MS - 600_000,
+            to: 3 * HOUR_MS + 60_000,
+        });
+        let ms: Vec<(i64, i64)> = parts.iter().map(|(h, d)| (*h, d.occupied_ms)).collect();
+        assert_eq!(
+            ms,
+            vec![
+                (0, 600_000),
+                (HOUR_MS, HOUR_MS),
+                (2 * HOUR_MS, HOUR_MS),
+                (3 * HOUR_MS, 60_000)
+            ]
+        );
+        assert!(split(Op::Held { from: 5, to: 5 }).is_empty());
+    }
+
+    #[test]
+    fn a_pickup_counts_one_use_and_its_box_time() {
+        use ItemState::*;
+        let f = Flow::Pickup;
+        assert_eq!(
+            item_ops(f, AwaitingDeposit, InBox, 0, None, 10),
+            vec![Op::Use { at: 10 }]
+        );
+        assert!(
+            item_ops(f, InBox, Overdue, 0, Some(10), 20).is_empty(),
+            "still in the box"
+        );
+        assert_eq!(
+            item_ops(f, Overdue, Retrieved, 0, Some(10), 30),
+            vec![
+                Op::Occupied { from: 10, to: 30 },
+                Op::Held { from: 0, to: 30 }
+            ]
+        );
+        // A drop-off that never arrived held its box but never occupied it.
+        assert_eq!(
+            item_ops(Flow::Dropoff, Reserved, Expired, 0, None, 30),
+            vec![Op::Held { from: 0, to: 30 }]
+        );
+    }
+
+    #[test]
+    fn spread_clips_to_the_range() {
+        let mut v = vec![0; 3];
+        Hours::spread(&mut v, HOUR_MS, 0, 10 * HOUR_MS, 2);
+        assert_eq!(v, vec![2 * HOUR_MS; 3]);
+        let mut v = vec![0; 2];
+        Hours::spread(&mut v, 0, HOUR_MS / 2, HOUR_MS + 1, 1);
+        assert_eq!(v, vec![HOUR_MS / 2, 1]);
+    }
+}

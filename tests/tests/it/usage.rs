@@ -1,0 +1,126 @@
+//! Usage reports over HTTP: JSON and CSV from a real server, refused reservations counted as
+//! unmet demand, clear errors for bad parameters, and the saturation list.
+
+use serde_json::{Value, json};
+
+use crate::export::{CAB, site_and_cabinet};
+use crate::harness::{World, now_ms};
+
+#[tokio::test]
+async fn usage_reports_in_json_and_csv_with_clear_errors() {
+    let world = World::new(&[CAB]);
+    let server = world.server();
+    let api = server.api();
+    site_and_cabinet(&api).await;
+    let (s, body) = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "platform", "role": "platform"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let platform = api.with_token(body["token"].as_str().expect("token"));
+    // Eight M boxes: eight reservations hold them all, the ninth is refused (unmet demand).
+    for i in 0..9 {
+        let (s, r) = platform
+            .post(
+                "/api/v1/reservations",
+                json!({"flow": "dropoff", "case_number": format!("GZ-{i}"), "phone": "13812345678",
+                       "site_id": "hall", "size": "M"}),
+            )
+            .await;
+        assert_eq!(s, if i < 8 { 201 } else { 409 }, "reservation {i}: {r}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let from = now_ms() - 3_600_000;
+    let (s, r) = api
+        .get(&format!(
+            "/api/v1/usage?scope=site&id=hall&bucket=hour&from={from}"
+        ))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["scope"].as_str(), r["id"].as_str(), r["boxes"].as_i64()),
+        (Some("site"), Some("hall"), Some(8))
+    );
+    let buckets = r["buckets"].as_array().expect("buckets");
+    assert!((1..=3).contains(&buckets.len()), "{r}");
+    let t = &r["totals"];
+    assert_eq!(t["unmet"], json!(1), "{r}");
+    assert_eq!(t["uses"], json!(0), "nothing placed yet: {r}");
+    assert_eq!(t["occupancy"], json!(0.0));
+    let held = t["held_rate"].as_f64().expect("held_rate");
+    assert!(held > 0.9, "all boxes held since they exist: {r}");
+
+    // The same as CSV: a header and one row per bucket.
+    let csv = api
+        .get_text(&format!(
+            "/api/v1/usage?scope=site&id=hall&bucket=hour&from={from}&format=csv"
+        ))
+        .await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("scope,id,start,start_ms,box_hours"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), buckets.len() + 1, "{csv}");
+    assert!(
+        lines[1..].iter().all(|l| l.starts_with("site,hall,20")),
+        "{csv}"
+    );
+    let unmet: i64 = lines[1..]
+        .iter()
+        .filter_map(|l| l.rsplit(',').next()?.parse::<i64>().ok())
+        .sum();
+    assert_eq!(unmet, 1, "{csv}");
+
+    // Box and fleet scopes.
+    let (s, r) = api
+        .get(&format!("/api/v1/usage?scope=box&id={CAB}/1"))
+        .await;
+    assert_eq!((s, r["boxes"].as_i64()), (200, Some(1)), "{r}");
+    let (s, r) = api.get("/api/v1/usage").await;
+    assert_eq!((s, r["scope"].as_str()), (200, Some("fleet")), "{r}");
+    assert_eq!(
+        r["buckets"].as_array().map(Vec::len),
+        Some(8),
+        "7 days and today: {r}"
+    );
+
+    // Bad parameters say what was wrong.
+    for (query, status, says) in [
+        ("scope=site", 400, "needs an id"),
+        ("scope=site&id=nowhere", 404, "no site"),
+        ("scope=planet", 400, "not one of"),
+        ("scope=box&id=cab-export", 400, "CABINET/BOX"),
+        ("scope=box&id=cab-export/99", 404, "no box 99"),
+        ("bucket=week", 400, "hour, day"),
+        ("from=yesterday", 400, "YYYY-MM-DD"),
+        ("from=2026-01-01&to=2025-01-01", 400, "must be after"),
+        ("from=2020-01-01&bucket=hour", 400, "at most"),
+        ("format=xml", 400, "json, csv"),
+        ("colour=red", 400, "unknown field"),
+    ] {
+        let (s, r) = api.get(&format!("/api/v1/usage?{query}")).await;
+        assert_eq!(s, status, "{query}: {r}");
+        let e = r["error"].as_str().unwrap_or_default();
+        assert!(e.contains(says), "{query}: {e}");
+    }
+
+    // Saturation: the hall is new, so no whole day above the rate yet.
+    let (s, r) = api.get("/api/v1/usage/saturation").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["rate"].as_f64(), r["days"].as_u64(), r["window"].as_u64()),
+        (Some(0.8), Some(5), Some(7))
+    );
+    let hall: &Value = r["sites"].as_array().and_then(|s| s.first()).expect("hall");
+    assert_eq!(
+        (hall["site_id"].as_str(), hall["saturated"].as_bool()),
+        (Some("hall"), Some(false))
+    );
+    let (s, r) = api.get("/api/v1/usage/saturation?rate=1.5").await;
+    assert_eq!(s, 400, "{r}");
+    let (s, r) = api.get("/api/v1/usage/saturation?days=9&window=7").await;
+    assert_eq!(s, 400, "{r}");
+}
