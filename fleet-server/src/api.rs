@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_alarms::routes())
         .merge(crate::api_live::routes())
         .merge(crate::api_usage::routes())
+        .merge(crate::api_planning::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

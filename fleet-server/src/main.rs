@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use fleet_server::ServerConfig;
 
 #[derive(Parser, Debug)]
@@ -14,11 +14,13 @@ use fleet_server::ServerConfig;
     about = "LockerFleet fleet server with embedded MQTT broker"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file; flags and LOCKERFLEET_* variables override its values.
-    #[arg(long, env = "LOCKERFLEET_CONFIG")]
+    #[arg(long, env = "LOCKERFLEET_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Data directory (SQLite database, admin token, listen.json).
-    #[arg(long, env = "LOCKERFLEET_DATA_DIR")]
+    #[arg(long, env = "LOCKERFLEET_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Certificates directory (ca.crt, server.crt, server.key); default DATA_DIR/certs.
     #[arg(long, env = "LOCKERFLEET_CERTS")]
@@ -30,7 +32,7 @@ struct Args {
     #[arg(long, env = "LOCKERFLEET_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
     /// sqlite://PATH or postgres://USER:PASS@HOST/DB (default: SQLite in the data dir).
-    #[arg(long, env = "LOCKERFLEET_DATABASE_URL")]
+    #[arg(long, env = "LOCKERFLEET_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Admin bearer token (default: generated into DATA_DIR/admin-token).
     #[arg(long, env = "LOCKERFLEET_ADMIN_TOKEN", hide_env_values = true)]
@@ -85,6 +87,28 @@ struct Args {
     /// HMAC key the webhook signatures are made with.
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Recommend sites for new locker clusters from demand points and candidate sites
+    /// (CSV or GeoJSON files) and the fleet's measured usage in the database.
+    Plan(PlanCmd),
+}
+
+#[derive(clap::Args, Debug)]
+struct PlanCmd {
+    /// Demand points: CSV `id,lat,lon,enterprises,monthly_cases[,name][,cluster]` or GeoJSON.
+    #[arg(long)]
+    demand: PathBuf,
+    /// Candidate sites: CSV `id,lat,lon[,name][,max_boxes]` or GeoJSON.
+    #[arg(long)]
+    candidates: PathBuf,
+    #[command(flatten)]
+    options: fleet_server::api_planning::PlanOptions,
+    /// Print the plan as JSON (the API's answer) instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Args {
@@ -143,7 +167,12 @@ fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     cli::init_tracing("info,rumqttd=off,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cfg = Args::parse().into_config()?;
+    let mut args = Args::parse();
+    let command = args.command.take();
+    let cfg = args.into_config()?;
+    if let Some(Command::Plan(p)) = command {
+        return plan(cfg, p).await;
+    }
     let server = fleet_server::start(cfg)
         .await
         .context("server failed to start")?;
@@ -154,5 +183,40 @@ async fn run() -> anyhow::Result<()> {
     cli::shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
+    Ok(())
+}
+
+/// `fleet-server plan`: reads the inputs, measures the fleet from the database, prints.
+async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let demand = fleet_server::planner_input::demand(&read(&p.demand)?)
+        .with_context(|| format!("demand points in {}", p.demand.display()))?;
+    let candidates = fleet_server::planner_input::candidates(&read(&p.candidates)?)
+        .with_context(|| format!("candidate sites in {}", p.candidates.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let url = cfg.database_url();
+    let store = fleet_server::store::Store::connect(&url)
+        .await
+        .with_context(|| format!("opening database {}", fleet_server::redact(&url)))?;
+    let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
+    let answer = fleet_server::api_planning::plan_with(
+        &store,
+        &p.options,
+        &demand,
+        &candidates,
+        fleet_server::now_ms(),
+        offset,
+    )
+    .await?
+    .map_err(|why| anyhow::anyhow!("plan parameters: {why}"))?;
+    store.close().await;
+    if p.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{}", fleet_server::planner::render(&answer.plan));
+    }
     Ok(())
 }

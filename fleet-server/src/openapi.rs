@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, api_alarms, api_flows, api_live, api_usage};
+use crate::{api, api_alarms, api_flows, api_live, api_planning, api_usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,6 +52,9 @@ use crate::{api, api_alarms, api_flows, api_live, api_usage};
         api_live::me,
         api_usage::usage,
         api_usage::saturation,
+        api_planning::put_demand,
+        api_planning::put_candidates,
+        api_planning::recommendations,
     ),
     modifiers(&Bearer)
 )]

@@ -7,6 +7,7 @@
 mod alarms;
 mod flows;
 mod overview;
+mod planning;
 mod schema;
 pub mod usage;
 
@@ -26,6 +27,7 @@ pub use flows::{
     NewItem, NotificationRow, Placement, SiteRow, StaffRow,
 };
 pub use overview::SiteOverview;
+pub use planning::Measured;
 pub use schema::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]

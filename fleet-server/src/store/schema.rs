@@ -5,11 +5,19 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
@@ -322,4 +330,25 @@ const V6: &[&str] = &[
     "ALTER TABLE box_config ADD COLUMN out_since BIGINT",
     "UPDATE box_config SET created_at = (SELECT c.created_at FROM cabinets c WHERE c.device_id = box_config.device_id)",
     "UPDATE box_config SET out_since = (SELECT c.updated_at FROM cabinets c WHERE c.device_id = box_config.device_id) WHERE in_service = 0",
+];
+
+/// The planner's inputs as last uploaded by the service platform (issue 6): where demand
+/// comes from and where new clusters could go.
+const V7: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS planning_demand (
+        point_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        lat DOUBLE PRECISION NOT NULL,
+        lon DOUBLE PRECISION NOT NULL,
+        enterprises BIGINT NOT NULL,
+        monthly_cases DOUBLE PRECISION NOT NULL,
+        cluster TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS planning_candidates (
+        candidate_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        lat DOUBLE PRECISION NOT NULL,
+        lon DOUBLE PRECISION NOT NULL,
+        max_boxes BIGINT
+    )",
 ];

@@ -424,6 +424,21 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// PUT a text body (CSV, GeoJSON) → (status, JSON body).
+    pub async fn put_text(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
+        let res = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .http

@@ -124,3 +124,162 @@ async fn usage_reports_in_json_and_csv_with_clear_errors() {
     let (s, r) = api.get("/api/v1/usage/saturation?days=9&window=7").await;
     assert_eq!(s, 400, "{r}");
 }
+
+/// The example city in `docs/planning`: three enterprise parks in scattered demand.
+fn example(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/planning")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The candidates CSV as a GeoJSON FeatureCollection, so both input formats are exercised.
+fn as_geojson(csv: &str) -> String {
+    let features: Vec<Value> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let (lat, lon) = (
+                f.get(2)?.parse::<f64>().ok()?,
+                f.get(3)?.parse::<f64>().ok()?,
+            );
+            Some(
+                json!({"type": "Feature", "id": f[0], "properties": {"name": f[1]},
+                        "geometry": {"type": "Point", "coordinates": [lon, lat]}}),
+            )
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features}).to_string()
+}
+
+#[tokio::test]
+async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
+    let world = World::new(&[]);
+    let server = world.server();
+    let api = server.api();
+    let (s, r) = api.get("/api/v1/planning/recommendations").await;
+    assert_eq!(s, 409, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PUT /api/v1/planning/demand")
+    );
+    let token = |role: &'static str| {
+        let api = &api;
+        async move {
+            let (s, body) = api
+                .post("/api/v1/tokens", json!({"name": role, "role": role}))
+                .await;
+            assert_eq!(s, 201, "{body}");
+            api.with_token(body["token"].as_str().expect("token"))
+        }
+    };
+    let (viewer, platform) = (token("viewer").await, token("platform").await);
+    let demand = example("demand.csv");
+    let (s, _) = viewer
+        .put_text("/api/v1/planning/demand", "text/csv", demand.clone())
+        .await;
+    assert_eq!(s, 403, "a viewer cannot replace the demand");
+    let broken = format!("{demand}b999,x,not-a-latitude,113.2,3,4,\n");
+    let (s, r) = platform
+        .put_text("/api/v1/planning/demand", "text/csv", broken)
+        .await;
+    assert_eq!(s, 400, "{r}");
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(e.contains("line 202") && e.contains("lat"), "{e}");
+    let (s, r) = platform
+        .put_text("/api/v1/planning/demand", "text/csv", demand)
+        .await;
+    assert_eq!((s, r["stored"].as_u64()), (200, Some(200)), "{r}");
+    let geo = as_geojson(&example("candidates.csv"));
+    let (s, r) = platform
+        .put_text("/api/v1/planning/candidates", "application/geo+json", geo)
+        .await;
+    assert_eq!((s, r["stored"].as_u64()), (200, Some(676)), "{r}");
+
+    let (s, plan) = viewer
+        .get("/api/v1/planning/recommendations?new_sites=3")
+        .await;
+    assert_eq!(s, 200, "{plan}");
+    let recs = plan["recommendations"].as_array().expect("recommendations");
+    assert_eq!(recs.len(), 3, "{plan}");
+    for r in recs {
+        assert!(r["boxes"]["total"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(
+            r["overflow_probability"].as_f64().unwrap_or(1.0) <= 0.05,
+            "{r}"
+        );
+    }
+    let parks = [
+        "Science Park",
+        "Harbour Trade Zone",
+        "North Industrial Park",
+    ];
+    for park in parks {
+        let c = plan["clusters"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["cluster"] == json!(park)))
+            .unwrap_or_else(|| panic!("no cluster {park}: {plan}"));
+        assert_eq!(c["share_before"], json!(0.0), "{c}");
+        assert_eq!(c["meets_target"], json!(true), "{park} reaches 50%: {c}");
+    }
+    assert_eq!(plan["measured_days"], json!(30));
+    let (s, r) = viewer
+        .get("/api/v1/planning/recommendations?radius_m=-5")
+        .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(r["error"].as_str().unwrap_or_default().contains("radius_m"));
+
+    // The command line gives the same recommendation from the same files.
+    let dir = world.path("plan-data");
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/planning");
+    let out = std::process::Command::new(crate::harness::bin("fleet-server"))
+        .args([
+            "--data-dir",
+            &dir.display().to_string(),
+            "plan",
+            "--json",
+            "--new-sites",
+            "3",
+        ])
+        .args(["--demand", &docs.join("demand.csv").display().to_string()])
+        .args([
+            "--candidates",
+            &docs.join("candidates.csv").display().to_string(),
+        ])
+        .output()
+        .expect("fleet-server plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    let ids = |p: &Value| -> Vec<String> {
+        p["recommendations"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| r["candidate_id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&cli), ids(&plan));
+    // A bad file is refused with its name and line.
+    let bad = world.path("bad.csv");
+    std::fs::write(&bad, "id,lat,lon\nc1,23.1\n").expect("write");
+    let out = std::process::Command::new(crate::harness::bin("fleet-server"))
+        .args(["--data-dir", &dir.display().to_string(), "plan"])
+        .args(["--demand", &docs.join("demand.csv").display().to_string()])
+        .args(["--candidates", &bad.display().to_string()])
+        .output()
+        .expect("fleet-server plan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.csv") && err.contains("line 2"),
+        "{err}"
+    );
+}

@@ -1,0 +1,210 @@
+//! HTTP routes of the planner: the service platform uploads demand points and candidate
+//! sites (CSV or GeoJSON); planners read recommendations computed from them and from the
+//! sites' measured usage. `fleet-server plan` does the same from files.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, AppState, Caller, ErrorBody, Q, Role};
+use crate::planner::{self, Candidate, DemandPoint, Plan, PlanParams, Weight};
+use crate::store::{Store, StoreError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/planning/demand", put(put_demand))
+        .route("/api/v1/planning/candidates", put(put_candidates))
+        .route("/api/v1/planning/recommendations", get(recommendations))
+        // A city's demand export runs to megabytes.
+        .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
+}
+
+/// Plan parameters, as query parameters or `fleet-server plan` flags; unset ones take
+/// [`PlanParams::default`] or, for dwell time, what the fleet measured.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PlanOptions {
+    /// Walking distance a locker serves, metres (500).
+    #[arg(long)]
+    #[serde(default)]
+    pub radius_m: Option<f64>,
+    /// New sites to recommend at most (3).
+    #[arg(long)]
+    #[serde(default)]
+    pub new_sites: Option<usize>,
+    /// Boxes across the new sites at most (no limit).
+    #[arg(long)]
+    #[serde(default)]
+    pub max_boxes: Option<u32>,
+    /// Target chance an item finds no box of its size at the peak (0.05).
+    #[arg(long)]
+    #[serde(default)]
+    pub overflow: Option<f64>,
+    /// Coverage counts `enterprises` (default) or `cases`.
+    #[arg(long)]
+    #[serde(default)]
+    pub weight: Option<String>,
+    /// Days of measured usage the existing sites are judged by (30).
+    #[arg(long)]
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// Locker uses per case (2: a drop-off and a pick-up).
+    #[arg(long)]
+    #[serde(default)]
+    pub uses_per_case: Option<f64>,
+    /// Busiest hour's arrivals over the average hour's (2).
+    #[arg(long)]
+    #[serde(default)]
+    pub peak_factor: Option<f64>,
+    /// Mean hours an item stays in its box (default: measured, else 24).
+    #[arg(long)]
+    #[serde(default)]
+    pub dwell_hours: Option<f64>,
+}
+
+impl PlanOptions {
+    pub fn params(&self, measured_dwell: Option<f64>) -> Result<PlanParams, String> {
+        let d = PlanParams::default();
+        let weight = match self.weight.as_deref() {
+            None | Some("enterprises") => Weight::Enterprises,
+            Some("cases") => Weight::Cases,
+            Some(other) => {
+                return Err(format!(
+                    "weight {other:?} is not one of: enterprises, cases"
+                ));
+            }
+        };
+        let p = PlanParams {
+            radius_m: self.radius_m.unwrap_or(d.radius_m),
+            new_sites: self.new_sites.unwrap_or(d.new_sites),
+            max_boxes: self.max_boxes,
+            overflow: self.overflow.unwrap_or(d.overflow),
+            weight,
+            uses_per_case: self.uses_per_case.unwrap_or(d.uses_per_case),
+            peak_factor: self.peak_factor.unwrap_or(d.peak_factor),
+            dwell_hours: self
+                .dwell_hours
+                .or(measured_dwell.filter(|h| *h > 0.0))
+                .unwrap_or(d.dwell_hours),
+            ..d
+        };
+        p.check()?;
+        if self.days.is_some_and(|d| !(1..=366).contains(&d)) {
+            return Err("days must be 1 to 366".into());
+        }
+        Ok(p)
+    }
+}
+
+/// A plan and what it was measured from.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PlanAnswer {
+    /// Days of usage the existing sites were judged by.
+    pub measured_days: u32,
+    /// Mean dwell (hours) measured over them; absent when nothing was used.
+    pub measured_dwell_hours: Option<f64>,
+    #[serde(flatten)]
+    pub plan: Plan,
+}
+
+/// Plans from `demand` and `candidates` and the fleet's measured usage.
+pub async fn plan_with(
+    store: &Store,
+    options: &PlanOptions,
+    demand: &[DemandPoint],
+    candidates: &[Candidate],
+    now: i64,
+    utc_offset_ms: i64,
+) -> Result<Result<PlanAnswer, String>, StoreError> {
+    let days = options.days.unwrap_or(30).clamp(1, 366);
+    let measured = store.measured(now, utc_offset_ms, days).await?;
+    let params = match options.params(measured.dwell_hours) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let plan = planner::plan(demand, candidates, &measured.sites, &params);
+    Ok(Ok(PlanAnswer {
+        measured_days: days,
+        measured_dwell_hours: measured.dwell_hours,
+        plan,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    /// Entries stored (they replace the previous upload).
+    stored: usize,
+}
+
+/// Replaces the demand points: CSV with a header `id,lat,lon,enterprises,monthly_cases`
+/// (optional `name`, `cluster`), or a GeoJSON FeatureCollection of Points with those
+/// properties.
+#[utoipa::path(put, path = "/api/v1/planning/demand", tag = "planning", security(("bearer" = [])),
+    request_body(content = String, content_type = "text/csv", description = "CSV or GeoJSON"),
+    responses((status = 200, body = Uploaded), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn put_demand(
+    caller: Caller,
+    State(s): State<AppState>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Platform)?;
+    let points = crate::planner_input::demand(&body)
+        .map_err(|e| ApiError::bad_request(format!("demand points refused: {e}")))?;
+    s.store.replace_demand(&points).await?;
+    Ok(Json(Uploaded {
+        stored: points.len(),
+    })
+    .into_response())
+}
+
+/// Replaces the candidate sites: CSV `id,lat,lon` (optional `name`, `max_boxes`) or GeoJSON.
+#[utoipa::path(put, path = "/api/v1/planning/candidates", tag = "planning", security(("bearer" = [])),
+    request_body(content = String, content_type = "text/csv", description = "CSV or GeoJSON"),
+    responses((status = 200, body = Uploaded), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn put_candidates(
+    caller: Caller,
+    State(s): State<AppState>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Platform)?;
+    let list = crate::planner_input::candidates(&body)
+        .map_err(|e| ApiError::bad_request(format!("candidate sites refused: {e}")))?;
+    s.store.replace_candidates(&list).await?;
+    Ok(Json(Uploaded { stored: list.len() }).into_response())
+}
+
+/// Ranked new sites (demand covered, boxes by size for the overflow target, expected usage),
+/// existing sites that need more boxes, and enterprise coverage per cluster before and after.
+#[utoipa::path(get, path = "/api/v1/planning/recommendations", tag = "planning", security(("bearer" = [])),
+    params(PlanOptions),
+    responses((status = 200, body = PlanAnswer), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn recommendations(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(o): Q<PlanOptions>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let demand = s.store.demand_points().await?;
+    if demand.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no demand points yet: upload them with PUT /api/v1/planning/demand (CSV or GeoJSON)",
+        ));
+    }
+    let candidates = s.store.candidate_sites().await?;
+    if candidates.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no candidate sites yet: upload them with PUT /api/v1/planning/candidates",
+        ));
+    }
+    let offset = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
+    match plan_with(&s.store, &o, &demand, &candidates, crate::now_ms(), offset).await? {
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(why) => Err(ApiError::bad_request(why)),
+    }
+}
