@@ -16,6 +16,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/usage/saturation", get(saturation))
+        .route("/api/v1/usage/sites", get(sites))
 }
 
 /// The saturation yardstick: configured defaults, overridable per request.
@@ -310,6 +311,64 @@ pub(crate) async fn saturation(
         sites,
     })
     .into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SitesParams {
+    /// Hours back from now, the current hour included (1..=168, default 24).
+    #[serde(default)]
+    hours: Option<usize>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SiteHours {
+    site_id: String,
+    kind: String,
+    /// Occupancy per hour, oldest first; the last is the current hour so far.
+    occupancy: Vec<f64>,
+    uses: Vec<i64>,
+    unmet: Vec<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SitesHours {
+    /// Start of the first hour (epoch ms).
+    from: i64,
+    sites: Vec<SiteHours>,
+}
+
+/// Every site's occupancy, uses and unmet demand per hour over the last hours, in one answer
+/// (the console's site × hour heatmap).
+#[utoipa::path(get, path = "/api/v1/usage/sites", tag = "usage", security(("bearer" = [])),
+    params(SitesParams),
+    responses((status = 200, body = SitesHours), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn sites(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(p): Q<SitesParams>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let n = p.hours.unwrap_or(24);
+    if !(1..=168).contains(&n) {
+        return Err(ApiError::bad_request(format!("hours {n} must be 1 to 168")));
+    }
+    let now = crate::now_ms();
+    let from = now.div_euclid(crate::store::usage::HOUR_MS) * crate::store::usage::HOUR_MS
+        - (n as i64 - 1) * crate::store::usage::HOUR_MS;
+    let rows = s.store.site_hours(from, n, now).await?;
+    let sites = rows
+        .into_iter()
+        .map(|(site_id, kind, h)| SiteHours {
+            site_id,
+            kind,
+            occupancy: h.iter().map(|x| x.occupancy).collect(),
+            uses: h.iter().map(|x| x.uses).collect(),
+            unmet: h.iter().map(|x| x.unmet).collect(),
+        })
+        .collect();
+    Ok(Json(SitesHours { from, sites }).into_response())
 }
 
 #[cfg(test)]

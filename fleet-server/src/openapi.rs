@@ -52,6 +52,7 @@ use crate::{api, api_alarms, api_flows, api_live, api_planning, api_usage};
         api_live::me,
         api_usage::usage,
         api_usage::saturation,
+        api_usage::sites,
         api_planning::put_demand,
         api_planning::put_candidates,
         api_planning::recommendations,

@@ -13,9 +13,9 @@ pub enum Screen {
     Alarms,
     Work,
     Audit,
-    /// Reserved for the usage analytics (site × hour heatmap, trends).
+    /// Usage analytics: site × hour heatmap, 7-day trend, saturation flags.
     Usage,
-    /// Reserved for the planner's recommendations.
+    /// The planner's recommendations and coverage before and after.
     Planning,
 }
 
@@ -40,11 +40,6 @@ impl Screen {
             Screen::Usage => "Usage",
             Screen::Planning => "Planning",
         }
-    }
-
-    /// Screens that arrive with a later capability are listed but not enterable yet.
-    pub fn available(self) -> bool {
-        !matches!(self, Screen::Usage | Screen::Planning)
     }
 }
 
@@ -95,6 +90,10 @@ pub enum Action {
     Site(String),
     /// Show this cabinet's boxes and recent audit.
     Cabinet(String),
+    /// Fetch the usage screen's figures (slow-changing: on entry and on `r`).
+    Usage,
+    /// Fetch the plan.
+    Planning,
     Open {
         device: String,
         box_no: u16,
@@ -123,6 +122,9 @@ pub enum Msg {
     /// The watched command moved on.
     Command(Command),
     Acked(Result<String, String>),
+    Usage(crate::model::Usage),
+    /// The plan, or why there is none (nothing uploaded yet, server error).
+    Plan(Result<crate::model::Plan, String>),
     /// A request failed: shown in the status line.
     Error(String),
 }
@@ -139,6 +141,7 @@ pub struct App {
     pub sel_cabinet: usize,
     pub sel_box: usize,
     pub sel_alarm: usize,
+    pub sel_usage: usize,
     pub sel_work: usize,
     pub work_tab: usize,
     pub sel_audit: usize,
@@ -169,6 +172,7 @@ impl App {
             sel_cabinet: 0,
             sel_box: 0,
             sel_alarm: 0,
+            sel_usage: 0,
             sel_work: 0,
             work_tab: 0,
             sel_audit: 0,
@@ -333,6 +337,8 @@ impl App {
             }
             Msg::Acked(Ok(id)) => self.status = format!("alarm {} acknowledged", short(&id)),
             Msg::Acked(Err(e)) => self.status = format!("acknowledge refused: {e}"),
+            Msg::Usage(u) => self.model.usage = Some(u),
+            Msg::Plan(p) => self.model.plan = Some(p),
             Msg::Error(e) => self.status = e,
         }
         self.clamp();
@@ -355,6 +361,8 @@ impl App {
         fit(&mut self.sel_box, boxes);
         fit(&mut self.sel_work, work);
         fit(&mut self.sel_audit, audit);
+        let usage = self.usage_rows().len();
+        fit(&mut self.sel_usage, usage);
         let cabinets = self.model.cabinets.len();
         fit(&mut self.sel_cabinet, cabinets);
     }
@@ -383,7 +391,11 @@ impl App {
             }
             KeyCode::Char('r') => {
                 self.status = "refreshing".into();
-                vec![Action::Refresh]
+                match self.screen {
+                    Screen::Usage => vec![Action::Refresh, Action::Usage],
+                    Screen::Planning => vec![Action::Refresh, Action::Planning],
+                    _ => vec![Action::Refresh],
+                }
             }
             KeyCode::Char(c @ '1'..='7') => {
                 let screen = Screen::ALL[usize::from(c as u8 - b'1')];
@@ -401,7 +413,7 @@ impl App {
                     .iter()
                     .position(|s| *s == self.screen)
                     .unwrap_or(0);
-                let next = Screen::ALL[(i + 1) % 5];
+                let next = Screen::ALL[(i + 1) % Screen::ALL.len()];
                 self.go(next)
             }
             KeyCode::Up | KeyCode::Char('k') => self.step(-1, 0),
@@ -419,19 +431,41 @@ impl App {
     }
 
     fn go(&mut self, screen: Screen) -> Vec<Action> {
-        if !screen.available() {
-            self.status = format!(
-                "{} arrives with the usage analytics; nothing to show yet",
-                screen.title()
-            );
-            return Vec::new();
-        }
         if screen == Screen::Site && self.site.is_none() {
             return self.open_site();
         }
         self.screen = screen;
         self.filter.clear();
-        vec![Action::Refresh]
+        match screen {
+            Screen::Usage => vec![Action::Refresh, Action::Usage],
+            Screen::Planning => vec![Action::Refresh, Action::Planning],
+            _ => vec![Action::Refresh],
+        }
+    }
+
+    /// Usage rows (sites with their hours and days), filtered, in the overview's order.
+    pub fn usage_rows(
+        &self,
+    ) -> Vec<(
+        &crate::model::SiteSaturation,
+        Option<&crate::model::SiteHours>,
+    )> {
+        let Some(u) = &self.model.usage else {
+            return Vec::new();
+        };
+        let f = self.filter.to_lowercase();
+        u.saturation
+            .sites
+            .iter()
+            .filter(|s| {
+                f.is_empty()
+                    || s.site_id.to_lowercase().contains(&f)
+                    || s.name.to_lowercase().contains(&f)
+                    || s.kind.contains(&f)
+                    || (f == "saturated" && s.saturated)
+            })
+            .map(|s| (s, u.hours.iter().find(|h| h.site_id == s.site_id)))
+            .collect()
     }
 
     fn open_site(&mut self) -> Vec<Action> {
@@ -500,7 +534,11 @@ impl App {
                     mv(&mut self.sel_box, dy * GRID_COLUMNS as isize + dx, n);
                 }
             },
-            Screen::Usage | Screen::Planning => {}
+            Screen::Usage => {
+                let n = self.usage_rows().len();
+                mv(&mut self.sel_usage, dy, n);
+            }
+            Screen::Planning => {}
         }
         Vec::new()
     }
@@ -721,7 +759,7 @@ pub fn short(id: &str) -> &str {
 pub const HELP: [(&str, &str); 16] = [
     (
         "1-7",
-        "Overview, Site, Alarms, Work lists, Audit; Usage, Planning later",
+        "Overview, Site, Alarms, Work lists, Audit, Usage, Planning",
     ),
     ("Tab", "next pane (site: cabinets/boxes) or next screen"),
     ("↑↓ / j k", "move; PgUp/PgDn by ten"),
@@ -743,7 +781,7 @@ pub const HELP: [(&str, &str); 16] = [
         "a",
         "acknowledge the selected alarm (operator; note required)",
     ),
-    ("r", "refresh now"),
+    ("r", "refresh now (Usage: the figures; Planning: the plan)"),
     ("?", "this help (any key closes)"),
     ("q / Ctrl-C", "quit"),
     (
@@ -969,15 +1007,25 @@ mod tests {
     }
 
     #[test]
-    fn help_later_screens_and_quit() {
+    fn help_usage_planning_and_quit() {
         let mut app = app_with_sites(1);
         app.on_key(key(KeyCode::Char('?')));
         assert_eq!(app.dialog, Some(Dialog::Help));
         app.on_key(key(KeyCode::Char('x')));
         assert!(app.dialog.is_none());
-        app.on_key(key(KeyCode::Char('6')));
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('6'))),
+            vec![Action::Refresh, Action::Usage]
+        );
+        assert_eq!(app.screen, Screen::Usage);
+        // `r` on the planning screen recomputes the plan; Tab cycles through all seven.
+        app.on_key(key(KeyCode::Char('7')));
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('r'))),
+            vec![Action::Refresh, Action::Planning]
+        );
+        app.on_key(key(KeyCode::Tab));
         assert_eq!(app.screen, Screen::Overview);
-        assert!(app.status.contains("usage analytics"));
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), vec![Action::Quit]);
         assert!(app.quit);
     }

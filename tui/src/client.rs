@@ -143,6 +143,11 @@ pub async fn run(
                     cabinet = Some(c.clone());
                     fetch_cabinet(&client, &c, &msgs).await;
                 }
+                Some(Action::Usage) => fetch_usage(&client, &msgs).await,
+                Some(Action::Planning) => {
+                    let plan = client.get("/api/v1/planning/recommendations").await;
+                    let _ = msgs.send(Msg::Plan(plan)).await;
+                }
                 Some(Action::Open { device, box_no, reason }) => {
                     let r = open(&client, &device, box_no, &reason).await;
                     watched = r.as_ref().ok().map(|c| c.command_id.clone());
@@ -415,6 +420,29 @@ impl SseParser {
             _ => {}
         }
         None
+    }
+}
+
+/// The usage screen's two answers: every site's last 24 hours, and its last 7 days.
+async fn fetch_usage(client: &Client, msgs: &mpsc::Sender<Msg>) {
+    let hours = client
+        .get::<crate::model::SitesHours>("/api/v1/usage/sites?hours=24")
+        .await;
+    let saturation = client
+        .get::<crate::model::Saturation>("/api/v1/usage/saturation")
+        .await;
+    match (hours, saturation) {
+        (Ok(h), Ok(saturation)) => {
+            let usage = crate::model::Usage {
+                from: h.from,
+                hours: h.sites,
+                saturation,
+            };
+            let _ = msgs.send(Msg::Usage(usage)).await;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = msgs.send(Msg::Error(e)).await;
+        }
     }
 }
 

@@ -163,6 +163,10 @@ pub enum Link {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub link: Link,
+    /// The usage screen: each site's last 24 hours and its last 7 days.
+    pub usage: Option<Usage>,
+    /// The planning screen: the plan, or why there is none.
+    pub plan: Option<Result<Plan, String>>,
     /// Who we are (`GET /api/v1/me`): name and role.
     pub me: Option<(String, String)>,
     pub overview: Overview,
@@ -181,6 +185,8 @@ impl Default for Model {
     fn default() -> Self {
         Model {
             link: Link::Connecting,
+            usage: None,
+            plan: None,
             me: None,
             overview: Overview::default(),
             alarms: Vec::new(),
@@ -229,4 +235,122 @@ mod tests {
             serde_json::from_str(r#"{"command_id":"c","status":"jammed"}"#).expect("command");
         assert!(c.is_final());
     }
+}
+
+/// `GET /api/v1/usage/sites?hours=24` joined with `GET /api/v1/usage/saturation`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// Start of the first hour of the heatmap (epoch ms).
+    pub from: i64,
+    pub hours: Vec<SiteHours>,
+    pub saturation: Saturation,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SiteHours {
+    pub site_id: String,
+    pub kind: String,
+    pub occupancy: Vec<f64>,
+    pub uses: Vec<i64>,
+    pub unmet: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SitesHours {
+    pub from: i64,
+    pub sites: Vec<SiteHours>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Saturation {
+    pub rate: f64,
+    pub days: u32,
+    pub window: u32,
+    pub sites: Vec<SiteSaturation>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SiteSaturation {
+    pub site_id: String,
+    pub name: String,
+    pub kind: String,
+    pub boxes: i64,
+    pub days_above: u32,
+    pub saturated: bool,
+    pub occupancy: f64,
+    pub daily: Vec<f64>,
+}
+
+/// `GET /api/v1/planning/recommendations`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Plan {
+    pub enterprises: u32,
+    pub covered_before: u32,
+    pub covered_after: u32,
+    pub share_before: f64,
+    pub share_after: f64,
+    pub params: PlanParams,
+    pub recommendations: Vec<Recommendation>,
+    pub expansions: Vec<Expansion>,
+    pub clusters: Vec<ClusterCoverage>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PlanParams {
+    pub radius_m: f64,
+    pub overflow: f64,
+    pub coverage_target: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Recommendation {
+    pub rank: usize,
+    pub candidate_id: String,
+    pub name: String,
+    pub enterprises_covered: u32,
+    pub cases_covered: f64,
+    pub boxes: Boxes,
+    pub expected_usage: f64,
+    pub overflow_probability: f64,
+    pub capped: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Boxes {
+    #[serde(rename = "S")]
+    pub s: u32,
+    #[serde(rename = "M")]
+    pub m: u32,
+    #[serde(rename = "L")]
+    pub l: u32,
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Expansion {
+    pub site_id: String,
+    pub name: String,
+    pub boxes: u32,
+    pub boxes_needed: u32,
+    pub add: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ClusterCoverage {
+    pub cluster: String,
+    pub demand_points: usize,
+    pub enterprises: u32,
+    pub share_before: f64,
+    pub share_after: f64,
+    pub meets_target: bool,
 }

@@ -27,7 +27,8 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
         Screen::Alarms => draw_alarms(f, body, app, now_ms),
         Screen::Work => draw_work(f, body, app, now_ms),
         Screen::Audit => draw_audit(f, body, app, now_ms),
-        Screen::Usage | Screen::Planning => {}
+        Screen::Usage => draw_usage(f, body, app),
+        Screen::Planning => draw_planning(f, body, app),
     }
     draw_status(f, status, app);
     match &app.dialog {
@@ -123,8 +124,6 @@ fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
         }
         let style = if *s == app.screen {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
-        } else if !s.available() {
-            Style::new().fg(Color::DarkGray)
         } else {
             Style::new()
         };
@@ -655,6 +654,255 @@ fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             .title(" Who opened what, when, why, and the outcome "),
     );
     f.render_stateful_widget(table, area, &mut selected(sel));
+}
+
+/// One occupancy as a shade: `·` under 5%, `░` under 35%, `▒` under 60%, `▓` under 80%,
+/// `█` at 80% and above (the saturation yardstick); colour repeats it.
+pub fn shade(occupancy: f64) -> (char, Color) {
+    match occupancy {
+        x if x >= 0.8 => ('█', Color::Red),
+        x if x >= 0.6 => ('▓', Color::Yellow),
+        x if x >= 0.35 => ('▒', Color::Green),
+        x if x >= 0.05 => ('░', Color::Green),
+        _ => ('·', Color::DarkGray),
+    }
+}
+
+/// 0..1 values as bars on an absolute scale (a full bar is 100%).
+fn level_spark(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values
+        .iter()
+        .map(|v| BARS[((v.clamp(0.0, 1.0) * 7.0).round()) as usize])
+        .collect()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+fn draw_usage(f: &mut Frame, area: Rect, app: &App) {
+    let Some(u) = &app.model.usage else {
+        f.render_widget(
+            Paragraph::new(" loading usage figures…").block(Block::default().borders(Borders::TOP)),
+            area,
+        );
+        return;
+    };
+    let rows_all = app.usage_rows();
+    // A narrow terminal shows the last 12 hours, a wide one all 24.
+    let hours: usize = if area.width >= 110 { 24 } else { 12 };
+    let (shown, sel) = window(app.sel_usage, rows_all.len(), area.height.saturating_sub(2));
+    let rows = rows_all[shown].iter().map(|(s, h)| {
+        let occ = h.map(|h| h.occupancy.as_slice()).unwrap_or(&[]);
+        let tail = &occ[occ.len().saturating_sub(hours)..];
+        let heat: Vec<Span> = tail
+            .iter()
+            .map(|x| {
+                let (c, colour) = shade(*x);
+                Span::styled(c.to_string(), Style::new().fg(colour))
+            })
+            .collect();
+        let flag = if s.saturated {
+            Cell::from("SATURATED").red().bold()
+        } else {
+            Cell::from("")
+        };
+        Row::new(vec![
+            Cell::from(s.name.clone()),
+            Cell::from(s.kind.replace("enterprise_", "").replace("service_", "")),
+            Cell::from(Line::from(heat)),
+            Cell::from(level_spark(&s.daily)),
+            Cell::from(pct(s.occupancy)),
+            Cell::from(format!("{}/{}", s.days_above, u.saturation.window)),
+            flag,
+        ])
+    });
+    let title = format!(
+        " Occupancy per hour, last {hours} h (·░▒▓█: <5/35/60/80%+) · 7 days · saturated: ≥{} on {} of {} days ",
+        pct(u.saturation.rate),
+        u.saturation.days,
+        u.saturation.window
+    );
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(12),
+            Constraint::Length(8),
+            Constraint::Length(hours as u16),
+            Constraint::Length(7),
+            Constraint::Length(5),
+            Constraint::Length(5),
+            Constraint::Length(9),
+        ],
+    )
+    .header(Row::new(["Site", "Kind", "Hours", "7 days", "Avg", "≥rate", ""]).bold())
+    .row_highlight_style(highlight())
+    .block(Block::default().borders(Borders::TOP).title(title));
+    f.render_stateful_widget(table, area, &mut selected(sel));
+}
+
+fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
+    let plan = match &app.model.plan {
+        None => {
+            f.render_widget(
+                Paragraph::new(" computing the plan…")
+                    .block(Block::default().borders(Borders::TOP)),
+                area,
+            );
+            return;
+        }
+        Some(Err(e)) => {
+            f.render_widget(
+                Paragraph::new(format!(" No plan: {e}"))
+                    .wrap(Wrap { trim: true })
+                    .block(Block::default().borders(Borders::TOP).title(" Planning ")),
+                area,
+            );
+            return;
+        }
+        Some(Ok(p)) => p,
+    };
+    let recs = plan.recommendations.len() as u16;
+    let exps = plan.expansions.len().min(4) as u16;
+    let [summary, recs_area, exp_area, clusters_area] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(recs.max(1) + 2),
+        Constraint::Length(if exps > 0 { exps + 1 } else { 0 }),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let text = vec![
+        Line::from(format!(
+            " Enterprises within {:.0} m of a locker: {} of {} ({}) now → {} ({}) with {} new site(s).",
+            plan.params.radius_m,
+            plan.covered_before,
+            plan.enterprises,
+            pct(plan.share_before),
+            plan.covered_after,
+            pct(plan.share_after),
+            plan.recommendations.len()
+        )),
+        Line::from(format!(
+            " Boxes sized for {} overflow at the busiest hour (Erlang loss).",
+            pct(plan.params.overflow)
+        )),
+    ];
+    f.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::TOP)
+                .title(" Where the next clusters go "),
+        ),
+        summary,
+    );
+    let rows = plan.recommendations.iter().map(|r| {
+        Row::new(vec![
+            Cell::from(r.rank.to_string()),
+            Cell::from(if r.name.is_empty() {
+                r.candidate_id.clone()
+            } else {
+                r.name.clone()
+            }),
+            Cell::from(r.enterprises_covered.to_string()),
+            Cell::from(format!("{:.0}", r.cases_covered)),
+            Cell::from(format!("{}/{}/{}", r.boxes.s, r.boxes.m, r.boxes.l)),
+            Cell::from(format!(
+                "{}{}",
+                r.boxes.total,
+                if r.capped { "*" } else { "" }
+            )),
+            Cell::from(pct(r.expected_usage)),
+            Cell::from(format!("{:.1}%", r.overflow_probability * 100.0)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(4),
+            Constraint::Min(14),
+            Constraint::Length(11),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(8),
+        ],
+    )
+    .header(
+        Row::new([
+            "Rank",
+            "Site",
+            "Enterprises",
+            "Cases/mo",
+            "S/M/L",
+            "Boxes",
+            "Usage",
+            "Overflow",
+        ])
+        .bold(),
+    );
+    f.render_widget(table, recs_area);
+    if exps > 0 {
+        let mut lines = vec![Line::from(" Sites in service that need more boxes:").bold()];
+        for e in plan.expansions.iter().take(usize::from(exps)) {
+            lines.push(Line::from(format!(
+                "   {}: {} boxes → {} (+{})",
+                if e.name.is_empty() {
+                    &e.site_id
+                } else {
+                    &e.name
+                },
+                e.boxes,
+                e.boxes_needed,
+                e.add
+            )));
+        }
+        f.render_widget(Paragraph::new(lines), exp_area);
+    }
+    let target = pct(plan.params.coverage_target);
+    let rows = plan
+        .clusters
+        .iter()
+        .filter(|c| c.demand_points >= 3)
+        .map(|c| {
+            let meets = if c.meets_target {
+                Cell::from("yes").green()
+            } else {
+                Cell::from("NO").red().bold()
+            };
+            Row::new(vec![
+                Cell::from(c.cluster.clone()),
+                Cell::from(c.enterprises.to_string()),
+                Cell::from(pct(c.share_before)),
+                Cell::from(pct(c.share_after)),
+                meets,
+            ])
+        });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(14),
+            Constraint::Length(11),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(8),
+        ],
+    )
+    .header(
+        Row::new(vec![
+            "Cluster".to_owned(),
+            "Enterprises".to_owned(),
+            "Before".to_owned(),
+            "After".to_owned(),
+            format!("≥{target}"),
+        ])
+        .bold(),
+    )
+    .block(Block::default().borders(Borders::TOP).title(format!(
+        " Coverage per cluster (goal: {target} of its enterprises within walking distance) "
+    )));
+    f.render_widget(table, clusters_area);
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

@@ -87,6 +87,26 @@ async fn usage_reports_in_json_and_csv_with_clear_errors() {
         "7 days and today: {r}"
     );
 
+    // Every site's last hours in one answer (the console's heatmap).
+    let (s, r) = api.get("/api/v1/usage/sites?hours=24").await;
+    assert_eq!(s, 200, "{r}");
+    let hall = &r["sites"][0];
+    assert_eq!(
+        (
+            hall["site_id"].as_str(),
+            hall["occupancy"].as_array().map(Vec::len)
+        ),
+        (Some("hall"), Some(24))
+    );
+    assert_eq!(
+        hall["unmet"]
+            .as_array()
+            .map(|u| u.iter().filter_map(Value::as_i64).sum::<i64>()),
+        Some(1)
+    );
+    let (s, _) = api.get("/api/v1/usage/sites?hours=500").await;
+    assert_eq!(s, 400);
+
     // Bad parameters say what was wrong.
     for (query, status, says) in [
         ("scope=site", 400, "needs an id"),

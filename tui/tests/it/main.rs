@@ -316,3 +316,150 @@ fn a_thousand_cabinets_scroll_without_trouble() {
     let s = screen(&app, 80, 24);
     assert!(s.contains("Site 0900"), "{s}");
 }
+
+fn usage_figures() -> tui::model::Usage {
+    use tui::model::{Saturation, SiteHours, SiteSaturation, Usage};
+    let sites = [
+        ("hall-1", "City service hall", "service_hall", 0.9),
+        ("park-n", "North park", "enterprise_cluster", 0.55),
+        ("park-s", "South park", "enterprise_cluster", 0.2),
+    ];
+    Usage {
+        from: NOW - 23 * 60 * MIN,
+        hours: sites
+            .iter()
+            .map(|(id, _, kind, peak)| SiteHours {
+                site_id: (*id).into(),
+                kind: (*kind).into(),
+                // A day's shape: quiet at night, busy in office hours.
+                occupancy: (0..24)
+                    .map(|h| {
+                        if (9..18).contains(&h) {
+                            *peak
+                        } else {
+                            peak / 4.0
+                        }
+                    })
+                    .collect(),
+                uses: vec![1; 24],
+                unmet: vec![0; 24],
+            })
+            .collect(),
+        saturation: Saturation {
+            rate: 0.8,
+            days: 5,
+            window: 7,
+            sites: sites
+                .iter()
+                .map(|(id, name, kind, peak)| SiteSaturation {
+                    site_id: (*id).into(),
+                    name: (*name).into(),
+                    kind: (*kind).into(),
+                    boxes: 24,
+                    days_above: if *peak > 0.8 { 6 } else { 0 },
+                    saturated: *peak > 0.8,
+                    occupancy: peak * 0.9,
+                    daily: (0..7)
+                        .map(|d| (peak - 0.05 * f64::from(d % 3)).max(0.0))
+                        .collect(),
+                })
+                .collect(),
+        },
+    }
+}
+
+fn plan() -> tui::model::Plan {
+    use tui::model::{Boxes, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation};
+    let rec = |rank: usize, name: &str, ent: u32, total: u32| Recommendation {
+        rank,
+        candidate_id: format!("g{rank}"),
+        name: name.into(),
+        enterprises_covered: ent,
+        cases_covered: f64::from(ent) / 3.5,
+        boxes: Boxes {
+            s: total / 2,
+            m: total / 3,
+            l: total - total / 2 - total / 3,
+            total,
+        },
+        expected_usage: 0.62,
+        overflow_probability: 0.039,
+        capped: false,
+    };
+    let cluster = |name: &str, ent: u32, before: f64, after: f64| ClusterCoverage {
+        cluster: name.into(),
+        demand_points: 40,
+        enterprises: ent,
+        share_before: before,
+        share_after: after,
+        meets_target: after >= 0.5,
+    };
+    Plan {
+        enterprises: 2131,
+        covered_before: 0,
+        covered_after: 1948,
+        share_before: 0.0,
+        share_after: 0.914,
+        params: PlanParams {
+            radius_m: 500.0,
+            overflow: 0.05,
+            coverage_target: 0.5,
+        },
+        recommendations: vec![
+            rec(1, "North Industrial Park gate", 670, 37),
+            rec(2, "Science Park plaza", 649, 39),
+            rec(3, "Harbour Trade Zone lobby", 629, 41),
+        ],
+        expansions: vec![Expansion {
+            site_id: "hall-1".into(),
+            name: "City service hall".into(),
+            boxes: 24,
+            boxes_needed: 31,
+            add: 7,
+        }],
+        clusters: vec![
+            cluster("North Industrial Park", 670, 0.0, 1.0),
+            cluster("Harbour Trade Zone", 657, 0.0, 0.96),
+            cluster("Science Park", 649, 0.0, 1.0),
+            cluster("East market", 120, 0.1, 0.3),
+        ],
+    }
+}
+
+#[test]
+fn usage_heatmap_trend_and_saturation() {
+    let mut app = loaded();
+    let actions = app.on_key(key(KeyCode::Char('6')));
+    assert_eq!(app.screen, Screen::Usage);
+    assert_eq!(
+        actions,
+        vec![tui::app::Action::Refresh, tui::app::Action::Usage]
+    );
+    insta::assert_snapshot!("usage_loading_80x24", screen(&app, 80, 24));
+    app.on_msg(Msg::Usage(usage_figures()), NOW);
+    both!("usage", app.clone());
+    // The filter finds the saturated sites by that word.
+    app.filter = "saturated".into();
+    assert_eq!(app.usage_rows().len(), 1);
+}
+
+#[test]
+fn planning_recommendations_and_coverage() {
+    let mut app = loaded();
+    let actions = app.on_key(key(KeyCode::Char('7')));
+    assert_eq!(app.screen, Screen::Planning);
+    assert_eq!(
+        actions,
+        vec![tui::app::Action::Refresh, tui::app::Action::Planning]
+    );
+    app.on_msg(
+        Msg::Plan(Err(
+            "no demand points yet: upload them with PUT /api/v1/planning/demand (CSV or GeoJSON)"
+                .into(),
+        )),
+        NOW,
+    );
+    insta::assert_snapshot!("planning_no_demand_80x24", screen(&app, 80, 24));
+    app.on_msg(Msg::Plan(Ok(plan())), NOW);
+    both!("planning", app);
+}
