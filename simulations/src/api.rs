@@ -80,6 +80,30 @@ impl ApiClient {
         Ok((status, res.json().await.unwrap_or(Value::Null)))
     }
 
+    /// PUTs a text body (CSV, GeoJSON); fails unless the answer is a success.
+    pub async fn put_text(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("Content-Type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .with_context(|| format!("PUT {path}"))?;
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("PUT {path}: {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
     pub fn with_token(&self, token: &str) -> ApiClient {
         ApiClient {
             token: token.to_owned(),

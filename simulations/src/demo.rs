@@ -101,6 +101,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let platform = crate::day::configure(&api, &spec, &fleet)
         .await
         .context("configuring sites, cabinets and staff")?;
+    // The planning screen has a city to plan: the example in docs/planning, whose corner is
+    // where the demo's sites stand.
+    for (path, body) in [
+        (
+            "/api/v1/planning/demand",
+            include_str!("../../docs/planning/demand.csv"),
+        ),
+        (
+            "/api/v1/planning/candidates",
+            include_str!("../../docs/planning/candidates.csv"),
+        ),
+    ] {
+        platform
+            .put_text(path, "text/csv", body)
+            .await
+            .context("uploading the example city's planning inputs")?;
+    }
     let day_stats = std::sync::Arc::new(crate::day::DayStats::default());
     let day_cancel = tokio_util::sync::CancellationToken::new();
     let day_tasks = tokio_util::task::TaskTracker::new();
