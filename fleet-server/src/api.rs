@@ -308,21 +308,17 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     // Fleet gauges come from the database at scrape time; if it is down they keep their last
     // values and the health endpoint says why.
-    let now = crate::now_ms();
-    if let (Ok(sites), Ok(alarms)) = (
-        s.store
-            .overview(now, s.service.start_of_local_day(now))
-            .await,
+    if let (Ok(b), Ok(alarms)) = (
+        s.store.box_counts().await,
         s.store.open_alarm_counts().await,
     ) {
-        let sum = |f: fn(&crate::store::SiteOverview) -> i64| sites.iter().map(f).sum::<i64>();
         s.metrics.fleet(
             &[
-                ("free", sum(|x| x.free)),
-                ("occupied", sum(|x| x.occupied)),
-                ("reserved", sum(|x| x.reserved)),
-                ("out_of_service", sum(|x| x.out_of_service)),
-                ("faulty", sum(|x| x.faulty)),
+                ("free", b.free),
+                ("occupied", b.occupied),
+                ("reserved", b.reserved),
+                ("out_of_service", b.out_of_service),
+                ("faulty", b.faulty),
             ],
             &alarms,
         );

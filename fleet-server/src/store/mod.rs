@@ -26,7 +26,7 @@ pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
     NewItem, NotificationRow, Placement, SiteRow, StaffRow,
 };
-pub use overview::SiteOverview;
+pub use overview::{BoxCounts, SiteOverview};
 pub use planning::Measured;
 pub use schema::SCHEMA_VERSION;
 

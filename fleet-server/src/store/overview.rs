@@ -146,3 +146,45 @@ impl Store {
         Ok(out)
     }
 }
+
+/// Boxes by state across the fleet (the `/metrics` gauges): counted directly, without the
+/// overview's per-site usage figures, so a scrape stays cheap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoxCounts {
+    pub free: i64,
+    pub occupied: i64,
+    pub reserved: i64,
+    pub out_of_service: i64,
+    /// Boxes with an open alarm.
+    pub faulty: i64,
+}
+
+impl Store {
+    pub async fn box_counts(&self) -> Result<BoxCounts, StoreError> {
+        let r = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM box_config b JOIN cabinets c ON c.device_id = b.device_id) AS boxes,
+               (SELECT COUNT(*) FROM box_config b JOIN cabinets c ON c.device_id = b.device_id
+                 WHERE b.in_service = 0) AS out_of_service,
+               (SELECT COUNT(*) FROM items WHERE state IN ('in_box', 'overdue')
+                 AND holds_box = 1) AS occupied,
+               (SELECT COUNT(*) FROM items WHERE state IN ('reserved', 'awaiting_deposit')
+                 AND holds_box = 1) AS reserved,
+               (SELECT COUNT(DISTINCT a.device_id || ':' || a.box_no) FROM alarms a
+                 WHERE a.state <> 'cleared' AND a.box_no > 0) AS faulty",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let boxes: i64 = r.try_get("boxes")?;
+        let out_of_service: i64 = r.try_get("out_of_service")?;
+        let occupied: i64 = r.try_get("occupied")?;
+        let reserved: i64 = r.try_get("reserved")?;
+        Ok(BoxCounts {
+            free: (boxes - out_of_service - occupied - reserved).max(0),
+            occupied,
+            reserved,
+            out_of_service,
+            faulty: r.try_get("faulty")?,
+        })
+    }
+}

@@ -560,6 +560,18 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         "the deposit half an hour ago is in the last hour"
     );
     assert_eq!((site.faulty, site.alarms_open), (1, 1), "{site:?}");
+    // The metrics' fleet-wide counts agree with the overview's.
+    let counts = store.box_counts().await.expect("box counts");
+    assert_eq!(
+        counts,
+        fleet_server::store::BoxCounts {
+            free: 1,
+            occupied: 1,
+            reserved: 1,
+            out_of_service: 1,
+            faulty: 1
+        }
+    );
     // 0.5 box-hours held over 3 boxes in service for 1 hour.
     assert!((site.usage_today - 0.5 / 3.0).abs() < 1e-9, "{site:?}");
     // Collected: its half hour still counts today; nothing is held any more.
