@@ -190,6 +190,17 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
     assert_eq!(a["alarms"][0]["state"], json!("acknowledged"), "{a}");
     assert_eq!(a["alarms"][0]["ack_note"], json!("guard on the way"), "{a}");
 
+    // Usage: the hall's row with its hours and days; Planning: why there is no plan yet.
+    console.keys(&["6"]);
+    let usage = console
+        .wait_for("the usage screen", "Occupancy per hour")
+        .await;
+    assert!(usage.contains("City service hall"), "{usage}");
+    console.keys(&["7"]);
+    console
+        .wait_for("the planning screen without inputs", "no demand points yet")
+        .await;
+
     // q quits and the process ends (tmux closes the session with it).
     console.keys(&["q"]);
     eventually(Duration::from_secs(10), "the console to exit", || async {
