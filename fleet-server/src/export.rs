@@ -171,12 +171,15 @@ pub fn start(
     let exporter = Exporter {
         inner: Some(inner.clone()),
     };
-    let url = format!(
-        "{}/api/v2/write?org={}&bucket={}&precision=ms",
-        cfg.url.trim_end_matches('/'),
-        urlencode(&cfg.org),
-        urlencode(&cfg.bucket)
-    );
+    // The url crate (through reqwest) encodes the query; org and bucket names may hold
+    // spaces and other characters.
+    let mut url = reqwest::Url::parse(&format!("{}/api/v2/write", cfg.url.trim_end_matches('/')))
+        .map_err(|e| anyhow::anyhow!("influx_url {:?} is not a URL: {e}", cfg.url))?;
+    url.query_pairs_mut()
+        .append_pair("org", &cfg.org)
+        .append_pair("bucket", &cfg.bucket)
+        .append_pair("precision", "ms");
+    let url = url.to_string();
     tracing::info!(url = %cfg.url, bucket = %cfg.bucket, "exporting time series to InfluxDB");
     tracker.spawn(flush(
         inner,
@@ -196,17 +199,6 @@ pub fn start(
         cancel,
     ));
     Ok(exporter)
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// What a write attempt came to.

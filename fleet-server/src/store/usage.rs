@@ -423,6 +423,17 @@ impl Hours {
     }
 }
 
+/// The sums of the group a result row belongs to (column `k`), created empty on first use.
+fn group_of<'g>(
+    groups: &'g mut HashMap<String, Hours>,
+    r: &sqlx::any::AnyRow,
+    n: usize,
+) -> Result<&'g mut Hours, StoreError> {
+    Ok(groups
+        .entry(r.try_get("k")?)
+        .or_insert_with(|| Hours::new(n)))
+}
+
 /// SQL for the scope: a WHERE fragment for each table (aliases `u` rollup, `i` items,
 /// `b` box_config joined to `c` cabinets) and its binds.
 struct ScopeSql {
@@ -556,9 +567,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for r in &rows {
-            let g = groups
-                .entry(r.try_get("k")?)
-                .or_insert_with(|| Hours::new(n));
+            let g = group_of(&mut groups, r, n)?;
             let hour: i64 = r.try_get("hour")?;
             let Some(i) = usize::try_from((hour - start) / HOUR_MS)
                 .ok()
@@ -586,9 +595,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for r in &open {
-            let g = groups
-                .entry(r.try_get("k")?)
-                .or_insert_with(|| Hours::new(n));
+            let g = group_of(&mut groups, r, n)?;
             let created: i64 = r.try_get("created_at")?;
             Hours::spread(&mut g.held, start, created, now, 1);
             let (flow, state): (String, String) = (r.try_get("flow")?, r.try_get("state")?);
@@ -615,9 +622,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for r in &boxes {
-            let g = groups
-                .entry(r.try_get("k")?)
-                .or_insert_with(|| Hours::new(n));
+            let g = group_of(&mut groups, r, n)?;
             let since: i64 = r.try_get("since")?;
             let count: i64 = r.try_get("n")?;
             g.boxes += count;
