@@ -90,6 +90,8 @@ struct FakeBox {
     open: bool,
     close_at: Option<Instant>,
     occupied: bool,
+    /// The next unlock pulse does nothing (a fault armed by a test or the simulator).
+    jam_next: bool,
 }
 
 /// In-memory doors: open on unlock (unless jammed) and close after `close_after`.
@@ -203,6 +205,23 @@ impl FakeLocks {
         self.with_box(b, |fb| fb.occupied = occupied)
     }
 
+    /// Jams the box's lock for one pulse: the next unlock leaves the door shut. The
+    /// simulator injects jams this way so that a seeded run jams the same opens.
+    pub fn jam_next(&self, b: BoxNo) -> Result<(), DriverError> {
+        self.with_box(b, |fb| fb.jam_next = true)
+    }
+
+    /// Keeps an open door open (the person walks away without shutting it) until
+    /// [`FakeLocks::close`]. Does nothing to a shut door.
+    pub fn hold_open(&self, b: BoxNo) -> Result<bool, DriverError> {
+        self.with_box(b, |fb| {
+            if fb.open {
+                fb.close_at = None;
+            }
+            fb.open
+        })
+    }
+
     /// Unlock pulses sent so far (tests check that a command never pulses twice).
     pub fn pulses(&self) -> u64 {
         self.pulses.load(std::sync::atomic::Ordering::Relaxed)
@@ -219,7 +238,7 @@ impl LockDriver for FakeLocks {
             self.cfg.jam_rate > 0.0 && rand::thread_rng().gen_bool(self.cfg.jam_rate.min(1.0));
         let close_after = self.cfg.close_after;
         self.with_box(b, |fb| {
-            if !jammed {
+            if !jammed && !std::mem::take(&mut fb.jam_next) {
                 fb.open = true;
                 fb.close_at = Some(Instant::now() + close_after);
             }
@@ -270,6 +289,20 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(!f.door_open(b(1)).await.expect("read"));
         assert!(f.door_open(b(3)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_armed_jam_takes_one_pulse() {
+        let f = FakeLocks::new(FakeConfig::locker(1));
+        f.jam_next(b(1)).expect("arm");
+        f.unlock(b(1)).await.expect("pulse sent");
+        assert!(!f.door_open(b(1)).await.expect("read"), "jammed once");
+        f.unlock(b(1)).await.expect("pulse sent");
+        assert!(
+            f.door_open(b(1)).await.expect("read"),
+            "the next pulse opens"
+        );
+        assert!(f.hold_open(b(1)).expect("hold"));
     }
 
     #[tokio::test]

@@ -30,13 +30,22 @@ const TERMINAL: [&str; 5] = ["opened", "already_open", "jammed", "failed", "expi
 
 impl ApiClient {
     pub fn new(addr: SocketAddr, token: &str) -> anyhow::Result<ApiClient> {
+        ApiClient::from_base(&format!("http://{addr}"), token)
+    }
+
+    /// A client of the API at `base`, e.g. `http://127.0.0.1:8080`.
+    pub fn from_base(base: &str, token: &str) -> anyhow::Result<ApiClient> {
+        anyhow::ensure!(
+            base.starts_with("http://") || base.starts_with("https://"),
+            "API address {base:?} must start with http:// or https://"
+        );
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(10))
             .build()
             .context("building HTTP client")?;
         Ok(ApiClient {
-            base: format!("http://{addr}"),
+            base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             http,
         })

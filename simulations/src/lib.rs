@@ -3,8 +3,14 @@
 
 pub mod api;
 pub mod bench;
+pub mod checks;
 pub mod console_bench;
 pub mod day;
 pub mod demo;
 pub mod fleet;
+pub mod netem;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod sim;
 pub mod usage_bench;

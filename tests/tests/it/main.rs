@@ -10,4 +10,5 @@ mod delivery;
 mod export;
 mod flows;
 mod remote_open;
+mod simulator;
 mod usage;
