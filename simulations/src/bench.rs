@@ -30,6 +30,10 @@ pub struct IngestOptions {
     /// Events per MQTT message in raw mode.
     #[arg(long, default_value_t = 50)]
     pub batch: u64,
+    /// Raw mode: afterwards, in the same run, mosquitto (apt) relays messages of the same
+    /// size from as many TLS publishers to one subscriber; prints both rates and the ratio.
+    #[arg(long, requires = "raw")]
+    pub compare_mosquitto: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -393,6 +397,44 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     )
     .await;
     server.shutdown().await;
+    let result = match (result, opts.compare_mosquitto) {
+        (Ok(()), true) => {
+            let ours = expected as f64 / opts.batch as f64 / elapsed.as_secs_f64();
+            let messages = total / opts.batch;
+            let events = (1..=opts.batch)
+                .map(|seq| Event {
+                    seq,
+                    ts: seq as i64,
+                    body: EventBody::Door {
+                        box_no: BoxNo::new((seq % 24 + 1) as u16).expect("box"),
+                        open: seq % 2 == 0,
+                    },
+                })
+                .collect();
+            let payload = protocol::encode(&EventBatch {
+                v: 1,
+                base: 1,
+                events,
+            });
+            let size = payload.len();
+            crate::relay_bench::mosquitto_relay(&dir.join("mosquitto"), &certs_dir, &ids, messages, payload)
+                .await
+                .map(|t| {
+                    let relay = (messages * ids.len() as u64) as f64 / t.as_secs_f64();
+                    println!(
+                        "baseline: mosquitto relaying {} QoS 1 messages of {size} B from {} TLS publishers to one subscriber: {:.2} s; {relay:.0} messages/s",
+                        messages * ids.len() as u64,
+                        ids.len(),
+                        t.as_secs_f64(),
+                    );
+                    println!(
+                        "  ratio: LockerFleet stores and receipts {ours:.0} messages/s = {:.2}× mosquitto's relay rate",
+                        ours / relay
+                    );
+                })
+        }
+        (r, _) => r,
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -9,6 +9,7 @@ pub mod day;
 pub mod demo;
 pub mod fleet;
 pub mod netem;
+pub mod relay_bench;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
