@@ -274,7 +274,7 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use protocol::{BoxNo, Channel, Event, EventBatch, EventBody, Receipt};
+    use protocol::{Channel, EventBatch, Receipt};
     use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS, Transport};
 
     anyhow::ensure!(
@@ -339,16 +339,7 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
             let window = batch * 20;
             while acked.load(Ordering::SeqCst) < total {
                 while sent < total && sent - acked.load(Ordering::SeqCst) < window {
-                    let events = (sent + 1..=(sent + batch).min(total))
-                        .map(|seq| Event {
-                            seq,
-                            ts: seq as i64,
-                            body: EventBody::Door {
-                                box_no: BoxNo::new((seq % 24 + 1) as u16).expect("box"),
-                                open: seq % 2 == 0,
-                            },
-                        })
-                        .collect::<Vec<_>>();
+                    let events = door_events(sent + 1..=(sent + batch).min(total));
                     let last = events.last().map(|e| e.seq).unwrap_or(sent);
                     let msg = EventBatch {
                         v: 1,
@@ -401,16 +392,7 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
         (Ok(()), true) => {
             let ours = expected as f64 / opts.batch as f64 / elapsed.as_secs_f64();
             let messages = total / opts.batch;
-            let events = (1..=opts.batch)
-                .map(|seq| Event {
-                    seq,
-                    ts: seq as i64,
-                    body: EventBody::Door {
-                        box_no: BoxNo::new((seq % 24 + 1) as u16).expect("box"),
-                        open: seq % 2 == 0,
-                    },
-                })
-                .collect();
+            let events = door_events(1..=opts.batch);
             let payload = protocol::encode(&EventBatch {
                 v: 1,
                 base: 1,
@@ -437,6 +419,19 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     };
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Door events with sequence numbers `seqs`, as the raw publishers send them.
+fn door_events(seqs: std::ops::RangeInclusive<u64>) -> Vec<protocol::Event> {
+    seqs.map(|seq| protocol::Event {
+        seq,
+        ts: seq as i64,
+        body: protocol::EventBody::Door {
+            box_no: protocol::BoxNo::new((seq % 24 + 1) as u16).expect("box 1..=24"),
+            open: seq % 2 == 0,
+        },
+    })
+    .collect()
 }
 
 #[derive(Debug, Clone, clap::Args)]

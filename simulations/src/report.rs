@@ -131,18 +131,10 @@ impl Report {
         let events = samples.last().map(|x| x.receipted).unwrap_or(0);
         let span = samples.last().map(|x| x.real_s).unwrap_or(0.0)
             - samples.first().map(|x| x.real_s).unwrap_or(0.0);
-        let mut planned: Vec<(String, usize)> = [
-            "arrival",
-            "staff_round",
-            "forced_open",
-            "network_drop",
-            "power_loss",
-            "agent_restart",
-            "remote_open",
-        ]
-        .iter()
-        .map(|k| (k.to_string(), plan.count(k)))
-        .collect();
+        let mut planned: Vec<(String, usize)> = crate::schedule::Action::LABELS
+            .iter()
+            .map(|k| (k.to_string(), plan.count(k)))
+            .collect();
         planned.retain(|(_, n)| *n > 0);
         Report {
             scenario: s.name.clone(),

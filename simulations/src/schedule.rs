@@ -61,6 +61,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every label, in the order reports list them.
+    pub const LABELS: [&'static str; 7] = [
+        "arrival",
+        "staff_round",
+        "forced_open",
+        "network_drop",
+        "power_loss",
+        "agent_restart",
+        "remote_open",
+    ];
+
     pub fn label(&self) -> &'static str {
         match self {
             Action::Arrival(_) => "arrival",

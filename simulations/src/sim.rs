@@ -251,15 +251,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         {
             println!("  {:>8.1} s  {what}", at);
         }
-        for label in [
-            "arrival",
-            "staff_round",
-            "forced_open",
-            "network_drop",
-            "power_loss",
-            "agent_restart",
-            "remote_open",
-        ] {
+        for label in Action::LABELS {
             println!("{label} {}", plan.count(label));
         }
         return Ok(());
