@@ -422,7 +422,7 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
 }
 
 /// Door events with sequence numbers `seqs`, as the raw publishers send them.
-fn door_events(seqs: std::ops::RangeInclusive<u64>) -> Vec<protocol::Event> {
+pub(crate) fn door_events(seqs: std::ops::RangeInclusive<u64>) -> Vec<protocol::Event> {
     seqs.map(|seq| protocol::Event {
         seq,
         ts: seq as i64,

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod netem;
 pub mod relay_bench;
 pub mod report;
+pub mod scale_bench;
 pub mod scenario;
 pub mod schedule;
 pub mod sim;

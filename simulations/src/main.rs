@@ -34,6 +34,8 @@ enum Bench {
     Codes(simulations::bench::CodesOptions),
     /// The operator console: key-to-redraw time with a large fleet on screen.
     Console(simulations::console_bench::ConsoleOptions),
+    /// Many devices connected to a fleet-server process (its RSS), and a reconnect storm.
+    Scale(simulations::scale_bench::ScaleOptions),
     /// Usage reports: 90 days of rollups over 1,000 cabinets.
     Usage(simulations::usage_bench::UsageOptions),
 }
@@ -58,6 +60,7 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
+        Cmd::Bench(Bench::Scale(o)) => simulations::scale_bench::scale(o).await,
         Cmd::Bench(Bench::Usage(o)) => simulations::usage_bench::usage(o).await,
     }
 }

@@ -1,0 +1,270 @@
+//! Scale benchmarks against a real `fleet-server` process: many mutually authenticated
+//! devices connected at once (server RSS read from /proc), and a reconnect storm (the server
+//! killed and restarted under them; time until every device is back and every event it
+//! buffered meanwhile is stored). Devices are bare TLS MQTT clients with an in-memory outbox,
+//! so the load generator stays small next to the server.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use protocol::{Channel, DeviceId, EventBatch, Receipt};
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS, Transport};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaleOptions {
+    /// Devices connected at once.
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// Then kill -9 the server, let every device buffer this many events, restart it and
+    /// time until all are back and stored.
+    #[arg(long)]
+    pub storm: bool,
+    #[arg(long, default_value_t = 3)]
+    pub buffered_events: u64,
+    /// TLS handshakes in flight at once while the fleet connects.
+    #[arg(long, default_value_t = 200)]
+    pub connect_concurrency: usize,
+}
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+/// The server process, on the given addresses (port 0: any free one).
+fn start_server(
+    dir: &Path,
+    mqtt: &str,
+    http: &str,
+) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
+    let exe = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("fleet-server"))
+        .context("no folder of fleet-sim")?;
+    anyhow::ensure!(
+        exe.exists(),
+        "{} is not built (cargo build --release)",
+        exe.display()
+    );
+    let mut child = Command::new(&exe)
+        .args(["--data-dir", &dir.join("server").display().to_string()])
+        .args(["--certs", &dir.join("certs").display().to_string()])
+        .args(["--mqtt-listen", mqtt, "--http-listen", http])
+        .args(["--admin-token", TOKEN])
+        .env("LOCKERFLEET_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("LOCKERFLEET_READY ") {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    let ready = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("fleet-server did not print its ready line within 60 s")?;
+    let addr = |key: &str| -> anyhow::Result<SocketAddr> {
+        ready
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key} in {ready:?}"))
+    };
+    Ok((child, addr("mqtt=")?, addr("http=")?))
+}
+
+/// VmRSS and VmHWM of a process, in MB.
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// One simulated device: its last recorded seq, what the server receipted, connection state.
+struct Dev {
+    last: AtomicU64,
+    acked: AtomicU64,
+    connected: AtomicBool,
+}
+
+fn batch(from: u64, to: u64) -> Vec<u8> {
+    let events = crate::bench::door_events(from..=to);
+    protocol::encode(&EventBatch {
+        v: 1,
+        base: from,
+        events,
+    })
+}
+
+pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
+    let dir = crate::fleet::scratch_dir("lockerfleet-bench-scale");
+    let _ = std::fs::remove_dir_all(&dir);
+    let ids: Vec<DeviceId> = (0..opts.devices)
+        .map(|n| DeviceId::parse(&format!("scale-{n:05}")).context("device id"))
+        .collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
+    eprintln!(
+        "{} device certificates in {:.1} s",
+        ids.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let (mut server, mqtt, http) = start_server(&dir, "127.0.0.1:0", "127.0.0.1:0")?;
+    let idle = rss_mb(server.id());
+
+    let devs: Vec<Arc<Dev>> = ids
+        .iter()
+        .map(|_| {
+            Arc::new(Dev {
+                last: AtomicU64::new(1),
+                acked: AtomicU64::new(0),
+                connected: AtomicBool::new(false),
+            })
+        })
+        .collect();
+    let gate = Arc::new(tokio::sync::Semaphore::new(opts.connect_concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (id, dev) in ids.iter().zip(&devs) {
+        let tls = device_agent::client_tls(&dir.join("certs"), id)?;
+        let mut o = MqttOptions::new(id.as_str(), "localhost", mqtt.port());
+        o.set_keep_alive(Duration::from_secs(60))
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        let (client, mut el) = AsyncClient::new(o, 16);
+        let (dev, gate) = (dev.clone(), gate.clone());
+        let receipts = protocol::topic::device_topic(id, Channel::Receipts);
+        let events = protocol::topic::device_topic(id, Channel::Events);
+        tasks.push(tokio::spawn(async move {
+            let mut permit = gate.acquire_owned().await.ok();
+            loop {
+                match el.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                        permit.take();
+                        dev.connected.store(true, Ordering::Relaxed);
+                        let _ = client.try_subscribe(receipts.clone(), QoS::AtLeastOnce);
+                        // Everything not yet receipted, as an agent resends after a reconnect.
+                        let from = dev.acked.load(Ordering::Relaxed) + 1;
+                        let to = dev.last.load(Ordering::Relaxed);
+                        if from <= to {
+                            let _ = client.try_publish(
+                                events.clone(),
+                                QoS::AtLeastOnce,
+                                false,
+                                batch(from, to),
+                            );
+                        }
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        if let Ok(r) = protocol::decode::<Receipt>(&p.payload) {
+                            dev.acked.fetch_max(r.up_to, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        dev.connected.store(false, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+            }
+        }));
+    }
+    let all_in = |devs: &[Arc<Dev>]| {
+        devs.iter().all(|d| {
+            d.connected.load(Ordering::Relaxed)
+                && d.acked.load(Ordering::Relaxed) >= d.last.load(Ordering::Relaxed)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !all_in(&devs) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "after 600 s only {} of {} devices connected with their events stored",
+            devs.iter()
+                .filter(|d| d.connected.load(Ordering::Relaxed))
+                .count(),
+            devs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect_time = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rss, hwm) = rss_mb(server.id());
+    println!(
+        "connections: {} mutually authenticated devices connected and their first event stored in {:.1} s",
+        devs.len(),
+        connect_time.as_secs_f64()
+    );
+    println!(
+        "  fleet-server RSS: idle {:.0} MB; with all connected {rss:.0} MB (peak {hwm:.0} MB), {:.1} KB per device",
+        idle.0,
+        (rss - idle.0) * 1024.0 / devs.len() as f64
+    );
+
+    if opts.storm {
+        let _ = server.kill();
+        let _ = server.wait();
+        // While the server is down every device records events into its outbox.
+        for d in &devs {
+            d.last.fetch_add(opts.buffered_events, Ordering::Relaxed);
+        }
+        while devs.iter().any(|d| d.connected.load(Ordering::Relaxed)) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let restarted = Instant::now();
+        let (s, _, _) = start_server(&dir, &mqtt.to_string(), &http.to_string())?;
+        server = s;
+        let ready = restarted.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut all_connected = None;
+        while !all_in(&devs) {
+            if all_connected.is_none() && devs.iter().all(|d| d.connected.load(Ordering::Relaxed)) {
+                all_connected = Some(restarted.elapsed());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "storm: after 600 s {} of {} devices back",
+                devs.iter()
+                    .filter(|d| d.connected.load(Ordering::Relaxed))
+                    .count(),
+                devs.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let total = restarted.elapsed();
+        println!(
+            "reconnect storm: server killed (-9) under {} devices, each buffering {} events; restart → ready {:.1} s, all reconnected {:.1} s, all {} buffered events stored and receipted {:.1} s",
+            devs.len(),
+            opts.buffered_events,
+            ready.as_secs_f64(),
+            all_connected.unwrap_or(total).as_secs_f64(),
+            devs.len() as u64 * opts.buffered_events,
+            total.as_secs_f64()
+        );
+        let (rss, hwm) = rss_mb(server.id());
+        println!("  fleet-server RSS after the storm: {rss:.0} MB (peak {hwm:.0} MB)");
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
