@@ -94,12 +94,25 @@ async fn points_spool_while_influx_is_down_and_all_arrive_when_it_is_up() {
     wait_online(&api, CAB).await;
 
     // InfluxDB is down: door events are stored, their points wait in the spool.
-    // Each change lasts several of the agent's door polls, so none is missed.
-    for _ in 0..5 {
-        agent.send("open 2").await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        agent.send("close 2").await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    // Each change waits until the server has stored it, so a busy machine (the tests run in
+    // parallel) cannot make the agent's door poll miss a short open.
+    let doors = || async {
+        api.events(CAB)
+            .await
+            .into_iter()
+            .filter(|e| e["kind"] == json!("door") && e["box"] == json!(2))
+            .count()
+    };
+    for n in 0..10 {
+        agent
+            .send(if n % 2 == 0 { "open 2" } else { "close 2" })
+            .await;
+        eventually(
+            Duration::from_secs(20),
+            "the door change stored",
+            || async { (doors().await == n + 1).then_some(()) },
+        )
+        .await;
     }
     eventually(
         Duration::from_secs(20),
