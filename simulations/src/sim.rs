@@ -677,7 +677,11 @@ async fn act(w: Arc<World>, n: usize, what: Action) {
             if !w.busy(cabinet, box_no, true) {
                 return;
             }
-            if d.locks.hold_open(b).unwrap_or(true) || d.locks.open_by_hand(b).is_err() {
+            // Reading the door must not touch it: a door a helper just opened closes by itself.
+            let open = device_agent::LockDriver::door_open(&*d.locks, b)
+                .await
+                .unwrap_or(true);
+            if open || d.locks.open_by_hand(b).is_err() {
                 w.busy(cabinet, box_no, false);
                 return;
             }
@@ -895,13 +899,14 @@ async fn visit(w: &World, p: &Person, code: &str, device: usize, b: u16, placing
         let Some(keys) = d.keys(&w.clock).await else {
             break;
         };
-        if !d.verifies(code).await && Instant::now() < give_up {
+        let known = d.verifies(code).await;
+        if !known && Instant::now() < give_up {
             if !w.clock.sleep_real(Duration::from_millis(20)).await {
                 break;
             }
             continue;
         }
-        if !jam_armed && d.verifies(code).await {
+        if !jam_armed && known {
             // The jam is armed only for a pulse this code will cause.
             let _ = d.locks.jam_next(box_no);
             jam_armed = true;
