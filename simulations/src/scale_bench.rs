@@ -102,6 +102,31 @@ struct Dev {
     connected: AtomicBool,
 }
 
+/// Waits (up to 600 s) until every device is connected and receipted up to its last event;
+/// returns when all were first connected, counted from `since`.
+async fn wait_all_back(devs: &[Arc<Dev>], since: Instant, what: &str) -> anyhow::Result<Duration> {
+    let connected = |d: &Dev| d.connected.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut all_connected = None;
+    loop {
+        if all_connected.is_none() && devs.iter().all(|d| connected(d)) {
+            all_connected = Some(since.elapsed());
+        }
+        if devs.iter().all(|d| {
+            connected(d) && d.acked.load(Ordering::Relaxed) >= d.last.load(Ordering::Relaxed)
+        }) {
+            return Ok(all_connected.unwrap_or_else(|| since.elapsed()));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "after 600 s only {} of {} devices {what}",
+            devs.iter().filter(|d| connected(d)).count(),
+            devs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn batch(from: u64, to: u64) -> Vec<u8> {
     let events = crate::bench::door_events(from..=to);
     protocol::encode(&EventBatch {
@@ -185,24 +210,7 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
             }
         }));
     }
-    let all_in = |devs: &[Arc<Dev>]| {
-        devs.iter().all(|d| {
-            d.connected.load(Ordering::Relaxed)
-                && d.acked.load(Ordering::Relaxed) >= d.last.load(Ordering::Relaxed)
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !all_in(&devs) {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "after 600 s only {} of {} devices connected with their events stored",
-            devs.iter()
-                .filter(|d| d.connected.load(Ordering::Relaxed))
-                .count(),
-            devs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_all_back(&devs, started, "connected with their first event stored").await?;
     let connect_time = started.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss, hwm) = rss_mb(server.id());
@@ -231,29 +239,15 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
         let (s, _, _) = start_server(&dir, &mqtt.to_string(), &http.to_string())?;
         server = s;
         let ready = restarted.elapsed();
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut all_connected = None;
-        while !all_in(&devs) {
-            if all_connected.is_none() && devs.iter().all(|d| d.connected.load(Ordering::Relaxed)) {
-                all_connected = Some(restarted.elapsed());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "storm: after 600 s {} of {} devices back",
-                devs.iter()
-                    .filter(|d| d.connected.load(Ordering::Relaxed))
-                    .count(),
-                devs.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let all_connected =
+            wait_all_back(&devs, restarted, "back with their buffered events stored").await?;
         let total = restarted.elapsed();
         println!(
             "reconnect storm: server killed (-9) under {} devices, each buffering {} events; restart → ready {:.1} s, all reconnected {:.1} s, all {} buffered events stored and receipted {:.1} s",
             devs.len(),
             opts.buffered_events,
             ready.as_secs_f64(),
-            all_connected.unwrap_or(total).as_secs_f64(),
+            all_connected.as_secs_f64(),
             devs.len() as u64 * opts.buffered_events,
             total.as_secs_f64()
         );
