@@ -1,15 +1,18 @@
-//! The device-facing TLS listener: identity from the client certificate, topic rules per
-//! device, exact session start/end reports, and the bytes relayed to rumqttd on loopback.
+//! The device-facing TLS listener and MQTT 3.1.1 session: identity from the client
+//! certificate, topic rules per device, keep-alive, exact session start/end reports, device
+//! messages into the router, and server messages out to the device.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
-use protocol::DeviceId;
-use rumqttd::protocol::v4::V4;
-use rumqttd::protocol::{ConnAck, ConnectReturnCode, Error as MqttError, Login, Packet, Protocol};
+use bytes::{Bytes, BytesMut};
+use protocol::{Channel, DeviceId};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+};
+use rumqttc::mqttbytes::{Error as MqttError, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -17,6 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::router::Up;
+use crate::sessions::{Down, Sessions};
 use crate::{BrokerConfig, DisconnectReason, FrontStats, PresenceEvent};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -25,13 +30,16 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A device whose socket accepts nothing for this long is disconnected.
 const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read buffers start small and grow to the largest packet seen: ten thousand idle
+/// connections should not each hold a packet-sized buffer.
+const READ_CHUNK: usize = 1024;
 
 pub(crate) struct Front {
     pub cfg: BrokerConfig,
     pub acceptor: TlsAcceptor,
-    pub internal_addr: SocketAddr,
-    /// Username and password the internal listener requires.
-    pub internal_login: (String, String),
+    /// Checked device messages into the router.
+    pub uplink: mpsc::Sender<Up>,
+    pub sessions: Arc<Sessions>,
     pub presence: mpsc::Sender<PresenceEvent>,
     pub stats: Arc<FrontStats>,
     pub cancel: CancellationToken,
@@ -40,6 +48,14 @@ pub(crate) struct Front {
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The state of one accepted session.
+struct Session<'a> {
+    device: &'a DeviceId,
+    id: u64,
+    /// The three topics a device may subscribe to, built once.
+    topics: [(Channel, String); 3],
 }
 
 impl Front {
@@ -81,7 +97,7 @@ impl Front {
         let timeout = self.cfg.handshake_timeout;
         // Each connection runs in its own task and every wait before the session is bounded,
         // so an idle or slow client can hold only its own slot.
-        let tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
+        let mut tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 inc(&self.stats.handshake_failed);
@@ -113,15 +129,12 @@ impl Front {
                 return;
             }
         };
-        let (mut client_rx, mut client_tx) = tokio::io::split(tls);
         let max = self.cfg.max_packet_size;
-        let mut from_client = BytesMut::with_capacity(4096);
+        let mut buf = BytesMut::new();
 
         let connect =
-            match tokio::time::timeout(timeout, read_packet(&mut client_rx, &mut from_client, max))
-                .await
-            {
-                Ok(Ok(Some(p @ Packet::Connect(..)))) => p,
+            match tokio::time::timeout(timeout, read_packet(&mut tls, &mut buf, max)).await {
+                Ok(Ok(Some(Packet::Connect(c)))) => c,
                 Ok(Ok(Some(_))) => {
                     return self.refuse(&device, peer, &"first packet was not CONNECT");
                 }
@@ -133,19 +146,16 @@ impl Front {
                     return;
                 }
             };
-        let Packet::Connect(c, props, will, will_props, _login) = connect else {
-            return self.refuse(&device, peer, &"first packet was not CONNECT");
-        };
-        let refusal = if c.client_id != device.as_str() {
+        let refusal = if connect.client_id != device.as_str() {
             inc(&self.stats.identity_rejected);
-            tracing::warn!(%peer, %device, client_id = %c.client_id,
+            tracing::warn!(%peer, %device, client_id = %connect.client_id,
                 "MQTT client id differs from the certificate's device id; refused");
-            Some(ConnectReturnCode::ClientIdentifierNotValid)
-        } else if let Some(w) = &will {
-            // rumqttd publishes a will without any topic check, so a will would let a device
-            // speak on another device's topics. Presence comes from the front instead.
+            Some(ConnectReturnCode::BadClientId)
+        } else if let Some(w) = &connect.last_will {
+            // A will is a message published in the device's name when it vanishes, on any
+            // topic it names. Presence comes from the front instead.
             inc(&self.stats.violations);
-            tracing::warn!(%peer, %device, will_topic = %String::from_utf8_lossy(&w.topic),
+            tracing::warn!(%peer, %device, will_topic = %w.topic,
                 "CONNECT with a last will refused; LockerFleet reports presence itself");
             Some(ConnectReturnCode::NotAuthorized)
         } else {
@@ -153,43 +163,18 @@ impl Front {
         };
         if let Some(code) = refusal {
             let mut out = BytesMut::new();
-            let refusal = Packet::ConnAck(
-                ConnAck {
-                    session_present: false,
-                    code,
-                },
-                None,
-            );
-            if V4.write(refusal, &mut out).is_ok() {
-                let _ = client_tx.write_all(&out).await;
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client_tx.shutdown()).await;
+            if Packet::ConnAck(ConnAck::new(code, false))
+                .write(&mut out, usize::MAX)
+                .is_ok()
+            {
+                let _ = tls.write_all(&out).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
             }
             return;
         }
-        // Only the front knows the internal listener's credentials: nothing else on this
-        // machine can open a session as a device by going around the front.
-        let login = Login {
-            username: self.internal_login.0.clone(),
-            password: self.internal_login.1.clone(),
-        };
-        let connect = Packet::Connect(c, props, None, will_props, Some(login));
 
-        let upstream = match TcpStream::connect(self.internal_addr).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(%device, error = %e, "internal broker unreachable");
-                return;
-            }
-        };
-        let _ = upstream.set_nodelay(true);
-        let (mut broker_rx, mut broker_tx) = upstream.into_split();
-        let mut out = BytesMut::new();
-        if V4.write(connect, &mut out).is_err() || broker_tx.write_all(&out).await.is_err() {
-            return;
-        }
-        // Counted from the moment rumqttd sees the CONNECT: rumqttd drops an older session
-        // of the same id while handling it, and that session's end must not be mistaken for
-        // the device going offline.
+        // The new session is reported before an older one of the same device is told to
+        // end, so the device never looks offline for a moment while it reconnects.
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         self.report(PresenceEvent::Connected {
             device: device.clone(),
@@ -198,52 +183,38 @@ impl Front {
             at: SystemTime::now(),
         })
         .await;
-
-        // The session exists once rumqttd accepts it; forward its CONNACK and only then
-        // report the device online.
-        let mut from_broker = BytesMut::with_capacity(4096);
-        let accepted = match tokio::time::timeout(
-            timeout,
-            read_packet(&mut broker_rx, &mut from_broker, usize::MAX),
-        )
-        .await
-        {
-            Ok(Ok(Some(Packet::ConnAck(ack, props)))) => {
-                let ok = ack.code == ConnectReturnCode::Success;
-                out.clear();
-                let written = V4.write(Packet::ConnAck(ack, props), &mut out).is_ok()
-                    && client_tx.write_all(&out).await.is_ok()
-                    && client_tx.flush().await.is_ok();
-                ok && written
-            }
-            _ => false,
+        let down = self.sessions.open(&device, session);
+        let mut out = BytesMut::new();
+        // Clean sessions only: nothing is kept for a device while it is away (PROTOCOL.md).
+        let ack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
+        let reason = if ack.write(&mut out, usize::MAX).is_err() {
+            DisconnectReason::Io("CONNACK could not be encoded".into())
+        } else if let Err(e) = write_out(&mut tls, &mut out).await {
+            e
+        } else {
+            inc(&self.stats.sessions);
+            tracing::debug!(%device, %peer, session, "device connected");
+            let keep_alive = match connect.keep_alive {
+                0 => None,
+                // MQTT 3.1.1 §3.1.2.10: one and a half keep-alive periods without a packet.
+                s => Some(Duration::from_millis(u64::from(s) * 1500)),
+            };
+            let state = Session {
+                device: &device,
+                id: session,
+                topics: [Channel::Commands, Channel::Receipts, Channel::Codes]
+                    .map(|c| (c, protocol::topic::device_topic(&device, c))),
+            };
+            self.session(&state, &mut tls, buf, down, keep_alive).await
         };
-        if !accepted {
-            tracing::info!(%device, "broker did not accept the session");
-            self.report(PresenceEvent::Disconnected {
-                device,
-                session,
-                reason: DisconnectReason::Io("the broker refused the session".into()),
-                at: SystemTime::now(),
-            })
-            .await;
-            return;
-        }
-        inc(&self.stats.sessions);
-        tracing::debug!(%device, %peer, session, "device connected");
-
-        let reason = tokio::select! {
-            r = self.uplink(&device, &mut client_rx, &mut broker_tx, from_client) => r,
-            r = downlink(&mut broker_rx, &mut client_tx, from_broker) => r,
-            _ = self.cancel.cancelled() => DisconnectReason::Shutdown,
-        };
+        self.sessions.close(&device, session);
         if let DisconnectReason::Violation(v) = &reason {
             inc(&self.stats.violations);
             tracing::warn!(%device, %peer, violation = %v, "device disconnected for a policy violation");
         } else {
             tracing::debug!(%device, session, %reason, "device disconnected");
         }
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, client_tx.shutdown()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
         self.report(PresenceEvent::Disconnected {
             device,
             session,
@@ -265,21 +236,26 @@ impl Front {
         }
     }
 
-    /// Device → broker: every packet is parsed, checked, and re-encoded.
-    async fn uplink<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    /// The accepted session until it ends: device packets checked and answered, its
+    /// messages into the router, server messages out, keep-alive watched.
+    async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        device: &DeviceId,
-        client: &mut R,
-        broker: &mut W,
+        s: &Session<'_>,
+        io: &mut S,
         mut buf: BytesMut,
+        mut down: mpsc::Receiver<Down>,
+        keep_alive: Option<Duration>,
     ) -> DisconnectReason {
         let max = self.cfg.max_packet_size;
-        let mut out = BytesMut::with_capacity(4096);
-        let mut said_goodbye = false;
+        let mut out = BytesMut::new();
+        let idle_limit = keep_alive.unwrap_or(Duration::from_secs(u64::MAX / 4));
+        let idle = tokio::time::sleep(idle_limit);
+        tokio::pin!(idle);
         loop {
+            // Whole packets already read (the CONNECT may have come with more).
             loop {
-                // QoS 2 makes rumqttd hold each publish until PUBREL, without a bound: a
-                // device could fill the router's memory. LockerFleet uses QoS 0 and 1 only.
+                // QoS 2 makes a broker hold each publish until PUBREL, without a bound.
+                // LockerFleet uses QoS 0 and 1 only.
                 if buf
                     .first()
                     .is_some_and(|b| b >> 4 == 3 && (b >> 1) & 3 == 2)
@@ -288,101 +264,163 @@ impl Front {
                         "QoS 2 publish; LockerFleet accepts QoS 0 and 1 only".into(),
                     );
                 }
-                let packet = match V4.read_mut(&mut buf, max) {
+                let packet = match Packet::read(&mut buf, max) {
                     Ok(p) => p,
                     Err(MqttError::InsufficientBytes(_)) => break,
                     Err(e) => return DisconnectReason::Violation(format!("malformed packet: {e}")),
                 };
-                if let Err(v) = check(device, &packet) {
-                    return DisconnectReason::Violation(v);
-                }
-                said_goodbye |= matches!(packet, Packet::Disconnect(..));
-                if let Err(e) = V4.write(packet, &mut out) {
-                    return DisconnectReason::Violation(format!("unencodable packet: {e}"));
+                match self.handle(s, packet, &mut out).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = write_out(io, &mut out).await;
+                        return DisconnectReason::ClientDisconnect;
+                    }
+                    Err(reason) => return reason,
                 }
             }
-            if !out.is_empty() {
-                if let Err(e) = broker.write_all(&out).await {
-                    return DisconnectReason::Io(format!("to broker: {e}"));
+            if let Err(e) = write_out(io, &mut out).await {
+                return e;
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return DisconnectReason::Shutdown,
+                d = down.recv() => {
+                    let Some(first) = d else { return DisconnectReason::TakenOver };
+                    encode_down(s, first, &mut out);
+                    // Whatever else is queued goes in the same write.
+                    while let Ok(more) = down.try_recv() {
+                        encode_down(s, more, &mut out);
+                    }
                 }
-                out.clear();
-            }
-            if said_goodbye {
-                return DisconnectReason::ClientDisconnect;
-            }
-            match client.read_buf(&mut buf).await {
-                Ok(0) => return DisconnectReason::ClientClosed,
-                Ok(_) => {}
-                Err(e) => return DisconnectReason::Io(e.to_string()),
+                r = io.read_buf(&mut buf) => match r {
+                    Ok(0) => return DisconnectReason::ClientClosed,
+                    Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + idle_limit),
+                    Err(e) => return DisconnectReason::Io(e.to_string()),
+                },
+                _ = &mut idle => return DisconnectReason::KeepAliveTimeout,
             }
         }
     }
-}
 
-/// The rules a device's packets must follow after CONNECT.
-fn check(device: &DeviceId, packet: &Packet) -> Result<(), String> {
-    match packet {
-        Packet::Publish(p, _) => {
-            let topic =
-                std::str::from_utf8(&p.topic).map_err(|_| "topic is not UTF-8".to_string())?;
-            protocol::topic::check_device_publish(device, topic)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        Packet::Subscribe(s, _) => s.filters.iter().try_for_each(|f| {
-            protocol::topic::check_device_subscribe(device, &f.path)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }),
-        Packet::Connect(..) => Err("second CONNECT on one connection".into()),
-        Packet::PubRec(..) | Packet::PubRel(..) | Packet::PubComp(..) => {
-            Err("QoS 2 flow packet; LockerFleet uses QoS 0 and 1 only".into())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Broker → device: relayed byte for byte.
-async fn downlink<W: AsyncWrite + Unpin>(
-    broker: &mut tokio::net::tcp::OwnedReadHalf,
-    client: &mut W,
-    pending: BytesMut,
-) -> DisconnectReason {
-    if !pending.is_empty() {
-        if let Err(e) = client.write_all(&pending).await {
-            return DisconnectReason::Io(e.to_string());
-        }
-        if let Err(e) = client.flush().await {
-            return DisconnectReason::Io(e.to_string());
-        }
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match broker.read(&mut buf).await {
-            Ok(0) => return DisconnectReason::BrokerClosed,
-            Ok(n) => n,
-            Err(e) => return DisconnectReason::Io(e.to_string()),
-        };
-        // rumqttd leaves Nagle on for its sockets: its next small write (a command, a
-        // receipt) waits until we acknowledge the previous one. Acknowledge at once instead
-        // of after the delayed-ACK timer. The flag is not sticky, so set it after every read.
-        let _ = socket2::SockRef::from(broker.as_ref()).set_tcp_quickack(true);
-        // A device that stops reading must not hold its session (and the shutdown) forever.
-        let write = async {
-            client.write_all(&buf[..n]).await?;
-            client.flush().await
-        };
-        match tokio::time::timeout(STALLED_WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return DisconnectReason::Io(e.to_string()),
-            Err(_) => {
-                return DisconnectReason::Io(format!(
-                    "device did not read for {} s",
-                    STALLED_WRITE_TIMEOUT.as_secs()
+    /// One device packet. `Ok(false)` when the device said goodbye.
+    async fn handle(
+        &self,
+        s: &Session<'_>,
+        packet: Packet,
+        out: &mut BytesMut,
+    ) -> Result<bool, DisconnectReason> {
+        let reply = match packet {
+            Packet::Publish(p) => {
+                protocol::topic::check_device_publish(s.device, &p.topic)
+                    .map_err(|e| DisconnectReason::Violation(e.to_string()))?;
+                let Publish {
+                    qos,
+                    pkid,
+                    topic,
+                    payload,
+                    ..
+                } = p;
+                let up = Up {
+                    topic: Bytes::from(topic),
+                    payload,
+                };
+                // Waits when the router is behind: the device's reads wait with it.
+                if self.uplink.send(up).await.is_err() {
+                    return Err(DisconnectReason::Shutdown);
+                }
+                // Answered once the message is in the router's queue, as any broker does:
+                // "in RAM". Delivery is guaranteed end to end by receipts (ADR 0004).
+                (qos == QoS::AtLeastOnce).then_some(Packet::PubAck(PubAck::new(pkid)))
+            }
+            Packet::Subscribe(sub) => {
+                let mut codes = Vec::with_capacity(sub.filters.len());
+                for f in &sub.filters {
+                    let channel = protocol::topic::check_device_subscribe(s.device, &f.path)
+                        .map_err(|e| DisconnectReason::Violation(e.to_string()))?;
+                    self.sessions.subscribe(s.device, s.id, channel, true);
+                    // Server messages go out at QoS 0 (PROTOCOL.md); the grant echoes the
+                    // request as a broker may deliver below it.
+                    let granted = match f.qos {
+                        QoS::AtMostOnce => QoS::AtMostOnce,
+                        _ => QoS::AtLeastOnce,
+                    };
+                    codes.push(SubscribeReasonCode::Success(granted));
+                }
+                Some(Packet::SubAck(SubAck::new(sub.pkid, codes)))
+            }
+            Packet::Unsubscribe(u) => {
+                for t in &u.topics {
+                    if let Ok(channel) = protocol::topic::check_device_subscribe(s.device, t) {
+                        self.sessions.subscribe(s.device, s.id, channel, false);
+                    }
+                }
+                Some(Packet::UnsubAck(UnsubAck::new(u.pkid)))
+            }
+            Packet::PingReq => Some(Packet::PingResp),
+            Packet::Disconnect => return Ok(false),
+            // Nothing the front sends asks for these; harmless.
+            Packet::PubAck(_) | Packet::PingResp => None,
+            Packet::Connect(_) => {
+                return Err(DisconnectReason::Violation(
+                    "second CONNECT on one connection".into(),
                 ));
             }
+            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+                return Err(DisconnectReason::Violation(
+                    "QoS 2 flow packet; LockerFleet uses QoS 0 and 1 only".into(),
+                ));
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) => {
+                return Err(DisconnectReason::Violation(
+                    "a server-to-client packet sent by the device".into(),
+                ));
+            }
+        };
+        if let Some(r) = reply {
+            r.write(out, usize::MAX)
+                .map_err(|e| DisconnectReason::Io(format!("reply not encodable: {e}")))?;
         }
+        Ok(true)
     }
+}
+
+/// A server message as a QoS 0 PUBLISH on the device's own topic.
+fn encode_down(s: &Session<'_>, d: Down, out: &mut BytesMut) {
+    let Some((_, topic)) = s.topics.iter().find(|(c, _)| *c == d.channel) else {
+        // `Downlink` only delivers subscribed channels, which are these three.
+        return;
+    };
+    let publish = Publish::from_bytes(topic.as_str(), QoS::AtMostOnce, d.payload);
+    if let Err(e) = Packet::Publish(publish).write(out, usize::MAX) {
+        tracing::error!(device = %s.device, error = %e, "server message not encodable; dropped");
+    }
+}
+
+/// Writes and flushes what is pending. A device that stops reading must not hold its
+/// session (and the shutdown) forever.
+async fn write_out<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut BytesMut,
+) -> Result<(), DisconnectReason> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        io.write_all(out).await?;
+        io.flush().await
+    };
+    let result = match tokio::time::timeout(STALLED_WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DisconnectReason::Io(e.to_string())),
+        Err(_) => Err(DisconnectReason::Io(format!(
+            "device did not read for {} s",
+            STALLED_WRITE_TIMEOUT.as_secs()
+        ))),
+    };
+    out.clear();
+    result
 }
 
 /// Reads one whole packet. `Ok(None)` when the peer closed before sending one.
@@ -392,11 +430,12 @@ async fn read_packet<R: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<Option<Packet>, String> {
     loop {
-        match V4.read_mut(buf, max) {
+        match Packet::read(buf, max) {
             Ok(p) => return Ok(Some(p)),
             Err(MqttError::InsufficientBytes(_)) => {}
             Err(e) => return Err(format!("malformed packet: {e}")),
         }
+        buf.reserve(READ_CHUNK);
         match rx.read_buf(buf).await {
             Ok(0) => return Ok(None),
             Ok(_) => {}

@@ -1,14 +1,21 @@
-//! The embedded MQTT broker: rumqttd on loopback behind our own mutual-TLS front.
+//! The embedded MQTT broker: our own mutual-TLS front that owns every device session, with
+//! rumqttd's router carrying device messages to the server.
 //!
 //! rumqttd routes messages well but has no usable TLS (a handshake blocks its accept loop), no
-//! per-client topic rules, and no connect/disconnect events (see `STACK-NOTES.md` and
-//! `docs/adr/0001-broker-front.md`). So rumqttd listens on a loopback port without TLS, and
-//! [`front`] owns the public port: it terminates TLS with a handshake timeout, takes the device
-//! id from the client certificate, checks every CONNECT, PUBLISH and SUBSCRIBE against the
-//! device's own `devices/{id}/` subtree, and reports each session's start and end exactly.
-
+//! per-client topic rules, no connect/disconnect events, and a filter per device makes its
+//! subscription matching quadratic in the fleet (see `STACK-NOTES.md`,
+//! `docs/adr/0001-broker-front.md` and `docs/adr/0008-front-owns-sessions.md`). So [`front`]
+//! owns the public port and the MQTT sessions: it terminates TLS with a handshake timeout,
+//! takes the device id from the client certificate, checks every CONNECT, PUBLISH and SUBSCRIBE
+//! against the device's own `devices/{id}/` subtree, answers keep-alives and acknowledgements,
+//! reports each session's start and end exactly, publishes checked device messages into
+//! rumqttd on one in-process link (the server reads them on another), and writes server →
+//! device messages ([`Downlink`]) straight to the device's connection.
 mod front;
 mod router;
+mod sessions;
+
+pub use sessions::{Delivery, Downlink};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,8 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use rumqttd::local::{LinkRx, LinkTx};
-pub use rumqttd::protocol::{Packet, Publish};
+pub use rumqttd::local::LinkRx;
 pub use rumqttd::{Forward, Notification};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +77,10 @@ pub enum DisconnectReason {
     ClientDisconnect,
     /// The device closed the socket without DISCONNECT.
     ClientClosed,
-    /// rumqttd closed the session: keep-alive timeout or the same id connected again.
-    BrokerClosed,
+    /// Nothing came from the device for 1.5 × its keep-alive interval.
+    KeepAliveTimeout,
+    /// The same device connected again; this older session was closed.
+    TakenOver,
     /// A socket error.
     Io(String),
     /// The device broke a topic or protocol rule and was disconnected.
@@ -86,9 +94,8 @@ impl std::fmt::Display for DisconnectReason {
         match self {
             DisconnectReason::ClientDisconnect => f.write_str("client disconnected"),
             DisconnectReason::ClientClosed => f.write_str("connection closed by client"),
-            DisconnectReason::BrokerClosed => {
-                f.write_str("closed by broker (keep-alive timeout or session taken over)")
-            }
+            DisconnectReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
+            DisconnectReason::TakenOver => f.write_str("session taken over by a new connection"),
             DisconnectReason::Io(e) => write!(f, "network error: {e}"),
             DisconnectReason::Violation(e) => write!(f, "policy violation: {e}"),
             DisconnectReason::Shutdown => f.write_str("server shutting down"),
@@ -101,8 +108,9 @@ impl std::fmt::Display for DisconnectReason {
 pub enum PresenceEvent {
     Connected {
         device: DeviceId,
-        /// Unique per session in this process: a device that reconnects before its old
-        /// session is reaped has two, and is online while any is open.
+        /// Unique per session in this process: a device that reconnects has two for a
+        /// moment (the new one is reported before the old one ends), and is online while
+        /// any is open.
         session: u64,
         peer: SocketAddr,
         at: SystemTime,
@@ -126,6 +134,12 @@ pub struct FrontStats {
     pub identity_rejected: AtomicU64,
     pub violations: AtomicU64,
     pub sessions: AtomicU64,
+    /// Server → device messages handed to a connection.
+    pub downlink_queued: AtomicU64,
+    /// Server → device messages for a device that was offline or not subscribed.
+    pub downlink_undeliverable: AtomicU64,
+    /// Server → device messages dropped because the device stopped reading.
+    pub downlink_dropped_full: AtomicU64,
 }
 
 impl FrontStats {
@@ -139,12 +153,14 @@ pub struct Broker {
     local_addr: SocketAddr,
     stats: Arc<FrontStats>,
     /// The server's in-process link; taken once by [`Broker::take_link`].
-    link: Option<(LinkTx, LinkRx)>,
+    link: Option<LinkRx>,
+    downlink: Downlink,
 }
 
 impl Broker {
-    /// Starts rumqttd on a loopback port, opens the server's in-process link, and starts the
-    /// TLS front on `cfg.listen`. Presence events go to `presence`.
+    /// Starts rumqttd's router with the server's in-process link subscribed to every
+    /// device's uplink channels, and the TLS front on `cfg.listen`. Presence events go to
+    /// `presence`.
     pub async fn start(
         cfg: BrokerConfig,
         tls: Arc<rustls::ServerConfig>,
@@ -152,7 +168,7 @@ impl Broker {
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Broker, BrokerError> {
-        let internal = router::start(cfg.max_connections, cfg.max_packet_size).await?;
+        let internal = router::start().await?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| BrokerError::Bind {
@@ -164,20 +180,25 @@ impl Broker {
             source,
         })?;
         let stats = Arc::new(FrontStats::default());
+        let sessions = Arc::new(sessions::Sessions::default());
         let front = front::Front {
             cfg,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
-            internal_addr: internal.addr,
-            internal_login: internal.login,
+            uplink: internal.uplink,
+            sessions: sessions.clone(),
             presence,
             stats: stats.clone(),
             cancel,
             tracker: tracker.clone(),
         };
         tracker.spawn(front.serve(listener));
-        tracing::info!(%local_addr, internal = %internal.addr, "broker front listening");
+        tracing::info!(%local_addr, "broker front listening");
         Ok(Broker {
             local_addr,
+            downlink: Downlink {
+                sessions,
+                stats: stats.clone(),
+            },
             stats,
             link: Some(internal.link),
         })
@@ -191,9 +212,15 @@ impl Broker {
         self.stats.clone()
     }
 
-    /// The server's in-process link into the router (subscribe and publish as a local client).
-    pub fn take_link(&mut self) -> Option<(LinkTx, LinkRx)> {
+    /// The server's in-process link into the router, already subscribed to every device's
+    /// events, state, acks and health.
+    pub fn take_link(&mut self) -> Option<LinkRx> {
         self.link.take()
+    }
+
+    /// Sends server → device messages (commands, receipts, code sets) to connected devices.
+    pub fn downlink(&self) -> Downlink {
+        self.downlink.clone()
     }
 }
 

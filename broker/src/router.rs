@@ -1,59 +1,55 @@
-//! Starts rumqttd's router and its plain listener on a loopback port, and the server's link.
+//! Starts rumqttd's router with two in-process links: the front publishes every device's
+//! uplink messages on one, the server subscribes to them on the other.
 //!
-//! rumqttd makes its own threads and runtimes and cannot be stopped; the router and listener
-//! live as long as the process. Its calls block (flume sends), so they run off the async
-//! workers.
+//! rumqttd makes its own threads and cannot be stopped; the router lives as long as the
+//! process. Its link calls block (flume sends), so the front's publishes run on an OS thread
+//! of their own, fed by a bounded channel whose back-pressure reaches each device's reads.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
 
-use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::{ConnectionSettings, LinkType, RouterConfig, SegmentConfig, Server, ServerSettings};
+use bytes::Bytes;
+use rumqttd::local::{LinkBuilder, LinkRx};
+use rumqttd::{RouterConfig, SegmentConfig};
+use tokio::sync::mpsc;
 
 use crate::BrokerError;
 
+/// A checked device → server message on its way into the router.
+#[derive(Debug)]
+pub(crate) struct Up {
+    pub topic: Bytes,
+    pub payload: Bytes,
+}
+
+/// Messages from all devices waiting for the router. When it is full, devices' reads wait.
+const UPLINK_QUEUE: usize = 4096;
+
 pub(crate) struct Internal {
-    pub addr: SocketAddr,
-    pub link: (LinkTx, LinkRx),
-    /// Credentials the internal listener requires; only the front has them.
-    pub login: (String, String),
+    /// The server's link, subscribed to every device's uplink channels.
+    pub link: LinkRx,
+    /// Where the front puts checked device messages.
+    pub uplink: mpsc::Sender<Up>,
 }
 
-const FRONT_USER: &str = "lockerfleet-front";
-
-/// 32 random bytes from the OS as hex.
-fn secret() -> Result<String, BrokerError> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| BrokerError::Router("the OS random source failed".into()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// The device → server filters hold the ingest backlog; they get a bigger commit log than
-/// the per-device command and receipt filters, of which there are thousands: (channel,
-/// segment size, segments). Heartbeats are small, QoS 0 and replaced by the next: 2 MiB holds
-/// a minute of 10,000 devices beating every 30 s.
-const BIG_FILTERS: [(protocol::Channel, usize, usize); 4] = [
-    (protocol::Channel::Events, 16 * 1024 * 1024, 4),
-    (protocol::Channel::Acks, 16 * 1024 * 1024, 4),
-    (protocol::Channel::State, 16 * 1024 * 1024, 4),
+/// The uplink filters are the only ones in the router: (channel, segment size, segments).
+/// Each is a commit log kept in RAM up to size × count whether or not it has been read, so it
+/// is sized to ride out a short stall of the server's reader (≈ 40,000 event batches), not
+/// more: anything lost beyond that is re-sent by the devices, which keep it until receipted.
+const FILTERS: [(protocol::Channel, usize, usize); 4] = [
+    (protocol::Channel::Events, 4 * 1024 * 1024, 3),
+    (protocol::Channel::Acks, 1024 * 1024, 2),
+    (protocol::Channel::State, 2 * 1024 * 1024, 2),
     (protocol::Channel::Health, 1024 * 1024, 2),
 ];
 
-pub(crate) async fn start(
-    max_connections: usize,
-    max_packet_size: usize,
-) -> Result<Internal, BrokerError> {
-    tokio::task::spawn_blocking(move || start_blocking(max_connections, max_packet_size))
+pub(crate) async fn start() -> Result<Internal, BrokerError> {
+    tokio::task::spawn_blocking(start_blocking)
         .await
         .map_err(|e| BrokerError::Router(format!("router start panicked: {e}")))?
 }
 
-fn start_blocking(max_connections: usize, max_packet_size: usize) -> Result<Internal, BrokerError> {
-    let custom_segment: HashMap<String, SegmentConfig> = BIG_FILTERS
+fn start_blocking() -> Result<Internal, BrokerError> {
+    let custom_segment: HashMap<String, SegmentConfig> = FILTERS
         .iter()
         .map(|&(c, size, count)| {
             (
@@ -66,14 +62,12 @@ fn start_blocking(max_connections: usize, max_packet_size: usize) -> Result<Inte
         })
         .collect();
     let router_config = RouterConfig {
-        // The front, the server's link, and headroom for sessions being replaced.
-        max_connections: max_connections + 64,
+        // Two links (front and server); rumqttd sizes per-connection tables by this.
+        max_connections: 8,
         max_outgoing_packet_count: 1000,
-        // Every device has its own command and receipt filters, each a commit log kept in
-        // RAM up to size × count: small messages read at once, so 2 × 4 KiB each keeps
-        // 10,000 devices under 200 MB even when every log is full.
-        max_segment_size: 4 * 1024,
-        max_segment_count: 2,
+        // No other filter should ever exist; keep any stray one small.
+        max_segment_size: 64 * 1024,
+        max_segment_count: 1,
         custom_segment: Some(custom_segment),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
@@ -81,73 +75,46 @@ fn start_blocking(max_connections: usize, max_packet_size: usize) -> Result<Inte
     let router = rumqttd::Router::new(0, router_config);
     let router_tx = router.spawn();
 
-    // The server's link must create filters on publish: without dynamic filters, rumqttd
-    // disconnects a client that publishes to a topic nobody subscribes to yet (a command to a
-    // device that is offline).
-    let (link_tx, link_rx, _) = LinkBuilder::new("fleet-server", router_tx.clone())
-        .dynamic_filters(true)
+    let (mut server_tx, server_rx, _) = LinkBuilder::new("fleet-server", router_tx.clone())
         .build()
         .map_err(|e| BrokerError::Router(format!("server link: {e}")))?;
-
-    // rumqttd cannot report a port it bound itself, so reserve a free loopback port here and
-    // hand it over. The window between drop and its bind is tiny and loopback-only; a failed
-    // bind shows up below as a listener that never answers.
-    let addr = {
-        let probe = TcpListener::bind(("127.0.0.1", 0))
-            .map_err(|e| BrokerError::Router(format!("no free loopback port: {e}")))?;
-        probe
-            .local_addr()
-            .map_err(|e| BrokerError::Router(e.to_string()))?
-    };
-    let password = secret()?;
-    let settings = ServerSettings {
-        name: "internal".into(),
-        listen: addr,
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 10_000,
-            max_payload_size: max_packet_size,
-            max_inflight_count: 200,
-            auth: Some(HashMap::from([(FRONT_USER.to_owned(), password.clone())])),
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    let mut server = Server::new(settings, router_tx, rumqttd::protocol::v4::V4);
-    std::thread::Builder::new()
-        .name("mqtt-internal".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "internal MQTT listener runtime failed");
-                    return;
-                }
-            };
-            runtime.block_on(async {
-                if let Err(e) = server.start(LinkType::Remote).await {
-                    tracing::error!(error = ?e, "internal MQTT listener stopped");
-                }
-            });
-        })
-        .map_err(|e| BrokerError::Router(format!("listener thread: {e}")))?;
-
-    // Wait until the listener answers so the front never forwards into nothing.
-    for _ in 0..200 {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
-            return Ok(Internal {
-                addr,
-                link: (link_tx, link_rx),
-                login: (FRONT_USER.to_owned(), password),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    // Subscribed before the front accepts anyone: no device message can arrive unrouted.
+    for (channel, _, _) in FILTERS {
+        server_tx
+            .subscribe(protocol::topic::all_devices_filter(channel))
+            .map_err(|e| BrokerError::Router(format!("server subscribe: {e}")))?;
     }
-    Err(BrokerError::Router(format!(
-        "rumqttd did not start listening on {addr}"
-    )))
+    let (mut front_tx, mut front_rx, _) = LinkBuilder::new("lockerfleet-front", router_tx)
+        .build()
+        .map_err(|e| BrokerError::Router(format!("front link: {e}")))?;
+
+    let (uplink, mut rx) = mpsc::channel::<Up>(UPLINK_QUEUE);
+    std::thread::Builder::new()
+        .name("mqtt-uplink".into())
+        .spawn(move || {
+            // The server's sending half is never used, but the link lives while it does.
+            let _server_tx = server_tx;
+            let mut sent = 0u64;
+            while let Some(up) = rx.blocking_recv() {
+                // QoS 0 inside the process: the device's QoS 1 was answered by the front,
+                // and delivery is guaranteed end to end by receipts, not by the router.
+                if let Err(e) = front_tx.publish(up.topic, up.payload) {
+                    tracing::error!(error = %e, "router link closed; device messages stop");
+                    break;
+                }
+                // The router answers QoS 0 publishes with nothing (only the link's CONNACK
+                // waits there), but keep this link's notifications from piling up should
+                // that ever change.
+                sent += 1;
+                if sent % 1024 == 1 {
+                    while let Ok(Some(_)) = front_rx.recv_deadline(std::time::Instant::now()) {}
+                }
+            }
+        })
+        .map_err(|e| BrokerError::Router(format!("uplink thread: {e}")))?;
+
+    Ok(Internal {
+        link: server_rx,
+        uplink,
+    })
 }

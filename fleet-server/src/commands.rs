@@ -132,8 +132,7 @@ impl Commands {
             action: CommandAction::Open { box_no },
         };
         self.publisher
-            .publish(device, Channel::Commands, protocol::encode(&cmd))
-            .await;
+            .publish(device, Channel::Commands, protocol::encode(&cmd));
         Ok(())
     }
 

@@ -197,10 +197,12 @@ impl Writer {
             let up_to = mark.acked;
             marks.insert(device.clone(), mark);
             let receipt = Receipt { v: 1, up_to };
-            self.publisher
-                .publish(&device, Channel::Receipts, protocol::encode(&receipt))
-                .await;
-            self.metrics.receipts_sent.inc();
+            let delivery =
+                self.publisher
+                    .publish(&device, Channel::Receipts, protocol::encode(&receipt));
+            if delivery == broker::Delivery::Queued {
+                self.metrics.receipts_sent.inc();
+            }
         }
         // The durable copy of each command outcome; the command service ignores repeats.
         for (device, event) in ingest.events {

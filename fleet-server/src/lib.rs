@@ -144,8 +144,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     .await?;
     let metrics = Metrics::new(broker.stats());
     let health = Health::default();
-    let (link_tx, link_rx) = broker.take_link().context("broker link already taken")?;
-    let publisher = link::start(link_tx).await.context("starting broker link")?;
+    let link_rx = broker.take_link().context("broker link already taken")?;
+    let publisher = link::Publisher::new(broker.downlink());
     let online = Online::default();
     let changes = changes::Changes::default();
 
@@ -163,7 +163,6 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         presence_rx,
         online.clone(),
         store.clone(),
-        publisher.clone(),
         metrics.clone(),
         changes.clone(),
     ));

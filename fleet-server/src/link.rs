@@ -1,46 +1,34 @@
-//! The server's in-process link into the broker: one reader task that dispatches device
-//! messages, and one OS thread that publishes (rumqttd's link calls block on a channel).
+//! The server's side of the broker: one reader task on rumqttd's in-process link that
+//! dispatches device messages, and the [`Publisher`] that hands server messages to devices.
 
 use std::time::Duration;
 
-use broker::{LinkRx, LinkTx, Notification, Packet, Publish};
-use bytes::Bytes;
+use broker::{Delivery, Downlink, LinkRx, Notification};
 use protocol::{Channel, CommandAck, DeviceId, DeviceTopic, EventBatch, Heartbeat, StateSnapshot};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// A message the server sends to a device (or retains for subscribers).
-#[derive(Debug)]
-pub struct Outgoing {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    /// Kept by the broker for later subscribers (presence).
-    pub retain: bool,
-}
-
-/// Cloneable handle to the publisher thread.
+/// Sends server → device messages (commands, receipts, code sets) straight to the device's
+/// connection in the broker front. Never waits; what could not be delivered is counted by
+/// the front, and each sender re-sends what matters (PROTOCOL.md, QoS of server topics).
 #[derive(Clone)]
 pub struct Publisher {
-    tx: mpsc::Sender<Outgoing>,
+    downlink: Downlink,
 }
 
 impl Publisher {
-    /// Queues a message. Waits when the publisher is 10,000 messages behind, which slows
-    /// ingest instead of growing memory.
-    pub async fn publish(&self, device: &DeviceId, channel: Channel, payload: Vec<u8>) {
-        let topic = protocol::topic::device_topic(device, channel);
-        // Presence is the only state-like topic the server writes.
-        let retain = channel == Channel::Presence;
-        let out = Outgoing {
-            topic,
-            payload,
-            retain,
-        };
-        if self.tx.send(out).await.is_err() {
-            tracing::debug!("publisher stopped; message dropped during shutdown");
+    pub fn new(downlink: Downlink) -> Publisher {
+        Publisher { downlink }
+    }
+
+    pub fn publish(&self, device: &DeviceId, channel: Channel, payload: Vec<u8>) -> Delivery {
+        let outcome = self.downlink.deliver(device, channel, payload);
+        if outcome == Delivery::QueueFull {
+            tracing::warn!(%device, ?channel, "device is not reading; server message dropped");
         }
+        outcome
     }
 }
 
@@ -50,51 +38,6 @@ pub enum Inbound {
     Events(DeviceId, EventBatch),
     Snapshot(DeviceId, StateSnapshot),
     Heartbeat(DeviceId, Heartbeat),
-}
-
-/// Subscribes the link to every device's events, state and acks, and starts the publisher
-/// thread. Blocking calls run on the blocking pool.
-pub async fn start(mut link_tx: LinkTx) -> std::io::Result<Publisher> {
-    let link_tx = tokio::task::spawn_blocking(move || {
-        for channel in [
-            Channel::Events,
-            Channel::State,
-            Channel::Acks,
-            Channel::Health,
-        ] {
-            link_tx
-                .subscribe(protocol::topic::all_devices_filter(channel))
-                .map_err(|e| std::io::Error::other(format!("subscribe: {e}")))?;
-        }
-        Ok::<_, std::io::Error>(link_tx)
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(10_000);
-    let runtime = tokio::runtime::Handle::current();
-    std::thread::Builder::new()
-        .name("mqtt-publisher".into())
-        .spawn(move || {
-            let mut link_tx = link_tx;
-            while let Some(out) = rx.blocking_recv() {
-                let result = if out.retain {
-                    // `LinkTx::send` is async in name only (a blocking channel send inside);
-                    // it is the one way to set the retain flag.
-                    let publish =
-                        Publish::new(Bytes::from(out.topic), Bytes::from(out.payload), true);
-                    runtime
-                        .block_on(link_tx.send(Packet::Publish(publish, None)))
-                        .map(|_| ())
-                } else {
-                    link_tx.publish(out.topic, out.payload).map(|_| ())
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "broker link closed; publisher stops");
-                    break;
-                }
-            }
-        })?;
-    Ok(Publisher { tx })
 }
 
 /// Reads the link until cancelled, sending events and snapshots to the ingest writer and

@@ -374,7 +374,7 @@ struct FrontCollector(Arc<FrontStats>);
 impl Collector for FrontCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             (
                 "broker_connections_accepted",
                 "TCP connections accepted on the device port",
@@ -406,6 +406,21 @@ impl Collector for FrontCollector {
                 &s.violations,
             ),
             ("broker_sessions", "MQTT sessions accepted", &s.sessions),
+            (
+                "broker_downlink_queued",
+                "Server messages (commands, receipts, code sets) handed to a device's connection",
+                &s.downlink_queued,
+            ),
+            (
+                "broker_downlink_undeliverable",
+                "Server messages for a device that was offline or not subscribed (re-sent by their senders)",
+                &s.downlink_undeliverable,
+            ),
+            (
+                "broker_downlink_dropped_full",
+                "Server messages dropped because the device stopped reading its connection",
+                &s.downlink_dropped_full,
+            ),
         ];
         for (name, help, value) in counters {
             let c = ConstCounter::new(FrontStats::get(value));

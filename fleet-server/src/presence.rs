@@ -1,17 +1,18 @@
 //! Device presence from the broker front's exact session reports.
 //!
 //! A device is online while it has at least one open session; a reconnect that overlaps the old
-//! session (rumqttd reaps the old one after the new CONNECT) never shows a false offline.
+//! session (the front reports the new one before it ends the old) never shows a false offline.
+//! Operators see presence through the API and its change stream; in the embedded broker no
+//! MQTT client but a device can subscribe, so no `presence` topic is published.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use broker::PresenceEvent;
-use protocol::{Channel, DeviceId, Presence};
+use protocol::DeviceId;
 use tokio::sync::mpsc;
 
-use crate::link::Publisher;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -60,7 +61,6 @@ pub async fn run(
     mut rx: mpsc::Receiver<PresenceEvent>,
     online: Online,
     store: Store,
-    publisher: Publisher,
     metrics: Metrics,
     changes: crate::changes::Changes,
 ) {
@@ -92,15 +92,6 @@ pub async fn run(
         if changed {
             changes.device(device.as_str());
             tracing::info!(%device, online = connected, %reason, "presence");
-            let msg = Presence {
-                v: 1,
-                online: connected,
-                ts: at,
-                reason,
-            };
-            publisher
-                .publish(&device, Channel::Presence, protocol::encode(&msg))
-                .await;
         }
     }
 }

@@ -583,9 +583,7 @@ async fn send_codes(
         grants,
         staff,
     };
-    publisher
-        .publish(device, Channel::Codes, protocol::encode(&msg))
-        .await;
+    publisher.publish(device, Channel::Codes, protocol::encode(&msg));
     service.store.codes_sent(device, crate::now_ms()).await?;
     service.metrics.code_syncs.inc();
     Ok(())

@@ -147,8 +147,8 @@ pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, T
 
 /// The broker front's subscribe rule: exactly the device's own `commands`, `receipts` and
 /// `codes`.
-/// Nothing wider: rumqttd keeps a commit log in RAM for every distinct filter, so each extra
-/// filter a device may create is memory it controls.
+/// Nothing wider: the broker front delivers these three straight to the device's session, and
+/// a wildcard or another device's topic would let a device read what is not its own.
 pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<Channel, TopicError> {
     match DeviceTopic::parse(filter) {
         Ok(t)

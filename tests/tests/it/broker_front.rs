@@ -270,3 +270,94 @@ async fn wills_qos2_and_wide_subscriptions_are_refused() {
         "nothing from the QoS 2 publish is stored"
     );
 }
+
+/// Presence reasons recorded for `id`, oldest first.
+async fn presence_reasons(api: &crate::harness::Api, id: &str) -> Vec<(bool, String)> {
+    let (_, log) = api.get(&format!("/api/v1/devices/{id}/presence")).await;
+    let mut v: Vec<(bool, String)> = log["presence"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["online"].as_bool().unwrap_or(false),
+                        e["reason"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.reverse();
+    v
+}
+
+#[tokio::test]
+async fn the_front_owns_sessions_keep_alive_takeover_and_delivery() {
+    let w = World::new(&["cab-k"]);
+    let server = w.server();
+    let api = server.api();
+
+    // A session receives what the server sends it: an event batch is answered by a receipt
+    // on the device's own receipts topic, written by the front to this connection.
+    let (first, mut el1) = AsyncClient::new(w.device_options("cab-k", "cab-k", server.mqtt), 10);
+    connack(&mut el1).await.expect("first session");
+    first
+        .subscribe("devices/cab-k/receipts", QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    first
+        .publish("devices/cab-k/events", QoS::AtLeastOnce, false, batch(1))
+        .await
+        .expect("queued");
+    let receipt = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match el1.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => return p,
+                Ok(_) => {}
+                Err(e) => panic!("first session failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a receipt within 10 s");
+    assert_eq!(receipt.topic, "devices/cab-k/receipts");
+    let receipt: serde_json::Value = serde_json::from_slice(&receipt.payload).expect("json");
+    assert_eq!(receipt["up_to"], 1, "{receipt}");
+
+    // The same device connecting again takes the session over; the old connection is
+    // closed and the device never shows offline in between.
+    let mut o = w.device_options("cab-k", "cab-k", server.mqtt);
+    o.set_keep_alive(Duration::from_secs(1));
+    let (_second, mut el2) = AsyncClient::new(o, 10);
+    connack(&mut el2).await.expect("second session");
+    let connected_at = Instant::now();
+    assert!(closed(&mut el1).await, "the old session stayed open");
+    let reasons = eventually(Duration::from_secs(10), "the takeover recorded", || async {
+        let r = presence_reasons(&api, "cab-k").await;
+        r.iter()
+            .any(|(_, why)| why.contains("taken over"))
+            .then_some(r)
+    })
+    .await;
+    assert!(
+        reasons.iter().all(|(online, _)| *online),
+        "the device looked offline during the takeover: {reasons:?}"
+    );
+
+    // Silent past 1.5 × its 1 s keep-alive (its event loop is not polled, so no PINGREQ):
+    // the front ends the session and says why.
+    eventually(Duration::from_secs(10), "a keep-alive timeout", || async {
+        presence_reasons(&api, "cab-k")
+            .await
+            .last()
+            .is_some_and(|(online, why)| !online && why == "keep-alive timeout")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        connected_at.elapsed() >= Duration::from_millis(1200),
+        "closed before 1.5 × keep-alive: {:?}",
+        connected_at.elapsed()
+    );
+    drop(el2);
+}

@@ -1,0 +1,240 @@
+//! The front's session registry: which device is connected on which session, what it has
+//! subscribed, and the queue to its connection that server → device messages go into.
+//!
+//! Server → device traffic never enters rumqttd: every such topic has exactly one reader (its
+//! device), and a filter per device in rumqttd made each new subscription and each new topic
+//! scan all the others (quadratic in the fleet, see `docs/adr/0008-front-owns-sessions.md`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use protocol::{Channel, DeviceId};
+use tokio::sync::mpsc;
+
+use crate::FrontStats;
+
+/// Messages waiting for one device's socket. A device reads a few small messages a minute;
+/// a full queue means it stopped reading, and the message is dropped and counted.
+pub(crate) const DOWNLINK_QUEUE: usize = 64;
+
+/// A server → device message on its way to the connection.
+#[derive(Debug)]
+pub(crate) struct Down {
+    pub channel: Channel,
+    pub payload: Bytes,
+}
+
+struct Entry {
+    session: u64,
+    /// Bit per subscribed channel, see [`bit`].
+    subscribed: u8,
+    tx: mpsc::Sender<Down>,
+}
+
+fn bit(channel: Channel) -> u8 {
+    match channel {
+        Channel::Commands => 1,
+        Channel::Receipts => 2,
+        Channel::Codes => 4,
+        // Devices may subscribe to nothing else (`protocol::topic::check_device_subscribe`).
+        _ => 0,
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<DeviceId, Entry>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Entry>> {
+        // A panic while holding this lock leaves a consistent map (each operation is one
+        // insert, remove or bit change), so a poisoned lock is still usable.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new session of `device`. An older session of the same device loses its
+    /// entry: its queue's sender is dropped, which ends that connection as taken over.
+    pub fn open(&self, device: &DeviceId, session: u64) -> mpsc::Receiver<Down> {
+        let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
+        let entry = Entry {
+            session,
+            subscribed: 0,
+            tx,
+        };
+        self.lock().insert(device.clone(), entry);
+        rx
+    }
+
+    /// Marks `channel` subscribed or not for this session (no-op once it was taken over).
+    pub fn subscribe(&self, device: &DeviceId, session: u64, channel: Channel, on: bool) {
+        if let Some(e) = self.lock().get_mut(device)
+            && e.session == session
+        {
+            if on {
+                e.subscribed |= bit(channel);
+            } else {
+                e.subscribed &= !bit(channel);
+            }
+        }
+    }
+
+    /// Removes the session's entry unless a newer session already replaced it.
+    pub fn close(&self, device: &DeviceId, session: u64) {
+        let mut map = self.lock();
+        if map.get(device).is_some_and(|e| e.session == session) {
+            map.remove(device);
+        }
+    }
+}
+
+/// What became of a message given to [`Downlink::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the device's connection.
+    Queued,
+    /// No session: the device is offline. The server re-sends what matters when it is back.
+    Offline,
+    /// Connected, but not subscribed to this channel (yet).
+    NotSubscribed,
+    /// The device has not read its last messages; this one was dropped.
+    QueueFull,
+}
+
+/// Hands server → device messages straight to the device's connection in the front.
+/// Never waits: a slow or absent device cannot slow the caller (the ingest writer sends
+/// receipts through it).
+#[derive(Clone)]
+pub struct Downlink {
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) stats: Arc<FrontStats>,
+}
+
+impl Downlink {
+    pub fn deliver(
+        &self,
+        device: &DeviceId,
+        channel: Channel,
+        payload: impl Into<Bytes>,
+    ) -> Delivery {
+        let outcome = {
+            let map = self.sessions.lock();
+            match map.get(device) {
+                None => Delivery::Offline,
+                Some(e) if e.subscribed & bit(channel) == 0 || bit(channel) == 0 => {
+                    Delivery::NotSubscribed
+                }
+                Some(e) => {
+                    let down = Down {
+                        channel,
+                        payload: payload.into(),
+                    };
+                    match e.tx.try_send(down) {
+                        Ok(()) => Delivery::Queued,
+                        // Closed: the connection is ending; same as offline for the caller.
+                        Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
+                        Err(mpsc::error::TrySendError::Full(_)) => Delivery::QueueFull,
+                    }
+                }
+            }
+        };
+        let counter = match outcome {
+            Delivery::Queued => &self.stats.downlink_queued,
+            Delivery::Offline | Delivery::NotSubscribed => &self.stats.downlink_undeliverable,
+            Delivery::QueueFull => &self.stats.downlink_dropped_full,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(s: &str) -> DeviceId {
+        DeviceId::parse(s).expect("valid id")
+    }
+
+    fn downlink() -> Downlink {
+        Downlink {
+            sessions: Arc::new(Sessions::default()),
+            stats: Arc::new(FrontStats::default()),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_only_to_subscribed_channels_of_the_live_session() {
+        let d = downlink();
+        let cab = dev("cab-1");
+        assert_eq!(d.deliver(&cab, Channel::Receipts, "x"), Delivery::Offline);
+        let mut rx = d.sessions.open(&cab, 1);
+        assert_eq!(
+            d.deliver(&cab, Channel::Receipts, "x"),
+            Delivery::NotSubscribed
+        );
+        d.sessions.subscribe(&cab, 1, Channel::Receipts, true);
+        assert_eq!(d.deliver(&cab, Channel::Receipts, "r1"), Delivery::Queued);
+        assert_eq!(
+            d.deliver(&cab, Channel::Commands, "c"),
+            Delivery::NotSubscribed
+        );
+        // Devices cannot subscribe to their own uplink channels; nothing is delivered there.
+        d.sessions.subscribe(&cab, 1, Channel::Events, true);
+        assert_eq!(
+            d.deliver(&cab, Channel::Events, "e"),
+            Delivery::NotSubscribed
+        );
+        let got = rx.recv().await.expect("queued message");
+        assert_eq!(
+            (got.channel, &got.payload[..]),
+            (Channel::Receipts, &b"r1"[..])
+        );
+
+        d.sessions.subscribe(&cab, 1, Channel::Receipts, false);
+        assert_eq!(
+            d.deliver(&cab, Channel::Receipts, "x"),
+            Delivery::NotSubscribed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_session_takes_over_and_the_old_one_cannot_remove_it() {
+        let d = downlink();
+        let cab = dev("cab-1");
+        let mut old = d.sessions.open(&cab, 1);
+        let mut new = d.sessions.open(&cab, 2);
+        // The old connection learns it was replaced: its queue is closed.
+        assert!(old.recv().await.is_none());
+        // Its late subscribe and close leave the new session alone.
+        d.sessions.subscribe(&cab, 1, Channel::Codes, true);
+        d.sessions.close(&cab, 1);
+        assert_eq!(
+            d.deliver(&cab, Channel::Codes, "x"),
+            Delivery::NotSubscribed
+        );
+        d.sessions.subscribe(&cab, 2, Channel::Codes, true);
+        assert_eq!(d.deliver(&cab, Channel::Codes, "v2"), Delivery::Queued);
+        assert_eq!(&new.recv().await.expect("message").payload[..], b"v2");
+        d.sessions.close(&cab, 2);
+        assert_eq!(d.deliver(&cab, Channel::Codes, "x"), Delivery::Offline);
+    }
+
+    #[test]
+    fn a_device_that_does_not_read_loses_messages_not_memory() {
+        let d = downlink();
+        let cab = dev("cab-1");
+        let _rx = d.sessions.open(&cab, 1);
+        d.sessions.subscribe(&cab, 1, Channel::Receipts, true);
+        for _ in 0..DOWNLINK_QUEUE {
+            assert_eq!(d.deliver(&cab, Channel::Receipts, "r"), Delivery::Queued);
+        }
+        assert_eq!(d.deliver(&cab, Channel::Receipts, "r"), Delivery::QueueFull);
+        assert_eq!(FrontStats::get(&d.stats.downlink_dropped_full), 1);
+        assert_eq!(
+            FrontStats::get(&d.stats.downlink_queued),
+            DOWNLINK_QUEUE as u64
+        );
+    }
+}
