@@ -62,6 +62,7 @@ impl Front {
     pub async fn serve(self, listener: TcpListener) {
         let this = Arc::new(self);
         let limit = Arc::new(Semaphore::new(this.cfg.max_connections));
+        let handshakes = Arc::new(Semaphore::new(this.cfg.max_handshakes.max(1)));
         loop {
             let accepted = tokio::select! {
                 _ = this.cancel.cancelled() => break,
@@ -83,21 +84,50 @@ impl Front {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let conn = this.clone();
+            let (conn, handshakes) = (this.clone(), handshakes.clone());
             this.tracker.spawn(async move {
                 conn.stats.active.fetch_add(1, Ordering::Relaxed);
-                conn.connection(tcp, peer).await;
+                conn.connection(tcp, peer, &handshakes).await;
                 conn.stats.active.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
         }
     }
 
-    async fn connection(&self, tcp: TcpStream, peer: SocketAddr) {
+    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, handshakes: &Semaphore) {
         let timeout = self.cfg.handshake_timeout;
         // Each connection runs in its own task and every wait before the session is bounded,
         // so an idle or slow client can hold only its own slot.
-        let mut tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The ClientHello costs nothing to read; the cryptography after it does. A slot is
+        // taken only once a client has said hello, so sockets that never speak hold none.
+        let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let start = match tokio::time::timeout_at(deadline, hello).await {
+            Ok(Ok(start)) => start,
+            Ok(Err(e)) => {
+                inc(&self.stats.handshake_failed);
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                inc(&self.stats.handshake_timeout);
+                tracing::info!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let slot = match tokio::time::timeout_at(deadline, handshakes.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                inc(&self.stats.handshake_queue_timeout);
+                tracing::debug!(%peer, "no TLS handshake slot in time; closed");
+                return;
+            }
+        };
+        let accepted =
+            tokio::time::timeout_at(deadline, start.into_stream(self.acceptor.config().clone()))
+                .await;
+        drop(slot);
+        let mut tls = match accepted {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 inc(&self.stats.handshake_failed);

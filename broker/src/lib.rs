@@ -57,6 +57,12 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// Time allowed for the TLS handshake and then for the MQTT CONNECT.
     pub handshake_timeout: Duration,
+    /// TLS handshakes worked on at once (counted from the ClientHello). When a whole fleet
+    /// reconnects, handshakes share the CPU: without a bound every one of them slows down past
+    /// its client's timeout and all are wasted. With it, each finishes in milliseconds and the
+    /// rest wait their turn (within `handshake_timeout` from accept, else they are closed and
+    /// the device retries later).
+    pub max_handshakes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +72,7 @@ impl Default for BrokerConfig {
             max_connections: 20_000,
             max_packet_size: 256 * 1024,
             handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 64,
         }
     }
 }
@@ -131,6 +138,8 @@ pub struct FrontStats {
     pub rejected_limit: AtomicU64,
     pub handshake_failed: AtomicU64,
     pub handshake_timeout: AtomicU64,
+    /// Connections closed because no handshake slot freed up within the handshake timeout.
+    pub handshake_queue_timeout: AtomicU64,
     pub identity_rejected: AtomicU64,
     pub violations: AtomicU64,
     pub sessions: AtomicU64,

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_packet_size: usize,
     pub handshake_timeout_ms: u64,
+    /// TLS handshakes worked on at once; more connections wait their turn (see
+    /// `broker::BrokerConfig::max_handshakes`).
+    pub max_handshakes: usize,
     /// Most events written in one database transaction.
     pub ingest_batch: usize,
     /// The master secret that derives cabinet code keys; default
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             max_packet_size: 256 * 1024,
             handshake_timeout_ms: 5_000,
+            max_handshakes: 64,
             ingest_batch: 2_000,
             master_secret_file: None,
             code_digits: 8,
@@ -192,6 +196,9 @@ impl ServerConfig {
         };
         if self.command_ttl_secs == 0 || self.command_ttl_secs > 3600 {
             return bad("command_ttl_secs", "must be between 1 and 3600 seconds");
+        }
+        if self.max_handshakes == 0 {
+            return bad("max_handshakes", "must be at least 1");
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");

@@ -135,6 +135,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             max_connections: cfg.max_connections,
             max_packet_size: cfg.max_packet_size,
             handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
+            max_handshakes: cfg.max_handshakes,
         },
         tls,
         presence_tx,

@@ -374,7 +374,7 @@ struct FrontCollector(Arc<FrontStats>);
 impl Collector for FrontCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             (
                 "broker_connections_accepted",
                 "TCP connections accepted on the device port",
@@ -394,6 +394,11 @@ impl Collector for FrontCollector {
                 "broker_handshake_timeout",
                 "Connections closed for not finishing TLS or CONNECT in time",
                 &s.handshake_timeout,
+            ),
+            (
+                "broker_handshake_queue_timeout",
+                "Connections closed because no TLS handshake slot freed up in time (max_handshakes)",
+                &s.handshake_queue_timeout,
             ),
             (
                 "broker_identity_rejected",
