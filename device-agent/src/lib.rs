@@ -6,6 +6,7 @@
 //! code grants), the keypad (codes and staff credentials verified locally), and one task per
 //! command. A lock operation never waits on the network.
 
+pub mod backoff;
 pub mod codes;
 pub mod config;
 pub mod control;
@@ -29,6 +30,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use backoff::Backoff;
 pub use codes::CodeBook;
 pub use config::{AgentConfig, FakeSettings};
 pub use driver::{DriverError, FakeConfig, FakeLocks, LockDriver, Signals};
@@ -388,8 +390,7 @@ async fn drive(
     max_backoff: Duration,
     id: DeviceId,
 ) {
-    let min_backoff = Duration::from_millis(100);
-    let mut backoff = min_backoff;
+    let mut backoff = Backoff::new(max_backoff);
     let mut failures = 0u32;
     loop {
         let event = tokio::select! {
@@ -399,7 +400,7 @@ async fn drive(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 if ack.code == rumqttc::ConnectReturnCode::Success {
-                    backoff = min_backoff;
+                    backoff.reset();
                     failures = 0;
                     tracing::info!(device = %id, "connected");
                     let _ = tx.send(Net::Connected).await;
@@ -412,8 +413,7 @@ async fn drive(
             Err(e) => {
                 let _ = tx.send(Net::Disconnected).await;
                 failures += 1;
-                let jitter = rand::thread_rng().gen_range(0.5..1.5);
-                let wait = backoff.mul_f64(jitter);
+                let wait = backoff.next_wait();
                 // The first failure after a session is news; the retries are not.
                 if failures == 1 {
                     tracing::warn!(device = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "connection lost");
@@ -424,7 +424,6 @@ async fn drive(
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(max_backoff);
             }
         }
     }

@@ -30,6 +30,10 @@ pub struct ScaleOptions {
     /// TLS handshakes in flight at once while the fleet connects.
     #[arg(long, default_value_t = 200)]
     pub connect_concurrency: usize,
+    /// Longest reconnect wait, as the agent's `max_backoff_ms` (exponential from 100 ms,
+    /// jittered ±50%, exactly the agent's policy).
+    #[arg(long, default_value_t = 30_000)]
+    pub max_backoff_ms: u64,
 }
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -82,6 +86,29 @@ fn start_server(
 }
 
 /// VmRSS and VmHWM of a process, in MB.
+/// The front's connection counters from the server's `/metrics`, to show where a storm's
+/// time went (handshakes timed out or queued out, refused at the limit).
+async fn print_front_counters(http: SocketAddr) {
+    let Ok(res) = reqwest::get(format!("http://{http}/metrics")).await else {
+        return;
+    };
+    let Ok(text) = res.text().await else { return };
+    let wanted = [
+        "lockerfleet_broker_connections_accepted_total",
+        "lockerfleet_broker_sessions_total",
+        "lockerfleet_broker_handshake_failed_total",
+        "lockerfleet_broker_handshake_timeout_total",
+        "lockerfleet_broker_handshake_queue_timeout_total",
+        "lockerfleet_broker_connections_rejected_limit_total",
+    ];
+    let found: Vec<String> = text
+        .lines()
+        .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
+        .map(|l| l.trim_start_matches("lockerfleet_broker_").to_owned())
+        .collect();
+    println!("  front since restart: {}", found.join(", "));
+}
+
 fn rss_mb(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
@@ -174,14 +201,23 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
             ));
         let (client, mut el) = AsyncClient::new(o, 16);
         let (dev, gate) = (dev.clone(), gate.clone());
+        let mut backoff = device_agent::Backoff::new(Duration::from_millis(opts.max_backoff_ms));
         let receipts = protocol::topic::device_topic(id, Channel::Receipts);
         let events = protocol::topic::device_topic(id, Channel::Events);
         tasks.push(tokio::spawn(async move {
-            let mut permit = gate.acquire_owned().await.ok();
+            // Every connection attempt, first or after a failure, waits for one of the gate's
+            // permits: on this machine the devices' TLS shares two cores with the server, and
+            // ten thousand client handshakes at once would time out on the bench's side.
+            // Real cabinets each have their own CPU.
+            let mut permit = None;
             loop {
+                if permit.is_none() && !dev.connected.load(Ordering::Relaxed) {
+                    permit = gate.clone().acquire_owned().await.ok();
+                }
                 match el.poll().await {
                     Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                         permit.take();
+                        backoff.reset();
                         dev.connected.store(true, Ordering::Relaxed);
                         let _ = client.try_subscribe(receipts.clone(), QoS::AtLeastOnce);
                         // Everything not yet receipted, as an agent resends after a reconnect.
@@ -204,7 +240,10 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
                     Ok(_) => {}
                     Err(_) => {
                         dev.connected.store(false, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        permit.take();
+                        // As an agent does: a fleet that lost its server must not come back
+                        // in lockstep.
+                        tokio::time::sleep(backoff.next_wait()).await;
                     }
                 }
             }
@@ -253,6 +292,7 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
         );
         let (rss, hwm) = rss_mb(server.id());
         println!("  fleet-server RSS after the storm: {rss:.0} MB (peak {hwm:.0} MB)");
+        print_front_counters(http).await;
     }
     for t in tasks {
         t.abort();
