@@ -16,7 +16,6 @@ use rumqttc::mqttbytes::{Error as MqttError, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,7 +35,7 @@ const READ_CHUNK: usize = 1024;
 
 pub(crate) struct Front {
     pub cfg: BrokerConfig,
-    pub acceptor: TlsAcceptor,
+    pub tls: Arc<rustls::ServerConfig>,
     /// Checked device messages into the router.
     pub uplink: mpsc::Sender<Up>,
     pub sessions: Arc<Sessions>,
@@ -102,19 +101,8 @@ impl Front {
         // The ClientHello costs nothing to read; the cryptography after it does. A slot is
         // taken only once a client has said hello, so sockets that never speak hold none.
         let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-        let start = match tokio::time::timeout_at(deadline, hello).await {
-            Ok(Ok(start)) => start,
-            Ok(Err(e)) => {
-                inc(&self.stats.handshake_failed);
-                tracing::info!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                inc(&self.stats.handshake_timeout);
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
+        let start = self.handshake_step(peer, tokio::time::timeout_at(deadline, hello).await);
+        let Some(start) = start else { return };
         let slot = match tokio::time::timeout_at(deadline, handshakes.acquire()).await {
             Ok(Ok(slot)) => slot,
             _ => {
@@ -123,22 +111,11 @@ impl Front {
                 return;
             }
         };
-        let accepted =
-            tokio::time::timeout_at(deadline, start.into_stream(self.acceptor.config().clone()))
-                .await;
+        let rest = start.into_stream(self.tls.clone());
+        let accepted = tokio::time::timeout_at(deadline, rest).await;
         drop(slot);
-        let mut tls = match accepted {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                inc(&self.stats.handshake_failed);
-                tracing::info!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                inc(&self.stats.handshake_timeout);
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
+        let Some(mut tls) = self.handshake_step(peer, accepted) else {
+            return;
         };
         let device = match tls
             .get_ref()
@@ -252,6 +229,27 @@ impl Front {
             at: SystemTime::now(),
         })
         .await;
+    }
+
+    /// The outcome of one stage of the TLS handshake, counted and logged when it failed.
+    fn handshake_step<T>(
+        &self,
+        peer: SocketAddr,
+        outcome: Result<std::io::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
+        match outcome {
+            Ok(Ok(t)) => Some(t),
+            Ok(Err(e)) => {
+                inc(&self.stats.handshake_failed);
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                inc(&self.stats.handshake_timeout);
+                tracing::info!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
     }
 
     fn refuse(&self, device: &DeviceId, peer: SocketAddr, why: &dyn std::fmt::Display) {

@@ -192,7 +192,7 @@ impl Broker {
         let sessions = Arc::new(sessions::Sessions::default());
         let front = front::Front {
             cfg,
-            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            tls,
             uplink: internal.uplink,
             sessions: sessions.clone(),
             presence,
