@@ -276,8 +276,8 @@ impl Front {
     ) -> DisconnectReason {
         let max = self.cfg.max_packet_size;
         let mut out = BytesMut::new();
-        let idle_limit = keep_alive.unwrap_or(Duration::from_secs(u64::MAX / 4));
-        let idle = tokio::time::sleep(idle_limit);
+        // Keep-alive 0 means none: the timer is then never polled nor reset.
+        let idle = tokio::time::sleep(keep_alive.unwrap_or_default());
         tokio::pin!(idle);
         loop {
             // Whole packets already read (the CONNECT may have come with more).
@@ -324,10 +324,14 @@ impl Front {
                 }
                 r = io.read_buf(&mut buf) => match r {
                     Ok(0) => return DisconnectReason::ClientClosed,
-                    Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + idle_limit),
+                    Ok(_) => {
+                        if let Some(limit) = keep_alive {
+                            idle.as_mut().reset(tokio::time::Instant::now() + limit);
+                        }
+                    }
                     Err(e) => return DisconnectReason::Io(e.to_string()),
                 },
-                _ = &mut idle => return DisconnectReason::KeepAliveTimeout,
+                _ = &mut idle, if keep_alive.is_some() => return DisconnectReason::KeepAliveTimeout,
             }
         }
     }

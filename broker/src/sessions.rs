@@ -122,9 +122,8 @@ impl Downlink {
             let map = self.sessions.lock();
             match map.get(device) {
                 None => Delivery::Offline,
-                Some(e) if e.subscribed & bit(channel) == 0 || bit(channel) == 0 => {
-                    Delivery::NotSubscribed
-                }
+                // A channel no device may subscribe to has bit 0: never subscribed.
+                Some(e) if e.subscribed & bit(channel) == 0 => Delivery::NotSubscribed,
                 Some(e) => {
                     let down = Down {
                         channel,
