@@ -526,16 +526,39 @@ pub(crate) async fn open_box(
         .into_response())
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CommandQuery {
+    /// Long poll: 1 to 30 seconds to wait for the command to reach a final status before
+    /// answering (default: answer at once). On time-out the current, non-final status is
+    /// returned with 200; the client checks `status`.
+    wait_secs: Option<u64>,
+}
+
 #[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "devices", security(("bearer" = [])),
-    params(("id" = String, Path, description = "command id")),
+    params(("id" = String, Path, description = "command id"), CommandQuery),
     responses((status = 200, body = crate::store::CommandRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn command(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Q(q): Q<CommandQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    match s.store.command(&id).await? {
+    let wait = match q.wait_secs {
+        None | Some(0) => None,
+        Some(w) if w <= 30 => Some(Duration::from_secs(w)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "wait_secs must be between 0 and 30; poll again for longer waits",
+            ));
+        }
+    };
+    let row = match wait {
+        None => s.store.command(&id).await?,
+        Some(wait) => s.commands.wait_final(&id, wait).await?,
+    };
+    match row {
         Some(row) => Ok(Json(row).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

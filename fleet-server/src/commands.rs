@@ -74,6 +74,8 @@ impl Commands {
             });
         }
         let created_at = crate::now_ms();
+        // Online: stored as `sent` in the creating write and published right after it.
+        let online = self.online.is_online(&req.device);
         let new = NewCommand {
             id: new_command_id(),
             device: req.device.clone(),
@@ -83,28 +85,25 @@ impl Commands {
             idempotency_key: req.idempotency_key,
             created_at,
             expires_at: created_at + req.ttl.as_millis() as i64,
+            sent_at: online.then_some(created_at),
         };
         if let CreateOutcome::Existing(row) = self.store.create_command(&new).await? {
             return Ok((*row, false));
         }
         self.moved(new.id.as_str(), new.device.as_str(), CommandStatus::Queued);
         tracing::info!(command = %new.id, device = %new.device, box_no = %new.box_no, "remote open queued");
-        if self.online.is_online(&new.device) {
-            self.send(
+        if online {
+            self.moved(new.id.as_str(), new.device.as_str(), CommandStatus::Sent);
+            self.publish(
                 &new.id,
                 &new.device,
                 new.box_no,
                 new.created_at,
                 new.expires_at,
-            )
-            .await?;
+            );
         }
-        let row = self
-            .store
-            .command(new.id.as_str())
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("command vanished after insert".into()))?;
-        Ok((row, true))
+        // The row as stored: an ack that already moved it on is the next read's news.
+        Ok((new.row(), true))
     }
 
     async fn send(
@@ -124,6 +123,18 @@ impl Commands {
         {
             self.moved(id.as_str(), device.as_str(), CommandStatus::Sent);
         }
+        self.publish(id, device, box_no, issued_at, expires_at);
+        Ok(())
+    }
+
+    fn publish(
+        &self,
+        id: &CommandId,
+        device: &DeviceId,
+        box_no: BoxNo,
+        issued_at: i64,
+        expires_at: i64,
+    ) {
         let cmd = Command {
             v: 1,
             command_id: id.clone(),
@@ -133,7 +144,6 @@ impl Commands {
         };
         self.publisher
             .publish(device, Channel::Commands, protocol::encode(&cmd));
-        Ok(())
     }
 
     async fn send_row(&self, row: &CommandRow) -> Result<(), StoreError> {
@@ -246,6 +256,41 @@ impl Commands {
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reading pending commands failed"),
+            }
+        }
+    }
+
+    /// The command once it reaches a final status, or as it is when `wait` runs out (`None`
+    /// if there is no such command). Listens for its changes instead of polling storage, so
+    /// a waiting client costs nothing until its command moves.
+    pub async fn wait_final(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<CommandRow>, StoreError> {
+        use tokio::sync::broadcast::error::RecvError;
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribe before reading, so a change between the read and the wait is not missed.
+        let mut changes = self.changes.subscribe();
+        loop {
+            let row = self.store.command(id).await?;
+            match &row {
+                Some(r) if !r.status().is_some_and(CommandStatus::is_terminal) => {}
+                _ => return Ok(row),
+            }
+            // Wait for a notice about this command; a lagged receiver re-reads.
+            loop {
+                match tokio::time::timeout_at(deadline, changes.recv()).await {
+                    Err(_) => return Ok(row),
+                    Ok(Ok(crate::changes::Change::Command { command_id, .. }))
+                        if command_id == id =>
+                    {
+                        break;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) => return Ok(row),
+                }
             }
         }
     }

@@ -142,19 +142,23 @@ impl ApiClient {
             .context("response without command_id")
     }
 
-    /// Opens a box and polls the command until it has an outcome.
+    /// Opens a box and waits for its outcome with the API's long poll (`wait_secs`), so
+    /// the time measured is the server's, not a polling interval's.
     pub async fn open_and_wait(
         &self,
         device: &str,
         box_no: u16,
         reason: &str,
-        poll: Duration,
         timeout: Duration,
     ) -> anyhow::Result<OpenOutcome> {
         let started = Instant::now();
         let id = self.open(device, box_no, reason).await?;
         loop {
-            let cmd = self.get(&format!("/api/v1/commands/{id}")).await?;
+            let left = timeout.saturating_sub(started.elapsed());
+            let wait = left.as_secs().clamp(1, 30);
+            let cmd = self
+                .get(&format!("/api/v1/commands/{id}?wait_secs={wait}"))
+                .await?;
             let status = cmd["status"].as_str().unwrap_or_default().to_owned();
             if TERMINAL.contains(&status.as_str()) {
                 return Ok(OpenOutcome {
@@ -168,7 +172,6 @@ impl ApiClient {
             if started.elapsed() > timeout {
                 bail!("command {id} still {status} after {timeout:?}");
             }
-            tokio::time::sleep(poll).await;
         }
     }
 }

@@ -333,7 +333,6 @@ async fn citizen(
                         device,
                         b as u16,
                         "demo: the door stuck after a valid code",
-                        Duration::from_millis(20),
                         Duration::from_secs(40),
                     )
                     .await;

@@ -262,8 +262,7 @@ impl Status {
                     let api = api.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        let r = api.open_and_wait(&device, box_no, "demo: citizen cannot open the box with the code",
-                            Duration::from_millis(5), Duration::from_secs(40)).await;
+                        let r = api.open_and_wait(&device, box_no, "demo: citizen cannot open the box with the code", Duration::from_secs(40)).await;
                         let _ = done.send(r).await;
                     });
                 }

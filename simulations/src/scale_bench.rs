@@ -36,10 +36,11 @@ pub struct ScaleOptions {
     pub max_backoff_ms: u64,
 }
 
-const TOKEN: &str = "bench-admin-token-0123456789";
+pub(crate) const TOKEN: &str = "bench-admin-token-0123456789";
 
-/// The server process, on the given addresses (port 0: any free one).
-fn start_server(
+/// The release `fleet-server` next to this binary as its own process (admin token
+/// [`TOKEN`]), on the given addresses (port 0: any free one).
+pub(crate) fn start_server(
     dir: &Path,
     mqtt: &str,
     http: &str,

@@ -753,13 +753,7 @@ async fn remote_open(w: &World, device: usize, box_no: u16, reason: &str) -> Opt
     let id = w.devices[device].id.to_string();
     match w
         .admin
-        .open_and_wait(
-            &id,
-            box_no,
-            reason,
-            Duration::from_millis(2),
-            Duration::from_secs(30),
-        )
+        .open_and_wait(&id, box_no, reason, Duration::from_secs(30))
         .await
     {
         Ok(o) => {

@@ -682,11 +682,12 @@ impl Store {
         {
             return Ok(CreateOutcome::Existing(Box::new(existing)));
         }
+        let initial = c.row().status().unwrap_or(CommandStatus::Queued);
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO commands (command_id, device_id, box_no, action, status, status_rank, actor,
-                                   reason, idempotency_key, created_at, expires_at)
-             VALUES ($1, $2, $3, 'open', 'queued', 0, $4, $5, $6, $7, $8)
+                                   reason, idempotency_key, created_at, expires_at, sent_at)
+             VALUES ($1, $2, $3, 'open', $9, $10, $4, $5, $6, $7, $8, $11)
              ON CONFLICT DO NOTHING",
         )
         .bind(c.id.as_str())
@@ -697,6 +698,9 @@ impl Store {
         .bind(c.idempotency_key.as_deref())
         .bind(c.created_at)
         .bind(c.expires_at)
+        .bind(initial.as_str())
+        .bind(initial.rank())
+        .bind(c.sent_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -779,9 +783,12 @@ impl Store {
         let sql = format!(
             "UPDATE commands SET status = $1, status_rank = $2, {column} = $3,
                     detail = CASE WHEN status = 'expired' THEN $4 ELSE COALESCE($4, detail) END
-             WHERE command_id = $5 AND (status_rank < $6 OR ($7 = 1 AND status = 'expired'))"
+             WHERE command_id = $5 AND (status_rank < $6 OR ($7 = 1 AND status = 'expired'))
+             RETURNING {COMMAND_COLUMNS}"
         );
-        let changed = sqlx::query(AssertSqlSafe(sql))
+        // RETURNING (SQLite ≥ 3.35, PostgreSQL): one statement on the writer instead of an
+        // update and a read, as this runs twice on every remote open.
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(status.as_str())
             .bind(status.rank())
             .bind(at)
@@ -789,13 +796,9 @@ impl Store {
             .bind(id.as_str())
             .bind(below)
             .bind(i64::from(physical))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        if changed == 0 {
-            return Ok(None);
-        }
-        self.command(id.as_str()).await
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref().map(CommandRow::from_row).transpose()
     }
 
     /// Commands still waiting for delivery (queued or sent) and not yet expired.
@@ -965,8 +968,14 @@ impl Store {
     }
 }
 
-const COMMAND_SELECT: &str = "SELECT command_id, device_id, box_no, action, status, actor, reason,
-    idempotency_key, created_at, expires_at, sent_at, delivered_at, finished_at, detail FROM commands";
+macro_rules! command_columns {
+    () => {
+        "command_id, device_id, box_no, action, status, actor, reason, idempotency_key,
+         created_at, expires_at, sent_at, delivered_at, finished_at, detail"
+    };
+}
+const COMMAND_COLUMNS: &str = command_columns!();
+const COMMAND_SELECT: &str = concat!("SELECT ", command_columns!(), " FROM commands");
 
 #[derive(Clone, Copy)]
 enum BoxField {
@@ -1157,6 +1166,37 @@ pub struct NewCommand {
     pub idempotency_key: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Stored as already `sent` at this time: the caller publishes it right after the
+    /// commit, which saves the remote-open path a second write.
+    pub sent_at: Option<i64>,
+}
+
+impl NewCommand {
+    /// The row as [`Store::create_command`] stores it.
+    pub fn row(&self) -> CommandRow {
+        let status = if self.sent_at.is_some() {
+            CommandStatus::Sent
+        } else {
+            CommandStatus::Queued
+        };
+        CommandRow {
+            command_id: self.id.to_string(),
+            device_id: self.device.to_string(),
+            box_no: i64::from(self.box_no.get()),
+            action: "open".into(),
+            status: status.as_str().into(),
+            actor: self.actor.clone(),
+            reason: self.reason.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            sent_at: self.sent_at,
+            delivered_at: None,
+            finished_at: None,
+            detail: None,
+            latency_ms: None,
+        }
+    }
 }
 
 const DEVICE_SELECT: &str = "SELECT device_id, boxes, agent_version, online, last_seen,

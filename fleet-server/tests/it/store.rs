@@ -100,6 +100,7 @@ on_both!(
     undelivered_commands_expire,
     presence_is_logged,
     a_delivered_command_never_expires_and_fails_without_outcome,
+    a_command_created_as_sent_is_stored_as_its_row,
 );
 
 async fn events_are_stored_exactly_once(store: Store) {
@@ -194,6 +195,7 @@ fn new_command(
         idempotency_key: key.map(str::to_owned),
         created_at: created,
         expires_at: created + ttl,
+        sent_at: None,
     }
 }
 
@@ -372,5 +374,45 @@ async fn a_delivered_command_never_expires_and_fails_without_outcome(store: Stor
             .detail
             .as_deref()
             .is_some_and(|d| d.contains("no outcome"))
+    );
+}
+
+async fn a_command_created_as_sent_is_stored_as_its_row(store: Store) {
+    let d = dev("cab-8");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let mut c = new_command("c8", &d, None, 1_000, 30_000);
+    c.sent_at = Some(1_000);
+    store.create_command(&c).await.expect("create");
+    let stored = store.command("c8").await.expect("read").expect("row");
+    // The API answers with `row()` without reading back: it must be what was stored.
+    assert_eq!(
+        serde_json::to_value(&stored).expect("json"),
+        serde_json::to_value(c.row()).expect("json")
+    );
+    assert_eq!(stored.status, "sent");
+    // Already sent: a `sent` ack changes nothing, delivery and outcome still move it on.
+    assert!(
+        store
+            .advance_command(&c.id, CommandStatus::Sent, 1_001, None)
+            .await
+            .expect("sent")
+            .is_none()
+    );
+    let done = store
+        .advance_command(&c.id, CommandStatus::Opened, 1_004, None)
+        .await
+        .expect("opened")
+        .expect("changed");
+    assert_eq!((done.status.as_str(), done.latency_ms), ("opened", Some(4)));
+    // Only undelivered commands were re-sent or expire; this one is finished.
+    assert!(
+        store
+            .pending_commands(Some(&d), 1_005)
+            .await
+            .expect("pending")
+            .is_empty()
     );
 }

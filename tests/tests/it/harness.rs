@@ -499,17 +499,23 @@ impl Api {
         }
     }
 
-    /// Waits until the command has an outcome; returns it.
+    /// Waits until the command has an outcome, with the API's long poll; returns it.
     pub async fn wait_command(&self, id: &str, timeout: Duration) -> Value {
         let until = Instant::now() + timeout;
         loop {
-            let (_, cmd) = self.get(&format!("/api/v1/commands/{id}")).await;
+            let wait = until
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .clamp(1, 30);
+            let (code, cmd) = self
+                .get(&format!("/api/v1/commands/{id}?wait_secs={wait}"))
+                .await;
+            assert_eq!(code, 200, "{cmd}");
             let status = cmd["status"].as_str().unwrap_or_default();
             if ["opened", "already_open", "jammed", "failed", "expired"].contains(&status) {
                 return cmd;
             }
             assert!(Instant::now() < until, "command {id} still {status}: {cmd}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -23,9 +23,17 @@ async fn remote_open_round_trip_is_audited() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
+    // Online: stored as sent and published in the same step.
+    assert_eq!(body["status"], "sent", "{body}");
     let id = body["command_id"].as_str().expect("command id").to_owned();
-    let cmd = api.wait_command(&id, Duration::from_secs(15)).await;
+    // One long poll answers with the outcome as soon as there is one.
+    let asked = std::time::Instant::now();
+    let (code, cmd) = api
+        .get(&format!("/api/v1/commands/{id}?wait_secs=15"))
+        .await;
+    assert_eq!(code, 200, "{cmd}");
     assert_eq!(cmd["status"], "opened", "{cmd}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "{cmd}");
     for field in ["sent_at", "delivered_at", "finished_at", "latency_ms"] {
         assert!(cmd[field].is_i64(), "{field} missing: {cmd}");
     }
@@ -137,6 +145,16 @@ async fn roles_and_bad_requests_get_clear_errors() {
     assert!(status == 400 || status == 404, "{status} {err}");
     let (status, err) = api.open("cab-x", 0, json!({"reason": "r"})).await;
     assert_eq!(status, 400, "{err}");
+    let (status, err) = api.get("/api/v1/commands/nothing?wait_secs=31").await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("wait_secs")),
+        "{err}"
+    );
+    let (status, err) = api.get("/api/v1/commands/nothing?wait_secs=2").await;
+    assert_eq!(status, 404, "an unknown command is not waited for: {err}");
     let (_, audit) = api.get("/api/v1/audit").await;
     assert_eq!(
         audit["entries"],
@@ -162,10 +180,14 @@ async fn expired_command_never_opens_a_door() {
     })
     .await;
     let (status, body) = api
-        .open("cab-e", 2, json!({"reason": "stuck", "ttl_secs": 1}))
+        .open("cab-e", 2, json!({"reason": "stuck", "ttl_secs": 3}))
         .await;
     assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued", "offline: not sent: {body}");
     let id = body["command_id"].as_str().expect("id").to_owned();
+    // A long poll that runs out answers with the current, unfinished status.
+    let (code, cmd) = api.get(&format!("/api/v1/commands/{id}?wait_secs=1")).await;
+    assert_eq!((code, &cmd["status"]), (200, &json!("queued")), "{cmd}");
     let cmd = api.wait_command(&id, Duration::from_secs(10)).await;
     assert_eq!(cmd["status"], "expired", "{cmd}");
 
