@@ -820,39 +820,38 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
         .await;
     }
     let _box = ctx.box_locks[usize::from(box_no.get()) - 1].lock().await;
-    match ctx.outbox.journal(&id).await {
-        Ok(Some(outbox::Journal::Done(status, detail))) => {
-            // A redelivery: repeat the outcome, do nothing else.
-            return ack(&ctx, &cmd, status, detail);
-        }
-        Ok(Some(outbox::Journal::Executing)) => {
-            return finish(
-                &ctx,
-                &cmd,
-                box_no,
-                AckStatus::Failed,
-                Some(INTERRUPTED.into()),
-            )
-            .await;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(device = %ctx.id, command = %id, error = %e, "journal unreadable; command not executed");
-            return ack(
-                &ctx,
-                &cmd,
-                AckStatus::Failed,
-                Some(format!("journal unreadable: {e}")),
-            );
-        }
-    }
-    if let Some(late) = expired_by(&cmd) {
-        let detail = format!("arrived {late} ms after its expiry; not executed");
-        return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
-    }
+    // Journal first (one statement in the common case): the entry is durable before the
+    // pulse. Only when it was there already is it read, to tell a redelivery from a command
+    // a previous run died executing.
     match ctx.outbox.begin_command(&id, box_no, now_ms()).await {
         Ok(true) => {}
-        Ok(false) => return,
+        Ok(false) => match ctx.outbox.journal(&id).await {
+            Ok(Some(outbox::Journal::Done(status, detail))) => {
+                // A redelivery: repeat the outcome, do nothing else.
+                return ack(&ctx, &cmd, status, detail);
+            }
+            Ok(Some(outbox::Journal::Executing)) => {
+                return finish(
+                    &ctx,
+                    &cmd,
+                    box_no,
+                    AckStatus::Failed,
+                    Some(INTERRUPTED.into()),
+                )
+                .await;
+            }
+            // Recorded a moment ago and gone now: nothing sane to do but not pulse.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(device = %ctx.id, command = %id, error = %e, "journal unreadable; command not executed");
+                return ack(
+                    &ctx,
+                    &cmd,
+                    AckStatus::Failed,
+                    Some(format!("journal unreadable: {e}")),
+                );
+            }
+        },
         Err(e) => {
             tracing::error!(device = %ctx.id, command = %id, error = %e, "journal write failed; command not executed");
             return ack(
@@ -863,16 +862,19 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
             );
         }
     }
-    // Journaling waited for the disk and the outbox connection: look at the clock again
-    // right before the pulse.
+    // Journaling waited for the disk and the outbox connection: look at the clock right
+    // before the pulse.
     if let Some(late) = expired_by(&cmd) {
-        let detail = format!("expired {late} ms before the pulse; not executed");
+        let detail = format!("arrived or journaled {late} ms after its expiry; not executed");
         return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
     }
     ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
     ack(&ctx, &cmd, AckStatus::Delivered, None);
     let (status, detail) = open_box(&ctx, box_no).await;
-    finish(&ctx, &cmd, box_no, status, detail).await;
+    // The operator learns the door's outcome now; its records follow (ADR 0009).
+    ack(&ctx, &cmd, status, detail.clone());
+    record_outcome(&ctx, box_no, status, &detail).await;
+    journal_outcome(&ctx, &cmd, box_no, status, detail).await;
 }
 
 /// How many ms past its `expires_at` the command is by this agent's clock, if it is.
@@ -881,7 +883,8 @@ fn expired_by(cmd: &Command) -> Option<i64> {
     (late >= 0).then_some(late)
 }
 
-/// Pulses the lock and watches the door sensor for the outcome.
+/// Pulses the lock and watches the door sensor for the outcome. Records nothing: the
+/// outcome is acked before it is journaled.
 async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<String>) {
     match ctx.driver.door_open(b).await {
         Ok(true) => return (AckStatus::AlreadyOpen, None),
@@ -892,7 +895,17 @@ async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<S
     if let Err(e) = ctx.driver.unlock(b).await {
         return (AckStatus::Failed, Some(format!("unlock pulse: {e}")));
     }
-    let (status, detail) = watch_door(ctx, b).await;
+    watch_door(ctx, b).await
+}
+
+/// What an outcome means for the cabinet's own records: the door event (now, not at the next
+/// sensor poll) and the lock-jam fault raised or cleared.
+async fn record_outcome<D: LockDriver>(
+    ctx: &Ctx<D>,
+    b: BoxNo,
+    status: AckStatus,
+    detail: &Option<String>,
+) {
     let faults = &ctx.recorder.faults;
     let recorded = match status {
         AckStatus::Jammed => {
@@ -902,6 +915,10 @@ async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<S
                 .await
         }
         AckStatus::Opened => {
+            let occupied = ctx.recorder.current(b).await.and_then(|s| s.occupied);
+            if let Err(e) = ctx.recorder.observe(b, true, occupied).await {
+                tracing::error!(device = %ctx.id, error = %e, "recording door open failed");
+            }
             let evidence = "the next pulse opened the door".to_owned();
             faults
                 .clear(Some(b), FaultKind::LockJam, evidence, now_ms())
@@ -912,7 +929,6 @@ async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<S
     if let Err(e) = recorded {
         tracing::error!(device = %ctx.id, error = %e, "recording a lock fault failed");
     }
-    (status, detail)
 }
 
 /// After a pulse: the door sensor tells whether the lock opened.
@@ -920,14 +936,7 @@ async fn watch_door<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option
     let deadline = Instant::now() + Duration::from_millis(ctx.cfg.jam_timeout_ms);
     loop {
         match ctx.driver.door_open(b).await {
-            Ok(true) => {
-                // Record the door event now, not at the next sensor poll.
-                let occupied = ctx.recorder.current(b).await.and_then(|s| s.occupied);
-                if let Err(e) = ctx.recorder.observe(b, true, occupied).await {
-                    tracing::error!(device = %ctx.id, error = %e, "recording door open failed");
-                }
-                return (AckStatus::Opened, None);
-            }
+            Ok(true) => return (AckStatus::Opened, None),
             Ok(false) if Instant::now() >= deadline => {
                 return (
                     AckStatus::Jammed,
@@ -943,8 +952,21 @@ async fn watch_door<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option
     }
 }
 
-/// Journals the outcome with its durable event, then acks on the fast path.
+/// Acks an outcome on the fast path, then journals it with its durable event.
 async fn finish<D>(
+    ctx: &Ctx<D>,
+    cmd: &Command,
+    b: BoxNo,
+    status: AckStatus,
+    detail: Option<String>,
+) {
+    ack(ctx, cmd, status, detail.clone());
+    journal_outcome(ctx, cmd, b, status, detail).await;
+}
+
+/// Journals an outcome with its durable `command_result` event (which reaches the server
+/// even when the fast ack was lost).
+async fn journal_outcome<D>(
     ctx: &Ctx<D>,
     cmd: &Command,
     b: BoxNo,
@@ -953,7 +975,7 @@ async fn finish<D>(
 ) {
     if let Err(e) = ctx
         .outbox
-        .finish_command(&cmd.command_id, b, status, detail.clone(), now_ms())
+        .finish_command(&cmd.command_id, b, status, detail, now_ms())
         .await
     {
         tracing::error!(device = %ctx.id, command = %cmd.command_id, error = %e, "recording command outcome failed");
@@ -962,7 +984,6 @@ async fn finish<D>(
         .last_seq
         .store(ctx.outbox.last_seq(), Ordering::Relaxed);
     ctx.notify.notify_one();
-    ack(ctx, cmd, status, detail);
 }
 
 fn ack<D>(ctx: &Ctx<D>, cmd: &Command, status: AckStatus, detail: Option<String>) {
@@ -1156,7 +1177,9 @@ async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry) -> EntryO
     }
     let (status, detail) = {
         let _box = ctx.box_locks[usize::from(b.get()) - 1].lock().await;
-        open_box(ctx, b).await
+        let (status, detail) = open_box(ctx, b).await;
+        record_outcome(ctx, b, status, &detail).await;
+        (status, detail)
     };
     if let Some(d) = detail {
         tracing::warn!(device = %ctx.id, r#box = %b, status = ?status, detail = %d, "keypad open did not succeed");
@@ -1436,7 +1459,7 @@ mod tests {
         r.observe(b1, false, Some(true)).await.expect("observe");
         r.observe(b1, false, Some(false)).await.expect("observe");
         // A real use: pulse, open, place, shut; no fault.
-        assert_eq!(open_box(&ctx, b1).await.0, AckStatus::Opened);
+        assert_eq!(pulse(&ctx, b1).await, AckStatus::Opened);
         r.observe(b1, true, Some(true)).await.expect("observe");
         r.observe(b1, false, Some(true)).await.expect("observe");
         // Emptied behind the shut door: fault; the door opening clears it (and is forced).
@@ -1511,12 +1534,19 @@ mod tests {
         );
     }
 
+    /// A remote open's door part as `execute` runs it: pulse, then the cabinet's records.
+    async fn pulse(ctx: &Ctx<FakeLocks>, b: BoxNo) -> AckStatus {
+        let (status, detail) = open_box(ctx, b).await;
+        record_outcome(ctx, b, status, &detail).await;
+        status
+    }
+
     #[tokio::test]
     async fn a_pulsed_door_is_not_forced_and_closing_clears() {
         let dir = tempfile::tempdir().expect("tmp");
         let (ctx, fake) = ctx(dir.path(), 0.0).await;
         let b1 = BoxNo::new(1).expect("box");
-        assert_eq!(open_box(&ctx, b1).await.0, AckStatus::Opened);
+        assert_eq!(pulse(&ctx, b1).await, AckStatus::Opened);
         assert!(
             faults_in(&events(&ctx).await).is_empty(),
             "a pulsed open is no fault"
@@ -1551,13 +1581,13 @@ mod tests {
         let b3 = BoxNo::new(3).expect("box");
         {
             let (jammy, _fake) = ctx(dir.path(), 1.0).await;
-            assert_eq!(open_box(&jammy, b3).await.0, AckStatus::Jammed);
-            assert_eq!(open_box(&jammy, b3).await.0, AckStatus::Jammed);
+            assert_eq!(pulse(&jammy, b3).await, AckStatus::Jammed);
+            assert_eq!(pulse(&jammy, b3).await, AckStatus::Jammed);
             jammy.outbox.close().await;
         }
         // Repaired and restarted: the first good pulse clears the jam.
         let (fixed, _fake) = ctx(dir.path(), 0.0).await;
-        assert_eq!(open_box(&fixed, b3).await.0, AckStatus::Opened);
+        assert_eq!(pulse(&fixed, b3).await, AckStatus::Opened);
         assert_eq!(
             faults_in(&events(&fixed).await),
             vec![

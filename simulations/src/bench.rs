@@ -2,6 +2,7 @@
 //! one-time-code path, each on an embedded server in this process with agents over real TLS.
 //! Results go to BENCHMARKS.md.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -38,15 +39,25 @@ pub struct IngestOptions {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct OpenOptions {
-    /// Connected cabinets.
+    /// Real agents (fake lock hardware) that the opens go to.
     #[arg(long, default_value_t = 100)]
     pub agents: usize,
+    /// Connected cabinets in all: beyond `--agents`, bare TLS MQTT devices with an
+    /// in-memory outbox that carry the background load (a thousand real agents in one
+    /// process are a thousand SQLite threads competing with the server for two cores;
+    /// real cabinets each have their own CPU). Default: the agents only.
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Remote opens, one after another.
     #[arg(long, default_value_t = 300)]
     pub opens: usize,
     /// Background load: occupancy events per second across the fleet.
     #[arg(long, default_value_t = 0.0)]
     pub background_events_per_sec: f64,
+    /// Also write every open as a CSV line (server timestamps in epoch ms, round trip in
+    /// µs), to see whether slow ones cluster in time.
+    #[arg(long)]
+    pub csv: Option<std::path::PathBuf>,
     /// Run the server as its own `fleet-server` process (as deployed) instead of inside
     /// this one: the agents and the load then share the CPU with it only through the OS
     /// scheduler, not through one async runtime's queues.
@@ -181,10 +192,17 @@ enum Server {
 pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
     let dir = scratch_dir("lockerfleet-bench-open");
     let _ = std::fs::remove_dir_all(&dir);
+    let light = opts.devices.unwrap_or(0).saturating_sub(opts.agents);
+    // The background load comes from the light devices when there are any.
+    let agent_activity = if light == 0 {
+        opts.background_events_per_sec / opts.agents.max(1) as f64
+    } else {
+        0.0
+    };
     let spec = FleetSpec {
         cabinets: opts.agents,
         sites: 5,
-        activity_per_sec: opts.background_events_per_sec / opts.agents.max(1) as f64,
+        activity_per_sec: agent_activity,
         jam_rate: 0.0,
         close_after: Duration::from_millis(50),
         poll_interval_ms: 200,
@@ -192,7 +210,11 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         ..FleetSpec::default()
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
-    crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
+    let light_ids = crate::scale_bench::light_ids(light)?;
+    crate::fleet::ensure_certs(
+        &dir.join("certs"),
+        &[ids.clone(), light_ids.clone()].concat(),
+    )?;
     let (server, mqtt, http, token) = if opts.server_process {
         let (child, mqtt, http) =
             crate::scale_bench::start_server(&dir, "127.0.0.1:0", "127.0.0.1:0")?;
@@ -214,8 +236,43 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let load = if light > 0 {
+        let fleet = crate::scale_bench::LightFleet::connect(
+            &light_ids,
+            &dir.join("certs"),
+            mqtt,
+            200,
+            Duration::from_secs(5),
+        )?;
+        fleet
+            .wait_all_back(Instant::now(), "connected with their first event stored")
+            .await?;
+        Some(Arc::new(fleet))
+    } else {
+        None
+    };
+    let background = load.clone().map(|fleet| {
+        let rate = opts.background_events_per_sec;
+        tokio::spawn(async move {
+            // Round robin over the light devices, in 10 ms steps.
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let (mut owed, mut next) = (0.0, 0);
+            loop {
+                tick.tick().await;
+                owed += rate / 100.0;
+                while owed >= 1.0 {
+                    fleet.record(next % fleet.devs.len());
+                    next += 1;
+                    owed -= 1.0;
+                }
+            }
+        })
+    });
     // Let every device's first snapshot land so its boxes exist.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let load_before = load.as_ref().map(|f| f.totals());
+    let load_started = Instant::now();
     let api = ApiClient::new(http, &token)?;
     let mut round_trip = Histogram::<u64>::new(3)?;
     let mut server_side = Histogram::<u64>::new(3)?;
@@ -226,6 +283,20 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
             .into_iter()
             .map(|n| Ok::<_, hdrhistogram::CreationError>((n, Histogram::<u64>::new(3)?)))
             .collect::<Result<_, _>>()?;
+    let mut csv = match &opts.csv {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            );
+            std::io::Write::write_all(
+                &mut f,
+                b"created_at,sent_at,delivered_at,finished_at,round_trip_us\n",
+            )?;
+            Some(f)
+        }
+        None => None,
+    };
     for i in 0..opts.opens {
         let device = ids[i % ids.len()].to_string();
         let box_no = (i / ids.len()) as u16 % spec.boxes + 1;
@@ -241,6 +312,19 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
             server_side.record(ms.max(0) as u64)?;
         }
         let at = |k: &str| o.command[k].as_i64();
+        if let Some(csv) = &mut csv {
+            use std::io::Write;
+            let f = |k: &str| at(k).map(|v| v.to_string()).unwrap_or_default();
+            writeln!(
+                csv,
+                "{},{},{},{},{}",
+                f("created_at"),
+                f("sent_at"),
+                f("delivered_at"),
+                f("finished_at"),
+                o.round_trip.as_micros()
+            )?;
+        }
         let marks = [
             at("created_at"),
             at("sent_at"),
@@ -255,10 +339,15 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         // Let the door close again before the same box comes round.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    if let Some(b) = background {
+        b.abort();
+    }
     println!(
-        "remote open: {} opens over {} connected cabinets, background {} events/s, server {}",
+        "remote open: {} opens over {} agents ({} connected cabinets), background {} events/s, server {}",
         opts.opens,
         opts.agents,
+        opts.agents + light,
         opts.background_events_per_sec,
         if opts.server_process {
             "in its own process"
@@ -285,6 +374,18 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         );
     }
     println!("  outcomes other than opened: {not_opened}");
+    if let (Some(fleet), Some((recorded0, stored0))) = (&load, load_before) {
+        // What the background really was: events the server stored and receipted meanwhile.
+        let (recorded, stored) = fleet.totals();
+        println!(
+            "  background from {light} devices: {:.0} events/s recorded, {:.0} events/s stored and receipted",
+            (recorded - recorded0) as f64 / load_seconds,
+            (stored - stored0) as f64 / load_seconds
+        );
+    }
+    if let Some(fleet) = load {
+        fleet.abort();
+    }
     fleet.shutdown().await;
     match server {
         Server::Embedded(s) => s.shutdown().await,

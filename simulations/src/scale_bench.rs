@@ -124,34 +124,178 @@ fn rss_mb(pid: u32) -> (f64, f64) {
 }
 
 /// One simulated device: its last recorded seq, what the server receipted, connection state.
-struct Dev {
+pub(crate) struct Dev {
     last: AtomicU64,
     acked: AtomicU64,
     connected: AtomicBool,
 }
 
-/// Waits (up to 600 s) until every device is connected and receipted up to its last event;
-/// returns when all were first connected, counted from `since`.
-async fn wait_all_back(devs: &[Arc<Dev>], since: Instant, what: &str) -> anyhow::Result<Duration> {
-    let connected = |d: &Dev| d.connected.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut all_connected = None;
-    loop {
-        if all_connected.is_none() && devs.iter().all(|d| connected(d)) {
-            all_connected = Some(since.elapsed());
+/// Bare TLS MQTT devices with an in-memory outbox: they connect (each attempt paced by a
+/// permit, reconnecting with the agent's backoff), resend what is not receipted after every
+/// connect, and record events on demand. A load for the server, light for the bench.
+pub(crate) struct LightFleet {
+    pub(crate) devs: Vec<Arc<Dev>>,
+    clients: Vec<AsyncClient>,
+    topics: Vec<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LightFleet {
+    pub(crate) fn connect(
+        ids: &[DeviceId],
+        certs: &Path,
+        mqtt: SocketAddr,
+        concurrency: usize,
+        max_backoff: Duration,
+    ) -> anyhow::Result<LightFleet> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut fleet = LightFleet {
+            devs: Vec::new(),
+            clients: Vec::new(),
+            topics: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for id in ids {
+            let dev = Arc::new(Dev {
+                last: AtomicU64::new(1),
+                acked: AtomicU64::new(0),
+                connected: AtomicBool::new(false),
+            });
+            let tls = device_agent::client_tls(certs, id)?;
+            let mut o = MqttOptions::new(id.as_str(), "localhost", mqtt.port());
+            o.set_keep_alive(Duration::from_secs(60))
+                .set_transport(Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
+            let (client, mut el) = AsyncClient::new(o, 16);
+            let receipts = protocol::topic::device_topic(id, Channel::Receipts);
+            let events = protocol::topic::device_topic(id, Channel::Events);
+            fleet.devs.push(dev.clone());
+            fleet.clients.push(client.clone());
+            fleet.topics.push(events.clone());
+            let gate = gate.clone();
+            let mut backoff = device_agent::Backoff::new(max_backoff);
+            fleet.tasks.push(tokio::spawn(async move {
+                // Every connection attempt, first or after a failure, waits for one of the
+                // gate's permits: on this machine the devices' TLS shares two cores with the
+                // server, and ten thousand client handshakes at once would time out on the
+                // bench's side. Real cabinets each have their own CPU.
+                let mut permit = None;
+                loop {
+                    if permit.is_none() && !dev.connected.load(Ordering::Relaxed) {
+                        permit = gate.clone().acquire_owned().await.ok();
+                    }
+                    match el.poll().await {
+                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                            permit.take();
+                            backoff.reset();
+                            dev.connected.store(true, Ordering::Relaxed);
+                            let _ = client.try_subscribe(receipts.clone(), QoS::AtLeastOnce);
+                            // Everything not yet receipted, as an agent resends after a
+                            // reconnect.
+                            let from = dev.acked.load(Ordering::Relaxed) + 1;
+                            let to = dev.last.load(Ordering::Relaxed);
+                            if from <= to {
+                                let _ = client.try_publish(
+                                    events.clone(),
+                                    QoS::AtLeastOnce,
+                                    false,
+                                    batch(from, to),
+                                );
+                            }
+                        }
+                        Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                            if let Ok(r) = protocol::decode::<Receipt>(&p.payload) {
+                                dev.acked.fetch_max(r.up_to, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            dev.connected.store(false, Ordering::Relaxed);
+                            permit.take();
+                            // As an agent does: a fleet that lost its server must not come
+                            // back in lockstep.
+                            tokio::time::sleep(backoff.next_wait()).await;
+                        }
+                    }
+                }
+            }));
         }
-        if devs.iter().all(|d| {
-            connected(d) && d.acked.load(Ordering::Relaxed) >= d.last.load(Ordering::Relaxed)
-        }) {
-            return Ok(all_connected.unwrap_or_else(|| since.elapsed()));
+        Ok(fleet)
+    }
+
+    /// Device `i` records one more event and, when connected, publishes it (otherwise it
+    /// stays buffered until the next connect resends it).
+    pub(crate) fn record(&self, i: usize) {
+        let dev = &self.devs[i];
+        let seq = dev.last.fetch_add(1, Ordering::Relaxed) + 1;
+        if dev.connected.load(Ordering::Relaxed) {
+            let _ = self.clients[i].try_publish(
+                self.topics[i].clone(),
+                QoS::AtLeastOnce,
+                false,
+                batch(seq, seq),
+            );
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "after 600 s only {} of {} devices {what}",
-            devs.iter().filter(|d| connected(d)).count(),
-            devs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Every device records `n` more events at once (all buffered: for a server that is down).
+    fn buffer(&self, n: u64) {
+        for d in &self.devs {
+            d.last.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn any_connected(&self) -> bool {
+        self.devs
+            .iter()
+            .any(|d| d.connected.load(Ordering::Relaxed))
+    }
+
+    /// Waits (up to 600 s) until every device is connected and receipted up to its last
+    /// event; returns when all were first connected, counted from `since`.
+    pub(crate) async fn wait_all_back(
+        &self,
+        since: Instant,
+        what: &str,
+    ) -> anyhow::Result<Duration> {
+        let devs = &self.devs;
+        let connected = |d: &Dev| d.connected.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut all_connected = None;
+        loop {
+            if all_connected.is_none() && devs.iter().all(|d| connected(d)) {
+                all_connected = Some(since.elapsed());
+            }
+            if devs.iter().all(|d| {
+                connected(d) && d.acked.load(Ordering::Relaxed) >= d.last.load(Ordering::Relaxed)
+            }) {
+                return Ok(all_connected.unwrap_or_else(|| since.elapsed()));
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "after 600 s only {} of {} devices {what}",
+                devs.iter().filter(|d| connected(d)).count(),
+                devs.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Events recorded and receipted (stored) over the whole fleet.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.devs.iter().fold((0, 0), |(l, a), d| {
+            (
+                l + d.last.load(Ordering::Relaxed),
+                a + d.acked.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    pub(crate) fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -164,12 +308,17 @@ fn batch(from: u64, to: u64) -> Vec<u8> {
     })
 }
 
+/// `scale-NNNNN`, the light devices' ids.
+pub(crate) fn light_ids(n: usize) -> anyhow::Result<Vec<DeviceId>> {
+    (0..n)
+        .map(|n| DeviceId::parse(&format!("scale-{n:05}")).context("device id"))
+        .collect()
+}
+
 pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
     let dir = crate::fleet::scratch_dir("lockerfleet-bench-scale");
     let _ = std::fs::remove_dir_all(&dir);
-    let ids: Vec<DeviceId> = (0..opts.devices)
-        .map(|n| DeviceId::parse(&format!("scale-{n:05}")).context("device id"))
-        .collect::<Result<_, _>>()?;
+    let ids = light_ids(opts.devices)?;
     let t = Instant::now();
     crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
     eprintln!(
@@ -180,124 +329,61 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
     let (mut server, mqtt, http) = start_server(&dir, "127.0.0.1:0", "127.0.0.1:0")?;
     let idle = rss_mb(server.id());
 
-    let devs: Vec<Arc<Dev>> = ids
-        .iter()
-        .map(|_| {
-            Arc::new(Dev {
-                last: AtomicU64::new(1),
-                acked: AtomicU64::new(0),
-                connected: AtomicBool::new(false),
-            })
-        })
-        .collect();
-    let gate = Arc::new(tokio::sync::Semaphore::new(opts.connect_concurrency.max(1)));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (id, dev) in ids.iter().zip(&devs) {
-        let tls = device_agent::client_tls(&dir.join("certs"), id)?;
-        let mut o = MqttOptions::new(id.as_str(), "localhost", mqtt.port());
-        o.set_keep_alive(Duration::from_secs(60))
-            .set_transport(Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
-        let (client, mut el) = AsyncClient::new(o, 16);
-        let (dev, gate) = (dev.clone(), gate.clone());
-        let mut backoff = device_agent::Backoff::new(Duration::from_millis(opts.max_backoff_ms));
-        let receipts = protocol::topic::device_topic(id, Channel::Receipts);
-        let events = protocol::topic::device_topic(id, Channel::Events);
-        tasks.push(tokio::spawn(async move {
-            // Every connection attempt, first or after a failure, waits for one of the gate's
-            // permits: on this machine the devices' TLS shares two cores with the server, and
-            // ten thousand client handshakes at once would time out on the bench's side.
-            // Real cabinets each have their own CPU.
-            let mut permit = None;
-            loop {
-                if permit.is_none() && !dev.connected.load(Ordering::Relaxed) {
-                    permit = gate.clone().acquire_owned().await.ok();
-                }
-                match el.poll().await {
-                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                        permit.take();
-                        backoff.reset();
-                        dev.connected.store(true, Ordering::Relaxed);
-                        let _ = client.try_subscribe(receipts.clone(), QoS::AtLeastOnce);
-                        // Everything not yet receipted, as an agent resends after a reconnect.
-                        let from = dev.acked.load(Ordering::Relaxed) + 1;
-                        let to = dev.last.load(Ordering::Relaxed);
-                        if from <= to {
-                            let _ = client.try_publish(
-                                events.clone(),
-                                QoS::AtLeastOnce,
-                                false,
-                                batch(from, to),
-                            );
-                        }
-                    }
-                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                        if let Ok(r) = protocol::decode::<Receipt>(&p.payload) {
-                            dev.acked.fetch_max(r.up_to, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        dev.connected.store(false, Ordering::Relaxed);
-                        permit.take();
-                        // As an agent does: a fleet that lost its server must not come back
-                        // in lockstep.
-                        tokio::time::sleep(backoff.next_wait()).await;
-                    }
-                }
-            }
-        }));
-    }
-    wait_all_back(&devs, started, "connected with their first event stored").await?;
+    let fleet = LightFleet::connect(
+        &ids,
+        &dir.join("certs"),
+        mqtt,
+        opts.connect_concurrency,
+        Duration::from_millis(opts.max_backoff_ms),
+    )?;
+    fleet
+        .wait_all_back(started, "connected with their first event stored")
+        .await?;
     let connect_time = started.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss, hwm) = rss_mb(server.id());
     println!(
         "connections: {} mutually authenticated devices connected and their first event stored in {:.1} s",
-        devs.len(),
+        ids.len(),
         connect_time.as_secs_f64()
     );
     println!(
         "  fleet-server RSS: idle {:.0} MB; with all connected {rss:.0} MB (peak {hwm:.0} MB), {:.1} KB per device",
         idle.0,
-        (rss - idle.0) * 1024.0 / devs.len() as f64
+        (rss - idle.0) * 1024.0 / ids.len() as f64
     );
 
     if opts.storm {
         let _ = server.kill();
         let _ = server.wait();
         // While the server is down every device records events into its outbox.
-        for d in &devs {
-            d.last.fetch_add(opts.buffered_events, Ordering::Relaxed);
-        }
-        while devs.iter().any(|d| d.connected.load(Ordering::Relaxed)) {
+        fleet.buffer(opts.buffered_events);
+        while fleet.any_connected() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let restarted = Instant::now();
         let (s, _, _) = start_server(&dir, &mqtt.to_string(), &http.to_string())?;
         server = s;
         let ready = restarted.elapsed();
-        let all_connected =
-            wait_all_back(&devs, restarted, "back with their buffered events stored").await?;
+        let all_connected = fleet
+            .wait_all_back(restarted, "back with their buffered events stored")
+            .await?;
         let total = restarted.elapsed();
         println!(
             "reconnect storm: server killed (-9) under {} devices, each buffering {} events; restart → ready {:.1} s, all reconnected {:.1} s, all {} buffered events stored and receipted {:.1} s",
-            devs.len(),
+            ids.len(),
             opts.buffered_events,
             ready.as_secs_f64(),
             all_connected.as_secs_f64(),
-            devs.len() as u64 * opts.buffered_events,
+            ids.len() as u64 * opts.buffered_events,
             total.as_secs_f64()
         );
         let (rss, hwm) = rss_mb(server.id());
         println!("  fleet-server RSS after the storm: {rss:.0} MB (peak {hwm:.0} MB)");
         print_front_counters(http).await;
     }
-    for t in tasks {
-        t.abort();
-    }
+    fleet.abort();
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
