@@ -12,6 +12,7 @@ mod schema;
 pub mod usage;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{BoxNo, CommandId, CommandStatus, DeviceId, Event, EventBody, StateSnapshot};
@@ -45,6 +46,13 @@ pub enum StoreError {
     /// The request asked for something that cannot be answered as asked (the text says why).
     #[error("{0}")]
     Invalid(String),
+    /// The database's files could not be opened or synced: storage is unusable until the
+    /// disk is fixed (full, read-only, failing).
+    #[error("database file {path}: {source}; check the disk and the data directory")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,9 @@ pub struct Store {
     kind: DbKind,
     /// Whether item changes queue webhooks to the service platform.
     webhooks: bool,
+    /// SQLite's write-ahead log, synced by [`Store::ingest`] after its commit, outside the
+    /// writer (ADR 0010). `None` on PostgreSQL and for in-memory databases.
+    wal: Option<Arc<std::fs::File>>,
 }
 
 /// Rows written per multi-row INSERT: 7 parameters a row stays under SQLite's 32766.
@@ -90,7 +101,8 @@ impl Store {
                 options(max).after_connect(|conn, _| {
                     Box::pin(async move {
                         // WAL lets readers run beside the single writer. NORMAL syncs at
-                        // checkpoints; `Store::ingest` switches to FULL for its commits. No
+                        // checkpoints; `Store::ingest` syncs the log itself after its
+                        // commits, outside the writer (ADR 0010). No
                         // automatic checkpoints: the one that happened to run inside a
                         // command's commit cost 10-20 ms; `Store::checkpoint` runs them off
                         // the latency path instead.
@@ -112,13 +124,17 @@ impl Store {
             let pool = options(8).connect(url).await?;
             (pool.clone(), pool)
         };
-        let store = Store {
+        let mut store = Store {
             pool,
             writer,
             kind,
             webhooks: false,
+            wal: None,
         };
         store.migrate().await?;
+        if kind == DbKind::Sqlite {
+            store.wal = store.open_wal().await?;
+        }
         Ok(store)
     }
 
@@ -167,6 +183,26 @@ impl Store {
         Ok(())
     }
 
+    /// The main database's `-wal` file, opened to be synced (never written through).
+    async fn open_wal(&self) -> Result<Option<Arc<std::fs::File>>, StoreError> {
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(&self.writer)
+                .await?;
+        if file.is_empty() {
+            return Ok(None);
+        }
+        let path = format!("{file}-wal");
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => Ok(Some(Arc::new(f))),
+            Err(source) => Err(StoreError::File { path, source }),
+        }
+    }
+
     /// Cheap liveness probe for `/healthz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
@@ -205,23 +241,25 @@ impl Store {
         batch: &IngestBatch,
     ) -> Result<(u64, Effects), StoreError> {
         let mut conn = self.writer.acquire().await?;
+        let result = self.ingest_tx(&mut conn, batch).await?;
         // A receipt lets the device delete its copy, so this commit must survive a power
-        // cut: sync the WAL (which also makes every earlier commit on this connection
-        // durable). Other writes run with NORMAL and ride on the next synced commit or
-        // checkpoint, which keeps fsync off the remote-open path.
-        let sqlite = self.kind == DbKind::Sqlite;
-        if sqlite {
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *conn)
-                .await?;
+        // cut. SQLite (WAL, synchronous = NORMAL) wrote it to the log without syncing; sync
+        // the log here, after handing the writer back, so command writes do not queue behind
+        // the disk (ADR 0010). Syncing the file also makes every earlier commit durable.
+        drop(conn);
+        if let Some(wal) = &self.wal {
+            let wal = wal.clone();
+            let synced = tokio::task::spawn_blocking(move || wal.sync_data())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(source) = synced {
+                return Err(StoreError::File {
+                    path: "write-ahead log (-wal)".into(),
+                    source,
+                });
+            }
         }
-        let result = self.ingest_tx(&mut conn, batch).await;
-        if sqlite {
-            sqlx::query("PRAGMA synchronous = NORMAL")
-                .execute(&mut *conn)
-                .await?;
-        }
-        result
+        Ok(result)
     }
 
     async fn ingest_tx(
@@ -1427,5 +1465,28 @@ mod tests {
             multi_row(DbKind::Sqlite, "INSERT INTO t VALUES ", 2, 2, " X"),
             "INSERT INTO t VALUES (?,?),(?,?) X"
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_database_has_its_write_ahead_log_to_sync() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("fleet.db");
+        let store = super::Store::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+            .await
+            .expect("connect");
+        let wal = store.wal.as_ref().expect("a file database syncs its log");
+        // The handle is the log SQLite writes: a commit makes it grow.
+        let before = wal.metadata().expect("stat").len();
+        store
+            .insert_token("t", "night desk", "viewer", 1)
+            .await
+            .expect("write");
+        assert!(wal.metadata().expect("stat").len() > before);
+        store.close().await;
+        let memory = super::Store::connect("sqlite::memory:")
+            .await
+            .expect("memory");
+        assert!(memory.wal.is_none(), "nothing to sync in memory");
     }
 }
