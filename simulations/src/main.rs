@@ -38,6 +38,8 @@ enum Bench {
     Scale(simulations::scale_bench::ScaleOptions),
     /// Usage reports: 90 days of rollups over 1,000 cabinets.
     Usage(simulations::usage_bench::UsageOptions),
+    /// Durable ingest with locust (PyPI) as an independent load generator.
+    Locust(simulations::locust_bench::LocustOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,5 +64,6 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
         Cmd::Bench(Bench::Scale(o)) => simulations::scale_bench::scale(o).await,
         Cmd::Bench(Bench::Usage(o)) => simulations::usage_bench::usage(o).await,
+        Cmd::Bench(Bench::Locust(o)) => simulations::locust_bench::locust(o).await,
     }
 }
