@@ -106,27 +106,6 @@ impl Commands {
         Ok((new.row(), true))
     }
 
-    async fn send(
-        &self,
-        id: &CommandId,
-        device: &DeviceId,
-        box_no: BoxNo,
-        issued_at: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        // Record `sent` before publishing: an ack can come back faster than this task resumes.
-        if self
-            .store
-            .advance_command(id, CommandStatus::Sent, crate::now_ms(), None)
-            .await?
-            .is_some()
-        {
-            self.moved(id.as_str(), device.as_str(), CommandStatus::Sent);
-        }
-        self.publish(id, device, box_no, issued_at, expires_at);
-        Ok(())
-    }
-
     fn publish(
         &self,
         id: &CommandId,
@@ -159,8 +138,17 @@ impl Commands {
                 row.command_id
             )));
         };
-        self.send(&id, &device, box_no, row.created_at, row.expires_at)
-            .await
+        // Record `sent` before publishing: an ack can come back faster than this task resumes.
+        if self
+            .store
+            .advance_command(&id, CommandStatus::Sent, crate::now_ms(), None)
+            .await?
+            .is_some()
+        {
+            self.moved(id.as_str(), device.as_str(), CommandStatus::Sent);
+        }
+        self.publish(&id, &device, box_no, row.created_at, row.expires_at);
+        Ok(())
     }
 
     /// Applies an ack from a device (fast path or durable copy).
