@@ -54,6 +54,11 @@ pub struct OpenOptions {
     /// Background load: occupancy events per second across the fleet.
     #[arg(long, default_value_t = 0.0)]
     pub background_events_per_sec: f64,
+    /// How the agents journal: `normal` (no fsync per commit, what thousands of simulated
+    /// agents on one disk want) or `full` (the agent's default on a real cabinet: the
+    /// pre-pulse journal write waits for the disk).
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    pub agent_durability: String,
     /// Also write every open as a CSV line (server timestamps in epoch ms, round trip in
     /// µs), to see whether slow ones cluster in time.
     #[arg(long)]
@@ -206,7 +211,11 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         jam_rate: 0.0,
         close_after: Duration::from_millis(50),
         poll_interval_ms: 200,
-        durability: Durability::Normal,
+        durability: if opts.agent_durability == "full" {
+            Durability::Full
+        } else {
+            Durability::Normal
+        },
         ..FleetSpec::default()
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
@@ -344,10 +353,11 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         b.abort();
     }
     println!(
-        "remote open: {} opens over {} agents ({} connected cabinets), background {} events/s, server {}",
+        "remote open: {} opens over {} agents ({} connected cabinets, agents journal with durability={}), background {} events/s, server {}",
         opts.opens,
         opts.agents,
         opts.agents + light,
+        opts.agent_durability,
         opts.background_events_per_sec,
         if opts.server_process {
             "in its own process"
