@@ -842,25 +842,9 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
             }
             // Recorded a moment ago and gone now: nothing sane to do but not pulse.
             Ok(None) => return,
-            Err(e) => {
-                tracing::error!(device = %ctx.id, command = %id, error = %e, "journal unreadable; command not executed");
-                return ack(
-                    &ctx,
-                    &cmd,
-                    AckStatus::Failed,
-                    Some(format!("journal unreadable: {e}")),
-                );
-            }
+            Err(e) => return not_executed(&ctx, &cmd, "journal unreadable", &e),
         },
-        Err(e) => {
-            tracing::error!(device = %ctx.id, command = %id, error = %e, "journal write failed; command not executed");
-            return ack(
-                &ctx,
-                &cmd,
-                AckStatus::Failed,
-                Some(format!("journal write failed: {e}")),
-            );
-        }
+        Err(e) => return not_executed(&ctx, &cmd, "journal write failed", &e),
     }
     // Journaling waited for the disk and the outbox connection: look at the clock right
     // before the pulse.
@@ -875,6 +859,12 @@ async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
     ack(&ctx, &cmd, status, detail.clone());
     record_outcome(&ctx, box_no, status, &detail).await;
     journal_outcome(&ctx, &cmd, box_no, status, detail).await;
+}
+
+/// The journal could not vouch for a command: it is not executed, and reported failed.
+fn not_executed<D>(ctx: &Ctx<D>, cmd: &Command, what: &str, e: &dyn std::fmt::Display) {
+    tracing::error!(device = %ctx.id, command = %cmd.command_id, error = %e, "{what}; command not executed");
+    ack(ctx, cmd, AckStatus::Failed, Some(format!("{what}: {e}")));
 }
 
 /// How many ms past its `expires_at` the command is by this agent's clock, if it is.
@@ -896,6 +886,14 @@ async fn open_box<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<S
         return (AckStatus::Failed, Some(format!("unlock pulse: {e}")));
     }
     watch_door(ctx, b).await
+}
+
+/// A pulse and its records, for a door opened on the spot (keypad): nobody waits for an ack
+/// in between, unlike a remote open.
+async fn open_and_record<D: LockDriver>(ctx: &Ctx<D>, b: BoxNo) -> (AckStatus, Option<String>) {
+    let (status, detail) = open_box(ctx, b).await;
+    record_outcome(ctx, b, status, &detail).await;
+    (status, detail)
 }
 
 /// What an outcome means for the cabinet's own records: the door event (now, not at the next
@@ -1177,9 +1175,7 @@ async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry) -> EntryO
     }
     let (status, detail) = {
         let _box = ctx.box_locks[usize::from(b.get()) - 1].lock().await;
-        let (status, detail) = open_box(ctx, b).await;
-        record_outcome(ctx, b, status, &detail).await;
-        (status, detail)
+        open_and_record(ctx, b).await
     };
     if let Some(d) = detail {
         tracing::warn!(device = %ctx.id, r#box = %b, status = ?status, detail = %d, "keypad open did not succeed");
@@ -1459,7 +1455,7 @@ mod tests {
         r.observe(b1, false, Some(true)).await.expect("observe");
         r.observe(b1, false, Some(false)).await.expect("observe");
         // A real use: pulse, open, place, shut; no fault.
-        assert_eq!(pulse(&ctx, b1).await, AckStatus::Opened);
+        assert_eq!(open_and_record(&ctx, b1).await.0, AckStatus::Opened);
         r.observe(b1, true, Some(true)).await.expect("observe");
         r.observe(b1, false, Some(true)).await.expect("observe");
         // Emptied behind the shut door: fault; the door opening clears it (and is forced).
@@ -1534,19 +1530,12 @@ mod tests {
         );
     }
 
-    /// A remote open's door part as `execute` runs it: pulse, then the cabinet's records.
-    async fn pulse(ctx: &Ctx<FakeLocks>, b: BoxNo) -> AckStatus {
-        let (status, detail) = open_box(ctx, b).await;
-        record_outcome(ctx, b, status, &detail).await;
-        status
-    }
-
     #[tokio::test]
     async fn a_pulsed_door_is_not_forced_and_closing_clears() {
         let dir = tempfile::tempdir().expect("tmp");
         let (ctx, fake) = ctx(dir.path(), 0.0).await;
         let b1 = BoxNo::new(1).expect("box");
-        assert_eq!(pulse(&ctx, b1).await, AckStatus::Opened);
+        assert_eq!(open_and_record(&ctx, b1).await.0, AckStatus::Opened);
         assert!(
             faults_in(&events(&ctx).await).is_empty(),
             "a pulsed open is no fault"
@@ -1581,13 +1570,13 @@ mod tests {
         let b3 = BoxNo::new(3).expect("box");
         {
             let (jammy, _fake) = ctx(dir.path(), 1.0).await;
-            assert_eq!(pulse(&jammy, b3).await, AckStatus::Jammed);
-            assert_eq!(pulse(&jammy, b3).await, AckStatus::Jammed);
+            assert_eq!(open_and_record(&jammy, b3).await.0, AckStatus::Jammed);
+            assert_eq!(open_and_record(&jammy, b3).await.0, AckStatus::Jammed);
             jammy.outbox.close().await;
         }
         // Repaired and restarted: the first good pulse clears the jam.
         let (fixed, _fake) = ctx(dir.path(), 0.0).await;
-        assert_eq!(pulse(&fixed, b3).await, AckStatus::Opened);
+        assert_eq!(open_and_record(&fixed, b3).await.0, AckStatus::Opened);
         assert_eq!(
             faults_in(&events(&fixed).await),
             vec![

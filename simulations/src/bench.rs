@@ -57,8 +57,8 @@ pub struct OpenOptions {
     /// How the agents journal: `normal` (no fsync per commit, what thousands of simulated
     /// agents on one disk want) or `full` (the agent's default on a real cabinet: the
     /// pre-pulse journal write waits for the disk).
-    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
-    pub agent_durability: String,
+    #[arg(long, default_value = "normal", value_parser = durability)]
+    pub agent_durability: Durability,
     /// Also write every open as a CSV line (server timestamps in epoch ms, round trip in
     /// µs), to see whether slow ones cluster in time.
     #[arg(long)]
@@ -68,6 +68,15 @@ pub struct OpenOptions {
     /// scheduler, not through one async runtime's queues.
     #[arg(long)]
     pub server_process: bool,
+}
+
+/// `normal` or `full`, as the agent's config spells it.
+fn durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "normal" => Ok(Durability::Normal),
+        "full" => Ok(Durability::Full),
+        _ => Err(format!("{s:?}: expected normal or full")),
+    }
 }
 
 async fn server(
@@ -211,11 +220,7 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         jam_rate: 0.0,
         close_after: Duration::from_millis(50),
         poll_interval_ms: 200,
-        durability: if opts.agent_durability == "full" {
-            Durability::Full
-        } else {
-            Durability::Normal
-        },
+        durability: opts.agent_durability,
         ..FleetSpec::default()
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
@@ -357,7 +362,7 @@ pub async fn open(opts: OpenOptions) -> anyhow::Result<()> {
         opts.opens,
         opts.agents,
         opts.agents + light,
-        opts.agent_durability,
+        format!("{:?}", opts.agent_durability).to_lowercase(),
         opts.background_events_per_sec,
         if opts.server_process {
             "in its own process"

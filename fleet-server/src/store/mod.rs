@@ -75,7 +75,13 @@ pub struct Store {
     webhooks: bool,
     /// SQLite's write-ahead log, synced by [`Store::ingest`] after its commit, outside the
     /// writer (ADR 0010). `None` on PostgreSQL and for in-memory databases.
-    wal: Option<Arc<std::fs::File>>,
+    wal: Option<Arc<Wal>>,
+}
+
+/// The open `-wal` file and its path (for the error when syncing it fails).
+struct Wal {
+    path: String,
+    file: std::fs::File,
 }
 
 /// Rows written per multi-row INSERT: 7 parameters a row stays under SQLite's 32766.
@@ -184,7 +190,7 @@ impl Store {
     }
 
     /// The main database's `-wal` file, opened to be synced (never written through).
-    async fn open_wal(&self) -> Result<Option<Arc<std::fs::File>>, StoreError> {
+    async fn open_wal(&self) -> Result<Option<Arc<Wal>>, StoreError> {
         let file: String =
             sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
                 .fetch_one(&self.writer)
@@ -198,7 +204,7 @@ impl Store {
             .write(true)
             .open(&path)
         {
-            Ok(f) => Ok(Some(Arc::new(f))),
+            Ok(file) => Ok(Some(Arc::new(Wal { path, file }))),
             Err(source) => Err(StoreError::File { path, source }),
         }
     }
@@ -248,13 +254,13 @@ impl Store {
         // the disk (ADR 0010). Syncing the file also makes every earlier commit durable.
         drop(conn);
         if let Some(wal) = &self.wal {
-            let wal = wal.clone();
-            let synced = tokio::task::spawn_blocking(move || wal.sync_data())
+            let log = wal.clone();
+            let synced = tokio::task::spawn_blocking(move || log.file.sync_data())
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             if let Err(source) = synced {
                 return Err(StoreError::File {
-                    path: "write-ahead log (-wal)".into(),
+                    path: wal.path.clone(),
                     source,
                 });
             }
@@ -720,7 +726,7 @@ impl Store {
         {
             return Ok(CreateOutcome::Existing(Box::new(existing)));
         }
-        let initial = c.row().status().unwrap_or(CommandStatus::Queued);
+        let initial = c.status();
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO commands (command_id, device_id, box_no, action, status, status_rank, actor,
@@ -1210,13 +1216,18 @@ pub struct NewCommand {
 }
 
 impl NewCommand {
-    /// The row as [`Store::create_command`] stores it.
-    pub fn row(&self) -> CommandRow {
-        let status = if self.sent_at.is_some() {
+    /// The status it is created with.
+    pub fn status(&self) -> CommandStatus {
+        if self.sent_at.is_some() {
             CommandStatus::Sent
         } else {
             CommandStatus::Queued
-        };
+        }
+    }
+
+    /// The row as [`Store::create_command`] stores it.
+    pub fn row(&self) -> CommandRow {
+        let status = self.status();
         CommandRow {
             command_id: self.id.to_string(),
             device_id: self.device.to_string(),
@@ -1475,7 +1486,11 @@ mod tests {
         let store = super::Store::connect(&format!("sqlite://{}?mode=rwc", db.display()))
             .await
             .expect("connect");
-        let wal = store.wal.as_ref().expect("a file database syncs its log");
+        let wal = &store
+            .wal
+            .as_ref()
+            .expect("a file database syncs its log")
+            .file;
         // The handle is the log SQLite writes: a commit makes it grow.
         let before = wal.metadata().expect("stat").len();
         store
