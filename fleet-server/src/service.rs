@@ -5,8 +5,9 @@
 //! Codes are drawn here, returned once to the caller and sealed into the SMS outbox; only
 //! their HMAC tag is stored (see `protocol::code` and `docs/adr/0005-offline-codes.md`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol::{BoxNo, Channel, CodeSync, DeviceId, ItemId, StaffId, code};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use crate::store::{Effects, Issued, ItemRow, NewItem, Placement, StaffRow, Store
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// How often a cabinet that has not confirmed its code version is sent it again.
-const CODES_RETRANSMIT_MS: i64 = 5_000;
+const CODES_RETRANSMIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -524,6 +525,9 @@ impl Service {
 
 /// Sends each cabinet its code set: when it asks (connect), when it changes, and again
 /// until the cabinet confirms the version with a `codes_applied` event.
+///
+/// Only reads: the sets are read on reader connections and the retransmission clock is kept
+/// here, so a burst of reservations does not queue code sets on the writer behind ingest.
 pub async fn sync_codes(
     service: Service,
     mut rx: mpsc::Receiver<DeviceId>,
@@ -532,6 +536,7 @@ pub async fn sync_codes(
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(1000));
+    let mut resends = Resends::default();
     loop {
         let devices: Vec<DeviceId> = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -547,34 +552,71 @@ pub async fn sync_codes(
                 }
                 None => break,
             },
-            _ = tick.tick() => {
-                match service.store.codes_lagging(crate::now_ms() - CODES_RETRANSMIT_MS).await {
-                    Ok(ids) => ids.iter().filter_map(|i| DeviceId::parse(i).ok()).collect(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading lagging code versions failed");
-                        Vec::new()
-                    }
+            _ = tick.tick() => match service.store.codes_lagging().await {
+                Ok(ids) => resends.due(
+                    ids.iter().filter_map(|i| DeviceId::parse(i).ok()),
+                    Instant::now(),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading lagging code versions failed");
+                    Vec::new()
                 }
-            }
+            },
         };
         for device in devices {
             if !online.is_online(&device) {
                 continue;
             }
-            if let Err(e) = send_codes(&service, &publisher, &device).await {
-                tracing::warn!(%device, error = %e, "sending code grants failed; retrying");
+            match send_codes(&service, &publisher, &device).await {
+                Ok(true) => resends.sent(device, Instant::now()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%device, error = %e, "sending code grants failed; retrying")
+                }
             }
         }
     }
 }
 
+/// When each cabinet whose confirmation is outstanding was last sent its set. In memory: a
+/// restarted server (or another replica) sends a lagging set once more, which a cabinet
+/// ignores if it has it (versions only rise).
+#[derive(Default)]
+struct Resends {
+    last: HashMap<DeviceId, Instant>,
+}
+
+impl Resends {
+    fn sent(&mut self, device: DeviceId, now: Instant) {
+        self.last.insert(device, now);
+    }
+
+    /// Of the cabinets still lagging, those not sent their set within [`CODES_RETRANSMIT`].
+    /// Cabinets no longer lagging are forgotten, so the map holds only outstanding ones.
+    fn due(&mut self, lagging: impl Iterator<Item = DeviceId>, now: Instant) -> Vec<DeviceId> {
+        let lagging: HashSet<DeviceId> = lagging.collect();
+        self.last.retain(|d, _| lagging.contains(d));
+        let mut due: Vec<DeviceId> = lagging
+            .into_iter()
+            .filter(|d| {
+                self.last
+                    .get(d)
+                    .is_none_or(|t| now.duration_since(*t) >= CODES_RETRANSMIT)
+            })
+            .collect();
+        due.sort();
+        due
+    }
+}
+
+/// Publishes one cabinet's code set; false when it is not a cabinet (nothing to verify).
 async fn send_codes(
     service: &Service,
     publisher: &Publisher,
     device: &DeviceId,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let Some((version, grants, staff)) = service.store.code_material(device).await? else {
-        return Ok(()); // not configured as a cabinet: nothing to verify
+        return Ok(false);
     };
     let msg = CodeSync {
         v: protocol::PROTOCOL_VERSION,
@@ -584,9 +626,8 @@ async fn send_codes(
         staff,
     };
     publisher.publish(device, Channel::Codes, protocol::encode(&msg));
-    service.store.codes_sent(device, crate::now_ms()).await?;
     service.metrics.code_syncs.inc();
-    Ok(())
+    Ok(true)
 }
 
 fn placement_name(req: &ReservationRequest) -> String {
@@ -642,7 +683,32 @@ pub fn fmt_time(ms: i64, offset_minutes: i32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::fmt_time;
+    use super::{CODES_RETRANSMIT, Resends, fmt_time};
+    use protocol::DeviceId;
+    use std::time::{Duration, Instant};
+
+    fn ids(v: &[&str]) -> Vec<DeviceId> {
+        v.iter().map(|s| DeviceId::parse(s).expect("id")).collect()
+    }
+
+    #[test]
+    fn a_lagging_code_set_is_resent_once_per_interval_until_confirmed() {
+        let t0 = Instant::now();
+        let mut r = Resends::default();
+        r.sent(ids(&["cab-a"])[0].clone(), t0);
+        let lagging = || ids(&["cab-b", "cab-a"]).into_iter();
+        assert_eq!(r.due(lagging(), t0), ids(&["cab-b"]), "never sent: due now");
+        let almost = t0 + CODES_RETRANSMIT - Duration::from_millis(1);
+        assert_eq!(r.due(lagging(), almost), ids(&["cab-b"]));
+        assert_eq!(
+            r.due(lagging(), t0 + CODES_RETRANSMIT),
+            ids(&["cab-a", "cab-b"])
+        );
+        // Confirmed (no longer lagging): forgotten, so a later lag counts as never sent.
+        assert!(r.due(std::iter::empty(), t0).is_empty());
+        assert!(r.last.is_empty());
+        assert_eq!(r.due(ids(&["cab-a"]).into_iter(), t0), ids(&["cab-a"]));
+    }
 
     #[test]
     fn times_format_without_a_tz_database() {

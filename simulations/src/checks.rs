@@ -17,6 +17,8 @@ pub struct CommandRecord {
     pub box_no: u16,
     pub status: String,
     pub round_trip_ms: f64,
+    /// The cabinet stayed connected from the call to the outcome (no drop, no restart).
+    pub cabinet_online: bool,
 }
 
 /// A fault the simulator injected, and the alarm it must raise (if the fault is long enough
@@ -53,8 +55,10 @@ pub struct Ledger {
     pub uses: HashMap<String, u32>,
     pub commands: Vec<CommandRecord>,
     /// Reservation answered → the cabinet's code book accepts the code, ms (drop-offs and
-    /// supplements; a pick-up's code waits for the deposit).
+    /// supplements; a pick-up's code waits for the deposit), the cabinet online throughout.
     pub code_ready_ms: Vec<f64>,
+    /// The same for cabinets offline or reconnecting for part of the wait.
+    pub code_ready_reconnecting_ms: Vec<f64>,
     pub command_errors: Vec<String>,
     pub injected: Vec<Injected>,
     /// Broken rules seen on the spot (a wrong code opening a box, a used code accepted).

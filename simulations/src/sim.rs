@@ -98,6 +98,17 @@ impl Device {
         Ok(Live { agent, keys })
     }
 
+    /// The agent's MQTT session number while it is running and connected: equal before and
+    /// after a wait means the cabinet stayed online throughout it.
+    async fn session(&self) -> Option<u64> {
+        let live = self.live.read().await;
+        let stats = &live.as_ref()?.agent.stats;
+        stats
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| stats.connects.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// The cabinet's own code book accepts `code` now (no side effects).
     async fn verifies(&self, code: &str) -> bool {
         match self.live.read().await.as_ref() {
@@ -750,19 +761,23 @@ async fn act(w: Arc<World>, n: usize, what: Action) {
 
 /// The night desk opens a box and waits for the outcome; the command is recorded.
 async fn remote_open(w: &World, device: usize, box_no: u16, reason: &str) -> Option<String> {
-    let id = w.devices[device].id.to_string();
+    let d = &w.devices[device];
+    let id = d.id.to_string();
+    let session = d.session().await;
     match w
         .admin
         .open_and_wait(&id, box_no, reason, Duration::from_secs(30))
         .await
     {
         Ok(o) => {
+            let cabinet_online = session.is_some() && d.session().await == session;
             w.ledger().commands.push(CommandRecord {
                 id: o.command_id.clone(),
                 device: id,
                 box_no,
                 status: o.status.clone(),
                 round_trip_ms: o.round_trip.as_secs_f64() * 1000.0,
+                cabinet_online,
             });
             Some(o.status)
         }
@@ -833,15 +848,24 @@ async fn person(w: &World, n: usize, p: Person) {
         return;
     };
     if p.flow != FlowKind::Pickup {
-        // How long until the cabinet's own code book accepts the new code.
+        // How long until the cabinet's own code book accepts the new code; a cabinet offline
+        // (a network drop, a restart) for part of the wait is counted apart: its code waits
+        // on the reconnection, not on the server.
+        let d = &w.devices[device];
         let t0 = Instant::now();
-        while !w.devices[device].verifies(code).await && t0.elapsed() < Duration::from_secs(10) {
+        let session = d.session().await;
+        while !d.verifies(code).await && t0.elapsed() < Duration::from_secs(10) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if w.devices[device].verifies(code).await {
-            w.ledger()
-                .code_ready_ms
-                .push(t0.elapsed().as_secs_f64() * 1000.0);
+        if d.verifies(code).await {
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let online = session.is_some() && d.session().await == session;
+            let mut l = w.ledger();
+            if online {
+                l.code_ready_ms.push(ms);
+            } else {
+                l.code_ready_reconnecting_ms.push(ms);
+            }
         }
     }
     if p.no_show {

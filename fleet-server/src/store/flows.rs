@@ -1003,14 +1003,21 @@ impl Store {
     // ------------------------------------------------------------------------- code sync
 
     /// Everything one cabinet verifies offline, at its current version.
+    ///
+    /// Read on a reader connection, so a burst of code sets does not queue on the one writer
+    /// behind ingest. One read transaction, the version read first: on SQLite the reads share
+    /// a snapshot; on PostgreSQL (a snapshot per statement) the grants can only be newer than
+    /// the version, never older, so a cabinet that confirms the version has every grant of
+    /// it, and a newer version is sent again anyway.
     pub async fn code_material(
         &self,
         device: &DeviceId,
     ) -> Result<Option<(i64, Vec<CodeGrant>, Vec<StaffCredential>)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let Some(cab) =
             sqlx::query("SELECT site_id, codes_version FROM cabinets WHERE device_id = $1")
                 .bind(device.as_str())
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *tx)
                 .await?
         else {
             return Ok(None);
@@ -1025,7 +1032,7 @@ impl Store {
              ORDER BY item_id",
         )
         .bind(device.as_str())
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *tx)
         .await?;
         let mut grants = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -1052,7 +1059,7 @@ impl Store {
              WHERE active = 1 AND (site_id IS NULL OR site_id = $1) ORDER BY staff_id",
         )
         .bind(&site)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *tx)
         .await?;
         let mut staff = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -1065,28 +1072,17 @@ impl Store {
                 iterations: u32::try_from(r.try_get::<i64, _>("iterations")?).unwrap_or(1),
             });
         }
+        tx.commit().await?;
         Ok(Some((version, grants, staff)))
     }
 
-    pub async fn codes_sent(&self, device: &DeviceId, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE cabinets SET codes_sent_at = $1 WHERE device_id = $2")
-            .bind(at)
-            .bind(device.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    /// Online cabinets whose confirmed code version lags and whose last send is older than
-    /// `before` (retransmission).
-    pub async fn codes_lagging(&self, before: i64) -> Result<Vec<String>, StoreError> {
+    /// Online cabinets whose confirmed code version lags (the server resends their sets).
+    pub async fn codes_lagging(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT c.device_id FROM cabinets c JOIN devices d ON d.device_id = c.device_id
              WHERE d.online = 1 AND c.codes_applied < c.codes_version
-               AND (c.codes_sent_at IS NULL OR c.codes_sent_at < $1)
-             ORDER BY c.device_id LIMIT 1000",
+             ORDER BY c.device_id",
         )
-        .bind(before)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -488,6 +488,42 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     );
 }
 
+/// The cabinets whose code sets are resent: online, and their confirmed version behind.
+pub async fn only_online_cabinets_behind_their_code_version_lag(store: Store) {
+    for c in ["cab-a", "cab-b", "cab-off"] {
+        hall(&store, c).await;
+    }
+    for c in ["cab-a", "cab-b"] {
+        store
+            .presence(&dev(c), 1, true, "connected", NOW)
+            .await
+            .expect("online");
+    }
+    assert_eq!(
+        store.codes_lagging().await.expect("lagging"),
+        ["cab-a", "cab-b"],
+        "configured cabinets start behind; the offline one waits for its connect"
+    );
+    let version = store
+        .code_material(&dev("cab-a"))
+        .await
+        .expect("material")
+        .expect("cabinet")
+        .0;
+    store
+        .ingest(&keypad(
+            &dev("cab-a"),
+            1,
+            NOW,
+            EventBody::CodesApplied {
+                version: version as u64,
+            },
+        ))
+        .await
+        .expect("confirmed");
+    assert_eq!(store.codes_lagging().await.expect("lagging"), ["cab-b"]);
+}
+
 /// Site "hall" in the overview an hour after the day began at NOW.
 async fn hall_overview(store: &Store) -> fleet_server::store::SiteOverview {
     store
@@ -592,4 +628,5 @@ on_both!(
     time_up_expires_overdues_and_staff_retrieve,
     late_deposits_are_flagged_and_reminders_queued_once,
     code_material_holds_live_grants_and_site_staff,
+    only_online_cabinets_behind_their_code_version_lag,
 );

@@ -103,6 +103,16 @@ fn a_seeded_scenario_runs_against_a_real_server_and_every_invariant_holds() {
         assert!(injected.contains(&kind), "no {kind} injected: {injected:?}");
     }
     assert!(l["commands"].as_array().is_some_and(|c| !c.is_empty()));
+    // Every timed open lands in one split: cabinet connected throughout, or waited for.
+    let count = |k: &str| report[k]["count"].as_u64().unwrap_or(0);
+    assert_eq!(
+        count("commands") + count("commands_reconnecting"),
+        l["commands"].as_array().map_or(0, |c| c.len() as u64)
+    );
+    assert!(
+        count("code_ready") > 0,
+        "no code timed at an online cabinet"
+    );
     assert!(l["deposited"].as_u64().unwrap_or(0) > 0 && l["collected"].as_u64().unwrap_or(0) > 0);
     assert!(report["samples"].as_array().is_some_and(|s| s.len() > 10));
     for svg in ["ingest.svg", "commands.svg", "occupancy.svg"] {
