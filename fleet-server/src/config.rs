@@ -34,7 +34,9 @@ pub struct ServerConfig {
     /// TLS handshakes worked on at once; more connections wait their turn (see
     /// `broker::BrokerConfig::max_handshakes`).
     pub max_handshakes: usize,
-    /// Most events written in one database transaction.
+    /// Most work in one ingest transaction, in plain events; a keypad event counts 50, a
+    /// state snapshot 50, a heartbeat 4 (`store::event_cost`): bounds how long ingest holds
+    /// the writer that commands and reservations also need.
     pub ingest_batch: usize,
     /// The master secret that derives cabinet code keys; default
     /// `{data_dir}/secrets/master.key`, created on first start. Back it up.

@@ -18,7 +18,7 @@ use crate::health::Health;
 use crate::link::{Inbound, Publisher};
 use crate::metrics::Metrics;
 use crate::service::Service;
-use crate::store::{Effects, IngestBatch, Store, StoreError};
+use crate::store::{self, Effects, IngestBatch, Store, StoreError};
 
 /// Most out-of-order seqs remembered per device while waiting for a gap to fill.
 const MAX_PENDING: usize = 100_000;
@@ -58,7 +58,8 @@ pub struct Writer {
     pub ready: mpsc::Sender<DeviceId>,
     pub metrics: Metrics,
     pub health: Health,
-    pub batch_events: usize,
+    /// Most work in one transaction, in plain events ([`crate::store::event_cost`]).
+    pub batch_cost: usize,
     /// Acts on what keypad events changed (code sets, notifications).
     pub service: Service,
     /// Door, box state and health points for InfluxDB (a no-op when export is off).
@@ -70,24 +71,9 @@ impl Writer {
     /// shutdown stores and receipts everything already received.
     pub async fn run(self, mut rx: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
         let mut marks: HashMap<DeviceId, Mark> = HashMap::new();
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            if rx.recv_many(&mut buf, 256).await == 0 {
-                break;
-            }
-            // Top up while cheap: more messages already waiting join this transaction.
-            let mut events: usize = buf.iter().map(inbound_len).sum();
-            while events < self.batch_events {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        events += inbound_len(&m);
-                        buf.push(m);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.write(&mut marks, std::mem::take(&mut buf), &cancel)
-                .await;
+        while let Some(first) = rx.recv().await {
+            let batch = top_up(first, &mut rx, self.batch_cost);
+            self.write(&mut marks, batch, &cancel).await;
         }
     }
 
@@ -283,16 +269,81 @@ fn in_order(mark: &mut Mark, b: protocol::EventBatch) -> (Vec<protocol::Event>, 
     (kept, past_gap)
 }
 
-fn inbound_len(m: &Inbound) -> usize {
+/// `first` and the messages already waiting behind it, up to `budget`
+/// ([`inbound_cost`]): they share one transaction, and the budget bounds how long it holds
+/// the writer.
+fn top_up(first: Inbound, rx: &mut mpsc::Receiver<Inbound>, budget: usize) -> Vec<Inbound> {
+    let mut cost = inbound_cost(&first);
+    let mut batch = vec![first];
+    while cost < budget {
+        match rx.try_recv() {
+            Ok(m) => {
+                cost += inbound_cost(&m);
+                batch.push(m);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// What a message costs the writer, in plain events ([`crate::store::event_cost`]).
+fn inbound_cost(m: &Inbound) -> usize {
     match m {
-        Inbound::Events(_, b) => b.events.len(),
-        Inbound::Snapshot(..) | Inbound::Heartbeat(..) => 1,
+        Inbound::Events(_, b) => b.events.iter().map(|e| store::event_cost(&e.body)).sum(),
+        Inbound::Snapshot(..) => store::SNAPSHOT_COST,
+        Inbound::Heartbeat(..) => store::HEARTBEAT_COST,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Mark;
+    use super::{Inbound, Mark, top_up};
+    use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBatch, EventBody, ItemId};
+
+    fn message(body: EventBody, n: usize) -> Inbound {
+        let events = (1..=n as u64)
+            .map(|seq| Event {
+                seq,
+                ts: 0,
+                body: body.clone(),
+            })
+            .collect();
+        Inbound::Events(
+            DeviceId::parse("cab-1").expect("id"),
+            EventBatch {
+                v: 1,
+                base: 1,
+                events,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_transaction_takes_waiting_messages_up_to_its_cost_budget() {
+        let box_no = BoxNo::new(1).expect("box");
+        let door = EventBody::Door { box_no, open: true };
+        let code = EventBody::CodeUsed {
+            item: ItemId::parse("item-1").expect("item"),
+            box_no,
+            status: AckStatus::Opened,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+        for _ in 0..100 {
+            tx.send(message(code.clone(), 1)).await.expect("queued");
+        }
+        // 2,000 in plain events: 40 keypad events, not the 100 waiting.
+        assert_eq!(top_up(message(code.clone(), 1), &mut rx, 2000).len(), 40);
+        assert_eq!(top_up(message(door.clone(), 10), &mut rx, 2000).len(), 41);
+        // Plain events are cheap: 200 messages of 10 fill the same budget.
+        while rx.try_recv().is_ok() {}
+        for _ in 0..300 {
+            tx.send(message(door.clone(), 10)).await.expect("queued");
+        }
+        assert_eq!(top_up(message(door.clone(), 10), &mut rx, 2000).len(), 200);
+        // One message over the budget still goes, alone.
+        assert_eq!(top_up(message(code, 100), &mut rx, 2000).len(), 1);
+    }
 
     #[test]
     fn marks_are_contiguous() {

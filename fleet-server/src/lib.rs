@@ -226,7 +226,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         ready: ready_tx,
         metrics: metrics.clone(),
         health: health.clone(),
-        batch_events: cfg.ingest_batch,
+        batch_cost: cfg.ingest_batch,
         service: service.clone(),
         export,
     };
