@@ -110,13 +110,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             certs_dir.display()
         )
     })?;
-    let secret_path = cfg.master_secret_file();
-    let secrets = secrets::Secrets::load_or_create(&secret_path)?;
     let url = cfg.database_url();
     let store = Store::connect(&url)
         .await
         .with_context(|| format!("opening database {}", redact(&url)))?
         .with_webhooks(cfg.webhook_url.is_some());
+    let secret_path = cfg.master_secret_file();
+    let secrets = secrets::Secrets::load_or_create(&secret_path, store.codes_issued().await?)?;
     let reset = store.mark_all_offline(now_ms()).await?;
     if reset > 0 {
         tracing::info!(

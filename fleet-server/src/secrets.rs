@@ -23,6 +23,10 @@ pub enum SecretError {
         "master secret {0} is not 64 hex digits; restore it from backup (codes already issued depend on it)"
     )]
     Malformed(String),
+    #[error(
+        "master secret {path} is missing, but the database holds {issued} issued codes that depend on it; restore the file from backup (a new secret would stop every outstanding code and sealed SMS from working), or point master_secret_file at it"
+    )]
+    Missing { path: String, issued: u64 },
     #[error("the system random generator failed")]
     Random,
     #[error("sealed data is damaged or was sealed with another master secret")]
@@ -43,7 +47,10 @@ impl std::fmt::Debug for Secrets {
 
 impl Secrets {
     /// Loads the secret, creating it when the file does not exist.
-    pub fn load_or_create(path: &Path) -> Result<Secrets, SecretError> {
+    /// Loads the secret, or creates it when the file does not exist and nothing depends on
+    /// it yet: `issued` is how many codes the database holds. A missing file beside issued
+    /// codes is a lost backup or a wrong path, never a first start, so it is refused.
+    pub fn load_or_create(path: &Path, issued: u64) -> Result<Secrets, SecretError> {
         let io = |source| SecretError::Io {
             path: path.display().to_string(),
             source,
@@ -55,6 +62,12 @@ impl Secrets {
                 hex::decode_to_slice(text.trim(), &mut master)
                     .map_err(|_| SecretError::Malformed(path.display().to_string()))?;
                 Ok(Secrets { master, rng })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && issued > 0 => {
+                Err(SecretError::Missing {
+                    path: path.display().to_string(),
+                    issued,
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut master = [0u8; 32];
@@ -200,14 +213,29 @@ mod tests {
     fn file_is_created_once_and_reloaded() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = Secrets::default_path(dir.path());
-        let a = Secrets::load_or_create(&path).expect("create");
-        let b = Secrets::load_or_create(&path).expect("load");
+        let a = Secrets::load_or_create(&path, 0).expect("create");
+        let b = Secrets::load_or_create(&path, 5).expect("load");
         let d = DeviceId::parse("cab-1").expect("id");
         assert_eq!(a.cabinet_key(&d), b.cabinet_key(&d));
         std::fs::write(&path, "nonsense").expect("write");
         assert!(matches!(
-            Secrets::load_or_create(&path),
+            Secrets::load_or_create(&path, 0),
             Err(SecretError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_missing_file_beside_issued_codes_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = Secrets::default_path(dir.path());
+        let Err(e) = Secrets::load_or_create(&path, 3) else {
+            panic!("a missing secret beside issued codes was replaced");
+        };
+        assert!(matches!(e, SecretError::Missing { issued: 3, .. }), "{e}");
+        assert!(
+            e.to_string().contains("restore the file from backup"),
+            "{e}"
+        );
+        assert!(!path.exists(), "no new secret written");
     }
 }

@@ -1076,6 +1076,14 @@ impl Store {
         Ok(Some((version, grants, staff)))
     }
 
+    /// How many items were ever issued a code (they depend on the master secret).
+    pub async fn codes_issued(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM items WHERE code_tag IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Online cabinets whose confirmed code version lags (the server resends their sets).
     pub async fn codes_lagging(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(

@@ -661,6 +661,61 @@ async fn notifications_survive_a_server_crash_and_are_sent_once() {
     assert_eq!(sms.all("/sms").len(), 1, "sent twice");
 }
 
+/// A master secret file gone missing beside issued codes (a lost backup, a wrong path) must
+/// stop the server with what to do, not be replaced: a new secret would silently break every
+/// outstanding code.
+#[tokio::test]
+async fn a_lost_master_secret_is_refused_not_replaced() {
+    let world = World::new(&[CAB]);
+    let sms = Receiver::start(0).await;
+    let hooks = Receiver::start(0).await;
+    let mut server = start_server(&world, &sms, &hooks, &[]);
+    let platform = setup(&server.api()).await;
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": "GZ-2026-0500", "phone": PHONE, "site_id": "hall"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    server.kill9();
+    let secret = world.path("server/secrets/master.key");
+    std::fs::remove_file(&secret).expect("the master secret was where documented");
+    let mut child = std::process::Command::new(crate::harness::bin("fleet-server"))
+        .args(["--data-dir", &world.path("server").display().to_string()])
+        .args(["--certs", &world.certs().display().to_string()])
+        .args([
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fleet-server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fleet-server started without its master secret");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("master.key") && err.contains("restore the file from backup"),
+        "{err}"
+    );
+    assert!(!secret.exists(), "a new secret was written over the loss");
+}
+
 #[tokio::test]
 async fn openapi_documents_routes_the_server_serves() {
     let world = World::new(&[CAB]);
