@@ -116,7 +116,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("opening database {}", redact(&url)))?
         .with_webhooks(cfg.webhook_url.is_some());
     let secret_path = cfg.master_secret_file();
-    let secrets = secrets::Secrets::load_or_create(&secret_path, store.codes_issued().await?)?;
+    // Codes are counted only when the file is missing: whether a new one may be made.
+    let secrets = match secrets::Secrets::load(&secret_path)? {
+        Some(s) => s,
+        None => secrets::Secrets::create(&secret_path, store.codes_issued().await?)?,
+    };
     let reset = store.mark_all_offline(now_ms()).await?;
     if reset > 0 {
         tracing::info!(

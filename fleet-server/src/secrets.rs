@@ -46,41 +46,49 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Loads the secret, creating it when the file does not exist.
-    /// Loads the secret, or creates it when the file does not exist and nothing depends on
-    /// it yet: `issued` is how many codes the database holds. A missing file beside issued
-    /// codes is a lost backup or a wrong path, never a first start, so it is refused.
-    pub fn load_or_create(path: &Path, issued: u64) -> Result<Secrets, SecretError> {
-        let io = |source| SecretError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let rng = SystemRandom::new();
+    /// Loads the secret; `None` when the file does not exist (see [`Secrets::create`]).
+    pub fn load(path: &Path) -> Result<Option<Secrets>, SecretError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let mut master = [0u8; 32];
                 hex::decode_to_slice(text.trim(), &mut master)
                     .map_err(|_| SecretError::Malformed(path.display().to_string()))?;
-                Ok(Secrets { master, rng })
+                Ok(Some(Secrets {
+                    master,
+                    rng: SystemRandom::new(),
+                }))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && issued > 0 => {
-                Err(SecretError::Missing {
-                    path: path.display().to_string(),
-                    issued,
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut master = [0u8; 32];
-                rng.fill(&mut master).map_err(|_| SecretError::Random)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io)?;
-                }
-                write_private(path, &hex::encode(master)).map_err(io)?;
-                tracing::info!(path = %path.display(), "created the master secret; back it up with the database");
-                Ok(Secrets { master, rng })
-            }
-            Err(e) => Err(io(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SecretError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
         }
+    }
+
+    /// Creates a new secret at `path`, only while nothing depends on one: `issued` is how
+    /// many codes the database holds. A missing file beside issued codes is a lost backup or
+    /// a wrong path, never a first start, so it is refused.
+    pub fn create(path: &Path, issued: u64) -> Result<Secrets, SecretError> {
+        if issued > 0 {
+            return Err(SecretError::Missing {
+                path: path.display().to_string(),
+                issued,
+            });
+        }
+        let io = |source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let rng = SystemRandom::new();
+        let mut master = [0u8; 32];
+        rng.fill(&mut master).map_err(|_| SecretError::Random)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        write_private(path, &hex::encode(master)).map_err(io)?;
+        tracing::info!(path = %path.display(), "created the master secret; back it up with the database");
+        Ok(Secrets { master, rng })
     }
 
     /// A secret for tests and benchmarks that never touches the disk.
@@ -213,13 +221,14 @@ mod tests {
     fn file_is_created_once_and_reloaded() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = Secrets::default_path(dir.path());
-        let a = Secrets::load_or_create(&path, 0).expect("create");
-        let b = Secrets::load_or_create(&path, 5).expect("load");
+        assert!(Secrets::load(&path).expect("absent").is_none());
+        let a = Secrets::create(&path, 0).expect("create");
+        let b = Secrets::load(&path).expect("load").expect("present");
         let d = DeviceId::parse("cab-1").expect("id");
         assert_eq!(a.cabinet_key(&d), b.cabinet_key(&d));
         std::fs::write(&path, "nonsense").expect("write");
         assert!(matches!(
-            Secrets::load_or_create(&path, 0),
+            Secrets::load(&path),
             Err(SecretError::Malformed(_))
         ));
     }
@@ -228,7 +237,7 @@ mod tests {
     fn a_missing_file_beside_issued_codes_is_refused_not_replaced() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = Secrets::default_path(dir.path());
-        let Err(e) = Secrets::load_or_create(&path, 3) else {
+        let Err(e) = Secrets::create(&path, 3) else {
             panic!("a missing secret beside issued codes was replaced");
         };
         assert!(matches!(e, SecretError::Missing { issued: 3, .. }), "{e}");

@@ -67,6 +67,17 @@ pub struct Ingest {
     pub peak_per_s: f64,
 }
 
+/// As the Markdown report shows it: `N (p50 … ms, p99 … ms, max … ms)`.
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms)",
+            self.count, self.p50_ms, self.p99_ms, self.max_ms
+        )
+    }
+}
+
 impl Latency {
     fn of(mut ms: Vec<f64>) -> Latency {
         ms.sort_by(f64::total_cmp);
@@ -269,23 +280,11 @@ impl Report {
             m.push_str(&format!("| {k} | {n} | {a} |\n"));
         }
         m.push_str(&format!(
-            "\n## Commands and ingest\n\n- remote opens, API call → outcome visible: {} (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms); where the cabinet dropped off or restarted meanwhile: {} (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms)\n- codes usable on their cabinet after the reservation: {} (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms); where the cabinet was offline or reconnecting meanwhile: {} (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms)\n- events stored: {} (mean {:.0}/s, peak {:.0}/s)\n",
-            self.commands.count,
-            self.commands.p50_ms,
-            self.commands.p99_ms,
-            self.commands.max_ms,
-            self.commands_reconnecting.count,
-            self.commands_reconnecting.p50_ms,
-            self.commands_reconnecting.p99_ms,
-            self.commands_reconnecting.max_ms,
-            self.code_ready.count,
-            self.code_ready.p50_ms,
-            self.code_ready.p99_ms,
-            self.code_ready.max_ms,
-            self.code_ready_reconnecting.count,
-            self.code_ready_reconnecting.p50_ms,
-            self.code_ready_reconnecting.p99_ms,
-            self.code_ready_reconnecting.max_ms,
+            "\n## Commands and ingest\n\n- remote opens, API call → outcome visible: {}; where the cabinet dropped off or restarted meanwhile: {}\n- codes usable on their cabinet after the reservation: {}; where the cabinet was offline or reconnecting meanwhile: {}\n- events stored: {} (mean {:.0}/s, peak {:.0}/s)\n",
+            self.commands,
+            self.commands_reconnecting,
+            self.code_ready,
+            self.code_ready_reconnecting,
             self.ingest.events,
             self.ingest.mean_per_s,
             self.ingest.peak_per_s

@@ -109,6 +109,12 @@ impl Device {
             .then(|| stats.connects.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// The agent is connected in the same session as `before` (from [`Device::session`]):
+    /// no drop or restart happened in between.
+    async fn stayed_online(&self, before: Option<u64>) -> bool {
+        before.is_some() && self.session().await == before
+    }
+
     /// The cabinet's own code book accepts `code` now (no side effects).
     async fn verifies(&self, code: &str) -> bool {
         match self.live.read().await.as_ref() {
@@ -770,7 +776,7 @@ async fn remote_open(w: &World, device: usize, box_no: u16, reason: &str) -> Opt
         .await
     {
         Ok(o) => {
-            let cabinet_online = session.is_some() && d.session().await == session;
+            let cabinet_online = d.stayed_online(session).await;
             w.ledger().commands.push(CommandRecord {
                 id: o.command_id.clone(),
                 device: id,
@@ -859,7 +865,7 @@ async fn person(w: &World, n: usize, p: Person) {
         }
         if d.verifies(code).await {
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
-            let online = session.is_some() && d.session().await == session;
+            let online = d.stayed_online(session).await;
             let mut l = w.ledger();
             if online {
                 l.code_ready_ms.push(ms);

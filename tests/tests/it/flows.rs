@@ -58,6 +58,18 @@ async fn setup(api: &Api) -> Api {
 }
 
 /// Waits until the cabinet confirmed the server's current code version.
+/// A drop-off reservation at site "hall" for `case`, which must be accepted (201).
+async fn dropoff_at_hall(platform: &Api, case: &str) -> Value {
+    let (s, r) = platform
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": case, "phone": PHONE, "site_id": "hall"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    r
+}
+
 async fn wait_codes_synced(api: &Api) {
     eventually(
         Duration::from_secs(20),
@@ -442,13 +454,7 @@ async fn five_wrong_codes_lock_the_keypad() {
     let platform = setup(&admin).await;
     let agent = world.agent_ctl(CAB, server.mqtt, &[]);
     wait_online(&admin, CAB).await;
-    let (s, r) = platform
-        .post(
-            "/api/v1/reservations",
-            json!({"flow": "dropoff", "case_number": "GZ-2026-0200", "phone": PHONE, "site_id": "hall"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{r}");
+    let r = dropoff_at_hall(&platform, "GZ-2026-0200").await;
     let code = r["code"].as_str().expect("code").to_owned();
     wait_codes_synced(&admin).await;
     let wrong = if code == "00000000" {
@@ -633,13 +639,7 @@ async fn notifications_survive_a_server_crash_and_are_sent_once() {
     let hooks = Receiver::start(0).await;
     let mut server = start_server(&world, &sms, &hooks, &[]);
     let platform = setup(&server.api()).await;
-    let (s, r) = platform
-        .post(
-            "/api/v1/reservations",
-            json!({"flow": "dropoff", "case_number": "GZ-2026-0400", "phone": PHONE, "site_id": "hall"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{r}");
+    let r = dropoff_at_hall(&platform, "GZ-2026-0400").await;
     let code = r["code"].as_str().expect("code").to_owned();
     eventually(Duration::from_secs(20), "a failed SMS attempt", || async {
         (sms.failed.load(Ordering::SeqCst) > 0).then_some(())
@@ -671,13 +671,7 @@ async fn a_lost_master_secret_is_refused_not_replaced() {
     let hooks = Receiver::start(0).await;
     let mut server = start_server(&world, &sms, &hooks, &[]);
     let platform = setup(&server.api()).await;
-    let (s, r) = platform
-        .post(
-            "/api/v1/reservations",
-            json!({"flow": "dropoff", "case_number": "GZ-2026-0500", "phone": PHONE, "site_id": "hall"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{r}");
+    dropoff_at_hall(&platform, "GZ-2026-0500").await;
     server.kill9();
     let secret = world.path("server/secrets/master.key");
     std::fs::remove_file(&secret).expect("the master secret was where documented");
