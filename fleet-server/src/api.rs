@@ -46,8 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/:id/boxes/:box/open", post(open_box))
         .route("/api/v1/commands/:id", get(command))
         .route("/api/v1/audit", get(audit))
-        .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/openapi.json", get(openapi))
+        .merge(crate::api_tokens::routes())
         .merge(crate::api_flows::routes())
         .merge(crate::api_alarms::routes())
         .merge(crate::api_live::routes())
@@ -181,7 +181,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
             Role::Platform => "platform",
@@ -195,6 +195,8 @@ impl Role {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The sites this caller is limited to; `None`: every site.
+    pub sites: Option<Vec<String>>,
 }
 
 impl Caller {
@@ -213,12 +215,78 @@ impl Caller {
             ))
         }
     }
+
+    fn outside(&self, what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {:?} is limited to sites {}; {what}",
+                self.name,
+                self.sites.as_deref().unwrap_or_default().join(", ")
+            ),
+        )
+    }
+
+    /// For what spans the whole fleet (tokens, planning, the fleet-wide audit and change
+    /// stream): refused to a token limited to sites.
+    pub(crate) fn require_fleet(&self, what: &str) -> Result<(), ApiError> {
+        match self.sites {
+            None => Ok(()),
+            Some(_) => Err(self.outside(&format!(
+                "{what} covers the whole fleet: use a token without a site list"
+            ))),
+        }
+    }
+
+    /// Whether this caller may see and act on the site.
+    pub(crate) fn may(&self, site: &str) -> bool {
+        self.sites
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == site))
+    }
+
+    pub(crate) fn require_site(&self, site: &str) -> Result<(), ApiError> {
+        if self.may(site) {
+            Ok(())
+        } else {
+            Err(self.outside(&format!("site {site:?} is outside them")))
+        }
+    }
+
+    /// The sites a list covers: the one asked for when allowed, else the caller's own
+    /// (`None`: every site).
+    pub(crate) fn site_filter(&self, asked: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+        match asked {
+            Some(site) => self
+                .require_site(site)
+                .map(|()| Some(vec![site.to_owned()])),
+            None => Ok(self.sites.clone()),
+        }
+    }
+
+    /// Devices belong to a site through their cabinet: a device not placed in a cabinet
+    /// belongs to no site and is visible only to callers without a site list.
+    pub(crate) async fn require_device(
+        &self,
+        store: &Store,
+        device: &DeviceId,
+    ) -> Result<(), ApiError> {
+        if self.sites.is_none() {
+            return Ok(());
+        }
+        match store.cabinet(device).await? {
+            Some(c) => self.require_site(&c.site_id),
+            None => Err(self.outside(&format!("device {device} is in no site's cabinet"))),
+        }
+    }
 }
 
 /// SHA-256 in hex: tokens are stored and compared only as hashes.
 pub fn token_hash(token: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
 }
 
 #[axum::async_trait]
@@ -242,20 +310,40 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller {
                 name: "admin".into(),
                 role: Role::Admin,
+                sites: None,
             });
         }
-        match state.store.token(&hash).await? {
-            Some((name, role)) => {
-                let role = match role.as_str() {
-                    "admin" => Role::Admin,
-                    "operator" => Role::Operator,
-                    "platform" => Role::Platform,
-                    _ => Role::Viewer,
-                };
-                Ok(Caller { name, role })
-            }
-            None => Err(unauthorized("unknown token")),
+        let Some(t) = state.store.token(&hash).await? else {
+            return Err(unauthorized("unknown token"));
+        };
+        let renew = "ask an admin for a new one (POST /api/v1/tokens)";
+        if let Some(at) = t.revoked_at {
+            return Err(unauthorized(&format!(
+                "token {:?} ({}) was revoked at {}; {renew}",
+                t.name,
+                t.id,
+                crate::api_usage::local_time(at, 0)
+            )));
         }
+        if let Some(at) = t.expires_at.filter(|&at| at <= crate::now_ms()) {
+            return Err(unauthorized(&format!(
+                "token {:?} ({}) expired at {}; {renew}",
+                t.name,
+                t.id,
+                crate::api_usage::local_time(at, 0)
+            )));
+        }
+        let role = match t.role.as_str() {
+            "admin" => Role::Admin,
+            "operator" => Role::Operator,
+            "platform" => Role::Platform,
+            _ => Role::Viewer,
+        };
+        Ok(Caller {
+            name: t.name,
+            role,
+            sites: t.sites,
+        })
     }
 }
 
@@ -343,7 +431,17 @@ pub(crate) async fn list_devices(
     State(s): State<AppState>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let devices = s.store.devices().await?;
+    let mut devices = s.store.devices().await?;
+    if caller.sites.is_some() {
+        let placed: std::collections::HashMap<String, String> = s
+            .store
+            .cabinets(None)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.site_id))
+            .collect();
+        devices.retain(|d| placed.get(&d.id).is_some_and(|site| caller.may(site)));
+    }
     Ok(Json(DevicesList { devices }).into_response())
 }
 
@@ -357,6 +455,7 @@ pub(crate) async fn device(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
     match s.store.device(&id).await? {
         Some(d) => Ok(Json(d).into_response()),
         None => Err(ApiError::new(
@@ -394,6 +493,7 @@ pub(crate) async fn events(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
@@ -429,6 +529,7 @@ pub(crate) async fn presence(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
     let rows = s
         .store
         .presence_log(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
@@ -473,6 +574,7 @@ pub(crate) async fn open_box(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let device = device_id(&id)?;
+    caller.require_device(&s.store, &device).await?;
     let box_no = box_no
         .parse::<u16>()
         .ok()
@@ -559,7 +661,12 @@ pub(crate) async fn command(
         Some(wait) => s.commands.wait_final(&id, wait).await?,
     };
     match row {
-        Some(row) => Ok(Json(row).into_response()),
+        Some(row) => {
+            caller
+                .require_device(&s.store, &device_id(&row.device_id)?)
+                .await?;
+            Ok(Json(row).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no command {id:?}"),
@@ -582,60 +689,16 @@ pub(crate) async fn audit(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let device = q.device.as_deref().map(device_id).transpose()?;
+    if let Some(d) = &device {
+        caller.require_device(&s.store, d).await?;
+    }
     let rows = s
         .store
-        .audit(device.as_ref(), q.limit.unwrap_or(100).clamp(1, 10_000))
-        .await?;
-    Ok(Json(AuditList { entries: rows }).into_response())
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TokenBody {
-    name: String,
-    role: Role,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TokenCreated {
-    name: String,
-    role: Role,
-    /// Shown once; stored only as a hash.
-    token: String,
-}
-
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
-    request_body = TokenBody,
-    responses((status = 201, body = TokenCreated), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub(crate) async fn create_token(
-    caller: Caller,
-    State(s): State<AppState>,
-    Body(body): Body<TokenBody>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::bad_request(
-            "name is required (1 to 100 characters)",
-        ));
-    }
-    check_text("name", name, 100).map_err(ApiError::bad_request)?;
-    let token = crate::random_token();
-    s.store
-        .insert_token(
-            &token_hash(&token),
-            name,
-            body.role.as_str(),
-            crate::now_ms(),
+        .audit(
+            device.as_ref(),
+            caller.sites.as_deref(),
+            q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            name: name.to_owned(),
-            role: body.role,
-            token,
-        }),
-    )
-        .into_response())
+    Ok(Json(AuditList { entries: rows }).into_response())
 }

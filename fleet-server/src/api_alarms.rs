@@ -9,7 +9,7 @@ use protocol::FaultKind;
 use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role};
+use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role, device_id};
 use crate::store::{AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, HistoryRow, SEVERITIES};
 
 pub fn routes() -> Router<AppState> {
@@ -82,11 +82,15 @@ pub(crate) async fn list_alarms(
             SEVERITIES.join(", ")
         )));
     }
+    if let Some(d) = &q.device {
+        caller.require_device(&s.store, &device_id(d)?).await?;
+    }
+    let sites = caller.site_filter(q.site.as_deref())?;
     let alarms = s
         .store
         .alarms(&AlarmFilter {
             state: Some(state),
-            site: q.site,
+            sites,
             device: q.device,
             kind: q.kind,
             severity: q.severity,
@@ -121,8 +125,17 @@ pub(crate) async fn alarm(
             format!("no alarm {id:?}"),
         ));
     };
+    require_alarm_site(&caller, &alarm)?;
     let history = s.store.alarm_history(&id).await?;
     Ok(Json(AlarmDetail { alarm, history }).into_response())
+}
+
+/// An alarm belongs to its device's site; one of a device in no cabinet to the whole fleet.
+fn require_alarm_site(caller: &Caller, alarm: &AlarmRow) -> Result<(), ApiError> {
+    match &alarm.site_id {
+        Some(site) => caller.require_site(site),
+        None => caller.require_fleet(&format!("alarm {} (of a device in no site)", alarm.id)),
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -147,6 +160,11 @@ async fn act(
     action: Action,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
+    if caller.sites.is_some()
+        && let Some(alarm) = s.store.alarm(id).await?
+    {
+        require_alarm_site(&caller, &alarm)?;
+    }
     let note = body.note.trim();
     if note.is_empty() {
         return Err(ApiError::bad_request(

@@ -118,11 +118,12 @@ pub(crate) async fn create_site(
     Body(body): Body<SiteBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
+    caller.require_fleet("creating a site")?;
     let Some(id) = body.id.clone() else {
         return Err(ApiError::bad_request("id is required"));
     };
     let row = site_row(&id, body)?;
-    if !s.store.upsert_site(&row).await? {
+    if !s.store.upsert_site(&row, &caller.name).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("site {id:?} exists; PUT /api/v1/sites/{id} changes it"),
@@ -142,13 +143,14 @@ pub(crate) async fn put_site(
     Body(body): Body<SiteBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
+    caller.require_site(&id)?;
     if body.id.as_ref().is_some_and(|b| b != &id) {
         return Err(ApiError::bad_request(
             "the body's id differs from the path's",
         ));
     }
     let row = site_row(&id, body)?;
-    let created = s.store.upsert_site(&row).await?;
+    let created = s.store.upsert_site(&row, &caller.name).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -169,7 +171,8 @@ pub(crate) async fn list_sites(
     State(s): State<AppState>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let sites = s.store.sites().await?;
+    let mut sites = s.store.sites().await?;
+    sites.retain(|site| caller.may(&site.id));
     Ok(Json(SitesList { sites }).into_response())
 }
 
@@ -188,13 +191,14 @@ pub(crate) async fn site(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
+    caller.require_site(&id)?;
     let Some(site) = s.store.site(&id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no site {id:?}"),
         ));
     };
-    let cabinets = s.store.cabinets(Some(&id)).await?;
+    let cabinets = s.store.cabinets(Some(std::slice::from_ref(&id))).await?;
     Ok(Json(SiteDetail { site, cabinets }).into_response())
 }
 
@@ -234,6 +238,11 @@ pub(crate) async fn put_cabinet(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let device = device_id(&id)?;
+    caller.require_site(&body.site_id)?;
+    if let Some(placed) = s.store.cabinet(&device).await? {
+        // Moving a cabinet out of a site is a change to that site too.
+        caller.require_site(&placed.site_id)?;
+    }
     if s.store.site(&body.site_id).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -258,7 +267,14 @@ pub(crate) async fn put_cabinet(
         boxes.push((box_no(b.box_no)?, size, b.accessible));
     }
     s.store
-        .upsert_cabinet(&device, &body.site_id, &name, &boxes, crate::now_ms())
+        .upsert_cabinet(
+            &device,
+            &body.site_id,
+            &name,
+            &boxes,
+            crate::now_ms(),
+            &caller.name,
+        )
         .await?;
     let _ = s.service.codes.send(device.clone()).await;
     cabinet_response(&s, &device).await
@@ -296,7 +312,9 @@ pub(crate) async fn cabinet(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    cabinet_response(&s, &device_id(&id)?).await
+    let device = device_id(&id)?;
+    caller.require_device(&s.store, &device).await?;
+    cabinet_response(&s, &device).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -322,7 +340,8 @@ pub(crate) async fn list_cabinets(
     Q(q): Q<SiteQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let cabinets = s.store.cabinets(q.site.as_deref()).await?;
+    let site = caller.site_filter(q.site.as_deref())?;
+    let cabinets = s.store.cabinets(site.as_deref()).await?;
     Ok(Json(CabinetsList { cabinets }).into_response())
 }
 
@@ -346,6 +365,7 @@ pub(crate) async fn box_service(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let device = device_id(&id)?;
+    caller.require_device(&s.store, &device).await?;
     let b = box_no(b)?;
     if let Some(n) = &body.note {
         check_text("note", n, 500).map_err(ApiError::bad_request)?;
@@ -363,6 +383,7 @@ pub(crate) async fn box_service(
             body.in_service,
             body.note.as_deref(),
             crate::now_ms(),
+            &caller.name,
         )
         .await?
     {
@@ -403,6 +424,10 @@ pub(crate) async fn create_staff(
     Body(body): Body<StaffBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
+    match &body.site_id {
+        Some(site) => caller.require_site(site)?,
+        None => caller.require_fleet("staff without a site_id (accepted at every site)")?,
+    }
     check_text("name", &body.name, 200).map_err(ApiError::bad_request)?;
     let row = s
         .service
@@ -413,6 +438,7 @@ pub(crate) async fn create_staff(
             &body.credential,
             body.phone.as_deref(),
             body.on_duty,
+            &caller.name,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
@@ -430,7 +456,9 @@ pub(crate) async fn list_staff(
     State(s): State<AppState>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let staff = s.store.staff().await?;
+    let mut staff = s.store.staff().await?;
+    // Staff of every site open boxes at the caller's sites too: they are listed.
+    staff.retain(|m| m.site_id.as_deref().is_none_or(|site| caller.may(site)));
     Ok(Json(StaffList { staff }).into_response())
 }
 
@@ -449,7 +477,12 @@ pub(crate) async fn deactivate_staff(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    if !s.store.deactivate_staff(&id, crate::now_ms()).await? {
+    require_staff_site(&caller, &s, &id).await?;
+    if !s
+        .store
+        .deactivate_staff(&id, crate::now_ms(), &caller.name)
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no staff {id:?}"),
@@ -483,7 +516,12 @@ pub(crate) async fn set_duty(
     Body(body): Body<DutyBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
-    match s.store.set_on_duty(&id, body.on_duty).await? {
+    require_staff_site(&caller, &s, &id).await?;
+    match s
+        .store
+        .set_on_duty(&id, body.on_duty, crate::now_ms(), &caller.name)
+        .await?
+    {
         DutyChange::Done => Ok(Json(Duty {
             id,
             on_duty: body.on_duty,
@@ -500,6 +538,21 @@ pub(crate) async fn set_duty(
     }
 }
 
+/// A staff member belongs to their site; one of every site only to callers of every site.
+/// Unknown staff pass here and get the handler's own 404.
+async fn require_staff_site(caller: &Caller, s: &AppState, id: &str) -> Result<(), ApiError> {
+    if caller.sites.is_none() {
+        return Ok(());
+    }
+    match s.store.staff().await?.into_iter().find(|m| m.id == id) {
+        Some(m) => match m.site_id {
+            Some(site) => caller.require_site(&site),
+            None => caller.require_fleet(&format!("staff {id:?} (of every site)")),
+        },
+        None => Ok(()),
+    }
+}
+
 // ------------------------------------------------------------------------------ reservations
 
 #[utoipa::path(post, path = "/api/v1/reservations", tag = "reservations", security(("bearer" = [])),
@@ -511,6 +564,17 @@ pub(crate) async fn reserve(
     Body(body): Body<ReservationRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
+    if caller.sites.is_some() {
+        match (&body.site_id, &body.device_id) {
+            (Some(site), _) => caller.require_site(site)?,
+            (None, Some(device)) => caller.require_device(&s.store, &device_id(device)?).await?,
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "a token limited to sites must name site_id or device_id, not only `near`",
+                ));
+            }
+        }
+    }
     let r = s.service.reserve(body, &caller.name).await?;
     s.service.changes.send(crate::changes::Change::Items);
     let status = if r.created {
@@ -530,6 +594,11 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
+    if caller.sites.is_some()
+        && let Some(item) = s.store.item(&id).await?
+    {
+        caller.require_site(&item.site_id)?;
+    }
     let actor = format!("token:{}", caller.name);
     let item = s.service.cancel(&id, &actor).await?;
     s.service.changes.send(crate::changes::Change::Items);
@@ -572,12 +641,13 @@ pub(crate) async fn list_items(
             crate::flows::ItemState::choices()
         )));
     }
+    let site = caller.site_filter(q.site.as_deref())?;
     let items = s
         .store
         .items(
             q.case_number.as_deref(),
             q.state.as_deref(),
-            q.site.as_deref(),
+            site.as_deref(),
             q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
@@ -605,6 +675,7 @@ pub(crate) async fn item(
             format!("no item {id:?}"),
         ));
     };
+    caller.require_site(&item.site_id)?;
     let history = s.store.item_history(&id).await?;
     Ok(Json(ItemDetail { item, history }).into_response())
 }
@@ -649,7 +720,8 @@ pub(crate) async fn worklist_collect(
     Q(q): Q<SiteQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let items = s.store.worklist_collect(q.site.as_deref()).await?;
+    let site = caller.site_filter(q.site.as_deref())?;
+    let items = s.store.worklist_collect(site.as_deref()).await?;
     Ok(worklist_json(items, crate::now_ms()))
 }
 
@@ -662,7 +734,8 @@ pub(crate) async fn worklist_deposit(
     Q(q): Q<SiteQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let items = s.store.worklist_deposit(q.site.as_deref()).await?;
+    let site = caller.site_filter(q.site.as_deref())?;
+    let items = s.store.worklist_deposit(site.as_deref()).await?;
     Ok(worklist_json(items, crate::now_ms()))
 }
 
@@ -676,9 +749,10 @@ pub(crate) async fn worklist_overdue(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let now = crate::now_ms();
+    let site = caller.site_filter(q.site.as_deref())?;
     let items = s
         .store
-        .worklist_overdue(q.site.as_deref(), s.service.collect_before(now))
+        .worklist_overdue(site.as_deref(), s.service.collect_before(now))
         .await?;
     Ok(worklist_json(items, now))
 }
@@ -716,6 +790,11 @@ pub(crate) async fn unmet_demand(
     let rows = s.store.unmet_demand(q.since.unwrap_or(0)).await?;
     let sites = rows
         .into_iter()
+        // Refusals of `near` requests that matched no site belong to the whole fleet.
+        .filter(|(site, _)| match site {
+            Some(site) => caller.may(site),
+            None => caller.sites.is_none(),
+        })
         .map(|(site_id, refused)| UnmetSite { site_id, refused })
         .collect();
     Ok(Json(UnmetDemand { sites }).into_response())

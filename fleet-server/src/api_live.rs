@@ -15,6 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::api::{ApiError, AppState, Caller, ErrorBody, Role};
+use crate::changes::Change;
 use crate::store::SiteOverview;
 
 pub fn routes() -> Router<AppState> {
@@ -28,6 +29,8 @@ pub fn routes() -> Router<AppState> {
 pub struct Me {
     name: String,
     role: Role,
+    /// The sites the token is limited to; absent: every site.
+    sites: Option<Vec<String>>,
 }
 
 /// Who the token belongs to and its role: a console greys out what the role may not do.
@@ -37,6 +40,7 @@ pub(crate) async fn me(caller: Caller) -> Result<Response, ApiError> {
     Ok(Json(Me {
         name: caller.name,
         role: caller.role,
+        sites: caller.sites,
     })
     .into_response())
 }
@@ -57,10 +61,11 @@ pub(crate) async fn overview(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let at = crate::now_ms();
-    let sites = s
+    let mut sites = s
         .store
         .overview(at, s.service.start_of_local_day(at))
         .await?;
+    sites.retain(|site| caller.may(&site.id));
     Ok(Json(Overview { at, sites }).into_response())
 }
 
@@ -79,17 +84,38 @@ pub(crate) async fn stream(
     let hello = Event::default()
         .event("hello")
         .data(crate::now_ms().to_string());
-    let changes = BroadcastStream::new(s.service.changes.subscribe()).map(|r| {
-        Ok::<_, Infallible>(match r {
-            Ok(c) => Event::default()
-                .event(c.kind())
-                .json_data(&c)
-                .unwrap_or_else(|_| Event::default().event("resync")),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
-                .event("resync")
-                .data(format!("{n} changes missed")),
+    // A caller limited to sites hears of its own devices only: those placed in its sites'
+    // cabinets when it connected (a cabinet placed later: reconnect).
+    let visible: Option<std::collections::HashSet<String>> = match &caller.sites {
+        None => None,
+        Some(_) => Some(
+            s.store
+                .cabinets(None)
+                .await?
+                .into_iter()
+                .filter(|c| caller.may(&c.site_id))
+                .map(|c| c.id)
+                .collect(),
+        ),
+    };
+    let changes = BroadcastStream::new(s.service.changes.subscribe())
+        .filter(move |r| match (r, &visible) {
+            (Ok(Change::Device { device_id } | Change::Command { device_id, .. }), Some(v)) => {
+                v.contains(device_id)
+            }
+            _ => true,
         })
-    });
+        .map(|r| {
+            Ok::<_, Infallible>(match r {
+                Ok(c) => Event::default()
+                    .event(c.kind())
+                    .json_data(&c)
+                    .unwrap_or_else(|_| Event::default().event("resync")),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                    .event("resync")
+                    .data(format!("{n} changes missed")),
+            })
+        });
     let events = tokio_stream::once(Ok(hello)).chain(changes);
     Ok(Sse::new(events)
         .keep_alive(

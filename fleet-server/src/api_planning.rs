@@ -152,6 +152,7 @@ pub(crate) async fn put_demand(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
+    caller.require_fleet("planning")?;
     let points = crate::planner_input::demand(&body)
         .map_err(|e| ApiError::bad_request(format!("demand points refused: {e}")))?;
     s.store.replace_demand(&points).await?;
@@ -171,6 +172,7 @@ pub(crate) async fn put_candidates(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
+    caller.require_fleet("planning")?;
     let list = crate::planner_input::candidates(&body)
         .map_err(|e| ApiError::bad_request(format!("candidate sites refused: {e}")))?;
     s.store.replace_candidates(&list).await?;
@@ -188,6 +190,7 @@ pub(crate) async fn recommendations(
     Q(o): Q<PlanOptions>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
+    caller.require_fleet("planning")?;
     let demand = s.store.demand_points().await?;
     if demand.is_empty() {
         return Err(ApiError::new(

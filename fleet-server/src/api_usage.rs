@@ -66,7 +66,7 @@ pub(crate) async fn usage(
     caller.require(Role::Viewer)?;
     let offset_ms = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
     let now = crate::now_ms();
-    let scope = scope(&s, p.scope.as_deref(), p.id.as_deref()).await?;
+    let scope = scope(&caller, &s, p.scope.as_deref(), p.id.as_deref()).await?;
     let to = match p.to.as_deref() {
         None => now,
         Some(t) => parse_time("to", t, offset_ms, true)?,
@@ -177,15 +177,24 @@ pub fn parse_time(name: &str, s: &str, offset_ms: i64, end: bool) -> Result<i64,
     Ok(midnight_utc - offset_ms + if end { DAY_MS } else { 0 })
 }
 
-async fn scope(s: &AppState, scope: Option<&str>, id: Option<&str>) -> Result<Scope, ApiError> {
+async fn scope(
+    caller: &Caller,
+    s: &AppState,
+    scope: Option<&str>,
+    id: Option<&str>,
+) -> Result<Scope, ApiError> {
     let need_id = |what: &str| {
         id.filter(|i| !i.is_empty())
             .ok_or_else(|| ApiError::bad_request(format!("scope {what} needs an id (`id=...`)")))
     };
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
     Ok(match scope.unwrap_or("fleet") {
-        "fleet" => Scope::Fleet,
+        "fleet" => {
+            caller.require_fleet("usage of the whole fleet")?;
+            Scope::Fleet
+        }
         "kind" => {
+            caller.require_fleet("usage of a site kind")?;
             let k = need_id("kind")?;
             if SiteKind::parse(k).is_none() {
                 return Err(ApiError::bad_request(format!(
@@ -197,6 +206,7 @@ async fn scope(s: &AppState, scope: Option<&str>, id: Option<&str>) -> Result<Sc
         }
         "site" => {
             let site = need_id("site")?;
+            caller.require_site(site)?;
             if s.store.site(site).await?.is_none() {
                 return Err(not_found(format!("no site {site:?}")));
             }
@@ -204,7 +214,9 @@ async fn scope(s: &AppState, scope: Option<&str>, id: Option<&str>) -> Result<Sc
         }
         "cabinet" => {
             let cab = need_id("cabinet")?;
-            cabinet(s, cab).await?;
+            caller
+                .require_device(&s.store, &cabinet(s, cab).await?)
+                .await?;
             Scope::Cabinet(cab.to_owned())
         }
         "box" => {
@@ -218,6 +230,7 @@ async fn scope(s: &AppState, scope: Option<&str>, id: Option<&str>) -> Result<Sc
                     ))
                 })?;
             let device = cabinet(s, cab).await?;
+            caller.require_device(&s.store, &device).await?;
             let boxes = s.store.box_views(&device).await?;
             if !boxes.iter().any(|b| b.config.box_no == i64::from(n)) {
                 return Err(not_found(format!("cabinet {cab} has no box {n}")));
@@ -298,10 +311,11 @@ pub(crate) async fn saturation(
     }
     let offset_ms = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
     let now = crate::now_ms();
-    let sites = s
+    let mut sites = s
         .store
         .saturation(now, offset_ms, rate, days, window)
         .await?;
+    sites.retain(|site| caller.may(&site.site_id));
     let today = (now + offset_ms).div_euclid(DAY_MS) * DAY_MS - offset_ms;
     Ok(Json(Saturation {
         rate,
@@ -360,6 +374,7 @@ pub(crate) async fn sites(
     let rows = s.store.site_hours(from, n, now).await?;
     let sites = rows
         .into_iter()
+        .filter(|(site_id, _, _)| caller.may(site_id))
         .map(|(site_id, kind, h)| SiteHours {
             site_id,
             kind,

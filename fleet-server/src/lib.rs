@@ -10,6 +10,7 @@ pub mod api_alarms;
 pub mod api_flows;
 pub mod api_live;
 pub mod api_planning;
+pub mod api_tokens;
 pub mod api_usage;
 pub mod changes;
 pub mod commands;

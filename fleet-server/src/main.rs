@@ -94,6 +94,22 @@ enum Command {
     /// Recommend sites for new locker clusters from demand points and candidate sites
     /// (CSV or GeoJSON files) and the fleet's measured usage in the database.
     Plan(PlanCmd),
+    /// The audit log: `verify` recomputes its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Recompute every row's hash from the first; exits 1 at the first row that does not hold.
+    /// Prints the chain head: record it elsewhere to detect later removal of the newest rows.
+    Verify {
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -170,8 +186,12 @@ async fn run() -> anyhow::Result<()> {
     let mut args = Args::parse();
     let command = args.command.take();
     let cfg = args.into_config()?;
-    if let Some(Command::Plan(p)) = command {
-        return plan(cfg, p).await;
+    match command {
+        Some(Command::Plan(p)) => return plan(cfg, p).await,
+        Some(Command::Audit {
+            command: AuditCmd::Verify { json },
+        }) => return verify_audit(cfg, json).await,
+        None => {}
     }
     let server = fleet_server::start(cfg)
         .await
@@ -186,6 +206,52 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the configured database for a one-shot command (the server may be running).
+async fn open_store(cfg: &ServerConfig) -> anyhow::Result<fleet_server::store::Store> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let url = cfg.database_url();
+    fleet_server::store::Store::connect(&url)
+        .await
+        .with_context(|| format!("opening database {}", fleet_server::redact(&url)))
+}
+
+/// `fleet-server audit verify`: exit 0 when the chain holds, 1 with the first break.
+async fn verify_audit(cfg: ServerConfig, json: bool) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let verdict = store
+        .verify_audit()
+        .await
+        .context("reading the audit log")?;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else {
+        println!(
+            "audit log: {} rows in the chain; head seq {} hash {}",
+            verdict.rows, verdict.head_seq, verdict.head_hash
+        );
+    }
+    match verdict.broken {
+        None => {
+            if !json {
+                println!("chain holds");
+            }
+            Ok(())
+        }
+        Some(b) => anyhow::bail!(
+            "audit chain broken at seq {}{}: {}. Rows up to seq {} are intact; restore the \
+             database from a backup taken before the change, or keep it as evidence",
+            b.seq,
+            b.audit_id
+                .map(|id| format!(" (row {id})"))
+                .unwrap_or_default(),
+            b.why,
+            verdict.head_seq
+        ),
+    }
+}
+
 /// `fleet-server plan`: reads the inputs, measures the fleet from the database, prints.
 async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
     let read = |path: &PathBuf| {
@@ -195,12 +261,7 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
         .with_context(|| format!("demand points in {}", p.demand.display()))?;
     let candidates = fleet_server::planner_input::candidates(&read(&p.candidates)?)
         .with_context(|| format!("candidate sites in {}", p.candidates.display()))?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
-    let url = cfg.database_url();
-    let store = fleet_server::store::Store::connect(&url)
-        .await
-        .with_context(|| format!("opening database {}", fleet_server::redact(&url)))?;
+    let store = open_store(&cfg).await?;
     let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
     let answer = fleet_server::api_planning::plan_with(
         &store,

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, api_alarms, api_flows, api_live, api_planning, api_usage};
+use crate::{api, api_alarms, api_flows, api_live, api_planning, api_tokens, api_usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,9 @@ use crate::{api, api_alarms, api_flows, api_live, api_planning, api_usage};
         api::open_box,
         api::command,
         api::audit,
-        api::create_token,
+        api_tokens::create_token,
+        api_tokens::list_tokens,
+        api_tokens::revoke_token,
         api_flows::list_sites,
         api_flows::create_site,
         api_flows::site,

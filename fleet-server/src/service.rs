@@ -370,6 +370,7 @@ impl Service {
     }
 
     /// Registers a member of staff; the credential is hashed here and never stored.
+    #[allow(clippy::too_many_arguments)]
     pub async fn add_staff(
         &self,
         id: &str,
@@ -378,6 +379,7 @@ impl Service {
         credential: &str,
         phone: Option<&str>,
         on_duty: bool,
+        actor: &str,
     ) -> Result<StaffRow, ServiceError> {
         StaffId::parse(id).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let phone = phone
@@ -416,6 +418,7 @@ impl Service {
                 &hex::encode(salt),
                 &hash,
                 code::STAFF_ITERATIONS,
+                actor,
             )
             .await?
         {
@@ -429,7 +432,8 @@ impl Service {
 
     /// Sends every cabinet of a site (all for `None`) its code set again.
     pub async fn resync_site(&self, site: Option<&str>) -> Result<(), ServiceError> {
-        for c in self.store.cabinets(site).await? {
+        let site = site.map(|s| vec![s.to_owned()]);
+        for c in self.store.cabinets(site.as_deref()).await? {
             if let Ok(d) = DeviceId::parse(&c.id) {
                 let _ = self.codes.send(d).await;
             }

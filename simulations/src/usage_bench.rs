@@ -67,16 +67,19 @@ pub async fn usage(o: UsageOptions) -> anyhow::Result<()> {
     let kinds = ["service_hall", "enterprise_cluster", "station", "community"];
     for s in 0..o.sites {
         store
-            .upsert_site(&SiteRow {
-                id: format!("site-{s:03}"),
-                kind: kinds[s % kinds.len()].into(),
-                name: format!("Site {s}"),
-                address: String::new(),
-                lat: 23.0 + s as f64 / 100.0,
-                lon: 113.0,
-                created_at: start,
-                updated_at: start,
-            })
+            .upsert_site(
+                &SiteRow {
+                    id: format!("site-{s:03}"),
+                    kind: kinds[s % kinds.len()].into(),
+                    name: format!("Site {s}"),
+                    address: String::new(),
+                    lat: 23.0 + s as f64 / 100.0,
+                    lon: 113.0,
+                    created_at: start,
+                    updated_at: start,
+                },
+                "admin",
+            )
             .await?;
     }
     let sizes: Vec<(BoxNo, Size, bool)> = (1..=o.boxes)
@@ -90,7 +93,7 @@ pub async fn usage(o: UsageOptions) -> anyhow::Result<()> {
         let device = DeviceId::parse(&cab_id(c))?;
         let site = format!("site-{:03}", c / per_site);
         store
-            .upsert_cabinet(&device, &site, "cabinet", &sizes, start)
+            .upsert_cabinet(&device, &site, "cabinet", &sizes, start, "admin")
             .await?;
     }
     // History: every cabinet-hour and site-hour; the boxes of one cabinet for box reports.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{History, Store, StoreError, write_history};
+use super::{History, Store, StoreError, bind_sites, sites_sql, write_history};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -122,7 +122,8 @@ impl AlarmRow {
 pub struct AlarmFilter {
     /// `open` (active or acknowledged), `active`, `acknowledged`, `cleared`, or any.
     pub state: Option<String>,
-    pub site: Option<String>,
+    /// Only these sites; `None`: every site.
+    pub sites: Option<Vec<String>>,
     pub device: Option<String>,
     pub kind: Option<String>,
     pub severity: Option<String>,
@@ -191,17 +192,21 @@ impl Store {
             Some("cleared") => "a.state = 'cleared'",
             _ => "1 = 1",
         };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{ALARM_SELECT} WHERE {state_sql}
-               AND ($1 IS NULL OR a.site_id = $1) AND ($2 IS NULL OR a.device_id = $2)
-               AND ($3 IS NULL OR a.kind = $3) AND ($4 IS NULL OR a.severity = $4)
-             ORDER BY a.last_seen DESC, a.alarm_id LIMIT $5"
-        )))
-        .bind(f.site.as_deref())
-        .bind(f.device.as_deref())
-        .bind(f.kind.as_deref())
-        .bind(f.severity.as_deref())
-        .bind(f.limit)
+        let sites = f.sites.as_deref();
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "{ALARM_SELECT} WHERE {state_sql} AND {}
+                   AND ($1 IS NULL OR a.device_id = $1)
+                   AND ($2 IS NULL OR a.kind = $2) AND ($3 IS NULL OR a.severity = $3)
+                 ORDER BY a.last_seen DESC, a.alarm_id LIMIT $4",
+                sites_sql("a.site_id", 5, sites)
+            )))
+            .bind(f.device.as_deref())
+            .bind(f.kind.as_deref())
+            .bind(f.severity.as_deref())
+            .bind(f.limit),
+            sites,
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(AlarmRow::from_row).collect()

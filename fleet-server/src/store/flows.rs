@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{History, Store, StoreError, usage, write_history};
+use super::{History, Sites, Store, StoreError, bind_sites, sites_sql, usage, write_history};
 use crate::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -249,11 +249,12 @@ impl Store {
     // ------------------------------------------------------------------------- sites
 
     /// Creates or replaces a site; `true` when it was new.
-    pub async fn upsert_site(&self, s: &SiteRow) -> Result<bool, StoreError> {
+    pub async fn upsert_site(&self, s: &SiteRow, actor: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
         let existed: Option<String> =
             sqlx::query_scalar("SELECT site_id FROM sites WHERE site_id = $1")
                 .bind(&s.id)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *tx)
                 .await?;
         sqlx::query(
             "INSERT INTO sites (site_id, kind, name, address, lat, lon, created_at, updated_at)
@@ -269,8 +270,19 @@ impl Store {
         .bind(s.lat)
         .bind(s.lon)
         .bind(s.updated_at)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        let what = format!(
+            "site {} {:?} ({}) at {}, {}",
+            s.id, s.name, s.kind, s.lat, s.lon
+        );
+        let action = if existed.is_none() {
+            "site_created"
+        } else {
+            "site_changed"
+        };
+        admin_audit(&mut tx, s.updated_at, actor, action, None, None, &what).await?;
+        tx.commit().await?;
         Ok(existed.is_none())
     }
 
@@ -306,6 +318,7 @@ impl Store {
         name: &str,
         boxes: &[(BoxNo, Size, bool)],
         now: i64,
+        actor: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
@@ -336,6 +349,12 @@ impl Store {
             .await?;
         }
         bump_codes(&mut tx, device.as_str(), now).await?;
+        let what = format!(
+            "cabinet {name:?} at site {site_id}; {} boxes configured",
+            boxes.len()
+        );
+        let d = Some(device.as_str());
+        admin_audit(&mut tx, now, actor, "cabinet_configured", d, None, &what).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -349,8 +368,17 @@ impl Store {
         in_service: bool,
         note: Option<&str>,
         now: i64,
+        actor: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
+        let action = if in_service {
+            "box_in_service"
+        } else {
+            "box_out_of_service"
+        };
+        let box_no = Some(i64::from(b.get()));
+        let d = Some(device.as_str());
+        let note_text = note.unwrap_or_default();
         let row = sqlx::query(
             "SELECT b.in_service, b.out_since, c.site_id FROM box_config b
              JOIN cabinets c ON c.device_id = b.device_id
@@ -378,6 +406,7 @@ impl Store {
         .bind(i64::from(b.get()))
         .execute(&mut *tx)
         .await?;
+        admin_audit(&mut tx, now, actor, action, d, box_no, note_text).await?;
         if in_service
             && !was_in
             && let Some(since) = out_since
@@ -401,35 +430,48 @@ impl Store {
         Ok(true)
     }
 
-    pub async fn cabinets(&self, site: Option<&str>) -> Result<Vec<CabinetRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.device_id, c.site_id, c.name, c.codes_version, c.codes_applied,
-                    COALESCE(d.online, 0) AS online
-             FROM cabinets c LEFT JOIN devices d ON d.device_id = c.device_id
-             WHERE ($1 IS NULL OR c.site_id = $1) ORDER BY c.device_id",
+    pub async fn cabinets(&self, sites: Sites<'_>) -> Result<Vec<CabinetRow>, StoreError> {
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "{CABINET_SELECT} WHERE {} ORDER BY c.device_id",
+                sites_sql("c.site_id", 1, sites)
+            ))),
+            sites,
         )
-        .bind(site)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CabinetRow {
-                    id: r.try_get("device_id")?,
-                    site_id: r.try_get("site_id")?,
-                    name: r.try_get("name")?,
-                    codes_version: r.try_get("codes_version")?,
-                    codes_applied: r.try_get("codes_applied")?,
-                    online: r.try_get::<i64, _>("online")? != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(CabinetRow::from_row).collect()
     }
 
     pub async fn cabinet(&self, device: &DeviceId) -> Result<Option<CabinetRow>, StoreError> {
-        let d = device.as_str().to_owned();
-        Ok(self.cabinets(None).await?.into_iter().find(|c| c.id == d))
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{CABINET_SELECT} WHERE c.device_id = $1"
+        )))
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(CabinetRow::from_row).transpose()
     }
+}
 
+const CABINET_SELECT: &str = "SELECT c.device_id, c.site_id, c.name, c.codes_version,
+        c.codes_applied, COALESCE(d.online, 0) AS online
+    FROM cabinets c LEFT JOIN devices d ON d.device_id = c.device_id";
+
+impl CabinetRow {
+    fn from_row(r: &AnyRow) -> Result<CabinetRow, StoreError> {
+        Ok(CabinetRow {
+            id: r.try_get("device_id")?,
+            site_id: r.try_get("site_id")?,
+            name: r.try_get("name")?,
+            codes_version: r.try_get("codes_version")?,
+            codes_applied: r.try_get("codes_applied")?,
+            online: r.try_get::<i64, _>("online")? != 0,
+        })
+    }
+}
+
+impl Store {
     /// Every configured box of a cabinet with its sensors and the item holding it.
     pub async fn box_views(&self, device: &DeviceId) -> Result<Vec<BoxView>, StoreError> {
         let rows = sqlx::query(
@@ -487,6 +529,7 @@ impl Store {
         salt_hex: &str,
         hash_hex: &str,
         iterations: u32,
+        actor: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
@@ -508,6 +551,22 @@ impl Store {
         .rows_affected();
         if n == 1 {
             bump_site_codes(&mut tx, row.site_id.as_deref(), row.created_at).await?;
+            let what = format!(
+                "staff {} {:?} of {}",
+                row.id,
+                row.name,
+                row.site_id.as_deref().unwrap_or("every site")
+            );
+            admin_audit(
+                &mut tx,
+                row.created_at,
+                actor,
+                "staff_added",
+                None,
+                None,
+                &what,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(n == 1)
@@ -515,7 +574,12 @@ impl Store {
 
     /// Deactivates a member of staff: their credential leaves every cabinet with the next
     /// code version. `false` when unknown.
-    pub async fn deactivate_staff(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn deactivate_staff(
+        &self,
+        id: &str,
+        now: i64,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let site: Option<Option<String>> =
             sqlx::query_scalar("SELECT site_id FROM staff WHERE staff_id = $1")
@@ -530,6 +594,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         bump_site_codes(&mut tx, site.as_deref(), now).await?;
+        let what = format!("staff {id}");
+        admin_audit(&mut tx, now, actor, "staff_deactivated", None, None, &what).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -561,11 +627,18 @@ impl Store {
 
     /// Puts a member of staff on or off duty. `Ok(None)`: unknown; `Err(BadRequest)`-like
     /// refusals are the caller's (a phone is needed to go on duty).
-    pub async fn set_on_duty(&self, id: &str, on: bool) -> Result<DutyChange, StoreError> {
+    pub async fn set_on_duty(
+        &self,
+        id: &str,
+        on: bool,
+        now: i64,
+        actor: &str,
+    ) -> Result<DutyChange, StoreError> {
+        let mut tx = self.writer.begin().await?;
         let phone: Option<Option<String>> =
             sqlx::query_scalar("SELECT phone FROM staff WHERE staff_id = $1 AND active = 1")
                 .bind(id)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *tx)
                 .await?;
         match phone {
             None => Ok(DutyChange::NotFound),
@@ -574,8 +647,16 @@ impl Store {
                 sqlx::query("UPDATE staff SET on_duty = $1 WHERE staff_id = $2")
                     .bind(i64::from(on))
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?;
+                let action = if on {
+                    "staff_on_duty"
+                } else {
+                    "staff_off_duty"
+                };
+                let what = format!("staff {id}");
+                admin_audit(&mut tx, now, actor, action, None, None, &what).await?;
+                tx.commit().await?;
                 Ok(DutyChange::Done)
             }
         }
@@ -785,18 +866,21 @@ impl Store {
         &self,
         case_number: Option<&str>,
         state: Option<&str>,
-        site: Option<&str>,
+        sites: Sites<'_>,
         limit: i64,
     ) -> Result<Vec<ItemRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLS} FROM items WHERE ($1 IS NULL OR case_number = $1)
-               AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR site_id = $3)
-             ORDER BY created_at DESC, item_id LIMIT $4"
-        )))
-        .bind(case_number)
-        .bind(state)
-        .bind(site)
-        .bind(limit)
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ITEM_COLS} FROM items WHERE ($1 IS NULL OR case_number = $1)
+                   AND ($2 IS NULL OR state = $2) AND {}
+                 ORDER BY created_at DESC, item_id LIMIT $3",
+                sites_sql("site_id", 4, sites)
+            )))
+            .bind(case_number)
+            .bind(state)
+            .bind(limit),
+            sites,
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ItemRow::from_row).collect()
@@ -935,18 +1019,18 @@ impl Store {
     // ------------------------------------------------------------------------- work lists
 
     /// Dropped documents and supplements waiting for staff, oldest first.
-    pub async fn worklist_collect(&self, site: Option<&str>) -> Result<Vec<ItemRow>, StoreError> {
+    pub async fn worklist_collect(&self, sites: Sites<'_>) -> Result<Vec<ItemRow>, StoreError> {
         self.worklist(
             "state = 'in_box' AND flow IN ('dropoff', 'supplement')",
             "in_box_at",
-            site,
+            sites,
         )
         .await
     }
 
     /// Pick-ups waiting for staff to load their box, the earliest due first.
-    pub async fn worklist_deposit(&self, site: Option<&str>) -> Result<Vec<ItemRow>, StoreError> {
-        self.worklist("state = 'awaiting_deposit'", "due_by", site)
+    pub async fn worklist_deposit(&self, sites: Sites<'_>) -> Result<Vec<ItemRow>, StoreError> {
+        self.worklist("state = 'awaiting_deposit'", "due_by", sites)
             .await
     }
 
@@ -954,18 +1038,21 @@ impl Store {
     /// collection since before `collect_before`.
     pub async fn worklist_overdue(
         &self,
-        site: Option<&str>,
+        sites: Sites<'_>,
         collect_before: i64,
     ) -> Result<Vec<ItemRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLS} FROM items WHERE ($1 IS NULL OR site_id = $1) AND (
-                (state = 'overdue')
-                OR (state = 'awaiting_deposit' AND late_deposit = 1)
-                OR (state = 'in_box' AND flow <> 'pickup' AND in_box_at < $2))
-             ORDER BY updated_at, item_id LIMIT 10000"
-        )))
-        .bind(site)
-        .bind(collect_before)
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ITEM_COLS} FROM items WHERE {} AND (
+                    (state = 'overdue')
+                    OR (state = 'awaiting_deposit' AND late_deposit = 1)
+                    OR (state = 'in_box' AND flow <> 'pickup' AND in_box_at < $1))
+                 ORDER BY updated_at, item_id LIMIT 10000",
+                sites_sql("site_id", 2, sites)
+            )))
+            .bind(collect_before),
+            sites,
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ItemRow::from_row).collect()
@@ -975,13 +1062,16 @@ impl Store {
         &self,
         condition: &str,
         order: &str,
-        site: Option<&str>,
+        sites: Sites<'_>,
     ) -> Result<Vec<ItemRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLS} FROM items WHERE {condition} AND ($1 IS NULL OR site_id = $1)
-             ORDER BY {order}, item_id LIMIT 10000"
-        )))
-        .bind(site)
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ITEM_COLS} FROM items WHERE {condition} AND {}
+                 ORDER BY {order}, item_id LIMIT 10000",
+                sites_sql("site_id", 1, sites)
+            ))),
+            sites,
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ItemRow::from_row).collect()
@@ -1549,22 +1639,50 @@ async fn audit(
     outcome: &str,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit (audit_id, ts, actor, action, device_id, box_no, item_id, outcome, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    super::audit::append(
+        tx,
+        &super::audit::AuditEntry {
+            id: &id,
+            ts,
+            actor,
+            action,
+            device: Some(device.as_str()),
+            box_no: box_no.map(|b| i64::from(b.get())),
+            item,
+            outcome: Some(outcome),
+            reason,
+            ..Default::default()
+        },
     )
-    .bind(uuid::Uuid::new_v4().simple().to_string())
-    .bind(ts)
-    .bind(actor)
-    .bind(action)
-    .bind(device.as_str())
-    .bind(box_no.map(|b| i64::from(b.get())))
-    .bind(item)
-    .bind(outcome)
-    .bind(reason)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await
+}
+
+/// A configuration change by a person or token, in the same transaction as the change.
+async fn admin_audit(
+    tx: &mut Tx<'_>,
+    ts: i64,
+    actor: &str,
+    action: &str,
+    device: Option<&str>,
+    box_no: Option<i64>,
+    what: &str,
+) -> Result<(), StoreError> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    super::audit::append(
+        tx,
+        &super::audit::AuditEntry {
+            id: &id,
+            ts,
+            actor,
+            action,
+            device,
+            box_no,
+            reason: Some(what),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 async fn enqueue(

@@ -5,10 +5,12 @@
 //! `(device_id, seq)` so a retransmitted event is stored once.
 
 mod alarms;
+pub mod audit;
 mod flows;
 mod overview;
 mod planning;
 mod schema;
+mod tokens;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ pub use flows::{
 pub use overview::{BoxCounts, SiteOverview};
 pub use planning::Measured;
 pub use schema::SCHEMA_VERSION;
+pub use tokens::{NewToken, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,6 +153,13 @@ impl Store {
         self
     }
 
+    /// The writer pool, for tests that must change rows behind the store's back (tampering
+    /// with the audit log) — nothing else writes past the store's methods.
+    #[doc(hidden)]
+    pub fn writer_for_tests(&self) -> &AnyPool {
+        &self.writer
+    }
+
     pub fn kind(&self) -> DbKind {
         self.kind
     }
@@ -179,6 +189,10 @@ impl Store {
             if *version == 6 {
                 // Rollups of what happened before they existed, from item history.
                 usage::rebuild(&mut tx).await?;
+            }
+            if *version == 9 {
+                let chained = audit::chain_backlog(&mut tx).await?;
+                tracing::info!(rows = chained, "audit log rows chained");
             }
             sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
                 .bind(*version)
@@ -757,18 +771,20 @@ impl Store {
                 None => Err(StoreError::Corrupt("command insert conflicted".into())),
             };
         }
-        sqlx::query(
-            "INSERT INTO audit (audit_id, ts, actor, action, device_id, box_no, command_id, reason)
-             VALUES ($1, $2, $3, 'remote_open', $4, $5, $6, $7)",
+        audit::append(
+            &mut tx,
+            &audit::AuditEntry {
+                id: c.id.as_str(),
+                ts: c.created_at,
+                actor: &c.actor,
+                action: "remote_open",
+                device: Some(c.device.as_str()),
+                box_no: Some(i64::from(c.box_no.get())),
+                command: Some(c.id.as_str()),
+                reason: Some(&c.reason),
+                ..Default::default()
+            },
         )
-        .bind(c.id.as_str())
-        .bind(c.created_at)
-        .bind(&c.actor)
-        .bind(c.device.as_str())
-        .bind(i64::from(c.box_no.get()))
-        .bind(c.id.as_str())
-        .bind(&c.reason)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(CreateOutcome::Created)
@@ -930,35 +946,37 @@ impl Store {
 
     /// Newest first: remote opens with their command's current result and latency, code
     /// uses and refusals, staff opens and keypad lockouts.
+    /// `sites`: only rows of devices in these sites' cabinets (configuration and token rows
+    /// have no device: every site's business).
     pub async fn audit(
         &self,
         device: Option<&DeviceId>,
+        sites: Sites<'_>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
         let base =
             "SELECT a.audit_id, a.ts, a.actor, a.action, a.device_id, a.box_no, a.command_id,
                            a.item_id, a.reason, COALESCE(c.status, a.outcome) AS status,
-                           c.finished_at, c.created_at AS c_created, c.detail
+                           c.finished_at, c.created_at AS c_created, c.detail, a.seq, a.hash
                     FROM audit a LEFT JOIN commands c ON c.command_id = a.command_id";
-        let rows = match device {
-            Some(d) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "{base} WHERE a.device_id = $1 ORDER BY a.ts DESC, a.audit_id LIMIT $2"
-                )))
-                .bind(d.as_str())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "{base} ORDER BY a.ts DESC, a.audit_id LIMIT $1"
-                )))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
+        let in_sites = match sites {
+            None => "1 = 1".to_owned(),
+            Some(_) => format!(
+                "a.device_id IN (SELECT device_id FROM cabinets WHERE {})",
+                sites_sql("site_id", 3, sites)
+            ),
         };
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "{base} WHERE ($1 IS NULL OR a.device_id = $1) AND {in_sites}
+                 ORDER BY a.ts DESC, a.audit_id LIMIT $2"
+            )))
+            .bind(device.map(DeviceId::as_str))
+            .bind(limit),
+            sites,
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let finished: Option<i64> = r.try_get("finished_at")?;
@@ -976,39 +994,11 @@ impl Store {
                     result: r.try_get("status")?,
                     detail: r.try_get("detail")?,
                     latency_ms: finished.zip(created).map(|(f, c)| f - c),
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
                 })
             })
             .collect()
-    }
-
-    // ---------------------------------------------------------------------------- tokens
-
-    pub async fn insert_token(
-        &self,
-        hash: &str,
-        name: &str,
-        role: &str,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(hash)
-        .bind(name)
-        .bind(role)
-        .bind(at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn token(&self, hash: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("name")?, r.try_get("role")?)))
-            .transpose()
     }
 }
 
@@ -1110,6 +1100,33 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The sites a read is limited to: `None`, every site; otherwise these (none: nothing).
+pub type Sites<'a> = Option<&'a [String]>;
+
+/// `column IN ($first, …)` for a list of sites, or a condition every row meets; the caller
+/// binds the sites in order after its other parameters (`bind_sites`).
+fn sites_sql(column: &str, first: usize, sites: Sites<'_>) -> String {
+    match sites {
+        None => "1 = 1".to_owned(),
+        Some([]) => "1 = 0".to_owned(),
+        Some(list) => {
+            let params: Vec<String> = (first..first + list.len())
+                .map(|i| format!("${i}"))
+                .collect();
+            format!("{column} IN ({})", params.join(", "))
+        }
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind_sites<'q>(mut q: AnyQuery<'q>, sites: Sites<'q>) -> AnyQuery<'q> {
+    for site in sites.unwrap_or_default() {
+        q = q.bind(site.as_str());
+    }
+    q
 }
 
 /// `prefix ($1, $2, ...), (...), ... suffix` for `rows` rows of `cols` parameters.
@@ -1480,6 +1497,9 @@ pub struct AuditRow {
     pub result: Option<String>,
     pub detail: Option<String>,
     pub latency_ms: Option<i64>,
+    /// The row's place in the audit hash chain and its hash (`fleet-server audit verify`).
+    pub seq: Option<i64>,
+    pub hash: Option<String>,
 }
 
 #[cfg(test)]
@@ -1515,7 +1535,15 @@ mod tests {
         // The handle is the log SQLite writes: a commit makes it grow.
         let before = wal.metadata().expect("stat").len();
         store
-            .insert_token("t", "night desk", "viewer", 1)
+            .insert_token(&super::NewToken {
+                hash: "t",
+                name: "night desk",
+                role: "viewer",
+                sites: None,
+                expires_at: None,
+                created_by: "admin",
+                created_at: 1,
+            })
             .await
             .expect("write");
         assert!(wal.metadata().expect("stat").len() > before);

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ];
 
 const V1: &[&str] = &[
@@ -357,3 +358,16 @@ const V7: &[&str] = &[
 // The code-set retransmission clock moved into the server's memory: writing it took the
 // writer once per code set sent, behind ingest, under every reservation burst.
 const V8: &[&str] = &["ALTER TABLE cabinets DROP COLUMN codes_sent_at"];
+
+/// Issue 8: the audit log becomes a hash chain (`store::audit`; rows written before are
+/// chained by the migration, oldest first), and API tokens expire, can be revoked and can be
+/// limited to sites (`sites`: a JSON array of site ids; NULL: every site).
+const V9: &[&str] = &[
+    "ALTER TABLE audit ADD COLUMN seq BIGINT",
+    "ALTER TABLE audit ADD COLUMN hash TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_seq ON audit (seq)",
+    "ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT",
+    "ALTER TABLE api_tokens ADD COLUMN revoked_at BIGINT",
+    "ALTER TABLE api_tokens ADD COLUMN sites TEXT",
+    "ALTER TABLE api_tokens ADD COLUMN created_by TEXT",
+];

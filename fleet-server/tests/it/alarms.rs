@@ -327,7 +327,7 @@ pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Stor
     ] {
         assert!(
             store
-                .insert_staff(&staff(id, site, on), phone, "00", "ab", 1)
+                .insert_staff(&staff(id, site, on), phone, "00", "ab", 1, "test")
                 .await
                 .expect("staff")
         );

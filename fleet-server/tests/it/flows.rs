@@ -16,21 +16,29 @@ pub fn b(n: u16) -> BoxNo {
     BoxNo::new(n).expect("box")
 }
 
-/// Site "hall" with cabinet `cab` of boxes S, S(accessible), M, L.
-pub async fn hall(store: &Store, cab: &str) {
+/// A service hall at `NOW`.
+pub async fn service_hall(store: &Store, id: &str) {
     store
-        .upsert_site(&SiteRow {
-            id: "hall".into(),
-            kind: "service_hall".into(),
-            name: "Hall".into(),
-            address: String::new(),
-            lat: 23.0,
-            lon: 113.0,
-            created_at: NOW,
-            updated_at: NOW,
-        })
+        .upsert_site(
+            &SiteRow {
+                id: id.into(),
+                kind: "service_hall".into(),
+                name: "Hall".into(),
+                address: String::new(),
+                lat: 23.0,
+                lon: 113.0,
+                created_at: NOW,
+                updated_at: NOW,
+            },
+            "test",
+        )
         .await
         .expect("site");
+}
+
+/// Site "hall" with cabinet `cab` of boxes S, S(accessible), M, L.
+pub async fn hall(store: &Store, cab: &str) {
+    service_hall(store, "hall").await;
     store
         .upsert_cabinet(
             &dev(cab),
@@ -43,6 +51,7 @@ pub async fn hall(store: &Store, cab: &str) {
                 (b(4), Size::L, false),
             ],
             NOW,
+            "test",
         )
         .await
         .expect("cabinet");
@@ -132,7 +141,7 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     // Box 4 out of service: nothing is left, and the refusal is counted.
     assert!(
         store
-            .set_box_service(&dev("cab-a"), b(4), false, Some("hinge"), NOW)
+            .set_box_service(&dev("cab-a"), b(4), false, Some("hinge"), NOW, "test")
             .await
             .expect("svc")
     );
@@ -147,7 +156,7 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     // Back in service; and a cancelled reservation frees its box.
     assert!(
         store
-            .set_box_service(&dev("cab-a"), b(4), true, None, NOW)
+            .set_box_service(&dev("cab-a"), b(4), true, None, NOW, "test")
             .await
             .expect("svc")
     );
@@ -299,7 +308,7 @@ pub async fn keypad_events_move_items_exactly_once(store: Store) {
         .expect("applied");
     let cab = store.cabinet(&d).await.expect("cab").expect("exists");
     assert_eq!(cab.codes_applied, 42);
-    let audit = store.audit(Some(&d), 100).await.expect("audit");
+    let audit = store.audit(Some(&d), None, 100).await.expect("audit");
     assert_eq!(audit.iter().filter(|a| a.action == "staff_open").count(), 2);
     assert_eq!(audit.iter().filter(|a| a.action == "code_open").count(), 1);
 }
@@ -342,7 +351,7 @@ pub async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
     assert_eq!(state(&store, "s1").await, "overdue");
     assert_eq!(state(&store, "p1").await, "overdue");
     let overdue = store
-        .worklist_overdue(Some("hall"), 0)
+        .worklist_overdue(Some(&["hall".to_owned()]), 0)
         .await
         .expect("overdue");
     assert_eq!(overdue.len(), 2);
@@ -448,20 +457,20 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     ] {
         assert!(
             store
-                .insert_staff(&staff(id, site), None, "00", &"cd".repeat(32), 10)
+                .insert_staff(&staff(id, site), None, "00", &"cd".repeat(32), 10, "test")
                 .await
                 .expect("staff")
         );
     }
     assert!(
         !store
-            .insert_staff(&staff("here", None), None, "00", "x", 1)
+            .insert_staff(&staff("here", None), None, "00", "x", 1, "test")
             .await
             .expect("dup")
     );
     assert!(
         store
-            .deactivate_staff("everywhere", NOW)
+            .deactivate_staff("everywhere", NOW, "test")
             .await
             .expect("deactivate")
     );
@@ -560,7 +569,7 @@ pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
         Some(3)
     );
     store
-        .set_box_service(&d, b(4), false, Some("lock replaced"), NOW)
+        .set_box_service(&d, b(4), false, Some("lock replaced"), NOW, "test")
         .await
         .expect("service");
     let jam = EventBody::Fault {
@@ -629,4 +638,76 @@ on_both!(
     late_deposits_are_flagged_and_reminders_queued_once,
     code_material_holds_live_grants_and_site_staff,
     only_online_cabinets_behind_their_code_version_lag,
+    lists_keep_to_the_sites_asked,
 );
+
+/// A token limited to sites reads through site lists: one site, several, every site.
+async fn lists_keep_to_the_sites_asked(store: Store) {
+    hall(&store, "cab-h").await;
+    service_hall(&store, "an_nex").await;
+    store
+        .upsert_cabinet(
+            &dev("cab-x"),
+            "an_nex",
+            "Annex",
+            &[(b(1), Size::M, false)],
+            NOW,
+            "test",
+        )
+        .await
+        .expect("cabinet");
+    let ids = |rows: Vec<fleet_server::store::CabinetRow>| -> Vec<String> {
+        rows.into_iter().map(|c| c.id).collect()
+    };
+    let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let hall_only = list(&["hall"]);
+    let both = list(&["hall", "an_nex"]);
+    // `_` is an ordinary character in a site id, not a wildcard.
+    let lookalike = list(&["anxnex"]);
+    assert_eq!(
+        ids(store.cabinets(None).await.expect("all")),
+        ["cab-h", "cab-x"]
+    );
+    assert_eq!(
+        ids(store.cabinets(Some(&hall_only)).await.expect("hall")),
+        ["cab-h"]
+    );
+    assert_eq!(
+        ids(store.cabinets(Some(&both)).await.expect("both")),
+        ["cab-h", "cab-x"]
+    );
+    assert!(
+        store
+            .cabinets(Some(&lookalike))
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert!(store.cabinets(Some(&[])).await.expect("empty").is_empty());
+    let audit = store
+        .audit(None, Some(&hall_only), 100)
+        .await
+        .expect("audit");
+    let devices: Vec<_> = audit.iter().map(|a| a.device_id.as_deref()).collect();
+    assert_eq!(
+        devices,
+        [Some("cab-h")],
+        "configuration rows without a device stay out"
+    );
+    assert_eq!(audit[0].action, "cabinet_configured");
+    assert_eq!(store.audit(None, None, 100).await.expect("all").len(), 4);
+    assert!(
+        store
+            .worklist_collect(Some(&[]))
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert!(
+        store
+            .items(None, None, Some(&lookalike), 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}

@@ -101,6 +101,8 @@ on_both!(
     presence_is_logged,
     a_delivered_command_never_expires_and_fails_without_outcome,
     a_command_created_as_sent_is_stored_as_its_row,
+    the_audit_chain_shows_a_changed_removed_or_foreign_row,
+    concurrent_audited_changes_extend_one_chain,
 );
 
 async fn events_are_stored_exactly_once(store: Store) {
@@ -231,7 +233,7 @@ async fn command_lifecycle_moves_forward_only(store: Store) {
     assert!(adv(CommandStatus::Delivered, 1_010).await.is_none());
     assert!(adv(CommandStatus::Jammed, 1_010).await.is_none());
     assert!(adv(CommandStatus::Expired, 1_010).await.is_none());
-    let audit = store.audit(Some(&d), 10).await.expect("audit");
+    let audit = store.audit(Some(&d), None, 10).await.expect("audit");
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor, "op-anna");
     assert_eq!(audit[0].reason.as_deref(), Some("citizen locked out"));
@@ -415,4 +417,95 @@ async fn a_command_created_as_sent_is_stored_as_its_row(store: Store) {
             .expect("pending")
             .is_empty()
     );
+}
+
+async fn the_audit_chain_shows_a_changed_removed_or_foreign_row(store: Store) {
+    let d = dev("cab-9");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let empty = store.verify_audit().await.expect("verify");
+    assert_eq!((empty.rows, empty.head_seq, empty.broken), (0, 0, None));
+    for (i, id) in ["c1", "c2", "c3", "c4"].iter().enumerate() {
+        let c = new_command(id, &d, None, 1_000 + i as i64, 30_000);
+        store.create_command(&c).await.expect("create");
+    }
+    let good = store.verify_audit().await.expect("verify");
+    assert_eq!((good.rows, good.head_seq, &good.broken), (4, 4, &None));
+    let listed = store.audit(Some(&d), None, 10).await.expect("audit");
+    assert_eq!(listed[0].seq, Some(4));
+    assert_eq!(listed[0].hash.as_deref(), Some(good.head_hash.as_str()));
+
+    let db = store.writer_for_tests();
+    let exec = |sql: &'static str| async move {
+        sqlx::query(sql).execute(db).await.expect("tamper");
+    };
+    // A reason edited after the fact.
+    exec("UPDATE audit SET reason = 'routine' WHERE seq = 2").await;
+    let v = store.verify_audit().await.expect("verify");
+    let broken = v.broken.expect("an edited row breaks the chain");
+    assert_eq!((broken.seq, broken.audit_id.as_deref()), (2, Some("c2")));
+    assert!(broken.why.contains("hash does not match"), "{}", broken.why);
+    assert_eq!(v.rows, 1);
+    exec("UPDATE audit SET reason = 'citizen locked out' WHERE seq = 2").await;
+    assert_eq!(store.verify_audit().await.expect("verify").broken, None);
+
+    // A row removed from the middle.
+    exec("DELETE FROM audit WHERE seq = 3").await;
+    let broken = store
+        .verify_audit()
+        .await
+        .expect("verify")
+        .broken
+        .expect("gap");
+    assert_eq!(broken.seq, 3);
+    assert!(
+        broken.why.contains("rows 3 to 3 are missing"),
+        "{}",
+        broken.why
+    );
+
+    // A row slipped in without a place in the chain.
+    exec("DELETE FROM audit WHERE seq = 4").await;
+    assert_eq!(store.verify_audit().await.expect("verify").broken, None);
+    exec(
+        "INSERT INTO audit (audit_id, ts, actor, action) VALUES ('forged', 5, 'x', 'remote_open')",
+    )
+    .await;
+    let broken = store
+        .verify_audit()
+        .await
+        .expect("verify")
+        .broken
+        .expect("foreign");
+    assert!(
+        broken.why.contains("1 rows carry no place"),
+        "{}",
+        broken.why
+    );
+}
+
+/// Remote opens from many API requests at once (several writer connections on PostgreSQL):
+/// every one is stored, each with its own place in one unbroken chain.
+async fn concurrent_audited_changes_extend_one_chain(store: Store) {
+    let d = dev("cab-10");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let c = new_command(&format!("c{i}"), &d, None, 1_000 + i, 30_000);
+            tokio::spawn(async move { store.create_command(&c).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await
+            .expect("task")
+            .expect("every concurrent create is stored");
+    }
+    let v = store.verify_audit().await.expect("verify");
+    assert_eq!((v.rows, v.head_seq, v.broken), (40, 40, None));
 }

@@ -74,13 +74,13 @@ async fn four_hours(store: &Store) {
     // Box 3 out of service from 1 h to 2 h.
     assert!(
         store
-            .set_box_service(&d, b(3), false, Some("hinge"), NOW + HOUR)
+            .set_box_service(&d, b(3), false, Some("hinge"), NOW + HOUR, "test")
             .await
             .expect("out")
     );
     assert!(
         store
-            .set_box_service(&d, b(3), true, None, NOW + 2 * HOUR)
+            .set_box_service(&d, b(3), true, None, NOW + 2 * HOUR, "test")
             .await
             .expect("back")
     );
@@ -251,16 +251,19 @@ pub async fn saturation_flags_sites_over_the_rate(store: Store) {
     hall(&store, "cab-h").await;
     // A one-box cluster whose box holds an item for ten days: saturated every day.
     store
-        .upsert_site(&SiteRow {
-            id: "park".into(),
-            kind: "enterprise_cluster".into(),
-            name: "Park".into(),
-            address: String::new(),
-            lat: 23.1,
-            lon: 113.1,
-            created_at: NOW - 10 * DAY,
-            updated_at: NOW - 10 * DAY,
-        })
+        .upsert_site(
+            &SiteRow {
+                id: "park".into(),
+                kind: "enterprise_cluster".into(),
+                name: "Park".into(),
+                address: String::new(),
+                lat: 23.1,
+                lon: 113.1,
+                created_at: NOW - 10 * DAY,
+                updated_at: NOW - 10 * DAY,
+            },
+            "test",
+        )
         .await
         .expect("site");
     let d = dev("cab-p");
@@ -271,6 +274,7 @@ pub async fn saturation_flags_sites_over_the_rate(store: Store) {
             "Lobby",
             &[(b(1), Size::M, false)],
             NOW - 10 * DAY,
+            "test",
         )
         .await
         .expect("cabinet");

@@ -10,5 +10,6 @@ mod delivery;
 mod export;
 mod flows;
 mod remote_open;
+mod security;
 mod simulator;
 mod usage;

@@ -1,0 +1,328 @@
+//! The audit log as a hash chain: every row carries a sequence number and the SHA-256 of its
+//! content and of the row before it, so an edited, inserted or removed row breaks the chain
+//! at that point and `fleet-server audit verify` names it.
+//!
+//! Rows are appended only inside the writer's transactions (`append`). On SQLite the single
+//! writer connection serialises the head read and the insert; on PostgreSQL, where writes run
+//! on several connections (and, scaled out, several servers), a transaction-scoped advisory
+//! lock does, held until the change commits. The unique index on `seq` is the backstop: a
+//! fork is refused, never stored. What the chain cannot show is the removal of the newest rows: `verify` prints the head
+//! (sequence and hash) so an operator can record it elsewhere and compare later (SECURITY.md).
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio_stream::StreamExt;
+
+use super::{Store, StoreError};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// The `prev` of the first row.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit row to append.
+#[derive(Debug, Default, Clone)]
+pub struct AuditEntry<'a> {
+    pub id: &'a str,
+    pub ts: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub device: Option<&'a str>,
+    pub box_no: Option<i64>,
+    pub command: Option<&'a str>,
+    pub item: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+/// The hash of a row: SHA-256 over the previous row's hash, a newline and the row's fields as
+/// a JSON array (serde_json writes one array one way, so the input is canonical).
+pub fn chain_hash(prev: &str, seq: i64, e: &AuditEntry<'_>) -> String {
+    let fields = serde_json::to_string(&(
+        seq, e.id, e.ts, e.actor, e.action, e.device, e.box_no, e.command, e.item, e.outcome,
+        e.reason,
+    ))
+    .unwrap_or_default(); // serialising strings and integers cannot fail
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(prev.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(fields.as_bytes());
+    hex::encode(ctx.finish())
+}
+
+async fn head(tx: &mut Tx<'_>) -> Result<(i64, String), StoreError> {
+    let row =
+        sqlx::query("SELECT seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    match row {
+        Some(r) => Ok((r.try_get("seq")?, r.try_get("hash")?)),
+        None => Ok((0, GENESIS.to_owned())),
+    }
+}
+
+/// The advisory lock key of the audit chain on PostgreSQL ("LFAUDIT" in ASCII).
+const CHAIN_LOCK: i64 = 0x004c_4641_5544_4954;
+
+/// Appends one row at the head of the chain, inside the caller's transaction.
+pub(crate) async fn append(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+    if tx.backend_name() == "PostgreSQL" {
+        // Released at commit or rollback; taken again by later appends of the same
+        // transaction at no cost.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CHAIN_LOCK)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let (last, prev) = head(tx).await?;
+    let seq = last + 1;
+    let hash = chain_hash(&prev, seq, e);
+    sqlx::query(
+        "INSERT INTO audit (audit_id, ts, actor, action, device_id, box_no, command_id, item_id,
+                            outcome, reason, seq, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(e.id)
+    .bind(e.ts)
+    .bind(e.actor)
+    .bind(e.action)
+    .bind(e.device)
+    .bind(e.box_no)
+    .bind(e.command)
+    .bind(e.item)
+    .bind(e.outcome)
+    .bind(e.reason)
+    .bind(seq)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+struct Owned {
+    id: String,
+    ts: i64,
+    actor: String,
+    action: String,
+    device: Option<String>,
+    box_no: Option<i64>,
+    command: Option<String>,
+    item: Option<String>,
+    outcome: Option<String>,
+    reason: Option<String>,
+}
+
+impl Owned {
+    fn from_row(r: &AnyRow) -> Result<Owned, StoreError> {
+        Ok(Owned {
+            id: r.try_get("audit_id")?,
+            ts: r.try_get("ts")?,
+            actor: r.try_get("actor")?,
+            action: r.try_get("action")?,
+            device: r.try_get("device_id")?,
+            box_no: r.try_get("box_no")?,
+            command: r.try_get("command_id")?,
+            item: r.try_get("item_id")?,
+            outcome: r.try_get("outcome")?,
+            reason: r.try_get("reason")?,
+        })
+    }
+
+    fn entry(&self) -> AuditEntry<'_> {
+        AuditEntry {
+            id: &self.id,
+            ts: self.ts,
+            actor: &self.actor,
+            action: &self.action,
+            device: self.device.as_deref(),
+            box_no: self.box_no,
+            command: self.command.as_deref(),
+            item: self.item.as_deref(),
+            outcome: self.outcome.as_deref(),
+            reason: self.reason.as_deref(),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "audit_id, ts, actor, action, device_id, box_no, command_id, item_id, outcome, reason";
+
+/// Chains the rows written before the chain existed (schema v9), oldest first, so a database
+/// upgraded in place is covered from its first row.
+pub(crate) async fn chain_backlog(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit WHERE seq IS NULL ORDER BY ts, audit_id"
+    )))
+    .fetch_all(&mut **tx)
+    .await?;
+    let (mut seq, mut prev) = head(tx).await?;
+    for r in &rows {
+        let row = Owned::from_row(r)?;
+        seq += 1;
+        let hash = chain_hash(&prev, seq, &row.entry());
+        sqlx::query("UPDATE audit SET seq = $1, hash = $2 WHERE audit_id = $3")
+            .bind(seq)
+            .bind(&hash)
+            .bind(&row.id)
+            .execute(&mut **tx)
+            .await?;
+        prev = hash;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Rows checked.
+    pub rows: u64,
+    /// The newest row's sequence number and hash: record them elsewhere to detect later
+    /// removal of the newest rows.
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// The first row where the chain does not hold, and why; `None` when it holds.
+    pub broken: Option<Break>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    /// The sequence number expected at this point of the chain.
+    pub seq: i64,
+    pub audit_id: Option<String>,
+    pub why: String,
+}
+
+impl Store {
+    /// Walks the whole audit log in chain order and recomputes every hash. Streams the rows
+    /// (memory stays flat however long the log) and stops at the first break.
+    pub async fn verify_audit(&self) -> Result<Verdict, StoreError> {
+        let mut verdict = Verdict {
+            rows: 0,
+            head_seq: 0,
+            head_hash: GENESIS.to_owned(),
+            broken: None,
+        };
+        let unchained: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE seq IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        let sql =
+            format!("SELECT {COLUMNS}, seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq");
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        while let Some(r) = rows.next().await.transpose()? {
+            let row = Owned::from_row(&r)?;
+            let seq: i64 = r.try_get("seq")?;
+            let stored: String = r.try_get("hash")?;
+            let expected = verdict.head_seq + 1;
+            let why = if seq != expected {
+                Some(format!(
+                    "sequence jumps from {} to {seq}: rows {expected} to {} are missing",
+                    verdict.head_seq,
+                    seq - 1
+                ))
+            } else if chain_hash(&verdict.head_hash, seq, &row.entry()) != stored {
+                Some(
+                    "hash does not match the row's content and the row before it: the row was \
+                     changed, or a row before it was"
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                verdict.broken = Some(Break {
+                    seq: expected,
+                    audit_id: Some(row.id),
+                    why,
+                });
+                return Ok(verdict);
+            }
+            verdict.rows += 1;
+            verdict.head_seq = seq;
+            verdict.head_hash = stored;
+        }
+        if unchained > 0 {
+            verdict.broken = Some(Break {
+                seq: verdict.head_seq + 1,
+                audit_id: None,
+                why: format!(
+                    "{unchained} rows carry no place in the chain: they were inserted outside \
+                     the server"
+                ),
+            });
+        }
+        Ok(verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> AuditEntry<'_> {
+        AuditEntry {
+            id,
+            ts: 1,
+            actor: "desk",
+            action: "remote_open",
+            device: Some("cab-1"),
+            box_no: Some(3),
+            reason: Some("stuck"),
+            ..AuditEntry::default()
+        }
+    }
+
+    #[test]
+    fn every_field_and_the_previous_hash_change_the_hash() {
+        let base = chain_hash(GENESIS, 1, &entry("a"));
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, chain_hash(GENESIS, 1, &entry("a")));
+        assert_ne!(base, chain_hash(GENESIS, 2, &entry("a")));
+        assert_ne!(base, chain_hash(&base, 1, &entry("a")));
+        assert_ne!(base, chain_hash(GENESIS, 1, &entry("b")));
+        let mut e = entry("a");
+        e.reason = Some("stuck ");
+        assert_ne!(base, chain_hash(GENESIS, 1, &e));
+        let mut e = entry("a");
+        e.box_no = None;
+        assert_ne!(base, chain_hash(GENESIS, 1, &e));
+        // A value moved from one field to its neighbour is a different row.
+        let mut e = entry("a");
+        e.item = e.reason.take();
+        assert_ne!(base, chain_hash(GENESIS, 1, &e));
+    }
+
+    /// A database upgraded to v9 has rows without a place: the migration chains them oldest
+    /// first, after any chained rows, and `verify` then accepts the whole log.
+    #[tokio::test]
+    async fn rows_from_before_the_chain_are_chained_oldest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        let mut tx = store.writer.begin().await.expect("tx");
+        append(&mut tx, &entry("first")).await.expect("append");
+        for (id, ts) in [("late", 30), ("early", 20)] {
+            sqlx::query(
+                "INSERT INTO audit (audit_id, ts, actor, action) VALUES ($1, $2, 'x', 'y')",
+            )
+            .bind(id)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await
+            .expect("old row");
+        }
+        tx.commit().await.expect("commit");
+        assert!(store.verify_audit().await.expect("verify").broken.is_some());
+        let mut tx = store.writer.begin().await.expect("tx");
+        assert_eq!(chain_backlog(&mut tx).await.expect("chain"), 2);
+        tx.commit().await.expect("commit");
+        let v = store.verify_audit().await.expect("verify");
+        assert_eq!((v.rows, v.broken), (3, None));
+        let order: Vec<String> = sqlx::query_scalar("SELECT audit_id FROM audit ORDER BY seq")
+            .fetch_all(&store.pool)
+            .await
+            .expect("order");
+        assert_eq!(order, ["first", "early", "late"]);
+        store.close().await;
+    }
+}

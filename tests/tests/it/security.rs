@@ -1,0 +1,272 @@
+//! Security end to end: API tokens limited to sites, expiring and revoked, and the audit log's
+//! hash chain checked by `fleet-server audit verify` on the real database.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Api, World, bin, eventually, now_ms};
+
+const HALL_CAB: &str = "hall-cab-1";
+const ANNEX_CAB: &str = "annex-cab-1";
+
+async fn site_with_cabinet(api: &Api, site: &str, cab: &str) {
+    let (s, body) = api
+        .post(
+            "/api/v1/sites",
+            json!({"id": site, "kind": "service_hall", "name": site, "lat": 23.1, "lon": 113.2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = api
+        .put(
+            &format!("/api/v1/cabinets/{cab}"),
+            json!({"site_id": site, "boxes": [{"box": 1, "size": "M"}, {"box": 2, "size": "M"}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+}
+
+async fn token(api: &Api, body: Value) -> (String, String) {
+    let (s, t) = api.post("/api/v1/tokens", body).await;
+    assert_eq!(s, 201, "{t}");
+    assert!(t.get("token_hash").is_none(), "hash leaked: {t}");
+    (
+        t["token"].as_str().expect("token").to_owned(),
+        t["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_token_limited_to_a_site_sees_and_acts_on_that_site_only() {
+    let world = World::new(&[HALL_CAB, ANNEX_CAB]);
+    let server = world.server();
+    let admin = server.api();
+    site_with_cabinet(&admin, "hall", HALL_CAB).await;
+    site_with_cabinet(&admin, "annex", ANNEX_CAB).await;
+    let _hall = world.agent(HALL_CAB, server.mqtt, &[]);
+    let _annex = world.agent(ANNEX_CAB, server.mqtt, &[]);
+    for cab in [HALL_CAB, ANNEX_CAB] {
+        eventually(Duration::from_secs(20), "agents online", || async {
+            admin
+                .device(cab)
+                .await
+                .filter(|d| d["online"] == true)
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    let (desk, _) = token(
+        &admin,
+        json!({"name": "hall desk", "role": "operator", "sites": ["hall"]}),
+    )
+    .await;
+    let desk = admin.with_token(&desk);
+
+    let (s, me) = desk.get("/api/v1/me").await;
+    assert_eq!((s, &me["sites"]), (200, &json!(["hall"])), "{me}");
+    // Lists show the hall only; a one-site token needs no `?site=`.
+    let (_, sites) = desk.get("/api/v1/sites").await;
+    let ids: Vec<&str> = sites["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .filter_map(|x| x["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["hall"]);
+    let (_, cabs) = desk.get("/api/v1/cabinets").await;
+    assert_eq!(cabs["cabinets"].as_array().map(Vec::len), Some(1), "{cabs}");
+    let (_, devices) = desk.get("/api/v1/devices").await;
+    let ids: Vec<&str> = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!(ids, [HALL_CAB]);
+    let (_, overview) = desk.get("/api/v1/overview").await;
+    assert_eq!(overview["sites"].as_array().map(Vec::len), Some(1));
+
+    // The hall's box opens; the annex's is refused and nothing reaches its agent.
+    let reason = json!({"reason": "citizen locked out"});
+    let (s, body) = desk.open(HALL_CAB, 1, reason.clone()).await;
+    assert_eq!(s, 202, "{body}");
+    let (s, body) = desk.open(ANNEX_CAB, 1, reason.clone()).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(error_of(&body).contains("limited to sites hall"), "{body}");
+    for path in [
+        format!("/api/v1/devices/{ANNEX_CAB}"),
+        format!("/api/v1/cabinets/{ANNEX_CAB}"),
+        "/api/v1/sites/annex".to_owned(),
+        "/api/v1/cabinets?site=annex".to_owned(),
+        "/api/v1/items?site=annex".to_owned(),
+        "/api/v1/usage?scope=site&id=annex".to_owned(),
+        "/api/v1/usage".to_owned(),
+        "/api/v1/planning/recommendations".to_owned(),
+        format!("/api/v1/audit?device={ANNEX_CAB}"),
+        "/api/v1/tokens".to_owned(),
+    ] {
+        let (s, body) = desk.get(&path).await;
+        assert_eq!(s, 403, "GET {path}: {body}");
+    }
+    // The audit log shows the hall's cabinet only: its configuration and the open.
+    let (s, audit) = desk.get("/api/v1/audit").await;
+    assert_eq!(s, 200, "{audit}");
+    let rows: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default(),
+                e["device_id"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [("remote_open", HALL_CAB), ("cabinet_configured", HALL_CAB)],
+        "{audit}"
+    );
+    let (s, _) = admin.get("/api/v1/commands/no-such-command").await;
+    assert_eq!(s, 404);
+
+    // A token of two sites sees both, or one when it asks.
+    let (both, _) = token(
+        &admin,
+        json!({"name": "district", "role": "viewer", "sites": ["hall", "annex"]}),
+    )
+    .await;
+    let both = admin.with_token(&both);
+    let (s, body) = both.get("/api/v1/cabinets").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["cabinets"].as_array().map(Vec::len), Some(2), "{body}");
+    let (_, body) = both.get("/api/v1/cabinets?site=annex").await;
+    assert_eq!(body["cabinets"][0]["id"], ANNEX_CAB, "{body}");
+    let (s, body) = both.get("/api/v1/usage").await;
+    assert_eq!(s, 403, "{body}");
+    assert!(error_of(&body).contains("covers the whole fleet"), "{body}");
+
+    // Tokens cannot be limited to a site that does not exist, or to none.
+    for bad in [json!(["nowhere"]), json!([])] {
+        let (s, body) = admin
+            .post(
+                "/api/v1/tokens",
+                json!({"name": "x", "role": "viewer", "sites": bad}),
+            )
+            .await;
+        assert_eq!(s, 400, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn expired_and_revoked_tokens_are_refused_and_the_audit_chain_verifies() {
+    let world = World::new(&[HALL_CAB]);
+    let server = world.server();
+    let admin = server.api();
+    site_with_cabinet(&admin, "hall", HALL_CAB).await;
+
+    let (night, night_id) = token(&admin, json!({"name": "night desk", "role": "viewer"})).await;
+    let night = admin.with_token(&night);
+    let (s, _) = night.get("/api/v1/sites").await;
+    assert_eq!(s, 200);
+    let (_, list) = admin.get("/api/v1/tokens").await;
+    let row = list["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["id"] == night_id.as_str())
+        .expect("listed")
+        .clone();
+    // Ninety days unless asked otherwise.
+    let days = (row["expires_at"].as_i64().expect("expiry") - now_ms()) / 86_400_000;
+    assert!((89..=90).contains(&days), "{row}");
+
+    let (s, revoked) = admin.delete(&format!("/api/v1/tokens/{night_id}")).await;
+    assert_eq!(s, 200, "{revoked}");
+    let (s, body) = night.get("/api/v1/sites").await;
+    assert_eq!(s, 401, "{body}");
+    assert!(error_of(&body).contains("was revoked"), "{body}");
+    let (s, _) = admin.delete("/api/v1/tokens/0123456789abcdef").await;
+    assert_eq!(s, 404);
+
+    let (brief, _) = token(
+        &admin,
+        json!({"name": "contractor", "role": "viewer", "expires_at": now_ms() + 1_500}),
+    )
+    .await;
+    let brief = admin.with_token(&brief);
+    let (s, _) = brief.get("/api/v1/sites").await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let (s, body) = brief.get("/api/v1/sites").await;
+    assert_eq!(s, 401, "{body}");
+    assert!(error_of(&body).contains("expired at"), "{body}");
+
+    // Configuration and token changes are in the audit log, in the chain.
+    let (_, audit) = admin.get("/api/v1/audit").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "token_created",
+            "token_revoked",
+            "token_created",
+            "cabinet_configured",
+            "site_created"
+        ],
+        "{audit}"
+    );
+    assert_eq!(audit["entries"][0]["seq"], 5, "{audit}");
+    assert_eq!(audit["entries"][1]["actor"], "admin", "{audit}");
+
+    let data_dir = world.path("server").display().to_string();
+    let verify = || {
+        std::process::Command::new(bin("fleet-server"))
+            .args(["--data-dir", &data_dir, "audit", "verify"])
+            .output()
+            .expect("run audit verify")
+    };
+    // The server is running: verification reads beside it.
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 rows in the chain") && stdout.contains("chain holds"),
+        "{stdout}"
+    );
+
+    // Someone with the database file edits who revoked the token.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        world.path("server/fleet.db").display()
+    ))
+    .await
+    .expect("open the database");
+    sqlx::query("UPDATE audit SET actor = 'nobody' WHERE action = 'token_revoked'")
+        .execute(&db)
+        .await
+        .expect("tamper");
+    db.close().await;
+    let out = verify();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("audit chain broken at seq 4") && stderr.contains("Rows up to seq 3"),
+        "{stderr}"
+    );
+}
