@@ -49,6 +49,27 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// A device's publish rate, or none when unlimited.
+fn publish_limiter(cfg: &BrokerConfig) -> Option<Limiter> {
+    let rate = std::num::NonZeroU32::new(cfg.publish_per_sec)?;
+    let burst = std::num::NonZeroU32::new(cfg.publish_burst.max(1))?;
+    Some(governor::RateLimiter::direct(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+/// How long until the limiter lets one more publish through; `None`: now (and counted).
+fn publish_wait(limiter: Option<&Limiter>) -> Option<Duration> {
+    use governor::clock::Clock;
+    let limiter = limiter?;
+    limiter
+        .check()
+        .err()
+        .map(|not_until| not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
+}
+
 /// The state of one accepted session.
 struct Session<'a> {
     device: &'a DeviceId,
@@ -279,24 +300,45 @@ impl Front {
         // Keep-alive 0 means none: the timer is then never polled nor reset.
         let idle = tokio::time::sleep(keep_alive.unwrap_or_default());
         tokio::pin!(idle);
+        let limiter = publish_limiter(&self.cfg);
+        // A publish over the device's rate, held (with the socket unread) until the rate
+        // allows it: TCP backpressure slows the device, nothing is dropped, and server
+        // messages still go out meanwhile.
+        let mut held: Option<(Packet, tokio::time::Instant)> = None;
         loop {
             // Whole packets already read (the CONNECT may have come with more).
             loop {
-                // QoS 2 makes a broker hold each publish until PUBREL, without a bound.
-                // LockerFleet uses QoS 0 and 1 only.
-                if buf
-                    .first()
-                    .is_some_and(|b| b >> 4 == 3 && (b >> 1) & 3 == 2)
-                {
-                    return DisconnectReason::Violation(
-                        "QoS 2 publish; LockerFleet accepts QoS 0 and 1 only".into(),
-                    );
-                }
-                let packet = match Packet::read(&mut buf, max) {
-                    Ok(p) => p,
-                    Err(MqttError::InsufficientBytes(_)) => break,
-                    Err(e) => return DisconnectReason::Violation(format!("malformed packet: {e}")),
+                let packet = match held.take() {
+                    Some((p, _)) => p,
+                    None => {
+                        // QoS 2 makes a broker hold each publish until PUBREL, without a
+                        // bound. LockerFleet uses QoS 0 and 1 only.
+                        if buf
+                            .first()
+                            .is_some_and(|b| b >> 4 == 3 && (b >> 1) & 3 == 2)
+                        {
+                            return DisconnectReason::Violation(
+                                "QoS 2 publish; LockerFleet accepts QoS 0 and 1 only".into(),
+                            );
+                        }
+                        match Packet::read(&mut buf, max) {
+                            Ok(p) => p,
+                            Err(MqttError::InsufficientBytes(_)) => break,
+                            Err(e) => {
+                                return DisconnectReason::Violation(format!(
+                                    "malformed packet: {e}"
+                                ));
+                            }
+                        }
+                    }
                 };
+                if matches!(packet, Packet::Publish(_))
+                    && let Some(wait) = publish_wait(limiter.as_ref())
+                {
+                    inc(&self.stats.publish_throttled);
+                    held = Some((packet, tokio::time::Instant::now() + wait));
+                    break;
+                }
                 match self.handle(s, packet, &mut out).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -322,7 +364,13 @@ impl Front {
                         encode_down(s, more, &mut out);
                     }
                 }
-                r = io.read_buf(&mut buf) => match r {
+                // The device sent it: its keep-alive is met, however long it waited here.
+                _ = tokio::time::sleep_until(held.as_ref().map_or_else(tokio::time::Instant::now, |h| h.1)), if held.is_some() => {
+                    if let Some(limit) = keep_alive {
+                        idle.as_mut().reset(tokio::time::Instant::now() + limit);
+                    }
+                }
+                r = io.read_buf(&mut buf), if held.is_none() => match r {
                     Ok(0) => return DisconnectReason::ClientClosed,
                     Ok(_) => {
                         if let Some(limit) = keep_alive {

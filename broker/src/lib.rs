@@ -63,6 +63,10 @@ pub struct BrokerConfig {
     /// rest wait their turn (within `handshake_timeout` from accept, else they are closed and
     /// the device retries later).
     pub max_handshakes: usize,
+    /// Publishes per second a device may sustain (0: no limit) and its burst above that;
+    /// beyond them the front stops reading from the device until its rate allows.
+    pub publish_per_sec: u32,
+    pub publish_burst: u32,
 }
 
 impl Default for BrokerConfig {
@@ -73,6 +77,8 @@ impl Default for BrokerConfig {
             max_packet_size: 256 * 1024,
             handshake_timeout: Duration::from_secs(5),
             max_handshakes: 64,
+            publish_per_sec: 50,
+            publish_burst: 500,
         }
     }
 }
@@ -149,6 +155,8 @@ pub struct FrontStats {
     pub downlink_undeliverable: AtomicU64,
     /// Server → device messages dropped because the device stopped reading.
     pub downlink_dropped_full: AtomicU64,
+    /// Times a device's publish waited for its rate (`publish_per_sec`).
+    pub publish_throttled: AtomicU64,
 }
 
 impl FrontStats {

@@ -5,6 +5,7 @@
 //! admin (everything + configuration and tokens). The service-flow routes live in
 //! `api_flows`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -33,6 +34,19 @@ pub struct AppState {
     pub admin_token_hash: String,
     pub default_ttl: Duration,
     pub saturation: crate::api_usage::SaturationSettings,
+    /// Requests per token (keyed by the token's hash); `None`: unlimited.
+    pub limiter: Option<Arc<TokenLimiter>>,
+}
+
+pub type TokenLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// The per-token limiter of `api_requests_per_sec` and `api_burst`; `None` when unlimited.
+pub fn token_limiter(per_sec: u32, burst: u32) -> Option<Arc<TokenLimiter>> {
+    let rate = std::num::NonZeroU32::new(per_sec)?;
+    let burst = std::num::NonZeroU32::new(burst.max(1))?;
+    Some(Arc::new(governor::RateLimiter::keyed(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    )))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -68,6 +82,8 @@ pub fn router(state: AppState) -> Router {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -75,6 +91,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -91,13 +108,19 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut res = (
             self.status,
             Json(ErrorBody {
                 error: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        res
     }
 }
 
@@ -281,6 +304,34 @@ impl Caller {
     }
 }
 
+/// Counts a request against its token's rate; 429 with `Retry-After` when over it. Only
+/// known tokens are counted, so the limiter holds one entry per token, not per guess.
+fn throttle(state: &AppState, hash: &str, name: &str) -> Result<(), ApiError> {
+    use governor::clock::Clock;
+    let Some(limiter) = &state.limiter else {
+        return Ok(());
+    };
+    let key = hash.to_owned();
+    match limiter.check_key(&key) {
+        Ok(()) => Ok(()),
+        Err(not_until) => {
+            state.metrics.api_throttled.inc();
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            Err(ApiError {
+                retry_after: Some(wait),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "token {name:?} is over its request rate (api_requests_per_sec); \
+                         retry after {} ms, or spread the requests out",
+                        wait.as_millis().max(1)
+                    ),
+                )
+            })
+        }
+    }
+}
+
 /// SHA-256 in hex: tokens are stored and compared only as hashes.
 pub fn token_hash(token: &str) -> String {
     hex::encode(ring::digest::digest(
@@ -307,6 +358,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthorized("malformed Authorization header: use `Bearer <token>`"))?;
         let hash = token_hash(token);
         if hash == state.admin_token_hash {
+            throttle(state, &hash, "admin")?;
             return Ok(Caller {
                 name: "admin".into(),
                 role: Role::Admin,
@@ -333,6 +385,7 @@ impl FromRequestParts<AppState> for Caller {
                 crate::api_usage::local_time(at, 0)
             )));
         }
+        throttle(state, &hash, &t.name)?;
         let role = match t.role.as_str() {
             "admin" => Role::Admin,
             "operator" => Role::Operator,

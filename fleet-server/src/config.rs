@@ -34,6 +34,18 @@ pub struct ServerConfig {
     /// TLS handshakes worked on at once; more connections wait their turn (see
     /// `broker::BrokerConfig::max_handshakes`).
     pub max_handshakes: usize,
+    /// MQTT publishes a device may send per second, sustained (0: no limit); beyond it the
+    /// front stops reading from that device until its rate allows (TCP backpressure:
+    /// nothing is dropped). Counted in `lockerfleet_broker_publish_throttled_total`.
+    pub device_publish_per_sec: u32,
+    /// Publishes a device may send at once above its rate (an outbox draining after a
+    /// reconnect).
+    pub device_publish_burst: u32,
+    /// API requests one token may make per second, sustained (0: no limit); beyond it the
+    /// answer is 429 with `Retry-After`. Counted in `lockerfleet_api_throttled_total`.
+    pub api_requests_per_sec: u32,
+    /// API requests one token may make at once above its rate.
+    pub api_burst: u32,
     /// Most work in one ingest transaction, in plain events; a keypad event counts 50, a
     /// state snapshot 50, a heartbeat 4 (`store::event_cost`): bounds how long ingest holds
     /// the writer that commands and reservations also need.
@@ -112,6 +124,10 @@ impl Default for ServerConfig {
             max_packet_size: 256 * 1024,
             handshake_timeout_ms: 5_000,
             max_handshakes: 64,
+            device_publish_per_sec: 50,
+            device_publish_burst: 500,
+            api_requests_per_sec: 50,
+            api_burst: 200,
             ingest_batch: 2_000,
             master_secret_file: None,
             code_digits: 8,
@@ -201,6 +217,18 @@ impl ServerConfig {
         }
         if self.max_handshakes == 0 {
             return bad("max_handshakes", "must be at least 1");
+        }
+        if self.device_publish_per_sec > 0 && self.device_publish_burst == 0 {
+            return bad(
+                "device_publish_burst",
+                "must be at least 1 when device_publish_per_sec is set",
+            );
+        }
+        if self.api_requests_per_sec > 0 && self.api_burst == 0 {
+            return bad(
+                "api_burst",
+                "must be at least 1 when api_requests_per_sec is set",
+            );
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");
@@ -361,6 +389,34 @@ mod tests {
         )
         .expect("parses");
         cfg.validate().expect("valid");
+    }
+
+    #[test]
+    fn a_rate_needs_a_burst_and_zero_turns_a_limit_off() {
+        let ok = ServerConfig::default();
+        for (cfg, key) in [
+            (
+                ServerConfig {
+                    device_publish_burst: 0,
+                    ..ok.clone()
+                },
+                "device_publish_burst",
+            ),
+            (
+                ServerConfig {
+                    api_burst: 0,
+                    ..ok.clone()
+                },
+                "api_burst",
+            ),
+        ] {
+            let err = cfg.validate().expect_err("a rate without a burst");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let off: ServerConfig =
+            toml::from_str("device_publish_per_sec = 0\ndevice_publish_burst = 0\napi_requests_per_sec = 0\napi_burst = 0")
+                .expect("parses");
+        off.validate().expect("limits off need no burst");
     }
 
     #[test]

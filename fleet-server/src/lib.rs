@@ -141,6 +141,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             max_packet_size: cfg.max_packet_size,
             handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
             max_handshakes: cfg.max_handshakes,
+            publish_per_sec: cfg.device_publish_per_sec,
+            publish_burst: cfg.device_publish_burst,
         },
         tls,
         presence_tx,
@@ -149,6 +151,25 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     )
     .await?;
     let metrics = Metrics::new(broker.stats());
+    for (limit, value) in [
+        ("max_connections", cfg.max_connections as i64),
+        ("max_handshakes", cfg.max_handshakes as i64),
+        ("max_packet_size", cfg.max_packet_size as i64),
+        (
+            "device_publish_per_sec",
+            i64::from(cfg.device_publish_per_sec),
+        ),
+        ("device_publish_burst", i64::from(cfg.device_publish_burst)),
+        ("api_requests_per_sec", i64::from(cfg.api_requests_per_sec)),
+        ("api_burst", i64::from(cfg.api_burst)),
+    ] {
+        metrics
+            .limits
+            .get_or_create(&metrics::LimitLabel {
+                limit: limit.into(),
+            })
+            .set(value);
+    }
     let health = Health::default();
     let link_rx = broker.take_link().context("broker link already taken")?;
     let publisher = link::Publisher::new(broker.downlink());
@@ -253,6 +274,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             days: cfg.saturation_days,
             window_days: cfg.saturation_window_days,
         },
+        limiter: api::token_limiter(cfg.api_requests_per_sec, cfg.api_burst),
     };
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await

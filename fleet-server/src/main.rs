@@ -43,6 +43,18 @@ struct Args {
     /// Most simultaneous device connections.
     #[arg(long, env = "LOCKERFLEET_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// MQTT publishes per second one device may sustain (0: no limit).
+    #[arg(long, env = "LOCKERFLEET_DEVICE_PUBLISH_PER_SEC")]
+    device_publish_per_sec: Option<u32>,
+    /// Publishes one device may send at once above its rate.
+    #[arg(long, env = "LOCKERFLEET_DEVICE_PUBLISH_BURST")]
+    device_publish_burst: Option<u32>,
+    /// API requests per second one token may sustain (0: no limit).
+    #[arg(long, env = "LOCKERFLEET_API_REQUESTS_PER_SEC")]
+    api_requests_per_sec: Option<u32>,
+    /// API requests one token may make at once above its rate.
+    #[arg(long, env = "LOCKERFLEET_API_BURST")]
+    api_burst: Option<u32>,
     /// Digits of one-time codes (6 to 8).
     #[arg(long, env = "LOCKERFLEET_CODE_DIGITS")]
     code_digits: Option<usize>,
@@ -142,6 +154,10 @@ impl Args {
             http_listen,
             command_ttl_secs,
             max_connections,
+            device_publish_per_sec,
+            device_publish_burst,
+            api_requests_per_sec,
+            api_burst,
             code_digits,
             timeup_grace_secs,
             utc_offset_minutes,

@@ -62,6 +62,10 @@ pub struct Metrics {
     pub influx_spool: Gauge,
     /// Stored events over time, for the ingest-rate gauge.
     pub ingest_rate: Arc<IngestRate>,
+    /// API requests refused with 429 for their token's rate.
+    pub api_throttled: Counter,
+    /// The configured limits, so dashboards can draw them beside what they bound.
+    pub limits: Family<LimitLabel, Gauge>,
     registry: Arc<Registry>,
 }
 
@@ -123,6 +127,11 @@ impl IngestRate {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct NotificationLabel {
     pub channel: String,
     pub outcome: String,
@@ -161,6 +170,8 @@ impl Metrics {
             influx_errors: Counter::default(),
             influx_spool: Gauge::default(),
             ingest_rate: Arc::new(IngestRate::default()),
+            api_throttled: Counter::default(),
+            limits: Family::default(),
             registry: Arc::new(Registry::default()),
         };
         let r = &mut registry;
@@ -275,6 +286,16 @@ impl Metrics {
             "Points waiting to be written to InfluxDB",
             m.influx_spool.clone(),
         );
+        r.register(
+            "api_throttled",
+            "API requests refused with 429: their token went over api_requests_per_sec",
+            m.api_throttled.clone(),
+        );
+        r.register(
+            "limits",
+            "Configured limits (0: none): max_connections, max_handshakes, max_packet_size, device_publish_per_sec, device_publish_burst, api_requests_per_sec, api_burst",
+            m.limits.clone(),
+        );
         r.register_collector(Box::new(FrontCollector(front)));
         r.register_collector(Box::new(RateCollector {
             rate: m.ingest_rate.clone(),
@@ -374,7 +395,7 @@ struct FrontCollector(Arc<FrontStats>);
 impl Collector for FrontCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "broker_connections_accepted",
                 "TCP connections accepted on the device port",
@@ -425,6 +446,11 @@ impl Collector for FrontCollector {
                 "broker_downlink_dropped_full",
                 "Server messages dropped because the device stopped reading its connection",
                 &s.downlink_dropped_full,
+            ),
+            (
+                "broker_publish_throttled",
+                "Device publishes held until the device's rate allowed them (device_publish_per_sec)",
+                &s.publish_throttled,
             ),
         ];
         for (name, help, value) in counters {

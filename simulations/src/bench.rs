@@ -89,6 +89,9 @@ async fn server(
         mqtt_listen: "127.0.0.1:0".parse()?,
         http_listen: "127.0.0.1:0".parse()?,
         database_url,
+        // Benchmarks measure what the server can do, not the rates a deployment allows.
+        device_publish_per_sec: 0,
+        api_requests_per_sec: 0,
         ..Default::default()
     })
     .await

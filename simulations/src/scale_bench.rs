@@ -59,6 +59,13 @@ pub(crate) fn start_server(
         .args(["--certs", &dir.join("certs").display().to_string()])
         .args(["--mqtt-listen", mqtt, "--http-listen", http])
         .args(["--admin-token", TOKEN])
+        // Benchmarks measure what the server can do, not the rates a deployment allows.
+        .args([
+            "--device-publish-per-sec",
+            "0",
+            "--api-requests-per-sec",
+            "0",
+        ])
         .env("LOCKERFLEET_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

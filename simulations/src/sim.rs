@@ -290,6 +290,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 http_listen: "127.0.0.1:0".parse()?,
                 database_url: opts.database_url.clone(),
                 offline_grace_secs: scenario.scaled_timer(scenario.timers.offline_grace_s),
+                // One admin token stands for the whole service platform and every desk;
+                // devices keep the default publish rate, as deployed.
+                api_requests_per_sec: 0,
                 ..Default::default()
             })
             .await

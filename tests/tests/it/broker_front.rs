@@ -361,3 +361,73 @@ async fn the_front_owns_sessions_keep_alive_takeover_and_delivery() {
     );
     drop(el2);
 }
+
+/// A device publishing far above its rate is slowed, not cut off: every message is stored,
+/// the flood takes as long as the rate says, the throttle is counted, and a neighbour's
+/// message is stored at once meanwhile.
+#[tokio::test]
+async fn a_flooding_device_is_slowed_and_loses_nothing() {
+    let w = World::new(&["cab-f", "cab-n"]);
+    let server = w.server_with(
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[
+            "--device-publish-per-sec",
+            "40",
+            "--device-publish-burst",
+            "10",
+        ],
+    );
+    let api = server.api();
+    assert_eq!(
+        api.metric("lockerfleet_limits{limit=\"device_publish_per_sec\"}")
+            .await,
+        40.0
+    );
+    let (flood, mut el) = AsyncClient::new(w.device_options("cab-f", "cab-f", server.mqtt), 200);
+    connack(&mut el).await.expect("connects");
+    let driver = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let started = Instant::now();
+    for seq in 1..=90 {
+        flood
+            .publish("devices/cab-f/events", QoS::AtLeastOnce, false, batch(seq))
+            .await
+            .expect("queued");
+    }
+    let (neighbour, mut nel) =
+        AsyncClient::new(w.device_options("cab-n", "cab-n", server.mqtt), 10);
+    connack(&mut nel).await.expect("neighbour connects");
+    let ndriver = tokio::spawn(async move { while nel.poll().await.is_ok() {} });
+    let sent = Instant::now();
+    neighbour
+        .publish("devices/cab-n/events", QoS::AtLeastOnce, false, batch(1))
+        .await
+        .expect("queued");
+    eventually(Duration::from_secs(10), "the neighbour's event", || async {
+        (api.events("cab-n").await.len() == 1).then_some(())
+    })
+    .await;
+    let neighbour_took = sent.elapsed();
+    eventually(Duration::from_secs(30), "all 90 flood events", || async {
+        (api.events("cab-f").await.len() == 90).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    // 10 at once, then 80 at 40/s: two seconds at the least.
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "90 publishes took {took:?}: not held to 40/s"
+    );
+    assert!(
+        neighbour_took < took / 2,
+        "the neighbour waited {neighbour_took:?} behind a {took:?} flood"
+    );
+    assert!(
+        api.metric("lockerfleet_broker_publish_throttled_total")
+            .await
+            >= 1.0
+    );
+    assert_eq!(api.metric("lockerfleet_broker_violations_total").await, 0.0);
+    driver.abort();
+    ndriver.abort();
+}

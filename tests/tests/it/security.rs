@@ -270,3 +270,60 @@ async fn expired_and_revoked_tokens_are_refused_and_the_audit_chain_verifies() {
         "{stderr}"
     );
 }
+
+/// One token over its rate gets 429 with `Retry-After`; another token is not slowed by it.
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_and_others_do_not() {
+    let world = World::new(&[]);
+    let server = world.server_with(
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--api-requests-per-sec", "2", "--api-burst", "5"],
+    );
+    let admin = server.api();
+    let (busy, _) = token(&admin, json!({"name": "script", "role": "viewer"})).await;
+    let (calm, _) = token(&admin, json!({"name": "desk", "role": "viewer"})).await;
+    let http = reqwest::Client::new();
+    let get = |token: String| {
+        let http = http.clone();
+        let url = format!("http://{}/api/v1/sites", server.http);
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..12 {
+        let res = get(busy.clone()).await;
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 && refused.is_none() {
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body: Value = res.json().await.expect("json");
+            refused = Some((retry, body));
+        }
+    }
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    assert!((5..=6).contains(&ok), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
+    let (retry, body) = refused.expect("a refusal");
+    assert_eq!(retry, Some(1), "{body}");
+    assert!(
+        error_of(&body).contains("\"script\" is over its request rate"),
+        "{body}"
+    );
+    assert_eq!(get(calm).await.status(), 200, "another token was slowed");
+    assert!(admin.metric("lockerfleet_api_throttled_total").await >= 6.0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get(busy).await.status(), 200, "the rate refills");
+}
