@@ -89,12 +89,8 @@ pub enum CertError {
     )]
     CaKeyMismatch { dir: PathBuf },
 
-    #[error("{} is not valid PEM", path.display())]
-    Pem {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{} is not valid PEM: {reason}", path.display())]
+    Pem { path: PathBuf, reason: String },
 
     #[error("{} holds no PEM certificate", path.display())]
     NoCertificate { path: PathBuf },

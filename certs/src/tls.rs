@@ -1,10 +1,11 @@
 //! Loading PEM files for rustls, and reading a device's identity out of its client certificate.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use rustls::RootCertStore;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{CertError, DeviceId};
@@ -34,10 +35,9 @@ pub fn device_id_from_der(der: &[u8]) -> Result<DeviceId, CertError> {
 
 /// All certificates in a PEM file, in file order (leaf first for a chain).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let mut reader = open(path)?;
-    let certs = rustls_pemfile::certs(&mut reader)
+    let certs = CertificateDer::pem_reader_iter(open(path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| pem_error(path, source))?;
+        .map_err(|e| pem_error(path, e))?;
     if certs.is_empty() {
         return Err(CertError::NoCertificate {
             path: path.to_path_buf(),
@@ -48,12 +48,13 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 
 /// The first private key (PKCS#8, SEC1 or PKCS#1) in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
-    let mut reader = open(path)?;
-    rustls_pemfile::private_key(&mut reader)
-        .map_err(|source| pem_error(path, source))?
-        .ok_or_else(|| CertError::NoPrivateKey {
+    match PrivateKeyDer::from_pem_reader(open(path)?) {
+        Ok(key) => Ok(key),
+        Err(pem::Error::NoItemsFound) => Err(CertError::NoPrivateKey {
             path: path.to_path_buf(),
-        })
+        }),
+        Err(e) => Err(pem_error(path, e)),
+    }
 }
 
 /// A root store holding every certificate in the PEM file (normally just ca.crt).
@@ -78,19 +79,17 @@ fn open(path: &Path) -> Result<BufReader<File>, CertError> {
         })
 }
 
-fn pem_error(path: &Path, source: io::Error) -> CertError {
-    // rustls-pemfile reports malformed PEM as InvalidData; anything else is a read failure.
-    if source.kind() == io::ErrorKind::InvalidData {
-        CertError::Pem {
-            path: path.to_path_buf(),
-            source,
-        }
-    } else {
-        CertError::Io {
+fn pem_error(path: &Path, e: pem::Error) -> CertError {
+    match e {
+        pem::Error::Io(source) => CertError::Io {
             action: "read",
             path: path.to_path_buf(),
             source,
-        }
+        },
+        other => CertError::Pem {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -175,6 +174,21 @@ mod tests {
             matches!(err, Some(CertError::NoCertificate { .. })),
             "{err:?}"
         );
+
+        // A certificate block whose base64 is broken: a PEM error naming the file.
+        let broken = dir.path().join("broken.pem");
+        fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+        )?;
+        let err = load_certs(&broken).err();
+        assert!(matches!(err, Some(CertError::Pem { .. })), "{err:?}");
+        if let Some(err) = err {
+            assert!(
+                err.to_string().contains("broken.pem is not valid PEM"),
+                "{err}"
+            );
+        }
 
         let missing = dir.path().join("missing.pem");
         let err = load_certs(&missing).err();

@@ -185,6 +185,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     }
 }
 
+/// Path parameters whose rejections (a box number out of range, bad percent-encoding) use
+/// our error shape instead of axum's plain text.
+pub struct P<T>(pub T);
+
+#[axum::async_trait]
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(P(v)),
+            Err(rej) => Err(ApiError::bad_request(format!(
+                "invalid path: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}
+
 pub(crate) fn device_id(s: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
@@ -504,7 +522,7 @@ pub(crate) async fn list_devices(
 pub(crate) async fn device(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let id = device_id(&id)?;
@@ -541,7 +559,7 @@ pub struct EventsList {
 pub(crate) async fn events(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(q): Q<EventsQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -577,7 +595,7 @@ pub struct PresenceList {
 pub(crate) async fn presence(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(q): Q<LimitQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
@@ -622,7 +640,7 @@ pub struct OpenAccepted {
 pub(crate) async fn open_box(
     caller: Caller,
     State(s): State<AppState>,
-    Path((id, box_no)): Path<(String, String)>,
+    P((id, box_no)): P<(String, String)>,
     Body(body): Body<OpenBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
@@ -696,7 +714,7 @@ pub(crate) struct CommandQuery {
 pub(crate) async fn command(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Q(q): Q<CommandQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;

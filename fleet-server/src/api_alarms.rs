@@ -1,6 +1,6 @@
 //! HTTP routes of alarms: list and filter, one alarm with its history, acknowledge, clear.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -9,7 +9,7 @@ use protocol::FaultKind;
 use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role, device_id};
+use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Q, Role, device_id};
 use crate::store::{AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, HistoryRow, SEVERITIES};
 
 pub fn routes() -> Router<AppState> {
@@ -116,7 +116,7 @@ pub struct AlarmDetail {
 pub(crate) async fn alarm(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let Some(alarm) = s.store.alarm(&id).await? else {
@@ -206,7 +206,7 @@ async fn act(
 pub(crate) async fn ack(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
     act(caller, &s, &id, &body, Action::Ack).await
@@ -218,7 +218,7 @@ pub(crate) async fn ack(
 pub(crate) async fn clear(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
     act(caller, &s, &id, &body, Action::Clear).await

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -11,7 +11,7 @@ use protocol::BoxNo;
 use protocol::message::check_text;
 use serde::Deserialize;
 
-use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Q, Role, device_id};
+use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Q, Role, device_id};
 use crate::flows::{SiteKind, Size};
 use crate::service::{ReservationRequest, ServiceError};
 use crate::store::{CabinetRow, DutyChange, HistoryRow, ItemRow, SiteRow, StaffRow};
@@ -139,7 +139,7 @@ pub(crate) async fn create_site(
 pub(crate) async fn put_site(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<SiteBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
@@ -188,7 +188,7 @@ pub struct SiteDetail {
 pub(crate) async fn site(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     caller.require_site(&id)?;
@@ -233,7 +233,7 @@ pub(crate) struct BoxBody {
 pub(crate) async fn put_cabinet(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<CabinetBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
@@ -309,7 +309,7 @@ async fn cabinet_response(s: &AppState, device: &protocol::DeviceId) -> Result<R
 pub(crate) async fn cabinet(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let device = device_id(&id)?;
@@ -360,7 +360,7 @@ pub(crate) struct ServiceBody {
 pub(crate) async fn box_service(
     caller: Caller,
     State(s): State<AppState>,
-    Path((id, b)): Path<(String, u16)>,
+    P((id, b)): P<(String, u16)>,
     Body(body): Body<ServiceBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
@@ -474,7 +474,7 @@ pub struct StaffDeactivated {
 pub(crate) async fn deactivate_staff(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     require_staff_site(&caller, &s, &id).await?;
@@ -512,7 +512,7 @@ pub struct Duty {
 pub(crate) async fn set_duty(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<DutyBody>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
@@ -591,7 +591,7 @@ pub(crate) async fn reserve(
 pub(crate) async fn cancel(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
     if caller.sites.is_some()
@@ -666,7 +666,7 @@ pub struct ItemDetail {
 pub(crate) async fn item(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let Some(item) = s.store.item(&id).await? else {

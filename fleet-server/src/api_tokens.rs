@@ -1,7 +1,7 @@
 //! HTTP routes of API tokens: create (shown once, stored hashed), list, revoke. Admin only,
 //! and only with a token not limited to sites.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, Role, token_hash};
+use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Role, token_hash};
 use crate::store::{NewToken, TokenRow};
 
 /// Tokens expire after this many days unless asked otherwise.
@@ -143,7 +143,7 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn revoke_token(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     caller.require_fleet("managing tokens")?;

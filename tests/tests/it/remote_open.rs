@@ -145,6 +145,20 @@ async fn roles_and_bad_requests_get_clear_errors() {
     assert!(status == 400 || status == 404, "{status} {err}");
     let (status, err) = api.open("cab-x", 0, json!({"reason": "r"})).await;
     assert_eq!(status, 400, "{err}");
+    // A path parameter out of its type's range: the JSON error shape, not axum's text.
+    let (status, err) = api
+        .put(
+            "/api/v1/cabinets/cab-x/boxes/70000/service",
+            json!({"in_service": true}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid path")),
+        "{err}"
+    );
     let (status, err) = api.get("/api/v1/commands/nothing?wait_secs=31").await;
     assert_eq!(status, 400, "{err}");
     assert!(
