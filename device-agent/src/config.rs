@@ -60,6 +60,8 @@ pub struct FakeSettings {
     pub activity_per_sec: f64,
     /// Stop simulated activity after this many events.
     pub activity_limit: Option<u64>,
+    /// Append every unlock pulse to this file, synced (tests of exactly-once pulses).
+    pub pulse_log: Option<PathBuf>,
 }
 
 impl Default for FakeSettings {
@@ -69,6 +71,7 @@ impl Default for FakeSettings {
             jam_rate: 0.0,
             activity_per_sec: 0.0,
             activity_limit: None,
+            pulse_log: None,
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct FakeConfig {
     pub jam_rate: f64,
     /// A station profile gives the fake peripherals of that device.
     pub profile: Profile,
+    /// Appends `box N` and syncs, before each pulse takes effect: a record that survives the
+    /// agent being killed, so tests can prove a command never pulses twice across restarts.
+    pub pulse_log: Option<std::path::PathBuf>,
 }
 
 impl FakeConfig {
@@ -71,6 +74,7 @@ impl FakeConfig {
             close_after: Duration::from_secs(3),
             jam_rate: 0.0,
             profile: Profile::Locker,
+            pulse_log: None,
         }
     }
 }
@@ -237,6 +241,12 @@ impl LockDriver for FakeLocks {
         let jammed =
             self.cfg.jam_rate > 0.0 && rand::thread_rng().gen_bool(self.cfg.jam_rate.min(1.0));
         let close_after = self.cfg.close_after;
+        self.bus()?;
+        if let Some(path) = &self.cfg.pulse_log {
+            log_pulse(path, b).await.map_err(|e| {
+                DriverError::Unreachable(format!("fake pulse log {}: {e}", path.display()))
+            })?;
+        }
         self.with_box(b, |fb| {
             if !jammed && !std::mem::take(&mut fb.jam_next) {
                 fb.open = true;
@@ -267,6 +277,17 @@ impl LockDriver for FakeLocks {
     async fn station(&self) -> Result<Option<StationStatus>, DriverError> {
         Ok(self.extras().station)
     }
+}
+
+async fn log_pulse(path: &std::path::Path, b: BoxNo) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    f.write_all(format!("box {}\n", b.get()).as_bytes()).await?;
+    f.sync_data().await
 }
 
 #[cfg(test)]

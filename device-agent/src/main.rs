@@ -58,6 +58,9 @@ struct Args {
     /// Fake hardware: stop simulated activity after this many changes.
     #[arg(long)]
     fake_activity_limit: Option<u64>,
+    /// Fake hardware: append every unlock pulse to this file (synced before the pulse).
+    #[arg(long)]
+    fake_pulse_log: Option<std::path::PathBuf>,
     /// Fake hardware: serve a control socket on this loopback address (port 0: any) to type
     /// at the keypad and move doors; the bound address is printed as
     /// `LOCKERFLEET_AGENT_CONTROL addr=...`.
@@ -97,6 +100,9 @@ impl Args {
         if self.fake_activity_limit.is_some() {
             cfg.fake.activity_limit = self.fake_activity_limit;
         }
+        if self.fake_pulse_log.is_some() {
+            cfg.fake.pulse_log = self.fake_pulse_log;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -125,6 +131,7 @@ async fn run() -> anyhow::Result<()> {
         close_after: Duration::from_millis(cfg.fake.close_after_ms),
         jam_rate: cfg.fake.jam_rate,
         profile: cfg.profile,
+        pulse_log: cfg.fake.pulse_log.clone(),
     }));
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);

@@ -136,6 +136,7 @@ impl Fleet {
                     jam_rate: spec.jam_rate,
                     activity_per_sec: spec.activity_per_sec,
                     activity_limit: spec.activity_limit,
+                    pulse_log: None,
                 },
                 ..AgentConfig::default()
             };
@@ -144,6 +145,7 @@ impl Fleet {
                 close_after: spec.close_after,
                 jam_rate: spec.jam_rate,
                 profile,
+                pulse_log: None,
             }));
             let tls = device_agent::client_tls(certs_dir, &id)?;
             let (keypad, keys) = device_agent::FakeKeypad::new();

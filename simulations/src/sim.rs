@@ -427,6 +427,7 @@ async fn run_world(
             close_after,
             jam_rate: 0.0,
             profile,
+            pulse_log: None,
         }));
         let tls = device_agent::client_tls(certs_dir, &id)?;
         devices.push(Arc::new(Device {
