@@ -100,10 +100,19 @@ impl Store {
         } else {
             DbKind::Postgres
         };
+        // How long a request waits for a connection. On PostgreSQL a dead server makes the
+        // pool retry connecting until this runs out, so every API call of an outage would
+        // hang for it: 3 s answers 503 while a client still waits; the ingest writer retries
+        // on its own. SQLite's only wait is for its one writer, which ingest's cost budget
+        // releases within a second.
+        let acquire = match kind {
+            DbKind::Sqlite => Duration::from_secs(10),
+            DbKind::Postgres => Duration::from_secs(3),
+        };
         let options = |max| {
             AnyPoolOptions::new()
                 .max_connections(max)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(acquire)
         };
         let (pool, writer) = if kind == DbKind::Sqlite {
             let sqlite = |max| {
