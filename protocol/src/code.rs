@@ -218,6 +218,13 @@ mod tests {
             !verify_code(&key2, &b, "12345678", &tag),
             "another cabinet's key"
         );
+        // Found by the `codes` fuzz target: a tag is bytes, read from hex in either case;
+        // the same bytes in capitals verify, one changed digit does not.
+        assert!(verify_code(&key, &b, "12345678", &tag.to_ascii_uppercase()));
+        let mut flipped = tag.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).unwrap_or_default();
+        assert!(!verify_code(&key, &b, "12345678", &flipped));
         assert_eq!(CabinetKey::from_hex(&key.to_hex()), Ok(key));
     }
 
