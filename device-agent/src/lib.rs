@@ -248,7 +248,16 @@ pub async fn start<D: LockDriver, K: Keypad>(
         why: e.to_string(),
     })?;
     let (host, port) = cfg.server_addr()?;
-    let outbox = Arc::new(Outbox::open(&cfg.data_dir, cfg.durability).await?);
+    let (outbox, recovered) = Outbox::open_or_recover(&cfg.data_dir, cfg.durability).await?;
+    let outbox = Arc::new(outbox);
+    if let Some(r) = &recovered {
+        tracing::error!(device = %id, moved_to = %r.moved_to, cause = %r.cause,
+            salvaged = ?r.salvaged, "outbox file was damaged; started a fresh one");
+        // The server hears of it as an event of its own, in order with what follows.
+        outbox
+            .append(now_ms(), vec![EventBody::Lost { detail: r.detail() }])
+            .await?;
+    }
     let stats = Arc::new(AgentStats::default());
     let notify = Arc::new(Notify::new());
 

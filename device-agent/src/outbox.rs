@@ -53,7 +53,167 @@ pub struct Outbox {
     numbering: tokio::sync::Mutex<()>,
 }
 
+/// What `open_or_recover` found when the outbox file was damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Where the damaged file now is (kept for inspection, never read again).
+    pub moved_to: String,
+    /// What SQLite said was wrong.
+    pub cause: String,
+    /// Rows copied into the fresh outbox, per table (`outbox`, `journal`, `code_uses`, ...).
+    pub salvaged: Vec<(&'static str, u64)>,
+}
+
+impl Recovered {
+    /// The text of the `lost` event that tells the server.
+    pub fn detail(&self) -> String {
+        let salvaged: Vec<String> = self
+            .salvaged
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect();
+        let salvaged = if salvaged.is_empty() {
+            "nothing readable".to_owned()
+        } else {
+            salvaged.join(", ")
+        };
+        format!(
+            "outbox file damaged ({}); moved to {}; salvaged: {salvaged}; events recorded but not \
+             salvaged are lost",
+            self.cause, self.moved_to
+        )
+    }
+}
+
+/// SQLite's answers for a file that is not (or no longer) a sound database.
+fn is_damage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("11" | "26")),
+        _ => false,
+    }
+}
+
+/// Tables copied out of a damaged file, each on its own: what reads is kept.
+const SALVAGE: [(&str, &str); 8] = [
+    ("outbox", "seq, event"),
+    (
+        "journal",
+        "command_id, box_no, received_at, status, detail, done_at",
+    ),
+    ("code_uses", "item, box_no, used_at, not_after, reported"),
+    ("deposits", "item, at"),
+    ("keypad_failures", "ts"),
+    ("meta", "key, value"),
+    ("faults", "box_no, kind, since"),
+    ("code_sync", "id, version, body"),
+];
+
 impl Outbox {
+    /// Opens the outbox; when the file is damaged (not a database, or failing SQLite's quick
+    /// check) it is moved aside, a fresh outbox is created, and every table that can still
+    /// be read is copied over. A damaged file must not keep the agent from starting: a
+    /// restart loop would stop the cabinet for good, while a fresh outbox keeps it working.
+    pub async fn open_or_recover(
+        dir: &Path,
+        durability: Durability,
+    ) -> Result<(Outbox, Option<Recovered>), OutboxError> {
+        let cause = match Outbox::open(dir, durability).await {
+            Ok(outbox) => match outbox.quick_check().await {
+                Ok(()) => return Ok((outbox, None)),
+                Err(why) => {
+                    outbox.close().await;
+                    why
+                }
+            },
+            Err(OutboxError::Open { source, .. } | OutboxError::Db(source))
+                if is_damage(&source) =>
+            {
+                source.to_string()
+            }
+            Err(other) => return Err(other),
+        };
+        let path = dir.join("outbox.db");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let moved = dir.join(format!("outbox.db.damaged-{stamp}"));
+        let move_err = |source| OutboxError::Dir {
+            path: moved.display().to_string(),
+            source,
+        };
+        std::fs::rename(&path, &moved).map_err(move_err)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = dir.join(format!("outbox.db{suffix}"));
+            if side.exists() {
+                let to = dir.join(format!("outbox.db.damaged-{stamp}{suffix}"));
+                std::fs::rename(&side, &to).map_err(move_err)?;
+            }
+        }
+        let outbox = Outbox::open(dir, durability).await?;
+        let salvaged = outbox.salvage(&moved).await;
+        Ok((
+            outbox,
+            Some(Recovered {
+                moved_to: moved.display().to_string(),
+                cause,
+                salvaged,
+            }),
+        ))
+    }
+
+    /// SQLite's quick check: `Err` with its first complaint when the file is damaged.
+    async fn quick_check(&self) -> Result<(), String> {
+        match sqlx::query_scalar::<_, String>("PRAGMA quick_check(1)")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(answer) if answer == "ok" => Ok(()),
+            Ok(answer) => Err(format!("quick check: {answer}")),
+            Err(e) if is_damage(&e) => Err(e.to_string()),
+            // Not damage (a busy file, say): let the normal path report it.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Copies what can be read from the damaged file at `from` into this (fresh) outbox.
+    async fn salvage(&self, from: &Path) -> Vec<(&'static str, u64)> {
+        let attach = sqlx::query("ATTACH DATABASE ?1 AS damaged")
+            .bind(from.display().to_string())
+            .execute(&self.pool)
+            .await;
+        if attach.is_err() {
+            return Vec::new();
+        }
+        let mut salvaged = Vec::new();
+        for (table, columns) in SALVAGE {
+            let copy = format!(
+                "INSERT OR REPLACE INTO main.{table} ({columns}) SELECT {columns} FROM damaged.{table}"
+            );
+            if let Ok(done) = sqlx::query(sqlx::AssertSqlSafe(copy))
+                .execute(&self.pool)
+                .await
+            {
+                salvaged.push((table, done.rows_affected()));
+            }
+        }
+        let _ = sqlx::query("DETACH DATABASE damaged")
+            .execute(&self.pool)
+            .await;
+        // Numbering continues after what was salvaged.
+        if let Ok(next) = sqlx::query_scalar::<_, i64>(
+            "SELECT MAX((SELECT value FROM meta WHERE key = 'next_seq'),
+                        COALESCE((SELECT MAX(seq) FROM outbox), 0) + 1)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        {
+            self.last_seq
+                .store(next.max(1) as u64 - 1, Ordering::SeqCst);
+        }
+        salvaged
+    }
+
     pub async fn open(dir: &Path, durability: Durability) -> Result<Outbox, OutboxError> {
         std::fs::create_dir_all(dir).map_err(|source| OutboxError::Dir {
             path: dir.display().to_string(),
@@ -661,6 +821,86 @@ mod tests {
             box_no: BoxNo::new(n).expect("box"),
             open,
         }
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_database_is_moved_aside_and_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("outbox.db"), vec![0x5a; 8192]).expect("garbage");
+        let (o, recovered) = Outbox::open_or_recover(dir.path(), Durability::Normal)
+            .await
+            .expect("a damaged outbox does not stop the agent");
+        let r = recovered.expect("the damage is reported");
+        assert!(r.cause.contains("not a database"), "{r:?}");
+        assert!(r.salvaged.is_empty(), "{r:?}");
+        assert!(
+            std::path::Path::new(&r.moved_to).exists(),
+            "damaged file kept: {r:?}"
+        );
+        assert!(r.detail().contains("nothing readable"), "{}", r.detail());
+        let e = o
+            .append(1, vec![door(1, true)])
+            .await
+            .expect("fresh outbox works");
+        assert_eq!(e[0].seq, 1);
+        o.close().await;
+        // The next start finds a sound file and reports nothing.
+        let (o, again) = Outbox::open_or_recover(dir.path(), Durability::Normal)
+            .await
+            .expect("reopen");
+        assert_eq!(again, None);
+        assert_eq!(o.last_seq(), 1);
+    }
+
+    /// A damaged index (the journal's primary key): SQLite's quick check fails, the table
+    /// rows still read, and the fresh outbox keeps the events, the journal (so no command
+    /// runs twice) and the numbering.
+    #[tokio::test]
+    async fn what_still_reads_in_a_damaged_file_is_salvaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = CommandId::parse("cmd-1").expect("id");
+        let root: i64 = {
+            let o = Outbox::open(dir.path(), Durability::Normal)
+                .await
+                .expect("open");
+            o.append(1, vec![door(1, true), door(1, false), door(2, true)])
+                .await
+                .expect("append");
+            assert!(
+                o.begin_command(&id, BoxNo::new(1).expect("box"), 5)
+                    .await
+                    .expect("journal")
+            );
+            let root = sqlx::query_scalar(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_journal_1'",
+            )
+            .fetch_one(&o.pool)
+            .await
+            .expect("index page");
+            o.close().await;
+            root
+        };
+        let path = dir.path().join("outbox.db");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let page = 4096 * (root as usize - 1);
+        bytes[page..page + 4096].fill(0xa5);
+        std::fs::write(&path, bytes).expect("damage the index");
+
+        let (o, recovered) = Outbox::open_or_recover(dir.path(), Durability::Normal)
+            .await
+            .expect("recovered");
+        let r = recovered.expect("the damage is reported");
+        assert!(r.salvaged.contains(&("outbox", 3)), "{r:?}");
+        assert!(r.salvaged.contains(&("journal", 1)), "{r:?}");
+        assert_eq!(o.read_after(0, 10).await.expect("events").len(), 3);
+        assert!(
+            !o.begin_command(&id, BoxNo::new(1).expect("box"), 6)
+                .await
+                .expect("journal"),
+            "the journaled command is known: it will not run twice"
+        );
+        let e = o.append(2, vec![door(3, true)]).await.expect("append");
+        assert_eq!(e[0].seq, 4, "numbering continues after the salvaged events");
     }
 
     #[tokio::test]

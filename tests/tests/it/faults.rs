@@ -386,3 +386,39 @@ async fn postgres_stopped_under_load_degrades_then_recovers_losing_nothing() {
         "(id, rows, distinct, min, max); {stalled} receipted at the stop"
     );
 }
+
+/// An outbox file that is not a database (a bad sector, a half-written image): the agent
+/// moves it aside, starts a fresh outbox instead of failing in a restart loop, and tells the
+/// server with a `lost` event before anything else it records.
+#[tokio::test]
+async fn an_agent_with_a_damaged_outbox_starts_and_tells_the_server() {
+    let world = World::new(&["cab-o"]);
+    let server = world.server();
+    let api = server.api();
+    let data = world.path("agent-cab-o");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("outbox.db"), vec![0x5a; 16_384]).expect("garbage outbox");
+    let _agent = world.agent(
+        "cab-o",
+        server.mqtt,
+        &["--fake-activity-per-sec", "50", "--fake-activity-limit", "20"],
+    );
+    wait_online(&api, "cab-o").await;
+    let events = eventually(Duration::from_secs(30), "22 events stored", || async {
+        let events = api.events("cab-o").await;
+        (events.len() == 22).then_some(events)
+    })
+    .await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds[..2], ["lost", "started"], "{events:?}");
+    let detail = events[0]["body"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("outbox file damaged") && detail.contains("not a database"),
+        "{detail}"
+    );
+    let kept = std::fs::read_dir(&data)
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("outbox.db.damaged-"));
+    assert!(kept, "the damaged file is kept for inspection");
+}
