@@ -16,7 +16,7 @@ pub mod keypad;
 pub mod outbox;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::{
@@ -61,11 +61,51 @@ pub enum AgentError {
     Driver(#[from] DriverError),
 }
 
-pub fn now_ms() -> i64 {
+/// The server's clock minus this cabinet's, learned from receipts (`Receipt::at`). One per
+/// process: an agent is a process; in-process simulators share the server's host clock.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// A wrong real-time clock, for tests and demonstrations (`--fake-clock-skew-ms`).
+static FAKE_SKEW_MS: AtomicI64 = AtomicI64::new(0);
+/// Offsets closer than this to the current one are network delay, not a wrong clock.
+const CLOCK_TOLERANCE_MS: i64 = 1_000;
+
+/// This machine's own clock (epoch ms), however wrong.
+fn local_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + FAKE_SKEW_MS.load(Ordering::Relaxed)
+}
+
+/// Now on the server's clock, as far as this agent knows it: every time it stamps or judges
+/// (event times, command expiry, code windows, lockouts) comes from here, so a cabinet whose
+/// clock is hours off still judges server-issued times right once it has heard the server.
+pub fn now_ms() -> i64 {
+    local_ms() + CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// Makes this process's clock run `skew_ms` off the real one (tests of clock handling).
+pub fn set_fake_clock_skew(skew_ms: i64) {
+    FAKE_SKEW_MS.store(skew_ms, Ordering::Relaxed);
+}
+
+/// The new offset when the server's time `server_at`, read at local time `local`, moves it
+/// by more than the tolerance from `current`.
+fn adopt_offset(current: i64, server_at: i64, local: i64) -> Option<i64> {
+    let offset = server_at - local;
+    ((offset - current).abs() > CLOCK_TOLERANCE_MS).then_some(offset)
+}
+
+/// Learns the server's clock from a receipt; the new offset when it changed.
+fn learn_server_clock(server_at: i64) -> Option<i64> {
+    let offset = adopt_offset(
+        CLOCK_OFFSET_MS.load(Ordering::Relaxed),
+        server_at,
+        local_ms(),
+    )?;
+    CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+    Some(offset)
 }
 
 /// Live counters of one agent (the simulator and tests read them).
@@ -250,6 +290,12 @@ pub async fn start<D: LockDriver, K: Keypad>(
     let (host, port) = cfg.server_addr()?;
     let (outbox, recovered) = Outbox::open_or_recover(&cfg.data_dir, cfg.durability).await?;
     let outbox = Arc::new(outbox);
+    // The last offset learned from the server, until a receipt brings a fresh one.
+    let offset = outbox.clock_offset().await?;
+    if offset != 0 {
+        CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+        tracing::info!(device = %id, offset_ms = offset, "judging times with the server clock offset learned before");
+    }
     if let Some(r) = &recovered {
         tracing::error!(device = %id, moved_to = %r.moved_to, cause = %r.cause,
             salvaged = ?r.salvaged, "outbox file was damaged; started a fresh one");
@@ -671,6 +717,13 @@ async fn uplink<D: LockDriver>(
                     match DeviceTopic::parse(&topic).map(|t| t.channel) {
                         Ok(Channel::Receipts) => match protocol::decode::<Receipt>(&payload) {
                             Ok(r) => {
+                                if let Some(offset) = r.at.and_then(learn_server_clock) {
+                                    tracing::warn!(device = %ctx.id, offset_ms = offset,
+                                        "this cabinet's clock differs from the server's; judging times on the server's");
+                                    if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
+                                        tracing::error!(device = %ctx.id, error = %e, "clock offset not kept");
+                                    }
+                                }
                                 if on_receipt(&ctx, r.up_to, &mut acked, &mut sent).await == Some(true) {
                                     last_progress = Instant::now();
                                 }
@@ -1266,6 +1319,18 @@ pub async fn simulate_activity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_clock_is_adopted_only_beyond_network_delay() {
+        // Two hours behind: adopted.
+        assert_eq!(adopt_offset(0, 10_000_000, 2_800_000), Some(7_200_000));
+        // 300 ms of transit: not a wrong clock.
+        assert_eq!(adopt_offset(0, 1_000_300, 1_000_000), None);
+        // Already known, within tolerance of the new reading: kept.
+        assert_eq!(adopt_offset(7_200_000, 10_000_500, 2_800_000), None);
+        // The clock was fixed meanwhile: back to zero.
+        assert_eq!(adopt_offset(7_200_000, 5_000_000, 5_000_000), Some(0));
+    }
     use protocol::CommandId;
 
     async fn ctx(dir: &std::path::Path, jam_rate: f64) -> (Arc<Ctx<FakeLocks>>, Arc<FakeLocks>) {

@@ -61,6 +61,9 @@ struct Args {
     /// Fake hardware: append every unlock pulse to this file (synced before the pulse).
     #[arg(long)]
     fake_pulse_log: Option<std::path::PathBuf>,
+    /// Run with this machine's clock this many ms off (tests of clock handling).
+    #[arg(long, allow_hyphen_values = true)]
+    fake_clock_skew_ms: Option<i64>,
     /// Fake hardware: serve a control socket on this loopback address (port 0: any) to type
     /// at the keypad and move doors; the bound address is printed as
     /// `LOCKERFLEET_AGENT_CONTROL addr=...`.
@@ -122,6 +125,9 @@ async fn run() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let args = Args::parse();
+    if let Some(skew) = args.fake_clock_skew_ms {
+        device_agent::set_fake_clock_skew(skew);
+    }
     let control = args.fake_control;
     let cfg = args.into_config()?;
     let id = protocol::DeviceId::parse(&cfg.id)?;

@@ -249,6 +249,7 @@ impl Outbox {
                 status TEXT, detail TEXT, done_at INTEGER)",
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1)",
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('keypad_locked_until', 0)",
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('clock_offset_ms', 0)",
             "CREATE TABLE IF NOT EXISTS code_sync (
                 id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, body TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS code_uses (
@@ -687,6 +688,24 @@ impl Outbox {
             .await?;
         tx.commit().await?;
         self.publish_numbers(&events);
+        Ok(())
+    }
+
+    /// The server's clock minus this cabinet's, as last learned: a restart judges times with
+    /// it before the first receipt arrives.
+    pub async fn clock_offset(&self) -> Result<i64, OutboxError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'clock_offset_ms'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_clock_offset(&self, offset_ms: i64) -> Result<(), OutboxError> {
+        sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'clock_offset_ms'")
+            .bind(offset_ms)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

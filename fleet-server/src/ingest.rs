@@ -182,7 +182,11 @@ impl Writer {
         for (device, mark) in next_marks {
             let up_to = mark.acked;
             marks.insert(device.clone(), mark);
-            let receipt = Receipt { v: 1, up_to };
+            let receipt = Receipt {
+                v: 1,
+                up_to,
+                at: Some(crate::now_ms()),
+            };
             let delivery =
                 self.publisher
                     .publish(&device, Channel::Receipts, protocol::encode(&receipt));

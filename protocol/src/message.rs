@@ -678,6 +678,11 @@ pub struct Receipt {
     #[serde(default = "v1")]
     pub v: u32,
     pub up_to: u64,
+    /// The server's clock when it sent this (epoch ms). Agents judge server-issued times
+    /// (command expiry, code windows) on the server's clock, learned from here, so a cabinet
+    /// whose own clock is far off still judges them right. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
 }
 
 impl Message for Receipt {

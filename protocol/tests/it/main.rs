@@ -254,7 +254,14 @@ fn command_and_ack() {
 
 #[test]
 fn receipt_and_presence() {
-    insta::assert_snapshot!("receipt", pretty(&Receipt { v: 1, up_to: 44 }));
+    insta::assert_snapshot!(
+        "receipt",
+        pretty(&Receipt {
+            v: 1,
+            up_to: 44,
+            at: Some(1764288005300)
+        })
+    );
     let p = Presence {
         v: 1,
         online: false,
@@ -304,6 +311,9 @@ fn heartbeats() {
 
 #[test]
 fn version_and_limits_are_enforced() {
+    // Receipts of servers from before `at` still decode: the agent keeps its own clock.
+    let old = decode::<Receipt>(br#"{"v":1,"up_to":7}"#).expect("a receipt without at");
+    assert_eq!((old.up_to, old.at), (7, None));
     let err = decode::<Receipt>(br#"{"v":2,"up_to":1}"#).expect_err("v2 refused");
     assert!(err.to_string().contains("version 2"), "{err}");
     let err = decode::<EventBatch>(br#"{"v":1,"base":1,"events":[]}"#).expect_err("empty");

@@ -401,7 +401,12 @@ async fn an_agent_with_a_damaged_outbox_starts_and_tells_the_server() {
     let _agent = world.agent(
         "cab-o",
         server.mqtt,
-        &["--fake-activity-per-sec", "50", "--fake-activity-limit", "20"],
+        &[
+            "--fake-activity-per-sec",
+            "50",
+            "--fake-activity-limit",
+            "20",
+        ],
     );
     wait_online(&api, "cab-o").await;
     let events = eventually(Duration::from_secs(30), "22 events stored", || async {
@@ -419,6 +424,10 @@ async fn an_agent_with_a_damaged_outbox_starts_and_tells_the_server() {
     let kept = std::fs::read_dir(&data)
         .expect("data dir")
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("outbox.db.damaged-"));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("outbox.db.damaged-")
+        });
     assert!(kept, "the damaged file is kept for inspection");
 }

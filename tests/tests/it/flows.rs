@@ -769,3 +769,57 @@ async fn openapi_documents_routes_the_server_serves() {
         }
     }
 }
+
+/// A cabinet whose clock runs two hours behind (a fresh code would look not yet valid) or
+/// two hours ahead (a 30 s remote open would look long expired) judges both by the server's
+/// clock, learned from its receipts, and stamps its events with it.
+#[tokio::test]
+async fn a_cabinet_clock_hours_off_still_judges_codes_and_commands_right() {
+    for skew in ["-7200000", "7200000"] {
+        let world = World::new(&[CAB]);
+        let sms = Receiver::start(0).await;
+        let hooks = Receiver::start(0).await;
+        let server = start_server(&world, &sms, &hooks, &[]);
+        let admin = server.api();
+        let platform = setup(&admin).await;
+        let agent = world.agent_ctl(
+            CAB,
+            server.mqtt,
+            &[
+                "--fake-clock-skew-ms",
+                skew,
+                "--fake-close-after-ms",
+                "60000",
+            ],
+        );
+        wait_online(&admin, CAB).await;
+        wait_codes_synced(&admin).await;
+        let r = dropoff_at_hall(&platform, &format!("GZ-SKEW{skew}")).await;
+        let code = r["code"].as_str().expect("code").to_owned();
+        wait_codes_synced(&admin).await;
+        let out = agent.send(&format!("code {code}")).await;
+        assert_eq!(out["outcome"], "opened", "clock {skew} ms off: {out}");
+
+        let (s, opened) = admin
+            .open(CAB, 8, json!({"reason": "clock test", "ttl_secs": 30}))
+            .await;
+        assert_eq!(s, 202, "{opened}");
+        let id = opened["command_id"].as_str().expect("id");
+        let cmd = admin.wait_command(id, Duration::from_secs(20)).await;
+        assert_eq!(cmd["status"], "opened", "clock {skew} ms off: {cmd}");
+
+        let used = eventually(Duration::from_secs(10), "code_used stored", || async {
+            admin
+                .events(CAB)
+                .await
+                .into_iter()
+                .find(|e| e["kind"] == "code_used")
+        })
+        .await;
+        let off = (used["ts"].as_i64().unwrap_or_default() - now_ms()).abs();
+        assert!(
+            off < 60_000,
+            "event stamped {off} ms from the server's clock: {used}"
+        );
+    }
+}
