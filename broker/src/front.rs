@@ -35,7 +35,7 @@ const READ_CHUNK: usize = 1024;
 
 pub(crate) struct Front {
     pub cfg: BrokerConfig,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: crate::TlsHandle,
     /// Checked device messages into the router.
     pub uplink: mpsc::Sender<Up>,
     pub sessions: Arc<Sessions>,
@@ -132,7 +132,7 @@ impl Front {
                 return;
             }
         };
-        let rest = start.into_stream(self.tls.clone());
+        let rest = start.into_stream(self.tls.get());
         let accepted = tokio::time::timeout_at(deadline, rest).await;
         drop(slot);
         let Some(mut tls) = self.handshake_step(peer, accepted) else {
@@ -357,7 +357,13 @@ impl Front {
             tokio::select! {
                 _ = self.cancel.cancelled() => return DisconnectReason::Shutdown,
                 d = down.recv() => {
-                    let Some(first) = d else { return DisconnectReason::TakenOver };
+                    let Some(first) = d else {
+                        return if self.sessions.take_revoked(s.device, s.id) {
+                            DisconnectReason::Revoked
+                        } else {
+                            DisconnectReason::TakenOver
+                        };
+                    };
                     encode_down(s, first, &mut out);
                     // Whatever else is queued goes in the same write.
                     while let Ok(more) = down.try_recv() {

@@ -98,6 +98,8 @@ pub enum DisconnectReason {
     Io(String),
     /// The device broke a topic or protocol rule and was disconnected.
     Violation(String),
+    /// The device's certificate was revoked while it was connected.
+    Revoked,
     /// The server is shutting down.
     Shutdown,
 }
@@ -111,6 +113,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::TakenOver => f.write_str("session taken over by a new connection"),
             DisconnectReason::Io(e) => write!(f, "network error: {e}"),
             DisconnectReason::Violation(e) => write!(f, "policy violation: {e}"),
+            DisconnectReason::Revoked => f.write_str("certificate revoked"),
             DisconnectReason::Shutdown => f.write_str("server shutting down"),
         }
     }
@@ -167,6 +170,7 @@ impl FrontStats {
 
 /// A running broker. Dropping it does not stop it: cancel the token given to [`Broker::start`].
 pub struct Broker {
+    tls: TlsHandle,
     local_addr: SocketAddr,
     stats: Arc<FrontStats>,
     /// The server's in-process link; taken once by [`Broker::take_link`].
@@ -198,9 +202,10 @@ impl Broker {
         })?;
         let stats = Arc::new(FrontStats::default());
         let sessions = Arc::new(sessions::Sessions::default());
+        let tls = TlsHandle(Arc::new(std::sync::RwLock::new(tls)));
         let front = front::Front {
             cfg,
-            tls,
+            tls: tls.clone(),
             uplink: internal.uplink,
             sessions: sessions.clone(),
             presence,
@@ -211,6 +216,7 @@ impl Broker {
         tracker.spawn(front.serve(listener));
         tracing::info!(%local_addr, "broker front listening");
         Ok(Broker {
+            tls,
             local_addr,
             downlink: Downlink {
                 sessions,
@@ -239,6 +245,27 @@ impl Broker {
     pub fn downlink(&self) -> Downlink {
         self.downlink.clone()
     }
+
+    /// Where the front reads its TLS settings for each new connection: replaced to apply a
+    /// new revocation list without a restart.
+    pub fn tls(&self) -> TlsHandle {
+        self.tls.clone()
+    }
+}
+
+/// The front's TLS settings, swappable while it runs.
+#[derive(Clone)]
+pub struct TlsHandle(Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>);
+
+impl TlsHandle {
+    pub fn get(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// New connections use `config` from now on; open ones keep theirs.
+    pub fn set(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
 }
 
 /// TLS settings for the device port: our server certificate, and a client certificate signed
@@ -247,7 +274,10 @@ pub fn server_tls(certs_dir: &Path) -> Result<Arc<rustls::ServerConfig>, BrokerE
     let roots = certs::load_roots(&certs_dir.join(certs::CA_CERT))?;
     let chain = certs::load_certs(&certs_dir.join(certs::SERVER_CERT))?;
     let key = certs::load_key(&certs_dir.join(certs::SERVER_KEY))?;
+    // The CA's revocation list, when there is one: a revoked device fails the handshake.
+    let crls = certs::load_crls(certs_dir)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .with_crls(crls)
         .build()
         .map_err(|e| BrokerError::Tls(format!("client verifier: {e}")))?;
     let config = rustls::ServerConfig::builder()

@@ -45,6 +45,9 @@ fn bit(channel: Channel) -> u8 {
 #[derive(Default)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<DeviceId, Entry>>,
+    /// Sessions ended because their device's certificate was revoked, until the session's
+    /// own task reads why it ended.
+    revoked: Mutex<std::collections::HashSet<(DeviceId, u64)>>,
 }
 
 impl Sessions {
@@ -80,6 +83,27 @@ impl Sessions {
         }
     }
 
+    /// Ends the device's live session (its queue's sender is dropped) because its
+    /// certificate was revoked. `true` when there was one.
+    pub fn evict(&self, device: &DeviceId) -> bool {
+        let Some(entry) = self.lock().remove(device) else {
+            return false;
+        };
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((device.clone(), entry.session));
+        true
+    }
+
+    /// Whether this session ended by [`Sessions::evict`] (asked once, by the session).
+    pub fn take_revoked(&self, device: &DeviceId, session: u64) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(device.clone(), session))
+    }
+
     /// Removes the session's entry unless a newer session already replaced it.
     pub fn close(&self, device: &DeviceId, session: u64) {
         let mut map = self.lock();
@@ -112,6 +136,12 @@ pub struct Downlink {
 }
 
 impl Downlink {
+    /// Closes the device's live session because its certificate was revoked; `true` when it
+    /// had one. Its reconnects then fail at the handshake against the new revocation list.
+    pub fn evict(&self, device: &DeviceId) -> bool {
+        self.sessions.evict(device)
+    }
+
     pub fn deliver(
         &self,
         device: &DeviceId,

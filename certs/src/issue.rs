@@ -84,7 +84,7 @@ pub fn issue_device(dir: &Path, id: &DeviceId, force: bool) -> Result<(), CertEr
 
 /// A CA loaded from disk, ready to sign device certificates.
 pub struct Ca {
-    issuer: Issuer<'static, KeyPair>,
+    pub(crate) issuer: Issuer<'static, KeyPair>,
 }
 
 impl std::fmt::Debug for Ca {

@@ -13,6 +13,7 @@
 
 mod files;
 mod issue;
+mod revoke;
 mod tls;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use protocol::DeviceId;
 
 pub use issue::{Ca, check_device_files, init, issue_device};
+pub use revoke::{CRL, REVOKED, Revocation, load_crls, revocations};
 pub use tls::{device_id_from_der, load_certs, load_key, load_roots};
 
 pub const CA_CERT: &str = "ca.crt";

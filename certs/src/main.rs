@@ -50,6 +50,23 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Revoke devices' current certificates: adds them to crl.pem in --dir, which a running
+    /// fleet-server applies within seconds (refused at the handshake, live sessions closed).
+    /// `issue --force` then gives a device a new certificate.
+    Revoke {
+        /// Directory holding the CA and the devices' certificates
+        #[arg(long, env = "FLEET_CERTS_DIR")]
+        dir: PathBuf,
+        /// Device id; repeat the option or separate ids with commas for several devices
+        #[arg(
+            long = "device",
+            value_name = "ID",
+            required = true,
+            value_delimiter = ',',
+            value_parser = parse_device_id
+        )]
+        devices: Vec<DeviceId>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +77,7 @@ fn main() -> ExitCode {
             devices,
             force,
         } => issue(&dir, devices, force),
+        Command::Revoke { dir, devices } => revoke(&dir, devices),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +97,22 @@ fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
     for name in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY] {
         println!("wrote {}", dir.join(name).display());
     }
+    Ok(())
+}
+
+fn revoke(dir: &Path, devices: Vec<DeviceId>) -> anyhow::Result<()> {
+    let ca = Ca::load(dir).context("could not load the CA")?;
+    for id in &devices {
+        let new = ca
+            .revoke_device(dir, id)
+            .with_context(|| format!("could not revoke the certificate of {id}"))?;
+        if new {
+            println!("revoked the certificate of {id}");
+        } else {
+            println!("the certificate of {id} was revoked already");
+        }
+    }
+    println!("wrote {}", dir.join(certs::CRL).display());
     Ok(())
 }
 

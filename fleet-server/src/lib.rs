@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod planner;
 pub mod planner_input;
 pub mod presence;
+pub mod revocations;
 pub mod secrets;
 pub mod service;
 pub mod store;
@@ -170,6 +171,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             })
             .set(value);
     }
+    tracker.spawn(revocations::watch(
+        certs_dir.clone(),
+        broker.tls(),
+        broker.downlink(),
+        cancel.clone(),
+    ));
     let health = Health::default();
     let link_rx = broker.take_link().context("broker link already taken")?;
     let publisher = link::Publisher::new(broker.downlink());

@@ -327,3 +327,66 @@ async fn a_token_over_its_rate_gets_429_and_others_do_not() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(get(busy).await.status(), 200, "the rate refills");
 }
+
+/// `fleet-certs revoke` against a running server: the device's live session is closed with
+/// the reason, its reconnects fail at the handshake, other devices stay, and a certificate
+/// issued afresh for the same device is let in again.
+#[tokio::test]
+async fn a_revoked_device_is_cut_off_and_a_reissued_one_is_let_back_in() {
+    let world = World::new(&["cab-r", "cab-s"]);
+    let server = world.server();
+    let api = server.api();
+    let mut revoked = world.agent("cab-r", server.mqtt, &[]);
+    let _other = world.agent("cab-s", server.mqtt, &[]);
+    for id in ["cab-r", "cab-s"] {
+        crate::harness::wait_online(&api, id).await;
+    }
+    let certs_dir = world.certs().display().to_string();
+    let fleet_certs = |args: &[&str]| {
+        let out = std::process::Command::new(bin("fleet-certs"))
+            .args(args)
+            .args(["--dir", &certs_dir, "--device", "cab-r"])
+            .output()
+            .expect("run fleet-certs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = fleet_certs(&["revoke"]);
+    assert!(said.contains("revoked the certificate of cab-r"), "{said}");
+
+    eventually(Duration::from_secs(15), "cab-r offline", || async {
+        api.device("cab-r")
+            .await
+            .filter(|d| d["online"] == false)
+            .map(|_| ())
+    })
+    .await;
+    let (_, log) = api.get("/api/v1/devices/cab-r/presence").await;
+    assert!(
+        log["presence"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|e| e["reason"] == "certificate revoked")),
+        "{log}"
+    );
+    // The agent keeps trying; each try now fails at the handshake.
+    eventually(Duration::from_secs(15), "handshakes refused", || async {
+        (api.metric("lockerfleet_broker_handshake_failed_total")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.device("cab-r").await.expect("known")["online"], false);
+    assert_eq!(api.device("cab-s").await.expect("known")["online"], true);
+
+    // A new certificate (a new serial) for the same device is trusted again.
+    fleet_certs(&["issue", "--force"]);
+    revoked.kill9();
+    let _reissued = world.agent("cab-r", server.mqtt, &[]);
+    crate::harness::wait_online(&api, "cab-r").await;
+}
