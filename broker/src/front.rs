@@ -41,6 +41,7 @@ pub(crate) struct Front {
     pub sessions: Arc<Sessions>,
     pub presence: mpsc::Sender<PresenceEvent>,
     pub stats: Arc<FrontStats>,
+    pub per_ip: PerIp,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -50,6 +51,43 @@ fn inc(c: &AtomicU64) {
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
+
+/// TLS handshakes in progress per client address.
+#[derive(Default)]
+pub(crate) struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One handshake of an address, counted until dropped.
+struct PerIpTurn<'a> {
+    map: &'a PerIp,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    /// A turn for `ip`, unless it already has `limit` handshakes in progress.
+    fn enter(&self, ip: std::net::IpAddr, limit: usize) -> Option<PerIpTurn<'_>> {
+        // An IPv4 client on a dual-stack socket is one address, however it is written.
+        let ip = ip.to_canonical();
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= limit.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpTurn { map: self, ip })
+    }
+}
+
+impl Drop for PerIpTurn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// A device's publish rate, or none when unlimited.
 fn publish_limiter(cfg: &BrokerConfig) -> Option<Limiter> {
@@ -124,6 +162,11 @@ impl Front {
         let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = self.handshake_step(peer, tokio::time::timeout_at(deadline, hello).await);
         let Some(start) = start else { return };
+        let Some(turn) = self.per_ip.enter(peer.ip(), self.cfg.max_handshakes_per_ip) else {
+            inc(&self.stats.handshake_refused_per_ip);
+            tracing::debug!(%peer, "too many handshakes in progress from this address; closed");
+            return;
+        };
         let slot = match tokio::time::timeout_at(deadline, handshakes.acquire()).await {
             Ok(Ok(slot)) => slot,
             _ => {
@@ -135,6 +178,7 @@ impl Front {
         let rest = start.into_stream(self.tls.get());
         let accepted = tokio::time::timeout_at(deadline, rest).await;
         drop(slot);
+        drop(turn);
         let Some(mut tls) = self.handshake_step(peer, accepted) else {
             return;
         };

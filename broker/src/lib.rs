@@ -63,6 +63,10 @@ pub struct BrokerConfig {
     /// rest wait their turn (within `handshake_timeout` from accept, else they are closed and
     /// the device retries later).
     pub max_handshakes: usize,
+    /// Of those, at most this many from one IP address: a client that says hello and then
+    /// stalls holds a slot until `handshake_timeout`, and one address must not be able to
+    /// hold them all. (Cabinets behind one NAT queue a moment longer, no more.)
+    pub max_handshakes_per_ip: usize,
     /// Publishes per second a device may sustain (0: no limit) and its burst above that;
     /// beyond them the front stops reading from the device until its rate allows.
     pub publish_per_sec: u32,
@@ -77,6 +81,7 @@ impl Default for BrokerConfig {
             max_packet_size: 256 * 1024,
             handshake_timeout: Duration::from_secs(5),
             max_handshakes: 64,
+            max_handshakes_per_ip: 16,
             publish_per_sec: 50,
             publish_burst: 500,
         }
@@ -160,6 +165,9 @@ pub struct FrontStats {
     pub downlink_dropped_full: AtomicU64,
     /// Times a device's publish waited for its rate (`publish_per_sec`).
     pub publish_throttled: AtomicU64,
+    /// Connections closed after their ClientHello because their address already had
+    /// `max_handshakes_per_ip` handshakes in progress.
+    pub handshake_refused_per_ip: AtomicU64,
 }
 
 impl FrontStats {
@@ -210,6 +218,7 @@ impl Broker {
             sessions: sessions.clone(),
             presence,
             stats: stats.clone(),
+            per_ip: front::PerIp::default(),
             cancel,
             tracker: tracker.clone(),
         };

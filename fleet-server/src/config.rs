@@ -34,6 +34,9 @@ pub struct ServerConfig {
     /// TLS handshakes worked on at once; more connections wait their turn (see
     /// `broker::BrokerConfig::max_handshakes`).
     pub max_handshakes: usize,
+    /// Of those, at most this many from one IP address (a client that says hello and
+    /// stalls must not hold every slot).
+    pub max_handshakes_per_ip: usize,
     /// MQTT publishes a device may send per second, sustained (0: no limit); beyond it the
     /// front stops reading from that device until its rate allows (TCP backpressure:
     /// nothing is dropped). Counted in `lockerfleet_broker_publish_throttled_total`.
@@ -124,6 +127,7 @@ impl Default for ServerConfig {
             max_packet_size: 256 * 1024,
             handshake_timeout_ms: 5_000,
             max_handshakes: 64,
+            max_handshakes_per_ip: 16,
             device_publish_per_sec: 50,
             device_publish_burst: 500,
             api_requests_per_sec: 50,
@@ -217,6 +221,9 @@ impl ServerConfig {
         }
         if self.max_handshakes == 0 {
             return bad("max_handshakes", "must be at least 1");
+        }
+        if self.max_handshakes_per_ip == 0 {
+            return bad("max_handshakes_per_ip", "must be at least 1");
         }
         if self.device_publish_per_sec > 0 && self.device_publish_burst == 0 {
             return bad(

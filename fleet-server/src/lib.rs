@@ -142,6 +142,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             max_packet_size: cfg.max_packet_size,
             handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
             max_handshakes: cfg.max_handshakes,
+            max_handshakes_per_ip: cfg.max_handshakes_per_ip,
             publish_per_sec: cfg.device_publish_per_sec,
             publish_burst: cfg.device_publish_burst,
         },
@@ -155,6 +156,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     for (limit, value) in [
         ("max_connections", cfg.max_connections as i64),
         ("max_handshakes", cfg.max_handshakes as i64),
+        ("max_handshakes_per_ip", cfg.max_handshakes_per_ip as i64),
         ("max_packet_size", cfg.max_packet_size as i64),
         (
             "device_publish_per_sec",

@@ -293,7 +293,7 @@ impl Metrics {
         );
         r.register(
             "limits",
-            "Configured limits (0: none): max_connections, max_handshakes, max_packet_size, device_publish_per_sec, device_publish_burst, api_requests_per_sec, api_burst",
+            "Configured limits (0: none): max_connections, max_handshakes, max_handshakes_per_ip, max_packet_size, device_publish_per_sec, device_publish_burst, api_requests_per_sec, api_burst",
             m.limits.clone(),
         );
         r.register_collector(Box::new(FrontCollector(front)));
@@ -395,7 +395,7 @@ struct FrontCollector(Arc<FrontStats>);
 impl Collector for FrontCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "broker_connections_accepted",
                 "TCP connections accepted on the device port",
@@ -451,6 +451,11 @@ impl Collector for FrontCollector {
                 "broker_publish_throttled",
                 "Device publishes held until the device's rate allowed them (device_publish_per_sec)",
                 &s.publish_throttled,
+            ),
+            (
+                "broker_handshake_refused_per_ip",
+                "Connections closed after their ClientHello: their address had max_handshakes_per_ip handshakes in progress",
+                &s.handshake_refused_per_ip,
             ),
         ];
         for (name, help, value) in counters {

@@ -431,3 +431,59 @@ async fn a_flooding_device_is_slowed_and_loses_nothing() {
     driver.abort();
     ndriver.abort();
 }
+
+/// A ClientHello from a real TLS client, to be sent and then left hanging.
+fn client_hello() -> Vec<u8> {
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).expect("client");
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("client hello");
+    hello
+}
+
+/// One address says hello on 20 connections and stalls, which would hold every TLS
+/// handshake slot until the handshake timeout; with a per-address share it holds two, and
+/// a device from another address connects at once.
+#[tokio::test]
+async fn stalled_hellos_from_one_address_do_not_hold_every_handshake_slot() {
+    let w = World::new(&["cab-h"]);
+    let config = w.path("server.toml");
+    std::fs::write(&config, "max_handshakes = 4\nmax_handshakes_per_ip = 2\n").expect("config");
+    let server = w.server_with(
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--config", &config.display().to_string()],
+    );
+    let api = server.api();
+    let hello = client_hello();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind a second loopback address");
+        let mut s = socket.connect(server.mqtt).await.expect("tcp");
+        tokio::io::AsyncWriteExt::write_all(&mut s, &hello)
+            .await
+            .expect("hello");
+        stalled.push(s);
+    }
+    eventually(Duration::from_secs(5), "18 hellos refused", || async {
+        (api.metric("lockerfleet_broker_handshake_refused_per_ip_total").await >= 18.0)
+            .then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let (_c, mut el) = AsyncClient::new(w.device_options("cab-h", "cab-h", server.mqtt), 10);
+    connack(&mut el).await.expect("device connects");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1_500),
+        "connecting took {took:?} behind 20 stalled hellos from one address"
+    );
+    drop(stalled);
+}
