@@ -482,6 +482,9 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
             &alarms,
         );
     }
+    if let Ok((seq, _)) = s.store.audit_head().await {
+        s.metrics.audit_head_seq.set(seq);
+    }
     let mut res = s.metrics.encode().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

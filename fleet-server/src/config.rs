@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub api_requests_per_sec: u32,
     /// API requests one token may make at once above its rate.
     pub api_burst: u32,
+    /// How often the audit chain's head (sequence and hash) is written to the log, so a log
+    /// shipper keeps an anchor outside the database (0: never).
+    pub audit_anchor_secs: u64,
     /// Most work in one ingest transaction, in plain events; a keypad event counts 50, a
     /// state snapshot 50, a heartbeat 4 (`store::event_cost`): bounds how long ingest holds
     /// the writer that commands and reservations also need.
@@ -132,6 +135,7 @@ impl Default for ServerConfig {
             device_publish_burst: 500,
             api_requests_per_sec: 50,
             api_burst: 200,
+            audit_anchor_secs: 3_600,
             ingest_batch: 2_000,
             master_secret_file: None,
             code_digits: 8,

@@ -48,6 +48,23 @@ use crate::metrics::Metrics;
 use crate::presence::Online;
 use crate::store::Store;
 
+/// Writes the audit chain's head to the log at start and every `every`: with the log shipped
+/// elsewhere, removing the newest rows (which leaves a shorter chain that still verifies)
+/// shows as a head that went back.
+async fn anchor_audit(store: Store, every: std::time::Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store.audit_head().await {
+            Ok((seq, hash)) => tracing::info!(seq, %hash, "audit chain head"),
+            Err(e) => tracing::warn!(error = %e, "audit chain head not readable"),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the one time format of storage and wire.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -172,6 +189,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 limit: limit.into(),
             })
             .set(value);
+    }
+    if cfg.audit_anchor_secs > 0 {
+        tracker.spawn(anchor_audit(
+            store.clone(),
+            std::time::Duration::from_secs(cfg.audit_anchor_secs),
+            cancel.clone(),
+        ));
     }
     tracker.spawn(revocations::watch(
         certs_dir.clone(),

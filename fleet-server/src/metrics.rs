@@ -64,6 +64,8 @@ pub struct Metrics {
     pub ingest_rate: Arc<IngestRate>,
     /// API requests refused with 429 for their token's rate.
     pub api_throttled: Counter,
+    /// The audit chain's newest sequence number, read at each scrape.
+    pub audit_head_seq: Gauge,
     /// The configured limits, so dashboards can draw them beside what they bound.
     pub limits: Family<LimitLabel, Gauge>,
     registry: Arc<Registry>,
@@ -171,6 +173,7 @@ impl Metrics {
             influx_spool: Gauge::default(),
             ingest_rate: Arc::new(IngestRate::default()),
             api_throttled: Counter::default(),
+            audit_head_seq: Gauge::default(),
             limits: Family::default(),
             registry: Arc::new(Registry::default()),
         };
@@ -290,6 +293,11 @@ impl Metrics {
             "api_throttled",
             "API requests refused with 429: their token went over api_requests_per_sec",
             m.api_throttled.clone(),
+        );
+        r.register(
+            "audit_head_seq",
+            "Sequence number of the audit chain's newest row: a fall means rows were removed",
+            m.audit_head_seq.clone(),
         );
         r.register(
             "limits",

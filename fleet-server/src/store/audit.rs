@@ -148,6 +148,30 @@ impl Owned {
 const COLUMNS: &str =
     "audit_id, ts, actor, action, device_id, box_no, command_id, item_id, outcome, reason";
 
+/// Makes the database itself refuse to change or remove audit rows (schema v10). It stops
+/// mistakes and casual edits; an owner of the database can drop the triggers, which is what
+/// the chain is for.
+pub(crate) async fn guard(tx: &mut Tx<'_>, kind: super::DbKind) -> Result<(), StoreError> {
+    let statements: &[&str] = match kind {
+        super::DbKind::Sqlite => &[
+            "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+            "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+        ],
+        super::DbKind::Postgres => &[
+            "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$",
+            "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+             FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+        ],
+    };
+    for s in statements {
+        sqlx::query(*s).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Chains the rows written before the chain existed (schema v9), oldest first, so a database
 /// upgraded in place is covered from its first row.
 pub(crate) async fn chain_backlog(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
@@ -194,6 +218,19 @@ pub struct Break {
 }
 
 impl Store {
+    /// The chain's newest row: its sequence number and hash (0 and [`GENESIS`] when empty).
+    pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok((r.try_get("seq")?, r.try_get("hash")?)),
+            None => Ok((0, GENESIS.to_owned())),
+        }
+    }
+
     /// Walks the whole audit log in chain order and recomputes every hash. Streams the rows
     /// (memory stays flat however long the log) and stops at the first break.
     pub async fn verify_audit(&self) -> Result<Verdict, StoreError> {
@@ -313,6 +350,13 @@ mod tests {
         }
         tx.commit().await.expect("commit");
         assert!(store.verify_audit().await.expect("verify").broken.is_some());
+        // Chaining updates rows: it runs before the v10 guard in a real upgrade.
+        for t in ["audit_no_update", "audit_no_delete"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {t}")))
+                .execute(&store.writer)
+                .await
+                .expect("drop guard");
+        }
         let mut tx = store.writer.begin().await.expect("tx");
         assert_eq!(chain_backlog(&mut tx).await.expect("chain"), 2);
         tx.commit().await.expect("commit");

@@ -203,6 +203,9 @@ impl Store {
                 let chained = audit::chain_backlog(&mut tx).await?;
                 tracing::info!(rows = chained, "audit log rows chained");
             }
+            if *version == 10 {
+                audit::guard(&mut tx, self.kind).await?;
+            }
             sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
                 .bind(*version)
                 .execute(&mut *tx)

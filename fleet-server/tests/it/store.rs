@@ -438,6 +438,25 @@ async fn the_audit_chain_shows_a_changed_removed_or_foreign_row(store: Store) {
     assert_eq!(listed[0].hash.as_deref(), Some(good.head_hash.as_str()));
 
     let db = store.writer_for_tests();
+    // The database refuses plain edits and deletions of audit rows ...
+    for sql in [
+        "UPDATE audit SET reason = 'routine' WHERE seq = 2",
+        "DELETE FROM audit WHERE seq = 3",
+    ] {
+        let err = sqlx::query(sql).execute(db).await.expect_err("refused");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    // ... so the intruder drops the guard first; the chain still shows what was done.
+    let unguard: &[&str] = match store.kind() {
+        fleet_server::store::DbKind::Sqlite => &[
+            "DROP TRIGGER audit_no_update",
+            "DROP TRIGGER audit_no_delete",
+        ],
+        fleet_server::store::DbKind::Postgres => &["DROP TRIGGER audit_no_change ON audit"],
+    };
+    for sql in unguard {
+        sqlx::query(*sql).execute(db).await.expect("drop the guard");
+    }
     let exec = |sql: &'static str| async move {
         sqlx::query(sql).execute(db).await.expect("tamper");
     };

@@ -438,8 +438,7 @@ fn client_hello() -> Vec<u8> {
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut conn =
-        rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).expect("client");
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).expect("client");
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).expect("client hello");
     hello
@@ -473,7 +472,9 @@ async fn stalled_hellos_from_one_address_do_not_hold_every_handshake_slot() {
         stalled.push(s);
     }
     eventually(Duration::from_secs(5), "18 hellos refused", || async {
-        (api.metric("lockerfleet_broker_handshake_refused_per_ip_total").await >= 18.0)
+        (api.metric("lockerfleet_broker_handshake_refused_per_ip_total")
+            .await
+            >= 18.0)
             .then_some(())
     })
     .await;

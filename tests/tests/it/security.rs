@@ -228,6 +228,13 @@ async fn expired_and_revoked_tokens_are_refused_and_the_audit_chain_verifies() {
         "{audit}"
     );
     assert_eq!(audit["entries"][0]["seq"], 5, "{audit}");
+    // The head is exported for anchoring outside the database: a metric, and the log.
+    assert_eq!(admin.metric("lockerfleet_audit_head_seq").await, 5.0);
+    let log = std::fs::read_to_string(world.path("server.log")).unwrap_or_default();
+    assert!(
+        log.contains("audit chain head"),
+        "no head in the server log"
+    );
     assert_eq!(audit["entries"][1]["actor"], "admin", "{audit}");
 
     let data_dir = world.path("server").display().to_string();
@@ -257,6 +264,14 @@ async fn expired_and_revoked_tokens_are_refused_and_the_audit_chain_verifies() {
     ))
     .await
     .expect("open the database");
+    let refused = sqlx::query("UPDATE audit SET actor = 'nobody' WHERE action = 'token_revoked'")
+        .execute(&db)
+        .await;
+    assert!(refused.is_err(), "the database let an audit row be edited");
+    sqlx::query("DROP TRIGGER audit_no_update")
+        .execute(&db)
+        .await
+        .expect("drop the guard");
     sqlx::query("UPDATE audit SET actor = 'nobody' WHERE action = 'token_revoked'")
         .execute(&db)
         .await
