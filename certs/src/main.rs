@@ -32,20 +32,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Issue client certificates for devices, signed by the CA in --dir
+    /// Issue client certificates for devices, signed by the CA in --dir ({ID}.crt and
+    /// {ID}.key are written there)
     Issue {
-        /// Directory holding the CA; {ID}.crt and {ID}.key are written there
-        #[arg(long, env = "FLEET_CERTS_DIR")]
-        dir: PathBuf,
-        /// Device id; repeat the option or separate ids with commas for several devices
-        #[arg(
-            long = "device",
-            value_name = "ID",
-            required = true,
-            value_delimiter = ',',
-            value_parser = parse_device_id
-        )]
-        devices: Vec<DeviceId>,
+        #[command(flatten)]
+        target: Devices,
         /// Overwrite existing device files
         #[arg(long)]
         force: bool,
@@ -54,30 +45,33 @@ enum Command {
     /// fleet-server applies within seconds (refused at the handshake, live sessions closed).
     /// `issue --force` then gives a device a new certificate.
     Revoke {
-        /// Directory holding the CA and the devices' certificates
-        #[arg(long, env = "FLEET_CERTS_DIR")]
-        dir: PathBuf,
-        /// Device id; repeat the option or separate ids with commas for several devices
-        #[arg(
-            long = "device",
-            value_name = "ID",
-            required = true,
-            value_delimiter = ',',
-            value_parser = parse_device_id
-        )]
-        devices: Vec<DeviceId>,
+        #[command(flatten)]
+        target: Devices,
     },
+}
+
+/// The CA directory and the devices a command is about.
+#[derive(Debug, clap::Args)]
+struct Devices {
+    /// Directory holding the CA and the devices' certificates
+    #[arg(long, env = "FLEET_CERTS_DIR")]
+    dir: PathBuf,
+    /// Device id; repeat the option or separate ids with commas for several devices
+    #[arg(
+        long = "device",
+        value_name = "ID",
+        required = true,
+        value_delimiter = ',',
+        value_parser = parse_device_id
+    )]
+    devices: Vec<DeviceId>,
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Init { dir, force } => init(&dir, force),
-        Command::Issue {
-            dir,
-            devices,
-            force,
-        } => issue(&dir, devices, force),
-        Command::Revoke { dir, devices } => revoke(&dir, devices),
+        Command::Issue { target, force } => issue(&target.dir, target.devices, force),
+        Command::Revoke { target } => revoke(&target.dir, target.devices),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

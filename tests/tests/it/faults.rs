@@ -59,6 +59,27 @@ async fn receipted(api: &Api, ids: &[String]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Reads the events table itself (SQLite or PostgreSQL): every device holds exactly the
+/// seqs `1..=n`, each once.
+async fn assert_every_event_once(url: &str, ids: &[String], n: u64, context: &str) {
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(url)
+        .await
+        .expect("open the database");
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT device_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events
+         GROUP BY device_id ORDER BY device_id",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("count events");
+    db.close().await;
+    let n = n as i64;
+    let expected: Vec<(String, i64, i64, i64, i64)> =
+        ids.iter().map(|id| (id.clone(), n, n, 1, n)).collect();
+    assert_eq!(rows, expected, "(id, rows, distinct, min, max) {context}");
+}
+
 #[tokio::test]
 async fn a_server_killed_at_random_moments_under_load_stores_every_event_once() {
     let ids: Vec<String> = (0..AGENTS).map(|i| format!("cab-k{i:02}")).collect();
@@ -119,27 +140,8 @@ async fn a_server_killed_at_random_moments_under_load_stores_every_event_once() 
     .await;
 
     // The database itself: per device, EVENTS + 1 rows with seqs 1..=EVENTS + 1.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        world.path("server/fleet.db").display()
-    ))
-    .await
-    .expect("open the database");
-    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT device_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events
-         GROUP BY device_id ORDER BY device_id",
-    )
-    .fetch_all(&db)
-    .await
-    .expect("count events");
-    db.close().await;
-    let n = (EVENTS + 1) as i64;
-    let expected: Vec<(String, i64, i64, i64, i64)> =
-        ids.iter().map(|id| (id.clone(), n, n, 1, n)).collect();
-    assert_eq!(
-        rows, expected,
-        "events per device: (id, rows, distinct, min, max)"
-    );
+    let url = format!("sqlite://{}", world.path("server/fleet.db").display());
+    assert_every_event_once(&url, &ids, EVENTS + 1, "").await;
     eprintln!(
         "{total} events stored exactly once across {KILLS} kills in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -369,22 +371,8 @@ async fn postgres_stopped_under_load_degrades_then_recovers_losing_nothing() {
         (status == 200).then_some(())
     })
     .await;
-    let db = sqlx::PgPool::connect(&url).await.expect("connect");
-    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT device_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events
-         GROUP BY device_id ORDER BY device_id",
-    )
-    .fetch_all(&db)
-    .await
-    .expect("count events");
-    db.close().await;
-    let n = (PER_AGENT + 1) as i64;
-    let expected: Vec<(String, i64, i64, i64, i64)> =
-        ids.iter().map(|id| (id.clone(), n, n, 1, n)).collect();
-    assert_eq!(
-        rows, expected,
-        "(id, rows, distinct, min, max); {stalled} receipted at the stop"
-    );
+    let context = format!("{stalled} receipted at the stop");
+    assert_every_event_once(&url, &ids, PER_AGENT + 1, &context).await;
 }
 
 /// An outbox file that is not a database (a bad sector, a half-written image): the agent
