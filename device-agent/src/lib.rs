@@ -90,20 +90,28 @@ pub fn set_fake_clock_skew(skew_ms: i64) {
     FAKE_SKEW_MS.store(skew_ms, Ordering::Relaxed);
 }
 
-/// The new offset when the server's time `server_at`, read at local time `local`, moves it
-/// by more than the tolerance from `current`.
-fn adopt_offset(current: i64, server_at: i64, local: i64) -> Option<i64> {
-    let offset = server_at - local;
-    ((offset - current).abs() > CLOCK_TOLERANCE_MS).then_some(offset)
+/// Recent offset samples (server time in a receipt minus local time at its arrival).
+static SAMPLES: std::sync::Mutex<std::collections::VecDeque<i64>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+/// Samples kept: a receipt delayed by a busy link or server gives a sample too low by its
+/// delay, never too high, so the best estimate is the highest of the last few.
+const SAMPLE_WINDOW: usize = 16;
+
+/// The new offset when the best of the recent samples is further than the tolerance from
+/// `current`.
+fn adopt_offset(current: i64, samples: &std::collections::VecDeque<i64>) -> Option<i64> {
+    let best = samples.iter().copied().max()?;
+    ((best - current).abs() > CLOCK_TOLERANCE_MS).then_some(best)
 }
 
 /// Learns the server's clock from a receipt; the new offset when it changed.
 fn learn_server_clock(server_at: i64) -> Option<i64> {
-    let offset = adopt_offset(
-        CLOCK_OFFSET_MS.load(Ordering::Relaxed),
-        server_at,
-        local_ms(),
-    )?;
+    let mut samples = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
+    if samples.len() == SAMPLE_WINDOW {
+        samples.pop_front();
+    }
+    samples.push_back(server_at - local_ms());
+    let offset = adopt_offset(CLOCK_OFFSET_MS.load(Ordering::Relaxed), &samples)?;
     CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
     Some(offset)
 }
@@ -1303,11 +1311,12 @@ pub async fn simulate_activity(
             continue;
         };
         let occupied = !current.occupied.unwrap_or(false);
+        // The simulated person opened and shut the door between two polls: said before the
+        // sensor changes, so the sensor poll never sees the change without the door cycle.
+        recorder.faults.door_cycled(b);
         if fake.set_occupied(b, occupied).is_err() {
             continue;
         }
-        // The simulated person opened and shut the door between two polls.
-        recorder.faults.door_cycled(b);
         if let Err(e) = recorder.observe(b, current.door_open, Some(occupied)).await {
             tracing::error!(error = %e, "recording simulated activity failed");
             continue;
@@ -1322,14 +1331,21 @@ mod tests {
 
     #[test]
     fn the_server_clock_is_adopted_only_beyond_network_delay() {
-        // Two hours behind: adopted.
-        assert_eq!(adopt_offset(0, 10_000_000, 2_800_000), Some(7_200_000));
+        let window = |s: &[i64]| s.iter().copied().collect::<std::collections::VecDeque<_>>();
+        // Two hours behind: adopted at the first receipt.
+        assert_eq!(adopt_offset(0, &window(&[7_200_000])), Some(7_200_000));
         // 300 ms of transit: not a wrong clock.
-        assert_eq!(adopt_offset(0, 1_000_300, 1_000_000), None);
-        // Already known, within tolerance of the new reading: kept.
-        assert_eq!(adopt_offset(7_200_000, 10_000_500, 2_800_000), None);
-        // The clock was fixed meanwhile: back to zero.
-        assert_eq!(adopt_offset(7_200_000, 5_000_000, 5_000_000), Some(0));
+        assert_eq!(adopt_offset(0, &window(&[-300])), None);
+        // A receipt delayed 4 s by a busy server, among prompt ones: the delay is not taken
+        // for a clock change (it only ever makes a sample lower).
+        assert_eq!(adopt_offset(0, &window(&[-20, -4_000, -35])), None);
+        assert_eq!(
+            adopt_offset(7_200_000, &window(&[7_199_990, 7_196_000])),
+            None
+        );
+        // The clock was fixed meanwhile: back to zero once the old samples are gone.
+        assert_eq!(adopt_offset(7_200_000, &window(&[7_199_990, -10])), None);
+        assert_eq!(adopt_offset(7_200_000, &window(&[-10, -40])), Some(-10));
     }
     use protocol::CommandId;
 

@@ -41,6 +41,21 @@ impl Moments {
     }
 }
 
+/// Each device's receipt mark, as the API reports it (0 when unknown).
+async fn marks(api: &Api, ids: &[String]) -> Vec<(String, u64)> {
+    let (_, body) = api.get("/api/v1/devices").await;
+    ids.iter()
+        .map(|id| {
+            let mark = body["devices"]
+                .as_array()
+                .and_then(|ds| ds.iter().find(|d| d["id"] == id.as_str()))
+                .and_then(|d| d["acked_seq"].as_u64())
+                .unwrap_or(0);
+            (id.clone(), mark)
+        })
+        .collect()
+}
+
 /// Events the server has receipted, summed over the devices (from each device's mark).
 async fn receipted(api: &Api, ids: &[String]) -> u64 {
     let (_, body) = api.get("/api/v1/devices").await;
@@ -60,8 +75,8 @@ async fn receipted(api: &Api, ids: &[String]) -> u64 {
 }
 
 /// Reads the events table itself (SQLite or PostgreSQL): every device holds exactly the
-/// seqs `1..=n`, each once.
-async fn assert_every_event_once(url: &str, ids: &[String], n: u64, context: &str) {
+/// seqs `1..=n` (its mark), each once.
+async fn assert_every_event_once(url: &str, marks: &[(String, u64)], context: &str) {
     sqlx::any::install_default_drivers();
     let db = sqlx::AnyPool::connect(url)
         .await
@@ -74,9 +89,10 @@ async fn assert_every_event_once(url: &str, ids: &[String], n: u64, context: &st
     .await
     .expect("count events");
     db.close().await;
-    let n = n as i64;
-    let expected: Vec<(String, i64, i64, i64, i64)> =
-        ids.iter().map(|id| (id.clone(), n, n, 1, n)).collect();
+    let expected: Vec<(String, i64, i64, i64, i64)> = marks
+        .iter()
+        .map(|(id, n)| (id.clone(), *n as i64, *n as i64, 1, *n as i64))
+        .collect();
     assert_eq!(rows, expected, "(id, rows, distinct, min, max) {context}");
 }
 
@@ -132,18 +148,52 @@ async fn a_server_killed_at_random_moments_under_load_stores_every_event_once() 
     for id in &ids {
         wait_online(&api, id).await;
     }
-    eventually(
-        Duration::from_secs(240),
-        &format!("all {total} events receipted"),
-        || async { (receipted(&api, &ids).await == total).then_some(()) },
-    )
-    .await;
-
-    // The database itself: per device, EVENTS + 1 rows with seqs 1..=EVENTS + 1.
+    // Every device's mark past its last simulated event and steady (an agent may add events
+    // of its own, e.g. a fault it noticed); on a timeout, say which device stopped where.
+    let until = Instant::now() + Duration::from_secs(240);
+    let mut last = Vec::new();
+    let final_marks = loop {
+        let now = marks(&api, &ids).await;
+        if now.iter().all(|(_, m)| *m > EVENTS) && now == last {
+            break now;
+        }
+        assert!(
+            Instant::now() < until,
+            "not every event receipted after 240 s; marks per device: {now:?}"
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    // The database itself: per device, seqs 1..=mark each once, every simulated change there.
     let url = format!("sqlite://{}", world.path("server/fleet.db").display());
-    assert_every_event_once(&url, &ids, EVENTS + 1, "").await;
+    assert_every_event_once(&url, &final_marks, "").await;
+    let db = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open the database");
+    let kinds: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT device_id, kind, COUNT(*) FROM events GROUP BY device_id, kind ORDER BY 1, 2",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("kinds");
+    db.close().await;
+    for id in &ids {
+        let occupancy = kinds
+            .iter()
+            .find(|(d, k, _)| d == id && k == "occupancy")
+            .map_or(0, |r| r.2);
+        // At least every simulated change: the fake sensor races the agent's own sensor poll
+        // under load and an agent may record a change twice or a sensor fault besides,
+        // each with its own seq; a lost event would show as fewer.
+        assert!(occupancy >= EVENTS as i64, "{id}: {kinds:?}");
+    }
+    let extra: Vec<_> = kinds
+        .iter()
+        .filter(|(_, k, _)| k != "occupancy" && k != "started")
+        .collect();
+    eprintln!("events besides the simulated ones: {extra:?}");
     eprintln!(
-        "{total} events stored exactly once across {KILLS} kills in {:.1} s",
+        "every event (at least {total}) stored exactly once across {KILLS} kills in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -372,7 +422,8 @@ async fn postgres_stopped_under_load_degrades_then_recovers_losing_nothing() {
     })
     .await;
     let context = format!("{stalled} receipted at the stop");
-    assert_every_event_once(&url, &ids, PER_AGENT + 1, &context).await;
+    let expected: Vec<(String, u64)> = ids.iter().map(|id| (id.clone(), PER_AGENT + 1)).collect();
+    assert_every_event_once(&url, &expected, &context).await;
 }
 
 /// An outbox file that is not a database (a bad sector, a half-written image): the agent
