@@ -88,12 +88,11 @@ pub(crate) async fn stream(
     // cabinets when it connected (a cabinet placed later: reconnect).
     let visible: Option<std::collections::HashSet<String>> = match &caller.sites {
         None => None,
-        Some(_) => Some(
+        Some(sites) => Some(
             s.store
-                .cabinets(None)
+                .cabinets(Some(sites))
                 .await?
                 .into_iter()
-                .filter(|c| caller.may(&c.site_id))
                 .map(|c| c.id)
                 .collect(),
         ),

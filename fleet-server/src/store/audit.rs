@@ -51,15 +51,19 @@ pub fn chain_hash(prev: &str, seq: i64, e: &AuditEntry<'_>) -> String {
     hex::encode(ctx.finish())
 }
 
-async fn head(tx: &mut Tx<'_>) -> Result<(i64, String), StoreError> {
-    let row =
-        sqlx::query("SELECT seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
+/// The chain's newest row, through the unique index on `seq`.
+const HEAD: &str = "SELECT seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1";
+
+/// `(seq, hash)` of the head row, or `(0, GENESIS)` for an empty chain.
+fn head_of(row: Option<AnyRow>) -> Result<(i64, String), StoreError> {
     match row {
         Some(r) => Ok((r.try_get("seq")?, r.try_get("hash")?)),
         None => Ok((0, GENESIS.to_owned())),
     }
+}
+
+async fn head(tx: &mut Tx<'_>) -> Result<(i64, String), StoreError> {
+    head_of(sqlx::query(HEAD).fetch_optional(&mut **tx).await?)
 }
 
 /// The advisory lock key of the audit chain on PostgreSQL ("LFAUDIT" in ASCII).
@@ -220,15 +224,7 @@ pub struct Break {
 impl Store {
     /// The chain's newest row: its sequence number and hash (0 and [`GENESIS`] when empty).
     pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok((r.try_get("seq")?, r.try_get("hash")?)),
-            None => Ok((0, GENESIS.to_owned())),
-        }
+        head_of(sqlx::query(HEAD).fetch_optional(&self.pool).await?)
     }
 
     /// Walks the whole audit log in chain order and recomputes every hash. Streams the rows

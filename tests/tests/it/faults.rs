@@ -96,28 +96,38 @@ async fn assert_every_event_once(url: &str, marks: &[(String, u64)], context: &s
     assert_eq!(rows, expected, "(id, rows, distinct, min, max) {context}");
 }
 
+/// One agent per id, each making `events` simulated occupancy changes at `per_sec`.
+fn streaming_agents(
+    world: &World,
+    mqtt: std::net::SocketAddr,
+    ids: &[String],
+    per_sec: u32,
+    events: u64,
+) -> Vec<crate::harness::Proc> {
+    let (rate, limit) = (per_sec.to_string(), events.to_string());
+    ids.iter()
+        .map(|id| {
+            world.agent(
+                id,
+                mqtt,
+                &[
+                    "--fake-activity-per-sec",
+                    &rate,
+                    "--fake-activity-limit",
+                    &limit,
+                ],
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_server_killed_at_random_moments_under_load_stores_every_event_once() {
     let ids: Vec<String> = (0..AGENTS).map(|i| format!("cab-k{i:02}")).collect();
     let world = World::new(&ids.iter().map(String::as_str).collect::<Vec<_>>());
     let mut server = world.server();
     let (mqtt, http) = (server.mqtt.to_string(), server.http.to_string());
-    let limit = EVENTS.to_string();
-    let _agents: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            world.agent(
-                id,
-                server.mqtt,
-                &[
-                    "--fake-activity-per-sec",
-                    "1000",
-                    "--fake-activity-limit",
-                    &limit,
-                ],
-            )
-        })
-        .collect();
+    let _agents = streaming_agents(&world, server.mqtt, &ids, 1000, EVENTS);
     let total = (EVENTS + 1) * AGENTS as u64;
     let mut moments = Moments::new();
     let started = Instant::now();
@@ -370,22 +380,7 @@ async fn postgres_stopped_under_load_degrades_then_recovers_losing_nothing() {
     let url = pg.url();
     let server = world.server_with("127.0.0.1:0", "127.0.0.1:0", &["--database-url", &url]);
     let api = server.api();
-    let limit = PER_AGENT.to_string();
-    let _agents: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            world.agent(
-                id,
-                server.mqtt,
-                &[
-                    "--fake-activity-per-sec",
-                    "300",
-                    "--fake-activity-limit",
-                    &limit,
-                ],
-            )
-        })
-        .collect();
+    let _agents = streaming_agents(&world, server.mqtt, &ids, 300, PER_AGENT);
     let total = (PER_AGENT + 1) * ids.len() as u64;
     eventually(Duration::from_secs(60), "a third receipted", || async {
         (receipted(&api, &ids).await >= total / 3).then_some(())
