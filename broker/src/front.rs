@@ -223,9 +223,12 @@ impl Front {
             tracing::warn!(%peer, %device, client_id = %connect.client_id,
                 "MQTT client id differs from the certificate's device id; refused");
             Some(ConnectReturnCode::BadClientId)
-        } else if let Some(w) = &connect.last_will {
+        } else if let Some(w) = connect.last_will.as_ref().filter(|w| {
+            w.topic != protocol::topic::device_topic(&device, protocol::Channel::Presence)
+        }) {
             // A will is a message published in the device's name when it vanishes, on any
-            // topic it names. Presence comes from the front instead.
+            // topic it names. The one allowed is the device's own `presence` (what an external
+            // broker publishes); here it is never published: the front reports sessions itself.
             inc(&self.stats.violations);
             tracing::warn!(%peer, %device, will_topic = %w.topic,
                 "CONNECT with a last will refused; LockerFleet reports presence itself");
@@ -443,7 +446,7 @@ impl Front {
     ) -> Result<bool, DisconnectReason> {
         let reply = match packet {
             Packet::Publish(p) => {
-                protocol::topic::check_device_publish(s.device, &p.topic)
+                let channel = protocol::topic::check_device_publish(s.device, &p.topic)
                     .map_err(|e| DisconnectReason::Violation(e.to_string()))?;
                 let Publish {
                     qos,
@@ -452,13 +455,17 @@ impl Front {
                     payload,
                     ..
                 } = p;
-                let up = Up {
-                    topic: Bytes::from(topic),
-                    payload,
-                };
-                // Waits when the router is behind: the device's reads wait with it.
-                if self.uplink.send(up).await.is_err() {
-                    return Err(DisconnectReason::Shutdown);
+                // A device's own presence is meant for an external broker; the front's session
+                // reports are exact, so here it is acknowledged and not passed on.
+                if channel != protocol::Channel::Presence {
+                    let up = Up {
+                        topic: Bytes::from(topic),
+                        payload,
+                    };
+                    // Waits when the router is behind: the device's reads wait with it.
+                    if self.uplink.send(up).await.is_err() {
+                        return Err(DisconnectReason::Shutdown);
+                    }
                 }
                 // Answered once the message is in the router's queue, as any broker does:
                 // "in RAM". Delivery is guaranteed end to end by receipts (ADR 0004).

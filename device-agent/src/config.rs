@@ -28,6 +28,12 @@ pub struct AgentConfig {
     pub keep_alive_secs: u64,
     /// Most events sent and not yet receipted.
     pub window: u64,
+    /// Most event batches sent and not yet receipted. 1 (the default): the next batch waits
+    /// for the last one's receipt and carries what came meanwhile — at most one round trip of
+    /// delay, and server replicas behind an external broker (which deals messages out round
+    /// robin) never receive a batch before its predecessor is stored. More pipelines over a
+    /// slow link to a single server.
+    pub in_flight: usize,
     /// Events per MQTT message.
     pub batch: usize,
     /// Resend from the oldest unreceipted event when no receipt came for this long.
@@ -89,6 +95,7 @@ impl Default for AgentConfig {
             heartbeat_secs: 30,
             keep_alive_secs: 15,
             window: 2_000,
+            in_flight: 1,
             batch: 100,
             retransmit_after_ms: 3_000,
             poll_interval_ms: 50,
@@ -170,6 +177,9 @@ impl AgentConfig {
         }
         if self.window < self.batch as u64 {
             return bad("window", "must be at least `batch`");
+        }
+        if !(1..=1_000).contains(&self.in_flight) {
+            return bad("in_flight", "must be between 1 and 1000 batches");
         }
         if !(0.0..=1.0).contains(&self.fake.jam_rate) {
             return bad("fake.jam_rate", "must be between 0.0 and 1.0");

@@ -396,6 +396,14 @@ pub async fn start<D: LockDriver, K: Keypad>(
         .set_max_packet_size(1024 * 1024, 1024 * 1024)
         .set_transport(Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
+        ))
+        // An external broker publishes this when the connection dies without a goodbye; the
+        // embedded front reports sessions itself and drops it (PROTOCOL.md, Presence).
+        .set_last_will(rumqttc::LastWill::new(
+            protocol::topic::device_topic(&id, Channel::Presence),
+            protocol::encode(&presence(false, "connection lost")),
+            QoS::AtLeastOnce,
+            true,
         ));
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let mut net = eventloop.network_options();
@@ -442,6 +450,17 @@ pub async fn start<D: LockDriver, K: Keypad>(
         cancel,
         tracker,
     })
+}
+
+/// This agent's word on its own presence, for an external broker to keep (retained) and to
+/// publish as the last will.
+fn presence(online: bool, reason: &str) -> protocol::Presence {
+    protocol::Presence {
+        v: 1,
+        online,
+        ts: now_ms(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// Keeps polling the MQTT event loop; after an error waits with exponential backoff and
@@ -682,6 +701,8 @@ async fn uplink<D: LockDriver>(
     let mut last_progress = Instant::now();
     // While a batch is in flight, new events wait up to HOLD to travel together.
     let mut hold_until: Option<tokio::time::Instant> = None;
+    // The last seq of each batch sent and not yet receipted (`in_flight`).
+    let mut batch_ends: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
     let retransmit = Duration::from_millis(ctx.cfg.retransmit_after_ms);
     let events_topic = protocol::topic::device_topic(&ctx.id, Channel::Events);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -705,6 +726,10 @@ async fn uplink<D: LockDriver>(
                         if let Err(e) = ctx.client.try_subscribe(topic, QoS::AtLeastOnce) {
                             tracing::error!(device = %ctx.id, error = %e, "subscribe failed");
                         }
+                    }
+                    let topic = protocol::topic::device_topic(&ctx.id, Channel::Presence);
+                    if let Err(e) = ctx.client.try_publish(topic, QoS::AtLeastOnce, true, protocol::encode(&presence(true, "connected"))) {
+                        tracing::warn!(device = %ctx.id, error = %e, "presence not sent");
                     }
                     // The snapshot tells the server we are subscribed: it then sends any
                     // command that waited for us.
@@ -769,8 +794,14 @@ async fn uplink<D: LockDriver>(
         if acked >= deleted + 1000 {
             delete_receipted(&ctx, acked, &mut deleted).await;
         }
-        // Pump: send what the window allows.
-        while connected && sent < ctx.outbox.last_seq() && sent - acked < ctx.cfg.window {
+        // Pump: send what the window allows. A receipt or a resend from `acked` ends the
+        // batches at or below it.
+        batch_ends.retain(|&end| end > acked && end <= sent);
+        while connected
+            && sent < ctx.outbox.last_seq()
+            && sent - acked < ctx.cfg.window
+            && batch_ends.len() < ctx.cfg.in_flight
+        {
             let waiting = ctx.outbox.last_seq() - sent;
             if sent > acked && waiting < ctx.cfg.batch as u64 {
                 let now = tokio::time::Instant::now();
@@ -804,7 +835,10 @@ async fn uplink<D: LockDriver>(
                 false,
                 protocol::encode(&batch),
             ) {
-                Ok(()) => sent = last,
+                Ok(()) => {
+                    sent = last;
+                    batch_ends.push_back(last);
+                }
                 // The client queue is full (slow link): try again on the next tick.
                 Err(ClientError::TryRequest(_)) => break,
                 Err(e) => {

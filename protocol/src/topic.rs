@@ -8,8 +8,8 @@ use crate::ids::{DeviceId, IdError};
 
 pub const ROOT: &str = "devices";
 
-/// The channels of one device. Direction matters: a device publishes only events, state and
-/// acks and health; the server alone publishes presence, commands, receipts and codes.
+/// The channels of one device. Direction matters: a device publishes only events, state,
+/// acks, health and presence; the server alone publishes commands, receipts and codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// device → server: batches of sequenced events (QoS 1).
@@ -21,7 +21,9 @@ pub enum Channel {
     /// device → server: the agent's heartbeat with lock-bus, power and station status
     /// (QoS 0: a lost one is replaced by the next).
     Health,
-    /// server → subscribers: retained online/offline as seen by the broker front.
+    /// device → broker (retained, QoS 1): `online` after each CONNACK and the same topic as
+    /// the device's last will (`offline`). Only an external broker publishes the will; the
+    /// embedded front acknowledges both and reports sessions itself, exactly.
     Presence,
     /// server → device: remote commands.
     Commands,
@@ -65,7 +67,7 @@ impl Channel {
     pub fn device_publishes(self) -> bool {
         matches!(
             self,
-            Channel::Events | Channel::State | Channel::Acks | Channel::Health
+            Channel::Events | Channel::State | Channel::Acks | Channel::Health | Channel::Presence
         )
     }
 }
@@ -79,7 +81,7 @@ pub enum TopicError {
     #[error("topic {0:?} names an unknown channel")]
     UnknownChannel(String),
     #[error(
-        "device {device} may not publish to {topic:?}: only its own events, state, acks and health"
+        "device {device} may not publish to {topic:?}: only its own events, state, acks, health and presence"
     )]
     PublishDenied { device: String, topic: String },
     #[error(
@@ -131,8 +133,25 @@ pub fn all_devices_filter(channel: Channel) -> String {
     format!("{ROOT}/+/{}", channel.as_str())
 }
 
-/// The broker front's publish rule: a device publishes only its own events, state, acks and
-/// health.
+/// `devices/#`: every topic of every device (the server's grant on an external broker).
+pub fn every_device_filter() -> String {
+    format!("{ROOT}/#")
+}
+
+/// `$share/{group}/devices/+/{channel}`: an MQTT shared subscription, through which an
+/// external broker hands each message to one of the server replicas in `group`.
+pub fn shared_filter(group: &str, channel: Channel) -> String {
+    format!("$share/{group}/{}", all_devices_filter(channel))
+}
+
+/// `devices/{placeholder}/{channel}`: a broker ACL line's topic with the broker's own
+/// stand-in for the client's name (mosquitto's `%u`, EMQX's `${username}`).
+pub fn acl_pattern(placeholder: &str, channel: Channel) -> String {
+    format!("{ROOT}/{placeholder}/{}", channel.as_str())
+}
+
+/// The broker front's publish rule: a device publishes only its own events, state, acks,
+/// health and presence.
 pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, TopicError> {
     let denied = || TopicError::PublishDenied {
         device: device.to_string(),
@@ -216,19 +235,29 @@ mod tests {
         assert!(check_device_publish(&a, "devices/a/acks").is_ok());
         assert!(check_device_publish(&a, "devices/a/state").is_ok());
         assert!(check_device_publish(&a, "devices/a/health").is_ok());
+        assert!(check_device_publish(&a, "devices/a/presence").is_ok());
         for bad in [
             "devices/b/events",
             "devices/b/health",
+            "devices/b/presence",
             "devices/a/codes",
             "devices/a/commands",
             "devices/a/receipts",
-            "devices/a/presence",
             "devices/+/events",
             "devices/a/events/x",
             "x",
         ] {
             assert!(check_device_publish(&a, bad).is_err(), "{bad:?} allowed");
         }
+    }
+
+    #[test]
+    fn shared_and_acl_topics() {
+        assert_eq!(
+            shared_filter("lockerfleet", Channel::Events),
+            "$share/lockerfleet/devices/+/events"
+        );
+        assert_eq!(acl_pattern("%u", Channel::Codes), "devices/%u/codes");
     }
 
     #[test]
