@@ -10,9 +10,12 @@
 //! | [`CA_CERT`], [`CA_KEY`] | [`init`] | [`Ca::load`] (issuing), broker and agents (trust root) |
 //! | [`SERVER_CERT`], [`SERVER_KEY`] | [`init`] | broker |
 //! | `{id}.crt`, `{id}.key` | [`issue_device`], [`Ca::issue_device`] | the device agent `{id}` |
+//! | `fleet-server.crt`, `.key` | [`write_mosquitto`] | server replicas on an external broker |
+//! | `mosquitto.conf`, `mosquitto.acl` | [`write_mosquitto`] | an external mosquitto broker |
 
 mod files;
 mod issue;
+mod mosquitto;
 mod revoke;
 mod tls;
 
@@ -21,6 +24,10 @@ use std::path::{Path, PathBuf};
 pub use protocol::DeviceId;
 
 pub use issue::{Ca, check_device_files, init, issue_device};
+pub use mosquitto::{
+    MOSQUITTO_ACL, MOSQUITTO_CONF, MosquittoFiles, SERVER_CLIENT, acl_text, conf_text,
+    server_client_id, write_mosquitto,
+};
 pub use revoke::{CRL, REVOKED, Revocation, load_crls, revocations};
 pub use tls::{device_id_from_der, load_certs, load_key, load_roots};
 

@@ -48,6 +48,17 @@ enum Command {
         #[command(flatten)]
         target: Devices,
     },
+    /// Write mosquitto.conf and mosquitto.acl for running the fleet on an external mosquitto
+    /// 2.x broker (TLS with the fleet's certificates, per-device topic rules), plus the server
+    /// replicas' client certificate fleet-server.crt if missing
+    Mosquitto {
+        /// Directory holding the CA (the files are written there)
+        #[arg(long, env = "FLEET_CERTS_DIR")]
+        dir: PathBuf,
+        /// Port of mosquitto's TLS listener
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+    },
 }
 
 /// The CA directory and the devices a command is about.
@@ -72,6 +83,7 @@ fn main() -> ExitCode {
         Command::Init { dir, force } => init(&dir, force),
         Command::Issue { target, force } => issue(&target.dir, target.devices, force),
         Command::Revoke { target } => revoke(&target.dir, target.devices),
+        Command::Mosquitto { dir, port } => mosquitto(&dir, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +103,25 @@ fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
     for name in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY] {
         println!("wrote {}", dir.join(name).display());
     }
+    Ok(())
+}
+
+fn mosquitto(dir: &Path, port: u16) -> anyhow::Result<()> {
+    let files = certs::write_mosquitto(dir, port).with_context(|| {
+        format!(
+            "could not write the mosquitto settings in {}",
+            dir.display()
+        )
+    })?;
+    if let Some(cert) = &files.server_client {
+        println!(
+            "wrote {} (the server replicas' client certificate)",
+            cert.display()
+        );
+    }
+    println!("wrote {}", files.acl.display());
+    println!("wrote {}", files.conf.display());
+    println!("start it with: mosquitto -c {}", files.conf.display());
     Ok(())
 }
 

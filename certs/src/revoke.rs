@@ -132,6 +132,12 @@ impl Ca {
         Ok(true)
     }
 
+    /// Writes `crl.pem` from `revoked.txt` (an empty, signed list when nothing is revoked):
+    /// a broker that needs the file before the first revocation gets a valid one.
+    pub fn rewrite_crl(&self, dir: &Path) -> Result<(), CertError> {
+        self.write_crl(dir, &revocations(dir)?, OffsetDateTime::now_utc())
+    }
+
     fn write_crl(
         &self,
         dir: &Path,

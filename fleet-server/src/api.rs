@@ -431,6 +431,9 @@ pub struct HealthBody {
     status: &'static str,
     /// `ok`, or what is wrong with the database.
     database: String,
+    /// External broker mode only: `ok`, or why this replica cannot reach the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker: Option<String>,
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -442,24 +445,19 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("database did not answer within 2 s".into()),
     };
-    match database {
-        None => (
-            StatusCode::OK,
-            Json(HealthBody {
-                status: "ok",
-                database: "ok".into(),
-            }),
-        )
-            .into_response(),
-        Some(problem) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthBody {
-                status: "degraded",
-                database: problem,
-            }),
-        )
-            .into_response(),
-    }
+    let broker = s.health.broker();
+    let healthy = database.is_none() && !matches!(broker, Some(Err(_)));
+    let body = HealthBody {
+        status: if healthy { "ok" } else { "degraded" },
+        database: database.unwrap_or_else(|| "ok".into()),
+        broker: broker.map(|b| b.err().unwrap_or_else(|| "ok".into())),
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",

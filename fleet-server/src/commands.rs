@@ -22,6 +22,9 @@ use crate::store::{CommandRow, CreateOutcome, NewCommand, Store, StoreError};
 /// mid-command and did not come back to report (it reports `failed` itself when it does).
 const DELIVERED_TIMEOUT_MS: i64 = 120_000;
 
+/// A waiting request re-reads its command at least this often.
+const REREAD: Duration = Duration::from_secs(1);
+
 /// How often undelivered commands are re-sent to online devices.
 const RETRANSMIT_EVERY: Duration = Duration::from_millis(1000);
 
@@ -266,10 +269,14 @@ impl Commands {
                 Some(r) if !r.status().is_some_and(CommandStatus::is_terminal) => {}
                 _ => return Ok(row),
             }
-            // Wait for a notice about this command; a lagged receiver re-reads.
+            // Wait for a notice about this command; a lagged receiver re-reads, and so does
+            // a quiet second: with replicas on an external broker the outcome may be stored
+            // by another replica, whose notices this one never hears.
             loop {
-                match tokio::time::timeout_at(deadline, changes.recv()).await {
-                    Err(_) => return Ok(row),
+                let until = deadline.min(tokio::time::Instant::now() + REREAD);
+                match tokio::time::timeout_at(until, changes.recv()).await {
+                    Err(_) if until == deadline => return Ok(row),
+                    Err(_) => break,
                     Ok(Ok(crate::changes::Change::Command { command_id, .. }))
                         if command_id == id =>
                     {

@@ -22,6 +22,13 @@ pub struct ServerConfig {
     pub mqtt_listen: SocketAddr,
     /// Address of the HTTP API.
     pub http_listen: SocketAddr,
+    /// An existing MQTT broker to use instead of the embedded one (`mqtts://HOST:PORT`):
+    /// the server connects with `{certs}/fleet-server.crt` and reads device traffic through
+    /// shared subscriptions, so replicas on one PostgreSQL split the load. `mqtt_listen` and
+    /// the front's limits then do not apply: the broker enforces its own (ADR 0012).
+    pub external_broker: Option<String>,
+    /// The replicas' shared-subscription group on the external broker.
+    pub broker_group: String,
     /// `sqlite://PATH` or `postgres://...`; default a SQLite file in the data dir.
     pub database_url: Option<String>,
     /// Bearer token with the admin role; generated into `{data_dir}/admin-token` when unset.
@@ -123,6 +130,8 @@ impl Default for ServerConfig {
             certs: None,
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            external_broker: None,
+            broker_group: "lockerfleet".into(),
             database_url: None,
             admin_token: None,
             command_ttl_secs: 30,
@@ -222,6 +231,21 @@ impl ServerConfig {
         };
         if self.command_ttl_secs == 0 || self.command_ttl_secs > 3600 {
             return bad("command_ttl_secs", "must be between 1 and 3600 seconds");
+        }
+        if let Some(url) = &self.external_broker
+            && let Err(why) = crate::bus::BrokerUrl::parse(url)
+        {
+            return bad("external_broker", &why);
+        }
+        if self.broker_group.is_empty()
+            || self
+                .broker_group
+                .contains(|c: char| matches!(c, '/' | '+' | '#') || c.is_whitespace())
+        {
+            return bad(
+                "broker_group",
+                "must be a non-empty name without '/', '+', '#' or spaces",
+            );
         }
         if self.max_handshakes == 0 {
             return bad("max_handshakes", "must be at least 1");

@@ -2,10 +2,12 @@
 //! sends every device a receipt for what is now durably stored.
 //!
 //! Receipt marks are contiguous: "stored up to N" means every seq ≤ N is stored, so an agent
-//! may delete them. Events are stored in sequence order only: one that arrives past a gap
-//! (a stale batch from before a reconnect overtaking the resend) is refused, counted, and
-//! sent again by the agent, which retransmits from its oldest unreceipted event when receipts
-//! stop advancing. So a device's stored events are always the prefix 1..=N.
+//! may delete them. Events are stored in sequence order only: a batch that arrives past a gap
+//! waits (parked, up to [`PARK_LIMIT`]) for the stored mark to reach it — with replicas on an
+//! external broker the gap is usually the previous batch, handed to another replica — and
+//! is then refused, counted, and sent again by the agent, which retransmits from its oldest
+//! unreceipted event when receipts stop advancing (a stale batch from before a reconnect
+//! overtaking the resend). So a device's stored events are always the prefix 1..=N.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -71,15 +73,72 @@ impl Writer {
     /// shutdown stores and receipts everything already received.
     pub async fn run(self, mut rx: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
         let mut marks: HashMap<DeviceId, Mark> = HashMap::new();
-        while let Some(first) = rx.recv().await {
+        let mut parked = Parked::default();
+        // One timer across iterations: a steady stream of messages must not keep resetting it.
+        let mut retry = tokio::time::interval(PARK_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = retry.tick(), if !parked.is_empty() => {
+                    let ready = self.unpark(&mut marks, &mut parked).await;
+                    if !ready.is_empty() {
+                        self.write(&mut marks, &mut parked, ready, &cancel).await;
+                    }
+                    continue;
+                }
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
             let batch = top_up(first, &mut rx, self.batch_cost);
-            self.write(&mut marks, batch, &cancel).await;
+            self.write(&mut marks, &mut parked, batch, &cancel).await;
         }
+    }
+
+    /// The parked batches whose gap another replica has filled by now (the stored mark
+    /// reached them), in seq order; drops those parked too long (counted as past a gap: the
+    /// agent resends them).
+    async fn unpark(
+        &self,
+        marks: &mut HashMap<DeviceId, Mark>,
+        parked: &mut Parked,
+    ) -> Vec<Inbound> {
+        let mut ready = Vec::new();
+        let devices: Vec<DeviceId> = parked.0.keys().cloned().collect();
+        for device in devices {
+            let Ok(stored) = self.store.acked_seq(&device).await else {
+                continue;
+            };
+            let mark = marks.entry(device.clone()).or_default();
+            mark.advance(stored + 1, []);
+            let Some(waiting) = parked.0.remove(&device) else {
+                continue;
+            };
+            let mut keep = Vec::new();
+            for (since, b) in waiting {
+                if first_seq(&b) <= mark.acked + 1 {
+                    ready.push(Inbound::Events(device.clone(), b));
+                } else if since.elapsed() > PARK_LIMIT {
+                    tracing::debug!(%device, first = first_seq(&b), base = b.base, mark = mark.acked,
+                        "parked batch expired; refused");
+                    self.metrics.events_past_gap.inc_by(b.events.len() as u64);
+                } else {
+                    keep.push((since, b));
+                }
+            }
+            if !keep.is_empty() {
+                parked.0.insert(device, keep);
+            }
+        }
+        ready
     }
 
     async fn write(
         &self,
         marks: &mut HashMap<DeviceId, Mark>,
+        parked: &mut Parked,
         batch: Vec<Inbound>,
         cancel: &CancellationToken,
     ) {
@@ -102,7 +161,26 @@ impl Writer {
                     let Some(m) = next_marks.get_mut(&device) else {
                         continue;
                     };
+                    if first_seq(&b) > m.acked.max(b.base.saturating_sub(1)) + 1 {
+                        // Past a gap. With several replicas the gap may be another replica's
+                        // batch just stored (or about to be): read the stored mark, and if the
+                        // gap is still open, park the batch briefly instead of refusing it.
+                        if let Ok(stored) = self.store.acked_seq(&device).await {
+                            m.advance(stored + 1, []);
+                        }
+                        if first_seq(&b) > m.acked.max(b.base.saturating_sub(1)) + 1 {
+                            tracing::debug!(%device, first = first_seq(&b), base = b.base, mark = m.acked, "batch parked");
+                            if let Err(b) = parked.park(device, b) {
+                                self.metrics.events_past_gap.inc_by(b.events.len() as u64);
+                            }
+                            continue;
+                        }
+                    }
+                    let (first, base, before) = (first_seq(&b), b.base, m.acked);
                     let (kept, past_gap) = in_order(m, b);
+                    if past_gap > 0 {
+                        tracing::debug!(%device, first, base, mark = before, past_gap, "events past a gap refused");
+                    }
                     self.metrics.events_past_gap.inc_by(past_gap);
                     ingest
                         .events
@@ -252,6 +330,45 @@ impl Writer {
     }
 }
 
+/// How often parked batches look again at the stored marks.
+const PARK_RETRY: Duration = Duration::from_millis(20);
+/// How long a batch waits for its gap; then it is refused as before and the agent resends.
+const PARK_LIMIT: Duration = Duration::from_secs(2);
+/// Most batches parked per device (a device whose gap never fills must not pin memory).
+const PARK_MAX: usize = 64;
+
+/// Batches that arrived past a gap, per device, with when they arrived. On one server a gap
+/// means a lost or overtaken batch; with replicas sharing the broker's subscriptions it
+/// usually means the previous batch went to another replica, which stores it within
+/// milliseconds — so the batch waits for that instead of costing the agent a retransmit.
+#[derive(Default)]
+struct Parked(HashMap<DeviceId, Vec<(Instant, protocol::EventBatch)>>);
+
+impl Parked {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Parks `b`, or hands it back when the device has too many parked already.
+    fn park(
+        &mut self,
+        device: DeviceId,
+        b: protocol::EventBatch,
+    ) -> Result<(), protocol::EventBatch> {
+        let list = self.0.entry(device).or_default();
+        if list.len() >= PARK_MAX {
+            return Err(b);
+        }
+        list.push((Instant::now(), b));
+        list.sort_by_key(|(_, b)| first_seq(b));
+        Ok(())
+    }
+}
+
+fn first_seq(b: &protocol::EventBatch) -> u64 {
+    b.events.first().map_or(0, |e| e.seq)
+}
+
 /// The events of `b` that continue the device's stored prefix (duplicates included: storage
 /// ignores them), advancing `mark`; and how many were past a gap.
 fn in_order(mark: &mut Mark, b: protocol::EventBatch) -> (Vec<protocol::Event>, u64) {
@@ -302,7 +419,7 @@ fn inbound_cost(m: &Inbound) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Inbound, Mark, top_up};
+    use super::{Inbound, Mark, PARK_MAX, Parked, first_seq, top_up};
     use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBatch, EventBody, ItemId};
 
     fn message(body: EventBody, n: usize) -> Inbound {
@@ -321,6 +438,37 @@ mod tests {
                 events,
             },
         )
+    }
+
+    #[test]
+    fn parked_batches_wait_in_seq_order_and_a_device_cannot_park_without_end() {
+        let d = DeviceId::parse("cab-1").expect("id");
+        let batch = |first: u64| EventBatch {
+            v: 1,
+            base: 1,
+            events: vec![Event {
+                seq: first,
+                ts: 0,
+                body: EventBody::Door {
+                    box_no: BoxNo::new(1).expect("box"),
+                    open: true,
+                },
+            }],
+        };
+        let mut parked = Parked::default();
+        assert!(parked.is_empty());
+        for first in [30, 10, 20] {
+            assert!(parked.park(d.clone(), batch(first)).is_ok());
+        }
+        let order: Vec<u64> = parked.0[&d].iter().map(|(_, b)| first_seq(b)).collect();
+        assert_eq!(order, [10, 20, 30]);
+        for first in 0..(PARK_MAX as u64 - 3) {
+            assert!(parked.park(d.clone(), batch(100 + first)).is_ok());
+        }
+        let refused = parked
+            .park(d.clone(), batch(9_999))
+            .expect_err("over the limit");
+        assert_eq!(first_seq(&refused), 9_999);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod api_live;
 pub mod api_planning;
 pub mod api_tokens;
 pub mod api_usage;
+pub mod bus;
 pub mod changes;
 pub mod commands;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod export;
 pub mod flows;
 pub mod health;
 pub mod ingest;
+pub mod leader;
 pub mod link;
 pub mod metrics;
 pub mod notify;
@@ -122,13 +124,20 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let certs_dir = cfg.certs_dir();
-    let tls = broker::server_tls(&certs_dir).with_context(|| {
-        format!(
-            "loading TLS material from {} (create it with `fleet-certs init --dir {}`)",
-            certs_dir.display(),
-            certs_dir.display()
-        )
-    })?;
+    let external = match &cfg.external_broker {
+        Some(url) => Some(external_broker(url, &certs_dir).await?),
+        None => None,
+    };
+    let tls = match external {
+        Some(_) => None,
+        None => Some(broker::server_tls(&certs_dir).with_context(|| {
+            format!(
+                "loading TLS material from {} (create it with `fleet-certs init --dir {}`)",
+                certs_dir.display(),
+                certs_dir.display()
+            )
+        })?),
+    };
     let url = cfg.database_url();
     let store = Store::connect(&url)
         .await
@@ -140,7 +149,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         Some(s) => s,
         None => secrets::Secrets::create(&secret_path, store.codes_issued().await?)?,
     };
-    let reset = store.mark_all_offline(now_ms()).await?;
+    // With an external broker the sessions outlive this process (and other replicas serve
+    // them): presence comes from the devices' retained words instead.
+    let reset = match external {
+        Some(_) => 0,
+        None => store.mark_all_offline(now_ms()).await?,
+    };
     if reset > 0 {
         tracing::info!(
             devices = reset,
@@ -152,37 +166,48 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (presence_tx, presence_rx) = mpsc::channel(1024);
-    let mut broker = Broker::start(
-        BrokerConfig {
-            listen: cfg.mqtt_listen,
-            max_connections: cfg.max_connections,
-            max_packet_size: cfg.max_packet_size,
-            handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
-            max_handshakes: cfg.max_handshakes,
-            max_handshakes_per_ip: cfg.max_handshakes_per_ip,
-            publish_per_sec: cfg.device_publish_per_sec,
-            publish_burst: cfg.device_publish_burst,
-        },
-        tls,
-        presence_tx,
-        cancel.clone(),
-        &tracker,
-    )
-    .await?;
-    let metrics = Metrics::new(broker.stats());
-    for (limit, value) in [
-        ("max_connections", cfg.max_connections as i64),
-        ("max_handshakes", cfg.max_handshakes as i64),
-        ("max_handshakes_per_ip", cfg.max_handshakes_per_ip as i64),
-        ("max_packet_size", cfg.max_packet_size as i64),
-        (
-            "device_publish_per_sec",
-            i64::from(cfg.device_publish_per_sec),
+    let mut broker = match tls {
+        Some(tls) => Some(
+            Broker::start(
+                BrokerConfig {
+                    listen: cfg.mqtt_listen,
+                    max_connections: cfg.max_connections,
+                    max_packet_size: cfg.max_packet_size,
+                    handshake_timeout: std::time::Duration::from_millis(cfg.handshake_timeout_ms),
+                    max_handshakes: cfg.max_handshakes,
+                    max_handshakes_per_ip: cfg.max_handshakes_per_ip,
+                    publish_per_sec: cfg.device_publish_per_sec,
+                    publish_burst: cfg.device_publish_burst,
+                },
+                tls,
+                presence_tx,
+                cancel.clone(),
+                &tracker,
+            )
+            .await?,
         ),
-        ("device_publish_burst", i64::from(cfg.device_publish_burst)),
+        None => None,
+    };
+    let metrics = Metrics::new(broker.as_ref().map(Broker::stats).unwrap_or_default());
+    let mut limits = vec![
         ("api_requests_per_sec", i64::from(cfg.api_requests_per_sec)),
         ("api_burst", i64::from(cfg.api_burst)),
-    ] {
+    ];
+    if broker.is_some() {
+        // The embedded front's limits; an external broker enforces its own.
+        limits.extend([
+            ("max_connections", cfg.max_connections as i64),
+            ("max_handshakes", cfg.max_handshakes as i64),
+            ("max_handshakes_per_ip", cfg.max_handshakes_per_ip as i64),
+            ("max_packet_size", cfg.max_packet_size as i64),
+            (
+                "device_publish_per_sec",
+                i64::from(cfg.device_publish_per_sec),
+            ),
+            ("device_publish_burst", i64::from(cfg.device_publish_burst)),
+        ]);
+    }
+    for (limit, value) in limits {
         metrics
             .limits
             .get_or_create(&metrics::LimitLabel {
@@ -197,21 +222,59 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             cancel.clone(),
         ));
     }
-    tracker.spawn(revocations::watch(
-        certs_dir.clone(),
-        broker.tls(),
-        broker.downlink(),
-        cancel.clone(),
-    ));
     let health = Health::default();
-    let link_rx = broker.take_link().context("broker link already taken")?;
-    let publisher = link::Publisher::new(broker.downlink());
     let online = Online::default();
     let changes = changes::Changes::default();
-
     let (ingest_tx, ingest_rx) = mpsc::channel(4096);
     let (acks_tx, acks_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
+    let dispatch = link::Dispatch {
+        ingest: ingest_tx,
+        acks: acks_tx.clone(),
+        metrics: metrics.clone(),
+    };
+    let (publisher, mqtt_addr) = match (&mut broker, external) {
+        (Some(broker), _) => {
+            tracker.spawn(revocations::watch(
+                certs_dir.clone(),
+                broker.tls(),
+                broker.downlink(),
+                cancel.clone(),
+            ));
+            tracker.spawn(presence::run(
+                presence_rx,
+                online.clone(),
+                store.clone(),
+                metrics.clone(),
+                changes.clone(),
+            ));
+            let link_rx = broker.take_link().context("broker link already taken")?;
+            tracker.spawn(link::read(link_rx, dispatch, cancel.clone()));
+            (link::Publisher::new(broker.downlink()), broker.local_addr())
+        }
+        (None, Some(ext)) => {
+            let (client, eventloop) = bus::client(&ext.url, ext.tls, cfg.max_packet_size);
+            let (words_tx, words_rx) = mpsc::channel(4096);
+            tracker.spawn(presence::run_external(
+                words_rx,
+                online.clone(),
+                store.clone(),
+                metrics.clone(),
+                changes.clone(),
+            ));
+            tracker.spawn(bus::run(
+                eventloop,
+                client.clone(),
+                cfg.broker_group.clone(),
+                dispatch,
+                words_tx,
+                health.broker_flag(),
+                cancel.clone(),
+            ));
+            (link::Publisher::external(client), ext.addr)
+        }
+        (None, None) => anyhow::bail!("neither the embedded nor an external broker is set up"),
+    };
     let commands = commands::Commands {
         store: store.clone(),
         publisher: publisher.clone(),
@@ -219,20 +282,6 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics: metrics.clone(),
         changes: changes.clone(),
     };
-    tracker.spawn(presence::run(
-        presence_rx,
-        online.clone(),
-        store.clone(),
-        metrics.clone(),
-        changes.clone(),
-    ));
-    tracker.spawn(link::read(
-        link_rx,
-        ingest_tx,
-        acks_tx.clone(),
-        metrics.clone(),
-        cancel.clone(),
-    ));
     let (codes_tx, codes_rx) = mpsc::channel(4096);
     let wake_notifier = std::sync::Arc::new(tokio::sync::Notify::new());
     let service = service::Service {
@@ -259,18 +308,42 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         online.clone(),
         cancel.clone(),
     ));
-    tracker.spawn(service.clone().sweep(cancel.clone()));
-    tracker.spawn(alarms::sweep(
+    let alarm_settings = alarms::AlarmSettings {
+        offline_grace: std::time::Duration::from_secs(cfg.offline_grace_secs),
+        escalate_after: std::time::Duration::from_secs(cfg.alarm_escalate_after_secs),
+        notify_per_site_hour: i64::from(cfg.alarm_notify_per_site_hour),
+    };
+    // Checked now, so a bad notifier setting stops the start instead of the first lead.
+    notifier_client()?;
+    let leading = {
+        let (cfg, service, store, changes, commands, tracker2) = (
+            cfg.clone(),
+            service.clone(),
+            store.clone(),
+            changes.clone(),
+            commands.clone(),
+            tracker.clone(),
+        );
+        move |work: CancellationToken| {
+            tracker2.spawn(service.clone().sweep(work.clone()));
+            tracker2.spawn(alarms::sweep(
+                store.clone(),
+                alarm_settings,
+                changes.clone(),
+                work.clone(),
+            ));
+            tracker2.spawn(commands.clone().maintain(work.clone()));
+            if let Err(e) = spawn_notifier(&cfg, &service, &tracker2, work) {
+                tracing::error!(error = %e, "notifications cannot start");
+            }
+        }
+    };
+    tracker.spawn(leader::lead(
         store.clone(),
-        alarms::AlarmSettings {
-            offline_grace: std::time::Duration::from_secs(cfg.offline_grace_secs),
-            escalate_after: std::time::Duration::from_secs(cfg.alarm_escalate_after_secs),
-            notify_per_site_hour: i64::from(cfg.alarm_notify_per_site_hour),
-        },
-        changes.clone(),
+        metrics.clone(),
+        leading,
         cancel.clone(),
     ));
-    spawn_notifier(&cfg, &service, &tracker, cancel.clone())?;
     let export = export::start(
         cfg.influx(),
         store.clone(),
@@ -291,7 +364,6 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
     tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));
-    tracker.spawn(commands.clone().maintain(cancel.clone()));
     tracker.spawn(checkpoints(store.clone(), cancel.clone()));
 
     let state = api::AppState {
@@ -325,7 +397,6 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         }
     });
 
-    let mqtt_addr = broker.local_addr();
     write_listen_file(&cfg.data_dir, mqtt_addr, http_addr)?;
     tracing::info!(%mqtt_addr, %http_addr, database = %redact(&url), "fleet server ready");
     Ok(RunningServer {
@@ -339,8 +410,35 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
+/// An external broker's address and the replica's TLS client settings, checked at start so a
+/// wrong URL or a missing certificate stops the server with a clear message.
+struct External {
+    url: bus::BrokerUrl,
+    addr: SocketAddr,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
+async fn external_broker(url: &str, certs_dir: &Path) -> anyhow::Result<External> {
+    let url =
+        bus::BrokerUrl::parse(url).map_err(|why| anyhow::anyhow!("external_broker: {why}"))?;
+    let addr = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("cannot resolve the external broker's host {:?}", url.host))?;
+    let tls = bus::client_tls(certs_dir)?;
+    Ok(External { url, addr, tls })
+}
+
 fn hours(h: u64) -> std::time::Duration {
     std::time::Duration::from_secs(h * 3600)
+}
+
+fn notifier_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client for notifications")
 }
 
 /// The notification worker with the configured SMS adapter and webhook.
@@ -350,10 +448,7 @@ fn spawn_notifier(
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .context("building the HTTP client for notifications")?;
+    let client = notifier_client()?;
     let webhook = cfg.webhook_url.clone().map(|url| notify::Webhook {
         client: client.clone(),
         url,

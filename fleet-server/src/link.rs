@@ -1,5 +1,6 @@
-//! The server's side of the broker: one reader task on rumqttd's in-process link that
-//! dispatches device messages, and the [`Publisher`] that hands server messages to devices.
+//! The server's side of the broker: [`Dispatch`] decodes device messages and hands them on,
+//! fed by one reader task on rumqttd's in-process link (or by [`crate::bus`] on an external
+//! broker), and the [`Publisher`] hands server messages to devices.
 
 use std::time::Duration;
 
@@ -10,21 +11,47 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// Sends server → device messages (commands, receipts, code sets) straight to the device's
-/// connection in the broker front. Never waits; what could not be delivered is counted by
-/// the front, and each sender re-sends what matters (PROTOCOL.md, QoS of server topics).
+/// Sends server → device messages (commands, receipts, code sets). Never waits; what could
+/// not be delivered is counted, and each sender re-sends what matters (PROTOCOL.md, QoS of
+/// server topics). Embedded: straight to the device's connection in the broker front.
+/// External: published to the broker at QoS 1 through the replica's client.
 #[derive(Clone)]
 pub struct Publisher {
-    downlink: Downlink,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Embedded(Downlink),
+    External(rumqttc::AsyncClient),
 }
 
 impl Publisher {
     pub fn new(downlink: Downlink) -> Publisher {
-        Publisher { downlink }
+        Publisher {
+            route: Route::Embedded(downlink),
+        }
+    }
+
+    pub fn external(client: rumqttc::AsyncClient) -> Publisher {
+        Publisher {
+            route: Route::External(client),
+        }
     }
 
     pub fn publish(&self, device: &DeviceId, channel: Channel, payload: Vec<u8>) -> Delivery {
-        let outcome = self.downlink.deliver(device, channel, payload);
+        let outcome = match &self.route {
+            Route::Embedded(downlink) => downlink.deliver(device, channel, payload),
+            Route::External(client) => {
+                let topic = protocol::topic::device_topic(device, channel);
+                match client.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload) {
+                    Ok(()) => Delivery::Queued,
+                    // The replica's request queue is full: the broker connection is down or
+                    // slower than we publish.
+                    Err(_) => Delivery::QueueFull,
+                }
+            }
+        };
         if outcome == Delivery::QueueFull {
             tracing::warn!(%device, ?channel, "device is not reading; server message dropped");
         }
@@ -40,15 +67,68 @@ pub enum Inbound {
     Heartbeat(DeviceId, Heartbeat),
 }
 
-/// Reads the link until cancelled, sending events and snapshots to the ingest writer and
-/// acks to the command service. Bad messages are counted and logged with the device id.
-pub async fn read(
-    mut link_rx: LinkRx,
-    ingest: mpsc::Sender<Inbound>,
-    acks: mpsc::Sender<(DeviceId, CommandAck)>,
-    metrics: Metrics,
-    cancel: CancellationToken,
-) {
+/// Where decoded device messages go: events, snapshots and heartbeats to the ingest writer,
+/// acks to the command service. The same for the embedded link and an external broker.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub ingest: mpsc::Sender<Inbound>,
+    pub acks: mpsc::Sender<(DeviceId, CommandAck)>,
+    pub metrics: Metrics,
+}
+
+impl Dispatch {
+    /// Decodes and forwards one device message; bad messages are counted and logged with the
+    /// device id. `false` once the receivers are gone (shutting down).
+    pub async fn message(&self, topic: &[u8], payload: &[u8]) -> bool {
+        let metrics = &self.metrics;
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            metrics.malformed("topic");
+            return true;
+        };
+        let parsed = match DeviceTopic::parse(topic) {
+            Ok(t) => t,
+            Err(e) => {
+                metrics.malformed("topic");
+                tracing::warn!(error = %e, "message on an unexpected topic ignored");
+                return true;
+            }
+        };
+        let device = parsed.device;
+        match parsed.channel {
+            Channel::Events => match decoded::<EventBatch>(payload, &device, "events", metrics) {
+                Some(batch) => {
+                    metrics.events_received.inc_by(batch.events.len() as u64);
+                    self.ingest
+                        .send(Inbound::Events(device, batch))
+                        .await
+                        .is_ok()
+                }
+                None => true,
+            },
+            Channel::State => match decoded::<StateSnapshot>(payload, &device, "state", metrics) {
+                Some(s) => self.ingest.send(Inbound::Snapshot(device, s)).await.is_ok(),
+                None => true,
+            },
+            Channel::Acks => match decoded::<CommandAck>(payload, &device, "acks", metrics) {
+                Some(a) => self.acks.send((device, a)).await.is_ok(),
+                None => true,
+            },
+            Channel::Health => match decoded::<Heartbeat>(payload, &device, "health", metrics) {
+                Some(h) => self
+                    .ingest
+                    .send(Inbound::Heartbeat(device, h))
+                    .await
+                    .is_ok(),
+                None => true,
+            },
+            // Our own publications echo back only if subscribed; we are not.
+            _ => true,
+        }
+    }
+}
+
+/// Reads the embedded broker's link until cancelled, handing each message to `dispatch`.
+pub async fn read(mut link_rx: LinkRx, dispatch: Dispatch, cancel: CancellationToken) {
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -73,51 +153,7 @@ pub async fn read(
             }
         };
         let publish = forward.publish;
-        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
-            metrics.malformed("topic");
-            continue;
-        };
-        let parsed = match DeviceTopic::parse(topic) {
-            Ok(t) => t,
-            Err(e) => {
-                metrics.malformed("topic");
-                tracing::warn!(error = %e, "message on an unexpected topic ignored");
-                continue;
-            }
-        };
-        let device = parsed.device;
-        let sent = match parsed.channel {
-            Channel::Events => {
-                match decoded::<EventBatch>(&publish.payload, &device, "events", &metrics) {
-                    Some(batch) => {
-                        metrics.events_received.inc_by(batch.events.len() as u64);
-                        ingest.send(Inbound::Events(device, batch)).await.is_ok()
-                    }
-                    None => true,
-                }
-            }
-            Channel::State => {
-                match decoded::<StateSnapshot>(&publish.payload, &device, "state", &metrics) {
-                    Some(s) => ingest.send(Inbound::Snapshot(device, s)).await.is_ok(),
-                    None => true,
-                }
-            }
-            Channel::Acks => {
-                match decoded::<CommandAck>(&publish.payload, &device, "acks", &metrics) {
-                    Some(a) => acks.send((device, a)).await.is_ok(),
-                    None => true,
-                }
-            }
-            Channel::Health => {
-                match decoded::<Heartbeat>(&publish.payload, &device, "health", &metrics) {
-                    Some(h) => ingest.send(Inbound::Heartbeat(device, h)).await.is_ok(),
-                    None => true,
-                }
-            }
-            // Our own publications echo back only if subscribed; we are not.
-            _ => true,
-        };
-        if !sent {
+        if !dispatch.message(&publish.topic, &publish.payload).await {
             break;
         }
     }

@@ -28,6 +28,13 @@ struct Args {
     /// TLS listen address for devices (port 0: any free port).
     #[arg(long, env = "LOCKERFLEET_MQTT_LISTEN")]
     mqtt_listen: Option<SocketAddr>,
+    /// Use an existing MQTT broker (mqtts://HOST:PORT) instead of the embedded one; several
+    /// replicas on one PostgreSQL share the fleet (see `fleet-certs mosquitto`).
+    #[arg(long, env = "LOCKERFLEET_EXTERNAL_BROKER")]
+    external_broker: Option<String>,
+    /// The replicas' shared-subscription group on the external broker.
+    #[arg(long, env = "LOCKERFLEET_BROKER_GROUP")]
+    broker_group: Option<String>,
     /// HTTP API listen address.
     #[arg(long, env = "LOCKERFLEET_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
@@ -163,9 +170,11 @@ impl Args {
             utc_offset_minutes,
             offline_grace_secs,
             alarm_escalate_after_secs,
-            alarm_notify_per_site_hour
+            alarm_notify_per_site_hour,
+            broker_group
         );
         for (field, value) in [
+            (&mut cfg.external_broker, self.external_broker),
             (&mut cfg.sms_gateway_url, self.sms_gateway_url),
             (&mut cfg.webhook_url, self.webhook_url),
             (&mut cfg.webhook_secret, self.webhook_secret),

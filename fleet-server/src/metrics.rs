@@ -44,6 +44,8 @@ pub struct Metrics {
     pub ingest_batches: Counter,
     pub db_errors: Counter,
     pub devices_online: Gauge,
+    /// 1 while this replica leads (runs sweeps and notifications), else 0.
+    pub leader: Gauge,
     pub commands: Family<StatusLabel, Counter>,
     pub command_latency: Histogram,
     pub ingest_batch_seconds: Histogram,
@@ -152,6 +154,7 @@ impl Metrics {
             ingest_batches: Counter::default(),
             db_errors: Counter::default(),
             devices_online: Gauge::default(),
+            leader: Gauge::default(),
             commands: Family::default(),
             // 0.5 ms .. ~16 s: remote opens are milliseconds when all is well.
             command_latency: Histogram::new(
@@ -222,6 +225,11 @@ impl Metrics {
             "devices_online",
             "Devices with an open broker session",
             m.devices_online.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this server replica leads: runs the sweeps, notifications and command upkeep",
+            m.leader.clone(),
         );
         r.register("commands", "Command status transitions", m.commands.clone());
         r.register(

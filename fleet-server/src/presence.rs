@@ -56,6 +56,52 @@ fn ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// External broker mode: consumes the devices' own presence words (retained `online` after
+/// each connect, the broker's last will `offline` when a connection dies) until the replica's
+/// client stops. Every replica reads every word so that each knows who is online; the database
+/// logs a transition once, whichever replica writes it first ([`Store::presence_change`]).
+pub async fn run_external(
+    mut rx: mpsc::Receiver<(DeviceId, protocol::Presence)>,
+    online: Online,
+    store: Store,
+    metrics: Metrics,
+    changes: crate::changes::Changes,
+) {
+    while let Some((device, word)) = rx.recv().await {
+        // One session per device as the broker sees it: the broker replaces an old
+        // connection of the same client id before the new one says it is online.
+        let (changed, count) = online.apply(&device, 0, word.online);
+        metrics.devices_online.set(count as i64);
+        // The will was written when the device connected; the time it is heard is now.
+        let at = crate::now_ms();
+        let reason = if word.online {
+            "connected (external broker)".to_owned()
+        } else {
+            format!("{} (external broker)", truncate(&word.reason))
+        };
+        match store
+            .presence_change(&device, word.online, &reason, at)
+            .await
+        {
+            Ok(true) => changes.device(device.as_str()),
+            Ok(false) => {}
+            Err(e) => tracing::error!(%device, error = %e, "recording presence failed"),
+        }
+        if changed {
+            changes.device(device.as_str());
+            tracing::info!(%device, online = word.online, %reason, "presence");
+        }
+    }
+}
+
+/// A device's reason, kept short: it is the device's word, stored and shown as is.
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(120) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// Consumes presence reports until the front stops.
 pub async fn run(
     mut rx: mpsc::Receiver<PresenceEvent>,

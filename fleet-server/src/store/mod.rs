@@ -81,6 +81,26 @@ pub struct Store {
     wal: Option<Arc<Wal>>,
 }
 
+/// `pg_advisory_lock` class of the leading replica ("LFLD"); the database's name is the key.
+const LEADER_LOCK: i32 = 0x4c46_4c44;
+
+/// Held leadership ([`Store::try_lead`]); dropping it closes the connection and frees the lock.
+pub struct Leadership(Option<sqlx::AnyConnection>);
+
+impl Leadership {
+    /// Whether the lock is still held: its connection still answers.
+    pub async fn alive(&mut self) -> bool {
+        let Some(conn) = &mut self.0 else {
+            return true;
+        };
+        let ping = sqlx::query("SELECT 1").execute(&mut *conn);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), ping).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
 /// The open `-wal` file and its path (for the error when syncing it fails).
 struct Wal {
     path: String,
@@ -304,8 +324,19 @@ impl Store {
         let mut inserted = 0;
         let mut effects = Effects::default();
 
-        // Devices first, so every later row has its device.
-        for (device, mark) in &batch.marks {
+        // Devices first, so every later row has its device; every device of the batch, in
+        // id order, so that two writers (server replicas on one PostgreSQL) take the device
+        // row locks in the same order and never deadlock on them. Marks only rise.
+        let mut devices: Vec<&DeviceId> = batch
+            .marks
+            .keys()
+            .chain(batch.snapshots.iter().map(|(d, _)| d))
+            .chain(batch.heartbeats.iter().map(|(d, _)| d))
+            .collect();
+        devices.sort();
+        devices.dedup();
+        for device in devices {
+            let mark = batch.marks.get(device).copied().unwrap_or(0);
             sqlx::query(
                 "INSERT INTO devices (device_id, created_at, last_seen, acked_seq) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
@@ -315,7 +346,7 @@ impl Store {
             .bind(device.as_str())
             .bind(now)
             .bind(now)
-            .bind(*mark as i64)
+            .bind(mark as i64)
             .execute(&mut *tx)
             .await?;
         }
@@ -586,6 +617,70 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A device's presence as one of several server replicas heard it (external broker):
+    /// changes the device and logs the transition only if it is one, so every replica may
+    /// report the same word and it is logged once. `true` when it changed.
+    pub async fn presence_change(
+        &self,
+        device: &DeviceId,
+        online: bool,
+        reason: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let changed = sqlx::query(
+            "INSERT INTO devices (device_id, created_at, online, last_seen, presence_changed_at, presence_reason)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
+               last_seen = excluded.last_seen, presence_changed_at = excluded.presence_changed_at,
+               presence_reason = excluded.presence_reason
+             WHERE devices.online <> excluded.online",
+        )
+        .bind(device.as_str())
+        .bind(at)
+        .bind(i64::from(online))
+        .bind(at)
+        .bind(at)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if changed {
+            sqlx::query(
+                "INSERT INTO presence_log (device_id, ts, session, online, reason) VALUES ($1, $2, 0, $3, $4)",
+            )
+            .bind(device.as_str())
+            .bind(at)
+            .bind(i64::from(online))
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Tries to become the replica that runs the fleet-wide background work (sweeps,
+    /// notifications): on PostgreSQL a session advisory lock on a connection of its own,
+    /// released by PostgreSQL when that connection dies (a killed replica frees it within
+    /// its TCP timeout). On SQLite there is only one server: always granted.
+    pub async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {
+        if self.kind == DbKind::Sqlite {
+            return Ok(Some(Leadership(None)));
+        }
+        let mut conn = self.pool.acquire().await?.detach();
+        // Advisory locks are per cluster: keyed by the database too, so fleets in two
+        // databases of one cluster each have their leader.
+        let held: i32 = sqlx::query_scalar(
+            "SELECT CASE WHEN pg_try_advisory_lock($1, hashtext(current_database())) THEN 1 ELSE 0 END",
+        )
+        .bind(LEADER_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+        Ok((held == 1).then_some(Leadership(Some(conn))))
     }
 
     /// At start-up nobody is connected yet: the embedded broker's sessions died with the

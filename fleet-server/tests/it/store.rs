@@ -103,6 +103,8 @@ on_both!(
     a_command_created_as_sent_is_stored_as_its_row,
     the_audit_chain_shows_a_changed_removed_or_foreign_row,
     concurrent_audited_changes_extend_one_chain,
+    presence_heard_by_every_replica_is_logged_once,
+    one_replica_leads_and_another_takes_over,
 );
 
 async fn events_are_stored_exactly_once(store: Store) {
@@ -527,4 +529,56 @@ async fn concurrent_audited_changes_extend_one_chain(store: Store) {
     }
     let v = store.verify_audit().await.expect("verify");
     assert_eq!((v.rows, v.head_seq, v.broken), (40, 40, None));
+}
+
+/// External broker mode: every replica reports each presence word; one row per transition.
+async fn presence_heard_by_every_replica_is_logged_once(store: Store) {
+    let d = dev("cab-11");
+    let changed = |online, at| {
+        let (store, d) = (store.clone(), d.clone());
+        async move {
+            store
+                .presence_change(&d, online, "replica word", at)
+                .await
+                .expect("presence")
+        }
+    };
+    assert!(changed(true, 10).await, "a new device online");
+    assert!(!changed(true, 11).await, "the second replica's copy");
+    assert!(changed(false, 20).await);
+    assert!(!changed(false, 21).await);
+    assert!(changed(true, 30).await);
+    let log = store.presence_log(&d, 10).await.expect("log");
+    let seen: Vec<(i64, bool)> = log.iter().map(|r| (r.ts, r.online)).collect();
+    assert_eq!(seen, [(30, true), (20, false), (10, true)]);
+    let devices = store.devices().await.expect("devices");
+    assert!(devices[0].online);
+}
+
+/// On PostgreSQL one store at a time holds the lead, and it passes on when released; SQLite
+/// has one server only, which always leads.
+async fn one_replica_leads_and_another_takes_over(store: Store) {
+    let first = store
+        .try_lead()
+        .await
+        .expect("ask")
+        .expect("the first leads");
+    let second = store.try_lead().await.expect("ask");
+    if store.kind() == fleet_server::store::DbKind::Postgres {
+        assert!(second.is_none(), "two leaders at once");
+        drop(first);
+        // The lock goes with the closed connection; the server notices within moments.
+        let mut taken = None;
+        for _ in 0..50 {
+            taken = store.try_lead().await.expect("ask");
+            if taken.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut lead = taken.expect("the lead passes on");
+        assert!(lead.alive().await);
+    } else {
+        assert!(second.is_some());
+    }
 }

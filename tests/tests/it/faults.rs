@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Api, World, eventually, wait_online};
+use crate::harness::{Api, PrivatePg, World, eventually, wait_online};
 
 const AGENTS: usize = 10;
 /// Occupancy changes each agent makes; with its `started` event, `EVENTS + 1` per device.
@@ -42,7 +42,7 @@ impl Moments {
 }
 
 /// Each device's receipt mark, as the API reports it (0 when unknown).
-async fn marks(api: &Api, ids: &[String]) -> Vec<(String, u64)> {
+pub(crate) async fn marks(api: &Api, ids: &[String]) -> Vec<(String, u64)> {
     let (_, body) = api.get("/api/v1/devices").await;
     ids.iter()
         .map(|id| {
@@ -79,7 +79,7 @@ async fn receipted(api: &Api, ids: &[String]) -> u64 {
 /// show as fewer; an agent may record more of its own: the fake sensor races the agent's own
 /// sensor poll under load, so a change can be seen twice or raise a sensor fault, each with
 /// its own seq).
-async fn assert_every_event_once(
+pub(crate) async fn assert_every_event_once(
     url: &str,
     marks: &[(String, u64)],
     simulated: u64,
@@ -89,13 +89,14 @@ async fn assert_every_event_once(
     let db = sqlx::AnyPool::connect(url)
         .await
         .expect("open the database");
-    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+    let mut rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT device_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events
          GROUP BY device_id ORDER BY device_id",
     )
     .fetch_all(&db)
     .await
     .expect("count events");
+    rows.retain(|r| marks.iter().any(|(id, _)| *id == r.0));
     let kinds: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT device_id, kind, COUNT(*) FROM events GROUP BY device_id, kind ORDER BY 1, 2",
     )
@@ -125,7 +126,7 @@ async fn assert_every_event_once(
 /// Each device's mark once all are past `past` and none moved for 3 s (an agent may add
 /// events of its own, e.g. a fault it noticed, so a sum of marks is no finish line); on a
 /// timeout, says which device stopped where.
-async fn settled_marks(
+pub(crate) async fn settled_marks(
     api: &Api,
     ids: &[String],
     past: u64,
@@ -148,7 +149,7 @@ async fn settled_marks(
 }
 
 /// One agent per id, each making `events` simulated occupancy changes at `per_sec`.
-fn streaming_agents(
+pub(crate) fn streaming_agents(
     world: &World,
     mqtt: std::net::SocketAddr,
     ids: &[String],
@@ -266,115 +267,6 @@ async fn an_agent_killed_during_opens_never_pulses_a_box_twice() {
     }
     eprintln!("(box, status, pulses): {outcomes:?}");
     drop(agent);
-}
-
-/// A PostgreSQL cluster of this test's own, so stopping it disturbs no other test.
-struct PrivatePg {
-    bin: std::path::PathBuf,
-    data: std::path::PathBuf,
-    port: u16,
-}
-
-impl PrivatePg {
-    fn start(dir: &std::path::Path) -> PrivatePg {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|versions| {
-                versions
-                    .filter_map(|v| v.ok().map(|v| v.path().join("bin")))
-                    .filter(|b| b.join("initdb").exists())
-                    .max()
-            })
-            .expect(
-                "PostgreSQL binaries not found under /usr/lib/postgresql: \
-                 `apt-get install postgresql` (.ci/run does)",
-            );
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data).expect("pg dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let pg = PrivatePg { bin, data, port };
-        if is_root() {
-            // initdb refuses to run as root: the cluster belongs to the postgres user.
-            let ok = std::process::Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "chown {} to postgres", dir.display());
-        }
-        let data_arg = pg.data.display().to_string();
-        pg.run(
-            "initdb",
-            &["-D", &data_arg, "-A", "trust", "-U", "postgres"],
-        );
-        pg.ctl("start");
-        pg
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) {
-        let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            std::process::Command::new(&exe)
-        };
-        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ctl(&self, action: &str) {
-        let data = self.data.display().to_string();
-        let log = self.data.join("server.log").display().to_string();
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port, data
-        );
-        match action {
-            "start" => self.run(
-                "pg_ctl",
-                &["-D", &data, "-l", &log, "-w", "-o", &opts, "start"],
-            ),
-            // Immediate: the server dies as on a crash, without a checkpoint.
-            _ => self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let data = self.data.display().to_string();
-        let _ = std::process::Command::new(if is_root() { "runuser" } else { "true" })
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", &data, "-m", "immediate", "stop"])
-            .output();
-        if !is_root() {
-            let _ = std::process::Command::new(self.bin.join("pg_ctl"))
-                .args(["-D", &data, "-m", "immediate", "stop"])
-                .output();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// PostgreSQL stopped (as on a crash) while agents stream events, then started again: the

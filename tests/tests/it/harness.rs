@@ -79,24 +79,43 @@ impl World {
 
     /// Starts the server with extra flags.
     pub fn server_with(&self, mqtt: &str, http: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--mqtt-listen", mqtt, "--http-listen", http];
+        args.extend_from_slice(extra);
+        self.spawn_server("server", &args)
+    }
+
+    /// Starts a server replica named `name` (data dir and log of that name) on an external
+    /// broker; `extra` adds flags (the broker, the database, a config file).
+    pub fn replica(&self, name: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--http-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        self.spawn_server(name, &args)
+    }
+
+    fn spawn_server(&self, name: &str, args: &[&str]) -> Server {
+        let log_path = self.path(&format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.path("server.log"))
+            .open(&log_path)
             .expect("server log");
         let mut child = Command::new(bin("fleet-server"))
-            .args(["--data-dir", &self.path("server").display().to_string()])
+            .args(["--data-dir", &self.path(name).display().to_string()])
             .args(["--certs", &self.certs().display().to_string()])
-            .args(["--mqtt-listen", mqtt, "--http-listen", http])
             .args(["--admin-token", ADMIN_TOKEN])
-            .args(extra)
-            .env("LOCKERFLEET_LOG", "info,rumqttd=off,sqlx=warn")
+            .args(args)
+            // `LOCKERFLEET_TEST_SERVER_LOG=info,fleet_server::ingest=debug` to look closer.
+            .env(
+                "LOCKERFLEET_LOG",
+                std::env::var("LOCKERFLEET_TEST_SERVER_LOG")
+                    .unwrap_or_else(|_| "info,rumqttd=off,sqlx=warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("spawn fleet-server");
         let ready = announced(&mut child, "LOCKERFLEET_READY ").unwrap_or_else(|| {
-            let log = std::fs::read_to_string(self.path("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("fleet-server did not become ready; its log:\n{log}")
         });
         let addr = |key: &str| -> SocketAddr {
@@ -313,6 +332,165 @@ impl Receiver {
                 .find(|r| serde_json::from_str::<Value>(&r.body).is_ok_and(|v| pred(&v)))
         })
         .await
+    }
+}
+
+/// A PostgreSQL cluster of this test's own, so stopping it disturbs no other test.
+pub struct PrivatePg {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePg {
+    pub fn start(dir: &std::path::Path) -> PrivatePg {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| v.ok().map(|v| v.path().join("bin")))
+                    .filter(|b| b.join("initdb").exists())
+                    .max()
+            })
+            .expect(
+                "PostgreSQL binaries not found under /usr/lib/postgresql: \
+                 `apt-get install postgresql` (.ci/run does)",
+            );
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("pg dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let pg = PrivatePg { bin, data, port };
+        if is_root() {
+            // initdb refuses to run as root: the cluster belongs to the postgres user.
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown {} to postgres", dir.display());
+        }
+        let data_arg = pg.data.display().to_string();
+        pg.run(
+            "initdb",
+            &["-D", &data_arg, "-A", "trust", "-U", "postgres"],
+        );
+        pg.ctl("start");
+        pg
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn ctl(&self, action: &str) {
+        let data = self.data.display().to_string();
+        let log = self.data.join("server.log").display().to_string();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port, data
+        );
+        match action {
+            "start" => self.run(
+                "pg_ctl",
+                &["-D", &data, "-l", &log, "-w", "-o", &opts, "start"],
+            ),
+            // Immediate: the server dies as on a crash, without a checkpoint.
+            _ => self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = std::process::Command::new(if is_root() { "runuser" } else { "true" })
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .output();
+        if !is_root() {
+            let _ = std::process::Command::new(self.bin.join("pg_ctl"))
+                .args(["-D", &data, "-m", "immediate", "stop"])
+                .output();
+        }
+    }
+}
+
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// mosquitto (apt) as the external broker, configured by `fleet-certs mosquitto` from the
+/// world's CA on a free port.
+pub struct Mosquitto {
+    /// Killed with the test.
+    _proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl Mosquitto {
+    pub fn start(world: &World) -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let files = certs::write_mosquitto(&world.certs(), port).expect("mosquitto settings");
+        if is_root() {
+            // mosquitto drops root to its own user, which cannot read the 0600 server key.
+            let mut conf = std::fs::read_to_string(&files.conf).expect("conf");
+            conf.push_str("user root\n");
+            std::fs::write(&files.conf, conf).expect("conf");
+        }
+        let log = std::fs::File::create(world.path("mosquitto.log")).expect("mosquitto log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&files.conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto not installed: `apt-get install mosquitto` (.ci/run does)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < until,
+                "mosquitto did not listen on {addr}; its log:\n{}",
+                std::fs::read_to_string(world.path("mosquitto.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mosquitto {
+            _proc: Proc { child },
+            addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtts://localhost:{}", self.addr.port())
     }
 }
 

@@ -8,6 +8,7 @@ mod broker_front;
 mod console;
 mod delivery;
 mod export;
+mod external_broker;
 mod faults;
 mod flows;
 mod remote_open;
