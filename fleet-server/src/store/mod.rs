@@ -589,34 +589,9 @@ impl Store {
         reason: &str,
         at: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO devices (device_id, created_at, online, last_seen, presence_changed_at, presence_reason)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
-               last_seen = excluded.last_seen, presence_changed_at = excluded.presence_changed_at,
-               presence_reason = excluded.presence_reason",
-        )
-        .bind(device.as_str())
-        .bind(at)
-        .bind(i64::from(online))
-        .bind(at)
-        .bind(at)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO presence_log (device_id, ts, session, online, reason) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(device.as_str())
-        .bind(at)
-        .bind(session as i64)
-        .bind(i64::from(online))
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.record_presence(device, session, online, reason, at, false)
+            .await
+            .map(|_| ())
     }
 
     /// A device's presence as one of several server replicas heard it (external broker):
@@ -629,31 +604,51 @@ impl Store {
         reason: &str,
         at: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let changed = sqlx::query(
-            "INSERT INTO devices (device_id, created_at, online, last_seen, presence_changed_at, presence_reason)
+        self.record_presence(device, 0, online, reason, at, true)
+            .await
+    }
+
+    /// The device's presence columns and a log row; with `only_changes`, both only when the
+    /// stored state differs (concurrent writers: the row lock decides who logs).
+    async fn record_presence(
+        &self,
+        device: &DeviceId,
+        session: u64,
+        online: bool,
+        reason: &str,
+        at: i64,
+        only_changes: bool,
+    ) -> Result<bool, StoreError> {
+        const UPSERT: &str = "INSERT INTO devices (device_id, created_at, online, last_seen, presence_changed_at, presence_reason)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
                last_seen = excluded.last_seen, presence_changed_at = excluded.presence_changed_at,
-               presence_reason = excluded.presence_reason
-             WHERE devices.online <> excluded.online",
-        )
-        .bind(device.as_str())
-        .bind(at)
-        .bind(i64::from(online))
-        .bind(at)
-        .bind(at)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+               presence_reason = excluded.presence_reason";
+        const IF_CHANGED: &str = " WHERE devices.online <> excluded.online";
+        let sql = if only_changes {
+            format!("{UPSERT}{IF_CHANGED}")
+        } else {
+            UPSERT.to_owned()
+        };
+        let mut tx = self.writer.begin().await?;
+        let changed = sqlx::query(AssertSqlSafe(sql))
+            .bind(device.as_str())
+            .bind(at)
+            .bind(i64::from(online))
+            .bind(at)
+            .bind(at)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             > 0;
         if changed {
             sqlx::query(
-                "INSERT INTO presence_log (device_id, ts, session, online, reason) VALUES ($1, $2, 0, $3, $4)",
+                "INSERT INTO presence_log (device_id, ts, session, online, reason) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(device.as_str())
             .bind(at)
+            .bind(session as i64)
             .bind(i64::from(online))
             .bind(reason)
             .execute(&mut *tx)
