@@ -40,6 +40,9 @@ pub struct CodeBook {
     outbox: Arc<Outbox>,
     lockout: Lockout,
     book: Mutex<Book>,
+    /// Held from the version check to the install: two sets arriving together (a resend
+    /// beside a newer set) must not both pass the check and leave the older one stored.
+    applying: tokio::sync::Mutex<()>,
 }
 
 /// A code that verified and may open its box now.
@@ -103,6 +106,7 @@ impl CodeBook {
             outbox,
             lockout,
             book: Mutex::new(book),
+            applying: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -122,6 +126,7 @@ impl CodeBook {
     /// Stores a newer grant set (with its `codes_applied` event); an older or equal one is
     /// ignored. Returns whether it was applied.
     pub async fn apply(&self, sync: CodeSync, now: i64) -> Result<bool, OutboxError> {
+        let _one_at_a_time = self.applying.lock().await;
         if sync.version <= self.version() {
             return Ok(false);
         }
@@ -268,4 +273,46 @@ fn install(book: &mut Book, sync: CodeSync) {
     book.key = CabinetKey::from_hex(&sync.key).ok();
     book.grants = sync.grants;
     book.staff = sync.staff;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Durability;
+
+    fn set(version: u64) -> CodeSync {
+        CodeSync {
+            v: 1,
+            version,
+            key: "00".repeat(32),
+            grants: vec![],
+            staff: vec![],
+        }
+    }
+
+    /// A resend of an older set arriving beside a newer one (each applied by its own task)
+    /// never leaves the older one in memory or on disk.
+    #[tokio::test]
+    async fn an_older_set_applied_alongside_a_newer_one_never_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Arc::new(
+            Outbox::open(dir.path(), Durability::Normal)
+                .await
+                .expect("outbox"),
+        );
+        let lockout = Lockout {
+            max_failures: 5,
+            window_ms: 600_000,
+            lock_ms: 900_000,
+        };
+        let id = DeviceId::parse("cab-1").expect("id");
+        let book = CodeBook::load(id.clone(), outbox.clone(), lockout)
+            .await
+            .expect("book");
+        let (newer, older) = tokio::join!(book.apply(set(2), 10), book.apply(set(1), 11));
+        assert_eq!((newer.expect("v2"), older.expect("v1")), (true, false));
+        assert_eq!(book.version(), 2);
+        let reloaded = CodeBook::load(id, outbox, lockout).await.expect("reload");
+        assert_eq!(reloaded.version(), 2, "the stored set is the newer one");
+    }
 }
