@@ -112,8 +112,8 @@ fn publish_wait(limiter: Option<&Limiter>) -> Option<Duration> {
 struct Session<'a> {
     device: &'a DeviceId,
     id: u64,
-    /// The three topics a device may subscribe to, built once.
-    topics: [(Channel, String); 3],
+    /// The topics a device may subscribe to, built once.
+    topics: [(Channel, String); Channel::DEVICE_DOWNLINK.len()],
 }
 
 impl Front {
@@ -277,7 +277,7 @@ impl Front {
             let state = Session {
                 device: &device,
                 id: session,
-                topics: [Channel::Commands, Channel::Receipts, Channel::Codes]
+                topics: Channel::DEVICE_DOWNLINK
                     .map(|c| (c, protocol::topic::device_topic(&device, c))),
             };
             self.session(&state, &mut tls, buf, down, keep_alive).await
@@ -526,7 +526,7 @@ impl Front {
 /// A server message as a QoS 0 PUBLISH on the device's own topic.
 fn encode_down(s: &Session<'_>, d: Down, out: &mut BytesMut) {
     let Some((_, topic)) = s.topics.iter().find(|(c, _)| *c == d.channel) else {
-        // `Downlink` only delivers subscribed channels, which are these three.
+        // `Downlink` only delivers subscribed channels, which are these.
         return;
     };
     let publish = Publish::from_bytes(topic.as_str(), QoS::AtMostOnce, d.payload);

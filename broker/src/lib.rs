@@ -245,7 +245,7 @@ impl Broker {
     }
 
     /// The server's in-process link into the router, already subscribed to every device's
-    /// events, state, acks and health.
+    /// events, state, acks, health and certificate requests.
     pub fn take_link(&mut self) -> Option<LinkRx> {
         self.link.take()
     }

@@ -37,6 +37,7 @@ fn bit(channel: Channel) -> u8 {
         Channel::Commands => 1,
         Channel::Receipts => 2,
         Channel::Codes => 4,
+        Channel::Cert => 8,
         // Devices may subscribe to nothing else (`protocol::topic::check_device_subscribe`).
         _ => 0,
     }
@@ -226,6 +227,11 @@ mod tests {
             d.deliver(&cab, Channel::Receipts, "x"),
             Delivery::NotSubscribed
         );
+        // Every downlink channel a device may subscribe to is delivered.
+        for c in [Channel::Commands, Channel::Codes, Channel::Cert] {
+            d.sessions.subscribe(&cab, 1, c, true);
+            assert_eq!(d.deliver(&cab, c, "x"), Delivery::Queued, "{c:?}");
+        }
     }
 
     #[tokio::test]

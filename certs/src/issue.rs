@@ -257,7 +257,7 @@ fn server_params() -> Result<CertificateParams, CertError> {
     Ok(params)
 }
 
-fn device_params(id: &DeviceId) -> Result<CertificateParams, CertError> {
+pub(crate) fn device_params(id: &DeviceId) -> Result<CertificateParams, CertError> {
     let mut params = leaf_params(id.as_str(), ExtendedKeyUsagePurpose::ClientAuth);
     let uri = rcgen::string::Ia5String::try_from(format!("{DEVICE_URI_PREFIX}{id}")).map_err(
         |source| CertError::Rcgen {

@@ -16,6 +16,7 @@
 mod files;
 mod issue;
 mod mosquitto;
+mod renew;
 mod revoke;
 mod tls;
 
@@ -28,7 +29,8 @@ pub use mosquitto::{
     MOSQUITTO_ACL, MOSQUITTO_CONF, MosquittoFiles, SERVER_CLIENT, acl_text, conf_text,
     server_client_id, write_mosquitto,
 };
-pub use revoke::{CRL, REVOKED, Revocation, load_crls, revocations};
+pub use renew::{Issued, Renewed, new_request, validity};
+pub use revoke::{CRL, RENEWED_DIR, REVOKED, Revocation, load_crls, record_renewed, revocations};
 pub use tls::{device_id_from_der, load_certs, load_key, load_roots};
 
 pub const CA_CERT: &str = "ca.crt";
@@ -113,6 +115,9 @@ pub enum CertError {
         #[source]
         source: rustls::Error,
     },
+
+    #[error("certificate renewal of device {id} refused: {reason}")]
+    BadRequest { id: String, reason: String },
 
     #[error("not a valid X.509 certificate: {reason}")]
     BadCertificate { reason: String },

@@ -95,6 +95,53 @@ pub fn load_crls(dir: &Path) -> Result<Vec<CertificateRevocationListDer<'static>
         })
 }
 
+/// Where renewed certificates are recorded, one file per certificate.
+pub const RENEWED_DIR: &str = "renewed";
+
+/// Keeps a copy of a certificate issued on renewal (`renewed/{id}-{serial}.crt`), so that
+/// revoking the device revokes it too.
+pub fn record_renewed(dir: &Path, id: &DeviceId, issued: &crate::Issued) -> Result<(), CertError> {
+    let folder = dir.join(RENEWED_DIR);
+    crate::files::create_dir(&folder)?;
+    write_atomic(
+        &folder.join(format!("{id}-{}.crt", issued.serial_hex)),
+        issued.pem.as_bytes(),
+        Access::Public,
+    )
+}
+
+/// The device's issued certificate (if present) and every renewed one.
+fn device_certificates(dir: &Path, id: &DeviceId) -> Result<Vec<std::path::PathBuf>, CertError> {
+    let mut found = Vec::new();
+    let issued = device_cert_path(dir, id);
+    if issued.exists() {
+        found.push(issued);
+    }
+    let folder = dir.join(RENEWED_DIR);
+    if let Ok(entries) = std::fs::read_dir(&folder) {
+        let prefix = format!("{id}-");
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `{id}-{hex serial}.crt`: ids may contain '-', serials never do.
+            if let Some(serial) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".crt"))
+                && serial.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                found.push(e.path());
+            }
+        }
+    }
+    if found.is_empty() {
+        // Names the file a user expects, as before renewals existed.
+        return Err(CertError::NoCertificate {
+            path: device_cert_path(dir, id),
+        });
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// The serial number of a DER certificate, in lower-case hex.
 fn serial_hex(der: &[u8], path: &Path) -> Result<String, CertError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Pem {
@@ -105,22 +152,29 @@ fn serial_hex(der: &[u8], path: &Path) -> Result<String, CertError> {
 }
 
 impl Ca {
-    /// Revokes the certificate in `{dir}/{id}.crt` and rewrites `crl.pem` with every
-    /// revocation so far. `false` when that certificate was revoked already.
+    /// Revokes every certificate of the device the CA directory knows — `{dir}/{id}.crt` and
+    /// the ones renewed since (`renewed/{id}-{serial}.crt`) — and rewrites `crl.pem` with every
+    /// revocation so far. `false` when all of them were revoked already.
     pub fn revoke_device(&self, dir: &Path, id: &DeviceId) -> Result<bool, CertError> {
-        let cert_path = device_cert_path(dir, id);
-        let leaf = load_certs(&cert_path)?;
-        let serial = serial_hex(&leaf[0], &cert_path)?;
         let mut list = revocations(dir)?;
-        if list.iter().any(|r| r.serial_hex == serial) {
+        let now = OffsetDateTime::now_utc();
+        let mut added = false;
+        for cert_path in device_certificates(dir, id)? {
+            let leaf = load_certs(&cert_path)?;
+            let serial = serial_hex(&leaf[0], &cert_path)?;
+            if list.iter().any(|r| r.serial_hex == serial) {
+                continue;
+            }
+            list.push(Revocation {
+                serial_hex: serial,
+                device: id.clone(),
+                at: now.unix_timestamp(),
+            });
+            added = true;
+        }
+        if !added {
             return Ok(false);
         }
-        let now = OffsetDateTime::now_utc();
-        list.push(Revocation {
-            serial_hex: serial,
-            device: id.clone(),
-            at: now.unix_timestamp(),
-        });
         self.write_crl(dir, &list, now)?;
         let mut text = String::from(
             "# serial device revoked-at (Unix seconds); crl.pem is written from this\n",
@@ -180,6 +234,30 @@ impl Ca {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revoking_a_device_revokes_its_renewed_certificates_too()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        crate::init(dir.path(), false)?;
+        let ca = Ca::load(dir.path())?;
+        let (id, other) = (DeviceId::parse("cab-1")?, DeviceId::parse("cab-10")?);
+        ca.issue_device(dir.path(), &id, false)?;
+        ca.issue_device(dir.path(), &other, false)?;
+        for device in [&id, &id, &other] {
+            let (_, csr) = crate::new_request(device)?;
+            let issued = ca.sign_request(device, &csr)?;
+            record_renewed(dir.path(), device, &issued)?;
+        }
+        assert!(ca.revoke_device(dir.path(), &id)?);
+        let listed = revocations(dir.path())?;
+        // The issued certificate and both renewed ones; cab-10's (a name that starts the
+        // same) untouched.
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert!(listed.iter().all(|r| r.device == id));
+        assert!(!ca.revoke_device(dir.path(), &id)?, "nothing new to revoke");
+        Ok(())
+    }
 
     #[test]
     fn a_revoked_certificate_is_listed_once_and_a_reissued_one_is_not()

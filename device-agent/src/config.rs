@@ -36,6 +36,9 @@ pub struct AgentConfig {
     pub in_flight: usize,
     /// Events per MQTT message.
     pub batch: usize,
+    /// Ask the server for a new certificate this many days before the current one expires
+    /// (0: never; certificates are issued for two years).
+    pub renew_before_days: u64,
     /// Resend from the oldest unreceipted event when no receipt came for this long.
     pub retransmit_after_ms: u64,
     /// Door and occupancy sensors are read this often.
@@ -97,6 +100,7 @@ impl Default for AgentConfig {
             window: 2_000,
             in_flight: 1,
             batch: 100,
+            renew_before_days: 30,
             retransmit_after_ms: 3_000,
             poll_interval_ms: 50,
             jam_timeout_ms: 1_500,

@@ -14,15 +14,16 @@ pub mod driver;
 pub mod faults;
 pub mod keypad;
 pub mod outbox;
+pub mod renew;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::{
-    AckStatus, BoxNo, BoxState, BusHealth, Channel, CodeSync, Command, CommandAck, CommandAction,
-    DeviceId, DeviceTopic, EventBatch, EventBody, FaultKind, Heartbeat, Power, Receipt,
-    RejectReason, StateSnapshot, StationStatus,
+    AckStatus, BoxNo, BoxState, BusHealth, CertReply, Channel, CodeSync, Command, CommandAck,
+    CommandAction, DeviceId, DeviceTopic, EventBatch, EventBody, FaultKind, Heartbeat, Power,
+    Receipt, RejectReason, StateSnapshot, StationStatus,
 };
 use rand::Rng;
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
@@ -431,16 +432,46 @@ pub async fn start<D: LockDriver, K: Keypad>(
     });
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
+    let (tls_tx, tls_rx) = mpsc::channel(1);
+    let renewal = match renew::load_identity(&ctx.cfg.certs, &ctx.cfg.data_dir, &id) {
+        Ok(identity) => renew::Renewal::new(
+            id.clone(),
+            ctx.cfg.certs.clone(),
+            ctx.cfg.data_dir.clone(),
+            ctx.cfg.renew_before_days,
+            identity.not_after_ms,
+        ),
+        Err(e) => {
+            tracing::warn!(device = %id, error = %e, "certificate expiry unknown; no automatic renewal");
+            renew::Renewal::new(
+                id.clone(),
+                ctx.cfg.certs.clone(),
+                ctx.cfg.data_dir.clone(),
+                0,
+                0,
+            )
+        }
+    };
     tracker.spawn(drive(
         eventloop,
         net_tx,
+        tls_rx,
         cancel.clone(),
         Duration::from_millis(ctx.cfg.max_backoff_ms),
         id.clone(),
     ));
     tracker.spawn(watch(ctx.clone(), cancel.clone()));
     tracker.spawn(keypad_loop(ctx.clone(), keypad, cancel.clone()));
-    tracker.spawn(uplink(ctx, net_rx, cancel.clone(), tracker.clone()));
+    tracker.spawn(uplink(
+        ctx,
+        net_rx,
+        Renew {
+            state: renewal,
+            tls: tls_tx,
+        },
+        cancel.clone(),
+        tracker.clone(),
+    ));
     Ok(RunningAgent {
         id,
         stats,
@@ -468,6 +499,7 @@ fn presence(online: bool, reason: &str) -> protocol::Presence {
 async fn drive(
     mut eventloop: EventLoop,
     tx: mpsc::Sender<Net>,
+    mut new_tls: mpsc::Receiver<Arc<rustls::ClientConfig>>,
     cancel: CancellationToken,
     max_backoff: Duration,
     id: DeviceId,
@@ -477,6 +509,15 @@ async fn drive(
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(tls) = new_tls.recv() => {
+                // A renewed certificate: drop the connection and make the next with it.
+                eventloop.mqtt_options.set_transport(Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
+                eventloop.clean();
+                let _ = tx.send(Net::Disconnected).await;
+                continue;
+            }
             e = eventloop.poll() => e,
         };
         match event {
@@ -678,9 +719,37 @@ fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
 /// The uplink state machine. `acked`: highest seq the server receipted; `sent`: highest seq
 /// published on this connection. On (re)connect `sent = acked`, so everything unreceipted is
 /// sent again in order; without receipt progress for a while it rewinds the same way.
+/// The renewal state and the way to hand a renewed identity to the connection.
+struct Renew {
+    state: renew::Renewal,
+    tls: mpsc::Sender<Arc<rustls::ClientConfig>>,
+}
+
+impl Renew {
+    /// Publishes a signing request when renewal is due.
+    fn check<D>(&mut self, ctx: &Ctx<D>) {
+        if let Some(req) = self.state.due(now_ms()) {
+            let topic = protocol::topic::device_topic(&ctx.id, Channel::Csr);
+            if let Err(e) =
+                ctx.client
+                    .try_publish(topic, QoS::AtLeastOnce, false, protocol::encode(&req))
+            {
+                tracing::warn!(device = %ctx.id, error = %e, "signing request not sent");
+            }
+        }
+    }
+
+    fn on_reply(&mut self, reply: CertReply) {
+        if let Some(tls) = self.state.on_reply(reply) {
+            let _ = self.tls.try_send(tls);
+        }
+    }
+}
+
 async fn uplink<D: LockDriver>(
     ctx: Arc<Ctx<D>>,
     mut net: mpsc::Receiver<Net>,
+    mut renew: Renew,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -721,7 +790,7 @@ async fn uplink<D: LockDriver>(
                     ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
                     sent = acked;
                     last_progress = Instant::now();
-                    for c in [Channel::Commands, Channel::Receipts, Channel::Codes] {
+                    for c in Channel::DEVICE_DOWNLINK {
                         let topic = protocol::topic::device_topic(&ctx.id, c);
                         if let Err(e) = ctx.client.try_subscribe(topic, QoS::AtLeastOnce) {
                             tracing::error!(device = %ctx.id, error = %e, "subscribe failed");
@@ -740,6 +809,7 @@ async fn uplink<D: LockDriver>(
                     }
                     heartbeat(&ctx, acked);
                     beat.reset();
+                    renew.check(&ctx);
                 }
                 Some(Net::Disconnected) => {
                     connected = false;
@@ -770,6 +840,10 @@ async fn uplink<D: LockDriver>(
                             }
                             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
                         },
+                        Ok(Channel::Cert) => match protocol::decode::<CertReply>(&payload) {
+                            Ok(reply) => renew.on_reply(reply),
+                            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad certificate reply ignored"),
+                        },
                         Ok(Channel::Codes) => match protocol::decode::<CodeSync>(&payload) {
                             Ok(sync) => {
                                 let c = ctx.clone();
@@ -789,6 +863,9 @@ async fn uplink<D: LockDriver>(
                     last_progress = Instant::now();
                 }
                 delete_receipted(&ctx, acked, &mut deleted).await;
+                if connected {
+                    renew.check(&ctx);
+                }
             }
         }
         if acked >= deleted + 1000 {

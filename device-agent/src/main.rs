@@ -131,7 +131,10 @@ async fn run() -> anyhow::Result<()> {
     let control = args.fake_control;
     let cfg = args.into_config()?;
     let id = protocol::DeviceId::parse(&cfg.id)?;
-    let tls = device_agent::client_tls(&cfg.certs, &id)?;
+    // A certificate renewed earlier (identity.pem in the data dir) before the issued one.
+    let identity = device_agent::renew::load_identity(&cfg.certs, &cfg.data_dir, &id)?;
+    tracing::info!(device = %id, certificate = %identity.source.display(), "identity");
+    let tls = identity.tls;
     let fake = Arc::new(FakeLocks::new(FakeConfig {
         boxes: cfg.boxes,
         close_after: Duration::from_millis(cfg.fake.close_after_ms),

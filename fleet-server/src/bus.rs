@@ -109,6 +109,7 @@ pub fn subscriptions(group: &str) -> Vec<String> {
         Channel::State,
         Channel::Acks,
         Channel::Health,
+        Channel::Csr,
     ]
     .into_iter()
     .map(|c| protocol::topic::shared_filter(group, c))
@@ -241,6 +242,7 @@ mod tests {
                 "$share/lf/devices/+/state",
                 "$share/lf/devices/+/acks",
                 "$share/lf/devices/+/health",
+                "$share/lf/devices/+/csr",
                 "devices/+/presence",
             ]
         );

@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod planner;
 pub mod planner_input;
 pub mod presence;
+pub mod renewal;
 pub mod revocations;
 pub mod secrets;
 pub mod service;
@@ -228,9 +229,11 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let (ingest_tx, ingest_rx) = mpsc::channel(4096);
     let (acks_tx, acks_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
+    let (renewals_tx, renewals_rx) = mpsc::channel(256);
     let dispatch = link::Dispatch {
         ingest: ingest_tx,
         acks: acks_tx.clone(),
+        renewals: renewals_tx,
         metrics: metrics.clone(),
     };
     let (publisher, mqtt_addr) = match (&mut broker, external) {
@@ -275,6 +278,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         }
         (None, None) => anyhow::bail!("neither the embedded nor an external broker is set up"),
     };
+    tracker.spawn(renewal::run(
+        renewals_rx,
+        certs_dir.clone(),
+        publisher.clone(),
+        store.clone(),
+        metrics.clone(),
+    ));
     let commands = commands::Commands {
         store: store.clone(),
         publisher: publisher.clone(),

@@ -68,11 +68,13 @@ pub enum Inbound {
 }
 
 /// Where decoded device messages go: events, snapshots and heartbeats to the ingest writer,
-/// acks to the command service. The same for the embedded link and an external broker.
+/// acks to the command service, certificate requests to the renewal task. The same for the embedded link and an external broker.
 #[derive(Clone)]
 pub struct Dispatch {
     pub ingest: mpsc::Sender<Inbound>,
     pub acks: mpsc::Sender<(DeviceId, CommandAck)>,
+    /// Certificate signing requests, to [`crate::renewal`].
+    pub renewals: mpsc::Sender<(DeviceId, protocol::CertRequest)>,
     pub metrics: Metrics,
 }
 
@@ -121,6 +123,20 @@ impl Dispatch {
                     .is_ok(),
                 None => true,
             },
+            Channel::Csr => {
+                match decoded::<protocol::CertRequest>(payload, &device, "csr", metrics) {
+                    // Never waits: a device flooding requests loses its own, nobody else's.
+                    Some(r) => {
+                        if self.renewals.try_send((device, r)).is_err() {
+                            tracing::warn!(
+                                "certificate requests are queueing up; one dropped (the device asks again)"
+                            );
+                        }
+                        true
+                    }
+                    None => true,
+                }
+            }
             // Our own publications echo back only if subscribed; we are not.
             _ => true,
         }

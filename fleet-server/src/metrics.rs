@@ -46,6 +46,8 @@ pub struct Metrics {
     pub devices_online: Gauge,
     /// 1 while this replica leads (runs sweeps and notifications), else 0.
     pub leader: Gauge,
+    pub certificates_renewed: Counter,
+    pub certificates_refused: Counter,
     pub commands: Family<StatusLabel, Counter>,
     pub command_latency: Histogram,
     pub ingest_batch_seconds: Histogram,
@@ -155,6 +157,8 @@ impl Metrics {
             db_errors: Counter::default(),
             devices_online: Gauge::default(),
             leader: Gauge::default(),
+            certificates_renewed: Counter::default(),
+            certificates_refused: Counter::default(),
             commands: Family::default(),
             // 0.5 ms .. ~16 s: remote opens are milliseconds when all is well.
             command_latency: Histogram::new(
@@ -230,6 +234,16 @@ impl Metrics {
             "leader",
             "1 while this server replica leads: runs the sweeps, notifications and command upkeep",
             m.leader.clone(),
+        );
+        r.register(
+            "certificates_renewed",
+            "Device certificates signed on the devices' own requests",
+            m.certificates_renewed.clone(),
+        );
+        r.register(
+            "certificates_refused",
+            "Device certificate requests refused (no CA key, a bad request, too soon)",
+            m.certificates_refused.clone(),
         );
         r.register("commands", "Command status transitions", m.commands.clone());
         r.register(

@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use protocol::message::{
-    CodeSync, Command, CommandAck, EventBatch, Heartbeat, Message, Presence, Receipt,
-    StateSnapshot, decode, encode,
+    CertReply, CertRequest, CodeSync, Command, CommandAck, EventBatch, Heartbeat, Message,
+    Presence, Receipt, StateSnapshot, decode, encode,
 };
 
 fn round_trip<M: Message + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -24,4 +24,6 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<CodeSync>(data);
     round_trip::<Receipt>(data);
     round_trip::<Presence>(data);
+    round_trip::<CertRequest>(data);
+    round_trip::<CertReply>(data);
 });

@@ -11,10 +11,10 @@ pub mod topic;
 
 pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
-    AckStatus, BoxState, BusHealth, CodeGrant, CodeSync, Command, CommandAck, CommandAction,
-    CommandStatus, DecodeError, Event, EventBatch, EventBody, FaultKind, Heartbeat, Level, Power,
-    Presence, Profile, Receipt, RejectReason, StaffCredential, StateSnapshot, StationStatus,
-    decode, encode,
+    AckStatus, BoxState, BusHealth, CertReply, CertRequest, CodeGrant, CodeSync, Command,
+    CommandAck, CommandAction, CommandStatus, DecodeError, Event, EventBatch, EventBody, FaultKind,
+    Heartbeat, Level, Power, Presence, Profile, Receipt, RejectReason, StaffCredential,
+    StateSnapshot, StationStatus, decode, encode,
 };
 pub use topic::{Channel, DeviceTopic, TopicError};
 

@@ -671,6 +671,76 @@ pub struct StaffCredential {
     pub iterations: u32,
 }
 
+/// `devices/{id}/csr`: the agent asks for a new certificate before its own expires. The
+/// request's subject must name the device itself; the server takes nothing else from it but
+/// the public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRequest {
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Chosen by the agent; the reply carries it back (a reply to an older request is ignored).
+    pub request_id: String,
+    /// PKCS#10 in PEM.
+    pub csr: String,
+}
+
+/// Most bytes of a PEM request or certificate on the wire.
+pub const MAX_PEM_BYTES: usize = 16 * 1024;
+
+impl Message for CertRequest {
+    fn version(&self) -> u32 {
+        self.v
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_request_id(&self.request_id)?;
+        check_text("csr", &self.csr, MAX_PEM_BYTES).map_err(DecodeError::Invalid)
+    }
+}
+
+fn check_request_id(id: &str) -> Result<(), DecodeError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(DecodeError::Invalid(
+            "request_id must be 1-64 ASCII letters, digits or '-'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `devices/{id}/cert`: the server's answer to a [`CertRequest`]: the certificate (PEM) and
+/// when it expires, or why none was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertReply {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Message for CertReply {
+    fn version(&self) -> u32 {
+        self.v
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_request_id(&self.request_id)?;
+        match (&self.cert, &self.error) {
+            (Some(c), None) => check_text("cert", c, MAX_PEM_BYTES).map_err(DecodeError::Invalid),
+            (None, Some(e)) => check_text("error", e, 1000).map_err(DecodeError::Invalid),
+            _ => Err(DecodeError::Invalid(
+                "a certificate reply carries either `cert` or `error`".into(),
+            )),
+        }
+    }
+}
+
 /// `devices/{id}/receipts`: every event with `seq <= up_to` is stored durably; the agent may
 /// delete them from its outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,8 @@ use crate::ids::{DeviceId, IdError};
 pub const ROOT: &str = "devices";
 
 /// The channels of one device. Direction matters: a device publishes only events, state,
-/// acks, health and presence; the server alone publishes commands, receipts and codes.
+/// acks, health, presence and certificate requests; the server alone publishes commands,
+/// receipts, codes and certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// device → server: batches of sequenced events (QoS 1).
@@ -32,10 +33,15 @@ pub enum Channel {
     /// server → device: the full set of code grants and staff credentials the cabinet
     /// verifies offline (latest version wins).
     Codes,
+    /// device → server: a certificate signing request before the device's certificate
+    /// expires (QoS 1).
+    Csr,
+    /// server → device: the renewed certificate, or why not.
+    Cert,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 10] = [
         Channel::Events,
         Channel::State,
         Channel::Acks,
@@ -44,6 +50,8 @@ impl Channel {
         Channel::Commands,
         Channel::Receipts,
         Channel::Codes,
+        Channel::Csr,
+        Channel::Cert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +64,8 @@ impl Channel {
             Channel::Commands => "commands",
             Channel::Receipts => "receipts",
             Channel::Codes => "codes",
+            Channel::Csr => "csr",
+            Channel::Cert => "cert",
         }
     }
 
@@ -63,11 +73,24 @@ impl Channel {
         Channel::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
+    /// What a device subscribes to (its own, exact topics): the server → device channels.
+    pub const DEVICE_DOWNLINK: [Channel; 4] = [
+        Channel::Commands,
+        Channel::Receipts,
+        Channel::Codes,
+        Channel::Cert,
+    ];
+
     /// Whether a device may publish on this channel of its own subtree.
     pub fn device_publishes(self) -> bool {
         matches!(
             self,
-            Channel::Events | Channel::State | Channel::Acks | Channel::Health | Channel::Presence
+            Channel::Events
+                | Channel::State
+                | Channel::Acks
+                | Channel::Health
+                | Channel::Presence
+                | Channel::Csr
         )
     }
 }
@@ -81,7 +104,7 @@ pub enum TopicError {
     #[error("topic {0:?} names an unknown channel")]
     UnknownChannel(String),
     #[error(
-        "device {device} may not publish to {topic:?}: only its own events, state, acks, health and presence"
+        "device {device} may not publish to {topic:?}: only its own events, state, acks, health, presence and csr"
     )]
     PublishDenied { device: String, topic: String },
     #[error(
@@ -151,7 +174,7 @@ pub fn acl_pattern(placeholder: &str, channel: Channel) -> String {
 }
 
 /// The broker front's publish rule: a device publishes only its own events, state, acks,
-/// health and presence.
+/// health, presence and csr.
 pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, TopicError> {
     let denied = || TopicError::PublishDenied {
         device: device.to_string(),
@@ -164,19 +187,13 @@ pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, T
     Ok(parsed.channel)
 }
 
-/// The broker front's subscribe rule: exactly the device's own `commands`, `receipts` and
-/// `codes`.
-/// Nothing wider: the broker front delivers these three straight to the device's session, and
+/// The broker front's subscribe rule: exactly the device's own `commands`, `receipts`,
+/// `codes` and `cert`.
+/// Nothing wider: the broker front delivers these straight to the device's session, and
 /// a wildcard or another device's topic would let a device read what is not its own.
 pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<Channel, TopicError> {
     match DeviceTopic::parse(filter) {
-        Ok(t)
-            if &t.device == device
-                && matches!(
-                    t.channel,
-                    Channel::Commands | Channel::Receipts | Channel::Codes
-                ) =>
-        {
+        Ok(t) if &t.device == device && Channel::DEVICE_DOWNLINK.contains(&t.channel) => {
             Ok(t.channel)
         }
         _ => Err(TopicError::SubscribeDenied {
@@ -236,6 +253,7 @@ mod tests {
         assert!(check_device_publish(&a, "devices/a/state").is_ok());
         assert!(check_device_publish(&a, "devices/a/health").is_ok());
         assert!(check_device_publish(&a, "devices/a/presence").is_ok());
+        assert!(check_device_publish(&a, "devices/a/csr").is_ok());
         for bad in [
             "devices/b/events",
             "devices/b/health",
@@ -243,6 +261,8 @@ mod tests {
             "devices/a/codes",
             "devices/a/commands",
             "devices/a/receipts",
+            "devices/a/cert",
+            "devices/b/csr",
             "devices/+/events",
             "devices/a/events/x",
             "x",
@@ -267,6 +287,7 @@ mod tests {
             "devices/a/commands",
             "devices/a/receipts",
             "devices/a/codes",
+            "devices/a/cert",
         ] {
             assert!(check_device_subscribe(&a, ok).is_ok(), "{ok:?} refused");
         }
@@ -275,6 +296,8 @@ mod tests {
             "devices/a/+",
             "devices/a/events",
             "devices/a/presence",
+            "devices/a/csr",
+            "devices/b/cert",
             "#",
             "devices/#",
             "devices/+/commands",

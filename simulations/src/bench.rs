@@ -35,6 +35,9 @@ pub struct IngestOptions {
     /// size from as many TLS publishers to one subscriber; prints both rates and the ratio.
     #[arg(long, requires = "raw")]
     pub compare_mosquitto: bool,
+    /// Event batches each agent keeps unreceipted (agent mode; the agent's `in_flight`).
+    #[arg(long, default_value_t = 1, conflicts_with = "raw")]
+    pub agent_in_flight: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -131,6 +134,7 @@ pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
         // Sensors are polled rarely: the load is the simulated activity, not the poll.
         poll_interval_ms: 1_000,
         durability: Durability::Normal,
+        in_flight: opts.agent_in_flight,
         ..FleetSpec::default()
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();

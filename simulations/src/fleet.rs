@@ -26,6 +26,8 @@ pub struct FleetSpec {
     pub durability: Durability,
     /// Station devices (kiosk, tax machine, printer in turn), spread over the sites.
     pub stations: usize,
+    /// Event batches an agent keeps unreceipted (`AgentConfig::in_flight`).
+    pub in_flight: usize,
 }
 
 impl Default for FleetSpec {
@@ -41,6 +43,7 @@ impl Default for FleetSpec {
             poll_interval_ms: 100,
             durability: Durability::Normal,
             stations: 0,
+            in_flight: AgentConfig::default().in_flight,
         }
     }
 }
@@ -131,6 +134,7 @@ impl Fleet {
                 profile,
                 poll_interval_ms: spec.poll_interval_ms,
                 durability: spec.durability,
+                in_flight: spec.in_flight,
                 fake: FakeSettings {
                     close_after_ms: spec.close_after.as_millis() as u64,
                     jam_rate: spec.jam_rate,

@@ -627,6 +627,31 @@ impl Store {
 
     /// Puts a member of staff on or off duty. `Ok(None)`: unknown; `Err(BadRequest)`-like
     /// refusals are the caller's (a phone is needed to go on duty).
+    /// Audits a device certificate the server issued on the device's own request.
+    pub async fn certificate_renewed(
+        &self,
+        device: &DeviceId,
+        serial_hex: &str,
+        not_after_ms: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let what = format!("serial {serial_hex}, valid until {not_after_ms} (epoch ms)");
+        let actor = format!("device:{device}");
+        admin_audit(
+            &mut tx,
+            now,
+            &actor,
+            "certificate_renewed",
+            Some(device.as_str()),
+            None,
+            &what,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn set_on_duty(
         &self,
         id: &str,

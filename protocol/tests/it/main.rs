@@ -272,6 +272,47 @@ fn receipt_and_presence() {
 }
 
 #[test]
+fn certificate_renewal() {
+    use protocol::{CertReply, CertRequest};
+    let req = CertRequest {
+        v: 1,
+        request_id: "r-1764288000000".into(),
+        csr: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB...\n-----END CERTIFICATE REQUEST-----\n"
+            .into(),
+    };
+    insta::assert_snapshot!("cert_request", pretty(&req));
+    let issued = CertReply {
+        v: 1,
+        request_id: req.request_id.clone(),
+        cert: Some("-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n".into()),
+        not_after: Some(1_827_360_000_000),
+        error: None,
+    };
+    insta::assert_snapshot!("cert_issued", pretty(&issued));
+    let refused = CertReply {
+        v: 1,
+        request_id: req.request_id.clone(),
+        cert: None,
+        not_after: None,
+        error: Some("this server does not hold the CA key".into()),
+    };
+    insta::assert_snapshot!("cert_refused", pretty(&refused));
+    for bad in [
+        r#"{"v":1,"request_id":"","csr":"x"}"#,
+        r#"{"v":1,"request_id":"a/b","csr":"x"}"#,
+    ] {
+        assert!(
+            protocol::decode::<CertRequest>(bad.as_bytes()).is_err(),
+            "{bad}"
+        );
+    }
+    let both = r#"{"v":1,"request_id":"r","cert":"x","error":"y"}"#;
+    assert!(protocol::decode::<CertReply>(both.as_bytes()).is_err());
+    let neither = r#"{"v":1,"request_id":"r"}"#;
+    assert!(protocol::decode::<CertReply>(neither.as_bytes()).is_err());
+}
+
+#[test]
 fn heartbeats() {
     use protocol::{BusHealth, Level, Power, Profile, StationStatus};
     let cabinet = Heartbeat {

@@ -405,3 +405,105 @@ async fn a_revoked_device_is_cut_off_and_a_reissued_one_is_let_back_in() {
     let _reissued = world.agent("cab-r", server.mqtt, &[]);
     crate::harness::wait_online(&api, "cab-r").await;
 }
+
+/// A cabinet whose certificate is due renews it by itself over its own topics: the server
+/// signs the request with the CA, audits it and keeps a copy beside the CA; the agent keeps
+/// key and certificate in its data dir and reconnects with them, also after a restart
+/// without the issued key. Revoking the device then revokes the renewed certificate too.
+#[tokio::test]
+async fn a_cabinet_renews_its_certificate_before_expiry_without_a_person() {
+    let world = World::new(&["cab-n"]);
+    let server = world.server();
+    let api = server.api();
+    // Certificates are issued for two years: 3650 days before expiry is "due now".
+    let config = world.path("renew.toml");
+    std::fs::write(&config, "renew_before_days = 3650\n").expect("agent config");
+    let config = config.display().to_string();
+    let mut agent = world.agent("cab-n", server.mqtt, &["--config", &config]);
+    let identity = world.path("agent-cab-n/identity.pem");
+    eventually(
+        Duration::from_secs(20),
+        "a renewed identity on disk",
+        || async { identity.exists().then_some(()) },
+    )
+    .await;
+    let (_, audit) = api.get("/api/v1/audit?device=cab-n").await;
+    let renewed = audit["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|r| r["action"] == "certificate_renewed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no certificate_renewed in {audit}"));
+    assert_eq!(renewed["actor"], "device:cab-n", "{renewed}");
+    assert_eq!(
+        api.metric("lockerfleet_certificates_renewed_total").await,
+        1.0
+    );
+    let copies: Vec<_> = std::fs::read_dir(world.certs().join("renewed"))
+        .expect("renewed certificates kept beside the CA")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        copies.len() == 1 && copies[0].starts_with("cab-n-"),
+        "{copies:?}"
+    );
+    let kept = std::fs::read_to_string(&identity).expect("identity");
+    assert!(kept.contains("PRIVATE KEY") && kept.contains("BEGIN CERTIFICATE"));
+    let back = || async {
+        let (_, log) = api.get("/api/v1/devices/cab-n/presence?limit=1").await;
+        let last = log["presence"].as_array()?.first()?.clone();
+        (last["online"] == true && api.device("cab-n").await?["online"] == true).then_some(())
+    };
+    eventually(Duration::from_secs(20), "online with the renewed one", back).await;
+
+    // Restarted without the issued key: the renewed identity is all it has, and enough.
+    agent.kill9();
+    std::fs::remove_file(world.certs().join("cab-n.key")).expect("remove the issued key");
+    let _again = world.agent("cab-n", server.mqtt, &["--config", &config]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(Duration::from_secs(20), "back after a restart", back).await;
+    // Renewed once: the new certificate is not renewed again the same day.
+    assert_eq!(
+        api.metric("lockerfleet_certificates_renewed_total").await,
+        1.0
+    );
+
+    // Stolen: revoking the device revokes the renewed certificate as well.
+    let out = std::process::Command::new(bin("fleet-certs"))
+        .args([
+            "revoke",
+            "--dir",
+            &world.certs().display().to_string(),
+            "--device",
+            "cab-n",
+        ])
+        .output()
+        .expect("run fleet-certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(15), "cut off", || async {
+        api.device("cab-n")
+            .await
+            .filter(|d| d["online"] == false)
+            .map(|_| ())
+    })
+    .await;
+    let failed = api
+        .metric("lockerfleet_broker_handshake_failed_total")
+        .await;
+    eventually(
+        Duration::from_secs(15),
+        "its handshakes refused",
+        || async {
+            (api.metric("lockerfleet_broker_handshake_failed_total")
+                .await
+                > failed)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(api.device("cab-n").await.expect("known")["online"], false);
+}
