@@ -706,6 +706,7 @@ fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
         power: now.power,
         outbox_pending: ctx.outbox.last_seq().saturating_sub(acked),
         station: now.station,
+        clock_offset_ms: Some(CLOCK_OFFSET_MS.load(Ordering::Relaxed)),
     };
     let topic = protocol::topic::device_topic(&ctx.id, Channel::Health);
     if let Err(e) = ctx
@@ -826,6 +827,9 @@ async fn uplink<D: LockDriver>(
                                     if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
                                         tracing::error!(device = %ctx.id, error = %e, "clock offset not kept");
                                     }
+                                    // The server shows the offset (and alarms on a large one)
+                                    // from the heartbeat: tell it now, not in heartbeat_secs.
+                                    heartbeat(&ctx, acked);
                                 }
                                 if on_receipt(&ctx, r.up_to, &mut acked, &mut sent).await == Some(true) {
                                     last_progress = Instant::now();

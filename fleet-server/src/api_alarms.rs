@@ -10,7 +10,9 @@ use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Q, Role, device_id};
-use crate::store::{AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, HistoryRow, SEVERITIES};
+use crate::store::{
+    AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, HistoryRow, SEVERITIES,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -66,9 +68,10 @@ pub(crate) async fn list_alarms(
     if let Some(k) = &q.kind
         && FaultKind::parse(k).is_none()
         && k != DEVICE_OFFLINE
+        && k != CLOCK_SKEW
     {
         let mut kinds: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
-        kinds.push(DEVICE_OFFLINE);
+        kinds.extend([DEVICE_OFFLINE, CLOCK_SKEW]);
         return Err(ApiError::bad_request(format!(
             "kind {k:?} is unknown; use one of: {}",
             kinds.join(", ")

@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// A device offline this long raises `device_offline`; a reconnect within it raises
     /// nothing.
     pub offline_grace_secs: u64,
+    /// A cabinet whose own clock is further than this from the server's (its heartbeat says)
+    /// raises `clock_skew` (0: never). The agent judges on the server's time anyway; the
+    /// alarm is for a technician to fix the clock (or its NTP) on the next visit.
+    pub clock_skew_alarm_secs: u64,
     /// An active alarm nobody acknowledged escalates after this long.
     pub alarm_escalate_after_secs: u64,
     /// Most alarms per site told to on-duty staff by SMS in any hour; more are recorded on
@@ -160,6 +164,7 @@ impl Default for ServerConfig {
             notify_max_attempts: 12,
             notify_max_backoff_secs: 300,
             offline_grace_secs: 60,
+            clock_skew_alarm_secs: 60,
             alarm_escalate_after_secs: 900,
             alarm_notify_per_site_hour: 10,
             saturation_rate: 0.8,

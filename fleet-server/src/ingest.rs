@@ -66,6 +66,49 @@ pub struct Writer {
     pub service: Service,
     /// Door, box state and health points for InfluxDB (a no-op when export is off).
     pub export: crate::export::Exporter,
+    /// Raises and clears `clock_skew` from heartbeats.
+    pub clock: ClockWatch,
+}
+
+/// Which devices' clocks are off by more than the limit, as their heartbeats last said: the
+/// alarm is written only when that changes (heartbeats come every 30 s from every cabinet;
+/// an alarm statement each would double their cost). Forgotten at restart: the next heartbeat
+/// of a device raises (or clears) again, which the alarm table counts as a repeat.
+pub struct ClockWatch {
+    limit_ms: i64,
+    skewed: std::sync::Mutex<HashMap<DeviceId, bool>>,
+}
+
+impl ClockWatch {
+    /// `limit_secs` 0: never alarm.
+    pub fn new(limit_secs: u64) -> ClockWatch {
+        ClockWatch {
+            limit_ms: i64::try_from(limit_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            skewed: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The devices whose state changed with these heartbeats: (device, skewed now, offset).
+    fn changes(
+        &self,
+        heartbeats: &[(DeviceId, protocol::Heartbeat)],
+    ) -> Vec<(DeviceId, bool, i64)> {
+        if self.limit_ms == 0 {
+            return Vec::new();
+        }
+        let mut skewed = self.skewed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (device, hb) in heartbeats {
+            let Some(offset) = hb.clock_offset_ms else {
+                continue;
+            };
+            let now = offset.unsigned_abs() > self.limit_ms.unsigned_abs();
+            if skewed.insert(device.clone(), now) != Some(now) {
+                out.push((device.clone(), now, offset));
+            }
+        }
+        out
+    }
 }
 
 impl Writer {
@@ -304,6 +347,31 @@ impl Writer {
             self.service.changes.device(device);
         }
         self.service.after(effects).await;
+        for (device, skewed, offset) in self.clock.changes(&ingest.heartbeats) {
+            let evidence = if skewed {
+                format!(
+                    "the cabinet's clock is {} {} the server's; it judges codes and commands on the server's time, but fix its clock (NTP)",
+                    roughly(offset.unsigned_abs()),
+                    if offset > 0 { "behind" } else { "ahead of" }
+                )
+            } else {
+                "the cabinet's clock agrees with the server's again".to_owned()
+            };
+            let now = crate::now_ms();
+            match self
+                .store
+                .server_alarm(device.as_str(), store::CLOCK_SKEW, skewed, &evidence, now)
+                .await
+            {
+                Ok(()) => {
+                    self.service.changes.send(crate::changes::Change::Alarms);
+                    self.service.changes.device(device.as_str());
+                }
+                Err(e) => {
+                    tracing::warn!(%device, error = %e, "clock alarm not written; the next heartbeat tries again")
+                }
+            }
+        }
         for device in ready {
             // A connected cabinet gets its code grants as well as its waiting commands.
             let _ = self.service.codes.send(device.clone()).await;
@@ -327,6 +395,19 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// A clock difference as a person reads it, to the minute (to the second below one).
+fn roughly(ms: u64) -> String {
+    let secs = (ms + 500) / 1000;
+    if secs < 60 {
+        return format!("{secs} s");
+    }
+    let mins = (secs + 30) / 60;
+    match (mins / 60, mins % 60) {
+        (0, m) => format!("{m} min"),
+        (h, m) => format!("{h} h {m} min"),
     }
 }
 
@@ -438,6 +519,54 @@ mod tests {
                 events,
             },
         )
+    }
+
+    #[test]
+    fn a_clock_alarm_is_written_only_when_a_cabinet_crosses_the_limit() {
+        use protocol::{BusHealth, Heartbeat, Power, Profile};
+        let d = DeviceId::parse("cab-1").expect("id");
+        let beat = |offset: Option<i64>| {
+            vec![(
+                d.clone(),
+                Heartbeat {
+                    v: 1,
+                    ts: 0,
+                    interval_s: 30,
+                    profile: Profile::Locker,
+                    uptime_s: 1,
+                    lock_bus: BusHealth::Ok,
+                    power: Power::Mains,
+                    outbox_pending: 0,
+                    station: None,
+                    clock_offset_ms: offset,
+                },
+            )]
+        };
+        let watch = super::ClockWatch::new(60);
+        // First word from a device: its state is news either way.
+        assert_eq!(
+            watch.changes(&beat(Some(1_000))),
+            [(d.clone(), false, 1_000)]
+        );
+        assert!(watch.changes(&beat(Some(-59_000))).is_empty());
+        assert!(
+            watch.changes(&beat(None)).is_empty(),
+            "an older agent says nothing"
+        );
+        assert_eq!(
+            watch.changes(&beat(Some(-7_200_000))),
+            [(d.clone(), true, -7_200_000)]
+        );
+        assert!(watch.changes(&beat(Some(-7_200_100))).is_empty());
+        assert_eq!(watch.changes(&beat(Some(0))), [(d.clone(), false, 0)]);
+        assert!(
+            super::ClockWatch::new(0)
+                .changes(&beat(Some(-7_200_000)))
+                .is_empty()
+        );
+        assert_eq!(super::roughly(7_199_700), "2 h 0 min");
+        assert_eq!(super::roughly(90_000), "2 min");
+        assert_eq!(super::roughly(59_400), "59 s");
     }
 
     #[test]

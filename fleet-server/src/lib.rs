@@ -371,6 +371,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         batch_cost: cfg.ingest_batch,
         service: service.clone(),
         export,
+        clock: ingest::ClockWatch::new(cfg.clock_skew_alarm_secs),
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
     tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));

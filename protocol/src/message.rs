@@ -291,6 +291,10 @@ pub struct Heartbeat {
     /// Station devices only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub station: Option<StationStatus>,
+    /// How far the server's clock is ahead of this cabinet's own (server − cabinet, ms), as
+    /// the agent learned it from receipts; absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl Message for Heartbeat {

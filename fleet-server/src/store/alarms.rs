@@ -87,6 +87,8 @@ const LAST_SIGN: &str =
 
 /// The server's own alarm kind for a device offline past the grace.
 pub const DEVICE_OFFLINE: &str = "device_offline";
+/// The server's alarm for a cabinet whose own clock is far from the server's.
+pub const CLOCK_SKEW: &str = "clock_skew";
 
 impl AlarmRow {
     fn from_row(r: &AnyRow) -> Result<AlarmRow, StoreError> {
@@ -162,7 +164,8 @@ impl Store {
         upsert_alarm(tx, &alarm, active, evidence, ts, now).await
     }
 
-    /// Raises or clears an alarm the server itself detects (`device_offline`).
+    /// Raises or clears an alarm the server itself detects (`device_offline`,
+    /// `clock_skew`).
     pub async fn server_alarm(
         &self,
         device: &str,
@@ -176,7 +179,9 @@ impl Store {
             device,
             box_no: 0,
             kind,
-            severity: "major",
+            // A wrong clock is judged around (the agent uses the server's time): worth a
+            // visit, not a night call.
+            severity: if kind == CLOCK_SKEW { "minor" } else { "major" },
             actor: "server",
         };
         upsert_alarm(&mut tx, &alarm, active, evidence, now, now).await?;

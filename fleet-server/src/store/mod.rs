@@ -23,7 +23,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 pub use alarms::{
-    AlarmAction, AlarmFilter, AlarmRow, DEVICE_OFFLINE, REOPEN_WINDOW_MS, SEVERITIES, severity,
+    AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, REOPEN_WINDOW_MS, SEVERITIES,
+    severity,
 };
 pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
@@ -1280,14 +1281,15 @@ async fn apply_heartbeat(
         .and_then(|s| serde_json::to_string(s).ok());
     sqlx::query(
         "INSERT INTO devices (device_id, created_at, last_seen, profile, heartbeat_at, heartbeat_secs,
-                              uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station)
-         VALUES ($1, $2, $2, $3, $2, $4, $5, $6, $7, $8, $9, $10)
+                              uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station,
+                              clock_offset_ms)
+         VALUES ($1, $2, $2, $3, $2, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
            profile = excluded.profile, heartbeat_at = excluded.heartbeat_at,
            heartbeat_secs = excluded.heartbeat_secs, uptime_s = excluded.uptime_s,
            lock_bus = excluded.lock_bus, lock_bus_detail = excluded.lock_bus_detail,
            power = excluded.power, outbox_pending = excluded.outbox_pending,
-           station = excluded.station",
+           station = excluded.station, clock_offset_ms = excluded.clock_offset_ms",
     )
     .bind(device.as_str())
     .bind(now)
@@ -1299,6 +1301,7 @@ async fn apply_heartbeat(
     .bind(hb.power.as_str())
     .bind(i64::try_from(hb.outbox_pending).unwrap_or(i64::MAX))
     .bind(station)
+    .bind(hb.clock_offset_ms)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1390,7 +1393,7 @@ impl NewCommand {
 
 const DEVICE_SELECT: &str = "SELECT device_id, boxes, agent_version, online, last_seen,
     presence_changed_at, presence_reason, acked_seq, profile, heartbeat_at, heartbeat_secs,
-    uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station FROM devices";
+    uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station, clock_offset_ms FROM devices";
 
 /// Heartbeats a device may miss before it counts as gone (one lost QoS 0 heartbeat is not
 /// news).
@@ -1423,6 +1426,9 @@ pub struct DeviceRow {
     /// A station device's peripherals: paper, toner, paper_jam, needs_service.
     #[schema(value_type = Option<Object>)]
     pub station: Option<serde_json::Value>,
+    /// How far the server's clock is ahead of the cabinet's (ms), from its last heartbeat;
+    /// absent before the first or from older agents.
+    pub clock_offset_ms: Option<i64>,
     /// The presence layers judged now.
     pub layers: Layers,
 }
@@ -1477,6 +1483,7 @@ impl DeviceRow {
             power: r.try_get("power")?,
             outbox_pending: r.try_get("outbox_pending")?,
             station: station.and_then(|s| serde_json::from_str(&s).ok()),
+            clock_offset_ms: r.try_get("clock_offset_ms")?,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     // The audit log refuses UPDATE and DELETE: triggers differ between SQLite and
     // PostgreSQL, so `store::audit::guard` writes them for the database in use.
     (10, &[]),
+    (11, V11),
 ];
 
 const V1: &[&str] = &[
@@ -374,3 +375,6 @@ const V9: &[&str] = &[
     "ALTER TABLE api_tokens ADD COLUMN sites TEXT",
     "ALTER TABLE api_tokens ADD COLUMN created_by TEXT",
 ];
+
+/// Issue 8: the cabinet's clock offset from the server's, as its heartbeat reports it.
+const V11: &[&str] = &["ALTER TABLE devices ADD COLUMN clock_offset_ms BIGINT"];

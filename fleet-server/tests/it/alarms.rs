@@ -251,6 +251,7 @@ fn heartbeat(at: i64) -> IngestBatch {
                 power: protocol::Power::Mains,
                 outbox_pending: 3,
                 station: None,
+                clock_offset_ms: None,
             },
         )],
         ..IngestBatch::default()

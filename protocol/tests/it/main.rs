@@ -327,6 +327,7 @@ fn heartbeats() {
         power: Power::Battery,
         outbox_pending: 12,
         station: None,
+        clock_offset_ms: Some(-7_200_000),
     };
     insta::assert_snapshot!("heartbeat_cabinet", pretty(&cabinet));
     let printer = Heartbeat {

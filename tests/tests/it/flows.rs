@@ -821,5 +821,27 @@ async fn a_cabinet_clock_hours_off_still_judges_codes_and_commands_right() {
             off < 60_000,
             "event stamped {off} ms from the server's clock: {used}"
         );
+
+        // The server shows how far off the cabinet's clock is, and asks for a fix.
+        let expected = -skew.parse::<i64>().expect("skew");
+        eventually(Duration::from_secs(10), "the offset shown", || async {
+            let reported = admin.device(CAB).await?["clock_offset_ms"].as_i64()?;
+            ((reported - expected).abs() < 5_000).then_some(())
+        })
+        .await;
+        let alarms = eventually(Duration::from_secs(10), "a clock_skew alarm", || async {
+            let (_, alarms) = admin.get("/api/v1/alarms?kind=clock_skew").await;
+            (alarms["count"] == 1).then_some(alarms)
+        })
+        .await;
+        let alarm = &alarms["alarms"][0];
+        assert_eq!(alarm["device_id"], CAB, "{alarms}");
+        assert_eq!(alarm["severity"], "minor", "{alarms}");
+        let evidence = alarm["evidence"].as_str().unwrap_or_default();
+        let side = if expected > 0 { "behind" } else { "ahead of" };
+        assert!(
+            evidence.contains(&format!("2 h 0 min {side}")),
+            "{evidence}"
+        );
     }
 }
