@@ -100,6 +100,7 @@ impl Dispatch {
             Channel::Events => match decoded::<EventBatch>(payload, &device, "events", metrics) {
                 Some(batch) => {
                     metrics.events_received.inc_by(batch.events.len() as u64);
+                    note_unreadable(&batch, &device, metrics);
                     self.ingest
                         .send(Inbound::Events(device, batch))
                         .await
@@ -172,6 +173,21 @@ pub async fn read(mut link_rx: LinkRx, dispatch: Dispatch, cancel: CancellationT
         if !dispatch.message(&publish.topic, &publish.payload).await {
             break;
         }
+    }
+}
+
+/// Counts and logs the events a newer agent sent that this server cannot read: they are
+/// stored as sent (kind `unreadable`) and receipted, so the device's stream moves on.
+fn note_unreadable(batch: &EventBatch, device: &DeviceId, metrics: &Metrics) {
+    let mut unreadable = batch.events.iter().filter_map(|e| match &e.body {
+        protocol::EventBody::Unreadable { reason, .. } => Some((e.seq, reason)),
+        _ => None,
+    });
+    if let Some((seq, reason)) = unreadable.next() {
+        let n = 1 + unreadable.count() as u64;
+        metrics.events_unreadable.inc_by(n);
+        tracing::warn!(%device, seq, events = n, %reason,
+            "events this server cannot read (a newer agent?) stored as unreadable; upgrade the server");
     }
 }
 

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub events_stored: Counter,
     pub events_duplicate: Counter,
     pub events_past_gap: Counter,
+    pub events_unreadable: Counter,
     pub malformed: Family<ChannelLabel, Counter>,
     pub receipts_sent: Counter,
     pub ingest_batches: Counter,
@@ -151,6 +152,7 @@ impl Metrics {
             events_stored: Counter::default(),
             events_duplicate: Counter::default(),
             events_past_gap: Counter::default(),
+            events_unreadable: Counter::default(),
             malformed: Family::default(),
             receipts_sent: Counter::default(),
             ingest_batches: Counter::default(),
@@ -204,6 +206,11 @@ impl Metrics {
             "events_past_gap",
             "Events refused because an earlier seq is missing (the agent resends them in order)",
             m.events_past_gap.clone(),
+        );
+        r.register(
+            "events_unreadable",
+            "Events of a type or value this server does not know (a newer agent), stored as sent",
+            m.events_unreadable.clone(),
         );
         r.register(
             "messages_malformed",

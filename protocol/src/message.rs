@@ -125,13 +125,56 @@ impl Message for EventBatch {
 }
 
 /// One event. `seq` is per device, starts at 1 and never repeats, also across agent restarts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub seq: u64,
     /// When the agent observed it (agent clock, epoch ms).
     pub ts: i64,
     #[serde(flatten)]
     pub body: EventBody,
+}
+
+/// Tolerant of newer agents: an event of a type this side does not know, or naming a value it
+/// does not know (a new fault kind, status or reason), decodes as [`EventBody::Unreadable`]
+/// with the event as sent — so its sequence number is stored and receipted and the events
+/// behind it are not held up. Any other shape error still refuses the batch (that is a bug,
+/// not a newer version).
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            seq: u64,
+            ts: i64,
+            #[serde(flatten)]
+            rest: serde_json::Map<String, serde_json::Value>,
+        }
+        let raw = Raw::deserialize(d)?;
+        let body = match EventBody::deserialize(serde_json::Value::Object(raw.rest.clone())) {
+            Ok(body) => body,
+            Err(e) if is_newer(&e) => EventBody::Unreadable {
+                raw: serde_json::Value::Object(raw.rest),
+                // The device's words are in it (the unknown name): kept printable and short.
+                reason: e
+                    .to_string()
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .take(300)
+                    .collect(),
+            },
+            Err(e) => return Err(serde::de::Error::custom(format!("event {}: {e}", raw.seq))),
+        };
+        Ok(Event {
+            seq: raw.seq,
+            ts: raw.ts,
+            body,
+        })
+    }
+}
+
+/// Whether a body failed only for naming a type or value this side does not know.
+fn is_newer(e: &serde_json::Error) -> bool {
+    // serde's own wording for an enum value (the tag included) outside the known set.
+    e.to_string().starts_with("unknown variant")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +234,12 @@ pub enum EventBody {
     StaffRejected { reason: RejectReason },
     /// The agent now verifies with this version of its code grants.
     CodesApplied { version: u64 },
+    /// An event this side could not read (a newer agent's type or value), kept as sent in
+    /// `raw` with why; nothing acts on it. Agents never send it.
+    Unreadable {
+        raw: serde_json::Value,
+        reason: String,
+    },
     /// A fault condition began (`active: true`) or ended. Raised once per condition and
     /// cleared once, also across agent restarts; `evidence` says what was seen.
     Fault {
@@ -472,6 +521,7 @@ impl EventBody {
             EventBody::StaffRejected { .. } => "staff_rejected",
             EventBody::CodesApplied { .. } => "codes_applied",
             EventBody::Fault { .. } => "fault",
+            EventBody::Unreadable { .. } => "unreadable",
         }
     }
 
@@ -482,7 +532,8 @@ impl EventBody {
             | EventBody::CodeRejected { .. }
             | EventBody::KeypadLocked { .. }
             | EventBody::StaffRejected { .. }
-            | EventBody::CodesApplied { .. } => None,
+            | EventBody::CodesApplied { .. }
+            | EventBody::Unreadable { .. } => None,
             EventBody::Fault { box_no, .. } => *box_no,
             EventBody::Door { box_no, .. }
             | EventBody::Occupancy { box_no, .. }

@@ -370,10 +370,32 @@ fn version_and_limits_are_enforced() {
     )
     .expect_err("box 0");
     assert!(err.to_string().contains("box"), "{err}");
-    let err =
-        decode::<EventBatch>(br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"teleport"}]}"#)
-            .expect_err("unknown type");
-    assert!(err.to_string().contains("teleport"), "{err}");
+    // A newer agent's event type or value: kept unreadable, so the stream behind it moves on.
+    let newer = decode::<EventBatch>(
+        br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"teleport","to":"mars"},
+            {"seq":2,"ts":0,"type":"fault","fault":"clock_skew","active":true,"evidence":"x"},
+            {"seq":3,"ts":0,"type":"door","box":1,"open":true}]}"#,
+    )
+    .expect("a newer agent's batch decodes");
+    let kinds: Vec<&str> = newer.events.iter().map(|e| e.body.kind()).collect();
+    assert_eq!(kinds, ["unreadable", "unreadable", "door"]);
+    match &newer.events[0].body {
+        EventBody::Unreadable { raw, reason } => {
+            assert_eq!(raw["to"], "mars");
+            assert!(reason.contains("teleport"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decode::<EventBatch>(&encode(&newer)).expect("round trip"),
+        newer
+    );
+    // A known type in a broken shape is a bug, not a newer version: refused.
+    let err = decode::<EventBatch>(
+        br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"door","open":true}]}"#,
+    )
+    .expect_err("door without a box");
+    assert!(err.to_string().contains("box"), "{err}");
     // Valid JSON that PostgreSQL would refuse to store: refused at the edge.
     let err = decode::<EventBatch>(
         br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"started","boxes":2,"agent_version":"1\u0000"}]}"#,

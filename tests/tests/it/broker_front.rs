@@ -163,6 +163,64 @@ async fn malformed_payloads_leave_the_server_healthy() {
     driver.abort();
 }
 
+/// An agent newer than its server sends an event type (and a fault kind) the server does not
+/// know: stored as `unreadable` with what was sent, receipted, and the events behind it are
+/// not held up — an upgrade order (agents first) never stalls a cabinet's stream.
+#[tokio::test]
+async fn a_newer_agents_unknown_events_are_kept_and_hold_nothing_up() {
+    let w = World::new(&["cab-u"]);
+    let server = w.server();
+    let api = server.api();
+    let (client, mut el) = AsyncClient::new(w.device_options("cab-u", "cab-u", server.mqtt), 10);
+    connack(&mut el).await.expect("connects");
+    client
+        .subscribe("devices/cab-u/receipts", QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    let receipts = tokio::spawn(async move {
+        let mut marks = Vec::new();
+        while let Ok(ev) = el.poll().await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = ev
+                && let Ok(r) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+            {
+                marks.push(r["up_to"].as_u64().unwrap_or_default());
+                if marks.last() == Some(&3) {
+                    break;
+                }
+            }
+        }
+        marks
+    });
+    let newer = json!({"v": 1, "base": 1, "events": [
+        {"seq": 1, "ts": 1, "type": "teleport", "to": "mars"},
+        {"seq": 2, "ts": 2, "type": "fault", "fault": "clock_skew", "active": true, "evidence": "x"},
+        {"seq": 3, "ts": 3, "type": "door", "box": 1, "open": true}
+    ]});
+    client
+        .publish(
+            "devices/cab-u/events",
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&newer).expect("json"),
+        )
+        .await
+        .expect("queued");
+    let marks = tokio::time::timeout(Duration::from_secs(10), receipts)
+        .await
+        .expect("receipted up to 3")
+        .expect("task");
+    assert_eq!(marks.last(), Some(&3), "{marks:?}");
+    let events = api.events("cab-u").await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["unreadable", "unreadable", "door"], "{events:?}");
+    assert_eq!(events[0]["body"]["raw"]["to"], "mars", "{events:?}");
+    assert_eq!(api.metric("lockerfleet_events_unreadable_total").await, 2.0);
+    assert_eq!(
+        api.metric("lockerfleet_messages_malformed_total").await,
+        0.0
+    );
+}
+
 #[tokio::test]
 async fn oversized_packets_disconnect_the_sender() {
     let w = World::new(&["cab-o"]);
