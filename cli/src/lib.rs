@@ -70,7 +70,12 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| FileError::Parse {
+    parse_toml(&text, path)
+}
+
+/// Parses config text read from `path` (named in the error).
+pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, FileError> {
+    toml::from_str(text).map_err(|e| FileError::Parse {
         path: path.to_owned(),
         message: e.to_string(),
     })
