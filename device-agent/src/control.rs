@@ -3,7 +3,8 @@
 //!
 //! One command per line, one JSON answer per line:
 //! `code 48151623` · `staff CARD-0042 5` · `open 5` · `close 5` · `occupied 5 true` · `pulses`
-//! · `bus down|up` · `power battery|mains` · `tamper open|closed` and, on station devices,
+//! · `bus down|up` · `power battery|mains` · `tamper open|closed` · `disk full|ok` (the outbox
+//! refuses to grow, as on a full disk) and, on station devices,
 //! `paper ok|low|out` · `toner ok|low|out` · `paper_jam on|off` · `service on|off`.
 
 use std::net::SocketAddr;
@@ -17,12 +18,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::FakeLocks;
 use crate::keypad::FakeKeypadHandle;
+use crate::outbox::Outbox;
 
 /// Binds `addr` (loopback only: this socket opens boxes) and serves it until cancelled.
 pub async fn serve(
     addr: SocketAddr,
     locks: Arc<FakeLocks>,
     keypad: FakeKeypadHandle,
+    outbox: Arc<Outbox>,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     if !addr.ip().is_loopback() {
@@ -47,7 +50,12 @@ pub async fn serve(
                     }
                 },
             };
-            let (locks, keypad, cancel) = (locks.clone(), keypad.clone(), cancel.clone());
+            let (locks, keypad, outbox, cancel) = (
+                locks.clone(),
+                keypad.clone(),
+                outbox.clone(),
+                cancel.clone(),
+            );
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut lines = BufReader::new(read).lines();
@@ -59,7 +67,7 @@ pub async fn serve(
                             _ => break,
                         },
                     };
-                    let answer = command(&line, &locks, &keypad).await;
+                    let answer = command(&line, &locks, &keypad, &outbox).await;
                     if write
                         .write_all(format!("{answer}\n").as_bytes())
                         .await
@@ -74,7 +82,12 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-async fn command(line: &str, locks: &FakeLocks, keypad: &FakeKeypadHandle) -> serde_json::Value {
+async fn command(
+    line: &str,
+    locks: &FakeLocks,
+    keypad: &FakeKeypadHandle,
+    outbox: &Outbox,
+) -> serde_json::Value {
     let words: Vec<&str> = line.split_whitespace().collect();
     let box_arg = |i: usize| -> Result<BoxNo, String> {
         words
@@ -112,6 +125,11 @@ async fn command(line: &str, locks: &FakeLocks, keypad: &FakeKeypadHandle) -> se
             Ok(json!({"ok": true}))
         }),
         ["pulses"] => Ok(json!({"pulses": locks.pulses()})),
+        ["disk", v @ ("full" | "ok")] => outbox
+            .simulate_disk_full(*v == "full")
+            .await
+            .map(|()| json!({"ok": true}))
+            .map_err(|e| e.to_string()),
         ["bus", v @ ("down" | "up")] => {
             locks.set_bus_down(*v == "down");
             Ok(json!({"ok": true}))
@@ -166,10 +184,17 @@ mod tests {
         }));
         let (mut keypad, keys) = FakeKeypad::new();
         let cancel = CancellationToken::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Arc::new(
+            Outbox::open(dir.path(), crate::Durability::Normal)
+                .await
+                .expect("outbox"),
+        );
         let open = serve(
             "0.0.0.0:0".parse().expect("addr"),
             locks.clone(),
             keys.clone(),
+            outbox.clone(),
             cancel.clone(),
         )
         .await;
@@ -178,6 +203,7 @@ mod tests {
             "127.0.0.1:0".parse().expect("addr"),
             locks.clone(),
             keys,
+            outbox.clone(),
             cancel.clone(),
         )
         .await
@@ -210,6 +236,24 @@ mod tests {
             json!({"outcome": "rejected", "reason": "unknown"})
         );
         assert_eq!(ask("open 2").await, json!({"ok": true}));
+        // A full disk: once the outbox needs a new page, writes fail; `disk ok` lifts it.
+        assert_eq!(ask("disk full").await, json!({"ok": true}));
+        let lost = protocol::EventBody::Lost {
+            detail: "x".repeat(200),
+        };
+        let mut failed = false;
+        for _ in 0..200 {
+            if outbox.append(1, vec![lost.clone()]).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "writes fail once the disk is full");
+        assert_eq!(ask("disk ok").await, json!({"ok": true}));
+        outbox
+            .append(1, vec![lost])
+            .await
+            .expect("writes work again");
         assert!(
             locks
                 .door_open(BoxNo::new(2).expect("box"))

@@ -161,16 +161,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Records a reading of one box; appends an event per changed value.
+    /// Records a reading of one box; appends an event per changed value. `true` when it
+    /// wrote something.
     pub async fn observe(
         &self,
         b: BoxNo,
         door_open: bool,
         occupied: Option<bool>,
-    ) -> Result<(), OutboxError> {
+    ) -> Result<bool, OutboxError> {
         let mut known = self.known.lock().await;
         let Some(k) = known.get_mut(usize::from(b.get()) - 1) else {
-            return Ok(());
+            return Ok(false);
         };
         let mut events = Vec::new();
         let door_changed = k.door_open != door_open;
@@ -189,7 +190,7 @@ impl Recorder {
             });
         }
         if events.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.outbox.append(now_ms(), events).await?;
         k.door_open = door_open;
@@ -214,7 +215,7 @@ impl Recorder {
             .last_seq
             .store(self.outbox.last_seq(), Ordering::Relaxed);
         self.notify.notify_one();
-        Ok(())
+        Ok(true)
     }
 
     pub async fn snapshot(&self) -> StateSnapshot {
@@ -570,6 +571,9 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.cfg.poll_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut bus_failures = 0u32;
+    // A change that could not be recorded (disk full) is tried again every poll, since the
+    // recorder only moves its known state on success: said once, and once when it recovers.
+    let mut recording_fails = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -584,11 +588,19 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
                 ))
             };
             match reading.await {
-                Ok((door, occupied)) => {
-                    if let Err(e) = ctx.recorder.observe(b, door, occupied).await {
-                        tracing::error!(device = %ctx.id, error = %e, "recording a sensor change failed");
+                Ok((door, occupied)) => match ctx.recorder.observe(b, door, occupied).await {
+                    Err(e) if !recording_fails => {
+                        recording_fails = true;
+                        tracing::error!(device = %ctx.id, error = %e,
+                            "recording a sensor change failed; retrying every poll (free space in the data dir)");
                     }
-                }
+                    Err(_) => {}
+                    Ok(true) if recording_fails => {
+                        recording_fails = false;
+                        tracing::warn!(device = %ctx.id, "the outbox takes writes again; changes seen meanwhile are recorded");
+                    }
+                    Ok(_) => {}
+                },
                 Err(e @ DriverError::Unreachable(_)) => {
                     bus_error.get_or_insert_with(|| format!("box {b}: {e}"));
                 }

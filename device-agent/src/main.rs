@@ -149,10 +149,15 @@ async fn run() -> anyhow::Result<()> {
         .await
         .context("agent failed to start")?;
     if let Some(addr) = control {
-        let (bound, _task) =
-            device_agent::control::serve(addr, fake.clone(), keys, cancel.child_token())
-                .await
-                .with_context(|| format!("fake control socket on {addr}"))?;
+        let (bound, _task) = device_agent::control::serve(
+            addr,
+            fake.clone(),
+            keys,
+            agent.outbox.clone(),
+            cancel.child_token(),
+        )
+        .await
+        .with_context(|| format!("fake control socket on {addr}"))?;
         println!("LOCKERFLEET_AGENT_CONTROL addr={bound}");
     }
     let sim = tokio::spawn(device_agent::simulate_activity(

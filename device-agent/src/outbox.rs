@@ -701,6 +701,27 @@ impl Outbox {
         )
     }
 
+    /// Fake hardware only (the control socket's `disk full|ok`): makes every write that
+    /// needs a new page fail as on a full disk (SQLite's `max_page_count`, on the outbox's one
+    /// connection), or lifts that again.
+    pub async fn simulate_disk_full(&self, full: bool) -> Result<(), OutboxError> {
+        let mut conn = self.pool.acquire().await?;
+        let pages: i64 = if full {
+            sqlx::query_scalar("PRAGMA page_count")
+                .fetch_one(&mut *conn)
+                .await?
+        } else {
+            // SQLite's own ceiling.
+            4_294_967_294
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     pub async fn set_clock_offset(&self, offset_ms: i64) -> Result<(), OutboxError> {
         sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'clock_offset_ms'")
             .bind(offset_ms)

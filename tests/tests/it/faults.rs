@@ -361,3 +361,73 @@ async fn an_agent_with_a_damaged_outbox_starts_and_tells_the_server() {
         });
     assert!(kept, "the damaged file is kept for inspection");
 }
+
+/// The cabinet's disk fills up (the fake control socket's `disk full`: the outbox cannot grow):
+/// the agent keeps running and online, says so once in its log, keeps trying, and when space
+/// is back records the doors' and sensors' current state; the server's stream stays
+/// contiguous, every event once.
+#[tokio::test]
+async fn an_agent_whose_disk_fills_keeps_running_and_records_again_when_space_returns() {
+    let world = World::new(&["cab-d"]);
+    let server = world.server();
+    let api = server.api();
+    let mut agent = world.agent_ctl("cab-d", server.mqtt, &[]);
+    wait_online(&api, "cab-d").await;
+    assert_eq!(
+        agent.send("disk full").await,
+        serde_json::json!({"ok": true})
+    );
+    // Sensor changes until the outbox has no room left for them.
+    let log = world.path("cab-d.log");
+    let full = "recording a sensor change failed";
+    let mut occupied = false;
+    let until = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(full)
+    {
+        assert!(Instant::now() < until, "the outbox never filled up");
+        occupied = !occupied;
+        for b in 1..=8 {
+            agent.send(&format!("occupied {b} {occupied}")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let stored_while_full = api.events("cab-d").await.len();
+    // Full for a while: still running, still online, the error said once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        agent.proc.child.try_wait().expect("status").is_none(),
+        "the agent exited on a full disk"
+    );
+    assert_eq!(api.device("cab-d").await.expect("known")["online"], true);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(text.matches(full).count(), 1, "said once, not every poll");
+
+    // Space again: the current state is recorded and reaches the server.
+    assert_eq!(agent.send("disk ok").await, serde_json::json!({"ok": true}));
+    let finally = !occupied;
+    agent.send(&format!("occupied 3 {finally}")).await;
+    eventually(
+        Duration::from_secs(20),
+        "box 3's last state stored",
+        || async {
+            let device = api.device("cab-d").await?;
+            let b3 = device["boxes"]
+                .as_array()?
+                .iter()
+                .find(|b| b["box"] == 3)?
+                .clone();
+            (b3["occupied"] == finally).then_some(())
+        },
+    )
+    .await;
+    let events = api.events("cab-d").await;
+    assert!(
+        events.len() > stored_while_full,
+        "nothing recorded after the disk had room"
+    );
+    crate::harness::assert_exactly_once_in_order(&events, events.len() as u64);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("the outbox takes writes again"), "{text}");
+}
