@@ -2,11 +2,11 @@
 //! client refetches what it shows, so a notice lost to a slow client costs a refetch, not
 //! correctness.
 
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 
 /// One change. Serialised as the SSE event's data; its `kind` is the SSE event name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// A device's presence, doors, occupancy, faults or items may have changed.
@@ -39,6 +39,8 @@ impl Change {
 #[derive(Clone)]
 pub struct Changes {
     tx: broadcast::Sender<Change>,
+    /// Server replicas: every change also goes to the others ([`crate::change_bridge`]).
+    bridge: Option<mpsc::Sender<Change>>,
 }
 
 const CAPACITY: usize = 4096;
@@ -47,13 +49,31 @@ impl Default for Changes {
     fn default() -> Self {
         Changes {
             tx: broadcast::channel(CAPACITY).0,
+            bridge: None,
         }
     }
 }
 
 impl Changes {
-    /// Tells every subscriber; nobody listening is fine.
+    /// Changes that also travel to the other server replicas through `bridge`.
+    pub fn bridged(bridge: mpsc::Sender<Change>) -> Changes {
+        Changes {
+            bridge: Some(bridge),
+            ..Changes::default()
+        }
+    }
+
+    /// Tells every subscriber (and the other replicas); nobody listening is fine.
     pub fn send(&self, change: Change) {
+        if let Some(bridge) = &self.bridge {
+            // A full bridge loses a notice, not data: the console refetches every 15 s.
+            let _ = bridge.try_send(change.clone());
+        }
+        let _ = self.tx.send(change);
+    }
+
+    /// A change another replica made: told to this replica's subscribers only.
+    pub fn send_local(&self, change: Change) {
         let _ = self.tx.send(change);
     }
 

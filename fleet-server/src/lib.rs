@@ -13,6 +13,7 @@ pub mod api_planning;
 pub mod api_tokens;
 pub mod api_usage;
 pub mod bus;
+pub mod change_bridge;
 pub mod changes;
 pub mod commands;
 pub mod config;
@@ -225,7 +226,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     let health = Health::default();
     let online = Online::default();
-    let changes = changes::Changes::default();
+    // Replicas on one PostgreSQL tell each other's live views what changed.
+    let changes = if cfg.external_broker.is_some() && store.kind() == store::DbKind::Postgres {
+        let (bridge_tx, bridge_rx) = mpsc::channel(4096);
+        let changes = changes::Changes::bridged(bridge_tx);
+        change_bridge::start(&url, bridge_rx, changes.clone(), &tracker, cancel.clone());
+        changes
+    } else {
+        changes::Changes::default()
+    };
     let (ingest_tx, ingest_rx) = mpsc::channel(4096);
     let (acks_tx, acks_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);

@@ -210,7 +210,7 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
 }
 
 /// Reads SSE events from a response until `pred` matches one; returns `(event, data)`.
-async fn next_event(
+pub(crate) async fn next_event(
     res: &mut reqwest::Response,
     buf: &mut String,
     pred: impl Fn(&str, &Value) -> bool,

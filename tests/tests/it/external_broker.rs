@@ -66,6 +66,15 @@ async fn two_replicas_on_mosquitto_share_the_fleet_and_a_killed_one_loses_nothin
     let _quiet = world.agent("cab-spy", broker.addr, &[]);
     wait_online(&api_a, "cab-spy").await;
     wait_online(&api_b, "cab-spy").await;
+    // A console following replica A hears of what replica B does (PostgreSQL NOTIFY).
+    let mut stream = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/stream", a.http))
+        .bearer_auth(crate::harness::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("stream");
+    let mut buf = String::new();
+    crate::console::next_event(&mut stream, &mut buf, |e, _| e == "hello").await;
     let (status, body) = api_b
         .open(
             "cab-spy",
@@ -75,6 +84,12 @@ async fn two_replicas_on_mosquitto_share_the_fleet_and_a_killed_one_loses_nothin
         .await;
     assert_eq!(status, 202, "{body}");
     let id = body["command_id"].as_str().expect("command id").to_owned();
+    // Created on B as sent: only B knows that moment, so A hears it through B.
+    crate::console::next_event(&mut stream, &mut buf, |e, v| {
+        e == "command" && v["command_id"] == id.as_str() && v["status"] == "sent"
+    })
+    .await;
+    drop(stream);
     let done = api_a.wait_command(&id, Duration::from_secs(20)).await;
     assert_eq!(done["status"], "opened", "{done}");
 
