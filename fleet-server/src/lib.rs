@@ -19,6 +19,8 @@ pub mod commands;
 pub mod config;
 pub mod export;
 pub mod flows;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod ingest;
 pub mod leader;
