@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod codes;
 pub mod config;
 pub mod control;
+pub mod doctor;
 pub mod driver;
 pub mod faults;
 pub mod keypad;
@@ -71,7 +72,7 @@ static FAKE_SKEW_MS: AtomicI64 = AtomicI64::new(0);
 const CLOCK_TOLERANCE_MS: i64 = 1_000;
 
 /// This machine's own clock (epoch ms), however wrong.
-fn local_ms() -> i64 {
+pub(crate) fn local_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -69,6 +69,20 @@ struct Args {
     /// `LOCKERFLEET_AGENT_CONTROL addr=...`.
     #[arg(long, env = "LOCKERFLEET_FAKE_CONTROL")]
     fake_control: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Check this cabinet without running it: certificate and days to expiry, clock, the
+    /// server reachable with the certificate accepted, every box answering, disk space for the
+    /// outbox. Prints PASS/FAIL per check; exits 1 if any fails. Safe beside a running agent.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Args {
@@ -124,12 +138,16 @@ async fn run() -> anyhow::Result<()> {
     cli::init_tracing("info,rumqttc=warn,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let args = Args::parse();
+    let mut args = Args::parse();
     if let Some(skew) = args.fake_clock_skew_ms {
         device_agent::set_fake_clock_skew(skew);
     }
     let control = args.fake_control;
+    let command = args.command.take();
     let cfg = args.into_config()?;
+    if let Some(Cmd::Doctor { json }) = command {
+        return doctor(&cfg, json).await;
+    }
     let id = protocol::DeviceId::parse(&cfg.id)?;
     // A certificate renewed earlier (identity.pem in the data dir) before the issued one.
     let identity = device_agent::renew::load_identity(&cfg.certs, &cfg.data_dir, &id)?;
@@ -173,5 +191,25 @@ async fn run() -> anyhow::Result<()> {
     cancel.cancel();
     let _ = sim.await;
     agent.shutdown().await;
+    Ok(())
+}
+
+/// `device-agent doctor`: the checks, printed; an error (exit 1) when any failed.
+async fn doctor(cfg: &AgentConfig, json: bool) -> anyhow::Result<()> {
+    let locks = FakeLocks::new(FakeConfig {
+        boxes: cfg.boxes,
+        close_after: Duration::from_millis(cfg.fake.close_after_ms),
+        jam_rate: 0.0,
+        profile: cfg.profile,
+        pulse_log: None,
+    });
+    let checks = device_agent::doctor::run(cfg, &locks).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", device_agent::doctor::render(&checks));
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    anyhow::ensure!(failed == 0, "{failed} of {} checks failed", checks.len());
     Ok(())
 }

@@ -507,3 +507,78 @@ async fn a_cabinet_renews_its_certificate_before_expiry_without_a_person() {
     .await;
     assert_eq!(api.device("cab-n").await.expect("known")["online"], false);
 }
+
+/// `device-agent doctor` as a technician runs it: every check passes against a live server;
+/// a server that is not there, or one that refuses this cabinet's (revoked) certificate, is a
+/// FAIL that says so, and the exit code says it too.
+#[tokio::test]
+async fn the_doctor_passes_a_sound_cabinet_and_names_what_is_wrong() {
+    let world = World::new(&["cab-q"]);
+    let server = world.server();
+    let doctor = |port: u16| {
+        let out = std::process::Command::new(bin("device-agent"))
+            .args(["--id", "cab-q", "--server", &format!("localhost:{port}")])
+            .args(["--certs", &world.certs().display().to_string()])
+            .args([
+                "--data-dir",
+                &world.path("agent-cab-q").display().to_string(),
+            ])
+            .args(["--boxes", "8", "--hardware", "fake", "doctor"])
+            .output()
+            .expect("run the doctor");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = doctor(server.mqtt.port());
+    assert_eq!(code, Some(0), "{out}{err}");
+    for check in [
+        "config",
+        "certificate",
+        "clock",
+        "server",
+        "lock board",
+        "disk",
+    ] {
+        assert!(out.contains(&format!("PASS  {check}")), "{check}: {out}");
+    }
+    assert!(out.contains("accepted this cabinet's certificate"), "{out}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let (code, out, err) = doctor(closed);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("FAIL  server"), "{out}");
+    assert!(err.contains("1 of 6 checks failed"), "{err}");
+
+    let revoke = std::process::Command::new(bin("fleet-certs"))
+        .args([
+            "revoke",
+            "--dir",
+            &world.certs().display().to_string(),
+            "--device",
+            "cab-q",
+        ])
+        .output()
+        .expect("run fleet-certs");
+    assert!(revoke.status.success());
+    // The server reloads the list within 2 s.
+    let (code, out) = eventually(
+        Duration::from_secs(10),
+        "the doctor sees the refusal",
+        || async {
+            let (code, out, _) = doctor(server.mqtt.port());
+            (code == Some(1)).then_some((code, out))
+        },
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("FAIL  server") && out.contains("certificate"),
+        "{out}"
+    );
+}
