@@ -165,20 +165,20 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if p.topic.ends_with(Channel::Presence.as_str()) {
-                    match (
-                        DeviceTopic::parse(&p.topic),
-                        protocol::decode::<Presence>(&p.payload),
-                    ) {
-                        (Ok(t), Ok(word)) if t.channel == Channel::Presence => {
+                // Presence is the replica's own concern; everything else goes to `Dispatch`,
+                // which parses and checks the topic itself.
+                if let Ok(t) = DeviceTopic::parse(&p.topic)
+                    && t.channel == Channel::Presence
+                {
+                    match protocol::decode::<Presence>(&p.payload) {
+                        Ok(word) => {
                             if presence.send((t.device, word)).await.is_err() {
                                 break;
                             }
                         }
-                        (t, word) => {
+                        Err(e) => {
                             dispatch.metrics.malformed("presence");
-                            tracing::warn!(topic = %p.topic, topic_ok = t.is_ok(), payload_ok = word.is_ok(),
-                                "malformed presence message ignored");
+                            tracing::warn!(device = %t.device, error = %e, "malformed presence message ignored");
                         }
                     }
                     continue;

@@ -41,6 +41,41 @@ fn error_of(body: &Value) -> &str {
     body["error"].as_str().unwrap_or_default()
 }
 
+/// Runs `fleet-certs ARGS --dir {certs} --device DEVICE`; its stdout, after asserting success.
+fn fleet_certs(world: &World, args: &[&str], device: &str) -> String {
+    let out = std::process::Command::new(bin("fleet-certs"))
+        .args(args)
+        .args([
+            "--dir",
+            &world.certs().display().to_string(),
+            "--device",
+            device,
+        ])
+        .output()
+        .expect("run fleet-certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until the server shows `id` offline.
+async fn wait_offline(api: &Api, id: &str) {
+    eventually(
+        Duration::from_secs(15),
+        &format!("{id} offline"),
+        || async {
+            api.device(id)
+                .await
+                .filter(|d| d["online"] == false)
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_token_limited_to_a_site_sees_and_acts_on_that_site_only() {
     let world = World::new(&[HALL_CAB, ANNEX_CAB]);
@@ -356,30 +391,9 @@ async fn a_revoked_device_is_cut_off_and_a_reissued_one_is_let_back_in() {
     for id in ["cab-r", "cab-s"] {
         crate::harness::wait_online(&api, id).await;
     }
-    let certs_dir = world.certs().display().to_string();
-    let fleet_certs = |args: &[&str]| {
-        let out = std::process::Command::new(bin("fleet-certs"))
-            .args(args)
-            .args(["--dir", &certs_dir, "--device", "cab-r"])
-            .output()
-            .expect("run fleet-certs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let said = fleet_certs(&["revoke"]);
+    let said = fleet_certs(&world, &["revoke"], "cab-r");
     assert!(said.contains("revoked the certificate of cab-r"), "{said}");
-
-    eventually(Duration::from_secs(15), "cab-r offline", || async {
-        api.device("cab-r")
-            .await
-            .filter(|d| d["online"] == false)
-            .map(|_| ())
-    })
-    .await;
+    wait_offline(&api, "cab-r").await;
     let (_, log) = api.get("/api/v1/devices/cab-r/presence").await;
     assert!(
         log["presence"]
@@ -400,7 +414,7 @@ async fn a_revoked_device_is_cut_off_and_a_reissued_one_is_let_back_in() {
     assert_eq!(api.device("cab-s").await.expect("known")["online"], true);
 
     // A new certificate (a new serial) for the same device is trusted again.
-    fleet_certs(&["issue", "--force"]);
+    fleet_certs(&world, &["issue", "--force"], "cab-r");
     revoked.kill9();
     let _reissued = world.agent("cab-r", server.mqtt, &[]);
     crate::harness::wait_online(&api, "cab-r").await;
@@ -469,28 +483,8 @@ async fn a_cabinet_renews_its_certificate_before_expiry_without_a_person() {
     );
 
     // Stolen: revoking the device revokes the renewed certificate as well.
-    let out = std::process::Command::new(bin("fleet-certs"))
-        .args([
-            "revoke",
-            "--dir",
-            &world.certs().display().to_string(),
-            "--device",
-            "cab-n",
-        ])
-        .output()
-        .expect("run fleet-certs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eventually(Duration::from_secs(15), "cut off", || async {
-        api.device("cab-n")
-            .await
-            .filter(|d| d["online"] == false)
-            .map(|_| ())
-    })
-    .await;
+    fleet_certs(&world, &["revoke"], "cab-n");
+    wait_offline(&api, "cab-n").await;
     let failed = api
         .metric("lockerfleet_broker_handshake_failed_total")
         .await;
@@ -555,17 +549,7 @@ async fn the_doctor_passes_a_sound_cabinet_and_names_what_is_wrong() {
     assert!(out.contains("FAIL  server"), "{out}");
     assert!(err.contains("1 of 6 checks failed"), "{err}");
 
-    let revoke = std::process::Command::new(bin("fleet-certs"))
-        .args([
-            "revoke",
-            "--dir",
-            &world.certs().display().to_string(),
-            "--device",
-            "cab-q",
-        ])
-        .output()
-        .expect("run fleet-certs");
-    assert!(revoke.status.success());
+    fleet_certs(&world, &["revoke"], "cab-q");
     // The server reloads the list within 2 s.
     let (code, out) = eventually(
         Duration::from_secs(10),
