@@ -17,7 +17,8 @@ pub struct AgentConfig {
     pub certs: PathBuf,
     /// Where the outbox and command journal live.
     pub data_dir: PathBuf,
-    /// Lock hardware adapter: `fake` (more come with real lock boards).
+    /// Lock hardware: `fake`, `modbus-tcp://HOST:PORT` (boards behind a Modbus TCP gateway)
+    /// or `modbus-rtu:///dev/ttyX?baud=9600` (boards on an RS-485 bus); see `[modbus]`.
     pub hardware: String,
     /// `locker`, or a station device: `kiosk`, `tax_machine`, `printer` (no boxes).
     pub profile: protocol::Profile,
@@ -55,6 +56,73 @@ pub struct AgentConfig {
     /// A door open longer than this raises `door_left_open`.
     pub door_open_alarm_secs: u64,
     pub fake: FakeSettings,
+    pub modbus: ModbusSettings,
+}
+
+/// The `[modbus]` section: timing and the register map of the lock boards.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModbusSettings {
+    /// A request without an answer within this long is tried again, `retries` times.
+    pub timeout_ms: u64,
+    pub retries: u32,
+    /// How long a lock's coil stays on; 0: write "on" only, for boards that time the pulse.
+    pub pulse_ms: u64,
+    /// The boards in box order (`[[modbus.boards]]`); none listed: one board, unit 1, box N
+    /// on coil N-1 and discrete input N-1.
+    pub boards: Vec<BoardSettings>,
+}
+
+impl Default for ModbusSettings {
+    fn default() -> Self {
+        ModbusSettings {
+            timeout_ms: 300,
+            retries: 2,
+            pulse_ms: 500,
+            boards: Vec::new(),
+        }
+    }
+}
+
+/// One board on the bus (`[[modbus.boards]]`); its boxes follow the previous board's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BoardSettings {
+    /// Modbus unit (slave) id, 1..=247.
+    pub unit: u8,
+    /// Boxes on this board; the last board may leave it out and take the rest.
+    pub boxes: Option<u16>,
+    /// Coil pulsed to unlock the board's first box; box k uses `lock_coil + k - 1`.
+    pub lock_coil: u16,
+    /// Discrete input of the first box's door sensor.
+    pub door_input: u16,
+    /// What the door input reads when the door is open: 1 (default) or 0.
+    pub door_open_level: u8,
+    /// Discrete input of the first box's occupancy sensor, if the board has them.
+    pub occupancy_input: Option<u16>,
+    /// What the occupancy input reads when something is in the box: 1 (default) or 0.
+    pub occupied_level: u8,
+}
+
+impl Default for BoardSettings {
+    fn default() -> Self {
+        BoardSettings {
+            unit: 1,
+            boxes: None,
+            lock_coil: 0,
+            door_input: 0,
+            door_open_level: 1,
+            occupancy_input: None,
+            occupied_level: 1,
+        }
+    }
+}
+
+/// The lock hardware `hardware` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hardware {
+    Fake,
+    Modbus(crate::modbus::BusAddress),
 }
 
 /// Behaviour of the `fake` hardware (tests, demo, simulator).
@@ -111,6 +179,7 @@ impl Default for AgentConfig {
             keypad_lockout_secs: 900,
             door_open_alarm_secs: 120,
             fake: FakeSettings::default(),
+            modbus: ModbusSettings::default(),
         }
     }
 }
@@ -142,6 +211,19 @@ impl AgentConfig {
         Ok((host.trim_matches(['[', ']']).to_owned(), port))
     }
 
+    /// The lock hardware, parsed from `hardware`.
+    pub fn hardware(&self) -> Result<Hardware, ConfigError> {
+        if self.hardware == "fake" {
+            return Ok(Hardware::Fake);
+        }
+        crate::modbus::BusAddress::parse(&self.hardware)
+            .map(Hardware::Modbus)
+            .map_err(|why| ConfigError::Invalid {
+                key: "hardware",
+                why,
+            })
+    }
+
     pub fn lockout(&self) -> crate::codes::Lockout {
         crate::codes::Lockout {
             max_failures: self.keypad_max_failures,
@@ -164,11 +246,32 @@ impl AgentConfig {
             });
         }
         self.server_addr()?;
-        if self.hardware != "fake" {
-            return bad(
-                "hardware",
-                "must be `fake` (real lock boards come with the hardware adapters)",
-            );
+        if let Hardware::Modbus(_) = self.hardware()? {
+            if self.profile.is_station() {
+                return bad(
+                    "hardware",
+                    "is a lock-board bus, but a station device has no boxes; use fake",
+                );
+            }
+            let m = &self.modbus;
+            if !(10..=10_000).contains(&m.timeout_ms) {
+                return bad("modbus.timeout_ms", "must be between 10 and 10000");
+            }
+            if m.retries > 10 {
+                return bad("modbus.retries", "must be 10 or fewer");
+            }
+            if m.pulse_ms > 10_000 {
+                return bad(
+                    "modbus.pulse_ms",
+                    "must be 10000 or less (0: the board times it)",
+                );
+            }
+            if let Err(why) = crate::modbus::resolve_boards(m, self.boxes) {
+                return Err(ConfigError::Invalid {
+                    key: "modbus.boards",
+                    why,
+                });
+            }
         }
         if self.boxes == 0 && !self.profile.is_station() {
             return bad("boxes", "must be at least 1 on a locker");

@@ -15,12 +15,23 @@ use std::time::{Duration, Instant};
 use protocol::{BoxNo, Level, Profile, StationStatus};
 use rand::Rng;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DriverError {
     #[error("box {0} does not exist on this cabinet")]
     NoSuchBox(BoxNo),
     #[error("lock board did not answer: {0}")]
     Unreachable(String),
+    /// The board answered, with an error: the register map does not fit the board.
+    #[error("lock board refused: {0}")]
+    Refused(String),
+}
+
+/// One box's sensors as one poll read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxReading {
+    pub door_open: bool,
+    /// `None` when the box has no occupancy sensor.
+    pub occupied: Option<bool>,
 }
 
 pub trait LockDriver: Send + Sync + 'static {
@@ -32,6 +43,23 @@ pub trait LockDriver: Send + Sync + 'static {
     fn door_open(&self, b: BoxNo) -> impl Future<Output = Result<bool, DriverError>> + Send;
     /// `None` when the box has no occupancy sensor.
     fn occupied(&self, b: BoxNo) -> impl Future<Output = Result<Option<bool>, DriverError>> + Send;
+    /// Every box's sensors, one result per box in box order. The default asks box by box; a
+    /// bus adapter reads each board in one request.
+    fn sense(&self) -> impl Future<Output = Vec<Result<BoxReading, DriverError>>> + Send {
+        async {
+            let mut out = Vec::with_capacity(usize::from(self.boxes()));
+            for b in BoxNo::all(self.boxes()) {
+                let reading = async {
+                    Ok(BoxReading {
+                        door_open: self.door_open(b).await?,
+                        occupied: self.occupied(b).await?,
+                    })
+                };
+                out.push(reading.await);
+            }
+            out
+        }
+    }
     /// Cabinet-wide signals; `None` fields where the hardware has no such sensor.
     fn signals(&self) -> impl Future<Output = Result<Signals, DriverError>> + Send {
         async { Ok(Signals::default()) }

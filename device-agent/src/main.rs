@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use device_agent::{AgentConfig, FakeConfig, FakeKeypad, FakeLocks};
+use device_agent::{
+    AgentConfig, FakeConfig, FakeKeypad, FakeLocks, Hardware, LockDriver, ModbusLocks,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -37,7 +39,8 @@ struct Args {
     /// Seconds between heartbeats (the server takes a device as gone after two missed).
     #[arg(long, env = "LOCKERFLEET_HEARTBEAT_SECS")]
     heartbeat_secs: Option<u64>,
-    /// Lock hardware adapter (`fake`).
+    /// Lock hardware: `fake`, `modbus-tcp://HOST:PORT` or `modbus-rtu:///dev/ttyX?baud=9600`
+    /// (the register map is the config file's `[modbus]` section).
     #[arg(long, env = "LOCKERFLEET_HARDWARE")]
     hardware: Option<String>,
     /// Outbox and command journal directory.
@@ -145,65 +148,100 @@ async fn run() -> anyhow::Result<()> {
     let control = args.fake_control;
     let command = args.command.take();
     let cfg = args.into_config()?;
+    let hardware = cfg.hardware()?;
     if let Some(Cmd::Doctor { json }) = command {
-        return doctor(&cfg, json).await;
+        return match hardware {
+            Hardware::Fake => doctor(&cfg, &fake_locks(&cfg), json).await,
+            Hardware::Modbus(bus) => doctor(&cfg, &modbus_locks(&cfg, bus)?, json).await,
+        };
     }
-    let id = protocol::DeviceId::parse(&cfg.id)?;
-    // A certificate renewed earlier (identity.pem in the data dir) before the issued one.
-    let identity = device_agent::renew::load_identity(&cfg.certs, &cfg.data_dir, &id)?;
-    tracing::info!(device = %id, certificate = %identity.source.display(), "identity");
-    let tls = identity.tls;
-    let fake = Arc::new(FakeLocks::new(FakeConfig {
+    match hardware {
+        Hardware::Fake => {
+            let fake = Arc::new(fake_locks(&cfg));
+            serve(cfg, fake.clone(), Some(fake), control).await
+        }
+        Hardware::Modbus(bus) => {
+            anyhow::ensure!(
+                control.is_none(),
+                "--fake-control drives fake hardware; drop it or use --hardware fake"
+            );
+            let locks = Arc::new(modbus_locks(&cfg, bus)?);
+            tracing::info!(boards = ?locks.boards(), "lock boards");
+            serve(cfg, locks, None, None).await
+        }
+    }
+}
+
+fn fake_locks(cfg: &AgentConfig) -> FakeLocks {
+    FakeLocks::new(FakeConfig {
         boxes: cfg.boxes,
         close_after: Duration::from_millis(cfg.fake.close_after_ms),
         jam_rate: cfg.fake.jam_rate,
         profile: cfg.profile,
         pulse_log: cfg.fake.pulse_log.clone(),
-    }));
+    })
+}
+
+fn modbus_locks(cfg: &AgentConfig, bus: device_agent::BusAddress) -> anyhow::Result<ModbusLocks> {
+    ModbusLocks::new(bus, &cfg.modbus, cfg.boxes)
+        .map_err(|why| anyhow::anyhow!("config value `modbus.boards` {why}"))
+}
+
+/// Runs the agent on `driver` until a signal; `fake` is the same hardware when it is fake
+/// (its control socket and simulated activity).
+async fn serve<D: LockDriver>(
+    cfg: AgentConfig,
+    driver: Arc<D>,
+    fake: Option<Arc<FakeLocks>>,
+    control: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let id = protocol::DeviceId::parse(&cfg.id)?;
+    // A certificate renewed earlier (identity.pem in the data dir) before the issued one.
+    let identity = device_agent::renew::load_identity(&cfg.certs, &cfg.data_dir, &id)?;
+    tracing::info!(device = %id, certificate = %identity.source.display(), "identity");
+    let tls = identity.tls;
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);
     let (keypad, keys) = FakeKeypad::new();
-    let agent = device_agent::start(cfg, fake.clone(), keypad, tls, cancel.clone())
+    let agent = device_agent::start(cfg, driver, keypad, tls, cancel.clone())
         .await
         .context("agent failed to start")?;
-    if let Some(addr) = control {
-        let (bound, _task) = device_agent::control::serve(
-            addr,
-            fake.clone(),
-            keys,
-            agent.outbox.clone(),
-            cancel.child_token(),
-        )
-        .await
-        .with_context(|| format!("fake control socket on {addr}"))?;
-        println!("LOCKERFLEET_AGENT_CONTROL addr={bound}");
+    let mut sim = None;
+    if let Some(fake) = fake {
+        if let Some(addr) = control {
+            let (bound, _task) = device_agent::control::serve(
+                addr,
+                fake.clone(),
+                keys,
+                agent.outbox.clone(),
+                cancel.child_token(),
+            )
+            .await
+            .with_context(|| format!("fake control socket on {addr}"))?;
+            println!("LOCKERFLEET_AGENT_CONTROL addr={bound}");
+        }
+        sim = Some(tokio::spawn(device_agent::simulate_activity(
+            fake,
+            agent.recorder.clone(),
+            activity.0,
+            activity.1,
+            cancel.clone(),
+        )));
     }
-    let sim = tokio::spawn(device_agent::simulate_activity(
-        fake,
-        agent.recorder.clone(),
-        activity.0,
-        activity.1,
-        cancel.clone(),
-    ));
     println!("LOCKERFLEET_AGENT_READY id={}", agent.id);
     cli::shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
-    let _ = sim.await;
+    if let Some(sim) = sim {
+        let _ = sim.await;
+    }
     agent.shutdown().await;
     Ok(())
 }
 
 /// `device-agent doctor`: the checks, printed; an error (exit 1) when any failed.
-async fn doctor(cfg: &AgentConfig, json: bool) -> anyhow::Result<()> {
-    let locks = FakeLocks::new(FakeConfig {
-        boxes: cfg.boxes,
-        close_after: Duration::from_millis(cfg.fake.close_after_ms),
-        jam_rate: 0.0,
-        profile: cfg.profile,
-        pulse_log: None,
-    });
-    let checks = device_agent::doctor::run(cfg, &locks).await;
+async fn doctor<D: LockDriver>(cfg: &AgentConfig, locks: &D, json: bool) -> anyhow::Result<()> {
+    let checks = device_agent::doctor::run(cfg, locks).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {

@@ -28,6 +28,16 @@ pub enum OutboxError {
     },
 }
 
+impl OutboxError {
+    /// Another process holds the outbox (a running agent: it keeps the file locked).
+    pub fn is_busy(&self) -> bool {
+        let (OutboxError::Open { source, .. } | OutboxError::Db(source)) = self else {
+            return false;
+        };
+        matches!(source, sqlx::Error::Database(db) if db.code().as_deref() == Some("5"))
+    }
+}
+
 /// How hard the outbox syncs. `Full` survives power loss; `Normal` survives process crashes
 /// and is what a simulator with thousands of agents in one process wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

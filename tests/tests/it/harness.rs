@@ -140,6 +140,12 @@ impl World {
             .open(self.path(&format!("{id}.log")))
             .expect("agent log");
         let mut cmd = Command::new(bin("device-agent"));
+        // Eight fake boxes unless the test names its own hardware or size.
+        for (flag, default) in [("--boxes", "8"), ("--hardware", "fake")] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, default]);
+            }
+        }
         cmd.args(["--id", id])
             .args(["--server", &format!("localhost:{}", mqtt.port())])
             .args(["--certs", &self.certs().display().to_string()])
@@ -147,7 +153,6 @@ impl World {
                 "--data-dir",
                 &self.path(&format!("agent-{id}")).display().to_string(),
             ])
-            .args(["--boxes", "8", "--hardware", "fake"])
             .args(extra)
             .env("LOCKERFLEET_LOG", "info,rumqttc=warn,sqlx=warn")
             .stdout(Stdio::null())

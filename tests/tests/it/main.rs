@@ -11,6 +11,7 @@ mod export;
 mod external_broker;
 mod faults;
 mod flows;
+mod lock_boards;
 mod remote_open;
 mod security;
 mod simulator;
