@@ -57,6 +57,51 @@ pub struct AgentConfig {
     pub door_open_alarm_secs: u64,
     pub fake: FakeSettings,
     pub modbus: ModbusSettings,
+    pub gpio: GpioSettings,
+}
+
+/// The `[gpio]` section: one relay line per lock and one input line per door (and per
+/// occupancy sensor), box 1 first; line numbers are the chip's offsets (`gpioinfo` lists them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpioSettings {
+    pub lock_lines: Vec<u32>,
+    pub door_lines: Vec<u32>,
+    /// One per box, or none when the boxes have no occupancy sensors.
+    pub occupancy_lines: Vec<u32>,
+    /// Relay boards that switch on with a low level.
+    pub locks_active_low: bool,
+    /// Reed switches wired so that an open door reads low.
+    pub doors_active_low: bool,
+    pub occupancy_active_low: bool,
+    /// Bias of the input lines: `pull-up` (default: a reed switch to ground), `pull-down`,
+    /// `none` (external resistors).
+    pub bias: GpioBias,
+    /// How long a lock's relay stays on.
+    pub pulse_ms: u64,
+}
+
+impl Default for GpioSettings {
+    fn default() -> Self {
+        GpioSettings {
+            lock_lines: Vec::new(),
+            door_lines: Vec::new(),
+            occupancy_lines: Vec::new(),
+            locks_active_low: false,
+            doors_active_low: false,
+            occupancy_active_low: false,
+            bias: GpioBias::PullUp,
+            pulse_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpioBias {
+    PullUp,
+    PullDown,
+    None,
 }
 
 /// The `[modbus]` section: timing and the register map of the lock boards.
@@ -123,6 +168,8 @@ impl Default for BoardSettings {
 pub enum Hardware {
     Fake,
     Modbus(crate::modbus::BusAddress),
+    /// A GPIO character device, `gpio:///dev/gpiochip0`.
+    Gpio(PathBuf),
 }
 
 /// Behaviour of the `fake` hardware (tests, demo, simulator).
@@ -180,6 +227,7 @@ impl Default for AgentConfig {
             door_open_alarm_secs: 120,
             fake: FakeSettings::default(),
             modbus: ModbusSettings::default(),
+            gpio: GpioSettings::default(),
         }
     }
 }
@@ -216,6 +264,18 @@ impl AgentConfig {
         if self.hardware == "fake" {
             return Ok(Hardware::Fake);
         }
+        if let Some(chip) = self.hardware.strip_prefix("gpio://") {
+            if !chip.starts_with("/dev/") {
+                return Err(ConfigError::Invalid {
+                    key: "hardware",
+                    why: format!(
+                        "{:?} names no GPIO chip; write gpio:///dev/gpiochip0",
+                        self.hardware
+                    ),
+                });
+            }
+            return Ok(Hardware::Gpio(PathBuf::from(chip)));
+        }
         crate::modbus::BusAddress::parse(&self.hardware)
             .map(Hardware::Modbus)
             .map_err(|why| ConfigError::Invalid {
@@ -246,13 +306,22 @@ impl AgentConfig {
             });
         }
         self.server_addr()?;
-        if let Hardware::Modbus(_) = self.hardware()? {
-            if self.profile.is_station() {
-                return bad(
-                    "hardware",
-                    "is a lock-board bus, but a station device has no boxes; use fake",
-                );
+        let hardware = self.hardware()?;
+        if hardware != Hardware::Fake && self.profile.is_station() {
+            return bad(
+                "hardware",
+                "drives locks, but a station device has no boxes; use fake",
+            );
+        }
+        if let Hardware::Gpio(_) = hardware {
+            if !(1..=10_000).contains(&self.gpio.pulse_ms) {
+                return bad("gpio.pulse_ms", "must be between 1 and 10000");
             }
+            if let Err(why) = crate::gpio::check_map(&self.gpio, self.boxes) {
+                return Err(ConfigError::Invalid { key: "gpio", why });
+            }
+        }
+        if let Hardware::Modbus(_) = hardware {
             let m = &self.modbus;
             if !(10..=10_000).contains(&m.timeout_ms) {
                 return bad("modbus.timeout_ms", "must be between 10 and 10000");
@@ -330,6 +399,16 @@ mod tests {
             let err = c.validate().expect_err("invalid");
             assert!(err.to_string().contains("HOST:PORT"), "{err}");
         }
+    }
+
+    /// The example a technician copies to /etc/lockerfleet/agent.toml is a valid config.
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let cfg: AgentConfig =
+            toml::from_str(include_str!("../../deploy/agent.toml")).expect("parses");
+        cfg.validate().expect("valid");
+        assert!(matches!(cfg.hardware(), Ok(Hardware::Modbus(_))));
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/lockerfleet"));
     }
 
     #[test]

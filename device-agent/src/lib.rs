@@ -13,11 +13,13 @@ pub mod control;
 pub mod doctor;
 pub mod driver;
 pub mod faults;
+pub mod gpio;
 pub mod keypad;
 pub mod modbus;
 pub mod outbox;
 pub mod renew;
 pub mod serial;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -36,9 +38,12 @@ use tokio_util::task::TaskTracker;
 
 pub use backoff::Backoff;
 pub use codes::CodeBook;
-pub use config::{AgentConfig, BoardSettings, FakeSettings, Hardware, ModbusSettings};
+pub use config::{
+    AgentConfig, BoardSettings, FakeSettings, GpioBias, GpioSettings, Hardware, ModbusSettings,
+};
 pub use driver::{BoxReading, DriverError, FakeConfig, FakeLocks, LockDriver, Signals};
 pub use faults::Faults;
+pub use gpio::{ChipLines, GpioLocks};
 pub use keypad::{EntryOutcome, FakeKeypad, FakeKeypadHandle, Keypad, KeypadEntry};
 pub use modbus::{BusAddress, ModbusLocks};
 pub use outbox::{Durability, Outbox, OutboxError};
@@ -132,6 +137,8 @@ pub struct AgentStats {
     pub commands: AtomicU64,
     /// Boxes opened from the keypad (codes and staff).
     pub keypad_opens: AtomicU64,
+    /// Sensor polls completed (the systemd watchdog is fed while this moves).
+    pub polls: AtomicU64,
 }
 
 /// TLS client settings: trust our CA, present the device's certificate.
@@ -703,6 +710,7 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
             power,
             station,
         };
+        ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
     }
 }
 

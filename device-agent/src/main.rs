@@ -153,6 +153,7 @@ async fn run() -> anyhow::Result<()> {
         return match hardware {
             Hardware::Fake => doctor(&cfg, &fake_locks(&cfg), json).await,
             Hardware::Modbus(bus) => doctor(&cfg, &modbus_locks(&cfg, bus)?, json).await,
+            Hardware::Gpio(chip) => doctor(&cfg, &gpio_locks(&cfg, chip)?, json).await,
         };
     }
     match hardware {
@@ -169,7 +170,25 @@ async fn run() -> anyhow::Result<()> {
             tracing::info!(boards = ?locks.boards(), "lock boards");
             serve(cfg, locks, None, None).await
         }
+        Hardware::Gpio(chip) => {
+            anyhow::ensure!(
+                control.is_none(),
+                "--fake-control drives fake hardware; drop it or use --hardware fake"
+            );
+            let locks = Arc::new(gpio_locks(&cfg, chip)?);
+            tracing::info!(lines = ?locks, "GPIO locks");
+            serve(cfg, locks, None, None).await
+        }
     }
+}
+
+fn gpio_locks(
+    cfg: &AgentConfig,
+    chip: std::path::PathBuf,
+) -> anyhow::Result<device_agent::GpioLocks<device_agent::ChipLines>> {
+    let lines = device_agent::ChipLines::new(chip, &cfg.gpio);
+    device_agent::GpioLocks::new(lines, &cfg.gpio, cfg.boxes)
+        .map_err(|why| anyhow::anyhow!("config value `gpio` {why}"))
 }
 
 fn fake_locks(cfg: &AgentConfig) -> FakeLocks {
@@ -202,6 +221,7 @@ async fn serve<D: LockDriver>(
     let tls = identity.tls;
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);
+    let (boxes, hardware) = (cfg.boxes, cfg.hardware.clone());
     let (keypad, keys) = FakeKeypad::new();
     let agent = device_agent::start(cfg, driver, keypad, tls, cancel.clone())
         .await
@@ -229,9 +249,16 @@ async fn serve<D: LockDriver>(
         )));
     }
     println!("LOCKERFLEET_AGENT_READY id={}", agent.id);
+    device_agent::systemd::ready(&format!("running: {boxes} boxes on {hardware}"));
+    let watchdog = tokio::spawn(device_agent::systemd::watchdog(
+        agent.stats.clone(),
+        cancel.clone(),
+    ));
     cli::shutdown_signal().await;
     tracing::info!("shutting down");
+    device_agent::systemd::stopping();
     cancel.cancel();
+    let _ = watchdog.await;
     if let Some(sim) = sim {
         let _ = sim.await;
     }

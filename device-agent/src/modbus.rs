@@ -122,7 +122,7 @@ impl BusAddress {
             });
         }
         Err(format!(
-            "{s:?} is not a lock-board address; use fake, modbus-tcp://HOST:PORT or modbus-rtu:///dev/ttyX?baud=9600"
+            "{s:?} is not lock hardware; use fake, modbus-tcp://HOST:PORT, modbus-rtu:///dev/ttyX?baud=9600 or gpio:///dev/gpiochip0"
         ))
     }
 }
@@ -164,7 +164,8 @@ pub struct Board {
 impl Board {
     fn holds(&self, b: BoxNo) -> Option<u16> {
         let n = b.get();
-        (n >= self.first_box && n < self.first_box + self.boxes).then(|| n - self.first_box)
+        let end = u32::from(self.first_box) + u32::from(self.boxes);
+        (n >= self.first_box && u32::from(n) < end).then(|| n - self.first_box)
     }
 }
 

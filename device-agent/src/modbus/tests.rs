@@ -339,7 +339,7 @@ fn bus_addresses() {
         ("modbus-rtu:///dev/ttyS0?baud=fast", "baud must be"),
         ("modbus-rtu:///dev/ttyS0?speed=9600", "unknown setting"),
         ("modbus-rtu:///dev/ttyS0?parity", "is not KEY=VALUE"),
-        ("gpio://x", "is not a lock-board address"),
+        ("serial://x", "is not lock hardware"),
     ] {
         let e = BusAddress::parse(bad).expect_err(bad);
         assert!(e.contains(says), "{bad}: {e}");
