@@ -8,6 +8,7 @@ pub mod console_bench;
 pub mod day;
 pub mod demo;
 pub mod fleet;
+pub mod footprint_bench;
 pub mod locust_bench;
 pub mod netem;
 pub mod relay_bench;

@@ -204,7 +204,7 @@ fn locust_version() -> String {
 }
 
 /// User + system CPU seconds of a process so far, from `/proc` (0 where there is none).
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start at field 3.
     let fields: Vec<&str> = stat

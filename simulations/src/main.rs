@@ -40,6 +40,8 @@ enum Bench {
     Usage(simulations::usage_bench::UsageOptions),
     /// Durable ingest with locust (PyPI) as an independent load generator.
     Locust(simulations::locust_bench::LocustOptions),
+    /// One device-agent process at rest: RSS, CPU share, binary size.
+    Footprint(simulations::footprint_bench::FootprintOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,5 +67,6 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Scale(o)) => simulations::scale_bench::scale(o).await,
         Cmd::Bench(Bench::Usage(o)) => simulations::usage_bench::usage(o).await,
         Cmd::Bench(Bench::Locust(o)) => simulations::locust_bench::locust(o).await,
+        Cmd::Bench(Bench::Footprint(o)) => simulations::footprint_bench::footprint(o).await,
     }
 }

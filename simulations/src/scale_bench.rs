@@ -93,7 +93,6 @@ pub(crate) fn start_server(
     Ok((child, addr("mqtt=")?, addr("http=")?))
 }
 
-/// VmRSS and VmHWM of a process, in MB.
 /// The front's connection counters from the server's `/metrics`, to show where a storm's
 /// time went (handshakes timed out or queued out, refused at the limit).
 async fn print_front_counters(http: SocketAddr) {
@@ -117,7 +116,8 @@ async fn print_front_counters(http: SocketAddr) {
     println!("  front since restart: {}", found.join(", "));
 }
 
-fn rss_mb(pid: u32) -> (f64, f64) {
+/// VmRSS and VmHWM of a process, in MB.
+pub(crate) fn rss_mb(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
         status
