@@ -76,36 +76,31 @@ fn missing_certificates_name_the_file() {
 
 #[test]
 fn a_config_file_with_a_typo_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("agent.toml");
-    std::fs::write(&path, "id = 'cab-1'\nboxs = 12\n").expect("write");
-    let out = agent()
-        .args(["--config", &path.display().to_string()])
-        .output()
-        .expect("run device-agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused_config("id = 'cab-1'\nboxs = 12\n");
     assert!(
         stderr.contains("boxs") && stderr.contains("agent.toml"),
         "{stderr}"
     );
 }
 
-#[test]
-fn a_register_map_that_does_not_fit_the_cabinet_is_refused() {
+/// Runs the agent on a config file of `text`, which must be refused; its stderr.
+fn refused_config(text: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.toml");
-    std::fs::write(
-        &path,
-        "id = 'cab-1'\nhardware = 'modbus-tcp://gw:502'\nboxes = 12\n[[modbus.boards]]\nunit = 1\nboxes = 8\n",
-    )
-    .expect("write");
+    std::fs::write(&path, text).expect("write");
     let out = agent()
         .args(["--config", &path.display().to_string()])
         .output()
         .expect("run device-agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{text:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_register_map_that_does_not_fit_the_cabinet_is_refused() {
+    let stderr = refused_config(
+        "id = 'cab-1'\nhardware = 'modbus-tcp://gw:502'\nboxes = 12\n[[modbus.boards]]\nunit = 1\nboxes = 8\n",
+    );
     assert!(
         stderr.contains("modbus.boards")
             && stderr.contains("the boards hold 8 boxes but the cabinet has boxes = 12"),

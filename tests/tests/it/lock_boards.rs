@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Proc, World, bin, eventually, wait_online};
+use crate::harness::{Api, Proc, Server, World, bin, eventually, wait_online};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/modbus_board.py");
 
@@ -129,11 +129,25 @@ fn agent_config(world: &World, id: &str, modbus: &str) -> String {
     path.display().to_string()
 }
 
-async fn open_box(api: &Api, id: &str, b: u16) -> Value {
+/// An agent on `hardware` with 8 boxes, online.
+async fn agent_on(world: &World, server: &Server, id: &str, config: &str, hardware: &str) -> Proc {
+    let agent = world.agent(
+        id,
+        server.mqtt,
+        &["--config", config, "--hardware", hardware, "--boxes", "8"],
+    );
+    wait_online(&server.api(), id).await;
+    agent
+}
+
+/// Opens box `b` from the API: the door opened, and the board saw its coil pulsed.
+async fn open_and_pulse(api: &Api, board: &mut Board, id: &str, b: u16, (unit, coil): (u8, u16)) {
     let (code, body) = api.open(id, b, json!({"reason": "e2e lock board"})).await;
     assert_eq!(code, 202, "{body}");
     let command = body["command_id"].as_str().expect("command id").to_owned();
-    api.wait_command(&command, Duration::from_secs(20)).await
+    let cmd = api.wait_command(&command, Duration::from_secs(20)).await;
+    assert_eq!(cmd["status"], "opened", "{cmd}");
+    board.expect_pulse(unit, coil);
 }
 
 async fn wait_door_event(api: &Api, id: &str, b: u16, open: bool) {
@@ -231,17 +245,10 @@ async fn a_board_behind_a_modbus_tcp_gateway_opens_reports_and_is_watched() {
     let api = server.api();
     let config = agent_config(&world, CAB, "");
     let hardware = format!("modbus-tcp://127.0.0.1:{port}");
-    let _agent = world.agent(
-        CAB,
-        server.mqtt,
-        &["--config", &config, "--hardware", &hardware, "--boxes", "8"],
-    );
-    wait_online(&api, CAB).await;
+    let _agent = agent_on(&world, &server, CAB, &config, &hardware).await;
 
     // Open from the API: box 3 is coil 2 on unit 1 (the default map); the sprung door opens.
-    let cmd = open_box(&api, CAB, 3).await;
-    assert_eq!(cmd["status"], "opened", "{cmd}");
-    board.expect_pulse(1, 2);
+    open_and_pulse(&api, &mut board, CAB, 3, (1, 2)).await;
     // Doors moved by hand at the cabinet become events.
     board.send("door 1 2 0");
     wait_door_event(&api, CAB, 3, false).await;
@@ -319,22 +326,13 @@ async fn two_boards_on_an_rtu_bus_open_report_and_survive_noise_and_a_dead_board
     );
     assert_eq!(code, 0, "{out}");
 
-    let _agent = world.agent(
-        CAB,
-        server.mqtt,
-        &["--config", &config, "--hardware", &hardware, "--boxes", "8"],
-    );
-    wait_online(&api, CAB).await;
-    let cmd = open_box(&api, CAB, 6).await;
-    assert_eq!(cmd["status"], "opened", "{cmd}");
-    board.expect_pulse(2, 9);
+    let _agent = agent_on(&world, &server, CAB, &config, &hardware).await;
+    open_and_pulse(&api, &mut board, CAB, 6, (2, 9)).await;
     wait_door_event(&api, CAB, 6, true).await;
 
     // Answers with a wrong CRC are asked again; the open still goes through.
     board.send("corrupt 2");
-    let cmd = open_box(&api, CAB, 1).await;
-    assert_eq!(cmd["status"], "opened", "{cmd}");
-    board.expect_pulse(1, 0);
+    open_and_pulse(&api, &mut board, CAB, 1, (1, 0)).await;
 
     // Unit 2 dies: the alarm names it, and unit 1's doors are still reported meanwhile.
     board.send("silent 2 on");
