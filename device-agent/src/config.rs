@@ -55,6 +55,9 @@ pub struct AgentConfig {
     pub keypad_lockout_secs: u64,
     /// A door open longer than this raises `door_left_open`.
     pub door_open_alarm_secs: u64,
+    /// A Unix socket where the cabinet's screen application types entries (`code DIGITS`,
+    /// `staff CREDENTIAL BOX`) and reads the outcome, on any hardware; none: no socket.
+    pub keypad_socket: Option<PathBuf>,
     pub fake: FakeSettings,
     pub modbus: ModbusSettings,
     pub gpio: GpioSettings,
@@ -225,6 +228,7 @@ impl Default for AgentConfig {
             keypad_window_secs: 600,
             keypad_lockout_secs: 900,
             door_open_alarm_secs: 120,
+            keypad_socket: None,
             fake: FakeSettings::default(),
             modbus: ModbusSettings::default(),
             gpio: GpioSettings::default(),
@@ -409,6 +413,10 @@ mod tests {
         cfg.validate().expect("valid");
         assert!(matches!(cfg.hardware(), Ok(Hardware::Modbus(_))));
         assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/lockerfleet"));
+        assert_eq!(
+            cfg.keypad_socket,
+            Some(PathBuf::from("/run/lockerfleet/keypad.sock"))
+        );
     }
 
     #[test]

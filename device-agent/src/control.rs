@@ -17,14 +17,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::FakeLocks;
-use crate::keypad::FakeKeypadHandle;
+use crate::keypad::SoftKeypadHandle;
 use crate::outbox::Outbox;
 
 /// Binds `addr` (loopback only: this socket opens boxes) and serves it until cancelled.
 pub async fn serve(
     addr: SocketAddr,
     locks: Arc<FakeLocks>,
-    keypad: FakeKeypadHandle,
+    keypad: SoftKeypadHandle,
     outbox: Arc<Outbox>,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -85,7 +85,7 @@ pub async fn serve(
 async fn command(
     line: &str,
     locks: &FakeLocks,
-    keypad: &FakeKeypadHandle,
+    keypad: &SoftKeypadHandle,
     outbox: &Outbox,
 ) -> serde_json::Value {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -96,20 +96,10 @@ async fn command(
             .and_then(|n| BoxNo::new(n).ok())
             .ok_or_else(|| format!("expected a box number (1 or more) as word {}", i + 1))
     };
+    if let Some(typed) = crate::keypad::typed_line(&words, keypad).await {
+        return typed.unwrap_or_else(|e| json!({ "error": e }));
+    }
     let result: Result<serde_json::Value, String> = match words.as_slice() {
-        ["code", code] => keypad
-            .code(code)
-            .await
-            .map(|o| json!(o))
-            .ok_or_else(|| "the agent is stopping".to_owned()),
-        ["staff", credential, _] => match box_arg(2) {
-            Ok(b) => keypad
-                .staff(credential, b.get())
-                .await
-                .map(|o| json!(o))
-                .ok_or_else(|| "the agent is stopping".to_owned()),
-            Err(e) => Err(e),
-        },
         ["open", _] => box_arg(1).and_then(|b| {
             locks.open_by_hand(b).map_err(|e| e.to_string())?;
             Ok(json!({"ok": true}))
@@ -174,7 +164,7 @@ async fn command(
 mod tests {
     use super::*;
     use crate::driver::{FakeConfig, LockDriver};
-    use crate::keypad::{EntryOutcome, FakeKeypad, Keypad};
+    use crate::keypad::{EntryOutcome, Keypad, SoftKeypad};
 
     #[tokio::test]
     async fn only_loopback_and_clear_answers() {
@@ -182,7 +172,7 @@ mod tests {
             close_after: std::time::Duration::from_secs(60),
             ..FakeConfig::locker(2)
         }));
-        let (mut keypad, keys) = FakeKeypad::new();
+        let (mut keypad, keys) = SoftKeypad::new();
         let cancel = CancellationToken::new();
         let dir = tempfile::tempdir().expect("tempdir");
         let outbox = Arc::new(

@@ -1,8 +1,9 @@
 //! The keypad port: what people type at the cabinet, and what the cabinet shows back.
 //!
-//! A real adapter reads a keypad or card reader and drives a display; [`FakeKeypad`] takes
-//! entries from tests, the simulator and the agent's control socket and hands each outcome
-//! back to whoever typed.
+//! An adapter reads a keypad or card reader and drives a display; [`SoftKeypad`] takes
+//! entries from software — the cabinet's screen application over the keypad socket
+//! (`keypad_socket.rs`), tests, the simulator, the fake control socket — and hands each
+//! outcome back to whoever typed.
 
 use protocol::{AckStatus, BoxNo, RejectReason};
 use serde::Serialize;
@@ -45,26 +46,26 @@ pub trait Keypad: Send + 'static {
 
 type Pending = (KeypadEntry, oneshot::Sender<EntryOutcome>);
 
-/// A keypad driven from software.
-pub struct FakeKeypad {
+/// A keypad driven from software (see the module's text).
+pub struct SoftKeypad {
     rx: mpsc::Receiver<Pending>,
     waiting: Option<oneshot::Sender<EntryOutcome>>,
 }
 
-/// Types on a [`FakeKeypad`].
+/// Types on a [`SoftKeypad`].
 #[derive(Clone)]
-pub struct FakeKeypadHandle {
+pub struct SoftKeypadHandle {
     tx: mpsc::Sender<Pending>,
 }
 
-impl FakeKeypad {
-    pub fn new() -> (FakeKeypad, FakeKeypadHandle) {
+impl SoftKeypad {
+    pub fn new() -> (SoftKeypad, SoftKeypadHandle) {
         let (tx, rx) = mpsc::channel(16);
-        (FakeKeypad { rx, waiting: None }, FakeKeypadHandle { tx })
+        (SoftKeypad { rx, waiting: None }, SoftKeypadHandle { tx })
     }
 }
 
-impl Keypad for FakeKeypad {
+impl Keypad for SoftKeypad {
     async fn next(&mut self) -> Option<KeypadEntry> {
         let (entry, reply) = self.rx.recv().await?;
         self.waiting = Some(reply);
@@ -78,7 +79,7 @@ impl Keypad for FakeKeypad {
     }
 }
 
-impl FakeKeypadHandle {
+impl SoftKeypadHandle {
     /// Types an entry and waits for what the cabinet shows; `None` if the agent stopped.
     pub async fn enter(&self, entry: KeypadEntry) -> Option<EntryOutcome> {
         let (tx, rx) = oneshot::channel();
@@ -97,4 +98,29 @@ impl FakeKeypadHandle {
         })
         .await
     }
+}
+
+/// One line of a keypad protocol (`code DIGITS`, `staff CREDENTIAL BOX`) typed on `keypad`:
+/// `None` when the line is neither; else the outcome as JSON, or why not.
+pub async fn typed_line(
+    words: &[&str],
+    keypad: &SoftKeypadHandle,
+) -> Option<Result<serde_json::Value, String>> {
+    let outcome = match words {
+        ["code", code] => keypad.code(code).await,
+        ["staff", credential, b] => match b.parse::<u16>() {
+            Ok(b) if b > 0 => keypad.staff(credential, b).await,
+            _ => {
+                return Some(Err(format!(
+                    "expected a box number (1 or more) after the credential, not {b:?}"
+                )));
+            }
+        },
+        _ => return None,
+    };
+    Some(
+        outcome
+            .map(|o| serde_json::json!(o))
+            .ok_or_else(|| "the agent is stopping".to_owned()),
+    )
 }

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod faults;
 pub mod gpio;
 pub mod keypad;
+pub mod keypad_socket;
 pub mod modbus;
 pub mod outbox;
 pub mod renew;
@@ -44,7 +45,7 @@ pub use config::{
 pub use driver::{BoxReading, DriverError, FakeConfig, FakeLocks, LockDriver, Signals};
 pub use faults::Faults;
 pub use gpio::{ChipLines, GpioLocks};
-pub use keypad::{EntryOutcome, FakeKeypad, FakeKeypadHandle, Keypad, KeypadEntry};
+pub use keypad::{EntryOutcome, Keypad, KeypadEntry, SoftKeypad, SoftKeypadHandle};
 pub use modbus::{BusAddress, ModbusLocks};
 pub use outbox::{Durability, Outbox, OutboxError};
 

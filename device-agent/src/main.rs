@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use device_agent::{
-    AgentConfig, FakeConfig, FakeKeypad, FakeLocks, Hardware, LockDriver, ModbusLocks,
+    AgentConfig, FakeConfig, FakeLocks, Hardware, LockDriver, ModbusLocks, SoftKeypad,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,9 @@ struct Args {
     /// (the register map is the config file's `[modbus]` section).
     #[arg(long, env = "LOCKERFLEET_HARDWARE")]
     hardware: Option<String>,
+    /// A Unix socket for the cabinet's screen application to type codes and staff entries.
+    #[arg(long, env = "LOCKERFLEET_KEYPAD_SOCKET")]
+    keypad_socket: Option<PathBuf>,
     /// Outbox and command journal directory.
     #[arg(long, env = "LOCKERFLEET_AGENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -122,6 +125,9 @@ impl Args {
         }
         if self.fake_pulse_log.is_some() {
             cfg.fake.pulse_log = self.fake_pulse_log;
+        }
+        if self.keypad_socket.is_some() {
+            cfg.keypad_socket = self.keypad_socket;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -222,10 +228,17 @@ async fn serve<D: LockDriver>(
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);
     let (boxes, hardware) = (cfg.boxes, cfg.hardware.clone());
-    let (keypad, keys) = FakeKeypad::new();
+    let keypad_socket = cfg.keypad_socket.clone();
+    let (keypad, keys) = SoftKeypad::new();
     let agent = device_agent::start(cfg, driver, keypad, tls, cancel.clone())
         .await
         .context("agent failed to start")?;
+    if let Some(path) = &keypad_socket {
+        device_agent::keypad_socket::serve(path, keys.clone(), cancel.child_token())
+            .await
+            .with_context(|| format!("keypad socket {}", path.display()))?;
+        tracing::info!(socket = %path.display(), "keypad socket");
+    }
     let mut sim = None;
     if let Some(fake) = fake {
         if let Some(addr) = control {

@@ -96,7 +96,7 @@ pub struct Cabinet {
     pub agent: RunningAgent,
     pub locks: Arc<FakeLocks>,
     /// Types at the cabinet's fake keypad.
-    pub keys: device_agent::FakeKeypadHandle,
+    pub keys: device_agent::SoftKeypadHandle,
 }
 
 pub struct Fleet {
@@ -152,7 +152,7 @@ impl Fleet {
                 pulse_log: None,
             }));
             let tls = device_agent::client_tls(certs_dir, &id)?;
-            let (keypad, keys) = device_agent::FakeKeypad::new();
+            let (keypad, keys) = device_agent::SoftKeypad::new();
             let agent = device_agent::start(cfg, locks.clone(), keypad, tls, cancel.child_token())
                 .await
                 .with_context(|| format!("starting agent {id}"))?;

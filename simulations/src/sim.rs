@@ -80,12 +80,12 @@ struct Device {
 
 struct Live {
     agent: RunningAgent,
-    keys: device_agent::FakeKeypadHandle,
+    keys: device_agent::SoftKeypadHandle,
 }
 
 impl Device {
     async fn start_agent(&self, cancel: &CancellationToken) -> anyhow::Result<Live> {
-        let (keypad, keys) = device_agent::FakeKeypad::new();
+        let (keypad, keys) = device_agent::SoftKeypad::new();
         let agent = device_agent::start(
             self.cfg.clone(),
             self.locks.clone(),
@@ -124,7 +124,7 @@ impl Device {
     }
 
     /// The keypad, waiting while the agent restarts (a person waits at a rebooting cabinet).
-    async fn keys(&self, sim: &Clock) -> Option<device_agent::FakeKeypadHandle> {
+    async fn keys(&self, sim: &Clock) -> Option<device_agent::SoftKeypadHandle> {
         loop {
             if let Some(l) = self.live.read().await.as_ref() {
                 return Some(l.keys.clone());

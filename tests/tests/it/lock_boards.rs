@@ -130,12 +130,17 @@ fn agent_config(world: &World, id: &str, modbus: &str) -> String {
 }
 
 /// An agent on `hardware` with 8 boxes, online.
-async fn agent_on(world: &World, server: &Server, id: &str, config: &str, hardware: &str) -> Proc {
-    let agent = world.agent(
-        id,
-        server.mqtt,
-        &["--config", config, "--hardware", hardware, "--boxes", "8"],
-    );
+async fn agent_on(
+    world: &World,
+    server: &Server,
+    id: &str,
+    config: &str,
+    hardware: &str,
+    extra: &[&str],
+) -> Proc {
+    let mut args = vec!["--config", config, "--hardware", hardware, "--boxes", "8"];
+    args.extend_from_slice(extra);
+    let agent = world.agent(id, server.mqtt, &args);
     wait_online(&server.api(), id).await;
     agent
 }
@@ -245,7 +250,17 @@ async fn a_board_behind_a_modbus_tcp_gateway_opens_reports_and_is_watched() {
     let api = server.api();
     let config = agent_config(&world, CAB, "");
     let hardware = format!("modbus-tcp://127.0.0.1:{port}");
-    let _agent = agent_on(&world, &server, CAB, &config, &hardware).await;
+    let keypad = world.path("keypad.sock");
+    let keypad_arg = keypad.display().to_string();
+    let _agent = agent_on(
+        &world,
+        &server,
+        CAB,
+        &config,
+        &hardware,
+        &["--keypad-socket", &keypad_arg],
+    )
+    .await;
 
     // Open from the API: box 3 is coil 2 on unit 1 (the default map); the sprung door opens.
     open_and_pulse(&api, &mut board, CAB, 3, (1, 2)).await;
@@ -263,6 +278,16 @@ async fn a_board_behind_a_modbus_tcp_gateway_opens_reports_and_is_watched() {
         "{out}"
     );
     assert_eq!(code, 0, "{out}");
+
+    // A citizen's code typed on the cabinet's screen (its application writes to the keypad
+    // socket) opens a box on the real board.
+    let code = dropoff_code(&api, CAB).await;
+    let answer = type_on_screen(&keypad, &format!("code {code}")).await;
+    assert_eq!(answer["outcome"], "opened", "{answer}");
+    let b = answer["box"].as_u64().expect("box") as u16;
+    board.expect_pulse(1, b - 1);
+    let answer = type_on_screen(&keypad, &format!("code {code}")).await;
+    assert_eq!(answer, json!({"outcome": "rejected", "reason": "used"}));
 
     silent_board_alarm_and_recovery(&api, &mut board, CAB, 1).await;
     let (code, out) = doctor(
@@ -326,7 +351,7 @@ async fn two_boards_on_an_rtu_bus_open_report_and_survive_noise_and_a_dead_board
     );
     assert_eq!(code, 0, "{out}");
 
-    let _agent = agent_on(&world, &server, CAB, &config, &hardware).await;
+    let _agent = agent_on(&world, &server, CAB, &config, &hardware, &[]).await;
     open_and_pulse(&api, &mut board, CAB, 6, (2, 9)).await;
     wait_door_event(&api, CAB, 6, true).await;
 
@@ -341,6 +366,61 @@ async fn two_boards_on_an_rtu_bus_open_report_and_survive_noise_and_a_dead_board
     board.send("silent 2 off");
     silent_board_alarm_and_recovery(&api, &mut board, CAB, 2).await;
     assert_no_agent_panic(&world.path(&format!("{CAB}.log")));
+}
+
+/// Registers `cab` (8 boxes) at a site and makes a drop-off reservation there; its code,
+/// once the cabinet holds it.
+async fn dropoff_code(api: &Api, cab: &str) -> String {
+    let (s, body) = api
+        .post(
+            "/api/v1/sites",
+            json!({"id": "annex", "kind": "service_hall", "name": "Annex", "address": "2 Civic Square", "lat": 23.13, "lon": 113.26}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let boxes: Vec<Value> = (1..=8).map(|b| json!({"box": b, "size": "M"})).collect();
+    let (s, body) = api
+        .put(
+            &format!("/api/v1/cabinets/{cab}"),
+            json!({"site_id": "annex", "name": "Annex lockers", "boxes": boxes}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, r) = api
+        .post(
+            "/api/v1/reservations",
+            json!({"flow": "dropoff", "case_number": "MB-2026-1", "phone": "13812345678", "site_id": "annex"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    eventually(Duration::from_secs(20), "codes at the cabinet", || async {
+        let (_, c) = api.get(&format!("/api/v1/cabinets/{cab}")).await;
+        let cab = &c["cabinet"];
+        (cab["codes_version"].as_i64() > Some(0) && cab["codes_applied"] == cab["codes_version"])
+            .then_some(())
+    })
+    .await;
+    r["code"].as_str().expect("code").to_owned()
+}
+
+/// One line to the agent's keypad socket, as the cabinet's screen application sends it.
+async fn type_on_screen(socket: &Path, line: &str) -> Value {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("keypad socket");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("write");
+    let answer = BufReader::new(read)
+        .lines()
+        .next_line()
+        .await
+        .expect("read")
+        .expect("an answer");
+    serde_json::from_str(&answer).expect("json")
 }
 
 /// One check of the doctor's list as `PASS detail` or `FAIL detail`.
