@@ -166,6 +166,10 @@ pub fn client_tls(
 /// the outbox, under one lock so a snapshot always matches the outbox's last seq.
 pub struct Recorder {
     known: Mutex<Vec<BoxState>>,
+    /// When each box's state was last recorded (written under `known`'s lock): a sensor
+    /// reading older than that is stale — a pulse's outcome, the keypad or the simulator
+    /// recorded a newer truth meanwhile — and is dropped, not recorded as a change back.
+    changed_at: std::sync::Mutex<std::collections::HashMap<u16, Instant>>,
     outbox: Arc<Outbox>,
     notify: Arc<Notify>,
     stats: Arc<AgentStats>,
@@ -173,18 +177,46 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Records a reading of one box; appends an event per changed value. `true` when it
-    /// wrote something.
+    /// Records the state of one box as known now; appends an event per changed value.
+    /// `true` when it wrote something.
     pub async fn observe(
         &self,
         b: BoxNo,
         door_open: bool,
         occupied: Option<bool>,
     ) -> Result<bool, OutboxError> {
+        self.record(b, door_open, occupied, None).await
+    }
+
+    /// Records a sensor reading taken at `read_at`, unless the box's state was recorded
+    /// after that (the next poll reads again).
+    pub async fn observe_reading(
+        &self,
+        b: BoxNo,
+        door_open: bool,
+        occupied: Option<bool>,
+        read_at: Instant,
+    ) -> Result<bool, OutboxError> {
+        self.record(b, door_open, occupied, Some(read_at)).await
+    }
+
+    async fn record(
+        &self,
+        b: BoxNo,
+        door_open: bool,
+        occupied: Option<bool>,
+        read_at: Option<Instant>,
+    ) -> Result<bool, OutboxError> {
         let mut known = self.known.lock().await;
         let Some(k) = known.get_mut(usize::from(b.get()) - 1) else {
             return Ok(false);
         };
+        if let Some(read_at) = read_at {
+            let changed_at = self.changed_at.lock().unwrap_or_else(|p| p.into_inner());
+            if changed_at.get(&b.get()).is_some_and(|t| *t > read_at) {
+                return Ok(false);
+            }
+        }
         let mut events = Vec::new();
         let door_changed = k.door_open != door_open;
         if door_changed {
@@ -209,6 +241,10 @@ impl Recorder {
         if occupied.is_some() {
             k.occupied = occupied;
         }
+        self.changed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(b.get(), Instant::now());
         drop(known);
         let mut changes = Vec::new();
         if door_changed {
@@ -360,6 +396,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
     }
     let recorder = Arc::new(Recorder {
         known: Mutex::new(known),
+        changed_at: Default::default(),
         outbox: outbox.clone(),
         notify: notify.clone(),
         stats: stats.clone(),
@@ -592,10 +629,15 @@ async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         let mut bus_error: Option<String> = None;
+        let read_at = Instant::now();
         let readings = ctx.driver.sense().await;
         for (b, reading) in BoxNo::all(ctx.driver.boxes()).zip(readings) {
             match reading {
-                Ok(r) => match ctx.recorder.observe(b, r.door_open, r.occupied).await {
+                Ok(r) => match ctx
+                    .recorder
+                    .observe_reading(b, r.door_open, r.occupied, read_at)
+                    .await
+                {
                     Err(e) if !recording_fails => {
                         recording_fails = true;
                         tracing::error!(device = %ctx.id, error = %e,
@@ -1531,6 +1573,7 @@ mod tests {
         );
         let recorder = Arc::new(Recorder {
             known: Mutex::new(known),
+            changed_at: Default::default(),
             outbox: outbox.clone(),
             notify: notify.clone(),
             stats: stats.clone(),
@@ -1918,6 +1961,40 @@ mod tests {
             .into_iter()
             .map(|e| e.body)
             .collect()
+    }
+
+    /// A poll's reading taken before a pulse's outcome (or the keypad, or the simulator)
+    /// recorded a newer state is stale: recording it would log a change back and forth.
+    #[tokio::test]
+    async fn a_reading_older_than_the_last_record_is_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+        let b = BoxNo::new(1).expect("box");
+        let read_at = Instant::now();
+        assert!(
+            ctx.recorder
+                .observe(b, true, Some(false))
+                .await
+                .expect("record")
+        );
+        let stale = ctx
+            .recorder
+            .observe_reading(b, false, Some(false), read_at)
+            .await
+            .expect("stale");
+        assert!(!stale, "a reading from before the record");
+        let fresh = ctx
+            .recorder
+            .observe_reading(b, false, Some(false), Instant::now())
+            .await
+            .expect("fresh");
+        assert!(fresh, "the next poll's reading is the truth");
+        let doors: Vec<EventBody> = events(&ctx)
+            .await
+            .into_iter()
+            .filter(|e| matches!(e, EventBody::Door { .. }))
+            .collect();
+        assert_eq!(doors.len(), 2, "{doors:?}");
     }
 
     #[tokio::test]
