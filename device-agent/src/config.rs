@@ -99,6 +99,17 @@ impl Default for GpioSettings {
     }
 }
 
+impl GpioSettings {
+    /// The input lines, doors then occupancy sensors: what one poll reads.
+    pub fn inputs(&self) -> Vec<u32> {
+        self.door_lines
+            .iter()
+            .chain(&self.occupancy_lines)
+            .copied()
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GpioBias {

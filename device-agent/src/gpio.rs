@@ -85,17 +85,11 @@ impl<L: Lines> std::fmt::Debug for GpioLocks<L> {
 impl<L: Lines> GpioLocks<L> {
     pub fn new(lines: L, settings: &GpioSettings, boxes: u16) -> Result<GpioLocks<L>, String> {
         check_map(settings, boxes)?;
-        let inputs = settings
-            .door_lines
-            .iter()
-            .chain(&settings.occupancy_lines)
-            .copied()
-            .collect();
         Ok(GpioLocks {
             lines,
             cfg: settings.clone(),
             boxes,
-            inputs,
+            inputs: settings.inputs(),
         })
     }
 
@@ -203,13 +197,7 @@ impl ChipLines {
             GpioBias::PullDown => Some(Bias::PullDown),
             GpioBias::None => None,
         };
-        let inputs: Vec<u32> = self
-            .cfg
-            .door_lines
-            .iter()
-            .chain(&self.cfg.occupancy_lines)
-            .copied()
-            .collect();
+        let inputs = self.cfg.inputs();
         let off = if self.cfg.locks_active_low {
             Value::Active
         } else {

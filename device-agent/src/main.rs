@@ -162,25 +162,21 @@ async fn run() -> anyhow::Result<()> {
             Hardware::Gpio(chip) => doctor(&cfg, &gpio_locks(&cfg, chip)?, json).await,
         };
     }
+    anyhow::ensure!(
+        control.is_none() || hardware == Hardware::Fake,
+        "--fake-control drives fake hardware; drop it or use --hardware fake"
+    );
     match hardware {
         Hardware::Fake => {
             let fake = Arc::new(fake_locks(&cfg));
             serve(cfg, fake.clone(), Some(fake), control).await
         }
         Hardware::Modbus(bus) => {
-            anyhow::ensure!(
-                control.is_none(),
-                "--fake-control drives fake hardware; drop it or use --hardware fake"
-            );
             let locks = Arc::new(modbus_locks(&cfg, bus)?);
             tracing::info!(boards = ?locks.boards(), "lock boards");
             serve(cfg, locks, None, None).await
         }
         Hardware::Gpio(chip) => {
-            anyhow::ensure!(
-                control.is_none(),
-                "--fake-control drives fake hardware; drop it or use --hardware fake"
-            );
             let locks = Arc::new(gpio_locks(&cfg, chip)?);
             tracing::info!(lines = ?locks, "GPIO locks");
             serve(cfg, locks, None, None).await

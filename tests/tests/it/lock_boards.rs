@@ -271,13 +271,7 @@ async fn a_board_behind_a_modbus_tcp_gateway_opens_reports_and_is_watched() {
     wait_door_event(&api, CAB, 7, true).await;
 
     // The doctor reads the real board too (a TCP gateway takes a second client).
-    let (code, out) = doctor(&world, CAB, &config, &hardware, server.mqtt.port());
-    assert_eq!(
-        check(&out, "lock board"),
-        "PASS all 8 boxes answered",
-        "{out}"
-    );
-    assert_eq!(code, 0, "{out}");
+    doctor_passes(&world, CAB, &config, &hardware, server.mqtt.port());
 
     // A citizen's code typed on the cabinet's screen (its application writes to the keypad
     // socket) opens a box on the real board.
@@ -343,13 +337,7 @@ async fn two_boards_on_an_rtu_bus_open_report_and_survive_noise_and_a_dead_board
             "--spring",
         ],
     );
-    let (code, out) = doctor(&world, CAB, &config, &hardware, server.mqtt.port());
-    assert_eq!(
-        check(&out, "lock board"),
-        "PASS all 8 boxes answered",
-        "{out}"
-    );
-    assert_eq!(code, 0, "{out}");
+    doctor_passes(&world, CAB, &config, &hardware, server.mqtt.port());
 
     let _agent = agent_on(&world, &server, CAB, &config, &hardware, &[]).await;
     open_and_pulse(&api, &mut board, CAB, 6, (2, 9)).await;
@@ -421,6 +409,17 @@ async fn type_on_screen(socket: &Path, line: &str) -> Value {
         .expect("read")
         .expect("an answer");
     serde_json::from_str(&answer).expect("json")
+}
+
+/// The doctor with the boards answering: every box read, exit 0.
+fn doctor_passes(world: &World, id: &str, config: &str, hardware: &str, mqtt_port: u16) {
+    let (code, out) = doctor(world, id, config, hardware, mqtt_port);
+    assert_eq!(
+        check(&out, "lock board"),
+        "PASS all 8 boxes answered",
+        "{out}"
+    );
+    assert_eq!(code, 0, "{out}");
 }
 
 /// One check of the doctor's list as `PASS detail` or `FAIL detail`.
