@@ -12,6 +12,7 @@ pub mod api_live;
 pub mod api_planning;
 pub mod api_tokens;
 pub mod api_usage;
+pub mod backfill;
 pub mod bus;
 pub mod change_bridge;
 pub mod changes;
@@ -122,6 +123,35 @@ impl RunningServer {
     }
 }
 
+/// The database and master secret of `cfg`, opened (and made on first use) as the server
+/// opens them: shared by [`start`] and a history load ([`backfill`]).
+async fn open_storage(cfg: &ServerConfig) -> anyhow::Result<(Store, secrets::Secrets)> {
+    let url = cfg.database_url();
+    let store = Store::connect(&url)
+        .await
+        .with_context(|| format!("opening database {}", redact(&url)))?
+        .with_webhooks(cfg.webhook_url.is_some());
+    let secret_path = cfg.master_secret_file();
+    // Codes are counted only when the file is missing: whether a new one may be made.
+    let secrets = match secrets::Secrets::load(&secret_path)? {
+        Some(s) => s,
+        None => secrets::Secrets::create(&secret_path, store.codes_issued().await?)?,
+    };
+    Ok((store, secrets))
+}
+
+fn service_settings(cfg: &ServerConfig) -> service::Settings {
+    service::Settings {
+        code_digits: cfg.code_digits,
+        dropoff_valid: hours(cfg.dropoff_valid_hours),
+        pickup_valid: hours(cfg.pickup_valid_days * 24),
+        collect_overdue: hours(cfg.collect_overdue_hours),
+        reminder_before: hours(cfg.reminder_before_hours),
+        timeup_grace: std::time::Duration::from_secs(cfg.timeup_grace_secs),
+        utc_offset_minutes: cfg.utc_offset_minutes,
+    }
+}
+
 /// Starts the server. Needs `ca.crt`, `server.crt` and `server.key` in the certs dir.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     cfg.validate()?;
@@ -143,16 +173,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         })?),
     };
     let url = cfg.database_url();
-    let store = Store::connect(&url)
-        .await
-        .with_context(|| format!("opening database {}", redact(&url)))?
-        .with_webhooks(cfg.webhook_url.is_some());
-    let secret_path = cfg.master_secret_file();
-    // Codes are counted only when the file is missing: whether a new one may be made.
-    let secrets = match secrets::Secrets::load(&secret_path)? {
-        Some(s) => s,
-        None => secrets::Secrets::create(&secret_path, store.codes_issued().await?)?,
-    };
+    let (store, secrets) = open_storage(&cfg).await?;
     // With an external broker the sessions outlive this process (and other replicas serve
     // them): presence comes from the devices' retained words instead.
     let reset = match external {
@@ -308,15 +329,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let service = service::Service {
         store: store.clone(),
         secrets: secrets.clone(),
-        settings: service::Settings {
-            code_digits: cfg.code_digits,
-            dropoff_valid: hours(cfg.dropoff_valid_hours),
-            pickup_valid: hours(cfg.pickup_valid_days * 24),
-            collect_overdue: hours(cfg.collect_overdue_hours),
-            reminder_before: hours(cfg.reminder_before_hours),
-            timeup_grace: std::time::Duration::from_secs(cfg.timeup_grace_secs),
-            utc_offset_minutes: cfg.utc_offset_minutes,
-        },
+        settings: service_settings(&cfg),
         codes: codes_tx,
         notify: wake_notifier.clone(),
         metrics: metrics.clone(),

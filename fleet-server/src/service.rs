@@ -21,7 +21,9 @@ use crate::link::Publisher;
 use crate::metrics::Metrics;
 use crate::presence::Online;
 use crate::secrets::{SecretError, Secrets};
-use crate::store::{Effects, Issued, ItemRow, NewItem, Placement, StaffRow, Store, StoreError};
+use crate::store::{
+    Effects, Issued, ItemRow, NewItem, Placement, Presence, StaffRow, Store, StoreError,
+};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -140,6 +142,17 @@ impl Service {
         req: ReservationRequest,
         caller: &str,
     ) -> Result<Reservation, ServiceError> {
+        self.reserve_at(req, caller, crate::now_ms()).await
+    }
+
+    /// [`Service::reserve`] as if it were `now`: the live path passes the clock, a history
+    /// load (`crate::backfill`) the time of its past request.
+    pub async fn reserve_at(
+        &self,
+        req: ReservationRequest,
+        caller: &str,
+        now: i64,
+    ) -> Result<Reservation, ServiceError> {
         let bad = |m: String| Err(ServiceError::BadRequest(m));
         let Some(flow) = Flow::parse(&req.flow) else {
             return bad(format!(
@@ -172,7 +185,6 @@ impl Service {
         {
             return bad("idempotency_key must be 1 to 200 characters".into());
         }
-        let now = crate::now_ms();
         let valid_from = req.valid_from.unwrap_or(now);
         let deadline = match (flow, req.deadline) {
             (Flow::Supplement, None) => {
@@ -354,7 +366,6 @@ impl Service {
                 actor,
                 Some("cancelled"),
                 crate::now_ms(),
-                true,
             )
             .await?
         {
@@ -381,6 +392,32 @@ impl Service {
         on_duty: bool,
         actor: &str,
     ) -> Result<StaffRow, ServiceError> {
+        self.add_staff_at(
+            id,
+            name,
+            site,
+            credential,
+            phone,
+            on_duty,
+            actor,
+            crate::now_ms(),
+        )
+        .await
+    }
+
+    /// [`Service::add_staff`] as if it were `now` (a history load).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_staff_at(
+        &self,
+        id: &str,
+        name: &str,
+        site: Option<&str>,
+        credential: &str,
+        phone: Option<&str>,
+        on_duty: bool,
+        actor: &str,
+        now: i64,
+    ) -> Result<StaffRow, ServiceError> {
         StaffId::parse(id).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let phone = phone
             .map(check_phone)
@@ -406,7 +443,7 @@ impl Service {
             name: name.to_owned(),
             site_id: site.map(str::to_owned),
             active: true,
-            created_at: crate::now_ms(),
+            created_at: now,
             phone: phone.as_deref().map(mask_phone),
             on_duty,
         };
@@ -469,15 +506,19 @@ impl Service {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = self.sweep_once(crate::now_ms()).await {
+            if let Err(e) = self.sweep_once(crate::now_ms(), Presence::Live).await {
                 tracing::warn!(error = %e, "item sweep failed; retrying in 2 s");
             }
         }
     }
 
-    pub async fn sweep_once(&self, now: i64) -> Result<(), ServiceError> {
+    pub async fn sweep_once(&self, now: i64, presence: Presence) -> Result<(), ServiceError> {
         let grace = self.settings.timeup_grace.as_millis() as i64;
-        for item in self.store.items_timed_out(now, grace, 500).await? {
+        for item in self
+            .store
+            .items_timed_out(now, grace, 500, presence)
+            .await?
+        {
             let detail = match item.state.as_str() {
                 "reserved" if item.flow == "supplement" => "supplement not dropped by its deadline",
                 "reserved" => "code not used in its window",
@@ -486,7 +527,7 @@ impl Service {
             };
             if let Some((state, effects)) = self
                 .store
-                .trigger_item(&item.id, Trigger::TimeUp, "system", Some(detail), now, true)
+                .trigger_item(&item.id, Trigger::TimeUp, "system", Some(detail), now)
                 .await?
             {
                 tracing::info!(item = %item.id, case = %mask_case(&item.case_number),

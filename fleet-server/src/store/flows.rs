@@ -238,6 +238,17 @@ pub struct Effects {
     pub notify: bool,
 }
 
+/// Which cabinets a time-up sweep may judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Only cabinets online for longer than the grace: a code used offline may still be on
+    /// its way from the others (the live server).
+    Live,
+    /// Every cabinet, as online throughout: a history written at its own times
+    /// (`crate::backfill`), where no cabinet is connected yet and none was ever offline.
+    Assumed,
+}
+
 /// How far a cabinet's clock may lag the server's before a staff open is judged older than
 /// the item in its box.
 const STAFF_OPEN_SKEW_MS: i64 = 60_000;
@@ -913,7 +924,7 @@ impl Store {
 
     /// Applies `trigger` to an item from outside the ingest path (cancel, sweeps).
     /// Returns the new state, or `None` when the item is unknown or the trigger does not
-    /// apply to its state.
+    /// apply to its state. Webhooks are queued only where the server has a webhook URL.
     pub async fn trigger_item(
         &self,
         id: &str,
@@ -921,7 +932,6 @@ impl Store {
         actor: &str,
         detail: Option<&str>,
         now: i64,
-        webhooks: bool,
     ) -> Result<Option<(ItemState, Effects)>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -941,7 +951,7 @@ impl Store {
             actor,
             detail,
             now,
-            webhooks,
+            self.webhooks,
             &mut effects,
         )
         .await?;
@@ -958,19 +968,21 @@ impl Store {
         now: i64,
         grace_ms: i64,
         limit: i64,
+        presence: Presence,
     ) -> Result<Vec<ItemRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ITEM_COLS} FROM items i
              WHERE i.state IN ('reserved', 'awaiting_deposit', 'in_box')
                AND NOT (i.state = 'in_box' AND i.flow <> 'pickup')
                AND i.valid_until + $1 < $2
-               AND EXISTS (SELECT 1 FROM devices d WHERE d.device_id = i.device_id AND d.online = 1
-                           AND d.presence_changed_at + $1 < $2)
+               AND ($4 = 1 OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = i.device_id
+                           AND d.online = 1 AND d.presence_changed_at + $1 < $2))
              ORDER BY i.valid_until LIMIT $3"
         )))
         .bind(grace_ms)
         .bind(now)
         .bind(limit)
+        .bind(i64::from(presence == Presence::Assumed))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ItemRow::from_row).collect()
@@ -1254,6 +1266,20 @@ impl Store {
         Ok(())
     }
 
+    /// Marks every notification due by `until` sent at the time it fell due, bodies wiped:
+    /// for a history written at its own times, whose people had their SMS then.
+    pub async fn notifications_sent_when_due(&self, until: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE notifications SET state = 'sent', sent_at = next_attempt_at, body = NULL,
+               attempts = attempts + 1, last_error = NULL
+             WHERE state = 'pending' AND next_attempt_at <= $1",
+        )
+        .bind(until)
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
     /// Records a failed attempt: retried at `next`, or given up (`failed`, body wiped).
     pub async fn notification_failed(
         &self,
@@ -1291,6 +1317,44 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("channel")?, r.try_get("state")?, r.try_get("n")?)))
             .collect()
+    }
+
+    // ------------------------------------------------------------------------- history
+
+    /// Applies one keypad event of `device` as if it had arrived at `at` (the cabinet's own
+    /// time too), with no event row: a history written at its own times (`crate::backfill`)
+    /// must not take sequence numbers the real agent will use. The same rules as ingest.
+    pub async fn apply_keypad_event_at(
+        &self,
+        device: &DeviceId,
+        body: &EventBody,
+        at: i64,
+    ) -> Result<Effects, StoreError> {
+        if !is_keypad_event(body) {
+            return Err(StoreError::Invalid(format!(
+                "a {} event is not a keypad event; only keypad, code and fault events can be \
+                 applied outside ingest",
+                body.kind()
+            )));
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut effects = Effects::default();
+        Store::apply_keypad_event(&mut tx, device, at, body, at, self.webhooks, &mut effects)
+            .await?;
+        tx.commit().await?;
+        Ok(effects)
+    }
+
+    /// The latest time anything happened to an item or a refused reservation: where a history
+    /// load resumes on a database that already has one.
+    pub async fn latest_item_activity(&self) -> Result<Option<i64>, StoreError> {
+        let items: Option<i64> = sqlx::query_scalar("SELECT MAX(updated_at) FROM items")
+            .fetch_one(&self.pool)
+            .await?;
+        let unmet: Option<i64> = sqlx::query_scalar("SELECT MAX(at) FROM unmet_demand")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(items.max(unmet))
     }
 
     // ------------------------------------------------------------------------- ingest hook

@@ -28,7 +28,7 @@ pub use alarms::{
 };
 pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
-    NewItem, NotificationRow, Placement, SiteRow, StaffRow,
+    NewItem, NotificationRow, Placement, Presence, SiteRow, StaffRow,
 };
 pub use overview::{BoxCounts, SiteOverview};
 pub use planning::Measured;
@@ -137,25 +137,29 @@ impl Store {
         };
         let (pool, writer) = if kind == DbKind::Sqlite {
             let sqlite = |max| {
-                options(max).after_connect(|conn, _| {
-                    Box::pin(async move {
-                        // WAL lets readers run beside the single writer. NORMAL syncs at
-                        // checkpoints; `Store::ingest` syncs the log itself after its
-                        // commits, outside the writer (ADR 0010). No
-                        // automatic checkpoints: the one that happened to run inside a
-                        // command's commit cost 10-20 ms; `Store::checkpoint` runs them off
-                        // the latency path instead.
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
-                            "PRAGMA busy_timeout = 10000",
-                            "PRAGMA wal_autocheckpoint = 0",
-                        ] {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                        Ok(())
+                // No ping before each use: an embedded file has no server to lose, and the
+                // ping is one more hand-off to the connection's thread per transaction.
+                options(max)
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the single writer. NORMAL syncs at
+                            // checkpoints; `Store::ingest` syncs the log itself after its
+                            // commits, outside the writer (ADR 0010). No
+                            // automatic checkpoints: the one that happened to run inside a
+                            // command's commit cost 10-20 ms; `Store::checkpoint` runs them off
+                            // the latency path instead.
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 10000",
+                                "PRAGMA wal_autocheckpoint = 0",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
                     })
-                })
             };
             let writer = sqlite(1).connect(url).await?;
             (sqlite(4).connect(url).await?, writer)

@@ -155,8 +155,10 @@ impl Store {
                     0.0
                 },
                 peak_occupancy: peak.min(1.0),
+                // Per day the site had boxes: a site set up a week ago is not judged by a
+                // month in which it could turn nobody away.
                 unmet_per_day: h.iter().map(|x| x.unmet).sum::<i64>() as f64
-                    / f64::from(days.max(1)),
+                    / (h.iter().filter(|x| x.box_hours > 0.0).count() as f64 / 24.0).max(1.0),
             });
         }
         Ok(Measured {

@@ -129,50 +129,78 @@ const SET_SUMS: &str = "occupied_ms = {t}.occupied_ms + excluded.occupied_ms,
     held_ms = {t}.held_ms + excluded.held_ms, oos_ms = {t}.oos_ms + excluded.oos_ms,
     uses = {t}.uses + excluded.uses, unmet = {t}.unmet + excluded.unmet";
 
-/// Credits `ops` to the box, cabinet and site rollups of `place`, inside the caller's
-/// transaction.
-pub(super) async fn apply(tx: &mut Tx<'_>, place: Place<'_>, ops: &[Op]) -> Result<(), StoreError> {
+/// Rows per upsert statement: 8 parameters each, far below SQLite's and PostgreSQL's limits.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `ops` summed per hour: one row per hour, so that one statement never updates a row twice
+/// (PostgreSQL refuses that).
+pub(super) fn merge(ops: &[Op]) -> Vec<(i64, Delta)> {
+    let mut hours: std::collections::BTreeMap<i64, Delta> = Default::default();
     for op in ops {
         for (hour, d) in split(*op) {
-            if let (Some(device), Some(box_no)) = (place.device, place.box_no) {
-                sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO usage_box_hour (device_id, box_no, hour, occupied_ms, held_ms,
-                       oos_ms, uses, unmet) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (device_id, box_no, hour) DO UPDATE SET {}",
-                    SET_SUMS.replace("{t}", "usage_box_hour")
-                )))
-                .bind(device)
-                .bind(box_no)
-                .bind(hour)
-                .bind(d.occupied_ms)
-                .bind(d.held_ms)
-                .bind(d.oos_ms)
-                .bind(d.uses)
-                .bind(d.unmet)
-                .execute(&mut **tx)
-                .await?;
+            let sum = hours.entry(hour).or_default();
+            sum.occupied_ms += d.occupied_ms;
+            sum.held_ms += d.held_ms;
+            sum.oos_ms += d.oos_ms;
+            sum.uses += d.uses;
+            sum.unmet += d.unmet;
+        }
+    }
+    hours.into_iter().collect()
+}
+
+/// Credits `ops` to the box, cabinet and site rollups of `place`, inside the caller's
+/// transaction: one multi-row upsert per table (an item that sat in its box for two days
+/// touches 48 hours; one statement per hour made it hundreds of statements).
+pub(super) async fn apply(tx: &mut Tx<'_>, place: Place<'_>, ops: &[Op]) -> Result<(), StoreError> {
+    let rows = merge(ops);
+    let tables = [
+        (
+            "usage_box_hour",
+            "device_id, box_no",
+            place.device.zip(place.box_no),
+        ),
+        (
+            "usage_cabinet_hour",
+            "device_id",
+            place.device.map(|d| (d, 0)),
+        ),
+        ("usage_site_hour", "site_id", place.site.map(|s| (s, 0))),
+    ];
+    for (table, keys, key) in tables {
+        let Some((id, box_no)) = key else { continue };
+        let with_box = table == "usage_box_hour";
+        let width = if with_box { 8 } else { 7 };
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let first = r * width + 1;
+                    let params: Vec<String> =
+                        (first..first + width).map(|p| format!("${p}")).collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {table} ({keys}, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
+                 VALUES {} ON CONFLICT ({keys}, hour) DO UPDATE SET {}",
+                values.join(", "),
+                SET_SUMS.replace("{t}", table)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (hour, d) in chunk {
+                q = q.bind(id);
+                if with_box {
+                    q = q.bind(box_no);
+                }
+                q = q
+                    .bind(*hour)
+                    .bind(d.occupied_ms)
+                    .bind(d.held_ms)
+                    .bind(d.oos_ms)
+                    .bind(d.uses)
+                    .bind(d.unmet);
             }
-            for (table, key, value) in [
-                ("usage_cabinet_hour", "device_id", place.device),
-                ("usage_site_hour", "site_id", place.site),
-            ] {
-                let Some(value) = value else { continue };
-                sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO {table} ({key}, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT ({key}, hour) DO UPDATE SET {}",
-                    SET_SUMS.replace("{t}", table)
-                )))
-                .bind(value)
-                .bind(hour)
-                .bind(d.occupied_ms)
-                .bind(d.held_ms)
-                .bind(d.oos_ms)
-                .bind(d.uses)
-                .bind(d.unmet)
-                .execute(&mut **tx)
-                .await?;
-            }
+            q.execute(&mut **tx).await?;
         }
     }
     Ok(())
@@ -891,6 +919,36 @@ fn figures(h: &Hours, start: i64, i: usize, j: usize) -> UsageFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_merge_into_one_row_per_hour() {
+        const MIN: i64 = 60_000;
+        let rows = merge(&[
+            Op::Held {
+                from: 0,
+                to: 2 * HOUR_MS + 10 * MIN,
+            },
+            Op::Occupied {
+                from: 30 * MIN,
+                to: 2 * HOUR_MS + 10 * MIN,
+            },
+            Op::Use { at: 30 * MIN },
+        ]);
+        let d = |occupied_ms, held_ms, uses| Delta {
+            occupied_ms,
+            held_ms,
+            uses,
+            ..Delta::default()
+        };
+        assert_eq!(
+            rows,
+            vec![
+                (0, d(30 * MIN, HOUR_MS, 1)),
+                (HOUR_MS, d(HOUR_MS, HOUR_MS, 0)),
+                (2 * HOUR_MS, d(10 * MIN, 10 * MIN, 0)),
+            ]
+        );
+    }
 
     #[test]
     fn intervals_split_at_hour_boundaries() {

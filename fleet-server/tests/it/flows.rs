@@ -2,7 +2,9 @@
 //! events, time-up sweeps, late deposits, reminders, code material.
 
 use fleet_server::flows::{Flow, Size, Trigger};
-use fleet_server::store::{IngestBatch, Issued, NewItem, Placement, SiteRow, StaffRow, Store};
+use fleet_server::store::{
+    IngestBatch, Issued, NewItem, Placement, Presence, SiteRow, StaffRow, Store,
+};
 use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBody, ItemId, StaffId};
 
 pub const NOW: i64 = 1_764_288_000_000;
@@ -165,7 +167,7 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
         Some(4)
     );
     let cancelled = store
-        .trigger_item("i1", Trigger::Cancel, "platform", None, NOW, false)
+        .trigger_item("i1", Trigger::Cancel, "platform", None, NOW)
         .await
         .expect("cancel");
     assert!(cancelled.is_some());
@@ -327,23 +329,32 @@ pub async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
     // Offline cabinets are not judged: a code may have been used there.
     assert!(
         store
-            .items_timed_out(later, 60_000, 100)
+            .items_timed_out(later, 60_000, 100, Presence::Live)
             .await
             .expect("due")
             .is_empty()
+    );
+    // A history written at its own times takes every cabinet as online throughout.
+    assert_eq!(
+        store
+            .items_timed_out(later, 60_000, 100, Presence::Assumed)
+            .await
+            .expect("due")
+            .len(),
+        3
     );
     store
         .presence(&d, 1, true, "connected", NOW)
         .await
         .expect("online");
     let due = store
-        .items_timed_out(later, 60_000, 100)
+        .items_timed_out(later, 60_000, 100, Presence::Live)
         .await
         .expect("due");
     assert_eq!(due.len(), 3, "{due:?}");
     for i in &due {
         store
-            .trigger_item(&i.id, Trigger::TimeUp, "system", None, later, false)
+            .trigger_item(&i.id, Trigger::TimeUp, "system", None, later)
             .await
             .expect("time up");
     }
@@ -438,7 +449,7 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     reserve(&store, item("p1", Flow::Pickup, Size::S, NOW + HOUR)).await;
     reserve(&store, item("d2", Flow::Dropoff, Size::S, NOW + HOUR)).await;
     store
-        .trigger_item("d2", Trigger::Cancel, "platform", None, NOW, false)
+        .trigger_item("d2", Trigger::Cancel, "platform", None, NOW)
         .await
         .expect("cancel");
     let staff = |id: &str, site: Option<&str>| StaffRow {

@@ -60,14 +60,7 @@ async fn four_hours(store: &Store) {
         None
     );
     store
-        .trigger_item(
-            "x1",
-            Trigger::Cancel,
-            "platform",
-            None,
-            NOW + HOUR / 2,
-            false,
-        )
+        .trigger_item("x1", Trigger::Cancel, "platform", None, NOW + HOUR / 2)
         .await
         .expect("cancel")
         .expect("cancelled");
