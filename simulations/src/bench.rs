@@ -628,7 +628,7 @@ pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
     };
     let (ids, server, fleet) = embedded(&dir, &spec).await?;
     let admin = ApiClient::new(server.http_addr, &server.admin_token)?;
-    let platform = crate::day::configure(&admin, &spec, &fleet).await?;
+    let platform = crate::day::configure(&admin, &crate::layout::Layout::of(&spec)).await?;
     let reserve = |device: String| {
         let platform = platform.clone();
         async move {

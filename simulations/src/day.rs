@@ -13,19 +13,13 @@ use anyhow::Context;
 use device_agent::LockDriver;
 use rand::Rng;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::ApiClient;
 use crate::fleet::{Fleet, FleetSpec};
-
-const KINDS: [&str; 4] = [
-    "service_hall",
-    "enterprise_cluster",
-    "enterprise_cluster",
-    "station",
-];
+use crate::layout::{Layout, site_id, staff_card};
 
 /// What happened so far, for the status line.
 #[derive(Debug, Default)]
@@ -57,83 +51,41 @@ impl DayStats {
     }
 }
 
-fn site_id(n: usize) -> String {
-    format!("site-{n}")
-}
-
-/// The site number in a demo device id `site-S-...`.
-fn site_of(id: &str) -> Option<usize> {
-    id.strip_prefix("site-")?.split('-').next()?.parse().ok()
-}
-
-fn staff_card(site: usize) -> String {
-    format!("card-{site:04}")
-}
-
-/// Configures sites, cabinets (box sizes S/M/L, two accessible boxes each) and one helper
-/// per site; returns a token with the platform role. Safe to repeat on a reused data dir.
-pub async fn configure(
-    api: &ApiClient,
-    spec: &FleetSpec,
-    fleet: &Fleet,
-) -> anyhow::Result<ApiClient> {
-    for n in 1..=spec.sites {
-        let body = json!({
-            "kind": KINDS[(n - 1) % KINDS.len()],
-            "name": format!("{} {n}", KINDS[(n - 1) % KINDS.len()].replace('_', " ")),
-            "address": format!("{n} Service Road"),
-            "lat": 23.10 + 0.01 * n as f64,
-            "lon": 113.25 + 0.008 * n as f64,
-        });
-        let (s, r) = api
-            .send(Method::PUT, &format!("/api/v1/sites/{}", site_id(n)), &body)
-            .await?;
-        anyhow::ensure!(s < 300, "configuring site {n}: {s} {r}");
-        let (s, r) = api
-            .send(
-                Method::POST,
-                "/api/v1/staff",
-                &json!({"id": format!("helper-{n}"), "name": format!("Helper {n}"),
-                        "site_id": site_id(n), "credential": staff_card(n),
-                        "phone": format!("+86139000000{n:02}"), "on_duty": true}),
-            )
-            .await?;
-        anyhow::ensure!(s < 300 || s == 409, "adding staff of site {n}: {s} {r}");
-    }
-    for c in &fleet.cabinets {
-        let id = c.agent.id.as_str();
-        let site = site_of(id).context("demo cabinet ids are site-S-cab-NN")?;
-        let boxes: Vec<Value> = (1..=spec.boxes)
-            .map(|b| {
-                let share = f64::from(b) / f64::from(spec.boxes);
-                let size = if share <= 0.5 {
-                    "S"
-                } else if share <= 0.8 {
-                    "M"
-                } else {
-                    "L"
-                };
-                json!({"box": b, "size": size, "accessible": b <= 2})
-            })
-            .collect();
+/// Configures sites, cabinets (box sizes S/M/L, two accessible boxes each), station devices
+/// and one helper per site through the API; returns a token with the platform role. Safe to
+/// repeat on a reused data dir (and after the history wrote the same layout).
+pub async fn configure(api: &ApiClient, layout: &Layout) -> anyhow::Result<ApiClient> {
+    for site in &layout.sites {
         let (s, r) = api
             .send(
                 Method::PUT,
-                &format!("/api/v1/cabinets/{id}"),
-                &json!({"site_id": site_id(site), "boxes": boxes}),
+                &format!("/api/v1/sites/{}", site.id),
+                &site.body(),
             )
             .await?;
-        anyhow::ensure!(s < 300, "configuring cabinet {id}: {s} {r}");
+        anyhow::ensure!(s < 300, "configuring site {}: {s} {r}", site.id);
+    }
+    for h in &layout.helpers {
+        let (s, r) = api.send(Method::POST, "/api/v1/staff", &h.body()).await?;
+        anyhow::ensure!(s < 300 || s == 409, "adding staff {}: {s} {r}", h.id);
+    }
+    for c in &layout.cabinets {
+        let (s, r) = api
+            .send(
+                Method::PUT,
+                &format!("/api/v1/cabinets/{}", c.id),
+                &c.body(),
+            )
+            .await?;
+        anyhow::ensure!(s < 300, "configuring cabinet {}: {s} {r}", c.id);
     }
     // Station devices belong to their site too (no boxes), so their alarms reach its staff.
-    for st in &fleet.stations {
-        let id = st.agent.id.as_str();
-        let site = site_of(id).context("demo station ids are site-S-stn-NN")?;
+    for (id, site) in &layout.stations {
         let (s, r) = api
             .send(
                 Method::PUT,
                 &format!("/api/v1/cabinets/{id}"),
-                &json!({"site_id": site_id(site), "name": id, "boxes": []}),
+                &json!({"site_id": site_id(*site), "name": id.as_str(), "boxes": []}),
             )
             .await?;
         anyhow::ensure!(s < 300, "configuring station {id}: {s} {r}");
@@ -343,6 +295,11 @@ async fn citizen(
     }
 }
 
+/// Overdue pick-ups a helper takes back to the window per round: the rest wait for the next
+/// (the round's time goes to the collect and deposit lists first), so overdue items stay on
+/// the operators' list for a while, as they do in a service hall.
+const OVERDUE_PER_ROUND: usize = 2;
+
 /// One helper per site: collects dropped documents and deposits results from the lists.
 async fn helper(
     api: ApiClient,
@@ -368,11 +325,14 @@ async fn helper(
             else {
                 continue;
             };
+            let mut retrieved = 0;
             for item in v["items"].as_array().cloned().unwrap_or_default() {
                 // Only an overdue pick-up is in a box to retrieve; an overdue supplement never
                 // reached one.
                 if list == "overdue"
-                    && (item["state"] != json!("overdue") || item["flow"] != json!("pickup"))
+                    && (item["state"] != json!("overdue")
+                        || item["flow"] != json!("pickup")
+                        || retrieved == OVERDUE_PER_ROUND)
                 {
                     continue;
                 }
@@ -391,6 +351,7 @@ async fn helper(
                 {
                     let _ = cab.locks.set_occupied(box_no, placing);
                     counter.fetch_add(1, Ordering::Relaxed);
+                    retrieved += usize::from(list == "overdue");
                 }
             }
         }

@@ -10,6 +10,10 @@ use rand::Rng;
 
 use crate::api::ApiClient;
 use crate::fleet::{Fleet, FleetSpec, cabinet_id};
+use crate::layout::Layout;
+
+/// The history's plan: the same demo, the same past (relative to its start).
+const HISTORY_SEED: u64 = 2018;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
@@ -32,7 +36,7 @@ pub struct DemoOptions {
     /// without one the demo is headless anyway).
     #[arg(long)]
     pub headless: bool,
-    /// Set by the binary: run the console in this terminal (not headless, and a TTY).
+    /// Set by [`main`]: run the console in this terminal (not headless, and a TTY).
     #[arg(skip)]
     pub console: bool,
     /// Where the demo keeps certificates, database and agent outboxes (reused across runs).
@@ -45,6 +49,26 @@ pub struct DemoOptions {
     /// followed by a simulated person at the keypad; 0 turns the service flows off.
     #[arg(long, default_value_t = 30.0)]
     pub flows_per_minute: f64,
+    /// Days of history written before the live day starts (real times, the simulator's
+    /// planner, the server's own rules), so usage, saturation, overdue items and the plan
+    /// have figures at once; on a reused data dir only the days since its last run. 0: none.
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(0..=90))]
+    pub history_days: u32,
+}
+
+/// `lockerfleet demo` and `fleet-sim demo`: the console in a terminal (its logs go to a file
+/// in the data dir, or they would scribble over it), status lines otherwise.
+pub async fn main(mut opts: DemoOptions) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    opts.console = !opts.headless && std::io::stdout().is_terminal();
+    if opts.console {
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        cli::init_tracing_to_file("warn,rumqttd=off", &opts.data_dir.join("demo.log"))?;
+    } else {
+        cli::init_tracing("warn,rumqttd=off");
+    }
+    run(opts).await
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
@@ -62,17 +86,34 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
     crate::fleet::ensure_certs(&certs_dir, &ids)?;
-
-    let server = fleet_server::start(fleet_server::ServerConfig {
+    let layout = Layout::of(&spec);
+    let server_cfg = fleet_server::ServerConfig {
         data_dir: opts.data_dir.join("server"),
         certs: Some(certs_dir.clone()),
         mqtt_listen: "127.0.0.1:0".parse()?,
         http_listen: "127.0.0.1:0".parse()?,
         ..Default::default()
-    })
-    .await
-    .context("starting the fleet server")?;
+    };
     println!("LockerFleet demo");
+    if opts.history_days > 0 {
+        let bar = std::sync::Arc::new(HistoryBar::new(opts.history_days));
+        let summary = crate::history::load(
+            server_cfg.clone(),
+            layout.clone(),
+            opts.history_days,
+            HISTORY_SEED,
+            fleet_server::now_ms(),
+            bar.clone(),
+        )
+        .await
+        .context("writing the demo's history")?;
+        bar.finish();
+        println!("  {}", summary.line());
+    }
+
+    let server = fleet_server::start(server_cfg)
+        .await
+        .context("starting the fleet server")?;
     println!("  devices (MQTT over mutual TLS): {}", server.mqtt_addr);
     println!(
         "  HTTP API:                       http://{}",
@@ -88,17 +129,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         server.http_addr
     );
 
-    let fleet = Fleet::start(
+    let fleet = Fleet::start_holding(
         &spec,
         server.mqtt_addr,
         &certs_dir,
         &opts.data_dir.join("agents"),
+        &items_in_boxes(&server.store).await?,
     )
     .await
     .context("starting the simulated fleet")?;
     let fleet = std::sync::Arc::new(fleet);
     let api = ApiClient::new(server.http_addr, &server.admin_token)?;
-    let platform = crate::day::configure(&api, &spec, &fleet)
+    let platform = crate::day::configure(&api, &layout)
         .await
         .context("configuring sites, cabinets and staff")?;
     // The planning screen has a city to plan: the example in docs/planning, whose corner is
@@ -179,6 +221,64 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// The boxes the server says hold an item (from the history, or a run before on this data
+/// dir), by cabinet: their fake occupancy sensors start occupied, so a helper who takes the
+/// item out finds it there.
+async fn items_in_boxes(
+    store: &fleet_server::store::Store,
+) -> anyhow::Result<std::collections::HashMap<String, Vec<protocol::BoxNo>>> {
+    let mut held: std::collections::HashMap<String, Vec<protocol::BoxNo>> = Default::default();
+    for state in ["in_box", "overdue"] {
+        for item in store.items(None, Some(state), None, 1_000_000).await? {
+            if let Some(b) = u16::try_from(item.box_no)
+                .ok()
+                .and_then(|b| protocol::BoxNo::new(b).ok())
+            {
+                held.entry(item.device_id).or_default().push(b);
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// The history's progress on the terminal: simulated days played, and what they held.
+struct HistoryBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl HistoryBar {
+    fn new(days: u32) -> HistoryBar {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("  history {bar:30} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("writing the last {days} days"));
+        if bar.is_hidden() {
+            println!("  history: writing the last {days} days before the live day starts");
+        }
+        HistoryBar { bar }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl crate::history::Progress for HistoryBar {
+    fn at(&self, done_ms: i64, total_ms: i64, s: &crate::history::Summary) {
+        self.bar
+            .set_position((done_ms * 1000 / total_ms.max(1)).clamp(0, 1000) as u64);
+        self.bar.set_message(format!(
+            "day {:.1} of {:.1}: {} reservations, {} refused",
+            done_ms as f64 / 86_400_000.0,
+            total_ms as f64 / 86_400_000.0,
+            s.reserved,
+            s.refused
+        ));
+    }
 }
 
 /// The status lines (unless quiet, behind the console) and an operator's remote open every

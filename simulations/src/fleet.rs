@@ -1,5 +1,6 @@
 //! A fleet of real device agents with fake hardware, in one process, over real TLS MQTT.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,6 +117,19 @@ impl Fleet {
         certs_dir: &Path,
         data_root: &Path,
     ) -> anyhow::Result<Fleet> {
+        Fleet::start_holding(spec, server, certs_dir, data_root, &HashMap::new()).await
+    }
+
+    /// [`Fleet::start`] with items already in some boxes: their occupancy sensors read
+    /// occupied from the agent's first look (a sensor that changed behind a shut door while
+    /// the agent watched would be a sensor fault).
+    pub async fn start_holding(
+        spec: &FleetSpec,
+        server: SocketAddr,
+        certs_dir: &Path,
+        data_root: &Path,
+        occupied: &HashMap<String, Vec<protocol::BoxNo>>,
+    ) -> anyhow::Result<Fleet> {
         ensure_certs(certs_dir, &device_ids(spec))?;
         let cancel = CancellationToken::new();
         let activity = tokio_util::task::TaskTracker::new();
@@ -151,6 +165,11 @@ impl Fleet {
                 profile,
                 pulse_log: None,
             }));
+            for b in occupied.get(id.as_str()).into_iter().flatten() {
+                locks
+                    .set_occupied(*b, true)
+                    .with_context(|| format!("box {b} of {id}"))?;
+            }
             let tls = device_agent::client_tls(certs_dir, &id)?;
             let (keypad, keys) = device_agent::SoftKeypad::new();
             let agent = device_agent::start(cfg, locks.clone(), keypad, tls, cancel.child_token())

@@ -38,6 +38,8 @@ enum Bench {
     Scale(simulations::scale_bench::ScaleOptions),
     /// Usage reports: 90 days of rollups over 1,000 cabinets.
     Usage(simulations::usage_bench::UsageOptions),
+    /// The demo's history: how long writing N days takes, and what they leave.
+    History(simulations::history_bench::HistoryOptions),
     /// Durable ingest with locust (PyPI) as an independent load generator.
     Locust(simulations::locust_bench::LocustOptions),
     /// One device-agent process at rest: RSS, CPU share, binary size.
@@ -50,15 +52,17 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // A scenario injects faults on purpose: the agents' and server's warnings about them
-    // are the expected story, told by the report instead (LOCKERFLEET_LOG shows them).
-    cli::init_tracing(match cli.command {
-        Cmd::Run(_) => "error,rumqttd=off",
-        _ => "warn,rumqttd=off",
-    });
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // A scenario injects faults on purpose: the agents' and server's warnings about them
+    // are the expected story, told by the report instead (LOCKERFLEET_LOG shows them). The
+    // demo sets up its own (to a file behind the console).
     match cli.command {
-        Cmd::Demo(o) => simulations::demo::run(o).await,
+        Cmd::Demo(_) => {}
+        Cmd::Run(_) => cli::init_tracing("error,rumqttd=off"),
+        _ => cli::init_tracing("warn,rumqttd=off"),
+    }
+    match cli.command {
+        Cmd::Demo(o) => simulations::demo::main(o).await,
         Cmd::Run(o) => simulations::sim::run(o).await,
         Cmd::Bench(Bench::Ingest(o)) => simulations::bench::ingest(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
@@ -66,6 +70,7 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
         Cmd::Bench(Bench::Scale(o)) => simulations::scale_bench::scale(o).await,
         Cmd::Bench(Bench::Usage(o)) => simulations::usage_bench::usage(o).await,
+        Cmd::Bench(Bench::History(o)) => simulations::history_bench::history(o).await,
         Cmd::Bench(Bench::Locust(o)) => simulations::locust_bench::locust(o).await,
         Cmd::Bench(Bench::Footprint(o)) => simulations::footprint_bench::footprint(o).await,
     }

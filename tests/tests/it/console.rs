@@ -2,88 +2,13 @@
 //! pseudo-terminal (send-keys, capture-pane) against a real server and agent. An operator
 //! opens a box with a reason and sees it open, then acknowledges an alarm.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{World, bin, eventually, wait_online};
+use crate::harness::{Tmux, World, bin, eventually, wait_online};
 
 const CAB: &str = "hall-cab-7";
-
-/// A tmux session running one command; killed when dropped.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
-        let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", name])
-            .args(["-x", &width.to_string(), "-y", &height.to_string()])
-            .arg(command)
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("tmux is needed to drive the console (apt-get install tmux): {e}")
-            });
-        assert!(status.success(), "tmux new-session failed: {status}");
-        Tmux {
-            name: name.to_owned(),
-        }
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Keys by tmux name (`Enter`, `Tab`, `Right`, ...).
-    fn keys(&self, keys: &[&str]) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name])
-            .args(keys)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "tmux send-keys {keys:?}");
-    }
-
-    /// Literal text, typed.
-    fn text(&self, text: &str) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name, "-l", text])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "tmux send-keys -l {text:?}");
-    }
-
-    fn alive(&self) -> bool {
-        Command::new("tmux")
-            .args(["has-session", "-t", &self.name])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    async fn wait_for(&self, what: &str, text: &str) -> String {
-        eventually(Duration::from_secs(20), what, || async {
-            let s = self.screen();
-            s.contains(text).then_some(s)
-        })
-        .await
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 #[tokio::test]
 async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {

@@ -773,3 +773,83 @@ pub fn assert_exactly_once_in_order(events: &[Value], n: u64) {
         "events were stored out of sequence order"
     );
 }
+
+/// A tmux session running one command; killed when dropped.
+pub struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    pub fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", name])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("tmux is needed to drive the console (apt-get install tmux): {e}")
+            });
+        assert!(status.success(), "tmux new-session failed: {status}");
+        Tmux {
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys by tmux name (`Enter`, `Tab`, `Right`, ...).
+    pub fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys {keys:?}");
+    }
+
+    /// Literal text, typed.
+    pub fn text(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys -l {text:?}");
+    }
+
+    pub fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub async fn wait_for(&self, what: &str, text: &str) -> String {
+        self.wait_longer_for(Duration::from_secs(20), what, text)
+            .await
+    }
+
+    /// [`Tmux::wait_for`] with a time limit of its own.
+    pub async fn wait_longer_for(&self, limit: Duration, what: &str, text: &str) -> String {
+        eventually(limit, what, || async {
+            let s = self.screen();
+            s.contains(text).then_some(s)
+        })
+        .await
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}

@@ -7,6 +7,7 @@ mod alarms;
 mod broker_front;
 mod console;
 mod delivery;
+mod demo;
 mod export;
 mod external_broker;
 mod faults;

@@ -1,0 +1,109 @@
+//! The demo as a newcomer meets it: `fleet-sim demo` (the same as `lockerfleet demo`) in a
+//! terminal, its history written first, then the console: the overview has today's usage
+//! rate, the usage screen a saturated hall, the planning screen a plan from measured usage,
+//! and the work lists overdue items — before anything of the live day could fill them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Tmux, bin};
+
+/// The first `http://...` address on the console's header line.
+fn api_of(screen: &str) -> Option<String> {
+    let start = screen.find("http://")?;
+    let rest = &screen[start..];
+    Some(rest[..rest.find(char::is_whitespace).unwrap_or(rest.len())].to_owned())
+}
+
+#[tokio::test]
+async fn the_demo_opens_on_two_weeks_of_figures() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let console = Tmux::start(
+        &format!("lf-demo-{}", std::process::id()),
+        150,
+        40,
+        &format!(
+            "{} demo --cabinets 6 --sites 2 --stations 0 --history-days 14 --data-dir {}",
+            bin("fleet-sim").display(),
+            dir.path().join("demo").display()
+        ),
+    );
+    // The history is written before the console opens (a debug build takes longer).
+    let overview = console
+        .wait_longer_for(
+            Duration::from_secs(240),
+            "the console on the demo",
+            "enterprise cluster 2",
+        )
+        .await;
+    let hall = overview
+        .lines()
+        .find(|l| l.contains("service hall 1"))
+        .expect("the hall's row");
+    let today: Vec<u32> = hall
+        .split_whitespace()
+        .filter_map(|w| w.strip_suffix('%')?.parse().ok())
+        .collect();
+    assert!(
+        today.iter().any(|p| *p >= 50),
+        "the hall's usage rate today is well above zero: {hall}\n{overview}"
+    );
+
+    console.keys(&["6"]);
+    let usage = console
+        .wait_for("the usage screen with a saturated hall", "SATURATED")
+        .await;
+    assert!(usage.contains("service hall 1"), "{usage}");
+    console.keys(&["7"]);
+    let plan = console
+        .wait_for(
+            "the planning screen with a plan",
+            "Where the next clusters go",
+        )
+        .await;
+    assert!(plan.contains("Erlang"), "{plan}");
+
+    // Through the API behind it: overdue items wait, and no occupancy sensor contradicts
+    // what the history left in the boxes.
+    let api = api_of(&overview).expect("the API address on the header");
+    let token =
+        std::fs::read_to_string(dir.path().join("demo/server/admin-token")).expect("admin token");
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let req = client.get(format!("{api}{path}")).bearer_auth(token.trim());
+        async move {
+            req.send()
+                .await
+                .expect("API answers")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    let overdue = get("/api/v1/worklists/overdue".into()).await;
+    assert!(
+        overdue["items"].as_array().is_some_and(|a| !a.is_empty()),
+        "{overdue}"
+    );
+    let faults = get("/api/v1/alarms?kind=sensor_fault&state=all".into()).await;
+    assert_eq!(
+        faults["alarms"].as_array().map(Vec::len),
+        Some(0),
+        "{faults}"
+    );
+    let plan = get("/api/v1/planning/recommendations".into()).await;
+    assert!(
+        plan["measured_dwell_hours"]
+            .as_f64()
+            .is_some_and(|h| h > 1.0),
+        "the plan is sized from the measured dwell: {plan}"
+    );
+
+    console.keys(&["q"]);
+    crate::harness::eventually(Duration::from_secs(30), "the demo to stop", || async {
+        (!console.alive()).then_some(())
+    })
+    .await;
+}
