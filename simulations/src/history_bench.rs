@@ -22,6 +22,9 @@ pub struct HistoryOptions {
     /// Database (default: SQLite in a temp dir, as the demo's).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Leave the writer's thread free to move between CPUs (the demo pins it to one).
+    #[arg(long)]
+    pub unpinned: bool,
 }
 
 pub async fn history(o: HistoryOptions) -> anyhow::Result<()> {
@@ -44,22 +47,24 @@ pub async fn history(o: HistoryOptions) -> anyhow::Result<()> {
     let layout = Layout::of(&spec);
     let now = fleet_server::now_ms();
     let t0 = Instant::now();
-    let s = crate::history::load(
+    let s = crate::history::load_on_thread(
         cfg.clone(),
         layout,
         o.days,
         2018,
         now,
         std::sync::Arc::new(()),
+        !o.unpinned,
     )
     .await?;
     let took = t0.elapsed();
     println!(
-        "history of {} days, {} cabinets x {} boxes at {} sites: {:.1} s",
+        "history of {} days, {} cabinets x {} boxes at {} sites{}: {:.1} s",
         o.days,
         o.cabinets,
         o.boxes,
         o.sites,
+        if o.unpinned { ", unpinned" } else { "" },
         took.as_secs_f64()
     );
     println!("  {}", s.line());
@@ -75,10 +80,16 @@ pub async fn history(o: HistoryOptions) -> anyhow::Result<()> {
         .await
         .context("saturation")?;
     for site in sat {
+        let (lo, hi) = site
+            .daily
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), d| (lo.min(*d), hi.max(*d)));
         println!(
-            "  {:<8} occupancy over 7 days {:>5.1}%, days above 80%: {} ({})",
+            "  {:<8} occupancy over 7 days {:>5.1}% (days {:.1}-{:.1}%), days above 80%: {} ({})",
             site.site_id,
             site.occupancy * 100.0,
+            lo * 100.0,
+            hi * 100.0,
             site.days_above,
             if site.saturated {
                 "saturated"

@@ -25,7 +25,7 @@ async fn the_demo_opens_on_two_weeks_of_figures() {
         150,
         40,
         &format!(
-            "{} demo --cabinets 6 --sites 2 --stations 0 --history-days 14 --data-dir {}",
+            "{} demo --cabinets 8 --sites 2 --stations 0 --history-days 14 --data-dir {}",
             bin("fleet-sim").display(),
             dir.path().join("demo").display()
         ),
