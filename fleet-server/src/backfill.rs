@@ -12,7 +12,7 @@
 //! on yet (`docs/adr/0015-demo-history.md`).
 
 use anyhow::Context;
-use protocol::{AckStatus, BoxNo, DeviceId, EventBody, ItemId, RejectReason, StaffId};
+use protocol::{BoxNo, DeviceId, EventBody};
 use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
@@ -136,60 +136,17 @@ impl Backfill {
         self.service.reserve_at(req, caller, at).await
     }
 
-    /// A citizen's code opened `box_no` of `device` at `at`.
-    pub async fn code_used(
+    /// What the keypad of `device` sent, as of `at` (the cabinet's clock and the server's
+    /// alike): a code used (`CodeUsed`) or refused (`CodeRejected`), a member of staff's card
+    /// (`StaffOpen`: collects what was dropped, deposits a pick-up, retrieves an overdue one).
+    /// Only keypad, code and fault events; the rules are the ingest's.
+    pub async fn keypad(
         &self,
         device: &DeviceId,
-        item: &ItemId,
-        box_no: BoxNo,
+        body: &EventBody,
         at: i64,
     ) -> Result<(), ServiceError> {
-        let body = EventBody::CodeUsed {
-            item: item.clone(),
-            box_no,
-            status: AckStatus::Opened,
-        };
-        self.store()
-            .apply_keypad_event_at(device, &body, at)
-            .await?;
-        Ok(())
-    }
-
-    /// A code refused at the keypad of `device` at `at` (a typo, a code used before).
-    pub async fn code_rejected(
-        &self,
-        device: &DeviceId,
-        reason: RejectReason,
-        item: Option<&ItemId>,
-        at: i64,
-    ) -> Result<(), ServiceError> {
-        let body = EventBody::CodeRejected {
-            reason,
-            item: item.cloned(),
-        };
-        self.store()
-            .apply_keypad_event_at(device, &body, at)
-            .await?;
-        Ok(())
-    }
-
-    /// A member of staff opened `box_no` of `device` with their card at `at`: collects what
-    /// was dropped, deposits a pick-up, retrieves an overdue one.
-    pub async fn staff_open(
-        &self,
-        device: &DeviceId,
-        staff: &StaffId,
-        box_no: BoxNo,
-        at: i64,
-    ) -> Result<(), ServiceError> {
-        let body = EventBody::StaffOpen {
-            staff: staff.clone(),
-            box_no,
-            status: AckStatus::Opened,
-        };
-        self.store()
-            .apply_keypad_event_at(device, &body, at)
-            .await?;
+        self.store().apply_keypad_event_at(device, body, at).await?;
         Ok(())
     }
 

@@ -104,6 +104,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             HISTORY_SEED,
             fleet_server::now_ms(),
             bar.clone(),
+            true,
         )
         .await
         .context("writing the demo's history")?;

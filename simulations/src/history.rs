@@ -14,7 +14,7 @@ use fleet_server::ServerConfig;
 use fleet_server::backfill::Backfill;
 use fleet_server::flows::Size;
 use fleet_server::service::{ReservationRequest, ServiceError};
-use protocol::{BoxNo, DeviceId, ItemId, RejectReason, StaffId};
+use protocol::{AckStatus, BoxNo, DeviceId, EventBody, ItemId, RejectReason, StaffId};
 use rand::{Rng, SeedableRng};
 
 use crate::layout::{Layout, site_id};
@@ -249,21 +249,9 @@ impl Progress for () {
 /// It runs on a thread of its own pinned to one CPU, with the database's connection threads
 /// (which it starts, so they inherit the pinning): every statement is a hand-off to such a
 /// thread, and on one CPU a hand-off is a cheap switch instead of a wake-up across CPUs
-/// (BENCHMARKS.md, "Demo history": about half the time on this 2-core machine).
+/// (BENCHMARKS.md, "Demo history": 1.7× faster on this 2-core machine). `pin: false`
+/// leaves it free to move (`fleet-sim bench history --unpinned` measures the difference).
 pub async fn load(
-    cfg: ServerConfig,
-    layout: Layout,
-    days: u32,
-    seed: u64,
-    now: i64,
-    progress: std::sync::Arc<dyn Progress>,
-) -> anyhow::Result<Summary> {
-    load_on_thread(cfg, layout, days, seed, now, progress, true).await
-}
-
-/// [`load`], with the pinning to one CPU chosen (`fleet-sim bench history --unpinned`
-/// measures what it saves).
-pub async fn load_on_thread(
     cfg: ServerConfig,
     layout: Layout,
     days: u32,
@@ -379,19 +367,29 @@ async fn play(
             }
             Ev::Visit(v) => {
                 if v.wrong_code {
-                    db.code_rejected(&v.device, RejectReason::Unknown, None, at)
-                        .await?;
+                    let typo = EventBody::CodeRejected {
+                        reason: RejectReason::Unknown,
+                        item: None,
+                    };
+                    db.keypad(&v.device, &typo, at).await?;
                     summary.wrong_codes += 1;
                 }
                 let at = at + if v.wrong_code { 15_000 } else { 0 };
-                if at > v.valid_until {
+                let entry = if at > v.valid_until {
                     // Came after the code's window: the cabinet refuses it.
-                    db.code_rejected(&v.device, RejectReason::Expired, Some(&v.item), at)
-                        .await?;
+                    EventBody::CodeRejected {
+                        reason: RejectReason::Expired,
+                        item: Some(v.item),
+                    }
                 } else {
-                    db.code_used(&v.device, &v.item, v.box_no, at).await?;
                     summary.codes_used += 1;
-                }
+                    EventBody::CodeUsed {
+                        item: v.item,
+                        box_no: v.box_no,
+                        status: AckStatus::Opened,
+                    }
+                };
+                db.keypad(&v.device, &entry, at).await?;
             }
             Ev::Round(site) => {
                 let day = db.start_of_local_day(at);
@@ -415,9 +413,13 @@ async fn play(
                 ) {
                     continue;
                 }
-                let staff = StaffId::parse(&format!("helper-{site}"))
-                    .context("demo staff ids are valid")?;
-                db.staff_open(&device, &staff, box_no, at).await?;
+                let card = EventBody::StaffOpen {
+                    staff: StaffId::parse(&format!("helper-{site}"))
+                        .context("demo staff ids are valid")?,
+                    box_no,
+                    status: AckStatus::Opened,
+                };
+                db.keypad(&device, &card, at).await?;
                 summary.staff_opens += 1;
                 // A licence just deposited: its holder comes after their dwell.
                 if listed.state == "awaiting_deposit"
@@ -670,7 +672,7 @@ mod tests {
     async fn nine_days_of_a_small_fleet_read_as_lived() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path());
-        let s = load(cfg.clone(), small(), 9, 7, NOW, Arc::new(()))
+        let s = load(cfg.clone(), small(), 9, 7, NOW, Arc::new(()), true)
             .await
             .expect("history");
         assert!(
@@ -756,17 +758,17 @@ mod tests {
             tempfile::tempdir().expect("a"),
             tempfile::tempdir().expect("b"),
         );
-        let one = load(config(a.path()), small(), 2, 11, NOW, Arc::new(()))
+        let one = load(config(a.path()), small(), 2, 11, NOW, Arc::new(()), true)
             .await
             .expect("one");
-        let two = load(config(b.path()), small(), 2, 11, NOW, Arc::new(()))
+        let two = load(config(b.path()), small(), 2, 11, NOW, Arc::new(()), true)
             .await
             .expect("two");
         assert_eq!(one, two);
 
         // The same data dir an hour and a half later: only what happened since is written.
         let later = NOW + 90 * 60_000;
-        let gap = load(config(a.path()), small(), 2, 11, later, Arc::new(()))
+        let gap = load(config(a.path()), small(), 2, 11, later, Arc::new(()), true)
             .await
             .expect("gap");
         assert!(gap.from > NOW - HOUR_MS && gap.to == later, "{gap:?}");
@@ -779,6 +781,7 @@ mod tests {
             11,
             later + 60_000,
             Arc::new(()),
+            true,
         )
         .await
         .expect("none");

@@ -47,7 +47,7 @@ pub async fn history(o: HistoryOptions) -> anyhow::Result<()> {
     let layout = Layout::of(&spec);
     let now = fleet_server::now_ms();
     let t0 = Instant::now();
-    let s = crate::history::load_on_thread(
+    let s = crate::history::load(
         cfg.clone(),
         layout,
         o.days,

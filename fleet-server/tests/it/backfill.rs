@@ -7,10 +7,10 @@ use fleet_server::ServerConfig;
 use fleet_server::backfill::Backfill;
 use fleet_server::flows::Size;
 use fleet_server::secrets::Secrets;
-use fleet_server::service::{ReservationRequest, ServiceError};
+use fleet_server::service::{Reservation, ReservationRequest, ServiceError};
 use fleet_server::store::usage::{Bucket, Scope, UsageQuery};
 use fleet_server::store::{SiteRow, Store};
-use protocol::{BoxNo, ItemId, RejectReason, StaffId};
+use protocol::{AckStatus, BoxNo, EventBody, ItemId, RejectReason, StaffId};
 
 use crate::flows::{HOUR, NOW, b, dev};
 
@@ -34,12 +34,24 @@ fn request(flow: &str) -> ReservationRequest {
     }
 }
 
-fn box_of(r: &fleet_server::service::Reservation) -> BoxNo {
+fn box_of(r: &Reservation) -> BoxNo {
     BoxNo::new(u16::try_from(r.item.box_no).expect("box")).expect("box")
 }
 
-fn id_of(r: &fleet_server::service::Reservation) -> ItemId {
-    ItemId::parse(&r.reservation_id).expect("item id")
+fn code_used(r: &Reservation) -> EventBody {
+    EventBody::CodeUsed {
+        item: ItemId::parse(&r.reservation_id).expect("item id"),
+        box_no: box_of(r),
+        status: AckStatus::Opened,
+    }
+}
+
+fn staff_open(staff: &StaffId, box_no: BoxNo) -> EventBody {
+    EventBody::StaffOpen {
+        staff: staff.clone(),
+        box_no,
+        status: AckStatus::Opened,
+    }
 }
 
 async fn states(store: &Store, id: &str) -> Vec<(i64, String)> {
@@ -96,7 +108,7 @@ pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
         p.code.is_some(),
         "the code is handed out, as to the platform"
     );
-    db.staff_open(&cab, &helper, box_of(&p), t0 + 10 * HOUR)
+    db.keypad(&cab, &staff_open(&helper, box_of(&p)), t0 + 10 * HOUR)
         .await
         .expect("deposit");
     // Documents dropped 20 minutes after booking (a typo first), collected on the 16:30 round.
@@ -104,10 +116,14 @@ pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
         .reserve(request("dropoff"), "platform", t0 + 14 * HOUR)
         .await
         .expect("drop-off");
-    db.code_rejected(&cab, RejectReason::Unknown, None, t0 + 14 * HOUR + 19 * MIN)
+    let typo = EventBody::CodeRejected {
+        reason: RejectReason::Unknown,
+        item: None,
+    };
+    db.keypad(&cab, &typo, t0 + 14 * HOUR + 19 * MIN)
         .await
         .expect("typo");
-    db.code_used(&cab, &id_of(&d), box_of(&d), t0 + 14 * HOUR + 20 * MIN)
+    db.keypad(&cab, &code_used(&d), t0 + 14 * HOUR + 20 * MIN)
         .await
         .expect("dropped");
     // Both boxes hold something at 15:00: a third is refused, and counted then.
@@ -118,10 +134,14 @@ pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
         Err(ServiceError::NoFreeBox { .. }) => {}
         other => panic!("expected no free box, got {other:?}"),
     }
-    db.staff_open(&cab, &helper, box_of(&d), t0 + 16 * HOUR + 30 * MIN)
-        .await
-        .expect("collected by staff");
-    db.code_used(&cab, &id_of(&p), box_of(&p), t0 + 33 * HOUR)
+    db.keypad(
+        &cab,
+        &staff_open(&helper, box_of(&d)),
+        t0 + 16 * HOUR + 30 * MIN,
+    )
+    .await
+    .expect("collected by staff");
+    db.keypad(&cab, &code_used(&p), t0 + 33 * HOUR)
         .await
         .expect("collected");
     // Nobody comes for this one: its 48 h window ends and the sweep expires it, although no
@@ -175,17 +195,15 @@ pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
 
     // Usage of the first day: 14 h of the licence (in from 10:00) and 2 h 10 min of the
     // documents in a box, two uses, one refusal; the boxes counted from t0 on.
-    let day = store
-        .usage(&UsageQuery {
-            scope: Scope::Site("hall".into()),
-            from: t0,
-            to: t0 + DAY,
-            bucket: Bucket::Day,
-            utc_offset_ms: 0,
-            now: NOW,
-        })
-        .await
-        .expect("usage");
+    let first_day = UsageQuery {
+        scope: Scope::Site("hall".into()),
+        from: t0,
+        to: t0 + DAY,
+        bucket: Bucket::Day,
+        utc_offset_ms: 0,
+        now: NOW,
+    };
+    let day = store.usage(&first_day).await.expect("usage");
     let t = &day.totals;
     assert!((t.box_hours - 48.0).abs() < 1e-9, "{t:?}");
     assert!(
@@ -194,17 +212,7 @@ pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
     );
     assert_eq!((t.uses, t.unmet), (2, 1));
     store.rebuild_usage().await.expect("rebuild");
-    let again = store
-        .usage(&UsageQuery {
-            scope: Scope::Site("hall".into()),
-            from: t0,
-            to: t0 + DAY,
-            bucket: Bucket::Day,
-            utc_offset_ms: 0,
-            now: NOW,
-        })
-        .await
-        .expect("usage");
+    let again = store.usage(&first_day).await.expect("usage");
     assert_eq!(
         again, day,
         "the rollups are what a rebuild from history makes"
