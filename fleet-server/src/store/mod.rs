@@ -65,6 +65,18 @@ pub enum DbKind {
     Postgres,
 }
 
+impl DbKind {
+    /// The dialect of an open connection (inside a transaction, where `Store::kind` is not
+    /// at hand).
+    fn of(conn: &sqlx::AnyConnection) -> DbKind {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            DbKind::Sqlite
+        } else {
+            DbKind::Postgres
+        }
+    }
+}
+
 /// Connection pool plus the dialect differences that matter.
 #[derive(Clone)]
 pub struct Store {

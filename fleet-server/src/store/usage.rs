@@ -129,8 +129,19 @@ const SET_SUMS: &str = "occupied_ms = {t}.occupied_ms + excluded.occupied_ms,
     held_ms = {t}.held_ms + excluded.held_ms, oos_ms = {t}.oos_ms + excluded.oos_ms,
     uses = {t}.uses + excluded.uses, unmet = {t}.unmet + excluded.unmet";
 
-/// Rows per upsert statement: 8 parameters each, far below SQLite's and PostgreSQL's limits.
-const ROWS_PER_STATEMENT: usize = 256;
+/// Rows per upsert statement (8 parameters each), well below the databases' bind limits
+/// and where `sqlx::Any`'s per-bind cost is still linear (BENCHMARKS.md, "Usage reports").
+const ROWS_PER_STATEMENT: usize = 250;
+
+impl std::ops::AddAssign for Delta {
+    fn add_assign(&mut self, d: Delta) {
+        self.occupied_ms += d.occupied_ms;
+        self.held_ms += d.held_ms;
+        self.oos_ms += d.oos_ms;
+        self.uses += d.uses;
+        self.unmet += d.unmet;
+    }
+}
 
 /// `ops` summed per hour: one row per hour, so that one statement never updates a row twice
 /// (PostgreSQL refuses that).
@@ -138,12 +149,7 @@ pub(super) fn merge(ops: &[Op]) -> Vec<(i64, Delta)> {
     let mut hours: std::collections::BTreeMap<i64, Delta> = Default::default();
     for op in ops {
         for (hour, d) in split(*op) {
-            let sum = hours.entry(hour).or_default();
-            sum.occupied_ms += d.occupied_ms;
-            sum.held_ms += d.held_ms;
-            sum.oos_ms += d.oos_ms;
-            sum.uses += d.uses;
-            sum.unmet += d.unmet;
+            *hours.entry(hour).or_default() += d;
         }
     }
     hours.into_iter().collect()
@@ -154,43 +160,43 @@ pub(super) fn merge(ops: &[Op]) -> Vec<(i64, Delta)> {
 /// touches 48 hours; one statement per hour made it hundreds of statements).
 pub(super) async fn apply(tx: &mut Tx<'_>, place: Place<'_>, ops: &[Op]) -> Result<(), StoreError> {
     let rows = merge(ops);
+    let kind = super::DbKind::of(tx);
+    // Table, key columns, and the key: an id, and a box number for the box table only.
     let tables = [
         (
             "usage_box_hour",
             "device_id, box_no",
-            place.device.zip(place.box_no),
+            place.device.zip(place.box_no).map(|(d, b)| (d, Some(b))),
         ),
         (
             "usage_cabinet_hour",
             "device_id",
-            place.device.map(|d| (d, 0)),
+            place.device.map(|d| (d, None)),
         ),
-        ("usage_site_hour", "site_id", place.site.map(|s| (s, 0))),
+        ("usage_site_hour", "site_id", place.site.map(|s| (s, None))),
     ];
     for (table, keys, key) in tables {
         let Some((id, box_no)) = key else { continue };
-        let with_box = table == "usage_box_hour";
-        let width = if with_box { 8 } else { 7 };
+        let width = 7 + usize::from(box_no.is_some());
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let first = r * width + 1;
-                    let params: Vec<String> =
-                        (first..first + width).map(|p| format!("${p}")).collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO {table} ({keys}, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
-                 VALUES {} ON CONFLICT ({keys}, hour) DO UPDATE SET {}",
-                values.join(", "),
-                SET_SUMS.replace("{t}", table)
+            let sql = super::multi_row(
+                kind,
+                &format!(
+                    "INSERT INTO {table} ({keys}, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
+                     VALUES "
+                ),
+                width,
+                chunk.len(),
+                &format!(
+                    " ON CONFLICT ({keys}, hour) DO UPDATE SET {}",
+                    SET_SUMS.replace("{t}", table)
+                ),
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (hour, d) in chunk {
                 q = q.bind(id);
-                if with_box {
-                    q = q.bind(box_no);
+                if let Some(b) = box_no {
+                    q = q.bind(b);
                 }
                 q = q
                     .bind(*hour)
@@ -782,26 +788,20 @@ impl Store {
         };
         let per_row = keys.split(',').count() + 5;
         let mut tx = self.writer.begin().await?;
-        // Within PostgreSQL's 65,535 and SQLite's 32,766 bind limits.
-        for chunk in rows.chunks(250) {
-            let mut sql = format!(
-                "INSERT INTO {table} ({keys}, occupied_ms, held_ms, oos_ms, uses, unmet) VALUES "
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = super::multi_row(
+                self.kind,
+                &format!(
+                    "INSERT INTO {table} ({keys}, occupied_ms, held_ms, oos_ms, uses, unmet) VALUES "
+                ),
+                per_row,
+                chunk.len(),
+                &format!(
+                    " ON CONFLICT ({keys}) DO UPDATE SET occupied_ms = excluded.occupied_ms,
+                      held_ms = excluded.held_ms, oos_ms = excluded.oos_ms, uses = excluded.uses,
+                      unmet = excluded.unmet"
+                ),
             );
-            for i in 0..chunk.len() {
-                let marks: Vec<String> = (1..=per_row)
-                    .map(|j| format!("${}", i * per_row + j))
-                    .collect();
-                sql.push_str(&format!(
-                    "{}({})",
-                    if i > 0 { "," } else { "" },
-                    marks.join(",")
-                ));
-            }
-            sql.push_str(&format!(
-                " ON CONFLICT ({keys}) DO UPDATE SET occupied_ms = excluded.occupied_ms,
-                  held_ms = excluded.held_ms, oos_ms = excluded.oos_ms, uses = excluded.uses,
-                  unmet = excluded.unmet"
-            ));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
                 q = q.bind(r.key.clone());
