@@ -12,9 +12,9 @@ use protocol::message::check_text;
 use serde::Deserialize;
 
 use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Q, Role, device_id};
-use crate::flows::{SiteKind, Size};
 use crate::service::{ReservationRequest, ServiceError};
 use crate::store::{CabinetRow, DutyChange, HistoryRow, ItemRow, SiteRow, StaffRow};
+use domain::flows::{SiteKind, Size};
 use serde::Serialize;
 
 pub fn routes() -> Router<AppState> {
@@ -634,11 +634,11 @@ pub(crate) async fn list_items(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     if let Some(st) = &q.state
-        && crate::flows::ItemState::parse(st).is_none()
+        && domain::flows::ItemState::parse(st).is_none()
     {
         return Err(ApiError::bad_request(format!(
             "state {st:?} is unknown; use one of: {}",
-            crate::flows::ItemState::choices()
+            domain::flows::ItemState::choices()
         )));
     }
     let site = caller.site_filter(q.site.as_deref())?;

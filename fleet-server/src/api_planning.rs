@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, AppState, Caller, ErrorBody, Q, Role};
-use crate::planner::{self, Candidate, DemandPoint, Plan, PlanParams, Weight};
 use crate::store::{Store, StoreError};
+use domain::planner::{self, Candidate, DemandPoint, Plan, PlanParams, Weight};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -153,7 +153,7 @@ pub(crate) async fn put_demand(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
     caller.require_fleet("planning")?;
-    let points = crate::planner_input::demand(&body)
+    let points = domain::planner_input::demand(&body)
         .map_err(|e| ApiError::bad_request(format!("demand points refused: {e}")))?;
     s.store.replace_demand(&points).await?;
     Ok(Json(Uploaded {
@@ -173,7 +173,7 @@ pub(crate) async fn put_candidates(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
     caller.require_fleet("planning")?;
-    let list = crate::planner_input::candidates(&body)
+    let list = domain::planner_input::candidates(&body)
         .map_err(|e| ApiError::bad_request(format!("candidate sites refused: {e}")))?;
     s.store.replace_candidates(&list).await?;
     Ok(Json(Uploaded { stored: list.len() }).into_response())

@@ -9,8 +9,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, AppState, Caller, ErrorBody, Q, Role};
-use crate::flows::SiteKind;
 use crate::store::usage::{Bucket, DAY_MS, Scope, SiteSaturation, UsageQuery, UsageReport};
+use domain::flows::SiteKind;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -16,11 +16,11 @@ use protocol::{BoxNo, DeviceId, EventBody};
 use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
-use crate::flows::Size;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 use crate::service::{Reservation, ReservationRequest, Service, ServiceError};
 use crate::store::{Presence, SiteRow, Store};
+use domain::flows::Size;
 
 /// The database of a server that is not running, written at given times. Calls come in
 /// time order: each acts on the database as it is then, as the live server acts on the

@@ -19,7 +19,6 @@ pub mod changes;
 pub mod commands;
 pub mod config;
 pub mod export;
-pub mod flows;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
@@ -29,8 +28,6 @@ pub mod link;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
-pub mod planner;
-pub mod planner_input;
 pub mod presence;
 pub mod renewal;
 pub mod revocations;

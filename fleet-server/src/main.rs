@@ -282,9 +282,9 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     };
-    let demand = fleet_server::planner_input::demand(&read(&p.demand)?)
+    let demand = domain::planner_input::demand(&read(&p.demand)?)
         .with_context(|| format!("demand points in {}", p.demand.display()))?;
-    let candidates = fleet_server::planner_input::candidates(&read(&p.candidates)?)
+    let candidates = domain::planner_input::candidates(&read(&p.candidates)?)
         .with_context(|| format!("candidate sites in {}", p.candidates.display()))?;
     let store = open_store(&cfg).await?;
     let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
@@ -302,7 +302,7 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
     if p.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", fleet_server::planner::render(&answer.plan));
+        print!("{}", domain::planner::render(&answer.plan));
     }
     Ok(())
 }

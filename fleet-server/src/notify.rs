@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::flows::mask_phone;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 use crate::store::{NotificationRow, Store};
+use domain::flows::mask_phone;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

@@ -14,15 +14,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::flows::{
-    Flow, ItemState, Size, Trigger, check_phone, distance_m, mask_case, mask_phone,
-};
 use crate::link::Publisher;
 use crate::metrics::Metrics;
 use crate::presence::Online;
 use crate::secrets::{SecretError, Secrets};
 use crate::store::{
     Effects, Issued, ItemRow, NewItem, Placement, Presence, StaffRow, Store, StoreError,
+};
+use domain::flows::{
+    Flow, ItemState, Size, Trigger, check_phone, distance_m, mask_case, mask_phone,
 };
 
 const HOUR_MS: i64 = 3_600_000;

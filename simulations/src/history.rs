@@ -10,9 +10,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use anyhow::Context;
+use domain::flows::Size;
 use fleet_server::ServerConfig;
 use fleet_server::backfill::Backfill;
-use fleet_server::flows::Size;
 use fleet_server::service::{ReservationRequest, ServiceError};
 use protocol::{AckStatus, BoxNo, DeviceId, EventBody, ItemId, RejectReason, StaffId};
 use rand::{Rng, SeedableRng};

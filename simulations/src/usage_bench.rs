@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fleet_server::flows::{Flow, Size};
+use domain::flows::{Flow, Size};
 use fleet_server::store::usage::{Bucket, Level, RollupRow, Scope, UsageQuery};
 use fleet_server::store::{Issued, NewItem, Placement, SiteRow, Store};
 use protocol::{BoxNo, DeviceId, ItemId};

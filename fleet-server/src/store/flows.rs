@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{History, Sites, Store, StoreError, bind_sites, sites_sql, usage, write_history};
-use crate::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
+use domain::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -139,7 +139,7 @@ impl ItemRow {
             id: r.try_get("item_id")?,
             flow: r.try_get("flow")?,
             case_number: r.try_get("case_number")?,
-            phone: crate::flows::mask_phone(&phone),
+            phone: domain::flows::mask_phone(&phone),
             phone_full: phone,
             site_id: r.try_get("site_id")?,
             device_id: r.try_get("device_id")?,
@@ -629,7 +629,7 @@ impl Store {
                     phone: r
                         .try_get::<Option<String>, _>("phone")?
                         .as_deref()
-                        .map(crate::flows::mask_phone),
+                        .map(domain::flows::mask_phone),
                     on_duty: r.try_get::<i64, _>("on_duty")? != 0,
                 })
             })

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::usage::{DAY_MS, HOUR_MS};
 use super::{Store, StoreError};
-use crate::planner::{Candidate, DemandPoint, ExistingSite};
+use domain::planner::{Candidate, DemandPoint, ExistingSite};
 
 /// What the fleet measured over a period, for the planner.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, StoreError};
-use crate::flows::{Flow, ItemState};
+use domain::flows::{Flow, ItemState};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 

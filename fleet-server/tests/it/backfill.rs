@@ -3,9 +3,9 @@
 //! dated in the past and agreeing with a rebuild, SMS counted sent when they fell due, windows
 //! ended by the sweep with no cabinet ever online, and what exists left alone.
 
+use domain::flows::Size;
 use fleet_server::ServerConfig;
 use fleet_server::backfill::Backfill;
-use fleet_server::flows::Size;
 use fleet_server::secrets::Secrets;
 use fleet_server::service::{Reservation, ReservationRequest, ServiceError};
 use fleet_server::store::usage::{Bucket, Scope, UsageQuery};

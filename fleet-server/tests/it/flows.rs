@@ -1,7 +1,7 @@
 //! Storage of the service flows on SQLite and PostgreSQL: allocation, exactly-once keypad
 //! events, time-up sweeps, late deposits, reminders, code material.
 
-use fleet_server::flows::{Flow, Size, Trigger};
+use domain::flows::{Flow, Size, Trigger};
 use fleet_server::store::{
     IngestBatch, Issued, NewItem, Placement, Presence, SiteRow, StaffRow, Store,
 };

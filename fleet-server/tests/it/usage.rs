@@ -2,7 +2,7 @@
 //! per hour, the figures a report derives, a rebuild from history that agrees with the live
 //! rollups, and saturation flags.
 
-use fleet_server::flows::{Flow, Size, Trigger};
+use domain::flows::{Flow, Size, Trigger};
 use fleet_server::store::usage::{Bucket, Scope, UsageQuery, UsageReport};
 use fleet_server::store::{NewItem, Placement, SiteRow, Store};
 

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// Where demand comes from: a building or a park's enterprises, as the service platform
 /// exports them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DemandPoint {
     pub id: String,
     #[serde(default)]
@@ -30,7 +31,8 @@ pub struct DemandPoint {
 }
 
 /// A place a new cluster could go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Candidate {
     pub id: String,
     #[serde(default)]
@@ -43,7 +45,8 @@ pub struct Candidate {
 }
 
 /// A site in service, with what it measured.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExistingSite {
     pub id: String,
     pub name: String,
@@ -59,7 +62,8 @@ pub struct ExistingSite {
 }
 
 /// What a plan optimises and assumes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanParams {
     /// Walking distance a locker serves, metres.
     pub radius_m: f64,
@@ -135,14 +139,16 @@ impl PlanParams {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Weight {
     Enterprises,
     Cases,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BoxesBySize {
     #[serde(rename = "S")]
     pub s: u32,
@@ -154,7 +160,8 @@ pub struct BoxesBySize {
 }
 
 /// A new site to build.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recommendation {
     pub rank: usize,
     pub candidate_id: String,
@@ -180,7 +187,8 @@ pub struct Recommendation {
 }
 
 /// An existing site that needs more boxes for the same overflow target.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Expansion {
     pub site_id: String,
     pub name: String,
@@ -192,7 +200,8 @@ pub struct Expansion {
 }
 
 /// Coverage of one cluster of enterprises, before and after the recommendations.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterCoverage {
     pub cluster: String,
     pub lat: f64,
@@ -207,7 +216,8 @@ pub struct ClusterCoverage {
     pub meets_target: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     pub params: PlanParams,
     pub enterprises: u32,
