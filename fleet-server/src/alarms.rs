@@ -37,7 +37,7 @@ pub async fn sweep(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        match sweep_once(&store, settings, crate::now_ms()).await {
+        match sweep_once(&store, settings, crate::clock::now_ms()).await {
             Ok(true) => changes.send(Change::Alarms),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "alarm sweep failed; retrying in a second"),

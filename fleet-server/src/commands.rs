@@ -76,7 +76,7 @@ impl Commands {
                 boxes,
             });
         }
-        let created_at = crate::now_ms();
+        let created_at = crate::clock::now_ms();
         // Online: stored as `sent` in the creating write and published right after it.
         let online = self.online.is_online(&req.device);
         let new = NewCommand {
@@ -144,7 +144,7 @@ impl Commands {
         // Record `sent` before publishing: an ack can come back faster than this task resumes.
         if self
             .store
-            .advance_command(&id, CommandStatus::Sent, crate::now_ms(), None)
+            .advance_command(&id, CommandStatus::Sent, crate::clock::now_ms(), None)
             .await?
             .is_some()
         {
@@ -166,7 +166,7 @@ impl Commands {
             return Ok(());
         }
         let status = CommandStatus::from(ack.status);
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         if let Some(updated) = self
             .store
             .advance_command(&ack.command_id, status, now, ack.detail.as_deref())
@@ -192,7 +192,7 @@ impl Commands {
     pub async fn on_device_ready(&self, device: &DeviceId) -> Result<(), StoreError> {
         for row in self
             .store
-            .pending_commands(Some(device), crate::now_ms())
+            .pending_commands(Some(device), crate::clock::now_ms())
             .await?
         {
             self.send_row(&row).await?;
@@ -209,7 +209,7 @@ impl Commands {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let now = crate::now_ms();
+            let now = crate::clock::now_ms();
             let expired = self.store.expire_commands(now).await;
             self.swept(
                 expired,

@@ -395,7 +395,7 @@ async fn usage_points(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let start = now.div_euclid(HOUR_MS) * HOUR_MS - HOUR_MS;
         match store.site_hours(start, 2, now).await {
             Ok(sites) => {

@@ -1,5 +1,5 @@
 //! The HTTP request bodies as the API decodes them, for the cargo-fuzz target `api_bodies`:
-//! arbitrary bytes through the same extractor every handler uses ([`crate::api::Body`]).
+//! arbitrary bytes through the same extractor every handler uses ([`crate::api::extract::Body`]).
 
 use axum::extract::FromRequest;
 use axum::http::StatusCode;
@@ -8,16 +8,17 @@ use serde::de::DeserializeOwned;
 /// Decodes `bytes` as each request body type of the API. A body is either accepted or refused
 /// with a client error (4xx) in the API's error shape; anything else panics (a bug to find).
 pub async fn decode_every_body(bytes: &[u8]) {
-    use crate::{api, api_alarms, api_flows, api_tokens, service};
-    one::<api::OpenBody>(bytes).await;
-    one::<api_alarms::NoteBody>(bytes).await;
-    one::<api_flows::SiteBody>(bytes).await;
-    one::<api_flows::CabinetBody>(bytes).await;
-    one::<api_flows::ServiceBody>(bytes).await;
-    one::<api_flows::StaffBody>(bytes).await;
-    one::<api_flows::DutyBody>(bytes).await;
+    use crate::api::{alarms, cabinets, commands, sites, staff, tokens};
+    use crate::service;
+    one::<commands::OpenBody>(bytes).await;
+    one::<alarms::NoteBody>(bytes).await;
+    one::<sites::SiteBody>(bytes).await;
+    one::<cabinets::CabinetBody>(bytes).await;
+    one::<cabinets::ServiceBody>(bytes).await;
+    one::<staff::StaffBody>(bytes).await;
+    one::<staff::DutyBody>(bytes).await;
     one::<service::ReservationRequest>(bytes).await;
-    one::<api_tokens::TokenBody>(bytes).await;
+    one::<tokens::TokenBody>(bytes).await;
 }
 
 async fn one<T: DeserializeOwned>(bytes: &[u8]) {
@@ -27,7 +28,7 @@ async fn one<T: DeserializeOwned>(bytes: &[u8]) {
         .header("content-type", "application/json")
         .body(axum::body::Body::from(bytes.to_vec()))
         .unwrap_or_default();
-    if let Err(e) = crate::api::Body::<T>::from_request(req, &()).await {
+    if let Err(e) = crate::api::extract::Body::<T>::from_request(req, &()).await {
         let status: StatusCode = e.status();
         assert!(
             status.is_client_error(),

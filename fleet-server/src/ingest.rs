@@ -243,7 +243,7 @@ impl Writer {
 
         let mut backoff = Duration::from_millis(100);
         let (inserted, effects): (u64, Effects) = loop {
-            ingest.received_at = crate::now_ms();
+            ingest.received_at = crate::clock::now_ms();
             let started = Instant::now();
             match self.store.ingest_with_effects(&ingest).await {
                 Ok(n) => {
@@ -306,7 +306,7 @@ impl Writer {
             let receipt = Receipt {
                 v: 1,
                 up_to,
-                at: Some(crate::now_ms()),
+                at: Some(crate::clock::now_ms()),
             };
             let delivery =
                 self.publisher
@@ -357,7 +357,7 @@ impl Writer {
             } else {
                 "the cabinet's clock agrees with the server's again".to_owned()
             };
-            let now = crate::now_ms();
+            let now = crate::clock::now_ms();
             match self
                 .store
                 .server_alarm(device.as_str(), store::CLOCK_SKEW, skewed, &evidence, now)

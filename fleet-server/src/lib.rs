@@ -6,16 +6,11 @@
 
 pub mod alarms;
 pub mod api;
-pub mod api_alarms;
-pub mod api_flows;
-pub mod api_live;
-pub mod api_planning;
-pub mod api_tokens;
-pub mod api_usage;
 pub mod backfill;
 pub mod bus;
 pub mod change_bridge;
 pub mod changes;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod export;
@@ -27,7 +22,6 @@ pub mod leader;
 pub mod link;
 pub mod metrics;
 pub mod notify;
-pub mod openapi;
 pub mod presence;
 pub mod renewal;
 pub mod revocations;
@@ -37,7 +31,6 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use broker::{Broker, BrokerConfig};
@@ -45,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use clock::now_ms;
 pub use config::ServerConfig;
 
 use crate::health::Health;
@@ -67,14 +61,6 @@ async fn anchor_audit(store: Store, every: std::time::Duration, cancel: Cancella
             Err(e) => tracing::warn!(error = %e, "audit chain head not readable"),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch: the one time format of storage and wire.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// 32 random bytes from the OS, hex, prefixed so a leaked token is recognisable.
@@ -406,7 +392,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         service,
         admin_token_hash: api::token_hash(&admin_token),
         default_ttl: cfg.command_ttl(),
-        saturation: api_usage::SaturationSettings {
+        saturation: api::SaturationSettings {
             rate: cfg.saturation_rate,
             days: cfg.saturation_days,
             window_days: cfg.saturation_window_days,

@@ -96,7 +96,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
 
 impl Webhook {
     async fn send(&self, id: &str, event: &str, body: &str) -> Result<(), NotifyError> {
-        let ts = crate::now_ms();
+        let ts = crate::clock::now_ms();
         let resp = self
             .client
             .post(&self.url)
@@ -144,7 +144,11 @@ impl<N: Notifier> Worker<N> {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             let mut busy = false;
-            match self.store.due_notifications(crate::now_ms(), 50).await {
+            match self
+                .store
+                .due_notifications(crate::clock::now_ms(), 50)
+                .await
+            {
                 Ok(rows) => {
                     busy = rows.len() == 50;
                     for row in rows {
@@ -186,7 +190,7 @@ impl<N: Notifier> Worker<N> {
         let outcome = match result {
             Ok(()) => self
                 .store
-                .notification_sent(&row.id, crate::now_ms())
+                .notification_sent(&row.id, crate::clock::now_ms())
                 .await
                 .map(|_| "sent"),
             Err(e) => {
@@ -195,7 +199,7 @@ impl<N: Notifier> Worker<N> {
                 let next = (!give_up).then(|| {
                     let backoff = Duration::from_secs(1u64 << attempts.clamp(0, 16) as u32)
                         .min(self.max_backoff);
-                    crate::now_ms() + backoff.as_millis() as i64
+                    crate::clock::now_ms() + backoff.as_millis() as i64
                 });
                 if give_up {
                     tracing::error!(notification = %row.id, channel = %row.channel, event = %row.event,

@@ -73,7 +73,7 @@ pub async fn run_external(
         let (changed, count) = online.apply(&device, 0, word.online);
         metrics.devices_online.set(count as i64);
         // The will was written when the device connected; the time it is heard is now.
-        let at = crate::now_ms();
+        let at = crate::clock::now_ms();
         let reason = if word.online {
             "connected (external broker)".to_owned()
         } else {

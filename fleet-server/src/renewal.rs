@@ -96,7 +96,7 @@ async fn sign(
             device,
             &signed.serial_hex,
             signed.not_after_ms,
-            crate::now_ms(),
+            crate::clock::now_ms(),
         )
         .await
         .map_err(|e| format!("not recorded, try again later: {e}"))?;

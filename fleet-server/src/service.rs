@@ -142,7 +142,7 @@ impl Service {
         req: ReservationRequest,
         caller: &str,
     ) -> Result<Reservation, ServiceError> {
-        self.reserve_at(req, caller, crate::now_ms()).await
+        self.reserve_at(req, caller, crate::clock::now_ms()).await
     }
 
     /// [`Service::reserve`] as if it were `now`: the live path passes the clock, a history
@@ -365,7 +365,7 @@ impl Service {
                 Trigger::Cancel,
                 actor,
                 Some("cancelled"),
-                crate::now_ms(),
+                crate::clock::now_ms(),
             )
             .await?
         {
@@ -400,7 +400,7 @@ impl Service {
             phone,
             on_duty,
             actor,
-            crate::now_ms(),
+            crate::clock::now_ms(),
         )
         .await
     }
@@ -506,7 +506,10 @@ impl Service {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = self.sweep_once(crate::now_ms(), Presence::Live).await {
+            if let Err(e) = self
+                .sweep_once(crate::clock::now_ms(), Presence::Live)
+                .await
+            {
                 tracing::warn!(error = %e, "item sweep failed; retrying in 2 s");
             }
         }

@@ -1468,7 +1468,7 @@ impl DeviceRow {
         let lock_bus: Option<String> = r.try_get("lock_bus")?;
         let heartbeat = match (heartbeat_at, heartbeat_secs) {
             (Some(at), Some(secs))
-                if crate::now_ms() <= at + HEARTBEAT_MISSES * secs.max(1) * 1000 =>
+                if crate::clock::now_ms() <= at + HEARTBEAT_MISSES * secs.max(1) * 1000 =>
             {
                 "fresh"
             }

@@ -7,11 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use domain::planner::{self, Candidate, DemandPoint, Plan, PlanParams, Weight};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Caller, ErrorBody, Q, Role};
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::Q;
+use crate::api::state::AppState;
 use crate::store::{Store, StoreError};
-use domain::planner::{self, Candidate, DemandPoint, Plan, PlanParams, Weight};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -206,7 +209,16 @@ pub(crate) async fn recommendations(
         ));
     }
     let offset = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
-    match plan_with(&s.store, &o, &demand, &candidates, crate::now_ms(), offset).await? {
+    match plan_with(
+        &s.store,
+        &o,
+        &demand,
+        &candidates,
+        crate::clock::now_ms(),
+        offset,
+    )
+    .await?
+    {
         Ok(answer) => Ok(Json(answer).into_response()),
         Err(why) => Err(ApiError::bad_request(why)),
     }

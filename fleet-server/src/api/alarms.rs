@@ -9,7 +9,10 @@ use protocol::FaultKind;
 use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Q, Role, device_id};
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{Body, P, Q, device_id};
+use crate::api::state::AppState;
 use crate::store::{
     AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, HistoryRow, SEVERITIES,
 };
@@ -176,7 +179,7 @@ async fn act(
     }
     check_text("note", note, 500).map_err(ApiError::bad_request)?;
     let actor = format!("token:{}", caller.name);
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let (outcome, refusal) = match action {
         Action::Ack => (
             s.store.ack_alarm(id, &actor, note, now).await?,

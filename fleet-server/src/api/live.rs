@@ -14,7 +14,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::api::{ApiError, AppState, Caller, ErrorBody, Role};
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::state::AppState;
 use crate::changes::Change;
 use crate::store::SiteOverview;
 
@@ -60,7 +62,7 @@ pub(crate) async fn overview(
     State(s): State<AppState>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let at = crate::now_ms();
+    let at = crate::clock::now_ms();
     let mut sites = s
         .store
         .overview(at, s.service.start_of_local_day(at))
@@ -83,7 +85,7 @@ pub(crate) async fn stream(
     caller.require(Role::Viewer)?;
     let hello = Event::default()
         .event("hello")
-        .data(crate::now_ms().to_string());
+        .data(crate::clock::now_ms().to_string());
     // A caller limited to sites hears of its own devices only: those placed in its sites'
     // cabinets when it connected (a cabinet placed later: reconnect).
     let visible: Option<std::collections::HashSet<String>> = match &caller.sites {

@@ -1,10 +1,15 @@
 //! The OpenAPI 3.1 document of the HTTP API (`GET /api/v1/openapi.json`), generated from the
 //! handlers' `#[utoipa::path]` annotations and the request and response types they use.
 
+use axum::Json;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, api_alarms, api_flows, api_live, api_planning, api_tokens, api_usage};
+use crate::api::{
+    alarms, audit, cabinets, commands, devices, items, live, planning, sites, staff, system,
+    tokens, usage, worklists,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,51 +18,51 @@ use crate::{api, api_alarms, api_flows, api_live, api_planning, api_tokens, api_
         description = "Devices, remote open, the locker service flows (sites, cabinets, staff, reservations with one-time codes, work lists) and operations. Every error is `{\"error\": \"...\"}` saying what was wrong and what to do. See PROTOCOL.md for the MQTT side, webhooks and SMS."
     ),
     paths(
-        api::healthz,
-        api::metrics,
-        api::list_devices,
-        api::device,
-        api::events,
-        api::presence,
-        api::open_box,
-        api::command,
-        api::audit,
-        api_tokens::create_token,
-        api_tokens::list_tokens,
-        api_tokens::revoke_token,
-        api_flows::list_sites,
-        api_flows::create_site,
-        api_flows::site,
-        api_flows::put_site,
-        api_flows::list_cabinets,
-        api_flows::cabinet,
-        api_flows::put_cabinet,
-        api_flows::box_service,
-        api_flows::list_staff,
-        api_flows::create_staff,
-        api_flows::deactivate_staff,
-        api_flows::set_duty,
-        api_flows::reserve,
-        api_flows::cancel,
-        api_flows::list_items,
-        api_flows::item,
-        api_flows::worklist_collect,
-        api_flows::worklist_deposit,
-        api_flows::worklist_overdue,
-        api_flows::unmet_demand,
-        api_alarms::list_alarms,
-        api_alarms::alarm,
-        api_alarms::ack,
-        api_alarms::clear,
-        api_live::overview,
-        api_live::stream,
-        api_live::me,
-        api_usage::usage,
-        api_usage::saturation,
-        api_usage::sites,
-        api_planning::put_demand,
-        api_planning::put_candidates,
-        api_planning::recommendations,
+        system::healthz,
+        system::metrics,
+        devices::list_devices,
+        devices::device,
+        devices::events,
+        devices::presence,
+        commands::open_box,
+        commands::command,
+        audit::audit,
+        tokens::create_token,
+        tokens::list_tokens,
+        tokens::revoke_token,
+        sites::list_sites,
+        sites::create_site,
+        sites::site,
+        sites::put_site,
+        cabinets::list_cabinets,
+        cabinets::cabinet,
+        cabinets::put_cabinet,
+        cabinets::box_service,
+        staff::list_staff,
+        staff::create_staff,
+        staff::deactivate_staff,
+        staff::set_duty,
+        items::reserve,
+        items::cancel,
+        items::list_items,
+        items::item,
+        worklists::worklist_collect,
+        worklists::worklist_deposit,
+        worklists::worklist_overdue,
+        worklists::unmet_demand,
+        alarms::list_alarms,
+        alarms::alarm,
+        alarms::ack,
+        alarms::clear,
+        live::overview,
+        live::stream,
+        live::me,
+        usage::usage,
+        usage::saturation,
+        usage::sites,
+        planning::put_demand,
+        planning::put_candidates,
+        planning::recommendations,
     ),
     modifiers(&Bearer)
 )]
@@ -73,6 +78,11 @@ impl Modify for Bearer {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// `GET /api/v1/openapi.json`: the document, built once per request (it is small and rarely read).
+pub(crate) async fn serve() -> Response {
+    Json(document()).into_response()
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {

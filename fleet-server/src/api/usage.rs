@@ -6,25 +6,21 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::flows::SiteKind;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Caller, ErrorBody, Q, Role};
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::Q;
+use crate::api::state::AppState;
+use crate::clock::local_time;
 use crate::store::usage::{Bucket, DAY_MS, Scope, SiteSaturation, UsageQuery, UsageReport};
-use domain::flows::SiteKind;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/usage/saturation", get(saturation))
         .route("/api/v1/usage/sites", get(sites))
-}
-
-/// The saturation yardstick: configured defaults, overridable per request.
-#[derive(Debug, Clone, Copy)]
-pub struct SaturationSettings {
-    pub rate: f64,
-    pub days: u32,
-    pub window_days: u32,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -65,7 +61,7 @@ pub(crate) async fn usage(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let offset_ms = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let scope = scope(&caller, &s, p.scope.as_deref(), p.id.as_deref()).await?;
     let to = match p.to.as_deref() {
         None => now,
@@ -146,20 +142,6 @@ pub fn to_csv(r: &UsageReport, offset_ms: i64) -> String {
         ));
     }
     out
-}
-
-/// ISO 8601 local time with its offset, e.g. `2026-11-28T08:00:00+08:00`.
-pub fn local_time(ms: i64, offset_ms: i64) -> String {
-    let offset = time::UtcOffset::from_whole_seconds((offset_ms / 1000) as i32)
-        .unwrap_or(time::UtcOffset::UTC);
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(|t| t.to_offset(offset))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 /// Epoch ms, or a local date (`end`: the end of that day).
@@ -310,7 +292,7 @@ pub(crate) async fn saturation(
         )));
     }
     let offset_ms = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let mut sites = s
         .store
         .saturation(now, offset_ms, rate, days, window)
@@ -368,7 +350,7 @@ pub(crate) async fn sites(
     if !(1..=168).contains(&n) {
         return Err(ApiError::bad_request(format!("hours {n} must be 1 to 168")));
     }
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let from = now.div_euclid(crate::store::usage::HOUR_MS) * crate::store::usage::HOUR_MS
         - (n as i64 - 1) * crate::store::usage::HOUR_MS;
     let rows = s.store.site_hours(from, n, now).await?;

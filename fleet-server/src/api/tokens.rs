@@ -9,7 +9,11 @@ use axum::{Json, Router};
 use protocol::message::check_text;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, AppState, Body, Caller, ErrorBody, P, Role, token_hash};
+use crate::api::auth::token_hash;
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{Body, P};
+use crate::api::state::AppState;
 use crate::store::{NewToken, TokenRow};
 
 /// Tokens expire after this many days unless asked otherwise.
@@ -63,7 +67,7 @@ pub(crate) async fn create_token(
         ));
     }
     check_text("name", name, 100).map_err(ApiError::bad_request)?;
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let latest = now + i64::from(MAX_EXPIRY_DAYS) * DAY_MS;
     let expires_at = match (body.expires_in_days, body.expires_at) {
         (Some(_), Some(_)) => {
@@ -154,7 +158,11 @@ pub(crate) async fn revoke_token(
     }
     match s
         .store
-        .revoke_token(&id.to_ascii_lowercase(), &caller.name, crate::now_ms())
+        .revoke_token(
+            &id.to_ascii_lowercase(),
+            &caller.name,
+            crate::clock::now_ms(),
+        )
         .await?
     {
         Some(row) => Ok(Json(row).into_response()),

@@ -1,0 +1,45 @@
+//! The audit log, newest first, limited to the caller's sites.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{LimitQuery, Q, device_id};
+use crate::api::state::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/audit", get(audit))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditList {
+    entries: Vec<crate::store::AuditRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])),
+    params(LimitQuery),
+    responses((status = 200, body = AuditList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn audit(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<LimitQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let device = q.device.as_deref().map(device_id).transpose()?;
+    if let Some(d) = &device {
+        caller.require_device(&s.store, d).await?;
+    }
+    let rows = s
+        .store
+        .audit(
+            device.as_ref(),
+            caller.sites.as_deref(),
+            q.limit.unwrap_or(100).clamp(1, 10_000),
+        )
+        .await?;
+    Ok(Json(AuditList { entries: rows }).into_response())
+}

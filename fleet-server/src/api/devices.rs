@@ -1,0 +1,136 @@
+//! Devices: the list, one device, its stored events and its presence log.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use protocol::DeviceId;
+use serde::{Deserialize, Serialize};
+
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{LimitQuery, P, Q, device_id};
+use crate::api::state::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/:id", get(device))
+        .route("/api/v1/devices/:id/events", get(events))
+        .route("/api/v1/devices/:id/presence", get(presence))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DevicesList {
+    devices: Vec<crate::store::DeviceRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])),
+    responses((status = 200, body = DevicesList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_devices(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let mut devices = s.store.devices().await?;
+    if let Some(sites) = &caller.sites {
+        // The cabinets of the caller's sites, filtered in SQL like every other list.
+        let placed: std::collections::HashSet<String> = s
+            .store
+            .cabinets(Some(sites))
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        devices.retain(|d| placed.contains(&d.id));
+    }
+    Ok(Json(DevicesList { devices }).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = crate::store::DeviceDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn device(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
+    match s.store.device(&id).await? {
+        Some(d) => Ok(Json(d).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown device {id}: it has never connected"),
+        )),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Events with a greater seq.
+    #[serde(default)]
+    after: u64,
+    /// 1 to 10000 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventsList {
+    #[schema(value_type = String)]
+    device: DeviceId,
+    events: Vec<crate::store::EventRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id"), EventsQuery),
+    responses((status = 200, body = EventsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn events(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+    Q(q): Q<EventsQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    let events = s.store.events(&id, q.after, limit).await?;
+    Ok(Json(EventsList { device: id, events }).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PresenceList {
+    #[schema(value_type = String)]
+    device: DeviceId,
+    presence: Vec<crate::store::PresenceRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/presence", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id"), LimitQuery),
+    responses((status = 200, body = PresenceList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn presence(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+    Q(q): Q<LimitQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
+    let rows = s
+        .store
+        .presence_log(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
+    Ok(Json(PresenceList {
+        device: id,
+        presence: rows,
+    })
+    .into_response())
+}

@@ -1,0 +1,62 @@
+//! The HTTP API (axum): one module per resource, and the router that joins them.
+//!
+//! Every error is JSON `{"error": "..."}` saying what was wrong and what to do (`error`).
+//! Bearer tokens carry a role (`auth`): viewer (read), platform (read + reservations),
+//! operator (+ remote open), admin (everything + configuration and tokens).
+//!
+//! Dependencies run one way: this file's router uses the resource modules; they use the
+//! shared modules (`state`, `error`, `extract`, `auth`); nothing imports the router.
+
+pub(crate) mod alarms;
+pub(crate) mod audit;
+pub mod auth;
+pub(crate) mod cabinets;
+pub(crate) mod commands;
+pub(crate) mod devices;
+pub mod error;
+pub mod extract;
+pub(crate) mod items;
+pub(crate) mod live;
+pub mod openapi;
+pub mod planning;
+pub(crate) mod sites;
+pub(crate) mod staff;
+pub mod state;
+pub(crate) mod system;
+pub(crate) mod tokens;
+pub mod usage;
+pub(crate) mod worklists;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use error::ApiError;
+
+pub use auth::token_hash;
+pub use state::{AppState, SaturationSettings, token_limiter};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(system::routes())
+        .merge(devices::routes())
+        .merge(commands::routes())
+        .merge(audit::routes())
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .merge(tokens::routes())
+        .merge(sites::routes())
+        .merge(cabinets::routes())
+        .merge(staff::routes())
+        .merge(items::routes())
+        .merge(worklists::routes())
+        .merge(alarms::routes())
+        .merge(live::routes())
+        .merge(usage::routes())
+        .merge(planning::routes())
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see PROTOCOL.md and README.md for the API",
+            )
+        })
+        .with_state(state)
+}

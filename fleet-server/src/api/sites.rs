@@ -1,0 +1,165 @@
+//! Sites (service halls, enterprise clusters, stations): create, change, list, one site.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use domain::flows::SiteKind;
+use protocol::message::check_text;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{Body, P};
+use crate::api::state::AppState;
+use crate::store::{CabinetRow, SiteRow};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sites", get(list_sites).post(create_site))
+        .route("/api/v1/sites/:id", get(site).put(put_site))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteBody {
+    /// Required on POST; on PUT the path names the site.
+    #[serde(default)]
+    id: Option<String>,
+    /// service_hall, enterprise_cluster, station or community.
+    kind: String,
+    name: String,
+    #[serde(default)]
+    address: String,
+    lat: f64,
+    lon: f64,
+}
+
+fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
+    protocol::DeviceId::parse(id)
+        .map_err(|_| ApiError::bad_request("site id: 1 to 64 letters, digits, '-' or '_'"))?;
+    if SiteKind::parse(&b.kind).is_none() {
+        return Err(ApiError::bad_request(format!(
+            "kind {:?} is unknown; use one of: {}",
+            b.kind,
+            SiteKind::choices()
+        )));
+    }
+    if b.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name is required"));
+    }
+    check_text("name", &b.name, 200).map_err(ApiError::bad_request)?;
+    check_text("address", &b.address, 500).map_err(ApiError::bad_request)?;
+    if !(-90.0..=90.0).contains(&b.lat) || !(-180.0..=180.0).contains(&b.lon) {
+        return Err(ApiError::bad_request(
+            "lat must be -90..90 and lon -180..180",
+        ));
+    }
+    let now = crate::clock::now_ms();
+    Ok(SiteRow {
+        id: id.to_owned(),
+        kind: b.kind,
+        name: b.name.trim().to_owned(),
+        address: b.address,
+        lat: b.lat,
+        lon: b.lon,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
+    request_body = SiteBody,
+    responses((status = 201, body = SiteRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_site(
+    caller: Caller,
+    State(s): State<AppState>,
+    Body(body): Body<SiteBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    caller.require_fleet("creating a site")?;
+    let Some(id) = body.id.clone() else {
+        return Err(ApiError::bad_request("id is required"));
+    };
+    let row = site_row(&id, body)?;
+    if !s.store.upsert_site(&row, &caller.name).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("site {id:?} exists; PUT /api/v1/sites/{id} changes it"),
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(row)).into_response())
+}
+
+#[utoipa::path(put, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
+    params(("id" = String, Path, description = "site id")),
+    request_body = SiteBody,
+    responses((status = 200, body = SiteRow), (status = 201, body = SiteRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn put_site(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+    Body(body): Body<SiteBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    caller.require_site(&id)?;
+    if body.id.as_ref().is_some_and(|b| b != &id) {
+        return Err(ApiError::bad_request(
+            "the body's id differs from the path's",
+        ));
+    }
+    let row = site_row(&id, body)?;
+    let created = s.store.upsert_site(&row, &caller.name).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(s.store.site(&id).await?.unwrap_or(row))).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SitesList {
+    sites: Vec<SiteRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
+    responses((status = 200, body = SitesList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list_sites(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let mut sites = s.store.sites().await?;
+    sites.retain(|site| caller.may(&site.id));
+    Ok(Json(SitesList { sites }).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SiteDetail {
+    site: SiteRow,
+    cabinets: Vec<CabinetRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
+    params(("id" = String, Path, description = "site id")),
+    responses((status = 200, body = SiteDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn site(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    caller.require_site(&id)?;
+    let Some(site) = s.store.site(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no site {id:?}"),
+        ));
+    };
+    let cabinets = s.store.cabinets(Some(std::slice::from_ref(&id))).await?;
+    Ok(Json(SiteDetail { site, cabinets }).into_response())
+}

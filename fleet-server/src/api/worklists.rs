@@ -1,0 +1,141 @@
+//! The helpers' work lists (collect, deposit, overdue) and unmet demand.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{Q, SiteQuery};
+use crate::api::state::AppState;
+use crate::store::ItemRow;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/worklists/collect", get(worklist_collect))
+        .route("/api/v1/worklists/deposit", get(worklist_deposit))
+        .route("/api/v1/worklists/overdue", get(worklist_overdue))
+        .route("/api/v1/unmet-demand", get(unmet_demand))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Worklist {
+    count: usize,
+    items: Vec<WorklistItem>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorklistItem {
+    #[serde(flatten)]
+    item: ItemRow,
+    /// Since it went into the box (or was reserved, if it is not in one).
+    age_ms: i64,
+}
+
+fn worklist_json(items: Vec<ItemRow>, now: i64) -> Response {
+    let items: Vec<WorklistItem> = items
+        .into_iter()
+        .map(|item| WorklistItem {
+            age_ms: now - item.in_box_at.unwrap_or(item.created_at),
+            item,
+        })
+        .collect();
+    Json(Worklist {
+        count: items.len(),
+        items,
+    })
+    .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/worklists/collect", tag = "work lists", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = Worklist), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn worklist_collect(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<SiteQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let site = caller.site_filter(q.site.as_deref())?;
+    let items = s.store.worklist_collect(site.as_deref()).await?;
+    Ok(worklist_json(items, crate::clock::now_ms()))
+}
+
+#[utoipa::path(get, path = "/api/v1/worklists/deposit", tag = "work lists", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = Worklist), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn worklist_deposit(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<SiteQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let site = caller.site_filter(q.site.as_deref())?;
+    let items = s.store.worklist_deposit(site.as_deref()).await?;
+    Ok(worklist_json(items, crate::clock::now_ms()))
+}
+
+#[utoipa::path(get, path = "/api/v1/worklists/overdue", tag = "work lists", security(("bearer" = [])),
+    params(SiteQuery),
+    responses((status = 200, body = Worklist), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn worklist_overdue(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<SiteQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let now = crate::clock::now_ms();
+    let site = caller.site_filter(q.site.as_deref())?;
+    let items = s
+        .store
+        .worklist_overdue(site.as_deref(), s.service.collect_before(now))
+        .await?;
+    Ok(worklist_json(items, now))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SinceQuery {
+    /// Epoch ms (default: all time).
+    #[serde(default)]
+    since: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UnmetDemand {
+    sites: Vec<UnmetSite>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UnmetSite {
+    site_id: Option<String>,
+    /// Reservations refused for lack of a free box.
+    refused: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/unmet-demand", tag = "reservations", security(("bearer" = [])),
+    params(SinceQuery),
+    responses((status = 200, body = UnmetDemand), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn unmet_demand(
+    caller: Caller,
+    State(s): State<AppState>,
+    Q(q): Q<SinceQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let rows = s.store.unmet_demand(q.since.unwrap_or(0)).await?;
+    let sites = rows
+        .into_iter()
+        // Refusals of `near` requests that matched no site belong to the whole fleet.
+        .filter(|(site, _)| match site {
+            Some(site) => caller.may(site),
+            None => caller.sites.is_none(),
+        })
+        .map(|(site_id, refused)| UnmetSite { site_id, refused })
+        .collect();
+    Ok(Json(UnmetDemand { sites }).into_response())
+}
