@@ -147,8 +147,9 @@ pub enum Weight {
     Cases,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
 pub struct BoxesBySize {
     #[serde(rename = "S")]
     pub s: u32,
@@ -160,8 +161,9 @@ pub struct BoxesBySize {
 }
 
 /// A new site to build.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
 pub struct Recommendation {
     pub rank: usize,
     pub candidate_id: String,
@@ -187,8 +189,9 @@ pub struct Recommendation {
 }
 
 /// An existing site that needs more boxes for the same overflow target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
 pub struct Expansion {
     pub site_id: String,
     pub name: String,
@@ -200,8 +203,9 @@ pub struct Expansion {
 }
 
 /// Coverage of one cluster of enterprises, before and after the recommendations.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
 pub struct ClusterCoverage {
     pub cluster: String,
     pub lat: f64,
@@ -216,8 +220,9 @@ pub struct ClusterCoverage {
     pub meets_target: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
 pub struct Plan {
     pub params: PlanParams,
     pub enterprises: u32,

@@ -402,7 +402,7 @@ async fn usage_points(
                 let mut points = Vec::new();
                 for (site, kind, hours) in sites {
                     for h in hours {
-                        points.push(usage_point(&site, &kind, &h));
+                        points.push(usage_point(&site, kind.as_str(), &h));
                     }
                 }
                 exporter.push(&points);

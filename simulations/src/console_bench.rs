@@ -10,7 +10,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use tui::app::{App, Msg};
-use tui::model::{Alarm, BoxView, Cabinet, CabinetView, Link, Overview, Site};
+use tui::model::{Alarm, BoxView, Cabinet, CabinetView, Link, Overview, SiteOverview};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsoleOptions {
@@ -34,18 +34,18 @@ fn key(c: KeyCode) -> KeyEvent {
 fn fleet(n: usize, now: i64) -> App {
     let mut app = App::new("http://bench");
     let sites = (0..n)
-        .map(|i| Site {
+        .map(|i| SiteOverview {
             id: format!("site-{i:04}"),
             name: format!("Site {i:04}"),
-            kind: "enterprise_cluster".into(),
+            kind: domain::flows::SiteKind::EnterpriseCluster,
             devices: 10,
             devices_online: 10,
             boxes: 240,
             free: 120,
             occupied: 100,
             reserved: 20,
-            uses_24h: (0..24).map(|h| (h * i as u64) % 9).collect(),
-            ..Site::default()
+            uses_24h: (0..24).map(|h| (h * i as i64) % 9).collect(),
+            ..SiteOverview::default()
         })
         .collect();
     let alarms = (0..n)

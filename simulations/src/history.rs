@@ -461,7 +461,9 @@ async fn configure(db: &Backfill, layout: &Layout, at: i64) -> anyhow::Result<()
     for s in &layout.sites {
         let row = fleet_server::store::SiteRow {
             id: s.id.clone(),
-            kind: s.kind.to_owned(),
+            kind: domain::flows::SiteKind::parse(s.kind).ok_or_else(|| {
+                anyhow::anyhow!("layout site {} has unknown kind {}", s.id, s.kind)
+            })?,
             name: s.name.clone(),
             address: s.address.clone(),
             lat: s.lat,

@@ -64,13 +64,13 @@ pub async fn usage(o: UsageOptions) -> anyhow::Result<()> {
     let start = this_hour - o.days * DAY;
     let setup = Instant::now();
     let per_site = o.cabinets.div_ceil(o.sites);
-    let kinds = ["service_hall", "enterprise_cluster", "station", "community"];
+    let kinds = domain::flows::SiteKind::ALL;
     for s in 0..o.sites {
         store
             .upsert_site(
                 &SiteRow {
                     id: format!("site-{s:03}"),
-                    kind: kinds[s % kinds.len()].into(),
+                    kind: kinds[s % kinds.len()],
                     name: format!("Site {s}"),
                     address: String::new(),
                     lat: 23.0 + s as f64 / 100.0,

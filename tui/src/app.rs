@@ -196,7 +196,7 @@ impl App {
     }
 
     /// Sites matching the filter, in server order.
-    pub fn sites(&self) -> Vec<&crate::model::Site> {
+    pub fn sites(&self) -> Vec<&crate::model::SiteOverview> {
         let f = self.filter.to_lowercase();
         self.model
             .overview
@@ -206,7 +206,7 @@ impl App {
                 f.is_empty()
                     || s.id.to_lowercase().contains(&f)
                     || s.name.to_lowercase().contains(&f)
-                    || s.kind.contains(&f)
+                    || s.kind.as_str().contains(&f)
             })
             .collect()
     }
@@ -461,7 +461,7 @@ impl App {
                 f.is_empty()
                     || s.site_id.to_lowercase().contains(&f)
                     || s.name.to_lowercase().contains(&f)
-                    || s.kind.contains(&f)
+                    || s.kind.as_str().contains(&f)
                     || (f == "saturated" && s.saturated)
             })
             .map(|s| (s, u.hours.iter().find(|h| h.site_id == s.site_id)))
@@ -802,7 +802,7 @@ pub const HELP: [(&str, &str); 16] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Overview, Site};
+    use crate::model::{Overview, SiteOverview};
     use ratatui::crossterm::event::KeyEventKind;
 
     fn key(c: KeyCode) -> KeyEvent {
@@ -823,11 +823,11 @@ mod tests {
     fn app_with_sites(n: usize) -> App {
         let mut app = App::new("http://x");
         let sites = (1..=n)
-            .map(|i| Site {
+            .map(|i| SiteOverview {
                 id: format!("site-{i}"),
                 name: format!("Hall {i}"),
-                kind: "service_hall".into(),
-                ..Site::default()
+                kind: api_types::SiteKind::ServiceHall,
+                ..SiteOverview::default()
             })
             .collect();
         app.on_msg(Msg::Overview(Overview { at: 5, sites }), 10);
@@ -869,7 +869,7 @@ mod tests {
         app.on_msg(
             Msg::Overview(Overview {
                 at: 6,
-                sites: vec![Site::default()],
+                sites: vec![SiteOverview::default()],
             }),
             11,
         );

@@ -3,33 +3,11 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Site {
-    pub id: String,
-    pub kind: String,
-    pub name: String,
-    pub devices: i64,
-    pub devices_online: i64,
-    pub boxes: i64,
-    pub free: i64,
-    pub occupied: i64,
-    pub reserved: i64,
-    pub out_of_service: i64,
-    pub faulty: i64,
-    pub occupancy: f64,
-    /// Box-hours held today over box-hours in service (0..1).
-    pub usage_today: f64,
-    pub uses_24h: Vec<u64>,
-    pub alarms_open: i64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Overview {
-    pub at: i64,
-    pub sites: Vec<Site>,
-}
+pub use api_types::live::{Overview, SiteOverview};
+pub use api_types::planning::{
+    BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation,
+};
+pub use api_types::usage::{Saturation, SiteHours, SiteSaturation, SitesHours};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
@@ -244,113 +222,4 @@ pub struct Usage {
     pub from: i64,
     pub hours: Vec<SiteHours>,
     pub saturation: Saturation,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct SiteHours {
-    pub site_id: String,
-    pub kind: String,
-    pub occupancy: Vec<f64>,
-    pub uses: Vec<i64>,
-    pub unmet: Vec<i64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct SitesHours {
-    pub from: i64,
-    pub sites: Vec<SiteHours>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Saturation {
-    pub rate: f64,
-    pub days: u32,
-    pub window: u32,
-    pub sites: Vec<SiteSaturation>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct SiteSaturation {
-    pub site_id: String,
-    pub name: String,
-    pub kind: String,
-    pub boxes: i64,
-    pub days_above: u32,
-    pub saturated: bool,
-    pub occupancy: f64,
-    pub daily: Vec<f64>,
-}
-
-/// `GET /api/v1/planning/recommendations`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Plan {
-    pub enterprises: u32,
-    pub covered_before: u32,
-    pub covered_after: u32,
-    pub share_before: f64,
-    pub share_after: f64,
-    pub params: PlanParams,
-    pub recommendations: Vec<Recommendation>,
-    pub expansions: Vec<Expansion>,
-    pub clusters: Vec<ClusterCoverage>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct PlanParams {
-    pub radius_m: f64,
-    pub overflow: f64,
-    pub coverage_target: f64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Recommendation {
-    pub rank: usize,
-    pub candidate_id: String,
-    pub name: String,
-    pub enterprises_covered: u32,
-    pub cases_covered: f64,
-    pub boxes: Boxes,
-    pub expected_usage: f64,
-    pub overflow_probability: f64,
-    pub capped: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Boxes {
-    #[serde(rename = "S")]
-    pub s: u32,
-    #[serde(rename = "M")]
-    pub m: u32,
-    #[serde(rename = "L")]
-    pub l: u32,
-    pub total: u32,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Expansion {
-    pub site_id: String,
-    pub name: String,
-    pub boxes: u32,
-    pub boxes_needed: u32,
-    pub add: u32,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ClusterCoverage {
-    pub cluster: String,
-    pub demand_points: usize,
-    pub enterprises: u32,
-    pub share_before: f64,
-    pub share_after: f64,
-    pub meets_target: bool,
 }

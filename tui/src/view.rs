@@ -70,14 +70,15 @@ pub fn age(ms: i64) -> String {
     }
 }
 
-/// A text sparkline: one block per value, blank for zero.
-pub fn spark(values: &[u64]) -> String {
+/// A text sparkline: one block per value, blank for zero (and below: counts are never
+/// negative, but a bad answer must not panic the screen).
+pub fn spark(values: &[i64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let max = values.iter().copied().max().unwrap_or(0).max(1);
     values
         .iter()
         .map(|&v| {
-            if v == 0 {
+            if v <= 0 {
                 ' '
             } else {
                 BARS[(v * 7 / max).min(7) as usize]
@@ -181,7 +182,7 @@ fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
         };
         Row::new(vec![
             Cell::from(s.name.clone()),
-            Cell::from(kind_short(&s.kind)),
+            Cell::from(kind_short(s.kind.as_str())),
             Cell::from(format!("{}/{}", s.devices_online, s.devices)),
             Cell::from(s.free.to_string()),
             Cell::from(s.occupied.to_string()),
@@ -710,7 +711,12 @@ fn draw_usage(f: &mut Frame, area: Rect, app: &App) {
         };
         Row::new(vec![
             Cell::from(s.name.clone()),
-            Cell::from(s.kind.replace("enterprise_", "").replace("service_", "")),
+            Cell::from(
+                s.kind
+                    .as_str()
+                    .replace("enterprise_", "")
+                    .replace("service_", ""),
+            ),
             Cell::from(Line::from(heat)),
             Cell::from(level_spark(&s.daily)),
             Cell::from(pct(s.occupancy)),

@@ -5,34 +5,12 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use protocol::DeviceId;
-use serde::{Deserialize, Serialize};
+
+pub use api_types::Role;
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
 use crate::store::Store;
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    /// The service platform: reservations and items, besides reading.
-    Platform,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Platform => "platform",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
 
 /// The authenticated caller of a request.
 pub struct Caller {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+
+pub use api_types::ErrorBody;
 
 use crate::commands::CommandError;
 use crate::service::ServiceError;
@@ -48,12 +49,6 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
-}
-
-/// Every error answer: what was wrong and what to do.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
 }
 
 impl IntoResponse for ApiError {

@@ -9,30 +9,22 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use api_types::live::{Me, Overview};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::state::AppState;
 use crate::changes::Change;
-use crate::store::SiteOverview;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/me", get(me))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Me {
-    name: String,
-    role: Role,
-    /// The sites the token is limited to; absent: every site.
-    sites: Option<Vec<String>>,
 }
 
 /// Who the token belongs to and its role: a console greys out what the role may not do.
@@ -45,13 +37,6 @@ pub(crate) async fn me(caller: Caller) -> Result<Response, ApiError> {
         sites: caller.sites,
     })
     .into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Overview {
-    /// Server time of the figures (epoch ms): clients show the data's age from it.
-    at: i64,
-    sites: Vec<SiteOverview>,
 }
 
 /// Every site at a glance: devices online, boxes by state, open alarms, uses per hour.

@@ -2,12 +2,13 @@
 //! sites (CSV or GeoJSON); planners read recommendations computed from them and from the
 //! sites' measured usage. `fleet-server plan` does the same from files.
 
+pub use api_types::planning::PlanAnswer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use domain::planner::{self, Candidate, DemandPoint, Plan, PlanParams, Weight};
+use domain::planner::{self, Candidate, DemandPoint, PlanParams, Weight};
 use serde::{Deserialize, Serialize};
 
 use crate::api::auth::{Caller, Role};
@@ -101,17 +102,6 @@ impl PlanOptions {
         }
         Ok(p)
     }
-}
-
-/// A plan and what it was measured from.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PlanAnswer {
-    /// Days of usage the existing sites were judged by.
-    pub measured_days: u32,
-    /// Mean dwell (hours) measured over them; absent when nothing was used.
-    pub measured_dwell_hours: Option<f64>,
-    #[serde(flatten)]
-    pub plan: Plan,
 }
 
 /// Plans from `demand` and `candidates` and the fleet's measured usage.

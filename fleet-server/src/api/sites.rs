@@ -41,13 +41,13 @@ pub(crate) struct SiteBody {
 fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
     protocol::DeviceId::parse(id)
         .map_err(|_| ApiError::bad_request("site id: 1 to 64 letters, digits, '-' or '_'"))?;
-    if SiteKind::parse(&b.kind).is_none() {
+    let Some(kind) = SiteKind::parse(&b.kind) else {
         return Err(ApiError::bad_request(format!(
             "kind {:?} is unknown; use one of: {}",
             b.kind,
             SiteKind::choices()
         )));
-    }
+    };
     if b.name.trim().is_empty() {
         return Err(ApiError::bad_request("name is required"));
     }
@@ -61,7 +61,7 @@ fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
     let now = crate::clock::now_ms();
     Ok(SiteRow {
         id: id.to_owned(),
-        kind: b.kind,
+        kind,
         name: b.name.trim().to_owned(),
         address: b.address,
         lat: b.lat,

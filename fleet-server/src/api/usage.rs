@@ -7,14 +7,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use domain::flows::SiteKind;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::Q;
 use crate::api::state::AppState;
 use crate::clock::local_time;
-use crate::store::usage::{Bucket, DAY_MS, Scope, SiteSaturation, UsageQuery, UsageReport};
+use api_types::usage::{Saturation, SiteHours, SitesHours, UsageReport};
+
+use crate::store::usage::{Bucket, DAY_MS, Scope, UsageQuery};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -254,16 +256,6 @@ pub(crate) struct SaturationParams {
     window: Option<u32>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Saturation {
-    rate: f64,
-    days: u32,
-    window: u32,
-    /// First day of the window (epoch ms, local midnight).
-    from: i64,
-    sites: Vec<SiteSaturation>,
-}
-
 /// Every site's daily occupancy over the last `window` whole days, flagged saturated when
 /// it reached `rate` on at least `days` of them.
 #[utoipa::path(get, path = "/api/v1/usage/saturation", tag = "usage", security(("bearer" = [])),
@@ -316,23 +308,6 @@ pub(crate) struct SitesParams {
     /// Hours back from now, the current hour included (1..=168, default 24).
     #[serde(default)]
     hours: Option<usize>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SiteHours {
-    site_id: String,
-    kind: String,
-    /// Occupancy per hour, oldest first; the last is the current hour so far.
-    occupancy: Vec<f64>,
-    uses: Vec<i64>,
-    unmet: Vec<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SitesHours {
-    /// Start of the first hour (epoch ms).
-    from: i64,
-    sites: Vec<SiteHours>,
 }
 
 /// Every site's occupancy, uses and unmet demand per hour over the last hours, in one answer

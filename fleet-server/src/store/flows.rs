@@ -11,14 +11,14 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{History, Sites, Store, StoreError, bind_sites, sites_sql, usage, write_history};
-use domain::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
+use domain::flows::{Flow, ItemState, SiteKind, Size, Trigger, next_state, webhook_event};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SiteRow {
     pub id: String,
-    pub kind: String,
+    pub kind: SiteKind,
     pub name: String,
     pub address: String,
     pub lat: f64,
@@ -31,7 +31,7 @@ impl SiteRow {
     fn from_row(r: &AnyRow) -> Result<SiteRow, StoreError> {
         Ok(SiteRow {
             id: r.try_get("site_id")?,
-            kind: r.try_get("kind")?,
+            kind: super::parse_col("site kind", r.try_get("kind")?, SiteKind::parse)?,
             name: r.try_get("name")?,
             address: r.try_get("address")?,
             lat: r.try_get("lat")?,
@@ -275,7 +275,7 @@ impl Store {
                updated_at = excluded.updated_at",
         )
         .bind(&s.id)
-        .bind(&s.kind)
+        .bind(s.kind.as_str())
         .bind(&s.name)
         .bind(&s.address)
         .bind(s.lat)

@@ -30,7 +30,7 @@ pub use flows::{
     Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
     NewItem, NotificationRow, Placement, Presence, SiteRow, StaffRow,
 };
-pub use overview::{BoxCounts, SiteOverview};
+pub use overview::BoxCounts;
 pub use planning::Measured;
 pub use schema::SCHEMA_VERSION;
 pub use tokens::{NewToken, TokenRow};
@@ -1414,6 +1414,15 @@ const DEVICE_SELECT: &str = "SELECT device_id, boxes, agent_version, online, las
 /// Heartbeats a device may miss before it counts as gone (one lost QoS 0 heartbeat is not
 /// news).
 pub const HEARTBEAT_MISSES: i64 = 2;
+
+/// A column's text as one of our enums; anything else is a corrupt row, named.
+pub(crate) fn parse_col<T>(
+    what: &str,
+    text: String,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{what} {text:?} is not known")))
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceRow {

@@ -2,37 +2,11 @@
 //! 24 hours of use. One query per figure family, aggregated in SQL, so a console refreshing
 //! it over 1,000 cabinets stays cheap.
 
-use serde::Serialize;
+use api_types::live::SiteOverview;
+use domain::flows::SiteKind;
 use sqlx::Row;
 
 use super::{Store, StoreError};
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
-pub struct SiteOverview {
-    pub id: String,
-    /// service_hall, enterprise_cluster, station or community.
-    pub kind: String,
-    pub name: String,
-    /// Cabinets and station devices configured at the site.
-    pub devices: i64,
-    pub devices_online: i64,
-    pub boxes: i64,
-    pub free: i64,
-    pub occupied: i64,
-    pub reserved: i64,
-    pub out_of_service: i64,
-    /// Boxes with an open alarm.
-    pub faulty: i64,
-    /// Occupied and reserved boxes over boxes in service, now (0.0..=1.0).
-    pub occupancy: f64,
-    /// Usage rate today: box-hours holding an item since local midnight over box-hours in
-    /// service (boxes in service now) in that time (0.0..=1.0).
-    pub usage_today: f64,
-    /// Items placed in a box (drop-offs, supplements, deposits) per hour over the last 24
-    /// hours, oldest hour first.
-    pub uses_24h: Vec<i64>,
-    pub alarms_open: i64,
-}
 
 impl Store {
     /// Per site, at `now`; `day_start` is local midnight (the usage rate's day).
@@ -118,7 +92,7 @@ impl Store {
                 }
             }
             out.push(SiteOverview {
-                kind: r.try_get("kind")?,
+                kind: super::parse_col("site kind", r.try_get("kind")?, SiteKind::parse)?,
                 name: r.try_get("name")?,
                 devices: r.try_get("devices")?,
                 devices_online: r.try_get("devices_online")?,

@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, StoreError};
-use domain::flows::{Flow, ItemState};
+pub use api_types::usage::{SiteSaturation, UsageFigures, UsageReport};
+use domain::flows::{Flow, ItemState, SiteKind};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -370,51 +370,6 @@ pub struct UsageQuery {
     pub now: i64,
 }
 
-/// One bucket's figures (or a whole report's totals).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
-pub struct UsageFigures {
-    /// Bucket start (epoch ms); the report's start for totals.
-    pub start: i64,
-    /// Box-hours in service: boxes existing and in service, up to now.
-    pub box_hours: f64,
-    /// Box-hours with an item in the box.
-    pub occupied_hours: f64,
-    /// Box-hours held by an item at all (reserved, awaiting deposit or in the box).
-    pub held_hours: f64,
-    /// Occupancy rate: occupied ÷ in service (0..=1). The document's box usage rate.
-    pub occupancy: f64,
-    /// Held ÷ in service (0..=1): what was not free for a new reservation.
-    pub held_rate: f64,
-    /// Items placed in a box.
-    pub uses: i64,
-    /// Turnover: uses per box in service per day.
-    pub turnover: f64,
-    /// Reservations refused because no box was free.
-    pub unmet: i64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
-pub struct UsageReport {
-    /// fleet, kind, site, cabinet or box.
-    pub scope: String,
-    /// Kind, site or cabinet id, or `cabinet/box`; absent for the fleet.
-    pub id: Option<String>,
-    /// Start of the first bucket (epoch ms).
-    pub from: i64,
-    /// End of the last bucket (exclusive, epoch ms).
-    pub to: i64,
-    /// hour or day (local days).
-    pub bucket: String,
-    /// Boxes in the scope now.
-    pub boxes: i64,
-    pub totals: UsageFigures,
-    /// The local hour of day (0..=23) with the highest occupancy over the range; absent
-    /// when nothing was in service.
-    pub peak_hour: Option<u8>,
-    pub peak_hour_occupancy: f64,
-    pub buckets: Vec<UsageFigures>,
-}
-
 /// Per-hour sums of one group (a scope, or a site within one).
 #[derive(Debug, Clone, Default)]
 struct Hours {
@@ -763,7 +718,7 @@ impl Store {
         start: i64,
         n: usize,
         now: i64,
-    ) -> Result<Vec<(String, String, Vec<UsageFigures>)>, StoreError> {
+    ) -> Result<Vec<(String, SiteKind, Vec<UsageFigures>)>, StoreError> {
         let groups = self.usage_hours(&Scope::Fleet, start, n, now, true).await?;
         let sites = self.sites().await?;
         Ok(sites
@@ -830,21 +785,6 @@ impl Store {
         tx.commit().await?;
         Ok(n)
     }
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
-pub struct SiteSaturation {
-    pub site_id: String,
-    pub name: String,
-    pub kind: String,
-    pub boxes: i64,
-    /// Days of the window whose occupancy reached the rate.
-    pub days_above: u32,
-    pub saturated: bool,
-    /// Occupancy over the whole window.
-    pub occupancy: f64,
-    /// Occupancy per local day of the window, oldest first.
-    pub daily: Vec<f64>,
 }
 
 /// Hour-aligned `[start, end)` of a query; days align to local midnight.

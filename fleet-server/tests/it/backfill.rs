@@ -76,7 +76,7 @@ pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
     let cab = dev("cab-h");
     let hall = SiteRow {
         id: "hall".into(),
-        kind: "service_hall".into(),
+        kind: domain::flows::SiteKind::ServiceHall,
         name: "Hall".into(),
         address: String::new(),
         lat: 23.0,

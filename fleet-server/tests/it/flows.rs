@@ -24,7 +24,7 @@ pub async fn service_hall(store: &Store, id: &str) {
         .upsert_site(
             &SiteRow {
                 id: id.into(),
-                kind: "service_hall".into(),
+                kind: domain::flows::SiteKind::ServiceHall,
                 name: "Hall".into(),
                 address: String::new(),
                 lat: 23.0,
@@ -545,7 +545,7 @@ pub async fn only_online_cabinets_behind_their_code_version_lag(store: Store) {
 }
 
 /// Site "hall" in the overview an hour after the day began at NOW.
-async fn hall_overview(store: &Store) -> fleet_server::store::SiteOverview {
+async fn hall_overview(store: &Store) -> api_types::live::SiteOverview {
     store
         .overview(NOW + HOUR, NOW)
         .await

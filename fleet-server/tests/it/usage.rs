@@ -247,7 +247,7 @@ pub async fn saturation_flags_sites_over_the_rate(store: Store) {
         .upsert_site(
             &SiteRow {
                 id: "park".into(),
-                kind: "enterprise_cluster".into(),
+                kind: domain::flows::SiteKind::EnterpriseCluster,
                 name: "Park".into(),
                 address: String::new(),
                 lat: 23.1,
@@ -317,7 +317,7 @@ pub async fn saturation_flags_sites_over_the_rate(store: Store) {
     // Per-site hours for the export: the park's box was full in each of the last two hours.
     let hours = store.site_hours(NOW - HOUR, 2, now).await.expect("hours");
     let (_, kind, park_hours) = hours.iter().find(|(s, _, _)| s == "park").expect("park");
-    assert_eq!(kind, "enterprise_cluster");
+    assert_eq!(*kind, domain::flows::SiteKind::EnterpriseCluster);
     assert!(
         park_hours.iter().all(|h| close(h.occupancy, 1.0)),
         "{park_hours:?}"

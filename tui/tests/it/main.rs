@@ -6,7 +6,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use tui::app::{App, Msg, Pane, Screen};
 use tui::model::{
-    Alarm, AuditEntry, BoxView, Cabinet, CabinetView, Command, Item, Link, Overview, Site,
+    Alarm, AuditEntry, BoxView, Cabinet, CabinetView, Command, Item, Link, Overview, SiteOverview,
     Worklists,
 };
 
@@ -22,11 +22,11 @@ fn key(c: KeyCode) -> KeyEvent {
     }
 }
 
-fn site(id: &str, name: &str, kind: &str, busy: u64) -> Site {
-    Site {
+fn site(id: &str, name: &str, kind: &str, busy: u64) -> SiteOverview {
+    SiteOverview {
         id: id.into(),
         name: name.into(),
-        kind: kind.into(),
+        kind: api_types::SiteKind::parse(kind).expect("a site kind"),
         devices: 4,
         devices_online: 3,
         boxes: 96,
@@ -37,7 +37,7 @@ fn site(id: &str, name: &str, kind: &str, busy: u64) -> Site {
         faulty: 1,
         occupancy: 50.0 / 94.0,
         usage_today: 0.1 * busy as f64,
-        uses_24h: (0..24).map(|h| (h * busy) % 9).collect(),
+        uses_24h: (0..24).map(|h| ((h * busy) % 9) as i64).collect(),
         alarms_open: if busy > 1 { 2 } else { 0 },
     }
 }
@@ -330,7 +330,7 @@ fn usage_figures() -> tui::model::Usage {
             .iter()
             .map(|(id, _, kind, peak)| SiteHours {
                 site_id: (*id).into(),
-                kind: (*kind).into(),
+                kind: api_types::SiteKind::parse(kind).expect("a site kind"),
                 // A day's shape: quiet at night, busy in office hours.
                 occupancy: (0..24)
                     .map(|h| {
@@ -354,7 +354,7 @@ fn usage_figures() -> tui::model::Usage {
                 .map(|(id, name, kind, peak)| SiteSaturation {
                     site_id: (*id).into(),
                     name: (*name).into(),
-                    kind: (*kind).into(),
+                    kind: api_types::SiteKind::parse(kind).expect("a site kind"),
                     boxes: 24,
                     days_above: if *peak > 0.8 { 6 } else { 0 },
                     saturated: *peak > 0.8,
@@ -364,19 +364,20 @@ fn usage_figures() -> tui::model::Usage {
                         .collect(),
                 })
                 .collect(),
+            ..Default::default()
         },
     }
 }
 
 fn plan() -> tui::model::Plan {
-    use tui::model::{Boxes, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation};
+    use tui::model::{BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation};
     let rec = |rank: usize, name: &str, ent: u32, total: u32| Recommendation {
         rank,
         candidate_id: format!("g{rank}"),
         name: name.into(),
         enterprises_covered: ent,
         cases_covered: f64::from(ent) / 3.5,
-        boxes: Boxes {
+        boxes: BoxesBySize {
             s: total / 2,
             m: total / 3,
             l: total - total / 2 - total / 3,
@@ -385,6 +386,7 @@ fn plan() -> tui::model::Plan {
         expected_usage: 0.62,
         overflow_probability: 0.039,
         capped: false,
+        ..Default::default()
     };
     let cluster = |name: &str, ent: u32, before: f64, after: f64| ClusterCoverage {
         cluster: name.into(),
@@ -393,6 +395,7 @@ fn plan() -> tui::model::Plan {
         share_before: before,
         share_after: after,
         meets_target: after >= 0.5,
+        ..Default::default()
     };
     Plan {
         enterprises: 2131,
@@ -404,6 +407,7 @@ fn plan() -> tui::model::Plan {
             radius_m: 500.0,
             overflow: 0.05,
             coverage_target: 0.5,
+            ..Default::default()
         },
         recommendations: vec![
             rec(1, "North Industrial Park gate", 670, 37),
@@ -416,6 +420,7 @@ fn plan() -> tui::model::Plan {
             boxes: 24,
             boxes_needed: 31,
             add: 7,
+            ..Default::default()
         }],
         clusters: vec![
             cluster("North Industrial Park", 670, 0.0, 1.0),

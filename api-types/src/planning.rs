@@ -1,0 +1,20 @@
+//! The planner's answer (`GET /api/v1/planning/recommendations`). The plan itself is the
+//! planner's own output type (`domain::planner`), re-exported so clients need one import.
+
+use serde::{Deserialize, Serialize};
+
+pub use domain::planner::{
+    BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation, Weight,
+};
+
+/// A plan and what it was measured from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlanAnswer {
+    /// Days of usage the existing sites were judged by.
+    pub measured_days: u32,
+    /// Mean dwell (hours) measured over them; absent when nothing was used.
+    pub measured_dwell_hours: Option<f64>,
+    #[serde(flatten)]
+    pub plan: Plan,
+}
