@@ -14,7 +14,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokio_stream::StreamExt;
 
-use super::{Store, StoreError};
+use protocol::DeviceId;
+use sqlx::AssertSqlSafe;
+
+use super::{Sites, Store, StoreError, bind_sites, sites_sql};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -286,6 +289,87 @@ impl Store {
         }
         Ok(verdict)
     }
+}
+
+impl Store {
+    /// Newest first: remote opens with their command's current result and latency, code
+    /// uses and refusals, staff opens and keypad lockouts.
+    /// `sites`: only rows of devices in these sites' cabinets (configuration and token rows
+    /// have no device: every site's business).
+    pub async fn audit(
+        &self,
+        device: Option<&DeviceId>,
+        sites: Sites<'_>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let base =
+            "SELECT a.audit_id, a.ts, a.actor, a.action, a.device_id, a.box_no, a.command_id,
+                           a.item_id, a.reason, COALESCE(c.status, a.outcome) AS status,
+                           c.finished_at, c.created_at AS c_created, c.detail, a.seq, a.hash
+                    FROM audit a LEFT JOIN commands c ON c.command_id = a.command_id";
+        let in_sites = match sites {
+            None => "1 = 1".to_owned(),
+            Some(_) => format!(
+                "a.device_id IN (SELECT device_id FROM cabinets WHERE {})",
+                sites_sql("site_id", 3, sites)
+            ),
+        };
+        let rows = bind_sites(
+            sqlx::query(AssertSqlSafe(format!(
+                "{base} WHERE ($1 IS NULL OR a.device_id = $1) AND {in_sites}
+                 ORDER BY a.ts DESC, a.audit_id LIMIT $2"
+            )))
+            .bind(device.map(DeviceId::as_str))
+            .bind(limit),
+            sites,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let finished: Option<i64> = r.try_get("finished_at")?;
+                let created: Option<i64> = r.try_get("c_created")?;
+                Ok(AuditRow {
+                    id: r.try_get("audit_id")?,
+                    ts: r.try_get("ts")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    device_id: r.try_get("device_id")?,
+                    box_no: r.try_get("box_no")?,
+                    command_id: r.try_get("command_id")?,
+                    item_id: r.try_get("item_id")?,
+                    reason: r.try_get("reason")?,
+                    result: r.try_get("status")?,
+                    detail: r.try_get("detail")?,
+                    latency_ms: finished.zip(created).map(|(f, c)| f - c),
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditRow {
+    pub id: String,
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub device_id: Option<String>,
+    #[serde(rename = "box")]
+    pub box_no: Option<i64>,
+    pub command_id: Option<String>,
+    pub item_id: Option<String>,
+    pub reason: Option<String>,
+    /// The command's status now (its outcome once it has one); for keypad entries the
+    /// outcome (`opened`, or why a code was refused).
+    pub result: Option<String>,
+    pub detail: Option<String>,
+    pub latency_ms: Option<i64>,
+    /// The row's place in the audit hash chain and its hash (`fleet-server audit verify`).
+    pub seq: Option<i64>,
+    pub hash: Option<String>,
 }
 
 #[cfg(test)]
