@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use protocol::{BoxNo, DeviceId, Event, EventBody, StateSnapshot};
 use sqlx::AssertSqlSafe;
 
-use super::{Effects, ROWS_PER_INSERT, Store, StoreError, apply_heartbeat, flows, multi_row};
+use super::{Effects, ROWS_PER_INSERT, Store, StoreError, apply_heartbeat, keypad, multi_row};
 
 impl Store {
     /// Stores a batch of events and snapshots in one transaction: events deduplicated on
@@ -85,7 +85,7 @@ impl Store {
         let (keypad, plain): (Vec<_>, Vec<_>) = batch
             .events
             .iter()
-            .partition(|(_, e)| flows::is_keypad_event(&e.body));
+            .partition(|(_, e)| keypad::is_keypad_event(&e.body));
         for (device, event) in keypad {
             let new = sqlx::query(
                 "INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body)
@@ -330,7 +330,7 @@ impl BoxField {
 /// tens of milliseconds at a time instead of a second, and a remote open or a reservation
 /// waits for one such slice.
 pub fn event_cost(body: &EventBody) -> usize {
-    if flows::is_keypad_event(body) {
+    if keypad::is_keypad_event(body) {
         KEYPAD_EVENT_COST
     } else {
         1

@@ -6,15 +6,22 @@
 
 mod alarms;
 pub mod audit;
+mod cabinets;
+mod codes;
 mod commands;
 mod devices;
 mod flows;
 mod history;
 mod ingest;
+mod items;
+mod keypad;
+mod notifications;
 mod overview;
 mod planning;
 mod presence;
 mod schema;
+mod sites;
+mod staff;
 mod tokens;
 pub mod usage;
 
@@ -30,19 +37,21 @@ pub use alarms::{
     severity,
 };
 pub use audit::AuditRow;
+pub use cabinets::{BoxConfig, BoxView, CabinetRow};
 pub use commands::{CommandRow, CreateOutcome, NewCommand};
 pub use devices::{
     BoxRow, DeviceDetail, DeviceRow, EventRow, HEARTBEAT_MISSES, Layers, PresenceRow, Totals,
 };
-pub use flows::{
-    Allocated, BoxConfig, BoxView, CabinetRow, DutyChange, Effects, HistoryRow, Issued, ItemRow,
-    NewItem, NotificationRow, Placement, Presence, SiteRow, StaffRow,
-};
+pub use flows::{Effects, Presence};
 pub(crate) use history::{History, write_history};
 pub use ingest::{HEARTBEAT_COST, IngestBatch, KEYPAD_EVENT_COST, SNAPSHOT_COST, event_cost};
+pub use items::{Allocated, HistoryRow, Issued, ItemRow, NewItem, Placement};
+pub use notifications::NotificationRow;
 pub use overview::BoxCounts;
 pub use planning::Measured;
 pub use schema::SCHEMA_VERSION;
+pub use sites::SiteRow;
+pub use staff::{DutyChange, StaffRow};
 pub use tokens::{NewToken, TokenRow};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,97 @@
+//! Sites: where cabinets stand (service halls, enterprise clusters, stations).
+
+use domain::flows::SiteKind;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::flows::admin_audit;
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SiteRow {
+    pub id: String,
+    pub kind: SiteKind,
+    pub name: String,
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SiteRow {
+    fn from_row(r: &AnyRow) -> Result<SiteRow, StoreError> {
+        Ok(SiteRow {
+            id: r.try_get("site_id")?,
+            kind: super::parse_col("site kind", r.try_get("kind")?, SiteKind::parse)?,
+            name: r.try_get("name")?,
+            address: r.try_get("address")?,
+            lat: r.try_get("lat")?,
+            lon: r.try_get("lon")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+impl Store {
+    /// Creates or replaces a site; `true` when it was new.
+    pub async fn upsert_site(&self, s: &SiteRow, actor: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let existed: Option<String> =
+            sqlx::query_scalar("SELECT site_id FROM sites WHERE site_id = $1")
+                .bind(&s.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO sites (site_id, kind, name, address, lat, lon, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (site_id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
+               address = excluded.address, lat = excluded.lat, lon = excluded.lon,
+               updated_at = excluded.updated_at",
+        )
+        .bind(&s.id)
+        .bind(s.kind.as_str())
+        .bind(&s.name)
+        .bind(&s.address)
+        .bind(s.lat)
+        .bind(s.lon)
+        .bind(s.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        let what = format!(
+            "site {} {:?} ({}) at {}, {}",
+            s.id, s.name, s.kind, s.lat, s.lon
+        );
+        let action = if existed.is_none() {
+            "site_created"
+        } else {
+            "site_changed"
+        };
+        admin_audit(&mut tx, s.updated_at, actor, action, None, None, &what).await?;
+        tx.commit().await?;
+        Ok(existed.is_none())
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site_id, kind, name, address, lat, lon, created_at, updated_at
+             FROM sites ORDER BY site_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SiteRow::from_row).collect()
+    }
+
+    pub async fn site(&self, id: &str) -> Result<Option<SiteRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT site_id, kind, name, address, lat, lon, created_at, updated_at
+             FROM sites WHERE site_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SiteRow::from_row).transpose()
+    }
+}
