@@ -1,0 +1,89 @@
+//! The MQTT driver: rumqttc's event loop turned into `Net` notices for the uplink, and the
+//! presence words.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::DeviceId;
+use rumqttc::{Event, EventLoop, Packet, Transport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Backoff;
+
+use crate::clock::now_ms;
+
+pub(crate) enum Net {
+    Connected,
+    Disconnected,
+    Message(String, bytes::Bytes),
+}
+
+/// This agent's word on its own presence, for an external broker to keep (retained) and to
+/// publish as the last will.
+pub(crate) fn presence(online: bool, reason: &str) -> protocol::Presence {
+    protocol::Presence {
+        v: 1,
+        online,
+        ts: now_ms(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Keeps polling the MQTT event loop; after an error waits with exponential backoff and
+/// jitter before the next poll reconnects, so a fleet never reconnects in lockstep.
+pub(crate) async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<Net>,
+    mut new_tls: mpsc::Receiver<Arc<rustls::ClientConfig>>,
+    cancel: CancellationToken,
+    max_backoff: Duration,
+    id: DeviceId,
+) {
+    let mut backoff = Backoff::new(max_backoff);
+    let mut failures = 0u32;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(tls) = new_tls.recv() => {
+                // A renewed certificate: drop the connection and make the next with it.
+                eventloop.mqtt_options.set_transport(Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
+                eventloop.clean();
+                let _ = tx.send(Net::Disconnected).await;
+                continue;
+            }
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if ack.code == rumqttc::ConnectReturnCode::Success {
+                    backoff.reset();
+                    failures = 0;
+                    tracing::info!(device = %id, "connected");
+                    let _ = tx.send(Net::Connected).await;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let _ = tx.send(Net::Message(p.topic, p.payload)).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Net::Disconnected).await;
+                failures += 1;
+                let wait = backoff.next_wait();
+                // The first failure after a session is news; the retries are not.
+                if failures == 1 {
+                    tracing::warn!(device = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "connection lost");
+                } else {
+                    tracing::debug!(device = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "reconnect failed");
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
