@@ -12,7 +12,6 @@ use rumqttc::QoS;
 
 use crate::{Ctx, LockDriver, outbox};
 
-use crate::clock::now_ms;
 
 pub(crate) const INTERRUPTED: &str =
     "the agent restarted while executing this command; the lock is not pulsed again";
@@ -36,7 +35,7 @@ pub(crate) async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
     // Journal first (one statement in the common case): the entry is durable before the
     // pulse. Only when it was there already is it read, to tell a redelivery from a command
     // a previous run died executing.
-    match ctx.outbox.begin_command(&id, box_no, now_ms()).await {
+    match ctx.outbox.begin_command(&id, box_no, ctx.clock.now_ms()).await {
         Ok(true) => {}
         Ok(false) => match ctx.outbox.journal(&id).await {
             Ok(Some(outbox::Journal::Done(status, detail))) => {
@@ -61,7 +60,7 @@ pub(crate) async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
     }
     // Journaling waited for the disk and the outbox connection: look at the clock right
     // before the pulse.
-    if let Some(late) = expired_by(&cmd) {
+    if let Some(late) = expired_by(&cmd, ctx.clock.now_ms()) {
         let detail = format!("arrived or journaled {late} ms after its expiry; not executed");
         return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
     }
@@ -81,8 +80,8 @@ pub(crate) fn not_executed<D>(ctx: &Ctx<D>, cmd: &Command, what: &str, e: &dyn s
 }
 
 /// How many ms past its `expires_at` the command is by this agent's clock, if it is.
-pub(crate) fn expired_by(cmd: &Command) -> Option<i64> {
-    let late = now_ms() - cmd.expires_at;
+pub(crate) fn expired_by(cmd: &Command, now: i64) -> Option<i64> {
+    let late = now - cmd.expires_at;
     (late >= 0).then_some(late)
 }
 
@@ -125,7 +124,7 @@ pub(crate) async fn record_outcome<D: LockDriver>(
         AckStatus::Jammed => {
             let evidence = detail.clone().unwrap_or_default();
             faults
-                .raise(Some(b), FaultKind::LockJam, evidence, now_ms())
+                .raise(Some(b), FaultKind::LockJam, evidence, ctx.clock.now_ms())
                 .await
         }
         AckStatus::Opened => {
@@ -135,7 +134,7 @@ pub(crate) async fn record_outcome<D: LockDriver>(
             }
             let evidence = "the next pulse opened the door".to_owned();
             faults
-                .clear(Some(b), FaultKind::LockJam, evidence, now_ms())
+                .clear(Some(b), FaultKind::LockJam, evidence, ctx.clock.now_ms())
                 .await
         }
         _ => Ok(false),
@@ -196,7 +195,7 @@ pub(crate) async fn journal_outcome<D>(
 ) {
     if let Err(e) = ctx
         .outbox
-        .finish_command(&cmd.command_id, b, status, detail, now_ms())
+        .finish_command(&cmd.command_id, b, status, detail, ctx.clock.now_ms())
         .await
     {
         tracing::error!(device = %ctx.id, command = %cmd.command_id, error = %e, "recording command outcome failed");
@@ -212,7 +211,7 @@ pub(crate) fn ack<D>(ctx: &Ctx<D>, cmd: &Command, status: AckStatus, detail: Opt
         v: 1,
         command_id: cmd.command_id.clone(),
         status,
-        ts: now_ms(),
+        ts: ctx.clock.now_ms(),
         detail,
     };
     let topic = protocol::topic::device_topic(&ctx.id, Channel::Acks);
@@ -229,7 +228,7 @@ pub(crate) fn ack<D>(ctx: &Ctx<D>, cmd: &Command, status: AckStatus, detail: Opt
 pub(crate) async fn apply_codes<D>(ctx: &Ctx<D>, sync: CodeSync) {
     let version = sync.version;
     let grants = sync.grants.len();
-    match ctx.codes.apply(sync, now_ms()).await {
+    match ctx.codes.apply(sync, ctx.clock.now_ms()).await {
         Ok(true) => {
             tracing::info!(device = %ctx.id, version, grants, "code grants applied");
             ctx.stats

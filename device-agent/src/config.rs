@@ -200,6 +200,8 @@ pub struct FakeSettings {
     pub activity_limit: Option<u64>,
     /// Append every unlock pulse to this file, synced (tests of exactly-once pulses).
     pub pulse_log: Option<PathBuf>,
+    /// Run with this machine's clock this many ms off (tests of clock handling).
+    pub clock_skew_ms: i64,
 }
 
 impl Default for FakeSettings {
@@ -210,6 +212,7 @@ impl Default for FakeSettings {
             activity_per_sec: 0.0,
             activity_limit: None,
             pulse_log: None,
+            clock_skew_ms: 0,
         }
     }
 }

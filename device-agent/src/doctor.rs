@@ -71,8 +71,8 @@ pub async fn run<D: LockDriver>(cfg: &AgentConfig, driver: &D) -> Vec<Check> {
             return checks;
         }
     };
-    let identity = crate::renew::load_identity(&cfg.certs, &cfg.data_dir, &id);
-    let now = crate::clock::local_ms();
+    let now = crate::clock::Clock::new(cfg.fake.clock_skew_ms).local_ms();
+    let identity = crate::renew::load_identity(&cfg.certs, &cfg.data_dir, &id, now);
     checks.push(match &identity {
         Ok(i) if i.not_after_ms <= now => fail(
             "certificate",
@@ -112,7 +112,7 @@ pub async fn run<D: LockDriver>(cfg: &AgentConfig, driver: &D) -> Vec<Check> {
 
 /// The local clock against what the agent last learned from the server's receipts.
 async fn clock(cfg: &AgentConfig) -> Check {
-    let now = crate::clock::local_ms();
+    let now = crate::clock::Clock::new(cfg.fake.clock_skew_ms).local_ms();
     // 2024-01-01: a board that lost its real-time clock starts in 1970 or 2000.
     if now < 1_704_067_200_000 {
         return fail(

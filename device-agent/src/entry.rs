@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Ctx, EntryOutcome, Keypad, KeypadEntry, LockDriver, codes};
 
-use crate::{clock::now_ms, commands::open_and_record};
+use crate::clock::Clock;
+use crate::commands::open_and_record;
 
 /// Serves the keypad: one entry at a time, verified against the local code book.
 pub(crate) async fn keypad_loop<D: LockDriver, K: Keypad>(
@@ -24,7 +25,7 @@ pub(crate) async fn keypad_loop<D: LockDriver, K: Keypad>(
         let until = sync_lockout_fault(&ctx).await;
         let entry = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = sleep_until_ms(until) => continue,
+            _ = sleep_until_ms(&ctx.clock, until) => continue,
             e = keypad.next() => match e {
                 Some(e) => e,
                 None => break,
@@ -42,7 +43,7 @@ pub(crate) async fn keypad_loop<D: LockDriver, K: Keypad>(
 /// Raises or clears the `keypad_locked` fault to match the code book; returns when the
 /// lock ends if it is on.
 pub(crate) async fn sync_lockout_fault<D>(ctx: &Ctx<D>) -> Option<i64> {
-    let (until, now) = (ctx.codes.locked_until(), now_ms());
+    let (until, now) = (ctx.codes.locked_until(), ctx.clock.now_ms());
     let locked = until > now;
     let faults = &ctx.recorder.faults;
     let changed = if locked {
@@ -69,10 +70,10 @@ pub(crate) async fn sync_lockout_fault<D>(ctx: &Ctx<D>) -> Option<i64> {
     locked.then_some(until)
 }
 
-pub(crate) async fn sleep_until_ms(at: Option<i64>) {
+pub(crate) async fn sleep_until_ms(clock: &Clock, at: Option<i64>) {
     match at {
         Some(t) => {
-            let wait = (t - now_ms()).max(0) as u64;
+            let wait = (t - clock.now_ms()).max(0) as u64;
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         None => std::future::pending().await,
@@ -82,7 +83,7 @@ pub(crate) async fn sleep_until_ms(at: Option<i64>) {
 /// One keypad entry: lockout, verification, durable spend, pulse, event. Never waits on the
 /// network.
 pub(crate) async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry) -> EntryOutcome {
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let staff_entry = matches!(entry, KeypadEntry::Staff { .. });
     let rejected = |reason, item| {
         if staff_entry {
@@ -171,7 +172,7 @@ pub(crate) async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry
     if let Some(d) = detail {
         tracing::warn!(device = %ctx.id, r#box = %b, status = ?status, detail = %d, "keypad open did not succeed");
     }
-    let done = now_ms();
+    let done = ctx.clock.now_ms();
     let written = match (code, staff) {
         (Some(m), _) => ctx.outbox.finish_code_use(&m.item, b, status, done).await,
         (None, Some(staff)) => ctx
@@ -196,7 +197,7 @@ pub(crate) async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry
 }
 
 pub(crate) async fn record<D>(ctx: &Ctx<D>, body: EventBody) {
-    if let Err(e) = ctx.outbox.append(now_ms(), vec![body]).await {
+    if let Err(e) = ctx.outbox.append(ctx.clock.now_ms(), vec![body]).await {
         tracing::error!(device = %ctx.id, error = %e, "recording a keypad event failed");
     }
 }

@@ -44,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    clock::CLOCK_OFFSET_MS,
     commands::INTERRUPTED,
     entry::keypad_loop,
     net::{drive, presence},
@@ -52,7 +51,7 @@ use crate::{
     watch::{HealthNow, watch},
 };
 pub use backoff::Backoff;
-pub use clock::{now_ms, set_fake_clock_skew};
+pub use clock::Clock;
 pub use codes::CodeBook;
 pub use config::{
     AgentConfig, BoardSettings, FakeSettings, GpioBias, GpioSettings, Hardware, ModbusSettings,
@@ -109,6 +108,8 @@ pub struct RunningAgent {
     pub recorder: Arc<Recorder>,
     pub outbox: Arc<Outbox>,
     pub codes: Arc<CodeBook>,
+    /// This agent's clock (its own skew, the server offset it learned).
+    pub clock: Arc<Clock>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -133,6 +134,7 @@ pub(crate) struct Ctx<D> {
     driver: Arc<D>,
     outbox: Arc<Outbox>,
     recorder: Arc<Recorder>,
+    clock: Arc<Clock>,
     client: AsyncClient,
     box_locks: Vec<Mutex<()>>,
     stats: Arc<AgentStats>,
@@ -159,10 +161,11 @@ pub async fn start<D: LockDriver, K: Keypad>(
     let (host, port) = cfg.server_addr()?;
     let (outbox, recovered) = Outbox::open_or_recover(&cfg.data_dir, cfg.durability).await?;
     let outbox = Arc::new(outbox);
+    let clock = Arc::new(Clock::new(cfg.fake.clock_skew_ms));
     // The last offset learned from the server, until a receipt brings a fresh one.
     let offset = outbox.clock_offset().await?;
     if offset != 0 {
-        CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+        clock.restore(offset);
         tracing::info!(device = %id, offset_ms = offset, "judging times with the server clock offset learned before");
     }
     if let Some(r) = &recovered {
@@ -170,7 +173,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
             salvaged = ?r.salvaged, "outbox file was damaged; started a fresh one");
         // The server hears of it as an event of its own, in order with what follows.
         outbox
-            .append(now_ms(), vec![EventBody::Lost { detail: r.detail() }])
+            .append(clock.now_ms(), vec![EventBody::Lost { detail: r.detail() }])
             .await?;
     }
     let stats = Arc::new(AgentStats::default());
@@ -195,7 +198,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
             // Door faults that ended while the agent was down end now, once.
             for kind in [FaultKind::ForcedOpen, FaultKind::DoorLeftOpen] {
                 faults
-                    .clear(Some(b), kind, "door found closed at start".into(), now_ms())
+                    .clear(Some(b), kind, "door found closed at start".into(), clock.now_ms())
                     .await?;
             }
         }
@@ -209,13 +212,14 @@ pub async fn start<D: LockDriver, K: Keypad>(
         known: Mutex::new(known),
         changed_at: Default::default(),
         outbox: outbox.clone(),
+        clock: clock.clone(),
         notify: notify.clone(),
         stats: stats.clone(),
         faults,
     });
     outbox
         .append(
-            now_ms(),
+            clock.now_ms(),
             vec![EventBody::Started {
                 boxes: driver.boxes(),
                 agent_version: AGENT_VERSION.into(),
@@ -233,7 +237,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
                 b,
                 AckStatus::Failed,
                 Some(INTERRUPTED.into()),
-                now_ms(),
+                clock.now_ms(),
             )
             .await?;
     }
@@ -243,11 +247,11 @@ pub async fn start<D: LockDriver, K: Keypad>(
     for (item, b) in outbox.unreported_code_uses().await? {
         tracing::warn!(device = %id, %item, "code use interrupted by a restart; reporting it spent");
         outbox
-            .finish_code_use(&item, b, AckStatus::Failed, now_ms())
+            .finish_code_use(&item, b, AckStatus::Failed, clock.now_ms())
             .await?;
     }
     outbox
-        .prune_code_uses(now_ms() - 7 * 24 * 3_600_000)
+        .prune_code_uses(clock.now_ms() - 7 * 24 * 3_600_000)
         .await?;
     stats.last_seq.store(outbox.last_seq(), Ordering::Relaxed);
 
@@ -263,7 +267,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         // embedded front reports sessions itself and drops it (PROTOCOL.md, Presence).
         .set_last_will(rumqttc::LastWill::new(
             protocol::topic::device_topic(&id, Channel::Presence),
-            protocol::encode(&presence(false, "connection lost")),
+            protocol::encode(&presence(false, "connection lost", clock.now_ms())),
             QoS::AtLeastOnce,
             true,
         ));
@@ -289,12 +293,13 @@ pub async fn start<D: LockDriver, K: Keypad>(
             power: Power::Unknown,
             station: None,
         }),
+        clock: clock.clone(),
         started: Instant::now(),
     });
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
     let (tls_tx, tls_rx) = mpsc::channel(1);
-    let renewal = match renew::load_identity(&ctx.cfg.certs, &ctx.cfg.data_dir, &id) {
+    let renewal = match renew::load_identity(&ctx.cfg.certs, &ctx.cfg.data_dir, &id, ctx.clock.now_ms()) {
         Ok(identity) => renew::Renewal::new(
             id.clone(),
             ctx.cfg.certs.clone(),
@@ -339,6 +344,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         recorder,
         outbox,
         codes,
+        clock,
         cancel,
         tracker,
     })

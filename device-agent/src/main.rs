@@ -120,6 +120,9 @@ impl Args {
         if let Some(v) = self.fake_activity_per_sec {
             cfg.fake.activity_per_sec = v;
         }
+        if let Some(v) = self.fake_clock_skew_ms {
+            cfg.fake.clock_skew_ms = v;
+        }
         if self.fake_activity_limit.is_some() {
             cfg.fake.activity_limit = self.fake_activity_limit;
         }
@@ -148,9 +151,6 @@ async fn run() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let mut args = Args::parse();
-    if let Some(skew) = args.fake_clock_skew_ms {
-        device_agent::set_fake_clock_skew(skew);
-    }
     let control = args.fake_control;
     let command = args.command.take();
     let cfg = args.into_config()?;
@@ -218,7 +218,8 @@ async fn serve<D: LockDriver>(
 ) -> anyhow::Result<()> {
     let id = protocol::DeviceId::parse(&cfg.id)?;
     // A certificate renewed earlier (identity.pem in the data dir) before the issued one.
-    let identity = device_agent::renew::load_identity(&cfg.certs, &cfg.data_dir, &id)?;
+    let now = device_agent::Clock::new(cfg.fake.clock_skew_ms).now_ms();
+    let identity = device_agent::renew::load_identity(&cfg.certs, &cfg.data_dir, &id, now)?;
     tracing::info!(device = %id, certificate = %identity.source.display(), "identity");
     let tls = identity.tls;
     let cancel = CancellationToken::new();

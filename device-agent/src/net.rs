@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Backoff;
 
-use crate::clock::now_ms;
 
 pub(crate) enum Net {
     Connected,
@@ -21,11 +20,11 @@ pub(crate) enum Net {
 
 /// This agent's word on its own presence, for an external broker to keep (retained) and to
 /// publish as the last will.
-pub(crate) fn presence(online: bool, reason: &str) -> protocol::Presence {
+pub(crate) fn presence(online: bool, reason: &str, at: i64) -> protocol::Presence {
     protocol::Presence {
         v: 1,
         online,
-        ts: now_ms(),
+        ts: at,
         reason: reason.to_owned(),
     }
 }

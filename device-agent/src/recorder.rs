@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::{AgentStats, Faults, Outbox, OutboxError};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 
 /// Records sensor changes: compares with the last known state and appends what changed to
 /// the outbox, under one lock so a snapshot always matches the outbox's last seq.
@@ -21,6 +21,7 @@ pub struct Recorder {
     /// recorded a newer truth meanwhile — and is dropped, not recorded as a change back.
     pub(crate) changed_at: std::sync::Mutex<std::collections::HashMap<u16, Instant>>,
     pub(crate) outbox: Arc<Outbox>,
+    pub(crate) clock: Arc<Clock>,
     pub(crate) notify: Arc<Notify>,
     pub(crate) stats: Arc<AgentStats>,
     pub faults: Arc<Faults>,
@@ -86,7 +87,7 @@ impl Recorder {
         if events.is_empty() {
             return Ok(false);
         }
-        self.outbox.append(now_ms(), events).await?;
+        self.outbox.append(self.clock.now_ms(), events).await?;
         k.door_open = door_open;
         if occupied.is_some() {
             k.occupied = occupied;
@@ -103,7 +104,7 @@ impl Recorder {
         if let Some(o) = occupancy_changed {
             changes.extend(self.faults.occupancy_changed(b, was_occupied, o, door_open));
         }
-        let at = now_ms();
+        let at = self.clock.now_ms();
         for (kind, active, evidence) in changes {
             self.faults
                 .level(Some(b), kind, active, evidence, at)
@@ -121,7 +122,7 @@ impl Recorder {
         StateSnapshot {
             v: 1,
             seq: self.outbox.last_seq(),
-            ts: now_ms(),
+            ts: self.clock.now_ms(),
             boxes: known.clone(),
         }
     }

@@ -29,10 +29,13 @@ pub struct Identity {
     pub source: PathBuf,
 }
 
+/// The device's identity: the renewed one in `data_dir` while it is valid at `now_ms`, else
+/// the one issued into `certs_dir`.
 pub fn load_identity(
     certs_dir: &Path,
     data_dir: &Path,
     id: &DeviceId,
+    now_ms: i64,
 ) -> Result<Identity, AgentError> {
     let err = |source| AgentError::Certs {
         id: id.to_string(),
@@ -43,7 +46,7 @@ pub fn load_identity(
     let renewed_path = data_dir.join(IDENTITY_FILE);
     let renewed = if renewed_path.exists() {
         match certs::Renewed::load(&renewed_path) {
-            Ok(r) if r.not_after_ms > crate::now_ms() => Some(r),
+            Ok(r) if r.not_after_ms > now_ms => Some(r),
             Ok(_) => {
                 tracing::warn!(device = %id, path = %renewed_path.display(), "the renewed certificate has expired");
                 None
@@ -185,7 +188,11 @@ impl Renewal {
 
     /// Handles the server's answer. `Some(tls)`: the renewed identity is on disk and the
     /// connection should be made again with it.
-    pub fn on_reply(&mut self, reply: CertReply) -> Option<Arc<rustls::ClientConfig>> {
+    pub fn on_reply(
+        &mut self,
+        reply: CertReply,
+        now_ms: i64,
+    ) -> Option<Arc<rustls::ClientConfig>> {
         let pending = match &self.pending {
             Some(p) if p.request_id == reply.request_id => self.pending.take()?,
             _ => {
@@ -206,7 +213,7 @@ impl Renewal {
                 return None;
             }
         };
-        match self.keep(&pending.key_pem, &cert_pem) {
+        match self.keep(&pending.key_pem, &cert_pem, now_ms) {
             Ok(identity) => {
                 tracing::info!(device = %self.id, not_after_ms = identity.not_after_ms,
                     path = %identity.source.display(), "certificate renewed; reconnecting with it");
@@ -227,7 +234,7 @@ impl Renewal {
 
     /// Checks the certificate against the pending key, writes both to `identity.pem`
     /// atomically and reads them back the way the next start will.
-    fn keep(&self, key_pem: &str, cert_pem: &str) -> Result<Identity, AgentError> {
+    fn keep(&self, key_pem: &str, cert_pem: &str, now_ms: i64) -> Result<Identity, AgentError> {
         let err = |source| AgentError::Certs {
             id: self.id.to_string(),
             dir: self.data_dir.display().to_string(),
@@ -240,7 +247,7 @@ impl Renewal {
             certs::Renewed::file_text(key_pem, cert_pem).as_bytes(),
         )
         .map_err(|e| AgentError::Tls(format!("writing {}: {e}", path.display())))?;
-        load_identity(&self.certs_dir, &self.data_dir, &self.id)
+        load_identity(&self.certs_dir, &self.data_dir, &self.id, now_ms)
     }
 }
 
@@ -278,8 +285,8 @@ mod tests {
         certs::init(&certs_dir, false).expect("init");
         let id = DeviceId::parse("cab-1").expect("id");
         certs::issue_device(&certs_dir, &id, false).expect("issue");
-        let issued = load_identity(&certs_dir, &data, &id).expect("issued identity");
-        let now = crate::now_ms();
+        let now = crate::Clock::new(0).now_ms();
+        let issued = load_identity(&certs_dir, &data, &id, now).expect("issued identity");
         // Not due: 30 days before a certificate good for two years.
         let mut r = Renewal::new(
             id.clone(),
@@ -307,7 +314,7 @@ mod tests {
                 cert: Some("x".into()),
                 not_after: None,
                 error: None
-            })
+            }, now)
             .is_none()
         );
         let signed = ca.sign_request(&id, &req.csr).expect("signed");
@@ -318,7 +325,7 @@ mod tests {
             not_after: Some(signed.not_after_ms),
             error: None,
         };
-        assert!(r.on_reply(reply).is_some(), "kept");
+        assert!(r.on_reply(reply, now).is_some(), "kept");
         assert!(r.due(now).is_none(), "not again the same day");
         let after_restart = Renewal::new(
             id.clone(),
@@ -329,7 +336,7 @@ mod tests {
         );
         let mut after_restart = after_restart;
         assert!(after_restart.due(now).is_none(), "nor after a restart");
-        let now_used = load_identity(&certs_dir, &data, &id).expect("renewed identity");
+        let now_used = load_identity(&certs_dir, &data, &id, now).expect("renewed identity");
         assert_eq!(now_used.source, data.join(IDENTITY_FILE));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&now_used.source)

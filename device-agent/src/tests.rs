@@ -70,7 +70,9 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
         .await
         .expect("faults"),
     );
+    let clock = Arc::new(Clock::default());
     let recorder = Arc::new(Recorder {
+        clock: clock.clone(),
         known: Mutex::new(known),
         changed_at: Default::default(),
         outbox: outbox.clone(),
@@ -95,6 +97,7 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
             .expect("code book"),
     );
     let ctx = Arc::new(Ctx {
+        clock,
         box_locks: (0..boxes).map(|_| Mutex::new(())).collect(),
         cfg,
         id,
@@ -374,7 +377,7 @@ async fn a_keypad_lock_is_a_fault_while_it_lasts_also_across_a_restart() {
     let (ctx, _fake) = ctx(dir.path(), 0.0).await;
     let until = sync_lockout_fault(&ctx).await.expect("locked");
     assert!(sync_lockout_fault(&ctx).await.is_some());
-    sleep_until_ms(Some(until)).await;
+    sleep_until_ms(&Clock::default(), Some(until)).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(sync_lockout_fault(&ctx).await, None);
     assert_eq!(
@@ -781,4 +784,9 @@ async fn outcomes_come_from_the_door_sensor() {
             .count(),
         2
     );
+}
+
+/// The test agents' clock: this machine's, no skew, nothing learned.
+fn now_ms() -> i64 {
+    Clock::default().now_ms()
 }

@@ -14,7 +14,6 @@ use tokio_util::task::TaskTracker;
 use crate::{Ctx, LockDriver, renew};
 
 use crate::{
-    clock::{learn_server_clock, now_ms},
     commands::{apply_codes, execute},
     net::{Net, presence},
     watch::heartbeat,
@@ -32,7 +31,7 @@ pub(crate) struct Renew {
 impl Renew {
     /// Publishes a signing request when renewal is due.
     fn check<D>(&mut self, ctx: &Ctx<D>) {
-        if let Some(req) = self.state.due(now_ms()) {
+        if let Some(req) = self.state.due(ctx.clock.now_ms()) {
             let topic = protocol::topic::device_topic(&ctx.id, Channel::Csr);
             if let Err(e) =
                 ctx.client
@@ -43,8 +42,8 @@ impl Renew {
         }
     }
 
-    fn on_reply(&mut self, reply: CertReply) {
-        if let Some(tls) = self.state.on_reply(reply) {
+    fn on_reply(&mut self, reply: CertReply, now_ms: i64) {
+        if let Some(tls) = self.state.on_reply(reply, now_ms) {
             let _ = self.tls.try_send(tls);
         }
     }
@@ -101,7 +100,7 @@ pub(crate) async fn uplink<D: LockDriver>(
                         }
                     }
                     let topic = protocol::topic::device_topic(&ctx.id, Channel::Presence);
-                    if let Err(e) = ctx.client.try_publish(topic, QoS::AtLeastOnce, true, protocol::encode(&presence(true, "connected"))) {
+                    if let Err(e) = ctx.client.try_publish(topic, QoS::AtLeastOnce, true, protocol::encode(&presence(true, "connected", ctx.clock.now_ms()))) {
                         tracing::warn!(device = %ctx.id, error = %e, "presence not sent");
                     }
                     // The snapshot tells the server we are subscribed: it then sends any
@@ -124,7 +123,7 @@ pub(crate) async fn uplink<D: LockDriver>(
                     match DeviceTopic::parse(&topic).map(|t| t.channel) {
                         Ok(Channel::Receipts) => match protocol::decode::<Receipt>(&payload) {
                             Ok(r) => {
-                                if let Some(offset) = r.at.and_then(learn_server_clock) {
+                                if let Some(offset) = r.at.and_then(|at| ctx.clock.learn(at)) {
                                     tracing::warn!(device = %ctx.id, offset_ms = offset,
                                         "this cabinet's clock differs from the server's; judging times on the server's");
                                     if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
@@ -148,7 +147,7 @@ pub(crate) async fn uplink<D: LockDriver>(
                             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
                         },
                         Ok(Channel::Cert) => match protocol::decode::<CertReply>(&payload) {
-                            Ok(reply) => renew.on_reply(reply),
+                            Ok(reply) => renew.on_reply(reply, ctx.clock.now_ms()),
                             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad certificate reply ignored"),
                         },
                         Ok(Channel::Codes) => match protocol::decode::<CodeSync>(&payload) {

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Ctx, DriverError, LockDriver, Signals};
 
-use crate::clock::{CLOCK_OFFSET_MS, now_ms};
 
 /// Polls in a row that must fail before the lock bus counts as unreachable: one lost frame on
 /// an RS-485 bus is not a fault.
@@ -137,13 +136,13 @@ pub(crate) async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationT
             if let Err(e) = ctx
                 .recorder
                 .faults
-                .raise(Some(b), FaultKind::DoorLeftOpen, evidence, now_ms())
+                .raise(Some(b), FaultKind::DoorLeftOpen, evidence, ctx.clock.now_ms())
                 .await
             {
                 tracing::error!(device = %ctx.id, error = %e, "recording a fault failed");
             }
         }
-        let at = now_ms();
+        let at = ctx.clock.now_ms();
         for (kind, active, evidence) in changes {
             if let Err(e) = ctx
                 .recorder
@@ -173,7 +172,7 @@ pub(crate) fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
     let now = ctx.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let hb = Heartbeat {
         v: 1,
-        ts: now_ms(),
+        ts: ctx.clock.now_ms(),
         interval_s: ctx.cfg.heartbeat_secs as u32,
         profile: ctx.cfg.profile,
         uptime_s: ctx.started.elapsed().as_secs(),
@@ -181,7 +180,7 @@ pub(crate) fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
         power: now.power,
         outbox_pending: ctx.outbox.last_seq().saturating_sub(acked),
         station: now.station,
-        clock_offset_ms: Some(CLOCK_OFFSET_MS.load(Ordering::Relaxed)),
+        clock_offset_ms: Some(ctx.clock.offset_ms()),
     };
     let topic = protocol::topic::device_topic(&ctx.id, Channel::Health);
     if let Err(e) = ctx

@@ -661,7 +661,7 @@ pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
         while cab
             .agent
             .codes
-            .verify(&code, device_agent::now_ms())
+            .verify(&code, cab.agent.clock.now_ms())
             .is_err()
         {
             anyhow::ensure!(t0.elapsed() < deadline, "code never reached the cabinet");

@@ -208,7 +208,7 @@ async fn citizen(
             format!("138{:08}", rng.gen_range(0..100_000_000)),
         )
     };
-    let now = device_agent::now_ms();
+    let now = fleet_server::now_ms();
     let mut body = json!({"flow": flow, "case_number": case, "phone": phone,
                           "site_id": site_id(site), "size": size});
     if flow == "supplement" {

@@ -155,6 +155,7 @@ impl Fleet {
                     activity_per_sec: spec.activity_per_sec,
                     activity_limit: spec.activity_limit,
                     pulse_log: None,
+                    clock_skew_ms: 0,
                 },
                 ..AgentConfig::default()
             };

@@ -118,7 +118,7 @@ impl Device {
     /// The cabinet's own code book accepts `code` now (no side effects).
     async fn verifies(&self, code: &str) -> bool {
         match self.live.read().await.as_ref() {
-            Some(l) => l.agent.codes.verify(code, device_agent::now_ms()).is_ok(),
+            Some(l) => l.agent.codes.verify(code, l.agent.clock.now_ms()).is_ok(),
             None => false,
         }
     }
@@ -219,7 +219,7 @@ impl World {
             kind: kind.to_owned(),
             device: self.devices[device].id.to_string(),
             box_no,
-            at_ms: device_agent::now_ms(),
+            at_ms: fleet_server::now_ms(),
             expect_alarm: alarm.map(str::to_owned),
         });
     }
@@ -810,7 +810,7 @@ fn wrong_code(code: &str) -> String {
 }
 
 async fn person(w: &World, n: usize, p: Person) {
-    let now = device_agent::now_ms();
+    let now = fleet_server::now_ms();
     let mut body = json!({
         "flow": p.flow.name(),
         "case_number": format!("SIM-{}-{n}", w.plan.seed),
