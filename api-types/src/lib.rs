@@ -9,6 +9,7 @@
 //!
 //! No I/O; `utoipa` only behind the `openapi` feature.
 
+pub mod commands;
 pub mod live;
 pub mod planning;
 pub mod usage;

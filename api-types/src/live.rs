@@ -2,6 +2,7 @@
 //! (`GET /api/v1/me`).
 
 use domain::flows::SiteKind;
+use protocol::CommandStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::Role;
@@ -54,4 +55,35 @@ pub struct Me {
     pub role: Role,
     /// The sites the token is limited to; absent: every site.
     pub sites: Option<Vec<String>>,
+}
+
+/// A change notice of `GET /api/v1/stream` (and between server replicas): what changed,
+/// never the data itself. Serialised as the SSE event's data; its `kind` is the SSE event
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A device's presence, doors, occupancy, faults or items may have changed.
+    Device { device_id: String },
+    /// A remote command moved on.
+    Command {
+        command_id: String,
+        device_id: String,
+        status: CommandStatus,
+    },
+    /// Alarms were raised, cleared, acknowledged or escalated.
+    Alarms,
+    /// Items changed through the API or a sweep (reservations, time-outs).
+    Items,
+}
+
+impl Change {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Device { .. } => "device",
+            Change::Command { .. } => "command",
+            Change::Alarms => "alarms",
+            Change::Items => "items",
+        }
+    }
 }

@@ -12,7 +12,6 @@ use rumqttc::QoS;
 
 use crate::{Ctx, LockDriver, outbox};
 
-
 pub(crate) const INTERRUPTED: &str =
     "the agent restarted while executing this command; the lock is not pulsed again";
 
@@ -35,7 +34,11 @@ pub(crate) async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
     // Journal first (one statement in the common case): the entry is durable before the
     // pulse. Only when it was there already is it read, to tell a redelivery from a command
     // a previous run died executing.
-    match ctx.outbox.begin_command(&id, box_no, ctx.clock.now_ms()).await {
+    match ctx
+        .outbox
+        .begin_command(&id, box_no, ctx.clock.now_ms())
+        .await
+    {
         Ok(true) => {}
         Ok(false) => match ctx.outbox.journal(&id).await {
             Ok(Some(outbox::Journal::Done(status, detail))) => {

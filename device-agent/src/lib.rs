@@ -198,7 +198,12 @@ pub async fn start<D: LockDriver, K: Keypad>(
             // Door faults that ended while the agent was down end now, once.
             for kind in [FaultKind::ForcedOpen, FaultKind::DoorLeftOpen] {
                 faults
-                    .clear(Some(b), kind, "door found closed at start".into(), clock.now_ms())
+                    .clear(
+                        Some(b),
+                        kind,
+                        "door found closed at start".into(),
+                        clock.now_ms(),
+                    )
                     .await?;
             }
         }
@@ -299,7 +304,12 @@ pub async fn start<D: LockDriver, K: Keypad>(
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
     let (tls_tx, tls_rx) = mpsc::channel(1);
-    let renewal = match renew::load_identity(&ctx.cfg.certs, &ctx.cfg.data_dir, &id, ctx.clock.now_ms()) {
+    let renewal = match renew::load_identity(
+        &ctx.cfg.certs,
+        &ctx.cfg.data_dir,
+        &id,
+        ctx.clock.now_ms(),
+    ) {
         Ok(identity) => renew::Renewal::new(
             id.clone(),
             ctx.cfg.certs.clone(),

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Backoff;
 
-
 pub(crate) enum Net {
     Connected,
     Disconnected,

@@ -188,11 +188,7 @@ impl Renewal {
 
     /// Handles the server's answer. `Some(tls)`: the renewed identity is on disk and the
     /// connection should be made again with it.
-    pub fn on_reply(
-        &mut self,
-        reply: CertReply,
-        now_ms: i64,
-    ) -> Option<Arc<rustls::ClientConfig>> {
+    pub fn on_reply(&mut self, reply: CertReply, now_ms: i64) -> Option<Arc<rustls::ClientConfig>> {
         let pending = match &self.pending {
             Some(p) if p.request_id == reply.request_id => self.pending.take()?,
             _ => {
@@ -308,13 +304,16 @@ mod tests {
         let ca = certs::Ca::load(&certs_dir).expect("ca");
         // A reply to another request is ignored.
         assert!(
-            r.on_reply(CertReply {
-                v: 1,
-                request_id: "r-0".into(),
-                cert: Some("x".into()),
-                not_after: None,
-                error: None
-            }, now)
+            r.on_reply(
+                CertReply {
+                    v: 1,
+                    request_id: "r-0".into(),
+                    cert: Some("x".into()),
+                    not_after: None,
+                    error: None
+                },
+                now
+            )
             .is_none()
         );
         let signed = ca.sign_request(&id, &req.csr).expect("signed");

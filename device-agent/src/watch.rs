@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Ctx, DriverError, LockDriver, Signals};
 
-
 /// Polls in a row that must fail before the lock bus counts as unreachable: one lost frame on
 /// an RS-485 bus is not a fault.
 pub(crate) const BUS_FAIL_POLLS: u32 = 3;
@@ -136,7 +135,12 @@ pub(crate) async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationT
             if let Err(e) = ctx
                 .recorder
                 .faults
-                .raise(Some(b), FaultKind::DoorLeftOpen, evidence, ctx.clock.now_ms())
+                .raise(
+                    Some(b),
+                    FaultKind::DoorLeftOpen,
+                    evidence,
+                    ctx.clock.now_ms(),
+                )
                 .await
             {
                 tracing::error!(device = %ctx.id, error = %e, "recording a fault failed");

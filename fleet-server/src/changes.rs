@@ -2,37 +2,8 @@
 //! client refetches what it shows, so a notice lost to a slow client costs a refetch, not
 //! correctness.
 
-use serde::{Deserialize, Serialize};
+pub use api_types::live::Change;
 use tokio::sync::{broadcast, mpsc};
-
-/// One change. Serialised as the SSE event's data; its `kind` is the SSE event name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Change {
-    /// A device's presence, doors, occupancy, faults or items may have changed.
-    Device { device_id: String },
-    /// A remote command moved on.
-    Command {
-        command_id: String,
-        device_id: String,
-        status: String,
-    },
-    /// Alarms were raised, cleared, acknowledged or escalated.
-    Alarms,
-    /// Items changed through the API or a sweep (reservations, time-outs).
-    Items,
-}
-
-impl Change {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Change::Device { .. } => "device",
-            Change::Command { .. } => "command",
-            Change::Alarms => "alarms",
-            Change::Items => "items",
-        }
-    }
-}
 
 /// A bounded fan-out of changes: a subscriber that falls more than `CAPACITY` behind is told
 /// to resynchronise instead of slowing anyone down.
@@ -115,7 +86,7 @@ mod tests {
             serde_json::to_string(&Change::Command {
                 command_id: "c1".into(),
                 device_id: "cab-1".into(),
-                status: "opened".into()
+                status: protocol::CommandStatus::Opened
             })
             .expect("json"),
             r#"{"kind":"command","command_id":"c1","device_id":"cab-1","status":"opened"}"#

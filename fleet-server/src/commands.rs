@@ -51,6 +51,28 @@ pub struct OpenRequest {
     pub ttl: Duration,
 }
 
+/// What a device reported a command came to, from its fast ack (`devices/{id}/acks`) or the
+/// durable `command_result` event: both become this, and `Commands::apply_outcome` applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub device: DeviceId,
+    pub command_id: CommandId,
+    pub status: CommandStatus,
+    pub detail: Option<String>,
+}
+
+impl Outcome {
+    /// A device's ack (the fast path).
+    pub fn from_ack(device: DeviceId, ack: CommandAck) -> Outcome {
+        Outcome {
+            device,
+            command_id: ack.command_id,
+            status: CommandStatus::from(ack.status),
+            detail: ack.detail,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Commands {
     pub store: Store,
@@ -93,10 +115,10 @@ impl Commands {
         if let CreateOutcome::Existing(row) = self.store.create_command(&new).await? {
             return Ok((*row, false));
         }
-        self.moved(new.id.as_str(), new.device.as_str(), CommandStatus::Queued);
+        self.moved(&new.id, &new.device, CommandStatus::Queued);
         tracing::info!(command = %new.id, device = %new.device, box_no = %new.box_no, "remote open queued");
         if online {
-            self.moved(new.id.as_str(), new.device.as_str(), CommandStatus::Sent);
+            self.moved(&new.id, &new.device, CommandStatus::Sent);
             self.publish(
                 &new.id,
                 &new.device,
@@ -129,59 +151,66 @@ impl Commands {
     }
 
     async fn send_row(&self, row: &CommandRow) -> Result<(), StoreError> {
-        let (Ok(id), Ok(device), Ok(box_no)) = (
-            CommandId::parse(&row.command_id),
-            DeviceId::parse(&row.device_id),
-            u16::try_from(row.box_no)
-                .map_err(|_| ())
-                .and_then(|b| BoxNo::new(b).map_err(|_| ())),
-        ) else {
-            return Err(StoreError::Corrupt(format!(
-                "command {} has invalid ids",
-                row.command_id
-            )));
-        };
         // Record `sent` before publishing: an ack can come back faster than this task resumes.
         if self
             .store
-            .advance_command(&id, CommandStatus::Sent, crate::clock::now_ms(), None)
+            .advance_command(
+                &row.command_id,
+                CommandStatus::Sent,
+                crate::clock::now_ms(),
+                None,
+            )
             .await?
             .is_some()
         {
-            self.moved(id.as_str(), device.as_str(), CommandStatus::Sent);
+            self.moved(&row.command_id, &row.device_id, CommandStatus::Sent);
         }
-        self.publish(&id, &device, box_no, row.created_at, row.expires_at);
+        self.publish(
+            &row.command_id,
+            &row.device_id,
+            row.box_no,
+            row.created_at,
+            row.expires_at,
+        );
         Ok(())
     }
 
-    /// Applies an ack from a device (fast path or durable copy).
-    pub async fn on_ack(&self, device: &DeviceId, ack: CommandAck) -> Result<(), StoreError> {
-        let Some(row) = self.store.command(ack.command_id.as_str()).await? else {
-            tracing::warn!(%device, command = %ack.command_id, "ack for an unknown command ignored");
+    /// Applies the outcome a device reported, from its fast ack or from the durable
+    /// `command_result` event ingest stored: the one path every outcome takes. Idempotent:
+    /// a status only moves forward (`status_rank`), so the second report of one outcome
+    /// changes nothing.
+    pub async fn apply_outcome(&self, o: Outcome) -> Result<(), StoreError> {
+        let Outcome {
+            device,
+            command_id,
+            status,
+            detail,
+        } = o;
+        let Some(row) = self.store.command(command_id.as_str()).await? else {
+            tracing::warn!(%device, command = %command_id, "outcome of an unknown command ignored");
             return Ok(());
         };
-        if row.device_id != device.as_str() {
-            tracing::warn!(%device, command = %ack.command_id, owner = %row.device_id,
-                "ack for another device's command ignored");
+        if row.device_id != device {
+            tracing::warn!(%device, command = %command_id, owner = %row.device_id,
+                "outcome of another device's command ignored");
             return Ok(());
         }
-        let status = CommandStatus::from(ack.status);
         let now = crate::clock::now_ms();
         if let Some(updated) = self
             .store
-            .advance_command(&ack.command_id, status, now, ack.detail.as_deref())
+            .advance_command(&command_id, status, now, detail.as_deref())
             .await?
         {
-            self.moved(ack.command_id.as_str(), device.as_str(), status);
+            self.moved(&command_id, &device, status);
             if status.is_terminal() {
-                if row.status == CommandStatus::Expired.as_str() {
-                    tracing::warn!(%device, command = %ack.command_id, outcome = status.as_str(),
+                if row.status == CommandStatus::Expired {
+                    tracing::warn!(%device, command = %command_id, outcome = status.as_str(),
                         "device executed a command the server had expired (clock skew?); recording the door's outcome");
                 }
                 if let Some(ms) = updated.latency_ms {
                     self.metrics.command_latency.observe(ms as f64 / 1000.0);
                 }
-                tracing::info!(%device, command = %ack.command_id, outcome = status.as_str(),
+                tracing::info!(%device, command = %command_id, outcome = status.as_str(),
                     latency_ms = updated.latency_ms, "remote open finished");
             }
         }
@@ -232,9 +261,7 @@ impl Commands {
             match self.store.pending_commands(None, now).await {
                 Ok(rows) => {
                     for row in rows {
-                        let online = DeviceId::parse(&row.device_id)
-                            .map(|d| self.online.is_online(&d))
-                            .unwrap_or(false);
+                        let online = self.online.is_online(&row.device_id);
                         let stale = row
                             .sent_at
                             .is_none_or(|s| now - s >= RETRANSMIT_EVERY.as_millis() as i64);
@@ -266,7 +293,7 @@ impl Commands {
         loop {
             let row = self.store.command(id).await?;
             match &row {
-                Some(r) if !r.status().is_some_and(CommandStatus::is_terminal) => {}
+                Some(r) if !r.status.is_terminal() => {}
                 _ => return Ok(row),
             }
             // Wait for a notice about this command; a lagged receiver re-reads, and so does
@@ -291,12 +318,12 @@ impl Commands {
     }
 
     /// A command moved to `status`: counted, and told to live views.
-    fn moved(&self, command_id: &str, device_id: &str, status: CommandStatus) {
+    fn moved(&self, command_id: &CommandId, device_id: &DeviceId, status: CommandStatus) {
         self.metrics.command_status(status.as_str());
         self.changes.send(crate::changes::Change::Command {
-            command_id: command_id.to_owned(),
-            device_id: device_id.to_owned(),
-            status: status.as_str().to_owned(),
+            command_id: command_id.to_string(),
+            device_id: device_id.to_string(),
+            status,
         });
     }
 
@@ -322,18 +349,19 @@ impl Commands {
         }
     }
 
-    /// Consumes acks and device-ready notices until both channels close.
+    /// Consumes outcomes and device-ready notices until both channels close.
     pub async fn run_inbox(
         self,
-        mut acks: mpsc::Receiver<(DeviceId, CommandAck)>,
+        mut outcomes: mpsc::Receiver<Outcome>,
         mut ready: mpsc::Receiver<DeviceId>,
     ) {
         loop {
             tokio::select! {
-                a = acks.recv() => match a {
-                    Some((device, ack)) => {
-                        if let Err(e) = self.on_ack(&device, ack).await {
-                            tracing::error!(%device, error = %e, "applying a command ack failed");
+                o = outcomes.recv() => match o {
+                    Some(o) => {
+                        let device = o.device.clone();
+                        if let Err(e) = self.apply_outcome(o).await {
+                            tracing::error!(%device, error = %e, "applying a command outcome failed");
                         }
                     }
                     None => break,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use protocol::{AckStatus, Channel, CommandAck, DeviceId, EventBody, Receipt};
+use protocol::{AckStatus, Channel, DeviceId, EventBody, Receipt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +56,7 @@ impl Mark {
 pub struct Writer {
     pub store: Store,
     pub publisher: Publisher,
-    pub acks: mpsc::Sender<(DeviceId, CommandAck)>,
+    pub outcomes: mpsc::Sender<crate::commands::Outcome>,
     pub ready: mpsc::Sender<DeviceId>,
     pub metrics: Metrics,
     pub health: Health,
@@ -315,7 +315,8 @@ impl Writer {
                 self.metrics.receipts_sent.inc();
             }
         }
-        // The durable copy of each command outcome; the command service ignores repeats.
+        // The durable copy of each command outcome, now committed, takes the same path as
+        // the fast ack; the second of the two changes nothing.
         for (device, event) in ingest.events {
             if let EventBody::CommandResult {
                 command_id,
@@ -325,14 +326,13 @@ impl Writer {
             } = event.body
                 && status != AckStatus::Delivered
             {
-                let ack = CommandAck {
-                    v: 1,
+                let outcome = crate::commands::Outcome {
+                    device,
                     command_id,
-                    status,
-                    ts: event.ts,
+                    status: status.into(),
                     detail,
                 };
-                let _ = self.acks.send((device, ack)).await;
+                let _ = self.outcomes.send(outcome).await;
             }
         }
         // Live views refetch what these devices show (heartbeats alone change nothing shown

@@ -242,12 +242,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         changes::Changes::default()
     };
     let (ingest_tx, ingest_rx) = mpsc::channel(4096);
-    let (acks_tx, acks_rx) = mpsc::channel(4096);
+    let (outcomes_tx, outcomes_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
     let (renewals_tx, renewals_rx) = mpsc::channel(256);
     let dispatch = link::Dispatch {
         ingest: ingest_tx,
-        acks: acks_tx.clone(),
+        outcomes: outcomes_tx.clone(),
         renewals: renewals_tx,
         metrics: metrics.clone(),
     };
@@ -371,7 +371,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let writer = ingest::Writer {
         store: store.clone(),
         publisher,
-        acks: acks_tx,
+        outcomes: outcomes_tx,
         ready: ready_tx,
         metrics: metrics.clone(),
         health: health.clone(),
@@ -381,7 +381,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         clock: ingest::ClockWatch::new(cfg.clock_skew_alarm_secs),
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
-    tracker.spawn(commands.clone().run_inbox(acks_rx, ready_rx));
+    tracker.spawn(commands.clone().run_inbox(outcomes_rx, ready_rx));
     tracker.spawn(checkpoints(store.clone(), cancel.clone()));
 
     let state = api::AppState {

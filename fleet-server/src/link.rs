@@ -72,7 +72,7 @@ pub enum Inbound {
 #[derive(Clone)]
 pub struct Dispatch {
     pub ingest: mpsc::Sender<Inbound>,
-    pub acks: mpsc::Sender<(DeviceId, CommandAck)>,
+    pub outcomes: mpsc::Sender<crate::commands::Outcome>,
     /// Certificate signing requests, to [`crate::renewal`].
     pub renewals: mpsc::Sender<(DeviceId, protocol::CertRequest)>,
     pub metrics: Metrics,
@@ -113,7 +113,11 @@ impl Dispatch {
                 None => true,
             },
             Channel::Acks => match decoded::<CommandAck>(payload, &device, "acks", metrics) {
-                Some(a) => self.acks.send((device, a)).await.is_ok(),
+                Some(a) => self
+                    .outcomes
+                    .send(crate::commands::Outcome::from_ack(device, a))
+                    .await
+                    .is_ok(),
                 None => true,
             },
             Channel::Health => match decoded::<Heartbeat>(payload, &device, "health", metrics) {

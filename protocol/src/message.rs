@@ -833,9 +833,11 @@ impl Message for Presence {
 }
 
 /// The server-side lifecycle of a command, a superset of what agents report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
+    /// Where every command starts (and what a client reads where a server sent none).
+    #[default]
     Queued,
     Sent,
     Delivered,
@@ -887,6 +889,12 @@ impl CommandStatus {
 
     pub fn is_terminal(self) -> bool {
         self.rank() == 3
+    }
+}
+
+impl std::fmt::Display for CommandStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

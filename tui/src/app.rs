@@ -918,11 +918,11 @@ mod tests {
             command_id: "c1".into(),
             device_id: "cab-1".into(),
             box_no: 8,
-            status: "queued".into(),
+            status: api_types::CommandStatus::Queued,
             ..Command::default()
         };
         app.on_msg(Msg::Opened(Ok(c.clone())), 13);
-        c.status = "opened".into();
+        c.status = api_types::CommandStatus::Opened;
         c.latency_ms = Some(42);
         app.on_msg(Msg::Command(c), 14);
         assert_eq!(

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+pub use api_types::commands::Command;
 pub use api_types::live::{Overview, SiteOverview};
 pub use api_types::planning::{
     BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation,
@@ -79,29 +80,6 @@ pub struct BoxView {
 pub struct CabinetView {
     pub cabinet: Cabinet,
     pub boxes: Vec<BoxView>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Command {
-    pub command_id: String,
-    pub device_id: String,
-    #[serde(rename = "box")]
-    pub box_no: u16,
-    pub status: String,
-    pub reason: String,
-    pub created_at: i64,
-    pub detail: Option<String>,
-    pub latency_ms: Option<i64>,
-}
-
-impl Command {
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "opened" | "already_open" | "jammed" | "failed" | "expired"
-        )
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

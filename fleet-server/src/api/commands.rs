@@ -9,38 +9,22 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::BoxNo;
 use protocol::message::check_text;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub(crate) use api_types::commands::OpenBody;
+use api_types::commands::{Command, OpenAccepted};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
 use crate::commands::OpenRequest;
+use crate::store::CommandRow;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/devices/:id/boxes/:box/open", post(open_box))
         .route("/api/v1/commands/:id", get(command))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OpenBody {
-    /// Why the box is opened (1 to 500 characters); goes to the audit log.
-    reason: String,
-    /// A retry with the same key returns the first command.
-    idempotency_key: Option<String>,
-    /// 1 to 3600 (default: the server's `command_ttl_secs`).
-    ttl_secs: Option<u64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct OpenAccepted {
-    command_id: String,
-    status: String,
-    expires_at: i64,
-    /// false when an earlier command with the same idempotency key is returned.
-    created: bool,
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/boxes/{box}/open", tag = "devices", security(("bearer" = [])),
@@ -101,7 +85,7 @@ pub(crate) async fn open_box(
     Ok((
         status,
         Json(OpenAccepted {
-            command_id: row.command_id,
+            command_id: row.command_id.to_string(),
             status: row.status,
             expires_at: row.expires_at,
             created,
@@ -121,7 +105,7 @@ pub(crate) struct CommandQuery {
 
 #[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = String, Path, description = "command id"), CommandQuery),
-    responses((status = 200, body = crate::store::CommandRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Command), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn command(
     caller: Caller,
     State(s): State<AppState>,
@@ -144,14 +128,34 @@ pub(crate) async fn command(
     };
     match row {
         Some(row) => {
-            caller
-                .require_device(&s.store, &device_id(&row.device_id)?)
-                .await?;
-            Ok(Json(row).into_response())
+            caller.require_device(&s.store, &row.device_id).await?;
+            Ok(Json(Command::from(row)).into_response())
         }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no command {id:?}"),
         )),
+    }
+}
+
+impl From<CommandRow> for Command {
+    fn from(r: CommandRow) -> Command {
+        Command {
+            command_id: r.command_id.to_string(),
+            device_id: r.device_id.to_string(),
+            box_no: r.box_no.get(),
+            action: r.action,
+            status: r.status,
+            actor: r.actor,
+            reason: r.reason,
+            idempotency_key: r.idempotency_key,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            sent_at: r.sent_at,
+            delivered_at: r.delivered_at,
+            finished_at: r.finished_at,
+            detail: r.detail,
+            latency_ms: r.latency_ms,
+        }
     }
 }

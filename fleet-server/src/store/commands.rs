@@ -2,7 +2,6 @@
 //! pending, expired and stale commands.
 
 use protocol::{BoxNo, CommandId, CommandStatus, DeviceId};
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -210,8 +209,7 @@ impl Store {
             .await?;
         let mut moved = Vec::new();
         for row in rows.iter().map(CommandRow::from_row) {
-            let id = CommandId::parse(&row?.command_id)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = row?.command_id;
             if let Some(r) = self.advance_command(&id, status, now, Some(detail)).await? {
                 moved.push(r);
             }
@@ -262,11 +260,11 @@ impl NewCommand {
     pub fn row(&self) -> CommandRow {
         let status = self.status();
         CommandRow {
-            command_id: self.id.to_string(),
-            device_id: self.device.to_string(),
-            box_no: i64::from(self.box_no.get()),
+            command_id: self.id.clone(),
+            device_id: self.device.clone(),
+            box_no: self.box_no,
             action: "open".into(),
-            status: status.as_str().into(),
+            status,
             actor: self.actor.clone(),
             reason: self.reason.clone(),
             idempotency_key: self.idempotency_key.clone(),
@@ -281,14 +279,15 @@ impl NewCommand {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A stored command, typed: the API maps it to `api_types::commands::Command`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CommandRow {
-    pub command_id: String,
-    pub device_id: String,
-    #[serde(rename = "box")]
-    pub box_no: i64,
+    pub command_id: CommandId,
+    pub device_id: DeviceId,
+    pub box_no: BoxNo,
+    /// `open`, the one action so far.
     pub action: String,
-    pub status: String,
+    pub status: CommandStatus,
     pub actor: String,
     pub reason: String,
     pub idempotency_key: Option<String>,
@@ -306,12 +305,21 @@ impl CommandRow {
     fn from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
         let created_at: i64 = r.try_get("created_at")?;
         let finished_at: Option<i64> = r.try_get("finished_at")?;
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("a command's {what}: {e}"))
+        };
+        let box_no: i64 = r.try_get("box_no")?;
         Ok(CommandRow {
-            command_id: r.try_get("command_id")?,
-            device_id: r.try_get("device_id")?,
-            box_no: r.try_get("box_no")?,
+            command_id: CommandId::parse(&r.try_get::<String, _>("command_id")?)
+                .map_err(|e| corrupt("id", &e))?,
+            device_id: DeviceId::parse(&r.try_get::<String, _>("device_id")?)
+                .map_err(|e| corrupt("device", &e))?,
+            box_no: u16::try_from(box_no)
+                .ok()
+                .and_then(|b| BoxNo::new(b).ok())
+                .ok_or_else(|| corrupt("box", &box_no))?,
             action: r.try_get("action")?,
-            status: r.try_get("status")?,
+            status: super::parse_col("command status", r.try_get("status")?, CommandStatus::parse)?,
             actor: r.try_get("actor")?,
             reason: r.try_get("reason")?,
             idempotency_key: r.try_get("idempotency_key")?,
@@ -323,9 +331,5 @@ impl CommandRow {
             detail: r.try_get("detail")?,
             latency_ms: finished_at.map(|f| f - created_at),
         })
-    }
-
-    pub fn status(&self) -> Option<CommandStatus> {
-        CommandStatus::parse(&self.status)
     }
 }

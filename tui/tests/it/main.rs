@@ -262,12 +262,12 @@ fn remote_open_dialog_and_live_lifecycle() {
         command_id: "c1".into(),
         device_id: "hall-cab-01".into(),
         box_no: 5,
-        status: "delivered".into(),
+        status: api_types::CommandStatus::Delivered,
         ..Command::default()
     };
     app.on_msg(Msg::Opened(Ok(c.clone())), NOW);
     insta::assert_snapshot!("open_delivered_80x24", screen(&app, 80, 24));
-    c.status = "opened".into();
+    c.status = api_types::CommandStatus::Opened;
     c.latency_ms = Some(38);
     app.on_msg(Msg::Command(c), NOW);
     insta::assert_snapshot!("open_opened_80x24", screen(&app, 80, 24));
