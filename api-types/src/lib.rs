@@ -9,13 +9,17 @@
 //!
 //! No I/O; `utoipa` only behind the `openapi` feature.
 
+pub mod alarms;
+pub mod audit;
+pub mod cabinets;
 pub mod commands;
+pub mod items;
 pub mod live;
 pub mod planning;
 pub mod usage;
 
 /// The service's enums as the API spells them (`domain::flows`).
-pub use domain::flows::{Flow, ItemState, SiteKind, Size};
+pub use domain::flows::{BoxStatus, Flow, ItemState, SiteKind, Size};
 pub use protocol::CommandStatus;
 use serde::{Deserialize, Serialize};
 
@@ -63,4 +67,15 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// One step of an item's or an alarm's history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct History {
+    pub at: i64,
+    pub state: String,
+    pub actor: String,
+    pub detail: Option<String>,
 }

@@ -50,6 +50,16 @@ str_enum!(
 );
 
 str_enum!(
+    /// What a box is doing, as operators see it.
+    BoxStatus {
+        Free => "free",
+        Reserved => "reserved",
+        Occupied => "occupied",
+        OutOfService => "out_of_service",
+    }
+);
+
+str_enum!(
     /// Box sizes, smallest first: allocation falls back to the next larger one.
     Size {
         S => "S",

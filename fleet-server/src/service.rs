@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{BoxNo, Channel, CodeSync, DeviceId, ItemId, StaffId, code};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+pub use api_types::items::{Near, ReservationRequest};
 
 use crate::link::Publisher;
 use crate::metrics::Metrics;
@@ -78,61 +79,15 @@ pub struct Service {
     pub changes: crate::changes::Changes,
 }
 
-/// `POST /api/v1/reservations`.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReservationRequest {
-    /// dropoff, supplement or pickup.
-    pub flow: String,
-    pub case_number: String,
-    /// The applicant's mobile number for the SMS.
-    pub phone: String,
-    /// One of: a site, a cabinet, or coordinates to find the nearest site with a free box.
-    #[serde(default)]
-    pub site_id: Option<String>,
-    #[serde(default)]
-    pub device_id: Option<String>,
-    #[serde(default)]
-    pub near: Option<Near>,
-    /// S, M or L (default S); a larger box is used when none of this size is free.
-    #[serde(default)]
-    pub size: Option<String>,
-    /// Only boxes marked accessible (low height).
-    #[serde(default)]
-    pub accessible: bool,
-    /// Code window, epoch ms; defaults from the server configuration.
-    #[serde(default)]
-    pub valid_from: Option<i64>,
-    #[serde(default)]
-    pub valid_until: Option<i64>,
-    /// Supplements: the deadline of the accept-with-deficiencies notice (required). The code
-    /// is valid until then.
-    #[serde(default)]
-    pub deadline: Option<i64>,
-    /// Retrying with the same key never allocates a second box.
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Near {
-    pub lat: f64,
-    pub lon: f64,
-}
-
-/// What a reservation returns. `code` is present exactly once: in the response that created
-/// the reservation.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// What a reservation made (`api_types::items::Reservation` on the wire). `code` is present
+/// exactly once: in the answer that created the reservation.
+#[derive(Debug, Clone)]
 pub struct Reservation {
     pub reservation_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub created: bool,
     /// Set when an earlier reservation with the same idempotency key is returned.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'static str>,
-    #[serde(flatten)]
     pub item: ItemRow,
 }
 
@@ -522,10 +477,12 @@ impl Service {
             .items_timed_out(now, grace, 500, presence)
             .await?
         {
-            let detail = match item.state.as_str() {
-                "reserved" if item.flow == "supplement" => "supplement not dropped by its deadline",
-                "reserved" => "code not used in its window",
-                "awaiting_deposit" => "never deposited within the pick-up window",
+            let detail = match item.state {
+                ItemState::Reserved if item.flow == Flow::Supplement => {
+                    "supplement not dropped by its deadline"
+                }
+                ItemState::Reserved => "code not used in its window",
+                ItemState::AwaitingDeposit => "never deposited within the pick-up window",
                 _ => "not picked up in its window; staff must retrieve it",
             };
             if let Some((state, effects)) = self

@@ -10,7 +10,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use tui::app::{App, Msg};
-use tui::model::{Alarm, BoxView, Cabinet, CabinetView, Link, Overview, SiteOverview};
+use tui::model::{Alarm, BoxView, Cabinet, CabinetDetail, Link, Overview, SiteOverview};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsoleOptions {
@@ -123,7 +123,7 @@ pub fn console(o: ConsoleOptions) -> anyhow::Result<()> {
                 })
                 .collect();
             app.on_msg(Msg::Cabinets("site-0000".into(), cabinets), now);
-            let view = CabinetView {
+            let view = CabinetDetail {
                 cabinet: Cabinet {
                     id: "site-0000-cab-0000".into(),
                     ..Cabinet::default()
@@ -131,8 +131,8 @@ pub fn console(o: ConsoleOptions) -> anyhow::Result<()> {
                 boxes: (1..=24)
                     .map(|b| BoxView {
                         box_no: b,
-                        size: "M".into(),
-                        state: "occupied".into(),
+                        size: domain::flows::Size::M,
+                        state: domain::flows::BoxStatus::Occupied,
                         ..BoxView::default()
                     })
                     .collect(),

@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use anyhow::Context;
-use domain::flows::Size;
+use domain::flows::{Flow, ItemState, Size};
 use fleet_server::ServerConfig;
 use fleet_server::backfill::Backfill;
 use fleet_server::service::{ReservationRequest, ServiceError};
@@ -422,7 +422,7 @@ async fn play(
                 db.keypad(&device, &card, at).await?;
                 summary.staff_opens += 1;
                 // A licence just deposited: its holder comes after their dwell.
-                if listed.state == "awaiting_deposit"
+                if listed.state == ItemState::AwaitingDeposit
                     && let Some(h) = holders.remove(&item)
                     && !h.no_show
                 {
@@ -593,7 +593,7 @@ async fn round(
                 .worklist_overdue(Some(&sites), at - DAY_MS)
                 .await?
                 .into_iter()
-                .filter(|i| i.state == "overdue" && i.flow == "pickup"),
+                .filter(|i| i.state == ItemState::Overdue && i.flow == Flow::Pickup),
         );
     }
     let mut k = 0;
@@ -729,7 +729,11 @@ mod tests {
             .await
             .expect("overdue");
         assert!(
-            overdue.iter().filter(|i| i.flow == "supplement").count() >= 2,
+            overdue
+                .iter()
+                .filter(|i| i.flow == Flow::Supplement)
+                .count()
+                >= 2,
             "{overdue:?}"
         );
         let retrieved = store
@@ -737,7 +741,7 @@ mod tests {
             .await
             .expect("retrieved");
         assert!(
-            retrieved.iter().all(|i| i.flow == "pickup"
+            retrieved.iter().all(|i| i.flow == Flow::Pickup
                 && i.finished_by
                     .as_deref()
                     .is_some_and(|by| by.starts_with("staff:helper-"))),

@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::model::{Alarm, AuditEntry, BoxView, Cabinet, CabinetView, Command, Link, Model};
+use crate::model::{Alarm, AuditEntry, BoxView, Cabinet, CabinetDetail, Command, Link, Model};
 
 /// The screens, in navigation order (number keys 1–7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ pub enum Msg {
     Overview(crate::model::Overview),
     Alarms(Vec<Alarm>),
     Cabinets(String, Vec<Cabinet>),
-    Cabinet(CabinetView, Vec<AuditEntry>),
+    Cabinet(CabinetDetail, Vec<AuditEntry>),
     Worklists(crate::model::Worklists),
     Audit(Vec<AuditEntry>),
     /// A remote open was accepted, or refused (the error).
@@ -835,8 +835,8 @@ mod tests {
         app
     }
 
-    fn cabinet(id: &str, boxes: u16) -> CabinetView {
-        CabinetView {
+    fn cabinet(id: &str, boxes: u16) -> CabinetDetail {
+        CabinetDetail {
             cabinet: Cabinet {
                 id: id.into(),
                 site_id: "site-2".into(),
@@ -845,7 +845,7 @@ mod tests {
             boxes: (1..=boxes)
                 .map(|b| BoxView {
                     box_no: b,
-                    state: "free".into(),
+                    state: api_types::BoxStatus::Free,
                     ..BoxView::default()
                 })
                 .collect(),

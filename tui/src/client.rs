@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Action, Msg};
-use crate::model::{AuditEntry, Cabinet, CabinetView, Command, Link, Worklists};
+use crate::model::{
+    AlarmsList, AuditList, CabinetDetail, CabinetsList, Command, Link, Worklist, Worklists,
+};
 
 /// The fleet server's HTTP API, as this console's token sees it.
 #[derive(Clone)]
@@ -85,11 +87,6 @@ fn transport(e: &reqwest::Error) -> String {
 }
 
 /// `GET /api/v1/audit`'s answer.
-#[derive(serde::Deserialize)]
-struct Audit {
-    entries: Vec<AuditEntry>,
-}
-
 /// What the change stream tells the fetch loop.
 #[derive(Debug)]
 enum Notice {
@@ -219,12 +216,8 @@ async fn open(client: &Client, device: &str, box_no: u16, reason: &str) -> Resul
 }
 
 async fn fetch_site(client: &Client, site: &str, msgs: &mpsc::Sender<Msg>) {
-    #[derive(serde::Deserialize)]
-    struct List {
-        cabinets: Vec<Cabinet>,
-    }
     match client
-        .get::<List>(&format!("/api/v1/cabinets?site={site}"))
+        .get::<CabinetsList>(&format!("/api/v1/cabinets?site={site}"))
         .await
     {
         Ok(l) => {
@@ -238,10 +231,10 @@ async fn fetch_site(client: &Client, site: &str, msgs: &mpsc::Sender<Msg>) {
 
 async fn fetch_cabinet(client: &Client, id: &str, msgs: &mpsc::Sender<Msg>) {
     let view = client
-        .get::<CabinetView>(&format!("/api/v1/cabinets/{id}"))
+        .get::<CabinetDetail>(&format!("/api/v1/cabinets/{id}"))
         .await;
     let audit = client
-        .get::<Audit>(&format!("/api/v1/audit?device={id}&limit=100"))
+        .get::<AuditList>(&format!("/api/v1/audit?device={id}&limit=100"))
         .await;
     match (view, audit) {
         (Ok(v), Ok(a)) => {
@@ -260,14 +253,6 @@ async fn refresh(
     cabinet: Option<&str>,
     msgs: &mpsc::Sender<Msg>,
 ) {
-    #[derive(serde::Deserialize)]
-    struct Alarms {
-        alarms: Vec<crate::model::Alarm>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Items {
-        items: Vec<crate::model::Item>,
-    }
     let mut errors = Vec::new();
     match client.get("/api/v1/overview").await {
         Ok(o) => {
@@ -276,7 +261,7 @@ async fn refresh(
         Err(e) => errors.push(e),
     }
     match client
-        .get::<Alarms>("/api/v1/alarms?state=open&limit=1000")
+        .get::<AlarmsList>("/api/v1/alarms?state=open&limit=1000")
         .await
     {
         Ok(a) => {
@@ -291,15 +276,15 @@ async fn refresh(
         ("overdue", &mut lists.overdue),
     ] {
         match client
-            .get::<Items>(&format!("/api/v1/worklists/{name}"))
+            .get::<Worklist>(&format!("/api/v1/worklists/{name}"))
             .await
         {
-            Ok(i) => *list = i.items,
+            Ok(w) => *list = w.items.into_iter().map(|i| i.item).collect(),
             Err(e) => errors.push(e),
         }
     }
     let _ = msgs.send(Msg::Worklists(lists)).await;
-    match client.get::<Audit>("/api/v1/audit?limit=500").await {
+    match client.get::<AuditList>("/api/v1/audit?limit=500").await {
         Ok(a) => {
             let _ = msgs.send(Msg::Audit(a.entries)).await;
         }

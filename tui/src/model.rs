@@ -1,101 +1,16 @@
 //! What the console knows: the fleet server's answers, deserialised leniently (a newer server
 //! may add fields), and the connection's state. The data task fills it; drawing only reads it.
 
-use serde::Deserialize;
-
+pub use api_types::alarms::{Alarm, AlarmsList};
+pub use api_types::audit::{AuditEntry, AuditList};
+pub use api_types::cabinets::{BoxView, Cabinet, CabinetDetail, CabinetsList};
 pub use api_types::commands::Command;
+pub use api_types::items::{Item, Worklist};
 pub use api_types::live::{Overview, SiteOverview};
 pub use api_types::planning::{
     BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation,
 };
 pub use api_types::usage::{Saturation, SiteHours, SiteSaturation, SitesHours};
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Alarm {
-    pub id: String,
-    pub device_id: String,
-    #[serde(rename = "box")]
-    pub box_no: Option<u16>,
-    pub kind: String,
-    pub severity: String,
-    pub state: String,
-    pub site_id: Option<String>,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub count: i64,
-    pub evidence: Option<String>,
-    pub acked_by: Option<String>,
-    pub ack_note: Option<String>,
-    pub escalated_at: Option<i64>,
-    pub suppressed: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Cabinet {
-    pub id: String,
-    pub site_id: String,
-    pub name: String,
-    pub online: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Item {
-    pub id: String,
-    pub flow: String,
-    pub case_number: String,
-    pub site_id: String,
-    pub device_id: String,
-    #[serde(rename = "box")]
-    pub box_no: u16,
-    pub size: String,
-    pub state: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub in_box_at: Option<i64>,
-    pub due_by: Option<i64>,
-    pub late_deposit: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct BoxView {
-    #[serde(rename = "box")]
-    pub box_no: u16,
-    pub size: String,
-    pub accessible: bool,
-    pub in_service: bool,
-    pub service_note: Option<String>,
-    /// free, reserved, occupied or out_of_service.
-    pub state: String,
-    pub door_open: Option<bool>,
-    pub item: Option<Item>,
-}
-
-/// One cabinet with its boxes (`GET /api/v1/cabinets/{id}`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct CabinetView {
-    pub cabinet: Cabinet,
-    pub boxes: Vec<BoxView>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct AuditEntry {
-    pub id: String,
-    pub ts: i64,
-    pub actor: String,
-    pub action: String,
-    pub device_id: Option<String>,
-    #[serde(rename = "box")]
-    pub box_no: Option<u16>,
-    pub reason: Option<String>,
-    pub result: Option<String>,
-    pub latency_ms: Option<i64>,
-}
 
 /// The three work lists of the helpers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -130,7 +45,7 @@ pub struct Model {
     /// Cabinets of the site on screen.
     pub cabinets: Vec<Cabinet>,
     /// The cabinet on screen, with its boxes.
-    pub cabinet: Option<CabinetView>,
+    pub cabinet: Option<CabinetDetail>,
     pub worklists: Worklists,
     pub audit: Vec<AuditEntry>,
     /// Server time of the latest data (the overview's `at`), for the header's data age.

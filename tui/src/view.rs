@@ -8,6 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use crate::app::{App, Dialog, GRID_COLUMNS, HELP, Pane, Screen, WORK_TABS, short};
+use api_types::{BoxStatus, ItemState};
+
 use crate::model::{BoxView, Link, mask_case};
 
 /// Draws the whole console for the time `now_ms` (local clock, epoch ms).
@@ -324,14 +326,13 @@ fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
 /// One grid cell: `NN` box number, size, state letter, flags (`!` alarm, `D` door open,
 /// `L` overdue), padded to 8 columns.
 fn box_cell<'a>(app: &App, b: &BoxView, selected: bool) -> Span<'a> {
-    let (letter, colour) = match b.state.as_str() {
-        "free" => ('F', Color::Green),
-        "reserved" => ('R', Color::Yellow),
-        "occupied" => ('O', Color::Cyan),
-        "out_of_service" => ('X', Color::DarkGray),
-        _ => ('?', Color::White),
+    let (letter, colour) = match b.state {
+        BoxStatus::Free => ('F', Color::Green),
+        BoxStatus::Reserved => ('R', Color::Yellow),
+        BoxStatus::Occupied => ('O', Color::Cyan),
+        BoxStatus::OutOfService => ('X', Color::DarkGray),
     };
-    let size = b.size.chars().next().unwrap_or('?');
+    let size = b.size.as_str().chars().next().unwrap_or('?');
     let mut flags = String::new();
     let alarmed = !app.box_alarms(b.box_no).is_empty();
     if alarmed {
@@ -342,7 +343,7 @@ fn box_cell<'a>(app: &App, b: &BoxView, selected: bool) -> Span<'a> {
     }
     if b.item
         .as_ref()
-        .is_some_and(|i| i.state == "overdue" || i.late_deposit)
+        .is_some_and(|i| i.state == ItemState::Overdue || i.late_deposit)
     {
         flags.push('L');
     }
@@ -586,9 +587,9 @@ fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         Row::new(vec![
             Cell::from(i.device_id.clone()),
             Cell::from(i.box_no.to_string()),
-            Cell::from(i.flow.clone()),
+            Cell::from(i.flow.as_str()),
             Cell::from(mask_case(&i.case_number)),
-            Cell::from(i.state.clone()),
+            Cell::from(i.state.as_str()),
             Cell::from(age(now_ms - i.in_box_at.unwrap_or(i.created_at))),
             Cell::from(due),
         ])

@@ -7,15 +7,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::FaultKind;
 use protocol::message::check_text;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use api_types::alarms::{Alarm, AlarmDetail, AlarmsList};
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
-use crate::store::{
-    AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, HistoryRow, SEVERITIES,
-};
+use crate::store::{AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, SEVERITIES};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,12 +46,6 @@ pub(crate) struct AlarmQuery {
     /// 1 to 10000 (default 200).
     #[serde(default)]
     limit: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AlarmsList {
-    count: usize,
-    alarms: Vec<AlarmRow>,
 }
 
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", security(("bearer" = [])),
@@ -105,15 +100,9 @@ pub(crate) async fn list_alarms(
         .await?;
     Ok(Json(AlarmsList {
         count: alarms.len(),
-        alarms,
+        alarms: all(alarms),
     })
     .into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AlarmDetail {
-    alarm: AlarmRow,
-    history: Vec<HistoryRow>,
 }
 
 #[utoipa::path(get, path = "/api/v1/alarms/{id}", tag = "alarms", security(("bearer" = [])),
@@ -133,7 +122,11 @@ pub(crate) async fn alarm(
     };
     require_alarm_site(&caller, &alarm)?;
     let history = s.store.alarm_history(&id).await?;
-    Ok(Json(AlarmDetail { alarm, history }).into_response())
+    Ok(Json(AlarmDetail {
+        alarm: alarm.into(),
+        history: all(history),
+    })
+    .into_response())
 }
 
 /// An alarm belongs to its device's site; one of a device in no cabinet to the whole fleet.
@@ -193,7 +186,7 @@ async fn act(
     match outcome {
         AlarmAction::Done(a) => {
             s.service.changes.send(crate::changes::Change::Alarms);
-            Ok(Json(*a).into_response())
+            Ok(Json(Alarm::from(*a)).into_response())
         }
         AlarmAction::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -208,7 +201,7 @@ async fn act(
 
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "alarms", security(("bearer" = [])),
     params(("id" = String, Path, description = "alarm id")), request_body = NoteBody,
-    responses((status = 200, body = AlarmRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Alarm), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn ack(
     caller: Caller,
     State(s): State<AppState>,
@@ -220,7 +213,7 @@ pub(crate) async fn ack(
 
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/clear", tag = "alarms", security(("bearer" = [])),
     params(("id" = String, Path, description = "alarm id")), request_body = NoteBody,
-    responses((status = 200, body = AlarmRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Alarm), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn clear(
     caller: Caller,
     State(s): State<AppState>,

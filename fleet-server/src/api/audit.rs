@@ -4,20 +4,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+
+use api_types::audit::AuditList;
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{LimitQuery, Q, device_id};
 use crate::api::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/audit", get(audit))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditList {
-    entries: Vec<crate::store::AuditRow>,
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])),
@@ -41,5 +38,5 @@ pub(crate) async fn audit(
             q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
-    Ok(Json(AuditList { entries: rows }).into_response())
+    Ok(Json(AuditList { entries: all(rows) }).into_response())
 }

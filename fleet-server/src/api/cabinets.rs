@@ -9,13 +9,14 @@ use axum::routing::{get, put};
 use domain::flows::Size;
 use protocol::message::check_text;
 use serde::Deserialize;
-use serde::Serialize;
+
+use api_types::cabinets::{CabinetDetail, CabinetsList};
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P, Q, SiteQuery, box_no, device_id};
 use crate::api::state::AppState;
-use crate::store::CabinetRow;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -100,12 +101,6 @@ pub(crate) async fn put_cabinet(
     cabinet_response(&s, &device).await
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CabinetDetail {
-    cabinet: CabinetRow,
-    boxes: Vec<crate::store::BoxView>,
-}
-
 async fn cabinet_response(s: &AppState, device: &protocol::DeviceId) -> Result<Response, ApiError> {
     let Some(cab) = s.store.cabinet(device).await? else {
         return Err(ApiError::new(
@@ -117,8 +112,8 @@ async fn cabinet_response(s: &AppState, device: &protocol::DeviceId) -> Result<R
     };
     let boxes = s.store.box_views(device).await?;
     Ok(Json(CabinetDetail {
-        cabinet: cab,
-        boxes,
+        cabinet: cab.into(),
+        boxes: all(boxes),
     })
     .into_response())
 }
@@ -137,11 +132,6 @@ pub(crate) async fn cabinet(
     cabinet_response(&s, &device).await
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CabinetsList {
-    cabinets: Vec<CabinetRow>,
-}
-
 #[utoipa::path(get, path = "/api/v1/cabinets", tag = "cabinets", security(("bearer" = [])),
     params(SiteQuery),
     responses((status = 200, body = CabinetsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -153,7 +143,10 @@ pub(crate) async fn list_cabinets(
     caller.require(Role::Viewer)?;
     let site = caller.site_filter(q.site.as_deref())?;
     let cabinets = s.store.cabinets(site.as_deref()).await?;
-    Ok(Json(CabinetsList { cabinets }).into_response())
+    Ok(Json(CabinetsList {
+        cabinets: all(cabinets),
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -19,7 +19,6 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
 use crate::commands::OpenRequest;
-use crate::store::CommandRow;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -135,27 +134,5 @@ pub(crate) async fn command(
             StatusCode::NOT_FOUND,
             format!("no command {id:?}"),
         )),
-    }
-}
-
-impl From<CommandRow> for Command {
-    fn from(r: CommandRow) -> Command {
-        Command {
-            command_id: r.command_id.to_string(),
-            device_id: r.device_id.to_string(),
-            box_no: r.box_no.get(),
-            action: r.action,
-            status: r.status,
-            actor: r.actor,
-            reason: r.reason,
-            idempotency_key: r.idempotency_key,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            sent_at: r.sent_at,
-            delivered_at: r.delivered_at,
-            finished_at: r.finished_at,
-            detail: r.detail,
-            latency_ms: r.latency_ms,
-        }
     }
 }

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
-use serde::Serialize;
+
+use api_types::items::{Item, ItemDetail, ItemsList, Reservation, ReservationRequest};
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
-use crate::service::ReservationRequest;
-use crate::store::{HistoryRow, ItemRow};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -25,8 +25,8 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(post, path = "/api/v1/reservations", tag = "reservations", security(("bearer" = [])),
-    request_body = crate::service::ReservationRequest,
-    responses((status = 201, body = crate::service::Reservation, description = "reserved; `code` is in this answer only"), (status = 200, body = crate::service::Reservation, description = "idempotent repeat, without the code"), (status = 409, body = ErrorBody, description = "no free box (counted as unmet demand)"), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    request_body = ReservationRequest,
+    responses((status = 201, body = Reservation, description = "reserved; `code` is in this answer only"), (status = 200, body = Reservation, description = "idempotent repeat, without the code"), (status = 409, body = ErrorBody, description = "no free box (counted as unmet demand)"), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn reserve(
     caller: Caller,
     State(s): State<AppState>,
@@ -51,12 +51,12 @@ pub(crate) async fn reserve(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(r)).into_response())
+    Ok((status, Json(Reservation::from(r))).into_response())
 }
 
 #[utoipa::path(delete, path = "/api/v1/reservations/{id}", tag = "reservations", security(("bearer" = [])),
     params(("id" = String, Path, description = "reservation (item) id")),
-    responses((status = 200, body = ItemRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Item), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn cancel(
     caller: Caller,
     State(s): State<AppState>,
@@ -71,7 +71,7 @@ pub(crate) async fn cancel(
     let actor = format!("token:{}", caller.name);
     let item = s.service.cancel(&id, &actor).await?;
     s.service.changes.send(crate::changes::Change::Items);
-    Ok(Json(item).into_response())
+    Ok(Json(Item::from(item)).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -86,11 +86,6 @@ pub(crate) struct ItemsQuery {
     site: Option<String>,
     #[serde(default)]
     limit: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ItemsList {
-    items: Vec<ItemRow>,
 }
 
 #[utoipa::path(get, path = "/api/v1/items", tag = "items", security(("bearer" = [])),
@@ -120,13 +115,7 @@ pub(crate) async fn list_items(
             q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
-    Ok(Json(ItemsList { items }).into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ItemDetail {
-    item: ItemRow,
-    history: Vec<HistoryRow>,
+    Ok(Json(ItemsList { items: all(items) }).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/items/{id}", tag = "items", security(("bearer" = [])),
@@ -146,5 +135,9 @@ pub(crate) async fn item(
     };
     caller.require_site(&item.site_id)?;
     let history = s.store.item_history(&id).await?;
-    Ok(Json(ItemDetail { item, history }).into_response())
+    Ok(Json(ItemDetail {
+        item: item.into(),
+        history: all(history),
+    })
+    .into_response())
 }

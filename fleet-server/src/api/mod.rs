@@ -12,6 +12,7 @@ pub(crate) mod audit;
 pub mod auth;
 pub(crate) mod cabinets;
 pub(crate) mod commands;
+pub(crate) mod convert;
 pub(crate) mod devices;
 pub mod error;
 pub mod extract;

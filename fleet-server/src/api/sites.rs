@@ -15,7 +15,7 @@ use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P};
 use crate::api::state::AppState;
-use crate::store::{CabinetRow, SiteRow};
+use crate::store::SiteRow;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -141,7 +141,7 @@ pub(crate) async fn list_sites(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SiteDetail {
     site: SiteRow,
-    cabinets: Vec<CabinetRow>,
+    cabinets: Vec<api_types::cabinets::Cabinet>,
 }
 
 #[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
@@ -161,5 +161,9 @@ pub(crate) async fn site(
         ));
     };
     let cabinets = s.store.cabinets(Some(std::slice::from_ref(&id))).await?;
-    Ok(Json(SiteDetail { site, cabinets }).into_response())
+    Ok(Json(SiteDetail {
+        site,
+        cabinets: crate::api::convert::all(cabinets),
+    })
+    .into_response())
 }

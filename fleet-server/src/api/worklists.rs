@@ -8,6 +8,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde::Serialize;
 
+use api_types::items::{Worklist, WorklistItem};
+
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Q, SiteQuery};
@@ -22,26 +24,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/unmet-demand", get(unmet_demand))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Worklist {
-    count: usize,
-    items: Vec<WorklistItem>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct WorklistItem {
-    #[serde(flatten)]
-    item: ItemRow,
-    /// Since it went into the box (or was reserved, if it is not in one).
-    age_ms: i64,
-}
-
 fn worklist_json(items: Vec<ItemRow>, now: i64) -> Response {
     let items: Vec<WorklistItem> = items
         .into_iter()
         .map(|item| WorklistItem {
             age_ms: now - item.in_box_at.unwrap_or(item.created_at),
-            item,
+            item: item.into(),
         })
         .collect();
     Json(Worklist {

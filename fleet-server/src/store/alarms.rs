@@ -5,7 +5,6 @@
 //! bumps its count: a flapping door is one alarm with a count, not a thousand alarms.
 
 use protocol::{BoxNo, DeviceId, FaultKind};
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -35,12 +34,11 @@ pub fn severity(kind: FaultKind) -> &'static str {
 
 pub const SEVERITIES: [&str; 4] = ["critical", "major", "minor", "warning"];
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlarmRow {
     pub id: String,
     pub device_id: String,
     /// The box, or none for the device itself.
-    #[serde(rename = "box")]
     pub box_no: Option<i64>,
     pub kind: String,
     /// critical, major, minor or warning.

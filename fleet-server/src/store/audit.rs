@@ -350,14 +350,13 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
     pub id: String,
     pub ts: i64,
     pub actor: String,
     pub action: String,
     pub device_id: Option<String>,
-    #[serde(rename = "box")]
     pub box_no: Option<i64>,
     pub command_id: Option<String>,
     pub item_id: Option<String>,

@@ -1,9 +1,8 @@
 //! Cabinets and their boxes: placement at a site, box configuration and service, the box
 //! views operators see.
 
-use domain::flows::Size;
+use domain::flows::{BoxStatus, ItemState, Size};
 use protocol::{BoxNo, DeviceId};
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -14,7 +13,7 @@ use super::{
     items::{ITEM_COLS, ItemRow},
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CabinetRow {
     pub id: String,
     pub site_id: String,
@@ -26,24 +25,20 @@ pub struct CabinetRow {
     pub online: bool,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BoxConfig {
-    #[serde(rename = "box")]
     pub box_no: i64,
-    pub size: String,
+    pub size: Size,
     pub accessible: bool,
     pub in_service: bool,
     pub service_note: Option<String>,
 }
 
 /// A box as operators see it: configuration, sensors and the item holding it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BoxView {
-    #[serde(flatten)]
     pub config: BoxConfig,
-    /// free, reserved, occupied or out_of_service.
-    #[schema(value_type = String)]
-    pub state: &'static str,
+    pub state: BoxStatus,
     pub door_open: Option<bool>,
     pub item: Option<ItemRow>,
 }
@@ -227,17 +222,19 @@ impl Store {
             .map(|r| {
                 let config = BoxConfig {
                     box_no: r.try_get("box_no")?,
-                    size: r.try_get("size")?,
+                    size: super::parse_col("box size", r.try_get("size")?, Size::parse)?,
                     accessible: r.try_get::<i64, _>("accessible")? != 0,
                     in_service: r.try_get::<i64, _>("in_service")? != 0,
                     service_note: r.try_get("service_note")?,
                 };
                 let item = items.iter().find(|i| i.box_no == config.box_no).cloned();
                 let state = match (&item, config.in_service) {
-                    (Some(i), _) if i.state == "in_box" || i.state == "overdue" => "occupied",
-                    (Some(_), _) => "reserved",
-                    (None, false) => "out_of_service",
-                    (None, true) => "free",
+                    (Some(i), _) if matches!(i.state, ItemState::InBox | ItemState::Overdue) => {
+                        BoxStatus::Occupied
+                    }
+                    (Some(_), _) => BoxStatus::Reserved,
+                    (None, false) => BoxStatus::OutOfService,
+                    (None, true) => BoxStatus::Free,
                 };
                 Ok(BoxView {
                     state,

@@ -3,7 +3,6 @@
 
 use domain::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
 use protocol::{BoxNo, DeviceId, EventBody, ItemId};
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -11,21 +10,20 @@ use super::flows::{Effects, Presence, Tx};
 use super::{History, Sites, Store, StoreError, bind_sites, sites_sql, usage, write_history};
 use super::{codes::bump_codes, keypad::is_keypad_event, notifications::enqueue};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A stored item, typed: the API maps it to `api_types::items::Item`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ItemRow {
     pub id: String,
-    pub flow: String,
+    pub flow: Flow,
     pub case_number: String,
     /// Masked: the full number stays in the database for SMS.
     pub phone: String,
-    #[serde(skip)]
     pub phone_full: String,
     pub site_id: String,
     pub device_id: String,
-    #[serde(rename = "box")]
     pub box_no: i64,
-    pub size: String,
-    pub state: String,
+    pub size: Size,
+    pub state: ItemState,
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -38,7 +36,6 @@ pub struct ItemRow {
     pub finished_at: Option<i64>,
     pub finished_by: Option<String>,
     pub late_deposit: bool,
-    #[serde(skip)]
     pub reminded_at: Option<i64>,
 }
 
@@ -52,15 +49,15 @@ impl ItemRow {
         let phone: String = r.try_get("phone")?;
         Ok(ItemRow {
             id: r.try_get("item_id")?,
-            flow: r.try_get("flow")?,
+            flow: super::parse_col("item flow", r.try_get("flow")?, Flow::parse)?,
             case_number: r.try_get("case_number")?,
             phone: domain::flows::mask_phone(&phone),
             phone_full: phone,
             site_id: r.try_get("site_id")?,
             device_id: r.try_get("device_id")?,
             box_no: r.try_get("box_no")?,
-            size: r.try_get("size")?,
-            state: r.try_get("state")?,
+            size: super::parse_col("item size", r.try_get("size")?, Size::parse)?,
+            state: super::parse_col("item state", r.try_get("state")?, ItemState::parse)?,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
@@ -76,21 +73,9 @@ impl ItemRow {
             reminded_at: r.try_get("reminded_at")?,
         })
     }
-
-    pub fn flow(&self) -> Result<Flow, StoreError> {
-        Flow::parse(&self.flow).ok_or_else(|| {
-            StoreError::Corrupt(format!("item {} has flow {:?}", self.id, self.flow))
-        })
-    }
-
-    pub fn state(&self) -> Result<ItemState, StoreError> {
-        ItemState::parse(&self.state).ok_or_else(|| {
-            StoreError::Corrupt(format!("item {} has state {:?}", self.id, self.state))
-        })
-    }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRow {
     pub at: i64,
     pub state: String,
@@ -443,7 +428,7 @@ impl Store {
                 &mut tx,
                 &i.id,
                 now,
-                &i.state,
+                i.state.as_str(),
                 "system",
                 Some("not deposited on its day (same-day rule)"),
             )
@@ -631,7 +616,7 @@ pub(super) async fn transition(
     webhooks: bool,
     effects: &mut Effects,
 ) -> Result<Option<ItemState>, StoreError> {
-    let (flow, from) = (item.flow()?, item.state()?);
+    let (flow, from) = (item.flow, item.state);
     let Some(to) = next_state(flow, from, trigger) else {
         return Ok(None);
     };

@@ -72,7 +72,7 @@ impl Store {
                                 tx,
                                 &i.id,
                                 now,
-                                &i.state,
+                                i.state.as_str(),
                                 "citizen",
                                 Some(&format!(
                                     "code used at {ts} while the item was {}; no change",
@@ -182,7 +182,8 @@ impl Store {
                     .await?
                     .is_none()
                     {
-                        history_detail(tx, &i.id, now, &i.state, &actor, Some(&detail)).await?;
+                        history_detail(tx, &i.id, now, i.state.as_str(), &actor, Some(&detail))
+                            .await?;
                     }
                 }
             }

@@ -118,7 +118,13 @@ pub fn staff_open(box_no: u16) -> EventBody {
 }
 
 async fn state(store: &Store, id: &str) -> String {
-    store.item(id).await.expect("item").expect("exists").state
+    store
+        .item(id)
+        .await
+        .expect("item")
+        .expect("exists")
+        .state
+        .to_string()
 }
 
 pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
@@ -176,7 +182,10 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
         Some(1)
     );
     let views = store.box_views(&dev("cab-a")).await.expect("views");
-    assert!(views.iter().all(|v| v.state == "reserved"), "{views:?}");
+    assert!(
+        views.iter().all(|v| v.state.as_str() == "reserved"),
+        "{views:?}"
+    );
 }
 
 pub async fn allocation_prefers_online_cabinets(store: Store) {
@@ -378,7 +387,10 @@ pub async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
     );
     // Every box is free again.
     let views = store.box_views(&d).await.expect("views");
-    assert!(views.iter().all(|v| v.state == "free"), "{views:?}");
+    assert!(
+        views.iter().all(|v| v.state.as_str() == "free"),
+        "{views:?}"
+    );
 }
 
 pub async fn late_deposits_are_flagged_and_reminders_queued_once(store: Store) {

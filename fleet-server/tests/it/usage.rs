@@ -90,11 +90,23 @@ async fn four_hours(store: &Store) {
         .await
         .expect("collected");
     assert_eq!(
-        store.item("i1").await.expect("i1").expect("i1").state,
+        store
+            .item("i1")
+            .await
+            .expect("i1")
+            .expect("i1")
+            .state
+            .as_str(),
         "collected"
     );
     assert_eq!(
-        store.item("p1").await.expect("p1").expect("p1").state,
+        store
+            .item("p1")
+            .await
+            .expect("p1")
+            .expect("p1")
+            .state
+            .as_str(),
         "in_box"
     );
 }

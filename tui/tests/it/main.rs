@@ -6,8 +6,8 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use tui::app::{App, Msg, Pane, Screen};
 use tui::model::{
-    Alarm, AuditEntry, BoxView, Cabinet, CabinetView, Command, Item, Link, Overview, SiteOverview,
-    Worklists,
+    Alarm, AuditEntry, BoxView, Cabinet, CabinetDetail, Command, Item, Link, Overview,
+    SiteOverview, Worklists,
 };
 
 const NOW: i64 = 1_764_288_000_000;
@@ -45,18 +45,19 @@ fn site(id: &str, name: &str, kind: &str, busy: u64) -> SiteOverview {
 fn item(id: &str, flow: &str, state: &str, device: &str, b: u16, age_min: i64) -> Item {
     Item {
         id: id.into(),
-        flow: flow.into(),
+        flow: api_types::Flow::parse(flow).expect("a flow"),
         case_number: format!("GZ-2026-{b:04}"),
         site_id: "hall".into(),
         device_id: device.into(),
         box_no: b,
-        size: "M".into(),
-        state: state.into(),
+        size: api_types::Size::M,
+        state: api_types::ItemState::parse(state).expect("an item state"),
         created_at: NOW - age_min * MIN - 10 * MIN,
         updated_at: NOW - age_min * MIN,
         in_box_at: Some(NOW - age_min * MIN),
         due_by: (flow == "pickup").then_some(NOW + 90 * MIN),
         late_deposit: false,
+        ..Default::default()
     }
 }
 
@@ -77,33 +78,39 @@ fn alarm(id: &str, kind: &str, severity: &str, state: &str, b: Option<u16>) -> A
         ack_note: (state == "acknowledged").then(|| "guard on the way".into()),
         escalated_at: None,
         suppressed: false,
+        ..Default::default()
     }
 }
 
-fn cabinet() -> CabinetView {
+fn cabinet() -> CabinetDetail {
     let states = ["free", "occupied", "reserved", "out_of_service"];
-    CabinetView {
+    CabinetDetail {
         cabinet: Cabinet {
             id: "hall-cab-01".into(),
             site_id: "hall".into(),
             name: "Entrance".into(),
             online: true,
+            ..Default::default()
         },
         boxes: (1..=24u16)
             .map(|b| {
                 let state = states[usize::from(b) % states.len()];
                 BoxView {
                     box_no: b,
-                    size: if b <= 12 { "S" } else { "M" }.into(),
+                    size: if b <= 12 {
+                        api_types::Size::S
+                    } else {
+                        api_types::Size::M
+                    },
                     accessible: b <= 2,
                     in_service: state != "out_of_service",
                     service_note: (state == "out_of_service").then(|| "lock replaced".into()),
-                    state: state.into(),
+                    state: api_types::BoxStatus::parse(state).expect("a box state"),
                     door_open: Some(b == 5),
                     item: (state == "occupied").then(|| {
                         let mut i = item("it", "dropoff", "in_box", "hall-cab-01", b, 95);
                         if b == 9 {
-                            i.state = "overdue".into();
+                            i.state = api_types::ItemState::Overdue;
                         }
                         i
                     }),
@@ -160,6 +167,7 @@ fn loaded() -> App {
                 reason: Some("citizen locked out".into()),
                 result: Some("opened".into()),
                 latency_ms: Some(42),
+                ..Default::default()
             },
             AuditEntry {
                 id: "e2".into(),
@@ -171,6 +179,7 @@ fn loaded() -> App {
                 reason: None,
                 result: Some("opened".into()),
                 latency_ms: None,
+                ..Default::default()
             },
         ]),
     ] {

@@ -1,0 +1,62 @@
+//! Alarms (`/api/v1/alarms…`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::History;
+
+/// One alarm: a condition of a device or box, from raised to cleared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Alarm {
+    pub id: String,
+    pub device_id: String,
+    /// The box, or none for the device itself.
+    #[serde(rename = "box")]
+    pub box_no: Option<u16>,
+    pub kind: String,
+    /// critical, major, minor or warning.
+    pub severity: String,
+    /// active, acknowledged or cleared.
+    pub state: String,
+    pub site_id: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// How often the condition was raised while this alarm was open (or reopened).
+    pub count: i64,
+    pub evidence: Option<String>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<i64>,
+    pub ack_note: Option<String>,
+    pub cleared_at: Option<i64>,
+    /// `device` when the condition ended by itself, else the operator.
+    pub cleared_by: Option<String>,
+    pub clear_note: Option<String>,
+    /// When it escalated for want of an acknowledgement.
+    pub escalated_at: Option<i64>,
+    /// When on-duty staff were last told of it (or found unreachable).
+    pub notified_at: Option<i64>,
+    /// `notified`, `rate_limited` or `nobody_on_duty`.
+    pub notify_outcome: Option<String>,
+    /// A box alarm of a device that is offline: shown, but not the thing to act on (the
+    /// device's `device_offline` alarm is).
+    pub suppressed: bool,
+}
+
+/// `GET /api/v1/alarms`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct AlarmsList {
+    pub count: usize,
+    pub alarms: Vec<Alarm>,
+}
+
+/// `GET /api/v1/alarms/{id}`: the alarm and its history, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct AlarmDetail {
+    pub alarm: Alarm,
+    pub history: Vec<History>,
+}
