@@ -1,0 +1,84 @@
+//! Screen 3, Alarms: open alarms by severity, with their evidence.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Stylize;
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+
+use super::widgets::{age, highlight, selected, severity_style, window};
+use crate::app::{App, short};
+
+pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let alarms = app.alarms();
+    let [list, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
+    let (shown, sel) = window(app.sel_alarm, alarms.len(), list.height.saturating_sub(2));
+    let rows = alarms[shown].iter().map(|a| {
+        let state = match (a.state.as_str(), a.suppressed) {
+            (_, true) => "suppr.".to_owned(),
+            ("acknowledged", _) => "acked".to_owned(),
+            (s, _) => s.to_owned(),
+        };
+        Row::new(vec![
+            Cell::from(a.severity.clone()).style(severity_style(&a.severity)),
+            Cell::from(a.kind.clone()),
+            Cell::from(a.device_id.clone()),
+            Cell::from(
+                a.box_no
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::from(state),
+            Cell::from(a.count.to_string()),
+            Cell::from(age(now_ms - a.first_seen)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Length(20),
+            Constraint::Min(12),
+            Constraint::Length(3),
+            Constraint::Length(7),
+            Constraint::Length(5),
+            Constraint::Length(6),
+        ],
+    )
+    .header(Row::new(["Severity", "Kind", "Device", "Box", "State", "Count", "Age"]).bold())
+    .row_highlight_style(highlight())
+    .block(
+        Block::default()
+            .borders(Borders::TOP)
+            .title(" Open alarms · a: acknowledge · Enter: go to the box · /: filter "),
+    );
+    if alarms.is_empty() {
+        f.render_widget(
+            Paragraph::new("No open alarms.").block(Block::default().borders(Borders::TOP)),
+            list,
+        );
+    } else {
+        f.render_stateful_widget(table, list, &mut selected(sel));
+    }
+    if let Some(a) = alarms.get(app.sel_alarm) {
+        let mut text = a.evidence.clone().unwrap_or_default();
+        if let Some(by) = &a.acked_by {
+            text.push_str(&format!(
+                " · acknowledged by {by}: {}",
+                a.ack_note.as_deref().unwrap_or("")
+            ));
+        }
+        if a.escalated_at.is_some() {
+            text.push_str(" · ESCALATED");
+        }
+        f.render_widget(
+            Paragraph::new(text).wrap(Wrap { trim: true }).block(
+                Block::default().borders(Borders::TOP).title(format!(
+                    " {} · {} ",
+                    short(&a.id),
+                    a.site_id.as_deref().unwrap_or("no site")
+                )),
+            ),
+            detail,
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Drawing: every screen is a pure function of the [`App`] and the time, so screens are
+//! snapshot-tested. States are told by letters and symbols first; colour only repeats them.
+
+mod alarms;
+mod audit;
+mod dialogs;
+mod overview;
+mod planning;
+mod site;
+mod usage;
+mod widgets;
+mod work;
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use self::alarms::draw_alarms;
+use self::audit::draw_audit;
+use self::dialogs::{draw_help, draw_prompt};
+use self::overview::draw_overview;
+use self::planning::draw_planning;
+use self::site::draw_site;
+use self::usage::draw_usage;
+use self::work::draw_work;
+use crate::app::{App, Dialog, Screen, short};
+use crate::model::Link;
+
+pub use widgets::{age, shade, spark};
+
+/// Draws the whole console for the time `now_ms` (local clock, epoch ms).
+pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
+    let [header, nav, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    draw_header(f, header, app, now_ms);
+    draw_nav(f, nav, app);
+    match app.screen {
+        Screen::Overview => draw_overview(f, body, app),
+        Screen::Site => draw_site(f, body, app, now_ms),
+        Screen::Alarms => draw_alarms(f, body, app, now_ms),
+        Screen::Work => draw_work(f, body, app, now_ms),
+        Screen::Audit => draw_audit(f, body, app, now_ms),
+        Screen::Usage => draw_usage(f, body, app),
+        Screen::Planning => draw_planning(f, body, app),
+    }
+    draw_status(f, status, app);
+    match &app.dialog {
+        Some(Dialog::Help) => draw_help(f, body),
+        Some(Dialog::Open {
+            device,
+            box_no,
+            reason,
+        }) => draw_prompt(
+            f,
+            body,
+            &format!(" Remote open: {device} box {box_no} "),
+            "The door unlocks at once. Why? (goes into the audit log)",
+            "Reason",
+            reason,
+            "Enter open · Esc cancel",
+        ),
+        Some(Dialog::Ack { alarm_id, note }) => draw_prompt(
+            f,
+            body,
+            &format!(" Acknowledge alarm {} ", short(alarm_id)),
+            "It stays open until its condition ends. What are you doing about it?",
+            "Note",
+            note,
+            "Enter acknowledge · Esc cancel",
+        ),
+        Some(Dialog::Filter) | None => {}
+    }
+}
+
+fn draw_header(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let (mark, word, colour) = match &app.model.link {
+        Link::Live => ("●", "live", Color::Green),
+        Link::Connecting => ("○", "connecting", Color::Yellow),
+        Link::Down(_) => ("✕", "down", Color::Red),
+    };
+    let data = match app.received_at {
+        Some(t) => format!("data {} old", age(now_ms - t)),
+        None => "no data yet".into(),
+    };
+    let who = match &app.model.me {
+        Some((name, role)) => format!("{name} ({role})"),
+        None => "?".into(),
+    };
+    let line = Line::from(vec![
+        Span::raw(" LockerFleet ").bold(),
+        Span::raw("│ "),
+        Span::styled(format!("{mark} {word}"), Style::new().fg(colour)),
+        Span::raw(format!(" │ {data} │ {who} │ {}", app.server)),
+    ]);
+    f.render_widget(Paragraph::new(line).reversed(), area);
+}
+
+fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
+    let open_alarms = app
+        .model
+        .alarms
+        .iter()
+        .filter(|a| a.state != "cleared")
+        .count();
+    let mut spans = Vec::new();
+    for (i, s) in Screen::ALL.iter().enumerate() {
+        let mut label = format!(" {} {} ", i + 1, s.title());
+        if *s == Screen::Alarms && open_alarms > 0 {
+            label = format!(" {} {} ({open_alarms}) ", i + 1, s.title());
+        }
+        let style = if *s == app.screen {
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        spans.push(Span::styled(label, style));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_status(f: &mut Frame, area: Rect, app: &App) {
+    let left = if matches!(app.dialog, Some(Dialog::Filter)) {
+        format!("/{}▏ (Enter keeps, Esc clears)", app.filter)
+    } else if !app.filter.is_empty() {
+        format!("filter: {} (Esc clears) · {}", app.filter, app.status)
+    } else {
+        app.status.clone()
+    };
+    let [l, r] = Layout::horizontal([Constraint::Min(10), Constraint::Length(16)]).areas(area);
+    f.render_widget(Paragraph::new(left), l);
+    f.render_widget(
+        Paragraph::new("? help · q quit")
+            .alignment(Alignment::Right)
+            .dim(),
+        r,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::widgets::*;
+
+    #[test]
+    fn ages_and_sparklines_read_at_a_glance() {
+        assert_eq!(age(59_999), "59 s");
+        assert_eq!(age(60_000), "1 min");
+        assert_eq!(age(7_200_000), "2 h");
+        assert_eq!(age(-5), "0 s");
+        assert_eq!(spark(&[0, 1, 4, 8]), " ▁▄█");
+        assert_eq!(spark(&[]), "");
+    }
+
+    #[test]
+    fn only_a_screenful_of_rows_is_built() {
+        assert_eq!(window(0, 1000, 10), (0..10, 0));
+        assert_eq!(window(9, 1000, 10), (0..10, 9));
+        assert_eq!(window(10, 1000, 10), (1..11, 9));
+        assert_eq!(window(999, 1000, 10), (990..1000, 9));
+        assert_eq!(window(0, 3, 10), (0..3, 0));
+        assert_eq!(window(0, 0, 10), (0..0, 0));
+    }
+}

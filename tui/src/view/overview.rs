@@ -1,0 +1,85 @@
+//! Screen 1, Overview: every site's figures and its last 24 hours.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Stylize;
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+
+use super::widgets::{highlight, kind_short, selected, spark, window};
+use crate::app::App;
+
+pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
+    let sites = app.sites();
+    // A narrow terminal shows the last 12 hours of use, a wide one all 24.
+    let hours: usize = if area.width >= 110 { 24 } else { 12 };
+    // Less the top border and the header row.
+    let (shown, sel) = window(app.sel_site, sites.len(), area.height.saturating_sub(2));
+    let rows = sites[shown].iter().map(|s| {
+        let alarms = if s.alarms_open > 0 {
+            Cell::from(format!("{}!", s.alarms_open)).red().bold()
+        } else {
+            Cell::from("0")
+        };
+        Row::new(vec![
+            Cell::from(s.name.clone()),
+            Cell::from(kind_short(s.kind.as_str())),
+            Cell::from(format!("{}/{}", s.devices_online, s.devices)),
+            Cell::from(s.free.to_string()),
+            Cell::from(s.occupied.to_string()),
+            Cell::from(s.reserved.to_string()),
+            Cell::from(s.out_of_service.to_string()),
+            Cell::from(s.faulty.to_string()),
+            Cell::from(format!("{:>4.0}%", s.usage_today * 100.0)),
+            Cell::from(spark(&s.uses_24h[s.uses_24h.len().saturating_sub(hours)..])).cyan(),
+            alarms,
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(10),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(4),
+            Constraint::Length(4),
+            Constraint::Length(4),
+            Constraint::Length(3),
+            Constraint::Length(3),
+            Constraint::Length(5),
+            Constraint::Length(hours as u16),
+            Constraint::Length(4),
+        ],
+    )
+    .header(
+        Row::new([
+            "Site".to_owned(),
+            "Kind".into(),
+            "Online".into(),
+            "Free".into(),
+            "Occ".into(),
+            "Res".into(),
+            "OOS".into(),
+            "Flt".into(),
+            "Today".into(),
+            format!("Uses/h {hours} h"),
+            "Alm".into(),
+        ])
+        .bold(),
+    )
+    .column_spacing(1)
+    .row_highlight_style(highlight())
+    .block(
+        Block::default()
+            .borders(Borders::TOP)
+            .title(" Sites · Enter: cabinets and boxes "),
+    );
+    if sites.is_empty() {
+        f.render_widget(
+            Paragraph::new("No sites yet: configure them with the API (POST /api/v1/sites).")
+                .block(Block::default().borders(Borders::TOP)),
+            area,
+        );
+        return;
+    }
+    f.render_stateful_widget(table, area, &mut selected(sel));
+}

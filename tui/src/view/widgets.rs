@@ -1,0 +1,106 @@
+//! What every screen draws with: ages, sparklines, shades, percentages, table selection
+//! and the centred box of dialogs.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::TableState;
+
+/// "5 s", "3 min", "2 h", "4 d".
+pub fn age(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3_599 => format!("{} min", s / 60),
+        3_600..=86_399 => format!("{} h", s / 3_600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// A text sparkline: one block per value, blank for zero (and below: counts are never
+/// negative, but a bad answer must not panic the screen).
+pub fn spark(values: &[i64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    values
+        .iter()
+        .map(|&v| {
+            if v <= 0 {
+                ' '
+            } else {
+                BARS[(v * 7 / max).min(7) as usize]
+            }
+        })
+        .collect()
+}
+
+pub(super) fn selected(n: usize) -> TableState {
+    TableState::default().with_selected(Some(n))
+}
+
+/// The rows of a list that fit in `rows` lines with `sel` on screen (at the bottom once the
+/// list scrolls), and `sel`'s index among them: only visible rows are built, so a list of
+/// thousands costs what a screenful does.
+pub(super) fn window(sel: usize, len: usize, rows: u16) -> (std::ops::Range<usize>, usize) {
+    let rows = usize::from(rows.max(1));
+    let start = (sel + 1).saturating_sub(rows).min(len);
+    (start..(start + rows).min(len), sel.saturating_sub(start))
+}
+
+pub(super) fn highlight() -> Style {
+    Style::new().add_modifier(Modifier::REVERSED)
+}
+
+/// One occupancy as a shade: `·` under 5%, `░` under 35%, `▒` under 60%, `▓` under 80%,
+/// `█` at 80% and above (the saturation yardstick); colour repeats it.
+pub fn shade(occupancy: f64) -> (char, Color) {
+    match occupancy {
+        x if x >= 0.8 => ('█', Color::Red),
+        x if x >= 0.6 => ('▓', Color::Yellow),
+        x if x >= 0.35 => ('▒', Color::Green),
+        x if x >= 0.05 => ('░', Color::Green),
+        _ => ('·', Color::DarkGray),
+    }
+}
+
+/// 0..1 values as bars on an absolute scale (a full bar is 100%).
+pub(super) fn level_spark(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values
+        .iter()
+        .map(|v| BARS[((v.clamp(0.0, 1.0) * 7.0).round()) as usize])
+        .collect()
+}
+
+pub(super) fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+pub(super) fn kind_short(kind: &str) -> &'static str {
+    match kind {
+        "service_hall" => "hall",
+        "enterprise_cluster" => "cluster",
+        "station" => "station",
+        "community" => "commun.",
+        _ => "?",
+    }
+}
+
+pub(super) fn severity_style(s: &str) -> Style {
+    match s {
+        "critical" => Style::new().fg(Color::Red).bold(),
+        "major" => Style::new().fg(Color::Red),
+        "minor" => Style::new().fg(Color::Yellow),
+        _ => Style::new().fg(Color::Gray),
+    }
+}
