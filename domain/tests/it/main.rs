@@ -3,7 +3,14 @@
 
 #[test]
 fn dependencies_are_pure() {
-    const ALLOWED: &[&str] = &["serde", "serde_json", "csv", "thiserror", "utoipa"];
+    const ALLOWED: &[&str] = &[
+        "protocol",
+        "serde",
+        "serde_json",
+        "csv",
+        "thiserror",
+        "utoipa",
+    ];
     let manifest: toml::Table =
         toml::from_str(include_str!("../../Cargo.toml")).expect("Cargo.toml parses");
     let deps = manifest

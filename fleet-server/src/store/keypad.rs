@@ -1,7 +1,7 @@
 //! What a cabinet's keypad, code and fault events change, applied inside the ingest
 //! transaction once per new `(device, seq)`.
 
-use domain::flows::Trigger;
+use domain::keypad;
 use protocol::{DeviceId, EventBody};
 use sqlx::AssertSqlSafe;
 
@@ -9,13 +9,11 @@ use super::flows::{Effects, Tx, audit};
 use super::items::{ITEM_COLS, ItemRow, history_detail, transition};
 use super::{Store, StoreError};
 
-/// How far a cabinet's clock may lag the server's before a staff open is judged older than
-/// the item in its box.
-pub(super) const STAFF_OPEN_SKEW_MS: i64 = 60_000;
-
 impl Store {
-    /// Applies one *new* keypad event of `device` inside the ingest transaction: item
-    /// transitions, audit, notifications and code versions. Called once per stored event.
+    /// Applies one *new* keypad event of `device` inside the ingest transaction: what the
+    /// event means is decided by `domain::keypad` (audit line, item change); this looks the
+    /// item up and writes the audit row, the transition or its note, notifications and code
+    /// versions. Called once per stored event.
     pub(super) async fn apply_keypad_event(
         tx: &mut Tx<'_>,
         device: &DeviceId,
@@ -26,24 +24,10 @@ impl Store {
         effects: &mut Effects,
     ) -> Result<(), StoreError> {
         match body {
-            EventBody::CodeUsed {
-                item,
-                box_no,
-                status,
-            } => {
-                let status = format!("{status:?}").to_lowercase();
-                audit(
-                    tx,
-                    ts,
-                    "keypad",
-                    "code_open",
-                    device,
-                    Some(*box_no),
-                    Some(item.as_str()),
-                    &status,
-                    None,
-                )
-                .await?;
+            EventBody::CodeUsed { item, status, .. } => {
+                if let Some(line) = keypad::audit_line(body) {
+                    write_audit(tx, ts, device, &line).await?;
+                }
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "SELECT {ITEM_COLS} FROM items WHERE item_id = $1 AND device_id = $2"
                 )))
@@ -53,33 +37,10 @@ impl Store {
                 .await?;
                 match row.as_ref().map(ItemRow::from_row).transpose()? {
                     Some(i) => {
-                        let detail = format!("code used at the cabinet (lock: {status})");
-                        let to = transition(
-                            tx,
-                            &i,
-                            Trigger::CodeUsed,
-                            "citizen",
-                            Some(&detail),
-                            now,
-                            webhooks,
-                            effects,
-                        )
-                        .await?;
-                        if to.is_none() {
+                        let change = keypad::code_used(*status, ts, i.state);
+                        if !apply_change(tx, &i, &change, now, webhooks, effects).await? {
                             tracing::warn!(%device, item = %i.id, state = %i.state,
                                 "code used for an item not waiting for it; recorded in its history");
-                            history_detail(
-                                tx,
-                                &i.id,
-                                now,
-                                i.state.as_str(),
-                                "citizen",
-                                Some(&format!(
-                                    "code used at {ts} while the item was {}; no change",
-                                    i.state
-                                )),
-                            )
-                            .await?;
                         }
                     }
                     None => {
@@ -87,55 +48,11 @@ impl Store {
                     }
                 }
             }
-            EventBody::CodeRejected { reason, item } => {
-                audit(
-                    tx,
-                    ts,
-                    "keypad",
-                    "code_rejected",
-                    device,
-                    None,
-                    item.as_ref().map(|i| i.as_str()),
-                    reason.as_str(),
-                    None,
-                )
-                .await?;
-            }
-            EventBody::KeypadLocked { until, failures } => {
-                audit(
-                    tx,
-                    ts,
-                    "keypad",
-                    "keypad_locked",
-                    device,
-                    None,
-                    None,
-                    "locked",
-                    Some(&format!("{failures} wrong entries; locked until {until}")),
-                )
-                .await?;
-            }
-            EventBody::StaffRejected { reason } => {
-                audit(
-                    tx,
-                    ts,
-                    "keypad",
-                    "staff_rejected",
-                    device,
-                    None,
-                    None,
-                    reason.as_str(),
-                    None,
-                )
-                .await?;
-            }
             EventBody::StaffOpen {
                 staff,
                 box_no,
                 status,
             } => {
-                let actor = format!("staff:{staff}");
-                let status = format!("{status:?}").to_lowercase();
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "SELECT {ITEM_COLS} FROM items WHERE device_id = $1 AND box_no = $2 AND holds_box = 1"
                 )))
@@ -144,46 +61,19 @@ impl Store {
                 .fetch_optional(&mut **tx)
                 .await?;
                 let item = row.as_ref().map(ItemRow::from_row).transpose()?;
-                audit(
-                    tx,
-                    ts,
-                    &actor,
-                    "staff_open",
-                    device,
-                    Some(*box_no),
-                    item.as_ref().map(|i| i.id.as_str()),
-                    &status,
-                    None,
-                )
-                .await?;
-                // A staff open that happened offline before this item was reserved (the box
-                // looked free to the server) is not about this item. The times come from two
-                // clocks: allow them a minute of disagreement.
-                let item = match item {
-                    Some(i) if ts + STAFF_OPEN_SKEW_MS < i.created_at => {
-                        tracing::warn!(%device, r#box = %box_no, item = %i.id, opened_at = ts,
-                            reserved_at = i.created_at, "staff open older than the item in the box; not applied to it");
-                        None
-                    }
-                    other => other,
-                };
+                if let Some(mut line) = keypad::audit_line(body) {
+                    line.item = item.as_ref().map(|i| i.id.clone());
+                    write_audit(tx, ts, device, &line).await?;
+                }
                 if let Some(i) = item {
-                    let detail = format!("opened by {staff} at the cabinet (lock: {status})");
-                    if transition(
-                        tx,
-                        &i,
-                        Trigger::StaffOpen,
-                        &actor,
-                        Some(&detail),
-                        now,
-                        webhooks,
-                        effects,
-                    )
-                    .await?
-                    .is_none()
-                    {
-                        history_detail(tx, &i.id, now, i.state.as_str(), &actor, Some(&detail))
-                            .await?;
+                    match keypad::staff_open(staff.as_str(), *status, ts, i.created_at) {
+                        Some(change) => {
+                            apply_change(tx, &i, &change, now, webhooks, effects).await?;
+                        }
+                        None => {
+                            tracing::warn!(%device, r#box = %box_no, item = %i.id, opened_at = ts,
+                                reserved_at = i.created_at, "staff open older than the item in the box; not applied to it");
+                        }
                     }
                 }
             }
@@ -205,10 +95,71 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             }
-            _ => {}
+            other => {
+                if let Some(line) = keypad::audit_line(other) {
+                    write_audit(tx, ts, device, &line).await?;
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// The audit row of a keypad event, in the ingest transaction.
+async fn write_audit(
+    tx: &mut Tx<'_>,
+    ts: i64,
+    device: &DeviceId,
+    line: &keypad::AuditLine,
+) -> Result<(), StoreError> {
+    audit(
+        tx,
+        ts,
+        &line.actor,
+        line.action,
+        device,
+        line.box_no,
+        line.item.as_deref(),
+        &line.result,
+        line.detail.as_deref(),
+    )
+    .await
+}
+
+/// Moves the item as the keypad event asks; where the state machine does not take the
+/// trigger, notes the event in the item's history instead. `true` when the item moved.
+async fn apply_change(
+    tx: &mut Tx<'_>,
+    item: &ItemRow,
+    change: &keypad::ItemChange,
+    now: i64,
+    webhooks: bool,
+    effects: &mut Effects,
+) -> Result<bool, StoreError> {
+    let moved = transition(
+        tx,
+        item,
+        change.trigger,
+        &change.actor,
+        Some(&change.detail),
+        now,
+        webhooks,
+        effects,
+    )
+    .await?
+    .is_some();
+    if !moved {
+        history_detail(
+            tx,
+            &item.id,
+            now,
+            item.state.as_str(),
+            &change.actor,
+            Some(&change.note_if_refused),
+        )
+        .await?;
+    }
+    Ok(moved)
 }
 
 /// Whether an event is one [`Store::apply_keypad_event`] acts on (keypad, code and fault
