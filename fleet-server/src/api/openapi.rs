@@ -115,6 +115,44 @@ mod tests {
         insta::assert_snapshot!(lines.join("\n"));
     }
 
+    /// The service's enums are documented as the wire spells them (`service_hall`, `in_box`),
+    /// not as Rust names them: schemathesis would find every answer off its schema.
+    #[test]
+    fn enums_are_documented_as_they_are_sent() {
+        use domain::flows::{BoxStatus, Flow, ItemState, SiteKind, Size};
+        let doc = serde_json::to_value(super::document()).expect("serialises");
+        let schemas = &doc["components"]["schemas"];
+        let spelled = |name: &str| -> Vec<String> {
+            schemas[name]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has an enum schema"))
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        let strs = |all: Vec<&str>| all.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            spelled("SiteKind"),
+            strs(SiteKind::ALL.iter().map(|k| k.as_str()).collect())
+        );
+        assert_eq!(
+            spelled("Flow"),
+            strs(Flow::ALL.iter().map(|k| k.as_str()).collect())
+        );
+        assert_eq!(
+            spelled("Size"),
+            strs(Size::ALL.iter().map(|k| k.as_str()).collect())
+        );
+        assert_eq!(
+            spelled("ItemState"),
+            strs(ItemState::ALL.iter().map(|k| k.as_str()).collect())
+        );
+        assert_eq!(
+            spelled("BoxStatus"),
+            strs(BoxStatus::ALL.iter().map(|k| k.as_str()).collect())
+        );
+    }
+
     #[test]
     fn every_operation_documents_its_errors() {
         let doc = serde_json::to_value(super::document()).expect("serialises");
