@@ -13,9 +13,13 @@ pub mod alarms;
 pub mod audit;
 pub mod cabinets;
 pub mod commands;
+pub mod devices;
 pub mod items;
 pub mod live;
 pub mod planning;
+pub mod sites;
+pub mod staff;
+pub mod tokens;
 pub mod usage;
 
 /// The service's enums as the API spells them (`domain::flows`).

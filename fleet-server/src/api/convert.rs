@@ -6,9 +6,16 @@ use api_types::alarms::Alarm;
 use api_types::audit::AuditEntry;
 use api_types::cabinets::{BoxView, Cabinet};
 use api_types::commands::Command;
+use api_types::devices::{BoxReading, Device, DeviceDetail, Event, Layers, PresenceEntry};
 use api_types::items::{Item, Reservation};
+use api_types::sites::Site;
+use api_types::staff::Staff;
+use api_types::tokens::Token;
 
-use crate::store::{AlarmRow, AuditRow, CabinetRow, CommandRow, HistoryRow, ItemRow};
+use crate::store::{
+    AlarmRow, AuditRow, CabinetRow, CommandRow, DeviceRow, EventRow, HistoryRow, ItemRow,
+    PresenceRow, SiteRow, StaffRow, TokenRow,
+};
 
 /// A box number as stored (`i64`) on the wire (`u16`); out of range only in a corrupt row,
 /// shown as 0 rather than failing the whole answer.
@@ -162,6 +169,131 @@ impl From<crate::service::Reservation> for Reservation {
             created: r.created,
             note: r.note.map(str::to_owned),
             item: r.item.into(),
+        }
+    }
+}
+
+impl From<DeviceRow> for Device {
+    fn from(r: DeviceRow) -> Device {
+        Device {
+            id: r.id,
+            online: r.online,
+            boxes: r.boxes,
+            agent_version: r.agent_version,
+            last_seen: r.last_seen,
+            presence_changed_at: r.presence_changed_at,
+            presence_reason: r.presence_reason,
+            acked_seq: r.acked_seq,
+            profile: r.profile,
+            heartbeat_at: r.heartbeat_at,
+            heartbeat_secs: r.heartbeat_secs,
+            uptime_s: r.uptime_s,
+            lock_bus: r.lock_bus,
+            lock_bus_detail: r.lock_bus_detail,
+            power: r.power,
+            outbox_pending: r.outbox_pending,
+            station: r.station,
+            clock_offset_ms: r.clock_offset_ms,
+            layers: r.layers.into(),
+        }
+    }
+}
+
+impl From<crate::store::Layers> for Layers {
+    fn from(r: crate::store::Layers) -> Layers {
+        Layers {
+            session: r.session.into(),
+            heartbeat: r.heartbeat.into(),
+            lock_bus: r.lock_bus,
+        }
+    }
+}
+
+impl From<crate::store::BoxRow> for BoxReading {
+    fn from(r: crate::store::BoxRow) -> BoxReading {
+        BoxReading {
+            box_no: box_no(r.box_no),
+            door: r.door.into(),
+            occupied: r.occupied,
+            last_change: r.last_change,
+        }
+    }
+}
+
+impl From<crate::store::DeviceDetail> for DeviceDetail {
+    fn from(r: crate::store::DeviceDetail) -> DeviceDetail {
+        DeviceDetail {
+            device: r.device.into(),
+            boxes: all(r.boxes),
+        }
+    }
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Event {
+        Event {
+            seq: r.seq,
+            ts: r.ts,
+            received_at: r.received_at,
+            kind: r.kind,
+            box_no: r.box_no.map(box_no),
+            body: r.body,
+        }
+    }
+}
+
+impl From<PresenceRow> for PresenceEntry {
+    fn from(r: PresenceRow) -> PresenceEntry {
+        PresenceEntry {
+            ts: r.ts,
+            session: r.session,
+            online: r.online,
+            reason: r.reason,
+            layer: r.layer,
+        }
+    }
+}
+
+impl From<SiteRow> for Site {
+    fn from(r: SiteRow) -> Site {
+        Site {
+            id: r.id,
+            kind: r.kind,
+            name: r.name,
+            address: r.address,
+            lat: r.lat,
+            lon: r.lon,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<StaffRow> for Staff {
+    fn from(r: StaffRow) -> Staff {
+        Staff {
+            id: r.id,
+            name: r.name,
+            site_id: r.site_id,
+            active: r.active,
+            created_at: r.created_at,
+            phone: r.phone,
+            on_duty: r.on_duty,
+        }
+    }
+}
+
+impl From<TokenRow> for Token {
+    fn from(r: TokenRow) -> Token {
+        Token {
+            id: r.id,
+            name: r.name,
+            role: r.role,
+            sites: r.sites,
+            created_at: r.created_at,
+            created_by: r.created_by,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
         }
     }
 }

@@ -9,6 +9,7 @@ use protocol::DeviceId;
 use serde::{Deserialize, Serialize};
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{LimitQuery, P, Q, device_id};
 use crate::api::state::AppState;
@@ -23,7 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DevicesList {
-    devices: Vec<crate::store::DeviceRow>,
+    devices: Vec<api_types::devices::Device>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])),
@@ -45,12 +46,15 @@ pub(crate) async fn list_devices(
             .collect();
         devices.retain(|d| placed.contains(&d.id));
     }
-    Ok(Json(DevicesList { devices }).into_response())
+    Ok(Json(DevicesList {
+        devices: all(devices),
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = crate::store::DeviceDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = api_types::devices::DeviceDetail), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn device(
     caller: Caller,
     State(s): State<AppState>,
@@ -60,7 +64,7 @@ pub(crate) async fn device(
     let id = device_id(&id)?;
     caller.require_device(&s.store, &id).await?;
     match s.store.device(&id).await? {
-        Some(d) => Ok(Json(d).into_response()),
+        Some(d) => Ok(Json(api_types::devices::DeviceDetail::from(d)).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown device {id}: it has never connected"),
@@ -82,7 +86,7 @@ pub(crate) struct EventsQuery {
 pub struct EventsList {
     #[schema(value_type = String)]
     device: DeviceId,
-    events: Vec<crate::store::EventRow>,
+    events: Vec<api_types::devices::Event>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "devices", security(("bearer" = [])),
@@ -102,14 +106,18 @@ pub(crate) async fn events(
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
     }
     let events = s.store.events(&id, q.after, limit).await?;
-    Ok(Json(EventsList { device: id, events }).into_response())
+    Ok(Json(EventsList {
+        device: id,
+        events: all(events),
+    })
+    .into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PresenceList {
     #[schema(value_type = String)]
     device: DeviceId,
-    presence: Vec<crate::store::PresenceRow>,
+    presence: Vec<api_types::devices::PresenceEntry>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}/presence", tag = "devices", security(("bearer" = [])),
@@ -130,7 +138,7 @@ pub(crate) async fn presence(
         .await?;
     Ok(Json(PresenceList {
         device: id,
-        presence: rows,
+        presence: all(rows),
     })
     .into_response())
 }

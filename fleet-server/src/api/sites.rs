@@ -1,5 +1,6 @@
 //! Sites (service halls, enterprise clusters, stations): create, change, list, one site.
 
+use api_types::sites::Site;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P};
 use crate::api::state::AppState;
@@ -73,7 +75,7 @@ fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
 
 #[utoipa::path(post, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
     request_body = SiteBody,
-    responses((status = 201, body = SiteRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = Site), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn create_site(
     caller: Caller,
     State(s): State<AppState>,
@@ -91,13 +93,13 @@ pub(crate) async fn create_site(
             format!("site {id:?} exists; PUT /api/v1/sites/{id} changes it"),
         ));
     }
-    Ok((StatusCode::CREATED, Json(row)).into_response())
+    Ok((StatusCode::CREATED, Json(Site::from(row))).into_response())
 }
 
 #[utoipa::path(put, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
     params(("id" = String, Path, description = "site id")),
     request_body = SiteBody,
-    responses((status = 200, body = SiteRow), (status = 201, body = SiteRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Site), (status = 201, body = Site), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn put_site(
     caller: Caller,
     State(s): State<AppState>,
@@ -118,12 +120,16 @@ pub(crate) async fn put_site(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(s.store.site(&id).await?.unwrap_or(row))).into_response())
+    Ok((
+        status,
+        Json(Site::from(s.store.site(&id).await?.unwrap_or(row))),
+    )
+        .into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SitesList {
-    sites: Vec<SiteRow>,
+    sites: Vec<Site>,
 }
 
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
@@ -135,12 +141,12 @@ pub(crate) async fn list_sites(
     caller.require(Role::Viewer)?;
     let mut sites = s.store.sites().await?;
     sites.retain(|site| caller.may(&site.id));
-    Ok(Json(SitesList { sites }).into_response())
+    Ok(Json(SitesList { sites: all(sites) }).into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SiteDetail {
-    site: SiteRow,
+    site: Site,
     cabinets: Vec<api_types::cabinets::Cabinet>,
 }
 
@@ -162,7 +168,7 @@ pub(crate) async fn site(
     };
     let cabinets = s.store.cabinets(Some(std::slice::from_ref(&id))).await?;
     Ok(Json(SiteDetail {
-        site,
+        site: site.into(),
         cabinets: crate::api::convert::all(cabinets),
     })
     .into_response())

@@ -1,5 +1,6 @@
 //! Staff: registration, the list, deactivation and who is on duty.
 
+use api_types::staff::Staff;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -11,10 +12,11 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P};
 use crate::api::state::AppState;
-use crate::store::{DutyChange, StaffRow};
+use crate::store::DutyChange;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -43,7 +45,7 @@ pub(crate) struct StaffBody {
 
 #[utoipa::path(post, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
     request_body = StaffBody,
-    responses((status = 201, body = StaffRow), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = Staff), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn create_staff(
     caller: Caller,
     State(s): State<AppState>,
@@ -67,12 +69,12 @@ pub(crate) async fn create_staff(
             &caller.name,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(row)).into_response())
+    Ok((StatusCode::CREATED, Json(Staff::from(row))).into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StaffList {
-    staff: Vec<StaffRow>,
+    staff: Vec<Staff>,
 }
 
 #[utoipa::path(get, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
@@ -85,7 +87,7 @@ pub(crate) async fn list_staff(
     let mut staff = s.store.staff().await?;
     // Staff of every site open boxes at the caller's sites too: they are listed.
     staff.retain(|m| m.site_id.as_deref().is_none_or(|site| caller.may(site)));
-    Ok(Json(StaffList { staff }).into_response())
+    Ok(Json(StaffList { staff: all(staff) }).into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

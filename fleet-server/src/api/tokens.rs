@@ -1,6 +1,7 @@
 //! HTTP routes of API tokens: create (shown once, stored hashed), list, revoke. Admin only,
 //! and only with a token not limited to sites.
 
+use api_types::tokens::Token;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::auth::token_hash;
 use crate::api::auth::{Caller, Role};
+use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P};
 use crate::api::state::AppState;
-use crate::store::{NewToken, TokenRow};
+use crate::store::NewToken;
 
 /// Tokens expire after this many days unless asked otherwise.
 pub const DEFAULT_EXPIRY_DAYS: u32 = 90;
@@ -45,7 +47,7 @@ pub(crate) struct TokenBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenCreated {
     #[serde(flatten)]
-    row: TokenRow,
+    row: Token,
     /// Shown once; stored only as a hash.
     token: String,
 }
@@ -119,12 +121,19 @@ pub(crate) async fn create_token(
             created_at: now,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(TokenCreated { row, token })).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            row: row.into(),
+            token,
+        }),
+    )
+        .into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokensList {
-    tokens: Vec<TokenRow>,
+    tokens: Vec<Token>,
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
@@ -136,14 +145,14 @@ pub(crate) async fn list_tokens(
     caller.require(Role::Admin)?;
     caller.require_fleet("managing tokens")?;
     Ok(Json(TokensList {
-        tokens: s.store.tokens().await?,
+        tokens: all(s.store.tokens().await?),
     })
     .into_response())
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
     params(("id" = String, Path, description = "token id (16 hex digits, from the list)")),
-    responses((status = 200, body = TokenRow, description = "revoked (a repeat changes nothing)"), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Token, description = "revoked (a repeat changes nothing)"), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn revoke_token(
     caller: Caller,
     State(s): State<AppState>,
@@ -165,7 +174,7 @@ pub(crate) async fn revoke_token(
         )
         .await?
     {
-        Some(row) => Ok(Json(row).into_response()),
+        Some(row) => Ok(Json(Token::from(row)).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no token {id:?}; GET /api/v1/tokens lists them"),

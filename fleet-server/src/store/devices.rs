@@ -131,7 +131,7 @@ const DEVICE_SELECT: &str = "SELECT device_id, boxes, agent_version, online, las
 /// news).
 pub const HEARTBEAT_MISSES: i64 = 2;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
     pub id: String,
     /// The broker session is up (the first presence layer).
@@ -156,7 +156,6 @@ pub struct DeviceRow {
     /// Events the agent holds that the server has not receipted.
     pub outbox_pending: Option<i64>,
     /// A station device's peripherals: paper, toner, paper_jam, needs_service.
-    #[schema(value_type = Option<Object>)]
     pub station: Option<serde_json::Value>,
     /// How far the server's clock is ahead of the cabinet's (ms), from its last heartbeat;
     /// absent before the first or from older agents.
@@ -166,7 +165,7 @@ pub struct DeviceRow {
 }
 
 /// Presence in layers: each can fail on its own, and each is shown.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Layers {
     /// `up` or `down`: the broker session, exact from the broker front.
     pub session: &'static str,
@@ -220,38 +219,33 @@ impl DeviceRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BoxRow {
-    #[serde(rename = "box")]
     pub box_no: i64,
     /// `open` or `closed`.
-    #[schema(value_type = String)]
     pub door: &'static str,
     pub occupied: Option<bool>,
     pub last_change: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceDetail {
-    #[serde(flatten)]
     pub device: DeviceRow,
     pub boxes: Vec<BoxRow>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
     pub seq: i64,
     pub ts: i64,
     pub received_at: i64,
     pub kind: String,
-    #[serde(rename = "box")]
     pub box_no: Option<i64>,
     /// The event as the device sent it (see PROTOCOL.md, EventBatch).
-    #[schema(value_type = Object)]
     pub body: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PresenceRow {
     pub ts: i64,
     /// The broker session number (0 on rows the server judged from heartbeats).

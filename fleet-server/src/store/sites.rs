@@ -1,14 +1,13 @@
 //! Sites: where cabinets stand (service halls, enterprise clusters, stations).
 
 use domain::flows::SiteKind;
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::flows::admin_audit;
 use super::{Store, StoreError};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SiteRow {
     pub id: String,
     pub kind: SiteKind,

@@ -1,14 +1,13 @@
 //! Staff: registration with their credential, deactivation, duty and phones.
 
 use protocol::DeviceId;
-use serde::Serialize;
 use sqlx::Row;
 
 use super::codes::bump_site_codes;
 use super::flows::admin_audit;
 use super::{Store, StoreError};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StaffRow {
     pub id: String,
     pub name: String,

@@ -2,7 +2,6 @@
 //! limited to, an expiry and a revocation time. Creation and revocation are audited in the
 //! same transaction as the change.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -28,7 +27,7 @@ pub struct NewToken<'a> {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRow {
     pub id: String,
     pub name: String,

@@ -1,0 +1,19 @@
+//! Sites (`/api/v1/sites…`).
+
+use domain::flows::SiteKind;
+use serde::{Deserialize, Serialize};
+
+/// A site: a service hall, an enterprise cluster, a station or a community.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Site {
+    pub id: String,
+    pub kind: SiteKind,
+    pub name: String,
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
