@@ -78,6 +78,19 @@ impl<'de> Deserialize<'de> for DeviceId {
     }
 }
 
+impl schemars::JsonSchema for DeviceId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeviceId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A device: 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter or digit; the common name of its certificate.",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        })
+    }
+}
+
 /// A box (compartment) of a cabinet, numbered from 1 as printed on the door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -114,6 +127,20 @@ impl<'de> Deserialize<'de> for BoxNo {
     }
 }
 
+impl schemars::JsonSchema for BoxNo {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BoxNo".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "integer",
+            "description": "A box of a cabinet, numbered from 1 as printed on the door.",
+            "minimum": 1,
+            "maximum": u16::MAX,
+        })
+    }
+}
+
 /// Opaque ids made of 1 to 64 ASCII letters, digits or '-': what the server assigns to
 /// commands, items and staff. Checked once at the edge and carried as types afterwards.
 macro_rules! simple_id {
@@ -143,6 +170,18 @@ macro_rules! simple_id {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9-]{1,64}$",
+                })
             }
         }
 

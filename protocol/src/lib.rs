@@ -5,6 +5,7 @@
 //! snapshots in `tests/it` turn any wire change into a visible diff.
 
 pub mod code;
+pub mod contract;
 pub mod ids;
 pub mod message;
 pub mod topic;

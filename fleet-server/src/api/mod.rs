@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(commands::routes())
         .merge(audit::routes())
         .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/api/v1/asyncapi.json", get(openapi::serve_asyncapi))
         .merge(tokens::routes())
         .merge(sites::routes())
         .merge(cabinets::routes())

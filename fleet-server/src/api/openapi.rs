@@ -85,6 +85,12 @@ pub(crate) async fn serve() -> Response {
     Json(document()).into_response()
 }
 
+/// `GET /api/v1/asyncapi.json`: the device protocol's AsyncAPI contract, for whoever writes a
+/// cabinet's firmware against this server (the same as `protocol/asyncapi.json`).
+pub(crate) async fn serve_asyncapi() -> Response {
+    Json(protocol::contract::asyncapi()).into_response()
+}
+
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -1,6 +1,8 @@
 //! Contract tests of the wire format: snapshots of every message and topic, and property tests
 //! that decoders reject bad input without panicking.
 
+mod contract;
+
 use proptest::prelude::*;
 use protocol::{
     AckStatus, BoxNo, BoxState, Channel, CodeGrant, CodeSync, Command, CommandAck, CommandAction,

@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 
 use crate::harness::{AgentCtl, Api, Receiver, Server, World, eventually, now_ms, wait_online};
 
-const CAB: &str = "hall-cab-1";
+pub(crate) const CAB: &str = "hall-cab-1";
 const PHONE: &str = "13812345678";
 const STAFF_CARD: &str = "card-0042";
 const WEBHOOK_SECRET: &str = "platform-shared-secret-0123";
 
 /// A service hall with one 8-box cabinet (S S S M M M L L), one helper, a platform token.
-async fn setup(api: &Api) -> Api {
+pub(crate) async fn setup(api: &Api) -> Api {
     let (s, body) = api
         .post(
             "/api/v1/sites",
@@ -57,7 +57,6 @@ async fn setup(api: &Api) -> Api {
     api.with_token(body["token"].as_str().expect("token"))
 }
 
-/// Waits until the cabinet confirmed the server's current code version.
 /// A drop-off reservation at site "hall" for `case`, which must be accepted (201).
 async fn dropoff_at_hall(platform: &Api, case: &str) -> Value {
     let (s, r) = platform
@@ -70,7 +69,8 @@ async fn dropoff_at_hall(platform: &Api, case: &str) -> Value {
     r
 }
 
-async fn wait_codes_synced(api: &Api) {
+/// Waits until the cabinet confirmed the server's current code version.
+pub(crate) async fn wait_codes_synced(api: &Api) {
     eventually(
         Duration::from_secs(20),
         "cabinet code grants in sync",
@@ -723,6 +723,14 @@ async fn openapi_documents_routes_the_server_serves() {
     );
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 25, "{} paths", paths.len());
+    // The device protocol's contract is served beside it, without a token, as generated.
+    let res = reqwest::get(format!("http://{}/api/v1/asyncapi.json", server.http))
+        .await
+        .expect("asyncapi.json");
+    assert_eq!(res.status().as_u16(), 200);
+    let served: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(served["asyncapi"], "3.0.0");
+    assert_eq!(served, protocol::contract::asyncapi());
     let http = reqwest::Client::new();
     for (path, ops) in paths {
         for method in ops.as_object().expect("operations").keys() {

@@ -6,6 +6,7 @@ mod harness;
 mod alarms;
 mod broker_front;
 mod console;
+mod contract;
 mod delivery;
 mod demo;
 mod export;

@@ -1,89 +1,31 @@
-//! JSON payloads of every topic, each with the protocol version in `v`.
-//!
-//! Times are Unix epoch milliseconds (`i64`) everywhere: both SQLite and PostgreSQL store them
-//! as integers and no time-zone library is needed on a cabinet.
+//! What a device sends: event batches, heartbeats, state snapshots, command acks, presence and
+//! certificate requests.
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 
-use crate::PROTOCOL_VERSION;
+use super::{
+    DecodeError, MAX_PEM_BYTES, Message, REQUEST_ID, TEXT, check_request_id, check_text, v1,
+    version_schema,
+};
 use crate::ids::{BoxNo, CommandId, ItemId, StaffId};
 
 /// Most events one batch may carry; the agent sends smaller batches, and the server refuses
 /// larger ones so that one message cannot monopolise a storage transaction.
 pub const MAX_EVENTS_PER_BATCH: usize = 1000;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("payload is not valid JSON for this topic: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("protocol version {found} is not supported (this side speaks {supported})")]
-    Version { found: u32, supported: u32 },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// Checks free text from outside: at most `max` bytes and no control characters other than
-/// tab and newline. A NUL, for one, is valid JSON but refused by PostgreSQL, and one such
-/// string must not stall storage for the whole fleet.
-pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
-    if value.len() > max {
-        return Err(format!(
-            "{field} is {} bytes; at most {max} are allowed",
-            value.len()
-        ));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(format!("{field} contains control characters"));
-    }
-    Ok(())
-}
-
-/// Implemented by every top-level message so [`decode`] can check the version and limits.
-pub trait Message: Serialize + DeserializeOwned {
-    fn version(&self) -> u32;
-    fn validate(&self) -> Result<(), DecodeError> {
-        Ok(())
-    }
-}
-
-/// Decodes and validates a payload: JSON shape, protocol version, and the message's own limits.
-pub fn decode<M: Message>(payload: &[u8]) -> Result<M, DecodeError> {
-    let msg: M = serde_json::from_slice(payload)?;
-    if msg.version() != PROTOCOL_VERSION {
-        return Err(DecodeError::Version {
-            found: msg.version(),
-            supported: PROTOCOL_VERSION,
-        });
-    }
-    msg.validate()?;
-    Ok(msg)
-}
-
-/// Encodes a message. Serialising these types cannot fail (no maps with non-string keys).
-pub fn encode<M: Message>(msg: &M) -> Vec<u8> {
-    serde_json::to_vec(msg).unwrap_or_default()
-}
-
-fn v1() -> u32 {
-    PROTOCOL_VERSION
-}
-
-// ---------------------------------------------------------------------------------------------
-// device → server
-
 /// `devices/{id}/events`: a batch of events in sequence order.
 ///
 /// `base` is the oldest sequence number the agent still holds: it asserts that everything below
 /// was receipted before (or never existed, after a reinstall), so the server may advance its
 /// receipt mark to `base - 1` even when it has no record of those events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EventBatch {
     #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
+    #[schemars(range(min = 1))]
     pub base: u64,
+    #[schemars(length(min = 1, max = MAX_EVENTS_PER_BATCH))]
     pub events: Vec<Event>,
 }
 
@@ -125,8 +67,9 @@ impl Message for EventBatch {
 }
 
 /// One event. `seq` is per device, starts at 1 and never repeats, also across agent restarts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Event {
+    #[schemars(range(min = 1))]
     pub seq: u64,
     /// When the agent observed it (agent clock, epoch ms).
     pub ts: i64,
@@ -177,11 +120,15 @@ fn is_newer(e: &serde_json::Error) -> bool {
     e.to_string().starts_with("unknown variant")
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     /// The agent (re)started with this many boxes.
-    Started { boxes: u16, agent_version: String },
+    Started {
+        boxes: u16,
+        #[schemars(length(max = 64), pattern(TEXT))]
+        agent_version: String,
+    },
     /// A door sensor changed.
     Door {
         #[serde(rename = "box")]
@@ -196,7 +143,10 @@ pub enum EventBody {
     },
     /// The agent could not read this event back from its outbox (damaged storage): the
     /// sequence number is accounted for, its content is lost.
-    Lost { detail: String },
+    Lost {
+        #[schemars(length(max = 1000), pattern(TEXT))]
+        detail: String,
+    },
     /// The durable record of a command's outcome (the ack on `acks` is the fast path).
     CommandResult {
         command_id: CommandId,
@@ -204,6 +154,7 @@ pub enum EventBody {
         box_no: BoxNo,
         status: AckStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 1000), pattern(TEXT))]
         detail: Option<String>,
     },
     /// A one-time code opened a box at the keypad (verified on the cabinet, also offline).
@@ -235,7 +186,8 @@ pub enum EventBody {
     /// The agent now verifies with this version of its code grants.
     CodesApplied { version: u64 },
     /// An event this side could not read (a newer agent's type or value), kept as sent in
-    /// `raw` with why; nothing acts on it. Agents never send it.
+    /// `raw` with why; nothing acts on it. Agents never send it, so the contract omits it.
+    #[schemars(skip)]
     Unreadable {
         raw: serde_json::Value,
         reason: String,
@@ -248,12 +200,25 @@ pub enum EventBody {
         fault: FaultKind,
         active: bool,
         #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[schemars(length(max = 1000), pattern(TEXT))]
         evidence: String,
     },
 }
 
 /// What is wrong. Box faults name a box; device faults do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// A door stayed open longer than the agent's `door_open_alarm_secs`.
@@ -324,12 +289,14 @@ impl FaultKind {
 /// looks up but whose heartbeats stopped is offline all the same. It also carries the lock-bus
 /// health (the third layer), power, the outbox backlog and, on station devices, their
 /// peripheral status. Faults are *not* signalled here: they travel as durable `fault` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Heartbeat {
     #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
     pub ts: i64,
     /// The next heartbeat is due within this many seconds.
+    #[schemars(range(min = 1, max = 3600))]
     pub interval_s: u32,
     pub profile: Profile,
     pub uptime_s: u64,
@@ -366,7 +333,9 @@ impl Message for Heartbeat {
 
 /// What kind of device an agent drives: a locker cabinet or one of the service-station
 /// devices of the document (self-service kiosk, tax machine, printer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     #[default]
@@ -403,18 +372,19 @@ impl Profile {
 }
 
 /// The lock board as the agent last found it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum BusHealth {
     Ok,
     Unreachable {
+        #[schemars(length(max = 512), pattern(TEXT))]
         detail: String,
     },
     /// The device has no lock board (a station device).
     Absent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Power {
     Mains,
@@ -434,7 +404,9 @@ impl Power {
 }
 
 /// A consumable's level as the peripheral reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     #[default]
@@ -446,7 +418,9 @@ pub enum Level {
 }
 
 /// The peripherals of a station device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub struct StationStatus {
     pub paper: Level,
     pub toner: Level,
@@ -472,7 +446,7 @@ impl StationStatus {
 }
 
 /// Why the keypad refused an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// Not 6 to 8 digits (or not a well-formed staff credential).
@@ -546,12 +520,14 @@ impl EventBody {
 
 /// `devices/{id}/state` (retained): every box as the agent sees it now. `seq` is the last event
 /// sequence number the snapshot reflects, so the server never lets an older event override it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StateSnapshot {
     #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
     pub seq: u64,
     pub ts: i64,
+    #[schemars(length(max = 65535))]
     pub boxes: Vec<BoxState>,
 }
 
@@ -567,7 +543,7 @@ impl Message for StateSnapshot {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BoxState {
     #[serde(rename = "box")]
     pub box_no: BoxNo,
@@ -578,7 +554,7 @@ pub struct BoxState {
 }
 
 /// What an agent reports about a command. `Delivered` comes first, then one outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AckStatus {
     Delivered,
@@ -591,14 +567,16 @@ pub enum AckStatus {
 }
 
 /// `devices/{id}/acks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandAck {
     #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
     pub command_id: CommandId,
     pub status: AckStatus,
     pub ts: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), pattern(TEXT))]
     pub detail: Option<String>,
 }
 
@@ -614,133 +592,21 @@ impl Message for CommandAck {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// server → device
-
-/// `devices/{id}/commands`. The agent must not execute it after `expires_at` (its own clock),
-/// and executes a given `command_id` at most once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Command {
-    #[serde(default = "v1")]
-    pub v: u32,
-    pub command_id: CommandId,
-    pub issued_at: i64,
-    pub expires_at: i64,
-    #[serde(flatten)]
-    pub action: CommandAction,
-}
-
-impl Message for Command {
-    fn version(&self) -> u32 {
-        self.v
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum CommandAction {
-    /// Pulse the lock of one box and report what the door sensor saw.
-    Open {
-        #[serde(rename = "box")]
-        box_no: BoxNo,
-    },
-}
-
-/// `devices/{id}/codes`: everything the cabinet needs to verify codes and staff offline. Each
-/// message is the full set (a newer `version` replaces it); the agent confirms with a
-/// `codes_applied` event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CodeSync {
-    #[serde(default = "v1")]
-    pub v: u32,
-    pub version: u64,
-    /// The cabinet key (hex), see [`crate::code::CabinetKey`].
-    pub key: String,
-    pub grants: Vec<CodeGrant>,
-    pub staff: Vec<StaffCredential>,
-}
-
-/// Most grants one cabinet holds: far above any cabinet's box count.
-pub const MAX_GRANTS: usize = 4096;
-/// Most staff credentials one cabinet holds.
-pub const MAX_STAFF: usize = 1024;
-
-impl Message for CodeSync {
-    fn version(&self) -> u32 {
-        self.v
-    }
-    fn validate(&self) -> Result<(), DecodeError> {
-        let bad = |m: String| Err(DecodeError::Invalid(m));
-        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex64(&self.key) {
-            return bad("key must be 64 hex digits".into());
-        }
-        if self.grants.len() > MAX_GRANTS || self.staff.len() > MAX_STAFF {
-            return bad(format!(
-                "at most {MAX_GRANTS} grants and {MAX_STAFF} staff credentials are allowed"
-            ));
-        }
-        for g in &self.grants {
-            if !hex64(&g.tag) || g.not_after < g.not_before {
-                return bad(format!(
-                    "grant for item {}: tag must be 64 hex digits and not_after >= not_before",
-                    g.item
-                ));
-            }
-        }
-        for c in &self.staff {
-            let salt_ok =
-                (2..=128).contains(&c.salt.len()) && c.salt.bytes().all(|b| b.is_ascii_hexdigit());
-            if !hex64(&c.hash) || !salt_ok || c.iterations == 0 || c.iterations > 1_000_000 {
-                return bad(format!("staff credential {} is malformed", c.staff));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One reservation's code as the cabinet sees it: never the code itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CodeGrant {
-    pub item: ItemId,
-    #[serde(rename = "box")]
-    pub box_no: BoxNo,
-    pub not_before: i64,
-    pub not_after: i64,
-    /// hex HMAC-SHA256, see [`crate::code::code_tag`].
-    pub tag: String,
-    /// A pick-up code that opens only after staff have loaded the box (the cabinet learns
-    /// that from a staff open of this box, also offline).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub needs_deposit: bool,
-}
-
-/// A member of staff whose credential opens any box of this cabinet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StaffCredential {
-    pub staff: StaffId,
-    /// hex
-    pub salt: String,
-    /// hex PBKDF2-HMAC-SHA256, see [`crate::code::staff_hash`].
-    pub hash: String,
-    pub iterations: u32,
-}
-
 /// `devices/{id}/csr`: the agent asks for a new certificate before its own expires. The
 /// request's subject must name the device itself; the server takes nothing else from it but
 /// the public key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CertRequest {
     #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
     /// Chosen by the agent; the reply carries it back (a reply to an older request is ignored).
+    #[schemars(pattern(REQUEST_ID))]
     pub request_id: String,
     /// PKCS#10 in PEM.
+    #[schemars(length(max = MAX_PEM_BYTES), pattern(TEXT))]
     pub csr: String,
 }
-
-/// Most bytes of a PEM request or certificate on the wire.
-pub const MAX_PEM_BYTES: usize = 16 * 1024;
 
 impl Message for CertRequest {
     fn version(&self) -> u32 {
@@ -753,73 +619,11 @@ impl Message for CertRequest {
     }
 }
 
-fn check_request_id(id: &str) -> Result<(), DecodeError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(DecodeError::Invalid(
-            "request_id must be 1-64 ASCII letters, digits or '-'".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// `devices/{id}/cert`: the server's answer to a [`CertRequest`]: the certificate (PEM) and
-/// when it expires, or why none was issued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertReply {
-    #[serde(default = "v1")]
-    pub v: u32,
-    pub request_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert: Option<String>,
-    /// Epoch ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Message for CertReply {
-    fn version(&self) -> u32 {
-        self.v
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        check_request_id(&self.request_id)?;
-        match (&self.cert, &self.error) {
-            (Some(c), None) => check_text("cert", c, MAX_PEM_BYTES).map_err(DecodeError::Invalid),
-            (None, Some(e)) => check_text("error", e, 1000).map_err(DecodeError::Invalid),
-            _ => Err(DecodeError::Invalid(
-                "a certificate reply carries either `cert` or `error`".into(),
-            )),
-        }
-    }
-}
-
-/// `devices/{id}/receipts`: every event with `seq <= up_to` is stored durably; the agent may
-/// delete them from its outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    #[serde(default = "v1")]
-    pub v: u32,
-    pub up_to: u64,
-    /// The server's clock when it sent this (epoch ms). Agents judge server-issued times
-    /// (command expiry, code windows) on the server's clock, learned from here, so a cabinet
-    /// whose own clock is far off still judges them right. Absent from older servers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<i64>,
-}
-
-impl Message for Receipt {
-    fn version(&self) -> u32 {
-        self.v
-    }
-}
-
 /// `devices/{id}/presence` (retained): the broker front's exact view of the device's session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Presence {
     #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
     pub v: u32,
     pub online: bool,
     pub ts: i64,
@@ -829,84 +633,5 @@ pub struct Presence {
 impl Message for Presence {
     fn version(&self) -> u32 {
         self.v
-    }
-}
-
-/// The server-side lifecycle of a command, a superset of what agents report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandStatus {
-    /// Where every command starts (and what a client reads where a server sent none).
-    #[default]
-    Queued,
-    Sent,
-    Delivered,
-    Opened,
-    AlreadyOpen,
-    Jammed,
-    Failed,
-    Expired,
-}
-
-impl CommandStatus {
-    pub const ALL: [CommandStatus; 8] = [
-        CommandStatus::Queued,
-        CommandStatus::Sent,
-        CommandStatus::Delivered,
-        CommandStatus::Opened,
-        CommandStatus::AlreadyOpen,
-        CommandStatus::Jammed,
-        CommandStatus::Failed,
-        CommandStatus::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandStatus::Queued => "queued",
-            CommandStatus::Sent => "sent",
-            CommandStatus::Delivered => "delivered",
-            CommandStatus::Opened => "opened",
-            CommandStatus::AlreadyOpen => "already_open",
-            CommandStatus::Jammed => "jammed",
-            CommandStatus::Failed => "failed",
-            CommandStatus::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CommandStatus> {
-        CommandStatus::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// Lifecycle order: a status only ever moves to a higher rank.
-    pub fn rank(self) -> i64 {
-        match self {
-            CommandStatus::Queued => 0,
-            CommandStatus::Sent => 1,
-            CommandStatus::Delivered => 2,
-            _ => 3,
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        self.rank() == 3
-    }
-}
-
-impl std::fmt::Display for CommandStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<AckStatus> for CommandStatus {
-    fn from(a: AckStatus) -> Self {
-        match a {
-            AckStatus::Delivered => CommandStatus::Delivered,
-            AckStatus::Opened => CommandStatus::Opened,
-            AckStatus::AlreadyOpen => CommandStatus::AlreadyOpen,
-            AckStatus::Jammed => CommandStatus::Jammed,
-            AckStatus::Failed => CommandStatus::Failed,
-            AckStatus::Expired => CommandStatus::Expired,
-        }
     }
 }

@@ -1,0 +1,265 @@
+//! What the server sends a device: commands, code grants, receipts and certificates; and the
+//! life of a command as the server records it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AckStatus, DecodeError, HEX64, MAX_PEM_BYTES, Message, REQUEST_ID, TEXT, check_request_id,
+    check_text, v1, version_schema,
+};
+use crate::ids::{BoxNo, CommandId, ItemId, StaffId};
+
+/// `devices/{id}/commands`. The agent must not execute it after `expires_at` (its own clock),
+/// and executes a given `command_id` at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Command {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    pub command_id: CommandId,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    #[serde(flatten)]
+    pub action: CommandAction,
+}
+
+impl Message for Command {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CommandAction {
+    /// Pulse the lock of one box and report what the door sensor saw.
+    Open {
+        #[serde(rename = "box")]
+        box_no: BoxNo,
+    },
+}
+
+/// `devices/{id}/codes`: everything the cabinet needs to verify codes and staff offline. Each
+/// message is the full set (a newer `version` replaces it); the agent confirms with a
+/// `codes_applied` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CodeSync {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    pub version: u64,
+    /// The cabinet key (hex), see [`crate::code::CabinetKey`].
+    #[schemars(pattern(HEX64))]
+    pub key: String,
+    #[schemars(length(max = MAX_GRANTS))]
+    pub grants: Vec<CodeGrant>,
+    #[schemars(length(max = MAX_STAFF))]
+    pub staff: Vec<StaffCredential>,
+}
+
+/// Most grants one cabinet holds: far above any cabinet's box count.
+pub const MAX_GRANTS: usize = 4096;
+/// Most staff credentials one cabinet holds.
+pub const MAX_STAFF: usize = 1024;
+
+impl Message for CodeSync {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        let bad = |m: String| Err(DecodeError::Invalid(m));
+        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex64(&self.key) {
+            return bad("key must be 64 hex digits".into());
+        }
+        if self.grants.len() > MAX_GRANTS || self.staff.len() > MAX_STAFF {
+            return bad(format!(
+                "at most {MAX_GRANTS} grants and {MAX_STAFF} staff credentials are allowed"
+            ));
+        }
+        for g in &self.grants {
+            if !hex64(&g.tag) || g.not_after < g.not_before {
+                return bad(format!(
+                    "grant for item {}: tag must be 64 hex digits and not_after >= not_before",
+                    g.item
+                ));
+            }
+        }
+        for c in &self.staff {
+            let salt_ok =
+                (2..=128).contains(&c.salt.len()) && c.salt.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex64(&c.hash) || !salt_ok || c.iterations == 0 || c.iterations > 1_000_000 {
+                return bad(format!("staff credential {} is malformed", c.staff));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One reservation's code as the cabinet sees it: never the code itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CodeGrant {
+    pub item: ItemId,
+    #[serde(rename = "box")]
+    pub box_no: BoxNo,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// hex HMAC-SHA256, see [`crate::code::code_tag`].
+    #[schemars(pattern(HEX64))]
+    pub tag: String,
+    /// A pick-up code that opens only after staff have loaded the box (the cabinet learns
+    /// that from a staff open of this box, also offline).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_deposit: bool,
+}
+
+/// A member of staff whose credential opens any box of this cabinet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StaffCredential {
+    pub staff: StaffId,
+    /// hex
+    #[schemars(pattern(r"^[0-9a-fA-F]{2,128}$"))]
+    pub salt: String,
+    /// hex PBKDF2-HMAC-SHA256, see [`crate::code::staff_hash`].
+    #[schemars(pattern(HEX64))]
+    pub hash: String,
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub iterations: u32,
+}
+
+/// `devices/{id}/cert`: the server's answer to a [`CertRequest`]: the certificate (PEM) and
+/// when it expires, or why none was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CertReply {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    #[schemars(pattern(REQUEST_ID))]
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_PEM_BYTES), pattern(TEXT))]
+    pub cert: Option<String>,
+    /// Epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), pattern(TEXT))]
+    pub error: Option<String>,
+}
+
+impl Message for CertReply {
+    fn version(&self) -> u32 {
+        self.v
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_request_id(&self.request_id)?;
+        match (&self.cert, &self.error) {
+            (Some(c), None) => check_text("cert", c, MAX_PEM_BYTES).map_err(DecodeError::Invalid),
+            (None, Some(e)) => check_text("error", e, 1000).map_err(DecodeError::Invalid),
+            _ => Err(DecodeError::Invalid(
+                "a certificate reply carries either `cert` or `error`".into(),
+            )),
+        }
+    }
+}
+
+/// `devices/{id}/receipts`: every event with `seq <= up_to` is stored durably; the agent may
+/// delete them from its outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Receipt {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    pub up_to: u64,
+    /// The server's clock when it sent this (epoch ms). Agents judge server-issued times
+    /// (command expiry, code windows) on the server's clock, learned from here, so a cabinet
+    /// whose own clock is far off still judges them right. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+}
+
+impl Message for Receipt {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// The server-side lifecycle of a command, a superset of what agents report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Where every command starts (and what a client reads where a server sent none).
+    #[default]
+    Queued,
+    Sent,
+    Delivered,
+    Opened,
+    AlreadyOpen,
+    Jammed,
+    Failed,
+    Expired,
+}
+
+impl CommandStatus {
+    pub const ALL: [CommandStatus; 8] = [
+        CommandStatus::Queued,
+        CommandStatus::Sent,
+        CommandStatus::Delivered,
+        CommandStatus::Opened,
+        CommandStatus::AlreadyOpen,
+        CommandStatus::Jammed,
+        CommandStatus::Failed,
+        CommandStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Queued => "queued",
+            CommandStatus::Sent => "sent",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Opened => "opened",
+            CommandStatus::AlreadyOpen => "already_open",
+            CommandStatus::Jammed => "jammed",
+            CommandStatus::Failed => "failed",
+            CommandStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CommandStatus> {
+        CommandStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Lifecycle order: a status only ever moves to a higher rank.
+    pub fn rank(self) -> i64 {
+        match self {
+            CommandStatus::Queued => 0,
+            CommandStatus::Sent => 1,
+            CommandStatus::Delivered => 2,
+            _ => 3,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self.rank() == 3
+    }
+}
+
+impl std::fmt::Display for CommandStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<AckStatus> for CommandStatus {
+    fn from(a: AckStatus) -> Self {
+        match a {
+            AckStatus::Delivered => CommandStatus::Delivered,
+            AckStatus::Opened => CommandStatus::Opened,
+            AckStatus::AlreadyOpen => CommandStatus::AlreadyOpen,
+            AckStatus::Jammed => CommandStatus::Jammed,
+            AckStatus::Failed => CommandStatus::Failed,
+            AckStatus::Expired => CommandStatus::Expired,
+        }
+    }
+}
