@@ -1,0 +1,339 @@
+//! Keys: navigation, filters, dialogs and their submission, each turned into a state change and
+//! the actions the data task carries out.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::{Action, App, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
+use crate::model::Cabinet;
+
+impl App {
+    /// A key press; returns what the data task should do.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return vec![Action::Quit];
+        }
+        if self.dialog.is_some() {
+            return self.dialog_key(key);
+        }
+        match key.code {
+            KeyCode::Char('q') => {
+                self.quit = true;
+                vec![Action::Quit]
+            }
+            KeyCode::Char('?') => {
+                self.dialog = Some(Dialog::Help);
+                Vec::new()
+            }
+            KeyCode::Char('/') => {
+                self.dialog = Some(Dialog::Filter);
+                Vec::new()
+            }
+            KeyCode::Char('r') => {
+                self.status = "refreshing".into();
+                match self.screen {
+                    Screen::Usage => vec![Action::Refresh, Action::Usage],
+                    Screen::Planning => vec![Action::Refresh, Action::Planning],
+                    _ => vec![Action::Refresh],
+                }
+            }
+            KeyCode::Char(c @ '1'..='7') => {
+                let screen = Screen::ALL[usize::from(c as u8 - b'1')];
+                self.go(screen)
+            }
+            KeyCode::Tab | KeyCode::BackTab if self.screen == Screen::Site => {
+                self.pane = match self.pane {
+                    Pane::Cabinets => Pane::Boxes,
+                    Pane::Boxes => Pane::Cabinets,
+                };
+                Vec::new()
+            }
+            KeyCode::Tab => {
+                let i = Screen::ALL
+                    .iter()
+                    .position(|s| *s == self.screen)
+                    .unwrap_or(0);
+                let next = Screen::ALL[(i + 1) % Screen::ALL.len()];
+                self.go(next)
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.step(-1, 0),
+            KeyCode::Down | KeyCode::Char('j') => self.step(1, 0),
+            KeyCode::Left | KeyCode::Char('h') => self.step(0, -1),
+            KeyCode::Right | KeyCode::Char('l') => self.step(0, 1),
+            KeyCode::PageUp => self.step(-10, 0),
+            KeyCode::PageDown => self.step(10, 0),
+            KeyCode::Enter => self.enter(),
+            KeyCode::Esc => self.back(),
+            KeyCode::Char('o') => self.ask_open(),
+            KeyCode::Char('a') if self.screen == Screen::Alarms => self.ask_ack(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn go(&mut self, screen: Screen) -> Vec<Action> {
+        if screen == Screen::Site && self.site.is_none() {
+            return self.open_site();
+        }
+        self.screen = screen;
+        self.filter.clear();
+        match screen {
+            Screen::Usage => vec![Action::Refresh, Action::Usage],
+            Screen::Planning => vec![Action::Refresh, Action::Planning],
+            _ => vec![Action::Refresh],
+        }
+    }
+
+    fn open_site(&mut self) -> Vec<Action> {
+        let Some(site) = self.sites().get(self.sel_site).map(|s| s.id.clone()) else {
+            self.status = "no site selected".into();
+            return Vec::new();
+        };
+        self.screen = Screen::Site;
+        self.pane = Pane::Cabinets;
+        self.filter.clear();
+        if self.site.as_deref() != Some(site.as_str()) {
+            self.site = Some(site.clone());
+            self.model.cabinets.clear();
+            self.model.cabinet = None;
+            self.sel_cabinet = 0;
+            self.sel_box = 0;
+        }
+        vec![Action::Site(site)]
+    }
+
+    /// Moves the selection: `dy` rows, `dx` columns (box grid) or tabs (work lists).
+    fn step(&mut self, dy: isize, dx: isize) -> Vec<Action> {
+        fn mv(sel: &mut usize, by: isize, len: usize) -> bool {
+            let before = *sel;
+            let next = (*sel as isize + by).clamp(0, len.saturating_sub(1) as isize);
+            *sel = next as usize;
+            before != *sel
+        }
+        match self.screen {
+            Screen::Overview => {
+                let n = self.sites().len();
+                mv(&mut self.sel_site, dy, n);
+            }
+            Screen::Alarms => {
+                let n = self.alarms().len();
+                mv(&mut self.sel_alarm, dy, n);
+            }
+            Screen::Audit => {
+                let n = self.model.audit.len();
+                mv(&mut self.sel_audit, dy, n);
+            }
+            Screen::Work => {
+                if dx != 0 {
+                    let t = (self.work_tab as isize + dx).clamp(0, 2) as usize;
+                    if t != self.work_tab {
+                        self.work_tab = t;
+                        self.sel_work = 0;
+                    }
+                } else {
+                    let n = self.work_items().len();
+                    mv(&mut self.sel_work, dy, n);
+                }
+            }
+            Screen::Site => match self.pane {
+                Pane::Cabinets => {
+                    let n = self.model.cabinets.len();
+                    if mv(&mut self.sel_cabinet, dy, n) {
+                        self.sel_box = 0;
+                        if let Some(c) = self.model.cabinets.get(self.sel_cabinet) {
+                            return vec![Action::Cabinet(c.id.clone())];
+                        }
+                    }
+                }
+                Pane::Boxes => {
+                    let n = self.boxes().len();
+                    mv(&mut self.sel_box, dy * GRID_COLUMNS as isize + dx, n);
+                }
+            },
+            Screen::Usage => {
+                let n = self.usage_rows().len();
+                mv(&mut self.sel_usage, dy, n);
+            }
+            Screen::Planning => {}
+        }
+        Vec::new()
+    }
+
+    fn enter(&mut self) -> Vec<Action> {
+        match self.screen {
+            Screen::Overview => self.open_site(),
+            Screen::Site if self.pane == Pane::Cabinets => {
+                self.pane = Pane::Boxes;
+                Vec::new()
+            }
+            Screen::Alarms => self.jump_to_alarm_box(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// From an alarm to its cabinet (and box) on the site screen.
+    fn jump_to_alarm_box(&mut self) -> Vec<Action> {
+        let Some(a) = self.alarms().get(self.sel_alarm).map(|a| (*a).clone()) else {
+            return Vec::new();
+        };
+        let Some(site) = a.site_id.clone() else {
+            self.status = format!("{} belongs to no site", a.device_id);
+            return Vec::new();
+        };
+        self.screen = Screen::Site;
+        self.filter.clear();
+        self.site = Some(site.clone());
+        self.pane = Pane::Boxes;
+        self.sel_box = a.box_no.map_or(0, |b| usize::from(b).saturating_sub(1));
+        // The cabinet is selected when the site's cabinets arrive.
+        self.model.cabinets = vec![Cabinet {
+            id: a.device_id.clone(),
+            site_id: site.clone(),
+            ..Cabinet::default()
+        }];
+        self.sel_cabinet = 0;
+        self.want_cabinet = Some(a.device_id.clone());
+        self.model.cabinet = None;
+        vec![Action::Site(site), Action::Cabinet(a.device_id)]
+    }
+
+    fn back(&mut self) -> Vec<Action> {
+        if !self.filter.is_empty() {
+            self.filter.clear();
+            return Vec::new();
+        }
+        match self.screen {
+            Screen::Site if self.pane == Pane::Boxes => self.pane = Pane::Cabinets,
+            Screen::Overview => {}
+            _ => {
+                self.screen = Screen::Overview;
+                return vec![Action::Refresh];
+            }
+        }
+        Vec::new()
+    }
+
+    fn ask_open(&mut self) -> Vec<Action> {
+        if self.screen != Screen::Site || self.pane != Pane::Boxes {
+            self.status = "select a box first: Enter on a site, Tab to its boxes".into();
+            return Vec::new();
+        }
+        if self.may_open() == Some(false) {
+            let role = self.model.me.as_ref().map_or("?", |(_, r)| r.as_str());
+            self.status = format!(
+                "remote open needs the operator role; this token is {role}: ask an operator"
+            );
+            return Vec::new();
+        }
+        let (Some(c), Some(b)) = (&self.model.cabinet, self.boxes().get(self.sel_box)) else {
+            return Vec::new();
+        };
+        self.dialog = Some(Dialog::Open {
+            device: c.cabinet.id.clone(),
+            box_no: b.box_no,
+            reason: String::new(),
+        });
+        Vec::new()
+    }
+
+    fn ask_ack(&mut self) -> Vec<Action> {
+        let Some(a) = self.alarms().get(self.sel_alarm).map(|a| (*a).clone()) else {
+            return Vec::new();
+        };
+        if a.state != "active" {
+            self.status = format!(
+                "alarm {} is {}; only active ones are acknowledged",
+                short(&a.id),
+                a.state
+            );
+            return Vec::new();
+        }
+        if self.may_open() == Some(false) {
+            self.status = "acknowledging needs the operator role".into();
+            return Vec::new();
+        }
+        self.dialog = Some(Dialog::Ack {
+            alarm_id: a.id,
+            note: String::new(),
+        });
+        Vec::new()
+    }
+
+    fn dialog_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let Some(dialog) = self.dialog.as_mut() else {
+            return Vec::new();
+        };
+        let field = match dialog {
+            Dialog::Help => {
+                self.dialog = None;
+                return Vec::new();
+            }
+            Dialog::Open { reason, .. } => reason,
+            Dialog::Ack { note, .. } => note,
+            Dialog::Filter => &mut self.filter,
+        };
+        match key.code {
+            KeyCode::Esc => {
+                if matches!(self.dialog, Some(Dialog::Filter)) {
+                    self.filter.clear();
+                }
+                self.dialog = None;
+                Vec::new()
+            }
+            KeyCode::Backspace => {
+                field.pop();
+                Vec::new()
+            }
+            KeyCode::Char(c) if field.chars().count() < 200 && !c.is_control() => {
+                field.push(c);
+                if matches!(self.dialog, Some(Dialog::Filter)) {
+                    self.clamp();
+                }
+                Vec::new()
+            }
+            KeyCode::Enter => self.submit(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn submit(&mut self) -> Vec<Action> {
+        match self.dialog.clone() {
+            Some(Dialog::Open {
+                device,
+                box_no,
+                reason,
+            }) => {
+                let reason = reason.trim().to_owned();
+                if reason.is_empty() {
+                    self.status = "a reason is required: it goes into the audit log".into();
+                    return Vec::new();
+                }
+                self.dialog = None;
+                self.watch = Some(Watch {
+                    device: device.clone(),
+                    box_no,
+                    command: None,
+                    error: None,
+                });
+                self.status = format!("opening {device} box {box_no}");
+                vec![Action::Open {
+                    device,
+                    box_no,
+                    reason,
+                }]
+            }
+            Some(Dialog::Ack { alarm_id, note }) => {
+                let note = note.trim().to_owned();
+                if note.is_empty() {
+                    self.status = "a note is required: say what you are doing about it".into();
+                    return Vec::new();
+                }
+                self.dialog = None;
+                vec![Action::Ack { alarm_id, note }]
+            }
+            Some(Dialog::Filter) | Some(Dialog::Help) | None => {
+                self.dialog = None;
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The console's state and its update logic: keys become actions for the data task, the data
+//! task's answers become model changes. No I/O here, so every rule is unit-tested.
+
+use crate::model::{Alarm, AuditEntry, BoxView, Cabinet, CabinetDetail, Command, Link, Model};
+
+/// The screens, in navigation order (number keys 1–7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Overview,
+    Site,
+    Alarms,
+    Work,
+    Audit,
+    /// Usage analytics: site × hour heatmap, 7-day trend, saturation flags.
+    Usage,
+    /// The planner's recommendations and coverage before and after.
+    Planning,
+}
+
+impl Screen {
+    pub const ALL: [Screen; 7] = [
+        Screen::Overview,
+        Screen::Site,
+        Screen::Alarms,
+        Screen::Work,
+        Screen::Audit,
+        Screen::Usage,
+        Screen::Planning,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Overview => "Overview",
+            Screen::Site => "Site",
+            Screen::Alarms => "Alarms",
+            Screen::Work => "Work lists",
+            Screen::Audit => "Audit",
+            Screen::Usage => "Usage",
+            Screen::Planning => "Planning",
+        }
+    }
+}
+
+/// The two panes of the site screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Cabinets,
+    Boxes,
+}
+
+/// The work list tabs.
+pub const WORK_TABS: [&str; 3] = ["collect", "deposit", "overdue"];
+
+/// A modal on top of the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dialog {
+    Help,
+    /// Remote open: a reason is required.
+    Open {
+        device: String,
+        box_no: u16,
+        reason: String,
+    },
+    /// Acknowledge an alarm: a note is required.
+    Ack {
+        alarm_id: String,
+        note: String,
+    },
+    /// Typing a filter for the list on screen.
+    Filter,
+}
+
+/// A remote open being watched live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    pub device: String,
+    pub box_no: u16,
+    pub command: Option<Command>,
+    pub error: Option<String>,
+}
+
+/// What the data task is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Refetch what the screen shows.
+    Refresh,
+    /// Show this site's cabinets.
+    Site(String),
+    /// Show this cabinet's boxes and recent audit.
+    Cabinet(String),
+    /// Fetch the usage screen's figures (slow-changing: on entry and on `r`).
+    Usage,
+    /// Fetch the plan.
+    Planning,
+    Open {
+        device: String,
+        box_no: u16,
+        reason: String,
+    },
+    Ack {
+        alarm_id: String,
+        note: String,
+    },
+    Quit,
+}
+
+/// What the data task reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Link(Link),
+    Me(String, String),
+    Overview(crate::model::Overview),
+    Alarms(Vec<Alarm>),
+    Cabinets(String, Vec<Cabinet>),
+    Cabinet(CabinetDetail, Vec<AuditEntry>),
+    Worklists(crate::model::Worklists),
+    Audit(Vec<AuditEntry>),
+    /// A remote open was accepted, or refused (the error).
+    Opened(Result<Command, String>),
+    /// The watched command moved on.
+    Command(Command),
+    Acked(Result<String, String>),
+    Usage(crate::model::Usage),
+    /// The plan, or why there is none (nothing uploaded yet, server error).
+    Plan(Result<crate::model::Plan, String>),
+    /// A request failed: shown in the status line.
+    Error(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub model: Model,
+    pub screen: Screen,
+    pub pane: Pane,
+    pub dialog: Option<Dialog>,
+    /// Text typed into the current dialog's field is kept in the dialog; the list filter here.
+    pub filter: String,
+    pub sel_site: usize,
+    pub sel_cabinet: usize,
+    pub sel_box: usize,
+    pub sel_alarm: usize,
+    pub sel_usage: usize,
+    pub sel_work: usize,
+    pub work_tab: usize,
+    pub sel_audit: usize,
+    /// The site whose cabinets the site screen shows.
+    pub site: Option<String>,
+    /// The cabinet to select once the site's cabinets arrive (a jump from an alarm).
+    pub want_cabinet: Option<String>,
+    /// Audit entries of the cabinet on screen (its boxes' last events and commands).
+    pub cabinet_audit: Vec<AuditEntry>,
+    pub watch: Option<Watch>,
+    /// The last thing to tell the operator (errors included); never a crash.
+    pub status: String,
+    /// Local time (epoch ms) the newest data arrived, for the header's data age.
+    pub received_at: Option<i64>,
+    pub server: String,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(server: &str) -> App {
+        App {
+            model: Model::default(),
+            screen: Screen::Overview,
+            pane: Pane::Cabinets,
+            dialog: None,
+            filter: String::new(),
+            sel_site: 0,
+            sel_cabinet: 0,
+            sel_box: 0,
+            sel_alarm: 0,
+            sel_usage: 0,
+            sel_work: 0,
+            work_tab: 0,
+            sel_audit: 0,
+            site: None,
+            want_cabinet: None,
+            cabinet_audit: Vec::new(),
+            watch: None,
+            status: String::new(),
+            received_at: None,
+            server: server.to_owned(),
+            quit: false,
+        }
+    }
+
+    /// Whether the token's role may open boxes (operator or admin).
+    pub fn may_open(&self) -> Option<bool> {
+        self.model
+            .me
+            .as_ref()
+            .map(|(_, role)| matches!(role.as_str(), "operator" | "admin"))
+    }
+
+    /// Sites matching the filter, in server order.
+    pub fn sites(&self) -> Vec<&crate::model::SiteOverview> {
+        let f = self.filter.to_lowercase();
+        self.model
+            .overview
+            .sites
+            .iter()
+            .filter(|s| {
+                f.is_empty()
+                    || s.id.to_lowercase().contains(&f)
+                    || s.name.to_lowercase().contains(&f)
+                    || s.kind.as_str().contains(&f)
+            })
+            .collect()
+    }
+
+    /// Alarms matching the filter (kind, device, site or severity contain it).
+    pub fn alarms(&self) -> Vec<&Alarm> {
+        let f = self.filter.to_lowercase();
+        self.model
+            .alarms
+            .iter()
+            .filter(|a| {
+                f.is_empty()
+                    || a.kind.contains(&f)
+                    || a.device_id.to_lowercase().contains(&f)
+                    || a.severity.contains(&f)
+                    || a.site_id.as_deref().is_some_and(|s| s.contains(&f))
+            })
+            .collect()
+    }
+
+    pub fn boxes(&self) -> &[BoxView] {
+        self.model
+            .cabinet
+            .as_ref()
+            .map(|c| c.boxes.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn work_items(&self) -> &[crate::model::Item] {
+        let w = &self.model.worklists;
+        match self.work_tab {
+            0 => &w.collect,
+            1 => &w.deposit,
+            _ => &w.overdue,
+        }
+    }
+
+    /// Open alarms of one box of the cabinet on screen.
+    pub fn box_alarms(&self, box_no: u16) -> Vec<&Alarm> {
+        let Some(c) = &self.model.cabinet else {
+            return Vec::new();
+        };
+        self.model
+            .alarms
+            .iter()
+            .filter(|a| a.device_id == c.cabinet.id && a.box_no == Some(box_no))
+            .collect()
+    }
+
+    /// Applies what the data task reports.
+    pub fn on_msg(&mut self, msg: Msg, now_ms: i64) {
+        match msg {
+            Msg::Link(l) => {
+                if let Link::Down(e) = &l {
+                    self.status = format!("server unreachable: {e} (retrying)");
+                } else if matches!(self.model.link, Link::Down(_)) && l == Link::Live {
+                    self.status = "reconnected".into();
+                }
+                self.model.link = l;
+            }
+            Msg::Me(name, role) => self.model.me = Some((name, role)),
+            Msg::Overview(o) => {
+                self.model.data_at = Some(o.at);
+                self.model.overview = o;
+                self.received_at = Some(now_ms);
+            }
+            Msg::Alarms(a) => self.model.alarms = a,
+            Msg::Cabinets(site, c) => {
+                if self.site.as_deref() == Some(site.as_str()) {
+                    // Stay on the cabinet shown (or the one a jump asked for).
+                    let keep = self.want_cabinet.take().or_else(|| {
+                        self.model
+                            .cabinets
+                            .get(self.sel_cabinet)
+                            .map(|c| c.id.clone())
+                    });
+                    self.model.cabinets = c;
+                    if let Some(i) =
+                        keep.and_then(|k| self.model.cabinets.iter().position(|c| c.id == k))
+                    {
+                        self.sel_cabinet = i;
+                    }
+                }
+            }
+            Msg::Cabinet(view, audit) => {
+                let current = self.model.cabinets.get(self.sel_cabinet).map(|c| &c.id);
+                if current == Some(&view.cabinet.id) || current.is_none() {
+                    self.model.cabinet = Some(view);
+                    self.cabinet_audit = audit;
+                }
+            }
+            Msg::Worklists(w) => self.model.worklists = w,
+            Msg::Audit(a) => self.model.audit = a,
+            Msg::Opened(Ok(c)) => {
+                self.status = format!(
+                    "remote open of {} box {} {}",
+                    c.device_id, c.box_no, c.status
+                );
+                if let Some(w) = &mut self.watch {
+                    w.command = Some(c);
+                }
+            }
+            Msg::Opened(Err(e)) => {
+                self.status = format!("remote open refused: {e}");
+                if let Some(w) = &mut self.watch {
+                    w.error = Some(e);
+                }
+            }
+            Msg::Command(c) => {
+                if let Some(w) = &mut self.watch
+                    && w.command
+                        .as_ref()
+                        .is_some_and(|x| x.command_id == c.command_id)
+                {
+                    if c.is_final() {
+                        self.status = format!(
+                            "{} box {}: {}{}",
+                            c.device_id,
+                            c.box_no,
+                            c.status,
+                            c.latency_ms
+                                .map(|l| format!(" in {l} ms"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    w.command = Some(c);
+                }
+            }
+            Msg::Acked(Ok(id)) => self.status = format!("alarm {} acknowledged", short(&id)),
+            Msg::Acked(Err(e)) => self.status = format!("acknowledge refused: {e}"),
+            Msg::Usage(u) => self.model.usage = Some(u),
+            Msg::Plan(p) => self.model.plan = Some(p),
+            Msg::Error(e) => self.status = e,
+        }
+        self.clamp();
+    }
+
+    /// Keeps selections inside the lists after they changed.
+    fn clamp(&mut self) {
+        fn fit(sel: &mut usize, len: usize) {
+            *sel = (*sel).min(len.saturating_sub(1));
+        }
+        let (sites, alarms, boxes, work, audit) = (
+            self.sites().len(),
+            self.alarms().len(),
+            self.boxes().len(),
+            self.work_items().len(),
+            self.model.audit.len(),
+        );
+        fit(&mut self.sel_site, sites);
+        fit(&mut self.sel_alarm, alarms);
+        fit(&mut self.sel_box, boxes);
+        fit(&mut self.sel_work, work);
+        fit(&mut self.sel_audit, audit);
+        let usage = self.usage_rows().len();
+        fit(&mut self.sel_usage, usage);
+        let cabinets = self.model.cabinets.len();
+        fit(&mut self.sel_cabinet, cabinets);
+    }
+
+    /// Usage rows (sites with their hours and days), filtered, in the overview's order.
+    pub fn usage_rows(
+        &self,
+    ) -> Vec<(
+        &crate::model::SiteSaturation,
+        Option<&crate::model::SiteHours>,
+    )> {
+        let Some(u) = &self.model.usage else {
+            return Vec::new();
+        };
+        let f = self.filter.to_lowercase();
+        u.saturation
+            .sites
+            .iter()
+            .filter(|s| {
+                f.is_empty()
+                    || s.site_id.to_lowercase().contains(&f)
+                    || s.name.to_lowercase().contains(&f)
+                    || s.kind.as_str().contains(&f)
+                    || (f == "saturated" && s.saturated)
+            })
+            .map(|s| (s, u.hours.iter().find(|h| h.site_id == s.site_id)))
+            .collect()
+    }
+
+    /// The actions that keep the screen on display fresh after a change notice.
+    pub fn refresh_actions(&self) -> Vec<Action> {
+        let mut v = vec![Action::Refresh];
+        if self.screen == Screen::Site {
+            if let Some(site) = &self.site {
+                v.push(Action::Site(site.clone()));
+            }
+            if let Some(c) = self.model.cabinets.get(self.sel_cabinet) {
+                v.push(Action::Cabinet(c.id.clone()));
+            }
+        }
+        v
+    }
+
+    /// After a site's cabinets arrived: fetch the selected cabinet unless it is on screen.
+    pub fn select_cabinet(&mut self) -> Vec<Action> {
+        match self.model.cabinets.get(self.sel_cabinet) {
+            Some(c) if self.model.cabinet.as_ref().map(|v| &v.cabinet.id) != Some(&c.id) => {
+                vec![Action::Cabinet(c.id.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Boxes per row in the site screen's grid.
+pub const GRID_COLUMNS: usize = 6;
+
+/// The first 8 characters of an id: enough to tell alarms apart on screen.
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The help overlay's lines: every key.
+pub const HELP: [(&str, &str); 16] = [
+    (
+        "1-7",
+        "Overview, Site, Alarms, Work lists, Audit, Usage, Planning",
+    ),
+    ("Tab", "next pane (site: cabinets/boxes) or next screen"),
+    ("↑↓ / j k", "move; PgUp/PgDn by ten"),
+    ("← → / h l", "move in the box grid; switch work list"),
+    (
+        "Enter",
+        "open the site / go to the boxes / jump to the alarm's box",
+    ),
+    ("Esc", "back, clear the filter, close a dialog"),
+    (
+        "/",
+        "filter the list on screen (type, Enter keeps, Esc clears)",
+    ),
+    (
+        "o",
+        "remote open of the selected box (operator; reason required)",
+    ),
+    (
+        "a",
+        "acknowledge the selected alarm (operator; note required)",
+    ),
+    ("r", "refresh now (Usage: the figures; Planning: the plan)"),
+    ("?", "this help (any key closes)"),
+    ("q / Ctrl-C", "quit"),
+    (
+        "letters",
+        "box states: F free, R reserved, O occupied, X out of service",
+    ),
+    ("flags", "! open alarm, D door open, L overdue"),
+    (
+        "header",
+        "● live, ○ connecting, ✕ down; data age since the last answer",
+    ),
+    (
+        "colours",
+        "only repeat the letters: nothing needs colour to be read",
+    ),
+];
+
+mod keys;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! The console's rules without a terminal: selection, navigation, dialogs, filters.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::model::{Overview, SiteOverview};
+use ratatui::crossterm::event::KeyEventKind;
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent {
+        code: c,
+        modifiers: KeyModifiers::NONE,
+        kind: KeyEventKind::Press,
+        state: ratatui::crossterm::event::KeyEventState::NONE,
+    }
+}
+
+fn typed(app: &mut App, s: &str) {
+    for c in s.chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+fn app_with_sites(n: usize) -> App {
+    let mut app = App::new("http://x");
+    let sites = (1..=n)
+        .map(|i| SiteOverview {
+            id: format!("site-{i}"),
+            name: format!("Hall {i}"),
+            kind: api_types::SiteKind::ServiceHall,
+            ..SiteOverview::default()
+        })
+        .collect();
+    app.on_msg(Msg::Overview(Overview { at: 5, sites }), 10);
+    app.on_msg(Msg::Me("ops".into(), "operator".into()), 10);
+    app
+}
+
+fn cabinet(id: &str, boxes: u16) -> CabinetDetail {
+    CabinetDetail {
+        cabinet: Cabinet {
+            id: id.into(),
+            site_id: "site-2".into(),
+            ..Cabinet::default()
+        },
+        boxes: (1..=boxes)
+            .map(|b| BoxView {
+                box_no: b,
+                state: api_types::BoxStatus::Free,
+                ..BoxView::default()
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn selection_stays_inside_lists_and_enter_opens_the_site() {
+    let mut app = app_with_sites(3);
+    for _ in 0..5 {
+        app.on_key(key(KeyCode::Down));
+    }
+    assert_eq!(app.sel_site, 2);
+    app.on_key(key(KeyCode::Up));
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        vec![Action::Site("site-2".into())]
+    );
+    assert_eq!(app.screen, Screen::Site);
+    // Fewer sites arrive: the selection follows.
+    app.on_msg(
+        Msg::Overview(Overview {
+            at: 6,
+            sites: vec![SiteOverview::default()],
+        }),
+        11,
+    );
+    assert_eq!(app.sel_site, 0);
+}
+
+#[test]
+fn remote_open_needs_a_box_a_role_and_a_reason() {
+    let mut app = app_with_sites(2);
+    assert!(app.on_key(key(KeyCode::Char('o'))).is_empty());
+    assert!(app.status.contains("select a box"), "{}", app.status);
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    app.on_msg(
+        Msg::Cabinets(
+            "site-2".into(),
+            vec![Cabinet {
+                id: "cab-1".into(),
+                ..Cabinet::default()
+            }],
+        ),
+        12,
+    );
+    app.on_msg(Msg::Cabinet(cabinet("cab-1", 12), Vec::new()), 12);
+    app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Down)); // one grid row down: box 7
+    app.on_key(key(KeyCode::Right)); // box 8
+    app.on_key(key(KeyCode::Char('o')));
+    assert!(matches!(app.dialog, Some(Dialog::Open { box_no: 8, .. })));
+    // Enter without a reason: refused, the dialog stays.
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    assert!(app.status.contains("reason is required"));
+    typed(&mut app, "citizen locked out");
+    let actions = app.on_key(key(KeyCode::Enter));
+    assert_eq!(
+        actions,
+        vec![Action::Open {
+            device: "cab-1".into(),
+            box_no: 8,
+            reason: "citizen locked out".into()
+        }]
+    );
+    assert!(app.dialog.is_none());
+    // The lifecycle arrives: watched until final, with its latency.
+    let mut c = Command {
+        command_id: "c1".into(),
+        device_id: "cab-1".into(),
+        box_no: 8,
+        status: api_types::CommandStatus::Queued,
+        ..Command::default()
+    };
+    app.on_msg(Msg::Opened(Ok(c.clone())), 13);
+    c.status = api_types::CommandStatus::Opened;
+    c.latency_ms = Some(42);
+    app.on_msg(Msg::Command(c), 14);
+    assert_eq!(
+        app.watch
+            .as_ref()
+            .and_then(|w| w.command.as_ref())
+            .map(|c| c.status.as_str()),
+        Some("opened")
+    );
+    assert!(app.status.contains("opened in 42 ms"), "{}", app.status);
+
+    // A viewer sees the action refused with the reason.
+    app.on_msg(Msg::Me("v".into(), "viewer".into()), 15);
+    app.on_key(key(KeyCode::Char('o')));
+    assert!(app.dialog.is_none());
+    assert!(app.status.contains("operator role"), "{}", app.status);
+}
+
+#[test]
+fn alarms_filter_acknowledge_and_jump_to_the_box() {
+    let mut app = app_with_sites(2);
+    let alarm = |id: &str, kind: &str, state: &str| Alarm {
+        id: id.into(),
+        device_id: "cab-9".into(),
+        box_no: Some(4),
+        kind: kind.into(),
+        severity: "critical".into(),
+        state: state.into(),
+        site_id: Some("site-2".into()),
+        ..Alarm::default()
+    };
+    app.on_msg(
+        Msg::Alarms(vec![
+            alarm("a1", "forced_open", "active"),
+            alarm("a2", "lock_jam", "acknowledged"),
+        ]),
+        1,
+    );
+    app.on_key(key(KeyCode::Char('3')));
+    assert_eq!(app.screen, Screen::Alarms);
+    app.on_key(key(KeyCode::Char('/')));
+    typed(&mut app, "jam");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.alarms().len(), 1);
+    app.on_key(key(KeyCode::Char('a')));
+    assert!(app.status.contains("only active"), "{}", app.status);
+    app.on_key(key(KeyCode::Esc)); // clears the filter
+    assert_eq!(app.alarms().len(), 2);
+    app.on_key(key(KeyCode::Char('a')));
+    typed(&mut app, "on my way");
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        vec![Action::Ack {
+            alarm_id: "a1".into(),
+            note: "on my way".into()
+        }]
+    );
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        vec![
+            Action::Site("site-2".into()),
+            Action::Cabinet("cab-9".into())
+        ]
+    );
+    assert_eq!(
+        (app.screen, app.pane, app.sel_box),
+        (Screen::Site, Pane::Boxes, 3)
+    );
+    // The site's cabinets arrive: the alarm's cabinet stays selected and is fetched.
+    let cab = |id: &str| Cabinet {
+        id: id.into(),
+        ..Cabinet::default()
+    };
+    app.on_msg(
+        Msg::Cabinets("site-2".into(), vec![cab("cab-1"), cab("cab-9")]),
+        2,
+    );
+    assert_eq!(app.sel_cabinet, 1);
+    assert_eq!(app.select_cabinet(), vec![Action::Cabinet("cab-9".into())]);
+    app.on_msg(Msg::Cabinet(cabinet("cab-9", 6), Vec::new()), 3);
+    assert!(app.select_cabinet().is_empty());
+}
+
+#[test]
+fn help_usage_planning_and_quit() {
+    let mut app = app_with_sites(1);
+    app.on_key(key(KeyCode::Char('?')));
+    assert_eq!(app.dialog, Some(Dialog::Help));
+    app.on_key(key(KeyCode::Char('x')));
+    assert!(app.dialog.is_none());
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('6'))),
+        vec![Action::Refresh, Action::Usage]
+    );
+    assert_eq!(app.screen, Screen::Usage);
+    // `r` on the planning screen recomputes the plan; Tab cycles through all seven.
+    app.on_key(key(KeyCode::Char('7')));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('r'))),
+        vec![Action::Refresh, Action::Planning]
+    );
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Overview);
+    assert_eq!(app.on_key(key(KeyCode::Char('q'))), vec![Action::Quit]);
+    assert!(app.quit);
+}
