@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 #[derive(Clone)]
 pub struct Changes {
     tx: broadcast::Sender<Change>,
-    /// Server replicas: every change also goes to the others ([`crate::change_bridge`]).
+    /// Server replicas: every change also goes to the others ([`crate::runtime::change_bridge`]).
     bridge: Option<mpsc::Sender<Change>>,
 }
 

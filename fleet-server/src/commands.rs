@@ -13,9 +13,9 @@ use protocol::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::Publisher;
+use crate::devices::Online;
+use crate::devices::Publisher;
 use crate::metrics::Metrics;
-use crate::presence::Online;
 use crate::store::{CommandRow, CreateOutcome, NewCommand, Store, StoreError};
 
 /// A delivered command without an outcome after this long is failed: its agent died

@@ -183,9 +183,9 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// The InfluxDB export settings, when `influx_url` is set.
-    pub fn influx(&self) -> Option<crate::export::InfluxConfig> {
+    pub fn influx(&self) -> Option<crate::runtime::export::InfluxConfig> {
         let url = self.influx_url.clone()?;
-        Some(crate::export::InfluxConfig {
+        Some(crate::runtime::export::InfluxConfig {
             url,
             org: self.influx_org.clone().unwrap_or_default(),
             bucket: self.influx_bucket.clone().unwrap_or_default(),
@@ -238,7 +238,7 @@ impl ServerConfig {
             return bad("command_ttl_secs", "must be between 1 and 3600 seconds");
         }
         if let Some(url) = &self.external_broker
-            && let Err(why) = crate::bus::BrokerUrl::parse(url)
+            && let Err(why) = crate::runtime::bus::BrokerUrl::parse(url)
         {
             return bad("external_broker", &why);
         }

@@ -4,27 +4,18 @@
 //! stops them in order: stop intake (broker front, HTTP), drain (link reader, ingest writer),
 //! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
 
-pub mod alarms;
 pub mod api;
 pub mod backfill;
-pub mod bus;
-pub mod change_bridge;
 pub mod changes;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod export;
+pub mod devices;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
-pub mod ingest;
-pub mod leader;
-pub mod link;
 pub mod metrics;
-pub mod notify;
-pub mod presence;
-pub mod renewal;
-pub mod revocations;
+pub mod runtime;
 pub mod secrets;
 pub mod service;
 pub mod store;
@@ -41,9 +32,13 @@ use tokio_util::task::TaskTracker;
 pub use clock::now_ms;
 pub use config::ServerConfig;
 
+use crate::devices::Online;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::presence::Online;
+use crate::runtime::{
+    alarms, bus, change_bridge, export, ingest, leader, link, notify, presence, renewal,
+    revocations,
+};
 use crate::store::Store;
 
 /// Writes the audit chain's head to the log at start and every `every`: with the log shipped
@@ -268,7 +263,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             ));
             let link_rx = broker.take_link().context("broker link already taken")?;
             tracker.spawn(link::read(link_rx, dispatch, cancel.clone()));
-            (link::Publisher::new(broker.downlink()), broker.local_addr())
+            (
+                crate::devices::Publisher::new(broker.downlink()),
+                broker.local_addr(),
+            )
         }
         (None, Some(ext)) => {
             let (client, eventloop) = bus::client(&ext.url, ext.tls, cfg.max_packet_size);
@@ -289,7 +287,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 health.broker_flag(),
                 cancel.clone(),
             ));
-            (link::Publisher::external(client), ext.addr)
+            (crate::devices::Publisher::external(client), ext.addr)
         }
         (None, None) => anyhow::bail!("neither the embedded nor an external broker is set up"),
     };

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use api_types::items::{Near, ReservationRequest};
 
-use crate::link::Publisher;
+use crate::devices::Online;
+use crate::devices::Publisher;
 use crate::metrics::Metrics;
-use crate::presence::Online;
 use crate::secrets::{SecretError, Secrets};
 use crate::store::{
     Effects, Issued, ItemRow, NewItem, Placement, Presence, StaffRow, Store, StoreError,

@@ -30,8 +30,11 @@ fn fault(seq: u64, b: u16, kind: FaultKind, active: bool) -> IngestBatch {
 }
 
 /// Sweep settings: an offline grace of `grace_secs`, escalation after 15 minutes.
-fn settings(grace_secs: u64, notify_per_site_hour: i64) -> fleet_server::alarms::AlarmSettings {
-    fleet_server::alarms::AlarmSettings {
+fn settings(
+    grace_secs: u64,
+    notify_per_site_hour: i64,
+) -> fleet_server::runtime::alarms::AlarmSettings {
+    fleet_server::runtime::alarms::AlarmSettings {
         offline_grace: std::time::Duration::from_secs(grace_secs),
         escalate_after: std::time::Duration::from_secs(900),
         notify_per_site_hour,
@@ -157,7 +160,7 @@ pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
 }
 
 pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
-    use fleet_server::alarms::sweep_once;
+    use fleet_server::runtime::alarms::sweep_once;
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
     store
@@ -259,7 +262,7 @@ fn heartbeat(at: i64) -> IngestBatch {
 }
 
 pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
-    use fleet_server::alarms::sweep_once;
+    use fleet_server::runtime::alarms::sweep_once;
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
     store
@@ -307,7 +310,7 @@ pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(stor
 }
 
 pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
-    use fleet_server::alarms::sweep_once;
+    use fleet_server::runtime::alarms::sweep_once;
     use fleet_server::store::StaffRow;
     // Device cab-f stands in site "hall"; its alarms concern the hall's staff only.
     super::flows::hall(&store, "cab-f").await;

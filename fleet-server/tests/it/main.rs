@@ -18,6 +18,7 @@ macro_rules! on_both {
 }
 
 mod alarms;
+mod architecture;
 mod backfill;
 mod flows;
 mod store;

@@ -104,7 +104,7 @@ impl World {
             .args(["--certs", &self.certs().display().to_string()])
             .args(["--admin-token", ADMIN_TOKEN])
             .args(args)
-            // `LOCKERFLEET_TEST_SERVER_LOG=info,fleet_server::ingest=debug` to look closer.
+            // `LOCKERFLEET_TEST_SERVER_LOG=info,fleet_server::runtime::ingest=debug` to look closer.
             .env(
                 "LOCKERFLEET_LOG",
                 std::env::var("LOCKERFLEET_TEST_SERVER_LOG")

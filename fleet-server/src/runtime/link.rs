@@ -1,63 +1,15 @@
 //! The server's side of the broker: [`Dispatch`] decodes device messages and hands them on,
-//! fed by one reader task on rumqttd's in-process link (or by [`crate::bus`] on an external
-//! broker), and the [`Publisher`] hands server messages to devices.
+//! fed by one reader task on rumqttd's in-process link (or by [`crate::runtime::bus`] on an external
+//! broker); [`crate::devices::Publisher`] hands server messages to devices.
 
 use std::time::Duration;
 
-use broker::{Delivery, Downlink, LinkRx, Notification};
+use broker::{LinkRx, Notification};
 use protocol::{Channel, CommandAck, DeviceId, DeviceTopic, EventBatch, Heartbeat, StateSnapshot};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-
-/// Sends server → device messages (commands, receipts, code sets). Never waits; what could
-/// not be delivered is counted, and each sender re-sends what matters (PROTOCOL.md, QoS of
-/// server topics). Embedded: straight to the device's connection in the broker front.
-/// External: published to the broker at QoS 1 through the replica's client.
-#[derive(Clone)]
-pub struct Publisher {
-    route: Route,
-}
-
-#[derive(Clone)]
-enum Route {
-    Embedded(Downlink),
-    External(rumqttc::AsyncClient),
-}
-
-impl Publisher {
-    pub fn new(downlink: Downlink) -> Publisher {
-        Publisher {
-            route: Route::Embedded(downlink),
-        }
-    }
-
-    pub fn external(client: rumqttc::AsyncClient) -> Publisher {
-        Publisher {
-            route: Route::External(client),
-        }
-    }
-
-    pub fn publish(&self, device: &DeviceId, channel: Channel, payload: Vec<u8>) -> Delivery {
-        let outcome = match &self.route {
-            Route::Embedded(downlink) => downlink.deliver(device, channel, payload),
-            Route::External(client) => {
-                let topic = protocol::topic::device_topic(device, channel);
-                match client.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload) {
-                    Ok(()) => Delivery::Queued,
-                    // The replica's request queue is full: the broker connection is down or
-                    // slower than we publish.
-                    Err(_) => Delivery::QueueFull,
-                }
-            }
-        };
-        if outcome == Delivery::QueueFull {
-            tracing::warn!(%device, ?channel, "device is not reading; server message dropped");
-        }
-        outcome
-    }
-}
 
 /// Decoded device → server traffic.
 #[derive(Debug)]
@@ -73,7 +25,7 @@ pub enum Inbound {
 pub struct Dispatch {
     pub ingest: mpsc::Sender<Inbound>,
     pub outcomes: mpsc::Sender<crate::commands::Outcome>,
-    /// Certificate signing requests, to [`crate::renewal`].
+    /// Certificate signing requests, to [`crate::runtime::renewal`].
     pub renewals: mpsc::Sender<(DeviceId, protocol::CertRequest)>,
     pub metrics: Metrics,
 }

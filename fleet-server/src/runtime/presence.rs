@@ -5,50 +5,15 @@
 //! Operators see presence through the API and its change stream; in the embedded broker no
 //! MQTT client but a device can subscribe, so no `presence` topic is published.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use broker::PresenceEvent;
 use protocol::DeviceId;
 use tokio::sync::mpsc;
 
+use crate::devices::Online;
 use crate::metrics::Metrics;
 use crate::store::Store;
-
-/// Which devices are online now; shared with the command service.
-#[derive(Clone, Default)]
-pub struct Online {
-    sessions: Arc<Mutex<HashMap<DeviceId, HashSet<u64>>>>,
-}
-
-impl Online {
-    pub fn is_online(&self, device: &DeviceId) -> bool {
-        self.sessions
-            .lock()
-            .map(|s| s.get(device).is_some_and(|v| !v.is_empty()))
-            .unwrap_or(false)
-    }
-
-    /// Returns whether the device's online state changed, and the number online now.
-    fn apply(&self, device: &DeviceId, session: u64, connected: bool) -> (bool, usize) {
-        let Ok(mut map) = self.sessions.lock() else {
-            return (false, 0);
-        };
-        let set = map.entry(device.clone()).or_default();
-        let was_online = !set.is_empty();
-        if connected {
-            set.insert(session);
-        } else {
-            set.remove(&session);
-        }
-        let is_online = !set.is_empty();
-        if !is_online {
-            map.remove(device);
-        }
-        (was_online != is_online, map.len())
-    }
-}
 
 fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

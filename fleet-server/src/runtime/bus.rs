@@ -5,7 +5,7 @@
 //! (`$share/{group}/devices/+/...`): the broker hands each message to one replica of the group.
 //! Presence is read by every replica (a plain subscription to the devices' retained presence and
 //! last wills), so each knows who is online to send commands. Nothing here is trusted more than
-//! in embedded mode: every message is decoded and checked the same way ([`crate::link`]), the
+//! in embedded mode: every message is decoded and checked the same way ([`crate::runtime::link`]), the
 //! database keeps events exactly once whichever replica stores them, and the agents keep every
 //! event until a receipt says it is stored (ADR 0012).
 
@@ -17,7 +17,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::Dispatch;
+use crate::runtime::link::Dispatch;
 
 /// Where the external broker listens, from `mqtts://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]

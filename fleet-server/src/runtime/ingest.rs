@@ -16,9 +16,10 @@ use protocol::{AckStatus, Channel, DeviceId, EventBody, Receipt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::devices::Publisher;
 use crate::health::Health;
-use crate::link::{Inbound, Publisher};
 use crate::metrics::Metrics;
+use crate::runtime::link::Inbound;
 use crate::service::Service;
 use crate::store::{self, Effects, IngestBatch, Store, StoreError};
 
@@ -65,7 +66,7 @@ pub struct Writer {
     /// Acts on what keypad events changed (code sets, notifications).
     pub service: Service,
     /// Door, box state and health points for InfluxDB (a no-op when export is off).
-    pub export: crate::export::Exporter,
+    pub export: crate::runtime::export::Exporter,
     /// Raises and clears `clock_skew` from heartbeats.
     pub clock: ClockWatch,
 }
@@ -283,17 +284,14 @@ impl Writer {
             .record(self.metrics.events_stored.get());
         if self.export.is_on() {
             // Only once stored: the time series never shows what the database does not hold.
-            let mut points: Vec<crate::export::Point> = ingest
+            let mut points: Vec<crate::runtime::export::Point> = ingest
                 .events
                 .iter()
-                .filter_map(|(d, e)| crate::export::event_point(d.as_str(), e))
+                .filter_map(|(d, e)| crate::runtime::export::event_point(d.as_str(), e))
                 .collect();
-            points.extend(
-                ingest
-                    .heartbeats
-                    .iter()
-                    .map(|(d, h)| crate::export::health_point(d.as_str(), h, ingest.received_at)),
-            );
+            points.extend(ingest.heartbeats.iter().map(|(d, h)| {
+                crate::runtime::export::health_point(d.as_str(), h, ingest.received_at)
+            }));
             self.export.push(&points);
         }
         self.metrics

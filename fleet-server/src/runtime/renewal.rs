@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use protocol::{CertReply, CertRequest, Channel, DeviceId};
 use tokio::sync::mpsc;
 
-use crate::link::Publisher;
+use crate::devices::Publisher;
 use crate::metrics::Metrics;
 use crate::store::Store;
 

@@ -1,0 +1,17 @@
+//! The server's long-running tasks, apart from the rules they carry out: the device side (the
+//! broker link or external-broker client, the ingest writer, presence, certificate renewal and
+//! revocation) and the fleet-wide background work (alarm sweeps, notifications, the InfluxDB
+//! export, leadership, change notices across replicas). `lib.rs::start` wires them; each stops
+//! on the process's one cancellation token in the order `RunningServer::shutdown` gives.
+
+pub mod alarms;
+pub mod bus;
+pub mod change_bridge;
+pub mod export;
+pub mod ingest;
+pub mod leader;
+pub mod link;
+pub mod notify;
+pub mod presence;
+pub mod renewal;
+pub mod revocations;
