@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::History;
+use crate::{AlarmKind, AlarmState, History, Severity};
 
 /// One alarm: a condition of a device or box, from raised to cleared.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -14,11 +14,12 @@ pub struct Alarm {
     /// The box, or none for the device itself.
     #[serde(rename = "box")]
     pub box_no: Option<u16>,
-    pub kind: String,
-    /// critical, major, minor or warning.
-    pub severity: String,
-    /// active, acknowledged or cleared.
-    pub state: String,
+    /// A fault kind (e.g. `forced_open`) or one the server raises (`device_offline`,
+    /// `clock_skew`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: AlarmKind,
+    pub severity: Severity,
+    pub state: AlarmState,
     pub site_id: Option<String>,
     pub first_seen: i64,
     pub last_seen: i64,

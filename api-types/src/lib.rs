@@ -23,6 +23,7 @@ pub mod tokens;
 pub mod usage;
 
 /// The service's enums as the API spells them (`domain::flows`).
+pub use domain::alarms::{AlarmKind, AlarmState, Severity};
 pub use domain::flows::{BoxStatus, Flow, ItemState, SiteKind, Size};
 pub use protocol::CommandStatus;
 use serde::{Deserialize, Serialize};

@@ -53,9 +53,9 @@ fn fleet(n: usize, now: i64) -> App {
             id: format!("{i:012}"),
             device_id: format!("site-0000-cab-{i:04}"),
             box_no: Some((i % 24 + 1) as u16),
-            kind: "forced_open".into(),
-            severity: "critical".into(),
-            state: "active".into(),
+            kind: domain::alarms::AlarmKind::Fault(protocol::FaultKind::ForcedOpen),
+            severity: domain::alarms::Severity::Critical,
+            state: domain::alarms::AlarmState::Active,
             site_id: Some("site-0000".into()),
             first_seen: now - 60_000,
             ..Alarm::default()

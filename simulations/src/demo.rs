@@ -344,11 +344,14 @@ impl Status {
                         .await
                         .unwrap_or_default();
                     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-                    for a in all.iter().filter(|a| a.state != "cleared") {
+                    for a in all.iter().filter(|a| a.state.is_open()) {
                         *kinds.entry(a.kind.as_str()).or_default() += 1;
                     }
                     let open: usize = kinds.values().sum();
-                    let acked = all.iter().filter(|a| a.state == "acknowledged").count();
+                    let acked = all
+                        .iter()
+                        .filter(|a| a.state == domain::alarms::AlarmState::Acknowledged)
+                        .count();
                     println!(
                         "        alarms: {open} open ({acked} acknowledged) {kinds:?}, {} cleared",
                         all.len() - open

@@ -5,18 +5,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use protocol::FaultKind;
 use protocol::message::check_text;
 use serde::Deserialize;
 
 use api_types::alarms::{Alarm, AlarmDetail, AlarmsList};
+use api_types::{AlarmKind, Severity};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
-use crate::store::{AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, SEVERITIES};
+use crate::store::{AlarmAction, AlarmFilter, AlarmRow};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -63,26 +63,24 @@ pub(crate) async fn list_alarms(
             "state {state:?} is unknown; use open, active, acknowledged, cleared or all"
         )));
     }
-    if let Some(k) = &q.kind
-        && FaultKind::parse(k).is_none()
-        && k != DEVICE_OFFLINE
-        && k != CLOCK_SKEW
-    {
-        let mut kinds: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
-        kinds.extend([DEVICE_OFFLINE, CLOCK_SKEW]);
-        return Err(ApiError::bad_request(format!(
-            "kind {k:?} is unknown; use one of: {}",
-            kinds.join(", ")
-        )));
-    }
-    if let Some(sev) = &q.severity
-        && !SEVERITIES.contains(&sev.as_str())
-    {
-        return Err(ApiError::bad_request(format!(
-            "severity {sev:?} is unknown; use one of: {}",
-            SEVERITIES.join(", ")
-        )));
-    }
+    let kind = match &q.kind {
+        None => None,
+        Some(k) => Some(AlarmKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "kind {k:?} is unknown; use one of: {}",
+                AlarmKind::choices()
+            ))
+        })?),
+    };
+    let severity = match &q.severity {
+        None => None,
+        Some(sev) => Some(Severity::parse(sev).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "severity {sev:?} is unknown; use one of: {}",
+                Severity::choices()
+            ))
+        })?),
+    };
     if let Some(d) = &q.device {
         caller.require_device(&s.store, &device_id(d)?).await?;
     }
@@ -93,8 +91,8 @@ pub(crate) async fn list_alarms(
             state: Some(state),
             sites,
             device: q.device,
-            kind: q.kind,
-            severity: q.severity,
+            kind,
+            severity,
             limit: q.limit.unwrap_or(200).clamp(1, 10_000),
         })
         .await?;

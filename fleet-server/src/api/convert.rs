@@ -116,8 +116,8 @@ impl From<AlarmRow> for Alarm {
     fn from(r: AlarmRow) -> Alarm {
         Alarm {
             id: r.id,
-            device_id: r.device_id,
-            box_no: r.box_no.map(box_no),
+            device_id: r.device_id.to_string(),
+            box_no: r.box_no.map(protocol::BoxNo::get),
             kind: r.kind,
             severity: r.severity,
             state: r.state,

@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::changes::{Change, Changes};
-use crate::store::{DEVICE_OFFLINE, Store, StoreError};
+use crate::store::{Store, StoreError};
+use domain::alarms::AlarmKind;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AlarmSettings {
@@ -58,7 +59,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
                 .unwrap_or("no session since the server started")
         );
         store
-            .server_alarm(&device, DEVICE_OFFLINE, true, &evidence, now)
+            .server_alarm(&device, AlarmKind::DeviceOffline, true, &evidence, now)
             .await?;
         changed = true;
     }
@@ -71,7 +72,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
             .log_presence(&device, "heartbeat", false, &evidence, now)
             .await?;
         store
-            .server_alarm(&device, DEVICE_OFFLINE, true, &evidence, now)
+            .server_alarm(&device, AlarmKind::DeviceOffline, true, &evidence, now)
             .await?;
         changed = true;
     }
@@ -81,7 +82,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
             .log_presence(&device, "heartbeat", true, evidence, now)
             .await?;
         store
-            .server_alarm(&device, DEVICE_OFFLINE, false, evidence, now)
+            .server_alarm(&device, AlarmKind::DeviceOffline, false, evidence, now)
             .await?;
         changed = true;
     }

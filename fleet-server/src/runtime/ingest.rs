@@ -358,7 +358,13 @@ impl Writer {
             let now = crate::clock::now_ms();
             match self
                 .store
-                .server_alarm(device.as_str(), store::CLOCK_SKEW, skewed, &evidence, now)
+                .server_alarm(
+                    device.as_str(),
+                    domain::alarms::AlarmKind::ClockSkew,
+                    skewed,
+                    &evidence,
+                    now,
+                )
                 .await
             {
                 Ok(()) => {

@@ -1,50 +1,27 @@
 //! Storage of alarms: one open alarm per (device, box, kind), raised and cleared by fault
 //! events inside the ingest transaction, acknowledged and cleared by operators, with history.
 //!
-//! A fault that clears and comes back within [`REOPEN_WINDOW_MS`] reopens the same alarm and
-//! bumps its count: a flapping door is one alarm with a count, not a thousand alarms.
+//! The policy (kinds, severities, who is paged, reopening within
+//! [`REOPEN_WINDOW_MS`]) is `domain::alarms`; this module carries it out.
 
+use domain::alarms::{AlarmKind, AlarmState, REOPEN_WINDOW_MS, Severity};
 use protocol::{BoxNo, DeviceId, FaultKind};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{History, Store, StoreError, bind_sites, sites_sql, write_history};
+use super::{History, Store, StoreError, bind_sites, parse_col, sites_sql, write_history};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
-
-/// A cleared alarm raised again within this time is reopened rather than duplicated.
-pub const REOPEN_WINDOW_MS: i64 = 10 * 60_000;
-
-/// How bad a fault is, for filtering and escalation.
-pub fn severity(kind: FaultKind) -> &'static str {
-    match kind {
-        FaultKind::ForcedOpen | FaultKind::Tamper => "critical",
-        FaultKind::LockJam
-        | FaultKind::LockBusUnreachable
-        | FaultKind::SensorFault
-        | FaultKind::KeypadLocked => "major",
-        FaultKind::DoorLeftOpen
-        | FaultKind::OnBattery
-        | FaultKind::PaperOut
-        | FaultKind::PaperJam
-        | FaultKind::NeedsService => "minor",
-        FaultKind::PaperLow | FaultKind::TonerLow => "warning",
-    }
-}
-
-pub const SEVERITIES: [&str; 4] = ["critical", "major", "minor", "warning"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmRow {
     pub id: String,
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The box, or none for the device itself.
-    pub box_no: Option<i64>,
-    pub kind: String,
-    /// critical, major, minor or warning.
-    pub severity: String,
-    /// active, acknowledged or cleared.
-    pub state: String,
+    pub box_no: Option<BoxNo>,
+    pub kind: AlarmKind,
+    pub severity: Severity,
+    pub state: AlarmState,
     pub site_id: Option<String>,
     pub first_seen: i64,
     pub last_seen: i64,
@@ -83,21 +60,24 @@ const LAST_SIGN: &str =
     "CASE WHEN d.presence_changed_at IS NOT NULL AND d.presence_changed_at > d.heartbeat_at
      THEN d.presence_changed_at ELSE d.heartbeat_at END";
 
-/// The server's own alarm kind for a device offline past the grace.
-pub const DEVICE_OFFLINE: &str = "device_offline";
-/// The server's alarm for a cabinet whose own clock is far from the server's.
-pub const CLOCK_SKEW: &str = "clock_skew";
-
 impl AlarmRow {
     fn from_row(r: &AnyRow) -> Result<AlarmRow, StoreError> {
         let b: i64 = r.try_get("box_no")?;
+        let box_no = match b {
+            0 => None,
+            b => Some(parse_col("alarm box", b.to_string(), |s| {
+                s.parse::<u16>().ok().and_then(|n| BoxNo::new(n).ok())
+            })?),
+        };
         Ok(AlarmRow {
             id: r.try_get("alarm_id")?,
-            device_id: r.try_get("device_id")?,
-            box_no: (b > 0).then_some(b),
-            kind: r.try_get("kind")?,
-            severity: r.try_get("severity")?,
-            state: r.try_get("state")?,
+            device_id: parse_col("alarm device", r.try_get("device_id")?, |s| {
+                DeviceId::parse(s).ok()
+            })?,
+            box_no,
+            kind: parse_col("alarm kind", r.try_get("kind")?, AlarmKind::parse)?,
+            severity: parse_col("alarm severity", r.try_get("severity")?, Severity::parse)?,
+            state: parse_col("alarm state", r.try_get("state")?, AlarmState::parse)?,
             site_id: r.try_get("site_id")?,
             first_seen: r.try_get("first_seen")?,
             last_seen: r.try_get("last_seen")?,
@@ -125,8 +105,8 @@ pub struct AlarmFilter {
     /// Only these sites; `None`: every site.
     pub sites: Option<Vec<String>>,
     pub device: Option<String>,
-    pub kind: Option<String>,
-    pub severity: Option<String>,
+    pub kind: Option<AlarmKind>,
+    pub severity: Option<Severity>,
     pub limit: i64,
 }
 
@@ -135,7 +115,7 @@ pub enum AlarmAction {
     Done(Box<AlarmRow>),
     NotFound,
     /// The alarm is not in a state the action applies to (its state now).
-    WrongState(String),
+    WrongState(AlarmState),
 }
 
 impl Store {
@@ -155,9 +135,7 @@ impl Store {
         let alarm = Condition {
             device: device.as_str(),
             box_no: b,
-            kind: kind.as_str(),
-            severity: severity(kind),
-            actor: "device",
+            kind: AlarmKind::Fault(kind),
         };
         upsert_alarm(tx, &alarm, active, evidence, ts, now).await
     }
@@ -167,7 +145,7 @@ impl Store {
     pub async fn server_alarm(
         &self,
         device: &str,
-        kind: &str,
+        kind: AlarmKind,
         active: bool,
         evidence: &str,
         now: i64,
@@ -177,10 +155,6 @@ impl Store {
             device,
             box_no: 0,
             kind,
-            // A wrong clock is judged around (the agent uses the server's time): worth a
-            // visit, not a night call.
-            severity: if kind == CLOCK_SKEW { "minor" } else { "major" },
-            actor: "server",
         };
         upsert_alarm(&mut tx, &alarm, active, evidence, now, now).await?;
         tx.commit().await?;
@@ -205,8 +179,8 @@ impl Store {
                 sites_sql("a.site_id", 5, sites)
             )))
             .bind(f.device.as_deref())
-            .bind(f.kind.as_deref())
-            .bind(f.severity.as_deref())
+            .bind(f.kind.map(AlarmKind::as_str))
+            .bind(f.severity.map(Severity::as_str))
             .bind(f.limit),
             sites,
         )
@@ -261,10 +235,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<(String, i64)> = FaultKind::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .chain([DEVICE_OFFLINE])
-            .map(|k| (k.to_owned(), 0))
+            .into_iter()
+            .map(AlarmKind::Fault)
+            .chain([AlarmKind::DeviceOffline])
+            .map(|k| (k.as_str().to_owned(), 0))
             .collect();
         for r in &rows {
             let kind: String = r.try_get("kind")?;
@@ -383,9 +357,15 @@ impl Store {
     /// their device's `device_offline` alarm is the news, and they are told if they outlive
     /// it.
     pub async fn alarms_to_notify(&self, now: i64) -> Result<Vec<AlarmRow>, StoreError> {
+        let paging = Severity::ALL
+            .iter()
+            .filter(|s| s.pages())
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let rows = sqlx::query(AssertSqlSafe(format!(
             "{ALARM_SELECT} WHERE a.notified_at IS NULL AND a.state <> 'acknowledged'
-               AND a.severity IN ('critical', 'major') AND a.first_seen >= $1
+               AND a.severity IN ({paging}) AND a.first_seen >= $1
              ORDER BY a.first_seen LIMIT 500"
         )))
         .bind(now - 3_600_000)
@@ -546,10 +526,7 @@ struct Condition<'a> {
     device: &'a str,
     /// 0: the device itself.
     box_no: i64,
-    kind: &'a str,
-    severity: &'a str,
-    /// Who raises and clears it: `device` (fault events) or `server`.
-    actor: &'a str,
+    kind: AlarmKind,
 }
 
 /// Raises (bump, reopen within the window, or insert) or clears the open alarm of `c`.
@@ -567,7 +544,7 @@ async fn upsert_alarm(
     )
     .bind(c.device)
     .bind(c.box_no)
-    .bind(c.kind)
+    .bind(c.kind.as_str())
     .fetch_optional(&mut **tx)
     .await?
     .map(|r| r.try_get::<String, _>("alarm_id"))
@@ -582,10 +559,10 @@ async fn upsert_alarm(
             .bind(now)
             .bind(ts)
             .bind(&id)
-            .bind(c.actor)
+            .bind(c.kind.source())
             .execute(&mut **tx)
             .await?;
-            alarm_history(tx, &id, now, "cleared", c.actor, evidence).await?;
+            alarm_history(tx, &id, now, "cleared", c.kind.source(), evidence).await?;
         }
         return Ok(());
     }
@@ -610,9 +587,9 @@ async fn upsert_alarm(
     )
     .bind(c.device)
     .bind(c.box_no)
-    .bind(c.kind)
+    .bind(c.kind.as_str())
     .bind(now - REOPEN_WINDOW_MS)
-    .bind(c.actor)
+    .bind(c.kind.source())
     .fetch_optional(&mut **tx)
     .await?
     .map(|r| r.try_get::<String, _>("alarm_id"))
@@ -633,7 +610,7 @@ async fn upsert_alarm(
             &id,
             now,
             "active",
-            c.actor,
+            c.kind.source(),
             Some("raised again (flapping)"),
         )
         .await?;
@@ -649,18 +626,18 @@ async fn upsert_alarm(
     .bind(&id)
     .bind(c.device)
     .bind(c.box_no)
-    .bind(c.kind)
-    .bind(c.severity)
+    .bind(c.kind.as_str())
+    .bind(c.kind.severity().as_str())
     .bind(ts)
     .bind(evidence)
     .execute(&mut **tx)
     .await?;
-    alarm_history(tx, &id, now, "active", c.actor, evidence).await?;
+    alarm_history(tx, &id, now, "active", c.kind.source(), evidence).await?;
     tracing::info!(
         device = c.device,
         r#box = c.box_no,
-        kind = c.kind,
-        severity = c.severity,
+        kind = %c.kind,
+        severity = %c.kind.severity(),
         "alarm raised"
     );
     Ok(())
@@ -697,7 +674,7 @@ fn alarm_text(a: &AlarmRow, escalated: bool) -> String {
     if let Some(e) = &a.evidence {
         t.push_str(&format!(": {e}"));
     }
-    if a.state == "cleared" {
+    if a.state == AlarmState::Cleared {
         t.push_str(" (cleared since)");
     }
     t.push_str(&format!(". Alarm {}", a.id));

@@ -32,10 +32,7 @@ use protocol::DeviceId;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-pub use alarms::{
-    AlarmAction, AlarmFilter, AlarmRow, CLOCK_SKEW, DEVICE_OFFLINE, REOPEN_WINDOW_MS, SEVERITIES,
-    severity,
-};
+pub use alarms::{AlarmAction, AlarmFilter, AlarmRow};
 pub use audit::AuditRow;
 pub use cabinets::{BoxConfig, BoxView, CabinetRow};
 pub use commands::{CommandRow, CreateOutcome, NewCommand};

@@ -5,6 +5,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{Action, App, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
 use crate::model::Cabinet;
+use api_types::AlarmState;
 
 impl App {
     /// A key press; returns what the data task should do.
@@ -239,7 +240,7 @@ impl App {
         let Some(a) = self.alarms().get(self.sel_alarm).map(|a| (*a).clone()) else {
             return Vec::new();
         };
-        if a.state != "active" {
+        if a.state != AlarmState::Active {
             self.status = format!(
                 "alarm {} is {}; only active ones are acknowledged",
                 short(&a.id),

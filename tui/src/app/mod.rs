@@ -217,9 +217,9 @@ impl App {
             .iter()
             .filter(|a| {
                 f.is_empty()
-                    || a.kind.contains(&f)
+                    || a.kind.as_str().contains(&f)
                     || a.device_id.to_lowercase().contains(&f)
-                    || a.severity.contains(&f)
+                    || a.severity.as_str().contains(&f)
                     || a.site_id.as_deref().is_some_and(|s| s.contains(&f))
             })
             .collect()

@@ -149,9 +149,9 @@ fn alarms_filter_acknowledge_and_jump_to_the_box() {
         id: id.into(),
         device_id: "cab-9".into(),
         box_no: Some(4),
-        kind: kind.into(),
-        severity: "critical".into(),
-        state: state.into(),
+        kind: api_types::AlarmKind::parse(kind).expect("kind"),
+        severity: api_types::Severity::Critical,
+        state: api_types::AlarmState::parse(state).expect("state"),
         site_id: Some("site-2".into()),
         ..Alarm::default()
     };

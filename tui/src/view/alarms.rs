@@ -19,8 +19,8 @@ pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             (s, _) => s.to_owned(),
         };
         Row::new(vec![
-            Cell::from(a.severity.clone()).style(severity_style(&a.severity)),
-            Cell::from(a.kind.clone()),
+            Cell::from(a.severity.as_str()).style(severity_style(a.severity.as_str())),
+            Cell::from(a.kind.as_str()),
             Cell::from(a.device_id.clone()),
             Cell::from(
                 a.box_no

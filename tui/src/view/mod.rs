@@ -107,7 +107,7 @@ fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
         .model
         .alarms
         .iter()
-        .filter(|a| a.state != "cleared")
+        .filter(|a| a.state.is_open())
         .count();
     let mut spans = Vec::new();
     for (i, s) in Screen::ALL.iter().enumerate() {
