@@ -6,26 +6,26 @@
 //! code grants), the keypad (codes and staff credentials verified locally), and one task per
 //! command. A lock operation never waits on the network.
 
-pub mod backoff;
+pub(crate) mod backoff;
 mod clock;
-pub mod codes;
+pub(crate) mod codes;
 mod commands;
-pub mod config;
+pub(crate) mod config;
 pub mod control;
 pub mod doctor;
-pub mod driver;
+pub(crate) mod driver;
 mod entry;
-pub mod faults;
-pub mod gpio;
-pub mod keypad;
+pub(crate) mod faults;
+pub(crate) mod gpio;
+pub(crate) mod keypad;
 pub mod keypad_socket;
-pub mod modbus;
+pub(crate) mod modbus;
 mod net;
-pub mod outbox;
+pub(crate) mod outbox;
 mod recorder;
 pub mod renew;
-pub mod serial;
-pub mod simulate;
+pub(crate) mod serial;
+pub(crate) mod simulate;
 pub mod systemd;
 mod tls;
 mod uplink;

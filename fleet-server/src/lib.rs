@@ -4,17 +4,17 @@
 //! stops them in order: stop intake (broker front, HTTP), drain (link reader, ingest writer),
 //! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
 
-pub mod api;
+pub(crate) mod api;
 pub mod backfill;
-pub mod changes;
-pub mod clock;
-pub mod commands;
+pub(crate) mod changes;
+pub(crate) mod clock;
+pub(crate) mod commands;
 pub mod config;
-pub mod devices;
+pub(crate) mod devices;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod health;
-pub mod metrics;
+pub(crate) mod health;
+pub(crate) mod metrics;
 pub mod runtime;
 pub mod secrets;
 pub mod service;
@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use api::planning::{PlanOptions, plan_with};
 pub use clock::now_ms;
 pub use config::ServerConfig;
 

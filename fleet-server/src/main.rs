@@ -140,7 +140,7 @@ struct PlanCmd {
     #[arg(long)]
     candidates: PathBuf,
     #[command(flatten)]
-    options: fleet_server::api::planning::PlanOptions,
+    options: fleet_server::PlanOptions,
     /// Print the plan as JSON (the API's answer) instead of tables.
     #[arg(long)]
     json: bool,
@@ -288,7 +288,7 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
         .with_context(|| format!("candidate sites in {}", p.candidates.display()))?;
     let store = open_store(&cfg).await?;
     let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
-    let answer = fleet_server::api::planning::plan_with(
+    let answer = fleet_server::plan_with(
         &store,
         &p.options,
         &demand,

@@ -1,23 +1,23 @@
 //! LockerFleet simulations: a fleet of real agents on fake hardware, the demo, and benchmark
 //! commands. Binaries: `fleet-sim` here, and `lockerfleet demo` at the workspace root.
 
-pub mod api;
+pub(crate) mod api;
 pub mod bench;
-pub mod checks;
+pub(crate) mod checks;
 pub mod console_bench;
-pub mod day;
+pub(crate) mod day;
 pub mod demo;
-pub mod fleet;
+pub(crate) mod fleet;
 pub mod footprint_bench;
-pub mod history;
+pub(crate) mod history;
 pub mod history_bench;
-pub mod layout;
+pub(crate) mod layout;
 pub mod locust_bench;
-pub mod netem;
-pub mod relay_bench;
-pub mod report;
+pub(crate) mod netem;
+pub(crate) mod relay_bench;
+pub(crate) mod report;
 pub mod scale_bench;
-pub mod scenario;
-pub mod schedule;
+pub(crate) mod scenario;
+pub(crate) mod schedule;
 pub mod sim;
 pub mod usage_bench;

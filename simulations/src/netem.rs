@@ -16,10 +16,15 @@ pub struct Link {
     pub addr: SocketAddr,
     down: watch::Sender<bool>,
     /// Connections refused or cut while down.
-    pub cut_connections: Arc<AtomicU64>,
+    cut_connections: Arc<AtomicU64>,
 }
 
 impl Link {
+    /// Connections refused or cut while down, so far.
+    pub(crate) fn cut_connections(&self) -> u64 {
+        self.cut_connections.load(Ordering::Relaxed)
+    }
+
     /// Listens on a free loopback port and relays to `upstream` while up.
     pub async fn start(
         upstream: SocketAddr,
@@ -124,7 +129,7 @@ mod tests {
             .await
             .expect("closed at once");
         assert!(matches!(read, Ok(0) | Err(_)), "no relay while down");
-        assert_eq!(link.cut_connections.load(Ordering::Relaxed), 2);
+        assert_eq!(link.cut_connections(), 2);
 
         link.set_down(false);
         let mut c = TcpStream::connect(link.addr).await.expect("connect");

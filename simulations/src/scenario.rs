@@ -566,10 +566,6 @@ impl Scenario {
     pub fn scaled_timer(&self, sim_s: f64) -> u64 {
         (sim_s / self.acceleration).ceil().max(1.0) as u64
     }
-
-    pub fn cabinets(&self) -> usize {
-        self.sites.iter().map(|s| s.cabinets).sum()
-    }
 }
 
 #[cfg(test)]
@@ -606,7 +602,7 @@ per_hour = [0,0,0,0,0,0,0,0,5,10,10,10,5,5,10,10,10,5,0,0,0,0,0,0]
         assert_eq!(s.sites[0].size_of(10), "L");
         assert_eq!(s.scaled_timer(120.0), 1);
         assert_eq!(s.real_secs(600.0), 1.0);
-        assert_eq!(s.cabinets(), 2);
+        assert_eq!(s.sites.iter().map(|s| s.cabinets).sum::<usize>(), 2);
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! on the process's one cancellation token in the order `RunningServer::shutdown` gives.
 
 pub mod alarms;
-pub mod bus;
-pub mod change_bridge;
-pub mod export;
+pub(crate) mod bus;
+pub(crate) mod change_bridge;
+pub(crate) mod export;
 pub mod ingest;
-pub mod leader;
-pub mod link;
-pub mod notify;
-pub mod presence;
-pub mod renewal;
-pub mod revocations;
+pub(crate) mod leader;
+pub(crate) mod link;
+pub(crate) mod notify;
+pub(crate) mod presence;
+pub(crate) mod renewal;
+pub(crate) mod revocations;

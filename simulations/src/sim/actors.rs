@@ -60,6 +60,11 @@ pub(super) async fn act(w: Arc<World>, n: usize, what: Action) {
             d.link.set_down(true);
             w.clock.sleep_real(real).await;
             d.link.set_down(false);
+            tracing::debug!(
+                cabinet,
+                cut_so_far = d.link.cut_connections(),
+                "network back"
+            );
         }
         Action::PowerLoss { cabinet, secs } => {
             let d = &w.devices[cabinet];
