@@ -117,7 +117,7 @@ struct Session<'a> {
 }
 
 impl Front {
-    pub async fn serve(self, listener: TcpListener) {
+    pub(crate) async fn serve(self, listener: TcpListener) {
         let this = Arc::new(self);
         let limit = Arc::new(Semaphore::new(this.cfg.max_connections));
         let handshakes = Arc::new(Semaphore::new(this.cfg.max_handshakes.max(1)));

@@ -60,7 +60,7 @@ impl Sessions {
 
     /// Registers a new session of `device`. An older session of the same device loses its
     /// entry: its queue's sender is dropped, which ends that connection as taken over.
-    pub fn open(&self, device: &DeviceId, session: u64) -> mpsc::Receiver<Down> {
+    pub(crate) fn open(&self, device: &DeviceId, session: u64) -> mpsc::Receiver<Down> {
         let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
         let entry = Entry {
             session,
@@ -72,7 +72,7 @@ impl Sessions {
     }
 
     /// Marks `channel` subscribed or not for this session (no-op once it was taken over).
-    pub fn subscribe(&self, device: &DeviceId, session: u64, channel: Channel, on: bool) {
+    pub(crate) fn subscribe(&self, device: &DeviceId, session: u64, channel: Channel, on: bool) {
         if let Some(e) = self.lock().get_mut(device)
             && e.session == session
         {
@@ -86,7 +86,7 @@ impl Sessions {
 
     /// Ends the device's live session (its queue's sender is dropped) because its
     /// certificate was revoked. `true` when there was one.
-    pub fn evict(&self, device: &DeviceId) -> bool {
+    pub(crate) fn evict(&self, device: &DeviceId) -> bool {
         let Some(entry) = self.lock().remove(device) else {
             return false;
         };
@@ -98,7 +98,7 @@ impl Sessions {
     }
 
     /// Whether this session ended by [`Sessions::evict`] (asked once, by the session).
-    pub fn take_revoked(&self, device: &DeviceId, session: u64) -> bool {
+    pub(crate) fn take_revoked(&self, device: &DeviceId, session: u64) -> bool {
         self.revoked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -106,7 +106,7 @@ impl Sessions {
     }
 
     /// Removes the session's entry unless a newer session already replaced it.
-    pub fn close(&self, device: &DeviceId, session: u64) {
+    pub(crate) fn close(&self, device: &DeviceId, session: u64) {
         let mut map = self.lock();
         if map.get(device).is_some_and(|e| e.session == session) {
             map.remove(device);

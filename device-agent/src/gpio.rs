@@ -27,7 +27,7 @@ pub trait Lines: Send + Sync + 'static {
 
 /// Checks `settings` against a cabinet of `boxes`: one lock and one door line per box,
 /// occupancy lines for every box or none, no line used twice.
-pub fn check_map(settings: &GpioSettings, boxes: u16) -> Result<(), String> {
+pub(crate) fn check_map(settings: &GpioSettings, boxes: u16) -> Result<(), String> {
     let n = usize::from(boxes);
     for (name, lines) in [
         ("lock_lines", &settings.lock_lines),

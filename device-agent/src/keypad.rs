@@ -102,7 +102,7 @@ impl SoftKeypadHandle {
 
 /// One line of a keypad protocol (`code DIGITS`, `staff CREDENTIAL BOX`) typed on `keypad`:
 /// `None` when the line is neither; else the outcome as JSON, or why not.
-pub async fn typed_line(
+pub(crate) async fn typed_line(
     words: &[&str],
     keypad: &SoftKeypadHandle,
 ) -> Option<Result<serde_json::Value, String>> {

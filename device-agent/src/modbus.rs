@@ -171,7 +171,7 @@ impl Board {
 
 /// The boards of `settings` with their boxes numbered on from one board to the next; the
 /// default (no boards listed) is one board, unit 1, coil and input N-1 for box N.
-pub fn resolve_boards(settings: &ModbusSettings, boxes: u16) -> Result<Vec<Board>, String> {
+pub(crate) fn resolve_boards(settings: &ModbusSettings, boxes: u16) -> Result<Vec<Board>, String> {
     if settings.boards.is_empty() {
         return Ok(vec![Board {
             unit: 1,

@@ -67,14 +67,14 @@ impl SerialLine {
 
 /// An open serial line; reads and writes never block the runtime.
 #[derive(Debug)]
-pub struct SerialPort {
+pub(crate) struct SerialPort {
     fd: AsyncFd<OwnedFd>,
 }
 
 impl SerialPort {
     /// Opens `path` exclusively (a second agent on the same bus fails here rather than
     /// garbling frames), raw, at `line`'s settings, and drops whatever was waiting in it.
-    pub fn open(path: &Path, line: &SerialLine) -> io::Result<SerialPort> {
+    pub(crate) fn open(path: &Path, line: &SerialLine) -> io::Result<SerialPort> {
         let fd = rustix::fs::open(
             path,
             OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,

@@ -2,7 +2,7 @@
 //! client refetches what it shows, so a notice lost to a slow client costs a refetch, not
 //! correctness.
 
-pub use api_types::live::Change;
+pub(crate) use api_types::live::Change;
 use tokio::sync::{broadcast, mpsc};
 
 /// A bounded fan-out of changes: a subscriber that falls more than `CAPACITY` behind is told

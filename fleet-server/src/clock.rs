@@ -11,7 +11,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// ISO 8601 local time with its offset, e.g. `2026-11-28T08:00:00+08:00`.
-pub fn local_time(ms: i64, offset_ms: i64) -> String {
+pub(crate) fn local_time(ms: i64, offset_ms: i64) -> String {
     let offset = time::UtcOffset::from_whole_seconds((offset_ms / 1000) as i32)
         .unwrap_or(time::UtcOffset::UTC);
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

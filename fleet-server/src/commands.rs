@@ -29,7 +29,7 @@ const REREAD: Duration = Duration::from_secs(1);
 const RETRANSMIT_EVERY: Duration = Duration::from_millis(1000);
 
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     #[error("unknown device {0}: it has never connected")]
     UnknownDevice(DeviceId),
     #[error("device {device} has {boxes} boxes; box {box_no} does not exist")]
@@ -42,7 +42,7 @@ pub enum CommandError {
     Store(#[from] StoreError),
 }
 
-pub struct OpenRequest {
+pub(crate) struct OpenRequest {
     pub device: DeviceId,
     pub box_no: BoxNo,
     pub actor: String,
@@ -74,7 +74,7 @@ impl Outcome {
 }
 
 #[derive(Clone)]
-pub struct Commands {
+pub(crate) struct Commands {
     pub store: Store,
     pub publisher: Publisher,
     pub online: Online,
@@ -85,7 +85,7 @@ pub struct Commands {
 impl Commands {
     /// Queues an open command, sends it at once if the device is online, and returns it.
     /// With a reused idempotency key, returns the first command instead (`false`).
-    pub async fn open(&self, req: OpenRequest) -> Result<(CommandRow, bool), CommandError> {
+    pub(crate) async fn open(&self, req: OpenRequest) -> Result<(CommandRow, bool), CommandError> {
         let boxes = self
             .store
             .device_exists(&req.device)
@@ -179,7 +179,7 @@ impl Commands {
     /// `command_result` event ingest stored: the one path every outcome takes. Idempotent:
     /// a status only moves forward (`status_rank`), so the second report of one outcome
     /// changes nothing.
-    pub async fn apply_outcome(&self, o: Outcome) -> Result<(), StoreError> {
+    pub(crate) async fn apply_outcome(&self, o: Outcome) -> Result<(), StoreError> {
         let Outcome {
             device,
             command_id,
@@ -218,7 +218,7 @@ impl Commands {
     }
 
     /// A device announced itself (state snapshot after connect): send what waits for it.
-    pub async fn on_device_ready(&self, device: &DeviceId) -> Result<(), StoreError> {
+    pub(crate) async fn on_device_ready(&self, device: &DeviceId) -> Result<(), StoreError> {
         for row in self
             .store
             .pending_commands(Some(device), crate::clock::now_ms())
@@ -230,7 +230,7 @@ impl Commands {
     }
 
     /// Expires overdue commands and re-sends undelivered ones, until cancelled.
-    pub async fn maintain(self, cancel: CancellationToken) {
+    pub(crate) async fn maintain(self, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut last_retransmit = tokio::time::Instant::now();
         loop {
@@ -281,7 +281,7 @@ impl Commands {
     /// The command once it reaches a final status, or as it is when `wait` runs out (`None`
     /// if there is no such command). Listens for its changes instead of polling storage, so
     /// a waiting client costs nothing until its command moves.
-    pub async fn wait_final(
+    pub(crate) async fn wait_final(
         &self,
         id: &str,
         wait: Duration,
@@ -350,7 +350,7 @@ impl Commands {
     }
 
     /// Consumes outcomes and device-ready notices until both channels close.
-    pub async fn run_inbox(
+    pub(crate) async fn run_inbox(
         self,
         mut outcomes: mpsc::Receiver<Outcome>,
         mut ready: mpsc::Receiver<DeviceId>,

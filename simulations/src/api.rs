@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 #[derive(Clone)]
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -15,7 +15,7 @@ pub struct ApiClient {
 
 /// A finished remote open as the API reports it.
 #[derive(Debug, Clone)]
-pub struct OpenOutcome {
+pub(crate) struct OpenOutcome {
     pub command_id: String,
     pub status: String,
     /// Seen by this client: request sent → terminal status visible.
@@ -29,12 +29,12 @@ pub struct OpenOutcome {
 const TERMINAL: [&str; 5] = ["opened", "already_open", "jammed", "failed", "expired"];
 
 impl ApiClient {
-    pub fn new(addr: SocketAddr, token: &str) -> anyhow::Result<ApiClient> {
+    pub(crate) fn new(addr: SocketAddr, token: &str) -> anyhow::Result<ApiClient> {
         ApiClient::from_base(&format!("http://{addr}"), token)
     }
 
     /// A client of the API at `base`, e.g. `http://127.0.0.1:8080`.
-    pub fn from_base(base: &str, token: &str) -> anyhow::Result<ApiClient> {
+    pub(crate) fn from_base(base: &str, token: &str) -> anyhow::Result<ApiClient> {
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
             "API address {base:?} must start with http:// or https://"
@@ -51,7 +51,7 @@ impl ApiClient {
         })
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let res = self
             .http
             .get(format!("{}{path}", self.base))
@@ -71,7 +71,7 @@ impl ApiClient {
     }
 
     /// Sends `body` with `method`; returns the status and the JSON answer (errors included).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -90,7 +90,7 @@ impl ApiClient {
     }
 
     /// PUTs a text body (CSV, GeoJSON); fails unless the answer is a success.
-    pub async fn put_text(
+    pub(crate) async fn put_text(
         &self,
         path: &str,
         content_type: &str,
@@ -113,7 +113,7 @@ impl ApiClient {
         Ok(answer)
     }
 
-    pub fn with_token(&self, token: &str) -> ApiClient {
+    pub(crate) fn with_token(&self, token: &str) -> ApiClient {
         ApiClient {
             token: token.to_owned(),
             ..self.clone()
@@ -121,7 +121,12 @@ impl ApiClient {
     }
 
     /// Requests a remote open; returns the command id.
-    pub async fn open(&self, device: &str, box_no: u16, reason: &str) -> anyhow::Result<String> {
+    pub(crate) async fn open(
+        &self,
+        device: &str,
+        box_no: u16,
+        reason: &str,
+    ) -> anyhow::Result<String> {
         let path = format!("/api/v1/devices/{device}/boxes/{box_no}/open");
         let res = self
             .http
@@ -144,7 +149,7 @@ impl ApiClient {
 
     /// Opens a box and waits for its outcome with the API's long poll (`wait_secs`), so
     /// the time measured is the server's, not a polling interval's.
-    pub async fn open_and_wait(
+    pub(crate) async fn open_and_wait(
         &self,
         device: &str,
         box_no: u16,

@@ -11,7 +11,7 @@ use crate::api::ApiClient;
 
 /// A remote open the simulator asked for, with its outcome.
 #[derive(Debug, Clone, Serialize)]
-pub struct CommandRecord {
+pub(crate) struct CommandRecord {
     pub id: String,
     pub device: String,
     pub box_no: u16,
@@ -24,7 +24,7 @@ pub struct CommandRecord {
 /// A fault the simulator injected, and the alarm it must raise (if the fault is long enough
 /// to be one).
 #[derive(Debug, Clone, Serialize)]
-pub struct Injected {
+pub(crate) struct Injected {
     pub kind: String,
     pub device: String,
     pub box_no: Option<u16>,
@@ -35,7 +35,7 @@ pub struct Injected {
 
 /// Counters and records of a run, filled by the simulated people, staff and faults.
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     pub reserved: u64,
     /// Reservations refused for want of a free box (unmet demand).
     pub refused: u64,
@@ -69,7 +69,7 @@ pub struct Ledger {
 
 /// One sample of the run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub real_s: f64,
     pub sim_s: f64,
     /// Events recorded by all agents so far.
@@ -81,7 +81,7 @@ pub struct Sample {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: String,
     pub passed: bool,
     pub detail: String,
@@ -109,7 +109,7 @@ impl Check {
         }
     }
 
-    pub fn failed(name: &str, detail: String) -> Check {
+    pub(crate) fn failed(name: &str, detail: String) -> Check {
         Check {
             name: name.to_owned(),
             passed: false,
@@ -120,7 +120,7 @@ impl Check {
 
 /// The stored sequence numbers of a device must be exactly 1..=last: a gap is a lost event,
 /// a repeat a duplicate, anything past `last` an event the agent never recorded.
-pub fn sequence_problem(device: &str, last: u64, seqs: &[i64]) -> Option<String> {
+pub(crate) fn sequence_problem(device: &str, last: u64, seqs: &[i64]) -> Option<String> {
     let mut expected = 1i64;
     for &s in seqs {
         if s < expected {
@@ -147,7 +147,7 @@ pub fn sequence_problem(device: &str, last: u64, seqs: &[i64]) -> Option<String>
 }
 
 /// Whether `alarms` (of the injected fault's device and kind) hold one raised for it.
-pub fn alarm_for(inj: &Injected, alarms: &[Value], slack_ms: i64) -> bool {
+pub(crate) fn alarm_for(inj: &Injected, alarms: &[Value], slack_ms: i64) -> bool {
     alarms.iter().any(|a| {
         let box_ok = match inj.box_no {
             Some(b) => a["box"].as_u64() == Some(u64::from(b)),
@@ -163,7 +163,7 @@ pub fn alarm_for(inj: &Injected, alarms: &[Value], slack_ms: i64) -> bool {
 const TERMINAL: [&str; 5] = ["opened", "already_open", "jammed", "failed", "expired"];
 
 /// Runs every check. `totals` is (device, last seq recorded, highest receipted) per device.
-pub async fn run_all(
+pub(crate) async fn run_all(
     api: &ApiClient,
     ledger: &Ledger,
     totals: &[(String, u64, u64)],

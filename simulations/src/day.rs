@@ -23,7 +23,7 @@ use crate::layout::{Layout, site_id, staff_card};
 
 /// What happened so far, for the status line.
 #[derive(Debug, Default)]
-pub struct DayStats {
+pub(crate) struct DayStats {
     pub reserved: AtomicU64,
     pub refused: AtomicU64,
     pub dropped: AtomicU64,
@@ -35,7 +35,7 @@ pub struct DayStats {
 }
 
 impl DayStats {
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
             "reservations {} ({} refused) | dropped {} collected {} | deposited {} picked up {} | wrong codes {} | remote help {}",
@@ -54,7 +54,7 @@ impl DayStats {
 /// Configures sites, cabinets (box sizes S/M/L, two accessible boxes each), station devices
 /// and one helper per site through the API; returns a token with the platform role. Safe to
 /// repeat on a reused data dir (and after the history wrote the same layout).
-pub async fn configure(api: &ApiClient, layout: &Layout) -> anyhow::Result<ApiClient> {
+pub(crate) async fn configure(api: &ApiClient, layout: &Layout) -> anyhow::Result<ApiClient> {
     for site in &layout.sites {
         let (s, r) = api
             .send(
@@ -104,7 +104,7 @@ pub async fn configure(api: &ApiClient, layout: &Layout) -> anyhow::Result<ApiCl
 /// Runs the day until cancelled: `per_minute` reservations across the fleet (Poisson), a
 /// person behind each, and helpers sweeping their lists every `staff_every`.
 #[allow(clippy::too_many_arguments)]
-pub fn run(
+pub(crate) fn run(
     admin: ApiClient,
     platform: ApiClient,
     fleet: Arc<Fleet>,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Shape and behaviour of a simulated fleet.
 #[derive(Debug, Clone)]
-pub struct FleetSpec {
+pub(crate) struct FleetSpec {
     pub sites: usize,
     pub cabinets: usize,
     pub boxes: u16,
@@ -50,7 +50,7 @@ impl Default for FleetSpec {
 }
 
 /// `site-S-cab-NN`: cabinets spread over sites round-robin.
-pub fn cabinet_id(spec: &FleetSpec, n: usize) -> DeviceId {
+pub(crate) fn cabinet_id(spec: &FleetSpec, n: usize) -> DeviceId {
     let site = n % spec.sites.max(1) + 1;
     let index = n / spec.sites.max(1) + 1;
     DeviceId::parse(&format!("site-{site}-cab-{index:02}"))
@@ -58,7 +58,7 @@ pub fn cabinet_id(spec: &FleetSpec, n: usize) -> DeviceId {
 }
 
 /// `site-S-stn-NN`: station devices spread over sites round-robin, profiles in turn.
-pub fn station_id(spec: &FleetSpec, n: usize) -> (DeviceId, protocol::Profile) {
+pub(crate) fn station_id(spec: &FleetSpec, n: usize) -> (DeviceId, protocol::Profile) {
     let site = n % spec.sites.max(1) + 1;
     let index = n / spec.sites.max(1) + 1;
     let id = DeviceId::parse(&format!("site-{site}-stn-{index:02}"))
@@ -72,7 +72,7 @@ pub fn station_id(spec: &FleetSpec, n: usize) -> (DeviceId, protocol::Profile) {
 }
 
 /// Every device id of the fleet: cabinets, then stations.
-pub fn device_ids(spec: &FleetSpec) -> Vec<DeviceId> {
+pub(crate) fn device_ids(spec: &FleetSpec) -> Vec<DeviceId> {
     (0..spec.cabinets)
         .map(|n| cabinet_id(spec, n))
         .chain((0..spec.stations).map(|n| station_id(spec, n).0))
@@ -80,7 +80,7 @@ pub fn device_ids(spec: &FleetSpec) -> Vec<DeviceId> {
 }
 
 /// Makes the CA (first run) and a certificate for every cabinet that has none yet.
-pub fn ensure_certs(dir: &Path, ids: &[DeviceId]) -> anyhow::Result<()> {
+pub(crate) fn ensure_certs(dir: &Path, ids: &[DeviceId]) -> anyhow::Result<()> {
     if !dir.join(certs::CA_CERT).exists() {
         certs::init(dir, false).with_context(|| format!("creating CA in {}", dir.display()))?;
     }
@@ -93,14 +93,14 @@ pub fn ensure_certs(dir: &Path, ids: &[DeviceId]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub struct Cabinet {
+pub(crate) struct Cabinet {
     pub agent: RunningAgent,
     pub locks: Arc<FakeLocks>,
     /// Types at the cabinet's fake keypad.
     pub keys: device_agent::SoftKeypadHandle,
 }
 
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub cabinets: Vec<Cabinet>,
     /// Station devices: the same agent with a station profile and no boxes.
     pub stations: Vec<Cabinet>,
@@ -111,7 +111,7 @@ pub struct Fleet {
 impl Fleet {
     /// Starts every cabinet's agent against `server`, with certificates from `certs_dir` and
     /// outboxes under `data_root/ID`.
-    pub async fn start(
+    pub(crate) async fn start(
         spec: &FleetSpec,
         server: SocketAddr,
         certs_dir: &Path,
@@ -123,7 +123,7 @@ impl Fleet {
     /// [`Fleet::start`] with items already in some boxes: their occupancy sensors read
     /// occupied from the agent's first look (a sensor that changed behind a shut door while
     /// the agent watched would be a sensor fault).
-    pub async fn start_holding(
+    pub(crate) async fn start_holding(
         spec: &FleetSpec,
         server: SocketAddr,
         certs_dir: &Path,
@@ -198,7 +198,7 @@ impl Fleet {
         })
     }
 
-    pub fn connected(&self) -> usize {
+    pub(crate) fn connected(&self) -> usize {
         self.cabinets
             .iter()
             .filter(|c| {
@@ -211,7 +211,7 @@ impl Fleet {
     }
 
     /// Events handed out by agents, and how many of them the server has receipted.
-    pub fn sequence_totals(&self) -> (u64, u64) {
+    pub(crate) fn sequence_totals(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.cabinets.iter().fold((0, 0), |(s, r), c| {
             (
@@ -221,7 +221,7 @@ impl Fleet {
         })
     }
 
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.cancel.cancel();
         self.activity.close();
         self.activity.wait().await;
@@ -232,6 +232,6 @@ impl Fleet {
 }
 
 /// A data dir for a throwaway run.
-pub fn scratch_dir(prefix: &str) -> PathBuf {
+pub(crate) fn scratch_dir(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()))
 }

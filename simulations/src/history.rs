@@ -70,7 +70,7 @@ fn busyness(layout: &Layout, n: usize) -> f64 {
 
 /// The demo fleet as a simulator scenario: its sites, the flows above, helpers' rounds; no
 /// faults (a history of items, not of alarms).
-pub fn scenario(layout: &Layout, start_hour: f64) -> anyhow::Result<Scenario> {
+pub(crate) fn scenario(layout: &Layout, start_hour: f64) -> anyhow::Result<Scenario> {
     let flows: Flows = toml::from_str(FLOWS).context("the demo history's flows")?;
     let sites = layout
         .sites
@@ -120,7 +120,7 @@ pub fn scenario(layout: &Layout, start_hour: f64) -> anyhow::Result<Scenario> {
 
 /// What a history load did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Where it started and ended (epoch ms); equal when there was nothing to add.
     pub from: i64,
     pub to: i64,
@@ -134,7 +134,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         if self.from == self.to {
             return "history: up to date (the data dir has it already)".into();
         }
@@ -233,7 +233,7 @@ impl Agenda {
 }
 
 /// Told how far the load has come: simulated ms done of the total.
-pub trait Progress: Send + Sync {
+pub(crate) trait Progress: Send + Sync {
     fn at(&self, done_ms: i64, total_ms: i64, summary: &Summary);
 }
 
@@ -251,7 +251,7 @@ impl Progress for () {
 /// thread, and on one CPU a hand-off is a cheap switch instead of a wake-up across CPUs
 /// (BENCHMARKS.md, "Demo history": 1.7× faster on this 2-core machine). `pin: false`
 /// leaves it free to move (`fleet-sim bench history --unpinned` measures the difference).
-pub async fn load(
+pub(crate) async fn load(
     cfg: ServerConfig,
     layout: Layout,
     days: u32,

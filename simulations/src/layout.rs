@@ -17,7 +17,7 @@ const KINDS: [&str; 4] = [
 ];
 
 #[derive(Debug, Clone)]
-pub struct Site {
+pub(crate) struct Site {
     /// 1-based, as in the device ids `site-S-...`.
     pub n: usize,
     pub id: String,
@@ -29,7 +29,7 @@ pub struct Site {
 }
 
 #[derive(Debug, Clone)]
-pub struct Cabinet {
+pub(crate) struct Cabinet {
     pub id: DeviceId,
     pub site: usize,
     /// Box number, size (S, M, L), accessible.
@@ -37,7 +37,7 @@ pub struct Cabinet {
 }
 
 #[derive(Debug, Clone)]
-pub struct Helper {
+pub(crate) struct Helper {
     pub id: String,
     pub name: String,
     pub site: usize,
@@ -47,7 +47,7 @@ pub struct Helper {
 }
 
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub sites: Vec<Site>,
     pub cabinets: Vec<Cabinet>,
     /// Station devices and their site (no boxes).
@@ -55,16 +55,16 @@ pub struct Layout {
     pub helpers: Vec<Helper>,
 }
 
-pub fn site_id(n: usize) -> String {
+pub(crate) fn site_id(n: usize) -> String {
     format!("site-{n}")
 }
 
 /// The site number in a demo device id `site-S-...`.
-pub fn site_of(id: &str) -> Option<usize> {
+pub(crate) fn site_of(id: &str) -> Option<usize> {
     id.strip_prefix("site-")?.split('-').next()?.parse().ok()
 }
 
-pub fn staff_card(site: usize) -> String {
+pub(crate) fn staff_card(site: usize) -> String {
     format!("card-{site:04}")
 }
 
@@ -81,7 +81,7 @@ fn size_of(b: u16, boxes: u16) -> &'static str {
 }
 
 impl Layout {
-    pub fn of(spec: &FleetSpec) -> Layout {
+    pub(crate) fn of(spec: &FleetSpec) -> Layout {
         let sites = (1..=spec.sites)
             .map(|n| {
                 let kind = KINDS[(n - 1) % KINDS.len()];
@@ -131,7 +131,7 @@ impl Layout {
     }
 
     /// Boxes at site `n`.
-    pub fn boxes_at(&self, n: usize) -> usize {
+    pub(crate) fn boxes_at(&self, n: usize) -> usize {
         self.cabinets
             .iter()
             .filter(|c| c.site == n)
@@ -142,7 +142,7 @@ impl Layout {
 
 impl Site {
     /// `PUT /api/v1/sites/{id}`.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         json!({"kind": self.kind, "name": self.name, "address": self.address,
                "lat": self.lat, "lon": self.lon})
     }
@@ -150,7 +150,7 @@ impl Site {
 
 impl Cabinet {
     /// `PUT /api/v1/cabinets/{id}`.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let boxes: Vec<Value> = self
             .boxes
             .iter()
@@ -162,7 +162,7 @@ impl Cabinet {
 
 impl Helper {
     /// `POST /api/v1/staff`.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         json!({"id": self.id, "name": self.name, "site_id": site_id(self.site),
                "credential": self.card, "phone": self.phone, "on_duty": true})
     }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub struct Link {
+pub(crate) struct Link {
     /// Where the agent connects.
     pub addr: SocketAddr,
     down: watch::Sender<bool>,
@@ -26,7 +26,7 @@ impl Link {
     }
 
     /// Listens on a free loopback port and relays to `upstream` while up.
-    pub async fn start(
+    pub(crate) async fn start(
         upstream: SocketAddr,
         cancel: CancellationToken,
         tracker: &TaskTracker,
@@ -77,11 +77,11 @@ impl Link {
     }
 
     /// Cuts the link (`true`) or restores it (`false`).
-    pub fn set_down(&self, down: bool) {
+    pub(crate) fn set_down(&self, down: bool) {
         self.down.send_replace(down);
     }
 
-    pub fn is_down(&self) -> bool {
+    pub(crate) fn is_down(&self) -> bool {
         *self.down.borrow()
     }
 }

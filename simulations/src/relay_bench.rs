@@ -104,7 +104,7 @@ fn options(id: &str, port: u16, tls: Arc<rustls::ClientConfig>, inflight: u16) -
 
 /// Relays `messages` QoS 1 messages of `payload` from each of `ids` (window 20, as in our
 /// raw bench) to one subscriber; returns how long until the subscriber had them all.
-pub async fn mosquitto_relay(
+pub(crate) async fn mosquitto_relay(
     dir: &Path,
     certs_dir: &Path,
     ids: &[DeviceId],

@@ -13,7 +13,7 @@ use crate::scenario::Scenario;
 use crate::schedule::Plan;
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub scenario: String,
     pub description: String,
     pub seed: u64,
@@ -42,7 +42,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Serialize)]
-pub struct SiteLine {
+pub(crate) struct SiteLine {
     pub id: String,
     pub kind: String,
     pub cabinets: usize,
@@ -53,7 +53,7 @@ pub struct SiteLine {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub count: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -61,7 +61,7 @@ pub struct Latency {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Ingest {
+pub(crate) struct Ingest {
     pub events: u64,
     pub mean_per_s: f64,
     pub peak_per_s: f64,
@@ -112,7 +112,7 @@ fn ingest_rates(samples: &[Sample]) -> Vec<(f64, f64)> {
 }
 
 impl Report {
-    pub fn new(
+    pub(crate) fn new(
         s: &Scenario,
         plan: &Plan,
         ledger: &Ledger,
@@ -193,11 +193,11 @@ impl Report {
         }
     }
 
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
 
-    pub fn markdown(&self, images: bool) -> String {
+    pub(crate) fn markdown(&self, images: bool) -> String {
         let l = &self.ledger;
         let mut m = format!(
             "# Simulation: {}\n\n{}\n\n- seed {} (plan `{}`), {:.1} simulated hours from {:02.0}:00 at {}× in {:.0} s\n- {} cabinets, {} station devices, {} sites\n- planned: {}\n\n",
@@ -298,7 +298,7 @@ impl Report {
     }
 
     /// Writes report.json, report.md and the three plots into `dir`.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let put = |name: &str, text: &str| {
             std::fs::write(dir.join(name), text)

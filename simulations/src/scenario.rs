@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What went wrong with a scenario file, in words that say what to change.
 #[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
+pub(crate) enum ScenarioError {
     #[error("cannot read scenario {path}: {source}")]
     Read {
         path: String,
@@ -29,7 +29,7 @@ pub enum ScenarioError {
 /// A whole scenario file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -64,7 +64,7 @@ fn one() -> f64 {
 /// a door left open or a cabinet offline after the same simulated time as a real one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Timers {
+pub(crate) struct Timers {
     /// A door open this long raises `door_left_open` on the agent.
     pub door_left_open_s: f64,
     /// A cabinet offline this long raises `device_offline` on the server.
@@ -92,7 +92,7 @@ impl Default for Timers {
 /// One site with its cabinets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SiteSpec {
+pub(crate) struct SiteSpec {
     /// Site id in the platform (letters, digits, `-`, `_`).
     pub id: String,
     /// service_hall, enterprise_cluster, station or community.
@@ -119,12 +119,12 @@ pub struct SiteSpec {
 }
 
 impl SiteSpec {
-    pub fn boxes_per_cabinet(&self) -> u16 {
+    pub(crate) fn boxes_per_cabinet(&self) -> u16 {
         self.boxes.values().sum()
     }
 
     /// The size of box `n` (1-based): S first, then M, then L.
-    pub fn size_of(&self, n: u16) -> &'static str {
+    pub(crate) fn size_of(&self, n: u16) -> &'static str {
         let mut upto = 0;
         for size in SIZES {
             upto += self.boxes.get(size).copied().unwrap_or(0);
@@ -135,7 +135,7 @@ impl SiteSpec {
         "L"
     }
 
-    pub fn rate_scale(&self, flow: FlowKind) -> f64 {
+    pub(crate) fn rate_scale(&self, flow: FlowKind) -> f64 {
         self.demand * self.flow_scale.get(flow.name()).copied().unwrap_or(1.0)
     }
 }
@@ -147,16 +147,17 @@ const KINDS: [&str; 4] = ["service_hall", "enterprise_cluster", "station", "comm
 /// material before a deadline), pick-up (a licence deposited by staff, collected later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FlowKind {
+pub(crate) enum FlowKind {
     Dropoff,
     Supplement,
     Pickup,
 }
 
 impl FlowKind {
-    pub const ALL: [FlowKind; 3] = [FlowKind::Dropoff, FlowKind::Supplement, FlowKind::Pickup];
+    pub(crate) const ALL: [FlowKind; 3] =
+        [FlowKind::Dropoff, FlowKind::Supplement, FlowKind::Pickup];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FlowKind::Dropoff => "dropoff",
             FlowKind::Supplement => "supplement",
@@ -167,14 +168,14 @@ impl FlowKind {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Flows {
+pub(crate) struct Flows {
     pub dropoff: Option<Flow>,
     pub supplement: Option<Flow>,
     pub pickup: Option<Flow>,
 }
 
 impl Flows {
-    pub fn get(&self, kind: FlowKind) -> Option<&Flow> {
+    pub(crate) fn get(&self, kind: FlowKind) -> Option<&Flow> {
         match kind {
             FlowKind::Dropoff => self.dropoff.as_ref(),
             FlowKind::Supplement => self.supplement.as_ref(),
@@ -186,7 +187,7 @@ impl Flows {
 /// Arrivals of one flow at a site of demand 1.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Flow {
+pub(crate) struct Flow {
     /// Mean arrivals in each local hour of the day (24 values, hour 0 first): a Poisson
     /// process whose rate changes on the hour.
     pub per_hour: Vec<f64>,
@@ -207,7 +208,7 @@ pub struct Flow {
 /// A distribution of a duration; the unit is in the field's name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Dist {
+pub(crate) enum Dist {
     Fixed {
         value: f64,
     },
@@ -226,7 +227,7 @@ pub enum Dist {
 }
 
 impl Dist {
-    pub fn sample(&self, rng: &mut impl Rng) -> f64 {
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> f64 {
         use rand_distr::Distribution;
         let v = match *self {
             Dist::Fixed { value } => value,
@@ -268,7 +269,7 @@ impl Dist {
 /// lists with their card.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Staff {
+pub(crate) struct Staff {
     pub rounds: Vec<f64>,
 }
 
@@ -284,7 +285,7 @@ impl Default for Staff {
 /// open or per person; durations in simulated minutes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FaultRates {
+pub(crate) struct FaultRates {
     /// Share of code opens whose lock jams (the operator then opens it remotely).
     pub jam_per_open: f64,
     /// Share of code opens after which the door is left open.
@@ -332,7 +333,7 @@ impl Default for FaultRates {
 }
 
 impl Scenario {
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.display().to_string(),
             source,
@@ -341,7 +342,7 @@ impl Scenario {
     }
 
     /// Parses and checks a scenario; `path` names it in errors.
-    pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
@@ -557,13 +558,13 @@ impl Scenario {
     }
 
     /// Wall-clock seconds for `sim_s` simulated seconds.
-    pub fn real_secs(&self, sim_s: f64) -> f64 {
+    pub(crate) fn real_secs(&self, sim_s: f64) -> f64 {
         sim_s / self.acceleration
     }
 
     /// A platform timer for the embedded server and agents: simulated seconds scaled to
     /// whole wall-clock seconds, at least one.
-    pub fn scaled_timer(&self, sim_s: f64) -> u64 {
+    pub(crate) fn scaled_timer(&self, sim_s: f64) -> u64 {
         (sim_s / self.acceleration).ceil().max(1.0) as u64
     }
 }

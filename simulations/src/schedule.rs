@@ -9,7 +9,7 @@ use crate::scenario::{FlowKind, Scenario};
 
 /// One person using a flow.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Person {
+pub(crate) struct Person {
     pub flow: FlowKind,
     pub site: usize,
     pub size: &'static str,
@@ -33,7 +33,7 @@ pub struct Person {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
+pub(crate) enum Action {
     Arrival(Person),
     StaffRound {
         site: usize,
@@ -62,7 +62,7 @@ pub enum Action {
 
 impl Action {
     /// Every label, in the order reports list them.
-    pub const LABELS: [&'static str; 7] = [
+    pub(crate) const LABELS: [&'static str; 7] = [
         "arrival",
         "staff_round",
         "forced_open",
@@ -72,7 +72,7 @@ impl Action {
         "remote_open",
     ];
 
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Action::Arrival(_) => "arrival",
             Action::StaffRound { .. } => "staff_round",
@@ -86,7 +86,7 @@ impl Action {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// Simulated seconds from the start of the run.
     pub at_s: f64,
     #[serde(flatten)]
@@ -95,14 +95,14 @@ pub struct Planned {
 
 /// One cabinet of the fleet: its site and its place there.
 #[derive(Debug, Clone, Serialize)]
-pub struct CabinetSlot {
+pub(crate) struct CabinetSlot {
     pub id: String,
     pub site: usize,
     pub boxes: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub seed: u64,
     pub duration_s: f64,
     pub cabinets: Vec<CabinetSlot>,
@@ -114,7 +114,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn count(&self, label: &str) -> usize {
+    pub(crate) fn count(&self, label: &str) -> usize {
         self.actions
             .iter()
             .filter(|a| a.what.label() == label)
@@ -122,11 +122,11 @@ impl Plan {
     }
 }
 
-pub fn cabinet_id(site: &str, n: usize) -> String {
+pub(crate) fn cabinet_id(site: &str, n: usize) -> String {
     format!("{site}-cab-{:02}", n + 1)
 }
 
-pub fn station_id(site: &str, n: usize) -> String {
+pub(crate) fn station_id(site: &str, n: usize) -> String {
     format!("{site}-stn-{:02}", n + 1)
 }
 
@@ -182,7 +182,7 @@ fn pick_size(rng: &mut impl Rng, shares: &std::collections::BTreeMap<String, f64
 }
 
 /// Draws the whole run from `seed`. `duration_s` (simulated) overrides the scenario's.
-pub fn plan(s: &Scenario, seed: u64, duration_s: f64) -> Plan {
+pub(crate) fn plan(s: &Scenario, seed: u64, duration_s: f64) -> Plan {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut cabinets = Vec::new();
     let mut stations = Vec::new();

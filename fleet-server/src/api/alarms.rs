@@ -18,7 +18,7 @@ use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
 use crate::store::{AlarmAction, AlarmFilter, AlarmRow};
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alarms", get(list_alarms))
         .route("/api/v1/alarms/:id", get(alarm))

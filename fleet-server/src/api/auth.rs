@@ -6,14 +6,14 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use protocol::DeviceId;
 
-pub use api_types::Role;
+pub(crate) use api_types::Role;
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
 use crate::store::Store;
 
 /// The authenticated caller of a request.
-pub struct Caller {
+pub(crate) struct Caller {
     pub name: String,
     pub role: Role,
     /// The sites this caller is limited to; `None`: every site.
@@ -129,7 +129,7 @@ fn throttle(state: &AppState, hash: &str, name: &str) -> Result<(), ApiError> {
 }
 
 /// SHA-256 in hex: tokens are stored and compared only as hashes.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
         token.as_bytes(),

@@ -23,7 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct DevicesList {
+pub(crate) struct DevicesList {
     devices: Vec<api_types::devices::Device>,
 }
 
@@ -83,7 +83,7 @@ pub(crate) struct EventsQuery {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct EventsList {
+pub(crate) struct EventsList {
     #[schema(value_type = String)]
     device: DeviceId,
     events: Vec<api_types::devices::Event>,
@@ -114,7 +114,7 @@ pub(crate) async fn events(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct PresenceList {
+pub(crate) struct PresenceList {
     #[schema(value_type = String)]
     device: DeviceId,
     presence: Vec<api_types::devices::PresenceEntry>,

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::api::error::ApiError;
 
 /// JSON body whose rejections use our error shape.
-pub struct Body<T>(pub T);
+pub(crate) struct Body<T>(pub T);
 
 #[axum::async_trait]
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -27,7 +27,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 /// Query string whose rejections use our error shape.
-pub struct Q<T>(pub T);
+pub(crate) struct Q<T>(pub T);
 
 #[axum::async_trait]
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
@@ -45,7 +45,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
 
 /// Path parameters whose rejections (a box number out of range, bad percent-encoding) use
 /// our error shape instead of axum's plain text.
-pub struct P<T>(pub T);
+pub(crate) struct P<T>(pub T);
 
 #[axum::async_trait]
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {

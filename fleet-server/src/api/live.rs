@@ -20,7 +20,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::state::AppState;
 use crate::changes::Change;
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/stream", get(stream))

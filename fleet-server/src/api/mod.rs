@@ -9,23 +9,23 @@
 
 pub(crate) mod alarms;
 pub(crate) mod audit;
-pub mod auth;
+pub(crate) mod auth;
 pub(crate) mod cabinets;
 pub(crate) mod commands;
 pub(crate) mod convert;
 pub(crate) mod devices;
-pub mod error;
-pub mod extract;
+pub(crate) mod error;
+pub(crate) mod extract;
 pub(crate) mod items;
 pub(crate) mod live;
-pub mod openapi;
-pub mod planning;
+pub(crate) mod openapi;
+pub(crate) mod planning;
 pub(crate) mod sites;
 pub(crate) mod staff;
-pub mod state;
+pub(crate) mod state;
 pub(crate) mod system;
 pub(crate) mod tokens;
-pub mod usage;
+pub(crate) mod usage;
 pub(crate) mod worklists;
 
 use axum::Router;
@@ -33,10 +33,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use error::ApiError;
 
-pub use auth::token_hash;
-pub use state::{AppState, SaturationSettings, token_limiter};
+pub(crate) use auth::token_hash;
+pub(crate) use state::{AppState, SaturationSettings, token_limiter};
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(devices::routes())

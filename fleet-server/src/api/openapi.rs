@@ -91,7 +91,7 @@ pub(crate) async fn serve_asyncapi() -> Response {
     Json(protocol::contract::asyncapi()).into_response()
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -2,7 +2,7 @@
 //! sites (CSV or GeoJSON); planners read recommendations computed from them and from the
 //! sites' measured usage. `fleet-server plan` does the same from files.
 
-pub use api_types::planning::PlanAnswer;
+pub(crate) use api_types::planning::PlanAnswer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use crate::api::extract::Q;
 use crate::api::state::AppState;
 use crate::store::{Store, StoreError};
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/planning/demand", put(put_demand))
         .route("/api/v1/planning/candidates", put(put_candidates))
@@ -128,7 +128,7 @@ pub async fn plan_with(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Uploaded {
+pub(crate) struct Uploaded {
     /// Entries stored (they replace the previous upload).
     stored: usize,
 }

@@ -128,7 +128,7 @@ pub(crate) async fn put_site(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SitesList {
+pub(crate) struct SitesList {
     sites: Vec<Site>,
 }
 
@@ -145,7 +145,7 @@ pub(crate) async fn list_sites(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SiteDetail {
+pub(crate) struct SiteDetail {
     site: Site,
     cabinets: Vec<api_types::cabinets::Cabinet>,
 }

@@ -73,7 +73,7 @@ pub(crate) async fn create_staff(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct StaffList {
+pub(crate) struct StaffList {
     staff: Vec<Staff>,
 }
 
@@ -91,7 +91,7 @@ pub(crate) async fn list_staff(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct StaffDeactivated {
+pub(crate) struct StaffDeactivated {
     id: String,
     active: bool,
 }
@@ -127,7 +127,7 @@ pub(crate) struct DutyBody {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Duty {
+pub(crate) struct Duty {
     id: String,
     on_duty: bool,
 }

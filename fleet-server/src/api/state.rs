@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Store,
     pub commands: Commands,
     pub metrics: Metrics,
@@ -23,10 +23,10 @@ pub struct AppState {
     pub limiter: Option<Arc<TokenLimiter>>,
 }
 
-pub type TokenLimiter = governor::DefaultKeyedRateLimiter<String>;
+pub(crate) type TokenLimiter = governor::DefaultKeyedRateLimiter<String>;
 
 /// The per-token limiter of `api_requests_per_sec` and `api_burst`; `None` when unlimited.
-pub fn token_limiter(per_sec: u32, burst: u32) -> Option<Arc<TokenLimiter>> {
+pub(crate) fn token_limiter(per_sec: u32, burst: u32) -> Option<Arc<TokenLimiter>> {
     let rate = std::num::NonZeroU32::new(per_sec)?;
     let burst = std::num::NonZeroU32::new(burst.max(1))?;
     Some(Arc::new(governor::RateLimiter::keyed(
@@ -36,7 +36,7 @@ pub fn token_limiter(per_sec: u32, burst: u32) -> Option<Arc<TokenLimiter>> {
 
 /// The saturation yardstick: configured defaults, overridable per request.
 #[derive(Debug, Clone, Copy)]
-pub struct SaturationSettings {
+pub(crate) struct SaturationSettings {
     pub rate: f64,
     pub days: u32,
     pub window_days: u32,

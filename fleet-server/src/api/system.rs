@@ -18,7 +18,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct HealthBody {
+pub(crate) struct HealthBody {
     /// `ok` or `degraded`.
     status: &'static str,
     /// `ok`, or what is wrong with the database.

@@ -19,12 +19,12 @@ use crate::api::state::AppState;
 use crate::store::NewToken;
 
 /// Tokens expire after this many days unless asked otherwise.
-pub const DEFAULT_EXPIRY_DAYS: u32 = 90;
+pub(crate) const DEFAULT_EXPIRY_DAYS: u32 = 90;
 /// The longest life a token can be given: ten years, for a service platform's integration.
-pub const MAX_EXPIRY_DAYS: u32 = 3650;
+pub(crate) const MAX_EXPIRY_DAYS: u32 = 3650;
 const DAY_MS: i64 = 86_400_000;
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
         .route("/api/v1/tokens/:id", delete(revoke_token))
@@ -45,7 +45,7 @@ pub(crate) struct TokenBody {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TokenCreated {
+pub(crate) struct TokenCreated {
     #[serde(flatten)]
     row: Token,
     /// Shown once; stored only as a hash.
@@ -132,7 +132,7 @@ pub(crate) async fn create_token(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TokensList {
+pub(crate) struct TokensList {
     tokens: Vec<Token>,
 }
 

@@ -18,7 +18,7 @@ use api_types::usage::{Saturation, SiteHours, SitesHours, UsageReport};
 
 use crate::store::usage::{Bucket, DAY_MS, Scope, UsageQuery};
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/usage/saturation", get(saturation))
@@ -120,7 +120,7 @@ pub(crate) async fn usage(
 }
 
 /// The report as CSV: one row per bucket, local start time first, rates as fractions.
-pub fn to_csv(r: &UsageReport, offset_ms: i64) -> String {
+pub(crate) fn to_csv(r: &UsageReport, offset_ms: i64) -> String {
     let mut out = String::from(
         "scope,id,start,start_ms,box_hours,occupied_hours,held_hours,occupancy,held_rate,uses,turnover,unmet\n",
     );
@@ -147,7 +147,7 @@ pub fn to_csv(r: &UsageReport, offset_ms: i64) -> String {
 }
 
 /// Epoch ms, or a local date (`end`: the end of that day).
-pub fn parse_time(name: &str, s: &str, offset_ms: i64, end: bool) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, s: &str, offset_ms: i64, end: bool) -> Result<i64, ApiError> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }

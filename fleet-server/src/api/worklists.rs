@@ -95,12 +95,12 @@ pub(crate) struct SinceQuery {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct UnmetDemand {
+pub(crate) struct UnmetDemand {
     sites: Vec<UnmetSite>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct UnmetSite {
+pub(crate) struct UnmetSite {
     site_id: Option<String>,
     /// Reservations refused for lack of a free box.
     refused: i64,

@@ -21,14 +21,14 @@ use crate::runtime::link::Dispatch;
 
 /// Where the external broker listens, from `mqtts://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
+pub(crate) struct BrokerUrl {
     pub host: String,
     pub port: u16,
 }
 
 impl BrokerUrl {
     /// Only `mqtts://`: devices and replicas always use TLS with client certificates.
-    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+    pub(crate) fn parse(url: &str) -> Result<BrokerUrl, String> {
         let rest = url.strip_prefix("mqtts://").ok_or_else(|| {
             format!("{url:?} is not an mqtts://HOST:PORT URL (plain mqtt:// is not supported: devices and replicas authenticate with certificates)")
         })?;
@@ -56,7 +56,7 @@ impl BrokerUrl {
 
 /// TLS for the replica: trust the fleet CA (the broker's certificate is issued by it), present
 /// the replicas' client certificate (`fleet-server.crt`, written by `fleet-certs mosquitto`).
-pub fn client_tls(certs_dir: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn client_tls(certs_dir: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use anyhow::Context;
     let id = certs::server_client_id();
     let hint = || {
@@ -78,7 +78,7 @@ pub fn client_tls(certs_dir: &std::path::Path) -> anyhow::Result<Arc<rustls::Cli
 
 /// A client for one replica. The id is unique per process (the broker would otherwise
 /// disconnect one replica for the other); the user name comes from the certificate.
-pub fn client(
+pub(crate) fn client(
     url: &BrokerUrl,
     tls: Arc<rustls::ClientConfig>,
     max_packet_size: usize,
@@ -103,7 +103,7 @@ pub fn client(
 }
 
 /// The subscriptions of a replica: device traffic shared in `group`, presence for each.
-pub fn subscriptions(group: &str) -> Vec<String> {
+pub(crate) fn subscriptions(group: &str) -> Vec<String> {
     let mut filters: Vec<String> = [
         Channel::Events,
         Channel::State,
@@ -121,7 +121,7 @@ pub fn subscriptions(group: &str) -> Vec<String> {
 /// Polls the replica's connection until cancelled: subscribes on every CONNACK, hands device
 /// messages to [`Dispatch`] and presence to the presence task. Reconnects with backoff; while
 /// it is away the agents keep their events and resend them to the group.
-pub async fn run(
+pub(crate) async fn run(
     mut eventloop: EventLoop,
     client: AsyncClient,
     group: String,

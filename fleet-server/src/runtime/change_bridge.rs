@@ -29,7 +29,7 @@ struct Notice {
 }
 
 /// Starts both halves: sending this replica's changes, receiving the others'.
-pub fn start(
+pub(crate) fn start(
     url: &str,
     rx: mpsc::Receiver<Change>,
     changes: Changes,

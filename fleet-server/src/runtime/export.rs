@@ -39,7 +39,7 @@ pub struct Point {
 
 /// Line protocol for `points` (millisecond precision), via InfluxData's builder, which
 /// escapes measurement, tag and field text as the protocol requires.
-pub fn encode(points: &[Point]) -> Vec<u8> {
+pub(crate) fn encode(points: &[Point]) -> Vec<u8> {
     let mut b = LineProtocolBuilder::new();
     for p in points {
         let Some(((k0, v0), rest)) = p.fields.split_first() else {
@@ -148,7 +148,7 @@ impl Exporter {
 
 /// Starts export when configured: returns the producers' handle and spawns the flusher and
 /// the usage task on `tracker`.
-pub fn start(
+pub(crate) fn start(
     cfg: Option<InfluxConfig>,
     store: Store,
     metrics: Metrics,
@@ -413,7 +413,7 @@ async fn usage_points(
 }
 
 /// A site's usage in one hour.
-pub fn usage_point(site: &str, kind: &str, h: &crate::store::usage::UsageFigures) -> Point {
+pub(crate) fn usage_point(site: &str, kind: &str, h: &crate::store::usage::UsageFigures) -> Point {
     Point {
         measurement: "usage",
         tags: vec![("site", site.to_owned()), ("kind", kind.to_owned())],
@@ -430,7 +430,7 @@ pub fn usage_point(site: &str, kind: &str, h: &crate::store::usage::UsageFigures
 
 /// The points of stored device events: door changes and box occupancy. The site tag is
 /// filled in when written.
-pub fn event_point(device: &str, e: &protocol::Event) -> Option<Point> {
+pub(crate) fn event_point(device: &str, e: &protocol::Event) -> Option<Point> {
     use protocol::EventBody;
     let (measurement, box_no, field) = match &e.body {
         EventBody::Door { box_no, open } => ("door", box_no, ("open", Field::B(*open))),
@@ -452,7 +452,7 @@ pub fn event_point(device: &str, e: &protocol::Event) -> Option<Point> {
 }
 
 /// A heartbeat as a point, at the server's receive time (device clocks may be off).
-pub fn health_point(device: &str, h: &protocol::Heartbeat, received_at: i64) -> Point {
+pub(crate) fn health_point(device: &str, h: &protocol::Heartbeat, received_at: i64) -> Point {
     Point {
         measurement: "device_health",
         tags: vec![

@@ -16,7 +16,7 @@ const CHECK: Duration = Duration::from_secs(2);
 
 /// Runs until `cancel`: whenever this replica holds the lead, `start` is called with a token
 /// that is cancelled when the lead is lost (the work it started must stop on it).
-pub async fn lead<F>(store: Store, metrics: Metrics, start: F, cancel: CancellationToken)
+pub(crate) async fn lead<F>(store: Store, metrics: Metrics, start: F, cancel: CancellationToken)
 where
     F: Fn(CancellationToken) + Send + 'static,
 {

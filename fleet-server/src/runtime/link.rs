@@ -22,7 +22,7 @@ pub enum Inbound {
 /// Where decoded device messages go: events, snapshots and heartbeats to the ingest writer,
 /// acks to the command service, certificate requests to the renewal task. The same for the embedded link and an external broker.
 #[derive(Clone)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
     pub ingest: mpsc::Sender<Inbound>,
     pub outcomes: mpsc::Sender<crate::commands::Outcome>,
     /// Certificate signing requests, to [`crate::runtime::renewal`].
@@ -33,7 +33,7 @@ pub struct Dispatch {
 impl Dispatch {
     /// Decodes and forwards one device message; bad messages are counted and logged with the
     /// device id. `false` once the receivers are gone (shutting down).
-    pub async fn message(&self, topic: &[u8], payload: &[u8]) -> bool {
+    pub(crate) async fn message(&self, topic: &[u8], payload: &[u8]) -> bool {
         let metrics = &self.metrics;
         let Ok(topic) = std::str::from_utf8(topic) else {
             metrics.malformed("topic");
@@ -101,7 +101,7 @@ impl Dispatch {
 }
 
 /// Reads the embedded broker's link until cancelled, handing each message to `dispatch`.
-pub async fn read(mut link_rx: LinkRx, dispatch: Dispatch, cancel: CancellationToken) {
+pub(crate) async fn read(mut link_rx: LinkRx, dispatch: Dispatch, cancel: CancellationToken) {
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => break,

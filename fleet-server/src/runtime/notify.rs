@@ -21,7 +21,7 @@ use crate::store::{NotificationRow, Store};
 use domain::flows::mask_phone;
 
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     /// Worth another attempt (network, 5xx, 429).
     #[error("{0}")]
     Transient(String),
@@ -32,7 +32,7 @@ pub enum NotifyError {
 
 /// One SMS. `redacted` is `text` with the code replaced, for logs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sms {
+pub(crate) struct Sms {
     pub to: String,
     pub text: String,
     #[serde(default)]
@@ -40,7 +40,7 @@ pub struct Sms {
 }
 
 /// The SMS port.
-pub trait Notifier: Send + Sync + 'static {
+pub(crate) trait Notifier: Send + Sync + 'static {
     fn send(
         &self,
         id: &str,
@@ -49,7 +49,7 @@ pub trait Notifier: Send + Sync + 'static {
 }
 
 /// Writes SMS to the log (number masked, code redacted): the demo's default.
-pub struct LogNotifier;
+pub(crate) struct LogNotifier;
 
 impl Notifier for LogNotifier {
     async fn send(&self, id: &str, sms: &Sms) -> Result<(), NotifyError> {
@@ -60,7 +60,7 @@ impl Notifier for LogNotifier {
 }
 
 /// A generic SMS gateway: `POST url` with JSON `{id, to, text}` and `Idempotency-Key: id`.
-pub struct HttpGateway {
+pub(crate) struct HttpGateway {
     pub client: reqwest::Client,
     pub url: String,
 }
@@ -80,7 +80,7 @@ impl Notifier for HttpGateway {
 }
 
 /// Signed webhooks to the service platform.
-pub struct Webhook {
+pub(crate) struct Webhook {
     pub client: reqwest::Client,
     pub url: String,
     pub secret: String,
@@ -88,7 +88,7 @@ pub struct Webhook {
 
 /// `sha256=` hex HMAC-SHA256 over `"{timestamp}.{body}"`: binding the timestamp lets the
 /// receiver refuse replays of old deliveries.
-pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+pub(crate) fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     let tag = hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
     format!("sha256={}", hex::encode(tag.as_ref()))
@@ -128,7 +128,7 @@ fn classify(resp: Result<reqwest::Response, reqwest::Error>) -> Result<(), Notif
     }
 }
 
-pub struct Worker<N> {
+pub(crate) struct Worker<N> {
     pub store: Store,
     pub secrets: Secrets,
     pub sms: N,
@@ -141,7 +141,7 @@ pub struct Worker<N> {
 
 impl<N: Notifier> Worker<N> {
     /// Sends what is due until cancelled; one at a time, in order of due time.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         loop {
             let mut busy = false;
             match self

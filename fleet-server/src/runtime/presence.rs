@@ -25,7 +25,7 @@ fn ms(t: SystemTime) -> i64 {
 /// each connect, the broker's last will `offline` when a connection dies) until the replica's
 /// client stops. Every replica reads every word so that each knows who is online; the database
 /// logs a transition once, whichever replica writes it first ([`Store::presence_change`]).
-pub async fn run_external(
+pub(crate) async fn run_external(
     mut rx: mpsc::Receiver<(DeviceId, protocol::Presence)>,
     online: Online,
     store: Store,
@@ -68,7 +68,7 @@ fn truncate(s: &str) -> &str {
 }
 
 /// Consumes presence reports until the front stops.
-pub async fn run(
+pub(crate) async fn run(
     mut rx: mpsc::Receiver<PresenceEvent>,
     online: Online,
     store: Store,

@@ -20,7 +20,7 @@ use crate::store::Store;
 /// make the server sign in a loop).
 const MIN_INTERVAL: Duration = Duration::from_secs(60);
 
-pub async fn run(
+pub(crate) async fn run(
     mut rx: mpsc::Receiver<(DeviceId, CertRequest)>,
     certs_dir: PathBuf,
     publisher: Publisher,

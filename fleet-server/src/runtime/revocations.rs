@@ -10,7 +10,7 @@ use broker::{Downlink, TlsHandle};
 use tokio_util::sync::CancellationToken;
 
 /// How often the file's modification time is looked at.
-pub const POLL: Duration = Duration::from_secs(2);
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
@@ -23,7 +23,12 @@ fn serials(dir: &std::path::Path) -> HashSet<String> {
         .unwrap_or_default()
 }
 
-pub async fn watch(dir: PathBuf, tls: TlsHandle, downlink: Downlink, cancel: CancellationToken) {
+pub(crate) async fn watch(
+    dir: PathBuf,
+    tls: TlsHandle,
+    downlink: Downlink,
+    cancel: CancellationToken,
+) {
     let crl = dir.join(certs::CRL);
     let mut seen = modified(&crl);
     let mut known = serials(&dir);

@@ -9,7 +9,7 @@ pub const SCHEMA_VERSION: i64 = 11;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[
+pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (1, V1),
     (2, V2),
     (3, V3),

@@ -10,7 +10,7 @@ use super::{Store, StoreError};
 
 /// A token's public id: the first 16 hex digits of its hash. It names the token in lists,
 /// revocations and the audit log without being usable as the token.
-pub fn token_id(hash: &str) -> &str {
+pub(super) fn token_id(hash: &str) -> &str {
     hash.get(..16).unwrap_or(hash)
 }
 

@@ -57,7 +57,7 @@ fn all_filter() -> AlarmFilter {
     }
 }
 
-pub async fn a_flapping_door_is_one_alarm(store: Store) {
+pub(crate) async fn a_flapping_door_is_one_alarm(store: Store) {
     let mut seq = 0;
     for _ in 0..1000 {
         for active in [true, false] {
@@ -94,7 +94,7 @@ pub async fn a_flapping_door_is_one_alarm(store: Store) {
     assert_eq!(store.alarms(&open_filter()).await.expect("open").len(), 2);
 }
 
-pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
+pub(crate) async fn operators_acknowledge_and_clear_with_history(store: Store) {
     store
         .ingest(&fault(1, 2, FaultKind::LockJam, true))
         .await
@@ -159,7 +159,7 @@ pub async fn operators_acknowledge_and_clear_with_history(store: Store) {
     assert_eq!(store.alarms(&all_filter()).await.expect("all").len(), 2);
 }
 
-pub async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
+pub(crate) async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
     use fleet_server::runtime::alarms::sweep_once;
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
@@ -264,7 +264,7 @@ fn heartbeat(at: i64) -> IngestBatch {
     }
 }
 
-pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
+pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
     use fleet_server::runtime::alarms::sweep_once;
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
@@ -312,7 +312,7 @@ pub async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(stor
     );
 }
 
-pub async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
+pub(crate) async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
     use fleet_server::runtime::alarms::sweep_once;
     use fleet_server::store::StaffRow;
     // Device cab-f stands in site "hall"; its alarms concern the hall's staff only.

@@ -64,7 +64,7 @@ async fn states(store: &Store, id: &str) -> Vec<(i64, String)> {
         .collect()
 }
 
-pub async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
+pub(crate) async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
     let dir = tempfile::tempdir().expect("tempdir");
     let secrets = Secrets::create(&dir.path().join("master.key"), 0).expect("secret");
     let cfg = ServerConfig {

@@ -7,19 +7,19 @@ use fleet_server::store::{
 };
 use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBody, ItemId, StaffId};
 
-pub const NOW: i64 = 1_764_288_000_000;
-pub const HOUR: i64 = 3_600_000;
+pub(crate) const NOW: i64 = 1_764_288_000_000;
+pub(crate) const HOUR: i64 = 3_600_000;
 
-pub fn dev(s: &str) -> DeviceId {
+pub(crate) fn dev(s: &str) -> DeviceId {
     DeviceId::parse(s).expect("id")
 }
 
-pub fn b(n: u16) -> BoxNo {
+pub(crate) fn b(n: u16) -> BoxNo {
     BoxNo::new(n).expect("box")
 }
 
 /// A service hall at `NOW`.
-pub async fn service_hall(store: &Store, id: &str) {
+pub(crate) async fn service_hall(store: &Store, id: &str) {
     store
         .upsert_site(
             &SiteRow {
@@ -39,7 +39,7 @@ pub async fn service_hall(store: &Store, id: &str) {
 }
 
 /// Site "hall" with cabinet `cab` of boxes S, S(accessible), M, L.
-pub async fn hall(store: &Store, cab: &str) {
+pub(crate) async fn hall(store: &Store, cab: &str) {
     service_hall(store, "hall").await;
     store
         .upsert_cabinet(
@@ -59,7 +59,7 @@ pub async fn hall(store: &Store, cab: &str) {
         .expect("cabinet");
 }
 
-pub fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
+pub(crate) fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
     NewItem {
         id: ItemId::parse(id).expect("item"),
         flow,
@@ -77,21 +77,21 @@ pub fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
     }
 }
 
-pub fn issued(_: &DeviceId, _: BoxNo) -> Result<Issued, fleet_server::store::StoreError> {
+pub(crate) fn issued(_: &DeviceId, _: BoxNo) -> Result<Issued, fleet_server::store::StoreError> {
     Ok(Issued {
         code_tag: "ab".repeat(32),
         sms_sealed: "sealed".into(),
     })
 }
 
-pub fn at_hall() -> Placement {
+pub(crate) fn at_hall() -> Placement {
     Placement {
         sites: vec!["hall".into()],
         device: None,
     }
 }
 
-pub async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
+pub(crate) async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
     store
         .reserve(&it, &at_hall(), issued)
         .await
@@ -99,7 +99,7 @@ pub async fn reserve(store: &Store, it: NewItem) -> Option<i64> {
         .map(|a| a.item.box_no)
 }
 
-pub fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch {
+pub(crate) fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBatch {
     IngestBatch {
         received_at: ts,
         events: vec![(device.clone(), Event { seq, ts, body })],
@@ -109,7 +109,7 @@ pub fn keypad(device: &DeviceId, seq: u64, ts: i64, body: EventBody) -> IngestBa
     }
 }
 
-pub fn staff_open(box_no: u16) -> EventBody {
+pub(crate) fn staff_open(box_no: u16) -> EventBody {
     EventBody::StaffOpen {
         staff: StaffId::parse("helper-1").expect("staff"),
         box_no: b(box_no),
@@ -127,7 +127,7 @@ async fn state(store: &Store, id: &str) -> String {
         .to_string()
 }
 
-pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
+pub(crate) async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     hall(&store, "cab-a").await;
     let until = NOW + HOUR;
     assert_eq!(
@@ -188,7 +188,7 @@ pub async fn allocation_takes_the_smallest_fitting_free_box(store: Store) {
     );
 }
 
-pub async fn allocation_prefers_online_cabinets(store: Store) {
+pub(crate) async fn allocation_prefers_online_cabinets(store: Store) {
     hall(&store, "cab-a").await;
     hall(&store, "cab-b").await;
     store
@@ -228,7 +228,7 @@ pub async fn allocation_prefers_online_cabinets(store: Store) {
     assert_eq!(last.item.device_id, "cab-a");
 }
 
-pub async fn concurrent_reservations_never_share_a_box(store: Store) {
+pub(crate) async fn concurrent_reservations_never_share_a_box(store: Store) {
     hall(&store, "cab-c").await;
     let mut tasks = Vec::new();
     for i in 0..12 {
@@ -252,7 +252,7 @@ pub async fn concurrent_reservations_never_share_a_box(store: Store) {
     assert_eq!(store.unmet_demand(0).await.expect("demand")[0].1, 8);
 }
 
-pub async fn keypad_events_move_items_exactly_once(store: Store) {
+pub(crate) async fn keypad_events_move_items_exactly_once(store: Store) {
     hall(&store, "cab-k").await;
     let d = dev("cab-k");
     assert_eq!(
@@ -324,7 +324,7 @@ pub async fn keypad_events_move_items_exactly_once(store: Store) {
     assert_eq!(audit.iter().filter(|a| a.action == "code_open").count(), 1);
 }
 
-pub async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
+pub(crate) async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
     hall(&store, "cab-t").await;
     let d = dev("cab-t");
     reserve(&store, item("d1", Flow::Dropoff, Size::S, NOW + HOUR)).await;
@@ -393,7 +393,7 @@ pub async fn time_up_expires_overdues_and_staff_retrieve(store: Store) {
     );
 }
 
-pub async fn late_deposits_are_flagged_and_reminders_queued_once(store: Store) {
+pub(crate) async fn late_deposits_are_flagged_and_reminders_queued_once(store: Store) {
     hall(&store, "cab-l").await;
     let d = dev("cab-l");
     reserve(&store, item("p1", Flow::Pickup, Size::S, NOW + 10 * HOUR)).await;
@@ -454,7 +454,7 @@ pub async fn late_deposits_are_flagged_and_reminders_queued_once(store: Store) {
     );
 }
 
-pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
+pub(crate) async fn code_material_holds_live_grants_and_site_staff(store: Store) {
     hall(&store, "cab-m").await;
     let d = dev("cab-m");
     reserve(&store, item("d1", Flow::Dropoff, Size::S, NOW + HOUR)).await;
@@ -521,7 +521,7 @@ pub async fn code_material_holds_live_grants_and_site_staff(store: Store) {
 }
 
 /// The cabinets whose code sets are resent: online, and their confirmed version behind.
-pub async fn only_online_cabinets_behind_their_code_version_lag(store: Store) {
+pub(crate) async fn only_online_cabinets_behind_their_code_version_lag(store: Store) {
     for c in ["cab-a", "cab-b", "cab-off"] {
         hall(&store, c).await;
     }
@@ -567,7 +567,7 @@ async fn hall_overview(store: &Store) -> api_types::live::SiteOverview {
         .expect("hall")
 }
 
-pub fn used_code(item: &str, box_no: u16) -> EventBody {
+pub(crate) fn used_code(item: &str, box_no: u16) -> EventBody {
     EventBody::CodeUsed {
         item: ItemId::parse(item).expect("id"),
         box_no: b(box_no),
@@ -575,7 +575,7 @@ pub fn used_code(item: &str, box_no: u16) -> EventBody {
     }
 }
 
-pub async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
+pub(crate) async fn the_overview_counts_boxes_uses_and_alarms_per_site(store: Store) {
     hall(&store, "cab-o").await;
     let d = dev("cab-o");
     // Box 1 holds a deposited pick-up (a use), box 3 is reserved, box 4 out of service.

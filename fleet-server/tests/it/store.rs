@@ -38,7 +38,7 @@ fn batch(device: &DeviceId, events: Vec<Event>, mark: u64) -> IngestBatch {
     }
 }
 
-pub async fn with_sqlite<F, Fut>(test: F)
+pub(crate) async fn with_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
@@ -51,7 +51,7 @@ where
 }
 
 /// A fresh database on the test server for each test, dropped afterwards.
-pub async fn with_postgres<F, Fut>(test: F)
+pub(crate) async fn with_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,

@@ -111,7 +111,7 @@ async fn four_hours(store: &Store) {
     );
 }
 
-pub async fn rollups_follow_items_and_agree_with_a_rebuild(store: Store) {
+pub(crate) async fn rollups_follow_items_and_agree_with_a_rebuild(store: Store) {
     four_hours(&store).await;
     let now = NOW + 4 * HOUR;
     let site = report(
@@ -229,7 +229,7 @@ pub async fn rollups_follow_items_and_agree_with_a_rebuild(store: Store) {
     assert_eq!(box1_again, box1);
 }
 
-pub async fn reports_refuse_bad_ranges(store: Store) {
+pub(crate) async fn reports_refuse_bad_ranges(store: Store) {
     hall(&store, "cab-r").await;
     let q = |from, to| UsageQuery {
         scope: Scope::Fleet,
@@ -252,7 +252,7 @@ pub async fn reports_refuse_bad_ranges(store: Store) {
     assert_eq!(r.totals.box_hours, 0.0, "the cabinet was created at NOW");
 }
 
-pub async fn saturation_flags_sites_over_the_rate(store: Store) {
+pub(crate) async fn saturation_flags_sites_over_the_rate(store: Store) {
     hall(&store, "cab-h").await;
     // A one-box cluster whose box holds an item for ten days: saturated every day.
     store

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Api, World, eventually, wait_online};
 
-pub const CAB: &str = "cab-export";
+pub(crate) const CAB: &str = "cab-export";
 
 /// A VictoriaMetrics process on `addr`, storing in `dir`; killed on drop.
 struct Victoria(Child);
@@ -218,7 +218,7 @@ async fn points_spool_while_influx_is_down_and_all_arrive_when_it_is_up() {
     assert!(api.metric("lockerfleet_influx_points_written_total").await >= 10.0);
 }
 
-pub async fn site_and_cabinet(api: &Api) {
+pub(crate) async fn site_and_cabinet(api: &Api) {
     let (s, body) = api
         .post(
             "/api/v1/sites",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// A built binary of the workspace, next to this test's own target dir.
-pub fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
@@ -41,12 +41,12 @@ fn announced(child: &mut Child, prefix: &'static str) -> Option<String> {
 }
 
 /// A test's world: a temp dir with a CA, server certificates, and device certificates.
-pub struct World {
+pub(crate) struct World {
     pub dir: tempfile::TempDir,
 }
 
 impl World {
-    pub fn new(devices: &[&str]) -> World {
+    pub(crate) fn new(devices: &[&str]) -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dir.path().join("certs");
@@ -59,26 +59,26 @@ impl World {
         World { dir }
     }
 
-    pub fn certs(&self) -> PathBuf {
+    pub(crate) fn certs(&self) -> PathBuf {
         self.dir.path().join("certs")
     }
 
-    pub fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
     /// Starts the server on free ports.
-    pub fn server(&self) -> Server {
+    pub(crate) fn server(&self) -> Server {
         self.server_on("127.0.0.1:0", "127.0.0.1:0")
     }
 
     /// Starts the server on the given addresses (a restart reuses the old ports).
-    pub fn server_on(&self, mqtt: &str, http: &str) -> Server {
+    pub(crate) fn server_on(&self, mqtt: &str, http: &str) -> Server {
         self.server_with(mqtt, http, &[])
     }
 
     /// Starts the server with extra flags.
-    pub fn server_with(&self, mqtt: &str, http: &str, extra: &[&str]) -> Server {
+    pub(crate) fn server_with(&self, mqtt: &str, http: &str, extra: &[&str]) -> Server {
         let mut args = vec!["--mqtt-listen", mqtt, "--http-listen", http];
         args.extend_from_slice(extra);
         self.spawn_server("server", &args)
@@ -86,7 +86,7 @@ impl World {
 
     /// Starts a server replica named `name` (data dir and log of that name) on an external
     /// broker; `extra` adds flags (the broker, the database, a config file).
-    pub fn replica(&self, name: &str, extra: &[&str]) -> Server {
+    pub(crate) fn replica(&self, name: &str, extra: &[&str]) -> Server {
         let mut args = vec!["--http-listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         self.spawn_server(name, &args)
@@ -161,7 +161,7 @@ impl World {
     }
 
     /// Starts a device agent with fake hardware against `server`.
-    pub fn agent(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Proc {
+    pub(crate) fn agent(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Proc {
         let child = self
             .agent_command(id, mqtt, extra)
             .spawn()
@@ -170,7 +170,7 @@ impl World {
     }
 
     /// Starts a device agent with a fake-hardware control socket; waits for its address.
-    pub fn agent_ctl(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> AgentCtl {
+    pub(crate) fn agent_ctl(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> AgentCtl {
         let mut child = self
             .agent_command(id, mqtt, extra)
             .args(["--fake-control", "127.0.0.1:0"])
@@ -188,7 +188,7 @@ impl World {
     }
 
     /// rumqttc options for a device using `cert_of`'s certificate and `client_id`.
-    pub fn device_options(
+    pub(crate) fn device_options(
         &self,
         cert_of: &str,
         client_id: &str,
@@ -211,17 +211,17 @@ impl World {
     }
 }
 
-pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
 /// An agent process and its fake-hardware control socket.
-pub struct AgentCtl {
+pub(crate) struct AgentCtl {
     pub proc: Proc,
     pub control: SocketAddr,
 }
 
 impl AgentCtl {
     /// Sends one control line (`code 123456`, `staff CARD 3`, `close 3`, ...); the JSON answer.
-    pub async fn send(&self, line: &str) -> Value {
+    pub(crate) async fn send(&self, line: &str) -> Value {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let stream = tokio::net::TcpStream::connect(self.control)
             .await
@@ -242,7 +242,7 @@ impl AgentCtl {
 
 /// What a test HTTP receiver (SMS gateway, platform webhook) got.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub path: String,
     pub headers: std::collections::HashMap<String, String>,
     pub body: String,
@@ -250,7 +250,7 @@ pub struct Received {
 
 /// A local HTTP server standing in for the SMS gateway and the service platform. It answers
 /// 503 to the first `fail_first` requests, then 200.
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub addr: SocketAddr,
     pub got: Arc<std::sync::Mutex<Vec<Received>>>,
     /// Requests still to be failed with 503; set it to change course mid-test.
@@ -260,7 +260,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         use axum::extract::{Request, State};
         let got: Arc<std::sync::Mutex<Vec<Received>>> = Arc::default();
         let failures = Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
@@ -315,11 +315,11 @@ impl Receiver {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn all(&self, path: &str) -> Vec<Received> {
+    pub(crate) fn all(&self, path: &str) -> Vec<Received> {
         self.got
             .lock()
             .expect("lock")
@@ -330,7 +330,12 @@ impl Receiver {
     }
 
     /// Waits for a request on `path` whose body matches `pred`.
-    pub async fn wait(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Received {
+    pub(crate) async fn wait(
+        &self,
+        path: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Received {
         eventually(Duration::from_secs(20), what, || async {
             self.all(path)
                 .into_iter()
@@ -341,14 +346,14 @@ impl Receiver {
 }
 
 /// A PostgreSQL cluster of this test's own, so stopping it disturbs no other test.
-pub struct PrivatePg {
+pub(crate) struct PrivatePg {
     bin: std::path::PathBuf,
     data: std::path::PathBuf,
     port: u16,
 }
 
 impl PrivatePg {
-    pub fn start(dir: &std::path::Path) -> PrivatePg {
+    pub(crate) fn start(dir: &std::path::Path) -> PrivatePg {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|versions| {
@@ -404,7 +409,7 @@ impl PrivatePg {
         );
     }
 
-    pub fn ctl(&self, action: &str) {
+    pub(crate) fn ctl(&self, action: &str) {
         let data = self.data.display().to_string();
         let log = self.data.join("server.log").display().to_string();
         let opts = format!(
@@ -421,7 +426,7 @@ impl PrivatePg {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
@@ -442,7 +447,7 @@ impl Drop for PrivatePg {
     }
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -451,14 +456,14 @@ pub fn is_root() -> bool {
 
 /// mosquitto (apt) as the external broker, configured by `fleet-certs mosquitto` from the
 /// world's CA on a free port.
-pub struct Mosquitto {
+pub(crate) struct Mosquitto {
     /// Killed with the test.
     _proc: Proc,
     pub addr: SocketAddr,
 }
 
 impl Mosquitto {
-    pub fn start(world: &World) -> Mosquitto {
+    pub(crate) fn start(world: &World) -> Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -494,19 +499,19 @@ impl Mosquitto {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("mqtts://localhost:{}", self.addr.port())
     }
 }
 
 /// A child process killed (SIGKILL) when dropped.
-pub struct Proc {
+pub(crate) struct Proc {
     pub child: Child,
 }
 
 impl Proc {
     /// `kill -9`: no shutdown code runs.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -518,19 +523,19 @@ impl Drop for Proc {
     }
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
 }
 
 impl Server {
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn api(&self) -> Api {
+    pub(crate) fn api(&self) -> Api {
         Api::new(self.http, ADMIN_TOKEN)
     }
 }
@@ -543,14 +548,14 @@ impl Drop for Server {
 
 /// The HTTP API as a client sees it.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Api {
-    pub fn new(addr: SocketAddr, token: &str) -> Api {
+    pub(crate) fn new(addr: SocketAddr, token: &str) -> Api {
         Api {
             base: format!("http://{addr}"),
             token: token.to_owned(),
@@ -561,7 +566,7 @@ impl Api {
         }
     }
 
-    pub fn with_token(&self, token: &str) -> Api {
+    pub(crate) fn with_token(&self, token: &str) -> Api {
         Api {
             token: token.to_owned(),
             ..self.clone()
@@ -569,7 +574,7 @@ impl Api {
     }
 
     /// GET → (status, JSON body).
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let res = self
             .http
             .get(format!("{}{path}", self.base))
@@ -582,7 +587,7 @@ impl Api {
     }
 
     /// GET → body text (with the token; `/metrics` ignores it).
-    pub async fn get_text(&self, path: &str) -> String {
+    pub(crate) async fn get_text(&self, path: &str) -> String {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
@@ -594,7 +599,7 @@ impl Api {
             .expect("body")
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .http
             .post(format!("{}{path}", self.base))
@@ -608,7 +613,12 @@ impl Api {
     }
 
     /// PUT a text body (CSV, GeoJSON) → (status, JSON body).
-    pub async fn put_text(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
+    pub(crate) async fn put_text(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (u16, Value) {
         let res = self
             .http
             .put(format!("{}{path}", self.base))
@@ -622,7 +632,7 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .http
             .put(format!("{}{path}", self.base))
@@ -635,7 +645,7 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         let res = self
             .http
             .delete(format!("{}{path}", self.base))
@@ -647,7 +657,7 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn open(&self, device: &str, box_no: u16, body: Value) -> (u16, Value) {
+    pub(crate) async fn open(&self, device: &str, box_no: u16, body: Value) -> (u16, Value) {
         self.post(
             &format!("/api/v1/devices/{device}/boxes/{box_no}/open"),
             body,
@@ -655,7 +665,7 @@ impl Api {
         .await
     }
 
-    pub async fn device(&self, id: &str) -> Option<Value> {
+    pub(crate) async fn device(&self, id: &str) -> Option<Value> {
         match self.get(&format!("/api/v1/devices/{id}")).await {
             (200, v) => Some(v),
             _ => None,
@@ -663,7 +673,7 @@ impl Api {
     }
 
     /// Every stored event of a device, in sequence order.
-    pub async fn events(&self, id: &str) -> Vec<Value> {
+    pub(crate) async fn events(&self, id: &str) -> Vec<Value> {
         let mut all = Vec::new();
         let mut after = 0;
         loop {
@@ -683,7 +693,7 @@ impl Api {
     }
 
     /// Waits until the command has an outcome, with the API's long poll; returns it.
-    pub async fn wait_command(&self, id: &str, timeout: Duration) -> Value {
+    pub(crate) async fn wait_command(&self, id: &str, timeout: Duration) -> Value {
         let until = Instant::now() + timeout;
         loop {
             let wait = until
@@ -702,7 +712,7 @@ impl Api {
         }
     }
 
-    pub async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         let text = self.get_text("/metrics").await;
         text.lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -712,7 +722,7 @@ impl Api {
 }
 
 /// Epoch milliseconds, the API's time format.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -720,7 +730,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Polls `check` until it returns `Some`, or fails the test after `timeout` with `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -739,7 +749,7 @@ where
 }
 
 /// Waits until the device is online and has reported its boxes.
-pub async fn wait_online(api: &Api, id: &str) {
+pub(crate) async fn wait_online(api: &Api, id: &str) {
     eventually(Duration::from_secs(20), &format!("{id} online"), || async {
         api.device(id).await.filter(|d| {
             d["online"] == json!(true) && d["boxes"].as_array().is_some_and(|b| !b.is_empty())
@@ -749,7 +759,7 @@ pub async fn wait_online(api: &Api, id: &str) {
 }
 
 /// Asserts the stored events are exactly seqs 1..=n, each once, stored in sequence order.
-pub fn assert_exactly_once_in_order(events: &[Value], n: u64) {
+pub(crate) fn assert_exactly_once_in_order(events: &[Value], n: u64) {
     let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
     let expected: Vec<u64> = (1..=n).collect();
     if seqs != expected {
@@ -775,12 +785,12 @@ pub fn assert_exactly_once_in_order(events: &[Value], n: u64) {
 }
 
 /// A tmux session running one command; killed when dropped.
-pub struct Tmux {
+pub(crate) struct Tmux {
     name: String,
 }
 
 impl Tmux {
-    pub fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+    pub(crate) fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
         let status = Command::new("tmux")
             .args(["new-session", "-d", "-s", name])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
@@ -795,7 +805,7 @@ impl Tmux {
         }
     }
 
-    pub fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.name])
             .output()
@@ -804,7 +814,7 @@ impl Tmux {
     }
 
     /// Keys by tmux name (`Enter`, `Tab`, `Right`, ...).
-    pub fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let ok = Command::new("tmux")
             .args(["send-keys", "-t", &self.name])
             .args(keys)
@@ -814,7 +824,7 @@ impl Tmux {
     }
 
     /// Literal text, typed.
-    pub fn text(&self, text: &str) {
+    pub(crate) fn text(&self, text: &str) {
         let ok = Command::new("tmux")
             .args(["send-keys", "-t", &self.name, "-l", text])
             .status()
@@ -822,7 +832,7 @@ impl Tmux {
         assert!(ok, "tmux send-keys -l {text:?}");
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         Command::new("tmux")
             .args(["has-session", "-t", &self.name])
             .stderr(std::process::Stdio::null())
@@ -830,13 +840,13 @@ impl Tmux {
             .is_ok_and(|s| s.success())
     }
 
-    pub async fn wait_for(&self, what: &str, text: &str) -> String {
+    pub(crate) async fn wait_for(&self, what: &str, text: &str) -> String {
         self.wait_longer_for(Duration::from_secs(20), what, text)
             .await
     }
 
     /// [`Tmux::wait_for`] with a time limit of its own.
-    pub async fn wait_longer_for(&self, limit: Duration, what: &str, text: &str) -> String {
+    pub(crate) async fn wait_longer_for(&self, limit: Duration, what: &str, text: &str) -> String {
         eventually(limit, what, || async {
             let s = self.screen();
             s.contains(text).then_some(s)
