@@ -61,3 +61,11 @@ pub struct AlarmDetail {
     pub alarm: Alarm,
     pub history: Vec<History>,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    /// What was done or found (1 to 500 characters); kept in the alarm's history.
+    pub note: String,
+}

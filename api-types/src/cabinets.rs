@@ -52,3 +52,36 @@ pub struct CabinetDetail {
 pub struct CabinetsList {
     pub cabinets: Vec<Cabinet>,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CabinetBody {
+    pub site_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Boxes to configure; boxes not listed keep their configuration.
+    #[serde(default)]
+    pub boxes: Vec<BoxBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BoxBody {
+    #[serde(rename = "box")]
+    pub box_no: u16,
+    /// S, M or L.
+    pub size: String,
+    #[serde(default)]
+    pub accessible: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceBody {
+    pub in_service: bool,
+    #[serde(default)]
+    pub note: Option<String>,
+}

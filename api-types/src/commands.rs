@@ -65,3 +65,13 @@ impl Command {
         self.status.is_terminal()
     }
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct CommandQuery {
+    /// Long poll: 1 to 30 seconds to wait for the command to reach a final status before
+    /// answering (default: answer at once). On time-out the current, non-final status is
+    /// returned with 200; the client checks `status`.
+    pub wait_secs: Option<u64>,
+}

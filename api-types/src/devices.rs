@@ -101,3 +101,39 @@ pub struct PresenceEntry {
     /// `session` (from the broker front) or `heartbeat` (the server's alarm sweep).
     pub layer: String,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct DevicesList {
+    pub devices: Vec<crate::devices::Device>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct EventsQuery {
+    /// Events with a greater seq.
+    #[serde(default)]
+    pub after: u64,
+    /// 1 to 10000 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct EventsList {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub device: String,
+    pub events: Vec<crate::devices::Event>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct PresenceList {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub device: String,
+    pub presence: Vec<crate::devices::PresenceEntry>,
+}

@@ -134,3 +134,19 @@ pub struct Reservation {
     #[serde(flatten)]
     pub item: Item,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct UnmetDemand {
+    pub sites: Vec<UnmetSite>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct UnmetSite {
+    pub site_id: Option<String>,
+    /// Reservations refused for lack of a free box.
+    pub refused: i64,
+}

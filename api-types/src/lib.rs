@@ -19,6 +19,7 @@ pub mod live;
 pub mod planning;
 pub mod sites;
 pub mod staff;
+pub mod system;
 pub mod tokens;
 pub mod usage;
 

@@ -18,3 +18,11 @@ pub struct PlanAnswer {
     #[serde(flatten)]
     pub plan: Plan,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Uploaded {
+    /// Entries stored (they replace the previous upload).
+    pub stored: usize,
+}

@@ -17,3 +17,34 @@ pub struct Site {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SiteBody {
+    /// Required on POST; on PUT the path names the site.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// service_hall, enterprise_cluster, station or community.
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SitesList {
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SiteDetail {
+    pub site: Site,
+    pub cabinets: Vec<crate::cabinets::Cabinet>,
+}

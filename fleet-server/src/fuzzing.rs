@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 /// Decodes `bytes` as each request body type of the API. A body is either accepted or refused
 /// with a client error (4xx) in the API's error shape; anything else panics (a bug to find).
 pub async fn decode_every_body(bytes: &[u8]) {
-    use crate::api::{alarms, cabinets, commands, sites, staff, tokens};
+    use crate::api::commands;
     use crate::service;
+    use api_types::{alarms, cabinets, sites, staff, tokens};
     one::<commands::OpenBody>(bytes).await;
     one::<alarms::NoteBody>(bytes).await;
     one::<sites::SiteBody>(bytes).await;

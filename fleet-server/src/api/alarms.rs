@@ -1,5 +1,6 @@
 //! HTTP routes of alarms: list and filter, one alarm with its history, acknowledge, clear.
 
+use api_types::alarms::NoteBody;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -133,13 +134,6 @@ fn require_alarm_site(caller: &Caller, alarm: &AlarmRow) -> Result<(), ApiError>
         Some(site) => caller.require_site(site),
         None => caller.require_fleet(&format!("alarm {} (of a device in no site)", alarm.id)),
     }
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoteBody {
-    /// What was done or found (1 to 500 characters); kept in the alarm's history.
-    note: String,
 }
 
 /// Acknowledge or clear: the operator's two actions, each with a required note.

@@ -1,5 +1,6 @@
 //! Cabinets and their boxes: create or change, list, one cabinet, boxes in and out of service.
 
+use api_types::cabinets::{CabinetBody, ServiceBody};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -8,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use domain::flows::Size;
 use protocol::message::check_text;
-use serde::Deserialize;
 
 use api_types::cabinets::{CabinetDetail, CabinetsList};
 
@@ -23,28 +23,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/cabinets", get(list_cabinets))
         .route("/api/v1/cabinets/:id", get(cabinet).put(put_cabinet))
         .route("/api/v1/cabinets/:id/boxes/:box/service", put(box_service))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CabinetBody {
-    site_id: String,
-    #[serde(default)]
-    name: Option<String>,
-    /// Boxes to configure; boxes not listed keep their configuration.
-    #[serde(default)]
-    boxes: Vec<BoxBody>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BoxBody {
-    #[serde(rename = "box")]
-    box_no: u16,
-    /// S, M or L.
-    size: String,
-    #[serde(default)]
-    accessible: bool,
 }
 
 #[utoipa::path(put, path = "/api/v1/cabinets/{id}", tag = "cabinets", security(("bearer" = [])),
@@ -147,14 +125,6 @@ pub(crate) async fn list_cabinets(
         cabinets: all(cabinets),
     })
     .into_response())
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ServiceBody {
-    in_service: bool,
-    #[serde(default)]
-    note: Option<String>,
 }
 
 #[utoipa::path(put, path = "/api/v1/cabinets/{id}/boxes/{box}/service", tag = "cabinets", security(("bearer" = [])),

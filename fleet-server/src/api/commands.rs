@@ -1,5 +1,6 @@
 //! Remote open and the command it creates, with a long poll for its outcome.
 
+use api_types::commands::CommandQuery;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -9,7 +10,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::BoxNo;
 use protocol::message::check_text;
-use serde::Deserialize;
 
 pub(crate) use api_types::commands::OpenBody;
 use api_types::commands::{Command, OpenAccepted};
@@ -91,15 +91,6 @@ pub(crate) async fn open_box(
         }),
     )
         .into_response())
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct CommandQuery {
-    /// Long poll: 1 to 30 seconds to wait for the command to reach a final status before
-    /// answering (default: answer at once). On time-out the current, non-final status is
-    /// returned with 200; the client checks `status`.
-    wait_secs: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "devices", security(("bearer" = [])),

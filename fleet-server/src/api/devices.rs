@@ -1,12 +1,11 @@
 //! Devices: the list, one device, its stored events and its presence log.
 
+use api_types::devices::{DevicesList, EventsList, EventsQuery, PresenceList};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use protocol::DeviceId;
-use serde::{Deserialize, Serialize};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
@@ -20,11 +19,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/devices/:id", get(device))
         .route("/api/v1/devices/:id/events", get(events))
         .route("/api/v1/devices/:id/presence", get(presence))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct DevicesList {
-    devices: Vec<api_types::devices::Device>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])),
@@ -72,23 +66,6 @@ pub(crate) async fn device(
     }
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct EventsQuery {
-    /// Events with a greater seq.
-    #[serde(default)]
-    after: u64,
-    /// 1 to 10000 (default 100).
-    limit: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct EventsList {
-    #[schema(value_type = String)]
-    device: DeviceId,
-    events: Vec<api_types::devices::Event>,
-}
-
 #[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "devices", security(("bearer" = [])),
     params(("id" = String, Path, description = "device id"), EventsQuery),
     responses((status = 200, body = EventsList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -107,17 +84,10 @@ pub(crate) async fn events(
     }
     let events = s.store.events(&id, q.after, limit).await?;
     Ok(Json(EventsList {
-        device: id,
+        device: id.to_string(),
         events: all(events),
     })
     .into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct PresenceList {
-    #[schema(value_type = String)]
-    device: DeviceId,
-    presence: Vec<api_types::devices::PresenceEntry>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}/presence", tag = "devices", security(("bearer" = [])),
@@ -137,7 +107,7 @@ pub(crate) async fn presence(
         .presence_log(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
         .await?;
     Ok(Json(PresenceList {
-        device: id,
+        device: id.to_string(),
         presence: all(rows),
     })
     .into_response())

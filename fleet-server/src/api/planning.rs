@@ -3,13 +3,14 @@
 //! sites' measured usage. `fleet-server plan` does the same from files.
 
 pub(crate) use api_types::planning::PlanAnswer;
+use api_types::planning::Uploaded;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use domain::planner::{self, Candidate, DemandPoint, PlanParams, Weight};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
@@ -125,12 +126,6 @@ pub async fn plan_with(
         measured_dwell_hours: measured.dwell_hours,
         plan,
     }))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct Uploaded {
-    /// Entries stored (they replace the previous upload).
-    stored: usize,
 }
 
 /// Replaces the demand points: CSV with a header `id,lat,lon,enterprises,monthly_cases`

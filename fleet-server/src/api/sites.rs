@@ -1,6 +1,7 @@
 //! Sites (service halls, enterprise clusters, stations): create, change, list, one site.
 
 use api_types::sites::Site;
+use api_types::sites::{SiteBody, SiteDetail, SitesList};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -9,8 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use domain::flows::SiteKind;
 use protocol::message::check_text;
-use serde::Deserialize;
-use serde::Serialize;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
@@ -23,21 +22,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/sites", get(list_sites).post(create_site))
         .route("/api/v1/sites/:id", get(site).put(put_site))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SiteBody {
-    /// Required on POST; on PUT the path names the site.
-    #[serde(default)]
-    id: Option<String>,
-    /// service_hall, enterprise_cluster, station or community.
-    kind: String,
-    name: String,
-    #[serde(default)]
-    address: String,
-    lat: f64,
-    lon: f64,
 }
 
 fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
@@ -127,11 +111,6 @@ pub(crate) async fn put_site(
         .into_response())
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct SitesList {
-    sites: Vec<Site>,
-}
-
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", security(("bearer" = [])),
     responses((status = 200, body = SitesList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn list_sites(
@@ -142,12 +121,6 @@ pub(crate) async fn list_sites(
     let mut sites = s.store.sites().await?;
     sites.retain(|site| caller.may(&site.id));
     Ok(Json(SitesList { sites: all(sites) }).into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct SiteDetail {
-    site: Site,
-    cabinets: Vec<api_types::cabinets::Cabinet>,
 }
 
 #[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),

@@ -1,6 +1,7 @@
 //! Staff: registration, the list, deactivation and who is on duty.
 
 use api_types::staff::Staff;
+use api_types::staff::{Duty, DutyBody, StaffBody, StaffDeactivated, StaffList};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -8,8 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use protocol::message::check_text;
-use serde::Deserialize;
-use serde::Serialize;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
@@ -23,24 +22,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/staff", get(list_staff).post(create_staff))
         .route("/api/v1/staff/:id", delete(deactivate_staff))
         .route("/api/v1/staff/:id/duty", put(set_duty))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StaffBody {
-    id: String,
-    name: String,
-    /// The site whose cabinets accept this person; none: every site.
-    #[serde(default)]
-    site_id: Option<String>,
-    /// PIN or card id; hashed, never stored or returned.
-    credential: String,
-    /// For alarm notifications: 5 to 20 digits, optionally with a leading +.
-    #[serde(default)]
-    phone: Option<String>,
-    /// Receives SMS of the alarms of their site (every site without one); needs a phone.
-    #[serde(default)]
-    on_duty: bool,
 }
 
 #[utoipa::path(post, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
@@ -72,11 +53,6 @@ pub(crate) async fn create_staff(
     Ok((StatusCode::CREATED, Json(Staff::from(row))).into_response())
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct StaffList {
-    staff: Vec<Staff>,
-}
-
 #[utoipa::path(get, path = "/api/v1/staff", tag = "staff", security(("bearer" = [])),
     responses((status = 200, body = StaffList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn list_staff(
@@ -88,12 +64,6 @@ pub(crate) async fn list_staff(
     // Staff of every site open boxes at the caller's sites too: they are listed.
     staff.retain(|m| m.site_id.as_deref().is_none_or(|site| caller.may(site)));
     Ok(Json(StaffList { staff: all(staff) }).into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct StaffDeactivated {
-    id: String,
-    active: bool,
 }
 
 #[utoipa::path(delete, path = "/api/v1/staff/{id}", tag = "staff", security(("bearer" = [])),
@@ -118,18 +88,6 @@ pub(crate) async fn deactivate_staff(
     }
     s.service.resync_site(None).await?;
     Ok(Json(StaffDeactivated { id, active: false }).into_response())
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DutyBody {
-    on_duty: bool,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct Duty {
-    id: String,
-    on_duty: bool,
 }
 
 /// Starts or ends a shift: on-duty staff receive SMS of their site's alarms.

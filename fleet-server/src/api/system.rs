@@ -1,5 +1,6 @@
 //! Operations endpoints: health and Prometheus metrics.
 
+use api_types::system::HealthBody;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -7,7 +8,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 
 use crate::api::state::AppState;
 
@@ -15,17 +15,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct HealthBody {
-    /// `ok` or `degraded`.
-    status: &'static str,
-    /// `ok`, or what is wrong with the database.
-    database: String,
-    /// External broker mode only: `ok`, or why this replica cannot reach the broker.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    broker: Option<String>,
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -40,7 +29,7 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     let broker = s.health.broker();
     let healthy = database.is_none() && !matches!(broker, Some(Err(_)));
     let body = HealthBody {
-        status: if healthy { "ok" } else { "degraded" },
+        status: if healthy { "ok" } else { "degraded" }.to_owned(),
         database: database.unwrap_or_else(|| "ok".into()),
         broker: broker.map(|b| b.err().unwrap_or_else(|| "ok".into())),
     };

@@ -2,13 +2,13 @@
 //! and only with a token not limited to sites.
 
 use api_types::tokens::Token;
+use api_types::tokens::{TokenBody, TokenCreated, TokensList};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use protocol::message::check_text;
-use serde::{Deserialize, Serialize};
 
 use crate::api::auth::token_hash;
 use crate::api::auth::{Caller, Role};
@@ -28,28 +28,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
         .route("/api/v1/tokens/:id", delete(revoke_token))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TokenBody {
-    /// Who or what holds the token (1 to 100 characters); shown in the audit log.
-    name: String,
-    role: Role,
-    /// Limit the token to these sites (each must exist); absent: every site.
-    sites: Option<Vec<String>>,
-    /// 1 to 3650 days (default 90).
-    expires_in_days: Option<u32>,
-    /// Or an exact end (epoch ms, in the future and within 3650 days), e.g. a contract's.
-    expires_at: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct TokenCreated {
-    #[serde(flatten)]
-    row: Token,
-    /// Shown once; stored only as a hash.
-    token: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
@@ -129,11 +107,6 @@ pub(crate) async fn create_token(
         }),
     )
         .into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct TokensList {
-    tokens: Vec<Token>,
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),

@@ -1,12 +1,12 @@
 //! The helpers' work lists (collect, deposit, overdue) and unmet demand.
 
+use api_types::items::{UnmetDemand, UnmetSite};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde::Serialize;
 
 use api_types::items::{Worklist, WorklistItem};
 
@@ -92,18 +92,6 @@ pub(crate) struct SinceQuery {
     /// Epoch ms (default: all time).
     #[serde(default)]
     since: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct UnmetDemand {
-    sites: Vec<UnmetSite>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct UnmetSite {
-    site_id: Option<String>,
-    /// Reservations refused for lack of a free box.
-    refused: i64,
 }
 
 #[utoipa::path(get, path = "/api/v1/unmet-demand", tag = "reservations", security(("bearer" = [])),
