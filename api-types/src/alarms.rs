@@ -69,3 +69,26 @@ pub struct NoteBody {
     /// What was done or found (1 to 500 characters); kept in the alarm's history.
     pub note: String,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct AlarmQuery {
+    /// open (default: active or acknowledged), active, acknowledged, cleared, all.
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub site: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
+    /// A fault kind (e.g. forced_open) or device_offline.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// critical, major, minor or warning.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// 1 to 10000 (default 200).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}

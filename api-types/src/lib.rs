@@ -17,6 +17,7 @@ pub mod devices;
 pub mod items;
 pub mod live;
 pub mod planning;
+pub mod query;
 pub mod sites;
 pub mod staff;
 pub mod system;

@@ -106,3 +106,55 @@ pub struct SitesHours {
     pub from: i64,
     pub sites: Vec<SiteHours>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// fleet (default), kind, site, cabinet or box.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The site kind, site id or cabinet id; for a box `CABINET/BOX` (e.g. `cab-01/3`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Start: epoch ms or a local date `YYYY-MM-DD` (default: 7 days before `to`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// End, exclusive: epoch ms or a local date `YYYY-MM-DD`, meaning the end of that day
+    /// (default: now).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// hour or day (default day; days start at local midnight).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// json (default) or csv.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct SaturationParams {
+    /// Occupancy a day must reach to count (0..1, default the configured `saturation_rate`).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Days at or above the rate that make a site saturated (default `saturation_days`).
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// The last this many whole local days are judged (default `saturation_window_days`).
+    #[serde(default)]
+    pub window: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct SitesParams {
+    /// Hours back from now, the current hour included (1..=168, default 24).
+    #[serde(default)]
+    pub hours: Option<usize>,
+}

@@ -1,5 +1,6 @@
 //! HTTP routes of alarms: list and filter, one alarm with its history, acknowledge, clear.
 
+use api_types::alarms::AlarmQuery;
 use api_types::alarms::NoteBody;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::message::check_text;
-use serde::Deserialize;
 
 use api_types::alarms::{Alarm, AlarmDetail, AlarmsList};
 use api_types::{AlarmKind, Severity};
@@ -25,28 +25,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/alarms/:id", get(alarm))
         .route("/api/v1/alarms/:id/ack", post(ack))
         .route("/api/v1/alarms/:id/clear", post(clear))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AlarmQuery {
-    /// open (default: active or acknowledged), active, acknowledged, cleared, all.
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    site: Option<String>,
-    #[serde(default)]
-    device: Option<String>,
-    /// A fault kind (e.g. forced_open) or device_offline.
-    #[serde(default)]
-    kind: Option<String>,
-    /// critical, major, minor or warning.
-    #[serde(default)]
-    severity: Option<String>,
-    /// 1 to 10000 (default 200).
-    #[serde(default)]
-    limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", security(("bearer" = [])),

@@ -10,8 +10,9 @@ use api_types::audit::AuditList;
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{LimitQuery, Q, device_id};
+use crate::api::extract::{Q, device_id};
 use crate::api::state::AppState;
+use api_types::query::LimitQuery;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/audit", get(audit))

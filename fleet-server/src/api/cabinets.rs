@@ -15,8 +15,9 @@ use api_types::cabinets::{CabinetDetail, CabinetsList};
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, P, Q, SiteQuery, box_no, device_id};
+use crate::api::extract::{Body, P, Q, box_no, device_id};
 use crate::api::state::AppState;
+use api_types::query::SiteQuery;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use protocol::{BoxNo, DeviceId};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::error::ApiError;
@@ -67,24 +66,4 @@ pub(crate) fn device_id(s: &str) -> Result<DeviceId, ApiError> {
 
 pub(crate) fn box_no(n: u16) -> Result<BoxNo, ApiError> {
     BoxNo::new(n).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-/// `?site=`: a list limited to one site.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SiteQuery {
-    /// Only this site.
-    #[serde(default)]
-    pub(crate) site: Option<String>,
-}
-
-/// `?limit=&device=`: a newest-first list, optionally of one device.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct LimitQuery {
-    /// 1 to 10000 (default 100).
-    pub(crate) limit: Option<i64>,
-    /// Only this device.
-    pub(crate) device: Option<String>,
 }

@@ -1,12 +1,12 @@
 //! Reservations (with their one-time code, returned once), cancellations and items.
 
+use api_types::items::ItemsQuery;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use serde::Deserialize;
 
 use api_types::items::{Item, ItemDetail, ItemsList, Reservation, ReservationRequest};
 
@@ -72,20 +72,6 @@ pub(crate) async fn cancel(
     let item = s.service.cancel(&id, &actor).await?;
     s.service.changes.send(crate::changes::Change::Items);
     Ok(Json(Item::from(item)).into_response())
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ItemsQuery {
-    #[serde(default)]
-    case_number: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    site: Option<String>,
-    #[serde(default)]
-    limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/items", tag = "items", security(("bearer" = [])),

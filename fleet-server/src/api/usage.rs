@@ -1,13 +1,13 @@
 //! HTTP routes for planners: usage reports (JSON or CSV) from the hourly rollups, and the
 //! sites saturated by the document's yardstick (box usage above 80%).
 
+use api_types::usage::{SaturationParams, SitesParams, UsageParams};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use domain::flows::SiteKind;
-use serde::Deserialize;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
@@ -23,31 +23,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/usage/saturation", get(saturation))
         .route("/api/v1/usage/sites", get(sites))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UsageParams {
-    /// fleet (default), kind, site, cabinet or box.
-    #[serde(default)]
-    scope: Option<String>,
-    /// The site kind, site id or cabinet id; for a box `CABINET/BOX` (e.g. `cab-01/3`).
-    #[serde(default)]
-    id: Option<String>,
-    /// Start: epoch ms or a local date `YYYY-MM-DD` (default: 7 days before `to`).
-    #[serde(default)]
-    from: Option<String>,
-    /// End, exclusive: epoch ms or a local date `YYYY-MM-DD`, meaning the end of that day
-    /// (default: now).
-    #[serde(default)]
-    to: Option<String>,
-    /// hour or day (default day; days start at local midnight).
-    #[serde(default)]
-    bucket: Option<String>,
-    /// json (default) or csv.
-    #[serde(default)]
-    format: Option<String>,
 }
 
 /// Occupancy rate, turnover, peak hour and unmet demand for a box, cabinet, site, site kind
@@ -241,21 +216,6 @@ async fn cabinet(s: &AppState, id: &str) -> Result<protocol::DeviceId, ApiError>
     Ok(device)
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SaturationParams {
-    /// Occupancy a day must reach to count (0..1, default the configured `saturation_rate`).
-    #[serde(default)]
-    rate: Option<f64>,
-    /// Days at or above the rate that make a site saturated (default `saturation_days`).
-    #[serde(default)]
-    days: Option<u32>,
-    /// The last this many whole local days are judged (default `saturation_window_days`).
-    #[serde(default)]
-    window: Option<u32>,
-}
-
 /// Every site's daily occupancy over the last `window` whole days, flagged saturated when
 /// it reached `rate` on at least `days` of them.
 #[utoipa::path(get, path = "/api/v1/usage/saturation", tag = "usage", security(("bearer" = [])),
@@ -299,15 +259,6 @@ pub(crate) async fn saturation(
         sites,
     })
     .into_response())
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SitesParams {
-    /// Hours back from now, the current hour included (1..=168, default 24).
-    #[serde(default)]
-    hours: Option<usize>,
 }
 
 /// Every site's occupancy, uses and unmet demand per hour over the last hours, in one answer

@@ -1,20 +1,21 @@
 //! The helpers' work lists (collect, deposit, overdue) and unmet demand.
 
+use api_types::items::SinceQuery;
 use api_types::items::{UnmetDemand, UnmetSite};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 
 use api_types::items::{Worklist, WorklistItem};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Q, SiteQuery};
+use crate::api::extract::Q;
 use crate::api::state::AppState;
 use crate::store::ItemRow;
+use api_types::query::SiteQuery;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -83,15 +84,6 @@ pub(crate) async fn worklist_overdue(
         .worklist_overdue(site.as_deref(), s.service.collect_before(now))
         .await?;
     Ok(worklist_json(items, now))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SinceQuery {
-    /// Epoch ms (default: all time).
-    #[serde(default)]
-    since: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/unmet-demand", tag = "reservations", security(("bearer" = [])),

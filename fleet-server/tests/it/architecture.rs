@@ -82,3 +82,27 @@ fn modules_depend_one_way() {
         }
     }
 }
+
+/// The HTTP API's wire types live in `api-types` (ADR 0016): a handler module that derives
+/// serde itself has started a second definition. `PlanOptions` is the exception: it is also
+/// the `fleet-server plan` command's arguments (clap), which `api-types` does not compile.
+#[test]
+fn the_api_modules_define_no_wire_types() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut files = Vec::new();
+    collect(&dir, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let derives_serde = line.trim_start().starts_with("#[derive(")
+                && (line.contains("Serialize") || line.contains("Deserialize"));
+            if derives_serde && !line.contains("clap::Args") {
+                found.push(format!("{}:{}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "wire types outside api-types: {found:?}");
+}
