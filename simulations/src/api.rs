@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use api_types::commands::OpenBody;
+use serde_json::Value;
 
 #[derive(Clone)]
 pub(crate) struct ApiClient {
@@ -71,11 +72,11 @@ impl ApiClient {
     }
 
     /// Sends `body` with `method`; returns the status and the JSON answer (errors included).
-    pub(crate) async fn send(
+    pub(crate) async fn send<B: serde::Serialize + ?Sized>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: &Value,
+        body: &B,
     ) -> anyhow::Result<(u16, Value)> {
         let res = self
             .http
@@ -132,7 +133,10 @@ impl ApiClient {
             .http
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .json(&json!({ "reason": reason }))
+            .json(&OpenBody {
+                reason: reason.to_owned(),
+                ..OpenBody::default()
+            })
             .send()
             .await
             .with_context(|| format!("POST {path}"))?;

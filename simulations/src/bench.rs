@@ -2,6 +2,7 @@
 //! one-time-code path, each on an embedded server in this process with agents over real TLS.
 //! Results go to BENCHMARKS.md.
 
+use api_types::items::ReservationRequest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -608,7 +609,7 @@ pub struct CodesOptions {
 /// item in its box.
 pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
     use reqwest::Method;
-    use serde_json::json;
+
     anyhow::ensure!(
         opts.pending + opts.codes.div_ceil(opts.agents.max(1)) <= usize::from(opts.boxes),
         "--pending plus the measured codes per cabinet must fit in --boxes"
@@ -632,8 +633,13 @@ pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
     let reserve = |device: String| {
         let platform = platform.clone();
         async move {
-            let body = json!({"flow": "dropoff", "case_number": "BENCH-1", "phone": "13800000000",
-                              "device_id": device});
+            let body = ReservationRequest {
+                flow: "dropoff".into(),
+                case_number: "BENCH-1".into(),
+                phone: "13800000000".into(),
+                device_id: Some(device),
+                ..ReservationRequest::default()
+            };
             let (s, r) = platform
                 .send(Method::POST, "/api/v1/reservations", &body)
                 .await?;

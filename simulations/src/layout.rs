@@ -2,8 +2,10 @@
 //! devices and one helper per site. The live configuration (through the API) and the history
 //! (written before the server starts) both take it from here, so they never disagree.
 
+use api_types::cabinets::{BoxBody, CabinetBody};
+use api_types::sites::SiteBody;
+use api_types::staff::StaffBody;
 use protocol::{BoxNo, DeviceId};
-use serde_json::{Value, json};
 
 use crate::fleet::{FleetSpec, cabinet_id, station_id};
 
@@ -142,29 +144,48 @@ impl Layout {
 
 impl Site {
     /// `PUT /api/v1/sites/{id}`.
-    pub(crate) fn body(&self) -> Value {
-        json!({"kind": self.kind, "name": self.name, "address": self.address,
-               "lat": self.lat, "lon": self.lon})
+    pub(crate) fn body(&self) -> SiteBody {
+        SiteBody {
+            id: None,
+            kind: self.kind.to_owned(),
+            name: self.name.clone(),
+            address: self.address.clone(),
+            lat: self.lat,
+            lon: self.lon,
+        }
     }
 }
 
 impl Cabinet {
     /// `PUT /api/v1/cabinets/{id}`.
-    pub(crate) fn body(&self) -> Value {
-        let boxes: Vec<Value> = self
-            .boxes
-            .iter()
-            .map(|(b, size, accessible)| json!({"box": b.get(), "size": size, "accessible": accessible}))
-            .collect();
-        json!({"site_id": site_id(self.site), "boxes": boxes})
+    pub(crate) fn body(&self) -> CabinetBody {
+        CabinetBody {
+            site_id: site_id(self.site),
+            name: None,
+            boxes: self
+                .boxes
+                .iter()
+                .map(|(b, size, accessible)| BoxBody {
+                    box_no: b.get(),
+                    size: (*size).to_owned(),
+                    accessible: *accessible,
+                })
+                .collect(),
+        }
     }
 }
 
 impl Helper {
     /// `POST /api/v1/staff`.
-    pub(crate) fn body(&self) -> Value {
-        json!({"id": self.id, "name": self.name, "site_id": site_id(self.site),
-               "credential": self.card, "phone": self.phone, "on_duty": true})
+    pub(crate) fn body(&self) -> StaffBody {
+        StaffBody {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            site_id: Some(site_id(self.site)),
+            credential: self.card.clone(),
+            phone: Some(self.phone.clone()),
+            on_duty: true,
+        }
     }
 }
 

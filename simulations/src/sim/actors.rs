@@ -1,13 +1,13 @@
 //! The run's actors: citizens with their codes, staff rounds, remote opens and injected
 //! faults, each acting on the world at its simulated time.
 
+use api_types::items::ReservationRequest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use device_agent::EntryOutcome;
 use protocol::{AckStatus, BoxNo, RejectReason};
 use reqwest::Method;
-use serde_json::json;
 
 use super::world::World;
 use crate::checks::CommandRecord;
@@ -152,17 +152,21 @@ pub(super) fn wrong_code(code: &str) -> String {
 
 pub(super) async fn person(w: &World, n: usize, p: Person) {
     let now = fleet_server::now_ms();
-    let mut body = json!({
-        "flow": p.flow.name(),
-        "case_number": format!("SIM-{}-{n}", w.plan.seed),
-        "phone": format!("138{:08}", n % 100_000_000),
-        "site_id": w.site_id(p.site),
-        "size": p.size,
-        "idempotency_key": format!("sim-{}-{}-{n}", w.plan.digest.get(..12).unwrap_or(""), w.plan.seed),
-    });
-    if p.flow == FlowKind::Supplement {
-        body["deadline"] = json!(now + w.clock.real(p.deadline_s).as_millis() as i64);
-    }
+    let body = ReservationRequest {
+        flow: p.flow.name().to_owned(),
+        case_number: format!("SIM-{}-{n}", w.plan.seed),
+        phone: format!("138{:08}", n % 100_000_000),
+        site_id: Some(w.site_id(p.site).to_owned()),
+        size: Some(p.size.to_owned()),
+        idempotency_key: Some(format!(
+            "sim-{}-{}-{n}",
+            w.plan.digest.get(..12).unwrap_or(""),
+            w.plan.seed
+        )),
+        deadline: (p.flow == FlowKind::Supplement)
+            .then(|| now + w.clock.real(p.deadline_s).as_millis() as i64),
+        ..ReservationRequest::default()
+    };
     let answer = w
         .platform
         .send(Method::POST, "/api/v1/reservations", &body)

@@ -14,10 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use api_types::Role;
+use api_types::cabinets::{BoxBody, CabinetBody};
+use api_types::sites::SiteBody;
+use api_types::staff::StaffBody;
+use api_types::tokens::TokenBody;
 use device_agent::{AgentConfig, Durability, FakeConfig, FakeLocks};
 use protocol::DeviceId;
 use reqwest::Method;
-use serde_json::{Value, json};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -470,13 +474,14 @@ async fn configure(
     devices: &[Arc<Device>],
 ) -> anyhow::Result<ApiClient> {
     for site in &s.sites {
-        let body = json!({
-            "kind": site.kind,
-            "name": site.name.clone().unwrap_or_else(|| site.id.clone()),
-            "address": format!("{} (simulated)", site.id),
-            "lat": site.lat,
-            "lon": site.lon,
-        });
+        let body = SiteBody {
+            id: None,
+            kind: site.kind.clone(),
+            name: site.name.clone().unwrap_or_else(|| site.id.clone()),
+            address: format!("{} (simulated)", site.id),
+            lat: site.lat,
+            lon: site.lon,
+        };
         let (st, r) = admin
             .send(Method::PUT, &format!("/api/v1/sites/{}", site.id), &body)
             .await?;
@@ -485,9 +490,14 @@ async fn configure(
             .send(
                 Method::POST,
                 "/api/v1/staff",
-                &json!({"id": format!("sim-helper-{}", site.id), "name": format!("Helper at {}", site.id),
-                        "site_id": site.id, "credential": format!("sim-card-{}", site.id),
-                        "phone": "+8613900000000", "on_duty": true}),
+                &StaffBody {
+                    id: format!("sim-helper-{}", site.id),
+                    name: format!("Helper at {}", site.id),
+                    site_id: Some(site.id.clone()),
+                    credential: format!("sim-card-{}", site.id),
+                    phone: Some("+8613900000000".into()),
+                    on_duty: true,
+                },
             )
             .await?;
         anyhow::ensure!(
@@ -498,18 +508,26 @@ async fn configure(
     }
     for d in devices {
         let site = &s.sites[d.site];
-        let boxes: Vec<Value> = if d.cfg.profile.is_station() {
+        let boxes: Vec<BoxBody> = if d.cfg.profile.is_station() {
             Vec::new()
         } else {
             (1..=site.boxes_per_cabinet())
-                .map(|b| json!({"box": b, "size": site.size_of(b), "accessible": b <= site.accessible}))
+                .map(|b| BoxBody {
+                    box_no: b,
+                    size: site.size_of(b).to_owned(),
+                    accessible: b <= site.accessible,
+                })
                 .collect()
         };
         let (st, r) = admin
             .send(
                 Method::PUT,
                 &format!("/api/v1/cabinets/{}", d.id),
-                &json!({"site_id": site.id, "name": d.id.as_str(), "boxes": boxes}),
+                &CabinetBody {
+                    site_id: site.id.clone(),
+                    name: Some(d.id.to_string()),
+                    boxes,
+                },
             )
             .await?;
         anyhow::ensure!(st < 300, "configuring {}: {st} {r}", d.id);
@@ -518,7 +536,13 @@ async fn configure(
         .send(
             Method::POST,
             "/api/v1/tokens",
-            &json!({"name": format!("sim-platform-{}", s.name), "role": "platform"}),
+            &TokenBody {
+                name: format!("sim-platform-{}", s.name),
+                role: Role::Platform,
+                sites: None,
+                expires_in_days: None,
+                expires_at: None,
+            },
         )
         .await?;
     anyhow::ensure!(st < 300, "creating the platform token: {st} {r}");
