@@ -12,10 +12,12 @@
 //! | `{id}.crt`, `{id}.key` | [`issue_device`], [`Ca::issue_device`] | the device agent `{id}` |
 //! | `fleet-server.crt`, `.key` | [`write_mosquitto`] | server replicas on an external broker |
 //! | `mosquitto.conf`, `mosquitto.acl` | [`write_mosquitto`] | an external mosquitto broker |
+//! | `release-key.pk8`, `release-key.pub` | [`new_release_key`] | signing agent releases (not the CA) |
 
 mod files;
 mod issue;
 mod mosquitto;
+mod release;
 mod renew;
 mod revoke;
 mod tls;
@@ -28,6 +30,10 @@ pub use issue::{Ca, check_device_files, init, issue_device};
 pub use mosquitto::{
     MOSQUITTO_ACL, MOSQUITTO_CONF, MosquittoFiles, SERVER_CLIENT, acl_text, conf_text,
     server_client_id, write_mosquitto,
+};
+pub use release::{
+    RELEASE_KEY, RELEASE_PUB, ReleaseError, ReleaseSpec, load_release_key, load_trusted_keys,
+    new_release_key, rotate_release_key, sign_release,
 };
 pub use renew::{Issued, Renewed, new_request, validity};
 pub use revoke::{CRL, RENEWED_DIR, REVOKED, Revocation, load_crls, record_renewed, revocations};

@@ -59,6 +59,70 @@ enum Command {
         #[arg(long, default_value_t = 8883)]
         port: u16,
     },
+    /// Agent releases: the release key (Ed25519, not the CA), signing, key rotation, checking
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCommand {
+    /// Make the release key: release-key.pk8 (secret, 0600) and release-key.pub (what agents
+    /// and the server trust) in --dir. Keep the secret key off the fleet's machines.
+    Key {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Overwrite an existing key; cabinets trusting the old one will refuse releases
+        /// signed by the new one (rotate instead)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign an agent binary: writes release.json (the manifest and its signature)
+    Sign {
+        /// The release key (release-key.pk8)
+        #[arg(long)]
+        key: PathBuf,
+        /// The agent binary
+        #[arg(long)]
+        binary: PathBuf,
+        /// MAJOR.MINOR.PATCH; the version the binary reports when it runs
+        #[arg(long)]
+        version: String,
+        /// The target triple it runs on, e.g. x86_64-unknown-linux-gnu
+        #[arg(long)]
+        target: String,
+        /// The oldest fleet-server that can deploy it
+        #[arg(long, default_value = "0.1.0")]
+        min_server_version: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Where to write the signed manifest
+        #[arg(long, default_value = "release.json")]
+        out: PathBuf,
+    },
+    /// Vouch for a new release key with the current one: writes release-key-rotation.json,
+    /// which cabinets trusting the current key accept
+    Rotate {
+        /// The current key (release-key.pk8)
+        #[arg(long)]
+        old_key: PathBuf,
+        /// The new key's release-key.pub
+        #[arg(long)]
+        new_public: PathBuf,
+        #[arg(long, default_value = "release-key-rotation.json")]
+        out: PathBuf,
+    },
+    /// Check a release as a cabinet would: signature by a trusted key, manifest, binary
+    Verify {
+        /// Trusted public keys, one hex key per line (e.g. release-key.pub)
+        #[arg(long)]
+        trusted: PathBuf,
+        /// release.json
+        #[arg(long)]
+        release: PathBuf,
+        /// The binary it describes
+        #[arg(long)]
+        binary: PathBuf,
+    },
 }
 
 /// The CA directory and the devices a command is about.
@@ -84,6 +148,7 @@ fn main() -> ExitCode {
         Command::Issue { target, force } => issue(&target.dir, target.devices, force),
         Command::Revoke { target } => revoke(&target.dir, target.devices),
         Command::Mosquitto { dir, port } => mosquitto(&dir, port),
+        Command::Release(cmd) => release(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,4 +228,83 @@ fn issue(dir: &Path, mut devices: Vec<DeviceId>, force: bool) -> anyhow::Result<
         );
     }
     Ok(())
+}
+
+fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReleaseCommand::Key { dir, force } => {
+            let public = certs::new_release_key(&dir, force)?;
+            println!("wrote {}", dir.join(certs::RELEASE_KEY).display());
+            println!("wrote {}", dir.join(certs::RELEASE_PUB).display());
+            println!("release key {} ({})", public.id(), public.to_hex());
+        }
+        ReleaseCommand::Sign {
+            key,
+            binary,
+            version,
+            target,
+            min_server_version,
+            notes,
+            out,
+        } => {
+            let pair = certs::load_release_key(&key)?;
+            let spec = certs::ReleaseSpec {
+                version,
+                target,
+                min_server_version,
+                notes,
+            };
+            let signed = certs::sign_release(&pair, &binary, &spec)
+                .with_context(|| format!("could not sign {}", binary.display()))?;
+            write_json(&out, &signed)?;
+            println!(
+                "wrote {} (signed by release key {})",
+                out.display(),
+                signed.key_id
+            );
+        }
+        ReleaseCommand::Rotate {
+            old_key,
+            new_public,
+            out,
+        } => {
+            let old = certs::load_release_key(&old_key)?;
+            let rotation = certs::rotate_release_key(&old, &new_public)?;
+            write_json(&out, &rotation)?;
+            println!(
+                "wrote {}: key {} vouches for the new key",
+                out.display(),
+                rotation.signed_by
+            );
+        }
+        ReleaseCommand::Verify {
+            trusted,
+            release,
+            binary,
+        } => {
+            let keys = certs::load_trusted_keys(&trusted)?;
+            let text = std::fs::read_to_string(&release)
+                .with_context(|| format!("could not read {}", release.display()))?;
+            let signed: protocol::release::SignedRelease = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a release.json", release.display()))?;
+            let manifest = signed
+                .verify(&keys)
+                .with_context(|| format!("{} refused", release.display()))?;
+            let bytes = std::fs::read(&binary)
+                .with_context(|| format!("could not read {}", binary.display()))?;
+            manifest
+                .check_binary(&bytes)
+                .with_context(|| format!("{} refused", binary.display()))?;
+            println!(
+                "ok: device-agent {} for {}, signed by {}",
+                manifest.version, manifest.target, signed.key_id
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    std::fs::write(path, text + "\n").with_context(|| format!("could not write {}", path.display()))
 }

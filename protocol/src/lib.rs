@@ -8,6 +8,7 @@ pub mod code;
 pub mod contract;
 pub mod ids;
 pub mod message;
+pub mod release;
 pub mod topic;
 
 pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};

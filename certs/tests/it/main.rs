@@ -130,3 +130,112 @@ fn invalid_and_reserved_device_ids_are_refused() -> TestResult {
     assert!(!tmp.path().join("d1.crt").exists());
     Ok(())
 }
+
+/// `fleet-certs release …` run in `dir`, so relative paths are the operator's.
+fn release_cmd(args: &[&str], dir: &Path) -> Result<Output, std::io::Error> {
+    Command::new(env!("CARGO_BIN_EXE_fleet-certs"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("FLEET_CERTS_DIR")
+        .output()
+}
+
+#[test]
+fn a_release_is_keyed_signed_verified_and_a_tampered_binary_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let out = release_cmd(&["release", "key", "--dir", "keys"], d)?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(d.join("device-agent"), b"\x7fELF agent 0.2.0")?;
+    let sign = |binary: &str, version: &str| {
+        release_cmd(
+            &[
+                "release",
+                "sign",
+                "--key",
+                "keys/release-key.pk8",
+                "--binary",
+                binary,
+                "--version",
+                version,
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "--out",
+                "release.json",
+            ],
+            d,
+        )
+    };
+    let out = sign("device-agent", "0.2.0")?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verify = || {
+        release_cmd(
+            &[
+                "release",
+                "verify",
+                "--trusted",
+                "keys/release-key.pub",
+                "--release",
+                "release.json",
+                "--binary",
+                "device-agent",
+            ],
+            d,
+        )
+    };
+    let out = verify()?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ok: device-agent 0.2.0"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // One byte changed after signing: refused, saying why.
+    std::fs::write(d.join("device-agent"), b"\x7fELF agent 0.2.1")?;
+    let out = verify()?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("tampered with"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A bad version never becomes a release; a second key is refused without --force.
+    let out = sign("device-agent", "0.2")?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("MAJOR.MINOR.PATCH"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = release_cmd(&["release", "key", "--dir", "keys"], d)?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rotate"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Rotation: the old key vouches for a new one.
+    let out = release_cmd(&["release", "key", "--dir", "next"], d)?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = release_cmd(
+        &[
+            "release",
+            "rotate",
+            "--old-key",
+            "keys/release-key.pk8",
+            "--new-public",
+            "next/release-key.pub",
+        ],
+        d,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rotation: protocol::release::KeyRotation =
+        serde_json::from_slice(&std::fs::read(d.join("release-key-rotation.json"))?)?;
+    let mut trusted = certs::load_trusted_keys(&d.join("keys/release-key.pub"))?;
+    trusted.rotate(&rotation)?;
+    assert_eq!(trusted.keys().len(), 2);
+    Ok(())
+}
