@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -23,6 +23,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     // PostgreSQL, so `store::audit::guard` writes them for the database in use.
     (10, &[]),
     (11, V11),
+    (12, V12),
 ];
 
 const V1: &[&str] = &[
@@ -378,3 +379,35 @@ const V9: &[&str] = &[
 
 /// Issue 8: the cabinet's clock offset from the server's, as its heartbeat reports it.
 const V11: &[&str] = &["ALTER TABLE devices ADD COLUMN clock_offset_ms BIGINT"];
+
+/// Issue 22: agent releases, signed with a release key (`protocol::release`). The manifest is
+/// kept as the exact text that was signed, so a cabinet can verify it again; the binary in the
+/// database (not beside one replica) so every replica can serve it.
+const V12: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS releases (
+        target TEXT NOT NULL,
+        version TEXT NOT NULL,
+        major BIGINT NOT NULL,
+        minor BIGINT NOT NULL,
+        patch BIGINT NOT NULL,
+        manifest TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        notes TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        uploaded_at BIGINT,
+        withdrawn_at BIGINT,
+        withdrawn_by TEXT,
+        withdraw_note TEXT,
+        PRIMARY KEY (target, version)
+    )",
+    "CREATE TABLE IF NOT EXISTS release_binaries (
+        target TEXT NOT NULL,
+        version TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (target, version)
+    )",
+];

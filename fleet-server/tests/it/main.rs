@@ -21,5 +21,6 @@ mod alarms;
 mod architecture;
 mod backfill;
 mod flows;
+mod releases;
 mod store;
 mod usage;
