@@ -18,6 +18,7 @@ pub mod items;
 pub mod live;
 pub mod planning;
 pub mod query;
+pub mod releases;
 pub mod sites;
 pub mod staff;
 pub mod system;

@@ -66,6 +66,9 @@ pub struct ServerConfig {
     /// The master secret that derives cabinet code keys; default
     /// `{data_dir}/secrets/master.key`, created on first start. Back it up.
     pub master_secret_file: Option<PathBuf>,
+    /// Public release keys agent releases must be signed with, one hex key per line (the
+    /// `release-key.pub` of `fleet-certs release key`); without it, releases are refused.
+    pub release_keys: Option<PathBuf>,
     /// Digits of a one-time code (6 to 8).
     pub code_digits: usize,
     /// Default validity of a drop-off code when the request gives no window.
@@ -151,6 +154,7 @@ impl Default for ServerConfig {
             audit_anchor_secs: 3_600,
             ingest_batch: 2_000,
             master_secret_file: None,
+            release_keys: None,
             code_digits: 8,
             dropoff_valid_hours: 48,
             pickup_valid_days: 7,

@@ -397,6 +397,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             window_days: cfg.saturation_window_days,
         },
         limiter: api::token_limiter(cfg.api_requests_per_sec, cfg.api_burst),
+        release_keys: match &cfg.release_keys {
+            None => None,
+            Some(path) => Some(std::sync::Arc::new(
+                certs::load_trusted_keys(path)
+                    .with_context(|| format!("release_keys {}", path.display()))?,
+            )),
+        },
     };
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await

@@ -78,6 +78,10 @@ struct Args {
     /// SMS gateway URL (JSON POST); without it SMS go to the log.
     #[arg(long, env = "LOCKERFLEET_SMS_GATEWAY_URL")]
     sms_gateway_url: Option<String>,
+    /// Public release keys (one hex key per line, e.g. release-key.pub) agent releases must
+    /// be signed with; without it, releases are refused.
+    #[arg(long, env = "LOCKERFLEET_RELEASE_KEYS")]
+    release_keys: Option<std::path::PathBuf>,
     /// Service platform webhook URL for item events (needs --webhook-secret).
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_URL")]
     webhook_url: Option<String>,
@@ -192,6 +196,9 @@ impl Args {
         }
         if self.database_url.is_some() {
             cfg.database_url = self.database_url;
+        }
+        if self.release_keys.is_some() {
+            cfg.release_keys = self.release_keys;
         }
         if self.admin_token.is_some() {
             cfg.admin_token = self.admin_token;

@@ -14,7 +14,7 @@ use api_types::tokens::Token;
 
 use crate::store::{
     AlarmRow, AuditRow, CabinetRow, CommandRow, DeviceRow, EventRow, HistoryRow, ItemRow,
-    PresenceRow, SiteRow, StaffRow, TokenRow,
+    PresenceRow, ReleaseRow, ReleaseState, SiteRow, StaffRow, TokenRow,
 };
 
 /// A box number as stored (`i64`) on the wire (`u16`); out of range only in a corrupt row,
@@ -279,6 +279,33 @@ impl From<StaffRow> for Staff {
             created_at: r.created_at,
             phone: r.phone,
             on_duty: r.on_duty,
+        }
+    }
+}
+
+impl From<ReleaseRow> for api_types::releases::Release {
+    fn from(r: ReleaseRow) -> api_types::releases::Release {
+        use api_types::releases::ReleaseState as Wire;
+        let state = match r.state() {
+            ReleaseState::AwaitingBinary => Wire::AwaitingBinary,
+            ReleaseState::Available => Wire::Available,
+            ReleaseState::Withdrawn => Wire::Withdrawn,
+        };
+        api_types::releases::Release {
+            version: r.manifest.version.to_string(),
+            target: r.manifest.target,
+            size: r.manifest.size,
+            sha256: r.manifest.sha256,
+            min_server_version: r.manifest.min_server_version.to_string(),
+            notes: r.manifest.notes,
+            key_id: r.signed.key_id,
+            state,
+            created_at: r.created_at,
+            created_by: r.created_by,
+            uploaded_at: r.uploaded_at,
+            withdrawn_at: r.withdrawn_at,
+            withdrawn_by: r.withdrawn_by,
+            withdraw_note: r.withdraw_note,
         }
     }
 }

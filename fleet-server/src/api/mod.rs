@@ -20,6 +20,7 @@ pub(crate) mod items;
 pub(crate) mod live;
 pub(crate) mod openapi;
 pub(crate) mod planning;
+pub(crate) mod releases;
 pub(crate) mod sites;
 pub(crate) mod staff;
 pub(crate) mod state;
@@ -54,6 +55,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(live::routes())
         .merge(usage::routes())
         .merge(planning::routes())
+        .merge(releases::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

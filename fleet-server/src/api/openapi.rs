@@ -7,8 +7,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    alarms, audit, cabinets, commands, devices, items, live, planning, sites, staff, system,
-    tokens, usage, worklists,
+    alarms, audit, cabinets, commands, devices, items, live, planning, releases, sites, staff,
+    system, tokens, usage, worklists,
 };
 
 #[derive(OpenApi)]
@@ -63,6 +63,11 @@ use crate::api::{
         planning::put_demand,
         planning::put_candidates,
         planning::recommendations,
+        releases::register,
+        releases::upload_binary,
+        releases::list,
+        releases::describe,
+        releases::withdraw,
     ),
     modifiers(&Bearer)
 )]

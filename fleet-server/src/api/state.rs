@@ -21,6 +21,8 @@ pub(crate) struct AppState {
     pub saturation: SaturationSettings,
     /// Requests per token (keyed by the token's hash); `None`: unlimited.
     pub limiter: Option<Arc<TokenLimiter>>,
+    /// The release keys agent releases must be signed with; `None`: uploads refused.
+    pub release_keys: Option<Arc<protocol::release::TrustedKeys>>,
 }
 
 pub(crate) type TokenLimiter = governor::DefaultKeyedRateLimiter<String>;

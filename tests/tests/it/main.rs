@@ -14,6 +14,7 @@ mod external_broker;
 mod faults;
 mod flows;
 mod lock_boards;
+mod releases;
 mod remote_open;
 mod security;
 mod simulator;

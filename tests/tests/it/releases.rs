@@ -1,0 +1,149 @@
+//! Agent releases through the real server: a release signed with `fleet-certs`' release key is
+//! registered and its binary uploaded over the API; tampered, unsigned and foreign-key
+//! releases are refused with their reason; only admins change releases; every step is audited.
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_TOKEN, World};
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn spec(version: &str) -> certs::ReleaseSpec {
+    certs::ReleaseSpec {
+        version: version.into(),
+        target: TARGET.into(),
+        min_server_version: "0.1.0".into(),
+        notes: "keypad timeout fixed".into(),
+    }
+}
+
+async fn put_binary(http: &str, version: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .put(format!(
+            "http://{http}/api/v1/releases/{TARGET}/{version}/binary"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_signed_release_is_registered_uploaded_and_withdrawn_and_bad_ones_refused() {
+    let world = World::new(&[]);
+    let keys = world.path("release-keys");
+    certs::new_release_key(&keys, false).expect("release key");
+    let key = certs::load_release_key(&keys.join(certs::RELEASE_KEY)).expect("key");
+    let binary_path = world.path("device-agent-0.2.0");
+    let binary: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&binary_path, &binary).expect("binary");
+    let signed = certs::sign_release(&key, &binary_path, &spec("0.2.0")).expect("sign");
+    let pub_file = keys.join(certs::RELEASE_PUB).display().to_string();
+    let server = world.server_with("127.0.0.1:0", "127.0.0.1:0", &["--release-keys", &pub_file]);
+    let api = server.api();
+
+    let (s, r) = api.post("/api/v1/releases", json!(signed)).await;
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["state"], "awaiting_binary");
+    assert_eq!(r["sha256"].as_str().map(str::len), Some(64));
+    let (s, r) = api.post("/api/v1/releases", json!(signed)).await;
+    assert_eq!(
+        s, 200,
+        "registering the same release again changes nothing: {r}"
+    );
+
+    // A binary other than the signed one is refused; the signed one makes it available.
+    let mut tampered = binary.clone();
+    tampered[1000] ^= 1;
+    let (s, r) = put_binary(&server.http.to_string(), "0.2.0", tampered).await;
+    assert_eq!(s, 422, "{r}");
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.contains("tampered")),
+        "{r}"
+    );
+    let (s, r) = put_binary(&server.http.to_string(), "0.2.0", binary.clone()).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["state"], "available");
+
+    // Unsigned, signed by a key the server does not trust, altered after signing.
+    let unsigned = json!({"manifest": signed.manifest, "key_id": "", "signature": ""});
+    let stranger_dir = world.path("stranger");
+    certs::new_release_key(&stranger_dir, false).expect("key");
+    let stranger = certs::load_release_key(&stranger_dir.join(certs::RELEASE_KEY)).expect("key");
+    let foreign = certs::sign_release(&stranger, &binary_path, &spec("0.3.0")).expect("sign");
+    let mut altered = signed.clone();
+    altered.manifest = altered.manifest.replace("0.2.0", "0.2.1");
+    for (body, reason) in [
+        (unsigned, "unsigned"),
+        (json!(foreign), "unknown_key"),
+        (json!(altered), "bad_signature"),
+    ] {
+        let (s, r) = api.post("/api/v1/releases", body).await;
+        assert_eq!(s, 422, "{reason}: {r}");
+        assert!(
+            r["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{reason}: {r}"
+        );
+    }
+
+    // Viewers read, never change.
+    let (_, t) = api
+        .post("/api/v1/tokens", json!({"name": "wall", "role": "viewer"}))
+        .await;
+    let viewer = api.with_token(t["token"].as_str().expect("token"));
+    let (s, list) = viewer.get("/api/v1/releases").await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list["releases"].as_array().map(Vec::len), Some(1), "{list}");
+    let (s, _) = viewer.post("/api/v1/releases", json!(signed)).await;
+    assert_eq!(s, 403);
+
+    let path = format!("/api/v1/releases/{TARGET}/0.2.0/withdraw");
+    let (s, r) = api.post(&path, json!({"note": ""})).await;
+    assert_eq!(s, 400, "{r}");
+    let (s, r) = api
+        .post(&path, json!({"note": "crashes on boards without a keypad"}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["state"], "withdrawn");
+    let (s, r) = api.get(&format!("/api/v1/releases/{TARGET}/0.9.9")).await;
+    assert_eq!(s, 404, "{r}");
+
+    let (_, audit) = api.get("/api/v1/audit?limit=100").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in [
+        "release_registered",
+        "release_uploaded",
+        "release_withdrawn",
+    ] {
+        assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_release_keys_says_how_to_trust_one() {
+    let world = World::new(&[]);
+    let server = world.server();
+    let (s, r) = server
+        .api()
+        .post(
+            "/api/v1/releases",
+            json!({"manifest": "{}", "key_id": "k", "signature": "00"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("release_keys")),
+        "{r}"
+    );
+}
