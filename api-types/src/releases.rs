@@ -56,3 +56,26 @@ pub struct WithdrawBody {
     /// Why (1 to 500 characters); kept in the audit log.
     pub note: String,
 }
+
+/// `POST /api/v1/devices/{id}/release`: offer a release to one cabinet, which fetches and
+/// stages it (deployments to many come later).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseOffer {
+    pub target: String,
+    pub version: String,
+    /// An older version than the cabinet runs, on purpose.
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// The answer to an offer: sent to the cabinet, which reports `release` events as it fetches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct ReleaseOffered {
+    pub device_id: String,
+    pub target: String,
+    pub version: String,
+}

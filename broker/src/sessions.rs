@@ -38,6 +38,7 @@ fn bit(channel: Channel) -> u8 {
         Channel::Receipts => 2,
         Channel::Codes => 4,
         Channel::Cert => 8,
+        Channel::Update => 16,
         // Devices may subscribe to nothing else (`protocol::topic::check_device_subscribe`).
         _ => 0,
     }
@@ -228,7 +229,12 @@ mod tests {
             Delivery::NotSubscribed
         );
         // Every downlink channel a device may subscribe to is delivered.
-        for c in [Channel::Commands, Channel::Codes, Channel::Cert] {
+        for c in [
+            Channel::Commands,
+            Channel::Codes,
+            Channel::Cert,
+            Channel::Update,
+        ] {
             d.sessions.subscribe(&cab, 1, c, true);
             assert_eq!(d.deliver(&cab, c, "x"), Delivery::Queued, "{c:?}");
         }

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Public release keys agent releases must be signed with, one hex key per line (the
     /// `release-key.pub` of `fleet-certs release key`); without it, releases are refused.
     pub release_keys: Option<PathBuf>,
+    /// Bytes a second the server spends sending agent releases to devices, all devices
+    /// together, so a rollout never starves events and commands.
+    pub release_bytes_per_sec: u64,
     /// Digits of a one-time code (6 to 8).
     pub code_digits: usize,
     /// Default validity of a drop-off code when the request gives no window.
@@ -155,6 +158,7 @@ impl Default for ServerConfig {
             ingest_batch: 2_000,
             master_secret_file: None,
             release_keys: None,
+            release_bytes_per_sec: 2_000_000,
             code_digits: 8,
             dropoff_valid_hours: 48,
             pickup_valid_days: 7,
@@ -240,6 +244,12 @@ impl ServerConfig {
         };
         if self.command_ttl_secs == 0 || self.command_ttl_secs > 3600 {
             return bad("command_ttl_secs", "must be between 1 and 3600 seconds");
+        }
+        if self.release_bytes_per_sec < 10_000 {
+            return bad(
+                "release_bytes_per_sec",
+                "must be at least 10000 (a 12 MB release would take over 20 minutes per cabinet)",
+            );
         }
         if let Some(url) = &self.external_broker
             && let Err(why) = crate::runtime::bus::BrokerUrl::parse(url)

@@ -241,10 +241,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let (outcomes_tx, outcomes_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
     let (renewals_tx, renewals_rx) = mpsc::channel(256);
+    let (fetches_tx, fetches_rx) = mpsc::channel(1024);
     let dispatch = link::Dispatch {
         ingest: ingest_tx,
         outcomes: outcomes_tx.clone(),
         renewals: renewals_tx,
+        fetches: fetches_tx,
         metrics: metrics.clone(),
     };
     let (publisher, mqtt_addr) = match (&mut broker, external) {
@@ -292,6 +294,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         }
         (None, None) => anyhow::bail!("neither the embedded nor an external broker is set up"),
     };
+    tracker.spawn(crate::runtime::delivery::run(
+        fetches_rx,
+        publisher.clone(),
+        store.clone(),
+        metrics.clone(),
+        cfg.release_bytes_per_sec,
+    ));
     tracker.spawn(renewal::run(
         renewals_rx,
         certs_dir.clone(),

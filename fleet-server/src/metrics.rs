@@ -49,6 +49,8 @@ pub struct Metrics {
     pub leader: Gauge,
     pub certificates_renewed: Counter,
     pub certificates_refused: Counter,
+    /// Bytes of agent releases sent to devices.
+    pub release_bytes_served: Counter,
     pub commands: Family<StatusLabel, Counter>,
     pub command_latency: Histogram,
     pub ingest_batch_seconds: Histogram,
@@ -160,6 +162,7 @@ impl Metrics {
             devices_online: Gauge::default(),
             leader: Gauge::default(),
             certificates_renewed: Counter::default(),
+            release_bytes_served: Counter::default(),
             certificates_refused: Counter::default(),
             commands: Family::default(),
             // 0.5 ms .. ~16 s: remote opens are milliseconds when all is well.
@@ -241,6 +244,11 @@ impl Metrics {
             "leader",
             "1 while this server replica leads: runs the sweeps, notifications and command upkeep",
             m.leader.clone(),
+        );
+        r.register(
+            "release_bytes_served",
+            "Bytes of agent releases sent to devices (bounded by release_bytes_per_sec)",
+            m.release_bytes_served.clone(),
         );
         r.register(
             "certificates_renewed",

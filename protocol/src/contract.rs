@@ -8,8 +8,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::message::{
-    CertReply, CertRequest, CodeSync, Command, CommandAck, EventBatch, Heartbeat, Presence,
-    Receipt, StateSnapshot,
+    CertReply, CertRequest, CodeSync, Command, CommandAck, EventBatch, FetchRequest, Heartbeat,
+    Presence, Receipt, StateSnapshot, Update,
 };
 use crate::topic::{self, Channel};
 use crate::{PROTOCOL_VERSION, message::MAX_EVENTS_PER_BATCH};
@@ -104,6 +104,20 @@ fn channel_use(c: Channel) -> Use {
             false,
             "The renewed certificate, or why none was issued.",
         ),
+        Channel::Update => (
+            "Update",
+            false,
+            1,
+            false,
+            "Agent releases: an offer to fetch and stage one, and the chunks the device asked for.",
+        ),
+        Channel::Fetch => (
+            "FetchRequest",
+            true,
+            1,
+            false,
+            "Asks for the next chunk of an offered release (one at a time; resumes after a restart).",
+        ),
     };
     Use {
         message,
@@ -152,6 +166,8 @@ pub fn message_schemas() -> Map<String, Value> {
     add::<Receipt>(&mut generator);
     add::<CodeSync>(&mut generator);
     add::<CertReply>(&mut generator);
+    add::<FetchRequest>(&mut generator);
+    add::<Update>(&mut generator);
     let mut defs = generator.take_definitions(true);
     defs.sort_keys();
     defs

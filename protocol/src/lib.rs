@@ -15,8 +15,9 @@ pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
     AckStatus, BoxState, BusHealth, CertReply, CertRequest, CodeGrant, CodeSync, Command,
     CommandAck, CommandAction, CommandStatus, DecodeError, Event, EventBatch, EventBody, FaultKind,
-    Heartbeat, Level, Power, Presence, Profile, Receipt, RejectReason, StaffCredential,
-    StateSnapshot, StationStatus, decode, encode,
+    FetchRequest, Heartbeat, Level, Power, Presence, Profile, Receipt, RejectReason,
+    ReleaseProgress, StaffCredential, StateSnapshot, StationStatus, Update, UpdateBody, decode,
+    encode,
 };
 pub use topic::{Channel, DeviceTopic, TopicError};
 

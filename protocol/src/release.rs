@@ -275,7 +275,7 @@ fn sign_with(pair: &Ed25519KeyPair, context: &[u8], message: &[u8]) -> String {
 }
 
 /// A release as shipped beside its binary (`release.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SignedRelease {
     #[serde(default = "v1")]
     pub v: u32,

@@ -9,8 +9,8 @@ use crate::ids::{DeviceId, IdError};
 pub const ROOT: &str = "devices";
 
 /// The channels of one device. Direction matters: a device publishes only events, state,
-/// acks, health, presence and certificate requests; the server alone publishes commands,
-/// receipts, codes and certificates.
+/// acks, health, presence, certificate requests and release fetches; the server alone
+/// publishes commands, receipts, codes, certificates and release updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// device → server: batches of sequenced events (QoS 1).
@@ -38,10 +38,15 @@ pub enum Channel {
     Csr,
     /// server → device: the renewed certificate, or why not.
     Cert,
+    /// server → device: agent releases — an offer to fetch one, and the chunks of its binary
+    /// the device asked for.
+    Update,
+    /// device → server: asks for the next chunk of an offered release (QoS 1).
+    Fetch,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 10] = [
+    pub const ALL: [Channel; 12] = [
         Channel::Events,
         Channel::State,
         Channel::Acks,
@@ -52,6 +57,8 @@ impl Channel {
         Channel::Codes,
         Channel::Csr,
         Channel::Cert,
+        Channel::Update,
+        Channel::Fetch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +73,8 @@ impl Channel {
             Channel::Codes => "codes",
             Channel::Csr => "csr",
             Channel::Cert => "cert",
+            Channel::Update => "update",
+            Channel::Fetch => "fetch",
         }
     }
 
@@ -74,11 +83,12 @@ impl Channel {
     }
 
     /// What a device subscribes to (its own, exact topics): the server → device channels.
-    pub const DEVICE_DOWNLINK: [Channel; 4] = [
+    pub const DEVICE_DOWNLINK: [Channel; 5] = [
         Channel::Commands,
         Channel::Receipts,
         Channel::Codes,
         Channel::Cert,
+        Channel::Update,
     ];
 
     /// Whether a device may publish on this channel of its own subtree.
@@ -91,6 +101,7 @@ impl Channel {
                 | Channel::Health
                 | Channel::Presence
                 | Channel::Csr
+                | Channel::Fetch
         )
     }
 }
@@ -104,7 +115,7 @@ pub enum TopicError {
     #[error("topic {0:?} names an unknown channel")]
     UnknownChannel(String),
     #[error(
-        "device {device} may not publish to {topic:?}: only its own events, state, acks, health, presence and csr"
+        "device {device} may not publish to {topic:?}: only its own events, state, acks, health, presence, csr and fetch"
     )]
     PublishDenied { device: String, topic: String },
     #[error(
@@ -174,7 +185,7 @@ pub fn acl_pattern(placeholder: &str, channel: Channel) -> String {
 }
 
 /// The broker front's publish rule: a device publishes only its own events, state, acks,
-/// health, presence and csr.
+/// health, presence, csr and fetch.
 pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, TopicError> {
     let denied = || TopicError::PublishDenied {
         device: device.to_string(),
@@ -188,7 +199,7 @@ pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, T
 }
 
 /// The broker front's subscribe rule: exactly the device's own `commands`, `receipts`,
-/// `codes` and `cert`.
+/// `codes`, `cert` and `update`.
 /// Nothing wider: the broker front delivers these straight to the device's session, and
 /// a wildcard or another device's topic would let a device read what is not its own.
 pub fn check_device_subscribe(device: &DeviceId, filter: &str) -> Result<Channel, TopicError> {

@@ -68,6 +68,7 @@ use crate::api::{
         releases::list,
         releases::describe,
         releases::withdraw,
+        releases::offer,
     ),
     modifiers(&Bearer)
 )]

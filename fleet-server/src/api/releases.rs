@@ -3,7 +3,7 @@
 //! viewers may read. The signature is checked against the server's trusted release keys
 //! (`release_keys`) before anything is stored, the binary against the signed manifest.
 
-use api_types::releases::{Release, ReleasesList, WithdrawBody};
+use api_types::releases::{Release, ReleaseOffer, ReleaseOffered, ReleasesList, WithdrawBody};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -12,13 +12,14 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use protocol::message::check_text;
 use protocol::release::{MAX_RELEASE_BYTES, SignedRelease, Version};
+use protocol::{Channel, Update, UpdateBody};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, P};
+use crate::api::extract::{Body, P, device_id};
 use crate::api::state::AppState;
-use crate::store::Registered;
+use crate::store::{Registered, ReleaseState};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -29,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
             put(upload_binary).layer(DefaultBodyLimit::max(MAX_RELEASE_BYTES as usize)),
         )
         .route("/api/v1/releases/:target/:version/withdraw", post(withdraw))
+        .route("/api/v1/devices/:id/release", post(offer))
 }
 
 fn version(v: &str) -> Result<Version, ApiError> {
@@ -201,4 +203,64 @@ pub(crate) async fn withdraw(
         .await?
         .ok_or_else(|| not_found(&target, &v))?;
     Ok(Json(Release::from(row)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/release", tag = "releases", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id")),
+    request_body = ReleaseOffer,
+    responses((status = 202, body = ReleaseOffered, description = "sent; the cabinet reports `release` events as it fetches and stages it"),
+        (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn offer(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+    Body(body): Body<ReleaseOffer>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    caller.require_fleet("managing releases")?;
+    let device = device_id(&id)?;
+    let row = s
+        .store
+        .release(&body.target, version(&body.version)?)
+        .await?
+        .ok_or_else(|| not_found(&body.target, &body.version))?;
+    if row.state() != ReleaseState::Available {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "release {} for {} is {}, not available",
+                body.version,
+                body.target,
+                row.state().as_str()
+            ),
+        ));
+    }
+    if !s.commands.online.is_online(&device) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("device {device} is offline; offer the release when it is connected"),
+        ));
+    }
+    let update = Update {
+        v: protocol::PROTOCOL_VERSION,
+        body: UpdateBody::Offer {
+            release: row.signed.clone(),
+            rollback: body.rollback,
+        },
+    };
+    s.store
+        .audit_release_offer(&device, &row, &caller.name, crate::clock::now_ms())
+        .await?;
+    s.commands
+        .publisher
+        .publish(&device, Channel::Update, protocol::encode(&update));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReleaseOffered {
+            device_id: device.to_string(),
+            target: body.target,
+            version: body.version,
+        }),
+    )
+        .into_response())
 }

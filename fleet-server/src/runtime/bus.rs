@@ -110,6 +110,7 @@ pub(crate) fn subscriptions(group: &str) -> Vec<String> {
         Channel::Acks,
         Channel::Health,
         Channel::Csr,
+        Channel::Fetch,
     ]
     .into_iter()
     .map(|c| protocol::topic::shared_filter(group, c))
@@ -243,6 +244,7 @@ mod tests {
                 "$share/lf/devices/+/acks",
                 "$share/lf/devices/+/health",
                 "$share/lf/devices/+/csr",
+                "$share/lf/devices/+/fetch",
                 "devices/+/presence",
             ]
         );

@@ -27,6 +27,8 @@ pub(crate) struct Dispatch {
     pub outcomes: mpsc::Sender<crate::commands::Outcome>,
     /// Certificate signing requests, to [`crate::runtime::renewal`].
     pub renewals: mpsc::Sender<(DeviceId, protocol::CertRequest)>,
+    /// Devices' requests for release chunks, to `runtime::delivery`.
+    pub fetches: mpsc::Sender<(DeviceId, protocol::FetchRequest)>,
     pub metrics: Metrics,
 }
 
@@ -87,6 +89,20 @@ impl Dispatch {
                         if self.renewals.try_send((device, r)).is_err() {
                             tracing::warn!(
                                 "certificate requests are queueing up; one dropped (the device asks again)"
+                            );
+                        }
+                        true
+                    }
+                    None => true,
+                }
+            }
+            Channel::Fetch => {
+                match decoded::<protocol::FetchRequest>(payload, &device, "fetch", metrics) {
+                    // Never waits: the device asks again when no chunk comes.
+                    Some(r) => {
+                        if self.fetches.try_send((device, r)).is_err() {
+                            tracing::warn!(
+                                "release fetches are queueing up; one dropped (the device asks again)"
                             );
                         }
                         true

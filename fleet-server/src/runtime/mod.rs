@@ -7,6 +7,7 @@
 pub mod alarms;
 pub(crate) mod bus;
 pub(crate) mod change_bridge;
+pub(crate) mod delivery;
 pub(crate) mod export;
 pub mod ingest;
 pub(crate) mod leader;

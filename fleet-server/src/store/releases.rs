@@ -261,6 +261,33 @@ impl Store {
         Ok(Some(row))
     }
 
+    /// Audits that a release was offered to a device.
+    pub async fn audit_release_offer(
+        &self,
+        device: &protocol::DeviceId,
+        row: &ReleaseRow,
+        by: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        audit::append(
+            &mut tx,
+            &AuditEntry {
+                id: &id,
+                ts: at,
+                actor: by,
+                action: "release_offered",
+                device: Some(device.as_str()),
+                reason: Some(&row.describe()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn release(
         &self,
         target: &str,

@@ -185,6 +185,16 @@ pub enum EventBody {
     StaffRejected { reason: RejectReason },
     /// The agent now verifies with this version of its code grants.
     CodesApplied { version: u64 },
+    /// Where an offered release stands on the cabinet: fetching, staged (downloaded and
+    /// verified), or refused with the reason (`protocol::release::Refusal::reason`).
+    Release {
+        #[schemars(length(max = 32), pattern(TEXT))]
+        version: String,
+        state: ReleaseProgress,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 500), pattern(TEXT))]
+        reason: Option<String>,
+    },
     /// An event this side could not read (a newer agent's type or value), kept as sent in
     /// `raw` with why; nothing acts on it. Agents never send it, so the contract omits it.
     #[schemars(skip)]
@@ -494,6 +504,7 @@ impl EventBody {
             EventBody::StaffOpen { .. } => "staff_open",
             EventBody::StaffRejected { .. } => "staff_rejected",
             EventBody::CodesApplied { .. } => "codes_applied",
+            EventBody::Release { .. } => "release",
             EventBody::Fault { .. } => "fault",
             EventBody::Unreadable { .. } => "unreadable",
         }
@@ -507,6 +518,7 @@ impl EventBody {
             | EventBody::KeypadLocked { .. }
             | EventBody::StaffRejected { .. }
             | EventBody::CodesApplied { .. }
+            | EventBody::Release { .. }
             | EventBody::Unreadable { .. } => None,
             EventBody::Fault { box_no, .. } => *box_no,
             EventBody::Door { box_no, .. }
@@ -633,5 +645,55 @@ pub struct Presence {
 impl Message for Presence {
     fn version(&self) -> u32 {
         self.v
+    }
+}
+
+/// Where an offered release stands on a cabinet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseProgress {
+    /// Accepted (signature, target and version checked) and fetching.
+    Downloading,
+    /// Every byte fetched and the binary verified against the signed manifest: staged.
+    Downloaded,
+    /// Refused; `reason` says why.
+    Refused,
+}
+
+/// Most bytes one chunk of a release carries (base64 on the wire: well under the device
+/// port's packet limit).
+pub const MAX_CHUNK: u32 = 64 * 1024;
+
+/// `devices/{id}/fetch`: the next bytes of an offered release, from `offset`. The device asks
+/// for one chunk at a time, so a slow link never has more than one in flight, and resumes
+/// after a disconnect or a restart from the bytes it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FetchRequest {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    #[schemars(length(min = 1, max = 64), pattern(TEXT))]
+    pub target: String,
+    #[schemars(length(min = 1, max = 32), pattern(TEXT))]
+    pub version: String,
+    pub offset: u64,
+    #[schemars(range(min = 1, max = MAX_CHUNK))]
+    pub len: u32,
+}
+
+impl Message for FetchRequest {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_text("target", &self.target, 64).map_err(DecodeError::Invalid)?;
+        check_text("version", &self.version, 32).map_err(DecodeError::Invalid)?;
+        if self.len == 0 || self.len > MAX_CHUNK {
+            return Err(DecodeError::Invalid(format!(
+                "len {} is outside 1..={MAX_CHUNK}",
+                self.len
+            )));
+        }
+        Ok(())
     }
 }

@@ -263,3 +263,97 @@ impl From<AckStatus> for CommandStatus {
         }
     }
 }
+
+/// `devices/{id}/update`: agent releases, from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Update {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: UpdateBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UpdateBody {
+    /// Fetch this release and stage it. The device verifies it first (signature by a release
+    /// key it trusts, target, newer than what runs unless `rollback`) and reports a `release`
+    /// event either way.
+    Offer {
+        release: crate::release::SignedRelease,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rollback: bool,
+    },
+    /// Bytes of a release's binary the device asked for (`FetchRequest`), base64.
+    Chunk {
+        #[schemars(length(min = 1, max = 64), pattern(TEXT))]
+        target: String,
+        #[schemars(length(min = 1, max = 32), pattern(TEXT))]
+        version: String,
+        offset: u64,
+        /// The whole binary's size.
+        size: u64,
+        /// Standard base64 with padding.
+        data: String,
+    },
+    /// The server will not serve this release (withdrawn or unknown): stop fetching.
+    Unavailable {
+        #[schemars(length(min = 1, max = 64), pattern(TEXT))]
+        target: String,
+        #[schemars(length(min = 1, max = 32), pattern(TEXT))]
+        version: String,
+        #[schemars(length(max = 500), pattern(TEXT))]
+        reason: String,
+    },
+}
+
+impl Update {
+    pub fn chunk(target: &str, version: &str, offset: u64, size: u64, bytes: &[u8]) -> Update {
+        use base64::Engine;
+        Update {
+            v: 1,
+            body: UpdateBody::Chunk {
+                target: target.to_owned(),
+                version: version.to_owned(),
+                offset,
+                size,
+                data: base64::engine::general_purpose::STANDARD.encode(bytes),
+            },
+        }
+    }
+
+    /// A chunk's bytes.
+    pub fn chunk_bytes(data: &str) -> Result<Vec<u8>, DecodeError> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| DecodeError::Invalid(format!("chunk data is not base64: {e}")))
+    }
+}
+
+impl Message for Update {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        match &self.body {
+            UpdateBody::Offer { release, .. } => {
+                check_text("release.manifest", &release.manifest, 4096)
+                    .map_err(DecodeError::Invalid)
+            }
+            UpdateBody::Chunk { data, .. } => {
+                // base64 of at most MAX_CHUNK bytes.
+                if data.len() > (crate::message::MAX_CHUNK as usize).div_ceil(3) * 4 {
+                    return Err(DecodeError::Invalid(
+                        "chunk is larger than MAX_CHUNK".into(),
+                    ));
+                }
+                Ok(())
+            }
+            UpdateBody::Unavailable { reason, .. } => {
+                check_text("reason", reason, 500).map_err(DecodeError::Invalid)
+            }
+        }
+    }
+}

@@ -255,6 +255,83 @@ fn command_and_ack() {
 }
 
 #[test]
+fn release_delivery() {
+    // A fixed key so the signature in the snapshot never changes.
+    let seed = [5u8; 32];
+    let public = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("seed");
+    let pk = ring::signature::KeyPair::public_key(&public)
+        .as_ref()
+        .to_vec();
+    let key = ring::signature::Ed25519KeyPair::from_seed_and_public_key(&seed, &pk).expect("key");
+    let manifest = protocol::release::Manifest {
+        v: 1,
+        version: protocol::release::Version::parse("0.2.0").expect("version"),
+        target: "x86_64-unknown-linux-gnu".into(),
+        size: 5,
+        sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+        min_server_version: protocol::release::Version::parse("0.1.0").expect("version"),
+        notes: "keypad timeout fixed".into(),
+    };
+    let offer = protocol::Update {
+        v: 1,
+        body: protocol::UpdateBody::Offer {
+            release: protocol::release::SignedRelease::sign(&manifest, &key),
+            rollback: false,
+        },
+    };
+    insta::assert_snapshot!("update_offer", pretty(&offer));
+    let fetch = protocol::FetchRequest {
+        v: 1,
+        target: "x86_64-unknown-linux-gnu".into(),
+        version: "0.2.0".into(),
+        offset: 0,
+        len: 65_536,
+    };
+    insta::assert_snapshot!("fetch_request", pretty(&fetch));
+    let chunk = protocol::Update::chunk("x86_64-unknown-linux-gnu", "0.2.0", 0, 5, b"hello");
+    insta::assert_snapshot!("update_chunk", pretty(&chunk));
+    let gone = protocol::Update {
+        v: 1,
+        body: protocol::UpdateBody::Unavailable {
+            target: "x86_64-unknown-linux-gnu".into(),
+            version: "0.2.0".into(),
+            reason: "withdrawn: crashes on boards without a keypad".into(),
+        },
+    };
+    insta::assert_snapshot!("update_unavailable", pretty(&gone));
+    let events = EventBatch {
+        v: 1,
+        base: 60,
+        events: vec![
+            Event {
+                seq: 60,
+                ts: 1_764_288_100_000,
+                body: EventBody::Release {
+                    version: "0.2.0".into(),
+                    state: protocol::ReleaseProgress::Downloaded,
+                    reason: None,
+                },
+            },
+            Event {
+                seq: 61,
+                ts: 1_764_288_100_500,
+                body: EventBody::Release {
+                    version: "0.1.9".into(),
+                    state: protocol::ReleaseProgress::Refused,
+                    reason: Some("downgrade".into()),
+                },
+            },
+        ],
+    };
+    insta::assert_snapshot!("release_events", pretty(&events));
+    assert_eq!(
+        protocol::Update::chunk_bytes("aGVsbG8=").expect("base64"),
+        b"hello"
+    );
+    assert!(protocol::Update::chunk_bytes("not base64!").is_err());
+}
+
+#[test]
 fn receipt_and_presence() {
     insta::assert_snapshot!(
         "receipt",
