@@ -15,8 +15,11 @@ pub struct AgentConfig {
     pub server: String,
     /// Folder with `ca.crt`, `{id}.crt` and `{id}.key`.
     pub certs: PathBuf,
-    /// Where the outbox and command journal live.
+    /// Where the outbox and command journal live (and staged releases, under `releases/`).
     pub data_dir: PathBuf,
+    /// Public release keys this cabinet accepts agent releases from, one hex key per line
+    /// (`release-key.pub` of `fleet-certs release key`); without it, every release is refused.
+    pub release_keys: Option<PathBuf>,
     /// Lock hardware: `fake`, `modbus-tcp://HOST:PORT` (boards behind a Modbus TCP gateway)
     /// or `modbus-rtu:///dev/ttyX?baud=9600` (boards on an RS-485 bus); see `[modbus]`.
     pub hardware: String,
@@ -224,6 +227,7 @@ impl Default for AgentConfig {
             server: "localhost:8883".into(),
             certs: PathBuf::from("certs"),
             data_dir: PathBuf::from("agent-data"),
+            release_keys: None,
             hardware: "fake".into(),
             profile: protocol::Profile::Locker,
             boxes: 24,

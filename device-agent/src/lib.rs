@@ -28,6 +28,7 @@ pub(crate) mod serial;
 pub(crate) mod simulate;
 pub mod systemd;
 mod tls;
+mod update;
 mod uplink;
 mod watch;
 
@@ -142,6 +143,8 @@ pub(crate) struct Ctx<D> {
     codes: Arc<CodeBook>,
     health: std::sync::Mutex<HealthNow>,
     started: Instant,
+    /// Agent releases offered by the server: checked, fetched and staged (`update.rs`).
+    staging: Mutex<update::Staging>,
 }
 
 /// Starts an agent on `driver`. Opens the outbox, reads every sensor once, records a
@@ -247,6 +250,24 @@ pub async fn start<D: LockDriver, K: Keypad>(
             .await?;
     }
     let codes = Arc::new(CodeBook::load(id.clone(), outbox.clone(), cfg.lockout()).await?);
+    let release_keys = match &cfg.release_keys {
+        None => None,
+        Some(path) => {
+            Some(
+                certs::load_trusted_keys(path).map_err(|e| config::ConfigError::Invalid {
+                    key: "release_keys",
+                    why: e.to_string(),
+                })?,
+            )
+        }
+    };
+    let running = protocol::release::Version::parse(AGENT_VERSION).map_err(|why| {
+        config::ConfigError::Invalid {
+            key: "version",
+            why,
+        }
+    })?;
+    let staging = update::Staging::load(&cfg.data_dir, release_keys, running).await;
     // Same rule as commands: a code recorded as used but not reported may have pulsed its
     // lock; it stays spent and is reported now.
     for (item, b) in outbox.unreported_code_uses().await? {
@@ -300,6 +321,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         }),
         clock: clock.clone(),
         started: Instant::now(),
+        staging: Mutex::new(staging),
     });
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);

@@ -96,7 +96,14 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
             .await
             .expect("code book"),
     );
+    let staging = crate::update::Staging::load(
+        &cfg.data_dir,
+        None,
+        protocol::release::Version::parse(crate::AGENT_VERSION).expect("version"),
+    )
+    .await;
     let ctx = Arc::new(Ctx {
+        staging: Mutex::new(staging),
         clock,
         box_locks: (0..boxes).map(|_| Mutex::new(())).collect(),
         cfg,

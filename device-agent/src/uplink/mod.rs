@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use protocol::{CertReply, Channel, CodeSync, Command, DeviceTopic, EventBatch, Receipt};
+use protocol::{
+    CertReply, Channel, CodeSync, Command, DeviceTopic, EventBatch, Receipt, Update, UpdateBody,
+};
 use rumqttc::{ClientError, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::update::Step;
 use crate::{Ctx, LockDriver, renew};
 
 use crate::{
@@ -86,6 +89,8 @@ pub(crate) async fn uplink<D: LockDriver>(
                 Some(Net::Connected) => {
                     up.connected(Instant::now());
                     on_connected(&ctx, up.acked()).await;
+                    let resume = ctx.staging.lock().await.resume();
+                    carry_out(&ctx, resume.into_iter().collect()).await;
                     beat.reset();
                     renew.check(&ctx);
                 }
@@ -105,6 +110,8 @@ pub(crate) async fn uplink<D: LockDriver>(
                 delete_receipted(&ctx, &mut up, true).await;
                 if up.is_connected() {
                     renew.check(&ctx);
+                    let again = ctx.staging.lock().await.tick(Instant::now());
+                    carry_out(&ctx, again.into_iter().collect()).await;
                 }
             }
         }
@@ -181,6 +188,13 @@ async fn on_message<D: LockDriver>(
             Err(e) => {
                 tracing::warn!(device = %ctx.id, error = %e, "bad certificate reply ignored")
             }
+        },
+        Ok(Channel::Update) => match protocol::decode::<Update>(payload) {
+            Ok(update) => {
+                let c = ctx.clone();
+                tracker.spawn(async move { on_update(&c, update).await });
+            }
+            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad release update ignored"),
         },
         Ok(Channel::Codes) => match protocol::decode::<CodeSync>(payload) {
             Ok(sync) => {
@@ -271,6 +285,57 @@ async fn delete_receipted<D>(ctx: &Ctx<D>, up: &mut Uplink, now_anyway: bool) {
         Ok(_) => up.deleted(mark),
         Err(e) => {
             tracing::error!(device = %ctx.id, error = %e, "deleting receipted events failed; will retry")
+        }
+    }
+}
+
+/// A release update from the server: an offer, a chunk, or "unavailable".
+async fn on_update<D>(ctx: &Ctx<D>, update: Update) {
+    let steps = {
+        let mut staging = ctx.staging.lock().await;
+        match update.body {
+            UpdateBody::Offer { release, rollback } => staging.offer(release, rollback).await,
+            UpdateBody::Chunk {
+                target,
+                version,
+                offset,
+                data,
+                ..
+            } => match Update::chunk_bytes(&data) {
+                Ok(bytes) => staging.chunk(&target, &version, offset, &bytes).await,
+                Err(e) => {
+                    tracing::warn!(device = %ctx.id, error = %e, "bad release chunk ignored");
+                    Vec::new()
+                }
+            },
+            UpdateBody::Unavailable {
+                target,
+                version,
+                reason,
+            } => staging.unavailable(&target, &version, &reason).await,
+        }
+    };
+    carry_out(ctx, steps).await;
+}
+
+/// Carries out what staging asks: a chunk request to the server, a `release` event.
+async fn carry_out<D>(ctx: &Ctx<D>, steps: Vec<Step>) {
+    for step in steps {
+        match step {
+            Step::Fetch(req) => {
+                let topic = protocol::topic::device_topic(&ctx.id, Channel::Fetch);
+                if let Err(e) =
+                    ctx.client
+                        .try_publish(topic, QoS::AtLeastOnce, false, protocol::encode(&req))
+                {
+                    // The tick asks again.
+                    tracing::warn!(device = %ctx.id, error = %e, "release fetch not sent");
+                }
+            }
+            Step::Report(body) => {
+                crate::entry::record(ctx, body).await;
+                ctx.notify.notify_one();
+            }
         }
     }
 }

@@ -4,9 +4,16 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, World};
+use std::time::Duration;
+
+use crate::harness::{ADMIN_TOKEN, World, eventually, wait_online};
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// The target the agent under test was built for (CI builds natively on Linux).
+fn host_target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
 
 fn spec(version: &str) -> certs::ReleaseSpec {
     certs::ReleaseSpec {
@@ -145,5 +152,128 @@ async fn a_server_without_release_keys_says_how_to_trust_one() {
             .as_str()
             .is_some_and(|e| e.contains("release_keys")),
         "{r}"
+    );
+}
+
+/// The release's `release` events as the server stored them: (version, state, reason).
+async fn release_events(api: &crate::harness::Api, device: &str) -> Vec<(String, String, String)> {
+    api.events(device)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "release")
+        .map(|e| {
+            let b = &e["body"];
+            (
+                b["version"].as_str().unwrap_or_default().to_owned(),
+                b["state"].as_str().unwrap_or_default().to_owned(),
+                b["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cabinet_fetches_an_offered_release_over_its_own_connection_and_refuses_a_downgrade() {
+    const CAB: &str = "rel-cab-1";
+    let world = World::new(&[CAB]);
+    let keys = world.path("release-keys");
+    certs::new_release_key(&keys, false).expect("release key");
+    let key = certs::load_release_key(&keys.join(certs::RELEASE_KEY)).expect("key");
+    let pub_file = keys.join(certs::RELEASE_PUB).display().to_string();
+    let target = host_target();
+    // 300 KB: five chunks, so the fetch really goes chunk by chunk.
+    let binary: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let server = world.server_with("127.0.0.1:0", "127.0.0.1:0", &["--release-keys", &pub_file]);
+    let api = server.api();
+    let upload = |version: &str, bytes: &[u8]| {
+        let path = world.path(&format!("device-agent-{version}"));
+        std::fs::write(&path, bytes).expect("binary");
+        let spec = certs::ReleaseSpec {
+            version: version.into(),
+            target: target.clone(),
+            min_server_version: "0.1.0".into(),
+            notes: String::new(),
+        };
+        certs::sign_release(&key, &path, &spec).expect("sign")
+    };
+    let newer = upload("9.0.0", &binary);
+    let older = upload("0.0.1", b"an old agent");
+    let http = server.http.to_string();
+    for (signed, bytes, version) in [
+        (&newer, binary.clone(), "9.0.0"),
+        (&older, b"an old agent".to_vec(), "0.0.1"),
+    ] {
+        let (s, r) = api.post("/api/v1/releases", json!(signed)).await;
+        assert_eq!(s, 201, "{r}");
+        let res = reqwest::Client::new()
+            .put(format!(
+                "http://{http}/api/v1/releases/{target}/{version}/binary"
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(res.status().as_u16(), 200);
+    }
+
+    let config = world.path("agent-release.toml");
+    std::fs::write(&config, format!("release_keys = {pub_file:?}\n")).expect("config");
+    let _agent = world.agent(
+        CAB,
+        server.mqtt,
+        &["--config", &config.display().to_string()],
+    );
+    wait_online(&api, CAB).await;
+
+    let (s, r) = api
+        .post(
+            &format!("/api/v1/devices/{CAB}/release"),
+            json!({"target": target, "version": "9.0.0"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let events = eventually(Duration::from_secs(30), "release staged", || async {
+        let e = release_events(&api, CAB).await;
+        e.iter()
+            .any(|(v, st, _)| v == "9.0.0" && st == "downloaded")
+            .then_some(e)
+    })
+    .await;
+    assert_eq!(
+        events[0],
+        ("9.0.0".into(), "downloading".into(), String::new())
+    );
+    let staged = world
+        .path(&format!("agent-{CAB}"))
+        .join("releases/9.0.0/device-agent");
+    assert_eq!(std::fs::read(&staged).expect("staged binary"), binary);
+    assert!(api.metric("lockerfleet_release_bytes_served_total").await >= 300_000.0);
+
+    // An older release is refused by the cabinet, which says why.
+    let (s, r) = api
+        .post(
+            &format!("/api/v1/devices/{CAB}/release"),
+            json!({"target": target, "version": "0.0.1"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    eventually(Duration::from_secs(30), "downgrade refused", || async {
+        release_events(&api, CAB)
+            .await
+            .into_iter()
+            .find(|(v, st, reason)| {
+                v == "0.0.1" && st == "refused" && reason.starts_with("downgrade")
+            })
+    })
+    .await;
+    let (_, audit) = api.get("/api/v1/audit?limit=100").await;
+    assert!(
+        audit["entries"].as_array().is_some_and(|e| e
+            .iter()
+            .filter(|e| e["action"] == "release_offered")
+            .count()
+            == 2),
+        "{audit}"
     );
 }
