@@ -37,6 +37,22 @@ pub struct Device {
     pub clock_offset_ms: Option<i64>,
     /// The presence layers judged now.
     pub layers: Layers,
+    /// The last release offered to it, as the device reported it.
+    pub release: Option<DeviceRelease>,
+}
+
+/// Where the last release offered to a device stands on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct DeviceRelease {
+    pub version: String,
+    /// `downloading`, `downloaded` (staged) or `refused`.
+    pub state: String,
+    /// Why it was refused (`downgrade: …`, `tampered: …`).
+    pub reason: Option<String>,
+    /// When, by the device's clock (epoch ms).
+    pub at: i64,
 }
 
 /// Presence in layers: each can fail on its own, and each is shown.

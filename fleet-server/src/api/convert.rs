@@ -195,6 +195,14 @@ impl From<DeviceRow> for Device {
             station: r.station,
             clock_offset_ms: r.clock_offset_ms,
             layers: r.layers.into(),
+            release: r.release.map(|(version, state, reason, at)| {
+                api_types::devices::DeviceRelease {
+                    version,
+                    state,
+                    reason,
+                    at,
+                }
+            }),
         }
     }
 }

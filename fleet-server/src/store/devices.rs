@@ -125,7 +125,8 @@ impl Store {
 
 const DEVICE_SELECT: &str = "SELECT device_id, boxes, agent_version, online, last_seen,
     presence_changed_at, presence_reason, acked_seq, profile, heartbeat_at, heartbeat_secs,
-    uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station, clock_offset_ms FROM devices";
+    uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station, clock_offset_ms,
+    release_version, release_state, release_reason, release_at FROM devices";
 
 /// Heartbeats a device may miss before it counts as gone (one lost QoS 0 heartbeat is not
 /// news).
@@ -162,6 +163,9 @@ pub struct DeviceRow {
     pub clock_offset_ms: Option<i64>,
     /// The presence layers judged now.
     pub layers: Layers,
+    /// The last release offered to it, as the device reported: version, `downloading`,
+    /// `downloaded` or `refused`, why, and when (device clock).
+    pub release: Option<(String, String, Option<String>, i64)>,
 }
 
 /// Presence in layers: each can fail on its own, and each is shown.
@@ -215,6 +219,14 @@ impl DeviceRow {
             outbox_pending: r.try_get("outbox_pending")?,
             station: station.and_then(|s| serde_json::from_str(&s).ok()),
             clock_offset_ms: r.try_get("clock_offset_ms")?,
+            release: match (
+                r.try_get::<Option<String>, _>("release_version")?,
+                r.try_get::<Option<String>, _>("release_state")?,
+                r.try_get::<Option<i64>, _>("release_at")?,
+            ) {
+                (Some(v), Some(s), Some(at)) => Some((v, s, r.try_get("release_reason")?, at)),
+                _ => None,
+            },
         })
     }
 }

@@ -85,6 +85,42 @@ impl Store {
             } => {
                 Store::apply_fault(tx, device, *box_no, *fault, *active, evidence, ts, now).await?;
             }
+            EventBody::Release {
+                version,
+                state,
+                reason,
+            } => {
+                let state = match state {
+                    protocol::ReleaseProgress::Downloading => "downloading",
+                    protocol::ReleaseProgress::Downloaded => "downloaded",
+                    protocol::ReleaseProgress::Refused => "refused",
+                };
+                sqlx::query(
+                    "UPDATE devices SET release_version = $1, release_state = $2,
+                       release_reason = $3, release_at = $4
+                     WHERE device_id = $5 AND (release_at IS NULL OR release_at <= $4)",
+                )
+                .bind(version)
+                .bind(state)
+                .bind(reason.as_deref())
+                .bind(ts)
+                .bind(device.as_str())
+                .execute(&mut **tx)
+                .await?;
+                // Every step on the cabinet is in the audit log; a refusal with its reason.
+                super::flows::audit(
+                    tx,
+                    ts,
+                    "device",
+                    &format!("release_{state}"),
+                    device,
+                    None,
+                    None,
+                    version,
+                    reason.as_deref(),
+                )
+                .await?;
+            }
             EventBody::CodesApplied { version } => {
                 sqlx::query(
                     "UPDATE cabinets SET codes_applied = CASE WHEN $1 > codes_applied THEN $1 ELSE codes_applied END
@@ -174,5 +210,6 @@ pub(super) fn is_keypad_event(body: &EventBody) -> bool {
             | EventBody::StaffRejected { .. }
             | EventBody::CodesApplied { .. }
             | EventBody::Fault { .. }
+            | EventBody::Release { .. }
     )
 }

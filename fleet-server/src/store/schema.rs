@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (10, &[]),
     (11, V11),
     (12, V12),
+    (13, V13),
 ];
 
 const V1: &[&str] = &[
@@ -410,4 +411,13 @@ const V12: &[&str] = &[
         data BYTEA NOT NULL,
         PRIMARY KEY (target, version)
     )",
+];
+
+/// Issue 22: where the last release offered to a device stands on it, from its `release`
+/// events (the newest by the device's clock wins).
+const V13: &[&str] = &[
+    "ALTER TABLE devices ADD COLUMN release_version TEXT",
+    "ALTER TABLE devices ADD COLUMN release_state TEXT",
+    "ALTER TABLE devices ADD COLUMN release_reason TEXT",
+    "ALTER TABLE devices ADD COLUMN release_at BIGINT",
 ];

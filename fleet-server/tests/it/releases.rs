@@ -1,8 +1,9 @@
 //! Agent releases in storage, on SQLite and PostgreSQL: registered once, the binary stored
 //! and read back in chunks, withdrawn, every step audited.
 
-use fleet_server::store::{Registered, ReleaseState, Store};
+use fleet_server::store::{IngestBatch, Registered, ReleaseState, Store};
 use protocol::release::{Manifest, SignedRelease, Version};
+use protocol::{DeviceId, Event, EventBody, ReleaseProgress};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 fn key() -> Ed25519KeyPair {
@@ -26,7 +27,10 @@ fn release(version: &str, binary: &[u8]) -> (Manifest, SignedRelease) {
     (m, signed)
 }
 
-on_both!(a_release_is_registered_once_uploaded_read_in_chunks_and_withdrawn);
+on_both!(
+    a_release_is_registered_once_uploaded_read_in_chunks_and_withdrawn,
+    a_devices_release_events_set_its_release_state_newest_wins_and_are_audited,
+);
 
 async fn a_release_is_registered_once_uploaded_read_in_chunks_and_withdrawn(store: Store) {
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
@@ -137,5 +141,65 @@ async fn a_release_is_registered_once_uploaded_read_in_chunks_and_withdrawn(stor
             .count(),
         2,
         "the refused second registration is not audited"
+    );
+}
+
+async fn a_devices_release_events_set_its_release_state_newest_wins_and_are_audited(store: Store) {
+    let d = DeviceId::parse("cab-r1").expect("id");
+    let ev = |seq: u64, ts: i64, version: &str, state, reason: Option<&str>| Event {
+        seq,
+        ts,
+        body: EventBody::Release {
+            version: version.into(),
+            state,
+            reason: reason.map(str::to_owned),
+        },
+    };
+    // Out of order in one batch: the newest by the device's clock wins.
+    let batch = IngestBatch {
+        received_at: 1_000,
+        events: [
+            ev(1, 100, "0.2.0", ReleaseProgress::Downloading, None),
+            ev(
+                2,
+                300,
+                "0.1.0",
+                ReleaseProgress::Refused,
+                Some("downgrade: 0.1.0 is not newer"),
+            ),
+            ev(3, 200, "0.2.0", ReleaseProgress::Downloaded, None),
+        ]
+        .into_iter()
+        .map(|e| (d.clone(), e))
+        .collect(),
+        marks: [(d.clone(), 3)].into_iter().collect(),
+        ..IngestBatch::default()
+    };
+    assert_eq!(store.ingest(&batch).await.expect("ingest"), 3);
+    let row = store.device(&d).await.expect("device").expect("row").device;
+    assert_eq!(
+        row.release,
+        Some((
+            "0.1.0".into(),
+            "refused".into(),
+            Some("downgrade: 0.1.0 is not newer".into()),
+            300
+        ))
+    );
+    let audit = store.audit(Some(&d), None, 100).await.expect("audit");
+    let refused = audit
+        .iter()
+        .find(|a| a.action == "release_refused")
+        .expect("refusal audited");
+    assert_eq!(
+        refused.reason.as_deref(),
+        Some("downgrade: 0.1.0 is not newer")
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action.starts_with("release_"))
+            .count(),
+        3
     );
 }

@@ -249,6 +249,9 @@ async fn a_cabinet_fetches_an_offered_release_over_its_own_connection_and_refuse
         .join("releases/9.0.0/device-agent");
     assert_eq!(std::fs::read(&staged).expect("staged binary"), binary);
     assert!(api.metric("lockerfleet_release_bytes_served_total").await >= 300_000.0);
+    let (_, dev) = api.get(&format!("/api/v1/devices/{CAB}")).await;
+    assert_eq!(dev["release"]["version"], "9.0.0", "{dev}");
+    assert_eq!(dev["release"]["state"], "downloaded", "{dev}");
 
     // An older release is refused by the cabinet, which says why.
     let (s, r) = api
@@ -267,13 +270,16 @@ async fn a_cabinet_fetches_an_offered_release_over_its_own_connection_and_refuse
             })
     })
     .await;
+    let (_, dev) = api.get(&format!("/api/v1/devices/{CAB}")).await;
+    assert_eq!(dev["release"]["state"], "refused", "{dev}");
     let (_, audit) = api.get("/api/v1/audit?limit=100").await;
-    assert!(
-        audit["entries"].as_array().is_some_and(|e| e
-            .iter()
-            .filter(|e| e["action"] == "release_offered")
-            .count()
-            == 2),
-        "{audit}"
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(count("release_offered"), 2, "{audit}");
+    assert_eq!(count("release_downloaded"), 1, "{audit}");
+    assert_eq!(
+        count("release_refused"),
+        1,
+        "the cabinet's refusal is audited: {audit}"
     );
 }
