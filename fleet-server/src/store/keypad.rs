@@ -90,11 +90,7 @@ impl Store {
                 state,
                 reason,
             } => {
-                let state = match state {
-                    protocol::ReleaseProgress::Downloading => "downloading",
-                    protocol::ReleaseProgress::Downloaded => "downloaded",
-                    protocol::ReleaseProgress::Refused => "refused",
-                };
+                let state = state.as_str();
                 sqlx::query(
                     "UPDATE devices SET release_version = $1, release_state = $2,
                        release_reason = $3, release_at = $4

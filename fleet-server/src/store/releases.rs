@@ -104,6 +104,7 @@ async fn audit_release(
     at: i64,
     by: &str,
     action: &str,
+    device: Option<&str>,
     what: &str,
 ) -> Result<(), StoreError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -114,11 +115,28 @@ async fn audit_release(
             ts: at,
             actor: by,
             action,
+            device,
             reason: Some(what),
             ..Default::default()
         },
     )
     .await
+}
+
+/// One release's row, read on `conn` (a transaction's or the pool's).
+async fn row_of(
+    conn: &mut sqlx::AnyConnection,
+    target: &str,
+    version: &str,
+) -> Result<Option<ReleaseRow>, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM releases WHERE target = $1 AND version = $2"
+    )))
+    .bind(target)
+    .bind(version)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(ReleaseRow::from_row).transpose()
 }
 
 impl Store {
@@ -131,14 +149,13 @@ impl Store {
         at: i64,
     ) -> Result<Registered, StoreError> {
         let (target, version) = (&manifest.target, manifest.version.to_string());
-        if let Some(existing) = self.release(target, manifest.version).await? {
-            return Ok(Registered::Exists(Box::new(existing)));
-        }
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        // One statement decides, so two replicas registering at once cannot both insert.
+        let inserted = sqlx::query(
             "INSERT INTO releases (target, version, major, minor, patch, manifest, key_id,
                                    signature, size, sha256, notes, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (target, version) DO NOTHING",
         )
         .bind(target)
         .bind(&version)
@@ -154,7 +171,15 @@ impl Store {
         .bind(at)
         .bind(by)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let existing = row_of(&mut tx, target, &version).await?;
+            tx.rollback().await?;
+            return existing
+                .map(|r| Registered::Exists(Box::new(r)))
+                .ok_or_else(|| StoreError::Corrupt(format!("release {version} vanished")));
+        }
         let row = ReleaseRow {
             manifest: manifest.clone(),
             signed: signed.clone(),
@@ -165,7 +190,7 @@ impl Store {
             withdrawn_by: None,
             withdraw_note: None,
         };
-        audit_release(&mut tx, at, by, "release_registered", &row.describe()).await?;
+        audit_release(&mut tx, at, by, "release_registered", None, &row.describe()).await?;
         tx.commit().await?;
         Ok(Registered::New(Box::new(row)))
     }
@@ -200,19 +225,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM releases WHERE target = $1 AND version = $2"
-        )))
-        .bind(target)
-        .bind(&v)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row.as_ref().map(ReleaseRow::from_row).transpose()? else {
+        let Some(row) = row_of(&mut tx, target, &v).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
         if changed == 1 {
-            audit_release(&mut tx, at, by, "release_uploaded", &row.describe()).await?;
+            audit_release(&mut tx, at, by, "release_uploaded", None, &row.describe()).await?;
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -242,20 +260,13 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM releases WHERE target = $1 AND version = $2"
-        )))
-        .bind(target)
-        .bind(&v)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row.as_ref().map(ReleaseRow::from_row).transpose()? else {
+        let Some(row) = row_of(&mut tx, target, &v).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
         if changed == 1 {
             let what = format!("{}: {note}", row.describe());
-            audit_release(&mut tx, at, by, "release_withdrawn", &what).await?;
+            audit_release(&mut tx, at, by, "release_withdrawn", None, &what).await?;
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -270,18 +281,14 @@ impl Store {
         at: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        audit::append(
+        let what = row.describe();
+        audit_release(
             &mut tx,
-            &AuditEntry {
-                id: &id,
-                ts: at,
-                actor: by,
-                action: "release_offered",
-                device: Some(device.as_str()),
-                reason: Some(&row.describe()),
-                ..Default::default()
-            },
+            at,
+            by,
+            "release_offered",
+            Some(device.as_str()),
+            &what,
         )
         .await?;
         tx.commit().await?;
@@ -293,14 +300,8 @@ impl Store {
         target: &str,
         version: Version,
     ) -> Result<Option<ReleaseRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM releases WHERE target = $1 AND version = $2"
-        )))
-        .bind(target)
-        .bind(version.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(ReleaseRow::from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        row_of(&mut conn, target, &version.to_string()).await
     }
 
     /// Every release, newest version first within each target.

@@ -660,6 +660,16 @@ pub enum ReleaseProgress {
     Refused,
 }
 
+impl ReleaseProgress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseProgress::Downloading => "downloading",
+            ReleaseProgress::Downloaded => "downloaded",
+            ReleaseProgress::Refused => "refused",
+        }
+    }
+}
+
 /// Most bytes one chunk of a release carries (base64 on the wire: well under the device
 /// port's packet limit).
 pub const MAX_CHUNK: u32 = 64 * 1024;

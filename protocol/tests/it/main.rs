@@ -329,6 +329,13 @@ fn release_delivery() {
         b"hello"
     );
     assert!(protocol::Update::chunk_bytes("not base64!").is_err());
+    for p in [
+        protocol::ReleaseProgress::Downloading,
+        protocol::ReleaseProgress::Downloaded,
+        protocol::ReleaseProgress::Refused,
+    ] {
+        assert_eq!(serde_json::to_value(p).expect("json"), p.as_str());
+    }
 }
 
 #[test]
