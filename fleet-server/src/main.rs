@@ -82,6 +82,10 @@ struct Args {
     /// be signed with; without it, releases are refused.
     #[arg(long, env = "LOCKERFLEET_RELEASE_KEYS")]
     release_keys: Option<std::path::PathBuf>,
+    /// Bytes per second all release downloads together may take (default 2000000), so a
+    /// rollout never starves events and commands.
+    #[arg(long, env = "LOCKERFLEET_RELEASE_BYTES_PER_SEC")]
+    release_bytes_per_sec: Option<u64>,
     /// Service platform webhook URL for item events (needs --webhook-secret).
     #[arg(long, env = "LOCKERFLEET_WEBHOOK_URL")]
     webhook_url: Option<String>,
@@ -196,6 +200,9 @@ impl Args {
         }
         if self.database_url.is_some() {
             cfg.database_url = self.database_url;
+        }
+        if let Some(v) = self.release_bytes_per_sec {
+            cfg.release_bytes_per_sec = v;
         }
         if self.release_keys.is_some() {
             cfg.release_keys = self.release_keys;
