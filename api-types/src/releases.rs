@@ -58,7 +58,8 @@ pub struct WithdrawBody {
 }
 
 /// `POST /api/v1/devices/{id}/release`: offer a release to one cabinet, which fetches and
-/// stages it (deployments to many come later).
+/// stages it, and with `install` switches to it when idle inside `window` and runs it on trial
+/// (deployments to many come later).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -68,6 +69,36 @@ pub struct ReleaseOffer {
     /// An older version than the cabinet runs, on purpose.
     #[serde(default)]
     pub rollback: bool,
+    /// Install once staged (default: stage only).
+    #[serde(default)]
+    pub install: bool,
+    /// When the cabinet may switch; any time when absent.
+    #[serde(default)]
+    pub window: Option<Window>,
+}
+
+/// A daily maintenance window in the cabinet's local time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// `HH:MM`, 24-hour, e.g. `02:00`.
+    pub from: String,
+    /// `HH:MM`; before `from` when the window wraps midnight.
+    pub to: String,
+    /// The cabinets' UTC offset in minutes east (480 = China Standard Time).
+    #[serde(default)]
+    pub utc_offset_minutes: i16,
+}
+
+impl From<Window> for protocol::release::MaintenanceWindow {
+    fn from(w: Window) -> Self {
+        protocol::release::MaintenanceWindow {
+            from: w.from,
+            to: w.to,
+            utc_offset_minutes: w.utc_offset_minutes,
+        }
+    }
 }
 
 /// The answer to an offer: sent to the cabinet, which reports `release` events as it fetches.

@@ -11,6 +11,13 @@ use serde::de::DeserializeOwned;
 /// `error: <what went wrong>: <why>`, and exits 1 — also where RUST_BACKTRACE is set, which
 /// would otherwise bury the message under a backtrace.
 pub fn run_main<F: Future<Output = anyhow::Result<()>>>(main: impl FnOnce() -> F) -> ExitCode {
+    run_main_code(|| async { main().await.map(|()| ExitCode::SUCCESS) })
+}
+
+/// [`run_main`] for a `main` that chooses its exit status.
+pub fn run_main_code<F: Future<Output = anyhow::Result<ExitCode>>>(
+    main: impl FnOnce() -> F,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -19,7 +26,7 @@ pub fn run_main<F: Future<Output = anyhow::Result<()>>>(main: impl FnOnce() -> F
         }
     };
     match runtime.block_on(main()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

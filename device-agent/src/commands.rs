@@ -18,11 +18,17 @@ pub(crate) const INTERRUPTED: &str =
 /// Executes one command at most once. The journal entry is durable before the pulse; a
 /// command found `executing` after a restart is reported failed, never pulsed again.
 pub(crate) async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
+    ctx.commands_in_flight.fetch_add(1, Ordering::Relaxed);
+    execute_one(&ctx, cmd).await;
+    ctx.commands_in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn execute_one<D: LockDriver>(ctx: &Ctx<D>, cmd: Command) {
     let CommandAction::Open { box_no } = cmd.action;
     let id = cmd.command_id.clone();
     if box_no.get() > ctx.driver.boxes() {
         return finish(
-            &ctx,
+            ctx,
             &cmd,
             box_no,
             AckStatus::Failed,
@@ -43,11 +49,11 @@ pub(crate) async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
         Ok(false) => match ctx.outbox.journal(&id).await {
             Ok(Some(outbox::Journal::Done(status, detail))) => {
                 // A redelivery: repeat the outcome, do nothing else.
-                return ack(&ctx, &cmd, status, detail);
+                return ack(ctx, &cmd, status, detail);
             }
             Ok(Some(outbox::Journal::Executing)) => {
                 return finish(
-                    &ctx,
+                    ctx,
                     &cmd,
                     box_no,
                     AckStatus::Failed,
@@ -57,23 +63,23 @@ pub(crate) async fn execute<D: LockDriver>(ctx: Arc<Ctx<D>>, cmd: Command) {
             }
             // Recorded a moment ago and gone now: nothing sane to do but not pulse.
             Ok(None) => return,
-            Err(e) => return not_executed(&ctx, &cmd, "journal unreadable", &e),
+            Err(e) => return not_executed(ctx, &cmd, "journal unreadable", &e),
         },
-        Err(e) => return not_executed(&ctx, &cmd, "journal write failed", &e),
+        Err(e) => return not_executed(ctx, &cmd, "journal write failed", &e),
     }
     // Journaling waited for the disk and the outbox connection: look at the clock right
     // before the pulse.
     if let Some(late) = expired_by(&cmd, ctx.clock.now_ms()) {
         let detail = format!("arrived or journaled {late} ms after its expiry; not executed");
-        return finish(&ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
+        return finish(ctx, &cmd, box_no, AckStatus::Expired, Some(detail)).await;
     }
     ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
-    ack(&ctx, &cmd, AckStatus::Delivered, None);
-    let (status, detail) = open_box(&ctx, box_no).await;
+    ack(ctx, &cmd, AckStatus::Delivered, None);
+    let (status, detail) = open_box(ctx, box_no).await;
     // The operator learns the door's outcome now; its records follow (ADR 0009).
-    ack(&ctx, &cmd, status, detail.clone());
-    record_outcome(&ctx, box_no, status, &detail).await;
-    journal_outcome(&ctx, &cmd, box_no, status, detail).await;
+    ack(ctx, &cmd, status, detail.clone());
+    record_outcome(ctx, box_no, status, &detail).await;
+    journal_outcome(ctx, &cmd, box_no, status, detail).await;
 }
 
 /// The journal could not vouch for a command: it is not executed, and reported failed.

@@ -20,6 +20,16 @@ pub struct AgentConfig {
     /// Public release keys this cabinet accepts agent releases from, one hex key per line
     /// (`release-key.pub` of `fleet-certs release key`); without it, every release is refused.
     pub release_keys: Option<PathBuf>,
+    /// A new agent version has this long to connect and pass its self-check before the
+    /// supervisor goes back to the version before.
+    pub trial_secs: u64,
+    /// Run by `device-agent supervise`, which can switch versions (set by the supervisor,
+    /// never in a file).
+    #[serde(skip)]
+    pub supervised: bool,
+    /// The version this run is on trial as, when it is (set by the supervisor).
+    #[serde(skip)]
+    pub trial: Option<String>,
     /// Lock hardware: `fake`, `modbus-tcp://HOST:PORT` (boards behind a Modbus TCP gateway)
     /// or `modbus-rtu:///dev/ttyX?baud=9600` (boards on an RS-485 bus); see `[modbus]`.
     pub hardware: String,
@@ -228,6 +238,9 @@ impl Default for AgentConfig {
             certs: PathBuf::from("certs"),
             data_dir: PathBuf::from("agent-data"),
             release_keys: None,
+            trial_secs: 120,
+            supervised: false,
+            trial: None,
             hardware: "fake".into(),
             profile: protocol::Profile::Locker,
             boxes: 24,
@@ -369,6 +382,12 @@ impl AgentConfig {
         }
         if !(1..=3_600).contains(&self.heartbeat_secs) {
             return bad("heartbeat_secs", "must be between 1 and 3600");
+        }
+        if !(10..=3_600).contains(&self.trial_secs) {
+            return bad(
+                "trial_secs",
+                "must be between 10 and 3600 (a new version needs time to connect)",
+            );
         }
         if self.batch == 0 || self.batch > protocol::message::MAX_EVENTS_PER_BATCH {
             return bad("batch", "must be between 1 and 1000");

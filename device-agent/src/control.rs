@@ -154,7 +154,7 @@ async fn command(
             .map(|s| json!(s))
             .map_err(|e| e.to_string()),
         _ => Err(format!(
-            "unknown command {line:?}; use: code DIGITS | staff CREDENTIAL BOX | open BOX | close BOX | occupied BOX true|false | pulses | bus down|up | power battery|mains | tamper open|closed | paper ok|low|out | toner ok|low|out | paper_jam on|off | service on|off"
+            "unknown command {line:?}; use: code DIGITS | staff CREDENTIAL BOX | typing | open BOX | close BOX | occupied BOX true|false | pulses | bus down|up | power battery|mains | tamper open|closed | paper ok|low|out | toner ok|low|out | paper_jam on|off | service on|off"
         )),
     };
     result.unwrap_or_else(|e| json!({ "error": e }))

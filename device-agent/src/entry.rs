@@ -31,6 +31,11 @@ pub(crate) async fn keypad_loop<D: LockDriver, K: Keypad>(
                 None => break,
             },
         };
+        ctx.keypad_touched();
+        if entry == KeypadEntry::Typing {
+            keypad.show(&EntryOutcome::Noted).await;
+            continue;
+        }
         let outcome = handle_entry(&ctx, entry).await;
         keypad.show(&outcome).await;
         ctx.stats
@@ -102,6 +107,7 @@ pub(crate) async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry
             Ok(m) => Ok((m.box_no, Some(m), None)),
             Err(r) => Err(r),
         },
+        KeypadEntry::Typing => return EntryOutcome::Noted,
         KeypadEntry::Staff { credential, box_no } => {
             match BoxNo::new(box_no)
                 .ok()

@@ -16,6 +16,8 @@ pub enum KeypadEntry {
     Code(String),
     /// A member of staff: their PIN or card, then the box to open.
     Staff { credential: String, box_no: u16 },
+    /// A key was pressed: someone is typing an entry (the cabinet is busy, an install waits).
+    Typing,
 }
 
 /// What the cabinet answers.
@@ -34,6 +36,8 @@ pub enum EntryOutcome {
     LockedOut {
         until: i64,
     },
+    /// A keypress was noted; nothing to show.
+    Noted,
 }
 
 /// The keypad port.
@@ -100,7 +104,7 @@ impl SoftKeypadHandle {
     }
 }
 
-/// One line of a keypad protocol (`code DIGITS`, `staff CREDENTIAL BOX`) typed on `keypad`:
+/// One line of a keypad protocol (`code DIGITS`, `staff CREDENTIAL BOX`, `typing`) typed on `keypad`:
 /// `None` when the line is neither; else the outcome as JSON, or why not.
 pub(crate) async fn typed_line(
     words: &[&str],
@@ -108,6 +112,7 @@ pub(crate) async fn typed_line(
 ) -> Option<Result<serde_json::Value, String>> {
     let outcome = match words {
         ["code", code] => keypad.code(code).await,
+        ["typing"] => keypad.enter(KeypadEntry::Typing).await,
         ["staff", credential, b] => match b.parse::<u16>() {
             Ok(b) if b > 0 => keypad.staff(credential, b).await,
             _ => {

@@ -105,7 +105,7 @@ async fn answer(line: &str, keypad: &SoftKeypadHandle) -> serde_json::Value {
         Some(Ok(outcome)) => outcome,
         Some(Err(e)) => json!({ "error": e }),
         None => json!({
-            "error": format!("unknown entry {line:?}; use: code DIGITS | staff CREDENTIAL BOX")
+            "error": format!("unknown entry {line:?}; use: code DIGITS | staff CREDENTIAL BOX | typing")
         }),
     }
 }

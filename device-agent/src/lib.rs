@@ -26,6 +26,7 @@ mod recorder;
 pub mod renew;
 pub(crate) mod serial;
 pub(crate) mod simulate;
+pub mod supervisor;
 pub mod systemd;
 mod tls;
 mod update;
@@ -33,7 +34,7 @@ mod uplink;
 mod watch;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use protocol::{
@@ -67,7 +68,8 @@ pub use recorder::Recorder;
 pub use simulate::simulate_activity;
 pub use tls::client_tls;
 
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version compiled into this binary (`build.rs`): what it reports and installs as.
+pub const AGENT_VERSION: &str = env!("LOCKERFLEET_AGENT_VERSION");
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -112,10 +114,17 @@ pub struct RunningAgent {
     /// This agent's clock (its own skew, the server offset it learned).
     pub clock: Arc<Clock>,
     cancel: CancellationToken,
+    install: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl RunningAgent {
+    /// Completes when the agent handed an install to its supervisor: stop it and exit with
+    /// [`supervisor::INSTALL_EXIT`].
+    pub async fn install_requested(&self) {
+        self.install.cancelled().await
+    }
+
     /// Ordered stop: sensors and commands stop, the MQTT session closes, the outbox closes.
     pub async fn shutdown(self) {
         self.cancel.cancel();
@@ -143,8 +152,30 @@ pub(crate) struct Ctx<D> {
     codes: Arc<CodeBook>,
     health: std::sync::Mutex<HealthNow>,
     started: Instant,
-    /// Agent releases offered by the server: checked, fetched and staged (`update.rs`).
+    /// Agent releases offered by the server: checked, fetched and staged (`update/`).
     staging: Mutex<update::Staging>,
+    /// Commands being executed now (an install waits for none).
+    commands_in_flight: AtomicUsize,
+    /// When someone last pressed a key or finished an entry.
+    keypad_at: std::sync::Mutex<Option<Instant>>,
+    /// Cancelled once an install was handed to the supervisor.
+    install: CancellationToken,
+}
+
+impl<D> Ctx<D> {
+    pub(crate) fn keypad_touched(&self) {
+        if let Ok(mut at) = self.keypad_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn keypad_active_within(&self, d: Duration) -> bool {
+        self.keypad_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|t| t.elapsed() < d)
+    }
 }
 
 /// Starts an agent on `driver`. Opens the outbox, reads every sensor once, records a
@@ -279,6 +310,13 @@ pub async fn start<D: LockDriver, K: Keypad>(
     outbox
         .prune_code_uses(clock.now_ms() - 7 * 24 * 3_600_000)
         .await?;
+    // How the last trial ended, as the supervisor wrote it: reported once recorded.
+    if let Some((event, layout)) = update::install::take_outcome(&cfg.data_dir).await {
+        outbox.append(clock.now_ms(), vec![event]).await?;
+        if let Err(e) = layout.remove(update::layout::OUTCOME) {
+            tracing::warn!(device = %id, error = %e, "cannot remove the reported trial outcome");
+        }
+    }
     stats.last_seq.store(outbox.last_seq(), Ordering::Relaxed);
 
     let mut options = MqttOptions::new(id.as_str(), host, port);
@@ -322,7 +360,11 @@ pub async fn start<D: LockDriver, K: Keypad>(
         clock: clock.clone(),
         started: Instant::now(),
         staging: Mutex::new(staging),
+        commands_in_flight: AtomicUsize::new(0),
+        keypad_at: std::sync::Mutex::new(None),
+        install: CancellationToken::new(),
     });
+    let install = ctx.install.clone();
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
     let (tls_tx, tls_rx) = mpsc::channel(1);
@@ -360,6 +402,13 @@ pub async fn start<D: LockDriver, K: Keypad>(
     ));
     tracker.spawn(watch(ctx.clone(), cancel.clone()));
     tracker.spawn(keypad_loop(ctx.clone(), keypad, cancel.clone()));
+    if let Some(version) = ctx.cfg.trial.clone() {
+        tracker.spawn(update::install::confirm(
+            ctx.clone(),
+            version,
+            cancel.clone(),
+        ));
+    }
     tracker.spawn(uplink(
         ctx,
         net_rx,
@@ -378,6 +427,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         codes,
         clock,
         cancel,
+        install,
         tracker,
     })
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(
     name = "device-agent",
-    version,
+    version = device_agent::AGENT_VERSION,
     about = "LockerFleet device agent for one cabinet"
 )]
 struct Args {
@@ -52,6 +52,16 @@ struct Args {
     /// Longest wait between reconnect attempts, ms (backoff doubles up to it, with jitter).
     #[arg(long, env = "LOCKERFLEET_MAX_BACKOFF_MS")]
     max_backoff_ms: Option<u64>,
+    /// Seconds a new agent version has to connect and pass its self-check before the
+    /// supervisor goes back to the version before.
+    #[arg(long, env = "LOCKERFLEET_TRIAL_SECS")]
+    trial_secs: Option<u64>,
+    /// Set by `device-agent supervise` for the agent it runs.
+    #[arg(long, env = device_agent::supervisor::SUPERVISED_ENV, hide = true)]
+    supervised: bool,
+    /// Set by `device-agent supervise`: the version this run is on trial as.
+    #[arg(long, env = device_agent::supervisor::TRIAL_ENV, hide = true)]
+    trial: Option<String>,
     /// Fake hardware: share of unlock pulses that jam (0..1).
     #[arg(long)]
     fake_jam_rate: Option<f64>,
@@ -89,6 +99,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the agent under a supervisor that installs new versions and keeps the cabinet on a
+    /// good one: the version `releases/current` names (else this binary) with the arguments
+    /// that follow, restarted when it stops; a new version runs on trial and is replaced by
+    /// the one before unless it confirms itself within `trial_secs`. Put it first:
+    /// `device-agent supervise --config /etc/lockerfleet/agent.toml`.
+    Supervise {
+        /// The agent's own flags, passed to every version as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 impl Args {
@@ -109,8 +129,11 @@ impl Args {
             heartbeat_secs,
             hardware,
             data_dir,
-            max_backoff_ms
+            max_backoff_ms,
+            trial_secs
         );
+        cfg.supervised = self.supervised;
+        cfg.trial = self.trial;
         if let Some(v) = self.fake_jam_rate {
             cfg.fake.jam_rate = v;
         }
@@ -143,24 +166,29 @@ fn parse_profile(s: &str) -> Result<protocol::Profile, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    cli::run_main(run)
+    cli::run_main_code(run)
 }
 
-async fn run() -> anyhow::Result<()> {
+/// How the agent ended: `INSTALL_EXIT` asks the supervisor to switch versions.
+async fn run() -> anyhow::Result<std::process::ExitCode> {
     cli::init_tracing("info,rumqttc=warn,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let mut args = Args::parse();
-    let control = args.fake_control;
     let command = args.command.take();
+    if let Some(Cmd::Supervise { args: agent_args }) = command {
+        return supervise(agent_args).await;
+    }
+    let control = args.fake_control;
     let cfg = args.into_config()?;
     let hardware = cfg.hardware()?;
     if let Some(Cmd::Doctor { json }) = command {
-        return match hardware {
-            Hardware::Fake => doctor(&cfg, &fake_locks(&cfg), json).await,
-            Hardware::Modbus(bus) => doctor(&cfg, &modbus_locks(&cfg, bus)?, json).await,
-            Hardware::Gpio(chip) => doctor(&cfg, &gpio_locks(&cfg, chip)?, json).await,
-        };
+        match hardware {
+            Hardware::Fake => doctor(&cfg, &fake_locks(&cfg), json).await?,
+            Hardware::Modbus(bus) => doctor(&cfg, &modbus_locks(&cfg, bus)?, json).await?,
+            Hardware::Gpio(chip) => doctor(&cfg, &gpio_locks(&cfg, chip)?, json).await?,
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     anyhow::ensure!(
         control.is_none() || hardware == Hardware::Fake,
@@ -208,14 +236,52 @@ fn modbus_locks(cfg: &AgentConfig, bus: device_agent::BusAddress) -> anyhow::Res
         .map_err(|why| anyhow::anyhow!("config value `modbus.boards` {why}"))
 }
 
-/// Runs the agent on `driver` until a signal; `fake` is the same hardware when it is fake
-/// (its control socket and simulated activity).
+/// `device-agent supervise ARGS`: runs the current agent version with ARGS until a signal.
+async fn supervise(agent_args: Vec<std::ffi::OsString>) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(
+        std::env::args_os().nth(1).is_some_and(|a| a == "supervise"),
+        "put `supervise` first and the agent's flags after it: \
+         device-agent supervise --config /etc/lockerfleet/agent.toml"
+    );
+    let parsed = Args::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("device-agent")).chain(agent_args.iter().cloned()),
+    )
+    .map_err(|e| anyhow::anyhow!("the agent's flags after `supervise`: {e}"))?;
+    anyhow::ensure!(
+        parsed.command.is_none(),
+        "`supervise` runs the agent; give it the agent's flags, not another command"
+    );
+    let cfg = parsed.into_config()?;
+    let supervisor = device_agent::supervisor::Supervisor {
+        data_dir: cfg.data_dir.clone(),
+        factory: std::env::current_exe().context("the supervisor's own path")?,
+        args: agent_args,
+        trial: Duration::from_secs(cfg.trial_secs),
+        restart_delay: Duration::from_secs(2),
+        stop_timeout: Duration::from_secs(15),
+    };
+    tracing::info!(data_dir = %cfg.data_dir.display(), trial_secs = cfg.trial_secs, "supervising the agent");
+    let cancel = CancellationToken::new();
+    let signal = cancel.clone();
+    tokio::spawn(async move {
+        cli::shutdown_signal().await;
+        signal.cancel();
+    });
+    supervisor
+        .run(cancel)
+        .await
+        .with_context(|| format!("supervising the agent in {}", cfg.data_dir.display()))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs the agent on `driver` until a signal (or an install for the supervisor); `fake` is the
+/// same hardware when it is fake (its control socket and simulated activity).
 async fn serve<D: LockDriver>(
     cfg: AgentConfig,
     driver: Arc<D>,
     fake: Option<Arc<FakeLocks>>,
     control: Option<std::net::SocketAddr>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::process::ExitCode> {
     let id = protocol::DeviceId::parse(&cfg.id)?;
     // A certificate renewed earlier (identity.pem in the data dir) before the issued one.
     let now = device_agent::Clock::new(cfg.fake.clock_skew_ms).now_ms();
@@ -225,6 +291,7 @@ async fn serve<D: LockDriver>(
     let cancel = CancellationToken::new();
     let activity = (cfg.fake.activity_per_sec, cfg.fake.activity_limit);
     let (boxes, hardware) = (cfg.boxes, cfg.hardware.clone());
+    let supervised = cfg.supervised;
     let keypad_socket = cfg.keypad_socket.clone();
     let (keypad, keys) = SoftKeypad::new();
     let agent = device_agent::start(cfg, driver, keypad, tls, cancel.clone())
@@ -264,8 +331,12 @@ async fn serve<D: LockDriver>(
         agent.stats.clone(),
         cancel.clone(),
     ));
-    cli::shutdown_signal().await;
-    tracing::info!("shutting down");
+    let install = tokio::select! {
+        _ = cli::shutdown_signal() => false,
+        _ = supervisor_gone(supervised) => false,
+        _ = agent.install_requested() => true,
+    };
+    tracing::info!(install, "shutting down");
     device_agent::systemd::stopping();
     cancel.cancel();
     let _ = watchdog.await;
@@ -273,7 +344,32 @@ async fn serve<D: LockDriver>(
         let _ = sim.await;
     }
     agent.shutdown().await;
-    Ok(())
+    Ok(if install {
+        std::process::ExitCode::from(device_agent::supervisor::INSTALL_EXIT)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// Completes when the supervisor that runs this agent is gone (the pipe it holds as our
+/// stdin closes): an agent never outlives it, so no two versions run at once. Never
+/// completes for an agent that is not supervised.
+async fn supervisor_gone(supervised: bool) {
+    if !supervised {
+        return std::future::pending().await;
+    }
+    // A plain thread, not the runtime's blocking pool: the runtime would wait for a read
+    // that never ends when the agent stops for another reason.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+    tracing::warn!("the supervisor is gone; stopping");
 }
 
 /// `device-agent doctor`: the checks, printed; an error (exit 1) when any failed.

@@ -121,6 +121,9 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
             station: None,
         }),
         started: Instant::now(),
+        commands_in_flight: Default::default(),
+        keypad_at: std::sync::Mutex::new(None),
+        install: CancellationToken::new(),
     });
     (ctx, fake)
 }
@@ -796,4 +799,44 @@ async fn outcomes_come_from_the_door_sensor() {
 /// The test agents' clock: this machine's, no skew, nothing learned.
 fn now_ms() -> i64 {
     Clock::default().now_ms()
+}
+
+#[tokio::test]
+async fn an_install_waits_while_someone_is_at_the_cabinet() {
+    use crate::update::install::busy;
+    let dir = tempfile::tempdir().expect("dir");
+    let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+    assert_eq!(
+        busy(&ctx).await.as_deref(),
+        Some("not connected to the server")
+    );
+    ctx.stats.connected.store(true, Ordering::Relaxed);
+    assert_eq!(busy(&ctx).await, None);
+
+    ctx.recorder.known.lock().await[2].door_open = true;
+    assert_eq!(busy(&ctx).await.as_deref(), Some("door 3 open"));
+    ctx.recorder.known.lock().await[2].door_open = false;
+
+    ctx.commands_in_flight.fetch_add(1, Ordering::Relaxed);
+    assert_eq!(busy(&ctx).await.as_deref(), Some("1 command(s) under way"));
+    ctx.commands_in_flight.fetch_sub(1, Ordering::Relaxed);
+
+    // A citizen starts typing a code: the keypad loop notes it, and the cabinet is busy.
+    let (keypad, keys) = SoftKeypad::new();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(crate::entry::keypad_loop(
+        ctx.clone(),
+        keypad,
+        cancel.clone(),
+    ));
+    assert_eq!(
+        keys.enter(crate::KeypadEntry::Typing).await,
+        Some(crate::EntryOutcome::Noted)
+    );
+    assert_eq!(
+        busy(&ctx).await.as_deref(),
+        Some("someone is using the keypad")
+    );
+    cancel.cancel();
+    task.await.expect("keypad loop");
 }

@@ -119,6 +119,91 @@ impl<'de> Deserialize<'de> for Version {
     }
 }
 
+/// When a cabinet may switch to a new version: a daily window of local time, `from`–`to`
+/// (`HH:MM`, 24-hour; a window that wraps midnight such as `23:00`–`04:00` is allowed), in the
+/// cabinet's UTC offset (minutes east, e.g. 480 for China Standard Time). Its bounds are
+/// checked by [`MaintenanceWindow::check`] wherever one is decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    #[schemars(pattern(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub from: String,
+    #[schemars(pattern(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub to: String,
+    #[serde(default)]
+    #[schemars(range(min = -840, max = 840))]
+    pub utc_offset_minutes: i16,
+}
+
+fn minute_of_day(what: &str, s: &str) -> Result<u32, String> {
+    let bad = || format!("window {what} {s:?} is not a time HH:MM (24-hour, e.g. 02:00)");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl MaintenanceWindow {
+    /// Says what is wrong with the window, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        let (from, to) = (
+            minute_of_day("from", &self.from)?,
+            minute_of_day("to", &self.to)?,
+        );
+        if from == to {
+            return Err(format!(
+                "window from {} to {} is empty; leave the window out to install at any time",
+                self.from, self.to
+            ));
+        }
+        if !(-840..=840).contains(&self.utc_offset_minutes) {
+            return Err(format!(
+                "window utc_offset_minutes {} is outside -840..840",
+                self.utc_offset_minutes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `epoch_ms` falls inside the window (an invalid window contains nothing).
+    pub fn contains(&self, epoch_ms: i64) -> bool {
+        let (Ok(from), Ok(to)) = (
+            minute_of_day("from", &self.from),
+            minute_of_day("to", &self.to),
+        ) else {
+            return false;
+        };
+        let local_min = epoch_ms.div_euclid(60_000) + i64::from(self.utc_offset_minutes);
+        let now = local_min.rem_euclid(24 * 60) as u32;
+        if from < to {
+            (from..to).contains(&now)
+        } else {
+            now >= from || now < to
+        }
+    }
+}
+
+impl fmt::Display for MaintenanceWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.utc_offset_minutes;
+        let sign = if o < 0 { '-' } else { '+' };
+        let o = o.unsigned_abs();
+        write!(
+            f,
+            "{}–{} UTC{sign}{:02}:{:02}",
+            self.from,
+            self.to,
+            o / 60,
+            o % 60
+        )
+    }
+}
+
 /// What a release is. Signed as the exact JSON text it was written as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -567,6 +652,37 @@ mod tests {
             }
             prop_assume!(altered != signed);
             prop_assert!(altered.verify(&trusted).is_err());
+        }
+    }
+
+    #[test]
+    fn a_maintenance_window_holds_local_times_and_may_wrap_midnight() {
+        let w = |from: &str, to: &str, off: i16| MaintenanceWindow {
+            from: from.into(),
+            to: to.into(),
+            utc_offset_minutes: off,
+        };
+        let at = |h: i64, m: i64| (h * 60 + m) * 60_000; // UTC on 1970-01-01
+        let night = w("02:00", "05:00", 480);
+        assert!(night.check().is_ok());
+        // 02:00 in China is 18:00 UTC the day before.
+        assert!(night.contains(at(18, 0)));
+        assert!(night.contains(at(20, 59)));
+        assert!(!night.contains(at(21, 0)));
+        assert!(!night.contains(at(17, 59)));
+        let wraps = w("23:00", "01:30", 0);
+        assert!(wraps.contains(at(23, 30)) && wraps.contains(at(1, 0)));
+        assert!(!wraps.contains(at(1, 30)) && !wraps.contains(at(12, 0)));
+        assert_eq!(night.to_string(), "02:00–05:00 UTC+08:00");
+        for (bad, why) in [
+            (w("2:00", "05:00", 0), "is not a time HH:MM"),
+            (w("24:00", "05:00", 0), "is not a time HH:MM"),
+            (w("02:00", "02:00", 0), "is empty"),
+            (w("02:00", "05:00", 900), "outside -840..840"),
+        ] {
+            let e = bad.check().expect_err("bad window");
+            assert!(e.contains(why), "{e}");
+            assert!(!bad.contains(at(3, 0)) || bad.check().is_err());
         }
     }
 }

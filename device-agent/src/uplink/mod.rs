@@ -113,6 +113,8 @@ pub(crate) async fn uplink<D: LockDriver>(
                     let again = ctx.staging.lock().await.tick(Instant::now());
                     carry_out(&ctx, again.into_iter().collect()).await;
                 }
+                let install = crate::update::install::due(&ctx).await;
+                carry_out(&ctx, install).await;
             }
         }
         delete_receipted(&ctx, &mut up, false).await;
@@ -294,7 +296,12 @@ async fn on_update<D>(ctx: &Ctx<D>, update: Update) {
     let steps = {
         let mut staging = ctx.staging.lock().await;
         match update.body {
-            UpdateBody::Offer { release, rollback } => staging.offer(release, rollback).await,
+            UpdateBody::Offer {
+                release,
+                rollback,
+                install,
+                window,
+            } => staging.offer(release, rollback, install, window).await,
             UpdateBody::Chunk {
                 target,
                 version,
@@ -335,6 +342,23 @@ async fn carry_out<D>(ctx: &Ctx<D>, steps: Vec<Step>) {
             Step::Report(body) => {
                 crate::entry::record(ctx, body).await;
                 ctx.notify.notify_one();
+            }
+            Step::Install(req) => {
+                let version = req.version.clone();
+                match crate::update::install::hand_over(&ctx.cfg.data_dir, req).await {
+                    // The agent stops in order and exits for the supervisor to switch.
+                    Ok(()) => ctx.install.cancel(),
+                    Err(e) => {
+                        tracing::error!(device = %ctx.id, error = %e, "cannot hand the install over");
+                        let failed = protocol::EventBody::Release {
+                            version,
+                            state: protocol::ReleaseProgress::Failed,
+                            reason: Some(format!("storage: {e}")),
+                        };
+                        crate::entry::record(ctx, failed).await;
+                        ctx.notify.notify_one();
+                    }
+                }
             }
         }
     }

@@ -117,9 +117,9 @@ fn the_shipped_systemd_unit_verifies() {
         "/../deploy/lockerfleet-agent.service"
     ))
     .expect("deploy/lockerfleet-agent.service");
-    assert!(
-        unit.contains("ExecStart=/usr/local/bin/device-agent --config /etc/lockerfleet/agent.toml")
-    );
+    assert!(unit.contains(
+        "ExecStart=/usr/local/bin/device-agent supervise --config /etc/lockerfleet/agent.toml"
+    ));
     let path = dir.path().join("lockerfleet-agent.service");
     std::fs::write(
         &path,
@@ -150,6 +150,18 @@ fn the_shipped_systemd_unit_verifies() {
 /// polls, STOPPING on SIGTERM — over a real notify socket.
 #[test]
 fn the_agent_tells_systemd_it_is_ready_alive_and_stopping() {
+    tells_systemd(false);
+}
+
+/// The same under `device-agent supervise`, as the shipped unit runs it (`NotifyAccess=all`):
+/// the agent notifies although systemd's `WATCHDOG_PID` names the supervisor, and a SIGTERM to
+/// the supervisor stops the agent in order.
+#[test]
+fn a_supervised_agent_tells_systemd_too() {
+    tells_systemd(true);
+}
+
+fn tells_systemd(supervised: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
     certs::init(&certs, false).expect("CA");
@@ -161,7 +173,12 @@ fn the_agent_tells_systemd_it_is_ready_alive_and_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let mut child = agent()
+    let mut cmd = agent();
+    if supervised {
+        // systemd names the unit's main process, the supervisor, not its child.
+        cmd.arg("supervise").env("WATCHDOG_PID", "1");
+    }
+    let mut child = cmd
         .args([
             "--id",
             "cab-sd",

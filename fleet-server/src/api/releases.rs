@@ -241,11 +241,25 @@ pub(crate) async fn offer(
             format!("device {device} is offline; offer the release when it is connected"),
         ));
     }
+    let window = body
+        .window
+        .clone()
+        .map(protocol::release::MaintenanceWindow::from);
+    if let Some(w) = &window {
+        w.check().map_err(|why| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("field `window`: {why}"),
+            )
+        })?;
+    }
     let update = Update {
         v: protocol::PROTOCOL_VERSION,
         body: UpdateBody::Offer {
             release: row.signed.clone(),
             rollback: body.rollback,
+            install: body.install,
+            window,
         },
     };
     s.store

@@ -648,7 +648,8 @@ impl Message for Presence {
     }
 }
 
-/// Where an offered release stands on a cabinet.
+/// Where an offered release stands on a cabinet. The install steps follow the order listed;
+/// a cabinet reports each as it reaches it (PROTOCOL.md, Agent releases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseProgress {
@@ -656,6 +657,21 @@ pub enum ReleaseProgress {
     Downloading,
     /// Every byte fetched and the binary verified against the signed manifest: staged.
     Downloaded,
+    /// Staged and to be installed, waiting for the maintenance window or for the cabinet to
+    /// be idle; `reason` says which.
+    Waiting,
+    /// The cabinet is idle inside the window: the agent stops and its supervisor switches to
+    /// the new version.
+    Installing,
+    /// The new version runs on trial: it must connect and pass its self-check in time.
+    Confirming,
+    /// The new version confirmed itself and stays.
+    Succeeded,
+    /// The install could not be attempted (no supervisor, storage); the old version runs.
+    Failed,
+    /// The new version failed its trial (`reason`: crashed, hung, self-check failed) and the
+    /// supervisor went back to the previous version.
+    RolledBack,
     /// Refused; `reason` says why.
     Refused,
 }
@@ -665,8 +681,25 @@ impl ReleaseProgress {
         match self {
             ReleaseProgress::Downloading => "downloading",
             ReleaseProgress::Downloaded => "downloaded",
+            ReleaseProgress::Waiting => "waiting",
+            ReleaseProgress::Installing => "installing",
+            ReleaseProgress::Confirming => "confirming",
+            ReleaseProgress::Succeeded => "succeeded",
+            ReleaseProgress::Failed => "failed",
+            ReleaseProgress::RolledBack => "rolled_back",
             ReleaseProgress::Refused => "refused",
         }
+    }
+
+    /// Nothing more will happen for this release on this cabinet.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ReleaseProgress::Succeeded
+                | ReleaseProgress::Failed
+                | ReleaseProgress::RolledBack
+                | ReleaseProgress::Refused
+        )
     }
 }
 

@@ -277,13 +277,18 @@ pub struct Update {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UpdateBody {
-    /// Fetch this release and stage it. The device verifies it first (signature by a release
-    /// key it trusts, target, newer than what runs unless `rollback`) and reports a `release`
-    /// event either way.
+    /// Fetch this release and stage it; with `install`, then switch to it when the cabinet is
+    /// idle inside `window` (any time without one) and run it on trial. The device verifies
+    /// the release first (signature by a release key it trusts, target, newer than what runs
+    /// unless `rollback`) and reports a `release` event at every step.
     Offer {
         release: crate::release::SignedRelease,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         rollback: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        install: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<crate::release::MaintenanceWindow>,
     },
     /// Bytes of a release's binary the device asked for (`FetchRequest`), base64.
     Chunk {
@@ -338,9 +343,15 @@ impl Message for Update {
     }
     fn validate(&self) -> Result<(), DecodeError> {
         match &self.body {
-            UpdateBody::Offer { release, .. } => {
+            UpdateBody::Offer {
+                release, window, ..
+            } => {
                 check_text("release.manifest", &release.manifest, 4096)
-                    .map_err(DecodeError::Invalid)
+                    .map_err(DecodeError::Invalid)?;
+                match window {
+                    Some(w) => w.check().map_err(DecodeError::Invalid),
+                    None => Ok(()),
+                }
             }
             UpdateBody::Chunk { data, .. } => {
                 // base64 of at most MAX_CHUNK bytes.

@@ -277,6 +277,12 @@ fn release_delivery() {
         body: protocol::UpdateBody::Offer {
             release: protocol::release::SignedRelease::sign(&manifest, &key),
             rollback: false,
+            install: true,
+            window: Some(protocol::release::MaintenanceWindow {
+                from: "02:00".into(),
+                to: "05:00".into(),
+                utc_offset_minutes: 480,
+            }),
         },
     };
     insta::assert_snapshot!("update_offer", pretty(&offer));
@@ -319,6 +325,15 @@ fn release_delivery() {
                     version: "0.1.9".into(),
                     state: protocol::ReleaseProgress::Refused,
                     reason: Some("downgrade".into()),
+                },
+            },
+            Event {
+                seq: 62,
+                ts: 1_764_291_000_000,
+                body: EventBody::Release {
+                    version: "0.2.0".into(),
+                    state: protocol::ReleaseProgress::RolledBack,
+                    reason: Some("exited with status 3 before confirming".into()),
                 },
             },
         ],

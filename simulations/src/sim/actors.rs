@@ -305,7 +305,12 @@ pub(super) async fn visit(w: &World, p: &Person, code: &str, device: usize, b: u
                     .push(format!("a fresh code of {} was refused as used", d.id));
                 break;
             }
-            Some(EntryOutcome::Rejected { .. } | EntryOutcome::LockedOut { .. }) | None => {
+            Some(
+                EntryOutcome::Rejected { .. }
+                | EntryOutcome::LockedOut { .. }
+                | EntryOutcome::Noted,
+            )
+            | None => {
                 if Instant::now() > give_up || !w.clock.sleep_real(retry).await {
                     w.ledger().gave_up += 1;
                     break;
@@ -399,7 +404,9 @@ pub(super) async fn staff_round(w: &Arc<World>, site: usize) {
                     let why = match other {
                         Some(EntryOutcome::Rejected { reason }) => reason.as_str().to_owned(),
                         Some(EntryOutcome::LockedOut { .. }) => "locked_out".to_owned(),
-                        Some(EntryOutcome::Opened { .. }) | None => "agent stopped".to_owned(),
+                        Some(EntryOutcome::Opened { .. } | EntryOutcome::Noted) | None => {
+                            "agent stopped".to_owned()
+                        }
                     };
                     *w.ledger().staff_refused.entry(why).or_default() += 1;
                     continue;

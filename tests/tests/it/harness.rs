@@ -222,22 +222,27 @@ pub(crate) struct AgentCtl {
 impl AgentCtl {
     /// Sends one control line (`code 123456`, `staff CARD 3`, `close 3`, ...); the JSON answer.
     pub(crate) async fn send(&self, line: &str) -> Value {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let stream = tokio::net::TcpStream::connect(self.control)
-            .await
-            .expect("control connect");
-        let (read, mut write) = stream.into_split();
-        write
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("control write");
-        let mut answer = String::new();
-        tokio::io::BufReader::new(read)
-            .read_line(&mut answer)
-            .await
-            .expect("control read");
-        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("control answer {answer:?}: {e}"))
+        control_send(self.control, line).await
     }
+}
+
+/// One line to an agent's fake-hardware control socket at `addr`; the JSON answer.
+async fn control_send(addr: SocketAddr, line: &str) -> Value {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("control connect");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("control write");
+    let mut answer = String::new();
+    tokio::io::BufReader::new(read)
+        .read_line(&mut answer)
+        .await
+        .expect("control read");
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("control answer {answer:?}: {e}"))
 }
 
 /// What a test HTTP receiver (SMS gateway, platform webhook) got.
@@ -861,5 +866,159 @@ impl Drop for Tmux {
             .args(["kill-session", "-t", &self.name])
             .stderr(std::process::Stdio::null())
             .status();
+    }
+}
+
+/// The version compiled into the second agent build the release tests install.
+pub(crate) const NEXT_VERSION: &str = "0.99.0";
+
+/// A second, genuinely different build of the agent: the same sources with
+/// [`NEXT_VERSION`] compiled in (`LOCKERFLEET_AGENT_VERSION`), in the `e2e-next` profile's
+/// own folder so it never replaces the agent the other tests run. Built once per test run
+/// (`.ci/run` builds it before the tests so its compile does not overlap them; here cargo
+/// then finds it fresh).
+pub(crate) fn next_agent() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/debug/deps/it-… → target
+            let target = exe
+                .ancestors()
+                .nth(3)
+                .expect("the target folder")
+                .to_owned();
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root")
+                .to_owned();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "device-agent",
+                    "--profile",
+                    "e2e-next",
+                ])
+                .arg("--target-dir")
+                .arg(&target)
+                .env("LOCKERFLEET_AGENT_VERSION", NEXT_VERSION)
+                .status()
+                .expect("run cargo to build the next agent");
+            assert!(status.success(), "building the next agent failed: {status}");
+            let path = target.join("e2e-next").join("device-agent");
+            assert!(path.exists(), "{} was not built", path.display());
+            path
+        })
+        .clone()
+}
+
+/// An agent run by `device-agent supervise` in its own process group, with fake hardware
+/// and a control socket (a new one each time the supervisor starts a version).
+pub(crate) struct Supervised {
+    child: Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl World {
+    /// Starts `device-agent supervise` with the agent flags of [`World::agent`] plus `extra`
+    /// and the environment `env`.
+    pub(crate) fn supervised(
+        &self,
+        id: &str,
+        mqtt: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Supervised {
+        use std::os::unix::process::CommandExt;
+        let plain = self.agent_command(id, mqtt, extra);
+        let mut cmd = Command::new(plain.get_program());
+        cmd.arg("supervise")
+            .args(plain.get_args())
+            .args(["--fake-control", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .env("LOCKERFLEET_LOG", "info,rumqttc=warn,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.path(&format!("{id}.log")))
+                    .expect("agent log"),
+            )
+            .process_group(0);
+        let mut child = cmd.spawn().expect("spawn device-agent supervise");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let keep = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(mut l) = keep.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Supervised { child, lines }
+    }
+}
+
+impl Supervised {
+    /// The control socket of the agent version running now (the last one announced).
+    pub(crate) async fn control(&self) -> SocketAddr {
+        eventually(
+            Duration::from_secs(30),
+            "an agent control socket",
+            || async {
+                self.lines.lock().ok().and_then(|l| {
+                    l.iter()
+                        .rev()
+                        .find_map(|l| l.strip_prefix("LOCKERFLEET_AGENT_CONTROL addr="))
+                        .and_then(|a| a.parse().ok())
+                })
+            },
+        )
+        .await
+    }
+
+    /// How many agents the supervisor started so far (each announces itself once).
+    pub(crate) fn starts(&self) -> usize {
+        self.lines
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|l| l.starts_with("LOCKERFLEET_AGENT_READY"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Sends one control line to the running agent version; its JSON answer.
+    pub(crate) async fn send(&self, line: &str) -> Value {
+        control_send(self.control().await, line).await
+    }
+
+    /// A power loss: the supervisor and the agent it runs die at once (`kill -9` of the group).
+    pub(crate) fn power_loss(&mut self) {
+        // `-s KILL --` before the group: this machine's kill(1) reads `-9 -1234` as `kill -1`,
+        // every process the user may signal.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the supervisor to exit by itself (a crash hook aborted it).
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.power_loss();
     }
 }

@@ -13,6 +13,7 @@ mod export;
 mod external_broker;
 mod faults;
 mod flows;
+mod install;
 mod lock_boards;
 mod releases;
 mod remote_open;

@@ -11,7 +11,7 @@ use crate::harness::{ADMIN_TOKEN, World, eventually, wait_online};
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// The target the agent under test was built for (CI builds natively on Linux).
-fn host_target() -> String {
+pub(crate) fn host_target() -> String {
     format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
 }
 
@@ -156,7 +156,45 @@ async fn a_server_without_release_keys_says_how_to_trust_one() {
 }
 
 /// The release's `release` events as the server stored them: (version, state, reason).
-async fn release_events(api: &crate::harness::Api, device: &str) -> Vec<(String, String, String)> {
+/// Signs `bytes` as agent `version` for this host with `key`, registers the release and
+/// uploads its binary.
+pub(crate) async fn publish(
+    world: &World,
+    api: &crate::harness::Api,
+    http: &str,
+    key: &ring::signature::Ed25519KeyPair,
+    version: &str,
+    bytes: &[u8],
+) {
+    let target = host_target();
+    let path = world.path(&format!("release-{version}"));
+    std::fs::write(&path, bytes).expect("binary");
+    let spec = certs::ReleaseSpec {
+        version: version.into(),
+        target: target.clone(),
+        min_server_version: "0.1.0".into(),
+        notes: String::new(),
+    };
+    let signed = certs::sign_release(key, &path, &spec).expect("sign");
+    let (s, r) = api.post("/api/v1/releases", json!(signed)).await;
+    assert_eq!(s, 201, "{r}");
+    let res = reqwest::Client::new()
+        .put(format!(
+            "http://{http}/api/v1/releases/{target}/{version}/binary"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(res.status().as_u16(), 200, "upload of {version}");
+}
+
+/// The `release` events a device reported: (version, state, reason), oldest first.
+pub(crate) async fn release_events(
+    api: &crate::harness::Api,
+    device: &str,
+) -> Vec<(String, String, String)> {
     api.events(device)
         .await
         .iter()
@@ -185,37 +223,9 @@ async fn a_cabinet_fetches_an_offered_release_over_its_own_connection_and_refuse
     let binary: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let server = world.server_with("127.0.0.1:0", "127.0.0.1:0", &["--release-keys", &pub_file]);
     let api = server.api();
-    let upload = |version: &str, bytes: &[u8]| {
-        let path = world.path(&format!("device-agent-{version}"));
-        std::fs::write(&path, bytes).expect("binary");
-        let spec = certs::ReleaseSpec {
-            version: version.into(),
-            target: target.clone(),
-            min_server_version: "0.1.0".into(),
-            notes: String::new(),
-        };
-        certs::sign_release(&key, &path, &spec).expect("sign")
-    };
-    let newer = upload("9.0.0", &binary);
-    let older = upload("0.0.1", b"an old agent");
     let http = server.http.to_string();
-    for (signed, bytes, version) in [
-        (&newer, binary.clone(), "9.0.0"),
-        (&older, b"an old agent".to_vec(), "0.0.1"),
-    ] {
-        let (s, r) = api.post("/api/v1/releases", json!(signed)).await;
-        assert_eq!(s, 201, "{r}");
-        let res = reqwest::Client::new()
-            .put(format!(
-                "http://{http}/api/v1/releases/{target}/{version}/binary"
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .body(bytes)
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(res.status().as_u16(), 200);
-    }
+    publish(&world, &api, &http, &key, "9.0.0", &binary).await;
+    publish(&world, &api, &http, &key, "0.0.1", b"an old agent").await;
 
     let config = world.path("agent-release.toml");
     std::fs::write(&config, format!("release_keys = {pub_file:?}\n")).expect("config");

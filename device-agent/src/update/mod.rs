@@ -2,37 +2,66 @@
 //! key this cabinet trusts, target, newer than what runs unless a rollback), then fetched one
 //! chunk at a time into `{data_dir}/releases/{version}/`, resuming from the bytes already
 //! there after a disconnect or a restart, and verified against the signed manifest before it
-//! counts as staged. Each step is reported as a durable `release` event. Installing a staged
-//! release (the switch while idle, trial boot, rollback) is the next step of issue 22.
+//! counts as staged. An offer to install then waits for its maintenance window and an idle
+//! cabinet (`install.rs`) and hands over to the supervisor (`layout.rs`,
+//! `crate::supervisor`), which runs the new version on trial. Each step is reported as a
+//! durable `release` event.
+
+pub(crate) mod install;
+pub(crate) mod layout;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use protocol::release::{Manifest, Refusal, SignedRelease, TrustedKeys, Version};
+use protocol::release::{
+    MaintenanceWindow, Manifest, Refusal, SignedRelease, TrustedKeys, Version,
+};
 use protocol::{EventBody, FetchRequest, ReleaseProgress};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+
+use layout::{BINARY, InstallRequest};
 
 /// The target triple this agent was built for.
 pub(crate) const TARGET: &str = env!("LOCKERFLEET_TARGET");
 /// A chunk not answered within this time is asked for again (server messages may be lost).
 const ASK_AGAIN: Duration = Duration::from_secs(5);
-/// The binary's name inside `releases/{version}/`.
-const BINARY: &str = "device-agent";
-/// The offer being fetched, kept so a restart resumes it.
-const DOWNLOADING: &str = "downloading.json";
+/// The offer being fetched or waiting to be installed, kept so a restart carries on.
+pub(crate) const OFFER: &str = "offer.json";
 
 /// What the caller does next.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Step {
     Fetch(FetchRequest),
     Report(EventBody),
+    /// Hand over to the supervisor: write the request, stop, exit for the switch.
+    Install(InstallRequest),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Offer {
     release: SignedRelease,
     rollback: bool,
+    #[serde(default)]
+    install: bool,
+    #[serde(default)]
+    window: Option<MaintenanceWindow>,
+}
+
+/// A staged release to install once the window is open and the cabinet idle.
+#[derive(Debug)]
+struct Pending {
+    manifest: Manifest,
+    window: Option<MaintenanceWindow>,
+    /// What the last `waiting` report said (window or busy), so it is said once per change.
+    said: Option<Wait>,
+}
+
+/// Why an install waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Window,
+    Busy,
 }
 
 #[derive(Debug)]
@@ -47,6 +76,7 @@ pub(crate) struct Staging {
     keys: Option<TrustedKeys>,
     running: Version,
     current: Option<Fetching>,
+    pending: Option<Pending>,
 }
 
 fn report(version: &str, state: ReleaseProgress, reason: Option<String>) -> Step {
@@ -66,7 +96,8 @@ fn refused(version: &str, why: &Refusal) -> Step {
 }
 
 impl Staging {
-    /// Staging under `{data_dir}/releases`, resuming a fetch a previous run left unfinished.
+    /// Staging under `{data_dir}/releases`, carrying on with a fetch or an install a previous
+    /// run left unfinished.
     pub(crate) async fn load(
         data_dir: &Path,
         keys: Option<TrustedKeys>,
@@ -77,24 +108,50 @@ impl Staging {
             keys,
             running,
             current: None,
+            pending: None,
         };
-        let Ok(text) = tokio::fs::read(s.dir.join(DOWNLOADING)).await else {
+        let Ok(text) = tokio::fs::read(s.dir.join(OFFER)).await else {
             return s;
         };
-        match serde_json::from_slice::<Offer>(&text) {
-            Ok(offer) => {
-                if let Ok(manifest) = s.check(&offer) {
-                    let have = s.part_len(&manifest).await;
-                    s.current = Some(Fetching {
-                        manifest,
-                        have,
-                        asked_at: None,
-                    });
-                }
+        let offer = match serde_json::from_slice::<Offer>(&text) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable unfinished release offer dropped");
+                let _ = tokio::fs::remove_file(s.dir.join(OFFER)).await;
+                return s;
             }
-            Err(e) => tracing::warn!(error = %e, "unreadable unfinished release fetch dropped"),
+        };
+        let Ok(manifest) = s.check(&offer) else {
+            // Spent (this is the version it offered) or no longer acceptable.
+            let _ = tokio::fs::remove_file(s.dir.join(OFFER)).await;
+            return s;
+        };
+        if s.is_staged(&manifest).await {
+            if offer.install {
+                s.pending = Some(Pending {
+                    manifest,
+                    window: offer.window,
+                    said: None,
+                });
+            }
+        } else {
+            let have = s.part_len(&manifest).await;
+            tracing::info!(version = %manifest.version, from = have, "resuming a release fetch");
+            s.current = Some(Fetching {
+                manifest,
+                have,
+                asked_at: None,
+            });
         }
         s
+    }
+
+    /// The binary is in place with the signed size (its hash was checked when it was
+    /// staged, and the supervisor checks it again before the switch).
+    async fn is_staged(&self, m: &Manifest) -> bool {
+        tokio::fs::metadata(self.version_dir(m).join(BINARY))
+            .await
+            .is_ok_and(|md| md.len() == m.size)
     }
 
     fn version_dir(&self, m: &Manifest) -> PathBuf {
@@ -141,8 +198,19 @@ impl Staging {
     }
 
     /// The server offers a release.
-    pub(crate) async fn offer(&mut self, release: SignedRelease, rollback: bool) -> Vec<Step> {
-        let offer = Offer { release, rollback };
+    pub(crate) async fn offer(
+        &mut self,
+        release: SignedRelease,
+        rollback: bool,
+        install: bool,
+        window: Option<MaintenanceWindow>,
+    ) -> Vec<Step> {
+        let offer = Offer {
+            release,
+            rollback,
+            install,
+            window,
+        };
         let label = serde_json::from_str::<serde_json::Value>(&offer.release.manifest)
             .ok()
             .and_then(|m| m["version"].as_str().map(str::to_owned))
@@ -163,12 +231,6 @@ impl Staging {
             // The same offer again (the server retried): carry on where we are.
             return self.ask().into_iter().collect();
         }
-        let staged = self.version_dir(&manifest).join(BINARY);
-        if let Ok(bytes) = tokio::fs::read(&staged).await
-            && manifest.check_binary(&bytes).is_ok()
-        {
-            return vec![report(&version, ReleaseProgress::Downloaded, None)];
-        }
         if let Err(e) = self.start(&offer, &manifest).await {
             tracing::error!(error = %e, %version, "cannot stage the release");
             return vec![report(
@@ -177,7 +239,15 @@ impl Staging {
                 Some(format!("storage: {e}")),
             )];
         }
+        let staged = self.version_dir(&manifest).join(BINARY);
+        if let Ok(bytes) = tokio::fs::read(&staged).await
+            && manifest.check_binary(&bytes).is_ok()
+        {
+            self.current = None;
+            return self.staged(manifest, &offer).await;
+        }
         let have = self.part_len(&manifest).await;
+        self.pending = None;
         self.current = Some(Fetching {
             manifest,
             have,
@@ -189,12 +259,27 @@ impl Staging {
         steps
     }
 
+    /// The release is staged: done, or on to the install.
+    async fn staged(&mut self, manifest: Manifest, offer: &Offer) -> Vec<Step> {
+        let version = manifest.version.to_string();
+        if offer.install {
+            self.pending = Some(Pending {
+                manifest,
+                window: offer.window.clone(),
+                said: None,
+            });
+        } else {
+            let _ = tokio::fs::remove_file(self.dir.join(OFFER)).await;
+        }
+        vec![report(&version, ReleaseProgress::Downloaded, None)]
+    }
+
     async fn start(&self, offer: &Offer, manifest: &Manifest) -> std::io::Result<()> {
         tokio::fs::create_dir_all(self.version_dir(manifest)).await?;
         let text = serde_json::to_vec(offer).map_err(std::io::Error::other)?;
-        let tmp = self.dir.join(format!("{DOWNLOADING}.tmp"));
+        let tmp = self.dir.join(format!("{OFFER}.tmp"));
         tokio::fs::write(&tmp, text).await?;
-        tokio::fs::rename(&tmp, self.dir.join(DOWNLOADING)).await
+        tokio::fs::rename(&tmp, self.dir.join(OFFER)).await
     }
 
     /// Bytes the server sent.
@@ -273,18 +358,22 @@ impl Staging {
                 use std::os::unix::fs::PermissionsExt;
                 tokio::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).await?;
             }
-            tokio::fs::remove_file(self.dir.join(DOWNLOADING)).await
+            let offer = tokio::fs::read(self.dir.join(OFFER)).await?;
+            serde_json::from_slice::<Offer>(&offer).map_err(std::io::Error::other)
         };
-        if let Err(e) = done.await {
-            return vec![report(
-                &version,
-                ReleaseProgress::Refused,
-                Some(format!("storage: {e}")),
-            )];
-        }
+        let offer = match done.await {
+            Ok(o) => o,
+            Err(e) => {
+                return vec![report(
+                    &version,
+                    ReleaseProgress::Refused,
+                    Some(format!("storage: {e}")),
+                )];
+            }
+        };
         self.current = None;
         tracing::info!(%version, path = %staged.display(), "release staged");
-        vec![report(&version, ReleaseProgress::Downloaded, None)]
+        self.staged(m.clone(), &offer).await
     }
 
     /// Gives up the current fetch: its bytes are dropped and the refusal reported.
@@ -293,7 +382,7 @@ impl Staging {
             return Vec::new();
         };
         let _ = tokio::fs::remove_file(self.part(&f.manifest)).await;
-        let _ = tokio::fs::remove_file(self.dir.join(DOWNLOADING)).await;
+        let _ = tokio::fs::remove_file(self.dir.join(OFFER)).await;
         tracing::warn!(version = %f.manifest.version, reason = why.reason(), error = %why, "release refused");
         vec![refused(&f.manifest.version.to_string(), why)]
     }
@@ -312,7 +401,7 @@ impl Staging {
             return Vec::new();
         }
         let f = self.current.take();
-        let _ = tokio::fs::remove_file(self.dir.join(DOWNLOADING)).await;
+        let _ = tokio::fs::remove_file(self.dir.join(OFFER)).await;
         if let Some(f) = f {
             let _ = tokio::fs::remove_file(self.part(&f.manifest)).await;
         }
@@ -321,6 +410,63 @@ impl Staging {
             ReleaseProgress::Refused,
             Some(format!("unavailable: {reason}")),
         )]
+    }
+
+    /// Whether a staged release waits to be installed.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// A staged release may be installed when the window is open (at `now_ms`, the agent's
+    /// clock) and nothing keeps the cabinet `busy`; an agent without a supervisor cannot.
+    pub(crate) async fn install_step(
+        &mut self,
+        now_ms: i64,
+        busy: Option<String>,
+        supervised: bool,
+    ) -> Vec<Step> {
+        let Some(p) = self.pending.as_mut() else {
+            return Vec::new();
+        };
+        let version = p.manifest.version.to_string();
+        if !supervised {
+            self.pending = None;
+            let _ = tokio::fs::remove_file(self.dir.join(OFFER)).await;
+            return vec![report(
+                &version,
+                ReleaseProgress::Failed,
+                Some(
+                    "this agent does not run under `device-agent supervise` (the shipped \
+                     systemd unit does), so it cannot switch versions; the release stays staged"
+                        .into(),
+                ),
+            )];
+        }
+        let (wait, why) = match (&p.window, busy) {
+            (Some(w), _) if !w.contains(now_ms) => {
+                (Wait::Window, format!("outside the maintenance window {w}"))
+            }
+            (_, Some(busy)) => (Wait::Busy, format!("cabinet busy: {busy}")),
+            _ => {
+                let Some(p) = self.pending.take() else {
+                    return Vec::new();
+                };
+                tracing::info!(%version, "idle inside the window: installing");
+                return vec![
+                    report(&version, ReleaseProgress::Installing, None),
+                    Step::Install(InstallRequest {
+                        version,
+                        sha256: p.manifest.sha256,
+                    }),
+                ];
+            }
+        };
+        if p.said == Some(wait) {
+            return Vec::new();
+        }
+        p.said = Some(wait);
+        tracing::info!(%version, reason = %why, "install waits");
+        vec![report(&version, ReleaseProgress::Waiting, Some(why))]
     }
 
     /// After a (re)connect: ask again for what a fetch in progress needs next.
@@ -396,7 +542,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let binary: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
         let mut s = staging(dir.path()).await;
-        let steps = s.offer(signed("0.2.0", TARGET, &binary), false).await;
+        let steps = s
+            .offer(signed("0.2.0", TARGET, &binary), false, false, None)
+            .await;
         assert_eq!(state(&steps), [(ReleaseProgress::Downloading, None)]);
         assert_eq!(fetch(&steps), Some((0, 65_536)));
         let steps = s.chunk(TARGET, "0.2.0", 0, &binary[..65_536]).await;
@@ -421,7 +569,9 @@ mod tests {
         let staged = dir.path().join("releases/0.2.0/device-agent");
         assert_eq!(std::fs::read(&staged).expect("staged"), binary);
         // Offered again once staged: reported staged at once, nothing fetched.
-        let steps = s.offer(signed("0.2.0", TARGET, &binary), false).await;
+        let steps = s
+            .offer(signed("0.2.0", TARGET, &binary), false, false, None)
+            .await;
         assert_eq!(state(&steps), [(ReleaseProgress::Downloaded, None)]);
         assert_eq!(fetch(&steps), None);
     }
@@ -447,7 +597,7 @@ mod tests {
                 "unsigned",
             ),
         ] {
-            let steps = s.offer(release, false).await;
+            let steps = s.offer(release, false, false, None).await;
             assert_eq!(
                 state(&steps),
                 [(ReleaseProgress::Refused, Some(reason.to_owned()))]
@@ -456,7 +606,7 @@ mod tests {
         let mut untrusting =
             Staging::load(dir.path(), None, Version::parse("0.1.0").expect("v")).await;
         let steps = untrusting
-            .offer(signed("0.2.0", TARGET, &binary), false)
+            .offer(signed("0.2.0", TARGET, &binary), false, false, None)
             .await;
         assert_eq!(
             state(&steps),
@@ -464,7 +614,8 @@ mod tests {
         );
 
         // Bytes that are not the signed ones: refused when complete, and dropped.
-        s.offer(signed("0.2.0", TARGET, &binary), false).await;
+        s.offer(signed("0.2.0", TARGET, &binary), false, false, None)
+            .await;
         let steps = s.chunk(TARGET, "0.2.0", 0, &[8u8; 1_000]).await;
         assert_eq!(
             state(&steps),
@@ -472,11 +623,71 @@ mod tests {
         );
         assert!(!dir.path().join("releases/0.2.0/device-agent.part").exists());
         // The server withdraws what is being fetched.
-        s.offer(signed("0.2.0", TARGET, &binary), false).await;
+        s.offer(signed("0.2.0", TARGET, &binary), false, false, None)
+            .await;
         let steps = s.unavailable(TARGET, "0.2.0", "withdrawn").await;
         assert_eq!(
             state(&steps),
             [(ReleaseProgress::Refused, Some("unavailable".to_owned()))]
         );
+    }
+
+    #[tokio::test]
+    async fn an_install_waits_for_its_window_and_an_idle_cabinet_and_needs_a_supervisor() {
+        let dir = tempfile::tempdir().expect("dir");
+        let binary = vec![9u8; 2_000];
+        let mut s = staging(dir.path()).await;
+        let night = MaintenanceWindow {
+            from: "02:00".into(),
+            to: "05:00".into(),
+            utc_offset_minutes: 0,
+        };
+        let at = |h: i64| h * 3_600_000;
+        let steps = s
+            .offer(signed("0.2.0", TARGET, &binary), false, true, Some(night))
+            .await;
+        assert_eq!(fetch(&steps), Some((0, 2_000)));
+        let steps = s.chunk(TARGET, "0.2.0", 0, &binary).await;
+        assert_eq!(state(&steps), [(ReleaseProgress::Downloaded, None)]);
+        assert!(s.has_pending());
+
+        // Outside the window: said once, however often asked.
+        let steps = s.install_step(at(12), None, true).await;
+        assert_eq!(
+            state(&steps),
+            [(
+                ReleaseProgress::Waiting,
+                Some("outside the maintenance window 02".into())
+            )]
+        );
+        assert!(s.install_step(at(13), None, true).await.is_empty());
+        // Inside it but busy.
+        let steps = s
+            .install_step(at(3), Some("door 2 open".into()), true)
+            .await;
+        assert_eq!(
+            state(&steps),
+            [(ReleaseProgress::Waiting, Some("cabinet busy".into()))]
+        );
+        // A restart keeps the staged release waiting.
+        let mut s = staging(dir.path()).await;
+        assert!(s.has_pending());
+        let steps = s.install_step(at(3), None, true).await;
+        assert_eq!(state(&steps), [(ReleaseProgress::Installing, None)]);
+        let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &binary));
+        assert!(steps.contains(&Step::Install(InstallRequest {
+            version: "0.2.0".into(),
+            sha256: sha,
+        })));
+        assert!(!s.has_pending());
+
+        // Without a supervisor the install fails with the reason, and is not retried.
+        let mut s = staging(dir.path()).await;
+        let steps = s.install_step(at(3), None, false).await;
+        assert_eq!(
+            state(&steps),
+            [(ReleaseProgress::Failed, Some("this agent does not run under `device-agent supervise` (the shipped systemd unit does), so it cannot switch versions; the release stays staged".into()))]
+        );
+        assert!(!staging(dir.path()).await.has_pending());
     }
 }
