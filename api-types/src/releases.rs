@@ -91,6 +91,16 @@ pub struct Window {
     pub utc_offset_minutes: i16,
 }
 
+impl From<protocol::release::MaintenanceWindow> for Window {
+    fn from(w: protocol::release::MaintenanceWindow) -> Self {
+        Window {
+            from: w.from,
+            to: w.to,
+            utc_offset_minutes: w.utc_offset_minutes,
+        }
+    }
+}
+
 impl From<Window> for protocol::release::MaintenanceWindow {
     fn from(w: Window) -> Self {
         protocol::release::MaintenanceWindow {

@@ -3,6 +3,8 @@
 //!
 //! - [`alarms`]: the alarm policy: kinds, severities, who is paged, when a cleared alarm
 //!   reopens.
+//! - [`deployments`]: rollouts of agent releases in waves: wave sizes, device states,
+//!   thresholds.
 //! - [`flows`]: site kinds, box sizes, the service flows, the item state machine, the masking
 //!   of personal data in logs.
 //! - [`keypad`]: what a keypad event at a cabinet means: its audit line, and what it asks of
@@ -49,6 +51,7 @@ macro_rules! str_enum {
 }
 
 pub mod alarms;
+pub mod deployments;
 pub mod flows;
 pub mod keypad;
 pub mod planner;

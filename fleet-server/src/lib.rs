@@ -10,6 +10,7 @@ pub(crate) mod changes;
 pub(crate) mod clock;
 pub(crate) mod commands;
 pub mod config;
+pub(crate) mod deployments;
 pub(crate) mod devices;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -315,6 +316,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics: metrics.clone(),
         changes: changes.clone(),
     };
+    let deployments = deployments::Deployments {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        online: online.clone(),
+        metrics: metrics.clone(),
+    };
     let (codes_tx, codes_rx) = mpsc::channel(4096);
     let wake_notifier = std::sync::Arc::new(tokio::sync::Notify::new());
     let service = service::Service {
@@ -341,12 +348,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     // Checked now, so a bad notifier setting stops the start instead of the first lead.
     notifier_client()?;
     let leading = {
-        let (cfg, service, store, changes, commands, tracker2) = (
+        let (cfg, service, store, changes, commands, deployments, tracker2) = (
             cfg.clone(),
             service.clone(),
             store.clone(),
             changes.clone(),
             commands.clone(),
+            deployments.clone(),
             tracker.clone(),
         );
         move |work: CancellationToken| {
@@ -358,6 +366,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 work.clone(),
             ));
             tracker2.spawn(commands.clone().maintain(work.clone()));
+            tracker2.spawn(deployments.clone().run(work.clone()));
             if let Err(e) = spawn_notifier(&cfg, &service, &tracker2, work) {
                 tracing::error!(error = %e, "notifications cannot start");
             }
@@ -395,6 +404,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let state = api::AppState {
         store: store.clone(),
         commands,
+        deployments,
         metrics: metrics.clone(),
         health,
         service,

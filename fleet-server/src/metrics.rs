@@ -62,6 +62,10 @@ pub struct Metrics {
     /// Fleet gauges, refreshed from the database at each scrape.
     pub boxes: Family<StateLabel, Gauge>,
     pub alarms_open: Family<KindLabel, Gauge>,
+    /// Deployments by state, and devices of unfinished ones by rollout state (the leader
+    /// sets them each second).
+    pub deployments: Family<StateLabel, Gauge>,
+    pub deployment_devices: Family<StateLabel, Gauge>,
     /// Time series export (InfluxDB).
     pub influx_written: Counter,
     pub influx_dropped: Family<ReasonLabel, Counter>,
@@ -179,6 +183,8 @@ impl Metrics {
             notifications: Family::default(),
             boxes: Family::default(),
             alarms_open: Family::default(),
+            deployments: Family::default(),
+            deployment_devices: Family::default(),
             influx_written: Counter::default(),
             influx_dropped: Family::default(),
             influx_errors: Counter::default(),
@@ -307,6 +313,16 @@ impl Metrics {
             m.alarms_open.clone(),
         );
         r.register(
+            "deployments",
+            "Deployments by state (set by the leading replica)",
+            m.deployments.clone(),
+        );
+        r.register(
+            "deployment_devices",
+            "Devices of running, paused and halted deployments by rollout state (set by the leading replica)",
+            m.deployment_devices.clone(),
+        );
+        r.register(
             "influx_points_written",
             "Points InfluxDB accepted",
             m.influx_written.clone(),
@@ -382,6 +398,33 @@ impl Metrics {
             self.alarms_open
                 .get_or_create(&KindLabel { kind: kind.clone() })
                 .set(*n);
+        }
+    }
+
+    /// Sets the deployment gauges (every state listed, zeros included).
+    pub fn deployments(&self, deployments: &[(String, i64)], devices: &[(String, i64)]) {
+        use domain::deployments::{DeploymentState, DeviceRollout};
+        for s in DeploymentState::ALL {
+            let n = deployments
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            self.deployments
+                .get_or_create(&StateLabel {
+                    state: s.as_str().to_owned(),
+                })
+                .set(n);
+        }
+        for s in DeviceRollout::ALL {
+            let n = devices
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            self.deployment_devices
+                .get_or_create(&StateLabel {
+                    state: s.as_str().to_owned(),
+                })
+                .set(n);
         }
     }
 

@@ -334,6 +334,67 @@ impl From<TokenRow> for Token {
 }
 
 /// Maps every row of a list.
+/// A deployment and its devices as the API shows them, with each wave's progress.
+pub(crate) fn detail(
+    d: crate::store::DeploymentRow,
+    devices: Vec<crate::store::RolloutRow>,
+) -> api_types::deployments::DeploymentDetail {
+    use api_types::deployments::{Deployment, DeploymentDetail, DeploymentDevice, WaveProgress};
+    use domain::deployments::DeviceRollout as R;
+    let waves_n = devices.iter().map(|r| r.wave + 1).max().unwrap_or(0).max(0) as usize;
+    let mut waves: Vec<WaveProgress> = (0..waves_n)
+        .map(|i| WaveProgress {
+            wave: i as u32 + 1,
+            ..Default::default()
+        })
+        .collect();
+    for r in &devices {
+        let Some(w) = usize::try_from(r.wave).ok().and_then(|i| waves.get_mut(i)) else {
+            continue;
+        };
+        w.devices += 1;
+        match r.state {
+            R::Pending => w.pending += 1,
+            R::Succeeded => w.succeeded += 1,
+            R::Failed => w.failed += 1,
+            R::RolledBack => w.rolled_back += 1,
+            _ => w.in_progress += 1,
+        }
+    }
+    DeploymentDetail {
+        deployment: Deployment {
+            id: d.id,
+            target: d.target,
+            version: d.version,
+            rollback: d.rollback,
+            state: d.state,
+            reason: d.reason,
+            wave: u32::try_from(d.wave + 1).unwrap_or(0),
+            waves,
+            window: d.window.map(Into::into),
+            soak_secs: u64::try_from(d.soak_secs).unwrap_or(0),
+            success_percent: d.thresholds.success_percent,
+            max_failures_percent: d.thresholds.max_failures_percent,
+            manual: d.manual,
+            deadline_at: d.deadline_at,
+            created_at: d.created_at,
+            created_by: d.created_by,
+            updated_at: d.updated_at,
+        },
+        devices: devices
+            .into_iter()
+            .map(|r| DeploymentDevice {
+                device_id: r.device.to_string(),
+                wave: u32::try_from(r.wave + 1).unwrap_or(0),
+                state: r.state,
+                reason: r.reason,
+                from_version: r.from_version,
+                updated_at: r.updated_at,
+            })
+            .collect(),
+    }
+}
+
 pub(crate) fn all<R, T: From<R>>(rows: Vec<R>) -> Vec<T> {
     rows.into_iter().map(T::from).collect()
 }

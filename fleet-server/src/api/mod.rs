@@ -13,6 +13,7 @@ pub(crate) mod auth;
 pub(crate) mod cabinets;
 pub(crate) mod commands;
 pub(crate) mod convert;
+pub(crate) mod deployments;
 pub(crate) mod devices;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -56,6 +57,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(usage::routes())
         .merge(planning::routes())
         .merge(releases::routes())
+        .merge(deployments::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

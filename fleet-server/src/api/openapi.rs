@@ -7,8 +7,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    alarms, audit, cabinets, commands, devices, items, live, planning, releases, sites, staff,
-    system, tokens, usage, worklists,
+    alarms, audit, cabinets, commands, deployments, devices, items, live, planning, releases,
+    sites, staff, system, tokens, usage, worklists,
 };
 
 #[derive(OpenApi)]
@@ -69,6 +69,10 @@ use crate::api::{
         releases::describe,
         releases::withdraw,
         releases::offer,
+        deployments::create,
+        deployments::list,
+        deployments::describe,
+        deployments::act,
     ),
     modifiers(&Bearer)
 )]

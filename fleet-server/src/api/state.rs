@@ -13,6 +13,7 @@ use crate::store::Store;
 pub(crate) struct AppState {
     pub store: Store,
     pub commands: Commands,
+    pub deployments: crate::deployments::Deployments,
     pub metrics: Metrics,
     pub health: Health,
     pub service: crate::service::Service,

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -25,6 +25,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (11, V11),
     (12, V12),
     (13, V13),
+    (14, V14),
 ];
 
 const V1: &[&str] = &[
@@ -420,4 +421,44 @@ const V13: &[&str] = &[
     "ALTER TABLE devices ADD COLUMN release_state TEXT",
     "ALTER TABLE devices ADD COLUMN release_reason TEXT",
     "ALTER TABLE devices ADD COLUMN release_at BIGINT",
+];
+
+/// Issue 22: deployments of a release to many devices in waves, and where each device of one
+/// stands.
+const V14: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS deployments (
+        deployment_id TEXT PRIMARY KEY,
+        target TEXT NOT NULL,
+        version TEXT NOT NULL,
+        rollback BIGINT NOT NULL,
+        window_from TEXT,
+        window_to TEXT,
+        utc_offset_minutes BIGINT NOT NULL,
+        waves TEXT NOT NULL,
+        success_percent BIGINT NOT NULL,
+        max_failures_percent BIGINT NOT NULL,
+        soak_secs BIGINT NOT NULL,
+        manual BIGINT NOT NULL,
+        deadline_at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        wave BIGINT NOT NULL,
+        wave_started_at BIGINT,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS deployments_state ON deployments (state)",
+    "CREATE TABLE IF NOT EXISTS deployment_devices (
+        deployment_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        wave BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        from_version TEXT,
+        offered_at BIGINT,
+        succeeded_at BIGINT,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (deployment_id, device_id)
+    )",
 ];

@@ -20,6 +20,7 @@ macro_rules! on_both {
 mod alarms;
 mod architecture;
 mod backfill;
+mod deployments;
 mod flows;
 mod releases;
 mod store;

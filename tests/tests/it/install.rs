@@ -16,15 +16,15 @@ use crate::harness::{
 use crate::releases::{host_target, publish, release_events};
 
 /// A server trusting a fresh release key, and the agent config that trusts it too.
-struct Fleet {
-    world: World,
-    server: Server,
-    api: Api,
+pub(crate) struct Fleet {
+    pub world: World,
+    pub server: Server,
+    pub api: Api,
     key: ring::signature::Ed25519KeyPair,
     config: String,
 }
 
-fn fleet(devices: &[&str], server_extra: &[&str]) -> Fleet {
+pub(crate) fn fleet(devices: &[&str], server_extra: &[&str]) -> Fleet {
     let world = World::new(devices);
     let keys = world.path("release-keys");
     certs::new_release_key(&keys, false).expect("release key");
@@ -50,12 +50,12 @@ fn fleet(devices: &[&str], server_extra: &[&str]) -> Fleet {
 }
 
 impl Fleet {
-    fn supervised(&self, id: &str, env: &[(&str, &str)]) -> Supervised {
+    pub(crate) fn supervised(&self, id: &str, env: &[(&str, &str)]) -> Supervised {
         let flags = ["--config", &self.config, "--fake-close-after-ms", "200"];
         self.world.supervised(id, self.server.mqtt, &flags, env)
     }
 
-    async fn publish(&self, version: &str, bytes: &[u8]) {
+    pub(crate) async fn publish(&self, version: &str, bytes: &[u8]) {
         let http = self.server.http.to_string();
         publish(&self.world, &self.api, &http, &self.key, version, bytes).await;
     }
@@ -74,7 +74,7 @@ impl Fleet {
 
     /// Waits for `device` to report `state` for `version`; its release events then. On a
     /// timeout the panic shows what it reported and the end of its log.
-    async fn reached(
+    pub(crate) async fn reached(
         &self,
         device: &str,
         version: &str,
@@ -99,7 +99,7 @@ impl Fleet {
         }
     }
 
-    async fn agent_version(&self, device: &str) -> String {
+    pub(crate) async fn agent_version(&self, device: &str) -> String {
         let (_, d) = self.api.get(&format!("/api/v1/devices/{device}")).await;
         d["agent_version"].as_str().unwrap_or_default().to_owned()
     }

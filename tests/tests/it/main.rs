@@ -9,6 +9,7 @@ mod console;
 mod contract;
 mod delivery;
 mod demo;
+mod deployments;
 mod export;
 mod external_broker;
 mod faults;
