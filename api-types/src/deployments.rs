@@ -19,7 +19,7 @@ fn three_days() -> u32 {
 }
 
 /// `POST /api/v1/deployments`: roll a release out. The devices are those matching every
-/// filter given (`devices`, `sites`, `site_kinds`, `profiles`); the waves split them, a
+/// filter given (`devices`, `sites`, `site_kinds`, `profiles`, `labels`); the waves split them, a
 /// canary first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -40,6 +40,9 @@ pub struct NewDeployment {
     /// Device profiles (`locker`, `kiosk`, `tax_machine`, `printer`).
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// Devices carrying every one of these labels (`{"board": "modbus-v2"}`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Each wave's size, a number of devices (`1`) or a share of all targets (`25%`); the
     /// last takes whatever is left. Default `["1", "100%"]`: a canary, then the rest.
     #[serde(default = "waves_default")]

@@ -39,6 +39,18 @@ pub struct Device {
     pub layers: Layers,
     /// The last release offered to it, as the device reported it.
     pub release: Option<DeviceRelease>,
+    /// What an administrator labelled it with (`board` → `modbus-v2`); deployments and
+    /// configuration select devices by them.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `PUT /api/v1/devices/{id}/labels`: a device's labels, replaced whole (keys: lower-case
+/// letters, digits, `-_./`; values: up to 63 characters without spaces, `=` or `,`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLabels {
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Where the last release offered to a device stands on it.

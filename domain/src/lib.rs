@@ -7,6 +7,7 @@
 //!   thresholds.
 //! - [`flows`]: site kinds, box sizes, the service flows, the item state machine, the masking
 //!   of personal data in logs.
+//! - [`labels`]: labels on devices and the selectors that pick devices by them.
 //! - [`keypad`]: what a keypad event at a cabinet means: its audit line, and what it asks of
 //!   the item it concerns.
 //! - [`planner`]: where new locker clusters go and how many boxes they need.
@@ -54,5 +55,6 @@ pub mod alarms;
 pub mod deployments;
 pub mod flows;
 pub mod keypad;
+pub mod labels;
 pub mod planner;
 pub mod planner_input;

@@ -17,7 +17,7 @@ use protocol::{Channel, DeviceId, Update, UpdateBody};
 
 use crate::devices::{Online, Publisher};
 use crate::store::{
-    DeploymentRow, DeviceNow, ReleaseRow, ReleaseState, RolloutRow, Store, StoreError,
+    DeploymentRow, DeviceNow, ReleaseRow, ReleaseState, RolloutRow, Selector, Store, StoreError,
 };
 
 /// An offer without any report after this long is sent again (offers go at QoS 0).
@@ -46,10 +46,7 @@ pub(crate) struct Spec {
     pub target: String,
     pub version: String,
     pub rollback: bool,
-    pub devices: Vec<String>,
-    pub sites: Vec<String>,
-    pub site_kinds: Vec<String>,
-    pub profiles: Vec<String>,
+    pub select: Selector,
     pub waves: Vec<String>,
     pub window: Option<MaintenanceWindow>,
     pub thresholds: Thresholds,
@@ -127,11 +124,12 @@ impl Deployments {
         if !(1..=24 * 90).contains(&spec.deadline_hours) {
             return Err(invalid("field `deadline_hours`: 1 to 2160 (90 days)"));
         }
+        let select = &spec.select;
         for (field, ids) in [
-            ("devices", &spec.devices),
-            ("sites", &spec.sites),
-            ("site_kinds", &spec.site_kinds),
-            ("profiles", &spec.profiles),
+            ("devices", &select.devices),
+            ("sites", &select.sites),
+            ("site_kinds", &select.site_kinds),
+            ("profiles", &select.profiles),
         ] {
             if ids.len() > 10_000 || ids.iter().any(|i| i.is_empty() || i.len() > 64) {
                 return Err(invalid(format!(
@@ -139,29 +137,24 @@ impl Deployments {
                 )));
             }
         }
-        if spec.devices.is_empty()
-            && spec.sites.is_empty()
-            && spec.site_kinds.is_empty()
-            && spec.profiles.is_empty()
-        {
+        domain::labels::check(&select.labels)
+            .map_err(|e| invalid(format!("field `labels`: {e}")))?;
+        if select.is_empty() {
             return Err(invalid(
-                "name the devices: `devices`, `sites`, `site_kinds` or `profiles` (an empty target would be the whole fleet; say so with profiles)",
+                "name the devices: `devices`, `sites`, `site_kinds`, `profiles` or `labels` (an empty target would be the whole fleet; say so with profiles)",
             ));
         }
-        let targets = self
-            .store
-            .deployment_targets(&spec.devices, &spec.sites, &spec.site_kinds, &spec.profiles)
-            .await?;
-        let unknown: Vec<&String> = spec
+        let targets = self.store.deployment_targets(select).await?;
+        let unknown: Vec<&String> = select
             .devices
             .iter()
             .filter(|d| !targets.iter().any(|t| t.as_str() == d.as_str()))
             .collect();
-        if !unknown.is_empty()
-            && spec.sites.is_empty()
-            && spec.site_kinds.is_empty()
-            && spec.profiles.is_empty()
-        {
+        let only_listed = Selector {
+            devices: select.devices.clone(),
+            ..Default::default()
+        };
+        if !unknown.is_empty() && *select == only_listed {
             return Err(invalid(format!(
                 "field `devices`: {} never connected",
                 unknown

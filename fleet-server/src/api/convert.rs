@@ -203,6 +203,7 @@ impl From<DeviceRow> for Device {
                     at,
                 }
             }),
+            labels: r.labels,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P};
 use crate::api::state::AppState;
 use crate::deployments::{DeploymentError, Spec};
+use crate::store::Selector;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -50,10 +51,13 @@ pub(crate) async fn create(
         target: body.target,
         version: body.version,
         rollback: body.rollback,
-        devices: body.devices,
-        sites: body.sites,
-        site_kinds: body.site_kinds,
-        profiles: body.profiles,
+        select: Selector {
+            devices: body.devices,
+            sites: body.sites,
+            site_kinds: body.site_kinds,
+            profiles: body.profiles,
+            labels: body.labels,
+        },
         waves: body.waves,
         window: body.window.map(Into::into),
         thresholds: Thresholds {

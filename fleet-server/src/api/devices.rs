@@ -1,5 +1,6 @@
 //! Devices: the list, one device, its stored events and its presence log.
 
+use api_types::devices::DeviceLabels;
 use api_types::devices::{DevicesList, EventsList, EventsQuery, PresenceList};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +11,7 @@ use axum::{Json, Router};
 use crate::api::auth::{Caller, Role};
 use crate::api::convert::all;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{P, Q, device_id};
+use crate::api::extract::{Body, P, Q, device_id};
 use crate::api::state::AppState;
 use api_types::query::LimitQuery;
 
@@ -20,6 +21,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/devices/:id", get(device))
         .route("/api/v1/devices/:id/events", get(events))
         .route("/api/v1/devices/:id/presence", get(presence))
+        .route("/api/v1/devices/:id/labels", get(labels).put(set_labels))
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])),
@@ -112,4 +114,48 @@ pub(crate) async fn presence(
         presence: all(rows),
     })
     .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/labels", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = DeviceLabels), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn labels(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = device_id(&id)?;
+    caller.require_device(&s.store, &id).await?;
+    Ok(Json(DeviceLabels {
+        labels: s.store.labels(&id).await?,
+    })
+    .into_response())
+}
+
+/// Replaces a device's labels; a device may be labelled before it first connects.
+#[utoipa::path(put, path = "/api/v1/devices/{id}/labels", tag = "devices", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id")),
+    request_body = DeviceLabels,
+    responses((status = 200, body = DeviceLabels, description = "the labels now"),
+        (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn set_labels(
+    caller: Caller,
+    State(s): State<AppState>,
+    P(id): P<String>,
+    Body(body): Body<DeviceLabels>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    caller.require_fleet("labelling devices")?;
+    let id = device_id(&id)?;
+    domain::labels::check(&body.labels).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("field `labels`: {e}"),
+        )
+    })?;
+    s.store
+        .set_labels(&id, &body.labels, &caller.name, crate::clock::now_ms())
+        .await?;
+    Ok(Json(body).into_response())
 }

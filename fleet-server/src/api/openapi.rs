@@ -24,6 +24,8 @@ use crate::api::{
         devices::device,
         devices::events,
         devices::presence,
+        devices::labels,
+        devices::set_labels,
         commands::open_box,
         commands::command,
         audit::audit,

@@ -4,6 +4,7 @@
 //! state. Every change of a deployment's state is audited in its transaction.
 
 use domain::deployments::{DeploymentState, DeviceRollout, Thresholds};
+use domain::labels::Labels;
 use protocol::DeviceId;
 use protocol::release::MaintenanceWindow;
 use sqlx::Row;
@@ -148,17 +149,34 @@ async fn audit_deployment(
     .await
 }
 
+/// Which devices a deployment is for: those matching every filter given (an empty filter
+/// does not filter).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    pub devices: Vec<String>,
+    pub sites: Vec<String>,
+    pub site_kinds: Vec<String>,
+    pub profiles: Vec<String>,
+    /// Every one of these labels.
+    pub labels: Labels,
+}
+
+impl Selector {
+    /// Filters nothing: the whole fleet.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+            && self.sites.is_empty()
+            && self.site_kinds.is_empty()
+            && self.profiles.is_empty()
+            && self.labels.is_empty()
+    }
+}
+
 impl Store {
     /// The devices a deployment may target: those with a cabinet record on one of `sites`
     /// (or of a site of one of `site_kinds`), of one of `profiles`, or named in `devices`;
     /// every filter given must hold. Sorted by id, so waves are the same on every replica.
-    pub async fn deployment_targets(
-        &self,
-        devices: &[String],
-        sites: &[String],
-        site_kinds: &[String],
-        profiles: &[String],
-    ) -> Result<Vec<DeviceId>, StoreError> {
+    pub async fn deployment_targets(&self, select: &Selector) -> Result<Vec<DeviceId>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.device_id AS device_id, d.profile AS profile, c.site_id AS site_id,
                     s.kind AS kind
@@ -168,6 +186,12 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
+        let labels = if select.labels.is_empty() {
+            Default::default()
+        } else {
+            self.all_labels().await?
+        };
+        let none = Labels::new();
         let mut out = Vec::new();
         for r in rows {
             let id: String = r.try_get("device_id")?;
@@ -176,10 +200,13 @@ impl Store {
                 .unwrap_or_else(|| "locker".into());
             let site: Option<String> = r.try_get("site_id")?;
             let kind: Option<String> = r.try_get("kind")?;
-            let keep = (devices.is_empty() || devices.contains(&id))
-                && (sites.is_empty() || site.as_ref().is_some_and(|s| sites.contains(s)))
-                && (site_kinds.is_empty() || kind.as_ref().is_some_and(|k| site_kinds.contains(k)))
-                && (profiles.is_empty() || profiles.contains(&profile));
+            let keep = (select.devices.is_empty() || select.devices.contains(&id))
+                && (select.sites.is_empty()
+                    || site.as_ref().is_some_and(|s| select.sites.contains(s)))
+                && (select.site_kinds.is_empty()
+                    || kind.as_ref().is_some_and(|k| select.site_kinds.contains(k)))
+                && (select.profiles.is_empty() || select.profiles.contains(&profile))
+                && domain::labels::matches(labels.get(&id).unwrap_or(&none), &select.labels);
             if keep && let Ok(d) = DeviceId::parse(&id) {
                 out.push(d);
             }

@@ -13,7 +13,14 @@ impl Store {
         let rows = sqlx::query(AssertSqlSafe(format!("{DEVICE_SELECT} ORDER BY device_id")))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(DeviceRow::from_row).collect()
+        let mut labels = self.all_labels().await?;
+        rows.iter()
+            .map(|r| {
+                let mut d = DeviceRow::from_row(r)?;
+                d.labels = labels.remove(&d.id).unwrap_or_default();
+                Ok(d)
+            })
+            .collect()
     }
 
     pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>, StoreError> {
@@ -26,7 +33,8 @@ impl Store {
         else {
             return Ok(None);
         };
-        let device = DeviceRow::from_row(&row)?;
+        let mut device = DeviceRow::from_row(&row)?;
+        device.labels = self.labels(id).await?;
         let boxes = sqlx::query(
             "SELECT box_no, door_open, door_changed_at, occupied, occupied_changed_at
              FROM boxes WHERE device_id = $1 ORDER BY box_no",
@@ -166,6 +174,8 @@ pub struct DeviceRow {
     /// The last release offered to it, as the device reported: version, `downloading`,
     /// `downloaded` or `refused`, why, and when (device clock).
     pub release: Option<(String, String, Option<String>, i64)>,
+    /// What an administrator labelled it with.
+    pub labels: domain::labels::Labels,
 }
 
 /// Presence in layers: each can fail on its own, and each is shown.
@@ -227,6 +237,7 @@ impl DeviceRow {
                 (Some(v), Some(s), Some(at)) => Some((v, s, r.try_get("release_reason")?, at)),
                 _ => None,
             },
+            labels: Default::default(),
         })
     }
 }

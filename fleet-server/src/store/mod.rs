@@ -16,6 +16,7 @@ mod history;
 mod ingest;
 mod items;
 mod keypad;
+mod labels;
 mod notifications;
 mod overview;
 mod planning;
@@ -38,7 +39,7 @@ pub use alarms::{AlarmAction, AlarmFilter, AlarmRow};
 pub use audit::AuditRow;
 pub use cabinets::{BoxConfig, BoxView, CabinetRow};
 pub use commands::{CommandRow, CreateOutcome, NewCommand};
-pub use deployments::{DeploymentRow, DeviceNow, RolloutRow};
+pub use deployments::{DeploymentRow, DeviceNow, RolloutRow, Selector};
 pub use devices::{
     BoxRow, DeviceDetail, DeviceRow, EventRow, HEARTBEAT_MISSES, Layers, PresenceRow, Totals,
 };

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, V15),
 ];
 
 const V1: &[&str] = &[
@@ -461,4 +462,16 @@ const V14: &[&str] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (deployment_id, device_id)
     )",
+];
+
+/// Issue 22: labels an administrator puts on devices (deployments and configuration select
+/// by them); kept apart from `devices` so a device can be labelled before it first connects.
+const V15: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS device_labels (
+        device_id TEXT NOT NULL,
+        label_key TEXT NOT NULL,
+        label_value TEXT NOT NULL,
+        PRIMARY KEY (device_id, label_key)
+    )",
+    "CREATE INDEX IF NOT EXISTS device_labels_pair ON device_labels (label_key, label_value)",
 ];

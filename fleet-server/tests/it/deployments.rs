@@ -1,9 +1,10 @@
-//! Deployments in storage, on SQLite and PostgreSQL: targets picked by device, site and site
-//! kind; waves and device states stored and read back; a finished deployment never changes
+//! Deployments in storage, on SQLite and PostgreSQL: targets picked by device, site, site kind
+//! and label; waves and device states stored and read back; a finished deployment never changes
 //! again, a halted one only to cancelled; every change audited.
 
 use domain::deployments::{DeploymentState, DeviceRollout, Thresholds};
-use fleet_server::store::{DeploymentRow, IngestBatch, Store};
+use domain::labels::Labels;
+use fleet_server::store::{DeploymentRow, IngestBatch, Selector, Store};
 use protocol::{DeviceId, Event, EventBody};
 
 use crate::flows::hall;
@@ -65,25 +66,79 @@ async fn deployments_pick_targets_keep_states_and_only_move_forward(store: Store
     connected(&store, &["cab-1", "cab-2", "kiosk-9"]).await;
     hall(&store, "cab-1").await;
     let all = store
-        .deployment_targets(&[], &[], &[], &["locker".into()])
+        .deployment_targets(&Selector {
+            profiles: vec!["locker".into()],
+            ..Default::default()
+        })
         .await
         .expect("targets");
     assert_eq!(all, [dev("cab-1"), dev("cab-2"), dev("kiosk-9")]);
     let at_hall = store
-        .deployment_targets(&[], &["hall".into()], &[], &[])
+        .deployment_targets(&Selector {
+            sites: vec!["hall".into()],
+            ..Default::default()
+        })
         .await
         .expect("targets");
     assert_eq!(at_hall, [dev("cab-1")]);
     let by_kind = store
-        .deployment_targets(&[], &[], &["service_hall".into()], &[])
+        .deployment_targets(&Selector {
+            site_kinds: vec!["service_hall".into()],
+            ..Default::default()
+        })
         .await
         .expect("targets");
     assert_eq!(by_kind, [dev("cab-1")]);
     let listed = store
-        .deployment_targets(&["cab-2".into(), "nobody".into()], &[], &[], &[])
+        .deployment_targets(&Selector {
+            devices: vec!["cab-2".into(), "nobody".into()],
+            ..Default::default()
+        })
         .await
         .expect("targets");
     assert_eq!(listed, [dev("cab-2")]);
+    let board: Labels = [("board".to_string(), "modbus-v2".to_string())].into();
+    store
+        .set_labels(&dev("kiosk-9"), &board, "admin", 1_500)
+        .await
+        .expect("label");
+    store
+        .set_labels(
+            &dev("cab-2"),
+            &[("district".to_string(), "福田区".to_string())].into(),
+            "admin",
+            1_500,
+        )
+        .await
+        .expect("label");
+    let labelled = store
+        .deployment_targets(&Selector {
+            labels: board.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("targets");
+    assert_eq!(labelled, [dev("kiosk-9")]);
+    assert_eq!(store.labels(&dev("kiosk-9")).await.expect("labels"), board);
+    let listed = store.devices().await.expect("devices");
+    assert_eq!(
+        listed[2].labels, board,
+        "the list carries each device's labels"
+    );
+    assert!(listed[0].labels.is_empty());
+    // Replacing is whole, audited with the set before.
+    let before = store
+        .set_labels(&dev("kiosk-9"), &Labels::new(), "admin", 1_600)
+        .await
+        .expect("unlabel");
+    assert_eq!(before, board);
+    assert!(
+        store
+            .labels(&dev("kiosk-9"))
+            .await
+            .expect("labels")
+            .is_empty()
+    );
 
     let d = row("dep-1");
     store

@@ -1,7 +1,8 @@
-//! Deployments through real processes: a release rolled out in waves to supervised agents —
-//! a canary, then the rest, a cabinet offline during its wave updated when it is back — and a
-//! release that crashes at start halting the deployment after the canary, which the cabinet
-//! takes back by itself while the other cabinets are never offered it.
+//! Deployments through real processes: a release rolled out in waves to supervised agents
+//! selected by a label — a canary, then the rest, a cabinet offline during its wave updated
+//! when it is back — and a release that crashes at start halting the deployment after the
+//! canary, which the cabinet takes back by itself while the other cabinets are never offered
+//! it.
 
 use std::time::Duration;
 
@@ -87,10 +88,36 @@ async fn a_release_rolls_out_in_waves_and_a_cabinet_offline_in_its_wave_updates_
         );
     }
 
+    // The three carry the board label the rollout selects; a bad label is refused by name.
+    for dev in devices {
+        let (s, r) = f
+            .api
+            .put(
+                &format!("/api/v1/devices/{dev}/labels"),
+                json!({"labels": {"board": "modbus-v2", "district": "福田区"}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+    }
+    let (s, r) = f
+        .api
+        .put(
+            "/api/v1/devices/wave-a/labels",
+            json!({"labels": {"Board": "x"}}),
+        )
+        .await;
+    assert_eq!(s, 422, "{r}");
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.contains("\"Board\"")),
+        "{r}"
+    );
+    let (_, dev) = f.api.get("/api/v1/devices/wave-c").await;
+    assert_eq!(dev["labels"]["district"], "福田区", "{dev}");
+
     let d = deploy(
         &f,
-        json!({"target": host_target(), "version": NEXT_VERSION, "devices": devices,
-               "waves": ["1", "100%"]}),
+        json!({"target": host_target(), "version": NEXT_VERSION,
+               "labels": {"board": "modbus-v2"}, "waves": ["1", "100%"]}),
     )
     .await;
     let id = d["deployment"]["id"].as_str().expect("id").to_owned();
