@@ -13,6 +13,7 @@ pub mod alarms;
 pub mod audit;
 pub mod cabinets;
 pub mod commands;
+pub mod config;
 pub mod deployments;
 pub mod devices;
 pub mod items;

@@ -39,6 +39,7 @@ fn bit(channel: Channel) -> u8 {
         Channel::Codes => 4,
         Channel::Cert => 8,
         Channel::Update => 16,
+        Channel::Config => 32,
         // Devices may subscribe to nothing else (`protocol::topic::check_device_subscribe`).
         _ => 0,
     }
@@ -193,6 +194,14 @@ mod tests {
             sessions: Arc::new(Sessions::default()),
             stats: Arc::new(FrontStats::default()),
         }
+    }
+
+    #[test]
+    fn every_downlink_channel_has_a_bit_of_its_own() {
+        let bits: Vec<u8> = Channel::DEVICE_DOWNLINK.iter().map(|c| bit(*c)).collect();
+        assert!(bits.iter().all(|b| b.count_ones() == 1), "{bits:?}");
+        let all = bits.iter().fold(0u8, |acc, b| acc | b);
+        assert_eq!(all.count_ones() as usize, bits.len(), "{bits:?}");
     }
 
     #[tokio::test]

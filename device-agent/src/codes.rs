@@ -38,7 +38,8 @@ struct Book {
 pub struct CodeBook {
     device: DeviceId,
     outbox: Arc<Outbox>,
-    lockout: Lockout,
+    /// Changed live by central configuration.
+    lockout: std::sync::Mutex<Lockout>,
     book: Mutex<Book>,
     /// Held from the version check to the install: two sets arriving together (a resend
     /// beside a newer set) must not both pass the check and leave the older one stored.
@@ -104,7 +105,7 @@ impl CodeBook {
         Ok(CodeBook {
             device,
             outbox,
-            lockout,
+            lockout: std::sync::Mutex::new(lockout),
             book: Mutex::new(book),
             applying: tokio::sync::Mutex::new(()),
         })
@@ -250,17 +251,27 @@ impl CodeBook {
         Ok(())
     }
 
+    pub fn lockout(&self) -> Lockout {
+        *self.lockout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From the next wrong entry on (a lock already in force keeps its end).
+    pub fn set_lockout(&self, l: Lockout) {
+        *self.lockout.lock().unwrap_or_else(|p| p.into_inner()) = l;
+    }
+
     /// Counts a wrong entry; locks the keypad (durably, with its event) at the threshold.
     /// Returns the lock's end when this entry locked it.
     pub async fn failure(&self, now: i64) -> Result<Option<i64>, OutboxError> {
+        let lockout = self.lockout();
         let n = self
             .outbox
-            .keypad_failure(now, now - self.lockout.window_ms)
+            .keypad_failure(now, now - lockout.window_ms)
             .await?;
-        if n < self.lockout.max_failures {
+        if n < lockout.max_failures {
             return Ok(None);
         }
-        let until = now + self.lockout.lock_ms;
+        let until = now + lockout.lock_ms;
         self.outbox.lock_keypad(until, n, now).await?;
         self.book().locked_until = until;
         tracing::warn!(device = %self.device, failures = n, until, "keypad locked after repeated wrong entries");

@@ -27,7 +27,8 @@ pub struct Faults {
     boxes: Mutex<Vec<BoxTrack>>,
     /// A door opening this soon after a pulse was opened by it.
     pulse_grace: Duration,
-    door_open_alarm: Duration,
+    /// Milliseconds; changed live by central configuration.
+    door_open_alarm_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,7 +58,9 @@ impl Faults {
             active: Mutex::new(active),
             boxes: Mutex::new(vec![BoxTrack::default(); usize::from(boxes)]),
             pulse_grace,
-            door_open_alarm,
+            door_open_alarm_ms: std::sync::atomic::AtomicU64::new(
+                door_open_alarm.as_millis() as u64
+            ),
         })
     }
 
@@ -228,6 +231,19 @@ impl Faults {
         }
     }
 
+    pub fn door_open_alarm(&self) -> Duration {
+        Duration::from_millis(
+            self.door_open_alarm_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// From the next check on: a door already open longer raises its fault then.
+    pub fn set_door_open_alarm(&self, d: Duration) {
+        self.door_open_alarm_ms
+            .store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The door of `b` was found open at start: it counts from now.
     pub fn door_open_at_start(&self, b: BoxNo) {
         if let Some(t) = self.tracks().get_mut(usize::from(b.get()) - 1) {
@@ -237,13 +253,14 @@ impl Faults {
 
     /// Boxes whose door has been open longer than the alarm time, with how long.
     pub fn left_open(&self) -> Vec<(BoxNo, Duration)> {
+        let alarm = self.door_open_alarm();
         self.tracks()
             .iter()
             .enumerate()
             .filter_map(|(i, t)| {
                 let since = t.open_since?.elapsed();
                 let b = BoxNo::new(u16::try_from(i + 1).ok()?).ok()?;
-                (since > self.door_open_alarm).then_some((b, since))
+                (since > alarm).then_some((b, since))
             })
             .collect()
     }

@@ -7,6 +7,7 @@
 //! command. A lock operation never waits on the network.
 
 pub(crate) mod backoff;
+mod central;
 mod clock;
 pub(crate) mod codes;
 mod commands;
@@ -115,6 +116,7 @@ pub struct RunningAgent {
     pub clock: Arc<Clock>,
     cancel: CancellationToken,
     install: CancellationToken,
+    restart: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -123,6 +125,12 @@ impl RunningAgent {
     /// [`supervisor::INSTALL_EXIT`].
     pub async fn install_requested(&self) {
         self.install.cancelled().await
+    }
+
+    /// Completes when a stored configuration needs a restart and the cabinet is idle: stop
+    /// it and exit with [`supervisor::RESTART_EXIT`].
+    pub async fn restart_requested(&self) {
+        self.restart.cancelled().await
     }
 
     /// Ordered stop: sensors and commands stop, the MQTT session closes, the outbox closes.
@@ -160,6 +168,12 @@ pub(crate) struct Ctx<D> {
     keypad_at: std::sync::Mutex<Option<Instant>>,
     /// Cancelled once an install was handed to the supervisor.
     install: CancellationToken,
+    /// Central configuration: what the server wants and what is in effect.
+    central: Mutex<central::Central>,
+    /// Cancelled when a stored configuration needs a restart and the cabinet is idle.
+    restart: CancellationToken,
+    /// The server's configuration sets, to the one task that applies them in order.
+    config_tx: mpsc::Sender<protocol::ConfigSync>,
 }
 
 impl<D> Ctx<D> {
@@ -181,13 +195,15 @@ impl<D> Ctx<D> {
 /// Starts an agent on `driver`. Opens the outbox, reads every sensor once, records a
 /// `started` event, and connects.
 pub async fn start<D: LockDriver, K: Keypad>(
-    cfg: AgentConfig,
+    mut cfg: AgentConfig,
     driver: Arc<D>,
     keypad: K,
     tls: Arc<rustls::ClientConfig>,
     cancel: CancellationToken,
 ) -> Result<RunningAgent, AgentError> {
     cfg.validate()?;
+    // The server's settings over the file's, before anything reads them.
+    let mut central = central::Central::load(&mut cfg).await;
     let id = DeviceId::parse(&cfg.id).map_err(|e| config::ConfigError::Invalid {
         key: "id",
         why: e.to_string(),
@@ -265,6 +281,9 @@ pub async fn start<D: LockDriver, K: Keypad>(
             }],
         )
         .await?;
+    if let Some(event) = central.at_start() {
+        outbox.append(clock.now_ms(), vec![event]).await?;
+    }
     // A command the previous run journaled but never finished may or may not have pulsed
     // its lock: report it failed now (never pulse it again), so the server learns the truth
     // without waiting for a redelivery.
@@ -341,6 +360,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
     net.set_connection_timeout(5);
     eventloop.set_network_options(net);
 
+    let (config_tx, config_rx) = mpsc::channel(8);
     let ctx = Arc::new(Ctx {
         box_locks: (0..driver.boxes()).map(|_| Mutex::new(())).collect(),
         cfg,
@@ -363,8 +383,12 @@ pub async fn start<D: LockDriver, K: Keypad>(
         commands_in_flight: AtomicUsize::new(0),
         keypad_at: std::sync::Mutex::new(None),
         install: CancellationToken::new(),
+        central: Mutex::new(central),
+        restart: CancellationToken::new(),
+        config_tx,
     });
     let install = ctx.install.clone();
+    let restart = ctx.restart.clone();
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
     let (tls_tx, tls_rx) = mpsc::channel(1);
@@ -401,6 +425,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         id.clone(),
     ));
     tracker.spawn(watch(ctx.clone(), cancel.clone()));
+    tracker.spawn(central::run(ctx.clone(), config_rx, cancel.clone()));
     tracker.spawn(keypad_loop(ctx.clone(), keypad, cancel.clone()));
     if let Some(version) = ctx.cfg.trial.clone() {
         tracker.spawn(update::install::confirm(
@@ -428,6 +453,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         clock,
         cancel,
         install,
+        restart,
         tracker,
     })
 }

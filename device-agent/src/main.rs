@@ -331,12 +331,13 @@ async fn serve<D: LockDriver>(
         agent.stats.clone(),
         cancel.clone(),
     ));
-    let install = tokio::select! {
-        _ = cli::shutdown_signal() => false,
-        _ = supervisor_gone(supervised) => false,
-        _ = agent.install_requested() => true,
+    let exit = tokio::select! {
+        _ = cli::shutdown_signal() => None,
+        _ = supervisor_gone(supervised) => None,
+        _ = agent.install_requested() => Some(device_agent::supervisor::INSTALL_EXIT),
+        _ = agent.restart_requested() => Some(device_agent::supervisor::RESTART_EXIT),
     };
-    tracing::info!(install, "shutting down");
+    tracing::info!(?exit, "shutting down");
     device_agent::systemd::stopping();
     cancel.cancel();
     let _ = watchdog.await;
@@ -344,11 +345,10 @@ async fn serve<D: LockDriver>(
         let _ = sim.await;
     }
     agent.shutdown().await;
-    Ok(if install {
-        std::process::ExitCode::from(device_agent::supervisor::INSTALL_EXIT)
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
+    Ok(exit.map_or(
+        std::process::ExitCode::SUCCESS,
+        std::process::ExitCode::from,
+    ))
 }
 
 /// Completes when the supervisor that runs this agent is gone (the pipe it holds as our

@@ -28,6 +28,9 @@ use crate::update::layout::{
 
 /// The exit status with which an agent asks its supervisor to install (`install.json`).
 pub const INSTALL_EXIT: u8 = 75;
+/// The exit status with which an agent asks to be started again at once (a stored
+/// configuration takes effect at start).
+pub const RESTART_EXIT: u8 = 76;
 /// Set for the agent the supervisor runs: it may ask for installs.
 pub const SUPERVISED_ENV: &str = "LOCKERFLEET_SUPERVISED";
 /// Set for an agent on trial: the version it must prove to be.
@@ -162,6 +165,10 @@ impl Supervisor {
                 && let Some(req) = layout.read::<InstallRequest>(INSTALL)
             {
                 self.switch(&layout, req)?;
+                continue;
+            }
+            if status.code() == Some(i32::from(RESTART_EXIT)) {
+                tracing::info!(version = %label, "agent restarts for its new configuration");
                 continue;
             }
             tracing::warn!(version = %label, status = %said(status), "agent stopped; starting it again");

@@ -85,6 +85,7 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
     let (client, _eventloop) = AsyncClient::new(MqttOptions::new("cab-t", "localhost", 1), 64);
     let cfg = AgentConfig {
         id: "cab-t".into(),
+        data_dir: dir.to_path_buf(),
         jam_timeout_ms: 100,
         poll_interval_ms: 5,
         profile,
@@ -102,6 +103,7 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
         protocol::release::Version::parse(crate::AGENT_VERSION).expect("version"),
     )
     .await;
+    let central = crate::central::Central::load(&mut cfg.clone()).await;
     let ctx = Arc::new(Ctx {
         staging: Mutex::new(staging),
         clock,
@@ -124,6 +126,9 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
         commands_in_flight: Default::default(),
         keypad_at: std::sync::Mutex::new(None),
         install: CancellationToken::new(),
+        central: Mutex::new(central),
+        restart: CancellationToken::new(),
+        config_tx: tokio::sync::mpsc::channel(1).0,
     });
     (ctx, fake)
 }
@@ -839,4 +844,96 @@ async fn an_install_waits_while_someone_is_at_the_cabinet() {
     );
     cancel.cancel();
     task.await.expect("keypad loop");
+}
+
+/// Central configuration: live settings take effect at once and are reported applied with
+/// what is in effect; one that needs a restart is stored and reported waiting (this agent has
+/// no supervisor, so it says the next start); an out-of-range set is refused by name and
+/// nothing changes.
+#[tokio::test]
+async fn a_configuration_is_applied_live_stored_for_a_restart_or_refused() {
+    use protocol::settings::Settings;
+    use protocol::{ConfigProgress, ConfigSync};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+    let live = Settings {
+        door_open_alarm_secs: Some(45),
+        keypad_lockout_secs: Some(900),
+        ..Default::default()
+    };
+    let sync = |version: &str, settings: Settings| ConfigSync {
+        v: 1,
+        version: version.into(),
+        settings,
+    };
+    crate::central::on_sync(&ctx, sync("v-live", live.clone())).await;
+    assert_eq!(
+        ctx.recorder.faults.door_open_alarm(),
+        Duration::from_secs(45)
+    );
+    assert_eq!(ctx.codes.lockout().lock_ms, 900_000);
+    let stored = std::fs::read_to_string(dir.path().join(crate::central::FILE)).expect("stored");
+    assert!(stored.contains("v-live"), "{stored}");
+
+    let mut restart = live.clone();
+    restart.heartbeat_secs = Some(17);
+    crate::central::on_sync(&ctx, sync("v-restart", restart)).await;
+    // Out of range: refused, the stored set and the live values stay.
+    crate::central::on_sync(
+        &ctx,
+        sync(
+            "v-bad",
+            Settings {
+                door_open_alarm_secs: Some(1),
+                ..Default::default()
+            },
+        ),
+    )
+    .await;
+    assert_eq!(
+        ctx.recorder.faults.door_open_alarm(),
+        Duration::from_secs(45)
+    );
+    let stored = std::fs::read_to_string(dir.path().join(crate::central::FILE)).expect("stored");
+    assert!(stored.contains("v-restart"), "{stored}");
+
+    let reports: Vec<(String, ConfigProgress, Option<String>)> = events(&ctx)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            EventBody::Config {
+                version,
+                state,
+                reason,
+                ..
+            } => Some((version, state, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(
+        (reports[0].0.as_str(), reports[0].1),
+        ("v-live", ConfigProgress::Applied)
+    );
+    assert_eq!(
+        (reports[1].0.as_str(), reports[1].1),
+        ("v-restart", ConfigProgress::WaitingRestart)
+    );
+    let why = reports[1].2.clone().unwrap_or_default();
+    assert!(
+        why.contains("heartbeat_secs") && why.contains("next start"),
+        "{why}"
+    );
+    assert_eq!(reports[2].1, ConfigProgress::Refused);
+    assert!(
+        reports[2]
+            .2
+            .as_deref()
+            .is_some_and(|r| r.contains("door_open_alarm_secs")),
+        "{reports:?}"
+    );
+    assert!(
+        !ctx.restart.is_cancelled(),
+        "no supervisor: no restart asked"
+    );
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`alarms`]: the alarm policy: kinds, severities, who is paged, when a cleared alarm
 //!   reopens.
+//! - [`config`]: central configuration's layers and which wins for a device.
 //! - [`deployments`]: rollouts of agent releases in waves: wave sizes, device states,
 //!   thresholds.
 //! - [`flows`]: site kinds, box sizes, the service flows, the item state machine, the masking
@@ -52,6 +53,7 @@ macro_rules! str_enum {
 }
 
 pub mod alarms;
+pub mod config;
 pub mod deployments;
 pub mod flows;
 pub mod keypad;

@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub mod backfill;
+pub(crate) mod central_config;
 pub(crate) mod changes;
 pub(crate) mod clock;
 pub(crate) mod commands;
@@ -347,14 +348,22 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     // Checked now, so a bad notifier setting stops the start instead of the first lead.
     notifier_client()?;
+    let config = central_config::CentralConfig {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        online: online.clone(),
+        metrics: metrics.clone(),
+        changed: std::sync::Arc::new(tokio::sync::Notify::new()),
+    };
     let leading = {
-        let (cfg, service, store, changes, commands, deployments, tracker2) = (
+        let (cfg, service, store, changes, commands, deployments, config, tracker2) = (
             cfg.clone(),
             service.clone(),
             store.clone(),
             changes.clone(),
             commands.clone(),
             deployments.clone(),
+            config.clone(),
             tracker.clone(),
         );
         move |work: CancellationToken| {
@@ -367,6 +376,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             ));
             tracker2.spawn(commands.clone().maintain(work.clone()));
             tracker2.spawn(deployments.clone().run(work.clone()));
+            tracker2.spawn(config.clone().run(work.clone()));
             if let Err(e) = spawn_notifier(&cfg, &service, &tracker2, work) {
                 tracing::error!(error = %e, "notifications cannot start");
             }
@@ -405,6 +415,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         store: store.clone(),
         commands,
         deployments,
+        config,
         metrics: metrics.clone(),
         health,
         service,

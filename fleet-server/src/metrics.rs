@@ -66,6 +66,10 @@ pub struct Metrics {
     /// sets them each second).
     pub deployments: Family<StateLabel, Gauge>,
     pub deployment_devices: Family<StateLabel, Gauge>,
+    /// Central configuration: sets sent, and devices whose reported configuration is not
+    /// the desired one (the leader sets it each pass).
+    pub config_syncs: Counter,
+    pub config_drift: Gauge,
     /// Time series export (InfluxDB).
     pub influx_written: Counter,
     pub influx_dropped: Family<ReasonLabel, Counter>,
@@ -185,6 +189,8 @@ impl Metrics {
             alarms_open: Family::default(),
             deployments: Family::default(),
             deployment_devices: Family::default(),
+            config_syncs: Counter::default(),
+            config_drift: Gauge::default(),
             influx_written: Counter::default(),
             influx_dropped: Family::default(),
             influx_errors: Counter::default(),
@@ -321,6 +327,16 @@ impl Metrics {
             "deployment_devices",
             "Devices of running, paused and halted deployments by rollout state (set by the leading replica)",
             m.deployment_devices.clone(),
+        );
+        r.register(
+            "config_syncs",
+            "Desired configuration sets sent to devices",
+            m.config_syncs.clone(),
+        );
+        r.register(
+            "config_drift",
+            "Known devices whose configuration in effect is not the desired one (set by the leading replica)",
+            m.config_drift.clone(),
         );
         r.register(
             "influx_points_written",

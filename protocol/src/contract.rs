@@ -8,8 +8,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::message::{
-    CertReply, CertRequest, CodeSync, Command, CommandAck, EventBatch, FetchRequest, Heartbeat,
-    Presence, Receipt, StateSnapshot, Update,
+    CertReply, CertRequest, CodeSync, Command, CommandAck, ConfigSync, EventBatch, FetchRequest,
+    Heartbeat, Presence, Receipt, StateSnapshot, Update,
 };
 use crate::topic::{self, Channel};
 use crate::{PROTOCOL_VERSION, message::MAX_EVENTS_PER_BATCH};
@@ -118,6 +118,13 @@ fn channel_use(c: Channel) -> Use {
             false,
             "Asks for the next chunk of an offered release (one at a time; resumes after a restart).",
         ),
+        Channel::Config => (
+            "ConfigSync",
+            false,
+            1,
+            false,
+            "The settings the server wants the device to run with (central configuration, every layer merged; latest version wins).",
+        ),
     };
     Use {
         message,
@@ -168,6 +175,7 @@ pub fn message_schemas() -> Map<String, Value> {
     add::<CertReply>(&mut generator);
     add::<FetchRequest>(&mut generator);
     add::<Update>(&mut generator);
+    add::<ConfigSync>(&mut generator);
     let mut defs = generator.take_definitions(true);
     defs.sort_keys();
     defs

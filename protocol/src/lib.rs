@@ -9,15 +9,16 @@ pub mod contract;
 pub mod ids;
 pub mod message;
 pub mod release;
+pub mod settings;
 pub mod topic;
 
 pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
     AckStatus, BoxState, BusHealth, CertReply, CertRequest, CodeGrant, CodeSync, Command,
-    CommandAck, CommandAction, CommandStatus, DecodeError, Event, EventBatch, EventBody, FaultKind,
-    FetchRequest, Heartbeat, Level, Power, Presence, Profile, Receipt, RejectReason,
-    ReleaseProgress, StaffCredential, StateSnapshot, StationStatus, Update, UpdateBody, decode,
-    encode,
+    CommandAck, CommandAction, CommandStatus, ConfigProgress, ConfigSync, DecodeError, Event,
+    EventBatch, EventBody, FaultKind, FetchRequest, Heartbeat, Level, Power, Presence, Profile,
+    Receipt, RejectReason, ReleaseProgress, StaffCredential, StateSnapshot, StationStatus, Update,
+    UpdateBody, decode, encode,
 };
 pub use topic::{Channel, DeviceTopic, TopicError};
 

@@ -10,7 +10,7 @@ pub const ROOT: &str = "devices";
 
 /// The channels of one device. Direction matters: a device publishes only events, state,
 /// acks, health, presence, certificate requests and release fetches; the server alone
-/// publishes commands, receipts, codes, certificates and release updates.
+/// publishes commands, receipts, codes, certificates, release updates and configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// device → server: batches of sequenced events (QoS 1).
@@ -43,10 +43,13 @@ pub enum Channel {
     Update,
     /// device → server: asks for the next chunk of an offered release (QoS 1).
     Fetch,
+    /// server → device: the settings the server wants it to run with (central
+    /// configuration; latest version wins).
+    Config,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 12] = [
+    pub const ALL: [Channel; 13] = [
         Channel::Events,
         Channel::State,
         Channel::Acks,
@@ -59,6 +62,7 @@ impl Channel {
         Channel::Cert,
         Channel::Update,
         Channel::Fetch,
+        Channel::Config,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Channel {
             Channel::Cert => "cert",
             Channel::Update => "update",
             Channel::Fetch => "fetch",
+            Channel::Config => "config",
         }
     }
 
@@ -83,12 +88,13 @@ impl Channel {
     }
 
     /// What a device subscribes to (its own, exact topics): the server → device channels.
-    pub const DEVICE_DOWNLINK: [Channel; 5] = [
+    pub const DEVICE_DOWNLINK: [Channel; 6] = [
         Channel::Commands,
         Channel::Receipts,
         Channel::Codes,
         Channel::Cert,
         Channel::Update,
+        Channel::Config,
     ];
 
     /// Whether a device may publish on this channel of its own subtree.

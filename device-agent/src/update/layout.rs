@@ -136,14 +136,7 @@ impl Layout {
     }
 
     pub(crate) fn write_bytes(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, self.dir.join(name))?;
-        sync_dir(&self.dir)
+        write_atomic(&self.dir, name, bytes)
     }
 
     /// Whether the record `name` exists.
@@ -204,6 +197,19 @@ pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
 /// Makes a rename or a new file in `dir` survive a power loss.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `dir/name` so that a power loss leaves the old file or the new one, never a torn
+/// one: a temporary file, synced, renamed over, and the directory synced.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    CertReply, Channel, CodeSync, Command, DeviceTopic, EventBatch, Receipt, Update, UpdateBody,
+    CertReply, Channel, CodeSync, Command, ConfigSync, DeviceTopic, EventBatch, Receipt, Update,
+    UpdateBody,
 };
 use rumqttc::{ClientError, QoS};
 use tokio::sync::mpsc;
@@ -197,6 +198,15 @@ async fn on_message<D: LockDriver>(
                 tracker.spawn(async move { on_update(&c, update).await });
             }
             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad release update ignored"),
+        },
+        Ok(Channel::Config) => match protocol::decode::<ConfigSync>(payload) {
+            Ok(sync) => {
+                if let Err(e) = ctx.config_tx.try_send(sync) {
+                    // The server sends it again until the cabinet reports it.
+                    tracing::warn!(device = %ctx.id, error = %e, "configuration set dropped");
+                }
+            }
+            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad configuration ignored"),
         },
         Ok(Channel::Codes) => match protocol::decode::<CodeSync>(payload) {
             Ok(sync) => {

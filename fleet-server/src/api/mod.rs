@@ -12,6 +12,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod cabinets;
 pub(crate) mod commands;
+pub(crate) mod config;
 pub(crate) mod convert;
 pub(crate) mod deployments;
 pub(crate) mod devices;
@@ -58,6 +59,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(planning::routes())
         .merge(releases::routes())
         .merge(deployments::routes())
+        .merge(config::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

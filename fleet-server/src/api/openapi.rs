@@ -7,8 +7,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    alarms, audit, cabinets, commands, deployments, devices, items, live, planning, releases,
-    sites, staff, system, tokens, usage, worklists,
+    alarms, audit, cabinets, commands, config, deployments, devices, items, live, planning,
+    releases, sites, staff, system, tokens, usage, worklists,
 };
 
 #[derive(OpenApi)]
@@ -75,6 +75,11 @@ use crate::api::{
         deployments::list,
         deployments::describe,
         deployments::act,
+        config::overview,
+        config::devices,
+        config::set_fleet,
+        config::set_layer,
+        config::device,
     ),
     modifiers(&Bearer)
 )]

@@ -14,6 +14,7 @@ pub(crate) struct AppState {
     pub store: Store,
     pub commands: Commands,
     pub deployments: crate::deployments::Deployments,
+    pub config: crate::central_config::CentralConfig,
     pub metrics: Metrics,
     pub health: Health,
     pub service: crate::service::Service,

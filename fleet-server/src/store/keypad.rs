@@ -117,6 +117,45 @@ impl Store {
                 )
                 .await?;
             }
+            EventBody::Config {
+                version,
+                state,
+                settings,
+                reason,
+            } => {
+                let settings = settings
+                    .as_ref()
+                    .map(|s| serde_json::to_string(s).unwrap_or_default());
+                sqlx::query(
+                    "UPDATE devices SET config_version = $1, config_state = $2,
+                       config_reason = $3, config_settings = COALESCE($4, config_settings),
+                       config_at = $5
+                     WHERE device_id = $6 AND (config_at IS NULL OR config_at <= $5)",
+                )
+                .bind(version)
+                .bind(state.as_str())
+                .bind(reason.as_deref())
+                .bind(settings)
+                .bind(ts)
+                .bind(device.as_str())
+                .execute(&mut **tx)
+                .await?;
+                // A refusal is news to an operator; an applied set is in the device's row.
+                if *state != protocol::ConfigProgress::Applied {
+                    super::flows::audit(
+                        tx,
+                        ts,
+                        "device",
+                        &format!("config_{}", state.as_str()),
+                        device,
+                        None,
+                        None,
+                        version,
+                        reason.as_deref(),
+                    )
+                    .await?;
+                }
+            }
             EventBody::CodesApplied { version } => {
                 sqlx::query(
                     "UPDATE cabinets SET codes_applied = CASE WHEN $1 > codes_applied THEN $1 ELSE codes_applied END
@@ -207,5 +246,6 @@ pub(super) fn is_keypad_event(body: &EventBody) -> bool {
             | EventBody::CodesApplied { .. }
             | EventBody::Fault { .. }
             | EventBody::Release { .. }
+            | EventBody::Config { .. }
     )
 }

@@ -9,6 +9,7 @@ pub mod audit;
 mod cabinets;
 mod codes;
 mod commands;
+mod config;
 mod deployments;
 mod devices;
 mod flows;
@@ -39,6 +40,7 @@ pub use alarms::{AlarmAction, AlarmFilter, AlarmRow};
 pub use audit::AuditRow;
 pub use cabinets::{BoxConfig, BoxView, CabinetRow};
 pub use commands::{CommandRow, CreateOutcome, NewCommand};
+pub use config::{AppliedConfig, ConfigFacts, LayerRow};
 pub use deployments::{DeploymentRow, DeviceNow, RolloutRow, Selector};
 pub use devices::{
     BoxRow, DeviceDetail, DeviceRow, EventRow, HEARTBEAT_MISSES, Layers, PresenceRow, Totals,

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -27,6 +27,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (13, V13),
     (14, V14),
     (15, V15),
+    (16, V16),
 ];
 
 const V1: &[&str] = &[
@@ -474,4 +475,23 @@ const V15: &[&str] = &[
         PRIMARY KEY (device_id, label_key)
     )",
     "CREATE INDEX IF NOT EXISTS device_labels_pair ON device_labels (label_key, label_value)",
+];
+
+/// Issue 22: central configuration — the desired settings per layer (fleet, site kind, site,
+/// label, device), and what each device reports in effect.
+const V16: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS config_layers (
+        scope TEXT NOT NULL,
+        scope_key TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        revision BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT NOT NULL,
+        PRIMARY KEY (scope, scope_key)
+    )",
+    "ALTER TABLE devices ADD COLUMN config_version TEXT",
+    "ALTER TABLE devices ADD COLUMN config_state TEXT",
+    "ALTER TABLE devices ADD COLUMN config_reason TEXT",
+    "ALTER TABLE devices ADD COLUMN config_settings TEXT",
+    "ALTER TABLE devices ADD COLUMN config_at BIGINT",
 ];

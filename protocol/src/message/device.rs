@@ -195,6 +195,19 @@ pub enum EventBody {
         #[schemars(length(max = 500), pattern(TEXT))]
         reason: Option<String>,
     },
+    /// Central configuration on the cabinet: `applied` (the `settings` in effect now, named
+    /// by `version`), `waiting_restart` (stored; some of it needs a restart, taken when the
+    /// cabinet is idle, or by its service manager), or `refused` (`reason`).
+    Config {
+        #[schemars(length(max = 64), pattern(TEXT))]
+        version: String,
+        state: ConfigProgress,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<crate::settings::Settings>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 500), pattern(TEXT))]
+        reason: Option<String>,
+    },
     /// An event this side could not read (a newer agent's type or value), kept as sent in
     /// `raw` with why; nothing acts on it. Agents never send it, so the contract omits it.
     #[schemars(skip)]
@@ -505,6 +518,7 @@ impl EventBody {
             EventBody::StaffRejected { .. } => "staff_rejected",
             EventBody::CodesApplied { .. } => "codes_applied",
             EventBody::Release { .. } => "release",
+            EventBody::Config { .. } => "config",
             EventBody::Fault { .. } => "fault",
             EventBody::Unreadable { .. } => "unreadable",
         }
@@ -519,6 +533,7 @@ impl EventBody {
             | EventBody::StaffRejected { .. }
             | EventBody::CodesApplied { .. }
             | EventBody::Release { .. }
+            | EventBody::Config { .. }
             | EventBody::Unreadable { .. } => None,
             EventBody::Fault { box_no, .. } => *box_no,
             EventBody::Door { box_no, .. }
@@ -700,6 +715,28 @@ impl ReleaseProgress {
                 | ReleaseProgress::RolledBack
                 | ReleaseProgress::Refused
         )
+    }
+}
+
+/// Where a desired configuration stands on a cabinet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigProgress {
+    /// In effect.
+    Applied,
+    /// Stored and in effect after a restart (taken when the cabinet is idle).
+    WaitingRestart,
+    /// Not applied; `reason` says why.
+    Refused,
+}
+
+impl ConfigProgress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigProgress::Applied => "applied",
+            ConfigProgress::WaitingRestart => "waiting_restart",
+            ConfigProgress::Refused => "refused",
+        }
     }
 }
 

@@ -57,6 +57,29 @@ pub struct CodeSync {
     pub staff: Vec<StaffCredential>,
 }
 
+/// `devices/{id}/config`: the settings the server wants this device to run with (central
+/// configuration, every layer merged; a field left out keeps the agent's own file's value).
+/// The latest `version` wins; the device answers with a `config` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ConfigSync {
+    #[serde(default = "v1")]
+    #[schemars(schema_with = "version_schema")]
+    pub v: u32,
+    /// Names the set (`Settings::version`).
+    #[schemars(length(min = 1, max = 64), pattern(TEXT))]
+    pub version: String,
+    pub settings: crate::settings::Settings,
+}
+
+impl Message for ConfigSync {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_text("version", &self.version, 64).map_err(DecodeError::Invalid)
+    }
+}
+
 /// Most grants one cabinet holds: far above any cabinet's box count.
 pub const MAX_GRANTS: usize = 4096;
 /// Most staff credentials one cabinet holds.

@@ -50,7 +50,8 @@ fn snapshot_message(name: &str) -> Option<&'static str> {
         "cert_issued" | "cert_refused" => "CertReply",
         "update_offer" | "update_chunk" | "update_unavailable" => "Update",
         "fetch_request" => "FetchRequest",
-        "release_events" => "EventBatch",
+        "release_events" | "config_events" => "EventBatch",
+        "config_sync" => "ConfigSync",
         "topics" => return None,
         other => panic!("snapshot {other:?} is not mapped to a message of the contract"),
     })

@@ -255,6 +255,51 @@ fn command_and_ack() {
 }
 
 #[test]
+fn central_configuration() {
+    let settings = protocol::settings::Settings {
+        door_open_alarm_secs: Some(300),
+        keypad_lockout_secs: Some(600),
+        ..Default::default()
+    };
+    let sync = protocol::ConfigSync {
+        v: 1,
+        version: settings.version(),
+        settings: settings.clone(),
+    };
+    insta::assert_snapshot!("config_sync", pretty(&sync));
+    let events = EventBatch {
+        v: 1,
+        base: 80,
+        events: vec![
+            Event {
+                seq: 80,
+                ts: 1_764_288_100_000,
+                body: EventBody::Config {
+                    version: settings.version(),
+                    state: protocol::ConfigProgress::Applied,
+                    settings: Some(settings),
+                    reason: None,
+                },
+            },
+            Event {
+                seq: 81,
+                ts: 1_764_288_100_500,
+                body: EventBody::Config {
+                    version: "0b3c8e1d5a7f9e21".into(),
+                    state: protocol::ConfigProgress::WaitingRestart,
+                    settings: None,
+                    reason: Some(
+                        "heartbeat_secs take effect after a restart: restarting when the cabinet is idle"
+                            .into(),
+                    ),
+                },
+            },
+        ],
+    };
+    insta::assert_snapshot!("config_events", pretty(&events));
+}
+
+#[test]
 fn release_delivery() {
     // A fixed key so the signature in the snapshot never changes.
     let seed = [5u8; 32];

@@ -1008,6 +1008,16 @@ impl Supervised {
             .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
             .status();
+        // Seen once: the group kill returned and the supervisor lived on, hanging the test in
+        // `wait`. The supervisor itself then, directly; its agent follows it (an agent exits
+        // when its supervisor's pipe closes).
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod alarms;
 mod broker_front;
+mod configuration;
 mod console;
 mod contract;
 mod delivery;
