@@ -72,6 +72,32 @@ async fn head(tx: &mut Tx<'_>) -> Result<(i64, String), StoreError> {
 /// The advisory lock key of the audit chain on PostgreSQL ("LFAUDIT" in ASCII).
 const CHAIN_LOCK: i64 = 0x004c_4641_5544_4954;
 
+/// Appends an administrative row (who did what, to which device, with a description) under
+/// a fresh id: the shape releases, deployments, labels and configuration share.
+pub(crate) async fn note(
+    tx: &mut Tx<'_>,
+    at: i64,
+    by: &str,
+    action: &str,
+    device: Option<&str>,
+    what: &str,
+) -> Result<(), StoreError> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    append(
+        tx,
+        &AuditEntry {
+            id: &id,
+            ts: at,
+            actor: by,
+            action,
+            device,
+            reason: Some(what),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Appends one row at the head of the chain, inside the caller's transaction.
 pub(crate) async fn append(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), StoreError> {
     if tx.backend_name() == "PostgreSQL" {

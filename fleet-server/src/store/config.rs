@@ -6,7 +6,7 @@ use domain::labels::Labels;
 use protocol::settings::Settings;
 use sqlx::Row;
 
-use super::audit::{self, AuditEntry};
+use super::audit;
 use super::{Store, StoreError};
 
 /// One stored layer.
@@ -148,18 +148,13 @@ impl Store {
             before.as_ref().map_or("{}", |(s, _)| s.as_str()),
             json
         );
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        audit::append(
+        audit::note(
             &mut tx,
-            &AuditEntry {
-                id: &id,
-                ts: at,
-                actor: by,
-                action: "config_set",
-                device: (scope == Scope::Device).then_some(key),
-                reason: Some(&what),
-                ..Default::default()
-            },
+            at,
+            by,
+            "config_set",
+            (scope == Scope::Device).then_some(key),
+            &what,
         )
         .await?;
         tx.commit().await?;

@@ -10,7 +10,7 @@ use protocol::release::MaintenanceWindow;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::audit::{self, AuditEntry};
+use super::audit;
 use super::{Store, StoreError, parse_col};
 
 /// A deployment as stored.
@@ -125,28 +125,6 @@ pub struct DeviceNow {
     pub report: Option<(String, String, Option<String>, i64)>,
     /// When its newest critical alarm was first seen, if it has one.
     pub critical_since: Option<i64>,
-}
-
-async fn audit_deployment(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    at: i64,
-    by: &str,
-    action: &str,
-    what: &str,
-) -> Result<(), StoreError> {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    audit::append(
-        tx,
-        &AuditEntry {
-            id: &id,
-            ts: at,
-            actor: by,
-            action,
-            reason: Some(what),
-            ..Default::default()
-        },
-    )
-    .await
 }
 
 /// Which devices a deployment is for: those matching every filter given (an empty filter
@@ -275,11 +253,12 @@ impl Store {
             waves.iter().map(Vec::len).sum::<usize>(),
             sizes.join(", ")
         );
-        audit_deployment(
+        audit::note(
             &mut tx,
             d.created_at,
             &d.created_by,
             "deployment_created",
+            None,
             &what,
         )
         .await?;
@@ -387,7 +366,7 @@ impl Store {
             Some(r) => format!("deployment {id}, wave {}: {r}", wave + 1),
             None => format!("deployment {id}, wave {}", wave + 1),
         };
-        audit_deployment(&mut tx, at, by, action, &what).await?;
+        audit::note(&mut tx, at, by, action, None, &what).await?;
         // The platform's webhook hears when a deployment halts or completes.
         if self.webhooks && matches!(state, DeploymentState::Halted | DeploymentState::Completed) {
             let r = sqlx::query("SELECT target, version FROM deployments WHERE deployment_id = $1")

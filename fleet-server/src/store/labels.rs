@@ -7,7 +7,7 @@ use domain::labels::Labels;
 use protocol::DeviceId;
 use sqlx::Row;
 
-use super::audit::{self, AuditEntry};
+use super::audit;
 use super::{Store, StoreError};
 
 impl Store {
@@ -75,20 +75,7 @@ impl Store {
             .await?;
         }
         let what = format!("labels {} → {}", show(&before), show(labels));
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        audit::append(
-            &mut tx,
-            &AuditEntry {
-                id: &id,
-                ts: at,
-                actor: by,
-                action: "labels_set",
-                device: Some(device.as_str()),
-                reason: Some(&what),
-                ..Default::default()
-            },
-        )
-        .await?;
+        audit::note(&mut tx, at, by, "labels_set", Some(device.as_str()), &what).await?;
         tx.commit().await?;
         Ok(before)
     }

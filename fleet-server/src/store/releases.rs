@@ -7,7 +7,7 @@ use protocol::release::{Manifest, SignedRelease, Version};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::audit::{self, AuditEntry};
+use super::audit;
 use super::{Store, StoreError, parse_col};
 
 /// Where a release stands.
@@ -99,30 +99,6 @@ pub enum Registered {
     Exists(Box<ReleaseRow>),
 }
 
-async fn audit_release(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    at: i64,
-    by: &str,
-    action: &str,
-    device: Option<&str>,
-    what: &str,
-) -> Result<(), StoreError> {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    audit::append(
-        tx,
-        &AuditEntry {
-            id: &id,
-            ts: at,
-            actor: by,
-            action,
-            device,
-            reason: Some(what),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
 /// One release's row, read on `conn` (a transaction's or the pool's).
 async fn row_of(
     conn: &mut sqlx::AnyConnection,
@@ -190,7 +166,7 @@ impl Store {
             withdrawn_by: None,
             withdraw_note: None,
         };
-        audit_release(&mut tx, at, by, "release_registered", None, &row.describe()).await?;
+        audit::note(&mut tx, at, by, "release_registered", None, &row.describe()).await?;
         tx.commit().await?;
         Ok(Registered::New(Box::new(row)))
     }
@@ -230,7 +206,7 @@ impl Store {
             return Ok(None);
         };
         if changed == 1 {
-            audit_release(&mut tx, at, by, "release_uploaded", None, &row.describe()).await?;
+            audit::note(&mut tx, at, by, "release_uploaded", None, &row.describe()).await?;
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -266,7 +242,7 @@ impl Store {
         };
         if changed == 1 {
             let what = format!("{}: {note}", row.describe());
-            audit_release(&mut tx, at, by, "release_withdrawn", None, &what).await?;
+            audit::note(&mut tx, at, by, "release_withdrawn", None, &what).await?;
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -282,7 +258,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         let what = row.describe();
-        audit_release(
+        audit::note(
             &mut tx,
             at,
             by,
