@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod deployments;
 pub mod devices;
+pub mod diagnostics;
 pub mod items;
 pub mod live;
 pub mod planning;

@@ -35,13 +35,15 @@ pub(crate) struct Internal {
 /// Each is a commit log kept in RAM up to size × count whether or not it has been read, so it
 /// is sized to ride out a short stall of the server's reader (≈ 40,000 event batches), not
 /// more: anything lost beyond that is re-sent by the devices, which keep it until receipted.
-const FILTERS: [(protocol::Channel, usize, usize); 6] = [
+const FILTERS: [(protocol::Channel, usize, usize); 7] = [
     (protocol::Channel::Events, 4 * 1024 * 1024, 3),
     (protocol::Channel::Acks, 1024 * 1024, 2),
     (protocol::Channel::State, 2 * 1024 * 1024, 2),
     (protocol::Channel::Health, 1024 * 1024, 2),
     (protocol::Channel::Csr, 256 * 1024, 2),
     (protocol::Channel::Fetch, 256 * 1024, 2),
+    // Reports are up to ~150 KB each and rare.
+    (protocol::Channel::Diagnostics, 1024 * 1024, 2),
 ];
 
 pub(crate) async fn start() -> Result<Internal, BrokerError> {

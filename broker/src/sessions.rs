@@ -40,6 +40,7 @@ fn bit(channel: Channel) -> u8 {
         Channel::Cert => 8,
         Channel::Update => 16,
         Channel::Config => 32,
+        Channel::Diagnose => 64,
         // Devices may subscribe to nothing else (`protocol::topic::check_device_subscribe`).
         _ => 0,
     }

@@ -1,6 +1,6 @@
 //! Central configuration on the cabinet: the settings the server wants (`config` channel),
 //! checked, stored before anything else (the next start runs with them), applied live where
-//! the running agent can (keypad lockout, door-left-open time) and otherwise by a clean
+//! the running agent can (keypad lockout, door-left-open time, log level) and otherwise by a clean
 //! restart once the cabinet is idle, under the same rule as an install. Every outcome goes
 //! to the server as a `config` event: applied (with the settings in effect), waiting for a
 //! restart, or refused with the reason.
@@ -55,6 +55,7 @@ fn base_of(cfg: &AgentConfig) -> Settings {
         keypad_max_failures: Some(u64::from(cfg.keypad_max_failures)),
         keypad_window_secs: Some(cfg.keypad_window_secs),
         keypad_lockout_secs: Some(cfg.keypad_lockout_secs),
+        log_level: cfg.log_level,
         unknown: Default::default(),
     }
 }
@@ -70,6 +71,7 @@ fn put(cfg: &mut AgentConfig, s: &Settings) {
     cfg.keypad_max_failures = u32::try_from(take("keypad_max_failures")).unwrap_or(u32::MAX);
     cfg.keypad_window_secs = take("keypad_window_secs");
     cfg.keypad_lockout_secs = take("keypad_lockout_secs");
+    cfg.log_level = x.get("log_level");
 }
 
 async fn read(data_dir: &Path) -> Result<Option<Stored>, String> {
@@ -238,6 +240,7 @@ async fn decide<D: LockDriver>(
     ctx.recorder
         .faults
         .set_door_open_alarm(Duration::from_secs(now("door_open_alarm_secs")));
+    crate::logs::set_level(wanted.get("log_level"));
     let restart: Vec<&str> = changed.iter().filter(|f| !f.live).map(|f| f.name).collect();
     for f in FIELDS.iter().filter(|f| f.live) {
         c.in_effect.set(f.name, wanted.get(f.name));

@@ -68,6 +68,9 @@ pub struct AgentConfig {
     pub keypad_lockout_secs: u64,
     /// A door open longer than this raises `door_left_open`.
     pub door_open_alarm_secs: u64,
+    /// How much the agent logs: 1 error, 2 warn, 3 info, 4 debug, 5 trace; none: the
+    /// process's filter (`LOCKERFLEET_LOG`, else info). Central configuration may set it.
+    pub log_level: Option<u64>,
     /// A Unix socket where the cabinet's screen application types entries (`code DIGITS`,
     /// `staff CREDENTIAL BOX`) and reads the outcome, on any hardware; none: no socket.
     pub keypad_socket: Option<PathBuf>,
@@ -259,6 +262,7 @@ impl Default for AgentConfig {
             keypad_window_secs: 600,
             keypad_lockout_secs: 900,
             door_open_alarm_secs: 120,
+            log_level: None,
             keypad_socket: None,
             fake: FakeSettings::default(),
             modbus: ModbusSettings::default(),
@@ -403,6 +407,12 @@ impl AgentConfig {
         }
         if self.fake.activity_per_sec < 0.0 || !self.fake.activity_per_sec.is_finite() {
             return bad("fake.activity_per_sec", "must be 0 or more");
+        }
+        if self.log_level.is_some_and(|l| !(1..=5).contains(&l)) {
+            return bad(
+                "log_level",
+                "must be 1 (error), 2 (warn), 3 (info), 4 (debug) or 5 (trace)",
+            );
         }
         if self.door_open_alarm_secs == 0 {
             return bad("door_open_alarm_secs", "must be at least 1");

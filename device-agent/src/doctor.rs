@@ -52,6 +52,24 @@ fn fail(name: &'static str, detail: String) -> Check {
 
 /// Runs every check; the order is the order a technician fixes things in.
 pub async fn run<D: LockDriver>(cfg: &AgentConfig, driver: &D) -> Vec<Check> {
+    run_with(cfg, driver, None).await
+}
+
+/// The checks from inside the running agent (remote diagnostics): the clock is judged on
+/// the offset the agent holds (`offset_ms`) instead of the outbox it has open.
+pub(crate) async fn run_live<D: LockDriver>(
+    cfg: &AgentConfig,
+    driver: &D,
+    offset_ms: i64,
+) -> Vec<Check> {
+    run_with(cfg, driver, Some(offset_ms)).await
+}
+
+async fn run_with<D: LockDriver>(
+    cfg: &AgentConfig,
+    driver: &D,
+    offset_ms: Option<i64>,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     let id = match cfg.validate().and_then(|()| {
         DeviceId::parse(&cfg.id).map_err(|e| crate::config::ConfigError::Invalid {
@@ -100,7 +118,10 @@ pub async fn run<D: LockDriver>(cfg: &AgentConfig, driver: &D) -> Vec<Check> {
         }
         Err(e) => fail("certificate", e.to_string()),
     });
-    checks.push(clock(cfg).await);
+    checks.push(match offset_ms {
+        Some(offset) => judge_offset(cfg, offset),
+        None => clock(cfg).await,
+    });
     checks.push(match &identity {
         Ok(i) => server(cfg, i.tls.clone()).await,
         Err(_) => fail("server", "not tried without a usable certificate".into()),
@@ -156,6 +177,32 @@ async fn clock(cfg: &AgentConfig) -> Check {
         },
         Err(e) if e.is_busy() => held(),
         Err(e) => fail("clock", format!("the outbox cannot say: {e}")),
+    }
+}
+
+/// The running agent's clock against the server's, from the offset it learned.
+fn judge_offset(cfg: &AgentConfig, offset: i64) -> Check {
+    let now = crate::clock::Clock::new(cfg.fake.clock_skew_ms).local_ms();
+    if now < 1_704_067_200_000 {
+        return fail(
+            "clock",
+            format!("the clock says {now} ms since 1970, before 2024: set it (NTP)"),
+        );
+    }
+    if offset.abs() > MAX_OFFSET_MS {
+        fail(
+            "clock",
+            format!(
+                "{} s {} the server's; the agent judges on the server's time, but fix this clock (NTP)",
+                offset.abs() / 1000,
+                if offset > 0 { "behind" } else { "ahead of" }
+            ),
+        )
+    } else {
+        pass(
+            "clock",
+            format!("within {} ms of the server's", offset.abs()),
+        )
     }
 }
 

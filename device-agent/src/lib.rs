@@ -13,6 +13,7 @@ pub(crate) mod codes;
 mod commands;
 pub(crate) mod config;
 pub mod control;
+mod diagnose;
 pub mod doctor;
 pub(crate) mod driver;
 mod entry;
@@ -20,6 +21,7 @@ pub(crate) mod faults;
 pub(crate) mod gpio;
 pub(crate) mod keypad;
 pub mod keypad_socket;
+pub mod logs;
 pub(crate) mod modbus;
 mod net;
 pub(crate) mod outbox;
@@ -174,6 +176,9 @@ pub(crate) struct Ctx<D> {
     restart: CancellationToken,
     /// The server's configuration sets, to the one task that applies them in order.
     config_tx: mpsc::Sender<protocol::ConfigSync>,
+    /// One diagnostics answer at a time: a burst of requests never runs the board checks
+    /// side by side.
+    diagnosing: Mutex<()>,
 }
 
 impl<D> Ctx<D> {
@@ -204,6 +209,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
     cfg.validate()?;
     // The server's settings over the file's, before anything reads them.
     let mut central = central::Central::load(&mut cfg).await;
+    logs::set_level(cfg.log_level);
     let id = DeviceId::parse(&cfg.id).map_err(|e| config::ConfigError::Invalid {
         key: "id",
         why: e.to_string(),
@@ -386,6 +392,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         central: Mutex::new(central),
         restart: CancellationToken::new(),
         config_tx,
+        diagnosing: Mutex::new(()),
     });
     let install = ctx.install.clone();
     let restart = ctx.restart.clone();

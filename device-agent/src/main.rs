@@ -171,7 +171,7 @@ fn main() -> std::process::ExitCode {
 
 /// How the agent ended: `INSTALL_EXIT` asks the supervisor to switch versions.
 async fn run() -> anyhow::Result<std::process::ExitCode> {
-    cli::init_tracing("info,rumqttc=warn,sqlx=warn");
+    device_agent::logs::init("info,rumqttc=warn,sqlx=warn");
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let mut args = Args::parse();

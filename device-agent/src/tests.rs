@@ -129,6 +129,7 @@ async fn ctx_of(dir: &std::path::Path, fc: FakeConfig) -> (Arc<Ctx<FakeLocks>>, 
         central: Mutex::new(central),
         restart: CancellationToken::new(),
         config_tx: tokio::sync::mpsc::channel(1).0,
+        diagnosing: Mutex::new(()),
     });
     (ctx, fake)
 }
@@ -153,6 +154,49 @@ async fn poll_until(
     cancel.cancel();
     let _ = task.await;
     found
+}
+
+#[tokio::test]
+async fn diagnostics_answer_with_doctor_checks_log_lines_or_why_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ctx, fake) = ctx(dir.path(), 0.0).await;
+    let ask = |ask, expires_at| protocol::DiagnosticsRequest {
+        v: 1,
+        request_id: "d-1".into(),
+        expires_at,
+        ask,
+    };
+    let later = ctx.clock.now_ms() + 60_000;
+    fake.set_bus_down(true);
+    match crate::diagnose::body(&ctx, &ask(protocol::DiagnosticsAsk::Doctor, later)).await {
+        protocol::DiagnosticsBody::Doctor { checks } => {
+            let board = checks
+                .iter()
+                .find(|c| c.name == "lock board")
+                .expect("board");
+            assert!(!board.ok, "{checks:?}");
+            let clock = checks.iter().find(|c| c.name == "clock").expect("clock");
+            assert!(
+                clock.ok && clock.detail.contains("of the server's"),
+                "{checks:?}"
+            );
+        }
+        other => panic!("not a doctor report: {other:?}"),
+    }
+    match crate::diagnose::body(
+        &ctx,
+        &ask(protocol::DiagnosticsAsk::Logs { lines: 5 }, later),
+    )
+    .await
+    {
+        protocol::DiagnosticsBody::Logs { lines, .. } => assert!(lines.len() <= 5),
+        other => panic!("not logs: {other:?}"),
+    }
+    let expired = ask(protocol::DiagnosticsAsk::Doctor, ctx.clock.now_ms() - 1);
+    match crate::diagnose::body(&ctx, &expired).await {
+        protocol::DiagnosticsBody::Refused { reason } => assert!(reason.contains("expired")),
+        other => panic!("not refused: {other:?}"),
+    }
 }
 
 #[tokio::test]

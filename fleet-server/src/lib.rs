@@ -13,6 +13,7 @@ pub(crate) mod commands;
 pub mod config;
 pub(crate) mod deployments;
 pub(crate) mod devices;
+pub(crate) mod diagnostics;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod health;
@@ -244,11 +245,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let (ready_tx, ready_rx) = mpsc::channel(4096);
     let (renewals_tx, renewals_rx) = mpsc::channel(256);
     let (fetches_tx, fetches_rx) = mpsc::channel(1024);
+    let (diagnostics_tx, diagnostics_rx) = mpsc::channel(64);
     let dispatch = link::Dispatch {
         ingest: ingest_tx,
         outcomes: outcomes_tx.clone(),
         renewals: renewals_tx,
         fetches: fetches_tx,
+        diagnostics: diagnostics_tx,
         metrics: metrics.clone(),
     };
     let (publisher, mqtt_addr) = match (&mut broker, external) {
@@ -355,7 +358,19 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics: metrics.clone(),
         changed: std::sync::Arc::new(tokio::sync::Notify::new()),
     };
+    let diagnostics = diagnostics::Diagnostics {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        online: online.clone(),
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+    };
+    tracker.spawn(diagnostics::ingest(
+        diagnostics_rx,
+        store.clone(),
+        cancel.clone(),
+    ));
     let leading = {
+        let diagnostics = diagnostics.clone();
         let (cfg, service, store, changes, commands, deployments, config, tracker2) = (
             cfg.clone(),
             service.clone(),
@@ -377,6 +392,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             tracker2.spawn(commands.clone().maintain(work.clone()));
             tracker2.spawn(deployments.clone().run(work.clone()));
             tracker2.spawn(config.clone().run(work.clone()));
+            tracker2.spawn(diagnostics.clone().run(work.clone()));
             if let Err(e) = spawn_notifier(&cfg, &service, &tracker2, work) {
                 tracing::error!(error = %e, "notifications cannot start");
             }
@@ -416,6 +432,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         commands,
         deployments,
         config,
+        diagnostics,
         metrics: metrics.clone(),
         health,
         service,

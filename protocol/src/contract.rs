@@ -8,8 +8,9 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::message::{
-    CertReply, CertRequest, CodeSync, Command, CommandAck, ConfigSync, EventBatch, FetchRequest,
-    Heartbeat, Presence, Receipt, StateSnapshot, Update,
+    CertReply, CertRequest, CodeSync, Command, CommandAck, ConfigSync, DiagnosticsReport,
+    DiagnosticsRequest, EventBatch, FetchRequest, Heartbeat, Presence, Receipt, StateSnapshot,
+    Update,
 };
 use crate::topic::{self, Channel};
 use crate::{PROTOCOL_VERSION, message::MAX_EVENTS_PER_BATCH};
@@ -125,6 +126,20 @@ fn channel_use(c: Channel) -> Use {
             false,
             "The settings the server wants the device to run with (central configuration, every layer merged; latest version wins).",
         ),
+        Channel::Diagnose => (
+            "DiagnosticsRequest",
+            false,
+            1,
+            false,
+            "Asks for the newest lines of the agent's log ring or a fresh doctor report; re-sent until answered or expired.",
+        ),
+        Channel::Diagnostics => (
+            "DiagnosticsReport",
+            true,
+            1,
+            false,
+            "The answer to a diagnostics request: log lines (bounded), doctor checks, or why not.",
+        ),
     };
     Use {
         message,
@@ -176,6 +191,8 @@ pub fn message_schemas() -> Map<String, Value> {
     add::<FetchRequest>(&mut generator);
     add::<Update>(&mut generator);
     add::<ConfigSync>(&mut generator);
+    add::<DiagnosticsRequest>(&mut generator);
+    add::<DiagnosticsReport>(&mut generator);
     let mut defs = generator.take_definitions(true);
     defs.sort_keys();
     defs

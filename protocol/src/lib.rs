@@ -15,7 +15,8 @@ pub mod topic;
 pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
     AckStatus, BoxState, BusHealth, CertReply, CertRequest, CodeGrant, CodeSync, Command,
-    CommandAck, CommandAction, CommandStatus, ConfigProgress, ConfigSync, DecodeError, Event,
+    CommandAck, CommandAction, CommandStatus, ConfigProgress, ConfigSync, DecodeError,
+    DiagnosticsAsk, DiagnosticsBody, DiagnosticsReport, DiagnosticsRequest, DoctorCheck, Event,
     EventBatch, EventBody, FaultKind, FetchRequest, Heartbeat, Level, Power, Presence, Profile,
     Receipt, RejectReason, ReleaseProgress, StaffCredential, StateSnapshot, StationStatus, Update,
     UpdateBody, decode, encode,

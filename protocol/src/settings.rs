@@ -80,7 +80,26 @@ pub const FIELDS: &[Field] = &[
         live: true,
         about: "how long the keypad stays locked after too many wrong entries",
     },
+    Field {
+        name: "log_level",
+        min: 1,
+        max: 5,
+        unit: "",
+        live: true,
+        about: "how much the agent logs: 1 error, 2 warn, 3 info, 4 debug, 5 trace (the log crate's numbering); unset keeps the agent's own",
+    },
 ];
+
+/// The `log_level` names, by value (1 = `error`).
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// The name of a `log_level` value (`None` outside 1..=5).
+pub fn log_level_name(value: u64) -> Option<&'static str> {
+    usize::try_from(value)
+        .ok()
+        .and_then(|v| v.checked_sub(1))
+        .and_then(|i| LOG_LEVELS.get(i).copied())
+}
 
 /// The managed settings; each `None` is "not set here".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -99,6 +118,8 @@ pub struct Settings {
     pub keypad_window_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keypad_lockout_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<u64>,
     /// Names this side does not know (a typo, or a newer server's setting): [`Settings::check`]
     /// refuses them by name, so an older agent says what it cannot apply instead of
     /// dropping the whole message.
@@ -126,6 +147,7 @@ impl Settings {
             self.keypad_max_failures,
             self.keypad_window_secs,
             self.keypad_lockout_secs,
+            self.log_level,
         ];
         FIELDS
             .iter()
@@ -162,6 +184,7 @@ impl Settings {
             "keypad_max_failures" => &mut self.keypad_max_failures,
             "keypad_window_secs" => &mut self.keypad_window_secs,
             "keypad_lockout_secs" => &mut self.keypad_lockout_secs,
+            "log_level" => &mut self.log_level,
             _ => return None,
         })
     }
@@ -306,8 +329,8 @@ mod tests {
     proptest! {
         #[test]
         fn overlay_keeps_what_the_top_does_not_set(
-            a in proptest::collection::vec(proptest::option::of(0u64..100_000), 7),
-            b in proptest::collection::vec(proptest::option::of(0u64..100_000), 7),
+            a in proptest::collection::vec(proptest::option::of(0u64..100_000), FIELDS.len()),
+            b in proptest::collection::vec(proptest::option::of(0u64..100_000), FIELDS.len()),
         ) {
             let make = |v: &[Option<u64>]| {
                 let mut s = Settings::default();

@@ -46,10 +46,14 @@ pub enum Channel {
     /// server → device: the settings the server wants it to run with (central
     /// configuration; latest version wins).
     Config,
+    /// server → device: a request for recent log lines or a fresh doctor report.
+    Diagnose,
+    /// device → server: the answer to a diagnostics request (QoS 1).
+    Diagnostics,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 13] = [
+    pub const ALL: [Channel; 15] = [
         Channel::Events,
         Channel::State,
         Channel::Acks,
@@ -63,6 +67,8 @@ impl Channel {
         Channel::Update,
         Channel::Fetch,
         Channel::Config,
+        Channel::Diagnose,
+        Channel::Diagnostics,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +86,8 @@ impl Channel {
             Channel::Update => "update",
             Channel::Fetch => "fetch",
             Channel::Config => "config",
+            Channel::Diagnose => "diagnose",
+            Channel::Diagnostics => "diagnostics",
         }
     }
 
@@ -88,13 +96,14 @@ impl Channel {
     }
 
     /// What a device subscribes to (its own, exact topics): the server → device channels.
-    pub const DEVICE_DOWNLINK: [Channel; 6] = [
+    pub const DEVICE_DOWNLINK: [Channel; 7] = [
         Channel::Commands,
         Channel::Receipts,
         Channel::Codes,
         Channel::Cert,
         Channel::Update,
         Channel::Config,
+        Channel::Diagnose,
     ];
 
     /// Whether a device may publish on this channel of its own subtree.
@@ -108,6 +117,7 @@ impl Channel {
                 | Channel::Presence
                 | Channel::Csr
                 | Channel::Fetch
+                | Channel::Diagnostics
         )
     }
 }

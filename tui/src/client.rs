@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{Action, Msg};
 use crate::model::{
-    AlarmsList, AuditList, CabinetDetail, CabinetsList, Command, Link, Worklist, Worklists,
+    AlarmsList, AuditList, CabinetDetail, CabinetsList, Command, Diagnostic, DiagnosticKind, Link,
+    Worklist, Worklists,
 };
 
 /// The fleet server's HTTP API, as this console's token sees it.
@@ -150,6 +151,11 @@ pub async fn run(
                     watched = r.as_ref().ok().map(|c| c.command_id.clone());
                     let _ = msgs.send(Msg::Opened(r)).await;
                 }
+                Some(Action::Diagnose { device, kind, request }) => {
+                    // Its own task: the cabinet may take seconds to answer, and the screen
+                    // keeps refreshing meanwhile.
+                    tokio::spawn(diagnose(client.clone(), device, kind, request, msgs.clone()));
+                }
                 Some(Action::Ack { alarm_id, note }) => {
                     let r = client
                         .post(&format!("/api/v1/alarms/{alarm_id}/ack"), json!({ "note": note }))
@@ -182,6 +188,87 @@ pub async fn run(
         }
     }
     stream.abort();
+}
+
+/// How long the server holds a diagnostics request for the answer (under the 10 s timeout).
+const DIAG_WAIT_SECS: u32 = 8;
+/// How long the console keeps looking for an answer after that.
+const DIAG_FOLLOW: Duration = Duration::from_secs(60);
+
+/// Asks a cabinet for diagnostics (or reads the newest answer) and reports each state of the
+/// request until it is answered, expired, or the console stops looking.
+async fn diagnose(
+    client: Client,
+    device: String,
+    kind: DiagnosticKind,
+    request: bool,
+    msgs: mpsc::Sender<Msg>,
+) {
+    let path = format!("/api/v1/devices/{device}/diagnostics");
+    let first: Result<Diagnostic, String> = if request {
+        client
+            .post(
+                &path,
+                json!({ "kind": kind.as_str(), "wait_secs": DIAG_WAIT_SECS }),
+            )
+            .await
+            .and_then(|v| {
+                serde_json::from_value(v)
+                    .map_err(|e| format!("POST {path}: unexpected answer: {e}"))
+            })
+    } else {
+        newest_answered(&client, &path, kind).await
+    };
+    let mut pending = first
+        .as_ref()
+        .ok()
+        .filter(|d| d.state == "pending")
+        .map(|d| d.id.clone());
+    let _ = msgs
+        .send(Msg::Diagnosis {
+            device: device.clone(),
+            result: first,
+        })
+        .await;
+    let until = tokio::time::Instant::now() + DIAG_FOLLOW;
+    while let Some(id) = pending.take() {
+        if tokio::time::Instant::now() > until || msgs.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now: Result<Diagnostic, String> = client.get(&format!("{path}/{id}")).await;
+        match &now {
+            Ok(d) if d.state == "pending" => pending = Some(id),
+            _ => {
+                let _ = msgs
+                    .send(Msg::Diagnosis {
+                        device: device.clone(),
+                        result: now,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// A viewer's read: the newest answered request of this kind, with its report.
+async fn newest_answered(
+    client: &Client,
+    path: &str,
+    kind: DiagnosticKind,
+) -> Result<Diagnostic, String> {
+    let list: api_types::diagnostics::Diagnostics = client.get(path).await?;
+    let Some(d) = list
+        .diagnostics
+        .into_iter()
+        .find(|d| d.kind == kind && d.state == "answered")
+    else {
+        return Err(format!(
+            "no {} answer from this cabinet yet: an operator can ask for one",
+            kind.as_str()
+        ));
+    };
+    client.get(&format!("{path}/{}", d.id)).await
 }
 
 /// Fetches a watched command; keeps watching until it is final.

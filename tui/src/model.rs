@@ -5,6 +5,7 @@ pub use api_types::alarms::{Alarm, AlarmsList};
 pub use api_types::audit::{AuditEntry, AuditList};
 pub use api_types::cabinets::{BoxView, Cabinet, CabinetDetail, CabinetsList};
 pub use api_types::commands::Command;
+pub use api_types::diagnostics::{Diagnostic, DiagnosticKind, DiagnosticReport};
 pub use api_types::items::{Item, Worklist};
 pub use api_types::live::{Overview, SiteOverview};
 pub use api_types::planning::{

@@ -208,6 +208,15 @@ async fn on_message<D: LockDriver>(
             }
             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad configuration ignored"),
         },
+        Ok(Channel::Diagnose) => match protocol::decode::<protocol::DiagnosticsRequest>(payload) {
+            Ok(req) => {
+                let c = ctx.clone();
+                tracker.spawn(async move { crate::diagnose::answer(&c, req).await });
+            }
+            Err(e) => {
+                tracing::warn!(device = %ctx.id, error = %e, "bad diagnostics request ignored")
+            }
+        },
         Ok(Channel::Codes) => match protocol::decode::<CodeSync>(payload) {
             Ok(sync) => {
                 let c = ctx.clone();

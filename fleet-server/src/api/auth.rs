@@ -87,6 +87,20 @@ impl Caller {
 
     /// Devices belong to a site through their cabinet: a device not placed in a cabinet
     /// belongs to no site and is visible only to callers without a site list.
+    /// The role check, the device id parsed from the path, and the caller's reach to it: what
+    /// every handler of one device starts with.
+    pub(crate) async fn device(
+        &self,
+        store: &Store,
+        role: Role,
+        id: &str,
+    ) -> Result<DeviceId, ApiError> {
+        self.require(role)?;
+        let device = crate::api::extract::device_id(id)?;
+        self.require_device(store, &device).await?;
+        Ok(device)
+    }
+
     pub(crate) async fn require_device(
         &self,
         store: &Store,

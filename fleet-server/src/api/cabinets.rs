@@ -105,9 +105,7 @@ pub(crate) async fn cabinet(
     State(s): State<AppState>,
     P(id): P<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let device = device_id(&id)?;
-    caller.require_device(&s.store, &device).await?;
+    let device = caller.device(&s.store, Role::Viewer, &id).await?;
     cabinet_response(&s, &device).await
 }
 
@@ -138,9 +136,7 @@ pub(crate) async fn box_service(
     P((id, b)): P<(String, u16)>,
     Body(body): Body<ServiceBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let device = device_id(&id)?;
-    caller.require_device(&s.store, &device).await?;
+    let device = caller.device(&s.store, Role::Admin, &id).await?;
     let b = box_no(b)?;
     if let Some(n) = &body.note {
         check_text("note", n, 500).map_err(ApiError::bad_request)?;

@@ -16,7 +16,7 @@ use api_types::commands::{Command, OpenAccepted};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, P, Q, device_id};
+use crate::api::extract::{Body, P, Q};
 use crate::api::state::AppState;
 use crate::commands::OpenRequest;
 
@@ -37,9 +37,7 @@ pub(crate) async fn open_box(
     P((id, box_no)): P<(String, String)>,
     Body(body): Body<OpenBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Operator)?;
-    let device = device_id(&id)?;
-    caller.require_device(&s.store, &device).await?;
+    let device = caller.device(&s.store, Role::Operator, &id).await?;
     let box_no = box_no
         .parse::<u16>()
         .ok()

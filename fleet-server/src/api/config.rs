@@ -14,7 +14,7 @@ use axum::{Json, Router};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, P, Q, device_id};
+use crate::api::extract::{Body, P, Q};
 use crate::api::state::AppState;
 use crate::central_config::{self, ConfigError};
 use crate::store::LayerRow;
@@ -188,14 +188,9 @@ pub(crate) async fn device(
     State(s): State<AppState>,
     P(id): P<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = device_id(&id)?;
-    caller.require_device(&s.store, &id).await?;
+    let id = caller.device(&s.store, Role::Viewer, &id).await?;
     match s.config.devices(Some(&id)).await?.pop() {
         Some(d) => Ok(Json(device_view(d)).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown device {id}: it has never connected"),
-        )),
+        None => Err(ApiError::never_connected(&id)),
     }
 }

@@ -57,15 +57,10 @@ pub(crate) async fn device(
     State(s): State<AppState>,
     P(id): P<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = device_id(&id)?;
-    caller.require_device(&s.store, &id).await?;
+    let id = caller.device(&s.store, Role::Viewer, &id).await?;
     match s.store.device(&id).await? {
         Some(d) => Ok(Json(api_types::devices::DeviceDetail::from(d)).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown device {id}: it has never connected"),
-        )),
+        None => Err(ApiError::never_connected(&id)),
     }
 }
 
@@ -78,9 +73,7 @@ pub(crate) async fn events(
     P(id): P<String>,
     Q(q): Q<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = device_id(&id)?;
-    caller.require_device(&s.store, &id).await?;
+    let id = caller.device(&s.store, Role::Viewer, &id).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
@@ -102,9 +95,7 @@ pub(crate) async fn presence(
     P(id): P<String>,
     Q(q): Q<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = device_id(&id)?;
-    caller.require_device(&s.store, &id).await?;
+    let id = caller.device(&s.store, Role::Viewer, &id).await?;
     let rows = s
         .store
         .presence_log(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
@@ -124,9 +115,7 @@ pub(crate) async fn labels(
     State(s): State<AppState>,
     P(id): P<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = device_id(&id)?;
-    caller.require_device(&s.store, &id).await?;
+    let id = caller.device(&s.store, Role::Viewer, &id).await?;
     Ok(Json(DeviceLabels {
         labels: s.store.labels(&id).await?,
     })

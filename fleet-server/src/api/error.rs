@@ -34,6 +34,14 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 404 for a device id the server has never heard from.
+    pub(crate) fn never_connected(device: &protocol::DeviceId) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown device {device}: it has never connected"),
+        )
+    }
+
     /// Also answer `Retry-After` (whole seconds, rounded up).
     pub(crate) fn retry_after(self, wait: Duration) -> ApiError {
         ApiError {

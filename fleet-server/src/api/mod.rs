@@ -16,6 +16,7 @@ pub(crate) mod config;
 pub(crate) mod convert;
 pub(crate) mod deployments;
 pub(crate) mod devices;
+pub(crate) mod diagnostics;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod items;
@@ -60,6 +61,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(releases::routes())
         .merge(deployments::routes())
         .merge(config::routes())
+        .merge(diagnostics::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

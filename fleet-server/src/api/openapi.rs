@@ -7,8 +7,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    alarms, audit, cabinets, commands, config, deployments, devices, items, live, planning,
-    releases, sites, staff, system, tokens, usage, worklists,
+    alarms, audit, cabinets, commands, config, deployments, devices, diagnostics, items, live,
+    planning, releases, sites, staff, system, tokens, usage, worklists,
 };
 
 #[derive(OpenApi)]
@@ -80,6 +80,9 @@ use crate::api::{
         config::set_fleet,
         config::set_layer,
         config::device,
+        diagnostics::request,
+        diagnostics::list,
+        diagnostics::describe,
     ),
     modifiers(&Bearer)
 )]

@@ -15,6 +15,7 @@ pub(crate) struct AppState {
     pub commands: Commands,
     pub deployments: crate::deployments::Deployments,
     pub config: crate::central_config::CentralConfig,
+    pub diagnostics: crate::diagnostics::Diagnostics,
     pub metrics: Metrics,
     pub health: Health,
     pub service: crate::service::Service,

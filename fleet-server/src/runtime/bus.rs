@@ -104,17 +104,13 @@ pub(crate) fn client(
 
 /// The subscriptions of a replica: device traffic shared in `group`, presence for each.
 pub(crate) fn subscriptions(group: &str) -> Vec<String> {
-    let mut filters: Vec<String> = [
-        Channel::Events,
-        Channel::State,
-        Channel::Acks,
-        Channel::Health,
-        Channel::Csr,
-        Channel::Fetch,
-    ]
-    .into_iter()
-    .map(|c| protocol::topic::shared_filter(group, c))
-    .collect();
+    // Every channel devices publish on, so a new one cannot be forgotten here; presence is
+    // not shared: every replica keeps its own view of who is online.
+    let mut filters: Vec<String> = Channel::ALL
+        .into_iter()
+        .filter(|c| c.device_publishes() && *c != Channel::Presence)
+        .map(|c| protocol::topic::shared_filter(group, c))
+        .collect();
     filters.push(protocol::topic::all_devices_filter(Channel::Presence));
     filters
 }
@@ -245,6 +241,7 @@ mod tests {
                 "$share/lf/devices/+/health",
                 "$share/lf/devices/+/csr",
                 "$share/lf/devices/+/fetch",
+                "$share/lf/devices/+/diagnostics",
                 "devices/+/presence",
             ]
         );

@@ -29,6 +29,8 @@ pub(crate) struct Dispatch {
     pub renewals: mpsc::Sender<(DeviceId, protocol::CertRequest)>,
     /// Devices' requests for release chunks, to `runtime::delivery`.
     pub fetches: mpsc::Sender<(DeviceId, protocol::FetchRequest)>,
+    /// Cabinets' diagnostics answers, to `diagnostics::ingest`.
+    pub diagnostics: mpsc::Sender<(DeviceId, protocol::DiagnosticsReport)>,
     pub metrics: Metrics,
 }
 
@@ -104,6 +106,23 @@ impl Dispatch {
                             tracing::warn!(
                                 "release fetches are queueing up; one dropped (the device asks again)"
                             );
+                        }
+                        true
+                    }
+                    None => true,
+                }
+            }
+            Channel::Diagnostics => {
+                match decoded::<protocol::DiagnosticsReport>(
+                    payload,
+                    &device,
+                    "diagnostics",
+                    metrics,
+                ) {
+                    // Never waits: the server asks again until an answer is stored.
+                    Some(r) => {
+                        if self.diagnostics.try_send((device, r)).is_err() {
+                            tracing::warn!("diagnostics answers are queueing up; one dropped");
                         }
                         true
                     }

@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod deployments;
 mod devices;
+mod diagnostics;
 mod flows;
 mod history;
 mod ingest;
@@ -45,6 +46,7 @@ pub use deployments::{DeploymentRow, DeviceNow, RolloutRow, Selector};
 pub use devices::{
     BoxRow, DeviceDetail, DeviceRow, EventRow, HEARTBEAT_MISSES, Layers, PresenceRow, Totals,
 };
+pub use diagnostics::{DiagnosticRow, DiagnosticState};
 pub use flows::{Effects, Presence};
 pub(crate) use history::{History, write_history};
 pub use ingest::{HEARTBEAT_COST, IngestBatch, KEYPAD_EVENT_COST, SNAPSHOT_COST, event_cost};

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -28,6 +28,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (14, V14),
     (15, V15),
     (16, V16),
+    (17, V17),
 ];
 
 const V1: &[&str] = &[
@@ -494,4 +495,24 @@ const V16: &[&str] = &[
     "ALTER TABLE devices ADD COLUMN config_reason TEXT",
     "ALTER TABLE devices ADD COLUMN config_settings TEXT",
     "ALTER TABLE devices ADD COLUMN config_at BIGINT",
+];
+
+/// Issue 22: remote diagnostics — what an operator asked a cabinet for (log lines or a
+/// doctor report) and its answer; the newest few per device are kept.
+const V17: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS diagnostics (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        lines BIGINT,
+        state TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        sent_at BIGINT,
+        answered_at BIGINT,
+        report TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS diagnostics_device ON diagnostics (device_id, requested_at)",
+    "CREATE INDEX IF NOT EXISTS diagnostics_state ON diagnostics (state, expires_at)",
 ];

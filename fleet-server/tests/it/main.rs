@@ -21,6 +21,7 @@ mod alarms;
 mod architecture;
 mod backfill;
 mod deployments;
+mod diagnostics;
 mod flows;
 mod releases;
 mod store;

@@ -100,7 +100,9 @@ pub(crate) fn check_request_id(id: &str) -> Result<(), DecodeError> {
 }
 
 mod device;
+mod diagnostics;
 mod server;
 
 pub use device::*;
+pub use diagnostics::*;
 pub use server::*;

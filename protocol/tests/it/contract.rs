@@ -52,6 +52,8 @@ fn snapshot_message(name: &str) -> Option<&'static str> {
         "fetch_request" => "FetchRequest",
         "release_events" | "config_events" => "EventBatch",
         "config_sync" => "ConfigSync",
+        "diagnose_logs" | "diagnose_doctor" => "DiagnosticsRequest",
+        "diagnostics_logs" | "diagnostics_doctor" => "DiagnosticsReport",
         "topics" => return None,
         other => panic!("snapshot {other:?} is not mapped to a message of the contract"),
     })

@@ -607,3 +607,46 @@ proptest! {
         prop_assert_eq!(back, batch);
     }
 }
+
+#[test]
+fn diagnostics() {
+    let logs = protocol::DiagnosticsRequest {
+        v: 1,
+        request_id: "diag-3f2a9c".into(),
+        expires_at: 1_764_288_700_000,
+        ask: protocol::DiagnosticsAsk::Logs { lines: 200 },
+    };
+    insta::assert_snapshot!("diagnose_logs", pretty(&logs));
+    let doctor = protocol::DiagnosticsRequest {
+        ask: protocol::DiagnosticsAsk::Doctor,
+        ..logs
+    };
+    insta::assert_snapshot!("diagnose_doctor", pretty(&doctor));
+    let report = protocol::DiagnosticsReport {
+        v: 1,
+        request_id: "diag-3f2a9c".into(),
+        at: 1_764_288_100_900,
+        body: protocol::DiagnosticsBody::Logs {
+            lines: vec![protocol::message::LogLine {
+                at: 1_764_288_100_200,
+                level: "WARN".into(),
+                target: "device_agent::faults".into(),
+                text: "box left open box_no=3 secs=120".into(),
+            }],
+            dropped: 0,
+            level: "info,rumqttc=warn,sqlx=warn".into(),
+        },
+    };
+    insta::assert_snapshot!("diagnostics_logs", pretty(&report));
+    let report = protocol::DiagnosticsReport {
+        body: protocol::DiagnosticsBody::Doctor {
+            checks: vec![protocol::DoctorCheck {
+                name: "lock board".into(),
+                ok: false,
+                detail: "boxes 1-12: no answer from unit 1 within 200 ms".into(),
+            }],
+        },
+        ..report
+    };
+    insta::assert_snapshot!("diagnostics_doctor", pretty(&report));
+}

@@ -178,15 +178,12 @@ async fn a_site_change_reaches_its_cabinets_offline_ones_converge_and_bad_values
         },
     )
     .await;
-    let (_, audit) = api.get("/api/v1/audit?limit=200").await;
-    let actions: Vec<&str> = audit["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
-    assert!(actions.contains(&"config_set"), "{actions:?}");
-    assert!(actions.contains(&"config_waiting_restart"), "{actions:?}");
+    let actions = api.audit_actions(200).await;
+    assert!(actions.iter().any(|x| x == "config_set"), "{actions:?}");
+    assert!(
+        actions.iter().any(|x| x == "config_waiting_restart"),
+        "{actions:?}"
+    );
     // Removing the device layer returns it to the site's and the fleet's.
     let (s, _) = api
         .put("/api/v1/config/device/cfg-c", json!({"settings": {}}))

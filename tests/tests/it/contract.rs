@@ -82,6 +82,14 @@ async fn every_message_a_real_agent_and_server_exchange_keeps_the_contract() {
     assert_eq!(done["status"], "opened", "{done}");
     let out = agent.send("code 00000000").await;
     assert_eq!(out["outcome"], "rejected", "{out}");
+    // Remote diagnostics through the external broker: request and answer on the wire.
+    let (s, r) = admin
+        .post(
+            &format!("/api/v1/devices/{CAB}/diagnostics"),
+            json!({"kind": "logs", "lines": 20, "wait_secs": 20}),
+        )
+        .await;
+    assert_eq!(s, 200, "answered through mosquitto: {r}");
 
     // Every channel of the flows above has been used at least once; certificate renewal
     // (csr, cert) is covered by the wire snapshots.
@@ -94,6 +102,8 @@ async fn every_message_a_real_agent_and_server_exchange_keeps_the_contract() {
         Channel::Commands,
         Channel::Receipts,
         Channel::Codes,
+        Channel::Diagnose,
+        Channel::Diagnostics,
     ];
     let counts = eventually(
         Duration::from_secs(20),

@@ -213,6 +213,16 @@ impl World {
 
 pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
+/// The checks of `device-agent doctor`, in its order.
+pub(crate) const DOCTOR_CHECKS: [&str; 6] = [
+    "config",
+    "certificate",
+    "clock",
+    "server",
+    "lock board",
+    "disk",
+];
+
 /// An agent process and its fake-hardware control socket.
 pub(crate) struct AgentCtl {
     pub proc: Proc,
@@ -668,6 +678,18 @@ impl Api {
             body,
         )
         .await
+    }
+
+    /// The actions of the newest `limit` audit entries, newest first.
+    pub(crate) async fn audit_actions(&self, limit: u32) -> Vec<String> {
+        let (s, audit) = self.get(&format!("/api/v1/audit?limit={limit}")).await;
+        assert_eq!(s, 200, "{audit}");
+        audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .collect()
     }
 
     pub(crate) async fn device(&self, id: &str) -> Option<Value> {

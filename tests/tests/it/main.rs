@@ -11,6 +11,7 @@ mod contract;
 mod delivery;
 mod demo;
 mod deployments;
+mod diagnostics;
 mod export;
 mod external_broker;
 mod faults;

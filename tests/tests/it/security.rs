@@ -528,14 +528,7 @@ async fn the_doctor_passes_a_sound_cabinet_and_names_what_is_wrong() {
     };
     let (code, out, err) = doctor(server.mqtt.port());
     assert_eq!(code, Some(0), "{out}{err}");
-    for check in [
-        "config",
-        "certificate",
-        "clock",
-        "server",
-        "lock board",
-        "disk",
-    ] {
+    for check in crate::harness::DOCTOR_CHECKS {
         assert!(out.contains(&format!("PASS  {check}")), "{check}: {out}");
     }
     assert!(out.contains("accepted this cabinet's certificate"), "{out}");

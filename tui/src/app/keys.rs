@@ -3,8 +3,8 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{Action, App, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
-use crate::model::Cabinet;
+use super::{Action, App, DiagView, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
+use crate::model::{Cabinet, DiagnosticKind};
 use api_types::AlarmState;
 
 impl App {
@@ -67,6 +67,8 @@ impl App {
             KeyCode::Esc => self.back(),
             KeyCode::Char('o') => self.ask_open(),
             KeyCode::Char('a') if self.screen == Screen::Alarms => self.ask_ack(),
+            KeyCode::Char('d') => self.diagnose(DiagnosticKind::Doctor),
+            KeyCode::Char('g') => self.diagnose(DiagnosticKind::Logs),
             _ => Vec::new(),
         }
     }
@@ -236,6 +238,77 @@ impl App {
         Vec::new()
     }
 
+    /// The cabinet diagnostics are about: the one selected on the site screen, or the
+    /// selected alarm's.
+    fn diagnosed_device(&self) -> Option<String> {
+        match self.screen {
+            Screen::Site => self
+                .model
+                .cabinets
+                .get(self.sel_cabinet)
+                .map(|c| c.id.clone()),
+            Screen::Alarms => self
+                .alarms()
+                .get(self.sel_alarm)
+                .map(|a| a.device_id.clone()),
+            _ => None,
+        }
+    }
+
+    /// Opens the diagnostics overlay: operators ask the cabinet anew, viewers read the newest
+    /// answer someone asked for.
+    fn diagnose(&mut self, kind: DiagnosticKind) -> Vec<Action> {
+        let Some(device) = self.diagnosed_device() else {
+            self.status = "select a cabinet (Site screen) or an alarm first, then d or g".into();
+            return Vec::new();
+        };
+        let request = self.may_open() != Some(false);
+        self.diagnosis = Some(DiagView {
+            device: device.clone(),
+            kind,
+            answer: None,
+            back: 0,
+        });
+        self.dialog = Some(Dialog::Diagnostics);
+        vec![Action::Diagnose {
+            device,
+            kind,
+            request,
+        }]
+    }
+
+    /// Keys of the diagnostics overlay: scroll, ask again, close.
+    fn diagnostics_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        let Some(d) = &mut self.diagnosis else {
+            self.dialog = None;
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Esc | KeyCode::Char('q') => {
+                self.dialog = None;
+                self.diagnosis = None;
+            }
+            KeyCode::Up | KeyCode::Char('k') => d.back = d.back.saturating_add(1),
+            KeyCode::Down | KeyCode::Char('j') => d.back = d.back.saturating_sub(1),
+            KeyCode::PageUp => d.back = d.back.saturating_add(10),
+            KeyCode::PageDown => d.back = d.back.saturating_sub(10),
+            KeyCode::Home => d.back = usize::MAX / 2,
+            KeyCode::End => d.back = 0,
+            KeyCode::Char('r') => {
+                let (device, kind) = (d.device.clone(), d.kind);
+                d.answer = None;
+                d.back = 0;
+                return vec![Action::Diagnose {
+                    device,
+                    kind,
+                    request: self.may_open() != Some(false),
+                }];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
     fn ask_ack(&mut self) -> Vec<Action> {
         let Some(a) = self.alarms().get(self.sel_alarm).map(|a| (*a).clone()) else {
             return Vec::new();
@@ -268,6 +341,7 @@ impl App {
                 self.dialog = None;
                 return Vec::new();
             }
+            Dialog::Diagnostics => return self.diagnostics_key(key),
             Dialog::Open { reason, .. } => reason,
             Dialog::Ack { note, .. } => note,
             Dialog::Filter => &mut self.filter,
@@ -331,7 +405,7 @@ impl App {
                 self.dialog = None;
                 vec![Action::Ack { alarm_id, note }]
             }
-            Some(Dialog::Filter) | Some(Dialog::Help) | None => {
+            Some(Dialog::Filter) | Some(Dialog::Help) | Some(Dialog::Diagnostics) | None => {
                 self.dialog = None;
                 Vec::new()
             }

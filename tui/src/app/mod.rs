@@ -1,7 +1,10 @@
 //! The console's state and its update logic: keys become actions for the data task, the data
 //! task's answers become model changes. No I/O here, so every rule is unit-tested.
 
-use crate::model::{Alarm, AuditEntry, BoxView, Cabinet, CabinetDetail, Command, Link, Model};
+use crate::model::{
+    Alarm, AuditEntry, BoxView, Cabinet, CabinetDetail, Command, Diagnostic, DiagnosticKind, Link,
+    Model,
+};
 
 /// The screens, in navigation order (number keys 1–7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,19 @@ pub enum Dialog {
     },
     /// Typing a filter for the list on screen.
     Filter,
+    /// A cabinet's doctor report or log lines (`App::diagnosis`), scrollable.
+    Diagnostics,
+}
+
+/// Remote diagnostics of one cabinet, as asked for and as answered so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagView {
+    pub device: String,
+    pub kind: DiagnosticKind,
+    /// `None` while asking; the request (pending or answered), or why not.
+    pub answer: Option<Result<Diagnostic, String>>,
+    /// Lines scrolled back from the end (0: the newest lines are in view).
+    pub back: usize,
 }
 
 /// A remote open being watched live.
@@ -101,6 +117,13 @@ pub enum Action {
         alarm_id: String,
         note: String,
     },
+    /// Remote diagnostics of a cabinet: ask for a fresh one (`request`, operators) or read
+    /// the newest answered one (viewers).
+    Diagnose {
+        device: String,
+        kind: DiagnosticKind,
+        request: bool,
+    },
     Quit,
 }
 
@@ -123,6 +146,11 @@ pub enum Msg {
     Usage(crate::model::Usage),
     /// The plan, or why there is none (nothing uploaded yet, server error).
     Plan(Result<crate::model::Plan, String>),
+    /// Remote diagnostics of a cabinet: the request as it stands, or why there is none.
+    Diagnosis {
+        device: String,
+        result: Result<Diagnostic, String>,
+    },
     /// A request failed: shown in the status line.
     Error(String),
 }
@@ -150,6 +178,8 @@ pub struct App {
     /// Audit entries of the cabinet on screen (its boxes' last events and commands).
     pub cabinet_audit: Vec<AuditEntry>,
     pub watch: Option<Watch>,
+    /// The diagnostics overlay's content (shown while `dialog` is `Diagnostics`).
+    pub diagnosis: Option<DiagView>,
     /// The last thing to tell the operator (errors included); never a crash.
     pub status: String,
     /// Local time (epoch ms) the newest data arrived, for the header's data age.
@@ -178,6 +208,7 @@ impl App {
             want_cabinet: None,
             cabinet_audit: Vec::new(),
             watch: None,
+            diagnosis: None,
             status: String::new(),
             received_at: None,
             server: server.to_owned(),
@@ -337,6 +368,21 @@ impl App {
             Msg::Acked(Err(e)) => self.status = format!("acknowledge refused: {e}"),
             Msg::Usage(u) => self.model.usage = Some(u),
             Msg::Plan(p) => self.model.plan = Some(p),
+            Msg::Diagnosis { device, result } => {
+                if let Some(d) = &mut self.diagnosis
+                    && d.device == device
+                {
+                    self.status = match &result {
+                        Ok(r) => format!(
+                            "{device} {}: {}",
+                            r.kind.as_str(),
+                            r.summary.as_deref().unwrap_or(r.state.as_str())
+                        ),
+                        Err(e) => e.clone(),
+                    };
+                    d.answer = Some(result);
+                }
+            }
             Msg::Error(e) => self.status = e,
         }
         self.clamp();
@@ -424,7 +470,7 @@ pub fn short(id: &str) -> &str {
 }
 
 /// The help overlay's lines: every key.
-pub const HELP: [(&str, &str); 16] = [
+pub const HELP: [(&str, &str); 17] = [
     (
         "1-7",
         "Overview, Site, Alarms, Work lists, Audit, Usage, Planning",
@@ -448,6 +494,10 @@ pub const HELP: [(&str, &str); 16] = [
     (
         "a",
         "acknowledge the selected alarm (operator; note required)",
+    ),
+    (
+        "d / g",
+        "doctor report / newest log lines of the cabinet (operators ask anew)",
     ),
     ("r", "refresh now (Usage: the figures; Planning: the plan)"),
     ("?", "this help (any key closes)"),

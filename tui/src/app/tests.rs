@@ -230,3 +230,66 @@ fn help_usage_planning_and_quit() {
     assert_eq!(app.on_key(key(KeyCode::Char('q'))), vec![Action::Quit]);
     assert!(app.quit);
 }
+
+#[test]
+fn diagnostics_are_asked_by_operators_read_by_viewers_and_closed_with_esc() {
+    let mut app = app_with_sites(1);
+    let none = app.on_key(key(KeyCode::Char('d')));
+    assert!(
+        none.is_empty() && app.status.contains("select a cabinet"),
+        "{}",
+        app.status
+    );
+    app.on_key(key(KeyCode::Enter));
+    app.on_msg(
+        Msg::Cabinets(
+            "site-1".into(),
+            vec![Cabinet {
+                id: "cab-1".into(),
+                site_id: "site-1".into(),
+                ..Cabinet::default()
+            }],
+        ),
+        10,
+    );
+    let asked = app.on_key(key(KeyCode::Char('g')));
+    assert_eq!(
+        asked,
+        [Action::Diagnose {
+            device: "cab-1".into(),
+            kind: DiagnosticKind::Logs,
+            request: true
+        }]
+    );
+    assert_eq!(app.dialog, Some(Dialog::Diagnostics));
+    // Another cabinet's answer does not land here; this one's does.
+    let answer = |device: &str| Msg::Diagnosis {
+        device: device.into(),
+        result: Err("GET …: 503 database unavailable".into()),
+    };
+    app.on_msg(answer("cab-2"), 10);
+    assert_eq!(
+        app.diagnosis.as_ref().map(|d| d.answer.is_none()),
+        Some(true)
+    );
+    app.on_msg(answer("cab-1"), 10);
+    assert!(app.status.contains("503"), "{}", app.status);
+    // Keys scroll the overlay and do not reach the screen below.
+    app.on_key(key(KeyCode::Up));
+    app.on_key(key(KeyCode::Char('o')));
+    assert_eq!(app.diagnosis.as_ref().map(|d| d.back), Some(1));
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.dialog, None);
+    assert_eq!(app.diagnosis, None);
+
+    app.on_msg(Msg::Me("wall".into(), "viewer".into()), 10);
+    let read = app.on_key(key(KeyCode::Char('d')));
+    assert_eq!(
+        read,
+        [Action::Diagnose {
+            device: "cab-1".into(),
+            kind: DiagnosticKind::Doctor,
+            request: false
+        }]
+    );
+}

@@ -3,6 +3,7 @@
 
 mod alarms;
 mod audit;
+mod diagnostics;
 mod dialogs;
 mod overview;
 mod planning;
@@ -19,6 +20,7 @@ use ratatui::widgets::Paragraph;
 
 use self::alarms::draw_alarms;
 use self::audit::draw_audit;
+use self::diagnostics::draw_diagnostics;
 use self::dialogs::{draw_help, draw_prompt};
 use self::overview::draw_overview;
 use self::planning::draw_planning;
@@ -75,6 +77,7 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
             note,
             "Enter acknowledge · Esc cancel",
         ),
+        Some(Dialog::Diagnostics) => draw_diagnostics(f, body, app, now_ms),
         Some(Dialog::Filter) | None => {}
     }
 }

@@ -477,3 +477,119 @@ fn planning_recommendations_and_coverage() {
     app.on_msg(Msg::Plan(Ok(plan())), NOW);
     both!("planning", app);
 }
+
+fn diagnostic(
+    kind: &str,
+    state: &str,
+    report: Option<tui::model::DiagnosticReport>,
+) -> tui::model::Diagnostic {
+    tui::model::Diagnostic {
+        id: "diag-1".into(),
+        device_id: "hall-cab-01".into(),
+        kind: api_types::diagnostics::DiagnosticKind::parse(kind).expect("kind"),
+        lines: (kind == "logs").then_some(200),
+        state: state.into(),
+        requested_by: "night-desk".into(),
+        requested_at: NOW - 4_000,
+        expires_at: NOW + 10 * MIN,
+        sent_at: Some(NOW - 3_900),
+        answered_at: (state == "answered").then_some(NOW - 3_000),
+        summary: match &report {
+            Some(tui::model::DiagnosticReport::Doctor { .. }) => {
+                Some("1 of 6 checks fail: lock board".into())
+            }
+            Some(_) => Some("5 lines, 1 error, 1 warning".into()),
+            None => None,
+        },
+        report,
+    }
+}
+
+#[test]
+fn diagnostics_doctor_report_log_lines_and_an_offline_cabinet() {
+    use api_types::diagnostics::{DiagnosticReport, DoctorCheck, LogLine};
+    let mut app = on_site();
+    app.on_key(key(KeyCode::Char('d')));
+    insta::assert_snapshot!("diagnostics_asking_80x24", screen(&app, 80, 24));
+    let check = |name: &str, ok: bool, detail: &str| DoctorCheck {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    };
+    let doctor = DiagnosticReport::Doctor {
+        checks: vec![
+            check(
+                "config",
+                true,
+                "device hall-cab-01, server fleet.example.cn:8883",
+            ),
+            check(
+                "certificate",
+                true,
+                "certs/hall-cab-01.pem valid for 341 more days",
+            ),
+            check("clock", true, "within 12 ms of the server's"),
+            check(
+                "server",
+                true,
+                "fleet.example.cn:8883 reachable; it accepted this cabinet's certificate",
+            ),
+            check(
+                "lock board",
+                false,
+                "boxes 13-24: no answer from unit 2 within 200 ms",
+            ),
+            check("disk", true, "912 MiB free in /var/lib/lockerfleet"),
+        ],
+    };
+    app.on_msg(
+        Msg::Diagnosis {
+            device: "hall-cab-01".into(),
+            result: Ok(diagnostic("doctor", "answered", Some(doctor))),
+        },
+        NOW,
+    );
+    both!("diagnostics_doctor", app.clone());
+
+    app.on_key(key(KeyCode::Esc));
+    app.on_key(key(KeyCode::Char('g')));
+    let line = |secs: i64, level: &str, text: &str| LogLine {
+        at: NOW - secs * 1000,
+        level: level.into(),
+        target: "device_agent".into(),
+        text: text.into(),
+    };
+    let logs = DiagnosticReport::Logs {
+        lines: vec![
+            line(3600, "INFO", "connected device=hall-cab-01"),
+            line(1200, "WARN", "box left open box_no=5 secs=120"),
+            line(
+                900,
+                "ERROR",
+                "lock board silent: no answer from unit 2 within 200 ms",
+            ),
+            line(60, "INFO", "柜门已关闭 box_no=5"),
+            line(3, "INFO", "diagnostics sent request=diag-1"),
+        ],
+        dropped: 0,
+        level: "info,rumqttc=warn,sqlx=warn".into(),
+    };
+    app.on_msg(
+        Msg::Diagnosis {
+            device: "hall-cab-01".into(),
+            result: Ok(diagnostic("logs", "answered", Some(logs))),
+        },
+        NOW,
+    );
+    insta::assert_snapshot!("diagnostics_logs_80x24", screen(&app, 80, 24));
+
+    app.on_key(key(KeyCode::Char('r')));
+    app.on_msg(
+        Msg::Diagnosis {
+            device: "hall-cab-01".into(),
+            result: Ok(diagnostic("logs", "pending", None)),
+        },
+        NOW,
+    );
+    insta::assert_snapshot!("diagnostics_pending_80x24", screen(&app, 80, 24));
+}
