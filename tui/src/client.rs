@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{Action, Msg};
 use crate::model::{
-    AlarmsList, AuditList, CabinetDetail, CabinetsList, Command, Diagnostic, DiagnosticKind, Link,
-    Worklist, Worklists,
+    AlarmsList, AuditList, CabinetDetail, CabinetsList, Command, Diagnostic, DiagnosticKind, Fleet,
+    Link, Worklist, Worklists,
 };
+use api_types::config::DeviceConfigs;
+use api_types::deployments::DeploymentsList;
 
 /// The fleet server's HTTP API, as this console's token sees it.
 #[derive(Clone)]
@@ -122,6 +124,8 @@ pub async fn run(
     let mut site: Option<String> = None;
     let mut cabinet: Option<String> = None;
     let mut watched: Option<String> = None;
+    // The fleet screen is on, with its selected deployment.
+    let mut fleet: Option<Option<String>> = None;
     let mut dirty = true;
     let mut fast = tokio::time::interval(Duration::from_millis(250));
     fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -150,6 +154,23 @@ pub async fn run(
                     let r = open(&client, &device, box_no, &reason).await;
                     watched = r.as_ref().ok().map(|c| c.command_id.clone());
                     let _ = msgs.send(Msg::Opened(r)).await;
+                }
+                Some(Action::Fleet { watch, selected }) => {
+                    fleet = watch.then(|| selected.clone());
+                    if watch {
+                        fetch_fleet(&client, selected.as_deref(), &msgs).await;
+                    }
+                }
+                Some(Action::Deploy { id, act, note }) => {
+                    let body = if note.is_empty() { json!({}) } else { json!({ "note": note }) };
+                    let r = client
+                        .post(&format!("/api/v1/deployments/{id}/{}", act.as_str()), body)
+                        .await
+                        .map(|_| id);
+                    let _ = msgs.send(Msg::Deployed(r)).await;
+                    if let Some(sel) = &fleet {
+                        fetch_fleet(&client, sel.as_deref(), &msgs).await;
+                    }
                 }
                 Some(Action::Diagnose { device, kind, request }) => {
                     // Its own task: the cabinet may take seconds to answer, and the screen
@@ -182,12 +203,37 @@ pub async fn run(
                 if dirty {
                     dirty = false;
                     refresh(&client, site.as_deref(), cabinet.as_deref(), &msgs).await;
+                    if let Some(sel) = &fleet {
+                        fetch_fleet(&client, sel.as_deref(), &msgs).await;
+                    }
                 }
             }
             _ = slow.tick() => dirty = true,
         }
     }
     stream.abort();
+}
+
+/// The fleet screen: deployments, the selected one (or the newest) in detail, drifting devices.
+async fn fetch_fleet(client: &Client, selected: Option<&str>, msgs: &mpsc::Sender<Msg>) {
+    let fleet = async {
+        let list: DeploymentsList = client.get("/api/v1/deployments").await?;
+        let pick = selected
+            .filter(|id| list.deployments.iter().any(|d| d.id == *id))
+            .or_else(|| list.deployments.first().map(|d| d.id.as_str()));
+        let detail = match pick {
+            Some(id) => Some(client.get(&format!("/api/v1/deployments/{id}")).await?),
+            None => None,
+        };
+        let drift: DeviceConfigs = client.get("/api/v1/config/devices?drift=true").await?;
+        Ok::<_, String>(Fleet {
+            deployments: list.deployments,
+            detail,
+            drift: drift.devices,
+        })
+    }
+    .await;
+    let _ = msgs.send(Msg::Fleet(fleet)).await;
 }
 
 /// How long the server holds a diagnostics request for the answer (under the 10 s timeout).

@@ -5,6 +5,8 @@ pub use api_types::alarms::{Alarm, AlarmsList};
 pub use api_types::audit::{AuditEntry, AuditList};
 pub use api_types::cabinets::{BoxView, Cabinet, CabinetDetail, CabinetsList};
 pub use api_types::commands::Command;
+pub use api_types::config::DeviceConfig;
+pub use api_types::deployments::{Deployment, DeploymentDetail, DeploymentState, DeviceRollout};
 pub use api_types::diagnostics::{Diagnostic, DiagnosticKind, DiagnosticReport};
 pub use api_types::items::{Item, Worklist};
 pub use api_types::live::{Overview, SiteOverview};
@@ -49,6 +51,8 @@ pub struct Model {
     pub cabinet: Option<CabinetDetail>,
     pub worklists: Worklists,
     pub audit: Vec<AuditEntry>,
+    /// The fleet screen: rollouts and configuration drift, or why not (`None`: loading).
+    pub fleet: Option<Result<Fleet, String>>,
     /// Server time of the latest data (the overview's `at`), for the header's data age.
     pub data_at: Option<i64>,
 }
@@ -66,9 +70,19 @@ impl Default for Model {
             cabinet: None,
             worklists: Worklists::default(),
             audit: Vec::new(),
+            fleet: None,
             data_at: None,
         }
     }
+}
+
+/// The fleet screen's data: deployments newest first, the selected one in detail, and the
+/// devices whose configuration drifts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fleet {
+    pub deployments: Vec<Deployment>,
+    pub detail: Option<DeploymentDetail>,
+    pub drift: Vec<DeviceConfig>,
 }
 
 /// A case number as operators may see it: enough to match a paper file, not the whole.

@@ -1,6 +1,7 @@
 //! The operator console driven like a person: the real `fleet-console` binary in a tmux
 //! pseudo-terminal (send-keys, capture-pane) against a real server and agent. An operator
-//! opens a box with a reason and sees it open, then acknowledges an alarm.
+//! opens a box with a reason and sees it open, acknowledges an alarm, looks at the alarm's
+//! cabinet remotely (doctor report, log lines) and at the fleet's rollouts.
 
 use std::time::Duration;
 
@@ -114,6 +115,32 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
     let (_, a) = admin.get("/api/v1/alarms?kind=forced_open").await;
     assert_eq!(a["alarms"][0]["state"], json!("acknowledged"), "{a}");
     assert_eq!(a["alarms"][0]["ack_note"], json!("guard on the way"), "{a}");
+
+    // The alarm's cabinet, looked at remotely: its doctor report, then its log lines.
+    console.keys(&["d"]);
+    let doctor = console
+        .wait_for("the cabinet's doctor report", "all 6 checks pass")
+        .await;
+    assert!(doctor.contains("PASS  lock board"), "{doctor}");
+    // Apart: Escape followed at once by a key reads as Alt+key.
+    console.keys(&["Escape"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    console.keys(&["g"]);
+    console
+        .wait_for("the cabinet's log lines", "logging at info")
+        .await;
+    console.keys(&["Escape"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Fleet: no rollouts yet, and the one cabinet runs its desired configuration.
+    console.keys(&["8"]);
+    let fleet = console
+        .wait_for("the fleet screen", "no deployments yet")
+        .await;
+    assert!(
+        fleet.contains("every device runs its desired configuration"),
+        "{fleet}"
+    );
 
     // Usage: the hall's row with its hours and days; Planning: why there is no plan yet.
     console.keys(&["6"]);

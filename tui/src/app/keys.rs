@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{Action, App, DiagView, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
+use super::{Action, App, DeployAct, DiagView, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
 use crate::model::{Cabinet, DiagnosticKind};
 use api_types::AlarmState;
 
@@ -35,10 +35,11 @@ impl App {
                 match self.screen {
                     Screen::Usage => vec![Action::Refresh, Action::Usage],
                     Screen::Planning => vec![Action::Refresh, Action::Planning],
+                    Screen::Fleet => vec![Action::Refresh, self.fleet_action(true)],
                     _ => vec![Action::Refresh],
                 }
             }
-            KeyCode::Char(c @ '1'..='7') => {
+            KeyCode::Char(c @ '1'..='8') => {
                 let screen = Screen::ALL[usize::from(c as u8 - b'1')];
                 self.go(screen)
             }
@@ -67,6 +68,10 @@ impl App {
             KeyCode::Esc => self.back(),
             KeyCode::Char('o') => self.ask_open(),
             KeyCode::Char('a') if self.screen == Screen::Alarms => self.ask_ack(),
+            KeyCode::Char('p') if self.screen == Screen::Fleet => self.ask_deploy(None),
+            KeyCode::Char('x') if self.screen == Screen::Fleet => {
+                self.ask_deploy(Some(DeployAct::Cancel))
+            }
             KeyCode::Char('d') => self.diagnose(DiagnosticKind::Doctor),
             KeyCode::Char('g') => self.diagnose(DiagnosticKind::Logs),
             _ => Vec::new(),
@@ -77,13 +82,58 @@ impl App {
         if screen == Screen::Site && self.site.is_none() {
             return self.open_site();
         }
+        let leaving_fleet = self.screen == Screen::Fleet && screen != Screen::Fleet;
         self.screen = screen;
         self.filter.clear();
-        match screen {
+        let mut actions = match screen {
             Screen::Usage => vec![Action::Refresh, Action::Usage],
             Screen::Planning => vec![Action::Refresh, Action::Planning],
+            Screen::Fleet => vec![Action::Refresh, self.fleet_action(true)],
             _ => vec![Action::Refresh],
+        };
+        if leaving_fleet {
+            actions.push(self.fleet_action(false));
         }
+        actions
+    }
+
+    /// Fetch the fleet screen for the selected deployment; keep it fresh while `watch`.
+    fn fleet_action(&self, watch: bool) -> Action {
+        Action::Fleet {
+            watch,
+            selected: self
+                .deployments()
+                .get(self.sel_deployment)
+                .map(|d| d.id.clone()),
+        }
+    }
+
+    /// `p` (pause a running deployment, resume a paused one) or `x` (cancel): asks for a note.
+    fn ask_deploy(&mut self, act: Option<DeployAct>) -> Vec<Action> {
+        let Some(d) = self.deployments().get(self.sel_deployment).cloned() else {
+            self.status = "no deployment selected".into();
+            return Vec::new();
+        };
+        if self.may_deploy() == Some(false) {
+            self.status = "pausing, resuming and cancelling rollouts needs the admin role".into();
+            return Vec::new();
+        }
+        use crate::model::DeploymentState as S;
+        let act = match (act, d.state) {
+            (_, s) if s.is_final() => {
+                self.status = format!("deployment {} is {}: nothing to change", short(&d.id), s);
+                return Vec::new();
+            }
+            (Some(a), _) => a,
+            (None, S::Paused) => DeployAct::Resume,
+            (None, _) => DeployAct::Pause,
+        };
+        self.dialog = Some(Dialog::Deploy {
+            id: d.id,
+            act,
+            note: String::new(),
+        });
+        Vec::new()
     }
 
     fn open_site(&mut self) -> Vec<Action> {
@@ -157,6 +207,12 @@ impl App {
                 mv(&mut self.sel_usage, dy, n);
             }
             Screen::Planning => {}
+            Screen::Fleet => {
+                let n = self.deployments().len();
+                if mv(&mut self.sel_deployment, dy, n) {
+                    return vec![self.fleet_action(true)];
+                }
+            }
         }
         Vec::new()
     }
@@ -207,6 +263,10 @@ impl App {
         match self.screen {
             Screen::Site if self.pane == Pane::Boxes => self.pane = Pane::Cabinets,
             Screen::Overview => {}
+            Screen::Fleet => {
+                self.screen = Screen::Overview;
+                return vec![Action::Refresh, self.fleet_action(false)];
+            }
             _ => {
                 self.screen = Screen::Overview;
                 return vec![Action::Refresh];
@@ -344,6 +404,7 @@ impl App {
             Dialog::Diagnostics => return self.diagnostics_key(key),
             Dialog::Open { reason, .. } => reason,
             Dialog::Ack { note, .. } => note,
+            Dialog::Deploy { note, .. } => note,
             Dialog::Filter => &mut self.filter,
         };
         match key.code {
@@ -404,6 +465,16 @@ impl App {
                 }
                 self.dialog = None;
                 vec![Action::Ack { alarm_id, note }]
+            }
+            Some(Dialog::Deploy { id, act, note }) => {
+                let note = note.trim().to_owned();
+                if act == DeployAct::Cancel && note.is_empty() {
+                    self.status = "a note is required to cancel: say why".into();
+                    return Vec::new();
+                }
+                self.dialog = None;
+                self.status = format!("{} deployment {}…", act.as_str(), short(&id));
+                vec![Action::Deploy { id, act, note }]
             }
             Some(Dialog::Filter) | Some(Dialog::Help) | Some(Dialog::Diagnostics) | None => {
                 self.dialog = None;

@@ -18,10 +18,12 @@ pub enum Screen {
     Usage,
     /// The planner's recommendations and coverage before and after.
     Planning,
+    /// Agent rollouts (waves, progress, failures) and configuration drift.
+    Fleet,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 7] = [
+    pub const ALL: [Screen; 8] = [
         Screen::Overview,
         Screen::Site,
         Screen::Alarms,
@@ -29,17 +31,20 @@ impl Screen {
         Screen::Audit,
         Screen::Usage,
         Screen::Planning,
+        Screen::Fleet,
     ];
 
+    /// The short name in the navigation line (all eight fit in 80 columns).
     pub fn title(self) -> &'static str {
         match self {
             Screen::Overview => "Overview",
             Screen::Site => "Site",
             Screen::Alarms => "Alarms",
-            Screen::Work => "Work lists",
+            Screen::Work => "Work",
             Screen::Audit => "Audit",
             Screen::Usage => "Usage",
-            Screen::Planning => "Planning",
+            Screen::Planning => "Plan",
+            Screen::Fleet => "Fleet",
         }
     }
 }
@@ -71,8 +76,32 @@ pub enum Dialog {
     },
     /// Typing a filter for the list on screen.
     Filter,
+    /// Pause, resume or cancel a deployment: a note for the audit log.
+    Deploy {
+        id: String,
+        act: DeployAct,
+        note: String,
+    },
     /// A cabinet's doctor report or log lines (`App::diagnosis`), scrollable.
     Diagnostics,
+}
+
+/// What an administrator does to a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployAct {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl DeployAct {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployAct::Pause => "pause",
+            DeployAct::Resume => "resume",
+            DeployAct::Cancel => "cancel",
+        }
+    }
 }
 
 /// Remote diagnostics of one cabinet, as asked for and as answered so far.
@@ -117,6 +146,17 @@ pub enum Action {
         alarm_id: String,
         note: String,
     },
+    /// Fetch the fleet screen (deployments, the selected one's detail, drift) and keep it
+    /// fresh while `watch`.
+    Fleet {
+        watch: bool,
+        selected: Option<String>,
+    },
+    Deploy {
+        id: String,
+        act: DeployAct,
+        note: String,
+    },
     /// Remote diagnostics of a cabinet: ask for a fresh one (`request`, operators) or read
     /// the newest answered one (viewers).
     Diagnose {
@@ -146,6 +186,9 @@ pub enum Msg {
     Usage(crate::model::Usage),
     /// The plan, or why there is none (nothing uploaded yet, server error).
     Plan(Result<crate::model::Plan, String>),
+    Fleet(Result<crate::model::Fleet, String>),
+    /// A deployment was paused, resumed or cancelled (its id), or why not.
+    Deployed(Result<String, String>),
     /// Remote diagnostics of a cabinet: the request as it stands, or why there is none.
     Diagnosis {
         device: String,
@@ -171,6 +214,7 @@ pub struct App {
     pub sel_work: usize,
     pub work_tab: usize,
     pub sel_audit: usize,
+    pub sel_deployment: usize,
     /// The site whose cabinets the site screen shows.
     pub site: Option<String>,
     /// The cabinet to select once the site's cabinets arrive (a jump from an alarm).
@@ -204,6 +248,7 @@ impl App {
             sel_work: 0,
             work_tab: 0,
             sel_audit: 0,
+            sel_deployment: 0,
             site: None,
             want_cabinet: None,
             cabinet_audit: Vec::new(),
@@ -368,6 +413,9 @@ impl App {
             Msg::Acked(Err(e)) => self.status = format!("acknowledge refused: {e}"),
             Msg::Usage(u) => self.model.usage = Some(u),
             Msg::Plan(p) => self.model.plan = Some(p),
+            Msg::Fleet(f) => self.model.fleet = Some(f),
+            Msg::Deployed(Ok(id)) => self.status = format!("deployment {} changed", short(&id)),
+            Msg::Deployed(Err(e)) => self.status = e,
             Msg::Diagnosis { device, result } => {
                 if let Some(d) = &mut self.diagnosis
                     && d.device == device
@@ -409,6 +457,21 @@ impl App {
         fit(&mut self.sel_usage, usage);
         let cabinets = self.model.cabinets.len();
         fit(&mut self.sel_cabinet, cabinets);
+        let deployments = self.deployments().len();
+        fit(&mut self.sel_deployment, deployments);
+    }
+
+    /// The fleet screen's deployments (empty while loading or after an error).
+    pub fn deployments(&self) -> &[crate::model::Deployment] {
+        match &self.model.fleet {
+            Some(Ok(f)) => &f.deployments,
+            _ => &[],
+        }
+    }
+
+    /// Whether the token's role may pause, resume or cancel deployments (admin).
+    pub fn may_deploy(&self) -> Option<bool> {
+        self.model.me.as_ref().map(|(_, role)| role == "admin")
     }
 
     /// Usage rows (sites with their hours and days), filtered, in the overview's order.
@@ -470,10 +533,10 @@ pub fn short(id: &str) -> &str {
 }
 
 /// The help overlay's lines: every key.
-pub const HELP: [(&str, &str); 17] = [
+pub const HELP: [(&str, &str); 18] = [
     (
-        "1-7",
-        "Overview, Site, Alarms, Work lists, Audit, Usage, Planning",
+        "1-8",
+        "Overview, Site, Alarms, Work lists, Audit, Usage, Planning, Fleet",
     ),
     ("Tab", "next pane (site: cabinets/boxes) or next screen"),
     ("↑↓ / j k", "move; PgUp/PgDn by ten"),
@@ -498,6 +561,10 @@ pub const HELP: [(&str, &str); 17] = [
     (
         "d / g",
         "doctor report / newest log lines of the cabinet (operators ask anew)",
+    ),
+    (
+        "p / x",
+        "Fleet: pause or resume / cancel the selected deployment (admin)",
     ),
     ("r", "refresh now (Usage: the figures; Planning: the plan)"),
     ("?", "this help (any key closes)"),

@@ -219,12 +219,14 @@ fn help_usage_planning_and_quit() {
         vec![Action::Refresh, Action::Usage]
     );
     assert_eq!(app.screen, Screen::Usage);
-    // `r` on the planning screen recomputes the plan; Tab cycles through all seven.
+    // `r` on the planning screen recomputes the plan; Tab cycles through all eight.
     app.on_key(key(KeyCode::Char('7')));
     assert_eq!(
         app.on_key(key(KeyCode::Char('r'))),
         vec![Action::Refresh, Action::Planning]
     );
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Fleet);
     app.on_key(key(KeyCode::Tab));
     assert_eq!(app.screen, Screen::Overview);
     assert_eq!(app.on_key(key(KeyCode::Char('q'))), vec![Action::Quit]);
@@ -291,5 +293,86 @@ fn diagnostics_are_asked_by_operators_read_by_viewers_and_closed_with_esc() {
             kind: DiagnosticKind::Doctor,
             request: false
         }]
+    );
+}
+
+fn fleet_with(states: &[crate::model::DeploymentState]) -> crate::model::Fleet {
+    crate::model::Fleet {
+        deployments: states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| crate::model::Deployment {
+                id: format!("dep-{i}"),
+                state: *s,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_fleet_screen_is_watched_while_shown_and_only_admins_change_rollouts() {
+    use crate::model::DeploymentState as S;
+    let mut app = app_with_sites(1);
+    let shown = app.on_key(key(KeyCode::Char('8')));
+    assert_eq!(app.screen, Screen::Fleet);
+    assert!(shown.contains(&Action::Fleet {
+        watch: true,
+        selected: None
+    }));
+    app.on_msg(
+        Msg::Fleet(Ok(fleet_with(&[S::Running, S::Paused, S::Completed]))),
+        10,
+    );
+    // Moving selects another deployment and fetches its detail.
+    let moved = app.on_key(key(KeyCode::Down));
+    assert_eq!(
+        moved,
+        [Action::Fleet {
+            watch: true,
+            selected: Some("dep-1".into())
+        }]
+    );
+    // An operator may not pause.
+    assert!(app.on_key(key(KeyCode::Char('p'))).is_empty());
+    assert!(app.status.contains("admin"), "{}", app.status);
+    assert_eq!(app.dialog, None);
+
+    app.on_msg(Msg::Me("root".into(), "admin".into()), 10);
+    app.on_key(key(KeyCode::Char('p')));
+    assert!(
+        matches!(&app.dialog, Some(Dialog::Deploy { id, act: DeployAct::Resume, .. }) if id == "dep-1"),
+        "a paused one resumes: {:?}",
+        app.dialog
+    );
+    let sent = app.on_key(key(KeyCode::Enter));
+    assert_eq!(
+        sent,
+        [Action::Deploy {
+            id: "dep-1".into(),
+            act: DeployAct::Resume,
+            note: String::new()
+        }]
+    );
+    // Cancelling needs a note.
+    app.on_key(key(KeyCode::Char('x')));
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    assert!(app.status.contains("note is required"), "{}", app.status);
+    typed(&mut app, "wrong boards");
+    let sent = app.on_key(key(KeyCode::Enter));
+    assert!(
+        matches!(&sent[..], [Action::Deploy { act: DeployAct::Cancel, note, .. }] if note == "wrong boards")
+    );
+    // A finished one is left alone.
+    app.on_key(key(KeyCode::Down));
+    assert!(app.on_key(key(KeyCode::Char('p'))).is_empty());
+    assert!(app.status.contains("completed"), "{}", app.status);
+    // Leaving stops the watch.
+    let left = app.on_key(key(KeyCode::Char('1')));
+    assert!(
+        left.iter()
+            .any(|a| matches!(a, Action::Fleet { watch: false, .. })),
+        "{left:?}"
     );
 }

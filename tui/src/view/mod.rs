@@ -5,6 +5,7 @@ mod alarms;
 mod audit;
 mod diagnostics;
 mod dialogs;
+mod fleet;
 mod overview;
 mod planning;
 mod site;
@@ -22,12 +23,13 @@ use self::alarms::draw_alarms;
 use self::audit::draw_audit;
 use self::diagnostics::draw_diagnostics;
 use self::dialogs::{draw_help, draw_prompt};
+use self::fleet::draw_fleet;
 use self::overview::draw_overview;
 use self::planning::draw_planning;
 use self::site::draw_site;
 use self::usage::draw_usage;
 use self::work::draw_work;
-use crate::app::{App, Dialog, Screen, short};
+use crate::app::{App, DeployAct, Dialog, Screen, short};
 use crate::model::Link;
 
 pub use widgets::{age, shade, spark};
@@ -51,6 +53,7 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
         Screen::Audit => draw_audit(f, body, app, now_ms),
         Screen::Usage => draw_usage(f, body, app),
         Screen::Planning => draw_planning(f, body, app),
+        Screen::Fleet => draw_fleet(f, body, app, now_ms),
     }
     draw_status(f, status, app);
     match &app.dialog {
@@ -76,6 +79,21 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
             "Note",
             note,
             "Enter acknowledge · Esc cancel",
+        ),
+        Some(Dialog::Deploy { id, act, note }) => draw_prompt(
+            f,
+            body,
+            &format!(" {} deployment {} ", act.as_str(), short(id)),
+            match act {
+                DeployAct::Cancel => "Nothing more is offered; cabinets keep what they run. Why?",
+                DeployAct::Pause => "No more offers until resumed. Why? (optional)",
+                DeployAct::Resume => {
+                    "Offers go on (a manual deployment starts its next wave). Why? (optional)"
+                }
+            },
+            "Note",
+            note,
+            "Enter confirm · Esc cancel",
         ),
         Some(Dialog::Diagnostics) => draw_diagnostics(f, body, app, now_ms),
         Some(Dialog::Filter) | None => {}

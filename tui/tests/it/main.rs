@@ -593,3 +593,125 @@ fn diagnostics_doctor_report_log_lines_and_an_offline_cabinet() {
     );
     insta::assert_snapshot!("diagnostics_pending_80x24", screen(&app, 80, 24));
 }
+
+fn fleet() -> tui::model::Fleet {
+    use api_types::deployments::{DeploymentDevice, WaveProgress};
+    use tui::model::{Deployment, DeploymentDetail, DeploymentState, DeviceRollout};
+    let wave = |wave, devices, pending, in_progress, succeeded, failed, rolled_back| WaveProgress {
+        wave,
+        devices,
+        pending,
+        in_progress,
+        succeeded,
+        failed,
+        rolled_back,
+    };
+    let halted = Deployment {
+        id: "d41f8e2a9c".into(),
+        target: "aarch64-unknown-linux-gnu".into(),
+        version: "0.3.0".into(),
+        state: DeploymentState::Halted,
+        reason: Some("wave 1 failed: 1 of 1 devices failed (more than 0%); rolled back".into()),
+        wave: 1,
+        waves: vec![wave(1, 1, 0, 0, 0, 0, 1), wave(2, 39, 39, 0, 0, 0, 0)],
+        success_percent: 100,
+        created_at: NOW - 3 * 3_600_000,
+        created_by: "release-bot".into(),
+        ..Default::default()
+    };
+    let running = Deployment {
+        id: "7b2c90e1aa".into(),
+        target: "x86_64-unknown-linux-gnu".into(),
+        version: "0.2.1".into(),
+        state: DeploymentState::Running,
+        wave: 2,
+        waves: vec![
+            wave(1, 2, 0, 0, 2, 0, 0),
+            wave(2, 12, 3, 5, 4, 0, 0),
+            wave(3, 26, 26, 0, 0, 0, 0),
+        ],
+        success_percent: 95,
+        max_failures_percent: 5,
+        soak_secs: 600,
+        window: Some(api_types::releases::Window {
+            from: "02:00".into(),
+            to: "05:00".into(),
+            utc_offset_minutes: 480,
+        }),
+        created_at: NOW - 40 * MIN,
+        created_by: "admin".into(),
+        ..Default::default()
+    };
+    let device = |id: &str, state, reason: Option<&str>| DeploymentDevice {
+        device_id: id.into(),
+        wave: 2,
+        state,
+        reason: reason.map(Into::into),
+        ..Default::default()
+    };
+    let drifting = |id: &str, online, applied: Option<(&str, &str, Option<&str>)>| {
+        api_types::config::DeviceConfig {
+            device_id: id.into(),
+            online,
+            desired: api_types::config::DesiredConfig {
+                version: "9b812558545e8405".into(),
+                ..Default::default()
+            },
+            applied: applied.map(
+                |(state, version, reason)| api_types::config::AppliedConfig {
+                    version: version.into(),
+                    state: state.into(),
+                    reason: reason.map(Into::into),
+                    ..Default::default()
+                },
+            ),
+            drift: true,
+        }
+    };
+    tui::model::Fleet {
+        deployments: vec![running.clone(), halted],
+        detail: Some(DeploymentDetail {
+            deployment: running,
+            devices: vec![
+                device("park-a-07", DeviceRollout::Installing, None),
+                device(
+                    "park-a-09",
+                    DeviceRollout::Failed,
+                    Some("refused: release is for aarch64-unknown-linux-gnu"),
+                ),
+            ],
+        }),
+        drift: vec![
+            drifting(
+                "hall-cab-03",
+                false,
+                Some(("applied", "0b3c8e1d5a7f9e21", None)),
+            ),
+            drifting(
+                "park-b-02",
+                true,
+                Some((
+                    "waiting_restart",
+                    "9b812558545e8405",
+                    Some("heartbeat_secs take effect after a restart"),
+                )),
+            ),
+            drifting("stn-1-01", true, None),
+        ],
+    }
+}
+
+#[test]
+fn fleet_rollouts_waves_failures_and_configuration_drift() {
+    let mut app = loaded();
+    app.on_key(key(KeyCode::Char('8')));
+    insta::assert_snapshot!("fleet_loading_80x24", screen(&app, 80, 24));
+    app.on_msg(Msg::Fleet(Ok(fleet())), NOW);
+    both!("fleet", app.clone());
+    app.on_msg(Msg::Me("root".into(), "admin".into()), NOW);
+    app.on_key(key(KeyCode::Char('x')));
+    for c in "wrong boards in park A".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    insta::assert_snapshot!("fleet_cancel_dialog_80x24", screen(&app, 80, 24));
+}
