@@ -146,7 +146,9 @@ impl Backfill {
         body: &EventBody,
         at: i64,
     ) -> Result<(), ServiceError> {
-        self.store().apply_keypad_event_at(device, body, at).await?;
+        self.store()
+            .apply_event_effects_at(device, body, at)
+            .await?;
         Ok(())
     }
 

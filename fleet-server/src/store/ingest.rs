@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use protocol::{BoxNo, DeviceId, Event, EventBody, StateSnapshot};
 use sqlx::AssertSqlSafe;
 
-use super::{Effects, ROWS_PER_INSERT, Store, StoreError, apply_heartbeat, keypad, multi_row};
+use super::{Effects, ROWS_PER_INSERT, Store, StoreError, apply_heartbeat, effects, multi_row};
 
 impl Store {
     /// Stores a batch of events and snapshots in one transaction: events deduplicated on
@@ -16,7 +16,7 @@ impl Store {
         Ok(self.ingest_with_effects(batch).await?.0)
     }
 
-    /// [`Store::ingest`], also returning what the keypad events in it changed.
+    /// [`Store::ingest`], also returning what the events with effects in it changed.
     pub async fn ingest_with_effects(
         &self,
         batch: &IngestBatch,
@@ -80,13 +80,14 @@ impl Store {
             .await?;
         }
 
-        // Keypad events change items: each is inserted on its own and acted on only when it
-        // is new, so a retransmitted staff open never moves the next item in that box.
-        let (keypad, plain): (Vec<_>, Vec<_>) = batch
+        // Events with effects change items, alarms or the device's row: each is inserted on
+        // its own and acted on only when it is new, so a retransmitted staff open never moves
+        // the next item in that box.
+        let (with_effects, plain): (Vec<_>, Vec<_>) = batch
             .events
             .iter()
-            .partition(|(_, e)| keypad::is_keypad_event(&e.body));
-        for (device, event) in keypad {
+            .partition(|(_, e)| effects::has_effects(&e.body));
+        for (device, event) in with_effects {
             let new = sqlx::query(
                 "INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING",
@@ -103,7 +104,7 @@ impl Store {
             .rows_affected();
             if new == 1 {
                 inserted += 1;
-                Store::apply_keypad_event(
+                Store::apply_event_effects(
                     &mut tx,
                     device,
                     event.ts,
@@ -324,21 +325,21 @@ impl BoxField {
 }
 
 /// What storing an event costs the one writer, in plain events (one row of a multi-row
-/// insert, ≈ 15 µs). A keypad event runs its own statements (audit, item, history, usage,
+/// insert, ≈ 15 µs). An event with effects (keypad, fault, release …) runs its own statements (audit, item, history, usage,
 /// notifications: about ten, ≈ 0.8 ms in the city scenario's bursts), so the ingest sizes
 /// its transactions by cost, not count: a burst of staff rounds then holds the writer for
 /// tens of milliseconds at a time instead of a second, and a remote open or a reservation
 /// waits for one such slice.
 pub fn event_cost(body: &EventBody) -> usize {
-    if keypad::is_keypad_event(body) {
-        KEYPAD_EVENT_COST
+    if effects::has_effects(body) {
+        EFFECTS_EVENT_COST
     } else {
         1
     }
 }
 
 /// See [`event_cost`].
-pub const KEYPAD_EVENT_COST: usize = 50;
+pub const EFFECTS_EVENT_COST: usize = 50;
 /// A state snapshot writes every box of its cabinet (see [`event_cost`]).
 pub const SNAPSHOT_COST: usize = 50;
 /// A heartbeat updates its device's health (see [`event_cost`]).

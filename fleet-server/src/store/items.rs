@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::flows::{Effects, Presence, Tx};
 use super::{History, Sites, Store, StoreError, bind_sites, sites_sql, usage, write_history};
-use super::{codes::bump_codes, keypad::is_keypad_event, notifications::enqueue};
+use super::{codes::bump_codes, effects::has_effects, notifications::enqueue};
 
 /// A stored item, typed: the API maps it to `api_types::items::Item`.
 #[derive(Debug, Clone, PartialEq)]
@@ -553,13 +553,13 @@ impl Store {
     /// Applies one keypad event of `device` as if it had arrived at `at` (the cabinet's own
     /// time too), with no event row: a history written at its own times (`crate::backfill`)
     /// must not take sequence numbers the real agent will use. The same rules as ingest.
-    pub async fn apply_keypad_event_at(
+    pub async fn apply_event_effects_at(
         &self,
         device: &DeviceId,
         body: &EventBody,
         at: i64,
     ) -> Result<Effects, StoreError> {
-        if !is_keypad_event(body) {
+        if !has_effects(body) {
             return Err(StoreError::Invalid(format!(
                 "a {} event is not a keypad event; only keypad, code and fault events can be \
                  applied outside ingest",
@@ -568,7 +568,7 @@ impl Store {
         }
         let mut tx = self.writer.begin().await?;
         let mut effects = Effects::default();
-        Store::apply_keypad_event(&mut tx, device, at, body, at, self.webhooks, &mut effects)
+        Store::apply_event_effects(&mut tx, device, at, body, at, self.webhooks, &mut effects)
             .await?;
         tx.commit().await?;
         Ok(effects)

@@ -1,5 +1,7 @@
-//! What a cabinet's keypad, code and fault events change, applied inside the ingest
-//! transaction once per new `(device, seq)`.
+//! What a cabinet's events change beyond being stored — keypad and staff opens (items, audit,
+//! notifications), code set confirmations, faults (alarms), release and configuration reports
+//! (the device's row, audit) — applied inside the ingest transaction once per new
+//! `(device, seq)`.
 
 use domain::keypad;
 use protocol::{DeviceId, EventBody};
@@ -10,11 +12,11 @@ use super::items::{ITEM_COLS, ItemRow, history_detail, transition};
 use super::{Store, StoreError};
 
 impl Store {
-    /// Applies one *new* keypad event of `device` inside the ingest transaction: what the
+    /// Applies one *new* event of `device` that [`has_effects`] inside the ingest transaction: what the
     /// event means is decided by `domain::keypad` (audit line, item change); this looks the
     /// item up and writes the audit row, the transition or its note, notifications and code
     /// versions. Called once per stored event.
-    pub(super) async fn apply_keypad_event(
+    pub(super) async fn apply_event_effects(
         tx: &mut Tx<'_>,
         device: &DeviceId,
         ts: i64,
@@ -233,9 +235,10 @@ async fn apply_change(
     Ok(moved)
 }
 
-/// Whether an event is one [`Store::apply_keypad_event`] acts on (keypad, code and fault
-/// events: each changes items or alarms, so each is applied once, when new).
-pub(super) fn is_keypad_event(body: &EventBody) -> bool {
+/// Whether an event is one [`Store::apply_event_effects`] acts on (keypad, code, fault,
+/// release and configuration events: each changes items, alarms or the device's row, so each
+/// is applied once, when new).
+pub(super) fn has_effects(body: &EventBody) -> bool {
     matches!(
         body,
         EventBody::CodeUsed { .. }
