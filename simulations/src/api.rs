@@ -114,6 +114,36 @@ impl ApiClient {
         Ok(answer)
     }
 
+    /// PUTs a binary body (a release); fails unless the answer is a success.
+    pub(crate) async fn put_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(120))
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("PUT {path}"))?;
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("PUT {path}: {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
+    /// The server's `/metrics` text.
+    pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
+        let res = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .context("GET /metrics")?;
+        res.text().await.context("GET /metrics: body")
+    }
+
     pub(crate) fn with_token(&self, token: &str) -> ApiClient {
         ApiClient {
             token: token.to_owned(),

@@ -44,6 +44,9 @@ enum Bench {
     Locust(simulations::locust_bench::LocustOptions),
     /// One device-agent process at rest: RSS, CPU share, binary size.
     Footprint(simulations::footprint_bench::FootprintOptions),
+    /// A signed release rolled out in waves to many cabinets: server CPU, RSS, bytes served,
+    /// time per wave, and remote opens and ingest with and without the rollout.
+    Rollout(simulations::rollout_bench::RolloutOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,5 +76,6 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::History(o)) => simulations::history_bench::history(o).await,
         Cmd::Bench(Bench::Locust(o)) => simulations::locust_bench::locust(o).await,
         Cmd::Bench(Bench::Footprint(o)) => simulations::footprint_bench::footprint(o).await,
+        Cmd::Bench(Bench::Rollout(o)) => simulations::rollout_bench::rollout(o).await,
     }
 }

@@ -45,6 +45,16 @@ pub(crate) fn start_server(
     mqtt: &str,
     http: &str,
 ) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
+    start_server_with(dir, mqtt, http, &[])
+}
+
+/// [`start_server`] with more flags.
+pub(crate) fn start_server_with(
+    dir: &Path,
+    mqtt: &str,
+    http: &str,
+    extra: &[&str],
+) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
     let exe = std::env::current_exe()?
         .parent()
         .map(|d| d.join("fleet-server"))
@@ -66,6 +76,7 @@ pub(crate) fn start_server(
             "--api-requests-per-sec",
             "0",
         ])
+        .args(extra)
         .env("LOCKERFLEET_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -291,6 +291,24 @@ impl Store {
         rows.iter().map(ReleaseRow::from_row).collect()
     }
 
+    /// A release's whole binary (`None`: none uploaded): what the delivery task serves a
+    /// rollout's chunks from, read once instead of once per chunk.
+    pub async fn release_binary(
+        &self,
+        target: &str,
+        version: Version,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT data FROM release_binaries WHERE target = $1 AND version = $2")
+                .bind(target)
+                .bind(version.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| r.try_get::<Vec<u8>, _>("data"))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
     /// Up to `len` bytes of a release's binary from `offset`: what a cabinet downloads, chunk
     /// by chunk. `None`: no binary for that release.
     pub async fn release_chunk(

@@ -56,6 +56,7 @@ async fn a_release_is_registered_once_uploaded_read_in_chunks_and_withdrawn(stor
         store.release_chunk(target, v, 0, 10).await.expect("chunk"),
         None
     );
+    assert_eq!(store.release_binary(target, v).await.expect("binary"), None);
 
     let row = store
         .store_release_binary(target, v, &binary, "admin", 3_000)
@@ -77,6 +78,11 @@ async fn a_release_is_registered_once_uploaded_read_in_chunks_and_withdrawn(stor
         back.extend(chunk);
     }
     assert_eq!(back, binary);
+    assert_eq!(
+        store.release_binary(target, v).await.expect("whole"),
+        Some(binary.clone()),
+        "the whole binary, as the delivery task caches it"
+    );
 
     let (older, older_signed) = release("0.1.5", b"old");
     store
