@@ -1,6 +1,7 @@
 //! Deployments through real processes: a release rolled out in waves to supervised agents
 //! selected by a label — a canary, then the rest, a cabinet offline during its wave updated
-//! when it is back — and a release that crashes at start halting the deployment after the
+//! when it is back, then one cabinet taken back to the build before by a rollback deployment —
+//! and a release that crashes at start halting the deployment after the
 //! canary, which the cabinet takes back by itself while the other cabinets are never offered
 //! it.
 
@@ -171,6 +172,37 @@ async fn a_release_rolls_out_in_waves_and_a_cabinet_offline_in_its_wave_updates_
     let (s, list) = f.api.get("/api/v1/deployments").await;
     assert_eq!(s, 200);
     assert_eq!(list["deployments"][0]["waves"][1]["succeeded"], 2, "{list}");
+
+    // Taken back by the server: the build before, signed as a release of its own version,
+    // deployed explicitly as a rollback; the cabinet installs the older version and runs it.
+    let old = env!("CARGO_PKG_VERSION");
+    let first = std::fs::read(crate::harness::bin("device-agent")).expect("first agent");
+    f.publish(old, &first).await;
+    let back = deploy(
+        &f,
+        json!({"target": host_target(), "version": old, "rollback": true,
+               "devices": ["wave-a"]}),
+    )
+    .await;
+    assert_eq!(back["deployment"]["rollback"], true, "{back}");
+    let back_id = back["deployment"]["id"].as_str().expect("id").to_owned();
+    let d = until_state(&f, &back_id, "completed").await;
+    assert_eq!(
+        device_states(&d),
+        [("wave-a".into(), 1, "succeeded".into())],
+        "{d}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the older version reported",
+        || async { (f.agent_version("wave-a").await == old).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        f.agent_version("wave-b").await,
+        NEXT_VERSION,
+        "only wave-a was taken back"
+    );
 }
 
 #[tokio::test]
