@@ -126,6 +126,38 @@ enum Command {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Agent releases on a running server: `publish` registers a signed release and
+    /// uploads its binary through the API.
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReleaseCmd {
+    /// Registers `release.json` (from `fleet-certs release sign`) and uploads the binary it
+    /// describes; the binary is checked against the signed size and SHA-256 first. Publishing
+    /// the same release again changes nothing.
+    Publish {
+        /// The signed release (`release.json`).
+        release: PathBuf,
+        /// The agent binary it describes.
+        binary: PathBuf,
+        /// The server's HTTP API.
+        #[arg(
+            long,
+            env = "LOCKERFLEET_SERVER_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        /// An admin token.
+        #[arg(long, env = "LOCKERFLEET_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A file holding an admin token (e.g. DATA_DIR/admin-token).
+        #[arg(long, env = "LOCKERFLEET_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -230,6 +262,28 @@ async fn run() -> anyhow::Result<()> {
         Some(Command::Audit {
             command: AuditCmd::Verify { json },
         }) => return verify_audit(cfg, json).await,
+        Some(Command::Release {
+            command:
+                ReleaseCmd::Publish {
+                    release,
+                    binary,
+                    server,
+                    token,
+                    token_file,
+                },
+        }) => {
+            let token = match (token, token_file) {
+                (Some(t), _) => t,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading the token file {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+                (None, None) => anyhow::bail!(
+                    "an admin token is needed: --token, --token-file or LOCKERFLEET_TOKEN"
+                ),
+            };
+            return publish_release(&server, &token, &release, &binary).await;
+        }
         None => {}
     }
     let server = fleet_server::start(cfg)
@@ -242,6 +296,77 @@ async fn run() -> anyhow::Result<()> {
     cli::shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
+    Ok(())
+}
+
+/// `fleet-server release publish`: the release checked here, registered, its binary uploaded.
+async fn publish_release(
+    server: &str,
+    token: &str,
+    release: &std::path::Path,
+    binary: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(release)
+        .with_context(|| format!("reading {}", release.display()))?;
+    let signed: protocol::release::SignedRelease =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a signed release (make one with `fleet-certs release sign`)",
+                release.display()
+            )
+        })?;
+    let manifest: protocol::release::Manifest = serde_json::from_str(&signed.manifest)
+        .with_context(|| format!("the manifest in {} is unreadable", release.display()))?;
+    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    manifest.check_binary(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not the binary {} describes: {e}",
+            binary.display(),
+            release.display()
+        )
+    })?;
+    let base = server.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .context("building the HTTP client")?;
+    let answer = |what: String| {
+        move |res: reqwest::Response| async move {
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if status.is_success() {
+                Ok(body)
+            } else {
+                let why = body["error"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+                    .to_owned();
+                Err(anyhow::anyhow!("{what}: {status}: {why}"))
+            }
+        }
+    };
+    let res = http
+        .post(format!("{base}/api/v1/releases"))
+        .bearer_auth(token)
+        .json(&signed)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the server at {base}"))?;
+    answer("registering the release".into())(res).await?;
+    let (target, version) = (&manifest.target, manifest.version);
+    let res = http
+        .put(format!("{base}/api/v1/releases/{target}/{version}/binary"))
+        .bearer_auth(token)
+        .body(bytes)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the server at {base}"))?;
+    let row = answer("uploading the binary".into())(res).await?;
+    println!(
+        "release {version} for {target} is {} ({} bytes)",
+        row["state"].as_str().unwrap_or("stored"),
+        manifest.size
+    );
     Ok(())
 }
 

@@ -290,3 +290,82 @@ async fn a_cabinet_fetches_an_offered_release_over_its_own_connection_and_refuse
         "the cabinet's refusal is audited: {audit}"
     );
 }
+
+/// `fleet-server release publish` with these arguments; (exit code, stdout, stderr).
+fn publish_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(crate::harness::bin("fleet-server"))
+        .args(["release", "publish"])
+        .args(args)
+        .env_remove("LOCKERFLEET_TOKEN")
+        .output()
+        .expect("run fleet-server release publish");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_release_is_published_from_the_command_line_and_a_wrong_binary_never_leaves() {
+    let world = World::new(&[]);
+    let keys = world.path("release-keys");
+    certs::new_release_key(&keys, false).expect("release key");
+    let key = certs::load_release_key(&keys.join(certs::RELEASE_KEY)).expect("key");
+    let binary = world.path("device-agent-0.4.0");
+    std::fs::write(&binary, vec![7u8; 90_000]).expect("binary");
+    let signed = certs::sign_release(&key, &binary, &spec("0.4.0")).expect("sign");
+    let release = world.path("release.json");
+    std::fs::write(&release, serde_json::to_vec(&signed).expect("json")).expect("release.json");
+    let pub_file = keys.join(certs::RELEASE_PUB).display().to_string();
+    let server = world.server_with("127.0.0.1:0", "127.0.0.1:0", &["--release-keys", &pub_file]);
+    let url = format!("http://{}", server.http);
+    let (release, binary) = (release.display().to_string(), binary.display().to_string());
+
+    // Another binary than the signed one is refused here, before anything is sent.
+    let other = world.path("other");
+    std::fs::write(&other, vec![8u8; 90_000]).expect("other");
+    let other = other.display().to_string();
+    let (code, _, err) = publish_cli(&[&release, &other, "--server", &url, "--token", ADMIN_TOKEN]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not the binary") && err.contains("SHA-256"),
+        "{err}"
+    );
+    let (s, _) = server
+        .api()
+        .get(&format!("/api/v1/releases/{TARGET}/0.4.0"))
+        .await;
+    assert_eq!(s, 404, "nothing registered");
+
+    // A wrong token: the server's answer, said.
+    let (code, _, err) = publish_cli(&[&release, &binary, "--server", &url, "--token", "nope"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("registering the release: 401"), "{err}");
+
+    // Published, and published again without harm.
+    let token_file = world.path("token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).expect("token file");
+    let token_file = token_file.display().to_string();
+    for _ in 0..2 {
+        let (code, out, err) = publish_cli(&[
+            &release,
+            &binary,
+            "--server",
+            &url,
+            "--token-file",
+            &token_file,
+        ]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(
+            out.contains("release 0.4.0 for x86_64-unknown-linux-gnu is available (90000 bytes)"),
+            "{out}"
+        );
+    }
+    let (s, r) = server
+        .api()
+        .get(&format!("/api/v1/releases/{TARGET}/0.4.0"))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["state"], "available", "{r}");
+}
