@@ -32,6 +32,10 @@ const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read buffers start small and grow to the largest packet seen: ten thousand idle
 /// connections should not each hold a packet-sized buffer.
 const READ_CHUNK: usize = 1024;
+/// Write buffer kept between writes; one grown past this (a release chunk, a code set) is
+/// given back after its write, or every session would keep its largest message's worth
+/// (1,000 cabinets downloading held 150 MB this way; BENCHMARKS.md, Rollouts).
+const KEEP_OUT: usize = 8 * 1024;
 
 pub(crate) struct Front {
     pub cfg: BrokerConfig,
@@ -556,7 +560,11 @@ async fn write_out<W: AsyncWrite + Unpin>(
             STALLED_WRITE_TIMEOUT.as_secs()
         ))),
     };
-    out.clear();
+    if out.capacity() > KEEP_OUT {
+        *out = BytesMut::new();
+    } else {
+        out.clear();
+    }
     result
 }
 
@@ -578,5 +586,32 @@ async fn read_packet<R: AsyncRead + Unpin>(
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_write_does_not_leave_its_buffer_with_the_session() {
+        let mut sink = Vec::new();
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&[1u8; 100_000]);
+        write_out(&mut sink, &mut out).await.expect("written");
+        assert_eq!(sink.len(), 100_000);
+        assert!(
+            out.is_empty() && out.capacity() <= KEEP_OUT,
+            "{}",
+            out.capacity()
+        );
+        out.extend_from_slice(&[2u8; 100]);
+        let small = out.capacity();
+        write_out(&mut sink, &mut out).await.expect("written");
+        assert_eq!(
+            out.capacity(),
+            small,
+            "a small buffer is kept for the next write"
+        );
     }
 }

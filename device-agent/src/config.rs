@@ -66,6 +66,9 @@ pub struct AgentConfig {
     pub keypad_window_secs: u64,
     /// How long the keypad stays locked after too many wrong entries.
     pub keypad_lockout_secs: u64,
+    /// The cabinet counts as busy this long after the last key (a citizen may still be
+    /// typing): no install or configuration restart starts meanwhile.
+    pub keypad_quiet_secs: u64,
     /// A door open longer than this raises `door_left_open`.
     pub door_open_alarm_secs: u64,
     /// How much the agent logs: 1 error, 2 warn, 3 info, 4 debug, 5 trace; none: the
@@ -261,6 +264,7 @@ impl Default for AgentConfig {
             keypad_max_failures: 5,
             keypad_window_secs: 600,
             keypad_lockout_secs: 900,
+            keypad_quiet_secs: 60,
             door_open_alarm_secs: 120,
             log_level: None,
             keypad_socket: None,
@@ -407,6 +411,9 @@ impl AgentConfig {
         }
         if self.fake.activity_per_sec < 0.0 || !self.fake.activity_per_sec.is_finite() {
             return bad("fake.activity_per_sec", "must be 0 or more");
+        }
+        if !(5..=3_600).contains(&self.keypad_quiet_secs) {
+            return bad("keypad_quiet_secs", "must be between 5 and 3600 seconds");
         }
         if self.log_level.is_some_and(|l| !(1..=5).contains(&l)) {
             return bad(

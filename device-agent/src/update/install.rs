@@ -12,8 +12,6 @@ use tokio_util::sync::CancellationToken;
 use super::layout::{Layout, OUTCOME, Outcome, TRIAL_NOTE, VERDICT, Verdict};
 use crate::{AGENT_VERSION, Ctx, LockDriver};
 
-/// A keypad stays busy this long after its last key (a citizen may still be typing).
-pub(crate) const KEYPAD_QUIET: Duration = Duration::from_secs(60);
 /// Between self-checks of a version on trial that has not passed yet.
 const RECHECK: Duration = Duration::from_secs(3);
 
@@ -39,7 +37,7 @@ pub(crate) async fn busy<D: LockDriver>(ctx: &Ctx<D>) -> Option<String> {
     if commands > 0 {
         return Some(format!("{commands} command(s) under way"));
     }
-    if ctx.keypad_active_within(KEYPAD_QUIET) {
+    if ctx.keypad_active_within(Duration::from_secs(ctx.cfg.keypad_quiet_secs)) {
         return Some("someone is using the keypad".into());
     }
     None

@@ -37,7 +37,7 @@ pub(crate) fn fleet(devices: &[&str], server_extra: &[&str]) -> Fleet {
     let config = world.path("agent.toml");
     std::fs::write(
         &config,
-        format!("release_keys = {pub_file:?}\ntrial_secs = 30\n"),
+        format!("release_keys = {pub_file:?}\ntrial_secs = 30\nkeypad_quiet_secs = 5\n"),
     )
     .expect("config");
     Fleet {
@@ -156,9 +156,25 @@ async fn a_new_build_goes_in_when_the_cabinet_is_idle_inside_its_window_and_code
         "nothing restarted while the door was open"
     );
 
-    // The door closes: the cabinet switches, the new build proves itself and stays.
+    // The citizen starts typing a code, then the door closes: the cabinet still waits for
+    // the keypad to be quiet (5 s here, 60 s by default) before it switches.
+    assert_eq!(agent.send("typing").await["outcome"], "noted");
+    let typed = std::time::Instant::now();
     assert_eq!(agent.send("close 3").await, json!({"ok": true}));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        agent.starts(),
+        1,
+        "nothing restarted while a code was being typed"
+    );
+
+    // The keypad falls quiet: the cabinet switches, the new build proves itself and stays.
     let events = f.reached(CAB, NEXT_VERSION, "succeeded").await;
+    assert!(
+        typed.elapsed() >= Duration::from_secs(5),
+        "switched {:?} after the last key",
+        typed.elapsed()
+    );
     assert_eq!(
         states(&events, NEXT_VERSION),
         [
