@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use domain::planner::{
-    BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation, Weight,
+    BoxesBySize, ClusterCoverage, ExistingSite, Expansion, Plan, PlanParams, Recommendation, Weight,
 };
 
 /// A plan and what it was measured from.
@@ -15,6 +15,9 @@ pub struct PlanAnswer {
     pub measured_days: u32,
     /// Mean dwell (hours) measured over them; absent when nothing was used.
     pub measured_dwell_hours: Option<f64>,
+    /// The sites in service the plan judged, with what they measured.
+    #[serde(default)]
+    pub existing_sites: Vec<ExistingSite>,
     #[serde(flatten)]
     pub plan: Plan,
 }

@@ -184,6 +184,10 @@ struct PlanCmd {
     /// Print the plan as JSON (the API's answer) instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also write the plan as GeoJSON to this file (demand points, sites in service,
+    /// recommended sites with their walking radius, clusters): it opens in QGIS as it is.
+    #[arg(long)]
+    geojson: Option<PathBuf>,
 }
 
 impl Args {
@@ -438,6 +442,11 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
     .await?
     .map_err(|why| anyhow::anyhow!("plan parameters: {why}"))?;
     store.close().await;
+    if let Some(path) = &p.geojson {
+        let geo = domain::planner::geojson(&answer.plan, &demand, &answer.existing_sites);
+        std::fs::write(path, serde_json::to_vec_pretty(&geo)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if p.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {

@@ -44,7 +44,7 @@ pub struct Candidate {
 }
 
 /// A site in service, with what it measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExistingSite {
     pub id: String,
@@ -540,9 +540,11 @@ fn peak_load(monthly_cases: f64, p: &PlanParams) -> f64 {
 }
 
 mod coverage;
+mod geojson;
 mod render;
 
 pub use coverage::{exact, max_coverage};
+pub use geojson::geojson;
 pub use render::render;
 
 #[cfg(test)]

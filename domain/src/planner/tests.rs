@@ -190,3 +190,60 @@ fn a_candidate_cap_is_reported() {
     let (b, _, overflow, capped) = size_boxes(4.0, &p, None);
     assert!(!capped && overflow <= p.overflow && b.s >= b.l, "{b:?}");
 }
+
+#[test]
+fn a_plan_as_geojson_has_every_kind_of_feature_longitude_first() {
+    let d = |id: &str, lat: f64, lon: f64| DemandPoint {
+        id: id.into(),
+        name: format!("企业 {id}"),
+        lat,
+        lon,
+        enterprises: 20,
+        monthly_cases: 50.0,
+        cluster: Some("科技园".into()),
+    };
+    let demand = [d("a", 22.540, 113.950), d("b", 22.541, 113.951)];
+    let candidates = [Candidate {
+        id: "c1".into(),
+        name: "驿站".into(),
+        lat: 22.5405,
+        lon: 113.9505,
+        max_boxes: None,
+    }];
+    let hall = ExistingSite {
+        id: "hall".into(),
+        name: "政务服务大厅".into(),
+        lat: 22.60,
+        lon: 114.05,
+        boxes: 24,
+        occupancy: 0.9,
+        peak_occupancy: 0.97,
+        unmet_per_day: 4.0,
+    };
+    let p = PlanParams::default();
+    let plan = plan(&demand, &candidates, std::slice::from_ref(&hall), &p);
+    let geo = geojson(&plan, &demand, std::slice::from_ref(&hall));
+    assert_eq!(geo["type"], "FeatureCollection");
+    let features = geo["features"].as_array().expect("features");
+    let kind = |k: &str| -> Vec<&serde_json::Value> {
+        features
+            .iter()
+            .filter(|f| f["properties"]["kind"] == k)
+            .collect()
+    };
+    assert_eq!(kind("demand_point").len(), 2);
+    assert_eq!(kind("existing_site").len(), 1);
+    assert_eq!(kind("recommended_site").len(), plan.recommendations.len());
+    assert!(!plan.recommendations.is_empty());
+    assert_eq!(kind("cluster").len(), plan.clusters.len());
+    let site = kind("existing_site")[0];
+    assert_eq!(
+        site["geometry"]["coordinates"],
+        serde_json::json!([114.05, 22.60]),
+        "longitude first"
+    );
+    assert_eq!(site["properties"]["name"], "政务服务大厅");
+    let rec = kind("recommended_site")[0];
+    assert_eq!(rec["properties"]["radius_m"], serde_json::json!(p.radius_m));
+    assert_eq!(rec["properties"]["id"], "c1");
+}

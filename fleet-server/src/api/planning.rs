@@ -69,10 +69,21 @@ pub struct PlanOptions {
     #[arg(long)]
     #[serde(default)]
     pub dwell_hours: Option<f64>,
+    /// `geojson`: the plan as a GeoJSON FeatureCollection (demand points, sites in service,
+    /// recommended sites with their walking radius, clusters) instead of the JSON answer.
+    #[arg(skip)]
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 impl PlanOptions {
     pub fn params(&self, measured_dwell: Option<f64>) -> Result<PlanParams, String> {
+        if let Some(f) = self.format.as_deref()
+            && f != "json"
+            && f != "geojson"
+        {
+            return Err(format!("format {f:?} is not one of: json, geojson"));
+        }
         let d = PlanParams::default();
         let weight = match self.weight.as_deref() {
             None | Some("enterprises") => Weight::Enterprises,
@@ -124,6 +135,7 @@ pub async fn plan_with(
     Ok(Ok(PlanAnswer {
         measured_days: days,
         measured_dwell_hours: measured.dwell_hours,
+        existing_sites: measured.sites,
         plan,
     }))
 }
@@ -204,6 +216,15 @@ pub(crate) async fn recommendations(
     )
     .await?
     {
+        Ok(answer) if o.format.as_deref() == Some("geojson") => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/geo+json")],
+            Json(planner::geojson(
+                &answer.plan,
+                &demand,
+                &answer.existing_sites,
+            )),
+        )
+            .into_response()),
         Ok(answer) => Ok(Json(answer).into_response()),
         Err(why) => Err(ApiError::bad_request(why)),
     }

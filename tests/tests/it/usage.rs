@@ -246,6 +246,37 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
         assert_eq!(c["meets_target"], json!(true), "{park} reaches 50%: {c}");
     }
     assert_eq!(plan["measured_days"], json!(30));
+    // The same plan as GeoJSON for a map: longitude first, every kind of feature.
+    let (s, geo) = viewer
+        .get("/api/v1/planning/recommendations?new_sites=3&format=geojson")
+        .await;
+    assert_eq!(s, 200, "{geo}");
+    assert_eq!(geo["type"], "FeatureCollection");
+    let features = geo["features"].as_array().expect("features");
+    let of_kind = |k: &str| {
+        features
+            .iter()
+            .filter(|f| f["properties"]["kind"] == k)
+            .count()
+    };
+    assert_eq!(of_kind("recommended_site"), 3, "{geo}");
+    assert_eq!(of_kind("demand_point"), 200, "every demand point");
+    assert!(of_kind("cluster") >= 3, "{geo}");
+    let lon = features[0]["geometry"]["coordinates"][0]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!((100.0..130.0).contains(&lon), "longitude first: {lon}");
+    let (s, r) = viewer
+        .get("/api/v1/planning/recommendations?format=kml")
+        .await;
+    assert_eq!(s, 400, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("json, geojson"),
+        "{r}"
+    );
     let (s, r) = viewer
         .get("/api/v1/planning/recommendations?radius_m=-5")
         .await;
@@ -263,6 +294,8 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
             "--json",
             "--new-sites",
             "3",
+            "--geojson",
+            &world.path("plan.geojson").display().to_string(),
         ])
         .args(["--demand", &docs.join("demand.csv").display().to_string()])
         .args([
@@ -288,6 +321,22 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
             .unwrap_or_default()
     };
     assert_eq!(ids(&cli), ids(&plan));
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(world.path("plan.geojson")).expect("the GeoJSON file"),
+    )
+    .expect("GeoJSON");
+    let geo_ids: Vec<String> = written["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .filter(|f| f["properties"]["kind"] == "recommended_site")
+        .filter_map(|f| f["properties"]["id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        geo_ids,
+        ids(&plan),
+        "the file holds the same recommendations"
+    );
     // A bad file is refused with its name and line.
     let bad = world.path("bad.csv");
     std::fs::write(&bad, "id,lat,lon\nc1,23.1\n").expect("write");
