@@ -34,12 +34,62 @@ pub use domain::flows::{BoxStatus, Flow, ItemState, SiteKind, Size};
 pub use protocol::CommandStatus;
 use serde::{Deserialize, Serialize};
 
-/// Every error answer: what was wrong and what to do.
+/// Every error answer: a stable machine `code` (one of [`codes::ALL`]; clients branch on it,
+/// never on the text) and what was wrong and what to do, for a person.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ErrorBody {
+    pub code: String,
     pub error: String,
+}
+
+/// The machine codes of [`ErrorBody`]. A code, once published, keeps its meaning; new ones
+/// are added, none renamed.
+pub mod codes {
+    /// A parameter, path segment or field value is wrong (the text names it).
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The body is not the JSON the endpoint takes (syntax, a missing or unknown field).
+    pub const INVALID_BODY: &str = "invalid_body";
+    /// A value is well-formed but refused by a rule (limits, a release that is not signed).
+    pub const INVALID_FIELD: &str = "invalid_field";
+    /// No or an unknown, revoked or expired token.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// The token's role or sites do not allow this.
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    /// The device id has never connected to this server.
+    pub const UNKNOWN_DEVICE: &str = "unknown_device";
+    /// The cabinet has no such box.
+    pub const UNKNOWN_BOX: &str = "unknown_box";
+    /// The request conflicts with what exists (already done, another state, withdrawn).
+    pub const CONFLICT: &str = "conflict";
+    /// No free box of the size (and accessibility) asked for at the site or cabinet.
+    pub const NO_FREE_BOX: &str = "no_free_box";
+    pub const TOO_LARGE: &str = "too_large";
+    /// Over the token's request rate: retry after `Retry-After`.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// The database is unreachable or failing: retry shortly.
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const INTERNAL: &str = "internal";
+
+    /// Every code, in the order above.
+    pub const ALL: [&str; 14] = [
+        INVALID_REQUEST,
+        INVALID_BODY,
+        INVALID_FIELD,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NOT_FOUND,
+        UNKNOWN_DEVICE,
+        UNKNOWN_BOX,
+        CONFLICT,
+        NO_FREE_BOX,
+        TOO_LARGE,
+        RATE_LIMITED,
+        UNAVAILABLE,
+        INTERNAL,
+    ];
 }
 
 /// What a bearer token may do; each role includes the ones before it.

@@ -1,5 +1,6 @@
-//! The one error shape of the API: JSON `{"error": "..."}` saying what was wrong and what
-//! to do, and how each lower layer's error maps to a status.
+//! The one error shape of the API: JSON `{"code": "...", "error": "..."}` — a stable machine
+//! code (`api_types::codes`) and, for a person, what was wrong and what to do — and how each
+//! lower layer's error maps to a status and a code.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 pub(crate) use api_types::ErrorBody;
+use api_types::codes;
 
 use crate::commands::CommandError;
 use crate::service::ServiceError;
@@ -16,18 +18,26 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
+    code: &'static str,
     message: String,
     /// Sent as `Retry-After` (whole seconds, rounded up).
     retry_after: Option<Duration>,
 }
 
 impl ApiError {
+    /// An error with the status's general code ([`default_code`]).
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
+            code: default_code(status),
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    /// The same error with a more specific code.
+    pub(crate) fn code(self, code: &'static str) -> ApiError {
+        ApiError { code, ..self }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
@@ -40,6 +50,7 @@ impl ApiError {
             StatusCode::NOT_FOUND,
             format!("unknown device {device}: it has never connected"),
         )
+        .code(codes::UNKNOWN_DEVICE)
     }
 
     /// Also answer `Retry-After` (whole seconds, rounded up).
@@ -64,6 +75,7 @@ impl IntoResponse for ApiError {
         let mut res = (
             self.status,
             Json(ErrorBody {
+                code: self.code.to_owned(),
                 error: self.message,
             }),
         )
@@ -74,6 +86,23 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         res
+    }
+}
+
+/// The general code of a status.
+fn default_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => codes::INVALID_REQUEST,
+        StatusCode::UNAUTHORIZED => codes::UNAUTHORIZED,
+        StatusCode::FORBIDDEN => codes::FORBIDDEN,
+        StatusCode::NOT_FOUND => codes::NOT_FOUND,
+        StatusCode::CONFLICT => codes::CONFLICT,
+        StatusCode::PAYLOAD_TOO_LARGE => codes::TOO_LARGE,
+        StatusCode::UNPROCESSABLE_ENTITY => codes::INVALID_FIELD,
+        StatusCode::TOO_MANY_REQUESTS => codes::RATE_LIMITED,
+        StatusCode::SERVICE_UNAVAILABLE => codes::UNAVAILABLE,
+        s if s.is_client_error() => codes::INVALID_REQUEST,
+        _ => codes::INTERNAL,
     }
 }
 
@@ -96,8 +125,11 @@ impl From<StoreError> for ApiError {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
-            CommandError::UnknownDevice(_) | CommandError::UnknownBox { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            CommandError::UnknownDevice(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string()).code(codes::UNKNOWN_DEVICE)
+            }
+            CommandError::UnknownBox { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string()).code(codes::UNKNOWN_BOX)
             }
             CommandError::Store(s) => s.into(),
         }
@@ -111,7 +143,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             e @ ServiceError::NoFreeBox { .. } => {
-                ApiError::new(StatusCode::CONFLICT, e.to_string())
+                ApiError::new(StatusCode::CONFLICT, e.to_string()).code(codes::NO_FREE_BOX)
             }
             ServiceError::Store(s) => s.into(),
             ServiceError::Secret(s) => {
@@ -119,5 +151,28 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, s.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_a_published_code_and_the_body_carries_it() {
+        for s in 400..600u16 {
+            let status = StatusCode::from_u16(s).expect("status");
+            assert!(codes::ALL.contains(&default_code(status)), "{s}");
+        }
+        let e = ApiError::never_connected(&protocol::DeviceId::parse("cab-9").expect("id"));
+        assert_eq!(
+            (e.status(), e.code),
+            (StatusCode::NOT_FOUND, codes::UNKNOWN_DEVICE)
+        );
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            codes::ALL.iter().all(|c| seen.insert(c)),
+            "codes are distinct"
+        );
     }
 }

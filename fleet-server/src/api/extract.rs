@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use protocol::{BoxNo, DeviceId};
 use serde::de::DeserializeOwned;
@@ -17,10 +18,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
-            Err(rej) => Err(ApiError::new(
-                rej.status(),
-                format!("invalid request body: {}", rej.body_text()),
-            )),
+            Err(rej) => {
+                let e = ApiError::new(
+                    rej.status(),
+                    format!("invalid request body: {}", rej.body_text()),
+                );
+                // Too large keeps its own code; everything else is a body not understood.
+                Err(if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    e
+                } else {
+                    e.code(api_types::codes::INVALID_BODY)
+                })
+            }
         }
     }
 }

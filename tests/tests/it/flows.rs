@@ -555,6 +555,7 @@ async fn api_errors_are_clear_and_unmet_demand_is_counted() {
     let viewer = admin.with_token(v["token"].as_str().expect("token"));
     let (s, r) = viewer.post("/api/v1/reservations", base.clone()).await;
     assert_eq!(s, 403, "{r}");
+    assert_eq!(r["code"], "forbidden", "{r}");
     // The two L boxes, then a third L: refused, and counted for planners.
     for _ in 0..2 {
         let (s, r) = platform
@@ -566,6 +567,10 @@ async fn api_errors_are_clear_and_unmet_demand_is_counted() {
         .post("/api/v1/reservations", with("size", json!("L")))
         .await;
     assert_eq!(s, 409, "{r}");
+    assert_eq!(
+        r["code"], "no_free_box",
+        "the platform branches on the code: {r}"
+    );
     assert!(
         r["error"].as_str().expect("error").contains("unmet demand"),
         "{r}"
@@ -601,6 +606,7 @@ async fn api_errors_are_clear_and_unmet_demand_is_counted() {
     assert_eq!(r["state"], json!("cancelled"));
     let (s, r) = platform.delete(&format!("/api/v1/reservations/{id}")).await;
     assert_eq!(s, 409, "{r}");
+    assert_eq!(r["code"], "conflict", "{r}");
     // A supplement not dropped by its deadline goes overdue and onto the overdue list.
     let now = now_ms();
     let (s, r) = platform
