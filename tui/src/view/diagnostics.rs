@@ -7,7 +7,7 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use super::widgets::{age, centered};
+use super::widgets::{age, centered, pad};
 use crate::app::{App, DiagView};
 use crate::model::{DiagnosticKind, DiagnosticReport};
 
@@ -67,7 +67,7 @@ fn lines(d: &DiagView, now_ms: i64) -> Vec<Line<'static>> {
                 };
                 out.push(Line::from(vec![
                     Span::styled(mark, style),
-                    Span::raw(format!("  {:<11} {}", c.name, c.detail)),
+                    Span::raw(format!("  {} {}", pad(&c.name, 11), c.detail)),
                 ]));
             }
         }

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
-use super::widgets::{age, highlight, selected, window};
+use super::widgets::{age, ellipsize, highlight, selected, window};
 use crate::app::{App, short};
 use crate::model::{Deployment, DeploymentState, DeviceRollout, Fleet};
 
@@ -240,7 +240,10 @@ fn draw_drift(f: &mut Frame, area: Rect, fleet: &Fleet) {
             None => ("·", "has not reported".into()),
         };
         Row::new(vec![
-            format!("{} {}", if d.online { "●" } else { "✕" }, d.device_id),
+            ellipsize(
+                &format!("{} {}", if d.online { "●" } else { "✕" }, d.device_id),
+                18,
+            ),
             format!("wants {}", short(&d.desired.version)),
             format!("{m} {state}"),
         ])

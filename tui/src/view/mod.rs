@@ -32,10 +32,32 @@ use self::work::draw_work;
 use crate::app::{App, DeployAct, Dialog, Screen, short};
 use crate::model::Link;
 
-pub use widgets::{age, shade, spark};
+pub use widgets::{age, ellipsize, pad, shade, spark};
+
+/// The smallest terminal the screens are laid out for (their snapshots are 80×24 and wider).
+pub const MIN_SIZE: (u16, u16) = (80, 20);
 
 /// Draws the whole console for the time `now_ms` (local clock, epoch ms).
 pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
+    let size = f.area();
+    if size.width < MIN_SIZE.0 || size.height < MIN_SIZE.1 {
+        // Columns cut to nothing read as data; say what is wrong instead.
+        let text = vec![
+            Line::from("Terminal too small").bold(),
+            Line::from(format!(
+                "{}×{}; the console needs {}×{}.",
+                size.width, size.height, MIN_SIZE.0, MIN_SIZE.1
+            )),
+            Line::from("Enlarge the window, or q to quit."),
+        ];
+        f.render_widget(
+            Paragraph::new(text)
+                .alignment(Alignment::Center)
+                .wrap(ratatui::widgets::Wrap { trim: true }),
+            size,
+        );
+        return;
+    }
     let [header, nav, body, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -176,6 +198,37 @@ mod tests {
         assert_eq!(age(-5), "0 s");
         assert_eq!(spark(&[0, 1, 4, 8]), " ▁▄█");
         assert_eq!(spark(&[]), "");
+    }
+
+    #[test]
+    fn mixed_chinese_and_ascii_fit_their_columns_without_splitting_a_character() {
+        use ratatui::Terminal;
+        use ratatui::backend::TestBackend;
+        use ratatui::widgets::Paragraph;
+        // 测试123: 测 at column 0, 试 at 2, then 1, 2, 3 at 4, 5, 6.
+        let mut t = Terminal::new(TestBackend::new(10, 1)).expect("terminal");
+        t.draw(|f| f.render_widget(Paragraph::new(pad("测试123", 8) + "|"), f.area()))
+            .expect("draw");
+        let buf = t.backend().buffer().clone();
+        let at = |x: u16| buf[(x, 0)].symbol().to_owned();
+        assert_eq!(
+            [at(0), at(2), at(4), at(5), at(6), at(8)],
+            ["测", "试", "1", "2", "3", "|"].map(String::from),
+            "{buf:?}"
+        );
+        // Too long: cut before a character that would not fit, then the ellipsis.
+        assert_eq!(ellipsize("政务服务大厅", 7), "政务服…");
+        assert_eq!(ellipsize("政务服务大厅", 6), "政务…");
+        assert_eq!(ellipsize("hall-cab-01", 6), "hall-…");
+        assert_eq!(ellipsize("短", 5), "短");
+        assert_eq!(pad("驿站A", 6), "驿站A ");
+        for w in 0..14 {
+            let e = ellipsize("企业聚集区 Park 3", w);
+            assert!(
+                unicode_width::UnicodeWidthStr::width(e.as_str()) <= w,
+                "{w}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Stylize;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::widgets::{highlight, kind_short, selected, spark, window};
+use super::widgets::{ellipsize, highlight, kind_short, selected, spark, window};
 use crate::app::App;
 
 pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
@@ -14,6 +14,10 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
     let hours: usize = if area.width >= 110 { 24 } else { 12 };
     // Less the top border and the header row.
     let (shown, sel) = window(app.sel_site, sites.len(), area.height.saturating_sub(2));
+    // The name takes what the fixed columns and their spacing leave; a longer one (a long
+    // Chinese name is wide) ends with an ellipsis instead of being cut off.
+    let fixed = 7 + 7 + 4 + 4 + 4 + 3 + 3 + 5 + hours + 4 + 10;
+    let name_width = usize::from(area.width).saturating_sub(fixed).max(10);
     let rows = sites[shown].iter().map(|s| {
         let alarms = if s.alarms_open > 0 {
             Cell::from(format!("{}!", s.alarms_open)).red().bold()
@@ -21,7 +25,7 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
             Cell::from("0")
         };
         Row::new(vec![
-            Cell::from(s.name.clone()),
+            Cell::from(ellipsize(&s.name, name_width)),
             Cell::from(kind_short(s.kind.as_str())),
             Cell::from(format!("{}/{}", s.devices_online, s.devices)),
             Cell::from(s.free.to_string()),

@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 
-use super::widgets::{age, highlight, selected, window};
+use super::widgets::{age, ellipsize, highlight, selected, window};
 use crate::app::{App, GRID_COLUMNS, Pane, short};
 use crate::model::{BoxView, mask_case};
 
@@ -30,7 +30,10 @@ pub(super) fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     );
     let rows = app.model.cabinets[shown].iter().map(|c| {
         let mark = if c.online { "●" } else { "✕" };
-        Row::new(vec![format!("{mark} {}", c.id)])
+        Row::new(vec![ellipsize(
+            &format!("{mark} {}", c.id),
+            usize::from(list.width.saturating_sub(2)),
+        )])
     });
     let table = Table::new(rows, [Constraint::Min(10)])
         .row_highlight_style(highlight())

@@ -104,3 +104,38 @@ pub(super) fn severity_style(s: &str) -> Style {
         _ => Style::new().fg(Color::Gray),
     }
 }
+
+/// `text` cut to at most `width` terminal columns, ending with `…` when cut. Wide characters
+/// (CJK: two columns) are never split: the cut falls before one that would not fit.
+pub fn ellipsize(text: &str, width: usize) -> String {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        // Room must stay for the ellipsis (one column).
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// `text` fitted to exactly `width` columns: cut with [`ellipsize`], then padded with spaces
+/// on the right, so columns of mixed Chinese and ASCII text line up.
+pub fn pad(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let mut s = ellipsize(text, width);
+    let w = s.width();
+    s.extend(std::iter::repeat_n(' ', width.saturating_sub(w)));
+    s
+}

@@ -715,3 +715,27 @@ fn fleet_rollouts_waves_failures_and_configuration_drift() {
     }
     insta::assert_snapshot!("fleet_cancel_dialog_80x24", screen(&app, 80, 24));
 }
+
+#[test]
+fn a_terminal_too_small_says_so_and_chinese_names_fit_their_column() {
+    let app = loaded();
+    insta::assert_snapshot!("too_small_40x10", screen(&app, 40, 10));
+    let mut app = loaded();
+    app.on_msg(
+        Msg::Overview(Overview {
+            at: NOW - 2_000,
+            sites: vec![
+                site(
+                    "hall",
+                    "深圳市南山区政务服务中心二楼综合受理大厅",
+                    "service_hall",
+                    3,
+                ),
+                site("park-a", "科技园企业聚集区 A", "enterprise_cluster", 2),
+                site("stn-1", "粤海街道驿站", "station", 0),
+            ],
+        }),
+        NOW,
+    );
+    insta::assert_snapshot!("overview_chinese_names_80x24", screen(&app, 80, 24));
+}
