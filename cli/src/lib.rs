@@ -88,6 +88,24 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Fil
     })
 }
 
+/// The API token a client binary runs with: `token` as given, else the first line of
+/// `token_file` (trimmed); `None` when neither is set (the caller says which flags to pass).
+pub fn api_token(
+    token: Option<String>,
+    token_file: Option<&Path>,
+) -> anyhow::Result<Option<String>> {
+    match (token, token_file) {
+        (Some(t), _) => Ok(Some(t)),
+        (None, Some(f)) => Ok(Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", f.display()))?
+                .trim()
+                .to_owned(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -112,6 +130,26 @@ mod tests {
     #[allow(dead_code)]
     struct Cfg {
         port: u16,
+    }
+
+    #[test]
+    fn a_token_comes_from_the_flag_else_the_trimmed_file() {
+        let dir = std::env::temp_dir().join(format!("cli-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        std::fs::write(&file, "from-file\n").expect("write");
+        assert_eq!(
+            api_token(Some("flag".into()), Some(&file)).expect("flag"),
+            Some("flag".into())
+        );
+        assert_eq!(
+            api_token(None, Some(&file)).expect("file"),
+            Some("from-file".into())
+        );
+        assert_eq!(api_token(None, None).expect("none"), None);
+        let e = api_token(None, Some(&dir.join("missing"))).expect_err("missing");
+        assert!(e.to_string().contains("reading the token file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -276,16 +276,11 @@ async fn run() -> anyhow::Result<()> {
                     token_file,
                 },
         }) => {
-            let token = match (token, token_file) {
-                (Some(t), _) => t,
-                (None, Some(f)) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading the token file {}", f.display()))?
-                    .trim()
-                    .to_owned(),
-                (None, None) => anyhow::bail!(
+            let token = cli::api_token(token, token_file.as_deref())?.ok_or_else(|| {
+                anyhow::anyhow!(
                     "an admin token is needed: --token, --token-file or LOCKERFLEET_TOKEN"
-                ),
-            };
+                )
+            })?;
             return publish_release(&server, &token, &release, &binary).await;
         }
         None => {}

@@ -97,34 +97,39 @@ impl ApiClient {
         content_type: &str,
         body: &str,
     ) -> anyhow::Result<Value> {
-        let res = self
+        self.put(path, content_type, body.to_owned().into_bytes(), None)
+            .await
+    }
+
+    /// PUTs a binary body (a release, which may take a while); fails unless the answer is a
+    /// success.
+    pub(crate) async fn put_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        self.put(
+            path,
+            "application/octet-stream",
+            body,
+            Some(Duration::from_secs(120)),
+        )
+        .await
+    }
+
+    async fn put(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
             .http
             .put(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .header("Content-Type", content_type)
-            .body(body.to_owned())
-            .send()
-            .await
-            .with_context(|| format!("PUT {path}"))?;
-        let status = res.status();
-        let answer: Value = res.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("PUT {path}: {status}: {answer}");
+            .body(body);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
         }
-        Ok(answer)
-    }
-
-    /// PUTs a binary body (a release); fails unless the answer is a success.
-    pub(crate) async fn put_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let res = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(120))
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("PUT {path}"))?;
+        let res = req.send().await.with_context(|| format!("PUT {path}"))?;
         let status = res.status();
         let answer: Value = res.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -70,16 +69,11 @@ async fn run() -> anyhow::Result<()> {
     if !cfg.server.starts_with("http://") && !cfg.server.starts_with("https://") {
         cfg.server = format!("http://{}", cfg.server);
     }
-    let token = match (cfg.token, cfg.token_file) {
-        (Some(t), _) => t,
-        (None, Some(f)) => std::fs::read_to_string(&f)
-            .with_context(|| format!("reading the token file {}", f.display()))?
-            .trim()
-            .to_owned(),
-        (None, None) => anyhow::bail!(
+    let token = cli::api_token(cfg.token, cfg.token_file.as_deref())?.ok_or_else(|| {
+        anyhow::anyhow!(
             "no API token: pass --token TOKEN or --token-file FILE (or LOCKERFLEET_TOKEN)"
-        ),
-    };
+        )
+    })?;
     // Logs would scribble over the screen: the console reports in its status line instead.
     let cancel = CancellationToken::new();
     let stop = cancel.clone();

@@ -106,18 +106,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
                 // Every step on the cabinet is in the audit log; a refusal with its reason.
-                super::flows::audit(
-                    tx,
-                    ts,
-                    "device",
-                    &format!("release_{state}"),
-                    device,
-                    None,
-                    None,
-                    version,
-                    reason.as_deref(),
-                )
-                .await?;
+                device_report(tx, ts, &format!("release_{state}"), device, version, reason).await?;
             }
             EventBody::Config {
                 version,
@@ -144,18 +133,8 @@ impl Store {
                 .await?;
                 // A refusal is news to an operator; an applied set is in the device's row.
                 if *state != protocol::ConfigProgress::Applied {
-                    super::flows::audit(
-                        tx,
-                        ts,
-                        "device",
-                        &format!("config_{}", state.as_str()),
-                        device,
-                        None,
-                        None,
-                        version,
-                        reason.as_deref(),
-                    )
-                    .await?;
+                    let action = format!("config_{}", state.as_str());
+                    device_report(tx, ts, &action, device, version, reason).await?;
                 }
             }
             EventBody::CodesApplied { version } => {
@@ -179,6 +158,30 @@ impl Store {
 }
 
 /// The audit row of a keypad event, in the ingest transaction.
+/// The audit line of what a device reported about itself (a release step, a configuration
+/// waiting or refused): by `device`, naming the version and why.
+async fn device_report(
+    tx: &mut Tx<'_>,
+    ts: i64,
+    action: &str,
+    device: &DeviceId,
+    version: &str,
+    reason: &Option<String>,
+) -> Result<(), StoreError> {
+    audit(
+        tx,
+        ts,
+        "device",
+        action,
+        device,
+        None,
+        None,
+        version,
+        reason.as_deref(),
+    )
+    .await
+}
+
 async fn write_audit(
     tx: &mut Tx<'_>,
     ts: i64,
