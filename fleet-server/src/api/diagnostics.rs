@@ -171,7 +171,7 @@ pub(crate) async fn request(
             "wait_secs must be 0 to {MAX_WAIT_SECS} (got {wait}); read the request later instead"
         )));
     }
-    if s.store.device(&device).await?.is_none() {
+    if s.store.device_exists(&device).await?.is_none() {
         return Err(ApiError::never_connected(&device));
     }
     let (row, _new) = s
