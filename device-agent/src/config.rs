@@ -77,6 +77,9 @@ pub struct AgentConfig {
     /// A Unix socket where the cabinet's screen application types entries (`code DIGITS`,
     /// `staff CREDENTIAL BOX`) and reads the outcome, on any hardware; none: no socket.
     pub keypad_socket: Option<PathBuf>,
+    /// The language a technician reads (`doctor`, remote doctor reports): `en` or `zh-CN`;
+    /// none: `LC_ALL` / `LC_MESSAGES` / `LANG`, else English.
+    pub lang: Option<l10n::Lang>,
     pub fake: FakeSettings,
     pub modbus: ModbusSettings,
     pub gpio: GpioSettings,
@@ -268,6 +271,7 @@ impl Default for AgentConfig {
             door_open_alarm_secs: 120,
             log_level: None,
             keypad_socket: None,
+            lang: None,
             fake: FakeSettings::default(),
             modbus: ModbusSettings::default(),
             gpio: GpioSettings::default(),
@@ -284,6 +288,11 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
+    /// The language a technician reads: the configured one, else the environment's.
+    pub fn lang(&self) -> l10n::Lang {
+        self.lang.unwrap_or_else(l10n::Lang::from_env)
+    }
+
     pub fn from_file(path: &Path) -> Result<AgentConfig, ConfigError> {
         Ok(cli::load_toml(path)?)
     }

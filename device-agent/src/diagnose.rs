@@ -32,8 +32,13 @@ pub(crate) async fn body<D: LockDriver>(ctx: &Ctx<D>, req: &DiagnosticsRequest) 
             }
         }
         DiagnosticsAsk::Doctor => {
-            let checks =
-                crate::doctor::run_live(&ctx.cfg, &*ctx.driver, ctx.clock.offset_ms()).await;
+            let checks = crate::doctor::run_live(
+                &ctx.cfg,
+                &*ctx.driver,
+                ctx.clock.offset_ms(),
+                ctx.cfg.lang(),
+            )
+            .await;
             DiagnosticsBody::Doctor {
                 checks: checks
                     .into_iter()

@@ -16,6 +16,8 @@ use protocol::{BoxNo, DeviceId};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
+use l10n::{Lang, t};
+
 use crate::config::AgentConfig;
 use crate::driver::LockDriver;
 
@@ -29,8 +31,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// A stable key (`config`, `certificate`, `clock`, `server`, `lock board`, `disk`).
     pub name: &'static str,
     pub ok: bool,
+    /// Why, in the language the checks ran in.
     pub detail: String,
 }
 
@@ -51,8 +55,8 @@ fn fail(name: &'static str, detail: String) -> Check {
 }
 
 /// Runs every check; the order is the order a technician fixes things in.
-pub async fn run<D: LockDriver>(cfg: &AgentConfig, driver: &D) -> Vec<Check> {
-    run_with(cfg, driver, None).await
+pub async fn run<D: LockDriver>(cfg: &AgentConfig, driver: &D, lang: Lang) -> Vec<Check> {
+    run_with(cfg, driver, None, lang).await
 }
 
 /// The checks from inside the running agent (remote diagnostics): the clock is judged on
@@ -61,14 +65,16 @@ pub(crate) async fn run_live<D: LockDriver>(
     cfg: &AgentConfig,
     driver: &D,
     offset_ms: i64,
+    lang: Lang,
 ) -> Vec<Check> {
-    run_with(cfg, driver, Some(offset_ms)).await
+    run_with(cfg, driver, Some(offset_ms), lang).await
 }
 
 async fn run_with<D: LockDriver>(
     cfg: &AgentConfig,
     driver: &D,
     offset_ms: Option<i64>,
+    lang: Lang,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let id = match cfg.validate().and_then(|()| {
@@ -80,7 +86,12 @@ async fn run_with<D: LockDriver>(
         Ok(id) => {
             checks.push(pass(
                 "config",
-                format!("device {id}, server {}", cfg.server),
+                t!(
+                    lang,
+                    "doctor-config-ok",
+                    id = id.as_str(),
+                    server = cfg.server.as_str()
+                ),
             ));
             id
         }
@@ -94,121 +105,110 @@ async fn run_with<D: LockDriver>(
     checks.push(match &identity {
         Ok(i) if i.not_after_ms <= now => fail(
             "certificate",
-            format!(
-                "{} expired {} days ago; issue a new one (`fleet-certs issue --force`)",
-                i.source.display(),
-                (now - i.not_after_ms) / 86_400_000
+            t!(
+                lang,
+                "doctor-cert-expired",
+                file = i.source.display().to_string(),
+                days = (now - i.not_after_ms) / 86_400_000
             ),
         ),
         Ok(i) => {
             let days = (i.not_after_ms - now) / 86_400_000;
             let due = days < cfg.renew_before_days as i64;
+            let file = i.source.display().to_string();
             pass(
                 "certificate",
-                format!(
-                    "{} valid for {days} more days{}",
-                    i.source.display(),
-                    if due {
-                        " (renewal due: the agent asks the server for a new one)"
-                    } else {
-                        ""
-                    }
-                ),
+                if due {
+                    t!(lang, "doctor-cert-valid-renewing", file = file, days = days)
+                } else {
+                    t!(lang, "doctor-cert-valid", file = file, days = days)
+                },
             )
         }
         Err(e) => fail("certificate", e.to_string()),
     });
     checks.push(match offset_ms {
-        Some(offset) => judge_offset(cfg, offset),
-        None => clock(cfg).await,
+        Some(offset) => judge_offset(cfg, offset, lang),
+        None => clock(cfg, lang).await,
     });
     checks.push(match &identity {
-        Ok(i) => server(cfg, i.tls.clone()).await,
-        Err(_) => fail("server", "not tried without a usable certificate".into()),
+        Ok(i) => server(cfg, i.tls.clone(), lang).await,
+        Err(_) => fail("server", t!(lang, "doctor-server-untried")),
     });
-    checks.push(board(driver).await);
-    checks.push(disk(&cfg.data_dir));
+    checks.push(board(driver, lang).await);
+    checks.push(disk(&cfg.data_dir, lang));
     checks
 }
 
 /// The local clock against what the agent last learned from the server's receipts.
-async fn clock(cfg: &AgentConfig) -> Check {
+async fn clock(cfg: &AgentConfig, lang: Lang) -> Check {
     let now = crate::clock::Clock::new(cfg.fake.clock_skew_ms).local_ms();
     // 2024-01-01: a board that lost its real-time clock starts in 1970 or 2000.
     if now < 1_704_067_200_000 {
-        return fail(
-            "clock",
-            format!("the clock says {now} ms since 1970, before 2024: set it (NTP)"),
-        );
+        return fail("clock", t!(lang, "doctor-clock-unset", now = now));
     }
     if !cfg.data_dir.join("outbox.db").exists() {
-        return pass(
-            "clock",
-            "no offset learned yet (the agent has not run here); checked again at the first receipt"
-                .into(),
-        );
+        return pass("clock", t!(lang, "doctor-clock-unlearned"));
     }
-    let held = || {
-        pass(
-            "clock",
-            "set (after 2024); the running agent holds the outbox, so the offset it last learned is on the server's device page"
-                .into(),
-        )
-    };
+    let held = || pass("clock", t!(lang, "doctor-clock-held"));
     match crate::outbox::Outbox::open(&cfg.data_dir, cfg.durability).await {
         Ok(outbox) => match outbox.clock_offset().await {
             Ok(offset) if offset.abs() > MAX_OFFSET_MS => fail(
                 "clock",
-                format!(
-                    "{} s {} the server's when last connected; the agent judges on the server's time, but fix this clock (NTP)",
-                    offset.abs() / 1000,
-                    if offset > 0 { "behind" } else { "ahead of" }
+                t!(
+                    lang,
+                    "doctor-clock-off-last",
+                    secs = offset.abs() / 1000,
+                    direction = direction(offset)
                 ),
             ),
             Ok(offset) => pass(
                 "clock",
-                format!(
-                    "within {} ms of the server's when last connected",
-                    offset.abs()
-                ),
+                t!(lang, "doctor-clock-near-last", ms = offset.abs()),
             ),
             Err(e) if e.is_busy() => held(),
-            Err(e) => fail("clock", format!("the outbox cannot say: {e}")),
+            Err(e) => fail(
+                "clock",
+                t!(lang, "doctor-clock-outbox", error = e.to_string()),
+            ),
         },
         Err(e) if e.is_busy() => held(),
-        Err(e) => fail("clock", format!("the outbox cannot say: {e}")),
+        Err(e) => fail(
+            "clock",
+            t!(lang, "doctor-clock-outbox", error = e.to_string()),
+        ),
     }
 }
 
 /// The running agent's clock against the server's, from the offset it learned.
-fn judge_offset(cfg: &AgentConfig, offset: i64) -> Check {
+fn judge_offset(cfg: &AgentConfig, offset: i64, lang: Lang) -> Check {
     let now = crate::clock::Clock::new(cfg.fake.clock_skew_ms).local_ms();
     if now < 1_704_067_200_000 {
-        return fail(
-            "clock",
-            format!("the clock says {now} ms since 1970, before 2024: set it (NTP)"),
-        );
+        return fail("clock", t!(lang, "doctor-clock-unset", now = now));
     }
     if offset.abs() > MAX_OFFSET_MS {
         fail(
             "clock",
-            format!(
-                "{} s {} the server's; the agent judges on the server's time, but fix this clock (NTP)",
-                offset.abs() / 1000,
-                if offset > 0 { "behind" } else { "ahead of" }
+            t!(
+                lang,
+                "doctor-clock-off",
+                secs = offset.abs() / 1000,
+                direction = direction(offset)
             ),
         )
     } else {
-        pass(
-            "clock",
-            format!("within {} ms of the server's", offset.abs()),
-        )
+        pass("clock", t!(lang, "doctor-clock-near", ms = offset.abs()))
     }
+}
+
+/// A positive offset: the local clock is behind the server's.
+fn direction(offset: i64) -> &'static str {
+    if offset > 0 { "behind" } else { "ahead" }
 }
 
 /// TCP, then TLS with this cabinet's certificate, then a moment for the server's verdict on
 /// it (with TLS 1.3 a refused certificate is told after the client's side of the handshake).
-async fn server(cfg: &AgentConfig, tls: Arc<rustls::ClientConfig>) -> Check {
+async fn server(cfg: &AgentConfig, tls: Arc<rustls::ClientConfig>, lang: Lang) -> Check {
     let (host, port) = match cfg.server_addr() {
         Ok(a) => a,
         Err(e) => return fail("server", e.to_string()),
@@ -219,50 +219,83 @@ async fn server(cfg: &AgentConfig, tls: Arc<rustls::ClientConfig>) -> Check {
         .map(|mut a| a.next())
     {
         Ok(Some(a)) => a,
-        _ => return fail("server", format!("{target}: the name does not resolve")),
+        _ => {
+            return fail(
+                "server",
+                t!(lang, "doctor-server-unresolved", target = &target),
+            );
+        }
     };
     let tcp = match tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail("server", format!("{target}: {e}")),
-        Err(_) => return fail("server", format!("{target}: no answer within 5 s")),
+        Ok(Err(e)) => {
+            let error = e.to_string();
+            return fail(
+                "server",
+                t!(
+                    lang,
+                    "doctor-server-unreachable",
+                    target = &target,
+                    error = error
+                ),
+            );
+        }
+        Err(_) => return fail("server", t!(lang, "doctor-server-silent", target = &target)),
     };
     let name = match rustls::pki_types::ServerName::try_from(host.clone()) {
         Ok(n) => n,
-        Err(e) => return fail("server", format!("{host}: {e}")),
+        Err(e) => {
+            let error = e.to_string();
+            return fail(
+                "server",
+                t!(lang, "doctor-server-bad-name", host = &host, error = error),
+            );
+        }
     };
     let connector = tokio_rustls::TlsConnector::from(tls);
     let mut stream = match tokio::time::timeout(TIMEOUT, connector.connect(name, tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
+            let error = e.to_string();
             return fail(
                 "server",
-                format!(
-                    "{target}: TLS failed: {e} (a certificate revoked, expired or from another CA?)"
+                t!(
+                    lang,
+                    "doctor-server-tls-failed",
+                    target = &target,
+                    error = error
                 ),
             );
         }
-        Err(_) => return fail("server", format!("{target}: TLS did not finish within 5 s")),
+        Err(_) => {
+            return fail(
+                "server",
+                t!(lang, "doctor-server-tls-slow", target = &target),
+            );
+        }
     };
     let mut byte = [0u8; 1];
     match tokio::time::timeout(Duration::from_millis(1500), stream.read(&mut byte)).await {
         // Silence: the server waits for the MQTT CONNECT this check does not send.
-        Err(_) => pass(
-            "server",
-            format!("{target} reachable; it accepted this cabinet's certificate"),
-        ),
-        Ok(Err(e)) => fail(
-            "server",
-            format!("{target} refused this cabinet's certificate: {e}"),
-        ),
-        Ok(Ok(_)) => fail(
-            "server",
-            format!("{target} closed the connection after TLS"),
-        ),
+        Err(_) => pass("server", t!(lang, "doctor-server-ok", target = &target)),
+        Ok(Err(e)) => {
+            let error = e.to_string();
+            fail(
+                "server",
+                t!(
+                    lang,
+                    "doctor-server-refused",
+                    target = &target,
+                    error = error
+                ),
+            )
+        }
+        Ok(Ok(_)) => fail("server", t!(lang, "doctor-server-closed", target = &target)),
     }
 }
 
 /// Every configured box read once: door sensor, and occupancy sensor where there is one.
-async fn board<D: LockDriver>(driver: &D) -> Check {
+async fn board<D: LockDriver>(driver: &D, lang: Lang) -> Check {
     // A silent board fails all its boxes with one reason: said once, with the boxes.
     let mut silent: Vec<(String, Vec<u16>)> = Vec::new();
     for (b, reading) in BoxNo::all(driver.boxes()).zip(driver.sense().await) {
@@ -277,19 +310,19 @@ async fn board<D: LockDriver>(driver: &D) -> Check {
     if silent.is_empty() {
         pass(
             "lock board",
-            format!("all {} boxes answered", driver.boxes()),
+            t!(lang, "doctor-board-ok", count = driver.boxes()),
         )
     } else {
         let text: Vec<String> = silent
             .iter()
-            .map(|(why, boxes)| format!("{}: {why}", box_ranges(boxes)))
+            .map(|(why, boxes)| format!("{}: {why}", box_ranges(boxes, lang)))
             .collect();
         fail("lock board", text.join("; "))
     }
 }
 
 /// `box 3`, `boxes 1-12`, `boxes 1-4, 9`: ascending box numbers as ranges.
-fn box_ranges(boxes: &[u16]) -> String {
+fn box_ranges(boxes: &[u16], lang: Lang) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
     while i < boxes.len() {
@@ -306,58 +339,73 @@ fn box_ranges(boxes: &[u16]) -> String {
         });
         i += 1;
     }
-    let one = boxes.len() == 1;
-    format!("{} {}", if one { "box" } else { "boxes" }, parts.join(", "))
+    t!(
+        lang,
+        "doctor-boxes",
+        count = boxes.len(),
+        list = parts.join(", ")
+    )
 }
 
 /// Free space where the outbox lives, and that it can be written there.
-fn disk(data_dir: &Path) -> Check {
+fn disk(data_dir: &Path, lang: Lang) -> Check {
+    let dir = data_dir.display().to_string();
     if let Err(e) = std::fs::create_dir_all(data_dir) {
-        return fail("disk", format!("cannot create {}: {e}", data_dir.display()));
+        let error = e.to_string();
+        return fail(
+            "disk",
+            t!(lang, "doctor-disk-create", dir = &dir, error = error),
+        );
     }
     let probe = data_dir.join(".doctor-probe");
     if let Err(e) = std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe)) {
+        let error = e.to_string();
         return fail(
             "disk",
-            format!("cannot write in {}: {e}", data_dir.display()),
+            t!(lang, "doctor-disk-write", dir = &dir, error = error),
         );
     }
     match rustix::fs::statvfs(data_dir) {
         Ok(s) => {
             let free = s.f_bavail.saturating_mul(s.f_frsize);
-            let text = format!(
-                "{} MiB free in {}",
-                free / (1024 * 1024),
-                data_dir.display()
-            );
+            let mib = free / (1024 * 1024);
             if free < MIN_FREE_BYTES {
-                fail(
-                    "disk",
-                    format!("{text}: at least 64 MiB needed for the outbox"),
-                )
+                fail("disk", t!(lang, "doctor-disk-low", mib = mib, dir = &dir))
             } else {
-                pass("disk", text)
+                pass("disk", t!(lang, "doctor-disk-free", mib = mib, dir = &dir))
             }
         }
-        Err(e) => fail(
-            "disk",
-            format!("cannot read free space of {}: {e}", data_dir.display()),
-        ),
+        Err(e) => {
+            let error = e.to_string();
+            fail(
+                "disk",
+                t!(lang, "doctor-disk-unknown", dir = &dir, error = error),
+            )
+        }
     }
 }
 
-/// The list as a technician reads it.
-pub fn render(checks: &[Check]) -> String {
+/// The list as a technician reads it: verdict, name, why, in aligned columns (a Chinese
+/// character takes two).
+pub fn render(checks: &[Check], lang: Lang) -> String {
+    let (pass, fail) = (t!(lang, "doctor-pass"), t!(lang, "doctor-fail"));
     let mut out = String::new();
     for c in checks {
+        let verdict = if c.ok { &pass } else { &fail };
         out.push_str(&format!(
-            "{}  {:<12} {}\n",
-            if c.ok { "PASS" } else { "FAIL" },
-            c.name,
+            "{}  {} {}\n",
+            pad(verdict, 4),
+            pad(&l10n::doctor_check(lang, c.name), 12),
             c.detail
         ));
     }
     out
+}
+
+/// `text` padded with spaces to `columns` terminal columns.
+fn pad(text: &str, columns: usize) -> String {
+    let width = unicode_width::UnicodeWidthStr::width(text);
+    format!("{text}{}", " ".repeat(columns.saturating_sub(width)))
 }
 
 #[cfg(test)]
@@ -377,7 +425,7 @@ mod tests {
         };
         let locks = crate::FakeLocks::new(crate::FakeConfig::locker(2));
         locks.set_bus_down(true);
-        let checks = run(&cfg, &locks).await;
+        let checks = run(&cfg, &locks, Lang::En).await;
         let by = |n: &str| checks.iter().find(|c| c.name == n).cloned().expect(n);
         assert!(by("config").ok);
         assert!(!by("certificate").ok, "{checks:?}");
@@ -387,9 +435,25 @@ mod tests {
             "{checks:?}"
         );
         assert!(by("disk").ok, "{checks:?}");
-        assert_eq!(box_ranges(&[1, 2, 3, 5, 7, 8]), "boxes 1-3, 5, 7-8");
-        assert_eq!(box_ranges(&[4]), "box 4");
-        let text = render(&checks);
+        assert_eq!(
+            box_ranges(&[1, 2, 3, 5, 7, 8], Lang::En),
+            "boxes 1-3, 5, 7-8"
+        );
+        assert_eq!(box_ranges(&[4], Lang::En), "box 4");
+        let text = render(&checks, Lang::En);
         assert!(text.contains("FAIL  certificate"), "{text}");
+        // The same checks for a technician reading Chinese: names and verdicts aligned.
+        let zh = run(&cfg, &locks, Lang::ZhCn).await;
+        let text = render(&zh, Lang::ZhCn);
+        assert!(text.contains("失败  证书"), "{text}");
+        assert!(text.contains("箱格 1-2"), "{text}");
+        let columns: Vec<usize> = text
+            .lines()
+            .map(|l| {
+                let detail = l.split_whitespace().nth(2).expect("detail");
+                unicode_width::UnicodeWidthStr::width(&l[..l.find(detail).expect("in line")])
+            })
+            .collect();
+        assert!(columns.iter().all(|c| *c == columns[0]), "{text}");
     }
 }

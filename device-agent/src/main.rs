@@ -44,6 +44,10 @@ struct Args {
     #[arg(long, env = "LOCKERFLEET_HARDWARE")]
     hardware: Option<String>,
     /// A Unix socket for the cabinet's screen application to type codes and staff entries.
+    /// The language a technician reads (`doctor`, remote doctor reports): en or zh-CN
+    /// (default: the config file's `lang`, else LC_ALL / LC_MESSAGES / LANG).
+    #[arg(long, env = "LOCKERFLEET_LANG")]
+    lang: Option<l10n::Lang>,
     #[arg(long, env = "LOCKERFLEET_KEYPAD_SOCKET")]
     keypad_socket: Option<PathBuf>,
     /// Outbox and command journal directory.
@@ -134,6 +138,9 @@ impl Args {
         );
         cfg.supervised = self.supervised;
         cfg.trial = self.trial;
+        if self.lang.is_some() {
+            cfg.lang = self.lang;
+        }
         if let Some(v) = self.fake_jam_rate {
             cfg.fake.jam_rate = v;
         }
@@ -374,13 +381,23 @@ async fn supervisor_gone(supervised: bool) {
 
 /// `device-agent doctor`: the checks, printed; an error (exit 1) when any failed.
 async fn doctor<D: LockDriver>(cfg: &AgentConfig, locks: &D, json: bool) -> anyhow::Result<()> {
-    let checks = device_agent::doctor::run(cfg, locks).await;
+    let lang = cfg.lang();
+    let checks = device_agent::doctor::run(cfg, locks, lang).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
-        print!("{}", device_agent::doctor::render(&checks));
+        print!("{}", device_agent::doctor::render(&checks, lang));
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
-    anyhow::ensure!(failed == 0, "{failed} of {} checks failed", checks.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{}",
+        l10n::t!(
+            lang,
+            "doctor-summary-failed",
+            failed = failed,
+            total = checks.len()
+        )
+    );
     Ok(())
 }

@@ -32,7 +32,7 @@ fn key(c: KeyCode) -> KeyEvent {
 }
 
 fn fleet(n: usize, now: i64) -> App {
-    let mut app = App::new("http://bench");
+    let mut app = App::new("http://bench", l10n::Lang::En);
     let sites = (0..n)
         .map(|i| SiteOverview {
             id: format!("site-{i:04}"),

@@ -54,6 +54,9 @@ pub struct DemoOptions {
     /// have figures at once; on a reused data dir only the days since its last run. 0: none.
     #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(0..=90))]
     pub history_days: u32,
+    /// The console's language: en or zh-CN (default: LC_ALL / LC_MESSAGES / LANG).
+    #[arg(long, env = "LOCKERFLEET_LANG")]
+    pub lang: Option<l10n::Lang>,
 }
 
 /// `lockerfleet demo` and `fleet-sim demo`: the console in a terminal (its logs go to a file
@@ -197,7 +200,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         // The console in this terminal; the people, faults and remote opens go on behind it.
         let behind = tokio::spawn(status.run(stop.clone()));
         let url = format!("http://{}", server.http_addr);
-        let result = tui::run(&url, &server.admin_token, stop.clone()).await;
+        let result = tui::run(
+            &url,
+            &server.admin_token,
+            opts.lang.unwrap_or_else(l10n::Lang::from_env),
+            stop.clone(),
+        )
+        .await;
         stop.cancel();
         let _ = behind.await;
         if let Err(e) = result {

@@ -17,6 +17,7 @@ use crate::model::{
 };
 use api_types::config::DeviceConfigs;
 use api_types::deployments::DeploymentsList;
+use l10n::{Lang, t};
 
 /// The fleet server's HTTP API, as this console's token sees it.
 #[derive(Clone)]
@@ -24,10 +25,12 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// The operator's language, for what the data task reports.
+    lang: Lang,
 }
 
 impl Client {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Client> {
+    pub fn new(base: &str, token: &str, lang: Lang) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()?;
@@ -35,23 +38,32 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            lang,
         })
     }
 
     /// The server's error text for a failed request, or the transport's.
     async fn answer(
+        &self,
         res: Result<reqwest::Response, reqwest::Error>,
         what: &str,
     ) -> Result<Value, String> {
-        let res = res.map_err(|e| format!("{what}: {}", transport(&e)))?;
+        let res = res.map_err(|e| format!("{what}: {}", transport(self.lang, &e)))?;
         let status = res.status();
         let body = res.text().await.map_err(|e| format!("{what}: {e}"))?;
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(v);
         }
+        // The stable code says what went wrong in the operator's language; the server's
+        // message (English) adds the particulars.
         let msg = v["error"].as_str().unwrap_or(body.as_str()).to_owned();
-        Err(format!("{what}: {} {msg}", status.as_u16()))
+        let code = v["code"].as_str().unwrap_or("");
+        Err(format!(
+            "{what}: {} {} ({msg})",
+            status.as_u16(),
+            t!(self.lang, "console-api-error", code = code)
+        ))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
@@ -62,8 +74,14 @@ impl Client {
             .timeout(Duration::from_secs(10))
             .send()
             .await;
-        let v = Self::answer(res, &format!("GET {path}")).await?;
-        serde_json::from_value(v).map_err(|e| format!("GET {path}: unexpected answer: {e}"))
+        let v = self.answer(res, &format!("GET {path}")).await?;
+        serde_json::from_value(v).map_err(|e| {
+            let error = e.to_string();
+            format!(
+                "GET {path}: {}",
+                t!(self.lang, "console-api-unexpected", error = error)
+            )
+        })
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
@@ -75,15 +93,15 @@ impl Client {
             .json(&body)
             .send()
             .await;
-        Self::answer(res, &format!("POST {path}")).await
+        self.answer(res, &format!("POST {path}")).await
     }
 }
 
-fn transport(e: &reqwest::Error) -> String {
+fn transport(lang: Lang, e: &reqwest::Error) -> String {
     if e.is_connect() {
-        "cannot connect (is the server running?)".into()
+        t!(lang, "console-net-cannot-connect")
     } else if e.is_timeout() {
-        "timed out".into()
+        t!(lang, "console-net-timeout")
     } else {
         e.to_string()
     }
@@ -118,7 +136,8 @@ pub async fn run(
             let _ = msgs.send(Msg::Me(s("name"), s("role"))).await;
         }
         Err(e) => {
-            let _ = msgs.send(Msg::Error(format!("{e} (check --token)"))).await;
+            let hint = t!(client.lang, "console-check-token");
+            let _ = msgs.send(Msg::Error(format!("{e} {hint}"))).await;
         }
     }
     let mut site: Option<String> = None;
@@ -309,9 +328,10 @@ async fn newest_answered(
         .into_iter()
         .find(|d| d.kind == kind && d.state == "answered")
     else {
-        return Err(format!(
-            "no {} answer from this cabinet yet: an operator can ask for one",
-            kind.as_str()
+        return Err(t!(
+            client.lang,
+            "console-diag-no-answer",
+            kind = kind.as_str()
         ));
     };
     client.get(&format!("{path}/{}", d.id)).await
@@ -344,7 +364,7 @@ async fn open(client: &Client, device: &str, box_no: u16, reason: &str) -> Resul
         .await?;
     let id = v["command_id"]
         .as_str()
-        .ok_or("the server accepted the open but returned no command id")?;
+        .ok_or_else(|| t!(client.lang, "console-open-no-command"))?;
     client.get(&format!("/api/v1/commands/{id}")).await
 }
 
@@ -455,17 +475,20 @@ async fn follow(
                 backoff = Duration::from_secs(1);
                 let _ = msgs.send(Msg::Link(Link::Live)).await;
                 let _ = notices.send(Notice::Connected).await;
-                read_events(r, &notices).await
+                read_events(r, &notices, client.lang).await
             }
             Ok(r) => {
                 let status = r.status().as_u16();
                 let body: Value = r.json().await.unwrap_or(Value::Null);
                 format!(
                     "{status} {}",
-                    body["error"].as_str().unwrap_or("from the change stream")
+                    body["error"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| t!(client.lang, "console-stream-refused"))
                 )
             }
-            Err(e) => transport(&e),
+            Err(e) => transport(client.lang, &e),
         };
         let _ = msgs.send(Msg::Link(Link::Down(why))).await;
         tokio::select! {
@@ -477,15 +500,19 @@ async fn follow(
 }
 
 /// Reads SSE frames until the stream ends; returns why it ended.
-async fn read_events(mut res: reqwest::Response, notices: &mpsc::Sender<Notice>) -> String {
+async fn read_events(
+    mut res: reqwest::Response,
+    notices: &mpsc::Sender<Notice>,
+    lang: Lang,
+) -> String {
     let mut buf = String::new();
     let mut parser = SseParser::default();
     loop {
         // No event and no keep-alive for 30 s: the link is dead even if TCP says otherwise.
         let chunk = match tokio::time::timeout(Duration::from_secs(30), res.chunk()).await {
-            Err(_) => return "no keep-alive from the server for 30 s".into(),
-            Ok(Err(e)) => return transport(&e),
-            Ok(Ok(None)) => return "the server closed the change stream".into(),
+            Err(_) => return t!(lang, "console-stream-silent"),
+            Ok(Err(e)) => return transport(lang, &e),
+            Ok(Ok(None)) => return t!(lang, "console-stream-closed"),
             Ok(Ok(Some(c))) => c,
         };
         buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -501,7 +528,7 @@ async fn read_events(mut res: reqwest::Response, notices: &mpsc::Sender<Notice>)
                     _ => Notice::Changed,
                 };
                 if notices.send(notice).await.is_err() {
-                    return "console stopping".into();
+                    return String::new(); // the console is stopping
                 }
             }
         }

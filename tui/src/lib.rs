@@ -10,6 +10,7 @@ pub mod app;
 pub mod client;
 pub mod model;
 pub mod view;
+pub mod words;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +32,13 @@ pub fn now_ms() -> i64 {
 
 /// Runs the console on this terminal until the operator quits or `cancel` fires. The terminal
 /// is restored on every way out, a panic included (ratatui's hook).
-pub async fn run(server: &str, token: &str, cancel: CancellationToken) -> anyhow::Result<()> {
-    let client = client::Client::new(server, token)?;
+pub async fn run(
+    server: &str,
+    token: &str,
+    lang: l10n::Lang,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = client::Client::new(server, token, lang)?;
     let (action_tx, action_rx) = mpsc::channel::<Action>(64);
     let (msg_tx, mut msg_rx) = mpsc::channel::<Msg>(1024);
     let data = tokio::spawn(client::run(client, action_rx, msg_tx, cancel.child_token()));
@@ -61,7 +67,7 @@ pub async fn run(server: &str, token: &str, cancel: CancellationToken) -> anyhow
         })?;
 
     let mut terminal = ratatui::init();
-    let mut app = App::new(server);
+    let mut app = App::new(server, lang);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
         if let Err(e) = terminal.draw(|f| view::draw(f, &app, now_ms())) {

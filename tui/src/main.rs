@@ -26,6 +26,10 @@ struct Args {
     /// A file holding the token (e.g. the server's DATA_DIR/admin-token).
     #[arg(long, env = "LOCKERFLEET_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// The console's language: en or zh-CN (default: the config file's `lang`, else
+    /// LC_ALL / LC_MESSAGES / LANG, else English).
+    #[arg(long, env = "LOCKERFLEET_LANG")]
+    lang: Option<l10n::Lang>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +38,7 @@ struct ConsoleConfig {
     server: String,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    lang: Option<l10n::Lang>,
 }
 
 impl Default for ConsoleConfig {
@@ -42,6 +47,7 @@ impl Default for ConsoleConfig {
             server: "http://127.0.0.1:8080".into(),
             token: None,
             token_file: None,
+            lang: None,
         }
     }
 }
@@ -81,5 +87,6 @@ async fn run() -> anyhow::Result<()> {
         cli::shutdown_signal().await;
         stop.cancel();
     });
-    tui::run(&cfg.server, &token, cancel).await
+    let lang = args.lang.or(cfg.lang).unwrap_or_else(l10n::Lang::from_env);
+    tui::run(&cfg.server, &token, lang, cancel).await
 }

@@ -122,7 +122,7 @@ pub(crate) async fn confirm<D: LockDriver>(
     ctx.notify.notify_one();
     loop {
         let failed = if ctx.stats.connected.load(Ordering::Relaxed) {
-            crate::doctor::run(&ctx.cfg, &*ctx.driver)
+            crate::doctor::run(&ctx.cfg, &*ctx.driver, ctx.cfg.lang())
                 .await
                 .iter()
                 .filter(|c| !c.ok)

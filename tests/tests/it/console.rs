@@ -48,7 +48,7 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
         100,
         30,
         &format!(
-            "{} --server http://{} --token {token}",
+            "{} --server http://{} --token {token} --lang en",
             bin("fleet-console").display(),
             server.http
         ),
@@ -102,7 +102,7 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
     // A forced door: the alarm appears live; the operator acknowledges it with a note.
     agent.send("open 2").await;
     console.keys(&["3"]);
-    console.wait_for("the alarm on screen", "forced_open").await;
+    console.wait_for("the alarm on screen", "forced open").await;
     console.keys(&["a"]);
     console
         .wait_for("the acknowledge dialog", "Acknowledge alarm")
@@ -149,9 +149,13 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
         .await;
     assert!(usage.contains("City service hall"), "{usage}");
     console.keys(&["7"]);
-    console
-        .wait_for("the planning screen without inputs", "no demand points yet")
+    // The server's reason (409, conflict) after the console's words; wrapped, so joined.
+    let plan = console
+        .wait_for("the planning screen without inputs", "No plan:")
         .await;
+    let joined: String = plan.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(joined.contains("409 conflicts with the current state"), "{plan}");
+    assert!(joined.contains("no demand points yet"), "{plan}");
 
     // q quits and the process ends (tmux closes the session with it).
     console.keys(&["q"]);
@@ -231,4 +235,87 @@ async fn the_change_stream_tells_what_changed() {
     let (s, o) = api.get("/api/v1/overview").await;
     assert_eq!(s, 200, "{o}");
     assert!(o["at"].as_i64().is_some() && o["sites"].is_array(), "{o}");
+}
+
+/// The same console for an operator who reads Chinese: `--lang zh-CN` (as `LANG=zh_CN.UTF-8`
+/// would choose), every screen in Chinese, the remote open and the doctor report included.
+#[tokio::test]
+async fn the_console_speaks_chinese_to_an_operator_who_reads_it() {
+    let world = World::new(&[CAB]);
+    let server = world.server();
+    let admin = server.api();
+    let (s, r) = admin
+        .post(
+            "/api/v1/sites",
+            json!({"id": "hall", "kind": "service_hall", "name": "市政务服务大厅",
+                   "lat": 23.1, "lon": 113.2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let boxes: Vec<Value> = (1..=6).map(|b| json!({"box": b, "size": "M"})).collect();
+    let (s, r) = admin
+        .put(
+            &format!("/api/v1/cabinets/{CAB}"),
+            json!({"site_id": "hall", "name": "入口", "boxes": boxes}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let agent = world.agent_ctl(CAB, server.mqtt, &["--fake-close-after-ms", "60000"]);
+    wait_online(&admin, CAB).await;
+    let (s, t) = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "值班台", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let token = t["token"].as_str().expect("token");
+    let console = Tmux::start(
+        &format!("lf-console-zh-{}", std::process::id()),
+        100,
+        30,
+        &format!(
+            "env LANG=zh_CN.UTF-8 {} --server http://{} --token {token}",
+            bin("fleet-console").display(),
+            server.http
+        ),
+    );
+    let overview = console
+        .wait_for("the overview in Chinese", "市政务服务大厅")
+        .await;
+    for word in [
+        "● 在线",
+        "值班台 (操作员)",
+        "1 总览",
+        "3 告警",
+        "站点",
+        "空闲",
+    ] {
+        assert!(overview.contains(word), "{word}: {overview}");
+    }
+    console.keys(&["Enter"]);
+    console.wait_for("the cabinet's boxes", "4MF").await;
+    console.keys(&["Tab", "Right", "Right", "Right", "o"]);
+    console.wait_for("the open dialog", "远程开箱").await;
+    console.keys(&["Enter"]);
+    console.wait_for("a reason demanded", "必须填写原因").await;
+    console.text("citizen locked out");
+    console.keys(&["Enter"]);
+    console
+        .wait_for("the open's lifecycle", "已送达 → 已开箱")
+        .await;
+    agent.send("open 2").await;
+    console.keys(&["3"]);
+    console.wait_for("the alarm in Chinese", "箱门被撬").await;
+    console.keys(&["d"]);
+    // The report is the cabinet's own (its agent reads English here); the frame is Chinese.
+    let doctor = console.wait_for("the doctor report", "锁控板").await;
+    assert!(doctor.contains("自检"), "{doctor}");
+    console.keys(&["Escape"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    console.keys(&["q"]);
+    eventually(Duration::from_secs(10), "the console to exit", || async {
+        (!console.alive()).then_some(())
+    })
+    .await;
 }

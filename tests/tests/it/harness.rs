@@ -819,7 +819,8 @@ pub(crate) struct Tmux {
 impl Tmux {
     pub(crate) fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", name])
+            // -u: UTF-8 whatever the machine's locale, so Chinese screens capture as written.
+            .args(["-u", "new-session", "-d", "-s", name])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .arg(command)
             .status()

@@ -6,6 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::{Action, App, DeployAct, DiagView, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
 use crate::model::{Cabinet, DiagnosticKind};
 use api_types::AlarmState;
+use l10n::t;
 
 impl App {
     /// A key press; returns what the data task should do.
@@ -31,7 +32,7 @@ impl App {
                 Vec::new()
             }
             KeyCode::Char('r') => {
-                self.status = "refreshing".into();
+                self.status = t!(self.lang, "console-status-refreshing");
                 match self.screen {
                     Screen::Usage => vec![Action::Refresh, Action::Usage],
                     Screen::Planning => vec![Action::Refresh, Action::Planning],
@@ -111,17 +112,22 @@ impl App {
     /// `p` (pause a running deployment, resume a paused one) or `x` (cancel): asks for a note.
     fn ask_deploy(&mut self, act: Option<DeployAct>) -> Vec<Action> {
         let Some(d) = self.deployments().get(self.sel_deployment).cloned() else {
-            self.status = "no deployment selected".into();
+            self.status = t!(self.lang, "console-status-no-deployment");
             return Vec::new();
         };
         if self.may_deploy() == Some(false) {
-            self.status = "pausing, resuming and cancelling rollouts needs the admin role".into();
+            self.status = t!(self.lang, "console-status-deploy-needs-admin");
             return Vec::new();
         }
         use crate::model::DeploymentState as S;
         let act = match (act, d.state) {
             (_, s) if s.is_final() => {
-                self.status = format!("deployment {} is {}: nothing to change", short(&d.id), s);
+                self.status = t!(
+                    self.lang,
+                    "console-status-deployment-final",
+                    deployment = short(&d.id),
+                    state = crate::words::deployment_state(self.lang, s.as_str())
+                );
                 return Vec::new();
             }
             (Some(a), _) => a,
@@ -138,7 +144,7 @@ impl App {
 
     fn open_site(&mut self) -> Vec<Action> {
         let Some(site) = self.sites().get(self.sel_site).map(|s| s.id.clone()) else {
-            self.status = "no site selected".into();
+            self.status = t!(self.lang, "console-status-no-site");
             return Vec::new();
         };
         self.screen = Screen::Site;
@@ -235,7 +241,11 @@ impl App {
             return Vec::new();
         };
         let Some(site) = a.site_id.clone() else {
-            self.status = format!("{} belongs to no site", a.device_id);
+            self.status = t!(
+                self.lang,
+                "console-status-no-site-of",
+                device = a.device_id.as_str()
+            );
             return Vec::new();
         };
         self.screen = Screen::Site;
@@ -277,13 +287,15 @@ impl App {
 
     fn ask_open(&mut self) -> Vec<Action> {
         if self.screen != Screen::Site || self.pane != Pane::Boxes {
-            self.status = "select a box first: Enter on a site, Tab to its boxes".into();
+            self.status = t!(self.lang, "console-status-select-box");
             return Vec::new();
         }
         if self.may_open() == Some(false) {
             let role = self.model.me.as_ref().map_or("?", |(_, r)| r.as_str());
-            self.status = format!(
-                "remote open needs the operator role; this token is {role}: ask an operator"
+            self.status = t!(
+                self.lang,
+                "console-status-open-needs-operator",
+                role = crate::words::role(self.lang, role)
             );
             return Vec::new();
         }
@@ -319,7 +331,7 @@ impl App {
     /// answer someone asked for.
     fn diagnose(&mut self, kind: DiagnosticKind) -> Vec<Action> {
         let Some(device) = self.diagnosed_device() else {
-            self.status = "select a cabinet (Site screen) or an alarm first, then d or g".into();
+            self.status = t!(self.lang, "console-status-select-cabinet");
             return Vec::new();
         };
         let request = self.may_open() != Some(false);
@@ -374,15 +386,16 @@ impl App {
             return Vec::new();
         };
         if a.state != AlarmState::Active {
-            self.status = format!(
-                "alarm {} is {}; only active ones are acknowledged",
-                short(&a.id),
-                a.state
+            self.status = t!(
+                self.lang,
+                "console-status-ack-not-active",
+                alarm = short(&a.id),
+                state = crate::words::alarm_state(self.lang, a.state.as_str())
             );
             return Vec::new();
         }
         if self.may_open() == Some(false) {
-            self.status = "acknowledging needs the operator role".into();
+            self.status = t!(self.lang, "console-status-ack-needs-operator");
             return Vec::new();
         }
         self.dialog = Some(Dialog::Ack {
@@ -440,7 +453,7 @@ impl App {
             }) => {
                 let reason = reason.trim().to_owned();
                 if reason.is_empty() {
-                    self.status = "a reason is required: it goes into the audit log".into();
+                    self.status = t!(self.lang, "console-status-reason-required");
                     return Vec::new();
                 }
                 self.dialog = None;
@@ -450,7 +463,12 @@ impl App {
                     command: None,
                     error: None,
                 });
-                self.status = format!("opening {device} box {box_no}");
+                self.status = t!(
+                    self.lang,
+                    "console-status-opening",
+                    device = device.as_str(),
+                    box_no = box_no
+                );
                 vec![Action::Open {
                     device,
                     box_no,
@@ -460,7 +478,7 @@ impl App {
             Some(Dialog::Ack { alarm_id, note }) => {
                 let note = note.trim().to_owned();
                 if note.is_empty() {
-                    self.status = "a note is required: say what you are doing about it".into();
+                    self.status = t!(self.lang, "console-status-note-required");
                     return Vec::new();
                 }
                 self.dialog = None;
@@ -469,11 +487,16 @@ impl App {
             Some(Dialog::Deploy { id, act, note }) => {
                 let note = note.trim().to_owned();
                 if act == DeployAct::Cancel && note.is_empty() {
-                    self.status = "a note is required to cancel: say why".into();
+                    self.status = t!(self.lang, "console-status-cancel-note-required");
                     return Vec::new();
                 }
                 self.dialog = None;
-                self.status = format!("{} deployment {}…", act.as_str(), short(&id));
+                self.status = t!(
+                    self.lang,
+                    "console-status-deploying",
+                    act = act.as_str(),
+                    deployment = short(&id)
+                );
                 vec![Action::Deploy { id, act, note }]
             }
             Some(Dialog::Filter) | Some(Dialog::Help) | Some(Dialog::Diagnostics) | None => {

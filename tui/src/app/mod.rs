@@ -1,6 +1,8 @@
 //! The console's state and its update logic: keys become actions for the data task, the data
 //! task's answers become model changes. No I/O here, so every rule is unit-tested.
 
+use l10n::{Lang, t};
+
 use crate::model::{
     Alarm, AuditEntry, BoxView, Cabinet, CabinetDetail, Command, Diagnostic, DiagnosticKind, Link,
     Model,
@@ -35,16 +37,16 @@ impl Screen {
     ];
 
     /// The short name in the navigation line (all eight fit in 80 columns).
-    pub fn title(self) -> &'static str {
+    pub fn title(self, lang: Lang) -> String {
         match self {
-            Screen::Overview => "Overview",
-            Screen::Site => "Site",
-            Screen::Alarms => "Alarms",
-            Screen::Work => "Work",
-            Screen::Audit => "Audit",
-            Screen::Usage => "Usage",
-            Screen::Planning => "Plan",
-            Screen::Fleet => "Fleet",
+            Screen::Overview => t!(lang, "console-screen-overview"),
+            Screen::Site => t!(lang, "console-screen-site"),
+            Screen::Alarms => t!(lang, "console-screen-alarms"),
+            Screen::Work => t!(lang, "console-screen-work"),
+            Screen::Audit => t!(lang, "console-screen-audit"),
+            Screen::Usage => t!(lang, "console-screen-usage"),
+            Screen::Planning => t!(lang, "console-screen-planning"),
+            Screen::Fleet => t!(lang, "console-screen-fleet"),
         }
     }
 }
@@ -229,11 +231,13 @@ pub struct App {
     /// Local time (epoch ms) the newest data arrived, for the header's data age.
     pub received_at: Option<i64>,
     pub server: String,
+    /// The language every string on screen is in.
+    pub lang: Lang,
     pub quit: bool,
 }
 
 impl App {
-    pub fn new(server: &str) -> App {
+    pub fn new(server: &str, lang: Lang) -> App {
         App {
             model: Model::default(),
             screen: Screen::Overview,
@@ -257,6 +261,7 @@ impl App {
             status: String::new(),
             received_at: None,
             server: server.to_owned(),
+            lang,
             quit: false,
         }
     }
@@ -335,9 +340,9 @@ impl App {
         match msg {
             Msg::Link(l) => {
                 if let Link::Down(e) = &l {
-                    self.status = format!("server unreachable: {e} (retrying)");
+                    self.status = t!(self.lang, "console-status-unreachable", error = e.as_str());
                 } else if matches!(self.model.link, Link::Down(_)) && l == Link::Live {
-                    self.status = "reconnected".into();
+                    self.status = t!(self.lang, "console-status-reconnected");
                 }
                 self.model.link = l;
             }
@@ -375,16 +380,19 @@ impl App {
             Msg::Worklists(w) => self.model.worklists = w,
             Msg::Audit(a) => self.model.audit = a,
             Msg::Opened(Ok(c)) => {
-                self.status = format!(
-                    "remote open of {} box {} {}",
-                    c.device_id, c.box_no, c.status
+                self.status = t!(
+                    self.lang,
+                    "console-status-open-accepted",
+                    device = c.device_id.as_str(),
+                    box_no = c.box_no,
+                    status = crate::words::command_status(self.lang, c.status.as_str())
                 );
                 if let Some(w) = &mut self.watch {
                     w.command = Some(c);
                 }
             }
             Msg::Opened(Err(e)) => {
-                self.status = format!("remote open refused: {e}");
+                self.status = t!(self.lang, "console-status-open-refused", error = e.as_str());
                 if let Some(w) = &mut self.watch {
                     w.error = Some(e);
                 }
@@ -396,35 +404,55 @@ impl App {
                         .is_some_and(|x| x.command_id == c.command_id)
                 {
                     if c.is_final() {
-                        self.status = format!(
-                            "{} box {}: {}{}",
-                            c.device_id,
-                            c.box_no,
-                            c.status,
-                            c.latency_ms
-                                .map(|l| format!(" in {l} ms"))
-                                .unwrap_or_default()
-                        );
+                        self.status = match c.latency_ms {
+                            Some(ms) => t!(
+                                self.lang,
+                                "console-status-open-done-in",
+                                device = c.device_id.as_str(),
+                                box_no = c.box_no,
+                                status = crate::words::command_status(self.lang, c.status.as_str()),
+                                ms = ms
+                            ),
+                            None => t!(
+                                self.lang,
+                                "console-status-open-done",
+                                device = c.device_id.as_str(),
+                                box_no = c.box_no,
+                                status = crate::words::command_status(self.lang, c.status.as_str())
+                            ),
+                        };
                     }
                     w.command = Some(c);
                 }
             }
-            Msg::Acked(Ok(id)) => self.status = format!("alarm {} acknowledged", short(&id)),
-            Msg::Acked(Err(e)) => self.status = format!("acknowledge refused: {e}"),
+            Msg::Acked(Ok(id)) => {
+                self.status = t!(self.lang, "console-status-acked", alarm = short(&id))
+            }
+            Msg::Acked(Err(e)) => {
+                self.status = t!(self.lang, "console-status-ack-refused", error = e.as_str())
+            }
             Msg::Usage(u) => self.model.usage = Some(u),
             Msg::Plan(p) => self.model.plan = Some(p),
             Msg::Fleet(f) => self.model.fleet = Some(f),
-            Msg::Deployed(Ok(id)) => self.status = format!("deployment {} changed", short(&id)),
+            Msg::Deployed(Ok(id)) => {
+                self.status = t!(
+                    self.lang,
+                    "console-status-deployed",
+                    deployment = short(&id)
+                )
+            }
             Msg::Deployed(Err(e)) => self.status = e,
             Msg::Diagnosis { device, result } => {
                 if let Some(d) = &mut self.diagnosis
                     && d.device == device
                 {
                     self.status = match &result {
-                        Ok(r) => format!(
-                            "{device} {}: {}",
-                            r.kind.as_str(),
-                            r.summary.as_deref().unwrap_or(r.state.as_str())
+                        Ok(r) => t!(
+                            self.lang,
+                            "console-status-diagnosis",
+                            device = device.as_str(),
+                            kind = r.kind.as_str(),
+                            summary = r.summary.as_deref().unwrap_or(r.state.as_str())
                         ),
                         Err(e) => e.clone(),
                     };
@@ -532,57 +560,42 @@ pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// The help overlay's lines: every key.
-pub const HELP: [(&str, &str); 18] = [
-    (
-        "1-8",
-        "Overview, Site, Alarms, Work lists, Audit, Usage, Planning, Fleet",
-    ),
-    ("Tab", "next pane (site: cabinets/boxes) or next screen"),
-    ("↑↓ / j k", "move; PgUp/PgDn by ten"),
-    ("← → / h l", "move in the box grid; switch work list"),
-    (
-        "Enter",
-        "open the site / go to the boxes / jump to the alarm's box",
-    ),
-    ("Esc", "back, clear the filter, close a dialog"),
-    (
-        "/",
-        "filter the list on screen (type, Enter keeps, Esc clears)",
-    ),
-    (
-        "o",
-        "remote open of the selected box (operator; reason required)",
-    ),
-    (
-        "a",
-        "acknowledge the selected alarm (operator; note required)",
-    ),
-    (
-        "d / g",
-        "doctor report / newest log lines of the cabinet (operators ask anew)",
-    ),
-    (
-        "p / x",
-        "Fleet: pause or resume / cancel the selected deployment (admin)",
-    ),
-    ("r", "refresh now (Usage: the figures; Planning: the plan)"),
-    ("?", "this help (any key closes)"),
-    ("q / Ctrl-C", "quit"),
-    (
-        "letters",
-        "box states: F free, R reserved, O occupied, X out of service",
-    ),
-    ("flags", "! open alarm, D door open, L overdue"),
-    (
-        "header",
-        "● live, ○ connecting, ✕ down; data age since the last answer",
-    ),
-    (
-        "colours",
-        "only repeat the letters: nothing needs colour to be read",
-    ),
-];
+/// The help overlay's lines: every key and what it does.
+pub fn help(lang: Lang) -> Vec<(String, String)> {
+    let key = |k: &str| k.to_owned();
+    vec![
+        (key("1-8"), t!(lang, "console-help-screens")),
+        (key("Tab"), t!(lang, "console-help-tab")),
+        (key("↑↓ / j k"), t!(lang, "console-help-move")),
+        (key("← → / h l"), t!(lang, "console-help-sideways")),
+        (key("Enter"), t!(lang, "console-help-enter")),
+        (key("Esc"), t!(lang, "console-help-esc")),
+        (key("/"), t!(lang, "console-help-filter")),
+        (key("o"), t!(lang, "console-help-open")),
+        (key("a"), t!(lang, "console-help-ack")),
+        (key("d / g"), t!(lang, "console-help-diagnose")),
+        (key("p / x"), t!(lang, "console-help-deploy")),
+        (key("r"), t!(lang, "console-help-refresh")),
+        (key("?"), t!(lang, "console-help-help")),
+        (key("q / Ctrl-C"), t!(lang, "console-help-quit")),
+        (
+            t!(lang, "console-help-letters-key"),
+            t!(lang, "console-help-letters"),
+        ),
+        (
+            t!(lang, "console-help-flags-key"),
+            t!(lang, "console-help-flags"),
+        ),
+        (
+            t!(lang, "console-help-header-key"),
+            t!(lang, "console-help-header"),
+        ),
+        (
+            t!(lang, "console-help-colours-key"),
+            t!(lang, "console-help-colours"),
+        ),
+    ]
+}
 
 mod keys;
 

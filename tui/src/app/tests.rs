@@ -22,7 +22,7 @@ fn typed(app: &mut App, s: &str) {
 }
 
 fn app_with_sites(n: usize) -> App {
-    let mut app = App::new("http://x");
+    let mut app = App::new("http://x", l10n::Lang::En);
     let sites = (1..=n)
         .map(|i| SiteOverview {
             id: format!("site-{i}"),

@@ -7,20 +7,23 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::widgets::{age, highlight, selected, severity_style, window};
 use crate::app::{App, short};
+use crate::words;
+use l10n::t;
 
 pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let lang = app.lang;
     let alarms = app.alarms();
     let [list, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
     let (shown, sel) = window(app.sel_alarm, alarms.len(), list.height.saturating_sub(2));
     let rows = alarms[shown].iter().map(|a| {
         let state = match (a.state.as_str(), a.suppressed) {
-            (_, true) => "suppr.".to_owned(),
-            ("acknowledged", _) => "acked".to_owned(),
-            (s, _) => s.to_owned(),
+            (_, true) => words::alarm_state(lang, "suppressed"),
+            (s, _) => words::alarm_state(lang, s),
         };
         Row::new(vec![
-            Cell::from(a.severity.as_str()).style(severity_style(a.severity.as_str())),
-            Cell::from(a.kind.as_str()),
+            Cell::from(words::severity(lang, a.severity.as_str()))
+                .style(severity_style(a.severity.as_str())),
+            Cell::from(words::alarm_kind(lang, a.kind.as_str())),
             Cell::from(a.device_id.clone()),
             Cell::from(
                 a.box_no
@@ -29,7 +32,7 @@ pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             ),
             Cell::from(state),
             Cell::from(a.count.to_string()),
-            Cell::from(age(now_ms - a.first_seen)),
+            Cell::from(age(app.lang, now_ms - a.first_seen)),
         ])
     });
     let table = Table::new(
@@ -38,22 +41,34 @@ pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             Constraint::Length(8),
             Constraint::Length(20),
             Constraint::Min(12),
-            Constraint::Length(3),
+            Constraint::Length(4),
             Constraint::Length(7),
             Constraint::Length(5),
-            Constraint::Length(6),
+            Constraint::Length(7),
         ],
     )
-    .header(Row::new(["Severity", "Kind", "Device", "Box", "State", "Count", "Age"]).bold())
+    .header(
+        Row::new([
+            t!(lang, "console-col-severity"),
+            t!(lang, "console-col-kind"),
+            t!(lang, "console-col-device"),
+            t!(lang, "console-col-box"),
+            t!(lang, "console-col-state"),
+            t!(lang, "console-col-count"),
+            t!(lang, "console-col-age"),
+        ])
+        .bold(),
+    )
     .row_highlight_style(highlight())
     .block(
         Block::default()
             .borders(Borders::TOP)
-            .title(" Open alarms · a: acknowledge · Enter: go to the box · /: filter "),
+            .title(t!(lang, "console-alarms-title")),
     );
     if alarms.is_empty() {
         f.render_widget(
-            Paragraph::new("No open alarms.").block(Block::default().borders(Borders::TOP)),
+            Paragraph::new(t!(lang, "console-alarms-empty"))
+                .block(Block::default().borders(Borders::TOP)),
             list,
         );
     } else {
@@ -62,20 +77,24 @@ pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     if let Some(a) = alarms.get(app.sel_alarm) {
         let mut text = a.evidence.clone().unwrap_or_default();
         if let Some(by) = &a.acked_by {
-            text.push_str(&format!(
-                " · acknowledged by {by}: {}",
-                a.ack_note.as_deref().unwrap_or("")
+            text.push_str(&t!(
+                lang,
+                "console-alarm-acked-by",
+                by = by.as_str(),
+                note = a.ack_note.as_deref().unwrap_or("")
             ));
         }
         if a.escalated_at.is_some() {
-            text.push_str(" · ESCALATED");
+            text.push_str(&t!(lang, "console-alarm-escalated"));
         }
         f.render_widget(
             Paragraph::new(text).wrap(Wrap { trim: true }).block(
                 Block::default().borders(Borders::TOP).title(format!(
                     " {} · {} ",
                     short(&a.id),
-                    a.site_id.as_deref().unwrap_or("no site")
+                    a.site_id
+                        .clone()
+                        .unwrap_or_else(|| t!(lang, "console-alarm-no-site"))
                 )),
             ),
             detail,

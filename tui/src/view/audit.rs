@@ -7,13 +7,15 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 
 use super::widgets::{age, highlight, selected, window};
 use crate::app::App;
+use l10n::t;
 
 pub(super) fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let lang = app.lang;
     let audit = &app.model.audit;
     let (shown, sel) = window(app.sel_audit, audit.len(), area.height.saturating_sub(2));
     let rows = audit[shown].iter().map(|e| {
         Row::new(vec![
-            Cell::from(age(now_ms - e.ts)),
+            Cell::from(age(app.lang, now_ms - e.ts)),
             Cell::from(e.actor.clone()),
             Cell::from(e.action.clone()),
             Cell::from(format!(
@@ -24,8 +26,13 @@ pub(super) fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             Cell::from(e.reason.clone().unwrap_or_default()),
             Cell::from(format!(
                 "{}{}",
-                e.result.clone().unwrap_or_default(),
-                e.latency_ms.map(|l| format!(" {l}ms")).unwrap_or_default()
+                e.result
+                    .as_deref()
+                    .map(|r| crate::words::command_status(lang, r))
+                    .unwrap_or_default(),
+                e.latency_ms
+                    .map(|l| t!(lang, "console-latency", ms = l))
+                    .unwrap_or_default()
             )),
         ])
     });
@@ -40,12 +47,22 @@ pub(super) fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             Constraint::Length(14),
         ],
     )
-    .header(Row::new(["Age", "Who", "What", "Where", "Why", "Outcome"]).bold())
+    .header(
+        Row::new([
+            t!(lang, "console-col-age"),
+            t!(lang, "console-col-who"),
+            t!(lang, "console-col-what"),
+            t!(lang, "console-col-where"),
+            t!(lang, "console-col-why"),
+            t!(lang, "console-col-outcome"),
+        ])
+        .bold(),
+    )
     .row_highlight_style(highlight())
     .block(
         Block::default()
             .borders(Borders::TOP)
-            .title(" Who opened what, when, why, and the outcome "),
+            .title(t!(lang, "console-audit-title")),
     );
     f.render_stateful_widget(table, area, &mut selected(sel));
 }

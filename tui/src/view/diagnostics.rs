@@ -9,7 +9,8 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::widgets::{age, centered, pad};
 use crate::app::{App, DiagView};
-use crate::model::{DiagnosticKind, DiagnosticReport};
+use crate::model::DiagnosticReport;
+use l10n::{Lang, t};
 
 fn level_style(level: &str) -> Style {
     match level {
@@ -21,26 +22,31 @@ fn level_style(level: &str) -> Style {
 }
 
 /// The overlay's text lines for `d` at `now_ms`.
-fn lines(d: &DiagView, now_ms: i64) -> Vec<Line<'static>> {
-    let what = match d.kind {
-        DiagnosticKind::Doctor => "a doctor report".to_owned(),
-        DiagnosticKind::Logs => "its newest log lines".to_owned(),
-    };
+fn lines(d: &DiagView, lang: Lang, now_ms: i64) -> Vec<Line<'static>> {
     let r = match &d.answer {
         None => {
             return vec![
-                Line::from(format!("asking {} for {what}…", d.device)),
-                Line::from("the answer comes over the cabinet's own connection").dim(),
+                Line::from(t!(
+                    lang,
+                    "console-diag-asking",
+                    device = d.device.as_str(),
+                    kind = d.kind.as_str()
+                )),
+                Line::from(t!(lang, "console-diag-how")).dim(),
             ];
         }
         Some(Err(e)) => return vec![Line::from(e.clone()).red()],
         Some(Ok(r)) => r,
     };
     let mut out = vec![Line::from(format!(
-        "{} · asked by {} {} ago{}",
-        r.state,
-        r.requested_by,
-        age(now_ms - r.requested_at),
+        "{}{}",
+        t!(
+            lang,
+            "console-diag-head",
+            state = r.state.as_str(),
+            by = r.requested_by.as_str(),
+            age = age(lang, now_ms - r.requested_at)
+        ),
         r.summary
             .as_deref()
             .map(|s| format!(" · {s}"))
@@ -48,26 +54,32 @@ fn lines(d: &DiagView, now_ms: i64) -> Vec<Line<'static>> {
     ))];
     match &r.report {
         None if r.state == "pending" => {
-            out.push(Line::from("no answer yet: the cabinet seems to be offline;").yellow());
+            out.push(Line::from(t!(lang, "console-diag-offline")).yellow());
             out.push(
-                Line::from(format!(
-                    "it gets the request when it is back (for {} more)",
-                    age(r.expires_at - now_ms)
+                Line::from(t!(
+                    lang,
+                    "console-diag-offline-until",
+                    age = age(lang, r.expires_at - now_ms)
                 ))
                 .yellow(),
             );
         }
         None => {}
         Some(DiagnosticReport::Doctor { checks }) => {
+            let (pass, fail) = (t!(lang, "doctor-pass"), t!(lang, "doctor-fail"));
             for c in checks {
                 let (mark, style) = if c.ok {
-                    ("PASS", Style::new().fg(Color::Green))
+                    (pad(&pass, 4), Style::new().fg(Color::Green))
                 } else {
-                    ("FAIL", Style::new().fg(Color::Red).bold())
+                    (pad(&fail, 4), Style::new().fg(Color::Red).bold())
                 };
                 out.push(Line::from(vec![
                     Span::styled(mark, style),
-                    Span::raw(format!("  {} {}", pad(&c.name, 11), c.detail)),
+                    Span::raw(format!(
+                        "  {} {}",
+                        pad(&l10n::doctor_check(lang, &c.name), 11),
+                        c.detail
+                    )),
                 ]));
             }
         }
@@ -76,21 +88,25 @@ fn lines(d: &DiagView, now_ms: i64) -> Vec<Line<'static>> {
             dropped,
             level,
         }) => {
-            let mut head = format!("logging at {level}");
+            let mut head = t!(lang, "console-diag-level", level = level.as_str());
             if *dropped > 0 {
-                head.push_str(&format!(" · {dropped} older lines gone from the ring"));
+                head.push_str(&t!(lang, "console-diag-dropped", dropped = *dropped));
             }
             out.push(Line::from(head).dim());
             for l in lines {
                 out.push(Line::from(vec![
-                    Span::raw(format!("{:>6} ", age(now_ms - l.at))).dim(),
+                    Span::raw(format!(
+                        "{} ",
+                        super::widgets::pad_left(&age(lang, now_ms - l.at), 6)
+                    ))
+                    .dim(),
                     Span::styled(format!("{:<5} ", l.level), level_style(&l.level)),
                     Span::raw(l.text.clone()),
                 ]));
             }
         }
         Some(DiagnosticReport::Refused { reason }) => {
-            out.push(Line::from(format!("the cabinet would not answer: {reason}")).red());
+            out.push(Line::from(t!(lang, "console-diag-refused", reason = reason.as_str())).red());
         }
     }
     out
@@ -105,19 +121,21 @@ pub(super) fn draw_diagnostics(f: &mut Frame, area: Rect, app: &App, now_ms: i64
         area.width.saturating_sub(4),
         area.height.saturating_sub(2),
     );
-    let kind = match d.kind {
-        DiagnosticKind::Doctor => "doctor",
-        DiagnosticKind::Logs => "logs",
-    };
-    let text = lines(d, now_ms);
+    let lang = app.lang;
+    let text = lines(d, lang, now_ms);
     // Scrolled back from the end: the newest lines are in view unless the operator scrolls.
     let inner = popup.height.saturating_sub(2) as usize;
     let max_offset = text.len().saturating_sub(inner);
     let offset = max_offset.saturating_sub(d.back);
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(format!(" {} · {kind} ", d.device))
-        .title_bottom(Line::from(" ↑↓ PgUp PgDn scroll · r ask again · Esc close ").dim());
+        .title(t!(
+            lang,
+            "console-diag-title",
+            device = d.device.as_str(),
+            kind = d.kind.as_str()
+        ))
+        .title_bottom(Line::from(t!(lang, "console-diag-keys")).dim());
     f.render_widget(Clear, popup);
     f.render_widget(
         Paragraph::new(text)

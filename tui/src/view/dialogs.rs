@@ -7,15 +7,20 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::widgets::centered;
-use crate::app::HELP;
+use crate::app::help;
+use l10n::{Lang, t};
 
-pub(super) fn draw_help(f: &mut Frame, area: Rect) {
-    let popup = centered(area, 76, HELP.len() as u16 + 2);
-    let rows = HELP
-        .iter()
-        .map(|(k, what)| Row::new(vec![Cell::from(*k).bold(), Cell::from(*what)]));
-    let table = Table::new(rows, [Constraint::Length(11), Constraint::Min(10)])
-        .block(Block::default().borders(Borders::ALL).title(" Keys "));
+pub(super) fn draw_help(f: &mut Frame, area: Rect, lang: Lang) {
+    let help = help(lang);
+    let popup = centered(area, 76, help.len() as u16 + 2);
+    let rows = help
+        .into_iter()
+        .map(|(k, what)| Row::new(vec![Cell::from(k).bold(), Cell::from(what)]));
+    let table = Table::new(rows, [Constraint::Length(11), Constraint::Min(10)]).block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(t!(lang, "console-help-title")),
+    );
     f.render_widget(Clear, popup);
     f.render_widget(table, popup);
 }

@@ -10,6 +10,8 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use super::widgets::{age, ellipsize, highlight, selected, window};
 use crate::app::{App, short};
 use crate::model::{Deployment, DeploymentState, DeviceRollout, Fleet};
+use crate::words;
+use l10n::{Lang, t};
 
 /// A state told by a symbol first; colour repeats it.
 fn mark(state: DeploymentState) -> (&'static str, Color) {
@@ -33,17 +35,18 @@ fn bar(done: u32, of: u32, width: usize) -> String {
 }
 
 pub(super) fn draw_fleet(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let lang = app.lang;
     let fleet = match &app.model.fleet {
         None => {
             f.render_widget(
-                Paragraph::new("loading rollouts and configuration…").dim(),
+                Paragraph::new(t!(lang, "console-fleet-loading")).dim(),
                 area,
             );
             return;
         }
         Some(Err(e)) => {
             f.render_widget(
-                Paragraph::new(format!("cannot show the fleet: {e}")).red(),
+                Paragraph::new(t!(lang, "console-fleet-error", error = e.as_str())).red(),
                 area,
             );
             return;
@@ -57,10 +60,11 @@ pub(super) fn draw_fleet(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         Layout::horizontal([Constraint::Length(26), Constraint::Min(30)]).areas(top);
     draw_list(f, list, app, fleet);
     draw_detail(f, detail, app, fleet, now_ms);
-    draw_drift(f, bottom, fleet);
+    draw_drift(f, bottom, fleet, lang);
 }
 
 fn draw_list(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet) {
+    let lang = app.lang;
     let (shown, sel) = window(
         app.sel_deployment,
         fleet.deployments.len(),
@@ -76,7 +80,11 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet) {
                 d.version,
                 if d.rollback { "↩" } else { "" }
             )),
-            Cell::from(format!("{} {}/{waves}", d.state, d.wave.min(waves as u32))),
+            Cell::from(format!(
+                "{} {}/{waves}",
+                words::deployment_state(lang, d.state.as_str()),
+                d.wave.min(waves as u32)
+            )),
         ])
     });
     let table = Table::new(
@@ -88,12 +96,18 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet) {
         ],
     )
     .row_highlight_style(highlight())
-    .block(Block::default().borders(Borders::ALL).title(" rollouts "));
+    .block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(t!(lang, "console-fleet-list")),
+    );
     if fleet.deployments.is_empty() {
         f.render_widget(
-            Paragraph::new("no deployments yet (POST /api/v1/deployments)")
-                .dim()
-                .block(Block::default().borders(Borders::ALL).title(" rollouts ")),
+            Paragraph::new(t!(lang, "console-fleet-none")).dim().block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(t!(lang, "console-fleet-list")),
+            ),
             area,
         );
     } else {
@@ -101,63 +115,89 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet) {
     }
 }
 
-fn head(d: &Deployment, now_ms: i64) -> Vec<Line<'static>> {
+fn head(d: &Deployment, lang: Lang, now_ms: i64) -> Vec<Line<'static>> {
     let (m, colour) = mark(d.state);
     let mut lines = vec![Line::from(vec![
-        Span::styled(format!("{m} {}", d.state), Style::new().fg(colour).bold()),
-        Span::raw(format!(
-            " · wave {}/{} · {}, {} ago",
-            d.wave.min(d.waves.len() as u32),
-            d.waves.len(),
-            d.created_by,
-            age(now_ms - d.created_at)
+        Span::styled(
+            format!("{m} {}", words::deployment_state(lang, d.state.as_str())),
+            Style::new().fg(colour).bold(),
+        ),
+        Span::raw(t!(
+            lang,
+            "console-fleet-head",
+            wave = d.wave.min(d.waves.len() as u32),
+            waves = d.waves.len(),
+            by = d.created_by.as_str(),
+            age = age(lang, now_ms - d.created_at)
         )),
     ])];
     if let Some(r) = &d.reason {
         lines.push(Line::from(r.clone()).fg(colour));
     }
-    let mut terms = vec![format!("pass {}%", d.success_percent)];
-    terms.push(format!("halt above {}% failed", d.max_failures_percent));
+    let mut terms = vec![t!(lang, "console-fleet-pass", percent = d.success_percent)];
+    terms.push(t!(
+        lang,
+        "console-fleet-halt",
+        percent = d.max_failures_percent
+    ));
     if d.soak_secs > 0 {
-        terms.push(format!("soak {}", age(d.soak_secs as i64 * 1000)));
+        terms.push(t!(
+            lang,
+            "console-fleet-soak",
+            age = age(lang, d.soak_secs as i64 * 1000)
+        ));
     }
     if let Some(w) = &d.window {
-        terms.push(format!("window {}–{}", w.from, w.to));
+        terms.push(t!(
+            lang,
+            "console-fleet-window",
+            from = w.from.to_string(),
+            to = w.to.to_string()
+        ));
     }
     if d.manual {
-        terms.push("manual waves".into());
+        terms.push(t!(lang, "console-fleet-manual"));
     }
     lines.push(Line::from(terms.join(" · ")).dim());
     lines
 }
 
 fn draw_detail(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet, now_ms: i64) {
+    let lang = app.lang;
     let Some(detail) = &fleet.detail else {
         f.render_widget(
-            Block::default().borders(Borders::ALL).title(" deployment "),
+            Block::default()
+                .borders(Borders::ALL)
+                .title(t!(lang, "console-fleet-deployment")),
             area,
         );
         return;
     };
     let d = &detail.deployment;
-    let mut lines = head(d, now_ms);
+    let mut lines = head(d, lang, now_ms);
     for w in &d.waves {
         let done = w.succeeded + w.failed + w.rolled_back;
-        let mut text = format!(
-            "wave {} {} {}/{} ok",
-            w.wave,
-            bar(done, w.devices, 8),
-            w.succeeded,
-            w.devices
+        let mut text = t!(
+            lang,
+            "console-fleet-wave",
+            wave = w.wave,
+            bar = bar(done, w.devices, 8),
+            ok = w.succeeded,
+            devices = w.devices
         );
         if w.in_progress > 0 {
-            text.push_str(&format!(", {} going", w.in_progress));
+            text.push_str(&t!(lang, "console-fleet-going", n = w.in_progress));
         }
         if w.pending > 0 {
-            text.push_str(&format!(", {} waiting", w.pending));
+            text.push_str(&t!(lang, "console-fleet-waiting", n = w.pending));
         }
         let style = if w.failed + w.rolled_back > 0 {
-            text.push_str(&format!(", {} failed, {} back", w.failed, w.rolled_back));
+            text.push_str(&t!(
+                lang,
+                "console-fleet-failed",
+                failed = w.failed,
+                back = w.rolled_back
+            ));
             Style::new().fg(Color::Red)
         } else {
             Style::new()
@@ -175,24 +215,24 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet, now_ms: i64)
         })
         .collect();
     if !failures.is_empty() {
-        let n = failures.len();
-        let devices = if n == 1 { "device" } else { "devices" };
-        lines.push(Line::from(format!("{n} {devices} failed or went back:")).bold());
+        lines.push(Line::from(t!(lang, "console-fleet-failures", n = failures.len())).bold());
         for x in failures {
             lines.push(
                 Line::from(format!(
                     "  {} {}: {}",
                     x.device_id,
-                    x.state,
-                    x.reason.as_deref().unwrap_or("no reason given")
+                    words::rollout_state(lang, x.state.as_str()),
+                    x.reason
+                        .clone()
+                        .unwrap_or_else(|| t!(lang, "console-fleet-no-reason"))
                 ))
                 .red(),
             );
         }
     }
     let hint = match app.may_deploy() {
-        Some(false) => "pause, resume and cancel: admin only",
-        _ => "p pause/resume · x cancel · ↑↓ another rollout",
+        Some(false) => t!(lang, "console-fleet-hint-viewer"),
+        _ => t!(lang, "console-fleet-hint"),
     };
     lines.push(Line::from(hint).dim());
     let title = format!(
@@ -200,7 +240,11 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet, now_ms: i64)
         short(&d.id),
         d.target,
         d.version,
-        if d.rollback { " (rollback)" } else { "" }
+        if d.rollback {
+            t!(lang, "console-fleet-rollback")
+        } else {
+            String::new()
+        }
     );
     f.render_widget(
         Paragraph::new(lines)
@@ -210,12 +254,12 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App, fleet: &Fleet, now_ms: i64)
     );
 }
 
-fn draw_drift(f: &mut Frame, area: Rect, fleet: &Fleet) {
-    let title = format!(" configuration drift: {} devices ", fleet.drift.len());
+fn draw_drift(f: &mut Frame, area: Rect, fleet: &Fleet, lang: Lang) {
+    let title = t!(lang, "console-drift-title", n = fleet.drift.len());
     let block = Block::default().borders(Borders::ALL).title(title);
     if fleet.drift.is_empty() {
         f.render_widget(
-            Paragraph::new("every device runs its desired configuration")
+            Paragraph::new(t!(lang, "console-drift-none"))
                 .dim()
                 .block(block),
             area,
@@ -224,12 +268,15 @@ fn draw_drift(f: &mut Frame, area: Rect, fleet: &Fleet) {
     }
     let rows = fleet.drift.iter().map(|d| {
         let (m, state) = match &d.applied {
-            Some(a) if a.state == "applied" => ("·", format!("runs {}", short(&a.version))),
+            Some(a) if a.state == "applied" => (
+                "·",
+                t!(lang, "console-drift-runs", version = short(&a.version)),
+            ),
             Some(a) => (
                 "!",
                 format!(
                     "{} {}{}",
-                    a.state,
+                    t!(lang, "console-drift-state", state = a.state.as_str()),
                     short(&a.version),
                     a.reason
                         .as_deref()
@@ -237,14 +284,18 @@ fn draw_drift(f: &mut Frame, area: Rect, fleet: &Fleet) {
                         .unwrap_or_default()
                 ),
             ),
-            None => ("·", "has not reported".into()),
+            None => ("·", t!(lang, "console-drift-unreported")),
         };
         Row::new(vec![
             ellipsize(
                 &format!("{} {}", if d.online { "●" } else { "✕" }, d.device_id),
                 18,
             ),
-            format!("wants {}", short(&d.desired.version)),
+            t!(
+                lang,
+                "console-drift-wants",
+                version = short(&d.desired.version)
+            ),
             format!("{m} {state}"),
         ])
     });

@@ -31,6 +31,7 @@ use self::usage::draw_usage;
 use self::work::draw_work;
 use crate::app::{App, DeployAct, Dialog, Screen, short};
 use crate::model::Link;
+use l10n::t;
 
 pub use widgets::{age, ellipsize, pad, shade, spark};
 
@@ -40,15 +41,20 @@ pub const MIN_SIZE: (u16, u16) = (80, 20);
 /// Draws the whole console for the time `now_ms` (local clock, epoch ms).
 pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
     let size = f.area();
+    let lang = app.lang;
     if size.width < MIN_SIZE.0 || size.height < MIN_SIZE.1 {
         // Columns cut to nothing read as data; say what is wrong instead.
         let text = vec![
-            Line::from("Terminal too small").bold(),
-            Line::from(format!(
-                "{}×{}; the console needs {}×{}.",
-                size.width, size.height, MIN_SIZE.0, MIN_SIZE.1
+            Line::from(t!(lang, "console-too-small")).bold(),
+            Line::from(t!(
+                lang,
+                "console-too-small-size",
+                width = size.width,
+                height = size.height,
+                need_width = MIN_SIZE.0,
+                need_height = MIN_SIZE.1
             )),
-            Line::from("Enlarge the window, or q to quit."),
+            Line::from(t!(lang, "console-too-small-hint")),
         ];
         f.render_widget(
             Paragraph::new(text)
@@ -79,7 +85,7 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
     }
     draw_status(f, status, app);
     match &app.dialog {
-        Some(Dialog::Help) => draw_help(f, body),
+        Some(Dialog::Help) => draw_help(f, body, lang),
         Some(Dialog::Open {
             device,
             box_no,
@@ -87,35 +93,43 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
         }) => draw_prompt(
             f,
             body,
-            &format!(" Remote open: {device} box {box_no} "),
-            "The door unlocks at once. Why? (goes into the audit log)",
-            "Reason",
+            &t!(
+                lang,
+                "console-open-title",
+                device = device.as_str(),
+                box_no = *box_no
+            ),
+            &t!(lang, "console-open-question"),
+            &t!(lang, "console-open-field"),
             reason,
-            "Enter open · Esc cancel",
+            &t!(lang, "console-open-keys"),
         ),
         Some(Dialog::Ack { alarm_id, note }) => draw_prompt(
             f,
             body,
-            &format!(" Acknowledge alarm {} ", short(alarm_id)),
-            "It stays open until its condition ends. What are you doing about it?",
-            "Note",
+            &t!(lang, "console-ack-title", alarm = short(alarm_id)),
+            &t!(lang, "console-ack-question"),
+            &t!(lang, "console-note-field"),
             note,
-            "Enter acknowledge · Esc cancel",
+            &t!(lang, "console-ack-keys"),
         ),
         Some(Dialog::Deploy { id, act, note }) => draw_prompt(
             f,
             body,
-            &format!(" {} deployment {} ", act.as_str(), short(id)),
-            match act {
-                DeployAct::Cancel => "Nothing more is offered; cabinets keep what they run. Why?",
-                DeployAct::Pause => "No more offers until resumed. Why? (optional)",
-                DeployAct::Resume => {
-                    "Offers go on (a manual deployment starts its next wave). Why? (optional)"
-                }
+            &t!(
+                lang,
+                "console-deploy-title",
+                act = act.as_str(),
+                deployment = short(id)
+            ),
+            &match act {
+                DeployAct::Cancel => t!(lang, "console-deploy-cancel-question"),
+                DeployAct::Pause => t!(lang, "console-deploy-pause-question"),
+                DeployAct::Resume => t!(lang, "console-deploy-resume-question"),
             },
-            "Note",
+            &t!(lang, "console-note-field"),
             note,
-            "Enter confirm · Esc cancel",
+            &t!(lang, "console-deploy-keys"),
         ),
         Some(Dialog::Diagnostics) => draw_diagnostics(f, body, app, now_ms),
         Some(Dialog::Filter) | None => {}
@@ -123,17 +137,18 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
 }
 
 fn draw_header(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let lang = app.lang;
     let (mark, word, colour) = match &app.model.link {
-        Link::Live => ("●", "live", Color::Green),
-        Link::Connecting => ("○", "connecting", Color::Yellow),
-        Link::Down(_) => ("✕", "down", Color::Red),
+        Link::Live => ("●", t!(lang, "console-link-live"), Color::Green),
+        Link::Connecting => ("○", t!(lang, "console-link-connecting"), Color::Yellow),
+        Link::Down(_) => ("✕", t!(lang, "console-link-down"), Color::Red),
     };
     let data = match app.received_at {
-        Some(t) => format!("data {} old", age(now_ms - t)),
-        None => "no data yet".into(),
+        Some(at) => t!(lang, "console-data-age", age = age(lang, now_ms - at)),
+        None => t!(lang, "console-no-data"),
     };
     let who = match &app.model.me {
-        Some((name, role)) => format!("{name} ({role})"),
+        Some((name, role)) => format!("{name} ({})", crate::words::role(lang, role)),
         None => "?".into(),
     };
     let line = Line::from(vec![
@@ -154,9 +169,9 @@ fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
         .count();
     let mut spans = Vec::new();
     for (i, s) in Screen::ALL.iter().enumerate() {
-        let mut label = format!(" {} {} ", i + 1, s.title());
+        let mut label = format!(" {} {} ", i + 1, s.title(app.lang));
         if *s == Screen::Alarms && open_alarms > 0 {
-            label = format!(" {} {} ({open_alarms}) ", i + 1, s.title());
+            label = format!(" {} {} ({open_alarms}) ", i + 1, s.title(app.lang));
         }
         let style = if *s == app.screen {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
@@ -169,21 +184,25 @@ fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
 }
 
 fn draw_status(f: &mut Frame, area: Rect, app: &App) {
+    let lang = app.lang;
     let left = if matches!(app.dialog, Some(Dialog::Filter)) {
-        format!("/{}▏ (Enter keeps, Esc clears)", app.filter)
+        t!(lang, "console-filter-typing", filter = app.filter.as_str())
     } else if !app.filter.is_empty() {
-        format!("filter: {} (Esc clears) · {}", app.filter, app.status)
+        t!(
+            lang,
+            "console-filter-kept",
+            filter = app.filter.as_str(),
+            status = app.status.as_str()
+        )
     } else {
         app.status.clone()
     };
-    let [l, r] = Layout::horizontal([Constraint::Min(10), Constraint::Length(16)]).areas(area);
+    let hint = t!(lang, "console-hint");
+    let hint_width = unicode_width::UnicodeWidthStr::width(hint.as_str()) as u16;
+    let [l, r] =
+        Layout::horizontal([Constraint::Min(10), Constraint::Length(hint_width)]).areas(area);
     f.render_widget(Paragraph::new(left), l);
-    f.render_widget(
-        Paragraph::new("? help · q quit")
-            .alignment(Alignment::Right)
-            .dim(),
-        r,
-    );
+    f.render_widget(Paragraph::new(hint).alignment(Alignment::Right).dim(), r);
 }
 
 #[cfg(test)]
@@ -192,10 +211,10 @@ mod tests {
 
     #[test]
     fn ages_and_sparklines_read_at_a_glance() {
-        assert_eq!(age(59_999), "59 s");
-        assert_eq!(age(60_000), "1 min");
-        assert_eq!(age(7_200_000), "2 h");
-        assert_eq!(age(-5), "0 s");
+        assert_eq!(age(l10n::Lang::En, 59_999), "59 s");
+        assert_eq!(age(l10n::Lang::En, 60_000), "1 min");
+        assert_eq!(age(l10n::Lang::En, 7_200_000), "2 h");
+        assert_eq!(age(l10n::Lang::En, -5), "0 s");
         assert_eq!(spark(&[0, 1, 4, 8]), " ▁▄█");
         assert_eq!(spark(&[]), "");
     }

@@ -5,10 +5,12 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Stylize;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::widgets::{ellipsize, highlight, kind_short, selected, spark, window};
+use super::widgets::{ellipsize, highlight, selected, spark, window};
 use crate::app::App;
+use l10n::t;
 
 pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
+    let lang = app.lang;
     let sites = app.sites();
     // A narrow terminal shows the last 12 hours of use, a wide one all 24.
     let hours: usize = if area.width >= 110 { 24 } else { 12 };
@@ -16,7 +18,7 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
     let (shown, sel) = window(app.sel_site, sites.len(), area.height.saturating_sub(2));
     // The name takes what the fixed columns and their spacing leave; a longer one (a long
     // Chinese name is wide) ends with an ellipsis instead of being cut off.
-    let fixed = 7 + 7 + 4 + 4 + 4 + 3 + 3 + 5 + hours + 4 + 10;
+    let fixed = 7 + 7 + 4 + 4 + 4 + 4 + 4 + 5 + hours + 4 + 10;
     let name_width = usize::from(area.width).saturating_sub(fixed).max(10);
     let rows = sites[shown].iter().map(|s| {
         let alarms = if s.alarms_open > 0 {
@@ -26,7 +28,10 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
         };
         Row::new(vec![
             Cell::from(ellipsize(&s.name, name_width)),
-            Cell::from(kind_short(s.kind.as_str())),
+            Cell::from(ellipsize(
+                &crate::words::site_kind(lang, s.kind.as_str()),
+                7,
+            )),
             Cell::from(format!("{}/{}", s.devices_online, s.devices)),
             Cell::from(s.free.to_string()),
             Cell::from(s.occupied.to_string()),
@@ -47,8 +52,8 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(4),
             Constraint::Length(4),
             Constraint::Length(4),
-            Constraint::Length(3),
-            Constraint::Length(3),
+            Constraint::Length(4),
+            Constraint::Length(4),
             Constraint::Length(5),
             Constraint::Length(hours as u16),
             Constraint::Length(4),
@@ -56,17 +61,17 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
     )
     .header(
         Row::new([
-            "Site".to_owned(),
-            "Kind".into(),
-            "Online".into(),
-            "Free".into(),
-            "Occ".into(),
-            "Res".into(),
-            "OOS".into(),
-            "Flt".into(),
-            "Today".into(),
-            format!("Uses/h {hours} h"),
-            "Alm".into(),
+            t!(lang, "console-col-site"),
+            t!(lang, "console-col-kind"),
+            t!(lang, "console-col-online"),
+            t!(lang, "console-col-free"),
+            t!(lang, "console-col-occupied"),
+            t!(lang, "console-col-reserved"),
+            t!(lang, "console-col-out-of-service"),
+            t!(lang, "console-col-faulty"),
+            t!(lang, "console-col-today"),
+            t!(lang, "console-col-uses", hours = hours),
+            t!(lang, "console-col-alarms"),
         ])
         .bold(),
     )
@@ -75,11 +80,11 @@ pub(super) fn draw_overview(f: &mut Frame, area: Rect, app: &App) {
     .block(
         Block::default()
             .borders(Borders::TOP)
-            .title(" Sites · Enter: cabinets and boxes "),
+            .title(t!(lang, "console-overview-title")),
     );
     if sites.is_empty() {
         f.render_widget(
-            Paragraph::new("No sites yet: configure them with the API (POST /api/v1/sites).")
+            Paragraph::new(t!(lang, "console-overview-empty"))
                 .block(Block::default().borders(Borders::TOP)),
             area,
         );

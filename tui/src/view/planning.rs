@@ -8,12 +8,14 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::widgets::pct;
 use crate::app::App;
+use l10n::t;
 
 pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
+    let lang = app.lang;
     let plan = match &app.model.plan {
         None => {
             f.render_widget(
-                Paragraph::new(" computing the plan…")
+                Paragraph::new(t!(lang, "console-plan-computing"))
                     .block(Block::default().borders(Borders::TOP)),
                 area,
             );
@@ -21,9 +23,13 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
         }
         Some(Err(e)) => {
             f.render_widget(
-                Paragraph::new(format!(" No plan: {e}"))
+                Paragraph::new(t!(lang, "console-plan-none", error = e.as_str()))
                     .wrap(Wrap { trim: true })
-                    .block(Block::default().borders(Borders::TOP).title(" Planning ")),
+                    .block(
+                        Block::default()
+                            .borders(Borders::TOP)
+                            .title(t!(lang, "console-plan-title-short")),
+                    ),
                 area,
             );
             return;
@@ -40,26 +46,28 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
     ])
     .areas(area);
     let text = vec![
-        Line::from(format!(
-            " Enterprises within {:.0} m of a locker: {} of {} ({}) now → {} ({}) with {} new site(s).",
-            plan.params.radius_m,
-            plan.covered_before,
-            plan.enterprises,
-            pct(plan.share_before),
-            plan.covered_after,
-            pct(plan.share_after),
-            plan.recommendations.len()
+        Line::from(t!(
+            lang,
+            "console-plan-coverage",
+            radius = format!("{:.0}", plan.params.radius_m),
+            before = plan.covered_before,
+            enterprises = plan.enterprises,
+            share_before = pct(plan.share_before),
+            after = plan.covered_after,
+            share_after = pct(plan.share_after),
+            sites = plan.recommendations.len()
         )),
-        Line::from(format!(
-            " Boxes sized for {} overflow at the busiest hour (Erlang loss).",
-            pct(plan.params.overflow)
+        Line::from(t!(
+            lang,
+            "console-plan-overflow",
+            overflow = pct(plan.params.overflow)
         )),
     ];
     f.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: false }).block(
             Block::default()
                 .borders(Borders::TOP)
-                .title(" Where the next clusters go "),
+                .title(t!(lang, "console-plan-title")),
         ),
         summary,
     );
@@ -98,31 +106,32 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
     )
     .header(
         Row::new([
-            "Rank",
-            "Site",
-            "Enterprises",
-            "Cases/mo",
-            "S/M/L",
-            "Boxes",
-            "Usage",
-            "Overflow",
+            t!(lang, "console-col-rank"),
+            t!(lang, "console-col-site"),
+            t!(lang, "console-col-enterprises"),
+            t!(lang, "console-col-cases"),
+            "S/M/L".to_owned(),
+            t!(lang, "console-col-boxes"),
+            t!(lang, "console-col-usage"),
+            t!(lang, "console-col-overflow"),
         ])
         .bold(),
     );
     f.render_widget(table, recs_area);
     if exps > 0 {
-        let mut lines = vec![Line::from(" Sites in service that need more boxes:").bold()];
+        let mut lines = vec![Line::from(t!(lang, "console-plan-expansions")).bold()];
         for e in plan.expansions.iter().take(usize::from(exps)) {
-            lines.push(Line::from(format!(
-                "   {}: {} boxes → {} (+{})",
-                if e.name.is_empty() {
-                    &e.site_id
+            lines.push(Line::from(t!(
+                lang,
+                "console-plan-expansion",
+                site = if e.name.is_empty() {
+                    e.site_id.as_str()
                 } else {
-                    &e.name
+                    e.name.as_str()
                 },
-                e.boxes,
-                e.boxes_needed,
-                e.add
+                boxes = e.boxes,
+                needed = e.boxes_needed,
+                add = e.add
             )));
         }
         f.render_widget(Paragraph::new(lines), exp_area);
@@ -134,9 +143,9 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
         .filter(|c| c.demand_points >= 3)
         .map(|c| {
             let meets = if c.meets_target {
-                Cell::from("yes").green()
+                Cell::from(t!(lang, "console-plan-yes")).green()
             } else {
-                Cell::from("NO").red().bold()
+                Cell::from(t!(lang, "console-plan-no")).red().bold()
             };
             Row::new(vec![
                 Cell::from(c.cluster.clone()),
@@ -158,16 +167,18 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
     )
     .header(
         Row::new(vec![
-            "Cluster".to_owned(),
-            "Enterprises".to_owned(),
-            "Before".to_owned(),
-            "After".to_owned(),
+            t!(lang, "console-col-cluster"),
+            t!(lang, "console-col-enterprises"),
+            t!(lang, "console-col-before"),
+            t!(lang, "console-col-after"),
             format!("≥{target}"),
         ])
         .bold(),
     )
-    .block(Block::default().borders(Borders::TOP).title(format!(
-        " Coverage per cluster (goal: {target} of its enterprises within walking distance) "
+    .block(Block::default().borders(Borders::TOP).title(t!(
+        lang,
+        "console-plan-clusters",
+        target = target.as_str()
     )));
     f.render_widget(table, clusters_area);
 }

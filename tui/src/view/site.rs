@@ -11,8 +11,11 @@ use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
 use super::widgets::{age, ellipsize, highlight, selected, window};
 use crate::app::{App, GRID_COLUMNS, Pane, short};
 use crate::model::{BoxView, mask_case};
+use crate::words;
+use l10n::t;
 
 pub(super) fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let lang = app.lang;
     let [list, right] =
         Layout::horizontal([Constraint::Length(24), Constraint::Min(20)]).areas(area);
     let site = app.site.as_deref().unwrap_or("?");
@@ -50,8 +53,12 @@ pub(super) fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     let [grid, detail] =
         Layout::vertical([Constraint::Max(grid_rows + 2), Constraint::Min(7)]).areas(right);
     let title = match &app.model.cabinet {
-        Some(c) => format!(" {} · boxes ", c.cabinet.id),
-        None => " boxes ".into(),
+        Some(c) => t!(
+            lang,
+            "console-site-boxes-of",
+            cabinet = c.cabinet.id.as_str()
+        ),
+        None => t!(lang, "console-site-boxes"),
     };
     let block = Block::default()
         .borders(Borders::ALL)
@@ -74,7 +81,7 @@ pub(super) fn draw_site(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         })
         .collect();
     let body = if boxes.is_empty() {
-        vec![Line::from("no boxes (a station device, or not loaded yet)").dim()]
+        vec![Line::from(t!(lang, "console-site-no-boxes")).dim()]
     } else {
         lines
     };
@@ -115,7 +122,10 @@ pub(super) fn box_cell<'a>(app: &App, b: &BoxView, selected: bool) -> Span<'a> {
 }
 
 pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
-    let block = Block::default().borders(Borders::ALL).title(" box ");
+    let lang = app.lang;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(t!(lang, "console-box-title"));
     let mut lines: Vec<Line> = Vec::new();
     if let Some(w) = &app.watch {
         // The remote open in flight, live: each step as it happens, with the latency.
@@ -124,7 +134,15 @@ pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64)
             .as_ref()
             .map_or("requesting", |c| c.status.as_str());
         let steps = ["queued", "sent", "delivered"];
-        let mut spans = vec![Span::raw(format!("open {} box {}: ", w.device, w.box_no)).bold()];
+        let mut spans = vec![
+            Span::raw(t!(
+                lang,
+                "console-box-watch",
+                device = w.device.as_str(),
+                box_no = w.box_no
+            ))
+            .bold(),
+        ];
         let rank = |s: &str| steps.iter().position(|x| *x == s);
         let reached = rank(status).map_or(steps.len(), |r| r + 1);
         for (i, s) in steps.iter().enumerate() {
@@ -133,7 +151,10 @@ pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64)
             } else {
                 Style::new().dim()
             };
-            spans.push(Span::styled(format!("{s} → "), style));
+            spans.push(Span::styled(
+                format!("{} → ", words::command_status(lang, s)),
+                style,
+            ));
         }
         let done = w.command.as_ref().is_some_and(|c| c.is_final());
         let last = if done { status } else { "…" };
@@ -142,28 +163,36 @@ pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64)
             "…" => Color::Yellow,
             _ => Color::Red,
         };
-        spans.push(Span::styled(
-            last.to_owned(),
-            Style::new().fg(colour).bold(),
-        ));
+        let last = if last == "…" {
+            last.to_owned()
+        } else {
+            words::command_status(lang, last)
+        };
+        spans.push(Span::styled(last, Style::new().fg(colour).bold()));
         if let Some(l) = w.command.as_ref().and_then(|c| c.latency_ms) {
-            spans.push(Span::raw(format!(" ({l} ms)")));
+            spans.push(Span::raw(t!(lang, "console-latency", ms = l)));
         }
         if let Some(e) = &w.error {
-            spans.push(Span::raw(format!(" refused: {e}")).red());
+            spans.push(Span::raw(t!(lang, "console-box-refused", error = e.as_str())).red());
         }
         lines.push(Line::from(spans));
     }
     if let Some(b) = app.boxes().get(app.sel_box) {
-        let mut head = format!("box {} · size {} · {}", b.box_no, b.size, b.state);
+        let mut head = t!(
+            lang,
+            "console-box-head",
+            box_no = b.box_no,
+            size = b.size.as_str(),
+            state = words::box_state(lang, b.state.as_str())
+        );
         if b.accessible {
-            head.push_str(" · accessible");
+            head.push_str(&t!(lang, "console-box-accessible"));
         }
         if let Some(open) = b.door_open {
-            head.push_str(if open {
-                " · door OPEN"
+            head.push_str(&if open {
+                t!(lang, "console-box-door-open")
             } else {
-                " · door shut"
+                t!(lang, "console-box-door-shut")
             });
         }
         if let Some(note) = &b.service_note {
@@ -172,29 +201,30 @@ pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64)
         lines.push(Line::from(head));
         if app.pane == Pane::Boxes {
             let hint = match app.may_open() {
-                Some(false) => "remote open: not for this token's role (operators only)",
-                _ => "o: remote open (reason required)",
+                Some(false) => t!(lang, "console-box-hint-viewer"),
+                _ => t!(lang, "console-box-hint-open"),
             };
             lines.push(Line::from(hint).dim());
         }
         if let Some(i) = &b.item {
             let since = i.in_box_at.unwrap_or(i.created_at);
-            lines.push(Line::from(format!(
-                "item {} {} · case {} · {} · {} ago",
-                short(&i.id),
-                i.flow,
-                mask_case(&i.case_number),
-                i.state,
-                age(now_ms - since)
+            lines.push(Line::from(t!(
+                lang,
+                "console-box-item",
+                item = short(&i.id),
+                flow = words::flow(lang, i.flow.as_str()),
+                case = mask_case(&i.case_number),
+                state = words::item_state(lang, i.state.as_str()),
+                age = age(lang, now_ms - since)
             )));
         }
         for a in app.box_alarms(b.box_no) {
             lines.push(
                 Line::from(format!(
                     "! {} {} ({}), {}",
-                    a.severity,
-                    a.kind,
-                    a.state,
+                    words::severity(lang, a.severity.as_str()),
+                    words::alarm_kind(lang, a.kind.as_str()),
+                    words::alarm_state(lang, a.state.as_str()),
                     a.evidence.as_deref().unwrap_or("")
                 ))
                 .red(),
@@ -208,23 +238,27 @@ pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64)
         {
             lines.push(
                 Line::from(format!(
-                    "{} ago {} by {}{}{}",
-                    age(now_ms - e.ts),
-                    e.action,
-                    e.actor,
+                    "{}{}{}",
+                    t!(
+                        lang,
+                        "console-box-audit",
+                        age = age(lang, now_ms - e.ts),
+                        action = e.action.as_str(),
+                        actor = e.actor.as_str()
+                    ),
                     e.result
                         .as_deref()
-                        .map(|r| format!(": {r}"))
+                        .map(|r| format!(": {}", words::command_status(lang, r)))
                         .unwrap_or_default(),
                     e.latency_ms
-                        .map(|l| format!(" ({l} ms)"))
+                        .map(|l| t!(lang, "console-latency", ms = l))
                         .unwrap_or_default()
                 ))
                 .dim(),
             );
         }
     } else {
-        lines.push(Line::from("Tab to the boxes, arrows to pick one, o to open it").dim());
+        lines.push(Line::from(t!(lang, "console-box-none")).dim());
     }
     f.render_widget(
         Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),

@@ -8,11 +8,14 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
 use super::widgets::{highlight, level_spark, pct, selected, shade, window};
 use crate::app::App;
+use l10n::t;
 
 pub(super) fn draw_usage(f: &mut Frame, area: Rect, app: &App) {
+    let lang = app.lang;
     let Some(u) = &app.model.usage else {
         f.render_widget(
-            Paragraph::new(" loading usage figures…").block(Block::default().borders(Borders::TOP)),
+            Paragraph::new(t!(lang, "console-usage-loading"))
+                .block(Block::default().borders(Borders::TOP)),
             area,
         );
         return;
@@ -32,18 +35,13 @@ pub(super) fn draw_usage(f: &mut Frame, area: Rect, app: &App) {
             })
             .collect();
         let flag = if s.saturated {
-            Cell::from("SATURATED").red().bold()
+            Cell::from(t!(lang, "console-usage-saturated")).red().bold()
         } else {
             Cell::from("")
         };
         Row::new(vec![
             Cell::from(s.name.clone()),
-            Cell::from(
-                s.kind
-                    .as_str()
-                    .replace("enterprise_", "")
-                    .replace("service_", ""),
-            ),
+            Cell::from(crate::words::site_kind(lang, s.kind.as_str())),
             Cell::from(Line::from(heat)),
             Cell::from(level_spark(&s.daily)),
             Cell::from(pct(s.occupancy)),
@@ -51,11 +49,13 @@ pub(super) fn draw_usage(f: &mut Frame, area: Rect, app: &App) {
             flag,
         ])
     });
-    let title = format!(
-        " Occupancy per hour, last {hours} h (·░▒▓█: <5/35/60/80%+) · 7 days · saturated: ≥{} on {} of {} days ",
-        pct(u.saturation.rate),
-        u.saturation.days,
-        u.saturation.window
+    let title = t!(
+        lang,
+        "console-usage-title",
+        hours = hours,
+        rate = pct(u.saturation.rate),
+        days = u.saturation.days,
+        window = u.saturation.window
     );
     let table = Table::new(
         rows,
@@ -69,7 +69,18 @@ pub(super) fn draw_usage(f: &mut Frame, area: Rect, app: &App) {
             Constraint::Length(9),
         ],
     )
-    .header(Row::new(["Site", "Kind", "Hours", "7 days", "Avg", "≥rate", ""]).bold())
+    .header(
+        Row::new([
+            t!(lang, "console-col-site"),
+            t!(lang, "console-col-kind"),
+            t!(lang, "console-col-hours"),
+            t!(lang, "console-col-week"),
+            t!(lang, "console-col-avg"),
+            t!(lang, "console-col-above"),
+            String::new(),
+        ])
+        .bold(),
+    )
     .row_highlight_style(highlight())
     .block(Block::default().borders(Borders::TOP).title(title));
     f.render_stateful_widget(table, area, &mut selected(sel));

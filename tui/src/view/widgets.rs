@@ -5,14 +5,16 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::TableState;
 
-/// "5 s", "3 min", "2 h", "4 d".
-pub fn age(ms: i64) -> String {
+use l10n::{Lang, t};
+
+/// "5 s", "3 min", "2 h", "4 d" (in Chinese "5 秒" …).
+pub fn age(lang: Lang, ms: i64) -> String {
     let s = (ms / 1000).max(0);
     match s {
-        0..=59 => format!("{s} s"),
-        60..=3_599 => format!("{} min", s / 60),
-        3_600..=86_399 => format!("{} h", s / 3_600),
-        _ => format!("{} d", s / 86_400),
+        0..=59 => t!(lang, "console-age-s", n = s),
+        60..=3_599 => t!(lang, "console-age-min", n = s / 60),
+        3_600..=86_399 => t!(lang, "console-age-h", n = s / 3_600),
+        _ => t!(lang, "console-age-d", n = s / 86_400),
     }
 }
 
@@ -86,16 +88,6 @@ pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-pub(super) fn kind_short(kind: &str) -> &'static str {
-    match kind {
-        "service_hall" => "hall",
-        "enterprise_cluster" => "cluster",
-        "station" => "station",
-        "community" => "commun.",
-        _ => "?",
-    }
-}
-
 pub(super) fn severity_style(s: &str) -> Style {
     match s {
         "critical" => Style::new().fg(Color::Red).bold(),
@@ -128,6 +120,12 @@ pub fn ellipsize(text: &str, width: usize) -> String {
     }
     out.push('…');
     out
+}
+
+/// `text` right-aligned in `columns` terminal columns.
+pub(super) fn pad_left(text: &str, columns: usize) -> String {
+    let width = unicode_width::UnicodeWidthStr::width(text);
+    format!("{}{text}", " ".repeat(columns.saturating_sub(width)))
 }
 
 /// `text` fitted to exactly `width` columns: cut with [`ellipsize`], then padded with spaces

@@ -9,8 +9,11 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use super::widgets::{age, highlight, selected, window};
 use crate::app::{App, WORK_TABS};
 use crate::model::mask_case;
+use crate::words;
+use l10n::t;
 
 pub(super) fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
+    let lang = app.lang;
     let [tabs, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(2)]).areas(area);
     let w = &app.model.worklists;
     let counts = [w.collect.len(), w.deposit.len(), w.overdue.len()];
@@ -19,7 +22,7 @@ pub(super) fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         .zip(counts)
         .enumerate()
         .map(|(i, (t, n))| {
-            let s = format!(" {t} ({n}) ");
+            let s = format!(" {} ({n}) ", t!(lang, "console-work-tab", tab = *t));
             if i == app.work_tab {
                 Span::styled(s, Style::new().reversed().bold())
             } else {
@@ -32,18 +35,18 @@ pub(super) fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     let (shown, sel) = window(app.sel_work, items.len(), list.height.saturating_sub(2));
     let rows = items[shown].iter().map(|i| {
         let due = match (i.due_by, i.late_deposit) {
-            (_, true) => "LATE".to_owned(),
-            (Some(d), _) if d > now_ms => format!("in {}", age(d - now_ms)),
-            (Some(d), _) => format!("{} ago", age(now_ms - d)),
+            (_, true) => t!(lang, "console-work-late"),
+            (Some(d), _) if d > now_ms => t!(lang, "console-in", age = age(lang, d - now_ms)),
+            (Some(d), _) => t!(lang, "console-ago", age = age(lang, now_ms - d)),
             (None, _) => String::new(),
         };
         Row::new(vec![
             Cell::from(i.device_id.clone()),
             Cell::from(i.box_no.to_string()),
-            Cell::from(i.flow.as_str()),
+            Cell::from(words::flow(lang, i.flow.as_str())),
             Cell::from(mask_case(&i.case_number)),
-            Cell::from(i.state.as_str()),
-            Cell::from(age(now_ms - i.in_box_at.unwrap_or(i.created_at))),
+            Cell::from(words::item_state(lang, i.state.as_str())),
+            Cell::from(age(app.lang, now_ms - i.in_box_at.unwrap_or(i.created_at))),
             Cell::from(due),
         ])
     });
@@ -51,7 +54,7 @@ pub(super) fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         rows,
         [
             Constraint::Min(12),
-            Constraint::Length(3),
+            Constraint::Length(4),
             Constraint::Length(10),
             Constraint::Length(14),
             Constraint::Length(16),
@@ -59,12 +62,23 @@ pub(super) fn draw_work(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
             Constraint::Length(10),
         ],
     )
-    .header(Row::new(["Device", "Box", "Flow", "Case", "State", "Age", "Due"]).bold())
+    .header(
+        Row::new([
+            t!(lang, "console-col-device"),
+            t!(lang, "console-col-box"),
+            t!(lang, "console-col-flow"),
+            t!(lang, "console-col-case"),
+            t!(lang, "console-col-state"),
+            t!(lang, "console-col-age"),
+            t!(lang, "console-col-due"),
+        ])
+        .bold(),
+    )
     .row_highlight_style(highlight())
     .block(
         Block::default()
             .borders(Borders::TOP)
-            .title(" ← → switch list "),
+            .title(t!(lang, "console-work-title")),
     );
     f.render_stateful_widget(table, list, &mut selected(sel));
 }

@@ -10,7 +10,103 @@ use tui::model::{
     SiteOverview, Worklists,
 };
 
+use l10n::Lang;
+
 const NOW: i64 = 1_764_288_000_000;
+
+thread_local! {
+    /// The language the test in progress draws in (every screen test runs in both).
+    static LANG: std::cell::Cell<Lang> = const { std::cell::Cell::new(Lang::En) };
+}
+
+fn lang() -> Lang {
+    LANG.with(|l| l.get())
+}
+
+/// Runs `test` once in English and once in Chinese; snapshots of the second run are named
+/// `…_zh-CN_…`, and none of its screens may show an English word the fixture did not supply.
+fn in_both_languages(test: impl Fn()) {
+    for l in Lang::ALL {
+        LANG.with(|c| c.set(l));
+        test();
+    }
+    LANG.with(|c| c.set(Lang::En));
+}
+
+/// Whether `text` has `word` as a word, or as the start of one.
+fn has_word(text: &str, word: &str) -> bool {
+    // A word cut at the screen's edge counts as the word it starts.
+    text.split(|c: char| !c.is_ascii_alphabetic())
+        .any(|w| w.starts_with(word))
+}
+
+/// A snapshot named for the language in use.
+macro_rules! snap {
+    ($name:expr, $value:expr) => {{
+        let value = $value;
+        let name = match lang() {
+            Lang::En => $name.to_string(),
+            l => format!("{}_{}", l.tag(), $name),
+        };
+        if lang() != Lang::En {
+            untranslated(&name, &value);
+        }
+        insta::assert_snapshot!(name, value);
+    }};
+}
+
+/// Words of three or more ASCII letters on a Chinese screen that are not data of the fixture,
+/// key names or technical terms: strings the catalogues miss.
+fn untranslated(name: &str, screen: &str) {
+    const ALLOWED: &[&str] = &[
+        // Key names, units, protocols and API paths stay as they are in both languages.
+        "Enter",
+        "Esc",
+        "Tab",
+        "PgUp",
+        "PgDn",
+        "Ctrl",
+        "API",
+        "POST",
+        "GET",
+        "api",
+        "sites",
+        "deployments",
+        "TLS",
+        "NTP",
+        "MiB",
+        "Erlang",
+        "LockerFleet",
+        // TestBackend's own note under a line with wide characters.
+        "Hidden",
+        "multi",
+        "width",
+        "symbols",
+    ];
+    // The fixture's data: every string literal in this file (names, ids, reasons, log lines).
+    let fixture: String = include_str!("main.rs")
+        .split(char::from(34)) // a quote (a literal one here would be a quote too)
+        .skip(1)
+        .step_by(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut bad = Vec::new();
+    for word in screen
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| w.len() >= 3)
+    {
+        // A word the fixture itself supplies (names, ids, reasons, log lines) is data.
+        if !ALLOWED.contains(&word) && !has_word(&fixture, word) {
+            bad.push(word.to_owned());
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    assert!(
+        bad.is_empty(),
+        "{name}: untranslated on a Chinese screen: {bad:?}\n{screen}"
+    );
+}
 const MIN: i64 = 60_000;
 
 fn key(c: KeyCode) -> KeyEvent {
@@ -122,7 +218,7 @@ fn cabinet() -> CabinetDetail {
 
 /// An operator's console with a fleet on it, as the data task would fill it.
 fn loaded() -> App {
-    let mut app = App::new("http://127.0.0.1:8080");
+    let mut app = App::new("http://127.0.0.1:8080", lang());
     let at = NOW - 2_000;
     for m in [
         Msg::Link(Link::Live),
@@ -233,97 +329,113 @@ fn screen(app: &App, w: u16, h: u16) -> String {
 macro_rules! both {
     ($name:literal, $app:expr) => {{
         let app = $app;
-        insta::assert_snapshot!(concat!($name, "_80x24"), screen(&app, 80, 24));
-        insta::assert_snapshot!(concat!($name, "_160x48"), screen(&app, 160, 48));
+        snap!(concat!($name, "_80x24"), screen(&app, 80, 24));
+        snap!(concat!($name, "_160x48"), screen(&app, 160, 48));
     }};
 }
 
 #[test]
 fn overview() {
-    both!("overview", loaded());
+    in_both_languages(|| {
+        both!("overview", loaded());
+    });
 }
 
 #[test]
 fn overview_while_the_server_is_down() {
-    let mut app = loaded();
-    app.on_msg(
-        Msg::Link(Link::Down("cannot connect (is the server running?)".into())),
-        NOW,
-    );
-    insta::assert_snapshot!("overview_down_80x24", screen(&app, 80, 24));
+    in_both_languages(|| {
+        let mut app = loaded();
+        app.on_msg(
+            Msg::Link(Link::Down("cannot connect (is the server running?)".into())),
+            NOW,
+        );
+        snap!("overview_down_80x24", screen(&app, 80, 24));
+    });
 }
 
 #[test]
 fn site_grid_and_box_detail() {
-    both!("site", on_site());
+    in_both_languages(|| {
+        both!("site", on_site());
+    });
 }
 
 #[test]
 fn remote_open_dialog_and_live_lifecycle() {
-    let mut app = on_site();
-    app.on_key(key(KeyCode::Char('o')));
-    for c in "citizen locked out".chars() {
-        app.on_key(key(KeyCode::Char(c)));
-    }
-    both!("open_dialog", app.clone());
-    app.on_key(key(KeyCode::Enter));
-    let mut c = Command {
-        command_id: "c1".into(),
-        device_id: "hall-cab-01".into(),
-        box_no: 5,
-        status: api_types::CommandStatus::Delivered,
-        ..Command::default()
-    };
-    app.on_msg(Msg::Opened(Ok(c.clone())), NOW);
-    insta::assert_snapshot!("open_delivered_80x24", screen(&app, 80, 24));
-    c.status = api_types::CommandStatus::Opened;
-    c.latency_ms = Some(38);
-    app.on_msg(Msg::Command(c), NOW);
-    insta::assert_snapshot!("open_opened_80x24", screen(&app, 80, 24));
+    in_both_languages(|| {
+        let mut app = on_site();
+        app.on_key(key(KeyCode::Char('o')));
+        for c in "citizen locked out".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        both!("open_dialog", app.clone());
+        app.on_key(key(KeyCode::Enter));
+        let mut c = Command {
+            command_id: "c1".into(),
+            device_id: "hall-cab-01".into(),
+            box_no: 5,
+            status: api_types::CommandStatus::Delivered,
+            ..Command::default()
+        };
+        app.on_msg(Msg::Opened(Ok(c.clone())), NOW);
+        snap!("open_delivered_80x24", screen(&app, 80, 24));
+        c.status = api_types::CommandStatus::Opened;
+        c.latency_ms = Some(38);
+        app.on_msg(Msg::Command(c), NOW);
+        snap!("open_opened_80x24", screen(&app, 80, 24));
+    });
 }
 
 #[test]
 fn alarms_and_acknowledge_dialog() {
-    let mut app = loaded();
-    app.on_key(key(KeyCode::Char('3')));
-    both!("alarms", app.clone());
-    app.on_key(key(KeyCode::Char('a')));
-    for c in "guard on the way".chars() {
-        app.on_key(key(KeyCode::Char(c)));
-    }
-    insta::assert_snapshot!("ack_dialog_80x24", screen(&app, 80, 24));
+    in_both_languages(|| {
+        let mut app = loaded();
+        app.on_key(key(KeyCode::Char('3')));
+        both!("alarms", app.clone());
+        app.on_key(key(KeyCode::Char('a')));
+        for c in "guard on the way".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        snap!("ack_dialog_80x24", screen(&app, 80, 24));
+    });
 }
 
 #[test]
 fn work_lists_and_audit() {
-    let mut app = loaded();
-    app.on_key(key(KeyCode::Char('4')));
-    both!("work", app.clone());
-    app.on_key(key(KeyCode::Char('5')));
-    both!("audit", app);
+    in_both_languages(|| {
+        let mut app = loaded();
+        app.on_key(key(KeyCode::Char('4')));
+        both!("work", app.clone());
+        app.on_key(key(KeyCode::Char('5')));
+        both!("audit", app);
+    });
 }
 
 #[test]
 fn help_overlay_lists_every_key() {
-    let mut app = loaded();
-    app.on_key(key(KeyCode::Char('?')));
-    both!("help", app);
+    in_both_languages(|| {
+        let mut app = loaded();
+        app.on_key(key(KeyCode::Char('?')));
+        both!("help", app);
+    });
 }
 
 #[test]
 fn a_thousand_cabinets_scroll_without_trouble() {
-    // 1,000 sites' worth of rows: the selection far down is on screen.
-    let mut app = loaded();
-    let sites = (0..1000)
-        .map(|i| site(&format!("s{i:04}"), &format!("Site {i:04}"), "community", 1))
-        .collect();
-    app.on_msg(Msg::Overview(Overview { at: NOW, sites }), NOW);
-    for _ in 0..90 {
-        app.on_key(key(KeyCode::PageDown));
-    }
-    assert_eq!(app.sel_site, 900);
-    let s = screen(&app, 80, 24);
-    assert!(s.contains("Site 0900"), "{s}");
+    in_both_languages(|| {
+        // 1,000 sites' worth of rows: the selection far down is on screen.
+        let mut app = loaded();
+        let sites = (0..1000)
+            .map(|i| site(&format!("s{i:04}"), &format!("Site {i:04}"), "community", 1))
+            .collect();
+        app.on_msg(Msg::Overview(Overview { at: NOW, sites }), NOW);
+        for _ in 0..90 {
+            app.on_key(key(KeyCode::PageDown));
+        }
+        assert_eq!(app.sel_site, 900);
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("Site 0900"), "{s}");
+    });
 }
 
 fn usage_figures() -> tui::model::Usage {
@@ -442,40 +554,44 @@ fn plan() -> tui::model::Plan {
 
 #[test]
 fn usage_heatmap_trend_and_saturation() {
-    let mut app = loaded();
-    let actions = app.on_key(key(KeyCode::Char('6')));
-    assert_eq!(app.screen, Screen::Usage);
-    assert_eq!(
-        actions,
-        vec![tui::app::Action::Refresh, tui::app::Action::Usage]
-    );
-    insta::assert_snapshot!("usage_loading_80x24", screen(&app, 80, 24));
-    app.on_msg(Msg::Usage(usage_figures()), NOW);
-    both!("usage", app.clone());
-    // The filter finds the saturated sites by that word.
-    app.filter = "saturated".into();
-    assert_eq!(app.usage_rows().len(), 1);
+    in_both_languages(|| {
+        let mut app = loaded();
+        let actions = app.on_key(key(KeyCode::Char('6')));
+        assert_eq!(app.screen, Screen::Usage);
+        assert_eq!(
+            actions,
+            vec![tui::app::Action::Refresh, tui::app::Action::Usage]
+        );
+        snap!("usage_loading_80x24", screen(&app, 80, 24));
+        app.on_msg(Msg::Usage(usage_figures()), NOW);
+        both!("usage", app.clone());
+        // The filter finds the saturated sites by that word.
+        app.filter = "saturated".into();
+        assert_eq!(app.usage_rows().len(), 1);
+    });
 }
 
 #[test]
 fn planning_recommendations_and_coverage() {
-    let mut app = loaded();
-    let actions = app.on_key(key(KeyCode::Char('7')));
-    assert_eq!(app.screen, Screen::Planning);
-    assert_eq!(
-        actions,
-        vec![tui::app::Action::Refresh, tui::app::Action::Planning]
-    );
-    app.on_msg(
-        Msg::Plan(Err(
-            "no demand points yet: upload them with PUT /api/v1/planning/demand (CSV or GeoJSON)"
-                .into(),
-        )),
-        NOW,
-    );
-    insta::assert_snapshot!("planning_no_demand_80x24", screen(&app, 80, 24));
-    app.on_msg(Msg::Plan(Ok(plan())), NOW);
-    both!("planning", app);
+    in_both_languages(|| {
+        let mut app = loaded();
+        let actions = app.on_key(key(KeyCode::Char('7')));
+        assert_eq!(app.screen, Screen::Planning);
+        assert_eq!(
+            actions,
+            vec![tui::app::Action::Refresh, tui::app::Action::Planning]
+        );
+        app.on_msg(
+            Msg::Plan(Err(
+                "no demand points yet: upload them with PUT /api/v1/planning/demand (CSV or GeoJSON)"
+                    .into(),
+            )),
+            NOW,
+        );
+        snap!("planning_no_demand_80x24", screen(&app, 80, 24));
+        app.on_msg(Msg::Plan(Ok(plan())), NOW);
+        both!("planning", app);
+    });
 }
 
 fn diagnostic(
@@ -507,91 +623,93 @@ fn diagnostic(
 
 #[test]
 fn diagnostics_doctor_report_log_lines_and_an_offline_cabinet() {
-    use api_types::diagnostics::{DiagnosticReport, DoctorCheck, LogLine};
-    let mut app = on_site();
-    app.on_key(key(KeyCode::Char('d')));
-    insta::assert_snapshot!("diagnostics_asking_80x24", screen(&app, 80, 24));
-    let check = |name: &str, ok: bool, detail: &str| DoctorCheck {
-        name: name.into(),
-        ok,
-        detail: detail.into(),
-    };
-    let doctor = DiagnosticReport::Doctor {
-        checks: vec![
-            check(
-                "config",
-                true,
-                "device hall-cab-01, server fleet.example.cn:8883",
-            ),
-            check(
-                "certificate",
-                true,
-                "certs/hall-cab-01.pem valid for 341 more days",
-            ),
-            check("clock", true, "within 12 ms of the server's"),
-            check(
-                "server",
-                true,
-                "fleet.example.cn:8883 reachable; it accepted this cabinet's certificate",
-            ),
-            check(
-                "lock board",
-                false,
-                "boxes 13-24: no answer from unit 2 within 200 ms",
-            ),
-            check("disk", true, "912 MiB free in /var/lib/lockerfleet"),
-        ],
-    };
-    app.on_msg(
-        Msg::Diagnosis {
-            device: "hall-cab-01".into(),
-            result: Ok(diagnostic("doctor", "answered", Some(doctor))),
-        },
-        NOW,
-    );
-    both!("diagnostics_doctor", app.clone());
+    in_both_languages(|| {
+        use api_types::diagnostics::{DiagnosticReport, DoctorCheck, LogLine};
+        let mut app = on_site();
+        app.on_key(key(KeyCode::Char('d')));
+        snap!("diagnostics_asking_80x24", screen(&app, 80, 24));
+        let check = |name: &str, ok: bool, detail: &str| DoctorCheck {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        };
+        let doctor = DiagnosticReport::Doctor {
+            checks: vec![
+                check(
+                    "config",
+                    true,
+                    "device hall-cab-01, server fleet.example.cn:8883",
+                ),
+                check(
+                    "certificate",
+                    true,
+                    "certs/hall-cab-01.pem valid for 341 more days",
+                ),
+                check("clock", true, "within 12 ms of the server's"),
+                check(
+                    "server",
+                    true,
+                    "fleet.example.cn:8883 reachable; it accepted this cabinet's certificate",
+                ),
+                check(
+                    "lock board",
+                    false,
+                    "boxes 13-24: no answer from unit 2 within 200 ms",
+                ),
+                check("disk", true, "912 MiB free in /var/lib/lockerfleet"),
+            ],
+        };
+        app.on_msg(
+            Msg::Diagnosis {
+                device: "hall-cab-01".into(),
+                result: Ok(diagnostic("doctor", "answered", Some(doctor))),
+            },
+            NOW,
+        );
+        both!("diagnostics_doctor", app.clone());
 
-    app.on_key(key(KeyCode::Esc));
-    app.on_key(key(KeyCode::Char('g')));
-    let line = |secs: i64, level: &str, text: &str| LogLine {
-        at: NOW - secs * 1000,
-        level: level.into(),
-        target: "device_agent".into(),
-        text: text.into(),
-    };
-    let logs = DiagnosticReport::Logs {
-        lines: vec![
-            line(3600, "INFO", "connected device=hall-cab-01"),
-            line(1200, "WARN", "box left open box_no=5 secs=120"),
-            line(
-                900,
-                "ERROR",
-                "lock board silent: no answer from unit 2 within 200 ms",
-            ),
-            line(60, "INFO", "柜门已关闭 box_no=5"),
-            line(3, "INFO", "diagnostics sent request=diag-1"),
-        ],
-        dropped: 0,
-        level: "info,rumqttc=warn,sqlx=warn".into(),
-    };
-    app.on_msg(
-        Msg::Diagnosis {
-            device: "hall-cab-01".into(),
-            result: Ok(diagnostic("logs", "answered", Some(logs))),
-        },
-        NOW,
-    );
-    insta::assert_snapshot!("diagnostics_logs_80x24", screen(&app, 80, 24));
+        app.on_key(key(KeyCode::Esc));
+        app.on_key(key(KeyCode::Char('g')));
+        let line = |secs: i64, level: &str, text: &str| LogLine {
+            at: NOW - secs * 1000,
+            level: level.into(),
+            target: "device_agent".into(),
+            text: text.into(),
+        };
+        let logs = DiagnosticReport::Logs {
+            lines: vec![
+                line(3600, "INFO", "connected device=hall-cab-01"),
+                line(1200, "WARN", "box left open box_no=5 secs=120"),
+                line(
+                    900,
+                    "ERROR",
+                    "lock board silent: no answer from unit 2 within 200 ms",
+                ),
+                line(60, "INFO", "柜门已关闭 box_no=5"),
+                line(3, "INFO", "diagnostics sent request=diag-1"),
+            ],
+            dropped: 0,
+            level: "info,rumqttc=warn,sqlx=warn".into(),
+        };
+        app.on_msg(
+            Msg::Diagnosis {
+                device: "hall-cab-01".into(),
+                result: Ok(diagnostic("logs", "answered", Some(logs))),
+            },
+            NOW,
+        );
+        snap!("diagnostics_logs_80x24", screen(&app, 80, 24));
 
-    app.on_key(key(KeyCode::Char('r')));
-    app.on_msg(
-        Msg::Diagnosis {
-            device: "hall-cab-01".into(),
-            result: Ok(diagnostic("logs", "pending", None)),
-        },
-        NOW,
-    );
-    insta::assert_snapshot!("diagnostics_pending_80x24", screen(&app, 80, 24));
+        app.on_key(key(KeyCode::Char('r')));
+        app.on_msg(
+            Msg::Diagnosis {
+                device: "hall-cab-01".into(),
+                result: Ok(diagnostic("logs", "pending", None)),
+            },
+            NOW,
+        );
+        snap!("diagnostics_pending_80x24", screen(&app, 80, 24));
+    });
 }
 
 fn fleet() -> tui::model::Fleet {
@@ -703,39 +821,43 @@ fn fleet() -> tui::model::Fleet {
 
 #[test]
 fn fleet_rollouts_waves_failures_and_configuration_drift() {
-    let mut app = loaded();
-    app.on_key(key(KeyCode::Char('8')));
-    insta::assert_snapshot!("fleet_loading_80x24", screen(&app, 80, 24));
-    app.on_msg(Msg::Fleet(Ok(fleet())), NOW);
-    both!("fleet", app.clone());
-    app.on_msg(Msg::Me("root".into(), "admin".into()), NOW);
-    app.on_key(key(KeyCode::Char('x')));
-    for c in "wrong boards in park A".chars() {
-        app.on_key(key(KeyCode::Char(c)));
-    }
-    insta::assert_snapshot!("fleet_cancel_dialog_80x24", screen(&app, 80, 24));
+    in_both_languages(|| {
+        let mut app = loaded();
+        app.on_key(key(KeyCode::Char('8')));
+        snap!("fleet_loading_80x24", screen(&app, 80, 24));
+        app.on_msg(Msg::Fleet(Ok(fleet())), NOW);
+        both!("fleet", app.clone());
+        app.on_msg(Msg::Me("root".into(), "admin".into()), NOW);
+        app.on_key(key(KeyCode::Char('x')));
+        for c in "wrong boards in park A".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        snap!("fleet_cancel_dialog_80x24", screen(&app, 80, 24));
+    });
 }
 
 #[test]
 fn a_terminal_too_small_says_so_and_chinese_names_fit_their_column() {
-    let app = loaded();
-    insta::assert_snapshot!("too_small_40x10", screen(&app, 40, 10));
-    let mut app = loaded();
-    app.on_msg(
-        Msg::Overview(Overview {
-            at: NOW - 2_000,
-            sites: vec![
-                site(
-                    "hall",
-                    "深圳市南山区政务服务中心二楼综合受理大厅",
-                    "service_hall",
-                    3,
-                ),
-                site("park-a", "科技园企业聚集区 A", "enterprise_cluster", 2),
-                site("stn-1", "粤海街道驿站", "station", 0),
-            ],
-        }),
-        NOW,
-    );
-    insta::assert_snapshot!("overview_chinese_names_80x24", screen(&app, 80, 24));
+    in_both_languages(|| {
+        let app = loaded();
+        snap!("too_small_40x10", screen(&app, 40, 10));
+        let mut app = loaded();
+        app.on_msg(
+            Msg::Overview(Overview {
+                at: NOW - 2_000,
+                sites: vec![
+                    site(
+                        "hall",
+                        "深圳市南山区政务服务中心二楼综合受理大厅",
+                        "service_hall",
+                        3,
+                    ),
+                    site("park-a", "科技园企业聚集区 A", "enterprise_cluster", 2),
+                    site("stn-1", "粤海街道驿站", "station", 0),
+                ],
+            }),
+            NOW,
+        );
+        snap!("overview_chinese_names_80x24", screen(&app, 80, 24));
+    });
 }
