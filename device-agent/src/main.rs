@@ -46,7 +46,7 @@ struct Args {
     /// A Unix socket for the cabinet's screen application to type codes and staff entries.
     /// The language a technician reads (`doctor`, remote doctor reports): en or zh-CN
     /// (default: the config file's `lang`, else LC_ALL / LC_MESSAGES / LANG).
-    #[arg(long, env = "LOCKERFLEET_LANG")]
+    #[arg(long, env = "LOCKERFLEET_LANG", global = true)]
     lang: Option<l10n::Lang>,
     #[arg(long, env = "LOCKERFLEET_KEYPAD_SOCKET")]
     keypad_socket: Option<PathBuf>,

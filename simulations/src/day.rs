@@ -35,18 +35,19 @@ pub(crate) struct DayStats {
 }
 
 impl DayStats {
-    pub(crate) fn line(&self) -> String {
+    pub(crate) fn line(&self, lang: l10n::Lang) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "reservations {} ({} refused) | dropped {} collected {} | deposited {} picked up {} | wrong codes {} | remote help {}",
-            g(&self.reserved),
-            g(&self.refused),
-            g(&self.dropped),
-            g(&self.collected),
-            g(&self.deposited),
-            g(&self.picked_up),
-            g(&self.wrong_codes),
-            g(&self.helped),
+        l10n::t!(
+            lang,
+            "demo-day",
+            reserved = g(&self.reserved),
+            refused = g(&self.refused),
+            dropped = g(&self.dropped),
+            collected = g(&self.collected),
+            deposited = g(&self.deposited),
+            picked_up = g(&self.picked_up),
+            wrong = g(&self.wrong_codes),
+            helped = g(&self.helped)
         )
     }
 }

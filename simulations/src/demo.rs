@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use l10n::{Lang, t};
 use rand::Rng;
 
 use crate::api::ApiClient;
@@ -89,7 +90,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
     crate::fleet::ensure_certs(&certs_dir, &ids)?;
-    let layout = Layout::of(&spec);
+    let lang = opts.lang.unwrap_or_else(Lang::from_env);
+    let layout = Layout::in_lang(&spec, lang);
     let server_cfg = fleet_server::ServerConfig {
         data_dir: opts.data_dir.join("server"),
         certs: Some(certs_dir.clone()),
@@ -97,9 +99,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         http_listen: "127.0.0.1:0".parse()?,
         ..Default::default()
     };
-    println!("LockerFleet demo");
+    println!("{}", t!(lang, "demo-title"));
     if opts.history_days > 0 {
-        let bar = std::sync::Arc::new(HistoryBar::new(opts.history_days));
+        let bar = std::sync::Arc::new(HistoryBar::new(opts.history_days, lang));
         let summary = crate::history::load(
             server_cfg.clone(),
             layout.clone(),
@@ -112,25 +114,26 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .await
         .context("writing the demo's history")?;
         bar.finish();
-        println!("  {}", summary.line());
+        println!("  {}", summary.line(lang));
     }
 
     let server = fleet_server::start(server_cfg)
         .await
         .context("starting the fleet server")?;
-    println!("  devices (MQTT over mutual TLS): {}", server.mqtt_addr);
+    let token_file = opts
+        .data_dir
+        .join("server/admin-token")
+        .display()
+        .to_string();
     println!(
-        "  HTTP API:                       http://{}",
-        server.http_addr
-    );
-    println!(
-        "  admin token:                    {}/server/admin-token",
-        opts.data_dir.display()
-    );
-    println!(
-        "  try: curl -H \"Authorization: Bearer $(cat {}/server/admin-token)\" http://{}/api/v1/devices",
-        opts.data_dir.display(),
-        server.http_addr
+        "{}",
+        t!(
+            lang,
+            "demo-addresses",
+            mqtt = server.mqtt_addr.to_string(),
+            http = server.http_addr.to_string(),
+            token = token_file.as_str()
+        )
     );
 
     let fleet = Fleet::start_holding(
@@ -195,23 +198,21 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         day: day_stats.clone(),
         every: Duration::from_secs(opts.status_every.max(1)),
         quiet: opts.console,
+        lang,
     };
     if opts.console {
         // The console in this terminal; the people, faults and remote opens go on behind it.
         let behind = tokio::spawn(status.run(stop.clone()));
         let url = format!("http://{}", server.http_addr);
-        let result = tui::run(
-            &url,
-            &server.admin_token,
-            opts.lang.unwrap_or_else(l10n::Lang::from_env),
-            stop.clone(),
-        )
-        .await;
+        let result = tui::run(&url, &server.admin_token, lang, stop.clone()).await;
         stop.cancel();
         let _ = behind.await;
         if let Err(e) = result {
             tracing::error!(error = %e, "console failed");
-            eprintln!("console failed: {e:#}");
+            eprintln!(
+                "{}",
+                t!(lang, "demo-console-failed", error = format!("{e:#}"))
+            );
         }
     } else {
         let ctrl_c = stop.clone();
@@ -221,7 +222,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         });
         status.run(stop.clone()).await;
     }
-    println!("stopping: people first, then agents, then the server (drain, flush)");
+    println!("{}", t!(lang, "demo-stopping"));
     day_cancel.cancel();
     day_tasks.close();
     day_tasks.wait().await;
@@ -256,20 +257,21 @@ async fn items_in_boxes(
 /// The history's progress on the terminal: simulated days played, and what they held.
 struct HistoryBar {
     bar: indicatif::ProgressBar,
+    lang: Lang,
 }
 
 impl HistoryBar {
-    fn new(days: u32) -> HistoryBar {
+    fn new(days: u32, lang: Lang) -> HistoryBar {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
             indicatif::ProgressStyle::with_template("  history {bar:30} {msg} ({elapsed})")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        bar.set_message(format!("writing the last {days} days"));
+        bar.set_message(t!(lang, "demo-history-writing", days = days));
         if bar.is_hidden() {
-            println!("  history: writing the last {days} days before the live day starts");
+            println!("  {}", t!(lang, "demo-history-start", days = days));
         }
-        HistoryBar { bar }
+        HistoryBar { bar, lang }
     }
 
     fn finish(&self) {
@@ -281,12 +283,13 @@ impl crate::history::Progress for HistoryBar {
     fn at(&self, done_ms: i64, total_ms: i64, s: &crate::history::Summary) {
         self.bar
             .set_position((done_ms * 1000 / total_ms.max(1)).clamp(0, 1000) as u64);
-        self.bar.set_message(format!(
-            "day {:.1} of {:.1}: {} reservations, {} refused",
-            done_ms as f64 / 86_400_000.0,
-            total_ms as f64 / 86_400_000.0,
-            s.reserved,
-            s.refused
+        self.bar.set_message(t!(
+            self.lang,
+            "demo-history-progress",
+            day = format!("{:.1}", done_ms as f64 / 86_400_000.0),
+            days = format!("{:.1}", total_ms as f64 / 86_400_000.0),
+            reserved = s.reserved,
+            refused = s.refused
         ));
     }
 }
@@ -302,6 +305,7 @@ struct Status {
     day: std::sync::Arc<crate::day::DayStats>,
     every: Duration,
     quiet: bool,
+    lang: Lang,
 }
 
 impl Status {
@@ -326,23 +330,27 @@ impl Status {
                     let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
                     let opened = opens.iter().filter(|(s, _)| s == "opened").count();
                     println!(
-                        "[{:>4}s] devices {}/{} online ({} stations) | events {} stored, {} awaiting receipt | boxes {}: {} occupied, {} open | remote opens {} ({} opened, {} other, {} errors) p50 {} ms",
+                        "[{:>4}s] {}",
                         started.elapsed().as_secs(),
-                        totals.online,
-                        spec.cabinets + spec.stations,
-                        spec.stations,
-                        totals.events,
-                        seq.saturating_sub(receipted),
-                        totals.boxes,
-                        totals.occupied,
-                        totals.open_doors,
-                        opens.len(),
-                        opened,
-                        opens.len() - opened,
-                        open_errors,
-                        p50,
+                        t!(
+                            self.lang,
+                            "demo-status",
+                            online = totals.online,
+                            devices = spec.cabinets + spec.stations,
+                            stations = spec.stations,
+                            events = totals.events,
+                            unreceipted = seq.saturating_sub(receipted),
+                            boxes = totals.boxes,
+                            occupied = totals.occupied,
+                            open = totals.open_doors,
+                            opens = opens.len(),
+                            opened = opened,
+                            other = opens.len() - opened,
+                            errors = open_errors,
+                            p50 = p50 as u64
+                        )
                     );
-                    println!("        {}", day_stats.line());
+                    println!("        {}", day_stats.line(self.lang));
                     let all = self
                         .store
                         .alarms(&fleet_server::store::AlarmFilter {
@@ -361,9 +369,20 @@ impl Status {
                         .iter()
                         .filter(|a| a.state == domain::alarms::AlarmState::Acknowledged)
                         .count();
+                    let kinds: Vec<String> = kinds
+                        .iter()
+                        .map(|(k, n)| format!("{} {n}", t!(self.lang, "domain-alarm-kind", kind = *k)))
+                        .collect();
                     println!(
-                        "        alarms: {open} open ({acked} acknowledged) {kinds:?}, {} cleared",
-                        all.len() - open
+                        "        {}",
+                        t!(
+                            self.lang,
+                            "demo-alarms",
+                            open = open,
+                            acked = acked,
+                            kinds = kinds.join(", "),
+                            cleared = all.len() - open
+                        )
                     );
                 }
                 _ = open_tick.tick() => {

@@ -134,18 +134,19 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn line(&self) -> String {
+    pub(crate) fn line(&self, lang: l10n::Lang) -> String {
         if self.from == self.to {
-            return "history: up to date (the data dir has it already)".into();
+            return l10n::t!(lang, "demo-history-up-to-date");
         }
-        format!(
-            "history: {:.1} days played, {} reservations ({} refused: no free box), {} codes used, {} wrong codes, {} staff opens",
-            (self.to - self.from) as f64 / DAY_MS as f64,
-            self.reserved,
-            self.refused,
-            self.codes_used,
-            self.wrong_codes,
-            self.staff_opens,
+        l10n::t!(
+            lang,
+            "demo-history-done",
+            days = format!("{:.1}", (self.to - self.from) as f64 / DAY_MS as f64),
+            reserved = self.reserved,
+            refused = self.refused,
+            codes = self.codes_used,
+            wrong = self.wrong_codes,
+            staff = self.staff_opens
         )
     }
 }
@@ -793,7 +794,7 @@ mod tests {
         .expect("none");
         assert_eq!(none.from, none.to);
         assert_eq!(
-            none.line(),
+            none.line(l10n::Lang::En),
             "history: up to date (the data dir has it already)"
         );
     }

@@ -67,7 +67,7 @@ pub async fn history(o: HistoryOptions) -> anyhow::Result<()> {
         if o.unpinned { ", unpinned" } else { "" },
         took.as_secs_f64()
     );
-    println!("  {}", s.line());
+    println!("  {}", s.line(l10n::Lang::En));
     println!(
         "  {:.0} reservations/s written (each with its code, SMS, keypad and staff opens, rollups)",
         s.reserved as f64 / took.as_secs_f64()

@@ -18,6 +18,21 @@ const KINDS: [&str; 4] = [
     "station",
 ];
 
+/// The Chinese service centre of the source document: a 政务服务大厅, three 企业聚集区 and a
+/// 驿站 (`--lang zh-CN`), with the names such places have.
+const ZH_SITES: [(&str, &str); 5] = [
+    ("service_hall", "市民中心政务服务大厅"),
+    ("enterprise_cluster", "科技园企业聚集区"),
+    ("enterprise_cluster", "高新产业园企业聚集区"),
+    ("enterprise_cluster", "创业孵化基地企业聚集区"),
+    ("station", "软件园“互联网+政务服务”驿站"),
+];
+
+/// Helpers (帮办人员) of a Chinese centre, one per site in turn.
+const ZH_HELPERS: [&str; 8] = [
+    "张敏", "李娜", "王强", "刘洋", "陈静", "杨帆", "赵磊", "黄丽",
+];
+
 #[derive(Debug, Clone)]
 pub(crate) struct Site {
     /// 1-based, as in the device ids `site-S-...`.
@@ -83,16 +98,40 @@ fn size_of(b: u16, boxes: u16) -> &'static str {
 }
 
 impl Layout {
+    /// The English demo's fleet.
     pub(crate) fn of(spec: &FleetSpec) -> Layout {
+        Layout::in_lang(spec, l10n::Lang::En)
+    }
+
+    /// The fleet with its names in `lang` (zh-CN: the source document's centre, site 4 an
+    /// enterprise cluster): the same ids, cabinets and boxes in both.
+    pub(crate) fn in_lang(spec: &FleetSpec, lang: l10n::Lang) -> Layout {
+        let zh = lang == l10n::Lang::ZhCn;
         let sites = (1..=spec.sites)
             .map(|n| {
-                let kind = KINDS[(n - 1) % KINDS.len()];
+                let (kind, name, address) = if zh {
+                    let (kind, name) = ZH_SITES[(n - 1) % ZH_SITES.len()];
+                    let round = (n - 1) / ZH_SITES.len();
+                    let name = if round == 0 {
+                        name.to_owned()
+                    } else {
+                        format!("{name}（{}）", round + 1)
+                    };
+                    (kind, name, format!("服务大道 {n} 号"))
+                } else {
+                    let kind = KINDS[(n - 1) % KINDS.len()];
+                    (
+                        kind,
+                        format!("{} {n}", kind.replace('_', " ")),
+                        format!("{n} Service Road"),
+                    )
+                };
                 Site {
                     n,
                     id: site_id(n),
                     kind,
-                    name: format!("{} {n}", kind.replace('_', " ")),
-                    address: format!("{n} Service Road"),
+                    name,
+                    address,
                     lat: 23.10 + 0.01 * n as f64,
                     lon: 113.25 + 0.008 * n as f64,
                 }
@@ -118,7 +157,11 @@ impl Layout {
         let helpers = (1..=spec.sites)
             .map(|n| Helper {
                 id: format!("helper-{n}"),
-                name: format!("Helper {n}"),
+                name: if zh {
+                    ZH_HELPERS[(n - 1) % ZH_HELPERS.len()].to_owned()
+                } else {
+                    format!("Helper {n}")
+                },
                 site: n,
                 card: staff_card(n),
                 phone: format!("+86139000000{n:02}"),
@@ -208,5 +251,36 @@ mod tests {
         assert_eq!(sizes.iter().filter(|s| **s == "S").count(), 12);
         assert_eq!(sizes.iter().filter(|s| **s == "L").count(), 5);
         assert_eq!(l.cabinets[0].boxes.iter().filter(|b| b.2).count(), 2);
+    }
+
+    #[test]
+    fn the_chinese_demo_is_a_service_centre_of_the_source_document() {
+        let spec = FleetSpec::default();
+        let zh = Layout::in_lang(&spec, l10n::Lang::ZhCn);
+        let kinds: Vec<&str> = zh.sites.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "service_hall",
+                "enterprise_cluster",
+                "enterprise_cluster",
+                "enterprise_cluster",
+                "station"
+            ]
+        );
+        assert_eq!(zh.sites[0].name, "市民中心政务服务大厅");
+        assert!(
+            zh.sites[1..4]
+                .iter()
+                .all(|s| s.name.ends_with("企业聚集区"))
+        );
+        assert!(zh.sites[4].name.ends_with("驿站"));
+        assert_eq!(zh.helpers[0].name, "张敏");
+        // The same ids and boxes as the English fleet: a data dir serves both.
+        let en = Layout::of(&spec);
+        assert_eq!(
+            zh.cabinets.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            en.cabinets.iter().map(|c| &c.id).collect::<Vec<_>>()
+        );
     }
 }

@@ -154,7 +154,10 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
         .wait_for("the planning screen without inputs", "No plan:")
         .await;
     let joined: String = plan.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(joined.contains("409 conflicts with the current state"), "{plan}");
+    assert!(
+        joined.contains("409 conflicts with the current state"),
+        "{plan}"
+    );
     assert!(joined.contains("no demand points yet"), "{plan}");
 
     // q quits and the process ends (tmux closes the session with it).

@@ -25,7 +25,7 @@ async fn the_demo_opens_on_two_weeks_of_figures() {
         150,
         40,
         &format!(
-            "{} demo --cabinets 8 --sites 2 --stations 0 --history-days 14 --data-dir {}",
+            "{} demo --lang en --cabinets 8 --sites 2 --stations 0 --history-days 14 --data-dir {}",
             bin("fleet-sim").display(),
             dir.path().join("demo").display()
         ),
@@ -106,4 +106,93 @@ async fn the_demo_opens_on_two_weeks_of_figures() {
         (!console.alive()).then_some(())
     })
     .await;
+}
+
+/// `lockerfleet demo --lang zh-CN` (headless): the status lines in Chinese, and the fleet is
+/// the source document's service centre — a 政务服务大厅, three 企业聚集区 and a 驿站, with
+/// Chinese names for sites and helpers, as the API serves them to any client.
+#[tokio::test]
+async fn the_demo_runs_as_a_chinese_service_centre() {
+    use std::io::BufRead;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(bin("fleet-sim"))
+        .args(["demo", "--headless", "--lang", "zh-CN", "--cabinets", "10"])
+        .args(["--sites", "5", "--stations", "1", "--history-days", "0"])
+        .args(["--duration", "30", "--status-every", "1", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fleet-sim demo");
+    // Lines read on a thread of their own (the read blocks), handed over as they come.
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(l) = rx.recv().await {
+            let done = l.contains("告警：");
+            seen.push(l);
+            if done {
+                break;
+            }
+        }
+    })
+    .await;
+    let out = seen.join("\n");
+    assert!(read.is_ok(), "no status lines in 120 s:\n{out}");
+    assert!(out.contains("LockerFleet 演示"), "{out}");
+    assert!(out.contains("设备在线"), "{out}");
+    let api = api_of(&out).expect("the API address");
+    let token =
+        std::fs::read_to_string(dir.path().join("demo/server/admin-token")).expect("admin token");
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let req = client.get(format!("{api}{path}")).bearer_auth(token.trim());
+        async move {
+            req.send()
+                .await
+                .expect("API answers")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    let sites = get("/api/v1/sites").await;
+    let sites = sites["sites"].as_array().cloned().unwrap_or_default();
+    let of_kind = |k: &str| {
+        sites
+            .iter()
+            .filter(|s| s["kind"] == k)
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of_kind("service_hall"),
+        ["市民中心政务服务大厅"],
+        "{sites:?}"
+    );
+    let clusters = of_kind("enterprise_cluster");
+    assert_eq!(clusters.len(), 3, "{sites:?}");
+    assert!(
+        clusters.iter().all(|n| n.ends_with("企业聚集区")),
+        "{clusters:?}"
+    );
+    assert!(
+        of_kind("station").iter().all(|n| n.ends_with("驿站")),
+        "{sites:?}"
+    );
+    let staff = get("/api/v1/staff").await;
+    assert!(staff.to_string().contains("张敏"), "{staff}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
