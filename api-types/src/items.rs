@@ -108,6 +108,9 @@ pub struct ReservationRequest {
     /// Retrying with the same key never allocates a second box.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The applicant's language for the SMS (`en`, `zh-CN`); default: the site's.
+    #[serde(default)]
+    pub lang: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]

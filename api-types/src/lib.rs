@@ -23,6 +23,7 @@ pub mod planning;
 pub mod query;
 pub mod releases;
 pub mod sites;
+pub mod sms;
 pub mod staff;
 pub mod system;
 pub mod tokens;

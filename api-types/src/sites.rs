@@ -14,6 +14,11 @@ pub struct Site {
     pub address: String,
     pub lat: f64,
     pub lon: f64,
+    /// `en` or `zh-CN`: the language its citizens' SMS are written in (none: the server's).
+    pub lang: Option<String>,
+    /// IANA time zone its times read in (none: Asia/Shanghai for zh-CN, else the server's
+    /// offset).
+    pub time_zone: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -32,6 +37,12 @@ pub struct SiteBody {
     pub address: String,
     pub lat: f64,
     pub lon: f64,
+    /// `en` or `zh-CN`: the language of SMS to this site's citizens.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// An IANA time zone, e.g. `Asia/Shanghai`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

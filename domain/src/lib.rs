@@ -60,3 +60,4 @@ pub mod keypad;
 pub mod labels;
 pub mod planner;
 pub mod planner_input;
+pub mod sms;

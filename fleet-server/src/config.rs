@@ -88,6 +88,8 @@ pub struct ServerConfig {
     /// The service's local time zone as minutes east of UTC (the same-day deposit rule
     /// ends the day at local midnight), e.g. 480 for UTC+8.
     pub utc_offset_minutes: i32,
+    /// The language of texts sent to people (SMS) where a site sets none: `en` or `zh-CN`.
+    pub lang: l10n::Lang,
     /// SMS gateway: JSON POST `{id, to, text}` to this URL. Unset: SMS are written to the log
     /// (with the number masked and any code redacted).
     pub sms_gateway_url: Option<String>,
@@ -166,6 +168,7 @@ impl Default for ServerConfig {
             reminder_before_hours: 24,
             timeup_grace_secs: 60,
             utc_offset_minutes: 0,
+            lang: l10n::Lang::En,
             sms_gateway_url: None,
             webhook_url: None,
             webhook_secret: None,

@@ -21,6 +21,7 @@ pub(crate) mod metrics;
 pub mod runtime;
 pub mod secrets;
 pub mod service;
+pub mod sms_text;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -131,6 +132,7 @@ fn service_settings(cfg: &ServerConfig) -> service::Settings {
         reminder_before: hours(cfg.reminder_before_hours),
         timeup_grace: std::time::Duration::from_secs(cfg.timeup_grace_secs),
         utc_offset_minutes: cfg.utc_offset_minutes,
+        lang: cfg.lang,
     }
 }
 

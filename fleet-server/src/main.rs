@@ -75,6 +75,10 @@ struct Args {
         allow_hyphen_values = true
     )]
     utc_offset_minutes: Option<i32>,
+    /// The language of SMS where a site sets none: en or zh-CN (sites set theirs with
+    /// `lang`, administrators write templates: /api/v1/sms-templates).
+    #[arg(long, env = "LOCKERFLEET_LANG")]
+    lang: Option<l10n::Lang>,
     /// SMS gateway URL (JSON POST); without it SMS go to the log.
     #[arg(long, env = "LOCKERFLEET_SMS_GATEWAY_URL")]
     sms_gateway_url: Option<String>,
@@ -212,6 +216,7 @@ impl Args {
             code_digits,
             timeup_grace_secs,
             utc_offset_minutes,
+            lang,
             offline_grace_secs,
             alarm_escalate_after_secs,
             alarm_notify_per_site_hour,

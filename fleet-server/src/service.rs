@@ -63,6 +63,8 @@ pub struct Settings {
     pub reminder_before: Duration,
     pub timeup_grace: Duration,
     pub utc_offset_minutes: i32,
+    /// The language of SMS where neither the request nor the site says.
+    pub lang: l10n::Lang,
 }
 
 #[derive(Clone)]
@@ -126,6 +128,12 @@ impl Service {
             return bad("case_number is required: 1 to 64 letters, digits or - _ / .".into());
         }
         let phone = check_phone(&req.phone).map_err(ServiceError::BadRequest)?;
+        let lang = req
+            .lang
+            .as_deref()
+            .map(str::parse::<l10n::Lang>)
+            .transpose()
+            .map_err(|e| ServiceError::BadRequest(format!("lang: {e}")))?;
         let size = match req.size.as_deref() {
             None => Size::S,
             Some(s) => Size::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
@@ -204,7 +212,13 @@ impl Service {
         };
         let code = self.secrets.code(self.settings.code_digits)?;
         let secrets = self.secrets.clone();
-        let sms = |device: &DeviceId, b: BoxNo| -> Result<Issued, StoreError> {
+        let book = crate::sms_text::SmsBook::load(
+            &self.store,
+            self.settings.lang,
+            self.settings.utc_offset_minutes,
+        )
+        .await?;
+        let sms = |site: &str, device: &DeviceId, b: BoxNo| -> Result<Issued, StoreError> {
             let key = secrets.cabinet_key(device);
             let binding = code::Binding {
                 device,
@@ -213,7 +227,16 @@ impl Service {
                 not_before: valid_from,
                 not_after: valid_until,
             };
-            let text = sms_text(flow, &case_number, device, b, &code, valid_until);
+            let text = book.text(&crate::sms_text::Message {
+                site,
+                lang,
+                flow,
+                case: &case_number,
+                cabinet: device.as_str(),
+                box_no: b.get(),
+                code: &code,
+                until_ms: valid_until,
+            });
             Ok(Issued {
                 code_tag: code::code_tag(&key, &binding, &code),
                 sms_sealed: secrets
@@ -503,15 +526,19 @@ impl Service {
                 site = %item.site_id, "pick-up not deposited on its day");
         }
         let before = self.settings.reminder_before.as_millis() as i64;
+        let book = crate::sms_text::SmsBook::load(
+            &self.store,
+            self.settings.lang,
+            self.settings.utc_offset_minutes,
+        )
+        .await?;
         let queued = self
             .store
             .queue_reminders(now, before, |i| {
                 serde_json::json!({
                     "to": i.phone_full,
-                    "text": format!(
-                        "LockerFleet: your document for case {} waits in cabinet {} box {} until {}. Use the code you received.",
-                        i.case_number, i.device_id, i.box_no, fmt_time(i.valid_until, self.settings.utc_offset_minutes)
-                    ),
+                    "text": book.reminder(&i.site_id, &i.case_number, &i.device_id,
+                        i.box_no, i.valid_until),
                 })
                 .to_string()
             })
@@ -644,51 +671,9 @@ fn placement_name(req: &ReservationRequest) -> String {
     }
 }
 
-fn sms_text(flow: Flow, case: &str, device: &DeviceId, b: BoxNo, code: &str, until: i64) -> String {
-    let until = fmt_time(until, 0);
-    match flow {
-        Flow::Dropoff => format!(
-            "LockerFleet: drop-off code {code} for case {case}: cabinet {device}, box {b}. Valid until {until}."
-        ),
-        Flow::Supplement => format!(
-            "LockerFleet: code {code} to drop the supplementary material for case {case}: cabinet {device}, box {b}. Deadline {until}."
-        ),
-        Flow::Pickup => format!(
-            "LockerFleet: your document for case {case} is ready in cabinet {device}, box {b}. Pick-up code {code}, valid until {until}."
-        ),
-    }
-}
-
-/// `2026-11-28 14:05 UTC+08:00`, without a time-zone database.
-pub fn fmt_time(ms: i64, offset_minutes: i32) -> String {
-    let local = ms + i64::from(offset_minutes) * 60_000;
-    let secs = local.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let sign = if offset_minutes < 0 { '-' } else { '+' };
-    let off = offset_minutes.unsigned_abs();
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC{sign}{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        off / 60,
-        off % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{CODES_RETRANSMIT, Resends, fmt_time};
+    use super::{CODES_RETRANSMIT, Resends};
     use protocol::DeviceId;
     use std::time::{Duration, Instant};
 
@@ -713,15 +698,5 @@ mod tests {
         assert!(r.due(std::iter::empty(), t0).is_empty());
         assert!(r.last.is_empty());
         assert_eq!(r.due(ids(&["cab-a"]).into_iter(), t0), ids(&["cab-a"]));
-    }
-
-    #[test]
-    fn times_format_without_a_tz_database() {
-        assert_eq!(fmt_time(0, 0), "1970-01-01 00:00 UTC+00:00");
-        assert_eq!(
-            fmt_time(1_795_860_300_000, 480),
-            "2026-11-28 18:05 UTC+08:00"
-        );
-        assert_eq!(fmt_time(951_782_400_000, 0), "2000-02-29 00:00 UTC+00:00");
     }
 }

@@ -462,6 +462,8 @@ async fn configure(db: &Backfill, layout: &Layout, at: i64) -> anyhow::Result<()
     for s in &layout.sites {
         let row = fleet_server::store::SiteRow {
             id: s.id.clone(),
+            lang: s.lang,
+            time_zone: None,
             kind: domain::flows::SiteKind::parse(s.kind).ok_or_else(|| {
                 anyhow::anyhow!("layout site {} has unknown kind {}", s.id, s.kind)
             })?,
@@ -532,6 +534,7 @@ async fn arrive(
         valid_until: None,
         deadline: (p.flow == FlowKind::Supplement).then(|| at + (p.deadline_s * 1000.0) as i64),
         idempotency_key: None,
+        lang: None,
     };
     let r = match db.reserve(req, PLATFORM, at).await {
         Ok(r) => r,

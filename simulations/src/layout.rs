@@ -43,6 +43,8 @@ pub(crate) struct Site {
     pub address: String,
     pub lat: f64,
     pub lon: f64,
+    /// The language of its citizens' SMS (the Chinese centre's: zh-CN).
+    pub lang: Option<l10n::Lang>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +136,7 @@ impl Layout {
                     address,
                     lat: 23.10 + 0.01 * n as f64,
                     lon: 113.25 + 0.008 * n as f64,
+                    lang: zh.then_some(l10n::Lang::ZhCn),
                 }
             })
             .collect();
@@ -195,6 +198,8 @@ impl Site {
             address: self.address.clone(),
             lat: self.lat,
             lon: self.lon,
+            lang: self.lang.map(|l| l.tag().to_owned()),
+            time_zone: None,
         }
     }
 }

@@ -75,6 +75,8 @@ pub async fn usage(o: UsageOptions) -> anyhow::Result<()> {
                     address: String::new(),
                     lat: 23.0 + s as f64 / 100.0,
                     lon: 113.0,
+                    lang: None,
+                    time_zone: None,
                     created_at: start,
                     updated_at: start,
                 },
@@ -167,7 +169,7 @@ pub async fn usage(o: UsageOptions) -> anyhow::Result<()> {
     );
     // Items holding boxes now.
     let held = (o.cabinets as f64 * f64::from(o.boxes) * o.held_share) as usize;
-    let issue = |_: &DeviceId, _: BoxNo| {
+    let issue = |_: &str, _: &DeviceId, _: BoxNo| {
         Ok(Issued {
             code_tag: "00".repeat(32),
             sms_sealed: String::new(),

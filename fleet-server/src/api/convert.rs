@@ -272,6 +272,8 @@ impl From<SiteRow> for Site {
             address: r.address,
             lat: r.lat,
             lon: r.lon,
+            lang: r.lang.map(|l| l.tag().to_owned()),
+            time_zone: r.time_zone,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }

@@ -25,6 +25,7 @@ pub(crate) mod openapi;
 pub(crate) mod planning;
 pub(crate) mod releases;
 pub(crate) mod sites;
+pub(crate) mod sms;
 pub(crate) mod staff;
 pub(crate) mod state;
 pub(crate) mod system;
@@ -50,6 +51,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/asyncapi.json", get(openapi::serve_asyncapi))
         .merge(tokens::routes())
         .merge(sites::routes())
+        .merge(sms::routes())
         .merge(cabinets::routes())
         .merge(staff::routes())
         .merge(items::routes())

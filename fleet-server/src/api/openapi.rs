@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api::{
     alarms, audit, cabinets, commands, config, deployments, devices, diagnostics, items, live,
-    planning, releases, sites, staff, system, tokens, usage, worklists,
+    planning, releases, sites, sms, staff, system, tokens, usage, worklists,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,9 @@ use crate::api::{
         sites::create_site,
         sites::site,
         sites::put_site,
+        sms::list,
+        sms::set,
+        sms::reset,
         cabinets::list_cabinets,
         cabinets::cabinet,
         cabinets::put_cabinet,

@@ -17,6 +17,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, P};
 use crate::api::state::AppState;
 use crate::store::SiteRow;
+use api_types::codes;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -44,6 +45,17 @@ fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
             "lat must be -90..90 and lon -180..180",
         ));
     }
+    let lang = b
+        .lang
+        .as_deref()
+        .map(str::parse::<l10n::Lang>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("lang: {e}")).code(codes::INVALID_FIELD))?;
+    let time_zone = b
+        .time_zone
+        .map(|tz| crate::sms_text::time_zone(&tz).map(|_| tz))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e).code(codes::INVALID_FIELD))?;
     let now = crate::clock::now_ms();
     Ok(SiteRow {
         id: id.to_owned(),
@@ -52,6 +64,8 @@ fn site_row(id: &str, b: SiteBody) -> Result<SiteRow, ApiError> {
         address: b.address,
         lat: b.lat,
         lon: b.lon,
+        lang,
+        time_zone,
         created_at: now,
         updated_at: now,
     })

@@ -129,7 +129,7 @@ impl Store {
         &self,
         item: &NewItem,
         placement: &Placement,
-        issue: impl Fn(&DeviceId, BoxNo) -> Result<Issued, StoreError>,
+        issue: impl Fn(&str, &DeviceId, BoxNo) -> Result<Issued, StoreError>,
     ) -> Result<Option<Allocated>, StoreError> {
         // PostgreSQL: two requests may pick the same box; the unique index refuses the
         // second, which tries again with what is left.
@@ -157,7 +157,7 @@ impl Store {
         &self,
         item: &NewItem,
         placement: &Placement,
-        issue: &impl Fn(&DeviceId, BoxNo) -> Result<Issued, StoreError>,
+        issue: &impl Fn(&str, &DeviceId, BoxNo) -> Result<Issued, StoreError>,
     ) -> Result<Option<Allocated>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let sizes: Vec<&str> = item.size.and_larger().map(Size::as_str).collect();
@@ -224,7 +224,7 @@ impl Store {
             .ok()
             .and_then(|n| BoxNo::new(n).ok())
             .ok_or_else(|| StoreError::Corrupt(format!("box {box_no} of {device}")))?;
-        let issued = issue(&device_id, b)?;
+        let issued = issue(&site, &device_id, b)?;
         let state = match item.flow {
             Flow::Pickup => ItemState::AwaitingDeposit,
             Flow::Dropoff | Flow::Supplement => ItemState::Reserved,

@@ -26,6 +26,7 @@ mod presence;
 mod releases;
 mod schema;
 mod sites;
+mod sms;
 mod staff;
 mod tokens;
 pub mod usage;
@@ -57,6 +58,7 @@ pub use planning::Measured;
 pub use releases::{Registered, ReleaseRow, ReleaseState};
 pub use schema::SCHEMA_VERSION;
 pub use sites::SiteRow;
+pub use sms::SmsTemplateRow;
 pub use staff::{DutyChange, StaffRow};
 pub use tokens::{NewToken, TokenRow};
 

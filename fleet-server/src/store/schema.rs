@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 17;
+pub const SCHEMA_VERSION: i64 = 18;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -29,6 +29,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (15, V15),
     (16, V16),
     (17, V17),
+    (18, V18),
 ];
 
 const V1: &[&str] = &[
@@ -515,4 +516,21 @@ const V17: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS diagnostics_device ON diagnostics (device_id, requested_at)",
     "CREATE INDEX IF NOT EXISTS diagnostics_state ON diagnostics (state, expires_at)",
+];
+
+/// Issue 23: a site's language (what its citizens' SMS are written in) and time zone (how
+/// its times read), and the SMS templates administrators write per site (or fleet-wide: site
+/// `''`), language and flow.
+const V18: &[&str] = &[
+    "ALTER TABLE sites ADD COLUMN lang TEXT",
+    "ALTER TABLE sites ADD COLUMN time_zone TEXT",
+    "CREATE TABLE IF NOT EXISTS sms_templates (
+        site_id TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (site_id, lang, flow)
+    )",
 ];

@@ -31,6 +31,7 @@ fn request(flow: &str) -> ReservationRequest {
         valid_until: None,
         deadline: None,
         idempotency_key: None,
+        lang: None,
     }
 }
 
@@ -81,6 +82,8 @@ pub(crate) async fn a_history_reads_as_if_it_had_been_lived(store: Store) {
         address: String::new(),
         lat: 23.0,
         lon: 113.0,
+        lang: None,
+        time_zone: None,
         created_at: 0,
         updated_at: 0,
     };

@@ -29,6 +29,8 @@ pub(crate) async fn service_hall(store: &Store, id: &str) {
                 address: String::new(),
                 lat: 23.0,
                 lon: 113.0,
+                lang: None,
+                time_zone: None,
                 created_at: NOW,
                 updated_at: NOW,
             },
@@ -77,7 +79,11 @@ pub(crate) fn item(id: &str, flow: Flow, size: Size, until: i64) -> NewItem {
     }
 }
 
-pub(crate) fn issued(_: &DeviceId, _: BoxNo) -> Result<Issued, fleet_server::store::StoreError> {
+pub(crate) fn issued(
+    _: &str,
+    _: &DeviceId,
+    _: BoxNo,
+) -> Result<Issued, fleet_server::store::StoreError> {
     Ok(Issued {
         code_tag: "ab".repeat(32),
         sms_sealed: "sealed".into(),

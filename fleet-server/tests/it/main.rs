@@ -24,5 +24,6 @@ mod deployments;
 mod diagnostics;
 mod flows;
 mod releases;
+mod sms;
 mod store;
 mod usage;

@@ -264,6 +264,8 @@ pub(crate) async fn saturation_flags_sites_over_the_rate(store: Store) {
                 address: String::new(),
                 lat: 23.1,
                 lon: 113.1,
+                lang: None,
+                time_zone: None,
                 created_at: NOW - 10 * DAY,
                 updated_at: NOW - 10 * DAY,
             },

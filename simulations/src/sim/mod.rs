@@ -481,6 +481,8 @@ async fn configure(
             address: format!("{} (simulated)", site.id),
             lat: site.lat,
             lon: site.lon,
+            lang: None,
+            time_zone: None,
         };
         let (st, r) = admin
             .send(Method::PUT, &format!("/api/v1/sites/{}", site.id), &body)

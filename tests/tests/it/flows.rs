@@ -859,3 +859,189 @@ async fn a_cabinet_clock_hours_off_still_judges_codes_and_commands_right() {
         );
     }
 }
+
+/// SMS per site and language: a Chinese hall's citizens read Chinese with Beijing time,
+/// an applicant who asked for English reads English; an administrator's template is checked
+/// when saved (an unknown placeholder or a missing code is refused, saying what to write) and
+/// used for the next code; the code reaches the SMS and never the log or the audit.
+#[tokio::test]
+async fn sms_speak_the_sites_language_and_follow_the_administrators_template() {
+    let world = World::new(&[CAB]);
+    let sms = Receiver::start(0).await;
+    let hooks = Receiver::start(0).await;
+    let server = start_server(&world, &sms, &hooks, &[]);
+    let admin = server.api();
+    let platform = setup(&admin).await;
+    let (s, r) = admin
+        .put(
+            "/api/v1/sites/hall",
+            json!({"kind": "service_hall", "name": "市民中心政务服务大厅", "lat": 23.1291,
+                   "lon": 113.2644, "lang": "zh-CN"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (&r["lang"], &r["time_zone"]),
+        (&json!("zh-CN"), &Value::Null),
+        "{r}"
+    );
+    let (s, r) = admin
+        .put(
+            "/api/v1/sites/hall",
+            json!({"kind": "service_hall", "name": "x", "lat": 23.1, "lon": 113.2,
+                   "time_zone": "Mars/Olympus"}),
+        )
+        .await;
+    assert_eq!((s, &r["code"]), (400, &json!("invalid_field")), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Asia/Shanghai")),
+        "{r}"
+    );
+
+    // The built-in Chinese text, with the validity in Beijing time, 24-hour.
+    let until = now_ms() + 6 * 3_600_000;
+    let reserve = |case: &'static str, lang: Option<&'static str>| {
+        let mut body = json!({"flow": "dropoff", "case_number": case, "phone": PHONE,
+                              "site_id": "hall", "valid_until": until});
+        if let Some(l) = lang {
+            body["lang"] = json!(l);
+        }
+        let platform = platform.clone();
+        async move {
+            let (s, r) = platform.post("/api/v1/reservations", body).await;
+            assert_eq!(s, 201, "{r}");
+            r["code"].as_str().expect("code").to_owned()
+        }
+    };
+    let text_for = |case: &'static str| {
+        let sms = &sms;
+        async move {
+            let got = sms
+                .wait("/sms", case, |v| {
+                    v["text"].as_str().is_some_and(|t| t.contains(case))
+                })
+                .await;
+            let v: Value = serde_json::from_str(&got.body).expect("json");
+            v["text"].as_str().expect("text").to_owned()
+        }
+    };
+    let code = reserve("GZ-ZH-1", None).await;
+    let text = text_for("GZ-ZH-1").await;
+    let beijing = jiff::Timestamp::from_millisecond(until)
+        .expect("time")
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone"))
+        .strftime("%Y年%m月%d日 %H:%M")
+        .to_string();
+    assert!(text.contains(&code), "{text}");
+    assert!(
+        text.contains("开箱码") && text.contains("市民中心政务服务大厅"),
+        "{text}"
+    );
+    assert!(text.contains(&beijing), "{beijing} in {text}");
+    let code = reserve("GZ-EN-1", Some("en")).await;
+    let text = text_for("GZ-EN-1").await;
+    assert!(
+        text.contains(&code) && text.contains("drop-off code"),
+        "{text}"
+    );
+
+    // An administrator's template: checked, then used.
+    for (bad, says) in [
+        ("开箱码 {cod}", "unknown placeholder {cod}"),
+        ("请到 {site} 取件", "no {code}"),
+        ("开箱码 {code", "unclosed {"),
+    ] {
+        let (s, r) = admin
+            .put(
+                "/api/v1/sms-templates",
+                json!({"site_id": "hall", "lang": "zh-CN", "flow": "dropoff", "text": bad}),
+            )
+            .await;
+        assert_eq!(
+            (s, &r["code"]),
+            (400, &json!("invalid_field")),
+            "{bad}: {r}"
+        );
+        assert!(
+            r["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{bad}: {r}"
+        );
+    }
+    let mine = "【市政务服务中心】办件{case}请于{until}前凭开箱码{code}到{site}{box}号箱格交件，勿告知他人。";
+    let (s, r) = admin
+        .put(
+            "/api/v1/sms-templates",
+            json!({"site_id": "hall", "lang": "zh-CN", "flow": "dropoff", "text": mine}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (&r["source"], &r["text"]),
+        (&json!("site"), &json!(mine)),
+        "{r}"
+    );
+    assert!(
+        r["example"]
+            .as_str()
+            .is_some_and(|e| e.contains("12345678")),
+        "{r}"
+    );
+    let (s, _) = platform
+        .put(
+            "/api/v1/sms-templates",
+            json!({"lang": "zh-CN", "flow": "dropoff", "text": "{code}"}),
+        )
+        .await;
+    assert_eq!(s, 403, "only an administrator writes templates");
+    let code = reserve("GZ-ZH-2", None).await;
+    let text = text_for("GZ-ZH-2").await;
+    assert!(
+        text.starts_with("【市政务服务中心】办件GZ-ZH-2请于"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("开箱码{code}到市民中心政务服务大厅")),
+        "{text}"
+    );
+    let (_, list) = admin
+        .get("/api/v1/sms-templates?site_id=hall&lang=zh-CN")
+        .await;
+    let sources: Vec<_> = list["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .map(|t| (t["flow"].clone(), t["source"].clone()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (json!("dropoff"), json!("site")),
+            (json!("supplement"), json!("builtin")),
+            (json!("pickup"), json!("builtin"))
+        ],
+        "{list}"
+    );
+    // Back to the built-in text.
+    let (s, _) = admin
+        .delete("/api/v1/sms-templates?site_id=hall&lang=zh-CN&flow=dropoff")
+        .await;
+    assert_eq!(s, 204);
+    let code = reserve("GZ-ZH-3", None).await;
+    let text = text_for("GZ-ZH-3").await;
+    assert!(
+        text.starts_with("【政务服务】") && text.contains(&code),
+        "{text}"
+    );
+
+    // Audited; and no code in the log or the audit.
+    let (_, audit) = admin.get("/api/v1/audit?limit=200").await;
+    let actions = audit.to_string();
+    assert!(actions.contains("sms_template_set") && actions.contains("sms_template_reset"));
+    let log = std::fs::read_to_string(world.path("server.log")).expect("log");
+    assert!(
+        !log.contains(&code) && !actions.contains(&code),
+        "a code leaked"
+    );
+}
