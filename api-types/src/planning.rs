@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use domain::planner::{
-    BoxesBySize, ClusterCoverage, ExistingSite, Expansion, Plan, PlanParams, Recommendation, Weight,
+    BoxesBySize, ClusterCoverage, DemandPoint, ExistingSite, Expansion, Plan, PlanParams,
+    Recommendation, Weight,
 };
 
 /// A plan and what it was measured from.
@@ -20,6 +21,14 @@ pub struct PlanAnswer {
     pub existing_sites: Vec<ExistingSite>,
     #[serde(flatten)]
     pub plan: Plan,
+}
+
+/// `GET /api/v1/planning/demand`: the demand points as uploaded (the console's map).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct DemandList {
+    pub points: Vec<DemandPoint>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -20,6 +20,70 @@ pub struct ConsoleOptions {
     /// Key presses (each followed by a full redraw) per screen and terminal size.
     #[arg(long, default_value_t = 2000)]
     pub frames: usize,
+    /// Demand points of the city on the planning map (each also drawn, the largest as discs).
+    #[arg(long, default_value_t = 5000)]
+    pub demand_points: usize,
+}
+
+/// A city for the planning map: `n` demand points in clusters of uneven size (a seeded
+/// sequence), 50 recommendations with their walking radius, 20 sites in service.
+fn city(n: usize) -> (tui::model::Plan, tui::model::PlanMap) {
+    use tui::model::{DemandPoint, ExistingSite, Plan, PlanMap, PlanParams, Recommendation};
+    let mut x: u64 = 2018;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) as f64 / f64::from(1u32 << 31)
+    };
+    let centres: Vec<(f64, f64)> = (0..40)
+        .map(|_| (113.1 + next() * 0.4, 23.0 + next() * 0.3))
+        .collect();
+    let demand = (0..n)
+        .map(|i| {
+            let (lon, lat) = centres[(next() * next() * 40.0) as usize % 40];
+            DemandPoint {
+                id: format!("d{i}"),
+                name: String::new(),
+                lon: lon + (next() - 0.5) * 0.03,
+                lat: lat + (next() - 0.5) * 0.025,
+                enterprises: 1 + (next().powi(3) * 200.0) as u32,
+                monthly_cases: 10.0,
+                cluster: None,
+            }
+        })
+        .collect();
+    let recommendations = (0..50)
+        .map(|i| Recommendation {
+            rank: i + 1,
+            candidate_id: format!("c{i}"),
+            name: format!("Candidate {i}"),
+            lon: centres[i % 40].0,
+            lat: centres[i % 40].1,
+            ..Recommendation::default()
+        })
+        .collect();
+    let existing = (0..20)
+        .map(|i| ExistingSite {
+            id: format!("s{i}"),
+            name: format!("Site {i}"),
+            lon: centres[(i * 3) % 40].0 + 0.01,
+            lat: centres[(i * 3) % 40].1,
+            boxes: 24,
+            occupancy: next(),
+            peak_occupancy: 0.9,
+            unmet_per_day: 0.0,
+        })
+        .collect();
+    let plan = Plan {
+        params: PlanParams {
+            radius_m: 500.0,
+            ..PlanParams::default()
+        },
+        recommendations,
+        ..Plan::default()
+    };
+    (plan, PlanMap { demand, existing })
 }
 
 fn key(c: KeyCode) -> KeyEvent {
@@ -97,10 +161,11 @@ pub fn console(o: ConsoleOptions) -> anyhow::Result<()> {
     let mut app = fleet(o.size, now);
     let load = started.elapsed();
     println!(
-        "bench console: {} sites, {} cabinets in one site, {} alarms; {} frames per case (model load {:.1} ms)",
+        "bench console: {} sites, {} cabinets in one site, {} alarms, a planning map of {} demand points; {} frames per case (model load {:.1} ms)",
         o.size,
         o.size,
         o.size,
+        o.demand_points,
         o.frames,
         load.as_secs_f64() * 1000.0
     );
@@ -110,9 +175,15 @@ pub fn console(o: ConsoleOptions) -> anyhow::Result<()> {
         ("overview", vec![]),
         ("alarms", vec![KeyCode::Char('3')]),
         ("site", vec![KeyCode::Char('1'), KeyCode::Enter]),
+        ("planning map", vec![KeyCode::Char('7'), KeyCode::Char('m')]),
     ] {
         for k in keys {
             app.on_key(key(k));
+        }
+        if screen == "planning map" {
+            let (plan, map) = city(o.demand_points);
+            app.on_msg(Msg::Plan(Ok(plan)), now);
+            app.on_msg(Msg::PlanMap(map), now);
         }
         if screen == "site" {
             let cabinets = (0..o.size)

@@ -166,8 +166,23 @@ pub async fn run(
                 }
                 Some(Action::Usage) => fetch_usage(&client, &msgs).await,
                 Some(Action::Planning) => {
-                    let plan = client.get("/api/v1/planning/recommendations").await;
-                    let _ = msgs.send(Msg::Plan(plan)).await;
+                    let answer = client
+                        .get::<api_types::planning::PlanAnswer>("/api/v1/planning/recommendations")
+                        .await;
+                    let existing = answer
+                        .as_ref()
+                        .map(|a| a.existing_sites.clone())
+                        .unwrap_or_default();
+                    let _ = msgs.send(Msg::Plan(answer.map(|a| a.plan))).await;
+                    // The map's points: without them the map shows the sites alone.
+                    let demand = client
+                        .get::<api_types::planning::DemandList>("/api/v1/planning/demand")
+                        .await
+                        .map(|d| d.points)
+                        .unwrap_or_default();
+                    let _ = msgs
+                        .send(Msg::PlanMap(crate::model::PlanMap { demand, existing }))
+                        .await;
                 }
                 Some(Action::Open { device, box_no, reason }) => {
                     let r = open(&client, &device, box_no, &reason).await;

@@ -11,8 +11,17 @@ pub use api_types::diagnostics::{Diagnostic, DiagnosticKind, DiagnosticReport};
 pub use api_types::items::{Item, Worklist};
 pub use api_types::live::{Overview, SiteOverview};
 pub use api_types::planning::{
-    BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation,
+    BoxesBySize, ClusterCoverage, DemandPoint, ExistingSite, Expansion, Plan, PlanParams,
+    Recommendation,
 };
+
+/// What the planning map draws besides the plan: where demand comes from, and the sites in
+/// service with what they measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanMap {
+    pub demand: Vec<DemandPoint>,
+    pub existing: Vec<ExistingSite>,
+}
 pub use api_types::usage::{Saturation, SiteHours, SiteSaturation, SitesHours};
 
 /// The three work lists of the helpers.
@@ -41,6 +50,8 @@ pub struct Model {
     pub usage: Option<Usage>,
     /// The planning screen: the plan, or why there is none.
     pub plan: Option<Result<Plan, String>>,
+    /// The planning map's demand points and existing sites.
+    pub plan_map: PlanMap,
     /// Who we are (`GET /api/v1/me`): name and role.
     pub me: Option<(String, String)>,
     pub overview: Overview,
@@ -63,6 +74,7 @@ impl Default for Model {
             link: Link::Connecting,
             usage: None,
             plan: None,
+            plan_map: PlanMap::default(),
             me: None,
             overview: Overview::default(),
             alarms: Vec::new(),

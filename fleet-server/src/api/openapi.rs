@@ -66,6 +66,7 @@ use crate::api::{
         usage::saturation,
         usage::sites,
         planning::put_demand,
+        planning::demand,
         planning::put_candidates,
         planning::recommendations,
         releases::register,

@@ -3,7 +3,7 @@
 //! sites' measured usage. `fleet-server plan` does the same from files.
 
 pub(crate) use api_types::planning::PlanAnswer;
-use api_types::planning::Uploaded;
+use api_types::planning::{DemandList, Uploaded};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use crate::store::{Store, StoreError};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/planning/demand", put(put_demand))
+        .route("/api/v1/planning/demand", put(put_demand).get(demand))
         .route("/api/v1/planning/candidates", put(put_candidates))
         .route("/api/v1/planning/recommendations", get(recommendations))
         // A city's demand export runs to megabytes.
@@ -158,6 +158,21 @@ pub(crate) async fn put_demand(
     s.store.replace_demand(&points).await?;
     Ok(Json(Uploaded {
         stored: points.len(),
+    })
+    .into_response())
+}
+
+/// The demand points as uploaded, for a map (viewers and up).
+#[utoipa::path(get, path = "/api/v1/planning/demand", tag = "planning", security(("bearer" = [])),
+    responses((status = 200, body = DemandList), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn demand(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    caller.require_fleet("planning")?;
+    Ok(Json(DemandList {
+        points: s.store.demand_points().await?,
     })
     .into_response())
 }

@@ -290,3 +290,10 @@ console-open-no-command = the server accepted the open but returned no command i
 console-stream-refused = from the change stream
 console-stream-silent = no keep-alive from the server for 30 s
 console-stream-closed = the server closed the change stream
+
+## The planning map.
+console-help-map = Planning: map on/off; zoom in/out, pan, fit every point
+console-map-list = { " " }recommended sites{ " " }
+console-map-title = { " " }Map · walking radius { $radius } m · zoom ×{ $zoom }{ " " }
+console-map-keys = { " " }· demand ◉ large ■ site use% ◆ recommended ○ walking radius ✓/✕ cluster goal · m list · +- zoom · HJKL pan · 0 fit{ " " }
+console-map-empty = { " " }nothing to draw yet: no demand points, sites or recommendations

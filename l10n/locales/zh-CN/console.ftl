@@ -286,3 +286,10 @@ console-open-no-command = 服务器接受了开箱请求，但没有返回指令
 console-stream-refused = 变更流被拒绝
 console-stream-silent = 30 秒内未收到服务器的保活消息
 console-stream-closed = 服务器关闭了变更流
+
+## 规划地图。
+console-help-map = 规划屏幕：显示/隐藏地图；放大缩小、平移、全部显示
+console-map-list = { " " }推荐站点{ " " }
+console-map-title = { " " }地图 · 步行半径 { $radius } 米 · 缩放 ×{ $zoom }{ " " }
+console-map-keys = { " " }· 需求点 ◉ 企业多 ■ 站点使用率 ◆ 推荐站点 ○ 步行半径 ✓/✕ 企业聚集区达标 · m 列表 · +- 缩放 · HJKL 平移 · 0 全部{ " " }
+console-map-empty = { " " }暂无可绘制的内容：没有需求点、站点或推荐

@@ -3,7 +3,9 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{Action, App, DeployAct, DiagView, Dialog, GRID_COLUMNS, Pane, Screen, Watch, short};
+use super::{
+    Action, App, DeployAct, DiagView, Dialog, GRID_COLUMNS, MapView, Pane, Screen, Watch, short,
+};
 use crate::model::{Cabinet, DiagnosticKind};
 use api_types::AlarmState;
 use l10n::t;
@@ -17,6 +19,11 @@ impl App {
         }
         if self.dialog.is_some() {
             return self.dialog_key(key);
+        }
+        if self.screen == Screen::Planning
+            && let Some(actions) = self.map_key(key.code)
+        {
+            return actions;
         }
         match key.code {
             KeyCode::Char('q') => {
@@ -77,6 +84,30 @@ impl App {
             KeyCode::Char('g') => self.diagnose(DiagnosticKind::Logs),
             _ => Vec::new(),
         }
+    }
+
+    /// The planning map's keys: `m` shows or hides it, `+`/`-` zoom, `H J K L` pan, `0` fits
+    /// every point again. `None`: not a map key.
+    fn map_key(&mut self, code: KeyCode) -> Option<Vec<Action>> {
+        const STEP: f64 = 0.25;
+        let m = &mut self.map;
+        match code {
+            KeyCode::Char('m') => m.on = !m.on,
+            KeyCode::Char('+' | '=') if m.on => m.zoom = (m.zoom * 1.5).min(256.0),
+            KeyCode::Char('-') if m.on => m.zoom = (m.zoom / 1.5).max(1.0),
+            KeyCode::Char('0') if m.on => {
+                *m = MapView {
+                    on: true,
+                    ..MapView::default()
+                }
+            }
+            KeyCode::Char('H') if m.on => m.pan.0 -= STEP,
+            KeyCode::Char('L') if m.on => m.pan.0 += STEP,
+            KeyCode::Char('K') if m.on => m.pan.1 += STEP,
+            KeyCode::Char('J') if m.on => m.pan.1 -= STEP,
+            _ => return None,
+        }
+        Some(Vec::new())
     }
 
     fn go(&mut self, screen: Screen) -> Vec<Action> {
@@ -212,7 +243,13 @@ impl App {
                 let n = self.usage_rows().len();
                 mv(&mut self.sel_usage, dy, n);
             }
-            Screen::Planning => {}
+            Screen::Planning => {
+                let n = match &self.model.plan {
+                    Some(Ok(p)) => p.recommendations.len(),
+                    _ => 0,
+                };
+                mv(&mut self.sel_rec, dy, n);
+            }
             Screen::Fleet => {
                 let n = self.deployments().len();
                 if mv(&mut self.sel_deployment, dy, n) {

@@ -106,6 +106,25 @@ impl DeployAct {
     }
 }
 
+/// The planning map's view: zoom 1 shows every point; the pan is in units of the visible
+/// span (0, 0: centred on them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapView {
+    pub on: bool,
+    pub zoom: f64,
+    pub pan: (f64, f64),
+}
+
+impl Default for MapView {
+    fn default() -> Self {
+        MapView {
+            on: false,
+            zoom: 1.0,
+            pan: (0.0, 0.0),
+        }
+    }
+}
+
 /// Remote diagnostics of one cabinet, as asked for and as answered so far.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiagView {
@@ -188,6 +207,8 @@ pub enum Msg {
     Usage(crate::model::Usage),
     /// The plan, or why there is none (nothing uploaded yet, server error).
     Plan(Result<crate::model::Plan, String>),
+    /// The planning map's demand points and existing sites.
+    PlanMap(crate::model::PlanMap),
     Fleet(Result<crate::model::Fleet, String>),
     /// A deployment was paused, resumed or cancelled (its id), or why not.
     Deployed(Result<String, String>),
@@ -217,6 +238,10 @@ pub struct App {
     pub work_tab: usize,
     pub sel_audit: usize,
     pub sel_deployment: usize,
+    /// The selected recommendation (Planning), highlighted in the list and on the map.
+    pub sel_rec: usize,
+    /// The planning map: shown or not, its zoom and where it is panned to.
+    pub map: MapView,
     /// The site whose cabinets the site screen shows.
     pub site: Option<String>,
     /// The cabinet to select once the site's cabinets arrive (a jump from an alarm).
@@ -253,6 +278,8 @@ impl App {
             work_tab: 0,
             sel_audit: 0,
             sel_deployment: 0,
+            sel_rec: 0,
+            map: MapView::default(),
             site: None,
             want_cabinet: None,
             cabinet_audit: Vec::new(),
@@ -433,6 +460,7 @@ impl App {
             }
             Msg::Usage(u) => self.model.usage = Some(u),
             Msg::Plan(p) => self.model.plan = Some(p),
+            Msg::PlanMap(m) => self.model.plan_map = m,
             Msg::Fleet(f) => self.model.fleet = Some(f),
             Msg::Deployed(Ok(id)) => {
                 self.status = t!(
@@ -487,6 +515,11 @@ impl App {
         fit(&mut self.sel_cabinet, cabinets);
         let deployments = self.deployments().len();
         fit(&mut self.sel_deployment, deployments);
+        let recs = match &self.model.plan {
+            Some(Ok(p)) => p.recommendations.len(),
+            _ => 0,
+        };
+        fit(&mut self.sel_rec, recs);
     }
 
     /// The fleet screen's deployments (empty while loading or after an error).
@@ -575,6 +608,7 @@ pub fn help(lang: Lang) -> Vec<(String, String)> {
         (key("a"), t!(lang, "console-help-ack")),
         (key("d / g"), t!(lang, "console-help-diagnose")),
         (key("p / x"), t!(lang, "console-help-deploy")),
+        (key("m +- HJKL 0"), t!(lang, "console-help-map")),
         (key("r"), t!(lang, "console-help-refresh")),
         (key("?"), t!(lang, "console-help-help")),
         (key("q / Ctrl-C"), t!(lang, "console-help-quit")),

@@ -16,7 +16,7 @@ pub(super) fn draw_help(f: &mut Frame, area: Rect, lang: Lang) {
     let rows = help
         .into_iter()
         .map(|(k, what)| Row::new(vec![Cell::from(k).bold(), Cell::from(what)]));
-    let table = Table::new(rows, [Constraint::Length(11), Constraint::Min(10)]).block(
+    let table = Table::new(rows, [Constraint::Length(12), Constraint::Min(10)]).block(
         Block::default()
             .borders(Borders::ALL)
             .title(t!(lang, "console-help-title")),

@@ -6,6 +6,7 @@ mod audit;
 mod diagnostics;
 mod dialogs;
 mod fleet;
+mod map;
 mod overview;
 mod planning;
 mod site;

@@ -6,7 +6,7 @@ use ratatui::style::Stylize;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
-use super::widgets::pct;
+use super::widgets::{highlight, pct, selected};
 use crate::app::App;
 use l10n::t;
 
@@ -36,6 +36,16 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
         }
         Some(Ok(p)) => p,
     };
+    if app.map.on {
+        let [summary, map] =
+            Layout::vertical([Constraint::Length(2), Constraint::Min(5)]).areas(area);
+        f.render_widget(
+            Paragraph::new(coverage_line(app, plan)).wrap(Wrap { trim: false }),
+            summary,
+        );
+        super::map::draw_map(f, map, app, plan);
+        return;
+    }
     let recs = plan.recommendations.len() as u16;
     let exps = plan.expansions.len().min(4) as u16;
     let [summary, recs_area, exp_area, clusters_area] = Layout::vertical([
@@ -46,17 +56,7 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
     ])
     .areas(area);
     let text = vec![
-        Line::from(t!(
-            lang,
-            "console-plan-coverage",
-            radius = format!("{:.0}", plan.params.radius_m),
-            before = plan.covered_before,
-            enterprises = plan.enterprises,
-            share_before = pct(plan.share_before),
-            after = plan.covered_after,
-            share_after = pct(plan.share_after),
-            sites = plan.recommendations.len()
-        )),
+        Line::from(coverage_line(app, plan)),
         Line::from(t!(
             lang,
             "console-plan-overflow",
@@ -116,8 +116,9 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
             t!(lang, "console-col-overflow"),
         ])
         .bold(),
-    );
-    f.render_widget(table, recs_area);
+    )
+    .row_highlight_style(highlight());
+    f.render_stateful_widget(table, recs_area, &mut selected(app.sel_rec));
     if exps > 0 {
         let mut lines = vec![Line::from(t!(lang, "console-plan-expansions")).bold()];
         for e in plan.expansions.iter().take(usize::from(exps)) {
@@ -181,4 +182,19 @@ pub(super) fn draw_planning(f: &mut Frame, area: Rect, app: &App) {
         target = target.as_str()
     )));
     f.render_widget(table, clusters_area);
+}
+
+/// Coverage before and after, in one line (the list's summary and the map's).
+fn coverage_line(app: &App, plan: &crate::model::Plan) -> String {
+    t!(
+        app.lang,
+        "console-plan-coverage",
+        radius = format!("{:.0}", plan.params.radius_m),
+        before = plan.covered_before,
+        enterprises = plan.enterprises,
+        share_before = pct(plan.share_before),
+        after = plan.covered_after,
+        share_after = pct(plan.share_after),
+        sites = plan.recommendations.len()
+    )
 }

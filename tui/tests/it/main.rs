@@ -35,9 +35,9 @@ fn in_both_languages(test: impl Fn()) {
 
 /// Whether `text` has `word` as a word, or as the start of one.
 fn has_word(text: &str, word: &str) -> bool {
-    // A word cut at the screen's edge counts as the word it starts.
+    // A word cut at an edge (of the screen, or of the map) counts as the word it was.
     text.split(|c: char| !c.is_ascii_alphabetic())
-        .any(|w| w.starts_with(word))
+        .any(|w| w.starts_with(word) || w.ends_with(word))
 }
 
 /// A snapshot named for the language in use.
@@ -76,6 +76,7 @@ fn untranslated(name: &str, screen: &str) {
         "NTP",
         "MiB",
         "Erlang",
+        "HJKL",
         "LockerFleet",
         // TestBackend's own note under a line with wide characters.
         "Hidden",
@@ -490,6 +491,53 @@ fn usage_figures() -> tui::model::Usage {
     }
 }
 
+/// Where the fixture city's clusters are (lon, lat): three parks and a market.
+const PLACES: [(f64, f64); 4] = [
+    (113.30, 23.16),
+    (113.25, 23.10),
+    (113.34, 23.09),
+    (113.20, 23.14),
+];
+
+/// The city around them: demand points scattered about each place (a fixed sequence, so the
+/// map is the same every run), and the service hall in use.
+fn plan_map() -> tui::model::PlanMap {
+    let mut x: u64 = 2018;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as f64 / f64::from(1u32 << 31)
+    };
+    let demand = (0..120)
+        .map(|i| {
+            let (lon, lat) = PLACES[i % 4];
+            tui::model::DemandPoint {
+                id: format!("d{i}"),
+                name: String::new(),
+                lon: lon + (next() - 0.5) * 0.02,
+                lat: lat + (next() - 0.5) * 0.015,
+                enterprises: 1 + (next() * 40.0) as u32,
+                monthly_cases: 10.0,
+                cluster: None,
+            }
+        })
+        .collect();
+    tui::model::PlanMap {
+        demand,
+        existing: vec![tui::model::ExistingSite {
+            id: "hall-1".into(),
+            name: "City service hall".into(),
+            lat: 23.1291,
+            lon: 113.2644,
+            boxes: 24,
+            occupancy: 0.86,
+            peak_occupancy: 0.97,
+            unmet_per_day: 3.0,
+        }],
+    }
+}
+
 fn plan() -> tui::model::Plan {
     use tui::model::{BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation};
     let rec = |rank: usize, name: &str, ent: u32, total: u32| Recommendation {
@@ -507,9 +555,13 @@ fn plan() -> tui::model::Plan {
         expected_usage: 0.62,
         overflow_probability: 0.039,
         capped: false,
+        lon: PLACES[rank - 1].0,
+        lat: PLACES[rank - 1].1,
         ..Default::default()
     };
-    let cluster = |name: &str, ent: u32, before: f64, after: f64| ClusterCoverage {
+    let cluster = |i: usize, name: &str, ent: u32, before: f64, after: f64| ClusterCoverage {
+        lon: PLACES[i].0,
+        lat: PLACES[i].1,
         cluster: name.into(),
         demand_points: 40,
         enterprises: ent,
@@ -544,10 +596,10 @@ fn plan() -> tui::model::Plan {
             ..Default::default()
         }],
         clusters: vec![
-            cluster("North Industrial Park", 670, 0.0, 1.0),
-            cluster("Harbour Trade Zone", 657, 0.0, 0.96),
-            cluster("Science Park", 649, 0.0, 1.0),
-            cluster("East market", 120, 0.1, 0.3),
+            cluster(0, "North Industrial Park", 670, 0.0, 1.0),
+            cluster(2, "Harbour Trade Zone", 657, 0.0, 0.96),
+            cluster(1, "Science Park", 649, 0.0, 1.0),
+            cluster(3, "East market", 120, 0.1, 0.3),
         ],
     }
 }
@@ -590,7 +642,28 @@ fn planning_recommendations_and_coverage() {
         );
         snap!("planning_no_demand_80x24", screen(&app, 80, 24));
         app.on_msg(Msg::Plan(Ok(plan())), NOW);
-        both!("planning", app);
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.sel_rec, 1);
+        both!("planning", app.clone());
+        // The map: points, the hall's use, each recommendation's walking radius, the
+        // selected one named; zoomed in and panned, then back to every point.
+        app.on_msg(Msg::PlanMap(plan_map()), NOW);
+        app.on_key(key(KeyCode::Char('m')));
+        both!("planning_map", app.clone());
+        app.on_key(key(KeyCode::Char('+')));
+        app.on_key(key(KeyCode::Char('+')));
+        app.on_key(key(KeyCode::Char('L')));
+        snap!("planning_map_zoomed_80x24", screen(&app, 80, 24));
+        app.on_key(key(KeyCode::Char('0')));
+        assert_eq!(
+            app.map,
+            tui::app::MapView {
+                on: true,
+                ..Default::default()
+            }
+        );
+        app.on_key(key(KeyCode::Char('m')));
+        assert!(!app.map.on);
     });
 }
 
