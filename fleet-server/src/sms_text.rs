@@ -8,7 +8,7 @@ use domain::flows::Flow;
 use domain::sms::{Template, Values};
 use l10n::{Lang, t};
 
-use crate::store::{SmsTemplateRow, Store, StoreError};
+use crate::store::{AlarmRow, SmsTemplateRow, Store, StoreError};
 
 /// An IANA time zone from the bundled database, or what to write instead.
 pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
@@ -224,6 +224,35 @@ impl SmsBook {
         )
     }
 
+    /// What on-duty staff read of an alarm, in their site's language.
+    pub fn alarm(&self, a: &AlarmRow, escalated: bool) -> String {
+        let site = a.site_id.as_deref().unwrap_or("");
+        let lang = self.lang_of(site);
+        let place = match a.site_id.as_deref() {
+            Some(s) => self.places.get(s).map_or(s, |p| p.name.as_str()),
+            None => "",
+        };
+        t!(
+            lang,
+            "sms-alarm",
+            escalated = if escalated { "yes" } else { "no" },
+            severity = t!(lang, "domain-severity", severity = a.severity.as_str()),
+            kind = t!(lang, "domain-alarm-kind", kind = a.kind.as_str()),
+            device = a.device_id.as_str(),
+            box_no = a
+                .box_no
+                .map_or_else(|| "none".to_owned(), |b| b.get().to_string()),
+            site = place,
+            evidence = a.evidence.as_deref().unwrap_or(""),
+            cleared = if a.state == domain::alarms::AlarmState::Cleared {
+                "yes"
+            } else {
+                "no"
+            },
+            id = a.id.as_str()
+        )
+    }
+
     /// The SMS text, in the applicant's language or the site's.
     pub fn text(&self, m: &Message<'_>) -> String {
         let lang = m.lang.unwrap_or_else(|| self.lang_of(m.site));
@@ -301,6 +330,54 @@ mod tests {
         assert!(
             text.contains("市民中心政务服务大厅") && text.contains("取件码"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn staff_read_an_alarm_in_their_sites_language() {
+        use domain::alarms::{AlarmKind, AlarmState, Severity};
+        let place = |lang| Place {
+            name: "市民中心政务服务大厅".into(),
+            lang,
+            time_zone: None,
+        };
+        let mut book = SmsBook {
+            places: HashMap::from([("hall".to_owned(), place(Some(Lang::ZhCn)))]),
+            templates: Vec::new(),
+            default_lang: Lang::En,
+            utc_offset_minutes: 0,
+        };
+        let alarm = AlarmRow {
+            id: "a1".into(),
+            device_id: protocol::DeviceId::parse("hall-cab-01").expect("id"),
+            box_no: protocol::BoxNo::new(3).ok(),
+            kind: AlarmKind::Fault(protocol::FaultKind::ForcedOpen),
+            severity: Severity::Critical,
+            state: AlarmState::Active,
+            site_id: Some("hall".into()),
+            first_seen: 0,
+            last_seen: 0,
+            count: 1,
+            evidence: Some("door opened with no unlock pulse".into()),
+            acked_by: None,
+            acked_at: None,
+            ack_note: None,
+            cleared_at: None,
+            cleared_by: None,
+            clear_note: None,
+            escalated_at: None,
+            notified_at: None,
+            notify_outcome: None,
+            suppressed: false,
+        };
+        assert_eq!(
+            book.alarm(&alarm, true),
+            "【已升级，无人确认】【LockerFleet】紧急告警：hall-cab-01 3 号箱格 箱门被撬（市民中心政务服务大厅）：door opened with no unlock pulse。告警编号 a1"
+        );
+        book.places.insert("hall".into(), place(None));
+        assert_eq!(
+            book.alarm(&alarm, false),
+            "LockerFleet critical alarm: forced open at hall-cab-01 box 3 (市民中心政务服务大厅): door opened with no unlock pulse. Alarm a1"
         );
     }
 }

@@ -23,6 +23,8 @@ pub struct AlarmSettings {
     pub escalate_after: Duration,
     /// Most alarms per site told to on-duty staff in any hour.
     pub notify_per_site_hour: i64,
+    /// The language of the staff's SMS where the site sets none.
+    pub lang: l10n::Lang,
 }
 
 /// Runs [`sweep_once`] every second until cancelled.
@@ -86,21 +88,29 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
             .await?;
         changed = true;
     }
-    for a in store
+    let escalated = store
         .escalate_alarms(now, s.escalate_after.as_millis() as i64)
-        .await?
-    {
+        .await?;
+    let new = store.alarms_to_notify(now).await?;
+    if escalated.is_empty() && new.is_empty() {
+        return Ok(changed);
+    }
+    // In each site's language (sites and templates are read only when someone is told).
+    let book = crate::sms_text::SmsBook::load(store, s.lang, 0).await?;
+    for a in escalated {
         tracing::warn!(alarm = %a.id, device = %a.device_id, kind = %a.kind, severity = %a.severity,
             "alarm escalated: nobody acknowledged it");
+        let text = book.alarm(&a, true);
         let outcome = store
-            .notify_alarm(&a, true, s.notify_per_site_hour, now)
+            .notify_alarm(&a, &text, s.notify_per_site_hour, now)
             .await?;
         tracing::info!(alarm = %a.id, outcome, "escalation told to on-duty staff");
         changed = true;
     }
-    for a in store.alarms_to_notify(now).await? {
+    for a in new {
+        let text = book.alarm(&a, false);
         let outcome = store
-            .notify_alarm(&a, false, s.notify_per_site_hour, now)
+            .notify_alarm(&a, &text, s.notify_per_site_hour, now)
             .await?;
         tracing::info!(alarm = %a.id, kind = %a.kind, outcome, "alarm told to on-duty staff");
         changed = true;

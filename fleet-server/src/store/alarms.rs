@@ -381,13 +381,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Tells the on-duty staff of the alarm's site by SMS (through the notification outbox),
-    /// unless the site already had `per_hour` alarms told in the last hour. Records the
-    /// outcome on the alarm and in its history, all in one transaction; returns it.
+    /// Tells the on-duty staff of the alarm's site `text` by SMS (through the notification
+    /// outbox), unless the site already had `per_hour` alarms told in the last hour. Records
+    /// the outcome on the alarm and in its history, all in one transaction; returns it.
     pub async fn notify_alarm(
         &self,
         a: &AlarmRow,
-        escalated: bool,
+        text: &str,
         per_hour: i64,
         now: i64,
     ) -> Result<&'static str, StoreError> {
@@ -422,7 +422,6 @@ impl Store {
                 ),
             )
         } else {
-            let text = alarm_text(a, escalated);
             for phone in &phones {
                 let body = serde_json::json!({ "to": phone, "text": text }).to_string();
                 sqlx::query(
@@ -652,31 +651,4 @@ async fn alarm_history(
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
     write_history(tx, History::Alarm, id, at, state, actor, detail).await
-}
-
-/// The SMS an on-duty member of staff gets: what, where, the evidence, and the alarm's id to
-/// acknowledge it by.
-fn alarm_text(a: &AlarmRow, escalated: bool) -> String {
-    let mut t = String::new();
-    if escalated {
-        t.push_str("ESCALATED, nobody acknowledged: ");
-    }
-    t.push_str(&format!(
-        "LockerFleet {} alarm {} at {}",
-        a.severity, a.kind, a.device_id
-    ));
-    if let Some(b) = a.box_no {
-        t.push_str(&format!(" box {b}"));
-    }
-    if let Some(site) = &a.site_id {
-        t.push_str(&format!(" ({site})"));
-    }
-    if let Some(e) = &a.evidence {
-        t.push_str(&format!(": {e}"));
-    }
-    if a.state == AlarmState::Cleared {
-        t.push_str(" (cleared since)");
-    }
-    t.push_str(&format!(". Alarm {}", a.id));
-    t
 }

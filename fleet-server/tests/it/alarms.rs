@@ -38,6 +38,7 @@ fn settings(
         offline_grace: std::time::Duration::from_secs(grace_secs),
         escalate_after: std::time::Duration::from_secs(900),
         notify_per_site_hour,
+        lang: l10n::Lang::En,
     }
 }
 
@@ -371,10 +372,10 @@ pub(crate) async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(stor
         assert_eq!(body["to"], "+8613800000001");
         let text = body["text"].as_str().expect("text");
         assert!(
-            text.contains("critical alarm forced_open at cab-f"),
+            text.contains("critical alarm: forced open at cab-f box "),
             "{text}"
         );
-        assert!(text.contains("(hall)"), "{text}");
+        assert!(text.contains("(Hall)"), "the site by its name: {text}");
     }
     let mut outcomes: Vec<_> = store
         .alarms(&open_filter())
