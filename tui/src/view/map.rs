@@ -166,7 +166,7 @@ pub(super) fn draw_map(f: &mut Frame, area: Rect, app: &App, plan: &Plan) {
         .iter()
         .filter(|d| vp.contains((d.lon, d.lat)))
         .collect();
-    by_size.sort_unstable_by(|a, b| b.enterprises.cmp(&a.enterprises));
+    by_size.sort_unstable_by_key(|d| std::cmp::Reverse(d.enterprises));
     let split = by_size.len().min(DISCS);
     let dots: Vec<(f64, f64)> = by_size[split..].iter().map(|d| (d.lon, d.lat)).collect();
     let mut discs: Vec<(f64, f64)> = Vec::new();
