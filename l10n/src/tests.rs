@@ -233,7 +233,9 @@ fn has_word(text: &str, word: &str) -> bool {
     text.match_indices(&word).any(|(i, _)| {
         let before = text[..i].chars().next_back();
         let after = text[i + word.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        // `:site` is a console command, typed as it is in every language.
+        !before.is_some_and(|c| c.is_alphanumeric() || c == ':')
+            && !after.is_some_and(char::is_alphanumeric)
     })
 }
 

@@ -165,6 +165,21 @@ pub async fn run(
                     fetch_cabinet(&client, &c, &msgs).await;
                 }
                 Some(Action::Usage) => fetch_usage(&client, &msgs).await,
+                Some(Action::Locate { device }) => {
+                    let found = client
+                        .get::<CabinetDetail>(&format!("/api/v1/cabinets/{device}"))
+                        .await
+                        .map(|c| crate::app::Found {
+                            device: c.cabinet.id,
+                            site: c.cabinet.site_id,
+                            box_no: None,
+                        });
+                    let _ = msgs.send(Msg::Found(found)).await;
+                }
+                Some(Action::FindCase { case }) => {
+                    let found = find_case(&client, &case).await;
+                    let _ = msgs.send(Msg::Found(found)).await;
+                }
                 Some(Action::Planning) => {
                     let answer = client
                         .get::<api_types::planning::PlanAnswer>("/api/v1/planning/recommendations")
@@ -329,6 +344,24 @@ async fn diagnose(
             }
         }
     }
+}
+
+/// The cabinet and box of a case's newest item (one in a box first).
+async fn find_case(client: &Client, case: &str) -> Result<crate::app::Found, String> {
+    let list = client
+        .get::<api_types::items::ItemsList>(&format!("/api/v1/items?case_number={case}"))
+        .await?;
+    let item = list
+        .items
+        .iter()
+        .find(|i| i.state == api_types::ItemState::InBox)
+        .or_else(|| list.items.first())
+        .ok_or_else(|| t!(client.lang, "console-cmd-no-case", case = case))?;
+    Ok(crate::app::Found {
+        device: item.device_id.clone(),
+        site: item.site_id.clone(),
+        box_no: Some(item.box_no),
+    })
 }
 
 /// A viewer's read: the newest answered request of this kind, with its report.

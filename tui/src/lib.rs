@@ -84,7 +84,9 @@ pub async fn run(
                 Some(m) => {
                     let cabinets = matches!(m, Msg::Cabinets(..));
                     app.on_msg(m, now_ms());
-                    if cabinets { app.select_cabinet() } else { Vec::new() }
+                    let mut next = if cabinets { app.select_cabinet() } else { Vec::new() };
+                    next.extend(app.take_actions());
+                    next
                 }
                 None => break Ok(()),
             },

@@ -297,3 +297,44 @@ console-map-list = { " " }recommended sites{ " " }
 console-map-title = { " " }Map · walking radius { $radius } m · zoom ×{ $zoom }{ " " }
 console-map-keys = { " " }· demand ◉ large ■ site use% ◆ recommended ○ walking radius ✓/✕ cluster goal · m list · +- zoom · HJKL pan · 0 fit{ " " }
 console-map-empty = { " " }nothing to draw yet: no demand points, sites or recommendations
+
+## The operator's trail this session (t).
+console-help-trail = what I did this session (remote opens, acknowledgements) and how it went
+console-trail-title = { " " }My actions this session, newest first{ " " }
+console-trail-keys = { " " }any key closes · the audit log keeps everyone's{ " " }
+console-trail-empty = nothing yet: remote opens, acknowledgements and deployment changes appear here with their outcome
+console-trail-open = remote open { $device } box { $box_no }
+console-trail-ack = acknowledge alarm { $alarm }
+console-trail-deploy = { $act ->
+    [pause] pause
+    [resume] resume
+   *[cancel] cancel
+} deployment { $deployment }
+console-trail-done = { $status ->
+    [acknowledged] acknowledged
+    [changed] done
+    [opened] opened
+    [already_open] already open
+    [jammed] jammed
+    [failed] failed
+    [expired] expired
+   *[other] { $status }
+}
+console-trail-failed = refused: { $error }
+
+## Faults only (Ctrl-Z).
+console-help-faults = faults only: sites with alarms, faults or devices offline; active alarms; overdue items; saturated sites
+console-status-faults-only = faults only (Ctrl-Z shows everything)
+console-status-everything = everything shown
+console-faults-badge = [faults only]
+
+## The command line (:).
+console-help-command = command line: site, cabinet, case, alarm ID, open CABINET BOX, a screen; Tab completes, ↑↓ history
+console-help-more = { " " }↑↓ more keys · any other key closes{ " " }
+console-cmd-no-match = (no match)
+console-cmd-unknown = unknown command :{ $command }: try :site, :cabinet, :case, :alarm, :open, :overview, :alarms, :work, :audit, :usage, :plan, :fleet, :help, :quit
+console-cmd-usage = usage: { $usage }
+console-cmd-no-site = no site matches { $site }
+console-cmd-finding = looking up { $what }…
+console-cmd-no-alarm = no alarm on screen starts with { $alarm } (Ctrl-Z shows everything)
+console-cmd-no-case = no item with case number { $case }

@@ -293,3 +293,44 @@ console-map-list = { " " }推荐站点{ " " }
 console-map-title = { " " }地图 · 步行半径 { $radius } 米 · 缩放 ×{ $zoom }{ " " }
 console-map-keys = { " " }· 需求点 ◉ 企业多 ■ 站点使用率 ◆ 推荐站点 ○ 步行半径 ✓/✕ 企业聚集区达标 · m 列表 · +- 缩放 · HJKL 平移 · 0 全部{ " " }
 console-map-empty = { " " }暂无可绘制的内容：没有需求点、站点或推荐
+
+## 操作员本次会话的操作记录（t）。
+console-help-trail = 我本次的操作（远程开箱、确认告警）及结果
+console-trail-title = { " " }我本次的操作（最新在前）{ " " }
+console-trail-keys = { " " }按任意键关闭 · 所有人的操作见审计日志{ " " }
+console-trail-empty = 暂无：远程开箱、确认告警和部署更改会连同结果显示在这里
+console-trail-open = 远程开箱 { $device } { $box_no } 号箱格
+console-trail-ack = 确认告警 { $alarm }
+console-trail-deploy = { $act ->
+    [pause] 暂停
+    [resume] 恢复
+   *[cancel] 取消
+}部署 { $deployment }
+console-trail-done = { $status ->
+    [acknowledged] 已确认
+    [changed] 已完成
+    [opened] 已开箱
+    [already_open] 原已打开
+    [jammed] 卡住
+    [failed] 失败
+    [expired] 已过期
+   *[other] { $status }
+}
+console-trail-failed = 被拒绝：{ $error }
+
+## 只看故障（Ctrl-Z）。
+console-help-faults = 只看故障：有告警、故障或设备离线的站点；未处理告警；逾期物品；饱和站点
+console-status-faults-only = 只看故障（Ctrl-Z 显示全部）
+console-status-everything = 显示全部
+console-faults-badge = [只看故障]
+
+## 命令行（:）。
+console-help-command = 命令行：site 站点、cabinet 信包箱、case 办件号、alarm 告警编号、open 信包箱 箱格号、屏幕名；Tab 补全，↑↓ 历史
+console-help-more = { " " }↑↓ 查看更多按键 · 其他任意键关闭{ " " }
+console-cmd-no-match = （无匹配）
+console-cmd-unknown = 未知命令 :{ $command }：可用 :site、:cabinet、:case、:alarm、:open、:overview、:alarms、:work、:audit、:usage、:plan、:fleet、:help、:quit
+console-cmd-usage = 用法：{ $usage }
+console-cmd-no-site = 没有匹配 { $site } 的站点
+console-cmd-finding = 正在查找 { $what }…
+console-cmd-no-alarm = 屏幕上没有以 { $alarm } 开头的告警（Ctrl-Z 显示全部）
+console-cmd-no-case = 没有办件号为 { $case } 的物品

@@ -3,6 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::trail::Deed;
 use super::{
     Action, App, DeployAct, DiagView, Dialog, GRID_COLUMNS, MapView, Pane, Screen, Watch, short,
 };
@@ -20,6 +21,16 @@ impl App {
         if self.dialog.is_some() {
             return self.dialog_key(key);
         }
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('z') {
+            self.faults_only = !self.faults_only;
+            self.clamp();
+            self.status = if self.faults_only {
+                t!(self.lang, "console-status-faults-only")
+            } else {
+                t!(self.lang, "console-status-everything")
+            };
+            return Vec::new();
+        }
         if self.screen == Screen::Planning
             && let Some(actions) = self.map_key(key.code)
         {
@@ -31,11 +42,20 @@ impl App {
                 vec![Action::Quit]
             }
             KeyCode::Char('?') => {
+                self.help_scroll = 0;
                 self.dialog = Some(Dialog::Help);
                 Vec::new()
             }
             KeyCode::Char('/') => {
                 self.dialog = Some(Dialog::Filter);
+                Vec::new()
+            }
+            KeyCode::Char(':') => {
+                self.cmd_hint.clear();
+                self.cmd_hist_pos = None;
+                self.dialog = Some(Dialog::Command {
+                    text: String::new(),
+                });
                 Vec::new()
             }
             KeyCode::Char('r') => {
@@ -80,6 +100,10 @@ impl App {
             KeyCode::Char('x') if self.screen == Screen::Fleet => {
                 self.ask_deploy(Some(DeployAct::Cancel))
             }
+            KeyCode::Char('t') => {
+                self.dialog = Some(Dialog::Trail);
+                Vec::new()
+            }
             KeyCode::Char('d') => self.diagnose(DiagnosticKind::Doctor),
             KeyCode::Char('g') => self.diagnose(DiagnosticKind::Logs),
             _ => Vec::new(),
@@ -110,7 +134,7 @@ impl App {
         Some(Vec::new())
     }
 
-    fn go(&mut self, screen: Screen) -> Vec<Action> {
+    pub(super) fn go(&mut self, screen: Screen) -> Vec<Action> {
         if screen == Screen::Site && self.site.is_none() {
             return self.open_site();
         }
@@ -443,11 +467,44 @@ impl App {
     }
 
     fn dialog_key(&mut self, key: KeyEvent) -> Vec<Action> {
+        if let Some(Dialog::Command { text }) = &self.dialog {
+            match key.code {
+                KeyCode::Tab => {
+                    self.complete();
+                    return Vec::new();
+                }
+                KeyCode::Up => {
+                    self.history_step(true);
+                    return Vec::new();
+                }
+                KeyCode::Down => {
+                    self.history_step(false);
+                    return Vec::new();
+                }
+                KeyCode::Enter => {
+                    let line = text.clone();
+                    return self.run_command(&line);
+                }
+                _ => {}
+            }
+        }
         let Some(dialog) = self.dialog.as_mut() else {
             return Vec::new();
         };
         let field = match dialog {
             Dialog::Help => {
+                match key.code {
+                    KeyCode::Down | KeyCode::Char('j') => self.help_scroll += 1,
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.help_scroll = self.help_scroll.saturating_sub(1)
+                    }
+                    KeyCode::PageDown => self.help_scroll += 10,
+                    KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    _ => self.dialog = None,
+                }
+                return Vec::new();
+            }
+            Dialog::Trail => {
                 self.dialog = None;
                 return Vec::new();
             }
@@ -456,6 +513,7 @@ impl App {
             Dialog::Ack { note, .. } => note,
             Dialog::Deploy { note, .. } => note,
             Dialog::Filter => &mut self.filter,
+            Dialog::Command { text } => text,
         };
         match key.code {
             KeyCode::Esc => {
@@ -494,6 +552,13 @@ impl App {
                     return Vec::new();
                 }
                 self.dialog = None;
+                self.trail_begin(
+                    Deed::Open {
+                        device: device.clone(),
+                        box_no,
+                    },
+                    &reason,
+                );
                 self.watch = Some(Watch {
                     device: device.clone(),
                     box_no,
@@ -519,6 +584,12 @@ impl App {
                     return Vec::new();
                 }
                 self.dialog = None;
+                self.trail_begin(
+                    Deed::Ack {
+                        alarm: alarm_id.clone(),
+                    },
+                    &note,
+                );
                 vec![Action::Ack { alarm_id, note }]
             }
             Some(Dialog::Deploy { id, act, note }) => {
@@ -528,6 +599,13 @@ impl App {
                     return Vec::new();
                 }
                 self.dialog = None;
+                self.trail_begin(
+                    Deed::Deploy {
+                        id: id.clone(),
+                        act,
+                    },
+                    &note,
+                );
                 self.status = t!(
                     self.lang,
                     "console-status-deploying",
@@ -536,7 +614,12 @@ impl App {
                 );
                 vec![Action::Deploy { id, act, note }]
             }
-            Some(Dialog::Filter) | Some(Dialog::Help) | Some(Dialog::Diagnostics) | None => {
+            Some(Dialog::Filter)
+            | Some(Dialog::Help)
+            | Some(Dialog::Diagnostics)
+            | Some(Dialog::Trail)
+            | Some(Dialog::Command { .. })
+            | None => {
                 self.dialog = None;
                 Vec::new()
             }

@@ -1,6 +1,7 @@
 //! The console's state and its update logic: keys become actions for the data task, the data
 //! task's answers become model changes. No I/O here, so every rule is unit-tested.
 
+use api_types::{AlarmState, ItemState};
 use l10n::{Lang, t};
 
 use crate::model::{
@@ -86,6 +87,12 @@ pub enum Dialog {
     },
     /// A cabinet's doctor report or log lines (`App::diagnosis`), scrollable.
     Diagnostics,
+    /// The operator's trail this session (`App::trail`).
+    Trail,
+    /// The `:` command line being typed.
+    Command {
+        text: String,
+    },
 }
 
 /// What an administrator does to a deployment.
@@ -136,6 +143,14 @@ pub struct DiagView {
     pub back: usize,
 }
 
+/// A cabinet (and box) the command line looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub device: String,
+    pub site: String,
+    pub box_no: Option<u16>,
+}
+
 /// A remote open being watched live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Watch {
@@ -178,6 +193,14 @@ pub enum Action {
         act: DeployAct,
         note: String,
     },
+    /// `:cabinet ID`: find the cabinet's site.
+    Locate {
+        device: String,
+    },
+    /// `:case NUMBER`: find the item's cabinet and box.
+    FindCase {
+        case: String,
+    },
     /// Remote diagnostics of a cabinet: ask for a fresh one (`request`, operators) or read
     /// the newest answered one (viewers).
     Diagnose {
@@ -217,6 +240,8 @@ pub enum Msg {
         device: String,
         result: Result<Diagnostic, String>,
     },
+    /// Where `:cabinet` or `:case` pointed, or why nothing was found.
+    Found(Result<Found, String>),
     /// A request failed: shown in the status line.
     Error(String),
 }
@@ -246,6 +271,8 @@ pub struct App {
     pub site: Option<String>,
     /// The cabinet to select once the site's cabinets arrive (a jump from an alarm).
     pub want_cabinet: Option<String>,
+    /// The box to select once that cabinet's boxes arrive (a jump to an item's box).
+    pub want_box: Option<usize>,
     /// Audit entries of the cabinet on screen (its boxes' last events and commands).
     pub cabinet_audit: Vec<AuditEntry>,
     pub watch: Option<Watch>,
@@ -253,6 +280,23 @@ pub struct App {
     pub diagnosis: Option<DiagView>,
     /// The last thing to tell the operator (errors included); never a crash.
     pub status: String,
+    /// Actions a message led to (a `:case` answer: fetch that site and cabinet), taken by
+    /// the loop with [`App::take_actions`].
+    pub pending: Vec<Action>,
+    /// Lines the help overlay is scrolled down by (a short terminal shows part of it).
+    pub help_scroll: usize,
+    /// Command lines run this session, oldest first (`:`, ↑↓).
+    pub cmd_history: Vec<String>,
+    /// Where ↑↓ are in the history while typing.
+    pub cmd_hist_pos: Option<usize>,
+    /// What Tab found when it could not choose (shown beside the command line).
+    pub cmd_hint: String,
+    /// Lists show only what needs attention (Ctrl-Z, as in k9s).
+    pub faults_only: bool,
+    /// What this operator did this session and how it went (`t`).
+    pub trail: Vec<trail::TrailEntry>,
+    /// The newest local time seen (epoch ms): when the operator's deeds are stamped.
+    pub clock_ms: i64,
     /// Local time (epoch ms) the newest data arrived, for the header's data age.
     pub received_at: Option<i64>,
     pub server: String,
@@ -282,10 +326,19 @@ impl App {
             map: MapView::default(),
             site: None,
             want_cabinet: None,
+            want_box: None,
             cabinet_audit: Vec::new(),
             watch: None,
             diagnosis: None,
             status: String::new(),
+            trail: Vec::new(),
+            clock_ms: 0,
+            faults_only: false,
+            pending: Vec::new(),
+            help_scroll: 0,
+            cmd_history: Vec::new(),
+            cmd_hist_pos: None,
+            cmd_hint: String::new(),
             received_at: None,
             server: server.to_owned(),
             lang,
@@ -309,6 +362,12 @@ impl App {
             .sites
             .iter()
             .filter(|s| {
+                !self.faults_only
+                    || s.alarms_open > 0
+                    || s.faulty > 0
+                    || s.devices_online < s.devices
+            })
+            .filter(|s| {
                 f.is_empty()
                     || s.id.to_lowercase().contains(&f)
                     || s.name.to_lowercase().contains(&f)
@@ -323,6 +382,7 @@ impl App {
         self.model
             .alarms
             .iter()
+            .filter(|a| !self.faults_only || (a.state == AlarmState::Active && !a.suppressed))
             .filter(|a| {
                 f.is_empty()
                     || a.kind.as_str().contains(&f)
@@ -341,13 +401,17 @@ impl App {
             .unwrap_or(&[])
     }
 
-    pub fn work_items(&self) -> &[crate::model::Item] {
+    /// The work list on screen (only overdue and late items while faults only).
+    pub fn work_items(&self) -> Vec<&crate::model::Item> {
         let w = &self.model.worklists;
-        match self.work_tab {
+        let list = match self.work_tab {
             0 => &w.collect,
             1 => &w.deposit,
             _ => &w.overdue,
-        }
+        };
+        list.iter()
+            .filter(|i| !self.faults_only || i.state == ItemState::Overdue || i.late_deposit)
+            .collect()
     }
 
     /// Open alarms of one box of the cabinet on screen.
@@ -364,6 +428,7 @@ impl App {
 
     /// Applies what the data task reports.
     pub fn on_msg(&mut self, msg: Msg, now_ms: i64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         match msg {
             Msg::Link(l) => {
                 if let Link::Down(e) = &l {
@@ -400,6 +465,9 @@ impl App {
             Msg::Cabinet(view, audit) => {
                 let current = self.model.cabinets.get(self.sel_cabinet).map(|c| &c.id);
                 if current == Some(&view.cabinet.id) || current.is_none() {
+                    if let Some(b) = self.want_box.take() {
+                        self.sel_box = b;
+                    }
                     self.model.cabinet = Some(view);
                     self.cabinet_audit = audit;
                 }
@@ -407,6 +475,7 @@ impl App {
             Msg::Worklists(w) => self.model.worklists = w,
             Msg::Audit(a) => self.model.audit = a,
             Msg::Opened(Ok(c)) => {
+                self.trail_open_accepted(&c);
                 self.status = t!(
                     self.lang,
                     "console-status-open-accepted",
@@ -419,12 +488,14 @@ impl App {
                 }
             }
             Msg::Opened(Err(e)) => {
+                self.trail_open_refused(&e);
                 self.status = t!(self.lang, "console-status-open-refused", error = e.as_str());
                 if let Some(w) = &mut self.watch {
                     w.error = Some(e);
                 }
             }
             Msg::Command(c) => {
+                self.trail_command(&c);
                 if let Some(w) = &mut self.watch
                     && w.command
                         .as_ref()
@@ -453,9 +524,11 @@ impl App {
                 }
             }
             Msg::Acked(Ok(id)) => {
+                self.trail_acked(&Ok(id.clone()));
                 self.status = t!(self.lang, "console-status-acked", alarm = short(&id))
             }
             Msg::Acked(Err(e)) => {
+                self.trail_acked(&Err(e.clone()));
                 self.status = t!(self.lang, "console-status-ack-refused", error = e.as_str())
             }
             Msg::Usage(u) => self.model.usage = Some(u),
@@ -463,13 +536,17 @@ impl App {
             Msg::PlanMap(m) => self.model.plan_map = m,
             Msg::Fleet(f) => self.model.fleet = Some(f),
             Msg::Deployed(Ok(id)) => {
+                self.trail_deployed(&Ok(id.clone()));
                 self.status = t!(
                     self.lang,
                     "console-status-deployed",
                     deployment = short(&id)
                 )
             }
-            Msg::Deployed(Err(e)) => self.status = e,
+            Msg::Deployed(Err(e)) => {
+                self.trail_deployed(&Err(e.clone()));
+                self.status = e
+            }
             Msg::Diagnosis { device, result } => {
                 if let Some(d) = &mut self.diagnosis
                     && d.device == device
@@ -487,6 +564,12 @@ impl App {
                     d.answer = Some(result);
                 }
             }
+            Msg::Found(Ok(found)) => {
+                // The actions (fetch its site and cabinet) go out with the next refresh.
+                let next = self.show_found(found);
+                self.pending.extend(next);
+            }
+            Msg::Found(Err(e)) => self.status = e,
             Msg::Error(e) => self.status = e,
         }
         self.clamp();
@@ -549,6 +632,7 @@ impl App {
         u.saturation
             .sites
             .iter()
+            .filter(|s| !self.faults_only || s.saturated)
             .filter(|s| {
                 f.is_empty()
                     || s.site_id.to_lowercase().contains(&f)
@@ -572,6 +656,11 @@ impl App {
             }
         }
         v
+    }
+
+    /// The actions messages led to since the last call.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.pending)
     }
 
     /// After a site's cabinets arrived: fetch the selected cabinet unless it is on screen.
@@ -604,12 +693,15 @@ pub fn help(lang: Lang) -> Vec<(String, String)> {
         (key("Enter"), t!(lang, "console-help-enter")),
         (key("Esc"), t!(lang, "console-help-esc")),
         (key("/"), t!(lang, "console-help-filter")),
+        (key(":"), t!(lang, "console-help-command")),
+        (key("Ctrl-Z"), t!(lang, "console-help-faults")),
         (key("o"), t!(lang, "console-help-open")),
         (key("a"), t!(lang, "console-help-ack")),
         (key("d / g"), t!(lang, "console-help-diagnose")),
         (key("p / x"), t!(lang, "console-help-deploy")),
         (key("m +- HJKL 0"), t!(lang, "console-help-map")),
         (key("r"), t!(lang, "console-help-refresh")),
+        (key("t"), t!(lang, "console-help-trail")),
         (key("?"), t!(lang, "console-help-help")),
         (key("q / Ctrl-C"), t!(lang, "console-help-quit")),
         (
@@ -631,7 +723,9 @@ pub fn help(lang: Lang) -> Vec<(String, String)> {
     ]
 }
 
+pub mod command;
 mod keys;
+pub mod trail;
 
 #[cfg(test)]
 mod tests;

@@ -376,3 +376,158 @@ fn the_fleet_screen_is_watched_while_shown_and_only_admins_change_rollouts() {
         "{left:?}"
     );
 }
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent {
+        modifiers: KeyModifiers::CONTROL,
+        ..key(KeyCode::Char(c))
+    }
+}
+
+#[test]
+fn the_command_line_jumps_completes_and_remembers() {
+    let mut app = app_with_sites(12);
+    app.on_key(key(KeyCode::Char(':')));
+    typed(&mut app, "si");
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(
+        app.dialog,
+        Some(Dialog::Command {
+            text: "site ".into()
+        })
+    );
+    typed(&mut app, "site-1");
+    app.on_key(key(KeyCode::Tab));
+    // site-1, site-10, site-11, site-12: no longer prefix, so the choices are listed.
+    assert_eq!(app.cmd_hint, "site-1 site-10 site-11 site-12");
+    let actions = app.on_key(key(KeyCode::Enter));
+    assert_eq!(actions, vec![Action::Site("site-1".into())]);
+    assert_eq!(
+        (app.screen, app.site.as_deref()),
+        (Screen::Site, Some("site-1"))
+    );
+
+    // ↑ brings the last line back; an unknown command says what there is.
+    app.on_key(key(KeyCode::Char(':')));
+    app.on_key(key(KeyCode::Up));
+    assert_eq!(
+        app.dialog,
+        Some(Dialog::Command {
+            text: "site site-1".into()
+        })
+    );
+    app.on_key(key(KeyCode::Esc));
+    app.on_key(key(KeyCode::Char(':')));
+    typed(&mut app, "frob");
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    assert!(
+        app.status.starts_with("unknown command :frob: try :site"),
+        "{}",
+        app.status
+    );
+
+    // :case finds the item's cabinet through the server; the answer opens its box.
+    app.on_key(key(KeyCode::Char(':')));
+    typed(&mut app, "case GZ-2026-7");
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        vec![Action::FindCase {
+            case: "GZ-2026-7".into()
+        }]
+    );
+    app.on_msg(
+        Msg::Found(Ok(Found {
+            device: "cab-9".into(),
+            site: "site-3".into(),
+            box_no: Some(4),
+        })),
+        20,
+    );
+    assert_eq!(
+        app.take_actions(),
+        vec![
+            Action::Site("site-3".into()),
+            Action::Cabinet("cab-9".into())
+        ]
+    );
+    app.on_msg(Msg::Cabinet(cabinet("cab-9", 8), Vec::new()), 21);
+    assert_eq!(
+        (app.screen, app.pane, app.sel_box),
+        (Screen::Site, Pane::Boxes, 3)
+    );
+
+    // :open asks for the reason as `o` does; a viewer is told who may.
+    app.on_key(key(KeyCode::Char(':')));
+    typed(&mut app, "open cab-9 4");
+    app.on_key(key(KeyCode::Enter));
+    assert!(matches!(app.dialog, Some(Dialog::Open { box_no: 4, .. })));
+    app.on_key(key(KeyCode::Esc));
+    app.on_msg(Msg::Me("guest".into(), "viewer".into()), 21);
+    app.on_key(key(KeyCode::Char(':')));
+    typed(&mut app, "open cab-9 4");
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.dialog.is_none() && app.status.contains("operator role"));
+}
+
+#[test]
+fn faults_only_keeps_what_needs_attention() {
+    let mut app = app_with_sites(4);
+    let mut sites = app.model.overview.sites.clone();
+    sites[1].alarms_open = 2;
+    sites[2].devices = 3;
+    sites[2].devices_online = 2;
+    app.on_msg(Msg::Overview(Overview { at: 6, sites }), 11);
+    app.on_key(ctrl('z'));
+    assert!(app.faults_only);
+    assert_eq!(
+        app.sites()
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["site-2", "site-3"]
+    );
+    app.on_key(ctrl('z'));
+    assert_eq!(app.sites().len(), 4);
+}
+
+#[test]
+fn the_trail_follows_each_deed_to_its_outcome() {
+    let mut app = app_with_sites(2);
+    app.dialog = Some(Dialog::Open {
+        device: "cab-1".into(),
+        box_no: 3,
+        reason: "locked out".into(),
+    });
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.trail.len(), 1);
+    assert_eq!(app.trail[0].outcome, trail::Outcome::Pending(None));
+    let mut c = Command {
+        command_id: "c9".into(),
+        device_id: "cab-1".into(),
+        box_no: 3,
+        status: api_types::CommandStatus::Sent,
+        ..Command::default()
+    };
+    app.on_msg(Msg::Opened(Ok(c.clone())), 30);
+    c.status = api_types::CommandStatus::Opened;
+    c.latency_ms = Some(41);
+    app.on_msg(Msg::Command(c), 31);
+    assert_eq!(
+        app.trail[0].outcome,
+        trail::Outcome::Done("opened".into(), Some(41))
+    );
+    // An acknowledgement the server refused.
+    app.dialog = Some(Dialog::Ack {
+        alarm_id: "a1".into(),
+        note: "on my way".into(),
+    });
+    app.on_key(key(KeyCode::Enter));
+    app.on_msg(Msg::Acked(Err("409 conflict".into())), 32);
+    assert_eq!(
+        app.trail[1].outcome,
+        trail::Outcome::Failed("409 conflict".into())
+    );
+    assert_eq!(app.trail[1].why, "on my way");
+    app.on_key(key(KeyCode::Char('t')));
+    assert_eq!(app.dialog, Some(Dialog::Trail));
+}

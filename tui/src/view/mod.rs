@@ -86,7 +86,7 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
     }
     draw_status(f, status, app);
     match &app.dialog {
-        Some(Dialog::Help) => draw_help(f, body, lang),
+        Some(Dialog::Help) => draw_help(f, body, app),
         Some(Dialog::Open {
             device,
             box_no,
@@ -133,7 +133,8 @@ pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
             &t!(lang, "console-deploy-keys"),
         ),
         Some(Dialog::Diagnostics) => draw_diagnostics(f, body, app, now_ms),
-        Some(Dialog::Filter) | None => {}
+        Some(Dialog::Trail) => dialogs::draw_trail(f, body, app, now_ms),
+        Some(Dialog::Filter) | Some(Dialog::Command { .. }) | None => {}
     }
 }
 
@@ -186,7 +187,9 @@ fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
 
 fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     let lang = app.lang;
-    let left = if matches!(app.dialog, Some(Dialog::Filter)) {
+    let left = if let Some(Dialog::Command { text }) = &app.dialog {
+        format!(":{text}▏ {}", app.cmd_hint)
+    } else if matches!(app.dialog, Some(Dialog::Filter)) {
         t!(lang, "console-filter-typing", filter = app.filter.as_str())
     } else if !app.filter.is_empty() {
         t!(
@@ -197,6 +200,11 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
         )
     } else {
         app.status.clone()
+    };
+    let left = if app.faults_only {
+        format!("{} {left}", t!(lang, "console-faults-badge"))
+    } else {
+        left
     };
     let hint = t!(lang, "console-hint");
     let hint_width = unicode_width::UnicodeWidthStr::width(hint.as_str()) as u16;

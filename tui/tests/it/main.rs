@@ -77,6 +77,12 @@ fn untranslated(name: &str, screen: &str) {
         "MiB",
         "Erlang",
         "HJKL",
+        // The command line's commands are typed as they are.
+        "site",
+        "cabinet",
+        "case",
+        "alarm",
+        "open",
         "LockerFleet",
         // TestBackend's own note under a line with wide characters.
         "Hidden",
@@ -932,5 +938,61 @@ fn a_terminal_too_small_says_so_and_chinese_names_fit_their_column() {
             NOW,
         );
         snap!("overview_chinese_names_80x24", screen(&app, 80, 24));
+    });
+}
+
+#[test]
+fn command_line_faults_only_and_the_operators_trail() {
+    in_both_languages(|| {
+        // The command line with Tab's choices, then a jump to an alarm by its id.
+        let mut app = loaded();
+        app.on_key(key(KeyCode::Char(':')));
+        for c in "al".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        app.on_key(key(KeyCode::Tab));
+        snap!("command_line_80x24", screen(&app, 80, 24));
+        for c in " 1b2c".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        app.on_key(key(KeyCode::Enter));
+        assert_eq!((app.screen, app.sel_alarm), (Screen::Alarms, 1));
+        // Faults only: the sites that need attention.
+        let mut app = loaded();
+        app.on_key(KeyEvent {
+            modifiers: KeyModifiers::CONTROL,
+            ..key(KeyCode::Char('z'))
+        });
+        both!("faults_only", app);
+        // The trail after a remote open that opened and an acknowledgement refused.
+        let mut app = on_site();
+        app.on_key(key(KeyCode::Char('o')));
+        for c in "citizen locked out".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        app.on_key(key(KeyCode::Enter));
+        let mut c = Command {
+            command_id: "c1".into(),
+            device_id: "hall-cab-01".into(),
+            box_no: 5,
+            status: api_types::CommandStatus::Delivered,
+            ..Command::default()
+        };
+        app.on_msg(Msg::Opened(Ok(c.clone())), NOW - 120_000);
+        c.status = api_types::CommandStatus::Opened;
+        c.latency_ms = Some(38);
+        app.on_msg(Msg::Command(c), NOW - 119_000);
+        app.on_key(key(KeyCode::Char('3')));
+        app.on_key(key(KeyCode::Char('a')));
+        for c in "guard on the way".chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+        app.on_key(key(KeyCode::Enter));
+        app.on_msg(
+            Msg::Acked(Err("POST /api/v1/alarms/7f9c2a51e0b4/ack: 409".into())),
+            NOW,
+        );
+        app.on_key(key(KeyCode::Char('t')));
+        both!("trail", app);
     });
 }
