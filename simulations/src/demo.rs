@@ -204,7 +204,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         // The console in this terminal; the people, faults and remote opens go on behind it.
         let behind = tokio::spawn(status.run(stop.clone()));
         let url = format!("http://{}", server.http_addr);
-        let result = tui::run(&url, &server.admin_token, lang, stop.clone()).await;
+        let result = tui::run(
+            &url,
+            &server.admin_token,
+            tui::Settings::in_lang(lang),
+            stop.clone(),
+        )
+        .await;
         stop.cancel();
         let _ = behind.await;
         if let Err(e) = result {

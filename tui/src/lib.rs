@@ -9,6 +9,7 @@
 pub mod app;
 pub mod client;
 pub mod model;
+pub mod theme;
 pub mod view;
 pub mod words;
 
@@ -30,14 +31,37 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How this operator has the console: language, keys, colours, mouse.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lang: l10n::Lang,
+    pub keymap: app::keymap::Keymap,
+    pub theme: theme::Theme,
+    /// Wheel scrolls lists, a click on the navigation line changes screen.
+    pub mouse: bool,
+}
+
+impl Settings {
+    /// The defaults in `lang` (colours as `NO_COLOR` says).
+    pub fn in_lang(lang: l10n::Lang) -> Settings {
+        Settings {
+            lang,
+            keymap: app::keymap::Keymap::default(),
+            theme: theme::Theme::choose(None, std::env::var("NO_COLOR").ok().as_deref()),
+            mouse: false,
+        }
+    }
+}
+
 /// Runs the console on this terminal until the operator quits or `cancel` fires. The terminal
 /// is restored on every way out, a panic included (ratatui's hook).
 pub async fn run(
     server: &str,
     token: &str,
-    lang: l10n::Lang,
+    settings: Settings,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let lang = settings.lang;
     let client = client::Client::new(server, token, lang)?;
     let (action_tx, action_rx) = mpsc::channel::<Action>(64);
     let (msg_tx, mut msg_rx) = mpsc::channel::<Msg>(1024);
@@ -68,6 +92,15 @@ pub async fn run(
 
     let mut terminal = ratatui::init();
     let mut app = App::new(server, lang);
+    app.keymap = settings.keymap;
+    app.theme = settings.theme;
+    if settings.mouse {
+        // Restored with the terminal below; a terminal without mouse reporting ignores it.
+        let _ = ratatui::crossterm::execute!(
+            std::io::stdout(),
+            ratatui::crossterm::event::EnableMouseCapture
+        );
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
         if let Err(e) = terminal.draw(|f| view::draw(f, &app, now_ms())) {
@@ -77,6 +110,10 @@ pub async fn run(
             _ = cancel.cancelled() => break Ok(()),
             ev = key_rx.recv() => match ev {
                 Some(Event::Key(k)) if k.kind == KeyEventKind::Press => app.on_key(k),
+                Some(Event::Mouse(m)) => {
+                    let width = terminal.size().map(|s| s.width).unwrap_or(80);
+                    app.on_mouse(m, width)
+                }
                 Some(_) => Vec::new(),
                 None => break Ok(()),
             },
@@ -100,6 +137,12 @@ pub async fn run(
             break Ok(());
         }
     };
+    if settings.mouse {
+        let _ = ratatui::crossterm::execute!(
+            std::io::stdout(),
+            ratatui::crossterm::event::DisableMouseCapture
+        );
+    }
     ratatui::restore();
     stop.store(true, Ordering::Relaxed);
     let _ = action_tx.try_send(Action::Quit);

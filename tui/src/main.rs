@@ -1,11 +1,14 @@
 //! `fleet-console`: parses configuration (file, `LOCKERFLEET_*` env, flags) and runs the
 //! operator console.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Parser;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tui::app::keymap::Keymap;
+use tui::theme::Theme;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -14,7 +17,7 @@ use tokio_util::sync::CancellationToken;
     about = "LockerFleet operator console: occupancy, cabinets, alarms, remote open, work lists"
 )]
 struct Args {
-    /// TOML config file with `server`, `token` or `token_file`.
+    /// TOML config file: `server`, `token` or `token_file`, `lang`, `theme`, `mouse`, `[keys]`.
     #[arg(long, env = "LOCKERFLEET_CONSOLE_CONFIG")]
     config: Option<PathBuf>,
     /// The fleet server's HTTP address.
@@ -30,6 +33,21 @@ struct Args {
     /// LC_ALL / LC_MESSAGES / LANG, else English).
     #[arg(long, env = "LOCKERFLEET_LANG")]
     lang: Option<l10n::Lang>,
+    /// Colours: dark, light or mono (default: the config file's, else mono when NO_COLOR is
+    /// set, else dark).
+    #[arg(long, env = "LOCKERFLEET_THEME")]
+    theme: Option<Theme>,
+    /// Print every command with its keys (the config file's `[keys]` applied) and exit.
+    #[arg(long)]
+    print_keys: bool,
+}
+
+/// A command's keys in `[keys]`: one (`open = "O"`) or several (`down = ["down", "j"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Keys {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +57,11 @@ struct ConsoleConfig {
     token: Option<String>,
     token_file: Option<PathBuf>,
     lang: Option<l10n::Lang>,
+    theme: Option<Theme>,
+    /// The mouse: the wheel scrolls lists, a click on the navigation line changes screen.
+    mouse: bool,
+    /// Command name → its keys, replacing the defaults (`fleet-console --print-keys`).
+    keys: BTreeMap<String, Keys>,
 }
 
 impl Default for ConsoleConfig {
@@ -48,6 +71,9 @@ impl Default for ConsoleConfig {
             token: None,
             token_file: None,
             lang: None,
+            theme: None,
+            mouse: false,
+            keys: BTreeMap::new(),
         }
     }
 }
@@ -63,6 +89,26 @@ async fn run() -> anyhow::Result<()> {
         Some(p) => cli::load_toml::<ConsoleConfig>(p)?,
         None => ConsoleConfig::default(),
     };
+    let lang = args.lang.or(cfg.lang).unwrap_or_else(l10n::Lang::from_env);
+    let overrides: BTreeMap<String, Vec<String>> = std::mem::take(&mut cfg.keys)
+        .into_iter()
+        .map(|(cmd, k)| match k {
+            Keys::One(k) => (cmd, vec![k]),
+            Keys::Many(k) => (cmd, k),
+        })
+        .collect();
+    let keymap = Keymap::with(&overrides).map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (in {})",
+            args.config
+                .as_deref()
+                .map_or_else(|| "the console config".into(), |p| p.display().to_string())
+        )
+    })?;
+    if args.print_keys {
+        print!("{}", keymap.print(lang));
+        return Ok(());
+    }
     if let Some(s) = args.server {
         cfg.server = s;
     }
@@ -80,6 +126,15 @@ async fn run() -> anyhow::Result<()> {
             "no API token: pass --token TOKEN or --token-file FILE (or LOCKERFLEET_TOKEN)"
         )
     })?;
+    let settings = tui::Settings {
+        lang,
+        keymap,
+        theme: Theme::choose(
+            args.theme.or(cfg.theme),
+            std::env::var("NO_COLOR").ok().as_deref(),
+        ),
+        mouse: cfg.mouse,
+    };
     // Logs would scribble over the screen: the console reports in its status line instead.
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
@@ -87,6 +142,5 @@ async fn run() -> anyhow::Result<()> {
         cli::shutdown_signal().await;
         stop.cancel();
     });
-    let lang = args.lang.or(cfg.lang).unwrap_or_else(l10n::Lang::from_env);
-    tui::run(&cfg.server, &token, lang, cancel).await
+    tui::run(&cfg.server, &token, settings, cancel).await
 }

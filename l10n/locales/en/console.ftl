@@ -338,3 +338,28 @@ console-cmd-no-site = no site matches { $site }
 console-cmd-finding = looking up { $what }…
 console-cmd-no-alarm = no alarm on screen starts with { $alarm } (Ctrl-Z shows everything)
 console-cmd-no-case = no item with case number { $case }
+
+## fleet-console --print-keys: one line per command.
+console-key-screen = screen { $n ->
+    [1] 1, Overview
+    [2] 2, Site
+    [3] 3, Alarms
+    [4] 4, Work lists
+    [5] 5, Audit
+    [6] 6, Usage
+    [7] 7, Planning
+   *[other] 8, Fleet
+}
+console-key-up = move up
+console-key-down = move down
+console-key-left = move left in the box grid; previous work list
+console-key-right = move right in the box grid; next work list
+console-key-page = move by ten
+console-key-doctor = the cabinet's doctor report (operators ask anew)
+console-key-logs = the cabinet's newest log lines (operators ask anew)
+console-key-pause = Fleet: pause or resume the selected deployment (admin)
+console-key-cancel = Fleet: cancel the selected deployment (admin; note required)
+console-key-map = Planning: the map on or off
+console-key-zoom = Planning map: zoom in / out
+console-key-pan = Planning map: pan
+console-key-fit = Planning map: every point in view

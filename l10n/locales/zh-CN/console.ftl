@@ -334,3 +334,28 @@ console-cmd-no-site = 没有匹配 { $site } 的站点
 console-cmd-finding = 正在查找 { $what }…
 console-cmd-no-alarm = 屏幕上没有以 { $alarm } 开头的告警（Ctrl-Z 显示全部）
 console-cmd-no-case = 没有办件号为 { $case } 的物品
+
+## fleet-console --print-keys：每个命令一行。
+console-key-screen = 屏幕 { $n ->
+    [1] 1，总览
+    [2] 2，站点
+    [3] 3，告警
+    [4] 4，工作清单
+    [5] 5，审计
+    [6] 6，使用率
+    [7] 7，规划
+   *[other] 8，部署
+}
+console-key-up = 上移
+console-key-down = 下移
+console-key-left = 在箱格网格中左移；上一个工作清单
+console-key-right = 在箱格网格中右移；下一个工作清单
+console-key-page = 每次移动十行
+console-key-doctor = 信包箱的自检报告（操作员可重新请求）
+console-key-logs = 信包箱的最新日志（操作员可重新请求）
+console-key-pause = 部署屏幕：暂停或恢复所选部署（管理员）
+console-key-cancel = 部署屏幕：取消所选部署（管理员；须填备注）
+console-key-map = 规划屏幕：显示或隐藏地图
+console-key-zoom = 规划地图：放大 / 缩小
+console-key-pan = 规划地图：平移
+console-key-fit = 规划地图：显示全部

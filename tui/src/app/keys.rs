@@ -1,8 +1,11 @@
 //! Keys: navigation, filters, dialogs and their submission, each turned into a state change and
 //! the actions the data task carries out.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 
+use super::keymap::Cmd;
 use super::trail::Deed;
 use super::{
     Action, App, DeployAct, DiagView, Dialog, GRID_COLUMNS, MapView, Pane, Screen, Watch, short,
@@ -21,36 +24,39 @@ impl App {
         if self.dialog.is_some() {
             return self.dialog_key(key);
         }
-        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('z') {
-            self.faults_only = !self.faults_only;
-            self.clamp();
-            self.status = if self.faults_only {
-                t!(self.lang, "console-status-faults-only")
-            } else {
-                t!(self.lang, "console-status-everything")
-            };
+        let Some(cmd) = self.keymap.command(&key) else {
             return Vec::new();
-        }
+        };
         if self.screen == Screen::Planning
-            && let Some(actions) = self.map_key(key.code)
+            && let Some(actions) = self.map_key(cmd)
         {
             return actions;
         }
-        match key.code {
-            KeyCode::Char('q') => {
+        match cmd {
+            Cmd::FaultsOnly => {
+                self.faults_only = !self.faults_only;
+                self.clamp();
+                self.status = if self.faults_only {
+                    t!(self.lang, "console-status-faults-only")
+                } else {
+                    t!(self.lang, "console-status-everything")
+                };
+                Vec::new()
+            }
+            Cmd::Quit => {
                 self.quit = true;
                 vec![Action::Quit]
             }
-            KeyCode::Char('?') => {
+            Cmd::Help => {
                 self.help_scroll = 0;
                 self.dialog = Some(Dialog::Help);
                 Vec::new()
             }
-            KeyCode::Char('/') => {
+            Cmd::Filter => {
                 self.dialog = Some(Dialog::Filter);
                 Vec::new()
             }
-            KeyCode::Char(':') => {
+            Cmd::CommandLine => {
                 self.cmd_hint.clear();
                 self.cmd_hist_pos = None;
                 self.dialog = Some(Dialog::Command {
@@ -58,7 +64,7 @@ impl App {
                 });
                 Vec::new()
             }
-            KeyCode::Char('r') => {
+            Cmd::Refresh => {
                 self.status = t!(self.lang, "console-status-refreshing");
                 match self.screen {
                     Screen::Usage => vec![Action::Refresh, Action::Usage],
@@ -67,18 +73,18 @@ impl App {
                     _ => vec![Action::Refresh],
                 }
             }
-            KeyCode::Char(c @ '1'..='8') => {
-                let screen = Screen::ALL[usize::from(c as u8 - b'1')];
+            Cmd::Screen(n) => {
+                let screen = Screen::ALL[usize::from(n.clamp(1, 8) - 1)];
                 self.go(screen)
             }
-            KeyCode::Tab | KeyCode::BackTab if self.screen == Screen::Site => {
+            Cmd::NextPane if self.screen == Screen::Site => {
                 self.pane = match self.pane {
                     Pane::Cabinets => Pane::Boxes,
                     Pane::Boxes => Pane::Cabinets,
                 };
                 Vec::new()
             }
-            KeyCode::Tab => {
+            Cmd::NextPane => {
                 let i = Screen::ALL
                     .iter()
                     .position(|s| *s == self.screen)
@@ -86,49 +92,71 @@ impl App {
                 let next = Screen::ALL[(i + 1) % Screen::ALL.len()];
                 self.go(next)
             }
-            KeyCode::Up | KeyCode::Char('k') => self.step(-1, 0),
-            KeyCode::Down | KeyCode::Char('j') => self.step(1, 0),
-            KeyCode::Left | KeyCode::Char('h') => self.step(0, -1),
-            KeyCode::Right | KeyCode::Char('l') => self.step(0, 1),
-            KeyCode::PageUp => self.step(-10, 0),
-            KeyCode::PageDown => self.step(10, 0),
-            KeyCode::Enter => self.enter(),
-            KeyCode::Esc => self.back(),
-            KeyCode::Char('o') => self.ask_open(),
-            KeyCode::Char('a') if self.screen == Screen::Alarms => self.ask_ack(),
-            KeyCode::Char('p') if self.screen == Screen::Fleet => self.ask_deploy(None),
-            KeyCode::Char('x') if self.screen == Screen::Fleet => {
-                self.ask_deploy(Some(DeployAct::Cancel))
-            }
-            KeyCode::Char('t') => {
+            Cmd::Up => self.step(-1, 0),
+            Cmd::Down => self.step(1, 0),
+            Cmd::Left => self.step(0, -1),
+            Cmd::Right => self.step(0, 1),
+            Cmd::PageUp => self.step(-10, 0),
+            Cmd::PageDown => self.step(10, 0),
+            Cmd::Enter => self.enter(),
+            Cmd::Back => self.back(),
+            Cmd::Open => self.ask_open(),
+            Cmd::Ack if self.screen == Screen::Alarms => self.ask_ack(),
+            Cmd::Pause if self.screen == Screen::Fleet => self.ask_deploy(None),
+            Cmd::Cancel if self.screen == Screen::Fleet => self.ask_deploy(Some(DeployAct::Cancel)),
+            Cmd::Trail => {
                 self.dialog = Some(Dialog::Trail);
                 Vec::new()
             }
-            KeyCode::Char('d') => self.diagnose(DiagnosticKind::Doctor),
-            KeyCode::Char('g') => self.diagnose(DiagnosticKind::Logs),
+            Cmd::Doctor => self.diagnose(DiagnosticKind::Doctor),
+            Cmd::Logs => self.diagnose(DiagnosticKind::Logs),
             _ => Vec::new(),
         }
     }
 
-    /// The planning map's keys: `m` shows or hides it, `+`/`-` zoom, `H J K L` pan, `0` fits
-    /// every point again. `None`: not a map key.
-    fn map_key(&mut self, code: KeyCode) -> Option<Vec<Action>> {
+    /// The mouse, when the operator turned it on: the wheel moves through the list on
+    /// screen, a click on the navigation line (row 1) opens that screen.
+    pub fn on_mouse(&mut self, m: MouseEvent, _width: u16) -> Vec<Action> {
+        if self.dialog.is_some() {
+            return Vec::new();
+        }
+        match m.kind {
+            MouseEventKind::ScrollDown => self.step(1, 0),
+            MouseEventKind::ScrollUp => self.step(-1, 0),
+            MouseEventKind::Down(MouseButton::Left) if m.row == 1 => {
+                let mut x = 0u16;
+                for (screen, label) in Screen::ALL.iter().zip(crate::view::nav_labels(self)) {
+                    let w = unicode_width::UnicodeWidthStr::width(label.as_str()) as u16;
+                    if (x..x + w).contains(&m.column) {
+                        return self.go(*screen);
+                    }
+                    x += w;
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The planning map's commands: show or hide it, zoom, pan, fit every point again.
+    /// `None`: not a map command.
+    fn map_key(&mut self, cmd: Cmd) -> Option<Vec<Action>> {
         const STEP: f64 = 0.25;
         let m = &mut self.map;
-        match code {
-            KeyCode::Char('m') => m.on = !m.on,
-            KeyCode::Char('+' | '=') if m.on => m.zoom = (m.zoom * 1.5).min(256.0),
-            KeyCode::Char('-') if m.on => m.zoom = (m.zoom / 1.5).max(1.0),
-            KeyCode::Char('0') if m.on => {
+        match cmd {
+            Cmd::Map => m.on = !m.on,
+            Cmd::ZoomIn if m.on => m.zoom = (m.zoom * 1.5).min(256.0),
+            Cmd::ZoomOut if m.on => m.zoom = (m.zoom / 1.5).max(1.0),
+            Cmd::Fit if m.on => {
                 *m = MapView {
                     on: true,
                     ..MapView::default()
                 }
             }
-            KeyCode::Char('H') if m.on => m.pan.0 -= STEP,
-            KeyCode::Char('L') if m.on => m.pan.0 += STEP,
-            KeyCode::Char('K') if m.on => m.pan.1 += STEP,
-            KeyCode::Char('J') if m.on => m.pan.1 -= STEP,
+            Cmd::PanLeft if m.on => m.pan.0 -= STEP,
+            Cmd::PanRight if m.on => m.pan.0 += STEP,
+            Cmd::PanUp if m.on => m.pan.1 += STEP,
+            Cmd::PanDown if m.on => m.pan.1 -= STEP,
             _ => return None,
         }
         Some(Vec::new())

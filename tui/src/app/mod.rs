@@ -302,6 +302,10 @@ pub struct App {
     pub server: String,
     /// The language every string on screen is in.
     pub lang: Lang,
+    /// The key bindings in effect.
+    pub keymap: keymap::Keymap,
+    /// The colours the frame is drawn in.
+    pub theme: crate::theme::Theme,
     pub quit: bool,
 }
 
@@ -342,6 +346,8 @@ impl App {
             received_at: None,
             server: server.to_owned(),
             lang,
+            keymap: keymap::Keymap::default(),
+            theme: crate::theme::Theme::Dark,
             quit: false,
         }
     }
@@ -682,28 +688,55 @@ pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// The help overlay's lines: every key and what it does.
-pub fn help(lang: Lang) -> Vec<(String, String)> {
-    let key = |k: &str| k.to_owned();
+/// The help overlay's lines: the keys in effect and what they do, then how to read the
+/// screens.
+pub fn help(lang: Lang, keys: &keymap::Keymap) -> Vec<(String, String)> {
+    use keymap::Cmd;
+    let k = |cmds: &[Cmd]| keys.short(cmds);
+    let screens: Vec<Cmd> = (1..=8).map(Cmd::Screen).collect();
     vec![
-        (key("1-8"), t!(lang, "console-help-screens")),
-        (key("Tab"), t!(lang, "console-help-tab")),
-        (key("↑↓ / j k"), t!(lang, "console-help-move")),
-        (key("← → / h l"), t!(lang, "console-help-sideways")),
-        (key("Enter"), t!(lang, "console-help-enter")),
-        (key("Esc"), t!(lang, "console-help-esc")),
-        (key("/"), t!(lang, "console-help-filter")),
-        (key(":"), t!(lang, "console-help-command")),
-        (key("Ctrl-Z"), t!(lang, "console-help-faults")),
-        (key("o"), t!(lang, "console-help-open")),
-        (key("a"), t!(lang, "console-help-ack")),
-        (key("d / g"), t!(lang, "console-help-diagnose")),
-        (key("p / x"), t!(lang, "console-help-deploy")),
-        (key("m +- HJKL 0"), t!(lang, "console-help-map")),
-        (key("r"), t!(lang, "console-help-refresh")),
-        (key("t"), t!(lang, "console-help-trail")),
-        (key("?"), t!(lang, "console-help-help")),
-        (key("q / Ctrl-C"), t!(lang, "console-help-quit")),
+        (k(&screens), t!(lang, "console-help-screens")),
+        (k(&[Cmd::NextPane]), t!(lang, "console-help-tab")),
+        (k(&[Cmd::Up, Cmd::Down]), t!(lang, "console-help-move")),
+        (
+            k(&[Cmd::Left, Cmd::Right]),
+            t!(lang, "console-help-sideways"),
+        ),
+        (k(&[Cmd::Enter]), t!(lang, "console-help-enter")),
+        (k(&[Cmd::Back]), t!(lang, "console-help-esc")),
+        (k(&[Cmd::Filter]), t!(lang, "console-help-filter")),
+        (k(&[Cmd::CommandLine]), t!(lang, "console-help-command")),
+        (k(&[Cmd::FaultsOnly]), t!(lang, "console-help-faults")),
+        (k(&[Cmd::Open]), t!(lang, "console-help-open")),
+        (k(&[Cmd::Ack]), t!(lang, "console-help-ack")),
+        (
+            k(&[Cmd::Doctor, Cmd::Logs]),
+            t!(lang, "console-help-diagnose"),
+        ),
+        (
+            k(&[Cmd::Pause, Cmd::Cancel]),
+            t!(lang, "console-help-deploy"),
+        ),
+        (
+            k(&[
+                Cmd::Map,
+                Cmd::ZoomIn,
+                Cmd::ZoomOut,
+                Cmd::PanLeft,
+                Cmd::PanDown,
+                Cmd::PanUp,
+                Cmd::PanRight,
+                Cmd::Fit,
+            ]),
+            t!(lang, "console-help-map"),
+        ),
+        (k(&[Cmd::Refresh]), t!(lang, "console-help-refresh")),
+        (k(&[Cmd::Trail]), t!(lang, "console-help-trail")),
+        (k(&[Cmd::Help]), t!(lang, "console-help-help")),
+        (
+            format!("{} / Ctrl-C", k(&[Cmd::Quit])),
+            t!(lang, "console-help-quit"),
+        ),
         (
             t!(lang, "console-help-letters-key"),
             t!(lang, "console-help-letters"),
@@ -724,6 +757,7 @@ pub fn help(lang: Lang) -> Vec<(String, String)> {
 }
 
 pub mod command;
+pub mod keymap;
 mod keys;
 pub mod trail;
 

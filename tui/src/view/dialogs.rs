@@ -15,23 +15,34 @@ use ratatui::style::{Color, Style};
 
 pub(super) fn draw_help(f: &mut Frame, area: Rect, app: &App) {
     let lang = app.lang;
-    let help = help(lang);
+    let help = help(lang, &app.keymap);
     let popup = centered(area, 76, help.len() as u16 + 2);
     // A short terminal shows part of the list: ↑↓ scroll it, the title says there is more.
     let rows_shown = usize::from(popup.height.saturating_sub(2));
     let scroll = app.help_scroll.min(help.len().saturating_sub(rows_shown));
     let more = help.len() > rows_shown;
-    let rows = help
-        .into_iter()
-        .skip(scroll)
-        .map(|(k, what)| Row::new(vec![Cell::from(k).bold(), Cell::from(what)]));
+    // The key column as wide as its widest entry (remapped keys can be long), within reason.
+    let key_width = help
+        .iter()
+        .map(|(k, _)| unicode_width::UnicodeWidthStr::width(k.as_str()))
+        .max()
+        .unwrap_or(8)
+        .clamp(6, 20) as u16;
+    let what_width =
+        usize::from(popup.width.saturating_sub(3)).saturating_sub(usize::from(key_width));
+    let rows = help.into_iter().skip(scroll).map(|(k, what)| {
+        Row::new(vec![
+            Cell::from(k).bold(),
+            Cell::from(super::widgets::ellipsize(&what, what_width)),
+        ])
+    });
     let mut block = Block::default()
         .borders(Borders::ALL)
         .title(t!(lang, "console-help-title"));
     if more {
         block = block.title_bottom(Line::from(t!(lang, "console-help-more")).dim());
     }
-    let table = Table::new(rows, [Constraint::Length(12), Constraint::Min(10)]).block(block);
+    let table = Table::new(rows, [Constraint::Length(key_width), Constraint::Min(10)]).block(block);
     f.render_widget(Clear, popup);
     f.render_widget(table, popup);
 }

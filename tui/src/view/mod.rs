@@ -39,8 +39,35 @@ pub use widgets::{age, ellipsize, pad, shade, spark};
 /// The smallest terminal the screens are laid out for (their snapshots are 80×24 and wider).
 pub const MIN_SIZE: (u16, u16) = (80, 20);
 
-/// Draws the whole console for the time `now_ms` (local clock, epoch ms).
+/// Draws the whole console for the time `now_ms` (local clock, epoch ms), in the
+/// operator's theme.
 pub fn draw(f: &mut Frame, app: &App, now_ms: i64) {
+    draw_frame(f, app, now_ms);
+    app.theme.apply(f.buffer_mut());
+}
+
+/// The labels of the navigation line, in order (a click finds its screen by them).
+pub fn nav_labels(app: &App) -> Vec<String> {
+    let open_alarms = app
+        .model
+        .alarms
+        .iter()
+        .filter(|a| a.state.is_open())
+        .count();
+    Screen::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if *s == Screen::Alarms && open_alarms > 0 {
+                format!(" {} {} ({open_alarms}) ", i + 1, s.title(app.lang))
+            } else {
+                format!(" {} {} ", i + 1, s.title(app.lang))
+            }
+        })
+        .collect()
+}
+
+fn draw_frame(f: &mut Frame, app: &App, now_ms: i64) {
     let size = f.area();
     let lang = app.lang;
     if size.width < MIN_SIZE.0 || size.height < MIN_SIZE.1 {
@@ -163,18 +190,8 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
 }
 
 fn draw_nav(f: &mut Frame, area: Rect, app: &App) {
-    let open_alarms = app
-        .model
-        .alarms
-        .iter()
-        .filter(|a| a.state.is_open())
-        .count();
     let mut spans = Vec::new();
-    for (i, s) in Screen::ALL.iter().enumerate() {
-        let mut label = format!(" {} {} ", i + 1, s.title(app.lang));
-        if *s == Screen::Alarms && open_alarms > 0 {
-            label = format!(" {} {} ({open_alarms}) ", i + 1, s.title(app.lang));
-        }
+    for (s, label) in Screen::ALL.iter().zip(nav_labels(app)) {
         let style = if *s == app.screen {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
         } else {

@@ -77,6 +77,7 @@ fn untranslated(name: &str, screen: &str) {
         "MiB",
         "Erlang",
         "HJKL",
+        "Shift",
         // The command line's commands are typed as they are.
         "site",
         "cabinet",
