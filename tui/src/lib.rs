@@ -39,6 +39,8 @@ pub struct Settings {
     pub theme: theme::Theme,
     /// Wheel scrolls lists, a click on the navigation line changes screen.
     pub mouse: bool,
+    /// The zone clock times are shown in.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Settings {
@@ -49,8 +51,17 @@ impl Settings {
             keymap: app::keymap::Keymap::default(),
             theme: theme::Theme::choose(None, std::env::var("NO_COLOR").ok().as_deref()),
             mouse: false,
+            time_zone: default_time_zone(lang, std::env::var("TZ").ok().as_deref()),
         }
     }
+}
+
+/// The zone a console shows times in when its config names none: an IANA `TZ`, else the
+/// language's (Asia/Shanghai for zh-CN), else UTC.
+pub fn default_time_zone(lang: l10n::Lang, tz: Option<&str>) -> jiff::tz::TimeZone {
+    tz.and_then(|name| jiff::tz::TimeZone::get(name.trim_start_matches(':')).ok())
+        .or_else(|| jiff::tz::TimeZone::get(lang.default_time_zone()).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 /// Runs the console on this terminal until the operator quits or `cancel` fires. The terminal
@@ -94,6 +105,7 @@ pub async fn run(
     let mut app = App::new(server, lang);
     app.keymap = settings.keymap;
     app.theme = settings.theme;
+    app.time_zone = settings.time_zone;
     if settings.mouse {
         // Restored with the terminal below; a terminal without mouse reporting ignores it.
         let _ = ratatui::crossterm::execute!(

@@ -60,6 +60,9 @@ struct ConsoleConfig {
     theme: Option<Theme>,
     /// The mouse: the wheel scrolls lists, a click on the navigation line changes screen.
     mouse: bool,
+    /// IANA time zone clock times are shown in (default: TZ, else Asia/Shanghai for zh-CN,
+    /// else UTC).
+    time_zone: Option<String>,
     /// Command name → its keys, replacing the defaults (`fleet-console --print-keys`).
     keys: BTreeMap<String, Keys>,
 }
@@ -73,6 +76,7 @@ impl Default for ConsoleConfig {
             lang: None,
             theme: None,
             mouse: false,
+            time_zone: None,
             keys: BTreeMap::new(),
         }
     }
@@ -134,6 +138,14 @@ async fn run() -> anyhow::Result<()> {
             std::env::var("NO_COLOR").ok().as_deref(),
         ),
         mouse: cfg.mouse,
+        time_zone: match &cfg.time_zone {
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|_| {
+                anyhow::anyhow!(
+                    "time_zone {name:?} is not a known time zone: use an IANA name such as Asia/Shanghai"
+                )
+            })?,
+            None => tui::default_time_zone(lang, std::env::var("TZ").ok().as_deref()),
+        },
     };
     // Logs would scribble over the screen: the console reports in its status line instead.
     let cancel = CancellationToken::new();

@@ -363,3 +363,4 @@ console-key-map = Planning: the map on or off
 console-key-zoom = Planning map: zoom in / out
 console-key-pan = Planning map: pan
 console-key-fit = Planning map: every point in view
+console-col-time = Time

@@ -359,3 +359,4 @@ console-key-map = 规划屏幕：显示或隐藏地图
 console-key-zoom = 规划地图：放大 / 缩小
 console-key-pan = 规划地图：平移
 console-key-fit = 规划地图：显示全部
+console-col-time = 时间

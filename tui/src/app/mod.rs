@@ -306,6 +306,8 @@ pub struct App {
     pub keymap: keymap::Keymap,
     /// The colours the frame is drawn in.
     pub theme: crate::theme::Theme,
+    /// The zone clock times are shown in (24-hour).
+    pub time_zone: jiff::tz::TimeZone,
     pub quit: bool,
 }
 
@@ -348,6 +350,7 @@ impl App {
             lang,
             keymap: keymap::Keymap::default(),
             theme: crate::theme::Theme::Dark,
+            time_zone: crate::default_time_zone(lang, None),
             quit: false,
         }
     }

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Stylize;
 use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 
-use super::widgets::{age, highlight, selected, window};
+use super::widgets::{clock, highlight, selected, window};
 use crate::app::App;
 use l10n::t;
 
@@ -15,7 +15,7 @@ pub(super) fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     let (shown, sel) = window(app.sel_audit, audit.len(), area.height.saturating_sub(2));
     let rows = audit[shown].iter().map(|e| {
         Row::new(vec![
-            Cell::from(age(app.lang, now_ms - e.ts)),
+            Cell::from(clock(&app.time_zone, e.ts, now_ms)),
             Cell::from(e.actor.clone()),
             Cell::from(e.action.clone()),
             Cell::from(format!(
@@ -39,7 +39,7 @@ pub(super) fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(6),
+            Constraint::Length(11),
             Constraint::Length(14),
             Constraint::Length(13),
             Constraint::Length(18),
@@ -49,7 +49,7 @@ pub(super) fn draw_audit(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
     )
     .header(
         Row::new([
-            t!(lang, "console-col-age"),
+            t!(lang, "console-col-time"),
             t!(lang, "console-col-who"),
             t!(lang, "console-col-what"),
             t!(lang, "console-col-where"),

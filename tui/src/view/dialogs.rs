@@ -6,7 +6,7 @@ use ratatui::style::Stylize;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
 
-use super::widgets::{age, centered};
+use super::widgets::centered;
 use crate::app::App;
 use crate::app::help;
 use crate::app::trail::{Deed, Outcome};
@@ -133,7 +133,7 @@ pub(super) fn draw_trail(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         lines.push(Line::from(vec![
             Span::raw(format!(
                 "{} ",
-                t!(lang, "console-ago", age = age(lang, now_ms - e.at))
+                super::widgets::clock(&app.time_zone, e.at, now_ms)
             ))
             .dim(),
             Span::raw(deed).bold(),

@@ -34,7 +34,7 @@ use crate::app::{App, DeployAct, Dialog, Screen, short};
 use crate::model::Link;
 use l10n::t;
 
-pub use widgets::{age, ellipsize, pad, shade, spark};
+pub use widgets::{age, clock, ellipsize, pad, shade, spark};
 
 /// The smallest terminal the screens are laid out for (their snapshots are 80×24 and wider).
 pub const MIN_SIZE: (u16, u16) = (80, 20);
@@ -274,6 +274,27 @@ mod tests {
                 "{w}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn clock_times_read_in_the_consoles_zone_24_hour() {
+        let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone");
+        // 2026-12-05 10:30 UTC: 18:30 in Shanghai, the same day; a day before shows its date.
+        let now = 1_796_466_600_000;
+        assert_eq!(clock(&shanghai, now - 60_000, now), "18:29");
+        assert_eq!(clock(&shanghai, now - 86_400_000, now), "12-04 18:30");
+        assert_eq!(clock(&jiff::tz::TimeZone::UTC, now, now), "10:30");
+        // A Shanghai evening after 16:00 UTC is already tomorrow there.
+        assert_eq!(clock(&shanghai, now + 6 * 3_600_000, now), "12-06 00:30");
+        assert_eq!(crate::default_time_zone(l10n::Lang::ZhCn, None), shanghai);
+        assert_eq!(
+            crate::default_time_zone(l10n::Lang::En, Some("Europe/Berlin")),
+            jiff::tz::TimeZone::get("Europe/Berlin").expect("zone")
+        );
+        assert_eq!(
+            crate::default_time_zone(l10n::Lang::En, Some("Nowhere/Land")),
+            jiff::tz::TimeZone::UTC
+        );
     }
 
     #[test]

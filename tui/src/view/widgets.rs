@@ -18,6 +18,20 @@ pub fn age(lang: Lang, ms: i64) -> String {
     }
 }
 
+/// `at` as the console's clock reads it, 24-hour: `14:05` today, `12-03 14:05` before.
+pub fn clock(tz: &jiff::tz::TimeZone, at_ms: i64, now_ms: i64) -> String {
+    let zoned = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .ok()
+            .map(|t| t.to_zoned(tz.clone()))
+    };
+    match (zoned(at_ms), zoned(now_ms)) {
+        (Some(at), Some(now)) if at.date() == now.date() => at.strftime("%H:%M").to_string(),
+        (Some(at), _) => at.strftime("%m-%d %H:%M").to_string(),
+        _ => "?".into(),
+    }
+}
+
 /// A text sparkline: one block per value, blank for zero (and below: counts are never
 /// negative, but a bad answer must not panic the screen).
 pub fn spark(values: &[i64]) -> String {
