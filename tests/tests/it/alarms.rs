@@ -424,7 +424,7 @@ async fn device_and_station_faults_raise_one_alarm_each_and_reach_on_duty_staff(
             v["to"] == json!(DUTY_PHONE)
                 && v["text"]
                     .as_str()
-                    .is_some_and(|t| t.contains(&format!("tamper at {CAB} (hall)")))
+                    .is_some_and(|t| t.contains(&format!("tamper at {CAB} (City service hall)")))
         })
         .await;
     assert!(text.body.contains("critical"), "{}", text.body);
