@@ -20,37 +20,21 @@ pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
 /// The catalogue's text for `flow` in `lang`, as a template.
 pub fn builtin(lang: Lang, flow: Flow) -> Template {
     // The placeholders go in as themselves: the catalogue's wording, our template syntax.
+    let mut args = l10n::FluentArgs::new();
+    for (name, placeholder) in [
+        ("code", "{code}"),
+        ("case", "{case}"),
+        ("cabinet", "{cabinet}"),
+        ("box_no", "{box}"),
+        ("site", "{site}"),
+        ("until", "{until}"),
+    ] {
+        args.set(name, placeholder);
+    }
     let text = match flow {
-        Flow::Dropoff => t!(
-            lang,
-            "sms-dropoff",
-            code = "{code}",
-            case = "{case}",
-            cabinet = "{cabinet}",
-            box_no = "{box}",
-            site = "{site}",
-            until = "{until}"
-        ),
-        Flow::Supplement => t!(
-            lang,
-            "sms-supplement",
-            code = "{code}",
-            case = "{case}",
-            cabinet = "{cabinet}",
-            box_no = "{box}",
-            site = "{site}",
-            until = "{until}"
-        ),
-        Flow::Pickup => t!(
-            lang,
-            "sms-pickup",
-            code = "{code}",
-            case = "{case}",
-            cabinet = "{cabinet}",
-            box_no = "{box}",
-            site = "{site}",
-            until = "{until}"
-        ),
+        Flow::Dropoff => t!(lang, "sms-dropoff"; &args),
+        Flow::Supplement => t!(lang, "sms-supplement"; &args),
+        Flow::Pickup => t!(lang, "sms-pickup"; &args),
     };
     // The catalogue tests parse every built-in text; the fallback only keeps a code flowing.
     Template::parse(&text).unwrap_or_else(|_| minimal())

@@ -198,12 +198,15 @@ pub fn arg<'a>(v: impl Into<FluentValue<'a>>) -> FluentValue<'a> {
     v.into()
 }
 
-/// `t!(lang, ID)` or `t!(lang, ID, name = value, …)` with ID a string literal: the message
-/// in `lang`. The id must be a literal: the catalogue tests find every use by it.
+/// `t!(lang, ID)`, `t!(lang, ID, name = value, …)` or `t!(lang, ID; &args)` (prepared
+/// [`FluentArgs`]) with ID a string literal: the message in `lang`. The id must be a literal: the catalogue tests find every use by it.
 #[macro_export]
 macro_rules! t {
     ($lang:expr, $id:literal) => {
         $crate::Lang::text($lang, $id, None)
+    };
+    ($lang:expr, $id:literal; $args:expr) => {
+        $crate::Lang::text($lang, $id, Some($args))
     };
     ($lang:expr, $id:literal, $($key:ident = $value:expr),+ $(,)?) => {{
         let mut args = $crate::FluentArgs::new();

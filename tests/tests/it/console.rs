@@ -11,15 +11,18 @@ use crate::harness::{Tmux, World, bin, eventually, wait_online};
 
 const CAB: &str = "hall-cab-7";
 
-#[tokio::test]
-async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
-    let world = World::new(&[CAB]);
-    let server = world.server();
+/// A service hall named `site` with one six-box cabinet named `cabinet`, its agent online.
+async fn hall_with_a_cabinet(
+    world: &World,
+    server: &crate::harness::Server,
+    site: &str,
+    cabinet: &str,
+) -> crate::harness::AgentCtl {
     let admin = server.api();
     let (s, r) = admin
         .post(
             "/api/v1/sites",
-            json!({"id": "hall", "kind": "service_hall", "name": "City service hall",
+            json!({"id": "hall", "kind": "service_hall", "name": site,
                    "lat": 23.1, "lon": 113.2}),
         )
         .await;
@@ -28,12 +31,21 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
     let (s, r) = admin
         .put(
             &format!("/api/v1/cabinets/{CAB}"),
-            json!({"site_id": "hall", "name": "Entrance", "boxes": boxes}),
+            json!({"site_id": "hall", "name": cabinet, "boxes": boxes}),
         )
         .await;
     assert_eq!(s, 200, "{r}");
     let agent = world.agent_ctl(CAB, server.mqtt, &["--fake-close-after-ms", "60000"]);
     wait_online(&admin, CAB).await;
+    agent
+}
+
+#[tokio::test]
+async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
+    let world = World::new(&[CAB]);
+    let server = world.server();
+    let admin = server.api();
+    let agent = hall_with_a_cabinet(&world, &server, "City service hall", "Entrance").await;
     let (s, t) = admin
         .post(
             "/api/v1/tokens",
@@ -247,24 +259,7 @@ async fn the_console_speaks_chinese_to_an_operator_who_reads_it() {
     let world = World::new(&[CAB]);
     let server = world.server();
     let admin = server.api();
-    let (s, r) = admin
-        .post(
-            "/api/v1/sites",
-            json!({"id": "hall", "kind": "service_hall", "name": "市政务服务大厅",
-                   "lat": 23.1, "lon": 113.2}),
-        )
-        .await;
-    assert_eq!(s, 201, "{r}");
-    let boxes: Vec<Value> = (1..=6).map(|b| json!({"box": b, "size": "M"})).collect();
-    let (s, r) = admin
-        .put(
-            &format!("/api/v1/cabinets/{CAB}"),
-            json!({"site_id": "hall", "name": "入口", "boxes": boxes}),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
-    let agent = world.agent_ctl(CAB, server.mqtt, &["--fake-close-after-ms", "60000"]);
-    wait_online(&admin, CAB).await;
+    let agent = hall_with_a_cabinet(&world, &server, "市政务服务大厅", "入口").await;
     let (s, t) = admin
         .post(
             "/api/v1/tokens",

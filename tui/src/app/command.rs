@@ -319,7 +319,7 @@ impl App {
     }
 
     /// The site screen on `site`.
-    fn show_site(&mut self, site: String) -> Vec<Action> {
+    pub(super) fn show_site(&mut self, site: String) -> Vec<Action> {
         self.screen = Screen::Site;
         self.pane = Pane::Cabinets;
         self.filter.clear();

@@ -230,17 +230,7 @@ impl App {
             self.status = t!(self.lang, "console-status-no-site");
             return Vec::new();
         };
-        self.screen = Screen::Site;
-        self.pane = Pane::Cabinets;
-        self.filter.clear();
-        if self.site.as_deref() != Some(site.as_str()) {
-            self.site = Some(site.clone());
-            self.model.cabinets.clear();
-            self.model.cabinet = None;
-            self.sel_cabinet = 0;
-            self.sel_box = 0;
-        }
-        vec![Action::Site(site)]
+        self.show_site(site)
     }
 
     /// Moves the selection: `dy` rows, `dx` columns (box grid) or tabs (work lists).
