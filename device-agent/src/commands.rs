@@ -141,7 +141,7 @@ pub(crate) async fn record_outcome<D: LockDriver>(
             if let Err(e) = ctx.recorder.observe(b, true, occupied).await {
                 tracing::error!(device = %ctx.id, error = %e, "recording door open failed");
             }
-            let evidence = "the next pulse opened the door".to_owned();
+            let evidence = protocol::evidence::say(protocol::evidence::Code::PulseOpened, &[]);
             faults
                 .clear(Some(b), FaultKind::LockJam, evidence, ctx.clock.now_ms())
                 .await
@@ -165,9 +165,9 @@ pub(crate) async fn watch_door<D: LockDriver>(
             Ok(false) if Instant::now() >= deadline => {
                 return (
                     AckStatus::Jammed,
-                    Some(format!(
-                        "door sensor did not change within {} ms of the unlock pulse",
-                        ctx.cfg.jam_timeout_ms
+                    Some(protocol::evidence::say(
+                        protocol::evidence::Code::JamNoChange,
+                        &[&ctx.cfg.jam_timeout_ms.to_string()],
                     )),
                 );
             }

@@ -52,12 +52,15 @@ pub(crate) async fn sync_lockout_fault<D>(ctx: &Ctx<D>) -> Option<i64> {
     let locked = until > now;
     let faults = &ctx.recorder.faults;
     let changed = if locked {
-        let evidence = format!("repeated wrong entries; locked until {until} (agent clock)");
+        let evidence = protocol::evidence::say(
+            protocol::evidence::Code::KeypadLocked,
+            &[&until.to_string()],
+        );
         faults
             .raise(None, FaultKind::KeypadLocked, evidence, now)
             .await
     } else {
-        let evidence = "the lock ended".to_owned();
+        let evidence = protocol::evidence::say(protocol::evidence::Code::KeypadUnlocked, &[]);
         faults
             .clear(None, FaultKind::KeypadLocked, evidence, now)
             .await

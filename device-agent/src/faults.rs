@@ -12,6 +12,7 @@
 //! Device-wide conditions (lock bus, power, tamper, a station's peripherals) are levels the
 //! agent reads each poll and passes to [`Faults::level`].
 
+use protocol::evidence::Code;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -173,16 +174,13 @@ impl Faults {
             Some((
                 FaultKind::SensorFault,
                 false,
-                format!("occupancy reads {} again", word(new)),
+                protocol::evidence::say(Code::OccupancyAgain, &[word(new)]),
             ))
         } else {
             Some((
                 FaultKind::SensorFault,
                 true,
-                format!(
-                    "occupancy changed to {} while the door stayed shut and no lock was pulsed",
-                    word(new)
-                ),
+                protocol::evidence::say(Code::OccupancyChanged, &[word(new)]),
             ))
         }
     }
@@ -200,7 +198,7 @@ impl Faults {
             let resolved = (
                 FaultKind::SensorFault,
                 false,
-                "door opened; occupancy judged afresh".to_owned(),
+                protocol::evidence::say(Code::DoorOpenedJudged, &[]),
             );
             // A pulse authorises one opening: the next one needs a pulse of its own.
             let authorised = t
@@ -215,18 +213,19 @@ impl Faults {
                     (
                         FaultKind::ForcedOpen,
                         true,
-                        format!(
-                            "door opened with no unlock pulse in the preceding {} ms",
-                            self.pulse_grace.as_millis()
+                        protocol::evidence::say(
+                            Code::ForcedOpen,
+                            &[&self.pulse_grace.as_millis().to_string()],
                         ),
                     ),
                 ]
             }
         } else {
             t.open_since = None;
+            let closed = protocol::evidence::say(Code::DoorClosed, &[]);
             vec![
-                (FaultKind::ForcedOpen, false, "door closed".to_owned()),
-                (FaultKind::DoorLeftOpen, false, "door closed".to_owned()),
+                (FaultKind::ForcedOpen, false, closed.clone()),
+                (FaultKind::DoorLeftOpen, false, closed),
             ]
         }
     }

@@ -257,7 +257,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
                     .clear(
                         Some(b),
                         kind,
-                        "door found closed at start".into(),
+                        protocol::evidence::say(protocol::evidence::Code::DoorClosedAtStart, &[]),
                         clock.now_ms(),
                     )
                     .await?;

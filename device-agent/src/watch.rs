@@ -1,6 +1,7 @@
 //! The sensor watcher: polls the lock hardware, records changes and faults, and sends the
 //! heartbeat.
 
+use protocol::evidence::Code;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -86,7 +87,10 @@ pub(crate) async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationT
         } else if let Some(err) = &bus_error {
             bus_failures = bus_failures.saturating_add(1);
             if bus_failures >= BUS_FAIL_POLLS {
-                let evidence = format!("no answer in {bus_failures} polls in a row ({err})");
+                let evidence = protocol::evidence::say(
+                    Code::BusSilent,
+                    &[&bus_failures.to_string(), err.as_str()],
+                );
                 changes.push((FaultKind::LockBusUnreachable, true, evidence));
                 BusHealth::Unreachable {
                     detail: err.clone(),
@@ -99,39 +103,37 @@ pub(crate) async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationT
             changes.push((
                 FaultKind::LockBusUnreachable,
                 false,
-                "the lock board answers again".into(),
+                protocol::evidence::say(Code::BusBack, &[]),
             ));
             BusHealth::Ok
         };
         if let Some(on) = signals.on_battery {
-            let evidence = if on {
-                "mains lost; running on the battery"
-            } else {
-                "mains power is back"
-            };
-            changes.push((FaultKind::OnBattery, on, evidence.into()));
+            let code = if on { Code::MainsLost } else { Code::MainsBack };
+            changes.push((FaultKind::OnBattery, on, protocol::evidence::say(code, &[])));
         }
         if let Some(open) = signals.tamper {
-            let evidence = if open {
-                "the enclosure's tamper switch is open"
+            let code = if open {
+                Code::TamperOpen
             } else {
-                "the tamper switch is closed again"
+                Code::TamperClosed
             };
-            changes.push((FaultKind::Tamper, open, evidence.into()));
+            changes.push((FaultKind::Tamper, open, protocol::evidence::say(code, &[])));
         }
         if let Some(st) = &station {
             for (kind, active) in st.faults() {
-                let evidence = format!(
-                    "the {} reports {} {}",
-                    ctx.cfg.profile.as_str(),
-                    kind.as_str(),
-                    if active { "" } else { "no more" }
-                );
-                changes.push((kind, active, evidence.trim_end().to_owned()));
+                let code = if active {
+                    Code::StationReports
+                } else {
+                    Code::StationClears
+                };
+                let evidence =
+                    protocol::evidence::say(code, &[ctx.cfg.profile.as_str(), kind.as_str()]);
+                changes.push((kind, active, evidence));
             }
         }
         for (b, open_for) in ctx.recorder.faults.left_open() {
-            let evidence = format!("door open for {} s", open_for.as_secs());
+            let evidence =
+                protocol::evidence::say(Code::DoorOpenFor, &[&open_for.as_secs().to_string()]);
             if let Err(e) = ctx
                 .recorder
                 .faults

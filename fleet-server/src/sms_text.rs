@@ -227,7 +227,7 @@ impl SmsBook {
                 .box_no
                 .map_or_else(|| "none".to_owned(), |b| b.get().to_string()),
             site = place,
-            evidence = a.evidence.as_deref().unwrap_or(""),
+            evidence = l10n::evidence(lang, a.evidence.as_deref().unwrap_or("")),
             cleared = if a.state == domain::alarms::AlarmState::Cleared {
                 "yes"
             } else {
@@ -342,7 +342,10 @@ mod tests {
             first_seen: 0,
             last_seen: 0,
             count: 1,
-            evidence: Some("door opened with no unlock pulse".into()),
+            evidence: Some(protocol::evidence::say(
+                protocol::evidence::Code::ForcedOpen,
+                &["3500"],
+            )),
             acked_by: None,
             acked_at: None,
             ack_note: None,
@@ -356,12 +359,12 @@ mod tests {
         };
         assert_eq!(
             book.alarm(&alarm, true),
-            "【已升级，无人确认】【LockerFleet】紧急告警：hall-cab-01 3 号箱格 箱门被撬（市民中心政务服务大厅）：door opened with no unlock pulse。告警编号 a1"
+            "【已升级，无人确认】【LockerFleet】紧急告警：hall-cab-01 3 号箱格 箱门被撬（市民中心政务服务大厅）：箱门打开前 3500 毫秒内没有开锁脉冲。告警编号 a1"
         );
         book.places.insert("hall".into(), place(None));
         assert_eq!(
             book.alarm(&alarm, false),
-            "LockerFleet critical alarm: forced open at hall-cab-01 box 3 (市民中心政务服务大厅): door opened with no unlock pulse. Alarm a1"
+            "LockerFleet critical alarm: forced open at hall-cab-01 box 3 (市民中心政务服务大厅): door opened with no unlock pulse in the preceding 3500 ms. Alarm a1"
         );
     }
 }

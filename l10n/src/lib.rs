@@ -215,6 +215,28 @@ macro_rules! t {
     }};
 }
 
+/// A fault's or alarm's evidence (an English sentence of `protocol::evidence`) in `lang`;
+/// a sentence from elsewhere as it was written.
+pub fn evidence(lang: Lang, text: &str) -> String {
+    use protocol::evidence::Code;
+    let Some((code, values)) = protocol::evidence::parse(text) else {
+        return text.to_owned();
+    };
+    let v = |i: usize| values.get(i).cloned().unwrap_or_default();
+    // Values that are words of the domain are said in the language too.
+    let (a, b) = match code {
+        Code::OccupancyAgain | Code::OccupancyChanged => {
+            (t!(lang, "domain-occupancy", state = v(0)), v(1))
+        }
+        Code::StationReports | Code::StationClears => (
+            t!(lang, "domain-profile", profile = v(0)),
+            t!(lang, "domain-alarm-kind", kind = v(1)),
+        ),
+        _ => (v(0), v(1)),
+    };
+    t!(lang, "domain-evidence", code = code.name(), a = a, b = b)
+}
+
 /// A `device-agent doctor` check's name (its stable key: `config`, `certificate`, `clock`,
 /// `server`, `lock board`, `disk`) as a person reads it; an unknown key as is.
 pub fn doctor_check(lang: Lang, name: &str) -> String {

@@ -312,3 +312,43 @@ fn messages_format_with_arguments_plurals_and_no_isolation_marks() {
     // An id no catalogue has reads as itself (the walk above keeps that from shipping).
     assert_eq!(Lang::ZhCn.text("no-such-message", None), "no-such-message");
 }
+
+#[test]
+fn every_evidence_sentence_is_said_in_chinese_with_its_values() {
+    use protocol::evidence::{Code, say};
+    let han = |s: &str| s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    for code in Code::all() {
+        // Values as the agent and server write them; words of the domain are translated.
+        let (values, translated): (Vec<String>, bool) = match code {
+            Code::OccupancyAgain | Code::OccupancyChanged => (vec!["occupied".into()], true),
+            Code::StationReports | Code::StationClears => {
+                (vec!["printer".into(), "paper_low".into()], true)
+            }
+            Code::ClockOff => (vec!["2 min".into(), "behind".into()], true),
+            _ => (
+                (0..code.arity()).map(|i| format!("{}", 17 + i)).collect(),
+                false,
+            ),
+        };
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let english = say(code, &refs);
+        let zh = evidence(Lang::ZhCn, &english);
+        assert!(han(&zh), "{english:?} → {zh:?}");
+        assert!(
+            translated || values.iter().all(|v| zh.contains(v.as_str())),
+            "{english:?} → {zh:?}"
+        );
+        // English is said the way the agent wrote it (its domain words as words).
+        if !translated {
+            assert_eq!(evidence(Lang::En, &english), english, "{code:?}");
+        }
+    }
+    assert_eq!(
+        evidence(Lang::ZhCn, "the printer reports paper_low"),
+        "打印机报告纸张将尽"
+    );
+    assert_eq!(
+        evidence(Lang::ZhCn, "an older agent's words"),
+        "an older agent's words"
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod code;
 pub mod contract;
+pub mod evidence;
 pub mod ids;
 pub mod message;
 pub mod release;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::changes::{Change, Changes};
 use crate::store::{Store, StoreError};
 use domain::alarms::AlarmKind;
+use protocol::evidence::Code;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AlarmSettings {
@@ -53,12 +54,14 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
     let grace = s.offline_grace.as_millis() as i64;
     let mut changed = false;
     for (device, reason) in store.offline_past_grace(now, grace).await? {
-        let evidence = format!(
-            "offline for more than {} s ({})",
-            s.offline_grace.as_secs(),
-            reason
-                .as_deref()
-                .unwrap_or("no session since the server started")
+        let evidence = protocol::evidence::say(
+            Code::Offline,
+            &[
+                &s.offline_grace.as_secs().to_string(),
+                reason
+                    .as_deref()
+                    .unwrap_or("no session since the server started"),
+            ],
         );
         store
             .server_alarm(&device, AlarmKind::DeviceOffline, true, &evidence, now)
@@ -66,9 +69,9 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
         changed = true;
     }
     for (device, last_sign) in store.heartbeat_lost(now, grace).await? {
-        let evidence = format!(
-            "session up but no heartbeat for {} s (agent hung or its link half-open)",
-            (now - last_sign) / 1000
+        let evidence = protocol::evidence::say(
+            Code::HeartbeatLost,
+            &[&((now - last_sign) / 1000).to_string()],
         );
         store
             .log_presence(&device, "heartbeat", false, &evidence, now)
@@ -79,7 +82,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
         changed = true;
     }
     for device in store.back_online(now).await? {
-        let evidence = "back online: session up and heartbeats fresh";
+        let evidence = &protocol::evidence::say(Code::BackOnline, &[]);
         store
             .log_presence(&device, "heartbeat", true, evidence, now)
             .await?;

@@ -346,14 +346,15 @@ impl Writer {
         }
         self.service.after(effects).await;
         for (device, skewed, offset) in self.clock.changes(&ingest.heartbeats) {
+            use protocol::evidence::{Code, say};
             let evidence = if skewed {
-                format!(
-                    "the cabinet's clock is {} {} the server's; it judges codes and commands on the server's time, but fix its clock (NTP)",
-                    roughly(offset.unsigned_abs()),
-                    if offset > 0 { "behind" } else { "ahead of" }
+                let direction = if offset > 0 { "behind" } else { "ahead of" };
+                say(
+                    Code::ClockOff,
+                    &[&roughly(offset.unsigned_abs()), direction],
                 )
             } else {
-                "the cabinet's clock agrees with the server's again".to_owned()
+                say(Code::ClockAgrees, &[])
             };
             let now = crate::clock::now_ms();
             match self

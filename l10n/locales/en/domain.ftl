@@ -105,3 +105,45 @@ domain-role = { $role ->
     [admin] admin
    *[other] { $role }
 }
+domain-occupancy = { $state ->
+    [occupied] occupied
+   *[empty] empty
+}
+domain-profile = { $profile ->
+    [locker] locker
+    [kiosk] self-service kiosk
+    [tax_machine] self-service tax machine
+    [printer] printer
+   *[other] { $profile }
+}
+# The evidence of faults and alarms, by protocol::evidence code; $a and $b are its values.
+domain-evidence = { $code ->
+    [occupancy_again] occupancy reads { $a } again
+    [occupancy_changed] occupancy changed to { $a } while the door stayed shut and no lock was pulsed
+    [door_opened_judged] door opened; occupancy judged afresh
+    [forced_open] door opened with no unlock pulse in the preceding { $a } ms
+    [door_closed] door closed
+    [door_closed_at_start] door found closed at start
+    [door_open_for] door open for { $a } s
+    [jam_no_change] door sensor did not change within { $a } ms of the unlock pulse
+    [pulse_opened] the next pulse opened the door
+    [bus_silent] no answer in { $a } polls in a row ({ $b })
+    [bus_back] the lock board answers again
+    [mains_lost] mains lost; running on the battery
+    [mains_back] mains power is back
+    [tamper_open] the enclosure's tamper switch is open
+    [tamper_closed] the tamper switch is closed again
+    [station_clears] the { $a } reports { $b } no more
+    [station_reports] the { $a } reports { $b }
+    [keypad_locked] repeated wrong entries; locked until { $a } (agent clock)
+    [keypad_unlocked] the lock ended
+    [offline] offline for more than { $a } s ({ $b })
+    [heartbeat_lost] session up but no heartbeat for { $a } s (agent hung or its link half-open)
+    [back_online] back online: session up and heartbeats fresh
+    [clock_off] the cabinet's clock is { $a } { $b ->
+        [behind] behind
+       *[ahead] ahead of
+    } the server's; it judges codes and commands on the server's time, but fix its clock (NTP)
+    [clock_agrees] the cabinet's clock agrees with the server's again
+   *[other] { $a } { $b }
+}

@@ -104,3 +104,45 @@ domain-role = { $role ->
     [admin] 管理员
    *[other] { $role }
 }
+domain-occupancy = { $state ->
+    [occupied] 有物
+   *[empty] 空
+}
+domain-profile = { $profile ->
+    [locker] 信包箱
+    [kiosk] 自助服务终端
+    [tax_machine] 自助办税终端
+    [printer] 打印机
+   *[other] { $profile }
+}
+# 故障和告警的依据，按 protocol::evidence 代码；$a、$b 为其取值。
+domain-evidence = { $code ->
+    [occupancy_again] 占用传感器又显示为{ $a }
+    [occupancy_changed] 箱门一直关闭且未给锁通电，占用传感器却变为{ $a }
+    [door_opened_judged] 箱门已打开；重新判断占用状态
+    [forced_open] 箱门打开前 { $a } 毫秒内没有开锁脉冲
+    [door_closed] 箱门已关闭
+    [door_closed_at_start] 启动时发现箱门已关闭
+    [door_open_for] 箱门已打开 { $a } 秒
+    [jam_no_change] 开锁脉冲后 { $a } 毫秒内门磁无变化
+    [pulse_opened] 下一次开锁脉冲打开了箱门
+    [bus_silent] 连续 { $a } 次轮询无应答（{ $b }）
+    [bus_back] 锁控板恢复应答
+    [mains_lost] 市电中断；正在使用电池
+    [mains_back] 市电已恢复
+    [tamper_open] 机箱防拆开关被打开
+    [tamper_closed] 防拆开关已复位
+    [station_clears] { $a }不再报告{ $b }
+    [station_reports] { $a }报告{ $b }
+    [keypad_locked] 多次输错开箱码；键盘锁定至 { $a }（代理程序时钟）
+    [keypad_unlocked] 键盘锁定已解除
+    [offline] 离线超过 { $a } 秒（{ $b }）
+    [heartbeat_lost] 会话在线但 { $a } 秒无心跳（代理程序卡住或链路半断）
+    [back_online] 已恢复在线：会话在线且心跳正常
+    [clock_off] 信包箱时钟比服务器{ $b ->
+        [behind] 慢
+       *[ahead] 快
+    } { $a }；开箱码和指令以服务器时间为准，但请校正其时钟（NTP）
+    [clock_agrees] 信包箱时钟已与服务器一致
+   *[other] { $a } { $b }
+}

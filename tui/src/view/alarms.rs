@@ -75,7 +75,7 @@ pub(super) fn draw_alarms(f: &mut Frame, area: Rect, app: &App, now_ms: i64) {
         f.render_stateful_widget(table, list, &mut selected(sel));
     }
     if let Some(a) = alarms.get(app.sel_alarm) {
-        let mut text = a.evidence.clone().unwrap_or_default();
+        let mut text = l10n::evidence(lang, a.evidence.as_deref().unwrap_or_default());
         if let Some(by) = &a.acked_by {
             text.push_str(&t!(
                 lang,

@@ -225,7 +225,7 @@ pub(super) fn draw_box_detail(f: &mut Frame, area: Rect, app: &App, now_ms: i64)
                     words::severity(lang, a.severity.as_str()),
                     words::alarm_kind(lang, a.kind.as_str()),
                     words::alarm_state(lang, a.state.as_str()),
-                    a.evidence.as_deref().unwrap_or("")
+                    l10n::evidence(lang, a.evidence.as_deref().unwrap_or(""))
                 ))
                 .red(),
             );
