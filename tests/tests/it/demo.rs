@@ -64,6 +64,11 @@ async fn the_demo_opens_on_two_weeks_of_figures() {
         )
         .await;
     assert!(plan.contains("Erlang"), "{plan}");
+    // The plan on the map: the demo city's demand, its sites and the first recommendation.
+    console.keys(&["m"]);
+    let map = console.wait_for("the planning map", "walking radius").await;
+    assert!(map.contains("◆1") && map.contains('■'), "{map}");
+    console.keys(&["m"]);
 
     // Through the API behind it: overdue items wait, and no occupancy sensor contradicts
     // what the history left in the boxes.
@@ -99,6 +104,22 @@ async fn the_demo_opens_on_two_weeks_of_figures() {
             .as_f64()
             .is_some_and(|h| h > 1.0),
         "the plan is sized from the measured dwell: {plan}"
+    );
+    // The same plan for QGIS or a web map: GeoJSON, one point per recommended site.
+    let geo = get("/api/v1/planning/recommendations?format=geojson".into()).await;
+    assert_eq!(geo["type"], "FeatureCollection", "{geo}");
+    let recommended = geo["features"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| f["properties"]["kind"] == "recommended_site")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        Some(recommended),
+        plan["recommendations"].as_array().map(Vec::len),
+        "{geo}"
     );
 
     console.keys(&["q"]);
