@@ -297,18 +297,29 @@ impl AgentConfig {
         Ok(cli::load_toml(path)?)
     }
 
-    /// `(host, port)` of the server.
+    /// `(host, port)` of the first server address.
     pub fn server_addr(&self) -> Result<(String, u16), ConfigError> {
-        let bad = || ConfigError::Invalid {
+        Ok(self.server_addrs()?.remove(0))
+    }
+
+    /// Every server address, in the order the agent tries them: `server` is one `HOST:PORT`
+    /// or several, comma-separated (the nodes of a broker cluster). The agent stays on one
+    /// while it works and moves to the next when the connection fails.
+    pub fn server_addrs(&self) -> Result<Vec<(String, u16)>, ConfigError> {
+        let bad = |one: &str| ConfigError::Invalid {
             key: "server",
-            why: format!("{:?} is not HOST:PORT (e.g. localhost:8883)", self.server),
+            why: format!("{one:?} is not HOST:PORT (e.g. localhost:8883; several: a:8883,b:8883)"),
         };
-        let (host, port) = self.server.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        if host.is_empty() || port == 0 {
-            return Err(bad());
+        let mut out = Vec::new();
+        for one in self.server.split(',').map(str::trim) {
+            let (host, port) = one.rsplit_once(':').ok_or_else(|| bad(one))?;
+            let port: u16 = port.parse().map_err(|_| bad(one))?;
+            if host.is_empty() || port == 0 {
+                return Err(bad(one));
+            }
+            out.push((host.trim_matches(['[', ']']).to_owned(), port));
         }
-        Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        Ok(out)
     }
 
     /// The lock hardware, parsed from `hardware`.
@@ -461,11 +472,22 @@ mod tests {
         };
         assert_eq!(c.server_addr().expect("ok"), ("localhost".into(), 8883));
         c.validate().expect("valid");
-        for bad in ["nope", "host:", ":1", "h:0", "h:99999"] {
+        for bad in ["nope", "host:", ":1", "h:0", "h:99999", "a:1,", "a:1,b"] {
             c.server = bad.into();
             let err = c.validate().expect_err("invalid");
             assert!(err.to_string().contains("HOST:PORT"), "{err}");
         }
+        // The nodes of a cluster, tried in order.
+        c.server = "node-a:8883, node-b:8884,[::1]:8885".into();
+        assert_eq!(
+            c.server_addrs().expect("ok"),
+            [
+                ("node-a".to_owned(), 8883),
+                ("node-b".to_owned(), 8884),
+                ("::1".to_owned(), 8885)
+            ]
+        );
+        assert_eq!(c.server_addr().expect("ok"), ("node-a".into(), 8883));
     }
 
     /// The example a technician copies to /etc/lockerfleet/agent.toml is a valid config.

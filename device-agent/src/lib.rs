@@ -214,7 +214,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         key: "id",
         why: e.to_string(),
     })?;
-    let (host, port) = cfg.server_addr()?;
+    let addrs = cfg.server_addrs()?;
     let (outbox, recovered) = Outbox::open_or_recover(&cfg.data_dir, cfg.durability).await?;
     let outbox = Arc::new(outbox);
     let clock = Arc::new(Clock::new(cfg.fake.clock_skew_ms));
@@ -344,23 +344,30 @@ pub async fn start<D: LockDriver, K: Keypad>(
     }
     stats.last_seq.store(outbox.last_seq(), Ordering::Relaxed);
 
-    let mut options = MqttOptions::new(id.as_str(), host, port);
-    options
-        .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
-        .set_clean_session(true)
-        .set_max_packet_size(1024 * 1024, 1024 * 1024)
-        .set_transport(Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
-        ))
-        // An external broker publishes this when the connection dies without a goodbye; the
-        // embedded front reports sessions itself and drops it (PROTOCOL.md, Presence).
-        .set_last_will(rumqttc::LastWill::new(
-            protocol::topic::device_topic(&id, Channel::Presence),
-            protocol::encode(&presence(false, "connection lost", clock.now_ms())),
-            QoS::AtLeastOnce,
-            true,
-        ));
-    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let options = {
+        let (id, keep_alive, clock) = (id.clone(), cfg.keep_alive_secs, clock.clone());
+        move |(host, port): &(String, u16), tls: Arc<rustls::ClientConfig>| {
+            let mut options = MqttOptions::new(id.as_str(), host.as_str(), *port);
+            options
+                .set_keep_alive(Duration::from_secs(keep_alive))
+                .set_clean_session(true)
+                .set_max_packet_size(1024 * 1024, 1024 * 1024)
+                .set_transport(Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ))
+                // An external broker publishes this when the connection dies without a
+                // goodbye; the embedded front reports sessions itself and drops it
+                // (PROTOCOL.md, Presence).
+                .set_last_will(rumqttc::LastWill::new(
+                    protocol::topic::device_topic(&id, Channel::Presence),
+                    protocol::encode(&presence(false, "connection lost", clock.now_ms())),
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+            options
+        }
+    };
+    let (client, mut eventloop) = AsyncClient::new(options(&addrs[0], tls.clone()), 256);
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
     net.set_connection_timeout(5);
@@ -425,6 +432,11 @@ pub async fn start<D: LockDriver, K: Keypad>(
     };
     tracker.spawn(drive(
         eventloop,
+        net::Nodes {
+            addrs,
+            tls,
+            options: Box::new(options),
+        },
         net_tx,
         tls_rx,
         cancel.clone(),

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::harness::{World, assert_exactly_once_in_order, eventually, wait_online};
 
 /// Waits until the server has receipted `n` events of `id` and returns them all.
-async fn wait_receipted(
+pub(crate) async fn wait_receipted(
     api: &crate::harness::Api,
     id: &str,
     n: u64,

@@ -146,8 +146,11 @@ impl World {
                 cmd.args([flag, default]);
             }
         }
+        // The test may name the addresses itself (several nodes).
+        if !extra.contains(&"--server") {
+            cmd.args(["--server", &format!("localhost:{}", mqtt.port())]);
+        }
         cmd.args(["--id", id])
-            .args(["--server", &format!("localhost:{}", mqtt.port())])
             .args(["--certs", &self.certs().display().to_string()])
             .args([
                 "--data-dir",

@@ -14,6 +14,7 @@ mod deployments;
 mod diagnostics;
 mod export;
 mod external_broker;
+mod failover;
 mod faults;
 mod flows;
 mod install;
