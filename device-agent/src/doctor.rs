@@ -209,10 +209,31 @@ fn direction(offset: i64) -> &'static str {
 /// TCP, then TLS with this cabinet's certificate, then a moment for the server's verdict on
 /// it (with TLS 1.3 a refused certificate is told after the client's side of the handshake).
 async fn server(cfg: &AgentConfig, tls: Arc<rustls::ClientConfig>, lang: Lang) -> Check {
-    let (host, port) = match cfg.server_addr() {
+    let addrs = match cfg.server_addrs() {
         Ok(a) => a,
         Err(e) => return fail("server", e.to_string()),
     };
+    // Every node of a cluster is tried: the cabinet works while one accepts it, and a
+    // technician learns which are down.
+    let mut checks = Vec::new();
+    for (host, port) in addrs {
+        checks.push(server_node(host, port, tls.clone(), lang).await);
+    }
+    let ok = checks.iter().any(|c| c.ok);
+    let detail = checks
+        .into_iter()
+        .map(|c| c.detail)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if ok {
+        pass("server", detail)
+    } else {
+        fail("server", detail)
+    }
+}
+
+/// One broker address: TCP, TLS with this cabinet's certificate, the server's verdict.
+async fn server_node(host: String, port: u16, tls: Arc<rustls::ClientConfig>, lang: Lang) -> Check {
     let target = format!("{host}:{port}");
     let addr = match (host.as_str(), port)
         .to_socket_addrs()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::delivery::wait_receipted;
-use crate::harness::{World, assert_exactly_once_in_order, wait_online};
+use crate::harness::{World, assert_exactly_once_in_order, bin, wait_online};
 
 /// A loopback port nothing listens on (bound, then let go).
 fn unused_port() -> u16 {
@@ -52,5 +52,38 @@ async fn an_agent_moves_to_another_broker_node_when_its_own_dies() {
         connected.iter().any(|l| l.contains(&second.to_string()))
             && connected.iter().any(|l| l.contains(&first.to_string())),
         "connected to both nodes in turn:\n{log}"
+    );
+    // The doctor tries every node: it passes while one accepts the cabinet, naming the
+    // one that is down.
+    let out = std::process::Command::new(bin("device-agent"))
+        .args([
+            "--id",
+            "cab-n",
+            "--server",
+            &format!("localhost:{second},localhost:{first}"),
+        ])
+        .args(["--certs", &w.certs().display().to_string()])
+        .args(["--data-dir", &w.path("doctor-cab-n").display().to_string()])
+        .args([
+            "--boxes",
+            "8",
+            "--hardware",
+            "fake",
+            "--lang",
+            "en",
+            "doctor",
+        ])
+        .output()
+        .expect("run the doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let server_line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("server"))
+        .unwrap_or_default();
+    assert!(server_line.starts_with("PASS"), "{text}");
+    assert!(
+        server_line.contains(&format!("localhost:{second}: cannot connect"))
+            && server_line.contains(&format!("localhost:{first} reachable")),
+        "{text}"
     );
 }
