@@ -241,6 +241,16 @@ impl Store {
 
     /// Pending requests past their deadline become expired; how many.
     pub async fn expire_diagnostics(&self, now: i64) -> Result<u64, StoreError> {
+        // Read first, on a reader: the every-two-seconds pass takes the writer only when a
+        // request is actually due to expire.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(expires_at) FROM diagnostics WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if due.is_none_or(|at| at > now) {
+            return Ok(0);
+        }
         let done = sqlx::query(
             "UPDATE diagnostics SET state = 'expired' WHERE state = 'pending' AND expires_at <= $1",
         )
