@@ -243,11 +243,10 @@ impl Store {
     pub async fn expire_diagnostics(&self, now: i64) -> Result<u64, StoreError> {
         // Read first, on a reader: the every-two-seconds pass takes the writer only when a
         // request is actually due to expire.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(expires_at) FROM diagnostics WHERE state = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(expires_at) FROM diagnostics WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
         if due.is_none_or(|at| at > now) {
             return Ok(0);
         }
