@@ -650,3 +650,17 @@ fn diagnostics() {
     };
     insta::assert_snapshot!("diagnostics_doctor", pretty(&report));
 }
+
+/// Found by the device_messages fuzz target: a number with many digits (in a field an agent
+/// never sends) decoded to a float that printed and parsed back as a neighbouring one.
+/// serde_json's float_roundtrip parses every number to the closest f64, so a message decodes,
+/// encodes and decodes to itself.
+#[test]
+fn a_long_number_survives_decode_encode_decode() {
+    let data = include_bytes!("fuzz-found/long-float-number.json");
+    let m = protocol::message::decode::<protocol::message::EventBatch>(data).expect("decodes");
+    let again =
+        protocol::message::decode::<protocol::message::EventBatch>(&protocol::message::encode(&m))
+            .expect("re-decodes");
+    assert_eq!(m, again);
+}
