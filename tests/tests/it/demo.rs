@@ -9,6 +9,19 @@ use serde_json::Value;
 
 use crate::harness::{Tmux, bin};
 
+/// `GET {api}{path}` with the demo's admin token, as JSON.
+async fn get_json(api: &str, token: &str, path: String) -> Value {
+    reqwest::Client::new()
+        .get(format!("{api}{path}"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .expect("API answers")
+        .json::<Value>()
+        .await
+        .expect("JSON")
+}
+
 /// The first `http://...` address on the console's header line.
 fn api_of(screen: &str) -> Option<String> {
     let start = screen.find("http://")?;
@@ -79,18 +92,7 @@ async fn the_demo_opens_on_two_weeks_of_figures() {
     let api = api_of(&overview).expect("the API address on the header");
     let token =
         std::fs::read_to_string(dir.path().join("demo/server/admin-token")).expect("admin token");
-    let client = reqwest::Client::new();
-    let get = |path: String| {
-        let req = client.get(format!("{api}{path}")).bearer_auth(token.trim());
-        async move {
-            req.send()
-                .await
-                .expect("API answers")
-                .json::<Value>()
-                .await
-                .expect("JSON")
-        }
-    };
+    let get = |path: String| get_json(&api, &token, path);
     let overdue = get("/api/v1/worklists/overdue".into()).await;
     assert!(
         overdue["items"].as_array().is_some_and(|a| !a.is_empty()),
@@ -180,18 +182,7 @@ async fn the_demo_runs_as_a_chinese_service_centre() {
     let api = api_of(&out).expect("the API address");
     let token =
         std::fs::read_to_string(dir.path().join("demo/server/admin-token")).expect("admin token");
-    let client = reqwest::Client::new();
-    let get = |path: &str| {
-        let req = client.get(format!("{api}{path}")).bearer_auth(token.trim());
-        async move {
-            req.send()
-                .await
-                .expect("API answers")
-                .json::<Value>()
-                .await
-                .expect("JSON")
-        }
-    };
+    let get = |path: &'static str| get_json(&api, &token, path.to_owned());
     let sites = get("/api/v1/sites").await;
     let sites = sites["sites"].as_array().cloned().unwrap_or_default();
     let of_kind = |k: &str| {
