@@ -214,7 +214,10 @@ pub async fn start<D: LockDriver, K: Keypad>(
         key: "id",
         why: e.to_string(),
     })?;
-    let addrs = cfg.server_addrs()?;
+    let mut addrs = cfg.server_addrs()?;
+    // A fleet spreads over the broker nodes, each cabinet starting at its own (ADR 0024).
+    let first = net::first_node(&id, addrs.len());
+    addrs.rotate_left(first);
     let (outbox, recovered) = Outbox::open_or_recover(&cfg.data_dir, cfg.durability).await?;
     let outbox = Arc::new(outbox);
     let clock = Arc::new(Clock::new(cfg.fake.clock_skew_ms));

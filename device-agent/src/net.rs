@@ -36,6 +36,19 @@ pub(crate) struct Nodes {
     pub(crate) options: MakeOptions,
 }
 
+/// Which of `nodes` broker addresses a device tries first: a stable hash of its id (FNV-1a),
+/// so a fleet given the same list spreads evenly over a cluster's nodes and each cabinet
+/// returns to the node it used before.
+pub(crate) fn first_node(id: &DeviceId, nodes: usize) -> usize {
+    if nodes < 2 {
+        return 0;
+    }
+    let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % nodes as u64) as usize
+}
+
 /// Makes the connection options for one address with a certificate.
 pub(crate) type MakeOptions =
     Box<dyn Fn(&(String, u16), Arc<rustls::ClientConfig>) -> rumqttc::MqttOptions + Send>;
@@ -107,5 +120,29 @@ pub(crate) async fn drive(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_spreads_over_the_nodes_and_each_cabinet_keeps_its_own() {
+        let mut per_node = [0usize; 3];
+        for i in 0..3000 {
+            let id = DeviceId::parse(&format!("cab-{i}")).expect("id");
+            let n = first_node(&id, 3);
+            assert_eq!(n, first_node(&id, 3), "stable");
+            per_node[n] += 1;
+        }
+        // Even within a few percent: no node takes the whole fleet.
+        assert!(
+            per_node.iter().all(|n| (900..=1100).contains(n)),
+            "{per_node:?}"
+        );
+        let one = DeviceId::parse("cab-1").expect("id");
+        assert_eq!(first_node(&one, 1), 0);
+        assert_eq!(first_node(&one, 0), 0);
     }
 }

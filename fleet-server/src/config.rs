@@ -26,9 +26,15 @@ pub struct ServerConfig {
     /// the server connects with `{certs}/fleet-server.crt` and reads device traffic through
     /// shared subscriptions, so replicas on one PostgreSQL split the load. `mqtt_listen` and
     /// the front's limits then do not apply: the broker enforces its own (ADR 0012).
+    /// Or a RabbitMQ cluster, `amqps://HOST:PORT,HOST:PORT,...` (every node's AMQP
+    /// listener): replicas consume ordered partitions of the devices (ADR 0024).
     pub external_broker: Option<String>,
     /// The replicas' shared-subscription group on the external broker.
     pub broker_group: String,
+    /// Partitions of the device traffic on a RabbitMQ cluster: the same on every replica.
+    /// More partitions spread devices over more replicas; changing it moves devices between
+    /// partitions, so stop the agents' traffic first (ADR 0024).
+    pub broker_partitions: u16,
     /// `sqlite://PATH` or `postgres://...`; default a SQLite file in the data dir.
     pub database_url: Option<String>,
     /// Bearer token with the admin role; generated into `{data_dir}/admin-token` when unset.
@@ -144,6 +150,7 @@ impl Default for ServerConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             external_broker: None,
             broker_group: "lockerfleet".into(),
+            broker_partitions: 8,
             database_url: None,
             admin_token: None,
             command_ttl_secs: 30,
@@ -255,7 +262,7 @@ impl ServerConfig {
             );
         }
         if let Some(url) = &self.external_broker
-            && let Err(why) = crate::runtime::bus::BrokerUrl::parse(url)
+            && let Err(why) = crate::runtime::bus::External::parse(url)
         {
             return bad("external_broker", &why);
         }
@@ -268,6 +275,9 @@ impl ServerConfig {
                 "broker_group",
                 "must be a non-empty name without '/', '+', '#' or spaces",
             );
+        }
+        if !(1..=256).contains(&self.broker_partitions) {
+            return bad("broker_partitions", "must be 1 to 256");
         }
         if self.max_handshakes == 0 {
             return bad("max_handshakes", "must be at least 1");

@@ -12,7 +12,8 @@ use protocol::{Channel, DeviceId};
 /// Sends server → device messages (commands, receipts, code sets). Never waits; what could
 /// not be delivered is counted, and each sender re-sends what matters (PROTOCOL.md, QoS of
 /// server topics). Embedded: straight to the device's connection in the broker front.
-/// External: published to the broker at QoS 1 through the replica's client.
+/// External: published to the broker at QoS 1 through the replica's client (MQTT) or
+/// connection (RabbitMQ).
 #[derive(Clone)]
 pub struct Publisher {
     route: Route,
@@ -22,6 +23,7 @@ pub struct Publisher {
 enum Route {
     Embedded(Downlink),
     External(rumqttc::AsyncClient),
+    Rabbit(tokio::sync::mpsc::Sender<crate::runtime::amqp::Outgoing>),
 }
 
 impl Publisher {
@@ -37,6 +39,14 @@ impl Publisher {
         }
     }
 
+    pub(crate) fn rabbit(
+        tx: tokio::sync::mpsc::Sender<crate::runtime::amqp::Outgoing>,
+    ) -> Publisher {
+        Publisher {
+            route: Route::Rabbit(tx),
+        }
+    }
+
     pub fn publish(&self, device: &DeviceId, channel: Channel, payload: Vec<u8>) -> Delivery {
         let outcome = match &self.route {
             Route::Embedded(downlink) => downlink.deliver(device, channel, payload),
@@ -46,6 +56,17 @@ impl Publisher {
                     Ok(()) => Delivery::Queued,
                     // The replica's request queue is full: the broker connection is down or
                     // slower than we publish.
+                    Err(_) => Delivery::QueueFull,
+                }
+            }
+            Route::Rabbit(tx) => {
+                let out = crate::runtime::amqp::Outgoing {
+                    device: device.clone(),
+                    channel,
+                    payload,
+                };
+                match tx.try_send(out) {
+                    Ok(()) => Delivery::Queued,
                     Err(_) => Delivery::QueueFull,
                 }
             }

@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub mod backfill;
+pub mod broker_auth;
 pub(crate) mod central_config;
 pub(crate) mod changes;
 pub(crate) mod clock;
@@ -41,7 +42,7 @@ use crate::devices::Online;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::runtime::{
-    alarms, bus, change_bridge, export, ingest, leader, link, notify, presence, renewal,
+    alarms, amqp, bus, change_bridge, export, ingest, leader, link, notify, presence, renewal,
     revocations,
 };
 use crate::store::Store;
@@ -143,7 +144,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let certs_dir = cfg.certs_dir();
     let external = match &cfg.external_broker {
-        Some(url) => Some(external_broker(url, &certs_dir).await?),
+        Some(url) => Some(external_broker(url, &certs_dir, cfg.broker_partitions).await?),
         None => None,
     };
     let tls = match external {
@@ -278,27 +279,54 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 broker.local_addr(),
             )
         }
-        (None, Some(ext)) => {
-            let (client, eventloop) = bus::client(&ext.url, ext.tls, cfg.max_packet_size);
-            let (words_tx, words_rx) = mpsc::channel(4096);
-            tracker.spawn(presence::run_external(
-                words_rx,
-                online.clone(),
-                store.clone(),
-                metrics.clone(),
-                changes.clone(),
-            ));
-            tracker.spawn(bus::run(
-                eventloop,
-                client.clone(),
-                cfg.broker_group.clone(),
-                dispatch,
-                words_tx,
-                health.broker_flag(),
-                cancel.clone(),
-            ));
-            (crate::devices::Publisher::external(client), ext.addr)
-        }
+        (None, Some(ext)) => match ext.engine {
+            Engine::Mqtt(url) => {
+                let (client, eventloop) = bus::client(&url, ext.tls, cfg.max_packet_size);
+                let (words_tx, words_rx) = mpsc::channel(4096);
+                tracker.spawn(presence::run_external(
+                    words_rx,
+                    online.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                    changes.clone(),
+                ));
+                tracker.spawn(bus::run(
+                    eventloop,
+                    client.clone(),
+                    cfg.broker_group.clone(),
+                    dispatch,
+                    words_tx,
+                    health.broker_flag(),
+                    cancel.clone(),
+                ));
+                (crate::devices::Publisher::external(client), ext.addr)
+            }
+            Engine::Rabbit(cluster) => {
+                // No retained words to learn from: start from who the database says is
+                // online, until the devices' own words say otherwise.
+                for device in store.online_devices().await? {
+                    online.apply(&device, 0, true);
+                }
+                let (words_tx, words_rx) = mpsc::channel(4096);
+                let (out_tx, out_rx) = mpsc::channel(4096);
+                tracker.spawn(presence::run_external(
+                    words_rx,
+                    online.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                    changes.clone(),
+                ));
+                tracker.spawn(amqp::run(
+                    cluster,
+                    dispatch,
+                    words_tx,
+                    out_rx,
+                    health.broker_flag(),
+                    cancel.clone(),
+                ));
+                (crate::devices::Publisher::rabbit(out_tx), ext.addr)
+            }
+        },
         (None, None) => anyhow::bail!("neither the embedded nor an external broker is set up"),
     };
     tracker.spawn(crate::runtime::delivery::run(
@@ -487,21 +515,37 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
 /// An external broker's address and the replica's TLS client settings, checked at start so a
 /// wrong URL or a missing certificate stops the server with a clear message.
 struct External {
-    url: bus::BrokerUrl,
+    engine: Engine,
+    /// The (first) broker's address, reported as the server's MQTT address.
     addr: SocketAddr,
     tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
-async fn external_broker(url: &str, certs_dir: &Path) -> anyhow::Result<External> {
-    let url =
-        bus::BrokerUrl::parse(url).map_err(|why| anyhow::anyhow!("external_broker: {why}"))?;
-    let addr = tokio::net::lookup_host((url.host.as_str(), url.port))
+enum Engine {
+    Mqtt(bus::BrokerUrl),
+    Rabbit(amqp::Cluster),
+}
+
+async fn external_broker(url: &str, certs_dir: &Path, partitions: u16) -> anyhow::Result<External> {
+    let parsed =
+        bus::External::parse(url).map_err(|why| anyhow::anyhow!("external_broker: {why}"))?;
+    let first = match &parsed {
+        bus::External::Mqtt(url) => url.clone(),
+        bus::External::Rabbit(nodes) => nodes[0].clone(),
+    };
+    let addr = tokio::net::lookup_host((first.host.as_str(), first.port))
         .await
         .ok()
         .and_then(|mut a| a.next())
-        .with_context(|| format!("cannot resolve the external broker's host {:?}", url.host))?;
+        .with_context(|| format!("cannot resolve the external broker's host {:?}", first.host))?;
     let tls = bus::client_tls(certs_dir)?;
-    Ok(External { url, addr, tls })
+    let engine = match parsed {
+        bus::External::Mqtt(url) => Engine::Mqtt(url),
+        bus::External::Rabbit(nodes) => {
+            Engine::Rabbit(amqp::Cluster::new(nodes, certs_dir, partitions)?)
+        }
+    };
+    Ok(External { engine, addr, tls })
 }
 
 fn hours(h: u64) -> std::time::Duration {

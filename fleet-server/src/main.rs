@@ -28,13 +28,17 @@ struct Args {
     /// TLS listen address for devices (port 0: any free port).
     #[arg(long, env = "LOCKERFLEET_MQTT_LISTEN")]
     mqtt_listen: Option<SocketAddr>,
-    /// Use an existing MQTT broker (mqtts://HOST:PORT) instead of the embedded one; several
-    /// replicas on one PostgreSQL share the fleet (see `fleet-certs mosquitto`).
+    /// Use an existing MQTT broker (mqtts://HOST:PORT) or a RabbitMQ cluster
+    /// (amqps://HOST:PORT,HOST:PORT,...) instead of the embedded broker; several replicas on
+    /// one PostgreSQL share the fleet (see `fleet-certs mosquitto`, deploy/cluster).
     #[arg(long, env = "LOCKERFLEET_EXTERNAL_BROKER")]
     external_broker: Option<String>,
     /// The replicas' shared-subscription group on the external broker.
     #[arg(long, env = "LOCKERFLEET_BROKER_GROUP")]
     broker_group: Option<String>,
+    /// Partitions of device traffic on a RabbitMQ cluster (the same on every replica).
+    #[arg(long, env = "LOCKERFLEET_BROKER_PARTITIONS")]
+    broker_partitions: Option<u16>,
     /// HTTP API listen address.
     #[arg(long, env = "LOCKERFLEET_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
@@ -136,6 +140,17 @@ enum Command {
         #[command(subcommand)]
         command: ReleaseCmd,
     },
+    /// Answers a RabbitMQ broker node's HTTP auth backend (ADR 0024): devices only as
+    /// themselves and only on their own topics. Run one beside each broker node.
+    BrokerAuth {
+        /// Where the node's `auth_http.*_path` URLs point (port 0: any free port).
+        #[arg(
+            long,
+            env = "LOCKERFLEET_BROKER_AUTH_LISTEN",
+            default_value = "127.0.0.1:8781"
+        )]
+        listen: SocketAddr,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,7 +235,8 @@ impl Args {
             offline_grace_secs,
             alarm_escalate_after_secs,
             alarm_notify_per_site_hour,
-            broker_group
+            broker_group,
+            broker_partitions
         );
         for (field, value) in [
             (&mut cfg.external_broker, self.external_broker),
@@ -265,12 +281,24 @@ async fn run() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut args = Args::parse();
     let command = args.command.take();
+    if let Some(Command::BrokerAuth { listen }) = command {
+        // Stateless: no configuration, database or certificates are read.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let serving = tokio::spawn(fleet_server::broker_auth::serve(listen, cancel.clone()));
+        tokio::select! {
+            done = serving => return done.context("broker-auth task")?,
+            _ = cli::shutdown_signal() => {}
+        }
+        cancel.cancel();
+        return Ok(());
+    }
     let cfg = args.into_config()?;
     match command {
         Some(Command::Plan(p)) => return plan(cfg, p).await,
         Some(Command::Audit {
             command: AuditCmd::Verify { json },
         }) => return verify_audit(cfg, json).await,
+        Some(Command::BrokerAuth { .. }) => unreachable!("handled above"),
         Some(Command::Release {
             command:
                 ReleaseCmd::Publish {

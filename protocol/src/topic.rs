@@ -200,6 +200,31 @@ pub fn acl_pattern(placeholder: &str, channel: Channel) -> String {
     format!("{ROOT}/{placeholder}/{}", channel.as_str())
 }
 
+/// The AMQP routing key RabbitMQ's MQTT plugin gives a topic: levels joined by `.` instead of
+/// `/` (`devices.{id}.{channel}`). Device ids hold no `.`, so the two forms map one to one.
+pub fn routing_key(device: &DeviceId, channel: Channel) -> String {
+    format!("{ROOT}.{device}.{}", channel.as_str())
+}
+
+/// `devices.*.{channel}`: the binding that takes one channel of every device.
+pub fn all_devices_routing_key(channel: Channel) -> String {
+    format!("{ROOT}.*.{}", channel.as_str())
+}
+
+/// The MQTT topic (or filter) a routing key (or binding key) stands for, as RabbitMQ's MQTT
+/// plugin translates: `.` separates levels and `*` is `+`. `#` is `#` in both.
+pub fn topic_of_routing_key(key: &str) -> String {
+    key.split('.')
+        .map(|level| if level == "*" { "+" } else { level })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A device topic from its routing key (what a server replica consuming over AMQP gets).
+pub fn parse_routing_key(key: &str) -> Result<DeviceTopic, TopicError> {
+    DeviceTopic::parse(&topic_of_routing_key(key))
+}
+
 /// The broker front's publish rule: a device publishes only its own events, state, acks,
 /// health, presence, csr and fetch.
 pub fn check_device_publish(device: &DeviceId, topic: &str) -> Result<Channel, TopicError> {
@@ -305,6 +330,29 @@ mod tests {
             "$share/lockerfleet/devices/+/events"
         );
         assert_eq!(acl_pattern("%u", Channel::Codes), "devices/%u/codes");
+    }
+
+    #[test]
+    fn routing_keys_are_topics_with_dots() {
+        for channel in Channel::ALL {
+            let key = routing_key(&id("cab-1"), channel);
+            assert_eq!(key, format!("devices.cab-1.{}", channel.as_str()));
+            assert_eq!(
+                topic_of_routing_key(&key),
+                device_topic(&id("cab-1"), channel)
+            );
+            assert_eq!(
+                parse_routing_key(&key),
+                Ok(DeviceTopic::new(id("cab-1"), channel))
+            );
+        }
+        assert_eq!(
+            topic_of_routing_key(&all_devices_routing_key(Channel::Events)),
+            all_devices_filter(Channel::Events)
+        );
+        assert_eq!(topic_of_routing_key("devices.a.#"), "devices/a/#");
+        // A `.` inside an MQTT level becomes a level of its own: never a device's topic.
+        assert!(parse_routing_key("devices.a.b.events").is_err());
     }
 
     #[test]

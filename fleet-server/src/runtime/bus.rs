@@ -26,17 +26,43 @@ pub(crate) struct BrokerUrl {
     pub port: u16,
 }
 
+/// Which external broker: one MQTT broker (`mqtts://HOST:PORT`, shared subscriptions) or a
+/// RabbitMQ cluster (`amqps://HOST:PORT,HOST:PORT,...`, its nodes' AMQP listeners; ADR 0024).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum External {
+    Mqtt(BrokerUrl),
+    Rabbit(Vec<BrokerUrl>),
+}
+
+impl External {
+    pub(crate) fn parse(url: &str) -> Result<External, String> {
+        if let Some(rest) = url.strip_prefix("amqps://") {
+            let nodes = rest
+                .split(',')
+                .map(|node| {
+                    let node = node.trim().trim_start_matches("amqps://");
+                    BrokerUrl::host_port(node, url)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(External::Rabbit(nodes));
+        }
+        BrokerUrl::parse(url).map(External::Mqtt)
+    }
+}
+
 impl BrokerUrl {
     /// Only `mqtts://`: devices and replicas always use TLS with client certificates.
     pub(crate) fn parse(url: &str) -> Result<BrokerUrl, String> {
         let rest = url.strip_prefix("mqtts://").ok_or_else(|| {
-            format!("{url:?} is not an mqtts://HOST:PORT URL (plain mqtt:// is not supported: devices and replicas authenticate with certificates)")
+            format!("{url:?} is neither an mqtts://HOST:PORT URL nor amqps://HOST:PORT,HOST:PORT,... (plain mqtt:// and amqp:// are not supported: devices and replicas authenticate with certificates)")
         })?;
+        Self::host_port(rest, url)
+    }
+
+    fn host_port(rest: &str, url: &str) -> Result<BrokerUrl, String> {
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
-            format!(
-                "{url:?} has no port; write mqtts://HOST:PORT, e.g. mqtts://broker.example:8883"
-            )
+            format!("{url:?} has no port; write HOST:PORT, e.g. mqtts://broker.example:8883")
         })?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') {
@@ -61,9 +87,10 @@ pub(crate) fn client_tls(certs_dir: &std::path::Path) -> anyhow::Result<Arc<rust
     let id = certs::server_client_id();
     let hint = || {
         format!(
-            "loading the replicas' client certificate from {} (create it with `fleet-certs mosquitto --dir {}`)",
+            "loading the replicas' client certificate from {} (create it with `fleet-certs issue --dir {} --device {}`; `fleet-certs mosquitto` also does)",
             certs_dir.display(),
-            certs_dir.display()
+            certs_dir.display(),
+            certs::SERVER_CLIENT
         )
     };
     let roots = certs::load_roots(&certs_dir.join(certs::CA_CERT)).with_context(hint)?;
@@ -226,6 +253,30 @@ mod tests {
             "broker:8883",
         ] {
             let e = BrokerUrl::parse(bad).expect_err(bad);
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn parses_a_rabbitmq_cluster() {
+        let node = |h: &str, p| BrokerUrl {
+            host: h.into(),
+            port: p,
+        };
+        assert_eq!(
+            External::parse("amqps://a:5671, b:5672,amqps://c:5673"),
+            Ok(External::Rabbit(vec![
+                node("a", 5671),
+                node("b", 5672),
+                node("c", 5673)
+            ]))
+        );
+        assert_eq!(
+            External::parse("mqtts://m:8883"),
+            Ok(External::Mqtt(node("m", 8883)))
+        );
+        for bad in ["amqps://a:5671,", "amqps://a", "amqp://a:5672"] {
+            let e = External::parse(bad).expect_err(bad);
             assert!(e.contains(bad), "{e}");
         }
     }

@@ -5,6 +5,7 @@
 //! on the process's one cancellation token in the order `RunningServer::shutdown` gives.
 
 pub mod alarms;
+pub(crate) mod amqp;
 pub(crate) mod bus;
 pub(crate) mod change_bridge;
 pub(crate) mod delivery;

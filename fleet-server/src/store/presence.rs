@@ -117,6 +117,18 @@ impl Store {
         Ok(r.rows_affected())
     }
 
+    /// The devices the database holds online (the view a replica starts from when no broker
+    /// tells it the current state).
+    pub async fn online_devices(&self) -> Result<Vec<DeviceId>, StoreError> {
+        let rows = sqlx::query("SELECT device_id FROM devices WHERE online = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| DeviceId::parse(r.get::<&str, _>(0)).ok())
+            .collect())
+    }
+
     pub async fn presence_log(
         &self,
         device: &DeviceId,

@@ -26,4 +26,5 @@ mod flows;
 mod releases;
 mod sms;
 mod store;
+mod units;
 mod usage;

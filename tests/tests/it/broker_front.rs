@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::harness::{World, eventually};
 
 /// Polls until CONNACK (Ok) or a connection error (Err).
-async fn connack(el: &mut rumqttc::EventLoop) -> Result<(), String> {
+pub(crate) async fn connack(el: &mut rumqttc::EventLoop) -> Result<(), String> {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok(()),
@@ -21,7 +21,7 @@ async fn connack(el: &mut rumqttc::EventLoop) -> Result<(), String> {
 }
 
 /// Polls until the broker closes the connection; returns how long that took.
-async fn closed(el: &mut rumqttc::EventLoop) -> bool {
+pub(crate) async fn closed(el: &mut rumqttc::EventLoop) -> bool {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# The broker tier on one machine: a RabbitMQ cluster of Debian's `rabbitmq-server` nodes on
+# loopback, each with an MQTT listener for the cabinets and an AMQP listener for the server
+# replicas, both mutual TLS with the fleet CA, and every authorisation decision asked of a
+# `fleet-server broker-auth` service (ADR 0024). Used by the end-to-end tests and by
+# deploy/cluster/topology.sh; for real machines see deploy/cluster/README.md.
+#
+#   rabbitmq.sh start   DIR   start every node and join them into one cluster
+#   rabbitmq.sh stop    DIR   stop every node (kill -9 what does not stop)
+#   rabbitmq.sh kill    DIR N kill -9 node N (its Erlang VM), as a dying machine would
+#   rabbitmq.sh restart DIR N start node N again; it rejoins the cluster by itself
+#   rabbitmq.sh ctl     DIR N ARGS...   rabbitmqctl against node N
+#
+# Settings for `start` (environment): LF_CERTS (directory with ca.crt, server.crt and
+# server.key: `fleet-certs init`), LF_MQTT_PORTS, LF_AMQPS_PORTS, LF_DIST_PORTS (one port per
+# node, space separated, e.g. "8881 8882 8883"), LF_AUTH_URLS (the broker-auth service each
+# node asks, one base URL per node, e.g. "http://127.0.0.1:8781"), LF_CLUSTER (a name, unique
+# on this machine: node names are lf-<cluster>-<n>@localhost).
+set -euo pipefail
+
+RMQ_BIN=/usr/lib/rabbitmq/bin
+die() { echo "rabbitmq.sh: $*" >&2; exit 1; }
+[ -x "$RMQ_BIN/rabbitmq-server" ] ||
+  die "RabbitMQ is not installed: apt-get install rabbitmq-server (Debian 12 ships 3.10)"
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: rabbitmq.sh start|stop|kill|restart|ctl DIR [N]"
+
+# Run as the rabbitmq user when started by root: the Debian package owns its files so, and
+# the Erlang VM then cannot read anything of root's but what we hand it.
+as_rabbitmq() {
+  if [ "$(id -u)" = 0 ]; then runuser -u rabbitmq -- "$@"; else "$@"; fi
+}
+
+node_env() { # N -> ENV: the environment of node N, as `env` arguments
+  local n=$1 name
+  name=$(cat "$dir/cluster-name")
+  ENV=(HOME="$dir/home"
+    RABBITMQ_NODENAME="lf-$name-$n@localhost"
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    RABBITMQ_DIST_PORT="$(cat "$dir/n$n/dist-port")"
+    RABBITMQ_CONFIG_FILE="$dir/n$n/rabbitmq.conf"
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/n$n/enabled_plugins"
+    RABBITMQ_MNESIA_BASE="$dir/n$n/mnesia"
+    RABBITMQ_LOG_BASE="$dir/n$n/log"
+    RABBITMQ_PID_FILE="$dir/n$n/beam.pid"
+    ERL_EPMD_ADDRESS=127.0.0.1
+    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}")
+}
+
+ctl() { # N ARGS...
+  local n=$1; shift
+  node_env "$n"
+  as_rabbitmq env "${ENV[@]}" "$RMQ_BIN/rabbitmqctl" -n "$(node_name "$n")" "$@"
+}
+
+node_name() { echo "lf-$(cat "$dir/cluster-name")-$1@localhost"; }
+
+start_node() { # N
+  local n=$1
+  node_env "$n"
+  as_rabbitmq env "${ENV[@]}" setsid "$RMQ_BIN/rabbitmq-server" \
+    >>"$dir/n$n/log/stdout.log" 2>&1 &
+  echo $! >"$dir/n$n/launcher.pid"
+}
+
+await_node() { # N
+  local n=$1
+  # await_startup gives up at once while the VM has not registered its name yet.
+  local deadline=$((SECONDS + 150))
+  until ctl "$n" await_startup --timeout 10 >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 40 "$dir/n$n/log/stdout.log" >&2 || true
+      die "node $n did not start; its logs are in $dir/n$n/log"
+    fi
+    sleep 0.5
+  done
+}
+
+nodes() { cat "$dir/nodes"; }
+
+case $cmd in
+start)
+  : "${LF_CERTS:?LF_CERTS: the certificates directory (fleet-certs init)}"
+  read -r -a mqtt <<<"${LF_MQTT_PORTS:?LF_MQTT_PORTS: one MQTT port per node}"
+  read -r -a amqps <<<"${LF_AMQPS_PORTS:?LF_AMQPS_PORTS: one AMQP port per node}"
+  read -r -a dist <<<"${LF_DIST_PORTS:?LF_DIST_PORTS: one Erlang distribution port per node}"
+  read -r -a auth <<<"${LF_AUTH_URLS:?LF_AUTH_URLS: the broker-auth base URL of each node}"
+  count=${#mqtt[@]}
+  [ "${#amqps[@]}" = "$count" ] && [ "${#dist[@]}" = "$count" ] && [ "${#auth[@]}" = "$count" ] ||
+    die "LF_MQTT_PORTS, LF_AMQPS_PORTS, LF_DIST_PORTS and LF_AUTH_URLS must name as many nodes"
+  for f in ca.crt server.crt server.key; do
+    [ -r "$LF_CERTS/$f" ] || die "$LF_CERTS/$f missing: create it with fleet-certs init --dir $LF_CERTS"
+  done
+  mkdir -p "$dir/home" "$dir/tls"
+  echo "${LF_CLUSTER:-lf}" >"$dir/cluster-name"
+  seq 1 "$count" | tr '\n' ' ' >"$dir/nodes"
+  # The nodes of one cluster share an Erlang cookie; one made here, readable by them only.
+  [ -f "$dir/home/.erlang.cookie" ] ||
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/home/.erlang.cookie"
+  chmod 400 "$dir/home/.erlang.cookie"
+  # The VM reads copies of the TLS material, not root's originals.
+  cp "$LF_CERTS/ca.crt" "$LF_CERTS/server.crt" "$LF_CERTS/server.key" "$dir/tls/"
+  for i in $(seq 0 $((count - 1))); do
+    n=$((i + 1))
+    mkdir -p "$dir/n$n/log" "$dir/n$n/mnesia"
+    echo "${dist[$i]}" >"$dir/n$n/dist-port"
+    echo "[rabbitmq_mqtt,rabbitmq_consistent_hash_exchange,rabbitmq_auth_backend_http,rabbitmq_auth_mechanism_ssl]." \
+      >"$dir/n$n/enabled_plugins"
+    cat >"$dir/n$n/rabbitmq.conf" <<EOF
+# LockerFleet broker node $n (written by deploy/cluster/rabbitmq.sh; ADR 0024).
+# No plain listener: cabinets speak MQTT and replicas AMQP, both over mutual TLS.
+listeners.tcp = none
+listeners.ssl.default = 127.0.0.1:${amqps[$i]}
+mqtt.listeners.tcp = none
+mqtt.listeners.ssl.default = 127.0.0.1:${mqtt[$i]}
+ssl_options.cacertfile = $dir/tls/ca.crt
+ssl_options.certfile = $dir/tls/server.crt
+ssl_options.keyfile = $dir/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+# Identity is the certificate's common name, for cabinets (MQTT) and replicas (AMQP EXTERNAL).
+ssl_cert_login_from = common_name
+auth_mechanisms.1 = EXTERNAL
+mqtt.ssl_cert_login = true
+mqtt.allow_anonymous = false
+mqtt.vhost = /
+mqtt.exchange = amq.topic
+# Sessions a cabinet asks to keep survive a node (ours are clean; see ADR 0024).
+mqtt.durable_queue_type = quorum
+# Every decision (who may log in, with which client id, which topics) comes from broker-auth.
+auth_backends.1 = http
+auth_http.http_method = get
+auth_http.user_path = ${auth[$i]}/broker-auth/user
+auth_http.vhost_path = ${auth[$i]}/broker-auth/vhost
+auth_http.resource_path = ${auth[$i]}/broker-auth/resource
+auth_http.topic_path = ${auth[$i]}/broker-auth/topic
+loopback_users = none
+# A node cut off from the majority stops serving instead of diverging.
+cluster_partition_handling = pause_minority
+EOF
+  done
+  if [ "$(id -u)" = 0 ]; then chown -R rabbitmq:rabbitmq "$dir"; fi
+  for n in $(nodes); do start_node "$n"; done
+  for n in $(nodes); do await_node "$n"; done
+  for n in $(nodes); do
+    [ "$n" = 1 ] && continue
+    ctl "$n" stop_app >/dev/null 2>&1
+    ctl "$n" reset >/dev/null 2>&1
+    ctl "$n" join_cluster "$(node_name 1)" >/dev/null 2>&1 || die "node $n could not join node 1; logs in $dir/n$n/log"
+    ctl "$n" start_app >/dev/null 2>&1
+  done
+  ctl 1 enable_feature_flag all >/dev/null 2>&1
+  # A cabinet's session queue (clean session, QoS 1: a durable auto-delete classic queue in
+  # 3.10) lives on the node it connected to; were that node to die, the queue's record would
+  # stay behind and refuse the cabinet on every other node until the dead one returns.
+  # Mirrored on a second node, it is promoted there instead (ADR 0024).
+  ctl 1 set_policy --apply-to queues lockerfleet-sessions '^mqtt-subscription-' \
+    '{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"automatic","ha-promote-on-failure":"always","ha-promote-on-shutdown":"always"}' \
+    >/dev/null 2>&1 || die "could not set the session queue policy"
+  echo "cluster of $count nodes up: MQTT on ${mqtt[*]}, AMQP on ${amqps[*]}"
+  ;;
+stop)
+  for n in $(nodes); do ctl "$n" stop >/dev/null 2>&1 || true; done
+  for n in $(nodes); do
+    pid=$(cat "$dir/n$n/beam.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  done
+  ;;
+kill)
+  n=${3:?node number}
+  pid=$(cat "$dir/n$n/beam.pid" 2>/dev/null) || die "node $n has no pid file"
+  kill -9 "$pid"
+  ;;
+restart)
+  n=${3:?node number}
+  start_node "$n"
+  await_node "$n"
+  ;;
+ctl)
+  n=${3:?node number}; shift 3
+  ctl "$n" "$@"
+  ;;
+*) die "unknown command $cmd: start|stop|kill|restart|ctl" ;;
+esac
