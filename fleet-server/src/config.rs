@@ -114,6 +114,10 @@ pub struct ServerConfig {
     /// raises `clock_skew` (0: never). The agent judges on the server's time anyway; the
     /// alarm is for a technician to fix the clock (or its NTP) on the next visit.
     pub clock_skew_alarm_secs: u64,
+    /// Heartbeats that change nothing but uptime and backlog are written together this often
+    /// (seconds) instead of one by one; news (lock bus, power, a new interval ...) is written
+    /// at once. 0: every heartbeat when heard. Capacity model step 1 (ARCHITECTURE.md).
+    pub heartbeat_flush_secs: u64,
     /// An active alarm nobody acknowledged escalates after this long.
     pub alarm_escalate_after_secs: u64,
     /// Most alarms per site told to on-duty staff by SMS in any hour; more are recorded on
@@ -183,6 +187,7 @@ impl Default for ServerConfig {
             notify_max_backoff_secs: 300,
             offline_grace_secs: 60,
             clock_skew_alarm_secs: 60,
+            heartbeat_flush_secs: 10,
             alarm_escalate_after_secs: 900,
             alarm_notify_per_site_hour: 10,
             saturation_rate: 0.8,

@@ -23,7 +23,14 @@ pub struct Publisher {
 enum Route {
     Embedded(Downlink),
     External(rumqttc::AsyncClient),
-    Rabbit(tokio::sync::mpsc::Sender<crate::runtime::amqp::Outgoing>),
+    Rabbit(tokio::sync::mpsc::Sender<Outgoing>),
+}
+
+/// A server → device message on its way to the task that holds the RabbitMQ connection.
+pub(crate) struct Outgoing {
+    pub device: DeviceId,
+    pub channel: Channel,
+    pub payload: Vec<u8>,
 }
 
 impl Publisher {
@@ -39,9 +46,7 @@ impl Publisher {
         }
     }
 
-    pub(crate) fn rabbit(
-        tx: tokio::sync::mpsc::Sender<crate::runtime::amqp::Outgoing>,
-    ) -> Publisher {
+    pub(crate) fn rabbit(tx: tokio::sync::mpsc::Sender<Outgoing>) -> Publisher {
         Publisher {
             route: Route::Rabbit(tx),
         }
@@ -60,7 +65,7 @@ impl Publisher {
                 }
             }
             Route::Rabbit(tx) => {
-                let out = crate::runtime::amqp::Outgoing {
+                let out = Outgoing {
                     device: device.clone(),
                     channel,
                     payload,

@@ -320,6 +320,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                     cluster,
                     dispatch,
                     words_tx,
+                    online.clone(),
                     out_rx,
                     health.broker_flag(),
                     cancel.clone(),
@@ -453,6 +454,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         service: service.clone(),
         export,
         clock: ingest::ClockWatch::new(cfg.clock_skew_alarm_secs),
+        heartbeat_flush: std::time::Duration::from_secs(cfg.heartbeat_flush_secs),
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
     tracker.spawn(commands.clone().run_inbox(outcomes_rx, ready_rx));

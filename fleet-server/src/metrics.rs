@@ -38,6 +38,8 @@ pub struct Metrics {
     pub events_received: Counter,
     pub events_stored: Counter,
     pub events_duplicate: Counter,
+    pub heartbeats_received: Counter,
+    pub heartbeats_written: Counter,
     pub events_past_gap: Counter,
     pub events_unreadable: Counter,
     pub malformed: Family<ChannelLabel, Counter>,
@@ -161,6 +163,8 @@ impl Metrics {
             events_received: Counter::default(),
             events_stored: Counter::default(),
             events_duplicate: Counter::default(),
+            heartbeats_received: Counter::default(),
+            heartbeats_written: Counter::default(),
             events_past_gap: Counter::default(),
             events_unreadable: Counter::default(),
             malformed: Family::default(),
@@ -216,6 +220,16 @@ impl Metrics {
             "events_duplicate",
             "Events received again and ignored",
             m.events_duplicate.clone(),
+        );
+        r.register(
+            "heartbeats_received",
+            "Heartbeats heard from devices",
+            m.heartbeats_received.clone(),
+        );
+        r.register(
+            "heartbeats_written",
+            "Heartbeat rows written to the database (routine ones together every heartbeat_flush_secs)",
+            m.heartbeats_written.clone(),
         );
         r.register(
             "events_past_gap",

@@ -29,6 +29,8 @@ pub(crate) struct FleetSpec {
     pub stations: usize,
     /// Event batches an agent keeps unreceipted (`AgentConfig::in_flight`).
     pub in_flight: usize,
+    /// The agents' `server` (several nodes, comma separated) instead of the given address.
+    pub brokers: Option<String>,
 }
 
 impl Default for FleetSpec {
@@ -45,6 +47,7 @@ impl Default for FleetSpec {
             durability: Durability::Normal,
             stations: 0,
             in_flight: AgentConfig::default().in_flight,
+            brokers: None,
         }
     }
 }
@@ -141,7 +144,10 @@ impl Fleet {
         for (id, profile) in devices {
             let cfg = AgentConfig {
                 id: id.to_string(),
-                server: format!("localhost:{}", server.port()),
+                server: spec
+                    .brokers
+                    .clone()
+                    .unwrap_or_else(|| format!("localhost:{}", server.port())),
                 certs: certs_dir.to_owned(),
                 data_dir: data_root.join(id.as_str()),
                 boxes: spec.boxes,

@@ -4,11 +4,13 @@
 pub(crate) mod api;
 pub mod bench;
 pub(crate) mod checks;
+pub mod cluster_bench;
 pub mod console_bench;
 pub(crate) mod day;
 pub mod demo;
 pub(crate) mod fleet;
 pub mod footprint_bench;
+pub mod heartbeat_bench;
 pub(crate) mod history;
 pub mod history_bench;
 pub(crate) mod layout;

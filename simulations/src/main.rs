@@ -47,6 +47,12 @@ enum Bench {
     /// A signed release rolled out in waves to many cabinets: server CPU, RSS, bytes served,
     /// time per wave, and remote opens and ingest with and without the rollout.
     Rollout(simulations::rollout_bench::RolloutOptions),
+    /// The RabbitMQ broker tier against the embedded broker in one run (ingest, remote-open
+    /// round trip), and the recovery from a broker node killed under it.
+    Cluster(simulations::cluster_bench::ClusterOptions),
+    /// What heartbeats cost the server, written together (heartbeat_flush_secs) against each
+    /// when heard, in one run.
+    Heartbeats(simulations::heartbeat_bench::HeartbeatOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +74,8 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Demo(o) => simulations::demo::main(o).await,
         Cmd::Run(o) => simulations::sim::run(o).await,
         Cmd::Bench(Bench::Ingest(o)) => simulations::bench::ingest(o).await,
+        Cmd::Bench(Bench::Cluster(o)) => simulations::cluster_bench::cluster(o).await,
+        Cmd::Bench(Bench::Heartbeats(o)) => simulations::heartbeat_bench::heartbeats(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),

@@ -155,6 +155,7 @@ pub(crate) struct LightFleet {
     pub(crate) devs: Vec<Arc<Dev>>,
     clients: Vec<AsyncClient>,
     topics: Vec<String>,
+    health_topics: Vec<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -171,6 +172,7 @@ impl LightFleet {
             devs: Vec::new(),
             clients: Vec::new(),
             topics: Vec::new(),
+            health_topics: Vec::new(),
             tasks: Vec::new(),
         };
         for id in ids {
@@ -191,6 +193,9 @@ impl LightFleet {
             fleet.devs.push(dev.clone());
             fleet.clients.push(client.clone());
             fleet.topics.push(events.clone());
+            fleet
+                .health_topics
+                .push(protocol::topic::device_topic(id, Channel::Health));
             let gate = gate.clone();
             let mut backoff = device_agent::Backoff::new(max_backoff);
             fleet.tasks.push(tokio::spawn(async move {
@@ -255,6 +260,32 @@ impl LightFleet {
                 batch(seq, seq),
             );
         }
+    }
+
+    /// Device `i` sends a routine heartbeat (30 s interval, nothing new but its uptime), as
+    /// an agent does, at QoS 0; none while it is not connected.
+    pub(crate) fn heartbeat(&self, i: usize, uptime_s: u64) {
+        if !self.devs[i].connected.load(Ordering::Relaxed) {
+            return;
+        }
+        let hb = protocol::Heartbeat {
+            v: 1,
+            ts: 0,
+            interval_s: 30,
+            profile: protocol::Profile::Locker,
+            uptime_s,
+            lock_bus: protocol::BusHealth::Ok,
+            power: protocol::Power::Mains,
+            outbox_pending: 0,
+            station: None,
+            clock_offset_ms: None,
+        };
+        let _ = self.clients[i].try_publish(
+            self.health_topics[i].clone(),
+            QoS::AtMostOnce,
+            false,
+            protocol::encode(&hb),
+        );
     }
 
     /// Every device records `n` more events at once (all buffered: for a server that is down).

@@ -28,6 +28,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker_auth::MQTT_EXCHANGE;
+use crate::devices::{Online, Outgoing};
 use crate::runtime::bus::BrokerUrl;
 use crate::runtime::link::Dispatch;
 
@@ -92,13 +93,6 @@ impl Cluster {
             partitions,
         })
     }
-}
-
-/// A server → device message on its way to the publishing task.
-pub(crate) struct Outgoing {
-    pub device: DeviceId,
-    pub channel: Channel,
-    pub payload: Vec<u8>,
 }
 
 fn s(v: impl Into<String>) -> ShortString {
@@ -180,6 +174,7 @@ async fn session(
     cluster: &Cluster,
     dispatch: &Dispatch,
     presence: &mpsc::Sender<(DeviceId, Presence)>,
+    online: &Online,
     outgoing: &mut mpsc::Receiver<Outgoing>,
     connected: &AtomicBool,
     cancel: &CancellationToken,
@@ -256,7 +251,7 @@ async fn session(
             _ = consumers.join_next() => anyhow::bail!("a consumer stopped"),
             d = deliveries.recv() => {
                 let Some(d) = d else { anyhow::bail!("the cluster closed the consumers") };
-                deliver(&d, dispatch, presence).await;
+                deliver(&d, dispatch, presence, online).await;
                 // After the hand-off to ingest: what a dying replica had taken but not stored
                 // was never receipted, and its agent sends it again.
                 d.acker.ack(BasicAckOptions::default()).await.context("acknowledging a delivery")?;
@@ -287,9 +282,26 @@ async fn deliver(
     d: &lapin::message::Delivery,
     dispatch: &Dispatch,
     presence: &mpsc::Sender<(DeviceId, Presence)>,
+    online: &Online,
 ) {
     let topic = protocol::topic::topic_of_routing_key(d.routing_key.as_str());
-    match protocol::topic::DeviceTopic::parse(&topic) {
+    let parsed = protocol::topic::DeviceTopic::parse(&topic);
+    // A device that speaks is connected, whatever this replica heard of its presence: its
+    // `online` word may have come before this replica's queue existed (RabbitMQ keeps
+    // retained words on one node only), and a node that died published no will.
+    if let Ok(t) = &parsed
+        && t.channel != Channel::Presence
+        && !online.is_online(&t.device)
+    {
+        let word = Presence {
+            v: 1,
+            online: true,
+            ts: crate::clock::now_ms(),
+            reason: "heard from".into(),
+        };
+        let _ = presence.send((t.device.clone(), word)).await;
+    }
+    match parsed {
         Ok(t) if t.channel == Channel::Presence => match protocol::decode::<Presence>(&d.data) {
             Ok(word) => {
                 let _ = presence.send((t.device, word)).await;
@@ -313,6 +325,7 @@ pub(crate) async fn run(
     cluster: Cluster,
     dispatch: Dispatch,
     presence: mpsc::Sender<(DeviceId, Presence)>,
+    online: Online,
     mut outgoing: mpsc::Receiver<Outgoing>,
     connected: Arc<AtomicBool>,
     cancel: CancellationToken,
@@ -334,6 +347,7 @@ pub(crate) async fn run(
                     &cluster,
                     &dispatch,
                     &presence,
+                    &online,
                     &mut outgoing,
                     &connected,
                     &cancel,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::devices::Publisher;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::runtime::heartbeats::HeartbeatBook;
 use crate::runtime::link::Inbound;
 use crate::service::Service;
 use crate::store::{self, Effects, IngestBatch, Store, StoreError};
@@ -69,6 +70,8 @@ pub struct Writer {
     pub export: crate::runtime::export::Exporter,
     /// Raises and clears `clock_skew` from heartbeats.
     pub clock: ClockWatch,
+    /// How often routine heartbeats are written together ([`HeartbeatBook`]).
+    pub heartbeat_flush: Duration,
 }
 
 /// Which devices' clocks are off by more than the limit, as their heartbeats last said: the
@@ -118,17 +121,25 @@ impl Writer {
     pub async fn run(self, mut rx: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
         let mut marks: HashMap<DeviceId, Mark> = HashMap::new();
         let mut parked = Parked::default();
+        let mut book = HeartbeatBook::new(self.heartbeat_flush, crate::clock::now_ms());
         // One timer across iterations: a steady stream of messages must not keep resetting it.
         let mut retry = tokio::time::interval(PARK_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush = tokio::time::interval(self.heartbeat_flush.max(Duration::from_secs(1)));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 biased;
                 _ = retry.tick(), if !parked.is_empty() => {
                     let ready = self.unpark(&mut marks, &mut parked).await;
                     if !ready.is_empty() {
-                        self.write(&mut marks, &mut parked, ready, &cancel).await;
+                        self.write(&mut marks, &mut parked, &mut book, ready, &cancel).await;
                     }
+                    continue;
+                }
+                // A quiet fleet still gets its heartbeats written.
+                _ = flush.tick(), if book.is_waiting() => {
+                    self.write(&mut marks, &mut parked, &mut book, Vec::new(), &cancel).await;
                     continue;
                 }
                 m = rx.recv() => match m {
@@ -137,7 +148,20 @@ impl Writer {
                 },
             };
             let batch = top_up(first, &mut rx, self.batch_cost);
-            self.write(&mut marks, &mut parked, batch, &cancel).await;
+            self.write(&mut marks, &mut parked, &mut book, batch, &cancel)
+                .await;
+        }
+        // What waited for a flush is written before the process ends.
+        if book.is_waiting() {
+            let mut ingest = IngestBatch {
+                heartbeats: book.drain(),
+                received_at: crate::clock::now_ms(),
+                ..IngestBatch::default()
+            };
+            ingest.heartbeats.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Err(e) = self.store.ingest(&ingest).await {
+                tracing::warn!(error = %e, "writing the last heartbeats failed");
+            }
         }
     }
 
@@ -183,10 +207,14 @@ impl Writer {
         &self,
         marks: &mut HashMap<DeviceId, Mark>,
         parked: &mut Parked,
+        book: &mut HeartbeatBook,
         batch: Vec<Inbound>,
         cancel: &CancellationToken,
     ) {
         let mut ingest = IngestBatch::default();
+        // Every heartbeat heard, for the export and the clock watch; only some are written.
+        let mut heard: Vec<(DeviceId, protocol::Heartbeat)> = Vec::new();
+        let now = crate::clock::now_ms();
         let mut next_marks: HashMap<DeviceId, Mark> = HashMap::new();
         let mut ready = Vec::new();
         for item in batch {
@@ -234,14 +262,32 @@ impl Writer {
                     ready.push(device.clone());
                     ingest.snapshots.push((device, s));
                 }
-                Inbound::Heartbeat(device, h) => ingest.heartbeats.push((device, h)),
+                Inbound::Heartbeat(device, h) => {
+                    self.metrics.heartbeats_received.inc();
+                    heard.push((device.clone(), h.clone()));
+                    ingest.heartbeats.extend(book.hear(device, h, now));
+                }
             }
         }
+        ingest.heartbeats.extend(book.due(now));
+        self.metrics
+            .heartbeats_written
+            .inc_by(ingest.heartbeats.len() as u64);
         ingest.marks = next_marks
             .iter()
             .map(|(d, m)| (d.clone(), m.acked))
             .collect();
 
+        let nothing_to_write = ingest.events.is_empty()
+            && ingest.snapshots.is_empty()
+            && ingest.heartbeats.is_empty()
+            && ingest.marks.is_empty();
+        if nothing_to_write {
+            // Routine heartbeats only, all waiting for the flush: no transaction, no sync.
+            self.export_points(&ingest, &heard, now);
+            self.clock_alarms(&heard).await;
+            return;
+        }
         let mut backoff = Duration::from_millis(100);
         let (inserted, effects): (u64, Effects) = loop {
             ingest.received_at = crate::clock::now_ms();
@@ -282,18 +328,8 @@ impl Writer {
         self.metrics
             .ingest_rate
             .record(self.metrics.events_stored.get());
-        if self.export.is_on() {
-            // Only once stored: the time series never shows what the database does not hold.
-            let mut points: Vec<crate::runtime::export::Point> = ingest
-                .events
-                .iter()
-                .filter_map(|(d, e)| crate::runtime::export::event_point(d.as_str(), e))
-                .collect();
-            points.extend(ingest.heartbeats.iter().map(|(d, h)| {
-                crate::runtime::export::health_point(d.as_str(), h, ingest.received_at)
-            }));
-            self.export.push(&points);
-        }
+        // Only once stored: the time series never shows what the database does not hold.
+        self.export_points(&ingest, &heard, now);
         self.metrics
             .events_duplicate
             .inc_by(received.saturating_sub(inserted));
@@ -345,7 +381,40 @@ impl Writer {
             self.service.changes.device(device);
         }
         self.service.after(effects).await;
-        for (device, skewed, offset) in self.clock.changes(&ingest.heartbeats) {
+        self.clock_alarms(&heard).await;
+        for device in ready {
+            // A connected cabinet gets its code grants as well as its waiting commands.
+            let _ = self.service.codes.send(device.clone()).await;
+            let _ = self.ready.send(device).await;
+        }
+    }
+
+    /// Door, box state and every heard heartbeat as InfluxDB points (when the export is on).
+    fn export_points(
+        &self,
+        ingest: &IngestBatch,
+        heard: &[(DeviceId, protocol::Heartbeat)],
+        now: i64,
+    ) {
+        if !self.export.is_on() {
+            return;
+        }
+        let mut points: Vec<crate::runtime::export::Point> = ingest
+            .events
+            .iter()
+            .filter_map(|(d, e)| crate::runtime::export::event_point(d.as_str(), e))
+            .collect();
+        points.extend(
+            heard
+                .iter()
+                .map(|(d, h)| crate::runtime::export::health_point(d.as_str(), h, now)),
+        );
+        self.export.push(&points);
+    }
+
+    /// Raises or clears `clock_skew` for the devices whose heartbeats changed their state.
+    async fn clock_alarms(&self, heard: &[(DeviceId, protocol::Heartbeat)]) {
+        for (device, skewed, offset) in self.clock.changes(heard) {
             use protocol::evidence::{Code, say};
             let evidence = if skewed {
                 let direction = if offset > 0 { "behind" } else { "ahead of" };
@@ -376,11 +445,6 @@ impl Writer {
                     tracing::warn!(%device, error = %e, "clock alarm not written; the next heartbeat tries again")
                 }
             }
-        }
-        for device in ready {
-            // A connected cabinet gets its code grants as well as its waiting commands.
-            let _ = self.service.codes.send(device.clone()).await;
-            let _ = self.ready.send(device).await;
         }
     }
 

@@ -10,6 +10,7 @@ pub(crate) mod bus;
 pub(crate) mod change_bridge;
 pub(crate) mod delivery;
 pub(crate) mod export;
+pub(crate) mod heartbeats;
 pub mod ingest;
 pub(crate) mod leader;
 pub(crate) mod link;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use protocol::{BoxNo, DeviceId, Event, EventBody, StateSnapshot};
 use sqlx::AssertSqlSafe;
 
-use super::{Effects, ROWS_PER_INSERT, Store, StoreError, apply_heartbeat, effects, multi_row};
+use super::{Effects, ROWS_PER_INSERT, Store, StoreError, effects, multi_row};
 
 impl Store {
     /// Stores a batch of events and snapshots in one transaction: events deduplicated on
@@ -23,6 +23,15 @@ impl Store {
     ) -> Result<(u64, Effects), StoreError> {
         let mut conn = self.writer.acquire().await?;
         let result = self.ingest_tx(&mut conn, batch).await?;
+        // Heartbeats in a transaction of their own, after the events: they need no atomicity
+        // with them, and their rows locked in id order on their own can never deadlock with
+        // another replica's batch. Failing, they are only logged: the next heartbeat of each
+        // device replaces them, and the events above are committed and must be receipted.
+        if !batch.heartbeats.is_empty()
+            && let Err(e) = self.write_heartbeats(&mut conn, &batch.heartbeats).await
+        {
+            tracing::warn!(error = %e, heartbeats = batch.heartbeats.len(), "writing heartbeats failed; the next ones replace them");
+        }
         // A receipt lets the device delete its copy, so this commit must survive a power
         // cut. SQLite (WAL, synchronous = NORMAL) wrote it to the log without syncing; sync
         // the log here, after handing the writer back, so command writes do not queue behind
@@ -60,7 +69,6 @@ impl Store {
             .marks
             .keys()
             .chain(batch.snapshots.iter().map(|(d, _)| d))
-            .chain(batch.heartbeats.iter().map(|(d, _)| d))
             .collect();
         devices.sort();
         devices.dedup();
@@ -172,9 +180,6 @@ impl Store {
 
         for (device, snapshot) in &batch.snapshots {
             self.apply_snapshot(&mut tx, device, snapshot, now).await?;
-        }
-        for (device, hb) in &batch.heartbeats {
-            apply_heartbeat(&mut tx, device, hb, now).await?;
         }
         tx.commit().await?;
         Ok((inserted, effects))
@@ -342,8 +347,9 @@ pub fn event_cost(body: &EventBody) -> usize {
 pub const EFFECTS_EVENT_COST: usize = 50;
 /// A state snapshot writes every box of its cabinet (see [`event_cost`]).
 pub const SNAPSHOT_COST: usize = 50;
-/// A heartbeat updates its device's health (see [`event_cost`]).
-pub const HEARTBEAT_COST: usize = 4;
+/// A heartbeat updates its device's health, a row of a multi-row statement (see
+/// [`event_cost`]).
+pub const HEARTBEAT_COST: usize = 1;
 
 /// What one ingest transaction writes.
 #[derive(Debug, Default)]
@@ -351,7 +357,8 @@ pub struct IngestBatch {
     pub received_at: i64,
     pub events: Vec<(DeviceId, Event)>,
     pub snapshots: Vec<(DeviceId, StateSnapshot)>,
-    pub heartbeats: Vec<(DeviceId, protocol::Heartbeat)>,
+    /// Heartbeats to write, each with the time it was received (its `last_seen`).
+    pub heartbeats: Vec<(DeviceId, protocol::Heartbeat, i64)>,
     /// New receipt mark per device that sent something in this batch.
     pub marks: HashMap<DeviceId, u64>,
 }

@@ -381,48 +381,69 @@ fn multi_row(kind: DbKind, prefix: &str, cols: usize, rows: usize, suffix: &str)
     sql
 }
 
-/// Records a heartbeat as received now (the server's clock judges freshness, not the agent's).
-async fn apply_heartbeat(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    device: &DeviceId,
-    hb: &protocol::Heartbeat,
-    now: i64,
-) -> Result<(), StoreError> {
-    let (bus, detail) = match &hb.lock_bus {
-        protocol::BusHealth::Ok => ("ok", None),
-        protocol::BusHealth::Unreachable { detail } => ("unreachable", Some(detail.as_str())),
-        protocol::BusHealth::Absent => ("absent", None),
-    };
-    let station = hb
-        .station
-        .as_ref()
-        .and_then(|s| serde_json::to_string(s).ok());
-    sqlx::query(
-        "INSERT INTO devices (device_id, created_at, last_seen, profile, heartbeat_at, heartbeat_secs,
-                              uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station,
-                              clock_offset_ms)
-         VALUES ($1, $2, $2, $3, $2, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
-           profile = excluded.profile, heartbeat_at = excluded.heartbeat_at,
-           heartbeat_secs = excluded.heartbeat_secs, uptime_s = excluded.uptime_s,
-           lock_bus = excluded.lock_bus, lock_bus_detail = excluded.lock_bus_detail,
-           power = excluded.power, outbox_pending = excluded.outbox_pending,
-           station = excluded.station, clock_offset_ms = excluded.clock_offset_ms",
-    )
-    .bind(device.as_str())
-    .bind(now)
-    .bind(hb.profile.as_str())
-    .bind(i64::from(hb.interval_s))
-    .bind(i64::try_from(hb.uptime_s).unwrap_or(i64::MAX))
-    .bind(bus)
-    .bind(detail)
-    .bind(hb.power.as_str())
-    .bind(i64::try_from(hb.outbox_pending).unwrap_or(i64::MAX))
-    .bind(station)
-    .bind(hb.clock_offset_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+impl Store {
+    /// Devices' heartbeats as received (each with its own receive time), one multi-row
+    /// statement per [`ROWS_PER_INSERT`] devices in id order, in one transaction. A row never
+    /// goes back in time: an older heartbeat (another replica's flush) leaves a newer one.
+    async fn write_heartbeats(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+        heartbeats: &[(DeviceId, protocol::Heartbeat, i64)],
+    ) -> Result<(), StoreError> {
+        let mut rows: Vec<&(DeviceId, protocol::Heartbeat, i64)> = heartbeats.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)));
+        // One row per device (the newest): a statement may not touch a row twice.
+        rows.dedup_by(|later, first| later.0 == first.0);
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                self.kind,
+                "INSERT INTO devices (device_id, created_at, last_seen, profile, heartbeat_at, heartbeat_secs,
+                                      uptime_s, lock_bus, lock_bus_detail, power, outbox_pending, station,
+                                      clock_offset_ms) VALUES ",
+                13,
+                chunk.len(),
+                " ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
+                   profile = excluded.profile, heartbeat_at = excluded.heartbeat_at,
+                   heartbeat_secs = excluded.heartbeat_secs, uptime_s = excluded.uptime_s,
+                   lock_bus = excluded.lock_bus, lock_bus_detail = excluded.lock_bus_detail,
+                   power = excluded.power, outbox_pending = excluded.outbox_pending,
+                   station = excluded.station, clock_offset_ms = excluded.clock_offset_ms
+                 WHERE devices.heartbeat_at IS NULL OR devices.heartbeat_at <= excluded.heartbeat_at",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (device, hb, at) in chunk {
+                let (bus, detail) = match &hb.lock_bus {
+                    protocol::BusHealth::Ok => ("ok", None),
+                    protocol::BusHealth::Unreachable { detail } => {
+                        ("unreachable", Some(detail.clone()))
+                    }
+                    protocol::BusHealth::Absent => ("absent", None),
+                };
+                let station = hb
+                    .station
+                    .as_ref()
+                    .and_then(|s| serde_json::to_string(s).ok());
+                q = q
+                    .bind(device.as_str())
+                    .bind(*at)
+                    .bind(*at)
+                    .bind(hb.profile.as_str())
+                    .bind(*at)
+                    .bind(i64::from(hb.interval_s))
+                    .bind(i64::try_from(hb.uptime_s).unwrap_or(i64::MAX))
+                    .bind(bus)
+                    .bind(detail)
+                    .bind(hb.power.as_str())
+                    .bind(i64::try_from(hb.outbox_pending).unwrap_or(i64::MAX))
+                    .bind(station)
+                    .bind(hb.clock_offset_ms);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// A column's text as one of our enums; anything else is a corrupt row, named.

@@ -260,6 +260,7 @@ fn heartbeat(at: i64) -> IngestBatch {
                 station: None,
                 clock_offset_ms: None,
             },
+            at,
         )],
         ..IngestBatch::default()
     }

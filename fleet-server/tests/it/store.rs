@@ -105,7 +105,71 @@ on_both!(
     concurrent_audited_changes_extend_one_chain,
     presence_heard_by_every_replica_is_logged_once,
     one_replica_leads_and_another_takes_over,
+    heartbeats_are_written_together_and_never_go_back,
 );
+
+fn heartbeat(uptime_s: u64, power: protocol::Power) -> protocol::Heartbeat {
+    protocol::Heartbeat {
+        v: 1,
+        ts: 0,
+        interval_s: 30,
+        profile: protocol::Profile::Locker,
+        uptime_s,
+        lock_bus: protocol::BusHealth::Ok,
+        power,
+        outbox_pending: uptime_s,
+        station: None,
+        clock_offset_ms: None,
+    }
+}
+
+/// Many devices' heartbeats in one batch (more than one multi-row statement's worth), each
+/// with its own receive time; an older heartbeat written later (another replica's flush)
+/// leaves the newer one in place.
+async fn heartbeats_are_written_together_and_never_go_back(store: Store) {
+    use protocol::Power;
+    let ids: Vec<DeviceId> = (0..1_200).map(|i| dev(&format!("hb-{i}"))).collect();
+    let many = IngestBatch {
+        received_at: 5_000,
+        heartbeats: ids
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                (
+                    d.clone(),
+                    heartbeat(i as u64, Power::Mains),
+                    1_000 + i as i64,
+                )
+            })
+            .collect(),
+        ..IngestBatch::default()
+    };
+    store.ingest(&many).await.expect("ingest");
+    for i in [0usize, 499, 500, 1_199] {
+        let d = store.device(&ids[i]).await.expect("read").expect("device");
+        assert_eq!(d.device.heartbeat_at, Some(1_000 + i as i64));
+        assert_eq!(d.device.last_seen, Some(1_000 + i as i64));
+        assert_eq!(d.device.uptime_s, Some(i as i64));
+        assert_eq!(d.device.power.as_deref(), Some("mains"));
+    }
+    // Newer, then an older one arriving after it.
+    let one = |at: i64, power| IngestBatch {
+        received_at: at,
+        heartbeats: vec![(ids[0].clone(), heartbeat(9, power), at)],
+        ..IngestBatch::default()
+    };
+    store
+        .ingest(&one(9_000, Power::Battery))
+        .await
+        .expect("newer");
+    store
+        .ingest(&one(8_000, Power::Mains))
+        .await
+        .expect("older");
+    let d = store.device(&ids[0]).await.expect("read").expect("device");
+    assert_eq!(d.device.heartbeat_at, Some(9_000));
+    assert_eq!(d.device.power.as_deref(), Some("battery"));
+}
 
 async fn events_are_stored_exactly_once(store: Store) {
     let d = dev("cab-1");

@@ -9,7 +9,7 @@ use crate::harness::{AgentCtl, Api, Receiver, World, eventually, wait_online};
 
 const CAB: &str = "hall-cab-9";
 
-async fn alarms(api: &Api, query: &str) -> Vec<Value> {
+pub(crate) async fn alarms(api: &Api, query: &str) -> Vec<Value> {
     let (s, v) = api.get(&format!("/api/v1/alarms?{query}")).await;
     assert_eq!(s, 200, "{v}");
     v["alarms"].as_array().cloned().unwrap_or_default()

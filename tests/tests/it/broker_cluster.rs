@@ -321,3 +321,108 @@ async fn every_device_progresses(api: &crate::harness::Api, ids: &[String], tota
     }
     started.elapsed().as_secs_f64()
 }
+
+#[tokio::test]
+#[ignore = "needs rabbitmq-server: run .ci/run, or apt-get install rabbitmq-server and pass --include-ignored"]
+async fn a_cabinet_stranded_by_a_dead_node_is_offline_after_the_grace_and_one_that_moves_is_not() {
+    let world = World::new(&["cab-moves", "cab-stranded"]);
+    let cluster = RabbitCluster::start(&world, 3);
+    let url = cluster.amqps_url();
+    let server = world.replica(
+        "replica",
+        &[
+            "--external-broker",
+            url.as_str(),
+            "--offline-grace-secs",
+            "2",
+        ],
+    );
+    let api = server.api();
+    let only_first = format!("localhost:{}", cluster.mqtt[0].port());
+    // Both start on node 1: one knows the other nodes, the other only node 1. An agent
+    // starts at the node its id hashes to (FNV-1a, device_agent::net::first_node), so
+    // cab-moves' list is turned to put node 1 there.
+    let start = {
+        let h = "cab-moves".bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (h % 3) as usize
+    };
+    let mut nodes: Vec<String> = cluster
+        .mqtt
+        .iter()
+        .map(|a| format!("localhost:{}", a.port()))
+        .collect();
+    nodes.rotate_right(start);
+    let beat = ["--heartbeat-secs", "1"];
+    let _moves = world.agent(
+        "cab-moves",
+        cluster.mqtt[0],
+        &[&["--server", &nodes.join(",")][..], &beat].concat(),
+    );
+    let _stranded = world.agent(
+        "cab-stranded",
+        cluster.mqtt[0],
+        &[&["--server", &only_first][..], &beat].concat(),
+    );
+    for id in ["cab-moves", "cab-stranded"] {
+        wait_online(&api, id).await;
+    }
+    // RabbitMQ publishes no will for the sessions of a node that died: the heartbeats tell.
+    cluster.kill9(1);
+    let killed = Instant::now();
+    let offline = eventually(
+        Duration::from_secs(30),
+        "cab-stranded offline alarm",
+        || async {
+            crate::alarms::alarms(&api, "kind=device_offline")
+                .await
+                .into_iter()
+                .find(|a| a["device_id"] == "cab-stranded")
+        },
+    )
+    .await;
+    eprintln!(
+        "cab-stranded offline after {:.1} s (grace 2 s, heartbeats every 1 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(
+        offline["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains("no heartbeat")),
+        "{offline}"
+    );
+    // The other moved to a live node within the grace: never offline.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let moved: Vec<_> = crate::alarms::alarms(&api, "kind=device_offline")
+        .await
+        .into_iter()
+        .filter(|a| a["device_id"] == "cab-moves")
+        .collect();
+    assert!(moved.is_empty(), "cab-moves was alarmed offline: {moved:?}");
+    let dev = api.device("cab-moves").await.expect("device");
+    assert_eq!(dev["layers"]["heartbeat"], "fresh", "{dev}");
+    let log = std::fs::read_to_string(world.path("cab-moves.log")).expect("agent log");
+    let connected: Vec<&str> = log.lines().filter(|l| l.contains("connected")).collect();
+    let port = |n: usize| cluster.mqtt[n].port().to_string();
+    assert!(
+        connected.first().is_some_and(|l| l.contains(&port(0)))
+            && connected
+                .iter()
+                .any(|l| l.contains(&port(1)) || l.contains(&port(2))),
+        "cab-moves started on node 1 and moved:\n{log}"
+    );
+    // Its node back, the stranded cabinet is back too: the alarm clears.
+    cluster.restart(1);
+    eventually(
+        Duration::from_secs(60),
+        "cab-stranded's alarm cleared",
+        || async {
+            crate::alarms::alarms(&api, "state=cleared&kind=device_offline")
+                .await
+                .into_iter()
+                .find(|a| a["device_id"] == "cab-stranded")
+        },
+    )
+    .await;
+}
