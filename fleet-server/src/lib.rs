@@ -318,11 +318,13 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 ));
                 tracker.spawn(amqp::run(
                     cluster,
-                    dispatch,
-                    words_tx,
-                    online.clone(),
+                    amqp::Links {
+                        dispatch,
+                        presence: words_tx,
+                        online: online.clone(),
+                        connected: health.broker_flag(),
+                    },
                     out_rx,
-                    health.broker_flag(),
                     cancel.clone(),
                 ));
                 (crate::devices::Publisher::rabbit(out_tx), ext.addr)

@@ -167,18 +167,31 @@ async fn declare(channel: &lapin::Channel, partitions: u16) -> lapin::Result<()>
     Ok(())
 }
 
+/// Where a replica's connection hands what it receives, and what it tells about itself.
+pub(crate) struct Links {
+    pub dispatch: Dispatch,
+    /// Presence words (and "heard from" for a device held offline) to the presence task.
+    pub presence: mpsc::Sender<(DeviceId, Presence)>,
+    pub online: Online,
+    /// Whether a node is connected now (`/healthz`).
+    pub connected: Arc<AtomicBool>,
+}
+
 /// One connection's life: declare, consume every partition and the presence words, publish
 /// what the services send, until the connection fails or `cancel`.
 async fn session(
     conn: &Connection,
     cluster: &Cluster,
-    dispatch: &Dispatch,
-    presence: &mpsc::Sender<(DeviceId, Presence)>,
-    online: &Online,
+    links: &Links,
     outgoing: &mut mpsc::Receiver<Outgoing>,
-    connected: &AtomicBool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let Links {
+        dispatch,
+        presence,
+        online,
+        connected,
+    } = links;
     let setup = conn.create_channel().await?;
     declare(&setup, cluster.partitions).await?;
     // Presence: a queue of this replica's own, gone with its connection.
@@ -323,11 +336,8 @@ async fn deliver(
 /// events and server messages are dropped (their senders re-send what matters).
 pub(crate) async fn run(
     cluster: Cluster,
-    dispatch: Dispatch,
-    presence: mpsc::Sender<(DeviceId, Presence)>,
-    online: Online,
+    links: Links,
     mut outgoing: mpsc::Receiver<Outgoing>,
-    connected: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -342,18 +352,8 @@ pub(crate) async fn run(
         match attempt {
             Ok(conn) => {
                 backoff = Duration::from_millis(100);
-                let ended = session(
-                    &conn,
-                    &cluster,
-                    &dispatch,
-                    &presence,
-                    &online,
-                    &mut outgoing,
-                    &connected,
-                    &cancel,
-                )
-                .await;
-                connected.store(false, Ordering::Relaxed);
+                let ended = session(&conn, &cluster, &links, &mut outgoing, &cancel).await;
+                links.connected.store(false, Ordering::Relaxed);
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
                     conn.close(200, s("replica stopping")),
