@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The clustered topology on one machine, for a person to try (issue 24): three RabbitMQ
-# nodes with a broker-auth beside each, a PostgreSQL, two fleet-server replicas sharing the
-# fleet, and some simulated cabinets spread over the nodes. Every process is the real one;
+# nodes with a broker-auth beside each, PostgreSQL with a synchronous standby and automatic
+# failover (pg_auto_failover), two fleet-server replicas sharing the fleet, and some
+# simulated cabinets spread over the nodes. Every process is the real one;
 # kill any of them and watch the rest carry on (README: "A broker cluster that survives a
 # node").
 #
 #   deploy/cluster/topology.sh up   DIR [CABINETS]   start everything under DIR (default 6 cabinets)
 #   deploy/cluster/topology.sh down DIR              stop everything started under DIR
 #
-# Needs: `cargo build --release`, and from apt rabbitmq-server and postgresql. Ports used on
-# 127.0.0.1: MQTT 8881-8883, AMQP 5671-5673, Erlang distribution 25671-25673, broker-auth
-# 8781-8783, PostgreSQL 55433, HTTP API 8080 and 8081.
+# Needs: `cargo build --release`, and from apt rabbitmq-server, postgresql-15-auto-failover
+# and pg-auto-failover-cli. Ports used on 127.0.0.1: MQTT 8881-8883, AMQP 5671-5673, Erlang
+# distribution 25671-25673, broker-auth 8781-8783, PostgreSQL monitor 55433 and nodes
+# 55434-55435, HTTP API 8080 and 8081.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,8 +21,6 @@ die() { echo "topology.sh: $*" >&2; exit 1; }
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: topology.sh up|down DIR [CABINETS]"
 
-as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
 case $cmd in
 up)
@@ -28,7 +28,8 @@ up)
   for b in fleet-server fleet-certs device-agent; do
     [ -x "$bin/$b" ] || die "$bin/$b missing: run cargo build --release first (or set LF_BIN)"
   done
-  [ -n "$(pg_bin)" ] || die "PostgreSQL is not installed: apt-get install postgresql"
+  command -v pg_autoctl >/dev/null ||
+    die "pg_auto_failover is not installed: apt-get install postgresql-15-auto-failover pg-auto-failover-cli"
   mkdir -p "$dir/logs" "$dir/pids"
   dir=$(cd "$dir" && pwd)
   certs=$dir/certs
@@ -50,16 +51,9 @@ up)
     LF_DIST_PORTS="25671 25672 25673" LF_CLUSTER=topology \
     LF_AUTH_URLS="http://127.0.0.1:8781 http://127.0.0.1:8782 http://127.0.0.1:8783" \
     "$here/rabbitmq.sh" start "$dir/rabbitmq"
-  echo "starting PostgreSQL on 127.0.0.1:55433"
-  pgdata=$dir/pg
-  if [ ! -d "$pgdata" ]; then
-    mkdir -p "$pgdata" && [ "$(id -u)" != 0 ] || chown postgres "$pgdata"
-    as_pg "$(pg_bin)/initdb" -D "$pgdata" -A trust -U postgres >/dev/null
-  fi
-  mkdir -p "$dir/pg-sock" && [ "$(id -u)" != 0 ] || chown postgres "$dir/pg-sock"
-  as_pg "$(pg_bin)/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w \
-    -o "-p 55433 -k $dir/pg-sock -c listen_addresses=127.0.0.1" start >/dev/null
-  db=postgres://postgres@127.0.0.1:55433/postgres
+  echo "starting PostgreSQL with a synchronous standby (pg_auto_failover; about 10 s)"
+  LF_PG_PORTS="55433 55434 55435" "$here/pg-auto-failover.sh" start "$dir/db"
+  db="postgres://postgres@127.0.0.1:55434,127.0.0.1:55435/lockerfleet?target_session_attrs=read-write&sslmode=disable"
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "master_secret_file = \"$dir/secrets/master.key\"" >"$dir/replica.toml"
   for r in a b; do
@@ -91,6 +85,7 @@ up: replicas on http://127.0.0.1:8080 and :8081 (admin token in $dir/env), $cabi
   console:       $bin/fleet-console --server http://127.0.0.1:8081 --token $token
   kill a node:   $here/rabbitmq.sh kill $dir/rabbitmq 1     (restart: ... restart $dir/rabbitmq 1)
   kill replica:  kill -9 \$(cat $dir/pids/replica-a)
+  kill database: $here/pg-auto-failover.sh kill $dir/db \$($here/pg-auto-failover.sh primary $dir/db | tr -dc 0-9)
   stop all:      $0 down $dir
 EOF
   ;;
@@ -100,7 +95,7 @@ down)
     [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
   done
   [ -d "$dir/rabbitmq" ] && "$here/rabbitmq.sh" stop "$dir/rabbitmq" || true
-  [ -d "$dir/pg" ] && as_pg "$(pg_bin)/pg_ctl" -D "$dir/pg" -m fast stop >/dev/null 2>&1 || true
+  [ -d "$dir/db" ] && "$here/pg-auto-failover.sh" stop "$dir/db" || true
   echo "stopped; $dir keeps the data (remove it to start afresh)"
   ;;
 *) die "unknown command $cmd: up|down" ;;

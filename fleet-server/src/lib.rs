@@ -225,6 +225,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             })
             .set(value);
     }
+    if store.has_standbys() {
+        tracker.spawn(follow_primary(store.clone(), cancel.clone()));
+    }
     if cfg.audit_anchor_secs > 0 {
         tracker.spawn(anchor_audit(
             store.clone(),
@@ -550,6 +553,21 @@ async fn external_broker(url: &str, certs_dir: &Path, partitions: u16) -> anyhow
         }
     };
     Ok(External { engine, addr, tls })
+}
+
+/// With PostgreSQL named by several hosts, checks every second that writes go to the
+/// primary and follows a promoted standby (`store::primary`). Meanwhile failed writes are
+/// retried by their callers and the agents keep what is not receipted.
+async fn follow_primary(store: Store, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        if let Some(url) = store.follow_primary().await {
+            tracing::warn!(primary = %url, "the database primary moved; writing there now");
+        }
+    }
 }
 
 fn hours(h: u64) -> std::time::Duration {

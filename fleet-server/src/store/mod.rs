@@ -23,6 +23,7 @@ mod notifications;
 mod overview;
 mod planning;
 mod presence;
+pub(crate) mod primary;
 mod releases;
 mod schema;
 mod sites;
@@ -84,6 +85,9 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// The database settings are wrong (the text says how).
+    #[error("{0}")]
+    Config(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,10 @@ pub struct Store {
     /// SQLite's write-ahead log, synced by [`Store::ingest`] after its commit, outside the
     /// writer (ADR 0010). `None` on PostgreSQL and for in-memory databases.
     wal: Option<Arc<Wal>>,
+    /// PostgreSQL named with several hosts (a primary and its standbys): each one's URL, and
+    /// the one connected to now ([`Store::follow_primary`]).
+    hosts: Arc<Vec<String>>,
+    current: Arc<std::sync::Mutex<String>>,
 }
 
 /// `pg_advisory_lock` class of the leading replica ("LFLD"); the database's name is the key.
@@ -203,8 +211,61 @@ impl Store {
             let writer = sqlite(1).connect(url).await?;
             (sqlite(4).connect(url).await?, writer)
         } else {
-            let pool = options(8).connect(url).await?;
-            (pool.clone(), pool)
+            let hosts = primary::hosts(url)?;
+            let url = if hosts.len() > 1 {
+                // A failover may be under way while the server starts: wait for a primary.
+                let until = std::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    if let Some(url) = primary::find(&hosts).await {
+                        break url;
+                    }
+                    if std::time::Instant::now() > until {
+                        return Err(StoreError::Config(format!(
+                            "none of the database hosts accepts writes (tried {}): is a primary up?",
+                            hosts
+                                .iter()
+                                .map(|h| primary::redact(h))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            } else {
+                url.to_owned()
+            };
+            let several = hosts.len() > 1;
+            let pool = options(8)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        // Never a standby's connection, even for a moment after a switch.
+                        if several {
+                            let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                                .fetch_one(&mut *conn)
+                                .await?;
+                            if standby {
+                                return Err(sqlx::Error::Configuration(
+                                    "this host is a standby now; the store follows the primary"
+                                        .into(),
+                                ));
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?;
+            let store = Store {
+                pool: pool.clone(),
+                writer: pool,
+                kind,
+                webhooks: false,
+                wal: None,
+                hosts: Arc::new(hosts),
+                current: Arc::new(std::sync::Mutex::new(url)),
+            };
+            store.migrate().await?;
+            return Ok(store);
         };
         let mut store = Store {
             pool,
@@ -212,12 +273,51 @@ impl Store {
             kind,
             webhooks: false,
             wal: None,
+            hosts: Arc::new(Vec::new()),
+            current: Arc::new(std::sync::Mutex::new(String::new())),
         };
         store.migrate().await?;
         if kind == DbKind::Sqlite {
             store.wal = store.open_wal().await?;
         }
         Ok(store)
+    }
+
+    /// Whether the database was named with several hosts (a primary and standbys).
+    pub fn has_standbys(&self) -> bool {
+        self.hosts.len() > 1
+    }
+
+    /// Checks that the host written to is still the primary; if it is gone or became a
+    /// standby, finds the one that is and sends new connections there. Returns the new
+    /// primary's URL (without password) when it moved.
+    pub async fn follow_primary(&self) -> Option<String> {
+        if !self.has_standbys() {
+            return None;
+        }
+        let still = tokio::time::timeout(
+            Duration::from_secs(3),
+            sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(&self.pool),
+        )
+        .await;
+        if matches!(still, Ok(Ok(false))) {
+            return None;
+        }
+        let url = primary::find(&self.hosts).await?;
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == url {
+            return None;
+        }
+        let options = match <sqlx::any::AnyConnectOptions as std::str::FromStr>::from_str(&url) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "the primary's URL does not parse");
+                return None;
+            }
+        };
+        self.pool.set_connect_options(options);
+        *current = url.clone();
+        Some(primary::redact(&url))
     }
 
     /// Queue a webhook to the service platform for every item change from now on.

@@ -690,6 +690,119 @@ impl Drop for RabbitCluster {
     }
 }
 
+/// PostgreSQL with a synchronous standby and automatic failover (pg_auto_failover from
+/// Debian: a monitor and two nodes), started by `deploy/cluster/pg-auto-failover.sh`;
+/// stopped with the test.
+pub(crate) struct AutoFailover {
+    dir: tempfile::TempDir,
+    /// node1's and node2's ports.
+    pub ports: [u16; 2],
+}
+
+impl AutoFailover {
+    pub(crate) fn start() -> AutoFailover {
+        assert!(
+            Command::new("sh")
+                .args(["-c", "command -v pg_autoctl"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "pg_auto_failover is not installed: `apt-get install postgresql-15-auto-failover pg-auto-failover-cli` (.ci/run does)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("lf-pgaf-")
+            .tempdir()
+            .expect("database dir");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("dir mode");
+        }
+        let ports = [free_port(), free_port(), free_port()];
+        let db = AutoFailover {
+            dir,
+            ports: [ports[1], ports[2]],
+        };
+        let out = Command::new(Self::script())
+            .args(["start", &db.path()])
+            .env("LF_PG_PORTS", ports.map(|p| p.to_string()).join(" "))
+            .output()
+            .expect("run deploy/cluster/pg-auto-failover.sh");
+        assert!(
+            out.status.success(),
+            "pg_auto_failover did not start:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluster/pg-auto-failover.sh")
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("db").display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(Self::script())
+            .arg(args[0])
+            .arg(self.path())
+            .args(&args[1..])
+            .output()
+            .expect("run deploy/cluster/pg-auto-failover.sh");
+        assert!(
+            out.status.success(),
+            "pg-auto-failover.sh {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The servers' database URL: both nodes, as `pg_autoctl show uri` names them.
+    pub(crate) fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/lockerfleet?target_session_attrs=read-write&sslmode=disable",
+            self.ports[0], self.ports[1]
+        )
+    }
+
+    /// Which node (1 or 2) is primary now, as the monitor says.
+    pub(crate) fn primary(&self) -> usize {
+        match self.run(&["primary"]).as_str() {
+            "node1" => 1,
+            "node2" => 2,
+            other => panic!("no primary: {other:?}"),
+        }
+    }
+
+    /// A single-host URL of node `n`, for the test's own checks.
+    pub(crate) fn node_url(&self, n: usize) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/lockerfleet?sslmode=disable",
+            self.ports[n - 1]
+        )
+    }
+
+    /// kill -9 of node `n`'s keeper and PostgreSQL: the machine dies.
+    pub(crate) fn kill9(&self, n: usize) {
+        self.run(&["kill", &n.to_string()]);
+    }
+
+    /// Node `n`'s keeper started again: it rejoins as a standby by itself.
+    pub(crate) fn restart(&self, n: usize) {
+        self.run(&["restart", &n.to_string()]);
+    }
+}
+
+impl Drop for AutoFailover {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .args(["stop", &self.path()])
+            .output();
+    }
+}
+
 /// A child process killed (SIGKILL) when dropped.
 pub(crate) struct Proc {
     pub child: Child,

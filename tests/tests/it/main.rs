@@ -9,6 +9,7 @@ mod broker_front;
 mod configuration;
 mod console;
 mod contract;
+mod database_failover;
 mod delivery;
 mod demo;
 mod deployments;

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The database tier on one machine: PostgreSQL with a synchronous standby and automatic
+# failover by Debian's pg_auto_failover (a monitor and two data nodes on loopback; issue 24,
+# docs/research/database-tier.md). Used by the end-to-end tests and deploy/cluster/topology.sh.
+#
+#   pg-auto-failover.sh start   DIR     monitor + node1 (primary) + node2 (synchronous standby)
+#   pg-auto-failover.sh uri     DIR     the servers' database URL (every node; the server
+#                                       writes to whichever is primary)
+#   pg-auto-failover.sh primary DIR     the name of the node that is primary now
+#   pg-auto-failover.sh kill    DIR N   kill -9 node N's keeper and PostgreSQL (a dying machine)
+#   pg-auto-failover.sh restart DIR N   start node N again: it rejoins as standby by itself
+#   pg-auto-failover.sh stop    DIR     stop everything
+#
+# `start` reads LF_PG_PORTS: three free ports, "MONITOR NODE1 NODE2". Lab settings: trust
+# authentication on loopback, no TLS, failover after about 20 s (the defaults take about 50 s).
+set -euo pipefail
+
+die() { echo "pg-auto-failover.sh: $*" >&2; exit 1; }
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pg-auto-failover.sh start|uri|primary|kill|restart|stop DIR [N]"
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+[ -n "$bin" ] && command -v pg_autoctl >/dev/null ||
+  die "pg_auto_failover is not installed: apt-get install postgresql-15-auto-failover pg-auto-failover-cli"
+
+# pg_autoctl keeps its state under XDG directories: keep them inside DIR.
+as_pg() {
+  local run=(env PATH="$bin:$PATH" XDG_CONFIG_HOME="$dir/xdg/config"
+    XDG_DATA_HOME="$dir/xdg/data" XDG_RUNTIME_DIR="$dir/xdg/run" PG_CONFIG="$bin/pg_config")
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "${run[@]}" "$@"); else "${run[@]}" "$@"; fi
+}
+
+run_node() { # NAME: its keeper (which starts and watches its PostgreSQL), in a session of its own
+  as_pg setsid pg_autoctl run --pgdata "$dir/$1" >>"$dir/$1.log" 2>&1 </dev/null &
+  echo $! >"$dir/$1.runpid"
+}
+
+monitor_uri() { echo "postgres://autoctl_node@127.0.0.1:$(cat "$dir/monitor.port")/pg_auto_failover?sslmode=disable"; }
+
+state() { as_pg pg_autoctl show state --pgdata "$dir/monitor" 2>/dev/null; }
+
+wait_for() { # WHAT SECONDS: until `show state` mentions WHAT
+  for _ in $(seq 1 "$2"); do state | grep -q "$1" && return 0; sleep 1; done
+  state >&2 || true
+  die "no node reached '$1' within $2 s; logs in $dir/*.log"
+}
+
+case $cmd in
+start)
+  read -r -a ports <<<"${LF_PG_PORTS:?LF_PG_PORTS: three free ports, MONITOR NODE1 NODE2}"
+  [ "${#ports[@]}" = 3 ] || die "LF_PG_PORTS must name three ports"
+  mkdir -p "$dir/xdg/config" "$dir/xdg/data" "$dir/xdg/run"
+  chmod 700 "$dir/xdg/run"
+  echo "${ports[0]}" >"$dir/monitor.port"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres "$dir"; fi
+  as_pg pg_autoctl create monitor --pgdata "$dir/monitor" --pgport "${ports[0]}" \
+    --hostname 127.0.0.1 --auth trust --no-ssl >>"$dir/monitor.log" 2>&1
+  run_node monitor
+  for _ in $(seq 1 30); do state >/dev/null && break; sleep 1; done
+  # Failover in about 20 s: the monitor calls a node unhealthy after 8 s without an answer
+  # and a primary cut off from everyone demotes itself after 12 s.
+  as_pg psql -q -h 127.0.0.1 -p "${ports[0]}" -U autoctl_node -d pg_auto_failover \
+    -c "ALTER SYSTEM SET pgautofailover.node_considered_unhealthy_timeout = '8s'" \
+    -c "ALTER SYSTEM SET pgautofailover.primary_demote_timeout = '12s'" \
+    -c "ALTER SYSTEM SET pgautofailover.health_check_period = '2s'" \
+    -c "SELECT pg_reload_conf()" >/dev/null 2>&1 ||
+    as_pg psql -q -h 127.0.0.1 -p "${ports[0]}" -U postgres -d pg_auto_failover \
+      -c "ALTER SYSTEM SET pgautofailover.node_considered_unhealthy_timeout = '8s'" \
+      -c "ALTER SYSTEM SET pgautofailover.primary_demote_timeout = '12s'" \
+      -c "ALTER SYSTEM SET pgautofailover.health_check_period = '2s'" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  for n in 1 2; do
+    as_pg pg_autoctl create postgres --pgdata "$dir/node$n" --pgport "${ports[$n]}" \
+      --hostname 127.0.0.1 --name "node$n" --auth trust --no-ssl --dbname lockerfleet \
+      --monitor "$(monitor_uri)" >>"$dir/node$n.log" 2>&1
+    as_pg pg_autoctl config set --pgdata "$dir/node$n" timeout.network_partition_timeout 8 >/dev/null
+    run_node "node$n"
+    if [ "$n" = 1 ]; then wait_for single 60; else wait_for secondary 120; fi
+  done
+  echo "PostgreSQL node1 (primary) on ${ports[1]}, node2 (synchronous standby) on ${ports[2]}, monitor on ${ports[0]}"
+  ;;
+uri)
+  # `pg_autoctl show uri` gives libpq's multi-host form; the server accepts the same.
+  as_pg pg_autoctl show uri --pgdata "$dir/monitor" --formation default
+  ;;
+primary)
+  state | awk -F'|' '$0 ~ /primary/ && $0 !~ /demot/ {gsub(/ /, "", $1); print $1; exit}'
+  ;;
+kill)
+  n=${3:?node number}
+  run=$(cat "$dir/node$n.runpid")
+  pm=$(head -1 "$dir/node$n/postmaster.pid" 2>/dev/null || true)
+  # shellcheck disable=SC2046
+  kill -9 "$run" $(pgrep -g "$run" || true) ${pm:+$pm $(pgrep -P "$pm" || true)} 2>/dev/null || true
+  ;;
+restart)
+  n=${3:?node number}
+  run_node "node$n"
+  ;;
+stop)
+  for n in node1 node2 monitor; do
+    [ -d "$dir/$n" ] && as_pg pg_autoctl stop --pgdata "$dir/$n" >/dev/null 2>&1 || true
+  done
+  for f in "$dir"/*.runpid; do
+    [ -f "$f" ] && kill -9 $(pgrep -g "$(cat "$f")" 2>/dev/null || true) 2>/dev/null || true
+  done
+  ;;
+*) die "unknown command $cmd" ;;
+esac
