@@ -7,6 +7,7 @@
 #   pg-auto-failover.sh uri     DIR     the servers' database URL (every node; the server
 #                                       writes to whichever is primary)
 #   pg-auto-failover.sh primary DIR     the name of the node that is primary now
+#   pg-auto-failover.sh state   DIR     the monitor's view of every node
 #   pg-auto-failover.sh kill    DIR N   kill -9 node N's keeper and PostgreSQL (a dying machine)
 #   pg-auto-failover.sh restart DIR N   start node N again: it rejoins as standby by itself
 #   pg-auto-failover.sh stop    DIR     stop everything
@@ -31,7 +32,6 @@ as_pg() {
 
 run_node() { # NAME: its keeper (which starts and watches its PostgreSQL), in a session of its own
   as_pg setsid pg_autoctl run --pgdata "$dir/$1" >>"$dir/$1.log" 2>&1 </dev/null &
-  echo $! >"$dir/$1.runpid"
 }
 
 monitor_uri() { echo "postgres://autoctl_node@127.0.0.1:$(cat "$dir/monitor.port")/pg_auto_failover?sslmode=disable"; }
@@ -82,15 +82,28 @@ uri)
   # `pg_autoctl show uri` gives libpq's multi-host form; the server accepts the same.
   as_pg pg_autoctl show uri --pgdata "$dir/monitor" --formation default
   ;;
+state)
+  state
+  ;;
 primary)
-  state | awk -F'|' '$0 ~ /primary/ && $0 !~ /demot/ {gsub(/ /, "", $1); print $1; exit}'
+  # The node the monitor assigns a writing state (primary, or wait_primary while alone);
+  # asked again for a while when the monitor does not answer or names none.
+  for _ in $(seq 1 20); do
+    name=$(state | awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $7)} $7 ~ /^(primary|wait_primary|single)$/ {print $1; exit}')
+    [ -n "$name" ] && { echo "$name"; exit 0; }
+    sleep 0.5
+  done
+  die "the monitor names no primary: $(state 2>&1 || true)"
   ;;
 kill)
   n=${3:?node number}
-  run=$(cat "$dir/node$n.runpid")
+  # The keeper runs in a session of its own (setsid) with its PostgreSQL in its process
+  # group: kill the whole group, and the postmaster by its pid file besides.
+  keeper=$(pgrep -f "^pg_autoctl run --pgdata $dir/node$n\$" | head -n 1 || true)
   pm=$(head -1 "$dir/node$n/postmaster.pid" 2>/dev/null || true)
-  # shellcheck disable=SC2046
-  kill -9 "$run" $(pgrep -g "$run" || true) ${pm:+$pm $(pgrep -P "$pm" || true)} 2>/dev/null || true
+  [ -n "$keeper$pm" ] || die "node $n is not running"
+  [ -n "$keeper" ] && kill -9 -- "-$keeper" 2>/dev/null || true
+  [ -n "$pm" ] && kill -9 "$pm" 2>/dev/null || true
   ;;
 restart)
   n=${3:?node number}
@@ -100,8 +113,9 @@ stop)
   for n in node1 node2 monitor; do
     [ -d "$dir/$n" ] && as_pg pg_autoctl stop --pgdata "$dir/$n" >/dev/null 2>&1 || true
   done
-  for f in "$dir"/*.runpid; do
-    [ -f "$f" ] && kill -9 $(pgrep -g "$(cat "$f")" 2>/dev/null || true) 2>/dev/null || true
+  for n in node1 node2 monitor; do
+    keeper=$(pgrep -f "^pg_autoctl run --pgdata $dir/$n\$" | head -n 1 || true)
+    [ -n "$keeper" ] && kill -9 -- "-$keeper" 2>/dev/null || true
   done
   ;;
 *) die "unknown command $cmd" ;;

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub events_stored: Counter,
     pub events_duplicate: Counter,
     pub heartbeats_received: Counter,
+    pub receipts_held: Counter,
     pub heartbeats_written: Counter,
     pub events_past_gap: Counter,
     pub events_unreadable: Counter,
@@ -164,6 +165,7 @@ impl Metrics {
             events_stored: Counter::default(),
             events_duplicate: Counter::default(),
             heartbeats_received: Counter::default(),
+            receipts_held: Counter::default(),
             heartbeats_written: Counter::default(),
             events_past_gap: Counter::default(),
             events_unreadable: Counter::default(),
@@ -220,6 +222,11 @@ impl Metrics {
             "events_duplicate",
             "Events received again and ignored",
             m.events_duplicate.clone(),
+        );
+        r.register(
+            "receipts_held",
+            "Receipts not sent because the commit was not synchronously replicated (the standby was down); the cabinets resend",
+            m.receipts_held.clone(),
         );
         r.register(
             "heartbeats_received",

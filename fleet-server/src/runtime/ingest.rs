@@ -289,16 +289,16 @@ impl Writer {
             return;
         }
         let mut backoff = Duration::from_millis(100);
-        let (inserted, effects): (u64, Effects) = loop {
+        let (inserted, effects, replicated): (u64, Effects, bool) = loop {
             ingest.received_at = crate::clock::now_ms();
             let started = Instant::now();
-            match self.store.ingest_with_effects(&ingest).await {
+            match self.store.ingest_replicated(&ingest).await {
                 Ok(n) => {
                     self.metrics
                         .ingest_batch_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.health.database_ok();
-                    break n;
+                    break (n.inserted, n.effects, n.replicated);
                 }
                 Err(e) => {
                     self.metrics.db_errors.inc();
@@ -334,9 +334,22 @@ impl Writer {
             .events_duplicate
             .inc_by(received.saturating_sub(inserted));
 
+        if !replicated && !next_marks.is_empty() {
+            // Committed on the primary alone (its standby is down or catching up): a failover
+            // now could lose these events, so the cabinets keep their copies and send them
+            // again; a later commit that reaches the standby receipts them (ADR 0025).
+            self.metrics.receipts_held.inc_by(next_marks.len() as u64);
+            tracing::warn!(
+                devices = next_marks.len(),
+                "receipts held: the database's synchronous standby is not replicating; cabinets keep their events"
+            );
+        }
         for (device, mark) in next_marks {
             let up_to = mark.acked;
             marks.insert(device.clone(), mark);
+            if !replicated {
+                continue;
+            }
             let receipt = Receipt {
                 v: 1,
                 up_to,

@@ -21,8 +21,25 @@ impl Store {
         &self,
         batch: &IngestBatch,
     ) -> Result<(u64, Effects), StoreError> {
+        let stored = self.ingest_replicated(batch).await?;
+        Ok((stored.inserted, stored.effects))
+    }
+
+    /// [`Store::ingest_with_effects`], also saying whether the commit reached a synchronous
+    /// standby (ADR 0025): with PostgreSQL named by several hosts, only when synchronous
+    /// replication was on both before and after the commit — pg_auto_failover turns it off
+    /// while the standby is unhealthy, and a commit then exists on the primary alone. Always
+    /// true for one database that has no standby to wait for.
+    pub async fn ingest_replicated(&self, batch: &IngestBatch) -> Result<Stored, StoreError> {
         let mut conn = self.writer.acquire().await?;
-        let result = self.ingest_tx(&mut conn, batch).await?;
+        let sync_before = self.synchronous(&mut conn).await?;
+        let (inserted, effects) = self.ingest_tx(&mut conn, batch).await?;
+        let replicated = sync_before && self.synchronous(&mut conn).await?;
+        let result = Stored {
+            inserted,
+            effects,
+            replicated,
+        };
         // Heartbeats in a transaction of their own, after the events: they need no atomicity
         // with them, and their rows locked in id order on their own can never deadlock with
         // another replica's batch. Failing, they are only logged: the next heartbeat of each
@@ -50,6 +67,22 @@ impl Store {
             }
         }
         Ok(result)
+    }
+
+    /// Whether commits on this connection wait for a synchronous standby now (always true
+    /// when the database was given as one host: nothing to wait for, nothing to hold).
+    async fn synchronous(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> Result<bool, StoreError> {
+        if !self.has_standbys() {
+            return Ok(true);
+        }
+        let names: String =
+            sqlx::query_scalar("SELECT current_setting('synchronous_standby_names')")
+                .fetch_one(&mut **conn)
+                .await?;
+        Ok(!names.trim().is_empty())
     }
 
     async fn ingest_tx(
@@ -350,6 +383,16 @@ pub const SNAPSHOT_COST: usize = 50;
 /// A heartbeat updates its device's health, a row of a multi-row statement (see
 /// [`event_cost`]).
 pub const HEARTBEAT_COST: usize = 1;
+
+/// What an ingest transaction did.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Events new to the database.
+    pub inserted: u64,
+    pub effects: Effects,
+    /// Whether the commit is on a synchronous standby too (see [`Store::ingest_replicated`]).
+    pub replicated: bool,
+}
 
 /// What one ingest transaction writes.
 #[derive(Debug, Default)]

@@ -146,13 +146,15 @@ async fn an_operator_opens_a_box_and_acknowledges_an_alarm_in_the_console() {
 
     // Fleet: no rollouts yet, and the one cabinet runs its desired configuration.
     console.keys(&["8"]);
+    // Waits for the configuration panel, drawn after the deployments list: a capture may
+    // catch a redraw half done.
     let fleet = console
-        .wait_for("the fleet screen", "no deployments yet")
+        .wait_for(
+            "the fleet screen",
+            "every device runs its desired configuration",
+        )
         .await;
-    assert!(
-        fleet.contains("every device runs its desired configuration"),
-        "{fleet}"
-    );
+    assert!(fleet.contains("no deployments yet"), "{fleet}");
 
     // Usage: the hall's row with its hours and days; Planning: why there is no plan yet.
     console.keys(&["6"]);

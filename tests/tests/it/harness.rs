@@ -776,6 +776,11 @@ impl AutoFailover {
         }
     }
 
+    /// The monitor's view of the nodes (for a failing test's message).
+    pub(crate) fn state(&self) -> String {
+        self.run(&["state"])
+    }
+
     /// A single-host URL of node `n`, for the test's own checks.
     pub(crate) fn node_url(&self, n: usize) -> String {
         format!(
@@ -787,11 +792,6 @@ impl AutoFailover {
     /// kill -9 of node `n`'s keeper and PostgreSQL: the machine dies.
     pub(crate) fn kill9(&self, n: usize) {
         self.run(&["kill", &n.to_string()]);
-    }
-
-    /// Node `n`'s keeper started again: it rejoins as a standby by itself.
-    pub(crate) fn restart(&self, n: usize) {
-        self.run(&["restart", &n.to_string()]);
     }
 }
 
