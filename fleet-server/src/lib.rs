@@ -282,57 +282,52 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 broker.local_addr(),
             )
         }
-        (None, Some(ext)) => match ext.engine {
-            Engine::Mqtt(url) => {
-                let (client, eventloop) = bus::client(&url, ext.tls, cfg.max_packet_size);
-                let (words_tx, words_rx) = mpsc::channel(4096);
-                tracker.spawn(presence::run_external(
-                    words_rx,
-                    online.clone(),
-                    store.clone(),
-                    metrics.clone(),
-                    changes.clone(),
-                ));
-                tracker.spawn(bus::run(
-                    eventloop,
-                    client.clone(),
-                    cfg.broker_group.clone(),
-                    dispatch,
-                    words_tx,
-                    health.broker_flag(),
-                    cancel.clone(),
-                ));
-                (crate::devices::Publisher::external(client), ext.addr)
-            }
-            Engine::Rabbit(cluster) => {
-                // No retained words to learn from: start from who the database says is
-                // online, until the devices' own words say otherwise.
-                for device in store.online_devices().await? {
-                    online.apply(&device, 0, true);
-                }
-                let (words_tx, words_rx) = mpsc::channel(4096);
-                let (out_tx, out_rx) = mpsc::channel(4096);
-                tracker.spawn(presence::run_external(
-                    words_rx,
-                    online.clone(),
-                    store.clone(),
-                    metrics.clone(),
-                    changes.clone(),
-                ));
-                tracker.spawn(amqp::run(
-                    cluster,
-                    amqp::Links {
+        (None, Some(ext)) => {
+            // Presence words from the broker, whichever engine carries them.
+            let (words_tx, words_rx) = mpsc::channel(4096);
+            tracker.spawn(presence::run_external(
+                words_rx,
+                online.clone(),
+                store.clone(),
+                metrics.clone(),
+                changes.clone(),
+            ));
+            match ext.engine {
+                Engine::Mqtt(url) => {
+                    let (client, eventloop) = bus::client(&url, ext.tls, cfg.max_packet_size);
+                    tracker.spawn(bus::run(
+                        eventloop,
+                        client.clone(),
+                        cfg.broker_group.clone(),
                         dispatch,
-                        presence: words_tx,
-                        online: online.clone(),
-                        connected: health.broker_flag(),
-                    },
-                    out_rx,
-                    cancel.clone(),
-                ));
-                (crate::devices::Publisher::rabbit(out_tx), ext.addr)
+                        words_tx,
+                        health.broker_flag(),
+                        cancel.clone(),
+                    ));
+                    (crate::devices::Publisher::external(client), ext.addr)
+                }
+                Engine::Rabbit(cluster) => {
+                    // No retained words to learn from: start from who the database says is
+                    // online, until the devices' own words say otherwise.
+                    for device in store.online_devices().await? {
+                        online.apply(&device, 0, true);
+                    }
+                    let (out_tx, out_rx) = mpsc::channel(4096);
+                    tracker.spawn(amqp::run(
+                        cluster,
+                        amqp::Links {
+                            dispatch,
+                            presence: words_tx,
+                            online: online.clone(),
+                            connected: health.broker_flag(),
+                        },
+                        out_rx,
+                        cancel.clone(),
+                    ));
+                    (crate::devices::Publisher::rabbit(out_tx), ext.addr)
+                }
             }
-        },
+        }
         (None, None) => anyhow::bail!("neither the embedded nor an external broker is set up"),
     };
     tracker.spawn(crate::runtime::delivery::run(

@@ -205,14 +205,11 @@ async fn a_broker_node_and_a_replica_killed_under_load_lose_nothing() {
     let world = World::new(&all);
     let pg = PrivatePg::start(&world.path("pg"));
     let cluster = RabbitCluster::start(&world, 3);
-    let secret = world.path("shared-secrets/master.key");
-    let config = world.path("replica.toml");
-    std::fs::write(
-        &config,
-        format!("master_secret_file = {:?}\n", secret.display().to_string()),
-    )
-    .expect("replica config");
-    let (url, db, config) = (cluster.amqps_url(), pg.url(), config.display().to_string());
+    let (url, db, config) = (
+        cluster.amqps_url(),
+        pg.url(),
+        crate::external_broker::replica_config(&world),
+    );
     let flags = [
         "--external-broker",
         url.as_str(),

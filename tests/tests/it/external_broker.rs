@@ -16,7 +16,7 @@ const AGENTS: usize = 6;
 const PER_AGENT: u64 = 3_000;
 
 /// Both replicas read the same master secret (codes derive from it) and the same database.
-fn replica_config(world: &World) -> String {
+pub(crate) fn replica_config(world: &World) -> String {
     let path = world.path("replica.toml");
     let secret = world.path("shared-secrets/master.key");
     std::fs::write(
