@@ -293,8 +293,8 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 changes.clone(),
             ));
             match ext.engine {
-                Engine::Mqtt(url) => {
-                    let (client, eventloop) = bus::client(&url, ext.tls, cfg.max_packet_size);
+                Engine::Mqtt(url, tls) => {
+                    let (client, eventloop) = bus::client(&url, tls, cfg.max_packet_size);
                     tracker.spawn(bus::run(
                         eventloop,
                         client.clone(),
@@ -520,11 +520,11 @@ struct External {
     engine: Engine,
     /// The (first) broker's address, reported as the server's MQTT address.
     addr: SocketAddr,
-    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
+/// Each engine with the replica's TLS settings in the form its client takes.
 enum Engine {
-    Mqtt(bus::BrokerUrl),
+    Mqtt(bus::BrokerUrl, std::sync::Arc<rustls::ClientConfig>),
     Rabbit(amqp::Cluster),
 }
 
@@ -540,14 +540,13 @@ async fn external_broker(url: &str, certs_dir: &Path, partitions: u16) -> anyhow
         .ok()
         .and_then(|mut a| a.next())
         .with_context(|| format!("cannot resolve the external broker's host {:?}", first.host))?;
-    let tls = bus::client_tls(certs_dir)?;
     let engine = match parsed {
-        bus::External::Mqtt(url) => Engine::Mqtt(url),
+        bus::External::Mqtt(url) => Engine::Mqtt(url, bus::client_tls(certs_dir)?),
         bus::External::Rabbit(nodes) => {
             Engine::Rabbit(amqp::Cluster::new(nodes, certs_dir, partitions)?)
         }
     };
-    Ok(External { engine, addr, tls })
+    Ok(External { engine, addr })
 }
 
 /// With PostgreSQL named by several hosts, checks every second that writes go to the
