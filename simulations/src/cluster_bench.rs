@@ -10,8 +10,8 @@
 //! the agents and this client.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 
 use crate::api::ApiClient;
 use crate::fleet::{Fleet, FleetSpec, cabinet_id, scratch_dir};
+use crate::lab::{RabbitCluster, RabbitSpec};
 
 #[derive(clap::Args, Debug)]
 pub struct ClusterOptions {
@@ -45,127 +46,6 @@ struct Figures {
     ingest_per_sec: f64,
     open_p50_ms: f64,
     open_p99_ms: f64,
-}
-
-/// A RabbitMQ cluster started by the script, with a broker-auth per node; killed on drop.
-struct Rabbit {
-    script: PathBuf,
-    dir: PathBuf,
-    auth: Vec<Child>,
-    mqtt: Vec<u16>,
-    amqps: Vec<u16>,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?
-        .parent()
-        .map(|d| d.join(name))
-        .context("no folder of fleet-sim")?;
-    anyhow::ensure!(
-        exe.exists(),
-        "{} is not built (cargo build --release)",
-        exe.display()
-    );
-    Ok(exe)
-}
-
-impl Rabbit {
-    fn start(opts: &ClusterOptions, dir: &Path, certs: &Path) -> anyhow::Result<Rabbit> {
-        anyhow::ensure!(
-            opts.script.exists(),
-            "{} not found: run from the repository's root or give --script",
-            opts.script.display()
-        );
-        std::fs::create_dir_all(dir)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // The nodes run as the `rabbitmq` user when started by root.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-        }
-        let fleet_server = sibling("fleet-server")?;
-        let mut auth = Vec::new();
-        let mut urls = Vec::new();
-        for _ in 0..opts.nodes {
-            let mut child = Command::new(&fleet_server)
-                .args(["broker-auth", "--listen", "127.0.0.1:0"])
-                .env("LOCKERFLEET_LOG", "error")
-                .stdout(Stdio::piped())
-                .spawn()
-                .context("starting broker-auth")?;
-            let stdout = child.stdout.take().context("broker-auth stdout")?;
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
-            let addr = line
-                .trim()
-                .strip_prefix("LOCKERFLEET_READY auth=")
-                .with_context(|| format!("broker-auth said {line:?}"))?
-                .to_owned();
-            urls.push(format!("http://{addr}"));
-            auth.push(child);
-        }
-        let ports = || {
-            (0..opts.nodes)
-                .map(|_| free_port())
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
-        let (mqtt, amqps, dist) = (ports()?, ports()?, ports()?);
-        let join = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
-        let rabbit = Rabbit {
-            script: opts.script.clone(),
-            dir: dir.to_owned(),
-            auth,
-            mqtt: mqtt.clone(),
-            amqps: amqps.clone(),
-        };
-        let out = Command::new(&opts.script)
-            .args(["start", &dir.display().to_string()])
-            .env("LF_CERTS", certs)
-            .env("LF_MQTT_PORTS", join(&mqtt))
-            .env("LF_AMQPS_PORTS", join(&amqps))
-            .env("LF_DIST_PORTS", join(&dist))
-            .env("LF_AUTH_URLS", urls.join(" "))
-            .env("LF_CLUSTER", format!("bench{}", std::process::id()))
-            .output()
-            .context("running the cluster script")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "the cluster did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(rabbit)
-    }
-
-    fn kill9(&self, node: usize) -> anyhow::Result<()> {
-        let out = Command::new(&self.script)
-            .args(["kill", &self.dir.display().to_string(), &node.to_string()])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-}
-
-impl Drop for Rabbit {
-    fn drop(&mut self) {
-        for n in 1..=self.mqtt.len() {
-            let _ = Command::new(&self.script)
-                .args(["kill", &self.dir.display().to_string(), &n.to_string()])
-                .output();
-        }
-        for c in &mut self.auth {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn spec(opts: &ClusterOptions, brokers: Option<String>) -> FleetSpec {
@@ -329,22 +209,32 @@ pub async fn cluster(opts: ClusterOptions) -> anyhow::Result<()> {
         &certs,
         &[ids.clone(), vec![certs::server_client_id()]].concat(),
     )?;
-    let rabbit = Rabbit::start(&opts, &dir.join("rabbitmq"), &certs)?;
-    let nodes = |ports: &[u16]| {
-        ports
-            .iter()
-            .map(|p| format!("localhost:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let url = format!("amqps://{}", nodes(&rabbit.amqps));
+    let fleet_server = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("fleet-server"))
+        .context("no folder of fleet-sim")?;
+    anyhow::ensure!(
+        fleet_server.exists(),
+        "{} is not built (cargo build --release)",
+        fleet_server.display()
+    );
+    let rabbit = RabbitCluster::start(&RabbitSpec {
+        script: &opts.script,
+        dir: &dir.join("rabbitmq"),
+        certs: &certs,
+        nodes: opts.nodes,
+        fleet_server: &fleet_server,
+        auth_log: &|_| Ok(Stdio::null()),
+        name: &format!("bench{}", std::process::id()),
+    })?;
+    let url = rabbit.amqps_url();
     let (mut child, _, http) = crate::scale_bench::start_server_with(
         &dir,
         "127.0.0.1:0",
         "127.0.0.1:0",
         &["--external-broker", &url],
     )?;
-    let spec = spec(&opts, Some(nodes(&rabbit.mqtt)));
+    let spec = spec(&opts, Some(rabbit.agent_servers()));
     let api = ApiClient::new(http, crate::scale_bench::TOKEN)?;
     // The replica's consumers are up before the fleet starts.
     tokio::time::sleep(Duration::from_secs(1)).await;

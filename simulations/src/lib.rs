@@ -13,6 +13,7 @@ pub mod footprint_bench;
 pub mod heartbeat_bench;
 pub(crate) mod history;
 pub mod history_bench;
+pub mod lab;
 pub(crate) mod layout;
 pub mod locust_bench;
 pub(crate) mod netem;

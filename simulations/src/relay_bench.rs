@@ -40,9 +40,7 @@ struct Mosquitto {
 impl Mosquitto {
     async fn start(dir: &Path, certs: &Path) -> anyhow::Result<Mosquitto> {
         let exe = mosquitto_binary()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::lab::reserved_port()?;
         std::fs::create_dir_all(dir)?;
         let conf = dir.join("mosquitto.conf");
         let abs = |name: &str| certs.join(name).display().to_string();

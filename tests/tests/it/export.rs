@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, World, eventually, wait_online};
+use crate::harness::{Api, World, eventually, reserved_port, wait_online};
 
 pub(crate) const CAB: &str = "cab-export";
 
@@ -41,12 +41,6 @@ impl Drop for Victoria {
     }
 }
 
-/// A loopback port nothing listens on yet (VictoriaMetrics cannot report a port 0 bind).
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 /// Series matching `selector`, as VictoriaMetrics exports them (one JSON object per line).
 async fn export(client: &reqwest::Client, vm: SocketAddr, selector: &str) -> Vec<Value> {
     let encoded: String = selector
@@ -73,7 +67,7 @@ async fn export(client: &reqwest::Client, vm: SocketAddr, selector: &str) -> Vec
 #[ignore = "needs victoria-metrics: run .ci/run, or apt-get install victoria-metrics and pass --include-ignored"]
 async fn points_spool_while_influx_is_down_and_all_arrive_when_it_is_up() {
     let world = World::new(&[CAB]);
-    let vm_addr = free_port();
+    let vm_addr = SocketAddr::from(([127, 0, 0, 1], reserved_port().expect("free port")));
     let config = world.path("server.toml");
     std::fs::write(
         &config,

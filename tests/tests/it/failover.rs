@@ -5,14 +5,11 @@
 use std::time::Duration;
 
 use crate::delivery::wait_receipted;
-use crate::harness::{World, assert_exactly_once_in_order, bin, wait_online};
+use crate::harness::{World, assert_exactly_once_in_order, bin, reserved_port, wait_online};
 
-/// A loopback port nothing listens on (bound, then let go).
+/// A loopback port nothing listens on.
 fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    reserved_port().expect("free port")
 }
 
 #[tokio::test]

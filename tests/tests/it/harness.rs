@@ -386,10 +386,7 @@ impl PrivatePg {
             );
         let data = dir.join("data");
         std::fs::create_dir_all(&data).expect("pg dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = reserved_port().expect("free port");
         let pg = PrivatePg { bin, data, port };
         if is_root() {
             // initdb refuses to run as root: the cluster belongs to the postgres user.
@@ -482,10 +479,7 @@ pub(crate) struct Mosquitto {
 
 impl Mosquitto {
     pub(crate) fn start(world: &World) -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = reserved_port().expect("free port");
         let files = certs::write_mosquitto(&world.certs(), port).expect("mosquitto settings");
         if is_root() {
             // mosquitto drops root to its own user, which cannot read the 0600 server key.
@@ -522,31 +516,26 @@ impl Mosquitto {
     }
 }
 
+pub(crate) use simulations::lab::reserved_port;
+
 /// A RabbitMQ cluster of Debian's `rabbitmq-server` on loopback (ADR 0024), started by the
-/// same script a person uses (`deploy/cluster/rabbitmq.sh`), each node asking its own
-/// `fleet-server broker-auth`. Stopped (kill -9) with the test.
+/// same script a person uses (`deploy/cluster/rabbitmq.sh`) through the benchmarks' launcher,
+/// each node asking its own `fleet-server broker-auth`. Stopped (kill -9) with the test.
 pub(crate) struct RabbitCluster {
-    dir: tempfile::TempDir,
-    _auth: Vec<Proc>,
-    /// Each node's MQTT listener (the cabinets').
-    pub mqtt: Vec<SocketAddr>,
-    /// Each node's AMQP listener (the replicas').
-    pub amqps: Vec<SocketAddr>,
+    // Declared first: the nodes die before their directory is removed.
+    nodes: simulations::lab::RabbitCluster,
+    _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+impl std::ops::Deref for RabbitCluster {
+    type Target = simulations::lab::RabbitCluster;
+    fn deref(&self) -> &Self::Target {
+        &self.nodes
+    }
 }
 
 impl RabbitCluster {
     pub(crate) fn start(world: &World, nodes: usize) -> RabbitCluster {
-        assert!(
-            Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").exists(),
-            "RabbitMQ is not installed: `apt-get install rabbitmq-server` (.ci/run does)"
-        );
         // The replicas' certificate, as `fleet-certs issue --device fleet-server` makes it.
         let replica = certs::server_client_id();
         if !certs::device_cert_path(&world.certs(), &replica).exists() {
@@ -554,34 +543,10 @@ impl RabbitCluster {
             ca.issue_device(&world.certs(), &replica, false)
                 .expect("replica certificate");
         }
-        // Its own directory, open to the `rabbitmq` user the nodes run as.
         let dir = tempfile::Builder::new()
             .prefix("lf-rabbit-")
             .tempdir()
             .expect("cluster dir");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("cluster dir mode");
-        }
-        let auth: Vec<(Proc, String)> = (0..nodes)
-            .map(|n| {
-                let log = std::fs::File::create(world.path(&format!("broker-auth-{n}.log")))
-                    .expect("auth log");
-                let mut child = Command::new(bin("fleet-server"))
-                    .args(["broker-auth", "--listen", "127.0.0.1:0"])
-                    .stdout(Stdio::piped())
-                    .stderr(log)
-                    .spawn()
-                    .expect("spawn broker-auth");
-                let addr = announced(&mut child, "LOCKERFLEET_READY auth=")
-                    .expect("broker-auth did not start");
-                (Proc { child }, format!("http://{addr}"))
-            })
-            .collect();
-        let ports = |_| (0..nodes).map(|_| free_port()).collect::<Vec<_>>();
-        let (mqtt, amqps, dist) = (ports(0), ports(1), ports(2));
-        let join = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
         let name = format!(
             "t{}-{}",
             std::process::id(),
@@ -591,102 +556,31 @@ impl RabbitCluster {
                 .unwrap_or("x")
                 .replace(['.', '_'], "")
         );
-        let out = Command::new(Self::script())
-            .args(["start", &dir.path().display().to_string()])
-            .env("LF_CERTS", world.certs())
-            .env("LF_MQTT_PORTS", join(&mqtt))
-            .env("LF_AMQPS_PORTS", join(&amqps))
-            .env("LF_DIST_PORTS", join(&dist))
-            .env(
-                "LF_AUTH_URLS",
-                auth.iter()
-                    .map(|(_, u)| u.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-            .env("LF_CLUSTER", name)
-            .output()
-            .expect("run deploy/cluster/rabbitmq.sh");
-        let cluster = RabbitCluster {
-            dir,
-            _auth: auth.into_iter().map(|(p, _)| p).collect(),
-            mqtt: mqtt
-                .iter()
-                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-                .collect(),
-            amqps: amqps
-                .iter()
-                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-                .collect(),
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluster/rabbitmq.sh");
+        let log = |n: usize| {
+            Ok(std::fs::File::create(world.path(&format!("broker-auth-{n}.log")))?.into())
         };
-        assert!(
-            out.status.success(),
-            "the RabbitMQ cluster did not start:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluster/rabbitmq.sh")
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = Command::new(Self::script())
-            .arg(args[0])
-            .arg(self.dir.path())
-            .args(&args[1..])
-            .output()
-            .expect("run deploy/cluster/rabbitmq.sh");
-        assert!(
-            out.status.success(),
-            "rabbitmq.sh {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let nodes = simulations::lab::RabbitCluster::start(&simulations::lab::RabbitSpec {
+            script: &script,
+            dir: dir.path(),
+            certs: &world.certs(),
+            nodes,
+            fleet_server: &bin("fleet-server"),
+            auth_log: &log,
+            name: &name,
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        RabbitCluster { nodes, _dir: dir }
     }
 
     /// kill -9 of node `n` (1-based), as a dying machine.
     pub(crate) fn kill9(&self, n: usize) {
-        self.run(&["kill", &n.to_string()]);
+        self.nodes.kill9(n).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Starts node `n` again; it rejoins the cluster.
     pub(crate) fn restart(&self, n: usize) {
-        self.run(&["restart", &n.to_string()]);
-    }
-
-    /// The replicas' `--external-broker` value: every node's AMQP listener.
-    pub(crate) fn amqps_url(&self) -> String {
-        let nodes: Vec<String> = self
-            .amqps
-            .iter()
-            .map(|a| format!("localhost:{}", a.port()))
-            .collect();
-        format!("amqps://{}", nodes.join(","))
-    }
-
-    /// The agents' `--server` value: every node's MQTT listener.
-    pub(crate) fn agent_servers(&self) -> String {
-        self.mqtt
-            .iter()
-            .map(|a| format!("localhost:{}", a.port()))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-impl Drop for RabbitCluster {
-    fn drop(&mut self) {
-        for n in 1..=self.mqtt.len() {
-            let _ = Command::new(Self::script())
-                .args([
-                    "kill",
-                    &self.dir.path().display().to_string(),
-                    &n.to_string(),
-                ])
-                .output();
-        }
+        self.nodes.restart(n).unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
 
@@ -717,7 +611,7 @@ impl AutoFailover {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
                 .expect("dir mode");
         }
-        let ports = [free_port(), free_port(), free_port()];
+        let ports: [u16; 3] = std::array::from_fn(|_| reserved_port().expect("free port"));
         let db = AutoFailover {
             dir,
             ports: [ports[1], ports[2]],

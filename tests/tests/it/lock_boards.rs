@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Proc, Server, World, bin, eventually, wait_online};
+use crate::harness::{Api, Proc, Server, World, bin, eventually, reserved_port, wait_online};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/modbus_board.py");
 
@@ -91,13 +91,6 @@ impl Board {
             );
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A socat pseudo-terminal pair: the agent's end and the board's end of one "RS-485 bus".
@@ -240,7 +233,7 @@ fn doctor(world: &World, id: &str, config: &str, hardware: &str, mqtt_port: u16)
 async fn a_board_behind_a_modbus_tcp_gateway_opens_reports_and_is_watched() {
     const CAB: &str = "mb-tcp-1";
     let world = World::new(&[CAB]);
-    let port = free_port();
+    let port = reserved_port().expect("free port");
     let mut board = Board::start(
         &world,
         "board-tcp",

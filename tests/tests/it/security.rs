@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Api, World, bin, eventually, now_ms};
+use crate::harness::{Api, World, bin, eventually, now_ms, reserved_port};
 
 const HALL_CAB: &str = "hall-cab-1";
 const ANNEX_CAB: &str = "annex-cab-1";
@@ -533,10 +533,7 @@ async fn the_doctor_passes_a_sound_cabinet_and_names_what_is_wrong() {
     }
     assert!(out.contains("accepted this cabinet's certificate"), "{out}");
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let closed = reserved_port().expect("free port");
     let (code, out, err) = doctor(closed);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("FAIL  server"), "{out}");
