@@ -107,6 +107,24 @@ kill)
   ;;
 restart)
   n=${3:?node number}
+  # A machine that comes back runs none of its old processes, so the lock files its
+  # PostgreSQL left (postmaster.pid, and the socket's lock in /var/run/postgresql) are stale.
+  # Where nothing reaps orphans (a container's or a pid namespace's first process), the killed
+  # postmaster lingers as a zombie under its old pid, and PostgreSQL would take it for a
+  # running postmaster and never start: remove such files.
+  pidfile="$dir/node$n/postmaster.pid"
+  pm=$(sed -n 1p "$pidfile" 2>/dev/null || true)
+  if [ -n "$pm" ]; then
+    st=$(sed 's/.*) //' "/proc/$pm/stat" 2>/dev/null | cut -d' ' -f1 || true)
+    case $st in
+    "" | Z)
+      # Lines 4 and 5 of postmaster.pid: the port and the socket directory.
+      sock="$(sed -n 5p "$pidfile")/.s.PGSQL.$(sed -n 4p "$pidfile")"
+      rm -f "$pidfile" "$sock" "$sock.lock"
+      ;;
+    *) die "node $n is still running (postmaster pid $pm)" ;;
+    esac
+  fi
   run_node "node$n"
   ;;
 stop)

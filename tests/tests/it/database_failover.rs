@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::faults::streaming_agents;
+use crate::faults::{assert_every_event_once, settled_marks, streaming_agents};
 use crate::harness::{Api, AutoFailover, World, eventually, wait_online};
 
 /// Each device's receipt mark, only when the API could read them (empty while it answers 503).
@@ -46,34 +46,53 @@ async fn the_primary_dies_under_load_and_the_server_follows_the_promoted_standby
     .await;
 
     let old = db.primary();
-    let committed = stored_marks(&api, &ids).await;
     db.kill9(old);
     let killed = Instant::now();
-    // Stored again: every cabinet's stored mark rises, read from a database that answers.
-    // (Once: until the old primary rejoins, the promoted one commits alone, so receipts are
-    // held and each cabinet, one batch in flight, waits with the rest of its events.)
-    {
-        let before = &committed;
-        loop {
-            let now = stored_marks(&api, &ids).await;
-            if !before.is_empty()
-                && now.len() == before.len()
-                && now.iter().zip(before).all(|(n, b)| n > b || *n > PER_AGENT)
-            {
-                break;
-            }
-            assert!(
-                killed.elapsed() < Duration::from_secs(90),
-                "not storing 90 s after the primary died; the monitor says:\n{}",
-                db.state()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first answer after the kill comes from the standby (the old primary is gone): its
+    // marks are what was committed, and so replicated, before the kill. Storing again means
+    // every mark rising past that — a commit on the promoted standby.
+    let committed = loop {
+        let marks = stored_marks(&api, &ids).await;
+        if marks.len() == ids.len() {
+            break marks;
         }
+        assert!(
+            killed.elapsed() < Duration::from_secs(90),
+            "the API read nothing for 90 s after the primary died; the monitor says:\n{}",
+            db.state()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    loop {
+        let now = stored_marks(&api, &ids).await;
+        if now.len() == committed.len()
+            && now
+                .iter()
+                .zip(&committed)
+                .all(|(n, b)| n > b || *n > PER_AGENT)
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(90),
+            "not storing 90 s after the primary died; the monitor says:\n{}",
+            db.state()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
-        "primary node{old} killed: every cabinet storing on the promoted standby after {:.1} s",
-        killed.elapsed().as_secs_f64()
+        "primary node{old} killed: every cabinet storing on the promoted standby after {:.1} s; the monitor says:\n{}",
+        killed.elapsed().as_secs_f64(),
+        db.state()
     );
+    // The promoted standby commits alone until the old primary rejoins: receipts are held,
+    // the cabinets keep those events.
+    eventually(
+        Duration::from_secs(30),
+        "receipts held while the promoted standby is alone",
+        || async { (api.metric("lockerfleet_receipts_held_total").await > 0.0).then_some(()) },
+    )
+    .await;
     let new = db.primary();
     assert_ne!(new, old, "the standby was promoted");
     let (status, body) = api
@@ -97,6 +116,18 @@ async fn the_primary_dies_under_load_and_the_server_follows_the_promoted_standby
             "{id}: {max} stored after the failover, {before} before it"
         );
     }
+
+    // The old primary's machine comes back: it rejoins as the standby (rewound if it had
+    // WAL the new primary never got), commits are on two machines again and every cabinet
+    // gets its receipts.
+    db.restart(old);
+    let back = Instant::now();
+    rejoined_and_whole(&db, &api, &ids, PER_AGENT).await;
+    eprintln!(
+        "old primary node{old} back as standby; every event receipted {:.1} s later ({} receipts held meanwhile)",
+        back.elapsed().as_secs_f64(),
+        api.metric("lockerfleet_receipts_held_total").await
+    );
 }
 
 /// Each device's highest stored seq, after checking its events are exactly 1..=max, once.
@@ -178,9 +209,45 @@ async fn with_the_standby_down_receipts_wait_until_commits_are_on_two_machines()
         "no receipt while commits are on one machine"
     );
 
-    // What is stored is each device's events once, without a gap. (The standby rejoining
-    // under load and the receipts going out again: next, ADR 0025.)
-    let primary = db.node_url(db.primary());
-    let stored = prefixes(&primary, &ids).await;
-    assert!(stored.iter().all(|(_, max)| *max > 0), "{stored:?}");
+    // The standby's machine comes back under load: it catches up, the monitor makes
+    // replication synchronous again, and receipts go out for everything kept meanwhile.
+    db.restart(standby);
+    let back = Instant::now();
+    while api.metric("lockerfleet_receipts_sent_total").await == sent {
+        assert!(
+            back.elapsed() < Duration::from_secs(120),
+            "no receipt 120 s after the standby came back; the monitor says:\n{}\nits log:\n{}",
+            db.state(),
+            db.log_tail(standby)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "standby node{standby} back: receipts sent again after {:.1} s",
+        back.elapsed().as_secs_f64()
+    );
+    rejoined_and_whole(&db, &api, &ids, PER_AGENT).await;
+}
+
+/// Once every cabinet has everything receipted: each device's events are stored once,
+/// without a gap, on both machines (the rejoined one holds them too).
+async fn rejoined_and_whole(db: &AutoFailover, api: &Api, ids: &[String], simulated: u64) {
+    let marks = settled_marks(api, ids, simulated, Duration::from_secs(180)).await;
+    for node in [1, 2] {
+        let url = db.node_url(node);
+        eventually(
+            Duration::from_secs(30),
+            "the standby replayed every event",
+            || async {
+                prefixes(&url, ids)
+                    .await
+                    .iter()
+                    .zip(&marks)
+                    .all(|((_, stored), (_, mark))| stored == mark)
+                    .then_some(())
+            },
+        )
+        .await;
+        assert_every_event_once(&url, &marks, simulated, &format!("on node{node}")).await;
+    }
 }

@@ -687,6 +687,19 @@ impl AutoFailover {
     pub(crate) fn kill9(&self, n: usize) {
         self.run(&["kill", &n.to_string()]);
     }
+
+    /// The machine of node `n` comes back: its keeper starts and rejoins as standby.
+    pub(crate) fn restart(&self, n: usize) {
+        self.run(&["restart", &n.to_string()]);
+    }
+
+    /// The last lines of node `n`'s keeper log (for a failing test's message).
+    pub(crate) fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("db/node{n}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
 }
 
 impl Drop for AutoFailover {
