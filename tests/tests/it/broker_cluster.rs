@@ -218,17 +218,9 @@ async fn a_broker_node_and_a_replica_killed_under_load_lose_nothing() {
         "--config",
         config.as_str(),
     ];
-    let mut a = world.replica("replica-a", &flags);
-    let b = world.replica("replica-b", &flags);
+    let mut a = world.ready_replica("replica-a", &flags).await;
+    let b = world.ready_replica("replica-b", &flags).await;
     let (api_a, api_b) = (a.api(), b.api());
-    for api in [&api_a, &api_b] {
-        let health = eventually(Duration::from_secs(30), "replica connected", || async {
-            let (status, health) = api.get("/healthz").await;
-            (status == 200 && health["broker"] == "ok").then_some(health)
-        })
-        .await;
-        assert_eq!(health["broker"], "ok", "{health}");
-    }
     let servers = cluster.agent_servers();
     let (rate, limit) = ("300".to_string(), PER_AGENT.to_string());
     let _agents: Vec<_> = ids
@@ -296,7 +288,11 @@ async fn a_broker_node_and_a_replica_killed_under_load_lose_nothing() {
 /// Waits until every device's receipted mark has risen twice in a row (or its stream is
 /// complete): a cabinet stuck on a dead node can have one batch in flight stored, not two.
 /// Returns the seconds that took.
-async fn every_device_progresses(api: &crate::harness::Api, ids: &[String], total: u64) -> f64 {
+pub(crate) async fn every_device_progresses(
+    api: &crate::harness::Api,
+    ids: &[String],
+    total: u64,
+) -> f64 {
     let started = Instant::now();
     for _round in 0..2 {
         let before = crate::faults::marks(api, ids).await;

@@ -46,17 +46,9 @@ async fn two_replicas_on_mosquitto_share_the_fleet_and_a_killed_one_loses_nothin
         config.as_str(),
     ];
     // One after the other: the first creates the schema and the master secret.
-    let mut a = world.replica("replica-a", &flags);
-    let b = world.replica("replica-b", &flags);
+    let mut a = world.ready_replica("replica-a", &flags).await;
+    let b = world.ready_replica("replica-b", &flags).await;
     let (api_a, api_b) = (a.api(), b.api());
-    for api in [&api_a, &api_b] {
-        let health = eventually(Duration::from_secs(20), "replica connected", || async {
-            let (status, health) = api.get("/healthz").await;
-            (status == 200).then_some(health)
-        })
-        .await;
-        assert_eq!(health["broker"], "ok", "{health}");
-    }
 
     // The first replica leads (sweeps, notifications); the second serves devices and the API.
     assert_eq!(api_a.metric("lockerfleet_leader").await, 1.0);

@@ -92,6 +92,18 @@ impl World {
         self.spawn_server(name, &args)
     }
 
+    /// A replica (`replica`) once its health says the broker is connected.
+    pub(crate) async fn ready_replica(&self, name: &str, extra: &[&str]) -> Server {
+        let server = self.replica(name, extra);
+        let api = server.api();
+        eventually(Duration::from_secs(30), "replica connected", || async {
+            let (status, health) = api.get("/healthz").await;
+            (status == 200 && health["broker"] == "ok").then_some(())
+        })
+        .await;
+        server
+    }
+
     fn spawn_server(&self, name: &str, args: &[&str]) -> Server {
         let log_path = self.path(&format!("{name}.log"));
         let log = std::fs::OpenOptions::new()

@@ -26,3 +26,4 @@ mod remote_open;
 mod security;
 mod simulator;
 mod usage;
+mod whole_tier;
