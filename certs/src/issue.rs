@@ -28,7 +28,8 @@ const LEAF_VALIDITY: Duration = Duration::days(2 * 365);
 /// Certificates start a day early so that a device whose clock lags the CA host's accepts them.
 const BACKDATE: Duration = Duration::days(1);
 
-/// Creates ca.crt, ca.key, server.crt and server.key in `dir`, creating `dir` if needed.
+/// Creates ca.crt, ca.key, server.crt, server.key and an empty crl.pem in `dir`, creating
+/// `dir` if needed.
 ///
 /// The server certificate is for "localhost", 127.0.0.1 and ::1, which is where the demo runs
 /// its broker. Without `force`, nothing is written if any of the four files exists.
@@ -72,6 +73,9 @@ pub fn init(dir: &Path, force: bool) -> Result<(), CertError> {
         server_cert.pem().as_bytes(),
         Access::Public,
     )?;
+    // A signed, empty revocation list from the start: brokers that check every client
+    // against one (RabbitMQ's crl_check) need it before the first revocation.
+    crate::Ca::load(dir)?.rewrite_crl(dir)?;
     Ok(())
 }
 

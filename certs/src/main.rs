@@ -165,7 +165,7 @@ fn main() -> ExitCode {
 fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
     certs::init(dir, force)
         .with_context(|| format!("could not create the CA in {}", dir.display()))?;
-    for name in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY] {
+    for name in [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, certs::CRL] {
         println!("wrote {}", dir.join(name).display());
     }
     Ok(())

@@ -9,10 +9,12 @@
 #   rabbitmq.sh stop    DIR   stop every node (kill -9 what does not stop)
 #   rabbitmq.sh kill    DIR N kill -9 node N (its Erlang VM), as a dying machine would
 #   rabbitmq.sh restart DIR N start node N again; it rejoins the cluster by itself
+#   rabbitmq.sh crl     DIR   apply LF_CERTS' revocation list after `fleet-certs revoke`: new
+#                             handshakes check it, live sessions of newly revoked devices close
 #   rabbitmq.sh ctl     DIR N ARGS...   rabbitmqctl against node N
 #
-# Settings for `start` (environment): LF_CERTS (directory with ca.crt, server.crt and
-# server.key: `fleet-certs init`), LF_MQTT_PORTS, LF_AMQPS_PORTS, LF_DIST_PORTS (one port per
+# Settings for `start` (environment): LF_CERTS (directory with ca.crt, server.crt, server.key
+# and crl.pem: `fleet-certs init`), LF_MQTT_PORTS, LF_AMQPS_PORTS, LF_DIST_PORTS (one port per
 # node, space separated, e.g. "8881 8882 8883"), LF_AUTH_URLS (the broker-auth service each
 # node asks, one base URL per node, e.g. "http://127.0.0.1:8781"), LF_CLUSTER (a name, unique
 # on this machine: node names are lf-<cluster>-<n>@localhost).
@@ -24,7 +26,7 @@ die() { echo "rabbitmq.sh: $*" >&2; exit 1; }
   die "RabbitMQ is not installed: apt-get install rabbitmq-server (Debian 12 ships 3.10)"
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: rabbitmq.sh start|stop|kill|restart|ctl DIR [N]"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: rabbitmq.sh start|stop|kill|restart|crl|ctl DIR [N]"
 
 # Run as the rabbitmq user when started by root: the Debian package owns its files so, and
 # the Erlang VM then cannot read anything of root's but what we hand it.
@@ -40,6 +42,7 @@ node_env() { # N -> ENV: the environment of node N, as `env` arguments
     RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     RABBITMQ_DIST_PORT="$(cat "$dir/n$n/dist-port")"
     RABBITMQ_CONFIG_FILE="$dir/n$n/rabbitmq.conf"
+    RABBITMQ_ADVANCED_CONFIG_FILE="$dir/n$n/advanced.config"
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/n$n/enabled_plugins"
     RABBITMQ_MNESIA_BASE="$dir/n$n/mnesia"
     RABBITMQ_LOG_BASE="$dir/n$n/log"
@@ -79,6 +82,19 @@ await_node() { # N
 
 nodes() { cat "$dir/nodes"; }
 
+# The revocation list where the nodes look for it: Erlang's ssl_crl_hash_dir finds a CRL by
+# its issuer's name hash (OpenSSL's), as <hash>.r0, and reads it at each handshake.
+install_crl() { # CERTS_DIR
+  command -v openssl >/dev/null || die "openssl (the command) is needed to name the CRL file: apt-get install openssl"
+  [ -r "$1/crl.pem" ] || die "$1/crl.pem missing: fleet-certs init writes it; for a directory made before, fleet-certs mosquitto --dir $1 writes one"
+  local hash
+  hash=$(openssl crl -hash -noout -in "$1/crl.pem") || die "$1/crl.pem is not a CRL"
+  mkdir -p "$dir/crls"
+  cp "$1/crl.pem" "$dir/crls/.next"
+  mv "$dir/crls/.next" "$dir/crls/$hash.r0"
+  chmod -R a+rX "$dir/crls"
+}
+
 case $cmd in
 start)
   : "${LF_CERTS:?LF_CERTS: the certificates directory (fleet-certs init)}"
@@ -89,9 +105,12 @@ start)
   count=${#mqtt[@]}
   [ "${#amqps[@]}" = "$count" ] && [ "${#dist[@]}" = "$count" ] && [ "${#auth[@]}" = "$count" ] ||
     die "LF_MQTT_PORTS, LF_AMQPS_PORTS, LF_DIST_PORTS and LF_AUTH_URLS must name as many nodes"
-  for f in ca.crt server.crt server.key; do
+  for f in ca.crt server.crt server.key crl.pem; do
     [ -r "$LF_CERTS/$f" ] || die "$LF_CERTS/$f missing: create it with fleet-certs init --dir $LF_CERTS"
   done
+  (cd "$LF_CERTS" && pwd) >"$dir/certs-dir"
+  install_crl "$LF_CERTS"
+  cp "$LF_CERTS/revoked.txt" "$dir/revoked.seen" 2>/dev/null || : >"$dir/revoked.seen"
   mkdir -p "$dir/home" "$dir/tls"
   echo "${LF_CLUSTER:-lf}" >"$dir/cluster-name"
   seq 1 "$count" | tr '\n' ' ' >"$dir/nodes"
@@ -114,11 +133,6 @@ listeners.tcp = none
 listeners.ssl.default = 127.0.0.1:${amqps[$i]}
 mqtt.listeners.tcp = none
 mqtt.listeners.ssl.default = 127.0.0.1:${mqtt[$i]}
-ssl_options.cacertfile = $dir/tls/ca.crt
-ssl_options.certfile = $dir/tls/server.crt
-ssl_options.keyfile = $dir/tls/server.key
-ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = true
 # Identity is the certificate's common name, for cabinets (MQTT) and replicas (AMQP EXTERNAL).
 ssl_cert_login_from = common_name
 auth_mechanisms.1 = EXTERNAL
@@ -138,6 +152,15 @@ auth_http.topic_path = ${auth[$i]}/broker-auth/topic
 loopback_users = none
 # A node cut off from the majority stops serving instead of diverging.
 cluster_partition_handling = pause_minority
+EOF
+    # TLS in advanced.config: rabbitmq.conf cannot name a CRL cache. Every client certificate
+    # is checked against the fleet's revocation list (crl_check peer: no list, no entry).
+    cat >"$dir/n$n/advanced.config" <<EOF
+[{rabbit, [{ssl_options, [
+  {cacertfile, "$dir/tls/ca.crt"}, {certfile, "$dir/tls/server.crt"},
+  {keyfile, "$dir/tls/server.key"}, {verify, verify_peer}, {fail_if_no_peer_cert, true},
+  {crl_check, peer},
+  {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, "$dir/crls"}]}}}]}]}].
 EOF
   done
   if [ "$(id -u)" = 0 ]; then chown -R rabbitmq:rabbitmq "$dir"; fi
@@ -177,9 +200,30 @@ restart)
   start_node "$n"
   await_node "$n"
   ;;
+crl)
+  certs=$(cat "$dir/certs-dir")
+  install_crl "$certs"
+  # Handshakes from now on refuse the revoked certificates; a device revoked since the last
+  # time also loses the session it has (it cannot come back with that certificate; one
+  # re-issued by `fleet-certs issue --force` connects again).
+  touch "$certs/revoked.txt"
+  names=$(grep -vxF -f "$dir/revoked.seen" "$certs/revoked.txt" | grep -v '^#' |
+    awk '$2 ~ /^[A-Za-z0-9._-]+$/ {printf "%s\"%s\"", (n++ ? "," : ""), $2}' || true)
+  if [ -n "$names" ]; then
+    # MQTT sessions are not AMQP connections (close_connection ignores them): end them
+    # through the cluster-wide client id registry; a client id is its certificate's name.
+    closed=""
+    for n in $(nodes); do
+      ctl "$n" eval "Revoked = [$names], [exit(P, kill) || {C, P} <- rabbit_mqtt_collector:list(), lists:member(C, Revoked)]." \
+        >/dev/null 2>&1 && { closed=yes; break; }
+    done
+    [ -n "$closed" ] || die "no node answered: the sessions of $names are still open"
+  fi
+  cp "$certs/revoked.txt" "$dir/revoked.seen"
+  ;;
 ctl)
   n=${3:?node number}; shift 3
   ctl "$n" "$@"
   ;;
-*) die "unknown command $cmd: start|stop|kill|restart|ctl" ;;
+*) die "unknown command $cmd: start|stop|kill|restart|crl|ctl" ;;
 esac

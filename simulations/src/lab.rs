@@ -147,14 +147,15 @@ impl RabbitCluster {
         Ok(cluster)
     }
 
-    fn run(&self, command: &str, node: usize) -> anyhow::Result<()> {
+    fn run(&self, command: &str, node: Option<usize>) -> anyhow::Result<()> {
         let out = Command::new(&self.script)
-            .args([command, &self.dir.display().to_string(), &node.to_string()])
+            .args([command, &self.dir.display().to_string()])
+            .args(node.map(|n| n.to_string()))
             .output()
             .context("running deploy/cluster/rabbitmq.sh")?;
         anyhow::ensure!(
             out.status.success(),
-            "rabbitmq.sh {command} {node} failed:\n{}",
+            "rabbitmq.sh {command} {node:?} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(())
@@ -162,12 +163,17 @@ impl RabbitCluster {
 
     /// kill -9 of node `n` (1-based), as a dying machine.
     pub fn kill9(&self, n: usize) -> anyhow::Result<()> {
-        self.run("kill", n)
+        self.run("kill", Some(n))
     }
 
     /// Starts node `n` (1-based) again; it rejoins the cluster.
     pub fn restart(&self, n: usize) -> anyhow::Result<()> {
-        self.run("restart", n)
+        self.run("restart", Some(n))
+    }
+
+    /// Applies the certificates directory's revocation list after `fleet-certs revoke`.
+    pub fn apply_crl(&self) -> anyhow::Result<()> {
+        self.run("crl", None)
     }
 
     /// The replicas' `--external-broker` value: every node's AMQP listener.
@@ -193,7 +199,7 @@ impl RabbitCluster {
 impl Drop for RabbitCluster {
     fn drop(&mut self) {
         for n in 1..=self.mqtt.len() {
-            let _ = self.run("kill", n);
+            let _ = self.run("kill", Some(n));
         }
         for c in &mut self.auth {
             let _ = c.kill();

@@ -195,6 +195,58 @@ async fn the_cluster_holds_each_device_to_its_own_identity_and_topics() {
 }
 
 #[tokio::test]
+#[ignore = "needs rabbitmq-server: run .ci/run, or apt-get install rabbitmq-server and pass --include-ignored"]
+async fn a_revoked_certificate_is_refused_by_every_node_and_its_session_closed() {
+    let world = World::new(&["cab-a", "cab-b"]);
+    let cluster = RabbitCluster::start(&world, 3);
+    // cab-a on node 2, cab-b on node 3; revocations are applied through node 1.
+    let victim = watched(&world, "cab-a", cluster.mqtt[1]).await;
+    let bystander = watched(&world, "cab-b", cluster.mqtt[2]).await;
+
+    crate::security::fleet_certs(&world, &["revoke"], "cab-a");
+    cluster.apply_crl();
+    eventually(
+        Duration::from_secs(10),
+        "the revoked session closed",
+        || async { (victim.dropped.load(Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await;
+    for node in &cluster.mqtt {
+        let (_c, mut el) = AsyncClient::new(world.device_options("cab-a", "cab-a", *node), 10);
+        let refused = connack(&mut el).await;
+        assert!(
+            refused.is_err(),
+            "node {node} accepted the revoked certificate"
+        );
+    }
+    assert_eq!(
+        bystander.dropped.load(Ordering::SeqCst),
+        0,
+        "another device's session was closed"
+    );
+    let (_c, mut el) =
+        AsyncClient::new(world.device_options("cab-b", "cab-b", cluster.mqtt[0]), 10);
+    connack(&mut el).await.expect("another device connects");
+
+    // A new certificate for the same device is welcome again; applying the list again
+    // closes nothing more.
+    crate::security::fleet_certs(&world, &["issue", "--force"], "cab-a");
+    let (_c, mut el) =
+        AsyncClient::new(world.device_options("cab-a", "cab-a", cluster.mqtt[0]), 10);
+    connack(&mut el)
+        .await
+        .expect("re-issued certificate connects");
+    let again = watched(&world, "cab-a", cluster.mqtt[1]).await;
+    cluster.apply_crl();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        again.dropped.load(Ordering::SeqCst),
+        0,
+        "the re-issued device lost its session"
+    );
+}
+
+#[tokio::test]
 #[ignore = "needs rabbitmq-server and PostgreSQL: run .ci/run, or apt-get install rabbitmq-server postgresql and pass --include-ignored"]
 async fn a_broker_node_and_a_replica_killed_under_load_lose_nothing() {
     const AGENTS: usize = 6;

@@ -594,6 +594,11 @@ impl RabbitCluster {
     pub(crate) fn restart(&self, n: usize) {
         self.nodes.restart(n).unwrap_or_else(|e| panic!("{e:#}"));
     }
+
+    /// Applies the fleet's revocation list (after `fleet-certs revoke`).
+    pub(crate) fn apply_crl(&self) {
+        self.nodes.apply_crl().unwrap_or_else(|e| panic!("{e:#}"));
+    }
 }
 
 /// PostgreSQL with a synchronous standby and automatic failover (pg_auto_failover from

@@ -42,7 +42,7 @@ fn error_of(body: &Value) -> &str {
 }
 
 /// Runs `fleet-certs ARGS --dir {certs} --device DEVICE`; its stdout, after asserting success.
-fn fleet_certs(world: &World, args: &[&str], device: &str) -> String {
+pub(crate) fn fleet_certs(world: &World, args: &[&str], device: &str) -> String {
     let out = std::process::Command::new(bin("fleet-certs"))
         .args(args)
         .args([
