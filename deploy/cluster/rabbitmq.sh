@@ -9,8 +9,12 @@
 #   rabbitmq.sh stop    DIR   stop every node (kill -9 what does not stop)
 #   rabbitmq.sh kill    DIR N kill -9 node N (its Erlang VM), as a dying machine would
 #   rabbitmq.sh restart DIR N start node N again; it rejoins the cluster by itself
-#   rabbitmq.sh crl     DIR   apply LF_CERTS' revocation list after `fleet-certs revoke`: new
-#                             handshakes check it, live sessions of newly revoked devices close
+#   rabbitmq.sh etc     DIR   a real node's settings in DIR (/etc/rabbitmq; LF_CERTS, and
+#                             LF_MQTT_LISTENER, LF_AMQPS_LISTENER, LF_AUTH_URL to change
+#                             8883, 5671, http://127.0.0.1:8781)
+#   rabbitmq.sh crl     DIR   after `fleet-certs revoke`: new handshakes check the revocation
+#                             list of the certificates directory `start`/`etc` was given, and
+#                             live sessions of newly revoked devices close
 #   rabbitmq.sh ctl     DIR N ARGS...   rabbitmqctl against node N
 #
 # Settings for `start` (environment): LF_CERTS (directory with ca.crt, server.crt, server.key
@@ -26,7 +30,7 @@ die() { echo "rabbitmq.sh: $*" >&2; exit 1; }
   die "RabbitMQ is not installed: apt-get install rabbitmq-server (Debian 12 ships 3.10)"
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: rabbitmq.sh start|stop|kill|restart|crl|ctl DIR [N]"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: rabbitmq.sh start|stop|kill|restart|etc|crl|ctl DIR [N]"
 
 # Run as the rabbitmq user when started by root: the Debian package owns its files so, and
 # the Erlang VM then cannot read anything of root's but what we hand it.
@@ -53,6 +57,10 @@ node_env() { # N -> ENV: the environment of node N, as `env` arguments
 
 ctl() { # N ARGS...
   local n=$1; shift
+  if [ -f "$dir/etc-node" ]; then # a real node (`etc`): its own settings, Debian's unit
+    as_rabbitmq /usr/sbin/rabbitmqctl "$@"
+    return
+  fi
   node_env "$n"
   as_rabbitmq env "${ENV[@]}" "$RMQ_BIN/rabbitmqctl" -n "$(node_name "$n")" "$@"
 }
@@ -95,6 +103,50 @@ install_crl() { # CERTS_DIR
   chmod -R a+rX "$dir/crls"
 }
 
+# A node's settings in OUT: rabbitmq.conf, advanced.config, enabled_plugins. The same for the
+# lab's nodes and for a real node's /etc/rabbitmq (`etc`).
+node_config() { # OUT NAME MQTT_LISTENER AMQPS_LISTENER AUTH_URL TLS_DIR CRL_DIR
+  local out=$1 name=$2 mqtt_at=$3 amqps_at=$4 auth_url=$5 tls=$6 crls=$7
+  echo "[rabbitmq_mqtt,rabbitmq_consistent_hash_exchange,rabbitmq_auth_backend_http,rabbitmq_auth_mechanism_ssl]." \
+    >"$out/enabled_plugins"
+  cat >"$out/rabbitmq.conf" <<EOF
+# LockerFleet broker node $name (written by deploy/cluster/rabbitmq.sh; ADR 0024).
+# No plain listener: cabinets speak MQTT and replicas AMQP, both over mutual TLS.
+listeners.tcp = none
+listeners.ssl.default = $amqps_at
+mqtt.listeners.tcp = none
+mqtt.listeners.ssl.default = $mqtt_at
+# Identity is the certificate's common name, for cabinets (MQTT) and replicas (AMQP EXTERNAL).
+ssl_cert_login_from = common_name
+auth_mechanisms.1 = EXTERNAL
+mqtt.ssl_cert_login = true
+mqtt.allow_anonymous = false
+mqtt.vhost = /
+mqtt.exchange = amq.topic
+# Sessions a cabinet asks to keep survive a node (ours are clean; see ADR 0024).
+mqtt.durable_queue_type = quorum
+# Every decision (who may log in, with which client id, which topics) comes from broker-auth.
+auth_backends.1 = http
+auth_http.http_method = get
+auth_http.user_path = $auth_url/broker-auth/user
+auth_http.vhost_path = $auth_url/broker-auth/vhost
+auth_http.resource_path = $auth_url/broker-auth/resource
+auth_http.topic_path = $auth_url/broker-auth/topic
+loopback_users = none
+# A node cut off from the majority stops serving instead of diverging.
+cluster_partition_handling = pause_minority
+EOF
+  # TLS in advanced.config: rabbitmq.conf cannot name a CRL cache. Every client certificate
+  # is checked against the fleet's revocation list (crl_check peer: no list, no entry).
+  cat >"$out/advanced.config" <<EOF
+[{rabbit, [{ssl_options, [
+  {cacertfile, "$tls/ca.crt"}, {certfile, "$tls/server.crt"},
+  {keyfile, "$tls/server.key"}, {verify, verify_peer}, {fail_if_no_peer_cert, true},
+  {crl_check, peer},
+  {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, "$crls"}]}}}]}]}].
+EOF
+}
+
 case $cmd in
 start)
   : "${LF_CERTS:?LF_CERTS: the certificates directory (fleet-certs init)}"
@@ -124,44 +176,8 @@ start)
     n=$((i + 1))
     mkdir -p "$dir/n$n/log" "$dir/n$n/mnesia"
     echo "${dist[$i]}" >"$dir/n$n/dist-port"
-    echo "[rabbitmq_mqtt,rabbitmq_consistent_hash_exchange,rabbitmq_auth_backend_http,rabbitmq_auth_mechanism_ssl]." \
-      >"$dir/n$n/enabled_plugins"
-    cat >"$dir/n$n/rabbitmq.conf" <<EOF
-# LockerFleet broker node $n (written by deploy/cluster/rabbitmq.sh; ADR 0024).
-# No plain listener: cabinets speak MQTT and replicas AMQP, both over mutual TLS.
-listeners.tcp = none
-listeners.ssl.default = 127.0.0.1:${amqps[$i]}
-mqtt.listeners.tcp = none
-mqtt.listeners.ssl.default = 127.0.0.1:${mqtt[$i]}
-# Identity is the certificate's common name, for cabinets (MQTT) and replicas (AMQP EXTERNAL).
-ssl_cert_login_from = common_name
-auth_mechanisms.1 = EXTERNAL
-mqtt.ssl_cert_login = true
-mqtt.allow_anonymous = false
-mqtt.vhost = /
-mqtt.exchange = amq.topic
-# Sessions a cabinet asks to keep survive a node (ours are clean; see ADR 0024).
-mqtt.durable_queue_type = quorum
-# Every decision (who may log in, with which client id, which topics) comes from broker-auth.
-auth_backends.1 = http
-auth_http.http_method = get
-auth_http.user_path = ${auth[$i]}/broker-auth/user
-auth_http.vhost_path = ${auth[$i]}/broker-auth/vhost
-auth_http.resource_path = ${auth[$i]}/broker-auth/resource
-auth_http.topic_path = ${auth[$i]}/broker-auth/topic
-loopback_users = none
-# A node cut off from the majority stops serving instead of diverging.
-cluster_partition_handling = pause_minority
-EOF
-    # TLS in advanced.config: rabbitmq.conf cannot name a CRL cache. Every client certificate
-    # is checked against the fleet's revocation list (crl_check peer: no list, no entry).
-    cat >"$dir/n$n/advanced.config" <<EOF
-[{rabbit, [{ssl_options, [
-  {cacertfile, "$dir/tls/ca.crt"}, {certfile, "$dir/tls/server.crt"},
-  {keyfile, "$dir/tls/server.key"}, {verify, verify_peer}, {fail_if_no_peer_cert, true},
-  {crl_check, peer},
-  {crl_cache, {ssl_crl_hash_dir, {internal, [{dir, "$dir/crls"}]}}}]}]}].
-EOF
+    node_config "$dir/n$n" "$n" "127.0.0.1:${mqtt[$i]}" "127.0.0.1:${amqps[$i]}" "${auth[$i]}" \
+      "$dir/tls" "$dir/crls"
   done
   if [ "$(id -u)" = 0 ]; then chown -R rabbitmq:rabbitmq "$dir"; fi
   for n in $(nodes); do start_node "$n"; done
@@ -200,6 +216,26 @@ restart)
   start_node "$n"
   await_node "$n"
   ;;
+etc)
+  # A real node's settings under DIR (Debian: /etc/rabbitmq, read by rabbitmq-server.service):
+  # MQTT on 8883 and AMQP on 5671 on every interface, broker-auth beside it on 8781.
+  : "${LF_CERTS:?LF_CERTS: the certificates directory (fleet-certs init)}"
+  for f in ca.crt server.crt server.key crl.pem; do
+    [ -r "$LF_CERTS/$f" ] || die "$LF_CERTS/$f missing: create it with fleet-certs init --dir $LF_CERTS"
+  done
+  mkdir -p "$dir/tls"
+  cp "$LF_CERTS/ca.crt" "$LF_CERTS/server.crt" "$LF_CERTS/server.key" "$dir/tls/"
+  (cd "$LF_CERTS" && pwd) >"$dir/certs-dir"
+  install_crl "$LF_CERTS"
+  cp "$LF_CERTS/revoked.txt" "$dir/revoked.seen" 2>/dev/null || : >"$dir/revoked.seen"
+  echo 1 >"$dir/nodes"
+  : >"$dir/etc-node"
+  node_config "$dir" "$(hostname)" "${LF_MQTT_LISTENER:-8883}" "${LF_AMQPS_LISTENER:-5671}" \
+    "${LF_AUTH_URL:-http://127.0.0.1:8781}" "$dir/tls" "$dir/crls"
+  if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$dir"; fi
+  chmod 0600 "$dir/tls/server.key"
+  echo "wrote $dir/rabbitmq.conf, advanced.config, enabled_plugins, tls/ and crls/"
+  ;;
 crl)
   certs=$(cat "$dir/certs-dir")
   install_crl "$certs"
@@ -225,5 +261,5 @@ ctl)
   n=${3:?node number}; shift 3
   ctl "$n" "$@"
   ;;
-*) die "unknown command $cmd: start|stop|kill|restart|crl|ctl" ;;
+*) die "unknown command $cmd: start|stop|kill|restart|etc|crl|ctl" ;;
 esac
