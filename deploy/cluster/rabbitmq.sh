@@ -160,10 +160,10 @@ start)
   for f in ca.crt server.crt server.key crl.pem; do
     [ -r "$LF_CERTS/$f" ] || die "$LF_CERTS/$f missing: create it with fleet-certs init --dir $LF_CERTS"
   done
+  mkdir -p "$dir/home" "$dir/tls"
   (cd "$LF_CERTS" && pwd) >"$dir/certs-dir"
   install_crl "$LF_CERTS"
   cp "$LF_CERTS/revoked.txt" "$dir/revoked.seen" 2>/dev/null || : >"$dir/revoked.seen"
-  mkdir -p "$dir/home" "$dir/tls"
   echo "${LF_CLUSTER:-lf}" >"$dir/cluster-name"
   seq 1 "$count" | tr '\n' ' ' >"$dir/nodes"
   # The nodes of one cluster share an Erlang cookie; one made here, readable by them only.

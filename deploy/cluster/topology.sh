@@ -86,6 +86,7 @@ up: replicas on http://127.0.0.1:8080 and :8081 (admin token in $dir/env), $cabi
   kill a node:   $here/rabbitmq.sh kill $dir/rabbitmq 1     (restart: ... restart $dir/rabbitmq 1)
   kill replica:  kill -9 \$(cat $dir/pids/replica-a)
   kill database: $here/pg-auto-failover.sh kill $dir/db \$($here/pg-auto-failover.sh primary $dir/db | tr -dc 0-9)
+  revoke a cabinet: $bin/fleet-certs revoke --dir $dir/certs --device ID && $here/rabbitmq.sh crl $dir/rabbitmq
   stop all:      $0 down $dir
 EOF
   ;;
