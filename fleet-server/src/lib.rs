@@ -380,6 +380,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         escalate_after: std::time::Duration::from_secs(cfg.alarm_escalate_after_secs),
         notify_per_site_hour: i64::from(cfg.alarm_notify_per_site_hour),
         lang: cfg.lang,
+        utc_offset_minutes: cfg.utc_offset_minutes,
     };
     // Checked now, so a bad notifier setting stops the start instead of the first lead.
     notifier_client()?;

@@ -26,6 +26,9 @@ pub struct AlarmSettings {
     pub notify_per_site_hour: i64,
     /// The language of the staff's SMS where the site sets none.
     pub lang: l10n::Lang,
+    /// The clock of a site that names no time zone (the server's `utc_offset_minutes`), the
+    /// same the citizens' SMS use.
+    pub utc_offset_minutes: i32,
 }
 
 /// Runs [`sweep_once`] every second until cancelled.
@@ -99,7 +102,7 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
         return Ok(changed);
     }
     // In each site's language (sites and templates are read only when someone is told).
-    let book = crate::sms_text::SmsBook::load(store, s.lang, 0).await?;
+    let book = crate::sms_text::SmsBook::load(store, s.lang, s.utc_offset_minutes).await?;
     for a in escalated {
         tracing::warn!(alarm = %a.id, device = %a.device_id, kind = %a.kind, severity = %a.severity,
             "alarm escalated: nobody acknowledged it");

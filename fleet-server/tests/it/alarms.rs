@@ -39,6 +39,7 @@ fn settings(
         escalate_after: std::time::Duration::from_secs(900),
         notify_per_site_hour,
         lang: l10n::Lang::En,
+        utc_offset_minutes: 0,
     }
 }
 
