@@ -36,6 +36,10 @@ pub struct ClusterOptions {
     /// RabbitMQ nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// Bare TLS devices connected across the nodes after the ingest and open figures, for
+    /// what each node holds per connection (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
     /// The cluster script of this checkout.
     #[arg(long, default_value = "deploy/cluster/rabbitmq.sh")]
     pub script: PathBuf,
@@ -61,6 +65,55 @@ fn spec(opts: &ClusterOptions, brokers: Option<String>) -> FleetSpec {
         brokers,
         ..FleetSpec::default()
     }
+}
+
+/// Connects `ids` as bare TLS devices spread over the nodes (each node's share on its own
+/// listener) and waits until each is connected and its first event receipted; returns how
+/// long that took and, per node, its VM's growth in MB and the devices it took.
+async fn per_connection(
+    rabbit: &RabbitCluster,
+    certs: &std::path::Path,
+    ids: &[protocol::DeviceId],
+) -> anyhow::Result<(Duration, Vec<(f64, usize)>)> {
+    let pids = rabbit.node_pids();
+    let rss = |pids: &[Option<u32>]| -> Vec<f64> {
+        pids.iter()
+            .map(|p| p.map_or(0.0, |p| crate::scale_bench::rss_mb(p).0))
+            .collect()
+    };
+    let before = rss(&pids);
+    let share = ids.len().div_ceil(rabbit.mqtt.len());
+    let started = Instant::now();
+    let mut fleets = Vec::new();
+    for (chunk, node) in ids.chunks(share).zip(&rabbit.mqtt) {
+        fleets.push((
+            chunk.len(),
+            crate::scale_bench::LightFleet::connect(
+                chunk,
+                certs,
+                *node,
+                50,
+                Duration::from_secs(5),
+            )?,
+        ));
+    }
+    for (_, f) in &fleets {
+        f.wait_all_back(started, "connected and receipted").await?;
+    }
+    let took = started.elapsed();
+    // Settled: queues made, first messages routed and acknowledged.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss(&pids);
+    for (_, f) in &fleets {
+        f.abort();
+    }
+    let growth = before
+        .iter()
+        .zip(&after)
+        .zip(fleets.iter().map(|(n, _)| *n))
+        .map(|((b, a), n)| (a - b, n))
+        .collect();
+    Ok((took, growth))
 }
 
 /// Ingest until every event is receipted, then remote opens one after another.
@@ -205,9 +258,10 @@ pub async fn cluster(opts: ClusterOptions) -> anyhow::Result<()> {
     // The RabbitMQ cluster and one replica.
     let dir = base.join("cluster");
     let certs = dir.join("certs");
+    let light = crate::scale_bench::light_ids(opts.connections)?;
     crate::fleet::ensure_certs(
         &certs,
-        &[ids.clone(), vec![certs::server_client_id()]].concat(),
+        &[ids.clone(), vec![certs::server_client_id()], light.clone()].concat(),
     )?;
     let fleet_server = std::env::current_exe()?
         .parent()
@@ -242,6 +296,10 @@ pub async fn cluster(opts: ClusterOptions) -> anyhow::Result<()> {
     let unused: SocketAddr = "127.0.0.1:9".parse()?;
     let fleet = Fleet::start(&spec, unused, &certs, &dir.join("agents")).await?;
     let figures = measure(&opts, &spec, &fleet, &api, started).await;
+    let memory = match (&figures, light.is_empty()) {
+        (Ok(_), false) => Some(per_connection(&rabbit, &certs, &light).await),
+        _ => None,
+    };
     let recovered = match &figures {
         Ok(_) => Some(recovery(&spec, &fleet, &api, || rabbit.kill9(1)).await),
         Err(_) => None,
@@ -273,6 +331,22 @@ pub async fn cluster(opts: ClusterOptions) -> anyhow::Result<()> {
         c.open_p50_ms / e.open_p50_ms,
         c.open_p99_ms / e.open_p99_ms
     );
+    if let Some(m) = memory {
+        let (took, growth) = m?;
+        let total: f64 = growth.iter().map(|(mb, _)| mb).sum();
+        println!(
+            "  {} bare TLS devices connected across the nodes (each receipted once) in {:.1} s; memory (VmRSS) grown per node: {}; {:.1} KB per connection over the cluster",
+            light.len(),
+            took.as_secs_f64(),
+            growth
+                .iter()
+                .enumerate()
+                .map(|(i, (mb, n))| format!("node {} +{mb:.0} MB for {n} of them", i + 1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            total * 1024.0 / light.len() as f64
+        );
+    }
     if let Some(r) = recovered {
         let (back, served) = r?;
         println!(

@@ -176,6 +176,17 @@ impl RabbitCluster {
         self.run("crl", None)
     }
 
+    /// Each node's Erlang VM, for its memory (None: not running).
+    pub fn node_pids(&self) -> Vec<Option<u32>> {
+        (1..=self.mqtt.len())
+            .map(|n| {
+                std::fs::read_to_string(self.dir.join(format!("n{n}/beam.pid")))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+            })
+            .collect()
+    }
+
     /// The replicas' `--external-broker` value: every node's AMQP listener.
     pub fn amqps_url(&self) -> String {
         format!("amqps://{}", Self::hosts(&self.amqps))
