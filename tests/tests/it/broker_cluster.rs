@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 
 use crate::broker_front::{closed, connack};
-use crate::faults::{assert_every_event_once, settled_marks};
+use crate::faults::{assert_every_event_once, settled_marks, streaming_agents_with};
 use crate::harness::{PrivatePg, RabbitCluster, World, eventually, wait_online};
 
 /// Keeps a device's connection polled; counts what it receives and how often it was dropped.
@@ -274,24 +274,14 @@ async fn a_broker_node_and_a_replica_killed_under_load_lose_nothing() {
     let b = world.ready_replica("replica-b", &flags).await;
     let (api_a, api_b) = (a.api(), b.api());
     let servers = cluster.agent_servers();
-    let (rate, limit) = ("300".to_string(), PER_AGENT.to_string());
-    let _agents: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            world.agent(
-                id,
-                cluster.mqtt[0],
-                &[
-                    "--server",
-                    &servers,
-                    "--fake-activity-per-sec",
-                    &rate,
-                    "--fake-activity-limit",
-                    &limit,
-                ],
-            )
-        })
-        .collect();
+    let _agents = streaming_agents_with(
+        &world,
+        cluster.mqtt[0],
+        &ids,
+        300,
+        PER_AGENT,
+        &["--server", &servers],
+    );
     let _opener = world.agent("cab-open", cluster.mqtt[0], &["--server", &servers]);
     wait_online(&api_b, "cab-open").await;
     // Each on a box of its own: the fake lock leaves a door open until someone closes it.

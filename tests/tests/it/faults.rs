@@ -156,19 +156,29 @@ pub(crate) fn streaming_agents(
     per_sec: u32,
     events: u64,
 ) -> Vec<crate::harness::Proc> {
+    streaming_agents_with(world, mqtt, ids, per_sec, events, &[])
+}
+
+/// [`streaming_agents`] with more agent flags (e.g. `--server` with every broker node).
+pub(crate) fn streaming_agents_with(
+    world: &World,
+    mqtt: std::net::SocketAddr,
+    ids: &[String],
+    per_sec: u32,
+    events: u64,
+    extra: &[&str],
+) -> Vec<crate::harness::Proc> {
     let (rate, limit) = (per_sec.to_string(), events.to_string());
     ids.iter()
         .map(|id| {
-            world.agent(
-                id,
-                mqtt,
-                &[
-                    "--fake-activity-per-sec",
-                    &rate,
-                    "--fake-activity-limit",
-                    &limit,
-                ],
-            )
+            let mut args = vec![
+                "--fake-activity-per-sec",
+                &rate,
+                "--fake-activity-limit",
+                &limit,
+            ];
+            args.extend_from_slice(extra);
+            world.agent(id, mqtt, &args)
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::broker_cluster::every_device_progresses;
-use crate::faults::{assert_every_event_once, settled_marks};
+use crate::faults::{assert_every_event_once, settled_marks, streaming_agents_with};
 use crate::flows::{CAB, setup, wait_codes_synced};
 use crate::harness::{Api, AutoFailover, RabbitCluster, Receiver, World, eventually, wait_online};
 
@@ -82,24 +82,14 @@ async fn a_broker_node_and_the_database_primary_killed_together_lose_nothing() {
     let platform = setup(&api).await;
     let servers = cluster.agent_servers();
     let cabinet = world.agent_ctl(CAB, cluster.mqtt[0], &["--server", &servers]);
-    let (rate, limit) = ("150".to_string(), PER_AGENT.to_string());
-    let _agents: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            world.agent(
-                id,
-                cluster.mqtt[0],
-                &[
-                    "--server",
-                    &servers,
-                    "--fake-activity-per-sec",
-                    &rate,
-                    "--fake-activity-limit",
-                    &limit,
-                ],
-            )
-        })
-        .collect();
+    let _agents = streaming_agents_with(
+        &world,
+        cluster.mqtt[0],
+        &ids,
+        150,
+        PER_AGENT,
+        &["--server", &servers],
+    );
     wait_online(&api, CAB).await;
     let mut reservations = Vec::new();
     for n in 0..3 {
