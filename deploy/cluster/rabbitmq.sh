@@ -70,7 +70,11 @@ node_name() { echo "lf-$(cat "$dir/cluster-name")-$1@localhost"; }
 start_node() { # N
   local n=$1
   node_env "$n"
-  as_rabbitmq env "${ENV[@]}" setsid "$RMQ_BIN/rabbitmq-server" \
+  # Each connection is a file descriptor: runuser's PAM session brings the soft limit back to
+  # 1024, which stopped a node at about 830 cabinets. Up to the hard limit, as Debian's unit
+  # does with LimitNOFILE=65536.
+  as_rabbitmq env "${ENV[@]}" setsid bash -c \
+    'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0"' "$RMQ_BIN/rabbitmq-server" \
     >>"$dir/n$n/log/stdout.log" 2>&1 &
   echo $! >"$dir/n$n/launcher.pid"
 }
