@@ -5,25 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::faults::{assert_every_event_once, settled_marks, streaming_agents};
+use crate::faults::{answered_marks, assert_every_event_once, settled_marks, streaming_agents};
 use crate::harness::{Api, AutoFailover, World, eventually, wait_online};
-
-/// Each device's receipt mark, only when the API could read them (empty while it answers 503).
-async fn stored_marks(api: &Api, ids: &[String]) -> Vec<u64> {
-    let (status, body) = api.get("/api/v1/devices").await;
-    if status != 200 {
-        return Vec::new();
-    }
-    let devices = body["devices"].as_array().cloned().unwrap_or_default();
-    ids.iter()
-        .filter_map(|id| {
-            devices
-                .iter()
-                .find(|d| d["id"] == id.as_str())
-                .and_then(|d| d["acked_seq"].as_u64())
-        })
-        .collect()
-}
 
 #[tokio::test]
 #[ignore = "needs pg_auto_failover: run .ci/run, or apt-get install postgresql-15-auto-failover pg-auto-failover-cli and pass --include-ignored"]
@@ -52,8 +35,7 @@ async fn the_primary_dies_under_load_and_the_server_follows_the_promoted_standby
     // marks are what was committed, and so replicated, before the kill. Storing again means
     // every mark rising past that — a commit on the promoted standby.
     let committed = loop {
-        let marks = stored_marks(&api, &ids).await;
-        if marks.len() == ids.len() {
+        if let Some(marks) = answered_marks(&api, &ids).await {
             break marks;
         }
         assert!(
@@ -64,12 +46,12 @@ async fn the_primary_dies_under_load_and_the_server_follows_the_promoted_standby
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     loop {
-        let now = stored_marks(&api, &ids).await;
+        let now = answered_marks(&api, &ids).await.unwrap_or_default();
         if now.len() == committed.len()
             && now
                 .iter()
                 .zip(&committed)
-                .all(|(n, b)| n > b || *n > PER_AGENT)
+                .all(|((_, n), (_, b))| n > b || *n > PER_AGENT)
         {
             break;
         }
@@ -110,7 +92,7 @@ async fn the_primary_dies_under_load_and_the_server_follows_the_promoted_standby
     // Nothing committed before the kill is missing on the promoted standby (synchronous
     // replication), and what is stored is each device's events once, without a gap.
     let stored = prefixes(&db.node_url(new), &ids).await;
-    for ((id, max), before) in stored.iter().zip(&committed) {
+    for ((id, max), (_, before)) in stored.iter().zip(&committed) {
         assert!(
             max >= before,
             "{id}: {max} stored after the failover, {before} before it"

@@ -43,17 +43,29 @@ impl Moments {
 
 /// Each device's receipt mark, as the API reports it (0 when unknown).
 pub(crate) async fn marks(api: &Api, ids: &[String]) -> Vec<(String, u64)> {
-    let (_, body) = api.get("/api/v1/devices").await;
-    ids.iter()
-        .map(|id| {
-            let mark = body["devices"]
-                .as_array()
-                .and_then(|ds| ds.iter().find(|d| d["id"] == id.as_str()))
-                .and_then(|d| d["acked_seq"].as_u64())
-                .unwrap_or(0);
-            (id.clone(), mark)
-        })
-        .collect()
+    answered_marks(api, ids)
+        .await
+        .unwrap_or_else(|| ids.iter().map(|id| (id.clone(), 0)).collect())
+}
+
+/// [`marks`], or None while the API cannot read them (e.g. 503 during a database failover).
+pub(crate) async fn answered_marks(api: &Api, ids: &[String]) -> Option<Vec<(String, u64)>> {
+    let (status, body) = api.get("/api/v1/devices").await;
+    if status != 200 {
+        return None;
+    }
+    Some(
+        ids.iter()
+            .map(|id| {
+                let mark = body["devices"]
+                    .as_array()
+                    .and_then(|ds| ds.iter().find(|d| d["id"] == id.as_str()))
+                    .and_then(|d| d["acked_seq"].as_u64())
+                    .unwrap_or(0);
+                (id.clone(), mark)
+            })
+            .collect(),
+    )
 }
 
 /// Events the server has receipted, summed over the devices (from each device's mark).
