@@ -14,7 +14,7 @@ use anyhow::Context;
 /// Not a port-0 pick: a port the kernel handed out once is ephemeral, and any outgoing
 /// connection (another test's, or one cluster node dialling the next) may take it before the
 /// peer binds it — CI lost a RabbitMQ node to `dist_port_already_used` that way. The kernel
-/// never hands out ports below its ephemeral range, so this walks those from a per-process
+/// never hands out ports below its ephemeral range, so this walks those from a per-run
 /// start, skipping any bound now; the counter keeps one process's callers apart.
 pub fn reserved_port() -> anyhow::Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,12 +27,14 @@ pub fn reserved_port() -> anyhow::Result<u16> {
     // Up to 12,000 ports just below the ephemeral range, never the privileged ones.
     let base = low.saturating_sub(12_000).max(1_024);
     let span = low - base;
-    let _ = NEXT.compare_exchange(
-        0,
-        std::process::id() % span + 1,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    // A start that differs from run to run: in a fresh pid namespace every run has the same
+    // pid, and a run killed before cleaning up can leave lock files naming its ports (e.g.
+    // PostgreSQL's socket lock in /var/run/postgresql) that the next run must not meet.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    let _ = NEXT.compare_exchange(0, seed % span + 1, Ordering::SeqCst, Ordering::SeqCst);
     for _ in 0..span {
         let port = u16::try_from(base + NEXT.fetch_add(1, Ordering::SeqCst) % span)?;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
