@@ -143,6 +143,79 @@ pub struct ServerConfig {
     pub influx_batch_points: usize,
     /// How often usage rollups are exported (the current and the previous hour).
     pub influx_usage_secs: u64,
+    /// What leaves the database and when (`[retention]` in the file).
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: days each class of rows is kept (0 keeps it whole), and how passes run.
+/// See `store::retention` and `docs/adr/0026-retention.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Off: nothing is ever removed.
+    pub enabled: bool,
+    /// Device events (only receipted ones are removed).
+    pub events_days: u32,
+    /// Presence changes (sessions, heartbeats).
+    pub presence_days: u32,
+    /// Finished remote commands.
+    pub commands_days: u32,
+    /// Sent and given-up SMS and webhooks.
+    pub notifications_days: u32,
+    /// Cleared alarms and their history.
+    pub alarms_days: u32,
+    /// Finished items and their history; 0 (the default) keeps them: they are the record of
+    /// who deposited and collected what.
+    pub items_days: u32,
+    /// Hourly box rollups older than this are folded into one row per local day.
+    pub box_hours_days: u32,
+    /// Seconds between passes.
+    pub every_secs: u64,
+    /// Rows at most per step (one short transaction).
+    pub batch_rows: u32,
+    /// Rest between steps, milliseconds.
+    pub pause_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            events_days: 90,
+            presence_days: 90,
+            commands_days: 90,
+            notifications_days: 30,
+            alarms_days: 365,
+            items_days: 0,
+            box_hours_days: 90,
+            every_secs: 3_600,
+            batch_rows: 500,
+            pause_ms: 20,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy a pass applies; `None` when retention is off.
+    pub fn policy(
+        &self,
+        utc_offset_minutes: i32,
+    ) -> Option<crate::store::retention::RetentionPolicy> {
+        let keep = |d: u32| (d > 0).then_some(d);
+        self.enabled
+            .then(|| crate::store::retention::RetentionPolicy {
+                events: keep(self.events_days),
+                presence: keep(self.presence_days),
+                commands: keep(self.commands_days),
+                notifications: keep(self.notifications_days),
+                alarms: keep(self.alarms_days),
+                items: keep(self.items_days),
+                box_hours: keep(self.box_hours_days),
+                utc_offset_minutes,
+                batch_rows: self.batch_rows,
+                pause: Duration::from_millis(self.pause_ms),
+            })
+    }
 }
 
 impl Default for ServerConfig {
@@ -200,6 +273,7 @@ impl Default for ServerConfig {
             influx_spool_points: 100_000,
             influx_batch_points: 5_000,
             influx_usage_secs: 60,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -382,6 +456,22 @@ impl ServerConfig {
                 "influx_spool_points / influx_batch_points / influx_usage_secs",
                 "must be at least 1",
             );
+        }
+        let r = &self.retention;
+        if r.every_secs == 0 || r.batch_rows == 0 || r.batch_rows > 10_000 {
+            return bad(
+                "retention.every_secs / retention.batch_rows",
+                "need every_secs >= 1 and batch_rows between 1 and 10000",
+            );
+        }
+        if r.box_hours_days == 1 {
+            return bad(
+                "retention.box_hours_days",
+                "must be 0 (keep hourly) or at least 2: today's and yesterday's hours are still being written",
+            );
+        }
+        if r.pause_ms > 10_000 {
+            return bad("retention.pause_ms", "must be at most 10000 (10 s)");
         }
         if self.notify_max_attempts == 0 {
             return bad("notify_max_attempts", "must be at least 1");

@@ -404,6 +404,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     ));
     let leading = {
         let diagnostics = diagnostics.clone();
+        let metrics = metrics.clone();
         let (cfg, service, store, changes, commands, deployments, config, tracker2) = (
             cfg.clone(),
             service.clone(),
@@ -426,6 +427,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             tracker2.spawn(deployments.clone().run(work.clone()));
             tracker2.spawn(config.clone().run(work.clone()));
             tracker2.spawn(diagnostics.clone().run(work.clone()));
+            if let Some(policy) = cfg.retention.policy(cfg.utc_offset_minutes) {
+                tracker2.spawn(crate::runtime::retention::run(
+                    store.clone(),
+                    policy,
+                    std::time::Duration::from_secs(cfg.retention.every_secs),
+                    metrics.clone(),
+                    work.clone(),
+                ));
+            }
             if let Err(e) = spawn_notifier(&cfg, &service, &tracker2, work) {
                 tracing::error!(error = %e, "notifications cannot start");
             }

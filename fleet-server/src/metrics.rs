@@ -50,6 +50,10 @@ pub struct Metrics {
     pub devices_online: Gauge,
     /// 1 while this replica leads (runs sweeps and notifications), else 0.
     pub leader: Gauge,
+    /// Rows removed (or box hours folded) by retention, by class.
+    pub retention_rows: Family<KindLabel, Counter>,
+    /// Retention passes that finished, and those that failed.
+    pub retention_passes: Family<StatusLabel, Counter>,
     pub certificates_renewed: Counter,
     pub certificates_refused: Counter,
     /// Bytes of agent releases sent to devices.
@@ -175,6 +179,8 @@ impl Metrics {
             db_errors: Counter::default(),
             devices_online: Gauge::default(),
             leader: Gauge::default(),
+            retention_rows: Family::default(),
+            retention_passes: Family::default(),
             certificates_renewed: Counter::default(),
             release_bytes_served: Counter::default(),
             certificates_refused: Counter::default(),
@@ -252,6 +258,16 @@ impl Metrics {
             "messages_malformed",
             "Device messages refused as malformed, by channel",
             m.malformed.clone(),
+        );
+        r.register(
+            "retention_rows",
+            "Rows removed by retention (box_hours: hourly rollup rows folded into days), by class",
+            m.retention_rows.clone(),
+        );
+        r.register(
+            "retention_passes",
+            "Retention passes by outcome (done, failed)",
+            m.retention_passes.clone(),
         );
         r.register(
             "receipts_sent",

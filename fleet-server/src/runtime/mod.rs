@@ -17,4 +17,5 @@ pub(crate) mod link;
 pub(crate) mod notify;
 pub(crate) mod presence;
 pub(crate) mod renewal;
+pub(crate) mod retention;
 pub(crate) mod revocations;

@@ -25,6 +25,7 @@ mod planning;
 mod presence;
 pub(crate) mod primary;
 mod releases;
+pub mod retention;
 mod schema;
 mod sites;
 mod sms;

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 18;
+pub const SCHEMA_VERSION: i64 = 19;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (16, V16),
     (17, V17),
     (18, V18),
+    (19, V19),
 ];
 
 const V1: &[&str] = &[
@@ -534,3 +535,12 @@ const V18: &[&str] = &[
         PRIMARY KEY (site_id, lang, flow)
     )",
 ];
+
+/// Issue 25: retention — how far each class of rows has been cleared and how many rows that
+/// removed (`store::retention`).
+const V19: &[&str] = &["CREATE TABLE IF NOT EXISTS retention_marks (
+        class TEXT PRIMARY KEY,
+        before_ms BIGINT NOT NULL,
+        rows_removed BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    )"];

@@ -24,6 +24,7 @@ mod deployments;
 mod diagnostics;
 mod flows;
 mod releases;
+mod retention;
 mod sms;
 mod store;
 mod units;

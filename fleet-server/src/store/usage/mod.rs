@@ -517,6 +517,13 @@ impl Store {
     /// Rebuilds the item-derived rollups from history (see [`rebuild`]); returns the number
     /// of items replayed.
     pub async fn rebuild_usage(&self) -> Result<u64, StoreError> {
+        if let Some(before) = self.items_pruned_before().await? {
+            return Err(StoreError::Invalid(format!(
+                "usage cannot be rebuilt: retention removed items finished before {before} \
+                 (epoch ms), and a rebuild replays items, so their usage would be lost; \
+                 the rollups as kept are the record"
+            )));
+        }
         let mut tx = self.writer.begin().await?;
         let n = rebuild(&mut tx).await?;
         tx.commit().await?;
