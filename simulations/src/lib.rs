@@ -19,6 +19,7 @@ pub mod locust_bench;
 pub(crate) mod netem;
 pub(crate) mod relay_bench;
 pub(crate) mod report;
+pub mod retention_bench;
 pub mod rollout_bench;
 pub mod scale_bench;
 pub(crate) mod scenario;

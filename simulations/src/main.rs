@@ -53,6 +53,9 @@ enum Bench {
     /// What heartbeats cost the server, written together (heartbeat_flush_secs) against each
     /// when heard, in one run.
     Heartbeats(simulations::heartbeat_bench::HeartbeatOptions),
+    /// A simulated year's database with retention and without, and remote opens during the
+    /// first retention pass over it against opens with none running.
+    Retention(simulations::retention_bench::RetentionOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +79,7 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Ingest(o)) => simulations::bench::ingest(o).await,
         Cmd::Bench(Bench::Cluster(o)) => simulations::cluster_bench::cluster(o).await,
         Cmd::Bench(Bench::Heartbeats(o)) => simulations::heartbeat_bench::heartbeats(o).await,
+        Cmd::Bench(Bench::Retention(o)) => simulations::retention_bench::retention(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),

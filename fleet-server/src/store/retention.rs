@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::usage::DAY_MS;
-use super::{Store, StoreError};
+use super::{DbKind, Store, StoreError};
 
 /// What each class keeps, in days; `None` keeps it whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +237,31 @@ impl Store {
             .await?;
         }
         Ok(report)
+    }
+
+    /// The database's size in bytes, and how many of them are free pages SQLite reuses
+    /// before it grows the file (PostgreSQL: 0, its free space is inside the tables).
+    pub async fn database_bytes(&self) -> Result<(i64, i64), StoreError> {
+        match self.kind {
+            DbKind::Sqlite => {
+                let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+                    .fetch_one(&self.pool)
+                    .await?;
+                let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+                    .fetch_one(&self.pool)
+                    .await?;
+                let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((pages * size, free * size))
+            }
+            DbKind::Postgres => Ok((
+                sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(&self.pool)
+                    .await?,
+                0,
+            )),
+        }
     }
 
     /// Devices that may have per-device rows: those that ever connected and those configured.
