@@ -145,6 +145,170 @@ pub struct ServerConfig {
     pub influx_usage_secs: u64,
     /// What leaves the database and when (`[retention]` in the file).
     pub retention: RetentionConfig,
+    /// Which gateway carries SMS (`[sms]` in the file).
+    pub sms: SmsConfig,
+}
+
+/// Which SMS gateway: the log (the demo), the generic webhook (`sms_gateway_url`), or a
+/// provider's template API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    /// The webhook when `sms_gateway_url` is set, else the log.
+    #[default]
+    Auto,
+    Log,
+    Webhook,
+    /// Alibaba Cloud SMS (dysmsapi SendSms, signature V1).
+    Alibaba,
+    /// Tencent Cloud SMS (SendSms 2021-01-11, TC3-HMAC-SHA256).
+    Tencent,
+}
+
+pub use crate::sms_text::TemplateRef;
+
+/// `[sms]`: the provider and its credentials, signature name and templates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    pub provider: SmsProvider,
+    /// The API's base URL; default the provider's public endpoint.
+    pub endpoint: Option<String>,
+    /// Alibaba AccessKeyId / Tencent SecretId.
+    pub access_key_id: Option<String>,
+    /// Alibaba AccessKeySecret / Tencent SecretKey (better: `access_key_secret_file`, or
+    /// `LOCKERFLEET_SMS_ACCESS_KEY_SECRET`).
+    pub access_key_secret: Option<String>,
+    /// A file whose first line is the secret (kept out of the config file).
+    pub access_key_secret_file: Option<PathBuf>,
+    /// The approved signature name (签名), e.g. the service centre's name.
+    pub sign_name: Option<String>,
+    /// Alibaba `RegionId` (default cn-hangzhou) / Tencent `X-TC-Region` (default
+    /// ap-guangzhou).
+    pub region: Option<String>,
+    /// Tencent `SmsSdkAppId`.
+    pub sdk_app_id: Option<String>,
+    /// Templates by message kind (`dropoff`) or kind and language (`dropoff.zh-CN`).
+    pub templates: std::collections::BTreeMap<String, TemplateRef>,
+}
+
+impl SmsConfig {
+    /// The secret, from the config, else the file.
+    pub fn secret(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(s) = &self.access_key_secret {
+            return Ok(Some(s.clone()));
+        }
+        let Some(path) = &self.access_key_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+            key: "sms.access_key_secret_file".into(),
+            why: format!("cannot be read ({}): {e}", path.display()),
+        })?;
+        Ok(text.lines().next().map(|l| l.trim().to_owned()))
+    }
+
+    /// Checks a provider's settings: credentials, signature, and a template for every
+    /// message kind naming only values that kind carries.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| {
+            Err(ConfigError::Invalid {
+                key: format!("sms.{key}"),
+                why,
+            })
+        };
+        let provider = match self.provider {
+            SmsProvider::Alibaba => "alibaba",
+            SmsProvider::Tencent => "tencent",
+            _ => return Ok(()),
+        };
+        for (key, value) in [
+            ("access_key_id", &self.access_key_id),
+            ("sign_name", &self.sign_name),
+        ] {
+            if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                return bad(key, format!("must be set for provider {provider}"));
+            }
+        }
+        if self.secret()?.is_none_or(|s| s.is_empty()) {
+            return bad(
+                "access_key_secret",
+                format!(
+                    "must be set for provider {provider} (access_key_secret_file, or LOCKERFLEET_SMS_ACCESS_KEY_SECRET)"
+                ),
+            );
+        }
+        if self.provider == SmsProvider::Tencent
+            && self.sdk_app_id.as_deref().is_none_or(str::is_empty)
+        {
+            return bad(
+                "sdk_app_id",
+                "must be set for provider tencent (SmsSdkAppId)".into(),
+            );
+        }
+        if let Some(e) = &self.endpoint
+            && !(e.starts_with("https://") || e.starts_with("http://"))
+        {
+            return bad("endpoint", "must be an https:// URL".into());
+        }
+        for (key, t) in &self.templates {
+            let kind = key.split('.').next().unwrap_or(key);
+            let Some((_, names)) = crate::sms_text::MESSAGES.iter().find(|(m, _)| *m == kind)
+            else {
+                return bad(
+                    &format!("templates.{key}"),
+                    format!(
+                        "names no message kind; use one of {}",
+                        crate::sms_text::MESSAGES
+                            .iter()
+                            .map(|(m, _)| *m)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            };
+            if let Some(lang) = key.split_once('.').map(|(_, l)| l)
+                && lang.parse::<l10n::Lang>().is_err()
+            {
+                return bad(
+                    &format!("templates.{key}"),
+                    format!("names an unknown language {lang:?} (en or zh-CN)"),
+                );
+            }
+            if t.id.trim().is_empty() {
+                return bad(&format!("templates.{key}.id"), "must be set".into());
+            }
+            if let Some(p) = t.params.iter().find(|p| !names.contains(&p.as_str())) {
+                return bad(
+                    &format!("templates.{key}.params"),
+                    format!(
+                        "names {p:?}, which a {kind} SMS does not carry; it carries {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+        let missing: Vec<&str> = crate::sms_text::MESSAGES
+            .iter()
+            .map(|(m, _)| *m)
+            .filter(|m| {
+                !self
+                    .templates
+                    .keys()
+                    .any(|k| k.split('.').next() == Some(*m))
+            })
+            .collect();
+        if !missing.is_empty() {
+            return bad(
+                "templates",
+                format!(
+                    "has no template for {}: every SMS the server sends needs one with provider {provider}",
+                    missing.join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[retention]`: days each class of rows is kept (0 keeps it whole), and how passes run.
@@ -274,6 +438,7 @@ impl Default for ServerConfig {
             influx_batch_points: 5_000,
             influx_usage_secs: 60,
             retention: RetentionConfig::default(),
+            sms: SmsConfig::default(),
         }
     }
 }
@@ -457,6 +622,10 @@ impl ServerConfig {
                 "must be at least 1",
             );
         }
+        self.sms.validate()?;
+        if self.sms.provider == SmsProvider::Webhook && self.sms_gateway_url.is_none() {
+            return bad("sms.provider", "is webhook but sms_gateway_url is not set");
+        }
         let r = &self.retention;
         if r.every_secs == 0 || r.batch_rows == 0 || r.batch_rows > 10_000 {
             return bad(
@@ -515,6 +684,62 @@ mod tests {
         assert!(err.to_string().contains("data_dirr"), "{err}");
         let err = toml::from_str::<ServerConfig>("mqtt_listen = 'nowhere'").expect_err("bad addr");
         assert!(err.to_string().contains("mqtt_listen"), "{err}");
+    }
+
+    fn sms(extra: &str) -> Result<(), String> {
+        let text = format!(
+            r#"[sms]
+provider = "alibaba"
+access_key_id = "id"
+access_key_secret = "secret"
+sign_name = "市民服务中心"
+{extra}"#
+        );
+        let cfg: ServerConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| e.to_string())
+    }
+
+    const ALL_TEMPLATES: &str = r#"
+[sms.templates]
+dropoff = { id = "SMS_1", params = ["code", "box"] }
+supplement = { id = "SMS_2", params = ["code"] }
+pickup = { id = "SMS_3", params = ["code", "until"] }
+reminder = { id = "SMS_4", params = ["box"] }
+alarm = { id = "SMS_5", params = ["kind", "device"] }
+"#;
+
+    #[test]
+    fn sms_provider_settings_are_checked() {
+        sms(ALL_TEMPLATES).expect("complete");
+        let missing = sms("[sms.templates]\ndropoff = { id = \"SMS_1\" }\n").expect_err("missing");
+        assert!(
+            missing.contains("supplement, pickup, reminder, alarm"),
+            "{missing}"
+        );
+        let wrong_value = sms(&ALL_TEMPLATES.replace("[\"box\"]", "[\"code\"]"))
+            .expect_err("a reminder carries no code");
+        assert!(
+            wrong_value.contains("sms.templates.reminder.params") && wrong_value.contains("code"),
+            "{wrong_value}"
+        );
+        let wrong_kind =
+            sms(&format!("{ALL_TEMPLATES}parcel = {{ id = \"SMS_9\" }}\n")).expect_err("kind");
+        assert!(wrong_kind.contains("names no message kind"), "{wrong_kind}");
+        let wrong_lang = sms(&format!(
+            "{ALL_TEMPLATES}\"dropoff.fr\" = {{ id = \"SMS_9\" }}\n"
+        ))
+        .expect_err("lang");
+        assert!(wrong_lang.contains("unknown language"), "{wrong_lang}");
+        let no_secret = sms(ALL_TEMPLATES)
+            .and_then(|_| {
+                let cfg: ServerConfig = toml::from_str(&format!(
+                    "[sms]\nprovider = \"tencent\"\naccess_key_id = \"id\"\naccess_key_secret = \"s\"\nsign_name = \"x\"\n{ALL_TEMPLATES}"
+                ))
+                .map_err(|e| e.to_string())?;
+                cfg.validate().map_err(|e| e.to_string())
+            })
+            .expect_err("tencent needs its app id");
+        assert!(no_secret.contains("sdk_app_id"), "{no_secret}");
     }
 
     #[test]

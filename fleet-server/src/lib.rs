@@ -613,15 +613,58 @@ fn spawn_notifier(
             }
         };
     }
-    match &cfg.sms_gateway_url {
-        Some(url) => tracker.spawn(
+    use crate::config::SmsProvider;
+    let sms = &cfg.sms;
+    let secret = || -> anyhow::Result<String> {
+        sms.secret()?
+            .context("sms.access_key_secret is not set (checked at start)")
+    };
+    let required = |v: &Option<String>, key: &str| -> anyhow::Result<String> {
+        v.clone()
+            .with_context(|| format!("sms.{key} is not set (checked at start)"))
+    };
+    match (sms.provider, &cfg.sms_gateway_url) {
+        (SmsProvider::Alibaba, _) => tracker.spawn(
+            worker!(crate::runtime::sms_gateways::Alibaba {
+                client,
+                endpoint: sms
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "https://dysmsapi.aliyuncs.com".into()),
+                access_key_id: required(&sms.access_key_id, "access_key_id")?,
+                access_key_secret: secret()?,
+                sign_name: required(&sms.sign_name, "sign_name")?,
+                region: sms.region.clone().unwrap_or_else(|| "cn-hangzhou".into()),
+                templates: sms.templates.clone(),
+            })
+            .run(cancel),
+        ),
+        (SmsProvider::Tencent, _) => tracker.spawn(
+            worker!(crate::runtime::sms_gateways::Tencent {
+                client,
+                endpoint: sms
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "https://sms.tencentcloudapi.com".into()),
+                secret_id: required(&sms.access_key_id, "access_key_id")?,
+                secret_key: secret()?,
+                sdk_app_id: required(&sms.sdk_app_id, "sdk_app_id")?,
+                sign_name: required(&sms.sign_name, "sign_name")?,
+                region: sms.region.clone().unwrap_or_else(|| "ap-guangzhou".into()),
+                templates: sms.templates.clone(),
+            })
+            .run(cancel),
+        ),
+        (SmsProvider::Auto | SmsProvider::Webhook, Some(url)) => tracker.spawn(
             worker!(notify::HttpGateway {
                 client,
                 url: url.clone(),
             })
             .run(cancel),
         ),
-        None => tracker.spawn(worker!(notify::LogNotifier).run(cancel)),
+        (SmsProvider::Auto | SmsProvider::Webhook | SmsProvider::Log, _) => {
+            tracker.spawn(worker!(notify::LogNotifier).run(cancel))
+        }
     };
     Ok(())
 }

@@ -86,6 +86,17 @@ struct Args {
     /// SMS gateway URL (JSON POST); without it SMS go to the log.
     #[arg(long, env = "LOCKERFLEET_SMS_GATEWAY_URL")]
     sms_gateway_url: Option<String>,
+    /// SMS provider: auto (the gateway URL if set, else the log), log, webhook, alibaba,
+    /// tencent; the providers take `[sms]` settings from the config file.
+    #[arg(long, env = "LOCKERFLEET_SMS_PROVIDER", value_parser = sms_provider)]
+    sms_provider: Option<fleet_server::config::SmsProvider>,
+    /// The SMS provider's secret (AccessKeySecret / SecretKey), kept out of the file.
+    #[arg(
+        long,
+        env = "LOCKERFLEET_SMS_ACCESS_KEY_SECRET",
+        hide_env_values = true
+    )]
+    sms_access_key_secret: Option<String>,
     /// Public release keys (one hex key per line, e.g. release-key.pub) agent releases must
     /// be signed with; without it, releases are refused.
     #[arg(long, env = "LOCKERFLEET_RELEASE_KEYS")]
@@ -252,6 +263,12 @@ impl Args {
                 *field = value;
             }
         }
+        if let Some(p) = self.sms_provider {
+            cfg.sms.provider = p;
+        }
+        if self.sms_access_key_secret.is_some() {
+            cfg.sms.access_key_secret = self.sms_access_key_secret;
+        }
         if self.certs.is_some() {
             cfg.certs = self.certs;
         }
@@ -270,6 +287,22 @@ impl Args {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+fn sms_provider(s: &str) -> Result<fleet_server::config::SmsProvider, String> {
+    use fleet_server::config::SmsProvider as P;
+    Ok(match s {
+        "auto" => P::Auto,
+        "log" => P::Log,
+        "webhook" => P::Webhook,
+        "alibaba" => P::Alibaba,
+        "tencent" => P::Tencent,
+        _ => {
+            return Err(format!(
+                "{s:?}: expected auto, log, webhook, alibaba or tencent"
+            ));
+        }
+    })
 }
 
 fn main() -> std::process::ExitCode {

@@ -227,7 +227,7 @@ impl Service {
                 not_before: valid_from,
                 not_after: valid_until,
             };
-            let text = book.text(&crate::sms_text::Message {
+            let sms = book.compose(&crate::sms_text::Message {
                 site,
                 lang,
                 flow,
@@ -240,7 +240,7 @@ impl Service {
             Ok(Issued {
                 code_tag: code::code_tag(&key, &binding, &code),
                 sms_sealed: secrets
-                    .seal(&serde_json::json!({ "to": phone, "text": text }).to_string())
+                    .seal(&sms.body(&phone))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             })
         };
@@ -535,12 +535,14 @@ impl Service {
         let queued = self
             .store
             .queue_reminders(now, before, |i| {
-                serde_json::json!({
-                    "to": i.phone_full,
-                    "text": book.reminder(&i.site_id, &i.case_number, &i.device_id,
-                        i.box_no, i.valid_until),
-                })
-                .to_string()
+                book.reminder(
+                    &i.site_id,
+                    &i.case_number,
+                    &i.device_id,
+                    i.box_no,
+                    i.valid_until,
+                )
+                .body(&i.phone_full)
             })
             .await?;
         if queued > 0 {

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+
 use domain::flows::Flow;
 use domain::sms::{Template, Values};
 use l10n::{Lang, t};
@@ -80,6 +82,63 @@ pub struct SmsBook {
     templates: Vec<SmsTemplateRow>,
     default_lang: Lang,
     utc_offset_minutes: i32,
+}
+
+/// One provider template: its id and the values it takes, in order (Tencent fills
+/// `TemplateParamSet` in this order; Alibaba sends `TemplateParam` by these names). Names
+/// are those of [`MESSAGES`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    pub id: String,
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+/// One SMS as the outbox keeps it: the text, for gateways that take text, and what it says
+/// as a message kind, language and named values, for gateways that send templates approved
+/// in advance (Alibaba Cloud, Tencent Cloud: `runtime::sms_gateways`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// `dropoff`, `supplement`, `pickup`, `reminder` or `alarm` ([`MESSAGES`]).
+    pub message: &'static str,
+    pub lang: Lang,
+    pub text: String,
+    pub params: Vec<(&'static str, String)>,
+}
+
+/// Each message kind and the values it carries, by name (what a provider template's
+/// `params` may name).
+pub const MESSAGES: &[(&str, &[&str])] = &[
+    ("dropoff", FLOW_PARAMS),
+    ("supplement", FLOW_PARAMS),
+    ("pickup", FLOW_PARAMS),
+    ("reminder", &["case", "cabinet", "box", "site", "until"]),
+    (
+        "alarm",
+        &["severity", "kind", "device", "box", "site", "id", "state"],
+    ),
+];
+
+const FLOW_PARAMS: &[&str] = &["code", "case", "cabinet", "box", "site", "until"];
+
+impl Outgoing {
+    /// The JSON the outbox row holds for one recipient (sealed when it carries a code).
+    pub fn body(&self, to: &str) -> String {
+        let params: serde_json::Map<String, serde_json::Value> = self
+            .params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(v.as_str())))
+            .collect();
+        serde_json::json!({
+            "to": to,
+            "text": self.text,
+            "message": self.message,
+            "lang": self.lang.tag(),
+            "params": params,
+        })
+        .to_string()
+    }
 }
 
 /// One SMS to write.
@@ -195,17 +254,30 @@ impl SmsBook {
         cabinet: &str,
         box_no: i64,
         until_ms: i64,
-    ) -> String {
+    ) -> Outgoing {
         let lang = self.lang_of(site);
-        t!(
+        let place = self.places.get(site).map_or(site, |p| p.name.as_str());
+        let until = self.local_time(site, lang, until_ms);
+        Outgoing {
+            message: "reminder",
             lang,
-            "sms-reminder",
-            case = case,
-            site = self.places.get(site).map_or(site, |p| p.name.as_str()),
-            cabinet = cabinet,
-            box_no = box_no,
-            until = self.local_time(site, lang, until_ms)
-        )
+            text: t!(
+                lang,
+                "sms-reminder",
+                case = case,
+                site = place,
+                cabinet = cabinet,
+                box_no = box_no,
+                until = until.as_str()
+            ),
+            params: vec![
+                ("case", case.to_owned()),
+                ("cabinet", cabinet.to_owned()),
+                ("box", box_no.to_string()),
+                ("site", place.to_owned()),
+                ("until", until),
+            ],
+        }
     }
 
     /// What on-duty staff read of an alarm, in their site's language.
@@ -237,19 +309,78 @@ impl SmsBook {
         )
     }
 
+    /// An alarm's SMS to on-duty staff: the text and the values a provider template takes
+    /// (severity, kind and state in the site's language).
+    pub fn alarm_sms(&self, a: &AlarmRow, escalated: bool) -> Outgoing {
+        let site = a.site_id.as_deref().unwrap_or("");
+        let lang = self.lang_of(site);
+        let place = match a.site_id.as_deref() {
+            Some(s) => self.places.get(s).map_or(s, |p| p.name.as_str()),
+            None => "",
+        };
+        let state = if escalated && a.state != domain::alarms::AlarmState::Cleared {
+            t!(lang, "domain-alarm-state", state = "escalated")
+        } else {
+            t!(lang, "domain-alarm-state", state = a.state.as_str())
+        };
+        Outgoing {
+            message: "alarm",
+            lang,
+            text: self.alarm(a, escalated),
+            params: vec![
+                (
+                    "severity",
+                    t!(lang, "domain-severity", severity = a.severity.as_str()),
+                ),
+                (
+                    "kind",
+                    t!(lang, "domain-alarm-kind", kind = a.kind.as_str()),
+                ),
+                ("device", a.device_id.as_str().to_owned()),
+                (
+                    "box",
+                    a.box_no
+                        .map_or_else(|| "-".to_owned(), |b| b.get().to_string()),
+                ),
+                ("site", place.to_owned()),
+                ("id", a.id.as_str().to_owned()),
+                ("state", state),
+            ],
+        }
+    }
+
     /// The SMS text, in the applicant's language or the site's.
     pub fn text(&self, m: &Message<'_>) -> String {
+        self.compose(m).text
+    }
+
+    /// The SMS of a reservation: its text and the values a provider template takes.
+    pub fn compose(&self, m: &Message<'_>) -> Outgoing {
         let lang = m.lang.unwrap_or_else(|| self.lang_of(m.site));
         let (template, _, _) = self.template(Some(m.site), lang, m.flow);
         let site = self.places.get(m.site).map_or(m.site, |p| p.name.as_str());
-        template.render(&Values {
+        let until = self.local_time(m.site, lang, m.until_ms);
+        let text = template.render(&Values {
             code: m.code,
             case: m.case,
             cabinet: m.cabinet,
             box_no: m.box_no,
             site,
-            until: &self.local_time(m.site, lang, m.until_ms),
-        })
+            until: &until,
+        });
+        Outgoing {
+            message: m.flow.as_str(),
+            lang,
+            text,
+            params: vec![
+                ("code", m.code.to_owned()),
+                ("case", m.case.to_owned()),
+                ("cabinet", m.cabinet.to_owned()),
+                ("box", m.box_no.to_string()),
+                ("site", site.to_owned()),
+                ("until", until),
+            ],
+        }
     }
 }
 

@@ -106,17 +106,17 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
     for a in escalated {
         tracing::warn!(alarm = %a.id, device = %a.device_id, kind = %a.kind, severity = %a.severity,
             "alarm escalated: nobody acknowledged it");
-        let text = book.alarm(&a, true);
+        let sms = book.alarm_sms(&a, true);
         let outcome = store
-            .notify_alarm(&a, &text, s.notify_per_site_hour, now)
+            .notify_alarm(&a, &|to| sms.body(to), s.notify_per_site_hour, now)
             .await?;
         tracing::info!(alarm = %a.id, outcome, "escalation told to on-duty staff");
         changed = true;
     }
     for a in new {
-        let text = book.alarm(&a, false);
+        let sms = book.alarm_sms(&a, false);
         let outcome = store
-            .notify_alarm(&a, &text, s.notify_per_site_hour, now)
+            .notify_alarm(&a, &|to| sms.body(to), s.notify_per_site_hour, now)
             .await?;
         tracing::info!(alarm = %a.id, kind = %a.kind, outcome, "alarm told to on-duty staff");
         changed = true;

@@ -19,3 +19,4 @@ pub(crate) mod presence;
 pub(crate) mod renewal;
 pub(crate) mod retention;
 pub(crate) mod revocations;
+pub(crate) mod sms_gateways;

@@ -37,6 +37,14 @@ pub(crate) struct Sms {
     pub text: String,
     #[serde(default)]
     pub redacted: Option<String>,
+    /// What it says, for gateways that send approved templates (`sms_text::MESSAGES`);
+    /// absent in rows queued by servers before 0.25.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub lang: Option<String>,
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 /// The SMS port.
@@ -59,7 +67,8 @@ impl Notifier for LogNotifier {
     }
 }
 
-/// A generic SMS gateway: `POST url` with JSON `{id, to, text}` and `Idempotency-Key: id`.
+/// A generic SMS gateway: `POST url` with JSON `{id, to, text, message, lang, params}` and
+/// `Idempotency-Key: id`.
 pub(crate) struct HttpGateway {
     pub client: reqwest::Client,
     pub url: String,
@@ -67,7 +76,8 @@ pub(crate) struct HttpGateway {
 
 impl Notifier for HttpGateway {
     async fn send(&self, id: &str, sms: &Sms) -> Result<(), NotifyError> {
-        let body = serde_json::json!({ "id": id, "to": sms.to, "text": sms.text });
+        let body = serde_json::json!({ "id": id, "to": sms.to, "text": sms.text,
+            "message": sms.message, "lang": sms.lang, "params": sms.params });
         let resp = self
             .client
             .post(&self.url)

@@ -381,13 +381,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Tells the on-duty staff of the alarm's site `text` by SMS (through the notification
-    /// outbox), unless the site already had `per_hour` alarms told in the last hour. Records
-    /// the outcome on the alarm and in its history, all in one transaction; returns it.
+    /// Tells the on-duty staff of the alarm's site by SMS (through the notification outbox;
+    /// `body` is the row's JSON for one phone), unless the site already had `per_hour`
+    /// alarms told in the last hour. Records the outcome on the alarm and in its history, all
+    /// in one transaction; returns it.
     pub async fn notify_alarm(
         &self,
         a: &AlarmRow,
-        text: &str,
+        body: &(dyn Fn(&str) -> String + Sync),
         per_hour: i64,
         now: i64,
     ) -> Result<&'static str, StoreError> {
@@ -423,7 +424,7 @@ impl Store {
             )
         } else {
             for phone in &phones {
-                let body = serde_json::json!({ "to": phone, "text": text }).to_string();
+                let body = body(phone);
                 sqlx::query(
                     "INSERT INTO notifications (notification_id, channel, item_id, event, body,
                                                 state, created_at, next_attempt_at, site_id, alarm_id)

@@ -27,6 +27,7 @@ domain-alarm-state = { $state ->
     [acknowledged] acked
     [cleared] cleared
     [suppressed] suppr.
+    [escalated] escalated
    *[other] { $state }
 }
 domain-alarm-kind = { $kind ->

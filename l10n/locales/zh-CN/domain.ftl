@@ -26,6 +26,7 @@ domain-alarm-state = { $state ->
     [acknowledged] 已确认
     [cleared] 已消除
     [suppressed] 已抑制
+    [escalated] 已升级
    *[other] { $state }
 }
 domain-alarm-kind = { $kind ->

@@ -181,6 +181,10 @@ async fn drop_off_collection_deposit_and_pick_up_end_to_end() {
     let sms_body: Value = serde_json::from_str(&text.body).expect("json");
     let code = code_in(sms_body["text"].as_str().expect("text"));
     assert_eq!(code, api_code);
+    // Gateways that send templates get the kind and values too.
+    assert_eq!(sms_body["message"], json!("dropoff"), "{sms_body}");
+    assert_eq!(sms_body["params"]["code"], json!(api_code));
+    assert_eq!(sms_body["params"]["box"], json!("4"));
     wait_codes_synced(&admin).await;
 
     // At the cabinet: the code opens box 4, once.

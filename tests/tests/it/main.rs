@@ -25,5 +25,6 @@ mod releases;
 mod remote_open;
 mod security;
 mod simulator;
+mod sms_gateways;
 mod usage;
 mod whole_tier;
