@@ -52,15 +52,19 @@ pub enum AlarmKind {
     DeviceOffline,
     /// The cabinet's own clock is far from the server's.
     ClockSkew,
+    /// Events the server had receipted are not in its database (a restore from an older
+    /// backup): one alarm for the fleet, counting events and cabinets as they come back.
+    EventsLost,
 }
 
 impl AlarmKind {
     /// Every kind: the devices' faults, then the server's own.
     pub fn all() -> impl Iterator<Item = AlarmKind> {
-        FaultKind::ALL
-            .into_iter()
-            .map(AlarmKind::Fault)
-            .chain([AlarmKind::DeviceOffline, AlarmKind::ClockSkew])
+        FaultKind::ALL.into_iter().map(AlarmKind::Fault).chain([
+            AlarmKind::DeviceOffline,
+            AlarmKind::ClockSkew,
+            AlarmKind::EventsLost,
+        ])
     }
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl AlarmKind {
             AlarmKind::Fault(f) => f.as_str(),
             AlarmKind::DeviceOffline => "device_offline",
             AlarmKind::ClockSkew => "clock_skew",
+            AlarmKind::EventsLost => "events_lost",
         }
     }
 
@@ -102,7 +107,7 @@ impl AlarmKind {
                 | FaultKind::NeedsService => Severity::Minor,
                 FaultKind::PaperLow | FaultKind::TonerLow => Severity::Warning,
             },
-            AlarmKind::DeviceOffline => Severity::Major,
+            AlarmKind::DeviceOffline | AlarmKind::EventsLost => Severity::Major,
             AlarmKind::ClockSkew => Severity::Minor,
         }
     }
@@ -111,7 +116,7 @@ impl AlarmKind {
     pub fn source(self) -> &'static str {
         match self {
             AlarmKind::Fault(_) => "device",
-            AlarmKind::DeviceOffline | AlarmKind::ClockSkew => "server",
+            AlarmKind::DeviceOffline | AlarmKind::ClockSkew | AlarmKind::EventsLost => "server",
         }
     }
 }
@@ -154,7 +159,7 @@ mod tests {
     #[test]
     fn every_kind_has_one_spelling_and_a_severity() {
         let kinds: Vec<AlarmKind> = AlarmKind::all().collect();
-        assert_eq!(kinds.len(), FaultKind::ALL.len() + 2);
+        assert_eq!(kinds.len(), FaultKind::ALL.len() + 3);
         for k in kinds {
             assert_eq!(AlarmKind::parse(k.as_str()), Some(k));
             let json = serde_json::to_string(&k).expect("json");

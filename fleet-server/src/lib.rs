@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub mod backfill;
+pub mod backup;
 pub mod broker_auth;
 pub(crate) mod central_config;
 pub(crate) mod changes;
@@ -90,6 +91,8 @@ pub struct RunningServer {
     pub metrics: Metrics,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// Held while the server runs: no second server, and no restore, on this data dir.
+    _lock: backup::DataDirLock,
 }
 
 impl RunningServer {
@@ -142,6 +145,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     cfg.validate()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let lock = backup::DataDirLock::take(&cfg.data_dir)?;
     let certs_dir = cfg.certs_dir();
     let external = match &cfg.external_broker {
         Some(url) => Some(external_broker(url, &certs_dir, cfg.broker_partitions).await?),
@@ -482,6 +486,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         service,
         admin_token_hash: api::token_hash(&admin_token),
         default_ttl: cfg.command_ttl(),
+        retention: cfg.retention.policy(cfg.utc_offset_minutes),
         saturation: api::SaturationSettings {
             rate: cfg.saturation_rate,
             days: cfg.saturation_days,
@@ -522,6 +527,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         metrics,
         cancel,
         tracker,
+        _lock: lock,
     })
 }
 

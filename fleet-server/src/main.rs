@@ -151,6 +151,22 @@ enum Command {
         #[command(subcommand)]
         command: ReleaseCmd,
     },
+    /// Writes a consistent copy of the database (while the server runs), the master secret,
+    /// the certificates and the admin token into one file (mode 0600: it is as secret as the
+    /// server).
+    Backup {
+        /// The file to write (a tar with a manifest of SHA-256 sums).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Puts a backup back into the data dir (and database); the server must be stopped. What
+    /// it replaces is renamed aside, never deleted; the restore is recorded, so events the
+    /// cabinets deleted after the backup was taken are reported as lost when they return.
+    Restore {
+        /// A file written by `fleet-server backup`.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Answers a RabbitMQ broker node's HTTP auth backend (ADR 0024): devices only as
     /// themselves and only on their own topics. Run one beside each broker node.
     BrokerAuth {
@@ -332,6 +348,38 @@ async fn run() -> anyhow::Result<()> {
             command: AuditCmd::Verify { json },
         }) => return verify_audit(cfg, json).await,
         Some(Command::BrokerAuth { .. }) => unreachable!("handled above"),
+        Some(Command::Backup { to }) => {
+            let m = fleet_server::backup::backup(&cfg, &to).await?;
+            let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+            println!(
+                "backup written to {}: {} database as of {} (schema {}), {} files, {:.1} MB; keep it as secret as the server (it holds the master secret and the CA key)",
+                to.display(),
+                m.database,
+                fleet_server::backup::utc(m.taken_at),
+                m.schema_version,
+                m.files.len(),
+                bytes as f64 / 1e6
+            );
+            return Ok(());
+        }
+        Some(Command::Restore { from }) => {
+            let r = fleet_server::backup::restore(&cfg, &from).await?;
+            println!(
+                "restored {} ({} database as of {}, written by fleet-server {})",
+                from.display(),
+                r.manifest.database,
+                fleet_server::backup::utc(r.manifest.taken_at),
+                r.manifest.server_version
+            );
+            for p in &r.kept_aside {
+                println!("  kept aside: {}", p.display());
+            }
+            println!(
+                "start the server: cabinets that deleted events after {} will report them, and the server records which were lost",
+                fleet_server::backup::utc(r.manifest.taken_at)
+            );
+            return Ok(());
+        }
         Some(Command::Release {
             command:
                 ReleaseCmd::Publish {

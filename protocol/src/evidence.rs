@@ -32,6 +32,8 @@ pub enum Code {
     BackOnline,
     ClockOff,
     ClockAgrees,
+    EventsLostRestore,
+    EventsLost,
 }
 
 /// Each sentence with `{}` where its values go, in the order they are given. Longer forms
@@ -88,6 +90,14 @@ const SENTENCES: &[(Code, &str)] = &[
         Code::ClockAgrees,
         "the cabinet's clock agrees with the server's again",
     ),
+    (
+        Code::EventsLostRestore,
+        "{} events of {} cabinets were lost with the restore: the cabinets deleted them after the server's receipt, and the backup was older",
+    ),
+    (
+        Code::EventsLost,
+        "{} events of {} cabinets were lost: the server had receipted them and its database no longer holds them",
+    ),
 ];
 
 impl Code {
@@ -118,6 +128,8 @@ impl Code {
             Code::BackOnline => "back_online",
             Code::ClockOff => "clock_off",
             Code::ClockAgrees => "clock_agrees",
+            Code::EventsLostRestore => "events_lost_restore",
+            Code::EventsLost => "events_lost",
         }
     }
 

@@ -20,6 +20,8 @@ use crate::api::{
     paths(
         system::healthz,
         system::metrics,
+        system::event_gaps,
+        system::retention,
         devices::list_devices,
         devices::device,
         devices::events,

@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     pub limiter: Option<Arc<TokenLimiter>>,
     /// The release keys agent releases must be signed with; `None`: uploads refused.
     pub release_keys: Option<Arc<protocol::release::TrustedKeys>>,
+    /// What retention keeps; `None`: retention is off.
+    pub retention: Option<crate::store::retention::RetentionPolicy>,
 }
 
 pub(crate) type TokenLimiter = governor::DefaultKeyedRateLimiter<String>;

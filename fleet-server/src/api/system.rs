@@ -1,6 +1,6 @@
 //! Operations endpoints: health and Prometheus metrics.
 
-use api_types::system::HealthBody;
+use api_types::system::{EventGap, EventGaps, HealthBody, RestoreInfo, Retention, RetentionClass};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -9,12 +9,77 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::api::auth::{Caller, Role};
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::state::AppState;
+use crate::store::retention::Class;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/system/event-gaps", get(event_gaps))
+        .route("/api/v1/system/retention", get(retention))
+}
+
+#[utoipa::path(get, path = "/api/v1/system/event-gaps", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, body = EventGaps), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn event_gaps(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let last_restore = s.store.last_restore().await?.map(|r| RestoreInfo {
+        restored_at: r.restored_at,
+        backup_taken_at: r.backup_taken_at,
+        source: r.source,
+    });
+    let gaps = s
+        .store
+        .event_gaps(10_000)
+        .await?
+        .into_iter()
+        .map(|g| EventGap {
+            events: g.last_seq - g.first_seq + 1,
+            device_id: g.device_id,
+            first_seq: g.first_seq,
+            last_seq: g.last_seq,
+            detected_at: g.detected_at,
+            reason: g.reason,
+        })
+        .collect();
+    Ok(Json(EventGaps { last_restore, gaps }).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/system/retention", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, body = Retention), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn retention(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let marks = s.store.retention_marks().await?;
+    let (database_bytes, free_bytes) = s.store.database_bytes().await?;
+    let classes = Class::ALL
+        .into_iter()
+        .map(|c| {
+            let m = marks.iter().find(|m| m.class == c);
+            RetentionClass {
+                class: c.as_str().to_owned(),
+                keep_days: s.retention.as_ref().and_then(|p| c.days(p)),
+                cleared_before: m.map_or(0, |m| m.before),
+                rows_removed: m.map_or(0, |m| m.rows),
+                last_pass: m.map_or(0, |m| m.at),
+            }
+        })
+        .collect();
+    Ok(Json(Retention {
+        enabled: s.retention.is_some(),
+        database_bytes,
+        free_bytes,
+        classes,
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",

@@ -248,6 +248,21 @@ impl Writer {
                             continue;
                         }
                     }
+                    // The cabinet deleted everything below `base` after receipts: what of it
+                    // the database does not hold (checked against the stored mark, which
+                    // another replica may have moved) is lost, and recorded as such.
+                    let claimed = b.base.saturating_sub(1);
+                    if claimed > m.acked {
+                        let stored = self.store.acked_seq(&device).await.unwrap_or(m.acked);
+                        let held = m.acked.max(stored);
+                        if claimed > held {
+                            ingest.gaps.push(store::gaps::Gap {
+                                device: device.clone(),
+                                first_seq: held + 1,
+                                last_seq: claimed,
+                            });
+                        }
+                    }
                     let (first, base, before) = (first_seq(&b), b.base, m.acked);
                     let (kept, past_gap) = in_order(m, b);
                     if past_gap > 0 {

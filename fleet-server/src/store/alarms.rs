@@ -522,15 +522,15 @@ impl Store {
 }
 
 /// What an alarm is about.
-struct Condition<'a> {
-    device: &'a str,
+pub(super) struct Condition<'a> {
+    pub device: &'a str,
     /// 0: the device itself.
-    box_no: i64,
-    kind: AlarmKind,
+    pub box_no: i64,
+    pub kind: AlarmKind,
 }
 
 /// Raises (bump, reopen within the window, or insert) or clears the open alarm of `c`.
-async fn upsert_alarm(
+pub(super) async fn upsert_alarm(
     tx: &mut Tx<'_>,
     c: &Condition<'_>,
     active: bool,

@@ -121,6 +121,8 @@ impl Store {
             .await?;
         }
 
+        super::gaps::write_gaps(&mut tx, &batch.gaps, now).await?;
+
         // Events with effects change items, alarms or the device's row: each is inserted on
         // its own and acted on only when it is new, so a retransmitted staff open never moves
         // the next item in that box.
@@ -404,4 +406,6 @@ pub struct IngestBatch {
     pub heartbeats: Vec<(DeviceId, protocol::Heartbeat, i64)>,
     /// New receipt mark per device that sent something in this batch.
     pub marks: HashMap<DeviceId, u64>,
+    /// Receipted events the database does not hold (a device's `base` passed its mark).
+    pub gaps: Vec<super::gaps::Gap>,
 }

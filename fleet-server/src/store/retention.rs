@@ -98,7 +98,8 @@ impl Class {
         Class::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
-    fn days(self, p: &RetentionPolicy) -> Option<u32> {
+    /// Days the policy keeps this class; `None`: kept whole.
+    pub fn days(self, p: &RetentionPolicy) -> Option<u32> {
         match self {
             Class::Events => p.events,
             Class::Presence => p.presence,

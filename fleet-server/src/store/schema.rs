@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 19;
+pub const SCHEMA_VERSION: i64 = 20;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -31,6 +31,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (17, V17),
     (18, V18),
     (19, V19),
+    (20, V20),
 ];
 
 const V1: &[&str] = &[
@@ -544,3 +545,22 @@ const V19: &[&str] = &["CREATE TABLE IF NOT EXISTS retention_marks (
         rows_removed BIGINT NOT NULL,
         at BIGINT NOT NULL
     )"];
+
+/// Issue 25: restores from backup, and the device events a restore lost (sequence numbers
+/// the cabinets had deleted after the server's receipt, which the restored database never
+/// held), found when each cabinet comes back.
+const V20: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS restores (
+        restored_at BIGINT NOT NULL,
+        backup_taken_at BIGINT NOT NULL,
+        source TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS event_gaps (
+        device_id TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        detected_at BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (device_id, first_seq)
+    )",
+];

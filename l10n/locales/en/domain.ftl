@@ -46,6 +46,7 @@ domain-alarm-kind = { $kind ->
     [needs_service] needs service
     [device_offline] device offline
     [clock_skew] clock off
+    [events_lost] events lost
    *[other] { $kind }
 }
 domain-flow = { $flow ->
@@ -146,5 +147,7 @@ domain-evidence = { $code ->
        *[ahead] ahead of
     } the server's; it judges codes and commands on the server's time, but fix its clock (NTP)
     [clock_agrees] the cabinet's clock agrees with the server's again
+    [events_lost_restore] { $a } events of { $b } cabinets were lost with the restore: the cabinets deleted them after the server's receipt, and the backup was older
+    [events_lost] { $a } events of { $b } cabinets were lost: the server had receipted them and its database no longer holds them
    *[other] { $a } { $b }
 }

@@ -45,6 +45,7 @@ domain-alarm-kind = { $kind ->
     [needs_service] 需要维护
     [device_offline] 设备离线
     [clock_skew] 时钟偏差
+    [events_lost] 事件丢失
    *[other] { $kind }
 }
 domain-flow = { $flow ->
@@ -145,5 +146,7 @@ domain-evidence = { $code ->
        *[ahead] 快
     } { $a }；开箱码和指令以服务器时间为准，但请校正其时钟（NTP）
     [clock_agrees] 信包箱时钟已与服务器一致
+    [events_lost_restore] { $b } 台信包箱的 { $a } 条事件随恢复丢失：服务器确认接收后信包箱已删除这些事件，而备份早于此
+    [events_lost] { $b } 台信包箱的 { $a } 条事件丢失：服务器曾确认接收，但其数据库中已没有这些事件
    *[other] { $a } { $b }
 }

@@ -4,6 +4,7 @@
 mod harness;
 
 mod alarms;
+mod backup;
 mod broker_cluster;
 mod broker_front;
 mod configuration;

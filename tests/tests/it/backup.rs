@@ -1,0 +1,242 @@
+//! Backup and restore end to end (issue 25): a backup taken while a cabinet streams events,
+//! the fleet going on after it, a restore refused while the server runs and done once it is
+//! stopped, and then the honest part — the cabinet had deleted the events receipted after
+//! the backup, so the server records exactly which sequence numbers were lost (with the
+//! restore as the reason), raises one alarm for the fleet, and every later event flows.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::delivery::wait_receipted;
+use crate::harness::{PrivatePg, World, bin, eventually, wait_online};
+
+const CAB: &str = "cab-b";
+/// The agent's started event and its fake activity.
+const TOTAL: u64 = 901;
+
+fn fleet_server(w: &World, db: &[&str], args: &[&str]) -> std::process::Output {
+    Command::new(bin("fleet-server"))
+        .args(["--data-dir", &w.path("server").display().to_string()])
+        .args(["--certs", &w.certs().display().to_string()])
+        .args(db)
+        .args(args)
+        .env("LOCKERFLEET_LOG", "warn")
+        .output()
+        .expect("run fleet-server")
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn a_restore_of_an_older_sqlite_backup_records_the_lost_events_and_the_fleet_goes_on() {
+    let w = World::new(&[CAB]);
+    restore_scenario(&w, &[], "sqlite").await;
+}
+
+#[tokio::test]
+async fn a_restore_of_an_older_postgresql_backup_records_the_lost_events_and_the_fleet_goes_on() {
+    let w = World::new(&[CAB]);
+    let pg = PrivatePg::start(&w.path("pg"));
+    let url = pg.url();
+    restore_scenario(&w, &["--database-url", &url], "postgres").await;
+}
+
+async fn restore_scenario(w: &World, db: &[&str], kind: &str) {
+    let mut server = w.server_with("127.0.0.1:0", "127.0.0.1:0", db);
+    let (mqtt, http) = (server.mqtt.to_string(), server.http.to_string());
+    let api = server.api();
+    let _agent = w.agent(
+        CAB,
+        server.mqtt,
+        &[
+            "--fake-activity-per-sec",
+            "60",
+            "--fake-activity-limit",
+            &(TOTAL - 1).to_string(),
+        ],
+    );
+    wait_online(&api, CAB).await;
+
+    // Backed up while the cabinet streams: part of its events are in the backup.
+    eventually(Duration::from_secs(30), "some events stored", || async {
+        api.device(CAB)
+            .await
+            .filter(|d| d["acked_seq"].as_u64() >= Some(100))
+    })
+    .await;
+    let file = w.path("fleet.backup");
+    let out = fleet_server(w, db, &["backup", "--to", &file.display().to_string()]);
+    assert!(out.status.success(), "backup failed: {}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{kind} database as of")),
+        "{}",
+        text(&out)
+    );
+    let listing = tar_names(&file);
+    let db_file = if kind == "sqlite" {
+        "fleet.db"
+    } else {
+        "fleet.pgdump"
+    };
+    for f in [
+        "manifest.json",
+        db_file,
+        "secrets/master.key",
+        "certs/ca.crt",
+    ] {
+        assert!(listing.iter().any(|n| n == f), "{f} not in {listing:?}");
+    }
+
+    // The fleet goes on; the cabinet deletes what the server receipts.
+    wait_receipted(&api, CAB, TOTAL, Duration::from_secs(60)).await;
+
+    // A restore while the server runs is refused, and changes nothing.
+    let refused = fleet_server(w, db, &["restore", "--from", &file.display().to_string()]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("another fleet-server runs on the data dir"),
+        "{}",
+        text(&refused)
+    );
+
+    // A damaged backup is refused with what is wrong.
+    let damaged = w.path("damaged.backup");
+    let mut bytes = std::fs::read(&file).expect("backup");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&damaged, bytes).expect("write");
+
+    server.kill9();
+    let out = fleet_server(
+        w,
+        db,
+        &["restore", "--from", &damaged.display().to_string()],
+    );
+    assert!(!out.status.success(), "a damaged backup was restored");
+    assert!(
+        text(&out).contains("does not match its manifest")
+            || text(&out).contains("not a readable backup"),
+        "{}",
+        text(&out)
+    );
+
+    let out = fleet_server(w, db, &["restore", "--from", &file.display().to_string()]);
+    assert!(out.status.success(), "restore failed: {}", text(&out));
+    if kind == "sqlite" {
+        assert!(text(&out).contains("kept aside"), "{}", text(&out));
+    }
+
+    // The server on the restored data: the cabinet's mark is the backup's.
+    let server = w.server_with(&mqtt, &http, db);
+    let api = server.api();
+    let restored_mark = api.device(CAB).await.expect("device")["acked_seq"]
+        .as_u64()
+        .expect("mark");
+    assert!(
+        (100..TOTAL).contains(&restored_mark),
+        "the backup should hold part of the stream, not {restored_mark} of {TOTAL}"
+    );
+    wait_online(&api, CAB).await;
+
+    // The cabinet's next events: a remote open.
+    let (s, cmd) = api
+        .open(CAB, 1, json!({"reason": "after the restore"}))
+        .await;
+    assert_eq!(s, 202, "{cmd}");
+    let done = api
+        .wait_command(
+            cmd["command_id"].as_str().expect("command id"),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(done["status"], "opened", "{done}");
+
+    // Exactly what was lost, and why.
+    let gaps = eventually(Duration::from_secs(20), "the gap recorded", || async {
+        let (s, g) = api.get("/api/v1/system/event-gaps").await;
+        assert_eq!(s, 200, "{g}");
+        (!g["gaps"].as_array().is_none_or(Vec::is_empty)).then_some(g)
+    })
+    .await;
+    assert_eq!(
+        gaps["gaps"],
+        json!([{
+            "device_id": CAB,
+            "first_seq": restored_mark + 1,
+            "last_seq": TOTAL,
+            "events": TOTAL - restored_mark,
+            "detected_at": gaps["gaps"][0]["detected_at"],
+            "reason": "restore",
+        }]),
+        "{gaps}"
+    );
+    assert!(
+        gaps["last_restore"]["backup_taken_at"].as_i64() > Some(0),
+        "{gaps}"
+    );
+
+    // Every later event flows: the open's door events are stored after the gap.
+    eventually(
+        Duration::from_secs(20),
+        "events after the gap stored",
+        || async {
+            let events = api.events(CAB).await;
+            events
+                .iter()
+                .any(|e| e["seq"].as_u64() > Some(TOTAL))
+                .then_some(())
+        },
+    )
+    .await;
+    let events: Vec<u64> = api
+        .events(CAB)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert!(
+        events.iter().all(|s| *s <= restored_mark || *s > TOTAL),
+        "only the backup's events and the ones after the gap"
+    );
+
+    // One alarm for the fleet.
+    let (s, alarms) = api.get("/api/v1/alarms?state=open").await;
+    assert_eq!(s, 200, "{alarms}");
+    let lost: Vec<&Value> = alarms["alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .filter(|a| a["kind"] == "events_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{alarms}");
+    let evidence = lost[0]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains(&format!(
+            "{} events of 1 cabinets were lost with the restore",
+            TOTAL - restored_mark
+        )),
+        "{evidence}"
+    );
+}
+
+/// The names in a tar file (as `tar tf` lists them).
+fn tar_names(path: &std::path::Path) -> Vec<String> {
+    let out = Command::new("tar")
+        .arg("tf")
+        .arg(path)
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "tar tf: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
