@@ -138,6 +138,15 @@ async fn pg_tool(tool: &str, args: &[&str]) -> anyhow::Result<()> {
 /// Makes a backup of the running (or stopped) server's data into `to`.
 pub async fn backup(cfg: &ServerConfig, to: &Path) -> anyhow::Result<Manifest> {
     let url = cfg.database_url();
+    if url.starts_with("sqlite:") {
+        let db = sqlite_path(&url)?;
+        if !db.exists() {
+            bail!(
+                "there is no database at {}: point --data-dir (or database_url) at the server's",
+                db.display()
+            );
+        }
+    }
     let store = Store::connect(&url)
         .await
         .with_context(|| format!("opening the database {}", crate::redact(&url)))?;
