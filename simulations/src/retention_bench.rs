@@ -44,6 +44,20 @@ pub struct RetentionOptions {
     /// Skip the remote-open part (storage figures only).
     #[arg(long)]
     pub no_opens: bool,
+    /// Only the year kept whole and the remote opens during its first pass (no year with
+    /// retention to compare sizes with).
+    #[arg(long)]
+    pub opens_only: bool,
+    /// The server's `retention.batch_rows` in the remote-open part.
+    #[arg(long, default_value_t = 500)]
+    pub batch_rows: u32,
+    /// The server's `retention.pause_ms` in the remote-open part.
+    #[arg(long, default_value_t = 20)]
+    pub pause_ms: u64,
+    /// Extra `[retention]` lines for the server in the remote-open part (e.g.
+    /// `box_hours_days = 0`), to see what each class costs.
+    #[arg(long)]
+    pub server_retention: Vec<String>,
 }
 
 /// What one simulated year left.
@@ -101,7 +115,12 @@ pub async fn retention(o: RetentionOptions) -> anyhow::Result<()> {
         }
     );
     let mut years = Vec::new();
-    for (url, pruned) in [(&urls[0], false), (&urls[1], true)] {
+    let runs: &[(&String, bool)] = if o.opens_only {
+        &[(&urls[0], false)]
+    } else {
+        &[(&urls[0], false), (&urls[1], true)]
+    };
+    for &(url, pruned) in runs {
         let t = Instant::now();
         let data_dir = dir.join(if pruned { "pruned" } else { "keep" });
         std::fs::create_dir_all(&data_dir)?;
@@ -126,10 +145,13 @@ pub async fn retention(o: RetentionOptions) -> anyhow::Result<()> {
         );
         years.push(year);
     }
-    println!(
-        "  with/without: {:.2}x the bytes",
-        years[1].bytes as f64 / years[0].bytes.max(1) as f64
-    );
+    if let [keep, pruned] = years.as_slice() {
+        println!(
+            "  with/without: {:.2}x the bytes, {:.2}x the bytes in use (free pages left out)",
+            pruned.bytes as f64 / keep.bytes.max(1) as f64,
+            (pruned.bytes - pruned.free) as f64 / (keep.bytes - keep.free).max(1) as f64
+        );
+    }
     if !o.no_opens {
         opens_during_first_pass(&o, &spec, &dir, &urls[0]).await?;
     }
@@ -291,7 +313,13 @@ async fn opens_during_first_pass(
     let config = server_dir.join("retention.toml");
     std::fs::write(
         &config,
-        format!("[retention]\nevery_secs = {}\n", o.baseline_secs),
+        format!(
+            "[retention]\nevery_secs = {}\nbatch_rows = {}\npause_ms = {}\n{}\n",
+            o.baseline_secs,
+            o.batch_rows,
+            o.pause_ms,
+            o.server_retention.join("\n")
+        ),
     )?;
     let config_s = config.display().to_string();
     let mut extra = vec!["--config", &config_s];

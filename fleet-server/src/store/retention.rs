@@ -490,73 +490,102 @@ impl Step<'_> {
         .await
     }
 
-    /// Folds each device's hourly box rollups of whole local days in `[from, cutoff)` into
-    /// the day's first hour: sums are kept, so any report over whole days reads the same;
-    /// only the hour of day is lost. A week per step.
+    /// Folds each box's hourly rollups of whole local days in `[from, cutoff)` into the
+    /// day's first hour: sums are kept, so any report over whole days reads the same; only
+    /// the hour of day is lost. Box by box, so each step reads a range of the primary key
+    /// (device, box, hour), about `batch_rows` rows (24 a day).
     async fn box_hours(
         &mut self,
         from: i64,
         cutoff: i64,
         offset_ms: i64,
     ) -> Result<(u64, bool), StoreError> {
+        let days_per_step = i64::from((self.policy.batch_rows / 24).max(1));
         let mut folded = 0;
         for device in self.store.retention_devices().await? {
-            let start = if from > 0 {
-                from
-            } else {
-                let first: Option<i64> =
-                    sqlx::query_scalar("SELECT MIN(hour) FROM usage_box_hour WHERE device_id = $1")
-                        .bind(&device)
-                        .fetch_one(&self.store.pool)
-                        .await?;
-                match first {
-                    Some(h) => day_start(h, offset_ms),
-                    None => continue,
-                }
-            };
-            let mut lo = start;
-            while lo < cutoff {
-                let hi = (lo + 7 * DAY_MS).min(cutoff);
-                let mut tx = self.store.writer.begin().await?;
-                sqlx::query(
-                    "INSERT INTO usage_box_hour
-                       (device_id, box_no, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
-                     SELECT device_id, box_no, hour - ((hour + $4) % $5),
-                       SUM(occupied_ms), SUM(held_ms), SUM(oos_ms), SUM(uses), SUM(unmet)
-                     FROM usage_box_hour WHERE device_id = $1 AND hour >= $2 AND hour < $3
-                     GROUP BY 1, 2, 3
-                     ON CONFLICT (device_id, box_no, hour) DO UPDATE SET
-                       occupied_ms = excluded.occupied_ms, held_ms = excluded.held_ms,
-                       oos_ms = excluded.oos_ms, uses = excluded.uses, unmet = excluded.unmet",
-                )
-                .bind(&device)
-                .bind(lo)
-                .bind(hi)
-                .bind(offset_ms + DAY_MS)
-                .bind(DAY_MS)
-                .execute(&mut *tx)
-                .await?;
-                let n = sqlx::query(
-                    "DELETE FROM usage_box_hour WHERE device_id = $1 AND hour >= $2 AND hour < $3
-                       AND (hour + $4) % $5 <> 0",
-                )
-                .bind(&device)
-                .bind(lo)
-                .bind(hi)
-                .bind(offset_ms + DAY_MS)
-                .bind(DAY_MS)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                folded += n;
-                lo = hi;
-                if n > 0 && !self.rest().await {
-                    return Ok((folded, false));
+            let boxes: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT box_no FROM usage_box_hour WHERE device_id = $1 ORDER BY 1",
+            )
+            .bind(&device)
+            .fetch_all(&self.store.pool)
+            .await?;
+            for box_no in boxes {
+                let start = if from > 0 {
+                    from
+                } else {
+                    let first: Option<i64> = sqlx::query_scalar(
+                        "SELECT MIN(hour) FROM usage_box_hour WHERE device_id = $1 AND box_no = $2",
+                    )
+                    .bind(&device)
+                    .bind(box_no)
+                    .fetch_one(&self.store.pool)
+                    .await?;
+                    match first {
+                        Some(h) => day_start(h, offset_ms),
+                        None => continue,
+                    }
+                };
+                let mut lo = start;
+                while lo < cutoff {
+                    let hi = (lo + days_per_step * DAY_MS).min(cutoff);
+                    let n = self.fold(&device, box_no, lo, hi, offset_ms).await?;
+                    folded += n;
+                    lo = hi;
+                    if n > 0 && !self.rest().await {
+                        return Ok((folded, false));
+                    }
                 }
             }
         }
         Ok((folded, true))
+    }
+
+    /// One step of [`Step::box_hours`]: the box's hours in `[lo, hi)` folded into their days.
+    async fn fold(
+        &self,
+        device: &str,
+        box_no: i64,
+        lo: i64,
+        hi: i64,
+        offset_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.store.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO usage_box_hour
+               (device_id, box_no, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
+             SELECT device_id, box_no, hour - ((hour + $5) % $6),
+               SUM(occupied_ms), SUM(held_ms), SUM(oos_ms), SUM(uses), SUM(unmet)
+             FROM usage_box_hour
+             WHERE device_id = $1 AND box_no = $2 AND hour >= $3 AND hour < $4
+             GROUP BY 1, 2, 3
+             ON CONFLICT (device_id, box_no, hour) DO UPDATE SET
+               occupied_ms = excluded.occupied_ms, held_ms = excluded.held_ms,
+               oos_ms = excluded.oos_ms, uses = excluded.uses, unmet = excluded.unmet",
+        )
+        .bind(device)
+        .bind(box_no)
+        .bind(lo)
+        .bind(hi)
+        .bind(offset_ms + DAY_MS)
+        .bind(DAY_MS)
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query(
+            "DELETE FROM usage_box_hour
+             WHERE device_id = $1 AND box_no = $2 AND hour >= $3 AND hour < $4
+               AND (hour + $5) % $6 <> 0",
+        )
+        .bind(device)
+        .bind(box_no)
+        .bind(lo)
+        .bind(hi)
+        .bind(offset_ms + DAY_MS)
+        .bind(DAY_MS)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
     }
 }
 
