@@ -5,6 +5,7 @@
 //! flush (receipts, database), exit. `main.rs` only parses configuration and calls these.
 
 pub(crate) mod api;
+pub mod audit_archive;
 pub mod backfill;
 pub mod backup;
 pub mod broker_auth;

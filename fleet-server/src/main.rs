@@ -214,6 +214,21 @@ enum AuditCmd {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        /// Archives written by `audit archive`, oldest first: checked from the first row,
+        /// and the database's chain must continue exactly where they end.
+        #[arg(long)]
+        archive: Vec<PathBuf>,
+    },
+    /// Moves the rows older than some days into a new file of JSON lines (mode 0600) that
+    /// `audit verify --archive` still checks; the database keeps the newest rows and where
+    /// its chain continues. The server may run meanwhile.
+    Archive {
+        /// Rows written more than this many days ago.
+        #[arg(long)]
+        older_than_days: u32,
+        /// The archive file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -345,8 +360,31 @@ async fn run() -> anyhow::Result<()> {
     match command {
         Some(Command::Plan(p)) => return plan(cfg, p).await,
         Some(Command::Audit {
-            command: AuditCmd::Verify { json },
-        }) => return verify_audit(cfg, json).await,
+            command: AuditCmd::Verify { json, archive },
+        }) => return verify_audit(cfg, json, &archive).await,
+        Some(Command::Audit {
+            command:
+                AuditCmd::Archive {
+                    older_than_days,
+                    to,
+                },
+        }) => {
+            let store = open_store(&cfg).await?;
+            let before = fleet_server::now_ms() - i64::from(older_than_days) * 86_400_000;
+            let done = fleet_server::audit_archive::archive(&store, before, &to).await;
+            store.close().await;
+            let a = done?;
+            println!(
+                "archived {} audit rows (seq {} to {}) into {}; the database's chain continues after seq {} hash {}",
+                a.rows,
+                a.first_seq,
+                a.last_seq,
+                to.display(),
+                a.last_seq,
+                a.last_hash
+            );
+            return Ok(());
+        }
         Some(Command::BrokerAuth { .. }) => unreachable!("handled above"),
         Some(Command::Backup { to }) => {
             let m = fleet_server::backup::backup(&cfg, &to).await?;
@@ -494,12 +532,32 @@ async fn open_store(cfg: &ServerConfig) -> anyhow::Result<fleet_server::store::S
 }
 
 /// `fleet-server audit verify`: exit 0 when the chain holds, 1 with the first break.
-async fn verify_audit(cfg: ServerConfig, json: bool) -> anyhow::Result<()> {
+async fn verify_audit(cfg: ServerConfig, json: bool, archives: &[PathBuf]) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
-    let verdict = store
-        .verify_audit()
-        .await
-        .context("reading the audit log")?;
+    let anchor = store.audit_anchor().await?;
+    let verdict = if archives.is_empty() {
+        if let Some((seq, _)) = &anchor
+            && !json
+        {
+            println!(
+                "rows up to seq {seq} are archived (not checked here: pass every archive with --archive)"
+            );
+        }
+        store.verify_audit().await
+    } else {
+        let (seq, hash, rows) = fleet_server::audit_archive::verify_archives(archives)?;
+        let (anchor_seq, anchor_hash) = anchor.unwrap_or((0, fleet_server::store::audit::GENESIS.to_owned()));
+        if (seq, hash.as_str()) != (anchor_seq, anchor_hash.as_str()) {
+            anyhow::bail!(
+                "the archives end at seq {seq}, but the database's chain continues after seq {anchor_seq}: give every archive, oldest first"
+            );
+        }
+        if !json {
+            println!("archives: {rows} rows, seq 1 to {seq}, chain holds");
+        }
+        store.verify_audit_from(seq, &hash).await
+    }
+    .context("reading the audit log")?;
     store.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);

@@ -65,8 +65,15 @@ fn head_of(row: Option<AnyRow>) -> Result<(i64, String), StoreError> {
     }
 }
 
+/// The archived prefix's last row, where the chain continues when every row was archived.
+const ANCHOR: &str = "SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1";
+
 async fn head(tx: &mut Tx<'_>) -> Result<(i64, String), StoreError> {
-    head_of(sqlx::query(HEAD).fetch_optional(&mut **tx).await?)
+    let row = match sqlx::query(HEAD).fetch_optional(&mut **tx).await? {
+        Some(r) => Some(r),
+        None => sqlx::query(ANCHOR).fetch_optional(&mut **tx).await?,
+    };
+    head_of(row)
 }
 
 /// The advisory lock key of the audit chain on PostgreSQL ("LFAUDIT" in ASCII).
@@ -213,7 +220,8 @@ pub(crate) async fn chain_backlog(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
     )))
     .fetch_all(&mut **tx)
     .await?;
-    let (mut seq, mut prev) = head(tx).await?;
+    // Schema v9: no archive (v21) can exist yet, so the head is the table's alone.
+    let (mut seq, mut prev) = head_of(sqlx::query(HEAD).fetch_optional(&mut **tx).await?)?;
     for r in &rows {
         let row = Owned::from_row(r)?;
         seq += 1;
@@ -232,6 +240,8 @@ pub(crate) async fn chain_backlog(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
 /// What `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
+    /// The chain in the database continues after this row of an archive (0: from the first).
+    pub starts_after: i64,
     /// Rows checked.
     pub rows: u64,
     /// The newest row's sequence number and hash: record them elsewhere to detect later
@@ -250,27 +260,190 @@ pub struct Break {
     pub why: String,
 }
 
+/// One archived audit row: the row's fields, its place in the chain and its hash (a line of
+/// a `fleet-server audit archive` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ArchivedRow {
+    pub seq: i64,
+    pub hash: String,
+    pub id: String,
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub device: Option<String>,
+    pub box_no: Option<i64>,
+    pub command: Option<String>,
+    pub item: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl ArchivedRow {
+    /// The row's hash recomputed from `prev` (the row before it).
+    pub fn recompute(&self, prev: &str) -> String {
+        chain_hash(
+            prev,
+            self.seq,
+            &AuditEntry {
+                id: &self.id,
+                ts: self.ts,
+                actor: &self.actor,
+                action: &self.action,
+                device: self.device.as_deref(),
+                box_no: self.box_no,
+                command: self.command.as_deref(),
+                item: self.item.as_deref(),
+                outcome: self.outcome.as_deref(),
+                reason: self.reason.as_deref(),
+            },
+        )
+    }
+}
+
 impl Store {
+    /// The last archived row (`seq`, `hash`): the chain in the database continues after it.
+    pub async fn audit_anchor(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()
+    }
+
+    /// The chained rows after the anchor up to the last one written before `before` (epoch
+    /// ms), in chain order: what an archive up to that time holds.
+    pub async fn audit_to_archive(&self, before: i64) -> Result<Vec<ArchivedRow>, StoreError> {
+        let after = self.audit_anchor().await?.map_or(0, |(s, _)| s);
+        let upto: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM audit WHERE seq IS NOT NULL AND seq > $1 AND ts < $2",
+        )
+        .bind(after)
+        .bind(before)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(upto) = upto else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, seq, hash FROM audit WHERE seq > $1 AND seq <= $2 ORDER BY seq"
+        )))
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let o = Owned::from_row(r)?;
+                Ok(ArchivedRow {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    id: o.id,
+                    ts: o.ts,
+                    actor: o.actor,
+                    action: o.action,
+                    device: o.device,
+                    box_no: o.box_no,
+                    command: o.command,
+                    item: o.item,
+                    outcome: o.outcome,
+                    reason: o.reason,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes the archived rows up to `seq` (whose hash is `hash`) and records them as the
+    /// chain's anchor, in one transaction; the append-only triggers are set aside inside it
+    /// and made again before it commits.
+    pub async fn drop_archived_audit(
+        &self,
+        seq: i64,
+        hash: &str,
+        archive: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if stored.as_deref() != Some(hash) {
+            return Err(StoreError::Conflict(format!(
+                "audit row {seq} is not the one archived (hash differs or it is gone): nothing removed"
+            )));
+        }
+        match self.kind {
+            super::DbKind::Sqlite => {
+                sqlx::query("DROP TRIGGER IF EXISTS audit_no_delete")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            super::DbKind::Postgres => {
+                sqlx::query("DROP TRIGGER IF EXISTS audit_no_change ON audit")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let removed = sqlx::query("DELETE FROM audit WHERE seq <= $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        guard(&mut tx, self.kind).await?;
+        sqlx::query(
+            "INSERT INTO audit_anchor (seq, hash, archived_at, archive) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seq)
+        .bind(hash)
+        .bind(now)
+        .bind(archive)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     /// The chain's newest row: its sequence number and hash (0 and [`GENESIS`] when empty).
     pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
-        head_of(sqlx::query(HEAD).fetch_optional(&self.pool).await?)
+        let row = match sqlx::query(HEAD).fetch_optional(&self.pool).await? {
+            Some(r) => Some(r),
+            None => sqlx::query(ANCHOR).fetch_optional(&self.pool).await?,
+        };
+        head_of(row)
     }
 
     /// Walks the whole audit log in chain order and recomputes every hash. Streams the rows
     /// (memory stays flat however long the log) and stops at the first break.
     pub async fn verify_audit(&self) -> Result<Verdict, StoreError> {
+        let (anchor_seq, anchor_hash) = self
+            .audit_anchor()
+            .await?
+            .unwrap_or((0, GENESIS.to_owned()));
+        self.verify_audit_from(anchor_seq, &anchor_hash).await
+    }
+
+    /// [`Store::verify_audit`] from a given row of the chain (the end of verified archives).
+    pub async fn verify_audit_from(
+        &self,
+        after_seq: i64,
+        after_hash: &str,
+    ) -> Result<Verdict, StoreError> {
         let mut verdict = Verdict {
+            starts_after: after_seq,
             rows: 0,
-            head_seq: 0,
-            head_hash: GENESIS.to_owned(),
+            head_seq: after_seq,
+            head_hash: after_hash.to_owned(),
             broken: None,
         };
         let unchained: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE seq IS NULL")
             .fetch_one(&self.pool)
             .await?;
-        let sql =
-            format!("SELECT {COLUMNS}, seq, hash FROM audit WHERE seq IS NOT NULL ORDER BY seq");
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        let sql = format!(
+            "SELECT {COLUMNS}, seq, hash FROM audit WHERE seq IS NOT NULL AND seq > $1 ORDER BY seq"
+        );
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after_seq)
+            .fetch(&self.pool);
         while let Some(r) = rows.next().await.transpose()? {
             let row = Owned::from_row(&r)?;
             let seq: i64 = r.try_get("seq")?;

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 20;
+pub const SCHEMA_VERSION: i64 = 21;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (18, V18),
     (19, V19),
     (20, V20),
+    (21, V21),
 ];
 
 const V1: &[&str] = &[
@@ -564,3 +565,12 @@ const V20: &[&str] = &[
         PRIMARY KEY (device_id, first_seq)
     )",
 ];
+
+/// Issue 25: the audit log's archived prefix — the last row moved to an archive file (JSON
+/// lines, `fleet-server audit archive`); the chain in the database continues from it.
+const V21: &[&str] = &["CREATE TABLE IF NOT EXISTS audit_anchor (
+        seq BIGINT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        archived_at BIGINT NOT NULL,
+        archive TEXT NOT NULL
+    )"];

@@ -102,6 +102,7 @@ on_both!(
     a_delivered_command_never_expires_and_fails_without_outcome,
     a_command_created_as_sent_is_stored_as_its_row,
     the_audit_chain_shows_a_changed_removed_or_foreign_row,
+    archived_audit_rows_leave_a_chain_that_still_holds,
     concurrent_audited_changes_extend_one_chain,
     presence_heard_by_every_replica_is_logged_once,
     one_replica_leads_and_another_takes_over,
@@ -480,6 +481,58 @@ async fn a_command_created_as_sent_is_stored_as_its_row(store: Store) {
             .expect("pending")
             .is_empty()
     );
+}
+
+/// Archives of the oldest audit rows: the database keeps the rest and continues its chain
+/// from the last archived row (also when every row was archived); the archives verify from
+/// the first row, in order, and an edited archive is caught.
+async fn archived_audit_rows_leave_a_chain_that_still_holds(store: Store) {
+    use fleet_server::audit_archive::{archive, verify_archives};
+    let d = dev("cab-8");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    for i in 0..6 {
+        let c = new_command(&format!("a{i}"), &d, None, 1_000 + i, 30_000);
+        store.create_command(&c).await.expect("create");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("audit-1.jsonl");
+    let a = archive(&store, 1_003, &first).await.expect("archive");
+    assert_eq!((a.rows, a.first_seq, a.last_seq), (3, 1, 3));
+    let v = store.verify_audit().await.expect("verify");
+    assert_eq!(
+        (v.starts_after, v.rows, v.head_seq, &v.broken),
+        (3, 3, 6, &None)
+    );
+    let (seq, hash, rows) = verify_archives(std::slice::from_ref(&first)).expect("archive holds");
+    assert_eq!((seq, rows), (3, 3));
+    assert_eq!(hash, a.last_hash);
+    let again = archive(&store, 1_003, &dir.path().join("none.jsonl")).await;
+    assert!(again.is_err(), "nothing older is left to archive");
+
+    // Everything else too: the next row continues the chain from the anchor.
+    let second = dir.path().join("audit-2.jsonl");
+    let b = archive(&store, 10_000, &second).await.expect("archive all");
+    assert_eq!((b.first_seq, b.last_seq), (4, 6));
+    let c = new_command("a6", &d, None, 20_000, 30_000);
+    store.create_command(&c).await.expect("create");
+    let v = store.verify_audit().await.expect("verify");
+    assert_eq!(
+        (v.starts_after, v.rows, v.head_seq, &v.broken),
+        (6, 1, 7, &None)
+    );
+    let both = [first.clone(), second.clone()];
+    assert_eq!(verify_archives(&both).expect("in order").0, 6);
+    let err = verify_archives(&[second.clone(), first.clone()]).expect_err("out of order");
+    assert!(err.to_string().contains("give every archive"), "{err}");
+
+    // An archive edited after the fact.
+    let text = std::fs::read_to_string(&first).expect("read");
+    std::fs::write(&first, text.replacen("\"a1\"", "\"x1\"", 1)).expect("edit");
+    let err = verify_archives(&both).expect_err("edited");
+    assert!(err.to_string().contains("the archive was changed"), "{err}");
 }
 
 async fn the_audit_chain_shows_a_changed_removed_or_foreign_row(store: Store) {

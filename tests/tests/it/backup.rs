@@ -225,6 +225,41 @@ async fn restore_scenario(w: &World, db: &[&str], kind: &str) {
         )),
         "{evidence}"
     );
+
+    // The audit log archived while the server runs: the archive and the database's rest
+    // verify as one chain.
+    let archive = w.path("audit-1.jsonl");
+    let out = fleet_server(
+        w,
+        db,
+        &[
+            "audit",
+            "archive",
+            "--older-than-days",
+            "0",
+            "--to",
+            &archive.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "archive: {}", text(&out));
+    let out = fleet_server(
+        w,
+        db,
+        &[
+            "audit",
+            "verify",
+            "--archive",
+            &archive.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "verify: {}", text(&out));
+    assert!(text(&out).contains("chain holds"), "{}", text(&out));
+    let out = fleet_server(w, db, &["audit", "verify"]);
+    assert!(
+        text(&out).contains("are archived (not checked here"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The names in a tar file (as `tar tf` lists them).
