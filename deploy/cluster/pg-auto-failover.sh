@@ -25,9 +25,18 @@ bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 
 # pg_autoctl keeps its state under XDG directories: keep them inside DIR.
 as_pg() {
-  local run=(env PATH="$bin:$PATH" XDG_CONFIG_HOME="$dir/xdg/config"
+  # PGHOST: the nodes' sockets are in DIR/sock (below), so the keepers look there.
+  local run=(env PATH="$bin:$PATH" PGHOST="$dir/sock" XDG_CONFIG_HOME="$dir/xdg/config"
     XDG_DATA_HOME="$dir/xdg/data" XDG_RUNTIME_DIR="$dir/xdg/run" PG_CONFIG="$bin/pg_config")
   if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "${run[@]}" "$@"); else "${run[@]}" "$@"; fi
+}
+
+# A PostgreSQL of the lab whose socket lives in DIR/sock, not in the machine's shared
+# /var/run/postgresql, where a killed run's socket locks outlive it and can refuse a later
+# run's node. pg_autoctl takes such an instance over; a standby copies its settings.
+init_pgdata() { # NAME
+  as_pg initdb -D "$dir/$1" -A trust -U postgres >>"$dir/$1.log" 2>&1
+  echo "unix_socket_directories = '$dir/sock'" >>"$dir/$1/postgresql.conf"
 }
 
 run_node() { # NAME: its keeper (which starts and watches its PostgreSQL), in a session of its own
@@ -48,10 +57,11 @@ case $cmd in
 start)
   read -r -a ports <<<"${LF_PG_PORTS:?LF_PG_PORTS: three free ports, MONITOR NODE1 NODE2}"
   [ "${#ports[@]}" = 3 ] || die "LF_PG_PORTS must name three ports"
-  mkdir -p "$dir/xdg/config" "$dir/xdg/data" "$dir/xdg/run"
+  mkdir -p "$dir/xdg/config" "$dir/xdg/data" "$dir/xdg/run" "$dir/sock"
   chmod 700 "$dir/xdg/run"
   echo "${ports[0]}" >"$dir/monitor.port"
   if [ "$(id -u)" = 0 ]; then chown -R postgres "$dir"; fi
+  init_pgdata monitor
   as_pg pg_autoctl create monitor --pgdata "$dir/monitor" --pgport "${ports[0]}" \
     --hostname 127.0.0.1 --auth trust --no-ssl >>"$dir/monitor.log" 2>&1
   run_node monitor
@@ -68,6 +78,7 @@ start)
       -c "ALTER SYSTEM SET pgautofailover.primary_demote_timeout = '12s'" \
       -c "ALTER SYSTEM SET pgautofailover.health_check_period = '2s'" \
       -c "SELECT pg_reload_conf()" >/dev/null
+  init_pgdata node1
   for n in 1 2; do
     as_pg pg_autoctl create postgres --pgdata "$dir/node$n" --pgport "${ports[$n]}" \
       --hostname 127.0.0.1 --name "node$n" --auth trust --no-ssl --dbname lockerfleet \
@@ -108,7 +119,7 @@ kill)
 restart)
   n=${3:?node number}
   # A machine that comes back runs none of its old processes, so the lock files its
-  # PostgreSQL left (postmaster.pid, and the socket's lock in /var/run/postgresql) are stale.
+  # PostgreSQL left (postmaster.pid, and the socket's lock in DIR/sock) are stale.
   # Where nothing reaps orphans (a container's or a pid namespace's first process), the killed
   # postmaster lingers as a zombie under its old pid, and PostgreSQL would take it for a
   # running postmaster and never start: remove such files.
