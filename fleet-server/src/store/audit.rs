@@ -303,9 +303,7 @@ impl ArchivedRow {
 impl Store {
     /// The last archived row (`seq`, `hash`): the chain in the database continues after it.
     pub async fn audit_anchor(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(ANCHOR).fetch_optional(&self.pool).await?;
         row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
             .transpose()
     }
@@ -516,7 +514,7 @@ impl Store {
         let rows = bind_sites(
             sqlx::query(AssertSqlSafe(format!(
                 "{base} WHERE ($1 IS NULL OR a.device_id = $1) AND {in_sites}
-                 ORDER BY a.ts DESC, a.audit_id LIMIT $2"
+                 ORDER BY a.ts DESC, a.seq DESC, a.audit_id LIMIT $2"
             )))
             .bind(device.map(DeviceId::as_str))
             .bind(limit),

@@ -76,13 +76,14 @@ fn local_day(t: i64) -> i64 {
     t - (t + off).rem_euclid(DAY)
 }
 
-async fn box_days(store: &Store, from: i64, to: i64) -> UsageReport {
+/// Box 1's usage in `bucket`s over `[from, to)`, Beijing days.
+async fn box_usage(store: &Store, bucket: Bucket, from: i64, to: i64) -> UsageReport {
     store
         .usage(&UsageQuery {
             scope: Scope::Box("cab-r".into(), 1),
             from,
             to,
-            bucket: Bucket::Day,
+            bucket,
             utc_offset_ms: i64::from(OFFSET_MIN) * 60_000,
             now: RNOW,
         })
@@ -90,18 +91,13 @@ async fn box_days(store: &Store, from: i64, to: i64) -> UsageReport {
         .expect("usage")
 }
 
+async fn box_days(store: &Store, from: i64, to: i64) -> UsageReport {
+    box_usage(store, Bucket::Day, from, to).await
+}
+
+/// Hours of box 1 in `[from, to)` with a row of their own (a use in it).
 async fn hour_rows(store: &Store, from: i64, to: i64) -> usize {
-    let r = store
-        .usage(&UsageQuery {
-            scope: Scope::Box("cab-r".into(), 1),
-            from,
-            to,
-            bucket: Bucket::Hour,
-            utc_offset_ms: i64::from(OFFSET_MIN) * 60_000,
-            now: RNOW,
-        })
-        .await
-        .expect("usage");
+    let r = box_usage(store, Bucket::Hour, from, to).await;
     r.buckets.iter().filter(|f| f.uses > 0).count()
 }
 
