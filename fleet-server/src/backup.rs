@@ -111,20 +111,27 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A PostgreSQL tool (`pg_dump`, `pg_restore`) run on `url`; the error says what to install.
-async fn pg_tool(tool: &str, args: &[&str]) -> anyhow::Result<()> {
-    let (name, argv): (String, Vec<String>) = (
-        tool.to_owned(),
-        args.iter().map(|a| (*a).to_owned()).collect(),
-    );
+/// A PostgreSQL tool (`pg_dump`, `pg_restore`) run on `url` with `args`; the password goes
+/// in `PGPASSWORD`, not on the command line where `ps` would show it. The error says what
+/// to install.
+async fn pg_tool(tool: &str, url: &str, args: &[&str]) -> anyhow::Result<()> {
+    let (url, password) = split_password(url);
+    let name = tool.to_owned();
+    let mut argv: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    argv.extend(["--dbname".to_owned(), url]);
     // A CLI command, not the server: the blocking wait runs on the blocking pool.
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(name).args(argv).output()
+        let mut cmd = std::process::Command::new(name);
+        cmd.args(argv);
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        cmd.output()
     })
     .await?
     .with_context(|| {
-            format!("running {tool}: install PostgreSQL's client tools (Debian: postgresql-client), of the server's major version or newer")
-        })?;
+        format!("running {tool}: install PostgreSQL's client tools (Debian: postgresql-client), of the server's major version or newer")
+    })?;
     if !out.status.success() {
         bail!(
             "{tool} failed ({}): {}",
@@ -133,6 +140,25 @@ async fn pg_tool(tool: &str, args: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user@host/db` and the (percent-decoded)
+/// password.
+fn split_password(url: &str) -> (String, Option<String>) {
+    let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) else {
+        return (url.to_owned(), None);
+    };
+    let userinfo = &url[scheme + 3..at];
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return (url.to_owned(), None);
+    };
+    let decoded = percent_encoding::percent_decode_str(password)
+        .decode_utf8_lossy()
+        .into_owned();
+    (
+        format!("{}{user}{}", &url[..scheme + 3], &url[at..]),
+        Some(decoded),
+    )
 }
 
 /// Makes a backup of the running (or stopped) server's data into `to`.
@@ -194,13 +220,12 @@ async fn stage_backup(cfg: &ServerConfig, store: &Store, stage: &Path) -> anyhow
             let primary = store.primary_url();
             pg_tool(
                 "pg_dump",
+                &primary,
                 &[
                     "--format=custom",
                     "--no-owner",
                     "--file",
                     &path.display().to_string(),
-                    "--dbname",
-                    &primary,
                 ],
             )
             .await?;
@@ -374,6 +399,7 @@ async fn restore_staged(cfg: &ServerConfig, from: &Path, stage: &Path) -> anyhow
     }
     let stamp = crate::clock::now_ms();
     let mut kept_aside = Vec::new();
+    let mut dumped_before = None;
     let mut set_aside = |path: &Path| -> anyhow::Result<()> {
         if path.exists() {
             let aside = PathBuf::from(format!("{}.before-restore-{stamp}", path.display()));
@@ -406,17 +432,33 @@ async fn restore_staged(cfg: &ServerConfig, from: &Path, stage: &Path) -> anyhow
             );
         };
         let primary = store.primary_url();
+        // What is replaced is kept: a dump of the database as it is, beside the data.
+        let before = cfg
+            .data_dir
+            .join(format!("fleet.pgdump.before-restore-{stamp}"));
+        pg_tool(
+            "pg_dump",
+            &primary,
+            &[
+                "--format=custom",
+                "--no-owner",
+                "--file",
+                &before.display().to_string(),
+            ],
+        )
+        .await
+        .context("keeping the database as it is before restoring over it")?;
+        dumped_before = Some(before);
         store.wipe_for_restore().await?;
         drop(lead);
         store.close().await;
         pg_tool(
             "pg_restore",
+            &primary,
             &[
                 "--no-owner",
                 "--single-transaction",
                 "--exit-on-error",
-                "--dbname",
-                &primary,
                 &stage.join(PG_FILE).display().to_string(),
             ],
         )
@@ -473,6 +515,7 @@ async fn restore_staged(cfg: &ServerConfig, from: &Path, stage: &Path) -> anyhow
         )
         .await?;
     store.close().await;
+    kept_aside.extend(dumped_before);
     Ok(Restored {
         manifest,
         kept_aside,
@@ -516,6 +559,21 @@ fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_leave_the_url_for_the_environment() {
+        assert_eq!(
+            split_password("postgres://lf:s%40cret@db:5432/lockerfleet"),
+            (
+                "postgres://lf@db:5432/lockerfleet".to_owned(),
+                Some("s@cret".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://lf@h1:5432,h2:5432/lf"),
+            ("postgres://lf@h1:5432,h2:5432/lf".to_owned(), None)
+        );
+    }
 
     #[test]
     fn sqlite_paths_come_from_the_url() {
