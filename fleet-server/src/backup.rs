@@ -142,6 +142,17 @@ async fn pg_tool(tool: &str, url: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The database at `url` in pg_dump's custom format, into `file`.
+async fn pg_dump(url: &str, file: &Path) -> anyhow::Result<()> {
+    let file = file.display().to_string();
+    pg_tool(
+        "pg_dump",
+        url,
+        &["--format=custom", "--no-owner", "--file", &file],
+    )
+    .await
+}
+
 /// `postgres://user:secret@host/db` as `postgres://user@host/db` and the (percent-decoded)
 /// password.
 fn split_password(url: &str) -> (String, Option<String>) {
@@ -218,17 +229,7 @@ async fn stage_backup(cfg: &ServerConfig, store: &Store, stage: &Path) -> anyhow
         DbKind::Postgres => {
             let path = stage.join(PG_FILE);
             let primary = store.primary_url();
-            pg_tool(
-                "pg_dump",
-                &primary,
-                &[
-                    "--format=custom",
-                    "--no-owner",
-                    "--file",
-                    &path.display().to_string(),
-                ],
-            )
-            .await?;
+            pg_dump(&primary, &path).await?;
             PG_FILE
         }
     };
@@ -436,18 +437,9 @@ async fn restore_staged(cfg: &ServerConfig, from: &Path, stage: &Path) -> anyhow
         let before = cfg
             .data_dir
             .join(format!("fleet.pgdump.before-restore-{stamp}"));
-        pg_tool(
-            "pg_dump",
-            &primary,
-            &[
-                "--format=custom",
-                "--no-owner",
-                "--file",
-                &before.display().to_string(),
-            ],
-        )
-        .await
-        .context("keeping the database as it is before restoring over it")?;
+        pg_dump(&primary, &before)
+            .await
+            .context("keeping the database as it is before restoring over it")?;
         dumped_before = Some(before);
         store.wipe_for_restore().await?;
         drop(lead);
@@ -478,7 +470,8 @@ async fn restore_staged(cfg: &ServerConfig, from: &Path, stage: &Path) -> anyhow
             if let Some(p) = to.parent() {
                 std::fs::create_dir_all(p)?;
             }
-            write_private(&to, &restored)?;
+            crate::write_private(&to, &restored)
+                .with_context(|| format!("writing {}", to.display()))?;
         }
     }
     // Certificates: the ones here are as new or newer (a revocation list grows; renewals
@@ -500,7 +493,8 @@ async fn restore_staged(cfg: &ServerConfig, from: &Path, stage: &Path) -> anyhow
     }
     let token = cfg.data_dir.join("admin-token");
     if !token.exists() && stage.join("admin-token").exists() {
-        write_private(&token, &std::fs::read(stage.join("admin-token"))?)?;
+        crate::write_private(&token, &std::fs::read(stage.join("admin-token"))?)
+            .with_context(|| format!("writing {}", token.display()))?;
     }
 
     // The restore itself, in the restored database (migrated first if it is older).
@@ -527,20 +521,6 @@ pub fn utc(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|_| format!("{ms} ms"))
-}
-
-fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 /// The file of a `sqlite://PATH?...` URL.

@@ -703,13 +703,14 @@ fn admin_token(cfg: &ServerConfig) -> anyhow::Result<String> {
         }
     }
     let token = random_token();
-    write_private(&path, &token)
+    write_private(&path, token.as_bytes())
         .with_context(|| format!("writing admin token to {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated an admin token");
     Ok(token)
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Writes a file only its owner may read (tokens, secrets, backups' secrets), synced.
+pub(crate) fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -718,7 +719,7 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(content.as_bytes())?;
+    f.write_all(content)?;
     f.sync_all()
 }
 

@@ -473,7 +473,7 @@ impl Service {
     /// Local midnight (`utc_offset_minutes`) of the day `now` falls in.
     pub fn start_of_local_day(&self, now: i64) -> i64 {
         let offset = i64::from(self.settings.utc_offset_minutes) * 60_000;
-        (now + offset).div_euclid(DAY_MS) * DAY_MS - offset
+        crate::store::usage::day_start(now, offset)
     }
 
     /// Expires and overdues items, flags late deposits and queues reminders; every 2 s.

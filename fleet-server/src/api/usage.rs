@@ -250,7 +250,7 @@ pub(crate) async fn saturation(
         .saturation(now, offset_ms, rate, days, window)
         .await?;
     sites.retain(|site| caller.may(&site.site_id));
-    let today = (now + offset_ms).div_euclid(DAY_MS) * DAY_MS - offset_ms;
+    let today = crate::store::usage::day_start(now, offset_ms);
     Ok(Json(Saturation {
         rate,
         days,

@@ -2,8 +2,6 @@
 //! `retention.every_secs`, the first a minute after the lead is taken (not at start, when
 //! cabinets reconnect and resend).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -29,21 +27,12 @@ pub(crate) async fn run(
             _ = tokio::time::sleep_until(next) => {}
         }
         next = tokio::time::Instant::now() + every;
-        // The pass checks between steps whether to stop (lead lost, shutting down).
-        let stopping = Arc::new(AtomicBool::new(false));
-        let watch = {
-            let (stopping, cancel) = (stopping.clone(), cancel.clone());
-            tokio::spawn(async move {
-                cancel.cancelled().await;
-                stopping.store(true, Ordering::Relaxed);
-            })
-        };
         let started = std::time::Instant::now();
-        let stop = || stopping.load(Ordering::Relaxed);
+        // Checked between steps: the lead lost or the server stopping ends the pass there.
+        let stop = || cancel.is_cancelled();
         let outcome = store
             .retention_pass(&policy, crate::clock::now_ms(), &stop)
             .await;
-        watch.abort();
         match outcome {
             Ok(report) => {
                 for (class, n) in &report.removed {

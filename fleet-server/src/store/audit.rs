@@ -140,22 +140,24 @@ pub(crate) async fn append(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), St
     Ok(())
 }
 
-struct Owned {
-    id: String,
-    ts: i64,
-    actor: String,
-    action: String,
-    device: Option<String>,
-    box_no: Option<i64>,
-    command: Option<String>,
-    item: Option<String>,
-    outcome: Option<String>,
-    reason: Option<String>,
+/// A stored row's fields (what its hash covers, with its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AuditFields {
+    pub id: String,
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub device: Option<String>,
+    pub box_no: Option<i64>,
+    pub command: Option<String>,
+    pub item: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
 }
 
-impl Owned {
-    fn from_row(r: &AnyRow) -> Result<Owned, StoreError> {
-        Ok(Owned {
+impl AuditFields {
+    fn from_row(r: &AnyRow) -> Result<AuditFields, StoreError> {
+        Ok(AuditFields {
             id: r.try_get("audit_id")?,
             ts: r.try_get("ts")?,
             actor: r.try_get("actor")?,
@@ -223,7 +225,7 @@ pub(crate) async fn chain_backlog(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
     // Schema v9: no archive (v21) can exist yet, so the head is the table's alone.
     let (mut seq, mut prev) = head_of(sqlx::query(HEAD).fetch_optional(&mut **tx).await?)?;
     for r in &rows {
-        let row = Owned::from_row(r)?;
+        let row = AuditFields::from_row(r)?;
         seq += 1;
         let hash = chain_hash(&prev, seq, &row.entry());
         sqlx::query("UPDATE audit SET seq = $1, hash = $2 WHERE audit_id = $3")
@@ -266,37 +268,14 @@ pub struct Break {
 pub struct ArchivedRow {
     pub seq: i64,
     pub hash: String,
-    pub id: String,
-    pub ts: i64,
-    pub actor: String,
-    pub action: String,
-    pub device: Option<String>,
-    pub box_no: Option<i64>,
-    pub command: Option<String>,
-    pub item: Option<String>,
-    pub outcome: Option<String>,
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub fields: AuditFields,
 }
 
 impl ArchivedRow {
     /// The row's hash recomputed from `prev` (the row before it).
     pub fn recompute(&self, prev: &str) -> String {
-        chain_hash(
-            prev,
-            self.seq,
-            &AuditEntry {
-                id: &self.id,
-                ts: self.ts,
-                actor: &self.actor,
-                action: &self.action,
-                device: self.device.as_deref(),
-                box_no: self.box_no,
-                command: self.command.as_deref(),
-                item: self.item.as_deref(),
-                outcome: self.outcome.as_deref(),
-                reason: self.reason.as_deref(),
-            },
-        )
+        chain_hash(prev, self.seq, &self.fields.entry())
     }
 }
 
@@ -331,20 +310,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let o = Owned::from_row(r)?;
                 Ok(ArchivedRow {
                     seq: r.try_get("seq")?,
                     hash: r.try_get("hash")?,
-                    id: o.id,
-                    ts: o.ts,
-                    actor: o.actor,
-                    action: o.action,
-                    device: o.device,
-                    box_no: o.box_no,
-                    command: o.command,
-                    item: o.item,
-                    outcome: o.outcome,
-                    reason: o.reason,
+                    fields: AuditFields::from_row(r)?,
                 })
             })
             .collect()
@@ -443,7 +412,7 @@ impl Store {
             .bind(after_seq)
             .fetch(&self.pool);
         while let Some(r) = rows.next().await.transpose()? {
-            let row = Owned::from_row(&r)?;
+            let row = AuditFields::from_row(&r)?;
             let seq: i64 = r.try_get("seq")?;
             let stored: String = r.try_get("hash")?;
             let expected = verdict.head_seq + 1;

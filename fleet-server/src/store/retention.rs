@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::usage::DAY_MS;
+use super::usage::{DAY_MS, day_start};
 use super::{DbKind, Store, StoreError};
 
 /// What each class keeps, in days; `None` keeps it whole.
@@ -138,11 +138,6 @@ impl PassReport {
     }
 }
 
-/// Start of the local day that `t` falls in.
-fn day_start(t: i64, offset_ms: i64) -> i64 {
-    t - (t + offset_ms).rem_euclid(DAY_MS)
-}
-
 impl Store {
     /// Every class's mark (classes never cleared are absent).
     pub async fn retention_marks(&self) -> Result<Vec<RetentionMark>, StoreError> {
@@ -188,6 +183,8 @@ impl Store {
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         let marks = self.retention_marks().await?;
+        // Read once a pass: the classes kept per device walk the same list.
+        let devices = self.retention_devices().await?;
         for class in Class::ALL {
             let Some(days) = class.days(policy) else {
                 continue;
@@ -207,6 +204,7 @@ impl Store {
                 .map_or(0, |m| m.before);
             let mut step = Step {
                 store: self,
+                devices: &devices,
                 policy,
                 stop,
                 steps: 0,
@@ -278,6 +276,7 @@ impl Store {
 /// One class's work in a pass: counts steps and rests between them.
 struct Step<'a> {
     store: &'a Store,
+    devices: &'a [String],
     policy: &'a RetentionPolicy,
     stop: &'a (dyn Fn() -> bool + Sync),
     steps: u64,
@@ -323,18 +322,18 @@ impl Step<'_> {
     /// a device's events in sequence order.
     async fn events(&mut self, cutoff: i64) -> Result<(u64, bool), StoreError> {
         let mut removed = 0;
-        for device in self.store.retention_devices().await? {
+        for device in self.devices {
             loop {
                 let acked: i64 =
                     sqlx::query_scalar("SELECT acked_seq FROM devices WHERE device_id = $1")
-                        .bind(&device)
+                        .bind(device)
                         .fetch_optional(&self.store.pool)
                         .await?
                         .unwrap_or(0);
                 let oldest = sqlx::query(
                     "SELECT seq, received_at FROM events WHERE device_id = $1 ORDER BY seq LIMIT $2",
                 )
-                .bind(&device)
+                .bind(device)
                 .bind(self.limit())
                 .fetch_all(&self.store.pool)
                 .await?;
@@ -348,7 +347,7 @@ impl Step<'_> {
                 }
                 let Some(last) = last else { break };
                 let n = sqlx::query("DELETE FROM events WHERE device_id = $1 AND seq <= $2")
-                    .bind(&device)
+                    .bind(device)
                     .bind(last)
                     .execute(&self.store.writer)
                     .await?
@@ -367,14 +366,14 @@ impl Step<'_> {
 
     async fn presence(&mut self, cutoff: i64) -> Result<(u64, bool), StoreError> {
         let mut removed = 0;
-        for device in self.store.retention_devices().await? {
+        for device in self.devices {
             loop {
                 let n = sqlx::query(
                     "DELETE FROM presence_log WHERE device_id = $1 AND ts IN
                        (SELECT ts FROM presence_log WHERE device_id = $1 AND ts < $2
                         ORDER BY ts LIMIT $3)",
                 )
-                .bind(&device)
+                .bind(device)
                 .bind(cutoff)
                 .bind(self.limit())
                 .execute(&self.store.writer)
@@ -502,11 +501,11 @@ impl Step<'_> {
     ) -> Result<(u64, bool), StoreError> {
         let days_per_step = i64::from((self.policy.batch_rows / 24).max(1));
         let mut folded = 0;
-        for device in self.store.retention_devices().await? {
+        for device in self.devices {
             let boxes: Vec<i64> = sqlx::query_scalar(
                 "SELECT DISTINCT box_no FROM usage_box_hour WHERE device_id = $1 ORDER BY 1",
             )
-            .bind(&device)
+            .bind(device)
             .fetch_all(&self.store.pool)
             .await?;
             for box_no in boxes {
@@ -516,7 +515,7 @@ impl Step<'_> {
                     let first: Option<i64> = sqlx::query_scalar(
                         "SELECT MIN(hour) FROM usage_box_hour WHERE device_id = $1 AND box_no = $2",
                     )
-                    .bind(&device)
+                    .bind(device)
                     .bind(box_no)
                     .fetch_one(&self.store.pool)
                     .await?;
@@ -528,7 +527,7 @@ impl Step<'_> {
                 let mut lo = start;
                 while lo < cutoff {
                     let hi = (lo + days_per_step * DAY_MS).min(cutoff);
-                    let n = self.fold(&device, box_no, lo, hi, offset_ms).await?;
+                    let n = self.fold(device, box_no, lo, hi, offset_ms).await?;
                     folded += n;
                     lo = hi;
                     if n > 0 && !self.rest().await {
@@ -549,8 +548,18 @@ impl Step<'_> {
         hi: i64,
         offset_ms: i64,
     ) -> Result<u64, StoreError> {
+        // Both statements work on the box's rows in [lo, hi); $5 and $6 make day boundaries.
+        let on_range = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(device)
+                .bind(box_no)
+                .bind(lo)
+                .bind(hi)
+                .bind(offset_ms + DAY_MS)
+                .bind(DAY_MS)
+        };
         let mut tx = self.store.writer.begin().await?;
-        sqlx::query(
+        on_range(
             "INSERT INTO usage_box_hour
                (device_id, box_no, hour, occupied_ms, held_ms, oos_ms, uses, unmet)
              SELECT device_id, box_no, hour - ((hour + $5) % $6),
@@ -562,25 +571,13 @@ impl Step<'_> {
                occupied_ms = excluded.occupied_ms, held_ms = excluded.held_ms,
                oos_ms = excluded.oos_ms, uses = excluded.uses, unmet = excluded.unmet",
         )
-        .bind(device)
-        .bind(box_no)
-        .bind(lo)
-        .bind(hi)
-        .bind(offset_ms + DAY_MS)
-        .bind(DAY_MS)
         .execute(&mut *tx)
         .await?;
-        let n = sqlx::query(
+        let n = on_range(
             "DELETE FROM usage_box_hour
              WHERE device_id = $1 AND box_no = $2 AND hour >= $3 AND hour < $4
                AND (hour + $5) % $6 <> 0",
         )
-        .bind(device)
-        .bind(box_no)
-        .bind(lo)
-        .bind(hi)
-        .bind(offset_ms + DAY_MS)
-        .bind(DAY_MS)
         .execute(&mut *tx)
         .await?
         .rows_affected();

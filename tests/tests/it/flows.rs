@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::harness::{AgentCtl, Api, Receiver, Server, World, eventually, now_ms, wait_online};
 
 pub(crate) const CAB: &str = "hall-cab-1";
-const PHONE: &str = "13812345678";
+pub(crate) const PHONE: &str = "13812345678";
 const STAFF_CARD: &str = "card-0042";
 const WEBHOOK_SECRET: &str = "platform-shared-secret-0123";
 
@@ -58,7 +58,7 @@ pub(crate) async fn setup(api: &Api) -> Api {
 }
 
 /// A drop-off reservation at site "hall" for `case`, which must be accepted (201).
-async fn dropoff_at_hall(platform: &Api, case: &str) -> Value {
+pub(crate) async fn dropoff_at_hall(platform: &Api, case: &str) -> Value {
     let (s, r) = platform
         .post(
             "/api/v1/reservations",

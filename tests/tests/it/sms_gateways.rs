@@ -13,12 +13,11 @@ use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use crate::flows::{CAB, setup, wait_codes_synced};
+use crate::flows::{CAB, PHONE, dropoff_at_hall, setup, wait_codes_synced};
 use crate::harness::{Api, World, eventually, now_ms, wait_online};
 
 const KEY_ID: &str = "LTAI-test-key-id";
 const SECRET: &str = "stand-in-secret-0123456789";
-const PHONE: &str = "13812345678";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Provider {
@@ -314,18 +313,22 @@ params = ["severity", "kind", "device", "box", "state"]
     )
 }
 
+/// A drop-off at the hall (the flows test's): its code and box.
 async fn reserve(platform: &Api, case: &str) -> (String, i64) {
-    let (s, r) = platform
-        .post(
-            "/api/v1/reservations",
-            json!({"flow": "dropoff", "case_number": case, "phone": PHONE, "site_id": "hall"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{r}");
+    let r = dropoff_at_hall(platform, case).await;
     (
         r["code"].as_str().expect("code").to_owned(),
         r["box"].as_i64().expect("box"),
     )
+}
+
+/// SMS counted with `outcome` (sent, failed).
+async fn sms_counted(admin: &Api, outcome: &str) -> f64 {
+    admin
+        .metric(&format!(
+            "lockerfleet_notifications_total{{channel=\"sms\",outcome=\"{outcome}\"}}"
+        ))
+        .await
 }
 
 /// The values a provider request carried, by the template's names.
@@ -395,11 +398,7 @@ async fn sms_through(provider: Provider) {
     assert_eq!(vals[1], box_no.to_string());
     assert!(!vals[2].is_empty(), "the deadline: {vals:?}");
     eventually(Duration::from_secs(10), "the SMS counted sent", || async {
-        (admin
-            .metric("lockerfleet_notifications_total{channel=\"sms\",outcome=\"sent\"}")
-            .await
-            >= 1.0)
-            .then_some(())
+        (sms_counted(&admin, "sent").await >= 1.0).then_some(())
     })
     .await;
 
@@ -440,12 +439,7 @@ async fn sms_through(provider: Provider) {
         "the limited SMS sent on a retry",
         || async {
             let got = stand_in.got();
-            (got.len() >= before + 2
-                && admin
-                    .metric("lockerfleet_notifications_total{channel=\"sms\",outcome=\"sent\"}")
-                    .await
-                    >= 2.0)
-                .then_some(())
+            (got.len() >= before + 2 && sms_counted(&admin, "sent").await >= 2.0).then_some(())
         },
     )
     .await;
@@ -462,13 +456,7 @@ async fn sms_through(provider: Provider) {
     eventually(
         Duration::from_secs(20),
         "the refused SMS failed",
-        || async {
-            (admin
-                .metric("lockerfleet_notifications_total{channel=\"sms\",outcome=\"failed\"}")
-                .await
-                >= 1.0)
-                .then_some(())
-        },
+        || async { (sms_counted(&admin, "failed").await >= 1.0).then_some(()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;

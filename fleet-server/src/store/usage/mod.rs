@@ -19,6 +19,11 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Local midnight of the day `t` falls in, for a zone `offset_ms` east of UTC.
+pub fn day_start(t: i64, offset_ms: i64) -> i64 {
+    (t + offset_ms).div_euclid(DAY_MS) * DAY_MS - offset_ms
+}
 /// The longest range a report covers, in hours (400 days): bounded work per request.
 pub const MAX_HOURS: i64 = 400 * 24;
 
@@ -422,7 +427,7 @@ impl Store {
         days: u32,
         window: u32,
     ) -> Result<Vec<SiteSaturation>, StoreError> {
-        let today = (now + utc_offset_ms).div_euclid(DAY_MS) * DAY_MS - utc_offset_ms;
+        let today = day_start(now, utc_offset_ms);
         let start = today - i64::from(window) * DAY_MS;
         let n = (i64::from(window) * 24) as usize;
         let groups = self.usage_hours(&Scope::Fleet, start, n, now, true).await?;
@@ -545,7 +550,7 @@ fn range(q: &UsageQuery) -> Result<(i64, i64), StoreError> {
             (q.to + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS,
         ),
         Bucket::Day => {
-            let day = |t: i64| (t + q.utc_offset_ms).div_euclid(DAY_MS) * DAY_MS - q.utc_offset_ms;
+            let day = |t: i64| day_start(t, q.utc_offset_ms);
             let s = day(q.from);
             let e = day(q.to - 1) + DAY_MS;
             // Offsets that are not whole hours: hours stay UTC-aligned, days round down.
