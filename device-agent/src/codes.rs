@@ -4,13 +4,16 @@
 //! Memory holds the working copy; every change is written to the outbox database first, so
 //! a restart resumes with the same used codes and the same lockout.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocol::code::{self, Binding, CabinetKey};
 use protocol::{
-    BoxNo, CodeGrant, CodeSync, DeviceId, ItemId, RejectReason, StaffCredential, StaffId,
+    BoxNo, CodeGrant, CodeSync, DeviceId, DroppedGrant, ItemId, RejectReason, SpentCode,
+    StaffCredential, StaffId,
 };
+
+use protocol::message::MAX_RECONCILED;
 
 use crate::outbox::{Outbox, OutboxError};
 
@@ -30,7 +33,8 @@ struct Book {
     key: Option<CabinetKey>,
     grants: Vec<CodeGrant>,
     staff: Vec<StaffCredential>,
-    used: HashSet<String>,
+    /// Items whose code was used here, and when.
+    used: HashMap<String, i64>,
     deposited: HashSet<String>,
     locked_until: i64,
 }
@@ -52,6 +56,8 @@ pub struct Match {
     pub item: ItemId,
     pub box_no: BoxNo,
     pub not_after: i64,
+    /// Kept with the use: a server restored from an older backup may need it back.
+    pub grant: CodeGrant,
 }
 
 /// Why a code did not open anything, and whether it counts towards the lockout.
@@ -84,12 +90,7 @@ impl CodeBook {
     ) -> Result<CodeBook, OutboxError> {
         let mut book = Book {
             locked_until: outbox.keypad_locked_until().await?,
-            used: outbox
-                .code_uses()
-                .await?
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect(),
+            used: outbox.code_uses().await?.into_iter().collect(),
             deposited: outbox.deposits().await?.into_iter().collect(),
             ..Book::default()
         };
@@ -136,15 +137,80 @@ impl CodeBook {
             return Ok(false);
         }
         let granted: Vec<ItemId> = sync.grants.iter().map(|g| g.item.clone()).collect();
+        let (spent, dropped) = match sync.report_since {
+            Some(since) => self.differences(&sync, since, now).await?,
+            None => (Vec::new(), Vec::new()),
+        };
         let body = String::from_utf8(protocol::encode(&sync)).unwrap_or_default();
         self.outbox
-            .store_code_sync(sync.version, &body, &granted, now)
+            .store_code_sync(sync.version, &body, &granted, spent, dropped, now)
             .await?;
         let mut book = self.book();
         let keep: HashSet<&str> = granted.iter().map(|i| i.as_str()).collect();
         book.deposited.retain(|i| keep.contains(i.as_str()));
         install(&mut book, sync);
         Ok(true)
+    }
+
+    /// What a server restored from a backup taken at `since` asks for with its set: codes of
+    /// the set already used here (it missed the use), and grants it leaves out that still
+    /// matter — in the current book and in their window or used here, or used here since
+    /// `since` (with the grant kept at the use). An hour's allowance for the two clocks.
+    async fn differences(
+        &self,
+        sync: &CodeSync,
+        since: i64,
+        now: i64,
+    ) -> Result<(Vec<SpentCode>, Vec<DroppedGrant>), OutboxError> {
+        let since = since - 3_600_000;
+        let used_since = self.outbox.used_grants_since(since).await?;
+        let book = self.book();
+        let kept: HashSet<&str> = sync.grants.iter().map(|g| g.item.as_str()).collect();
+        let mut spent: Vec<SpentCode> = sync
+            .grants
+            .iter()
+            .filter_map(|g| {
+                book.used.get(g.item.as_str()).map(|&used_at| SpentCode {
+                    item: g.item.clone(),
+                    box_no: g.box_no,
+                    used_at,
+                })
+            })
+            .collect();
+        let mut dropped: Vec<DroppedGrant> = book
+            .grants
+            .iter()
+            .filter(|g| !kept.contains(g.item.as_str()))
+            .filter_map(|g| {
+                let used_at = book.used.get(g.item.as_str()).copied();
+                (used_at.is_some() || now <= g.not_after).then(|| DroppedGrant {
+                    grant: g.clone(),
+                    used_at,
+                    deposited: book.deposited.contains(g.item.as_str()),
+                })
+            })
+            .collect();
+        let reported: HashSet<String> = dropped
+            .iter()
+            .map(|d| d.grant.item.as_str().to_owned())
+            .collect();
+        for (grant, used_at) in used_since {
+            let item = grant.item.as_str();
+            if !kept.contains(item) && !reported.contains(item) {
+                dropped.push(DroppedGrant {
+                    grant,
+                    used_at: Some(used_at),
+                    deposited: false,
+                });
+            }
+        }
+        if spent.len() > MAX_RECONCILED || dropped.len() > MAX_RECONCILED {
+            tracing::warn!(device = %self.device, spent = spent.len(), dropped = dropped.len(),
+                "more codes differ from the new set than one report carries; the first {MAX_RECONCILED} of each are reported");
+            spent.truncate(MAX_RECONCILED);
+            dropped.truncate(MAX_RECONCILED);
+        }
+        Ok((spent, dropped))
     }
 
     /// Finds the grant `code` was issued for. Constant-time tag comparisons; every grant is
@@ -175,7 +241,7 @@ impl CodeBook {
             return refuse(RejectReason::Unknown, None);
         };
         let item = Some(g.item.clone());
-        if book.used.contains(g.item.as_str()) {
+        if book.used.contains_key(g.item.as_str()) {
             return refuse(RejectReason::Used, item);
         }
         if now < g.not_before {
@@ -191,19 +257,16 @@ impl CodeBook {
             item: g.item.clone(),
             box_no: g.box_no,
             not_after: g.not_after,
+            grant: g.clone(),
         })
     }
 
     /// Records the use durably before the lock is pulsed; `false` if it was used already.
     pub async fn spend(&self, m: &Match, now: i64) -> Result<bool, OutboxError> {
-        if !self
-            .outbox
-            .begin_code_use(&m.item, m.box_no, now, m.not_after)
-            .await?
-        {
+        if !self.outbox.begin_code_use(&m.grant, now).await? {
             return Ok(false);
         }
-        self.book().used.insert(m.item.as_str().to_owned());
+        self.book().used.insert(m.item.as_str().to_owned(), now);
         Ok(true)
     }
 
@@ -298,6 +361,7 @@ mod tests {
             key: "00".repeat(32),
             grants: vec![],
             staff: vec![],
+            report_since: None,
         }
     }
 

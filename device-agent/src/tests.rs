@@ -478,6 +478,7 @@ fn sync(version: u64, grants: &[(&str, u16, &str, i64, i64, bool)]) -> CodeSync 
                     not_before: *nb,
                     not_after: *na,
                     needs_deposit: *dep,
+                    pickup: *dep,
                 }
             })
             .collect(),
@@ -487,6 +488,7 @@ fn sync(version: u64, grants: &[(&str, u16, &str, i64, i64, bool)]) -> CodeSync 
             hash: protocol::code::staff_hash("card-0042", &salt, 10),
             iterations: 10,
         }],
+        report_since: None,
     }
 }
 
@@ -587,7 +589,7 @@ async fn a_code_opens_its_box_once_also_after_a_restart() {
         assert!(ev.iter().any(|e| matches!(e, EventBody::CodeUsed { item, status: AckStatus::Opened, .. } if item.as_str() == "it-1")));
         assert!(
             ev.iter()
-                .any(|e| matches!(e, EventBody::CodesApplied { version: 1 }))
+                .any(|e| matches!(e, EventBody::CodesApplied { version: 1, .. }))
         );
         ctx.outbox.close().await;
     }
@@ -610,6 +612,75 @@ async fn a_code_opens_its_box_once_also_after_a_restart() {
         rejected(RejectReason::Used)
     );
     assert_eq!(fake.pulses(), 0);
+}
+
+#[tokio::test]
+async fn a_restored_servers_set_is_answered_with_what_the_cabinet_knows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ctx, _fake) = ctx(dir.path(), 0.0).await;
+    let now = now_ms();
+    let grants = [
+        ("used-here", 1, "11111111", now - 1000, now + 60_000, false),
+        ("waiting", 2, "22222222", now - 1000, now + 60_000, true),
+        ("gone-by", 3, "33333333", now - 120_000, now - 60_000, false),
+    ];
+    let restored = |version, grants: &[(&str, u16, &str, i64, i64, bool)]| CodeSync {
+        report_since: Some(now - 1000),
+        ..sync(version, grants)
+    };
+    assert!(ctx.codes.apply(sync(1, &grants), now).await.expect("apply"));
+    assert_eq!(handle_entry(&ctx, code("11111111")).await, opened(1));
+    // The server heard of the use and leaves the grant out: nothing to say.
+    assert!(
+        ctx.codes
+            .apply(sync(2, &grants[1..]), now)
+            .await
+            .expect("apply")
+    );
+    // Restored from a backup older than all of it, it knows none of them and asks.
+    assert!(ctx.codes.apply(restored(3, &[]), now).await.expect("apply"));
+    // One that missed the use sends the used grant again.
+    assert!(
+        ctx.codes
+            .apply(restored(4, &grants[..1]), now)
+            .await
+            .expect("apply")
+    );
+    let applied: Vec<_> = events(&ctx)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            EventBody::CodesApplied {
+                version,
+                spent,
+                dropped,
+            } => Some((version, spent, dropped)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied.len(), 4, "{applied:?}");
+    for quiet in &applied[..2] {
+        assert!(
+            quiet.1.is_empty() && quiet.2.is_empty(),
+            "unasked: {quiet:?}"
+        );
+    }
+    // Left out: the one still in its window, with its tag and flow, and the one used here
+    // (its grant kept with the use); not the one past its window and never used.
+    let dropped: Vec<(&str, bool, bool)> = applied[2]
+        .2
+        .iter()
+        .map(|d| (d.grant.item.as_str(), d.used_at.is_some(), d.grant.pickup))
+        .collect();
+    assert_eq!(
+        dropped,
+        vec![("waiting", false, true), ("used-here", true, false)]
+    );
+    assert_eq!(applied[2].2[0].grant, sync(9, &grants[1..2]).grants[0]);
+    assert_eq!(applied[2].2[1].grant, sync(9, &grants[..1]).grants[0]);
+    let spent: Vec<&str> = applied[3].1.iter().map(|s| s.item.as_str()).collect();
+    assert_eq!(spent, vec!["used-here"]);
+    assert!(applied[3].1[0].used_at >= now);
 }
 
 #[tokio::test]

@@ -649,15 +649,16 @@ async fn send_codes(
     publisher: &Publisher,
     device: &DeviceId,
 ) -> Result<bool, StoreError> {
-    let Some((version, grants, staff)) = service.store.code_material(device).await? else {
+    let Some(m) = service.store.code_material(device).await? else {
         return Ok(false);
     };
     let msg = CodeSync {
         v: protocol::PROTOCOL_VERSION,
-        version: version.max(0) as u64,
+        version: m.version.max(0) as u64,
         key: service.secrets.cabinet_key(device).to_hex(),
-        grants,
-        staff,
+        grants: m.grants,
+        staff: m.staff,
+        report_since: m.report_since,
     };
     publisher.publish(device, Channel::Codes, protocol::encode(&msg));
     service.metrics.code_syncs.inc();

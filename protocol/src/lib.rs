@@ -17,10 +17,10 @@ pub use ids::{BoxNo, CommandId, DeviceId, IdError, ItemId, StaffId};
 pub use message::{
     AckStatus, BoxState, BusHealth, CertReply, CertRequest, CodeGrant, CodeSync, Command,
     CommandAck, CommandAction, CommandStatus, ConfigProgress, ConfigSync, DecodeError,
-    DiagnosticsAsk, DiagnosticsBody, DiagnosticsReport, DiagnosticsRequest, DoctorCheck, Event,
-    EventBatch, EventBody, FaultKind, FetchRequest, Heartbeat, Level, Power, Presence, Profile,
-    Receipt, RejectReason, ReleaseProgress, StaffCredential, StateSnapshot, StationStatus, Update,
-    UpdateBody, decode, encode,
+    DiagnosticsAsk, DiagnosticsBody, DiagnosticsReport, DiagnosticsRequest, DoctorCheck,
+    DroppedGrant, Event, EventBatch, EventBody, FaultKind, FetchRequest, Heartbeat, Level, Power,
+    Presence, Profile, Receipt, RejectReason, ReleaseProgress, SpentCode, StaffCredential,
+    StateSnapshot, StationStatus, Update, UpdateBody, decode, encode,
 };
 pub use topic::{Channel, DeviceTopic, TopicError};
 

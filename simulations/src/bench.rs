@@ -692,7 +692,7 @@ pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
         h_stored.record(t1.elapsed().as_micros() as u64)?;
     }
     let sync_bytes = {
-        let (_, grants, staff) = server
+        let m = server
             .store
             .code_material(&ids[0])
             .await?
@@ -701,8 +701,9 @@ pub async fn codes(opts: CodesOptions) -> anyhow::Result<()> {
             v: 1,
             version: 1,
             key: "0".repeat(64),
-            grants,
-            staff,
+            grants: m.grants,
+            staff: m.staff,
+            report_since: None,
         })
         .len()
     };

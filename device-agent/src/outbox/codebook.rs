@@ -3,7 +3,7 @@
 //! clock offset, so neither a restart nor an offline period lets a code work twice or resets
 //! a lockout.
 
-use protocol::{AckStatus, BoxNo, EventBody, ItemId};
+use protocol::{AckStatus, BoxNo, CodeGrant, DroppedGrant, EventBody, ItemId, SpentCode};
 use sqlx::Row;
 
 use super::{Outbox, OutboxError, id_box_rows};
@@ -25,6 +25,8 @@ impl Outbox {
         version: u64,
         body: &str,
         granted: &[ItemId],
+        spent: Vec<SpentCode>,
+        dropped: Vec<DroppedGrant>,
         at: i64,
     ) -> Result<(), OutboxError> {
         let _numbering = self.numbering.lock().await;
@@ -49,41 +51,76 @@ impl Outbox {
         .execute(&mut *tx)
         .await?;
         let events = self
-            .insert_events(&mut tx, at, vec![EventBody::CodesApplied { version }])
+            .insert_events(
+                &mut tx,
+                at,
+                vec![EventBody::CodesApplied {
+                    version,
+                    spent,
+                    dropped,
+                }],
+            )
             .await?;
         tx.commit().await?;
         self.publish_numbers(&events);
         Ok(())
     }
 
-    /// Items whose code was used, and whether that use was reported.
-    pub async fn code_uses(&self) -> Result<Vec<(String, bool)>, OutboxError> {
-        let rows = sqlx::query("SELECT item, reported FROM code_uses")
+    /// Items whose code was used, and when.
+    pub async fn code_uses(&self) -> Result<Vec<(String, i64)>, OutboxError> {
+        let rows = sqlx::query("SELECT item, used_at FROM code_uses")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("item")?, r.try_get::<i64, _>("reported")? != 0)))
+            .map(|r| Ok((r.try_get("item")?, r.try_get("used_at")?)))
             .collect()
     }
 
-    /// Records a code as used before its lock is pulsed; `false` when it already was.
-    pub async fn begin_code_use(
-        &self,
-        item: &ItemId,
-        b: BoxNo,
-        at: i64,
-        not_after: i64,
-    ) -> Result<bool, OutboxError> {
+    /// Records a code as used before its lock is pulsed, with its grant; `false` when it
+    /// already was.
+    pub async fn begin_code_use(&self, grant: &CodeGrant, at: i64) -> Result<bool, OutboxError> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "INSERT OR IGNORE INTO code_uses (item, box_no, used_at, not_after) VALUES (?1, ?2, ?3, ?4)",
         )
-        .bind(item.as_str())
-        .bind(i64::from(b.get()))
+        .bind(grant.item.as_str())
+        .bind(i64::from(grant.box_no.get()))
         .bind(at)
-        .bind(not_after)
-        .execute(&self.pool)
+        .bind(grant.not_after)
+        .execute(&mut *tx)
         .await?;
+        if r.rows_affected() == 1 {
+            sqlx::query("INSERT OR REPLACE INTO used_grants (item, body) VALUES (?1, ?2)")
+                .bind(grant.item.as_str())
+                .bind(serde_json::to_string(grant).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// The grants of codes used here since `since`, with the time of each use.
+    pub async fn used_grants_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(CodeGrant, i64)>, OutboxError> {
+        let rows = sqlx::query(
+            "SELECT g.body, u.used_at FROM used_grants g JOIN code_uses u ON u.item = g.item
+             WHERE u.used_at >= ?1 ORDER BY u.used_at",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let body: String = r.try_get("body")?;
+            // Written by this agent; one it cannot read is left out, not fatal.
+            if let Ok(g) = serde_json::from_str::<CodeGrant>(&body) {
+                out.push((g, r.try_get("used_at")?));
+            }
+        }
+        Ok(out)
     }
 
     /// The `code_used` event of a use, atomic with marking it reported.
@@ -121,13 +158,15 @@ impl Outbox {
 
     /// Forgets uses whose window ended long ago (their grants are gone by then).
     pub async fn prune_code_uses(&self, before: i64) -> Result<u64, OutboxError> {
-        Ok(
-            sqlx::query("DELETE FROM code_uses WHERE reported = 1 AND not_after < ?1")
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+        let n = sqlx::query("DELETE FROM code_uses WHERE reported = 1 AND not_after < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM used_grants WHERE item NOT IN (SELECT item FROM code_uses)")
+            .execute(&self.pool)
+            .await?;
+        Ok(n)
     }
 
     pub async fn deposits(&self) -> Result<Vec<String>, OutboxError> {

@@ -265,6 +265,8 @@ impl Outbox {
             "CREATE TABLE IF NOT EXISTS code_uses (
                 item TEXT PRIMARY KEY, box_no INTEGER NOT NULL, used_at INTEGER NOT NULL,
                 not_after INTEGER NOT NULL, reported INTEGER NOT NULL DEFAULT 0)",
+            // The grant of each use (code_uses' rows): what a restored server may ask back.
+            "CREATE TABLE IF NOT EXISTS used_grants (item TEXT PRIMARY KEY, body TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS deposits (item TEXT PRIMARY KEY, at INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS keypad_failures (ts INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS faults (

@@ -6,6 +6,16 @@ use sqlx::Row;
 use super::flows::Tx;
 use super::{Store, StoreError};
 
+/// One cabinet's code set as the store holds it.
+#[derive(Debug, Clone)]
+pub struct CodeMaterial {
+    pub version: i64,
+    pub grants: Vec<CodeGrant>,
+    pub staff: Vec<StaffCredential>,
+    /// The backup's time, while the cabinet has not confirmed a set made after a restore.
+    pub report_since: Option<i64>,
+}
+
 impl Store {
     /// Everything one cabinet verifies offline, at its current version.
     ///
@@ -17,20 +27,37 @@ impl Store {
     pub async fn code_material(
         &self,
         device: &DeviceId,
-    ) -> Result<Option<(i64, Vec<CodeGrant>, Vec<StaffCredential>)>, StoreError> {
+    ) -> Result<Option<CodeMaterial>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let Some(cab) =
-            sqlx::query("SELECT site_id, codes_version FROM cabinets WHERE device_id = $1")
-                .bind(device.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
+        let Some(cab) = sqlx::query(
+            "SELECT site_id, codes_version, codes_applied FROM cabinets WHERE device_id = $1",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(None);
         };
         let site: String = cab.try_get("site_id")?;
         let version: i64 = cab.try_get("codes_version")?;
+        let applied: i64 = cab.try_get("codes_applied")?;
+        // A restore moved every cabinet's version to its time (`record_restore`): until the
+        // cabinet confirms a set from after it, the set asks what happened since the backup.
+        let report_since = sqlx::query(
+            "SELECT restored_at, backup_taken_at FROM restores ORDER BY restored_at DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| {
+            Ok::<_, StoreError>((
+                r.try_get::<i64, _>("restored_at")?,
+                r.try_get::<i64, _>("backup_taken_at")?,
+            ))
+        })
+        .transpose()?
+        .and_then(|(restored_at, taken_at)| (applied < restored_at).then_some(taken_at));
         let rows = sqlx::query(
-            "SELECT item_id, box_no, valid_from, valid_until, code_tag, state FROM items
+            "SELECT item_id, flow, box_no, valid_from, valid_until, code_tag, state FROM items
              WHERE device_id = $1 AND code_tag IS NOT NULL AND (
                (flow IN ('dropoff', 'supplement') AND state = 'reserved')
                OR (flow = 'pickup' AND state IN ('awaiting_deposit', 'in_box')))
@@ -57,6 +84,7 @@ impl Store {
                 not_after: r.try_get("valid_until")?,
                 tag: r.try_get("code_tag")?,
                 needs_deposit: state == "awaiting_deposit",
+                pickup: r.try_get::<String, _>("flow")? == "pickup",
             });
         }
         let rows = sqlx::query(
@@ -78,7 +106,12 @@ impl Store {
             });
         }
         tx.commit().await?;
-        Ok(Some((version, grants, staff)))
+        Ok(Some(CodeMaterial {
+            version,
+            grants,
+            staff,
+            report_since,
+        }))
     }
 
     /// How many items were ever issued a code (they depend on the master secret).

@@ -137,7 +137,11 @@ impl Store {
                     device_report(tx, ts, &action, device, version, reason).await?;
                 }
             }
-            EventBody::CodesApplied { version } => {
+            EventBody::CodesApplied {
+                version,
+                spent,
+                dropped,
+            } => {
                 sqlx::query(
                     "UPDATE cabinets SET codes_applied = CASE WHEN $1 > codes_applied THEN $1 ELSE codes_applied END
                      WHERE device_id = $2",
@@ -146,6 +150,13 @@ impl Store {
                 .bind(device.as_str())
                 .execute(&mut **tx)
                 .await?;
+                let answer = super::reconcile::Answer {
+                    version: *version,
+                    spent,
+                    dropped,
+                };
+                super::reconcile::reconcile_codes(tx, device, answer, now, webhooks, effects)
+                    .await?;
             }
             other => {
                 if let Some(line) = keypad::audit_line(other) {

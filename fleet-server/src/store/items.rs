@@ -447,9 +447,11 @@ impl Store {
         body: impl Fn(&ItemRow) -> String,
     ) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
+        // An item rebuilt from a cabinet's grant after a restore has no phone to remind.
         let items = items_where(
             &mut tx,
-            "state = 'in_box' AND flow = 'pickup' AND reminded_at IS NULL AND valid_until - $1 < $2",
+            "state = 'in_box' AND flow = 'pickup' AND reminded_at IS NULL AND phone <> ''
+             AND valid_until - $1 < $2",
             &[before_ms, now],
         )
         .await?;

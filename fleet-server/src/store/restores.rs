@@ -60,20 +60,33 @@ impl Store {
         Ok(())
     }
 
+    /// Records the restore, and moves every cabinet's code version past anything issued
+    /// since the backup: each gets a new set when it connects and answers it with the codes
+    /// the restored database does not know (`codes_applied.spent`/`.dropped`, see
+    /// `store::reconcile`).
     pub async fn record_restore(
         &self,
         backup_taken_at: i64,
         restored_at: i64,
         source: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO restores (restored_at, backup_taken_at, source) VALUES ($1, $2, $3)",
         )
         .bind(restored_at)
         .bind(backup_taken_at)
         .bind(source)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE cabinets SET codes_version = CASE WHEN codes_version + 1 > $1
+                                                      THEN codes_version + 1 ELSE $1 END",
+        )
+        .bind(restored_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

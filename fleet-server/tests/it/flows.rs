@@ -319,7 +319,11 @@ pub(crate) async fn keypad_events_move_items_exactly_once(store: Store) {
             &d,
             3,
             NOW + 3,
-            EventBody::CodesApplied { version: 42 },
+            EventBody::CodesApplied {
+                version: 42,
+                spent: vec![],
+                dropped: vec![],
+            },
         ))
         .await
         .expect("applied");
@@ -503,12 +507,18 @@ pub(crate) async fn code_material_holds_live_grants_and_site_staff(store: Store)
             .await
             .expect("deactivate")
     );
-    let (version, grants, staff) = store
+    let fleet_server::store::CodeMaterial {
+        version,
+        grants,
+        staff,
+        report_since,
+    } = store
         .code_material(&d)
         .await
         .expect("material")
         .expect("cabinet");
     assert!(version >= NOW, "versions follow the clock");
+    assert_eq!(report_since, None, "never restored");
     let mut items: Vec<(&str, bool)> = grants
         .iter()
         .map(|g| (g.item.as_str(), g.needs_deposit))
@@ -524,6 +534,143 @@ pub(crate) async fn code_material_holds_live_grants_and_site_staff(store: Store)
             .expect("none")
             .is_none()
     );
+}
+
+fn grant(item: &str, box_no: u16, pickup: bool, needs_deposit: bool) -> protocol::CodeGrant {
+    protocol::CodeGrant {
+        item: ItemId::parse(item).expect("item"),
+        box_no: b(box_no),
+        not_before: NOW,
+        not_after: NOW + 24 * HOUR,
+        tag: format!("{:0>64}", item.len()),
+        needs_deposit,
+        pickup,
+    }
+}
+
+fn dropped(g: protocol::CodeGrant, used_at: Option<i64>) -> protocol::DroppedGrant {
+    protocol::DroppedGrant {
+        grant: g,
+        used_at,
+        deposited: false,
+    }
+}
+
+/// After a restore from an older backup the cabinet answers the server's set with what it
+/// knows: a use the server missed moves the item; codes issued after the backup come back as
+/// items with their own grant (nothing issued again); a grant left out on purpose changes
+/// nothing; and a second report changes nothing more.
+pub(crate) async fn a_cabinets_report_rebuilds_what_a_restore_lost(store: Store) {
+    hall(&store, "cab-r").await;
+    let d = dev("cab-r");
+    assert_eq!(
+        reserve(&store, item("cx", Flow::Dropoff, Size::S, NOW + HOUR)).await,
+        Some(1)
+    );
+    store
+        .trigger_item("cx", Trigger::Cancel, "platform", None, NOW)
+        .await
+        .expect("cancel");
+    assert_eq!(
+        reserve(&store, item("kept", Flow::Dropoff, Size::S, NOW + HOUR)).await,
+        Some(1)
+    );
+    assert_eq!(
+        reserve(&store, item("kept-p", Flow::Pickup, Size::S, NOW + HOUR)).await,
+        Some(2)
+    );
+    // The restore: every cabinet's next set asks what happened since the backup.
+    store
+        .record_restore(NOW - HOUR, NOW + 7, "test.backup")
+        .await
+        .expect("restore");
+    let m = store
+        .code_material(&d)
+        .await
+        .expect("material")
+        .expect("cabinet");
+    assert!(m.version >= NOW + 7, "{}", m.version);
+    assert_eq!(m.report_since, Some(NOW - HOUR));
+    let report = EventBody::CodesApplied {
+        version: m.version as u64,
+        spent: vec![protocol::SpentCode {
+            item: ItemId::parse("kept").expect("id"),
+            box_no: b(1),
+            used_at: NOW + 5,
+        }],
+        dropped: vec![
+            dropped(grant("cx", 1, false, false), None),
+            dropped(grant("lost-d", 3, false, false), Some(NOW + 6)),
+            dropped(grant("lost-p", 4, true, false), None),
+            dropped(grant("lost-w", 2, false, false), None),
+        ],
+    };
+    store
+        .ingest(&keypad(&d, 1, NOW + 10, report.clone()))
+        .await
+        .expect("report");
+    assert_eq!(state(&store, "kept").await, "in_box");
+    assert_eq!(state(&store, "cx").await, "cancelled");
+    assert_eq!(state(&store, "kept-p").await, "awaiting_deposit");
+    let lost_d = store.item("lost-d").await.expect("item").expect("rebuilt");
+    assert_eq!(
+        (
+            lost_d.state.as_str(),
+            lost_d.flow,
+            lost_d.box_no,
+            lost_d.created_by.as_str()
+        ),
+        ("in_box", Flow::Dropoff, 3, "recovered")
+    );
+    assert_eq!(lost_d.in_box_at, Some(NOW + 6));
+    assert_eq!(state(&store, "lost-p").await, "in_box");
+    assert_eq!(state(&store, "lost-w").await, "reserved");
+    let note = store.item_history("lost-w").await.expect("history");
+    assert!(
+        note.iter().any(|h| h
+            .detail
+            .as_deref()
+            .is_some_and(|t| t.contains("held by item kept-p"))),
+        "{note:?}"
+    );
+    // The next set carries the rebuilt grants with their own tags: the codes keep working.
+    let m = store
+        .code_material(&d)
+        .await
+        .expect("material")
+        .expect("cabinet");
+    assert_eq!(m.report_since, None, "answered: not asked again");
+    let grants = m.grants;
+    let mut held: Vec<(&str, bool, bool, String)> = grants
+        .iter()
+        .map(|g| (g.item.as_str(), g.pickup, g.needs_deposit, g.tag.clone()))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![
+            ("kept-p", true, true, "ab".repeat(32)),
+            ("lost-p", true, false, grant("lost-p", 4, true, false).tag),
+            ("lost-w", false, false, grant("lost-w", 2, false, false).tag),
+        ]
+    );
+    let recovered = |a: &Vec<fleet_server::store::AuditRow>| {
+        a.iter().filter(|r| r.action == "item_recovered").count()
+    };
+    assert_eq!(
+        recovered(&store.audit(Some(&d), None, 100).await.expect("audit")),
+        3
+    );
+    // The cabinet says it again with its next set: nothing more happens.
+    store
+        .ingest(&keypad(&d, 2, NOW + 20, report))
+        .await
+        .expect("again");
+    assert_eq!(
+        recovered(&store.audit(Some(&d), None, 100).await.expect("audit")),
+        3
+    );
+    assert_eq!(state(&store, "lost-d").await, "in_box");
 }
 
 /// The cabinets whose code sets are resent: online, and their confirmed version behind.
@@ -547,7 +694,7 @@ pub(crate) async fn only_online_cabinets_behind_their_code_version_lag(store: St
         .await
         .expect("material")
         .expect("cabinet")
-        .0;
+        .version;
     store
         .ingest(&keypad(
             &dev("cab-a"),
@@ -555,6 +702,8 @@ pub(crate) async fn only_online_cabinets_behind_their_code_version_lag(store: St
             NOW,
             EventBody::CodesApplied {
                 version: version as u64,
+                spent: vec![],
+                dropped: vec![],
             },
         ))
         .await
@@ -667,6 +816,7 @@ on_both!(
     late_deposits_are_flagged_and_reminders_queued_once,
     code_material_holds_live_grants_and_site_staff,
     only_online_cabinets_behind_their_code_version_lag,
+    a_cabinets_report_rebuilds_what_a_restore_lost,
     lists_keep_to_the_sites_asked,
 );
 

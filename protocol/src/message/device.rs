@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::server::CodeGrant;
 use super::{
     DecodeError, MAX_PEM_BYTES, Message, REQUEST_ID, TEXT, check_request_id, check_text, v1,
     version_schema,
@@ -58,12 +59,54 @@ impl Message for EventBatch {
                 }
                 | EventBody::Lost { detail: d } => check_text("detail", d, 1000),
                 EventBody::Fault { evidence, .. } => check_text("evidence", evidence, 1000),
+                EventBody::CodesApplied { spent, dropped, .. } => {
+                    if spent.len() > MAX_RECONCILED || dropped.len() > MAX_RECONCILED {
+                        Err(format!(
+                            "codes_applied lists at most {MAX_RECONCILED} spent and dropped codes each"
+                        ))
+                    } else if dropped.iter().any(|d| {
+                        !super::server::hex64(&d.grant.tag)
+                            || d.grant.not_after < d.grant.not_before
+                    }) {
+                        Err("a dropped grant's tag must be 64 hex digits and not_after >= not_before".into())
+                    } else {
+                        Ok(())
+                    }
+                }
                 _ => Ok(()),
             };
             text.map_err(|m| DecodeError::Invalid(format!("event {}: {m}", e.seq)))?;
         }
         Ok(())
     }
+}
+
+/// Most entries of each list of a `codes_applied` event: a cabinet's grants each hold a box, so
+/// a set rarely changes by more; the agent reports the first this many and logs the rest.
+pub const MAX_RECONCILED: usize = 256;
+
+/// A code of the applied set that this cabinet had already used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SpentCode {
+    pub item: ItemId,
+    #[serde(rename = "box")]
+    pub box_no: BoxNo,
+    /// When its lock was pulsed (agent clock).
+    pub used_at: i64,
+}
+
+/// A grant of the cabinet's previous set that the applied set leaves out, with what the
+/// cabinet knows of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DroppedGrant {
+    #[serde(flatten)]
+    pub grant: CodeGrant,
+    /// When its code was used here, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<i64>,
+    /// A pick-up whose box staff loaded here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deposited: bool,
 }
 
 /// One event. `seq` is per device, starts at 1 and never repeats, also across agent restarts.
@@ -183,8 +226,20 @@ pub enum EventBody {
     },
     /// A staff credential was refused.
     StaffRejected { reason: RejectReason },
-    /// The agent now verifies with this version of its code grants.
-    CodesApplied { version: u64 },
+    /// The agent now verifies with this version of its code grants. It also says where the
+    /// set disagrees with what the cabinet knows (after a server restore, say): codes of
+    /// the set it has already used, and grants of its previous set that this one leaves out
+    /// while they still matter (in their window, or used here). See PROTOCOL.md, "Reconciling
+    /// codes".
+    CodesApplied {
+        version: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = MAX_RECONCILED))]
+        spent: Vec<SpentCode>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = MAX_RECONCILED))]
+        dropped: Vec<DroppedGrant>,
+    },
     /// Where an offered release stands on the cabinet: fetching, staged (downloaded and
     /// verified), or refused with the reason (`protocol::release::Refusal::reason`).
     Release {

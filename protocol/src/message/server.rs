@@ -55,6 +55,12 @@ pub struct CodeSync {
     pub grants: Vec<CodeGrant>,
     #[schemars(length(max = MAX_STAFF))]
     pub staff: Vec<StaffCredential>,
+    /// Set while the server, restored from a backup taken at this time (server clock), has
+    /// not heard from this cabinet since: the cabinet answers this set's `codes_applied` with
+    /// the codes it used since then and the grants this set leaves out (PROTOCOL.md,
+    /// "Reconciling codes after a restore").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_since: Option<i64>,
 }
 
 /// `devices/{id}/config`: the settings the server wants this device to run with (central
@@ -91,7 +97,6 @@ impl Message for CodeSync {
     }
     fn validate(&self) -> Result<(), DecodeError> {
         let bad = |m: String| Err(DecodeError::Invalid(m));
-        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex64(&self.key) {
             return bad("key must be 64 hex digits".into());
         }
@@ -119,6 +124,11 @@ impl Message for CodeSync {
     }
 }
 
+/// 64 hex digits: a key or a code tag.
+pub(super) fn hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// One reservation's code as the cabinet sees it: never the code itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CodeGrant {
@@ -134,6 +144,12 @@ pub struct CodeGrant {
     /// that from a staff open of this box, also offline).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub needs_deposit: bool,
+    /// A pick-up (staff load the box, the citizen takes it out); otherwise a drop-off. The
+    /// cabinet does not need it to verify; it says it back when it reports a grant the server
+    /// left out (`codes_applied.dropped`), so a server restored from an older backup can
+    /// rebuild the item.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pickup: bool,
 }
 
 /// A member of staff whose credential opens any box of this cabinet.

@@ -11,7 +11,7 @@ use crate::harness::{AgentCtl, Api, Receiver, Server, World, eventually, now_ms,
 
 pub(crate) const CAB: &str = "hall-cab-1";
 pub(crate) const PHONE: &str = "13812345678";
-const STAFF_CARD: &str = "card-0042";
+pub(crate) const STAFF_CARD: &str = "card-0042";
 const WEBHOOK_SECRET: &str = "platform-shared-secret-0123";
 
 /// A service hall with one 8-box cabinet (S S S M M M L L), one helper, a platform token.
@@ -86,7 +86,7 @@ pub(crate) async fn wait_codes_synced(api: &Api) {
     .await;
 }
 
-async fn wait_state(api: &Api, item: &str, state: &str) -> Value {
+pub(crate) async fn wait_state(api: &Api, item: &str, state: &str) -> Value {
     eventually(
         Duration::from_secs(20),
         &format!("item {item} {state}"),
