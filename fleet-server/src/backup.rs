@@ -184,7 +184,8 @@ pub async fn backup(cfg: &ServerConfig, to: &Path) -> anyhow::Result<Manifest> {
             );
         }
     }
-    let store = Store::connect(&url)
+    // As it is: a backup of an older database is of that version (a restore migrates it).
+    let (store, schema_version) = Store::connect_as_is(&url)
         .await
         .with_context(|| format!("opening the database {}", crate::redact(&url)))?;
     let parent = to
@@ -200,7 +201,7 @@ pub async fn backup(cfg: &ServerConfig, to: &Path) -> anyhow::Result<Manifest> {
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir_all(&stage)
         .with_context(|| format!("cannot write beside {}", to.display()))?;
-    let result = stage_backup(cfg, &store, &stage).await;
+    let result = stage_backup(cfg, &store, schema_version, &stage).await;
     store.close().await;
     let manifest = match result {
         Ok(m) => m,
@@ -215,7 +216,12 @@ pub async fn backup(cfg: &ServerConfig, to: &Path) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-async fn stage_backup(cfg: &ServerConfig, store: &Store, stage: &Path) -> anyhow::Result<Manifest> {
+async fn stage_backup(
+    cfg: &ServerConfig,
+    store: &Store,
+    schema_version: i64,
+    stage: &Path,
+) -> anyhow::Result<Manifest> {
     let taken_at = crate::clock::now_ms();
     let db_file = match store.kind() {
         DbKind::Sqlite => {
@@ -271,7 +277,7 @@ async fn stage_backup(cfg: &ServerConfig, store: &Store, stage: &Path) -> anyhow
         format: FORMAT,
         taken_at,
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
-        schema_version: SCHEMA_VERSION,
+        schema_version,
         database: match store.kind() {
             DbKind::Sqlite => "sqlite",
             DbKind::Postgres => "postgres",

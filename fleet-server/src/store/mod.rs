@@ -171,6 +171,35 @@ impl Store {
     /// Connects, applies the schema, and checks its version. `url` is `sqlite://...` or
     /// `postgres://...`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::open(url, true).await
+    }
+
+    /// Opens the database without changing its schema (a backup reads; it does not migrate
+    /// an older database as a side effect). Returns its schema version; refuses one newer
+    /// than this build's, or a database with no schema at all.
+    pub async fn connect_as_is(url: &str) -> Result<(Store, i64), StoreError> {
+        let store = Store::open(url, false).await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+            .fetch_one(&store.pool)
+            .await
+            .map_err(|_| {
+                StoreError::Config(
+                    "the database has no LockerFleet schema (no schema_version table): \
+                         is this the server's database?"
+                        .into(),
+                )
+            })?;
+        let found = found.unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok((store, found))
+    }
+
+    async fn open(url: &str, migrate: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let kind = if url.starts_with("sqlite:") {
             DbKind::Sqlite
@@ -273,7 +302,9 @@ impl Store {
                 hosts: Arc::new(hosts),
                 current: Arc::new(std::sync::Mutex::new(url)),
             };
-            store.migrate().await?;
+            if migrate {
+                store.migrate().await?;
+            }
             return Ok(store);
         };
         let mut store = Store {
@@ -285,7 +316,9 @@ impl Store {
             hosts: Arc::new(Vec::new()),
             current: Arc::new(std::sync::Mutex::new(String::new())),
         };
-        store.migrate().await?;
+        if migrate {
+            store.migrate().await?;
+        }
         if kind == DbKind::Sqlite {
             store.wal = store.open_wal().await?;
         }

@@ -22,6 +22,7 @@ mod architecture;
 mod backfill;
 mod deployments;
 mod diagnostics;
+mod fixtures;
 mod flows;
 mod releases;
 mod retention;

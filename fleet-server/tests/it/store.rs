@@ -56,6 +56,20 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
+    with_empty_postgres(|url| async move {
+        let store = Store::connect(&url).await.expect("postgres store");
+        test(store.clone()).await;
+        store.close().await;
+    })
+    .await;
+}
+
+/// An empty database on the test server, named by its URL, dropped afterwards.
+pub(crate) async fn with_empty_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let base = std::env::var("LOCKERFLEET_TEST_POSTGRES_URL").expect(
         "LOCKERFLEET_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server \
          (`.ci/run` starts one; or export postgres://USER@HOST:PORT/postgres)",
@@ -73,9 +87,7 @@ where
         Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),
         _ => panic!("LOCKERFLEET_TEST_POSTGRES_URL must end in /DBNAME"),
     };
-    let store = Store::connect(&url).await.expect("postgres store");
-    test(store.clone()).await;
-    store.close().await;
+    test(url).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
         .execute(&admin)
         .await
