@@ -25,6 +25,25 @@ pub(crate) fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A binary of the previous release (tests/previous-release), built by
+/// `.ci/previous-release` into the target dir's `previous-release/bin`.
+pub(crate) fn previous(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target dir");
+    let path = target.join("previous-release/bin").join(name);
+    assert!(
+        path.exists(),
+        "the previous release's {name} is not built: run .ci/previous-release (it builds the \
+         commit named in tests/previous-release into {})",
+        path.display()
+    );
+    path
+}
+
 /// The rest of the first stdout line of `child` that starts with `prefix` (within 30 s).
 /// Stdout keeps being drained afterwards so the child never blocks on a full pipe.
 fn announced(child: &mut Child, prefix: &'static str) -> Option<String> {
@@ -38,6 +57,17 @@ fn announced(child: &mut Child, prefix: &'static str) -> Option<String> {
         }
     });
     rx.recv_timeout(Duration::from_secs(30)).ok()
+}
+
+/// A replica's flags: `extra`, on a free HTTP port unless `extra` names one (a replica
+/// restarted where its clients know it).
+fn replica_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = Vec::new();
+    if !extra.contains(&"--http-listen") {
+        args.extend(["--http-listen", "127.0.0.1:0"]);
+    }
+    args.extend_from_slice(extra);
+    args
 }
 
 /// A test's world: a temp dir with a CA, server certificates, and device certificates.
@@ -87,14 +117,22 @@ impl World {
     /// Starts a server replica named `name` (data dir and log of that name) on an external
     /// broker; `extra` adds flags (the broker, the database, a config file).
     pub(crate) fn replica(&self, name: &str, extra: &[&str]) -> Server {
-        let mut args = vec!["--http-listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        self.spawn_server(name, &args)
+        self.spawn_server(name, &replica_args(extra))
     }
 
     /// A replica (`replica`) once its health says the broker is connected.
     pub(crate) async fn ready_replica(&self, name: &str, extra: &[&str]) -> Server {
-        let server = self.replica(name, extra);
+        self.ready_replica_bin(&bin("fleet-server"), name, extra)
+            .await
+    }
+
+    fn spawn_server(&self, name: &str, args: &[&str]) -> Server {
+        self.spawn_server_bin(&bin("fleet-server"), name, args)
+    }
+
+    /// A replica (`replica`) of another build of fleet-server (the previous release).
+    pub(crate) async fn ready_replica_bin(&self, exe: &Path, name: &str, extra: &[&str]) -> Server {
+        let server = self.spawn_server_bin(exe, name, &replica_args(extra));
         let api = server.api();
         eventually(Duration::from_secs(30), "replica connected", || async {
             let (status, health) = api.get("/healthz").await;
@@ -104,14 +142,26 @@ impl World {
         server
     }
 
-    fn spawn_server(&self, name: &str, args: &[&str]) -> Server {
+    /// The server of another build (the previous release) with the embedded broker.
+    pub(crate) fn server_bin(&self, exe: &Path, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn_server_bin(exe, "server", &args)
+    }
+
+    fn spawn_server_bin(&self, exe: &Path, name: &str, args: &[&str]) -> Server {
         let log_path = self.path(&format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .expect("server log");
-        let mut child = Command::new(bin("fleet-server"))
+        let mut child = Command::new(exe)
             .args(["--data-dir", &self.path(name).display().to_string()])
             .args(["--certs", &self.certs().display().to_string()])
             .args(["--admin-token", ADMIN_TOKEN])
@@ -146,12 +196,16 @@ impl World {
 
     /// The `device-agent` command for `id` against `mqtt`, logging to `{id}.log`.
     fn agent_command(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Command {
+        self.agent_command_bin(&bin("device-agent"), id, mqtt, extra)
+    }
+
+    fn agent_command_bin(&self, exe: &Path, id: &str, mqtt: SocketAddr, extra: &[&str]) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path(&format!("{id}.log")))
             .expect("agent log");
-        let mut cmd = Command::new(bin("device-agent"));
+        let mut cmd = Command::new(exe);
         // Eight fake boxes unless the test names its own hardware or size.
         for (flag, default) in [("--boxes", "8"), ("--hardware", "fake")] {
             if !extra.contains(&flag) {
@@ -186,8 +240,19 @@ impl World {
 
     /// Starts a device agent with a fake-hardware control socket; waits for its address.
     pub(crate) fn agent_ctl(&self, id: &str, mqtt: SocketAddr, extra: &[&str]) -> AgentCtl {
+        self.agent_ctl_bin(&bin("device-agent"), id, mqtt, extra)
+    }
+
+    /// `agent_ctl` with another build of device-agent (the previous release).
+    pub(crate) fn agent_ctl_bin(
+        &self,
+        exe: &Path,
+        id: &str,
+        mqtt: SocketAddr,
+        extra: &[&str],
+    ) -> AgentCtl {
         let mut child = self
-            .agent_command(id, mqtt, extra)
+            .agent_command_bin(exe, id, mqtt, extra)
             .args(["--fake-control", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .spawn()
@@ -761,6 +826,21 @@ impl Server {
     pub(crate) fn api(&self) -> Api {
         Api::new(self.http, ADMIN_TOKEN)
     }
+
+    /// Stops it as its service manager would (SIGTERM) and waits for its ordered shutdown.
+    pub(crate) fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        panic!("fleet-server {pid} did not stop within 30 s of SIGTERM");
+    }
 }
 
 impl Drop for Server {
@@ -878,6 +958,27 @@ impl Api {
             .expect("DELETE");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A request that may meet no server (one being restarted): `None` then, else the status
+    /// and JSON body.
+    pub(crate) async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.ok()?;
+        let status = res.status().as_u16();
+        Some((status, res.json().await.unwrap_or(Value::Null)))
     }
 
     pub(crate) async fn open(&self, device: &str, box_no: u16, body: Value) -> (u16, Value) {

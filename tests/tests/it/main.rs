@@ -26,6 +26,7 @@ mod releases;
 mod remote_open;
 mod security;
 mod simulator;
+mod skew;
 mod sms_gateways;
 mod usage;
 mod whole_tier;
