@@ -215,7 +215,7 @@ async fn write_audit(
 
 /// Moves the item as the keypad event asks; where the state machine does not take the
 /// trigger, notes the event in the item's history instead. `true` when the item moved.
-async fn apply_change(
+pub(super) async fn apply_change(
     tx: &mut Tx<'_>,
     item: &ItemRow,
     change: &keypad::ItemChange,

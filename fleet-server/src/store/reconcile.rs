@@ -11,8 +11,9 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::StoreError;
 use super::codes::bump_codes;
+use super::effects::apply_change;
 use super::flows::{Effects, Tx, audit};
-use super::items::{ITEM_COLS, ItemRow, history_detail, transition};
+use super::items::{ITEM_COLS, ItemRow, history_detail};
 
 /// `created_by` of an item rebuilt from a cabinet's grant: the service platform that made it
 /// knows it by its id; its case number and phone were lost with the server's copy.
@@ -92,19 +93,11 @@ async fn used_late(
             "code used at the cabinet at {used_at}, reported when it applied code set {version} \
              (the use's own event was lost, as after a restore from backup)"
         ),
-        note_if_refused: String::new(),
+        note_if_refused: format!(
+            "code use at {used_at} reported with code set {version}; the item had moved on"
+        ),
     };
-    transition(
-        tx,
-        item,
-        change.trigger,
-        &change.actor,
-        Some(&change.detail),
-        now,
-        webhooks,
-        effects,
-    )
-    .await?;
+    apply_change(tx, item, &change, now, webhooks, effects).await?;
     Ok(())
 }
 
