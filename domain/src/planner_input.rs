@@ -29,9 +29,13 @@ pub fn demand(text: &str) -> Result<Vec<DemandPoint>, InputError> {
                         .ok_or_else(|| err(format!("feature {n}: property {k:?} must be a number")))
                 };
                 let enterprises = num("enterprises")?;
-                if enterprises < 0.0 || enterprises.fract() != 0.0 || enterprises > 1e9 {
+                if enterprises < 0.0
+                    || enterprises.fract() != 0.0
+                    || enterprises > f64::from(u32::MAX)
+                {
                     return Err(err(format!(
-                        "feature {n}: enterprises must be a whole number, 0 or more"
+                        "feature {n}: enterprises must be a whole number from 0 to {}",
+                        u32::MAX
                     )));
                 }
                 Ok(DemandPoint {
@@ -144,14 +148,24 @@ fn rows<T: for<'de> Deserialize<'de>>(
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 let what = match e.kind() {
-                    csv::ErrorKind::Deserialize { err, .. } => match err.field() {
-                        Some(f) => format!(
-                            "column {:?}: {}",
-                            headers.get(f as usize).unwrap_or("?"),
-                            err.kind()
-                        ),
-                        None => err.kind().to_string(),
-                    },
+                    csv::ErrorKind::Deserialize { err, .. } => {
+                        // The parser's own words ("invalid digit found in string") do not
+                        // say what was expected.
+                        let expected = match err.kind() {
+                            csv::DeserializeErrorKind::ParseInt(_) => {
+                                format!("must be a whole number from 0 to {}", u32::MAX)
+                            }
+                            csv::DeserializeErrorKind::ParseFloat(_) => "must be a number".into(),
+                            other => other.to_string(),
+                        };
+                        match err.field() {
+                            Some(f) => format!(
+                                "column {:?} {expected}",
+                                headers.get(f as usize).unwrap_or("?")
+                            ),
+                            None => expected,
+                        }
+                    }
                     other => format!("{other:?}"),
                 };
                 return Err(err(format!("CSV line {line}: {what}")));
@@ -287,6 +301,29 @@ mod tests {
         let c = candidates(r#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"LineString","coordinates":[]}}]}"#)
             .expect_err("line");
         assert!(c.0.contains("feature 1") && c.0.contains("Point"), "{c}");
+        // Counts are whole, within 32 bits, in both formats, and the refusal says so.
+        for n in ["2.5", "5000000000", "-1"] {
+            let bad = e(demand(&format!(
+                "id,lat,lon,enterprises,monthly_cases\np,1,2,{n},4\n"
+            )));
+            assert!(
+                bad.contains("\"enterprises\" must be a whole number from 0 to 4294967295"),
+                "{n}: {bad}"
+            );
+            let geo = format!(
+                r#"{{"type":"FeatureCollection","features":[{{"type":"Feature","geometry":{{"type":"Point","coordinates":[2,1]}},"properties":{{"enterprises":{n},"monthly_cases":4}}}}]}}"#
+            );
+            assert!(
+                e(demand(&geo)).contains("enterprises must be a whole number from 0 to 4294967295"),
+                "{n}"
+            );
+        }
+        assert!(
+            e(demand(
+                "id,lat,lon,enterprises,monthly_cases\np,1,2,3,many\n"
+            ))
+            .contains("\"monthly_cases\" must be a number")
+        );
         let c = candidates("id,lat,lon,max_boxes\nc1,23,113,\nc2,23,113,40\n").expect("csv");
         assert_eq!((c[0].max_boxes, c[1].max_boxes), (None, Some(40)));
     }

@@ -607,7 +607,12 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
         offset,
     )
     .await?
-    .map_err(|why| anyhow::anyhow!("plan parameters: {why}"))?;
+    .map_err(|why| {
+        anyhow::anyhow!(
+            "plan parameters: {}",
+            fleet_server::PlanOptions::as_flags(&why)
+        )
+    })?;
     store.close().await;
     if let Some(path) = &p.geojson {
         let geo = domain::planner::geojson(&answer.plan, &demand, &answer.existing_sites);

@@ -170,7 +170,7 @@ pub struct Recommendation {
     pub lat: f64,
     pub lon: f64,
     /// Enterprises within walking distance that no existing or higher-ranked site reaches.
-    pub enterprises_covered: u32,
+    pub enterprises_covered: u64,
     /// Their monthly cases.
     pub cases_covered: f64,
     pub demand_points: usize,
@@ -210,9 +210,9 @@ pub struct ClusterCoverage {
     pub lat: f64,
     pub lon: f64,
     pub demand_points: usize,
-    pub enterprises: u32,
-    pub covered_before: u32,
-    pub covered_after: u32,
+    pub enterprises: u64,
+    pub covered_before: u64,
+    pub covered_after: u64,
     pub share_before: f64,
     pub share_after: f64,
     /// The share after reaches the coverage target.
@@ -224,9 +224,10 @@ pub struct ClusterCoverage {
 #[serde(default)]
 pub struct Plan {
     pub params: PlanParams,
-    pub enterprises: u32,
-    pub covered_before: u32,
-    pub covered_after: u32,
+    // Sums in 64 bits: a city's enterprises summed in 32 wrapped silently.
+    pub enterprises: u64,
+    pub covered_before: u64,
+    pub covered_after: u64,
     pub share_before: f64,
     pub share_after: f64,
     pub recommendations: Vec<Recommendation>,
@@ -433,7 +434,10 @@ pub fn plan(
             name: c.name.clone(),
             lat: c.lat,
             lon: c.lon,
-            enterprises_covered: fresh.iter().map(|&i| demand[i].enterprises).sum(),
+            enterprises_covered: fresh
+                .iter()
+                .map(|&i| u64::from(demand[i].enterprises))
+                .sum(),
             cases_covered: cases,
             demand_points: fresh.len(),
             peak_arrivals_per_hour: a / p.dwell_hours,
@@ -464,12 +468,14 @@ pub fn plan(
         })
         .collect();
 
-    let ent = |set: &dyn Fn(usize) -> bool, idx: &mut dyn Iterator<Item = usize>| -> u32 {
-        idx.filter(|&i| set(i)).map(|i| demand[i].enterprises).sum()
+    let ent = |set: &dyn Fn(usize) -> bool, idx: &mut dyn Iterator<Item = usize>| -> u64 {
+        idx.filter(|&i| set(i))
+            .map(|i| u64::from(demand[i].enterprises))
+            .sum()
     };
-    let share = |part: u32, whole: u32| {
+    let share = |part: u64, whole: u64| {
         if whole > 0 {
-            f64::from(part) / f64::from(whole)
+            part as f64 / whole as f64
         } else {
             0.0
         }
@@ -477,7 +483,10 @@ pub fn plan(
     let mut clusters: Vec<ClusterCoverage> = clusters(demand, p.radius_m)
         .into_iter()
         .map(|members| {
-            let total: u32 = members.iter().map(|&i| demand[i].enterprises).sum();
+            let total: u64 = members
+                .iter()
+                .map(|&i| u64::from(demand[i].enterprises))
+                .sum();
             let b = ent(&|i| before[i], &mut members.iter().copied());
             let a = ent(&|i| covered[i], &mut members.iter().copied());
             let (lat, lon) = members.iter().fold((0.0, 0.0), |(la, lo), &i| {
@@ -516,7 +525,7 @@ pub fn plan(
             c.cluster = format!("cluster-{}", n + 1);
         }
     }
-    let total: u32 = demand.iter().map(|d| d.enterprises).sum();
+    let total: u64 = demand.iter().map(|d| u64::from(d.enterprises)).sum();
     let all = 0..demand.len();
     let covered_before = ent(&|i| before[i], &mut all.clone());
     let covered_after = ent(&|i| covered[i], &mut all.clone());

@@ -110,7 +110,7 @@ pub fn render(plan: &Plan) -> String {
             out,
             "  ... and {} scattered group(s) of fewer than 3 demand points ({} enterprises)",
             rest.len(),
-            rest.iter().map(|c| c.enterprises).sum::<u32>()
+            rest.iter().map(|c| c.enterprises).sum::<u64>()
         );
     }
     out

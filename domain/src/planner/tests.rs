@@ -247,3 +247,30 @@ fn a_plan_as_geojson_has_every_kind_of_feature_longitude_first() {
     assert_eq!(rec["properties"]["radius_m"], serde_json::json!(p.radius_m));
     assert_eq!(rec["properties"]["id"], "c1");
 }
+
+/// A city's enterprises summed in 32 bits wrapped silently (`0 of 1705032704`): sums are 64-bit.
+#[test]
+fn totals_of_very_large_demand_do_not_wrap() {
+    let d = |id: &str, lon: f64| DemandPoint {
+        id: id.into(),
+        name: String::new(),
+        lat: 22.54,
+        lon,
+        enterprises: 3_000_000_000,
+        monthly_cases: 50.0,
+        cluster: None,
+    };
+    let demand = [d("a", 113.950), d("b", 113.951)];
+    let candidates = [Candidate {
+        id: "c1".into(),
+        name: String::new(),
+        lat: 22.54,
+        lon: 113.9505,
+        max_boxes: None,
+    }];
+    let plan = plan(&demand, &candidates, &[], &PlanParams::default());
+    assert_eq!(plan.enterprises, 6_000_000_000);
+    assert_eq!(plan.covered_after, 6_000_000_000);
+    assert_eq!(plan.recommendations[0].enterprises_covered, 6_000_000_000);
+    assert_eq!(plan.clusters[0].enterprises, 6_000_000_000);
+}

@@ -33,11 +33,12 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PlanOptions {
-    /// Walking distance a locker serves, metres (500).
+    /// Walking distance a locker serves, metres (500), measured along the great circle
+    /// (haversine, Earth radius 6,371,000 m) between the demand point and the site.
     #[arg(long)]
     #[serde(default)]
     pub radius_m: Option<f64>,
-    /// New sites to recommend at most (3).
+    /// New sites to recommend at most (3; 100 at the most).
     #[arg(long)]
     #[serde(default)]
     pub new_sites: Option<usize>,
@@ -77,6 +78,43 @@ pub struct PlanOptions {
 }
 
 impl PlanOptions {
+    /// A refusal of [`PlanOptions::params`] as the command line says it: the parameters by
+    /// their flags (`--new-sites`), not by their query names (`new_sites`).
+    pub fn as_flags(refusal: &str) -> String {
+        const NAMES: [&str; 9] = [
+            "radius_m",
+            "new_sites",
+            "max_boxes",
+            "overflow",
+            "weight",
+            "days",
+            "uses_per_case",
+            "peak_factor",
+            "dwell_hours",
+        ];
+        let mut out = String::with_capacity(refusal.len() + 16);
+        let mut word = String::new();
+        let flush = |word: &mut String, out: &mut String| {
+            if NAMES.contains(&word.as_str()) {
+                out.push_str("--");
+                out.push_str(&word.replace('_', "-"));
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        };
+        for c in refusal.chars() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word.push(c);
+            } else {
+                flush(&mut word, &mut out);
+                out.push(c);
+            }
+        }
+        flush(&mut word, &mut out);
+        out
+    }
+
     pub fn params(&self, measured_dwell: Option<f64>) -> Result<PlanParams, String> {
         if let Some(f) = self.format.as_deref()
             && f != "json"
@@ -242,5 +280,43 @@ pub(crate) async fn recommendations(
             .into_response()),
         Ok(answer) => Ok(Json(answer).into_response()),
         Err(why) => Err(ApiError::bad_request(why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlanOptions;
+    use clap::Args;
+
+    #[test]
+    fn refusals_on_the_command_line_name_the_flags() {
+        let o = PlanOptions {
+            new_sites: Some(101),
+            ..PlanOptions::default()
+        };
+        let why = o.params(None).expect_err("refused");
+        assert_eq!(why, "new_sites 101 must be at most 100", "the API's words");
+        assert_eq!(
+            PlanOptions::as_flags(&why),
+            "--new-sites 101 must be at most 100"
+        );
+        assert_eq!(
+            PlanOptions::as_flags(
+                "uses_per_case and dwell_hours must be above 0, peak_factor at least 1"
+            ),
+            "--uses-per-case and --dwell-hours must be above 0, --peak-factor at least 1"
+        );
+    }
+
+    #[test]
+    fn the_help_says_how_distance_is_measured_and_how_many_sites_at_most() {
+        let help = PlanOptions::augment_args(clap::Command::new("plan"))
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("haversine, Earth radius 6,371,000 m"),
+            "{help}"
+        );
+        assert!(help.contains("100 at the most"), "{help}");
     }
 }

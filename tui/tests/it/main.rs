@@ -547,12 +547,12 @@ fn plan_map() -> tui::model::PlanMap {
 
 fn plan() -> tui::model::Plan {
     use tui::model::{BoxesBySize, ClusterCoverage, Expansion, Plan, PlanParams, Recommendation};
-    let rec = |rank: usize, name: &str, ent: u32, total: u32| Recommendation {
+    let rec = |rank: usize, name: &str, ent: u64, total: u32| Recommendation {
         rank,
         candidate_id: format!("g{rank}"),
         name: name.into(),
         enterprises_covered: ent,
-        cases_covered: f64::from(ent) / 3.5,
+        cases_covered: ent as f64 / 3.5,
         boxes: BoxesBySize {
             s: total / 2,
             m: total / 3,
@@ -566,7 +566,7 @@ fn plan() -> tui::model::Plan {
         lat: PLACES[rank - 1].1,
         ..Default::default()
     };
-    let cluster = |i: usize, name: &str, ent: u32, before: f64, after: f64| ClusterCoverage {
+    let cluster = |i: usize, name: &str, ent: u64, before: f64, after: f64| ClusterCoverage {
         lon: PLACES[i].0,
         lat: PLACES[i].1,
         cluster: name.into(),
