@@ -53,10 +53,8 @@ pub struct CodeBook {
 /// A code that verified and may open its box now.
 #[derive(Debug, Clone)]
 pub struct Match {
-    pub item: ItemId,
-    pub box_no: BoxNo,
-    pub not_after: i64,
-    /// Kept with the use: a server restored from an older backup may need it back.
+    /// The grant it matched (item, box, window), kept with the use: a server restored from
+    /// an older backup may need it back.
     pub grant: CodeGrant,
 }
 
@@ -253,12 +251,7 @@ impl CodeBook {
         if g.needs_deposit && !book.deposited.contains(g.item.as_str()) {
             return refuse(RejectReason::NotReady, item);
         }
-        Ok(Match {
-            item: g.item.clone(),
-            box_no: g.box_no,
-            not_after: g.not_after,
-            grant: g.clone(),
-        })
+        Ok(Match { grant: g.clone() })
     }
 
     /// Records the use durably before the lock is pulsed; `false` if it was used already.
@@ -266,7 +259,9 @@ impl CodeBook {
         if !self.outbox.begin_code_use(&m.grant, now).await? {
             return Ok(false);
         }
-        self.book().used.insert(m.item.as_str().to_owned(), now);
+        self.book()
+            .used
+            .insert(m.grant.item.as_str().to_owned(), now);
         Ok(true)
     }
 

@@ -107,7 +107,7 @@ pub(crate) async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry
     }
     let verdict = match entry {
         KeypadEntry::Code(code) => match ctx.codes.verify(&code, now) {
-            Ok(m) => Ok((m.box_no, Some(m), None)),
+            Ok(m) => Ok((m.grant.box_no, Some(m), None)),
             Err(r) => Err(r),
         },
         KeypadEntry::Typing => return EntryOutcome::Noted,
@@ -183,7 +183,11 @@ pub(crate) async fn handle_entry<D: LockDriver>(ctx: &Ctx<D>, entry: KeypadEntry
     }
     let done = ctx.clock.now_ms();
     let written = match (code, staff) {
-        (Some(m), _) => ctx.outbox.finish_code_use(&m.item, b, status, done).await,
+        (Some(m), _) => {
+            ctx.outbox
+                .finish_code_use(&m.grant.item, b, status, done)
+                .await
+        }
         (None, Some(staff)) => ctx
             .outbox
             .append(

@@ -43,19 +43,13 @@ impl Store {
         let applied: i64 = cab.try_get("codes_applied")?;
         // A restore moved every cabinet's version to its time (`record_restore`): until the
         // cabinet confirms a set from after it, the set asks what happened since the backup.
-        let report_since = sqlx::query(
-            "SELECT restored_at, backup_taken_at FROM restores ORDER BY restored_at DESC LIMIT 1",
+        let report_since: Option<i64> = sqlx::query_scalar(
+            "SELECT backup_taken_at FROM restores WHERE restored_at > $1
+             ORDER BY restored_at DESC LIMIT 1",
         )
+        .bind(applied)
         .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| {
-            Ok::<_, StoreError>((
-                r.try_get::<i64, _>("restored_at")?,
-                r.try_get::<i64, _>("backup_taken_at")?,
-            ))
-        })
-        .transpose()?
-        .and_then(|(restored_at, taken_at)| (applied < restored_at).then_some(taken_at));
+        .await?;
         let rows = sqlx::query(
             "SELECT item_id, flow, box_no, valid_from, valid_until, code_tag, state FROM items
              WHERE device_id = $1 AND code_tag IS NOT NULL AND (

@@ -9,14 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// `target/<profile>`: where this test executable's own build put the binaries.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> dir")
+        .to_owned()
+}
+
 /// A built binary of the workspace, next to this test's own target dir.
 pub(crate) fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> dir");
-    let path = dir.join(name);
+    let path = profile_dir().join(name);
     assert!(
         path.exists(),
         "{} is not built; `cargo test --workspace` builds it (or run `cargo build --workspace`)",
@@ -28,13 +32,11 @@ pub(crate) fn bin(name: &str) -> PathBuf {
 /// A binary of the previous release (tests/previous-release), built by
 /// `.ci/previous-release` into the target dir's `previous-release/bin`.
 pub(crate) fn previous(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let target = exe
+    let path = profile_dir()
         .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("target dir");
-    let path = target.join("previous-release/bin").join(name);
+        .expect("target dir")
+        .join("previous-release/bin")
+        .join(name);
     assert!(
         path.exists(),
         "the previous release's {name} is not built: run .ci/previous-release (it builds the \
@@ -109,9 +111,18 @@ impl World {
 
     /// Starts the server with extra flags.
     pub(crate) fn server_with(&self, mqtt: &str, http: &str, extra: &[&str]) -> Server {
+        self.server_bin_with(&bin("fleet-server"), mqtt, http, extra)
+    }
+
+    /// The server of another build (the previous release) with the embedded broker.
+    pub(crate) fn server_bin(&self, exe: &Path, extra: &[&str]) -> Server {
+        self.server_bin_with(exe, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    fn server_bin_with(&self, exe: &Path, mqtt: &str, http: &str, extra: &[&str]) -> Server {
         let mut args = vec!["--mqtt-listen", mqtt, "--http-listen", http];
         args.extend_from_slice(extra);
-        self.spawn_server("server", &args)
+        self.spawn_server_bin(exe, "server", &args)
     }
 
     /// Starts a server replica named `name` (data dir and log of that name) on an external
@@ -140,18 +151,6 @@ impl World {
         })
         .await;
         server
-    }
-
-    /// The server of another build (the previous release) with the embedded broker.
-    pub(crate) fn server_bin(&self, exe: &Path, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(extra);
-        self.spawn_server_bin(exe, "server", &args)
     }
 
     fn spawn_server_bin(&self, exe: &Path, name: &str, args: &[&str]) -> Server {
@@ -290,6 +289,10 @@ impl World {
         o
     }
 }
+
+/// The statuses a remote open ends in.
+pub(crate) const COMMAND_OUTCOMES: [&str; 5] =
+    ["opened", "already_open", "jammed", "failed", "expired"];
 
 pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
@@ -1041,7 +1044,7 @@ impl Api {
                 .await;
             assert_eq!(code, 200, "{cmd}");
             let status = cmd["status"].as_str().unwrap_or_default();
-            if ["opened", "already_open", "jammed", "failed", "expired"].contains(&status) {
+            if COMMAND_OUTCOMES.contains(&status) {
                 return cmd;
             }
             assert!(Instant::now() < until, "command {id} still {status}: {cmd}");

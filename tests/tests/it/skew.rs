@@ -104,9 +104,7 @@ async fn outcome(apis: &[Api; 2], id: &str) -> Result<String, String> {
             let path = format!("/api/v1/commands/{id}");
             if let Some((200, cmd)) = api.try_send(reqwest::Method::GET, &path, None).await {
                 let status = cmd["status"].as_str().unwrap_or_default().to_owned();
-                if ["opened", "already_open", "jammed", "failed", "expired"]
-                    .contains(&status.as_str())
-                {
+                if crate::harness::COMMAND_OUTCOMES.contains(&status.as_str()) {
                     return Ok(status);
                 }
                 last = cmd.to_string();
