@@ -370,11 +370,12 @@ async fn device_and_station_faults_raise_one_alarm_each_and_reach_on_duty_staff(
         &["--profile", "printer", beat[0], beat[1]],
     );
     wait_online(&api, CAB).await;
-    // Every presence layer is visible per device.
+    // Every presence layer is visible per device. A heartbeat sent before the agent's first
+    // read of its signals honestly says power "unknown"; the next one says what was read.
     let cab = eventually(Duration::from_secs(20), "cabinet heartbeat", || async {
-        api.device(CAB)
-            .await
-            .filter(|d| d["layers"]["heartbeat"] == json!("fresh"))
+        api.device(CAB).await.filter(|d| {
+            d["layers"]["heartbeat"] == json!("fresh") && d["power"] != json!("unknown")
+        })
     })
     .await;
     assert_eq!(
