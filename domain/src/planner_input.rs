@@ -16,8 +16,9 @@ fn err(s: impl Into<String>) -> InputError {
     InputError(s.into())
 }
 
-/// Demand points from CSV (`id,lat,lon,enterprises,monthly_cases[,name][,cluster]`) or
-/// GeoJSON (properties `enterprises`, `monthly_cases`, optional `id`, `name`, `cluster`).
+/// Demand points from CSV (`id,lat,lon,enterprises[,monthly_cases][,name][,cluster]`) or
+/// GeoJSON (property `enterprises`, optional `monthly_cases`, `id`, `name`, `cluster`). A
+/// point without monthly cases counts for coverage by enterprises; sizing boxes needs them.
 pub fn demand(text: &str) -> Result<Vec<DemandPoint>, InputError> {
     let points: Vec<DemandPoint> = if is_geojson(text) {
         features(text)?
@@ -44,13 +45,16 @@ pub fn demand(text: &str) -> Result<Vec<DemandPoint>, InputError> {
                     lat,
                     lon,
                     enterprises: enterprises as u32,
-                    monthly_cases: num("monthly_cases")?,
+                    monthly_cases: match p.get("monthly_cases") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(_) => Some(num("monthly_cases")?),
+                    },
                     cluster: Some(text_prop(&p, "cluster")).filter(|c| !c.is_empty()),
                 })
             })
             .collect::<Result<_, _>>()?
     } else {
-        rows::<DemandPoint>(text, &["id", "lat", "lon", "enterprises", "monthly_cases"])?
+        rows::<DemandPoint>(text, &["id", "lat", "lon", "enterprises"])?
             .into_iter()
             .map(|(_, mut d)| {
                 d.cluster = d.cluster.filter(|c| !c.trim().is_empty());
@@ -60,7 +64,9 @@ pub fn demand(text: &str) -> Result<Vec<DemandPoint>, InputError> {
     };
     for (i, d) in points.iter().enumerate() {
         check_place(i, &d.id, d.lat, d.lon)?;
-        if !(d.monthly_cases.is_finite() && d.monthly_cases >= 0.0) {
+        if d.monthly_cases
+            .is_some_and(|c| !(c.is_finite() && c >= 0.0))
+        {
             return Err(err(format!("{}: monthly_cases must be 0 or more", d.id)));
         }
     }
@@ -282,7 +288,7 @@ mod tests {
     #[test]
     fn bad_input_says_where_and_what() {
         let e = |r: Result<Vec<DemandPoint>, InputError>| r.expect_err("refused").0;
-        assert!(e(demand("id,lat,lon,enterprises\np,1,2,3\n")).contains("monthly_cases"));
+        assert!(e(demand("id,lat,lon,enterprise\np,1,2,3\n")).contains("enterprises"));
         let bad = e(demand(
             "id,lat,lon,enterprises,monthly_cases\np,1,2,3,4\nq,x,2,3,4\n",
         ));

@@ -234,7 +234,8 @@ enum AuditCmd {
 
 #[derive(clap::Args, Debug)]
 struct PlanCmd {
-    /// Demand points: CSV `id,lat,lon,enterprises,monthly_cases[,name][,cluster]` or GeoJSON.
+    /// Demand points: CSV `id,lat,lon,enterprises[,monthly_cases][,name][,cluster]` or GeoJSON
+    /// (monthly cases size the boxes; coverage by enterprises needs none).
     #[arg(long)]
     demand: PathBuf,
     /// Candidate sites: CSV `id,lat,lon[,name][,max_boxes]` or GeoJSON.
@@ -587,6 +588,26 @@ async fn verify_audit(cfg: ServerConfig, json: bool, archives: &[PathBuf]) -> an
     }
 }
 
+/// What a plan is doing, on stderr (a city takes seconds; the answer goes to stdout).
+fn plan_progress(p: domain::planner::Progress) {
+    use domain::planner::Progress;
+    match p {
+        Progress::Reach { points, candidates } => eprintln!(
+            "planning: {points} demand points, {candidates} candidate sites: measuring walking distances"
+        ),
+        Progress::Greedy { covered } => {
+            eprintln!("first choice covers {covered:.0}; searching for better choices")
+        }
+        Progress::Search { done, of, best } if done > 0 && done % (of / 4).max(1) == 0 => {
+            eprintln!(
+                "  {}% searched: the best covers {best:.0}",
+                done * 100 / of.max(1)
+            )
+        }
+        Progress::Search { .. } => {}
+    }
+}
+
 /// `fleet-server plan`: reads the inputs, measures the fleet from the database, prints.
 async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
     let read = |path: &PathBuf| {
@@ -596,15 +617,29 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
         .with_context(|| format!("demand points in {}", p.demand.display()))?;
     let candidates = domain::planner_input::candidates(&read(&p.candidates)?)
         .with_context(|| format!("candidate sites in {}", p.candidates.display()))?;
-    let store = open_store(&cfg).await?;
+    // The fleet's sites in service come from its database; without one (no --data-dir or
+    // --database-url of a fleet), plan as if none were in service rather than create an
+    // empty database wherever the command was run.
+    let db_file = cfg.data_dir.join("fleet.db");
+    let store = if cfg.database_url.is_some() || db_file.exists() {
+        Some(open_store(&cfg).await?)
+    } else {
+        eprintln!(
+            "no fleet database at {} (give --data-dir or --database-url of the fleet to count its sites in service): planning as if no site were in service",
+            db_file.display()
+        );
+        None
+    };
     let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
+    let started = std::time::Instant::now();
     let answer = fleet_server::plan_with(
-        &store,
+        store.as_ref(),
         &p.options,
         &demand,
         &candidates,
         fleet_server::now_ms(),
         offset,
+        Box::new(plan_progress),
     )
     .await?
     .map_err(|why| {
@@ -613,7 +648,10 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
             fleet_server::PlanOptions::as_flags(&why)
         )
     })?;
-    store.close().await;
+    eprintln!("planned in {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(store) = store {
+        store.close().await;
+    }
     if let Some(path) = &p.geojson {
         let geo = domain::planner::geojson(&answer.plan, &demand, &answer.existing_sites);
         std::fs::write(path, serde_json::to_vec_pretty(&geo)?)

@@ -48,7 +48,7 @@ fn city(n: usize) -> (tui::model::Plan, tui::model::PlanMap) {
                 lon: lon + (next() - 0.5) * 0.03,
                 lat: lat + (next() - 0.5) * 0.025,
                 enterprises: 1 + (next().powi(3) * 200.0) as u32,
-                monthly_cases: 10.0,
+                monthly_cases: Some(10.0),
                 cluster: None,
             }
         })

@@ -17,6 +17,7 @@ pub mod lab;
 pub(crate) mod layout;
 pub mod locust_bench;
 pub(crate) mod netem;
+pub mod planner_bench;
 pub(crate) mod relay_bench;
 pub(crate) mod report;
 pub mod retention_bench;

@@ -56,6 +56,8 @@ enum Bench {
     /// A simulated year's database with retention and without, and remote opens during the
     /// first retention pass over it against opens with none running.
     Retention(simulations::retention_bench::RetentionOptions),
+    /// The planner on generated cities of thousands of points against a proven bound.
+    Planner(simulations::planner_bench::PlannerOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +83,7 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Heartbeats(o)) => simulations::heartbeat_bench::heartbeats(o).await,
         Cmd::Bench(Bench::Retention(o)) => simulations::retention_bench::retention(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
+        Cmd::Bench(Bench::Planner(o)) => simulations::planner_bench::planner(o),
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
         Cmd::Bench(Bench::Scale(o)) => simulations::scale_bench::scale(o).await,

@@ -22,8 +22,10 @@ pub struct DemandPoint {
     pub lon: f64,
     /// Enterprises at this point.
     pub enterprises: u32,
-    /// Cases per month the service platform handled for them.
-    pub monthly_cases: f64,
+    /// Cases per month the service platform handled for them; unknown when the export has
+    /// none (coverage by enterprises needs none; boxes are sized from the cases known).
+    #[serde(default)]
+    pub monthly_cases: Option<f64>,
     /// The park or cluster it belongs to, when the platform knows; else found by distance.
     #[serde(default)]
     pub cluster: Option<String>,
@@ -217,6 +219,22 @@ pub struct ClusterCoverage {
     pub share_after: f64,
     /// The share after reaches the coverage target.
     pub meets_target: bool,
+    /// How the cluster was found.
+    pub source: ClusterSource,
+}
+
+/// Where a cluster comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterSource {
+    /// The platform named it (the demand points' `cluster`).
+    Named,
+    /// The points around one peak of enterprise density (see ARCHITECTURE.md, planner).
+    #[default]
+    Density,
+    /// A point no cluster of at least [`MIN_CLUSTER`] points holds.
+    Scattered,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -231,6 +249,8 @@ pub struct Plan {
     pub share_before: f64,
     pub share_after: f64,
     pub recommendations: Vec<Recommendation>,
+    /// Demand points without `monthly_cases`: no load counted for them when sizing boxes.
+    pub points_without_cases: usize,
     pub expansions: Vec<Expansion>,
     pub clusters: Vec<ClusterCoverage>,
 }
@@ -314,9 +334,13 @@ fn size_boxes(a: f64, p: &PlanParams, cap: Option<u32>) -> (BoxesBySize, f64, f6
     )
 }
 
-/// Clusters of demand: the platform's names where given, else points chained within the
-/// walking radius of each other.
-fn clusters(demand: &[DemandPoint], radius_m: f64) -> Vec<Vec<usize>> {
+/// Clusters of demand: the platform's names where given; else each point climbs to the
+/// densest point within the walking radius (density: enterprises within the radius), and the
+/// points that reach the same peak are one cluster (quick shift). Chaining points within the
+/// radius joined a whole dense city into one cluster; peaks are at least a radius apart, so a
+/// cluster is an area a planner can walk and name. Groups of fewer than [`MIN_CLUSTER`]
+/// points are scattered demand, not clusters.
+fn clusters(demand: &[DemandPoint], radius_m: f64) -> Vec<(ClusterSource, Vec<usize>)> {
     let mut named: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut unnamed = Vec::new();
     for (i, d) in demand.iter().enumerate() {
@@ -325,29 +349,75 @@ fn clusters(demand: &[DemandPoint], radius_m: f64) -> Vec<Vec<usize>> {
             _ => unnamed.push(i),
         }
     }
-    let mut out: Vec<Vec<usize>> = named.into_values().collect();
-    // Single linkage by breadth-first search over the unnamed points.
-    let mut seen = vec![false; demand.len()];
-    for &start in &unnamed {
-        if seen[start] {
-            continue;
+    let mut out: Vec<(ClusterSource, Vec<usize>)> = named
+        .into_values()
+        .map(|m| (ClusterSource::Named, m))
+        .collect();
+    let points: Vec<(f64, f64)> = unnamed
+        .iter()
+        .map(|&i| (demand[i].lat, demand[i].lon))
+        .collect();
+    let near = reach::within(&points, &points, radius_m);
+    let weight = |a: usize| u64::from(demand[unnamed[a]].enterprises.max(1));
+    let density: Vec<u64> = near
+        .iter()
+        .map(|n| n.iter().map(|&b| weight(b)).sum())
+        .collect();
+    // Denser first; ties to the lower index, so every point has one way up.
+    let above = |a: usize, b: usize| {
+        (density[a], std::cmp::Reverse(a)) > (density[b], std::cmp::Reverse(b))
+    };
+    let parent: Vec<usize> = (0..points.len())
+        .map(|a| {
+            near[a]
+                .iter()
+                .copied()
+                .filter(|&b| above(b, a))
+                .max_by(|&x, &y| {
+                    (density[x], std::cmp::Reverse(x)).cmp(&(density[y], std::cmp::Reverse(y)))
+                })
+                .unwrap_or(a)
+        })
+        .collect();
+    let root = |mut a: usize| {
+        while parent[a] != a {
+            a = parent[a];
         }
-        seen[start] = true;
-        let mut group = vec![start];
-        let mut next = 0;
-        while next < group.len() {
-            let a = &demand[group[next]];
-            next += 1;
-            for &j in &unnamed {
-                if !seen[j] && distance_m(a.lat, a.lon, demand[j].lat, demand[j].lon) <= radius_m {
-                    seen[j] = true;
-                    group.push(j);
-                }
-            }
-        }
-        out.push(group);
+        a
+    };
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (a, &i) in unnamed.iter().enumerate() {
+        groups.entry(root(a)).or_default().push(i);
     }
+    let mut scattered = Vec::new();
+    for (_, members) in groups {
+        if members.len() >= MIN_CLUSTER {
+            out.push((ClusterSource::Density, members));
+        } else {
+            scattered.extend(members);
+        }
+    }
+    // Scattered points stay apart: each is its own group in the report's tail.
+    out.extend(
+        scattered
+            .into_iter()
+            .map(|i| (ClusterSource::Scattered, vec![i])),
+    );
     out
+}
+
+/// Fewest demand points a cluster found by density has.
+pub const MIN_CLUSTER: usize = 3;
+
+/// What [`plan_with`] is doing, for a person waiting on a city's plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// Finding which demand points each candidate reaches.
+    Reach { points: usize, candidates: usize },
+    /// The greedy choice is made; it covers this weight.
+    Greedy { covered: f64 },
+    /// Searching for better choices: `done` of `of` moves, the best covers `best`.
+    Search { done: usize, of: usize, best: f64 },
 }
 
 /// Makes a plan.
@@ -357,39 +427,58 @@ pub fn plan(
     existing: &[ExistingSite],
     p: &PlanParams,
 ) -> Plan {
-    let within = |lat: f64, lon: f64| -> Vec<usize> {
-        demand
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| distance_m(lat, lon, d.lat, d.lon) <= p.radius_m)
-            .map(|(i, _)| i)
-            .collect()
-    };
+    plan_with(demand, candidates, existing, p, &mut |_| {})
+}
+
+/// [`plan`], telling `progress` what it does.
+pub fn plan_with(
+    demand: &[DemandPoint],
+    candidates: &[Candidate],
+    existing: &[ExistingSite],
+    p: &PlanParams,
+    progress: &mut dyn FnMut(Progress),
+) -> Plan {
+    progress(Progress::Reach {
+        points: demand.len(),
+        candidates: candidates.len(),
+    });
+    let points: Vec<(f64, f64)> = demand.iter().map(|d| (d.lat, d.lon)).collect();
     let weights: Vec<f64> = demand
         .iter()
         .map(|d| match p.weight {
             Weight::Enterprises => f64::from(d.enterprises),
-            Weight::Cases => d.monthly_cases,
+            Weight::Cases => d.monthly_cases.unwrap_or(0.0),
         })
         .collect();
     let mut before = vec![false; demand.len()];
-    for s in existing {
-        for i in within(s.lat, s.lon) {
-            before[i] = true;
-        }
+    let sites: Vec<(f64, f64)> = existing.iter().map(|s| (s.lat, s.lon)).collect();
+    for i in reach::within(&points, &sites, p.radius_m)
+        .into_iter()
+        .flatten()
+    {
+        before[i] = true;
     }
-    let sets: Vec<Vec<usize>> = candidates.iter().map(|c| within(c.lat, c.lon)).collect();
+    let places: Vec<(f64, f64)> = candidates.iter().map(|c| (c.lat, c.lon)).collect();
+    let sets = reach::within(&points, &places, p.radius_m);
     // Box budget: each candidate costs the boxes its whole reach would need.
     let cost: Vec<u32> = sets
         .iter()
         .zip(candidates)
         .map(|(set, c)| {
-            let cases: f64 = set.iter().map(|&i| demand[i].monthly_cases).sum();
+            let cases: f64 = set.iter().filter_map(|&i| demand[i].monthly_cases).sum();
             let a = peak_load(cases, p);
             size_boxes(a, p, c.max_boxes).0.total
         })
         .collect();
-    let chosen = max_coverage(&sets, &weights, &before, p.new_sites, &cost, p.max_boxes);
+    let chosen = max_coverage_with(
+        &sets,
+        &weights,
+        &before,
+        p.new_sites,
+        &cost,
+        p.max_boxes,
+        progress,
+    );
 
     // Rank by marginal coverage in the order of the final choice's own greedy order.
     let mut covered = before.clone();
@@ -425,7 +514,7 @@ pub fn plan(
         }
         // The site serves the demand it newly reaches (demand already near a locker keeps
         // using that one).
-        let cases: f64 = fresh.iter().map(|&i| demand[i].monthly_cases).sum();
+        let cases: f64 = fresh.iter().filter_map(|&i| demand[i].monthly_cases).sum();
         let a = peak_load(cases, p);
         let (boxes, usage, overflow, capped) = size_boxes(a, p, c.max_boxes);
         recommendations.push(Recommendation {
@@ -482,7 +571,7 @@ pub fn plan(
     };
     let mut clusters: Vec<ClusterCoverage> = clusters(demand, p.radius_m)
         .into_iter()
-        .map(|members| {
+        .map(|(source, members)| {
             let total: u64 = members
                 .iter()
                 .map(|&i| u64::from(demand[i].enterprises))
@@ -512,12 +601,15 @@ pub fn plan(
                 share_before: share(b, total),
                 share_after: share(a, total),
                 meets_target: share(a, total) >= p.coverage_target,
+                source,
             }
         })
         .collect();
+    // Clusters by size, the scattered points after them.
     clusters.sort_by(|x, y| {
-        y.enterprises
-            .cmp(&x.enterprises)
+        (x.source == ClusterSource::Scattered)
+            .cmp(&(y.source == ClusterSource::Scattered))
+            .then_with(|| y.enterprises.cmp(&x.enterprises))
             .then_with(|| x.cluster.cmp(&y.cluster))
     });
     for (n, c) in clusters.iter_mut().enumerate() {
@@ -537,6 +629,7 @@ pub fn plan(
         share_before: share(covered_before, total),
         share_after: share(covered_after, total),
         recommendations,
+        points_without_cases: demand.iter().filter(|d| d.monthly_cases.is_none()).count(),
         expansions,
         clusters,
     }
@@ -550,10 +643,12 @@ fn peak_load(monthly_cases: f64, p: &PlanParams) -> f64 {
 
 mod coverage;
 mod geojson;
+mod reach;
 mod render;
 
-pub use coverage::{exact, max_coverage};
+pub use coverage::{exact, max_coverage, max_coverage_with, upper_bound};
 pub use geojson::geojson;
+pub use reach::within;
 pub use render::render;
 
 #[cfg(test)]

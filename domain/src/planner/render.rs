@@ -1,6 +1,6 @@
 //! The plan as text tables for a terminal (`fleet-server plan`).
 
-use super::Plan;
+use super::{ClusterSource, MIN_CLUSTER, Plan};
 
 /// The plan as text tables for a terminal (`fleet-server plan`).
 pub fn render(plan: &Plan) -> String {
@@ -29,8 +29,17 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<4} {:<20} {:>11} {:>11} {:>9} {:>5} {:>6} {:>8}",
-        "rank", "candidate", "enterprises", "cases/month", "S/M/L", "boxes", "usage", "overflow"
+        "{:<4} {:<20} {:>10} {:>11} {:>11} {:>11} {:>9} {:>5} {:>6} {:>8}",
+        "rank",
+        "candidate",
+        "lat",
+        "lon",
+        "enterprises",
+        "cases/month",
+        "S/M/L",
+        "boxes",
+        "usage",
+        "overflow"
     );
     for r in &plan.recommendations {
         let name = if r.name.is_empty() {
@@ -40,9 +49,11 @@ pub fn render(plan: &Plan) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<4} {:<20} {:>11} {:>11.0} {:>9} {:>5} {:>6} {:>8}{}",
+            "{:<4} {:<20} {:>10.6} {:>11.6} {:>11} {:>11.0} {:>9} {:>5} {:>6} {:>8}{}",
             r.rank,
             name.chars().take(20).collect::<String>(),
+            r.lat,
+            r.lon,
             r.enterprises_covered,
             r.cases_covered,
             format!("{}/{}/{}", r.boxes.s, r.boxes.m, r.boxes.l),
@@ -56,10 +67,25 @@ pub fn render(plan: &Plan) -> String {
             }
         );
     }
-    if plan.recommendations.is_empty() {
+    if p.new_sites == 0 {
+        let _ = writeln!(out, "(no new sites asked for)");
+    } else if plan.recommendations.is_empty() {
         let _ = writeln!(
             out,
             "(no candidate reaches demand that is not already covered)"
+        );
+    }
+    let points = plan.clusters.iter().map(|c| c.demand_points).sum::<usize>();
+    if plan.points_without_cases > 0 && plan.points_without_cases == points {
+        let _ = writeln!(
+            out,
+            "(boxes not sized: no demand point gives monthly_cases; add the column to size them)"
+        );
+    } else if plan.points_without_cases > 0 {
+        let _ = writeln!(
+            out,
+            "({} of {} demand points give no monthly_cases: boxes are sized for the cases of the others)",
+            plan.points_without_cases, points
         );
     }
     if !plan.expansions.is_empty() {
@@ -77,16 +103,33 @@ pub fn render(plan: &Plan) -> String {
             );
         }
     }
+    let count = |s: ClusterSource| plan.clusters.iter().filter(|c| c.source == s).count();
+    let (named, dense) = (count(ClusterSource::Named), count(ClusterSource::Density));
     let _ = writeln!(
         out,
         "\nClusters (target: {} of each cluster's enterprises within walking distance):",
         pct(p.coverage_target)
     );
+    let _ = writeln!(
+        out,
+        "  {}",
+        match (named, dense) {
+            (0, _) => format!(
+                "found by density: the points around each peak of enterprises within {:.0} m, {} points at least",
+                p.radius_m, MIN_CLUSTER
+            ),
+            (_, 0) => "as the demand points name them".to_owned(),
+            _ => format!(
+                "{named} as the demand points name them, {dense} found by density (peaks of enterprises within {:.0} m) among the unnamed points",
+                p.radius_m
+            ),
+        }
+    );
     // The clusters that matter, then the scattered rest in one line.
     let shown = plan
         .clusters
         .iter()
-        .take_while(|c| c.demand_points >= 3 || c.meets_target)
+        .take_while(|c| c.source != ClusterSource::Scattered)
         .take(20)
         .count();
     for c in &plan.clusters[..shown] {
@@ -105,12 +148,23 @@ pub fn render(plan: &Plan) -> String {
         );
     }
     let rest = &plan.clusters[shown..];
-    if !rest.is_empty() {
+    let (more, scattered): (Vec<_>, Vec<_>) = rest
+        .iter()
+        .partition(|c| c.source != ClusterSource::Scattered);
+    if !more.is_empty() {
         let _ = writeln!(
             out,
-            "  ... and {} scattered group(s) of fewer than 3 demand points ({} enterprises)",
-            rest.len(),
-            rest.iter().map(|c| c.enterprises).sum::<u64>()
+            "  ... and {} smaller cluster(s) ({} enterprises)",
+            more.len(),
+            more.iter().map(|c| c.enterprises).sum::<u64>()
+        );
+    }
+    if !scattered.is_empty() {
+        let _ = writeln!(
+            out,
+            "  ... and {} scattered demand point(s) in no cluster ({} enterprises)",
+            scattered.len(),
+            scattered.iter().map(|c| c.enterprises).sum::<u64>()
         );
     }
     out

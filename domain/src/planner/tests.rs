@@ -102,7 +102,7 @@ fn three_dense_clusters_are_found() {
                 lat,
                 lon,
                 enterprises: rng.gen_range(5..30),
-                monthly_cases: rng.gen_range(20.0..80.0),
+                monthly_cases: Some(rng.gen_range(20.0..80.0)),
                 cluster: None,
             });
         }
@@ -115,7 +115,7 @@ fn three_dense_clusters_are_found() {
             lat,
             lon,
             enterprises: rng.gen_range(1..4),
-            monthly_cases: rng.gen_range(1.0..10.0),
+            monthly_cases: Some(rng.gen_range(1.0..10.0)),
             cluster: None,
         });
     }
@@ -199,7 +199,7 @@ fn a_plan_as_geojson_has_every_kind_of_feature_longitude_first() {
         lat,
         lon,
         enterprises: 20,
-        monthly_cases: 50.0,
+        monthly_cases: Some(50.0),
         cluster: Some("科技园".into()),
     };
     let demand = [d("a", 22.540, 113.950), d("b", 22.541, 113.951)];
@@ -257,7 +257,7 @@ fn totals_of_very_large_demand_do_not_wrap() {
         lat: 22.54,
         lon,
         enterprises: 3_000_000_000,
-        monthly_cases: 50.0,
+        monthly_cases: Some(50.0),
         cluster: None,
     };
     let demand = [d("a", 113.950), d("b", 113.951)];
@@ -272,5 +272,123 @@ fn totals_of_very_large_demand_do_not_wrap() {
     assert_eq!(plan.enterprises, 6_000_000_000);
     assert_eq!(plan.covered_after, 6_000_000_000);
     assert_eq!(plan.recommendations[0].enterprises_covered, 6_000_000_000);
-    assert_eq!(plan.clusters[0].enterprises, 6_000_000_000);
+    // Two points are no cluster (fewer than MIN_CLUSTER): each is reported scattered.
+    assert!(
+        plan.clusters
+            .iter()
+            .all(|c| c.source == ClusterSource::Scattered)
+    );
+    assert_eq!(
+        plan.clusters.iter().map(|c| c.enterprises).sum::<u64>(),
+        6_000_000_000
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// The Lagrangian bound is a bound: never below the optimum, whatever its steps found.
+    #[test]
+    fn the_upper_bound_is_never_below_the_optimum((sets, w, pre, k) in instance(), rounds in 1usize..300) {
+        let opt = exact(&sets, &w, &pre, k);
+        let bound = upper_bound(&sets, &w, &pre, k, 0.0, rounds);
+        prop_assert!(bound >= opt - 1e-6 * opt.max(1.0), "bound {bound} below the optimum {opt}");
+    }
+}
+
+/// Chaining points within the radius made one cluster of a dense city (3,750 of 3,839
+/// points). Two parks joined by a street of offices are two clusters around their peaks.
+#[test]
+fn a_dense_city_is_not_one_cluster() {
+    let (lat0, lon0) = (23.10, 113.25);
+    let at = |east: f64, north: f64| {
+        (
+            lat0 + north / 111_195.0,
+            lon0 + east / (111_195.0 * lat0.to_radians().cos()),
+        )
+    };
+    let mut demand = Vec::new();
+    let mut point = |id: String, east: f64, north: f64, enterprises: u32| {
+        let (lat, lon) = at(east, north);
+        demand.push(DemandPoint {
+            id,
+            name: String::new(),
+            lat,
+            lon,
+            enterprises,
+            monthly_cases: Some(10.0),
+            cluster: None,
+        });
+    };
+    // Two parks 3 km apart, 10 × 10 points 40 m apart; a street of single offices every
+    // 100 m between them (each within 500 m of the next: one chain).
+    for (park, east0) in [(0, 0.0), (1, 3_000.0)] {
+        for x in 0..10 {
+            for y in 0..10 {
+                point(
+                    format!("p{park}-{x}-{y}"),
+                    east0 + f64::from(x) * 40.0,
+                    f64::from(y) * 40.0,
+                    20,
+                );
+            }
+        }
+    }
+    for s in 1..=25 {
+        point(format!("s{s}"), 360.0 + f64::from(s) * 100.0, 180.0, 1);
+    }
+    let plan = plan(&demand, &[], &[], &PlanParams::default());
+    let found: Vec<&ClusterCoverage> = plan
+        .clusters
+        .iter()
+        .filter(|c| c.source == ClusterSource::Density)
+        .collect();
+    assert!(found.len() >= 2, "{found:?}");
+    // The two largest are the parks, each whole, each around its own centre.
+    let mut parks = Vec::new();
+    for c in found.iter().take(2) {
+        assert!(c.demand_points >= 100 && c.demand_points < 130, "{c:?}");
+        let park = [180.0, 3_180.0].into_iter().position(|east| {
+            let (lat, lon) = at(east, 180.0);
+            distance_m(c.lat, c.lon, lat, lon) < 250.0
+        });
+        parks.push(park);
+    }
+    parks.sort();
+    assert_eq!(parks, [Some(0), Some(1)], "{found:?}");
+    let text = render(&plan);
+    assert!(text.contains("found by density"), "{text}");
+}
+
+/// The report gives each recommended site's coordinates, and `--new-sites 0` says that no
+/// site was asked for rather than that no candidate reaches uncovered demand.
+#[test]
+fn the_report_places_its_sites_and_says_when_none_were_asked_for() {
+    let demand = [DemandPoint {
+        id: "a".into(),
+        name: String::new(),
+        lat: 22.54,
+        lon: 113.95,
+        enterprises: 10,
+        monthly_cases: Some(50.0),
+        cluster: None,
+    }];
+    let candidates = [Candidate {
+        id: "c1".into(),
+        name: "North gate".into(),
+        lat: 22.5401,
+        lon: 113.9502,
+        max_boxes: None,
+    }];
+    let text = render(&plan(&demand, &candidates, &[], &PlanParams::default()));
+    assert!(
+        text.contains("22.540100") && text.contains("113.950200"),
+        "{text}"
+    );
+    let none = PlanParams {
+        new_sites: 0,
+        ..PlanParams::default()
+    };
+    let text = render(&plan(&demand, &candidates, &[], &none));
+    assert!(text.contains("no new sites asked for"), "{text}");
+    assert!(!text.contains("no candidate reaches"), "{text}");
 }

@@ -183,6 +183,10 @@ mod tests {
             spelled("BoxStatus"),
             strs(BoxStatus::ALL.iter().map(|k| k.as_str()).collect())
         );
+        assert_eq!(
+            spelled("ClusterSource"),
+            strs(vec!["named", "density", "scattered"])
+        );
     }
 
     #[test]

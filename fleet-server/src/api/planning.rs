@@ -154,32 +154,73 @@ impl PlanOptions {
     }
 }
 
-/// Plans from `demand` and `candidates` and the fleet's measured usage.
+/// One plan computes at a time: a city's plan is seconds of one core, and plans asked for
+/// together would take the cores the service needs.
+static PLANNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Plans from `demand` and `candidates` and the fleet's measured usage (`store`; none: no
+/// site in service is known), off the runtime's threads, telling `progress` what it does.
 pub async fn plan_with(
-    store: &Store,
+    store: Option<&Store>,
     options: &PlanOptions,
     demand: &[DemandPoint],
     candidates: &[Candidate],
     now: i64,
     utc_offset_ms: i64,
+    mut progress: Box<dyn FnMut(planner::Progress) + Send>,
 ) -> Result<Result<PlanAnswer, String>, StoreError> {
     let days = options.days.unwrap_or(30).clamp(1, 366);
-    let measured = store.measured(now, utc_offset_ms, days).await?;
+    let measured = match store {
+        Some(store) => store.measured(now, utc_offset_ms, days).await?,
+        None => crate::store::Measured {
+            sites: Vec::new(),
+            dwell_hours: None,
+        },
+    };
     let params = match options.params(measured.dwell_hours) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    let plan = planner::plan(demand, candidates, &measured.sites, &params);
+    if params.weight == Weight::Cases {
+        let lacking: Vec<&str> = demand
+            .iter()
+            .filter(|d| d.monthly_cases.is_none())
+            .map(|d| d.id.as_str())
+            .collect();
+        if let Some(first) = lacking.first() {
+            return Ok(Err(format!(
+                "weight cases needs monthly_cases on every demand point, but {} have none (the first: {first:?}): give them, or weigh enterprises",
+                lacking.len()
+            )));
+        }
+    }
+    let Ok(_turn) = PLANNING.acquire().await else {
+        return Ok(Err("planning is closed: the server is shutting down".into()));
+    };
+    let (demand, candidates, sites) = (demand.to_vec(), candidates.to_vec(), measured.sites);
+    let work = tokio::task::spawn_blocking(move || {
+        let plan = planner::plan_with(&demand, &candidates, &sites, &params, &mut *progress);
+        (plan, sites)
+    });
+    let (plan, existing_sites) = match work.await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => {
+            return Ok(Err(
+                "planning was cancelled: the server is shutting down".into()
+            ));
+        }
+    };
     Ok(Ok(PlanAnswer {
         measured_days: days,
         measured_dwell_hours: measured.dwell_hours,
-        existing_sites: measured.sites,
+        existing_sites,
         plan,
     }))
 }
 
-/// Replaces the demand points: CSV with a header `id,lat,lon,enterprises,monthly_cases`
-/// (optional `name`, `cluster`), or a GeoJSON FeatureCollection of Points with those
+/// Replaces the demand points: CSV with a header `id,lat,lon,enterprises` (optional
+/// `monthly_cases`, `name`, `cluster`), or a GeoJSON FeatureCollection of Points with those
 /// properties.
 #[utoipa::path(put, path = "/api/v1/planning/demand", tag = "planning", security(("bearer" = [])),
     request_body(content = String, content_type = "text/csv", description = "CSV or GeoJSON"),
@@ -260,12 +301,13 @@ pub(crate) async fn recommendations(
     }
     let offset = i64::from(s.service.settings.utc_offset_minutes) * 60_000;
     match plan_with(
-        &s.store,
+        Some(&s.store),
         &o,
         &demand,
         &candidates,
         crate::clock::now_ms(),
         offset,
+        Box::new(|_| {}),
     )
     .await?
     {

@@ -25,15 +25,17 @@ impl Store {
             .await?;
         for d in points {
             sqlx::query(
-                "INSERT INTO planning_demand (point_id, name, lat, lon, enterprises, monthly_cases, cluster)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO planning_demand (point_id, name, lat, lon, enterprises, monthly_cases,
+                                              cases_known, cluster)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&d.id)
             .bind(&d.name)
             .bind(d.lat)
             .bind(d.lon)
             .bind(i64::from(d.enterprises))
-            .bind(d.monthly_cases)
+            .bind(d.monthly_cases.unwrap_or(0.0))
+            .bind(i64::from(d.monthly_cases.is_some()))
             .bind(d.cluster.as_deref())
             .execute(&mut *tx)
             .await?;
@@ -44,7 +46,7 @@ impl Store {
 
     pub async fn demand_points(&self) -> Result<Vec<DemandPoint>, StoreError> {
         let rows = sqlx::query(
-            "SELECT point_id, name, lat, lon, enterprises, monthly_cases, cluster
+            "SELECT point_id, name, lat, lon, enterprises, monthly_cases, cases_known, cluster
              FROM planning_demand ORDER BY point_id",
         )
         .fetch_all(&self.pool)
@@ -57,7 +59,11 @@ impl Store {
                     lat: r.try_get("lat")?,
                     lon: r.try_get("lon")?,
                     enterprises: u32::try_from(r.try_get::<i64, _>("enterprises")?).unwrap_or(0),
-                    monthly_cases: r.try_get("monthly_cases")?,
+                    monthly_cases: if r.try_get::<i64, _>("cases_known")? != 0 {
+                        Some(r.try_get("monthly_cases")?)
+                    } else {
+                        None
+                    },
                     cluster: r.try_get("cluster")?,
                 })
             })

@@ -5,7 +5,7 @@
 //! AUTOINCREMENT/IDENTITY), `$n` placeholders. See `docs/adr/0003-one-schema-two-databases.md`.
 
 /// The newest version below; the server refuses a database from a newer one.
-pub const SCHEMA_VERSION: i64 = 21;
+pub const SCHEMA_VERSION: i64 = 22;
 
 /// Each version's statements, applied in order to a database at an older version. A new
 /// version appends here; statements of a released version never change.
@@ -33,6 +33,7 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[
     (19, V19),
     (20, V20),
     (21, V21),
+    (22, V22),
 ];
 
 const V1: &[&str] = &[
@@ -574,3 +575,8 @@ const V21: &[&str] = &["CREATE TABLE IF NOT EXISTS audit_anchor (
         archived_at BIGINT NOT NULL,
         archive TEXT NOT NULL
     )"];
+
+/// Issue 26: a demand point may come without monthly cases (coverage by enterprises needs
+/// none); rows from before were all given them.
+const V22: &[&str] =
+    &["ALTER TABLE planning_demand ADD COLUMN cases_known BIGINT NOT NULL DEFAULT 1"];

@@ -119,7 +119,29 @@ on_both!(
     presence_heard_by_every_replica_is_logged_once,
     one_replica_leads_and_another_takes_over,
     heartbeats_are_written_together_and_never_go_back,
+    demand_without_monthly_cases_reads_back_as_unknown,
 );
+
+/// A demand point may come without monthly cases: it reads back unknown, not as 0 cases.
+async fn demand_without_monthly_cases_reads_back_as_unknown(store: Store) {
+    use domain::planner::DemandPoint;
+    let point = |id: &str, cases: Option<f64>| DemandPoint {
+        id: id.into(),
+        name: format!("block {id}"),
+        lat: 23.1,
+        lon: 113.2,
+        enterprises: 12,
+        monthly_cases: cases,
+        cluster: None,
+    };
+    let points = vec![
+        point("a", Some(0.0)),
+        point("b", None),
+        point("c", Some(7.5)),
+    ];
+    store.replace_demand(&points).await.expect("stored");
+    assert_eq!(store.demand_points().await.expect("read"), points);
+}
 
 fn heartbeat(uptime_s: u64, power: protocol::Power) -> protocol::Heartbeat {
     protocol::Heartbeat {

@@ -337,6 +337,85 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
         ids(&plan),
         "the file holds the same recommendations"
     );
+    // A plan from files alone creates no database: the named data dir holds none, so the
+    // plan says so and counts no site in service.
+    assert!(!dir.exists(), "plan created {}", dir.display());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no fleet database"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // As a new user runs it: tables, in a directory of their own, no --data-dir.
+    let cwd = world.path("planner-cwd");
+    std::fs::create_dir_all(&cwd).expect("cwd");
+    let out = std::process::Command::new(crate::harness::bin("fleet-server"))
+        .current_dir(&cwd)
+        .args(["plan", "--new-sites", "3"])
+        .args(["--demand", &docs.join("demand.csv").display().to_string()])
+        .args([
+            "--candidates",
+            &docs.join("candidates.csv").display().to_string(),
+        ])
+        .output()
+        .expect("fleet-server plan");
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&cwd).expect("cwd").count(),
+        0,
+        "the plan left files where it ran"
+    );
+    assert!(
+        err.contains("planning: 200 demand points") && err.contains("planned in"),
+        "{err}"
+    );
+    // Each recommended site with where it is.
+    for r in plan["recommendations"].as_array().expect("recommendations") {
+        let lat = format!("{:.6}", r["lat"].as_f64().expect("lat"));
+        assert!(text.contains(&lat), "no {lat} in\n{text}");
+    }
+    // The example's points name their parks: the report says those are the clusters.
+    assert!(text.contains("as the demand points name them"), "{text}");
+
+    // Demand without monthly cases: coverage by enterprises plans, by cases is refused.
+    let example = std::fs::read_to_string(docs.join("demand.csv")).expect("demand.csv");
+    let at = example
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .position(|c| c == "monthly_cases")
+        .expect("the example has monthly_cases");
+    let no_cases: String = example
+        .lines()
+        .map(|line| {
+            let mut cols: Vec<&str> = line.split(',').collect();
+            cols.remove(at);
+            cols.join(",") + "\n"
+        })
+        .collect();
+    let (s, r) = api
+        .put_text("/api/v1/planning/demand", "text/csv", no_cases)
+        .await;
+    assert_eq!((s, r["stored"].as_u64()), (200, Some(200)), "{r}");
+    let (s, again) = viewer
+        .get("/api/v1/planning/recommendations?new_sites=3")
+        .await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(ids(&again), ids(&plan), "the same sites by enterprises");
+    assert_eq!(again["points_without_cases"], json!(200), "{again}");
+    let (s, r) = viewer
+        .get("/api/v1/planning/recommendations?weight=cases")
+        .await;
+    assert_eq!(s, 400, "{r}");
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("monthly_cases") && e.contains("200 have none"),
+        "{e}"
+    );
     // A bad file is refused with its name and line.
     let bad = world.path("bad.csv");
     std::fs::write(&bad, "id,lat,lon\nc1,23.1\n").expect("write");

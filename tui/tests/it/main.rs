@@ -525,7 +525,7 @@ fn plan_map() -> tui::model::PlanMap {
                 lon: lon + (next() - 0.5) * 0.02,
                 lat: lat + (next() - 0.5) * 0.015,
                 enterprises: 1 + (next() * 40.0) as u32,
-                monthly_cases: 10.0,
+                monthly_cases: Some(10.0),
                 cluster: None,
             }
         })
@@ -594,6 +594,7 @@ fn plan() -> tui::model::Plan {
             rec(2, "Science Park plaza", 649, 39),
             rec(3, "Harbour Trade Zone lobby", 629, 41),
         ],
+        points_without_cases: 0,
         expansions: vec![Expansion {
             site_id: "hall-1".into(),
             name: "City service hall".into(),
