@@ -21,6 +21,7 @@ pub(crate) mod diagnostics;
 pub mod fuzzing;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub mod plan_report;
 pub mod runtime;
 pub mod secrets;
 pub mod service;

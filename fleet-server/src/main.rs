@@ -250,6 +250,10 @@ struct PlanCmd {
     /// recommended sites with their walking radius, clusters): it opens in QGIS as it is.
     #[arg(long)]
     geojson: Option<PathBuf>,
+    /// Language of the report and its progress: en or zh-CN (default: LOCKERFLEET_LANG,
+    /// else the locale: LC_ALL, LC_MESSAGES or LANG).
+    #[arg(long)]
+    lang: Option<String>,
 }
 
 impl Args {
@@ -589,19 +593,36 @@ async fn verify_audit(cfg: ServerConfig, json: bool, archives: &[PathBuf]) -> an
 }
 
 /// What a plan is doing, on stderr (a city takes seconds; the answer goes to stdout).
-fn plan_progress(p: domain::planner::Progress) {
+fn plan_progress(lang: l10n::Lang, p: domain::planner::Progress) {
     use domain::planner::Progress;
+    use l10n::t;
     match p {
         Progress::Reach { points, candidates } => eprintln!(
-            "planning: {points} demand points, {candidates} candidate sites: measuring walking distances"
+            "{}",
+            t!(
+                lang,
+                "planner-progress-reach",
+                points = points.to_string(),
+                candidates = candidates.to_string()
+            )
         ),
-        Progress::Greedy { covered } => {
-            eprintln!("first choice covers {covered:.0}; searching for better choices")
-        }
+        Progress::Greedy { covered } => eprintln!(
+            "{}",
+            t!(
+                lang,
+                "planner-progress-greedy",
+                covered = format!("{covered:.0}")
+            )
+        ),
         Progress::Search { done, of, best } if done > 0 && done % (of / 4).max(1) == 0 => {
             eprintln!(
-                "  {}% searched: the best covers {best:.0}",
-                done * 100 / of.max(1)
+                "  {}",
+                t!(
+                    lang,
+                    "planner-progress-search",
+                    percent = (done * 100 / of.max(1)).to_string(),
+                    covered = format!("{best:.0}")
+                )
             )
         }
         Progress::Search { .. } => {}
@@ -610,6 +631,12 @@ fn plan_progress(p: domain::planner::Progress) {
 
 /// `fleet-server plan`: reads the inputs, measures the fleet from the database, prints.
 async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
+    // The flag, else LOCKERFLEET_LANG, else the locale (README.zh-CN's order).
+    let explicit = p
+        .lang
+        .clone()
+        .or_else(|| std::env::var("LOCKERFLEET_LANG").ok());
+    let lang = l10n::Lang::choose(explicit.as_deref()).context("--lang")?;
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     };
@@ -625,8 +652,12 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
         Some(open_store(&cfg).await?)
     } else {
         eprintln!(
-            "no fleet database at {} (give --data-dir or --database-url of the fleet to count its sites in service): planning as if no site were in service",
-            db_file.display()
+            "{}",
+            l10n::t!(
+                lang,
+                "planner-no-database",
+                path = db_file.display().to_string()
+            )
         );
         None
     };
@@ -639,7 +670,7 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
         &candidates,
         fleet_server::now_ms(),
         offset,
-        Box::new(plan_progress),
+        Box::new(move |p| plan_progress(lang, p)),
     )
     .await?
     .map_err(|why| {
@@ -648,7 +679,14 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
             fleet_server::PlanOptions::as_flags(&why)
         )
     })?;
-    eprintln!("planned in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{}",
+        l10n::t!(
+            lang,
+            "planner-done",
+            seconds = format!("{:.1}", started.elapsed().as_secs_f64())
+        )
+    );
     if let Some(store) = store {
         store.close().await;
     }
@@ -660,7 +698,7 @@ async fn plan(cfg: ServerConfig, p: PlanCmd) -> anyhow::Result<()> {
     if p.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", domain::planner::render(&answer.plan));
+        print!("{}", fleet_server::plan_report::render(&answer.plan, lang));
     }
     Ok(())
 }

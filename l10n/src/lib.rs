@@ -47,8 +47,9 @@ macro_rules! catalogues {
     };
 }
 
-const EN: &[Catalogue] = catalogues!("en": "domain", "console", "doctor", "demo", "sms");
-const ZH_CN: &[Catalogue] = catalogues!("zh-CN": "domain", "console", "doctor", "demo", "sms");
+const EN: &[Catalogue] = catalogues!("en": "domain", "console", "doctor", "demo", "sms", "planner");
+const ZH_CN: &[Catalogue] =
+    catalogues!("zh-CN": "domain", "console", "doctor", "demo", "sms", "planner");
 
 /// The glossary of domain terms (English, the source document's Chinese), shared by the
 /// catalogues and the domain description; the tests hold every catalogue to it.

@@ -644,12 +644,10 @@ fn peak_load(monthly_cases: f64, p: &PlanParams) -> f64 {
 mod coverage;
 mod geojson;
 mod reach;
-mod render;
 
 pub use coverage::{exact, max_coverage, max_coverage_with, upper_bound};
 pub use geojson::geojson;
 pub use reach::within;
-pub use render::render;
 
 #[cfg(test)]
 mod tests;

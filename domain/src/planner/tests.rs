@@ -355,40 +355,4 @@ fn a_dense_city_is_not_one_cluster() {
     }
     parks.sort();
     assert_eq!(parks, [Some(0), Some(1)], "{found:?}");
-    let text = render(&plan);
-    assert!(text.contains("found by density"), "{text}");
-}
-
-/// The report gives each recommended site's coordinates, and `--new-sites 0` says that no
-/// site was asked for rather than that no candidate reaches uncovered demand.
-#[test]
-fn the_report_places_its_sites_and_says_when_none_were_asked_for() {
-    let demand = [DemandPoint {
-        id: "a".into(),
-        name: String::new(),
-        lat: 22.54,
-        lon: 113.95,
-        enterprises: 10,
-        monthly_cases: Some(50.0),
-        cluster: None,
-    }];
-    let candidates = [Candidate {
-        id: "c1".into(),
-        name: "North gate".into(),
-        lat: 22.5401,
-        lon: 113.9502,
-        max_boxes: None,
-    }];
-    let text = render(&plan(&demand, &candidates, &[], &PlanParams::default()));
-    assert!(
-        text.contains("22.540100") && text.contains("113.950200"),
-        "{text}"
-    );
-    let none = PlanParams {
-        new_sites: 0,
-        ..PlanParams::default()
-    };
-    let text = render(&plan(&demand, &candidates, &[], &none));
-    assert!(text.contains("no new sites asked for"), "{text}");
-    assert!(!text.contains("no candidate reaches"), "{text}");
 }

@@ -291,6 +291,8 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
             "--data-dir",
             &dir.display().to_string(),
             "plan",
+            "--lang",
+            "en",
             "--json",
             "--new-sites",
             "3",
@@ -348,21 +350,22 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
     // As a new user runs it: tables, in a directory of their own, no --data-dir.
     let cwd = world.path("planner-cwd");
     std::fs::create_dir_all(&cwd).expect("cwd");
-    let out = std::process::Command::new(crate::harness::bin("fleet-server"))
-        .current_dir(&cwd)
-        .args(["plan", "--new-sites", "3"])
-        .args(["--demand", &docs.join("demand.csv").display().to_string()])
-        .args([
-            "--candidates",
-            &docs.join("candidates.csv").display().to_string(),
-        ])
-        .output()
-        .expect("fleet-server plan");
-    let (text, err) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{err}");
+    let tables = |lang: &str| {
+        let out = std::process::Command::new(crate::harness::bin("fleet-server"))
+            .current_dir(&cwd)
+            .args(["plan", "--lang", lang, "--new-sites", "3"])
+            .args(["--demand", &docs.join("demand.csv").display().to_string()])
+            .args([
+                "--candidates",
+                &docs.join("candidates.csv").display().to_string(),
+            ])
+            .output()
+            .expect("fleet-server plan");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), err)
+    };
+    let (text, err) = tables("en");
     assert_eq!(
         std::fs::read_dir(&cwd).expect("cwd").count(),
         0,
@@ -379,6 +382,10 @@ async fn planning_finds_the_three_parks_over_http_and_from_the_cli() {
     }
     // The example's points name their parks: the report says those are the clusters.
     assert!(text.contains("as the demand points name them"), "{text}");
+    // In Chinese for a planner who reads Chinese.
+    let (text, err) = tables("zh-CN");
+    assert!(text.contains("距信包箱 500 米内的企业"), "{text}");
+    assert!(err.contains("规划用时"), "{err}");
 
     // Demand without monthly cases: coverage by enterprises plans, by cases is refused.
     let example = std::fs::read_to_string(docs.join("demand.csv")).expect("demand.csv");
