@@ -307,7 +307,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                         cfg.broker_group.clone(),
                         dispatch,
                         words_tx,
-                        health.broker_flag(),
+                        health.broker_link(),
                         cancel.clone(),
                     ));
                     (crate::devices::Publisher::external(client), ext.addr)
@@ -325,7 +325,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                             dispatch,
                             presence: words_tx,
                             online: online.clone(),
-                            connected: health.broker_flag(),
+                            connected: health.broker_link(),
                         },
                         out_rx,
                         cancel.clone(),
@@ -411,6 +411,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let leading = {
         let diagnostics = diagnostics.clone();
         let metrics = metrics.clone();
+        let health = health.clone();
         let (cfg, service, store, changes, commands, deployments, config, tracker2) = (
             cfg.clone(),
             service.clone(),
@@ -427,6 +428,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 store.clone(),
                 alarm_settings,
                 changes.clone(),
+                health.clone(),
                 work.clone(),
             ));
             tracker2.spawn(commands.clone().maintain(work.clone()));

@@ -31,11 +31,23 @@ pub struct AlarmSettings {
     pub utc_offset_minutes: i32,
 }
 
-/// Runs [`sweep_once`] every second until cancelled.
+/// Since when this replica hears the devices: heartbeats it could not have heard are no
+/// evidence that a device stopped sending them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hearing {
+    /// The external broker link is down: no heartbeat is judged missing.
+    Deaf,
+    /// Listening since this time (ms): a heartbeat counts as missing only from then.
+    Since(i64),
+}
+
+/// Runs [`sweep_once`] every second until cancelled; `health` says whether the external
+/// broker (if any) is connected.
 pub async fn sweep(
     store: Store,
     settings: AlarmSettings,
     changes: Changes,
+    health: crate::health::Health,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -44,7 +56,11 @@ pub async fn sweep(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        match sweep_once(&store, settings, crate::clock::now_ms()).await {
+        let now = crate::clock::now_ms();
+        // A lost link to the external broker made every device look hung: their heartbeats
+        // stopped arriving because this replica stopped listening.
+        let hearing = health.hearing_since().map_or(Hearing::Deaf, Hearing::Since);
+        match sweep_once(&store, settings, now, hearing).await {
             Ok(true) => changes.send(Change::Alarms),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "alarm sweep failed; retrying in a second"),
@@ -53,7 +69,12 @@ pub async fn sweep(
 }
 
 /// One pass; `true` when it changed any alarm.
-pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<bool, StoreError> {
+pub async fn sweep_once(
+    store: &Store,
+    s: AlarmSettings,
+    now: i64,
+    hearing: Hearing,
+) -> Result<bool, StoreError> {
     let grace = s.offline_grace.as_millis() as i64;
     let mut changed = false;
     for (device, reason) in store.offline_past_grace(now, grace).await? {
@@ -71,7 +92,11 @@ pub async fn sweep_once(store: &Store, s: AlarmSettings, now: i64) -> Result<boo
             .await?;
         changed = true;
     }
-    for (device, last_sign) in store.heartbeat_lost(now, grace).await? {
+    let lost = match hearing {
+        Hearing::Deaf => Vec::new(),
+        Hearing::Since(since) => store.heartbeat_lost(now, grace, since).await?,
+    };
+    for (device, last_sign) in lost {
         let evidence = protocol::evidence::say(
             Code::HeartbeatLost,
             &[&((now - last_sign) / 1000).to_string()],

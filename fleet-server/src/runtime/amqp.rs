@@ -12,7 +12,6 @@
 //! `amq.topic` with the device's routing key; the MQTT plugin delivers them to the device.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -174,7 +173,7 @@ pub(crate) struct Links {
     pub presence: mpsc::Sender<(DeviceId, Presence)>,
     pub online: Online,
     /// Whether a node is connected now (`/healthz`).
-    pub connected: Arc<AtomicBool>,
+    pub connected: Arc<crate::health::BrokerLink>,
 }
 
 /// One connection's life: declare, consume every partition and the presence words, publish
@@ -252,7 +251,7 @@ async fn session(
     }
     drop(deliveries_tx);
     let publish = conn.create_channel().await?;
-    connected.store(true, Ordering::Relaxed);
+    connected.up();
     tracing::info!(
         partitions = cluster.partitions,
         "consuming from the RabbitMQ cluster"
@@ -353,7 +352,7 @@ pub(crate) async fn run(
             Ok(conn) => {
                 backoff = Duration::from_millis(100);
                 let ended = session(&conn, &cluster, &links, &mut outgoing, &cancel).await;
-                links.connected.store(false, Ordering::Relaxed);
+                links.connected.down();
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
                     conn.close(200, s("replica stopping")),

@@ -151,10 +151,9 @@ pub(crate) async fn run(
     group: String,
     dispatch: Dispatch,
     presence: mpsc::Sender<(DeviceId, Presence)>,
-    connected: Arc<std::sync::atomic::AtomicBool>,
+    connected: Arc<crate::health::BrokerLink>,
     cancel: CancellationToken,
 ) {
-    use std::sync::atomic::Ordering;
     let mut backoff = Duration::from_millis(100);
     loop {
         let event = tokio::select! {
@@ -173,7 +172,7 @@ pub(crate) async fn run(
                         tracing::error!(%filter, error = %e, "subscribing failed");
                     }
                 }
-                connected.store(true, Ordering::Relaxed);
+                connected.up();
                 tracing::info!(%group, "connected to the external broker");
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -213,7 +212,7 @@ pub(crate) async fn run(
             }
             Ok(_) => {}
             Err(e) => {
-                connected.store(false, Ordering::Relaxed);
+                connected.down();
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                     "external broker connection lost; agents keep their events meanwhile");
                 tokio::select! {

@@ -258,11 +258,15 @@ impl Store {
         &self,
         now: i64,
         grace_ms: i64,
+        hearing_since: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
+        // Silence counts from the last sign or from when this replica began to hear,
+        // whichever is later.
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT d.device_id, {LAST_SIGN} AS last_sign FROM devices d
              WHERE d.online = 1 AND d.heartbeat_at IS NOT NULL
-               AND {LAST_SIGN} + $3 * d.heartbeat_secs * 1000 + $1 <= $2
+               AND (CASE WHEN {LAST_SIGN} > $4 THEN {LAST_SIGN} ELSE $4 END)
+                   + $3 * d.heartbeat_secs * 1000 + $1 <= $2
                AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.device_id
                                AND a.kind = 'device_offline' AND a.state <> 'cleared')
              ORDER BY d.device_id LIMIT 10000"
@@ -270,6 +274,7 @@ impl Store {
         .bind(grace_ms)
         .bind(now)
         .bind(super::HEARTBEAT_MISSES)
+        .bind(hearing_since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -162,7 +162,7 @@ pub(crate) async fn operators_acknowledge_and_clear_with_history(store: Store) {
 }
 
 pub(crate) async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(store: Store) {
-    use fleet_server::runtime::alarms::sweep_once;
+    use fleet_server::runtime::alarms::{Hearing, sweep_once};
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
     store
@@ -178,14 +178,14 @@ pub(crate) async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(sto
         .await
         .expect("off");
     // Inside the grace nothing is raised (a flap).
-    sweep_once(&store, settings, NOW + 1_500)
+    sweep_once(&store, settings, NOW + 1_500, Hearing::Since(0))
         .await
         .expect("sweep");
     assert_eq!(store.alarms(&open_filter()).await.expect("open").len(), 1);
-    sweep_once(&store, settings, NOW + 3_000)
+    sweep_once(&store, settings, NOW + 3_000, Hearing::Since(0))
         .await
         .expect("sweep");
-    sweep_once(&store, settings, NOW + 4_000)
+    sweep_once(&store, settings, NOW + 4_000, Hearing::Since(0))
         .await
         .expect("sweep again");
     let open = store.alarms(&open_filter()).await.expect("open");
@@ -213,7 +213,7 @@ pub(crate) async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(sto
         .presence(&d, 2, true, "connected", NOW + 5_000)
         .await
         .expect("on");
-    sweep_once(&store, settings, NOW + 5_500)
+    sweep_once(&store, settings, NOW + 5_500, Hearing::Since(0))
         .await
         .expect("sweep");
     let open = store.alarms(&open_filter()).await.expect("open");
@@ -221,8 +221,10 @@ pub(crate) async fn offline_devices_raise_one_alarm_and_suppress_their_boxes(sto
     assert!(!open[0].suppressed);
     // Nobody acknowledged it for 15 minutes: it escalates, once.
     let later = NOW + 16 * 60_000;
-    sweep_once(&store, settings, later).await.expect("sweep");
-    sweep_once(&store, settings, later + 1_000)
+    sweep_once(&store, settings, later, Hearing::Since(0))
+        .await
+        .expect("sweep");
+    sweep_once(&store, settings, later + 1_000, Hearing::Since(0))
         .await
         .expect("sweep");
     let a = store
@@ -268,7 +270,7 @@ fn heartbeat(at: i64) -> IngestBatch {
 }
 
 pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
-    use fleet_server::runtime::alarms::sweep_once;
+    use fleet_server::runtime::alarms::{Hearing, sweep_once};
     let d = DeviceId::parse("cab-f").expect("id");
     let settings = settings(1, 10);
     store
@@ -281,14 +283,14 @@ pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_ba
     assert_eq!(dev.device.layers.lock_bus, "unreachable");
     assert_eq!(dev.device.outbox_pending, Some(3));
     // Two intervals (4 s) plus the grace (1 s) after the last heartbeat: not yet, then yes.
-    sweep_once(&store, settings, NOW + 5_000)
+    sweep_once(&store, settings, NOW + 5_000, Hearing::Since(0))
         .await
         .expect("sweep");
     assert!(store.alarms(&open_filter()).await.expect("open").is_empty());
-    sweep_once(&store, settings, NOW + 5_200)
+    sweep_once(&store, settings, NOW + 5_200, Hearing::Since(0))
         .await
         .expect("sweep");
-    sweep_once(&store, settings, NOW + 6_000)
+    sweep_once(&store, settings, NOW + 6_000, Hearing::Since(0))
         .await
         .expect("sweep again");
     let open = store.alarms(&open_filter()).await.expect("open");
@@ -303,7 +305,7 @@ pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_ba
     );
     // It beats again: the alarm clears; both transitions are in the presence log.
     store.ingest(&heartbeat(NOW + 7_000)).await.expect("beat");
-    sweep_once(&store, settings, NOW + 7_100)
+    sweep_once(&store, settings, NOW + 7_100, Hearing::Since(0))
         .await
         .expect("sweep");
     assert!(store.alarms(&open_filter()).await.expect("open").is_empty());
@@ -315,8 +317,40 @@ pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_ba
     );
 }
 
+/// A replica that lost its link to the broker did not hear heartbeats: silence while deaf
+/// is no evidence, and after the link returns it counts only from then.
+pub(crate) async fn heartbeats_a_deaf_replica_missed_are_not_held_against_a_device(store: Store) {
+    use fleet_server::runtime::alarms::{Hearing, sweep_once};
+    let d = DeviceId::parse("cab-f").expect("id");
+    let settings = settings(1, 10);
+    store
+        .presence(&d, 1, true, "connected", NOW)
+        .await
+        .expect("on");
+    store.ingest(&heartbeat(NOW + 100)).await.expect("beat");
+    // Deaf from before the heartbeats went missing until well past two intervals and the
+    // grace (5.1 s): nothing raised.
+    sweep_once(&store, settings, NOW + 9_000, Hearing::Deaf)
+        .await
+        .expect("sweep");
+    assert!(store.alarms(&open_filter()).await.expect("open").is_empty());
+    // Hearing again since NOW + 9 s: not before two intervals and the grace from then...
+    let heard = Hearing::Since(NOW + 9_000);
+    sweep_once(&store, settings, NOW + 13_900, heard)
+        .await
+        .expect("sweep");
+    assert!(store.alarms(&open_filter()).await.expect("open").is_empty());
+    // ...and then, still silent, it is offline.
+    sweep_once(&store, settings, NOW + 14_100, heard)
+        .await
+        .expect("sweep");
+    let open = store.alarms(&open_filter()).await.expect("open");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind.as_str(), "device_offline");
+}
+
 pub(crate) async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(store: Store) {
-    use fleet_server::runtime::alarms::sweep_once;
+    use fleet_server::runtime::alarms::{Hearing, sweep_once};
     use fleet_server::store::StaffRow;
     // Device cab-f stands in site "hall"; its alarms concern the hall's staff only.
     super::flows::hall(&store, "cab-f").await;
@@ -354,10 +388,10 @@ pub(crate) async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(stor
         .ingest(&fault(4, 4, FaultKind::DoorLeftOpen, true))
         .await
         .expect("ingest");
-    sweep_once(&store, settings, NOW + 10_000)
+    sweep_once(&store, settings, NOW + 10_000, Hearing::Since(0))
         .await
         .expect("sweep");
-    sweep_once(&store, settings, NOW + 11_000)
+    sweep_once(&store, settings, NOW + 11_000, Hearing::Since(0))
         .await
         .expect("sweep again");
     let sms: Vec<_> = store
@@ -400,7 +434,9 @@ pub(crate) async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(stor
     // Nobody acknowledged them: escalations are told too, within the same limit (already
     // reached this hour), and the minor alarm now gets its turn an hour later.
     let later = NOW + 2 * 3_600_000;
-    sweep_once(&store, settings, later).await.expect("sweep");
+    sweep_once(&store, settings, later, Hearing::Since(0))
+        .await
+        .expect("sweep");
     let escalated: Vec<_> = store
         .alarms(&open_filter())
         .await
@@ -427,6 +463,7 @@ pub(crate) async fn on_duty_staff_hear_of_alarms_within_the_site_rate_limit(stor
 on_both!(
     on_duty_staff_hear_of_alarms_within_the_site_rate_limit,
     a_hung_agent_behind_a_live_session_goes_offline_and_comes_back,
+    heartbeats_a_deaf_replica_missed_are_not_held_against_a_device,
     a_flapping_door_is_one_alarm,
     offline_devices_raise_one_alarm_and_suppress_their_boxes,
     operators_acknowledge_and_clear_with_history,
