@@ -10,6 +10,7 @@ pub(crate) mod day;
 pub mod demo;
 pub(crate) mod fleet;
 pub mod footprint_bench;
+pub mod handshake_bench;
 pub mod heartbeat_bench;
 pub(crate) mod history;
 pub mod history_bench;

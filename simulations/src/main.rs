@@ -58,6 +58,8 @@ enum Bench {
     Retention(simulations::retention_bench::RetentionOptions),
     /// The planner on generated cities of thousands of points against a proven bound.
     Planner(simulations::planner_bench::PlannerOptions),
+    /// One TLS handshake's server CPU, full against resumed, with the front's settings.
+    Handshakes(simulations::handshake_bench::HandshakeOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +86,7 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Bench(Bench::Retention(o)) => simulations::retention_bench::retention(o).await,
         Cmd::Bench(Bench::Open(o)) => simulations::bench::open(o).await,
         Cmd::Bench(Bench::Planner(o)) => simulations::planner_bench::planner(o),
+        Cmd::Bench(Bench::Handshakes(o)) => simulations::handshake_bench::handshakes(o),
         Cmd::Bench(Bench::Codes(o)) => simulations::bench::codes(o).await,
         Cmd::Bench(Bench::Console(o)) => simulations::console_bench::console(o),
         Cmd::Bench(Bench::Scale(o)) => simulations::scale_bench::scale(o).await,
