@@ -55,40 +55,40 @@ pub fn render(plan: &Plan, lang: Lang) -> String {
             uses = p.uses_per_case.to_string()
         )
     );
-    // (header id, width, right-aligned)
-    const COLUMNS: [(&str, usize, bool); 10] = [
-        ("planner-col-rank", 4, false),
-        ("planner-col-candidate", 20, false),
-        ("planner-col-lat", 10, true),
-        ("planner-col-lon", 11, true),
-        ("planner-col-enterprises", 11, true),
-        ("planner-col-cases", 11, true),
-        ("planner-col-sizes", 9, true),
-        ("planner-col-boxes", 5, true),
-        ("planner-col-usage", 6, true),
-        ("planner-col-overflow", 8, true),
+    // Each column's width in terminal cells and whether it is right-aligned.
+    const COLUMNS: [(usize, bool); 10] = [
+        (4, false),
+        (20, false),
+        (10, true),
+        (11, true),
+        (11, true),
+        (11, true),
+        (9, true),
+        (5, true),
+        (6, true),
+        (8, true),
     ];
-    let header = |id: &str| match id {
-        "planner-col-rank" => t!(lang, "planner-col-rank"),
-        "planner-col-candidate" => t!(lang, "planner-col-candidate"),
-        "planner-col-lat" => t!(lang, "planner-col-lat"),
-        "planner-col-lon" => t!(lang, "planner-col-lon"),
-        "planner-col-enterprises" => t!(lang, "planner-col-enterprises"),
-        "planner-col-cases" => t!(lang, "planner-col-cases"),
-        "planner-col-sizes" => t!(lang, "planner-col-sizes"),
-        "planner-col-boxes" => t!(lang, "planner-col-boxes"),
-        "planner-col-usage" => t!(lang, "planner-col-usage"),
-        _ => t!(lang, "planner-col-overflow"),
-    };
     let row = |values: [String; 10]| -> String {
         COLUMNS
             .iter()
             .zip(values)
-            .map(|(&(_, width, right), v)| cell(&v, width, right))
+            .map(|(&(width, right), v)| cell(&v, width, right))
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let _ = writeln!(out, "{}", row(COLUMNS.map(|(id, _, _)| header(id))));
+    let header = [
+        t!(lang, "planner-col-rank"),
+        t!(lang, "planner-col-candidate"),
+        t!(lang, "planner-col-lat"),
+        t!(lang, "planner-col-lon"),
+        t!(lang, "planner-col-enterprises"),
+        t!(lang, "planner-col-cases"),
+        t!(lang, "planner-col-sizes"),
+        t!(lang, "planner-col-boxes"),
+        t!(lang, "planner-col-usage"),
+        t!(lang, "planner-col-overflow"),
+    ];
+    let _ = writeln!(out, "{}", row(header));
     for r in &plan.recommendations {
         let name = if r.name.is_empty() {
             &r.candidate_id
@@ -207,19 +207,30 @@ pub fn render(plan: &Plan, lang: Lang) -> String {
     let (more, scattered): (Vec<_>, Vec<_>) = plan.clusters[shown..]
         .iter()
         .partition(|c| c.source != ClusterSource::Scattered);
-    for (id, group) in [("more", more), ("scattered", scattered)] {
-        if group.is_empty() {
-            continue;
-        }
-        let (n, e) = (
+    let sum = |group: &[&domain::planner::ClusterCoverage]| {
+        (
             group.len().to_string(),
             group.iter().map(|c| c.enterprises).sum::<u64>().to_string(),
+        )
+    };
+    if !more.is_empty() {
+        let (count, enterprises) = sum(&more);
+        let line = t!(
+            lang,
+            "planner-more-clusters",
+            count = count,
+            enterprises = enterprises
         );
-        let line = if id == "more" {
-            t!(lang, "planner-more-clusters", count = n, enterprises = e)
-        } else {
-            t!(lang, "planner-scattered", count = n, enterprises = e)
-        };
+        let _ = writeln!(out, "  {line}");
+    }
+    if !scattered.is_empty() {
+        let (count, enterprises) = sum(&scattered);
+        let line = t!(
+            lang,
+            "planner-scattered",
+            count = count,
+            enterprises = enterprises
+        );
         let _ = writeln!(out, "  {line}");
     }
     out

@@ -188,8 +188,8 @@ pub fn planner(o: PlannerOptions) -> anyhow::Result<()> {
                 .collect();
             let weights: Vec<f64> = demand.iter().map(|d| f64::from(d.enterprises)).collect();
             let pre = vec![false; n];
+            let places: Vec<(f64, f64)> = demand.iter().map(|d| (d.lat, d.lon)).collect();
             for &radius in &o.radius {
-                let places: Vec<(f64, f64)> = demand.iter().map(|d| (d.lat, d.lon)).collect();
                 let sets = planner::within(&places, &places, radius);
                 for &k in &o.sites {
                     if let Some(dir) = &o.lp {

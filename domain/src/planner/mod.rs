@@ -363,19 +363,15 @@ fn clusters(demand: &[DemandPoint], radius_m: f64) -> Vec<(ClusterSource, Vec<us
         .iter()
         .map(|n| n.iter().map(|&b| weight(b)).sum())
         .collect();
-    // Denser first; ties to the lower index, so every point has one way up.
-    let above = |a: usize, b: usize| {
-        (density[a], std::cmp::Reverse(a)) > (density[b], std::cmp::Reverse(b))
-    };
+    // Each point's parent is the densest point within reach, itself included (a peak is its
+    // own parent); ties go to the lower index, so every point has one way up.
+    let rank = |a: usize| (density[a], std::cmp::Reverse(a));
     let parent: Vec<usize> = (0..points.len())
         .map(|a| {
             near[a]
                 .iter()
                 .copied()
-                .filter(|&b| above(b, a))
-                .max_by(|&x, &y| {
-                    (density[x], std::cmp::Reverse(x)).cmp(&(density[y], std::cmp::Reverse(y)))
-                })
+                .max_by_key(|&b| rank(b))
                 .unwrap_or(a)
         })
         .collect();
