@@ -439,6 +439,9 @@ pub async fn start<D: LockDriver, K: Keypad>(
             addrs,
             tls,
             options: Box::new(options),
+            // As long as the broker waits for a ping: a node that takes publishes for a
+            // whole keep-alive and acknowledges none is no better than a silent one.
+            stall_after: Duration::from_secs(ctx.cfg.keep_alive_secs),
         },
         net_tx,
         tls_rx,

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use protocol::DeviceId;
 use rumqttc::{Event, EventLoop, Packet, Transport};
 use tokio::sync::mpsc;
@@ -34,6 +36,52 @@ pub(crate) struct Nodes {
     pub(crate) addrs: Vec<(String, u16)>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) options: MakeOptions,
+    /// How long a node may hold publishes without acknowledging any before it is left for
+    /// the next (with one node there is nowhere better to go: the agent waits).
+    pub(crate) stall_after: Duration,
+}
+
+/// Whether the connected node still acknowledges what it is sent. A node can answer pings
+/// and take publishes while passing none of them on: RabbitMQ 3.10 does when a cabinet
+/// reconnects to it moments after the node leading the partitions' queues died, its new
+/// session routing to the dead leader until that node returns (rabbitmq-server#9208, seen
+/// here as heartbeats unheard for minutes). The broker's PUBACK waits for the queues'
+/// confirm there, so publishes outstanding with no acknowledgement for a while are the sign;
+/// a slow node that acknowledges some is making progress and is kept.
+#[derive(Debug)]
+pub(crate) struct AckWatch {
+    stall_after: Duration,
+    /// Since when publishes have been outstanding with no acknowledgement.
+    waiting_since: Option<Instant>,
+}
+
+impl AckWatch {
+    pub(crate) fn new(stall_after: Duration) -> AckWatch {
+        AckWatch {
+            stall_after,
+            waiting_since: None,
+        }
+    }
+
+    /// After each event: how many publishes are outstanding and whether one was just
+    /// acknowledged.
+    pub(crate) fn observe(&mut self, outstanding: u16, acked: bool, now: Instant) {
+        if outstanding == 0 {
+            self.waiting_since = None;
+        } else if acked || self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    /// A new connection: nothing is judged from the last one.
+    pub(crate) fn reset(&mut self) {
+        self.waiting_since = None;
+    }
+
+    /// When the node is judged stalled if nothing is acknowledged before.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|s| s + self.stall_after)
+    }
 }
 
 /// Which of `nodes` broker addresses a device tries first: a stable hash of its id (FNV-1a),
@@ -69,7 +117,11 @@ pub(crate) async fn drive(
     let mut backoff = Backoff::new(max_backoff);
     let mut failures = 0u32;
     let mut node = 0usize;
+    let mut acks = AckWatch::new(nodes.stall_after);
     loop {
+        // Only with somewhere else to go: alone, a node that is slow to acknowledge (its
+        // server's ingest behind) is waited for rather than reconnected to again and again.
+        let stall = acks.deadline().filter(|_| nodes.addrs.len() > 1);
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
             Some(tls) = new_tls.recv() => {
@@ -79,13 +131,33 @@ pub(crate) async fn drive(
                     rumqttc::TlsConfiguration::Rustls(tls),
                 ));
                 eventloop.clean();
+                acks.reset();
                 let _ = tx.send(Net::Disconnected).await;
+                continue;
+            }
+            _ = tokio::time::sleep_until(stall.unwrap_or_else(Instant::now)), if stall.is_some() => {
+                let (host, port) = &nodes.addrs[node];
+                tracing::warn!(device = %id, %host, port, outstanding = eventloop.state.inflight(),
+                    waited_s = nodes.stall_after.as_secs(),
+                    "the broker node acknowledges none of the messages sent to it; moving to the next node");
+                // What it held goes again to the next node: the outbox and the server's
+                // receipts make a repeat harmless.
+                eventloop.clean();
+                acks.reset();
+                let _ = tx.send(Net::Disconnected).await;
+                node = (node + 1) % nodes.addrs.len();
+                eventloop.mqtt_options = (nodes.options)(&nodes.addrs[node], nodes.tls.clone());
                 continue;
             }
             e = eventloop.poll() => e,
         };
+        if let Ok(e) = &event {
+            let acked = matches!(e, Event::Incoming(Packet::PubAck(_)));
+            acks.observe(eventloop.state.inflight(), acked, Instant::now());
+        }
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                acks.reset();
                 if ack.code == rumqttc::ConnectReturnCode::Success {
                     backoff.reset();
                     failures = 0;
@@ -99,6 +171,7 @@ pub(crate) async fn drive(
             }
             Ok(_) => {}
             Err(e) => {
+                acks.reset();
                 let _ = tx.send(Net::Disconnected).await;
                 failures += 1;
                 let wait = backoff.next_wait();
@@ -125,7 +198,163 @@ pub(crate) async fn drive(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::BytesMut;
+    use rumqttc::{AsyncClient, ConnAck, ConnectReturnCode, MqttOptions, PubAck, QoS};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// A broker node for the tests (plain TCP): answers connections, pings and subscriptions;
+    /// publishes are acknowledged, and their topics told to `heard`, only when `acks`.
+    async fn node(acks: bool, heard: mpsc::UnboundedSender<String>) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let sessions = Arc::new(AtomicUsize::new(0));
+        let count = sessions.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let heard = heard.clone();
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    loop {
+                        let packet = match Packet::read(&mut buf, 1 << 20) {
+                            Ok(p) => p,
+                            Err(rumqttc::Error::InsufficientBytes(_)) => {
+                                if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                continue;
+                            }
+                            Err(_) => return,
+                        };
+                        let reply = match packet {
+                            Packet::Connect(_) => Some(Packet::ConnAck(ConnAck::new(
+                                ConnectReturnCode::Success,
+                                false,
+                            ))),
+                            Packet::PingReq => Some(Packet::PingResp),
+                            Packet::Publish(p) if acks => {
+                                let _ = heard.send(p.topic);
+                                Some(Packet::PubAck(PubAck::new(p.pkid)))
+                            }
+                            _ => None,
+                        };
+                        if let Some(reply) = reply {
+                            let mut out = BytesMut::new();
+                            reply.write(&mut out, 1 << 20).expect("encode");
+                            if sock.write_all(&out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, sessions)
+    }
+
+    /// Drives a client over `ports` (plain TCP) that publishes at QoS 1 every 100 ms.
+    fn client(ports: &[u16], stall_after: Duration, cancel: &CancellationToken) {
+        let options = |(host, port): &(String, u16), _: Arc<rustls::ClientConfig>| {
+            let mut o = MqttOptions::new("cab-1", host.clone(), *port);
+            o.set_keep_alive(Duration::from_secs(5));
+            o
+        };
+        let addrs: Vec<(String, u16)> = ports.iter().map(|p| ("127.0.0.1".into(), *p)).collect();
+        let (client, eventloop) = AsyncClient::new(options(&addrs[0], tls()), 16);
+        let (net_tx, mut net_rx) = mpsc::channel(64);
+        let (_tls_tx, tls_rx) = mpsc::channel(1);
+        let nodes = Nodes {
+            addrs,
+            tls: tls(),
+            options: Box::new(options),
+            stall_after,
+        };
+        let id = DeviceId::parse("cab-1").expect("id");
+        tokio::spawn(drive(
+            eventloop,
+            nodes,
+            net_tx,
+            tls_rx,
+            cancel.clone(),
+            Duration::from_millis(50),
+            id,
+        ));
+        tokio::spawn(async move { while net_rx.recv().await.is_some() {} });
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            while !cancel.is_cancelled() {
+                let _ = client.try_publish("devices/cab-1/health", QoS::AtLeastOnce, false, "{}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    fn tls() -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_node_that_takes_publishes_and_acknowledges_none_is_left_for_the_next() {
+        let (heard_tx, mut heard) = mpsc::unbounded_channel();
+        let (silent, silent_sessions) = node(false, heard_tx.clone()).await;
+        let (good, _) = node(true, heard_tx).await;
+        let cancel = CancellationToken::new();
+        client(&[silent, good], Duration::from_millis(500), &cancel);
+        let topic = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("the publishes reached the acknowledging node")
+            .expect("a topic");
+        assert_eq!(topic, "devices/cab-1/health");
+        assert_eq!(silent_sessions.load(Ordering::SeqCst), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_lone_node_slow_to_acknowledge_is_waited_for_not_reconnected_to() {
+        let (heard_tx, _heard) = mpsc::unbounded_channel();
+        let (silent, sessions) = node(false, heard_tx).await;
+        let cancel = CancellationToken::new();
+        client(&[silent], Duration::from_millis(200), &cancel);
+        // Many times the stall: a node to move to would have been tried by now.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(sessions.load(Ordering::SeqCst), 1);
+        cancel.cancel();
+    }
+
+    #[test]
+    fn the_watch_judges_time_without_an_acknowledgement_not_time_with_publishes_outstanding() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut w = AckWatch::new(Duration::from_secs(10));
+        assert_eq!(w.deadline(), None);
+        w.observe(1, false, t0);
+        assert_eq!(w.deadline(), Some(t0 + 10 * s));
+        // More sent without an answer: still judged from the first.
+        w.observe(3, false, t0 + 4 * s);
+        assert_eq!(w.deadline(), Some(t0 + 10 * s));
+        // One acknowledged, others outstanding: progress, judged afresh.
+        w.observe(2, true, t0 + 6 * s);
+        assert_eq!(w.deadline(), Some(t0 + 16 * s));
+        // All acknowledged: nothing to judge.
+        w.observe(0, true, t0 + 7 * s);
+        assert_eq!(w.deadline(), None);
+        w.observe(1, false, t0 + 8 * s);
+        w.reset();
+        assert_eq!(w.deadline(), None);
+    }
 
     #[test]
     fn a_fleet_spreads_over_the_nodes_and_each_cabinet_keeps_its_own() {

@@ -173,7 +173,8 @@ pub(crate) async fn watch<D: LockDriver>(ctx: Arc<Ctx<D>>, cancel: CancellationT
     }
 }
 
-/// Sends a heartbeat (QoS 0: the next one replaces a lost one).
+/// Sends a heartbeat, at QoS 1 though the next one replaces a lost one: its acknowledgement
+/// is what tells a broker node that stopped passing messages on (`net::AckWatch`).
 pub(crate) fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
     let now = ctx.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let hb = Heartbeat {
@@ -191,7 +192,7 @@ pub(crate) fn heartbeat<D>(ctx: &Ctx<D>, acked: u64) {
     let topic = protocol::topic::device_topic(&ctx.id, Channel::Health);
     if let Err(e) = ctx
         .client
-        .try_publish(topic, QoS::AtMostOnce, false, protocol::encode(&hb))
+        .try_publish(topic, QoS::AtLeastOnce, false, protocol::encode(&hb))
     {
         tracing::debug!(device = %ctx.id, error = %e, "heartbeat not sent");
     }

@@ -59,7 +59,7 @@ fn channel_use(c: Channel) -> Use {
         Channel::Health => (
             "Heartbeat",
             true,
-            0,
+            1,
             false,
             "The heartbeat: lock bus, power, outbox backlog, station peripherals, clock offset.",
         ),

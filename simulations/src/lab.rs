@@ -173,6 +173,20 @@ impl RabbitCluster {
         self.run("restart", Some(n))
     }
 
+    /// `rabbitmqctl ARGS` against node `n` (1-based): what it printed, for a test's diagnosis.
+    pub fn ctl(&self, n: usize, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.script)
+            .args(["ctl", &self.dir.display().to_string(), &n.to_string()])
+            .args(args)
+            .output()
+            .context("running deploy/cluster/rabbitmq.sh")?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
     /// Applies the certificates directory's revocation list after `fleet-certs revoke`.
     pub fn apply_crl(&self) -> anyhow::Result<()> {
         self.run("crl", None)

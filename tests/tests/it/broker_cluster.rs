@@ -371,9 +371,10 @@ async fn a_cabinet_stranded_by_a_dead_node_is_offline_after_the_grace_and_one_th
             // Room for the moving cabinet's reconnect (TLS, broker-auth, and RabbitMQ's
             // client-id registry electing a new leader when its leader was on the dead node)
             // on a machine busy with the whole suite: 2 s failed there once, 6 s once in a
-            // run from an empty cache (8 s), 15 s twice (its heartbeats unheard for 17 s
-            // after it had reconnected in 0.3 s; RabbitMQ 3.10 on 2 cores). The default is
-            // 60 s. The move is measured below and reported.
+            // run from an empty cache (8 s). A reconnect that lands moments after the death
+            // of the node leading the partitions can get a session routing to the dead
+            // leader (ADR 0024): the agent leaves such a node after a keep-alive (15 s)
+            // without acknowledgements, so the grace is twice that. The default is 60 s.
             "--offline-grace-secs",
             "30",
         ],
@@ -447,12 +448,43 @@ async fn a_cabinet_stranded_by_a_dead_node_is_offline_after_the_grace_and_one_th
         .filter(|a| a["device_id"] == "cab-moves")
         .collect();
     let log = std::fs::read_to_string(world.path("cab-moves.log")).expect("agent log");
+    for line in log.lines().filter(|l| l.contains("node")) {
+        eprintln!("cab-moves: {line}");
+    }
     if !moved.is_empty() {
         // What the replica heard of the failover, beside the agent's log below.
         eprintln!(
             "{}",
             std::fs::read_to_string(world.path("replica.log")).unwrap_or_default()
         );
+        // And what a surviving node holds of the partitions, their consumers and the
+        // cabinets' sessions (a stale queue leader shows as messages going nowhere).
+        for args in [
+            &[
+                "list_queues",
+                "name",
+                "leader",
+                "online",
+                "consumers",
+                "messages",
+            ][..],
+            &[
+                "list_consumers",
+                "queue_name",
+                "channel_pid",
+                "active",
+                "activity_status",
+            ],
+            &[
+                "list_mqtt_connections",
+                "client_id",
+                "conn_name",
+                "state",
+                "recv_cnt",
+            ],
+        ] {
+            eprintln!("{}", cluster.ctl(2, args).unwrap_or_else(|e| e.to_string()));
+        }
     }
     assert!(
         moved.is_empty(),
