@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use protocol::{Channel, DeviceId};
+use protocol::DeviceId;
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
 };
@@ -112,12 +112,20 @@ fn publish_wait(limiter: Option<&Limiter>) -> Option<Duration> {
         .map(|not_until| not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
 }
 
+/// A device through the handshake and its CONNECT, its session not started yet.
+struct Admitted {
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    device: DeviceId,
+    /// What was read after the CONNECT (it may come with more).
+    buf: BytesMut,
+    /// The CONNECT's keep-alive, in seconds (0: none).
+    keep_alive: u16,
+}
+
 /// The state of one accepted session.
 struct Session<'a> {
     device: &'a DeviceId,
     id: u64,
-    /// The topics a device may subscribe to, built once.
-    topics: [(Channel, String); Channel::DEVICE_DOWNLINK.len()],
 }
 
 impl Front {
@@ -156,7 +164,14 @@ impl Front {
         }
     }
 
-    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, handshakes: &Semaphore) {
+    /// The TLS handshake and the CONNECT, checked: the device's stream, or `None` once it was
+    /// refused (and counted) or went away.
+    async fn admit(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        handshakes: &Semaphore,
+    ) -> Option<Admitted> {
         let timeout = self.cfg.handshake_timeout;
         // Each connection runs in its own task and every wait before the session is bounded,
         // so an idle or slow client can hold only its own slot.
@@ -165,27 +180,25 @@ impl Front {
         // taken only once a client has said hello, so sockets that never speak hold none.
         let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = self.handshake_step(peer, tokio::time::timeout_at(deadline, hello).await);
-        let Some(start) = start else { return };
+        let start = start?;
         let Some(turn) = self.per_ip.enter(peer.ip(), self.cfg.max_handshakes_per_ip) else {
             inc(&self.stats.handshake_refused_per_ip);
             tracing::debug!(%peer, "too many handshakes in progress from this address; closed");
-            return;
+            return None;
         };
         let slot = match tokio::time::timeout_at(deadline, handshakes.acquire()).await {
             Ok(Ok(slot)) => slot,
             _ => {
                 inc(&self.stats.handshake_queue_timeout);
                 tracing::debug!(%peer, "no TLS handshake slot in time; closed");
-                return;
+                return None;
             }
         };
         let rest = start.into_stream(self.tls.get());
         let accepted = tokio::time::timeout_at(deadline, rest).await;
         drop(slot);
         drop(turn);
-        let Some(mut tls) = self.handshake_step(peer, accepted) else {
-            return;
-        };
+        let mut tls = self.handshake_step(peer, accepted)?;
         let device = match tls
             .get_ref()
             .1
@@ -197,12 +210,12 @@ impl Front {
             Some(Err(e)) => {
                 inc(&self.stats.identity_rejected);
                 tracing::warn!(%peer, error = %e, "client certificate names no valid device");
-                return;
+                return None;
             }
             None => {
                 inc(&self.stats.identity_rejected);
                 tracing::warn!(%peer, "no client certificate");
-                return;
+                return None;
             }
         };
         let max = self.cfg.max_packet_size;
@@ -212,14 +225,18 @@ impl Front {
             match tokio::time::timeout(timeout, read_packet(&mut tls, &mut buf, max)).await {
                 Ok(Ok(Some(Packet::Connect(c)))) => c,
                 Ok(Ok(Some(_))) => {
-                    return self.refuse(&device, peer, &"first packet was not CONNECT");
+                    self.refuse(&device, peer, &"first packet was not CONNECT");
+                    return None;
                 }
-                Ok(Ok(None)) => return,
-                Ok(Err(e)) => return self.refuse(&device, peer, &e),
+                Ok(Ok(None)) => return None,
+                Ok(Err(e)) => {
+                    self.refuse(&device, peer, &e);
+                    return None;
+                }
                 Err(_) => {
                     inc(&self.stats.handshake_timeout);
                     tracing::info!(%peer, %device, "no MQTT CONNECT in time");
-                    return;
+                    return None;
                 }
             };
         let refusal = if connect.client_id != device.as_str() {
@@ -249,8 +266,30 @@ impl Front {
                 let _ = tls.write_all(&out).await;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
             }
-            return;
+            return None;
         }
+        Some(Admitted {
+            tls,
+            device,
+            buf,
+            keep_alive: connect.keep_alive,
+        })
+    }
+
+    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, handshakes: &Semaphore) {
+        // The handshake's futures (rustls' acceptor, the CONNECT read, a refusal's write) are
+        // large and done with once the session starts. Boxed, they are freed then; inline,
+        // they sized every session's task for its whole life (4.9 KB where the session needs
+        // 2.5; `a_session_task_is_no_larger_than_its_session` keeps it so).
+        let Some(Admitted {
+            mut tls,
+            device,
+            buf,
+            keep_alive,
+        }) = Box::pin(self.admit(tcp, peer, handshakes)).await
+        else {
+            return;
+        };
 
         // The new session is reported before an older one of the same device is told to
         // end, so the device never looks offline for a moment while it reconnects.
@@ -273,7 +312,7 @@ impl Front {
         } else {
             inc(&self.stats.sessions);
             tracing::debug!(%device, %peer, session, "device connected");
-            let keep_alive = match connect.keep_alive {
+            let keep_alive = match keep_alive {
                 0 => None,
                 // MQTT 3.1.1 §3.1.2.10: one and a half keep-alive periods without a packet.
                 s => Some(Duration::from_millis(u64::from(s) * 1500)),
@@ -281,8 +320,6 @@ impl Front {
             let state = Session {
                 device: &device,
                 id: session,
-                topics: Channel::DEVICE_DOWNLINK
-                    .map(|c| (c, protocol::topic::device_topic(&device, c))),
             };
             self.session(&state, &mut tls, buf, down, keep_alive).await
         };
@@ -343,7 +380,7 @@ impl Front {
         s: &Session<'_>,
         io: &mut S,
         mut buf: BytesMut,
-        mut down: mpsc::Receiver<Down>,
+        mut down: crate::sessions::DownRx,
         keep_alive: Option<Duration>,
     ) -> DisconnectReason {
         let max = self.cfg.max_packet_size;
@@ -417,7 +454,7 @@ impl Front {
                     };
                     encode_down(s, first, &mut out);
                     // Whatever else is queued goes in the same write.
-                    while let Ok(more) = down.try_recv() {
+                    while let Some(more) = down.try_recv() {
                         encode_down(s, more, &mut out);
                     }
                 }
@@ -529,11 +566,10 @@ impl Front {
 
 /// A server message as a QoS 0 PUBLISH on the device's own topic.
 fn encode_down(s: &Session<'_>, d: Down, out: &mut BytesMut) {
-    let Some((_, topic)) = s.topics.iter().find(|(c, _)| *c == d.channel) else {
-        // `Downlink` only delivers subscribed channels, which are these.
-        return;
-    };
-    let publish = Publish::from_bytes(topic.as_str(), QoS::AtMostOnce, d.payload);
+    // Built per message, not kept per session: a cabinet gets a few a minute, and seven
+    // topic strings held by each of 10,000 sessions were half a kilobyte apiece.
+    let topic = protocol::topic::device_topic(s.device, d.channel);
+    let publish = Publish::from_bytes(topic, QoS::AtMostOnce, d.payload);
     if let Err(e) = Packet::Publish(publish).write(out, usize::MAX) {
         tracing::error!(device = %s.device, error = %e, "server message not encodable; dropped");
     }
@@ -612,6 +648,40 @@ mod tests {
             out.capacity(),
             small,
             "a small buffer is kept for the next write"
+        );
+    }
+
+    /// Every connected cabinet holds its task for as long as it is connected: the handshake's
+    /// futures must not size it (they did, 4.9 KB where the session needs 2.5).
+    #[test]
+    fn a_session_task_is_no_larger_than_its_session() {
+        use std::mem::size_of;
+        type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+        fn connection<F, Fut>(_: F) -> usize
+        where
+            F: FnOnce(&'static Front, TcpStream, SocketAddr, &'static Semaphore) -> Fut,
+        {
+            size_of::<Fut>()
+        }
+        fn session<F, Fut>(_: F) -> usize
+        where
+            F: FnOnce(
+                &'static Front,
+                &'static Session<'static>,
+                &'static mut Tls,
+                BytesMut,
+                crate::sessions::DownRx,
+                Option<Duration>,
+            ) -> Fut,
+        {
+            size_of::<Fut>()
+        }
+        let task = connection(Front::connection);
+        let needed = size_of::<Tls>() + session(Front::session::<Tls>);
+        // Room for the session's own few words and the presence reports around it.
+        assert!(
+            task <= needed + 768,
+            "a connection's task is {task} B, its session {needed} B"
         );
     }
 }
