@@ -427,9 +427,24 @@ impl Front {
                     held = Some((packet, tokio::time::Instant::now() + wait));
                     break;
                 }
-                match self.handle(s, packet, &mut out).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match self.handle(s, packet, &mut out) {
+                    Ok(Step::Answered) => {}
+                    Ok(Step::Forward(up, ack)) => {
+                        // Waits when the router is behind: the device's reads wait with it.
+                        if self.uplink.send(up).await.is_err() {
+                            return DisconnectReason::Shutdown;
+                        }
+                        // Answered once the message is in the router's queue, as any broker
+                        // does: "in RAM". Delivery is guaranteed end to end by receipts
+                        // (ADR 0004).
+                        if let Some(pkid) = ack
+                            && let Err(reason) =
+                                reply_into(Packet::PubAck(PubAck::new(pkid)), &mut out)
+                        {
+                            return reason;
+                        }
+                    }
+                    Ok(Step::Goodbye) => {
                         let _ = write_out(io, &mut out).await;
                         return DisconnectReason::ClientDisconnect;
                     }
@@ -478,13 +493,16 @@ impl Front {
         }
     }
 
-    /// One device packet. `Ok(false)` when the device said goodbye.
-    async fn handle(
+    /// One device packet, checked and answered into `out`; what it asks of the router is
+    /// returned, not awaited here: this runs without I/O, so the session's task does not keep
+    /// room for a packet's whole handling beside its send (680 B a session, where the send
+    /// alone needs a third of it).
+    fn handle(
         &self,
         s: &Session<'_>,
         packet: Packet,
         out: &mut BytesMut,
-    ) -> Result<bool, DisconnectReason> {
+    ) -> Result<Step, DisconnectReason> {
         let reply = match packet {
             Packet::Publish(p) => {
                 let channel = protocol::topic::check_device_publish(s.device, &p.topic)
@@ -498,19 +516,16 @@ impl Front {
                 } = p;
                 // A device's own presence is meant for an external broker; the front's session
                 // reports are exact, so here it is acknowledged and not passed on.
-                if channel != protocol::Channel::Presence {
+                let ack = (qos == QoS::AtLeastOnce).then_some(pkid);
+                if channel == protocol::Channel::Presence {
+                    ack.map(|pkid| Packet::PubAck(PubAck::new(pkid)))
+                } else {
                     let up = Up {
                         topic: Bytes::from(topic),
                         payload,
                     };
-                    // Waits when the router is behind: the device's reads wait with it.
-                    if self.uplink.send(up).await.is_err() {
-                        return Err(DisconnectReason::Shutdown);
-                    }
+                    return Ok(Step::Forward(up, ack));
                 }
-                // Answered once the message is in the router's queue, as any broker does:
-                // "in RAM". Delivery is guaranteed end to end by receipts (ADR 0004).
-                (qos == QoS::AtLeastOnce).then_some(Packet::PubAck(PubAck::new(pkid)))
             }
             Packet::Subscribe(sub) => {
                 let mut codes = Vec::with_capacity(sub.filters.len());
@@ -537,7 +552,7 @@ impl Front {
                 Some(Packet::UnsubAck(UnsubAck::new(u.pkid)))
             }
             Packet::PingReq => Some(Packet::PingResp),
-            Packet::Disconnect => return Ok(false),
+            Packet::Disconnect => return Ok(Step::Goodbye),
             // Nothing the front sends asks for these; harmless.
             Packet::PubAck(_) | Packet::PingResp => None,
             Packet::Connect(_) => {
@@ -557,14 +572,30 @@ impl Front {
             }
         };
         if let Some(r) = reply {
-            r.write(out, usize::MAX)
-                .map_err(|e| DisconnectReason::Io(format!("reply not encodable: {e}")))?;
+            reply_into(r, out)?;
         }
-        Ok(true)
+        Ok(Step::Answered)
     }
 }
 
 /// A server message as a QoS 0 PUBLISH on the device's own topic.
+/// What a device packet asks of its session after [`Front::handle`].
+enum Step {
+    /// Answered (or nothing to answer).
+    Answered,
+    /// A message for the router, then its PUBACK if it had a packet id.
+    Forward(Up, Option<u16>),
+    /// The device said goodbye.
+    Goodbye,
+}
+
+fn reply_into(reply: Packet, out: &mut BytesMut) -> Result<(), DisconnectReason> {
+    reply
+        .write(out, usize::MAX)
+        .map(drop)
+        .map_err(|e| DisconnectReason::Io(format!("reply not encodable: {e}")))
+}
+
 fn encode_down(s: &Session<'_>, d: Down, out: &mut BytesMut) {
     // Built per message, not kept per session: a cabinet gets a few a minute, and seven
     // topic strings held by each of 10,000 sessions were half a kilobyte apiece.
