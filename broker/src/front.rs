@@ -578,7 +578,6 @@ impl Front {
     }
 }
 
-/// A server message as a QoS 0 PUBLISH on the device's own topic.
 /// What a device packet asks of its session after [`Front::handle`].
 enum Step {
     /// Answered (or nothing to answer).
@@ -596,6 +595,7 @@ fn reply_into(reply: Packet, out: &mut BytesMut) -> Result<(), DisconnectReason>
         .map_err(|e| DisconnectReason::Io(format!("reply not encodable: {e}")))
 }
 
+/// A server message as a QoS 0 PUBLISH on the device's own topic.
 fn encode_down(s: &Session<'_>, d: Down, out: &mut BytesMut) {
     // Built per message, not kept per session: a cabinet gets a few a minute, and seven
     // topic strings held by each of 10,000 sessions were half a kilobyte apiece.

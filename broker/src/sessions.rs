@@ -42,6 +42,17 @@ struct QueueState {
     closed: bool,
 }
 
+impl QueueState {
+    fn pop(&mut self) -> Option<Down> {
+        let item = self.items.pop_front();
+        // A burst's room is given back once it is read.
+        if self.items.is_empty() && self.items.capacity() > 8 {
+            self.items = VecDeque::new();
+        }
+        item
+    }
+}
+
 /// Why a message was not queued.
 enum Refused {
     Full,
@@ -81,26 +92,24 @@ pub(crate) struct DownRx(Arc<Queue>);
 
 impl DownRx {
     pub(crate) fn try_recv(&mut self) -> Option<Down> {
-        let mut st = self.0.lock();
-        let item = st.items.pop_front();
-        // A burst's room is given back once it is read.
-        if st.items.is_empty() && st.items.capacity() > 8 {
-            st.items = VecDeque::new();
-        }
-        item
+        self.0.lock().pop()
     }
 
     /// The next message; `None` once the queue is closed and read. Cancel-safe: a message
     /// stays queued until it is returned.
     pub(crate) async fn recv(&mut self) -> Option<Down> {
         loop {
-            if let Some(d) = self.try_recv() {
-                return Some(d);
+            {
+                // One look under one lock: a message queued just before the close is read.
+                let mut st = self.0.lock();
+                if let Some(d) = st.pop() {
+                    return Some(d);
+                }
+                if st.closed {
+                    return None;
+                }
             }
-            if self.0.lock().closed {
-                return None;
-            }
-            // One reader: a push after the checks above leaves a permit this wait takes.
+            // One reader: a push after the look above leaves a permit this wait takes.
             self.0.ready.notified().await;
         }
     }
@@ -364,6 +373,39 @@ mod tests {
         assert_eq!(&new.recv().await.expect("message").payload[..], b"v2");
         d.sessions.close(&cab, 2);
         assert_eq!(d.deliver(&cab, Channel::Codes, "x"), Delivery::Offline);
+    }
+
+    #[tokio::test]
+    async fn what_was_queued_is_read_after_the_close_then_none() {
+        let d = downlink();
+        let cab = dev("cab-1");
+        let mut old = d.sessions.open(&cab, 1);
+        d.sessions.subscribe(&cab, 1, Channel::Receipts, true);
+        for p in ["r1", "r2"] {
+            assert_eq!(d.deliver(&cab, Channel::Receipts, p), Delivery::Queued);
+        }
+        // Taken over: closed, but what it held still goes out first.
+        let _new = d.sessions.open(&cab, 2);
+        assert_eq!(&old.recv().await.expect("r1").payload[..], b"r1");
+        assert_eq!(&old.try_recv().expect("r2").payload[..], b"r2");
+        assert!(old.recv().await.is_none());
+        // A waiting reader is woken by the close.
+        let mut rx = d.sessions.open(&cab, 3);
+        let waiting = tokio::spawn(async move { rx.recv().await.is_none() });
+        tokio::task::yield_now().await;
+        d.sessions.close(&cab, 3);
+        assert!(waiting.await.expect("reader"), "closed and empty: None");
+    }
+
+    #[test]
+    fn a_session_gone_refuses_what_is_sent_to_it() {
+        let d = downlink();
+        let cab = dev("cab-1");
+        let rx = d.sessions.open(&cab, 1);
+        d.sessions.subscribe(&cab, 1, Channel::Receipts, true);
+        // The connection's task ended before its entry was removed.
+        drop(rx);
+        assert_eq!(d.deliver(&cab, Channel::Receipts, "x"), Delivery::Offline);
     }
 
     #[test]

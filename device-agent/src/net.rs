@@ -140,13 +140,20 @@ pub(crate) async fn drive(
                 tracing::warn!(device = %id, %host, port, outstanding = eventloop.state.inflight(),
                     waited_s = nodes.stall_after.as_secs(),
                     "the broker node acknowledges none of the messages sent to it; moving to the next node");
-                // What it held goes again to the next node: the outbox and the server's
-                // receipts make a repeat harmless.
+                // Clean sessions: what it held is dropped at the next CONNACK, as after any lost
+                // connection. The outbox re-sends every unreceipted event and the subscriptions
+                // are made again; a lost heartbeat or fast command ack has its durable twin.
                 eventloop.clean();
                 acks.reset();
                 let _ = tx.send(Net::Disconnected).await;
                 node = (node + 1) % nodes.addrs.len();
                 eventloop.mqtt_options = (nodes.options)(&nodes.addrs[node], nodes.tls.clone());
+                // Jittered like any reconnect: were a whole cluster to stop confirming, its
+                // fleet would not move in step.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(backoff.next_wait()) => {}
+                }
                 continue;
             }
             e = eventloop.poll() => e,

@@ -282,7 +282,8 @@ impl LightFleet {
         };
         let _ = self.clients[i].try_publish(
             self.health_topics[i].clone(),
-            QoS::AtMostOnce,
+            // As the agent sends them (PROTOCOL.md, Heartbeat).
+            QoS::AtLeastOnce,
             false,
             protocol::encode(&hb),
         );
