@@ -41,6 +41,15 @@ pub(crate) struct Nodes {
     pub(crate) stall_after: Duration,
 }
 
+impl Nodes {
+    /// Points the event loop at the node after `node` (its next connect goes there).
+    fn next(&self, node: usize, eventloop: &mut EventLoop) -> usize {
+        let next = (node + 1) % self.addrs.len();
+        eventloop.mqtt_options = (self.options)(&self.addrs[next], self.tls.clone());
+        next
+    }
+}
+
 /// Whether the connected node still acknowledges what it is sent. A node can answer pings
 /// and take publishes while passing none of them on: RabbitMQ 3.10 does when a cabinet
 /// reconnects to it moments after the node leading the partitions' queues died, its new
@@ -146,8 +155,7 @@ pub(crate) async fn drive(
                 eventloop.clean();
                 acks.reset();
                 let _ = tx.send(Net::Disconnected).await;
-                node = (node + 1) % nodes.addrs.len();
-                eventloop.mqtt_options = (nodes.options)(&nodes.addrs[node], nodes.tls.clone());
+                node = nodes.next(node, &mut eventloop);
                 // Jittered like any reconnect: were a whole cluster to stop confirming, its
                 // fleet would not move in step.
                 tokio::select! {
@@ -189,8 +197,7 @@ pub(crate) async fn drive(
                     tracing::debug!(device = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "reconnect failed");
                 }
                 if nodes.addrs.len() > 1 {
-                    node = (node + 1) % nodes.addrs.len();
-                    eventloop.mqtt_options = (nodes.options)(&nodes.addrs[node], nodes.tls.clone());
+                    node = nodes.next(node, &mut eventloop);
                     let (host, port) = &nodes.addrs[node];
                     tracing::debug!(device = %id, %host, port, "next broker node");
                 }

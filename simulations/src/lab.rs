@@ -149,12 +149,18 @@ impl RabbitCluster {
         Ok(cluster)
     }
 
-    fn run(&self, command: &str, node: Option<usize>) -> anyhow::Result<()> {
-        let out = Command::new(&self.script)
+    /// `rabbitmq.sh COMMAND DIR ARGS...`, what it printed.
+    fn script(&self, command: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Command::new(&self.script)
             .args([command, &self.dir.display().to_string()])
-            .args(node.map(|n| n.to_string()))
+            .args(args)
             .output()
-            .context("running deploy/cluster/rabbitmq.sh")?;
+            .context("running deploy/cluster/rabbitmq.sh")
+    }
+
+    fn run(&self, command: &str, node: Option<usize>) -> anyhow::Result<()> {
+        let n = node.map(|n| n.to_string());
+        let out = self.script(command, &n.iter().map(String::as_str).collect::<Vec<_>>())?;
         anyhow::ensure!(
             out.status.success(),
             "rabbitmq.sh {command} {node:?} failed:\n{}",
@@ -175,11 +181,8 @@ impl RabbitCluster {
 
     /// `rabbitmqctl ARGS` against node `n` (1-based): what it printed, for a test's diagnosis.
     pub fn ctl(&self, n: usize, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.script)
-            .args(["ctl", &self.dir.display().to_string(), &n.to_string()])
-            .args(args)
-            .output()
-            .context("running deploy/cluster/rabbitmq.sh")?;
+        let n = n.to_string();
+        let out = self.script("ctl", &[&[n.as_str()][..], args].concat())?;
         Ok(format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

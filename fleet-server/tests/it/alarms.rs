@@ -269,15 +269,21 @@ fn heartbeat(at: i64) -> IngestBatch {
     }
 }
 
-pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
-    use fleet_server::runtime::alarms::{Hearing, sweep_once};
+/// `cab-f` connected at `NOW` and its first heartbeat 100 ms later.
+async fn connected_and_beating(store: &Store) -> DeviceId {
     let d = DeviceId::parse("cab-f").expect("id");
-    let settings = settings(1, 10);
     store
         .presence(&d, 1, true, "connected", NOW)
         .await
         .expect("on");
     store.ingest(&heartbeat(NOW + 100)).await.expect("beat");
+    d
+}
+
+pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_back(store: Store) {
+    use fleet_server::runtime::alarms::{Hearing, sweep_once};
+    let d = connected_and_beating(&store).await;
+    let settings = settings(1, 10);
     let dev = store.device(&d).await.expect("query").expect("device");
     assert_eq!(dev.device.layers.session, "up");
     assert_eq!(dev.device.layers.lock_bus, "unreachable");
@@ -321,13 +327,8 @@ pub(crate) async fn a_hung_agent_behind_a_live_session_goes_offline_and_comes_ba
 /// is no evidence, and after the link returns it counts only from then.
 pub(crate) async fn heartbeats_a_deaf_replica_missed_are_not_held_against_a_device(store: Store) {
     use fleet_server::runtime::alarms::{Hearing, sweep_once};
-    let d = DeviceId::parse("cab-f").expect("id");
+    connected_and_beating(&store).await;
     let settings = settings(1, 10);
-    store
-        .presence(&d, 1, true, "connected", NOW)
-        .await
-        .expect("on");
-    store.ingest(&heartbeat(NOW + 100)).await.expect("beat");
     // Deaf from before the heartbeats went missing until well past two intervals and the
     // grace (5.1 s): nothing raised.
     sweep_once(&store, settings, NOW + 9_000, Hearing::Deaf)
