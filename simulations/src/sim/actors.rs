@@ -238,12 +238,22 @@ pub(super) async fn person(w: &World, n: usize, p: Person) {
     if !w.clock.sleep(p.walk_s).await {
         return;
     }
-    visit(w, &p, code, device, b, true).await;
+    visit(w, &p, item, code, device, b, true).await;
 }
 
 /// The person at the keypad: maybe a wrong code first, their code (retried while the cabinet
 /// has not got it yet), the box used, the door shut (or left open), maybe the code again.
-pub(super) async fn visit(w: &World, p: &Person, code: &str, device: usize, b: u16, placing: bool) {
+/// Opens are counted per item: two items may be given the same digits (on different
+/// cabinets), and each of them may open once.
+pub(super) async fn visit(
+    w: &World,
+    p: &Person,
+    item: &str,
+    code: &str,
+    device: usize,
+    b: u16,
+    placing: bool,
+) {
     let d = &w.devices[device];
     let Ok(box_no) = BoxNo::new(b) else { return };
     w.busy(device, b, true);
@@ -290,7 +300,7 @@ pub(super) async fn visit(w: &World, p: &Person, code: &str, device: usize, b: u
                 status,
             }) => {
                 let mut l = w.ledger();
-                *l.uses.entry(code.to_owned()).or_default() += 1;
+                *l.uses.entry(item.to_owned()).or_default() += 1;
                 if got != box_no {
                     l.violations
                         .push(format!("code for box {b} of {} opened box {got}", d.id));
@@ -349,7 +359,7 @@ pub(super) async fn visit(w: &World, p: &Person, code: &str, device: usize, b: u
             let mut l = w.ledger();
             l.replays += 1;
             if matches!(outcome, Some(EntryOutcome::Opened { .. })) {
-                *l.uses.entry(code.to_owned()).or_default() += 1;
+                *l.uses.entry(item.to_owned()).or_default() += 1;
             }
         }
     }
@@ -422,9 +432,10 @@ pub(super) async fn staff_round(w: &Arc<World>, site: usize) {
                     // The SMS goes out; the person comes after their dwell time, as a task of
                     // its own while the helper moves on.
                     let w2 = w.clone();
+                    let item = id.to_owned();
                     w.tasks.spawn(async move {
                         if w2.clock.sleep(p.dwell_s).await {
-                            visit(&w2, &p, &code, device, b, false).await;
+                            visit(&w2, &p, &item, &code, device, b, false).await;
                         }
                     });
                 }
