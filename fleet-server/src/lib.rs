@@ -356,6 +356,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         online: online.clone(),
         metrics: metrics.clone(),
         changes: changes.clone(),
+        book: Default::default(),
     };
     let deployments = deployments::Deployments {
         store: store.clone(),
@@ -476,7 +477,15 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         heartbeat_flush: std::time::Duration::from_secs(cfg.heartbeat_flush_secs),
     };
     tracker.spawn(writer.run(ingest_rx, cancel.clone()));
-    tracker.spawn(commands.clone().run_inbox(outcomes_rx, ready_rx));
+    // Bounded: a writer that cannot keep up holds the inbox, which holds the link's
+    // outcomes channel, which holds the link (as before the book, one step further on).
+    let (command_writes_tx, command_writes_rx) = mpsc::channel(4096);
+    tracker.spawn(
+        commands
+            .clone()
+            .run_inbox(outcomes_rx, ready_rx, command_writes_tx),
+    );
+    tracker.spawn(commands.clone().run_writes(command_writes_rx));
     tracker.spawn(checkpoints(store.clone(), cancel.clone()));
 
     let state = api::AppState {

@@ -111,7 +111,7 @@ pub(crate) async fn command(
         }
     };
     let row = match wait {
-        None => s.store.command(&id).await?,
+        None => s.commands.current(&id).await?,
         Some(wait) => s.commands.wait_final(&id, wait).await?,
     };
     match row {

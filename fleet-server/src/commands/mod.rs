@@ -339,6 +339,7 @@ impl Commands {
                 continue;
             }
             last_retransmit = tokio::time::Instant::now();
+            self.book.prune(now, DELIVERED_TIMEOUT_MS);
             match self.store.pending_commands(None, now).await {
                 Ok(rows) => {
                     for row in rows {
@@ -372,7 +373,10 @@ impl Commands {
         // Subscribe before reading, so a change between the read and the wait is not missed.
         let mut changes = self.changes.subscribe();
         loop {
-            let row = self.current(id).await?;
+            let row = match self.book.settled(id) {
+                Some(done) => Some(done),
+                None => self.current(id).await?,
+            };
             match &row {
                 Some(r) if !r.status.is_terminal() => {}
                 _ => return Ok(row),

@@ -304,16 +304,18 @@ impl Writer {
             return;
         }
         let mut backoff = Duration::from_millis(100);
+        // Across retries: a batch stored in turns may fail after some of them committed.
+        let mut stored = store::Stored::new();
         let (inserted, effects, replicated): (u64, Effects, bool) = loop {
             ingest.received_at = crate::clock::now_ms();
             let started = Instant::now();
-            match self.store.ingest_replicated(&ingest).await {
-                Ok(n) => {
+            match self.store.ingest_replicated(&ingest, &mut stored).await {
+                Ok(()) => {
                     self.metrics
                         .ingest_batch_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.health.database_ok();
-                    break (n.inserted, n.effects, n.replicated);
+                    break (stored.inserted, stored.effects, stored.replicated);
                 }
                 Err(e) => {
                     self.metrics.db_errors.inc();

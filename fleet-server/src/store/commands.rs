@@ -302,6 +302,45 @@ pub struct CommandRow {
 }
 
 impl CommandRow {
+    /// This row after a report of `status` at `at`, as [`Store::advance_command`] leaves it,
+    /// or `None` where storage refuses the move: never backwards, only an undelivered command
+    /// expires, and a physical outcome from the door may replace `expired` (with its detail).
+    /// The same rule in memory lets the API show an outcome before its write (ADR 0030).
+    pub fn advanced(
+        &self,
+        status: CommandStatus,
+        at: i64,
+        detail: Option<&str>,
+    ) -> Option<CommandRow> {
+        let physical = status.is_terminal() && status != CommandStatus::Expired;
+        let below = match status {
+            CommandStatus::Queued => return None,
+            CommandStatus::Expired => CommandStatus::Delivered.rank(),
+            _ => status.rank(),
+        };
+        let expired = self.status == CommandStatus::Expired;
+        if self.status.rank() >= below && !(physical && expired) {
+            return None;
+        }
+        let mut row = self.clone();
+        match status {
+            CommandStatus::Sent => row.sent_at = Some(at),
+            CommandStatus::Delivered => row.delivered_at = Some(at),
+            _ => {
+                row.finished_at = Some(at);
+                row.latency_ms = Some(at - row.created_at);
+            }
+        }
+        let detail = detail.map(str::to_owned);
+        row.detail = if expired {
+            detail
+        } else {
+            detail.or(row.detail)
+        };
+        row.status = status;
+        Some(row)
+    }
+
     fn from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
         let created_at: i64 = r.try_get("created_at")?;
         let finished_at: Option<i64> = r.try_get("finished_at")?;

@@ -21,6 +21,18 @@ pub struct Effects {
     pub notify: bool,
 }
 
+impl Effects {
+    /// Adds what another transaction of the same batch changed.
+    pub fn merge(&mut self, other: Effects) {
+        for device in other.codes_changed {
+            if !self.codes_changed.contains(&device) {
+                self.codes_changed.push(device);
+            }
+        }
+        self.notify |= other.notify;
+    }
+}
+
 /// Which cabinets a time-up sweep may judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use protocol::{BoxNo, DeviceId, Event, EventBody, StateSnapshot};
 use sqlx::AssertSqlSafe;
 
-use super::{Effects, ROWS_PER_INSERT, Store, StoreError, effects, multi_row};
+use super::{DbKind, Effects, ROWS_PER_INSERT, Store, StoreError, effects, multi_row};
 
 impl Store {
     /// Stores a batch of events and snapshots in one transaction: events deduplicated on
@@ -21,39 +21,54 @@ impl Store {
         &self,
         batch: &IngestBatch,
     ) -> Result<(u64, Effects), StoreError> {
-        let stored = self.ingest_replicated(batch).await?;
+        let mut stored = Stored::new();
+        self.ingest_replicated(batch, &mut stored).await?;
         Ok((stored.inserted, stored.effects))
     }
 
-    /// [`Store::ingest_with_effects`], also saying whether the commit reached a synchronous
-    /// standby (ADR 0025): with PostgreSQL named by several hosts, only when synchronous
-    /// replication was on both before and after the commit — pg_auto_failover turns it off
-    /// while the standby is unhealthy, and a commit then exists on the primary alone. Always
-    /// true for one database that has no standby to wait for.
-    pub async fn ingest_replicated(&self, batch: &IngestBatch) -> Result<Stored, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        let sync_before = self.synchronous(&mut conn).await?;
-        let (inserted, effects) = self.ingest_tx(&mut conn, batch).await?;
-        let replicated = sync_before && self.synchronous(&mut conn).await?;
-        let result = Stored {
-            inserted,
-            effects,
-            replicated,
+    /// [`Store::ingest_with_effects`], adding what it stored to `into`, and saying there
+    /// whether the commit reached a synchronous standby (ADR 0025): with PostgreSQL named by
+    /// several hosts, only when synchronous replication was on both before and after the
+    /// commit — pg_auto_failover turns it off while the standby is unhealthy, and a commit
+    /// then exists on the primary alone. Always true for one database that has no standby.
+    ///
+    /// On SQLite, where every write waits for the one writer, a batch is stored in turns of
+    /// at most [`TURN_COST`], a device never split over two (its mark says what is stored with
+    /// it), and the writer is handed back between turns: a remote open or a reservation waits
+    /// for one turn, not the whole batch (ADR 0030). When a later turn fails, what earlier
+    /// turns stored is in `into` already: the caller retries the batch with the same `into`,
+    /// and the stored events, being no longer new, are not counted or acted on twice.
+    pub async fn ingest_replicated(
+        &self,
+        batch: &IngestBatch,
+        into: &mut Stored,
+    ) -> Result<(), StoreError> {
+        let turns = match self.kind {
+            DbKind::Sqlite => batch.turns(TURN_COST),
+            DbKind::Postgres => None,
         };
+        match &turns {
+            Some(turns) => {
+                for turn in turns {
+                    self.ingest_turn(turn, into).await?;
+                }
+            }
+            None => self.ingest_turn(batch, into).await?,
+        }
         // Heartbeats in a transaction of their own, after the events: they need no atomicity
         // with them, and their rows locked in id order on their own can never deadlock with
         // another replica's batch. Failing, they are only logged: the next heartbeat of each
         // device replaces them, and the events above are committed and must be receipted.
-        if !batch.heartbeats.is_empty()
-            && let Err(e) = self.write_heartbeats(&mut conn, &batch.heartbeats).await
-        {
-            tracing::warn!(error = %e, heartbeats = batch.heartbeats.len(), "writing heartbeats failed; the next ones replace them");
+        if !batch.heartbeats.is_empty() {
+            let mut conn = self.writer.acquire().await?;
+            if let Err(e) = self.write_heartbeats(&mut conn, &batch.heartbeats).await {
+                tracing::warn!(error = %e, heartbeats = batch.heartbeats.len(), "writing heartbeats failed; the next ones replace them");
+            }
         }
         // A receipt lets the device delete its copy, so this commit must survive a power
         // cut. SQLite (WAL, synchronous = NORMAL) wrote it to the log without syncing; sync
         // the log here, after handing the writer back, so command writes do not queue behind
         // the disk (ADR 0010). Syncing the file also makes every earlier commit durable.
-        drop(conn);
         if let Some(wal) = &self.wal {
             let log = wal.clone();
             let synced = tokio::task::spawn_blocking(move || log.file.sync_data())
@@ -66,7 +81,19 @@ impl Store {
                 });
             }
         }
-        Ok(result)
+        Ok(())
+    }
+
+    /// One transaction of [`Store::ingest_replicated`], the writer held for it alone.
+    async fn ingest_turn(&self, batch: &IngestBatch, into: &mut Stored) -> Result<(), StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        let sync_before = self.synchronous(&mut conn).await?;
+        let (inserted, effects) = self.ingest_tx(&mut conn, batch).await?;
+        let replicated = sync_before && self.synchronous(&mut conn).await?;
+        into.inserted += inserted;
+        into.effects.merge(effects);
+        into.replicated &= replicated;
+        Ok(())
     }
 
     /// Whether commits on this connection wait for a synchronous standby now (always true
@@ -386,14 +413,37 @@ pub const SNAPSHOT_COST: usize = 50;
 /// [`event_cost`]).
 pub const HEARTBEAT_COST: usize = 1;
 
-/// What an ingest transaction did.
-#[derive(Debug, Default)]
+/// Most work in one SQLite ingest transaction, in plain events ([`event_cost`]): about five
+/// keypad events, which hold the writer for 2-20 ms on a busy 2-core machine (measured in the
+/// city scenario; forty took 10-250 ms).
+pub const TURN_COST: usize = 250;
+
+/// What an ingest batch stored, added up over its transactions (and over retries of it).
+#[derive(Debug)]
 pub struct Stored {
     /// Events new to the database.
     pub inserted: u64,
     pub effects: Effects,
-    /// Whether the commit is on a synchronous standby too (see [`Store::ingest_replicated`]).
+    /// Whether every commit is on a synchronous standby too (see
+    /// [`Store::ingest_replicated`]).
     pub replicated: bool,
+}
+
+impl Stored {
+    /// Nothing stored yet: no commit that missed the standby either.
+    pub fn new() -> Stored {
+        Stored {
+            inserted: 0,
+            effects: Effects::default(),
+            replicated: true,
+        }
+    }
+}
+
+impl Default for Stored {
+    fn default() -> Stored {
+        Stored::new()
+    }
 }
 
 /// What one ingest transaction writes.
@@ -408,4 +458,143 @@ pub struct IngestBatch {
     pub marks: HashMap<DeviceId, u64>,
     /// Receipted events the database does not hold (a device's `base` passed its mark).
     pub gaps: Vec<super::gaps::Gap>,
+}
+
+impl IngestBatch {
+    /// The batch's events, snapshots and marks as transactions of at most `max_cost` each
+    /// (a device alone may exceed it), each device's whole share in one; `None` when it fits
+    /// in one. Heartbeats are not in them: they have a transaction of their own.
+    pub fn turns(&self, max_cost: usize) -> Option<Vec<IngestBatch>> {
+        let mut cost: std::collections::BTreeMap<&DeviceId, usize> = Default::default();
+        for device in self.marks.keys() {
+            cost.entry(device).or_insert(1);
+        }
+        for (device, event) in &self.events {
+            *cost.entry(device).or_insert(1) += event_cost(&event.body);
+        }
+        for (device, _) in &self.snapshots {
+            *cost.entry(device).or_insert(1) += SNAPSHOT_COST;
+        }
+        for gap in &self.gaps {
+            cost.entry(&gap.device).or_insert(1);
+        }
+        if cost.values().sum::<usize>() <= max_cost {
+            return None;
+        }
+        // Which turn each device goes in, in id order, filling each turn up to the cost.
+        let mut turn_of: HashMap<&DeviceId, usize> = HashMap::new();
+        let (mut turn, mut filled) = (0, 0);
+        for (device, c) in cost {
+            if filled > 0 && filled + c > max_cost {
+                turn += 1;
+                filled = 0;
+            }
+            filled += c;
+            turn_of.insert(device, turn);
+        }
+        if turn == 0 {
+            // One device over the cost: it cannot be split.
+            return None;
+        }
+        let mut turns: Vec<IngestBatch> = (0..=turn)
+            .map(|_| IngestBatch {
+                received_at: self.received_at,
+                ..IngestBatch::default()
+            })
+            .collect();
+        for (device, event) in &self.events {
+            turns[turn_of[device]]
+                .events
+                .push((device.clone(), event.clone()));
+        }
+        for (device, snapshot) in &self.snapshots {
+            turns[turn_of[device]]
+                .snapshots
+                .push((device.clone(), snapshot.clone()));
+        }
+        for (device, mark) in &self.marks {
+            turns[turn_of[device]].marks.insert(device.clone(), *mark);
+        }
+        for gap in &self.gaps {
+            turns[turn_of[&gap.device]].gaps.push(gap.clone());
+        }
+        Some(turns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event(seq: u64, effects: bool) -> Event {
+        let body = if effects {
+            EventBody::KeypadLocked {
+                until: 0,
+                failures: 5,
+            }
+        } else {
+            EventBody::Door {
+                box_no: BoxNo::new(1).expect("box"),
+                open: seq.is_multiple_of(2),
+            }
+        };
+        Event { seq, ts: 0, body }
+    }
+
+    /// A batch of up to 12 devices; each device's events in seq order, devices interleaved.
+    fn batch() -> impl Strategy<Value = IngestBatch> {
+        prop::collection::vec((0u8..12, any::<bool>()), 0..120).prop_map(|picks| {
+            let mut seqs: HashMap<DeviceId, u64> = HashMap::new();
+            let mut b = IngestBatch::default();
+            for (d, effects) in picks {
+                let device = DeviceId::parse(&format!("cab-{d}")).expect("device");
+                let seq = seqs.entry(device.clone()).or_insert(0);
+                *seq += 1;
+                b.events.push((device.clone(), event(*seq, effects)));
+                b.marks.insert(device, *seq);
+            }
+            b
+        })
+    }
+
+    fn cost(b: &IngestBatch) -> usize {
+        b.marks.len()
+            + b.events
+                .iter()
+                .map(|(_, e)| event_cost(&e.body))
+                .sum::<usize>()
+    }
+
+    proptest! {
+        #[test]
+        fn turns_hold_every_event_once_and_each_device_whole(b in batch(), max in 1usize..400) {
+            let Some(turns) = b.turns(max) else {
+                // Within the cost, or one device alone over it.
+                prop_assert!(cost(&b) <= max || b.marks.len() == 1);
+                return Ok(());
+            };
+            prop_assert!(turns.len() > 1);
+            let mut seen: Vec<&DeviceId> = Vec::new();
+            for t in &turns {
+                let devices: std::collections::BTreeSet<&DeviceId> =
+                    t.events.iter().map(|(d, _)| d).chain(t.marks.keys()).collect();
+                // A turn over its cost holds one device, which cannot be split.
+                prop_assert!(cost(t) <= max || devices.len() == 1, "turn of {} over {max}", cost(t));
+                for d in devices {
+                    prop_assert!(!seen.contains(&d), "{d} in two turns");
+                    seen.push(d);
+                    prop_assert_eq!(t.marks.get(d), b.marks.get(d));
+                }
+            }
+            // Each device's events, in their order, are the batch's.
+            for device in b.marks.keys() {
+                let want: Vec<u64> = b.events.iter().filter(|(d, _)| d == device).map(|(_, e)| e.seq).collect();
+                let got: Vec<u64> = turns.iter().flat_map(|t| &t.events).filter(|(d, _)| d == device).map(|(_, e)| e.seq).collect();
+                prop_assert_eq!(want, got);
+            }
+            prop_assert_eq!(turns.iter().map(|t| t.events.len()).sum::<usize>(), b.events.len());
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub use diagnostics::{DiagnosticRow, DiagnosticState};
 pub use flows::{Effects, Presence};
 pub(crate) use history::{History, write_history};
 pub use ingest::{
-    EFFECTS_EVENT_COST, HEARTBEAT_COST, IngestBatch, SNAPSHOT_COST, Stored, event_cost,
+    EFFECTS_EVENT_COST, HEARTBEAT_COST, IngestBatch, SNAPSHOT_COST, Stored, TURN_COST, event_cost,
 };
 pub use items::{Allocated, HistoryRow, Issued, ItemRow, NewItem, Placement};
 pub use notifications::NotificationRow;

@@ -113,6 +113,7 @@ on_both!(
     presence_is_logged,
     a_delivered_command_never_expires_and_fails_without_outcome,
     a_command_created_as_sent_is_stored_as_its_row,
+    the_rule_in_memory_is_the_rule_in_storage,
     the_audit_chain_shows_a_changed_removed_or_foreign_row,
     archived_audit_rows_leave_a_chain_that_still_holds,
     concurrent_audited_changes_extend_one_chain,
@@ -515,6 +516,123 @@ async fn a_command_created_as_sent_is_stored_as_its_row(store: Store) {
             .expect("pending")
             .is_empty()
     );
+}
+
+/// On SQLite a large ingest batch is stored in turns and hands the one writer back between
+/// them: a remote open created while the batch is being stored commits before the batch's
+/// last turn, not after all of it (ADR 0030). The command's audit row must have keypad rows
+/// of the same batch after it in the audit chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_waits_for_one_ingest_turn_not_the_batch() {
+    with_sqlite(|store| async move {
+        let d = dev("cab-0");
+        store
+            .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+            .await
+            .expect("device");
+        // 2,000 cabinets with a keypad event each: 400 turns of 250.
+        let mut big = IngestBatch {
+            received_at: 2_000,
+            ..IngestBatch::default()
+        };
+        for n in 0..2_000 {
+            let device = dev(&format!("cab-{:04}", n + 1));
+            big.events.push((
+                device.clone(),
+                Event {
+                    seq: 1,
+                    ts: 2_000,
+                    body: EventBody::KeypadLocked {
+                        until: 3_000,
+                        failures: 5,
+                    },
+                },
+            ));
+            big.marks.insert(device, 1);
+        }
+        assert!(
+            big.turns(fleet_server::store::TURN_COST)
+                .expect("turns")
+                .len()
+                > 100
+        );
+        let ingesting = {
+            let store = store.clone();
+            tokio::spawn(async move { store.ingest(&big).await.expect("ingest") })
+        };
+        // Once the first turn is in, create a command.
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events WHERE kind = 'keypad_locked'")
+                .fetch_one(store.writer_for_tests())
+                .await
+                .expect("count")
+        };
+        while count().await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let c = new_command("turn1", &d, None, 2_500, 30_000);
+        store.create_command(&c).await.expect("create");
+        assert_eq!(ingesting.await.expect("join"), 2_000);
+        let seq = |sql: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(store.writer_for_tests())
+                    .await
+                    .expect("seq")
+            }
+        };
+        let command = seq("SELECT seq FROM audit WHERE command_id = 'turn1'").await;
+        let last = seq("SELECT MAX(seq) FROM audit").await;
+        assert!(
+            command < last,
+            "the command waited for the whole batch (audit seq {command} of {last})"
+        );
+    })
+    .await;
+}
+
+/// The server shows a reported outcome before its write by applying storage's rule in memory
+/// (`CommandRow::advanced`): for every sequence of three reports, from either initial status,
+/// with and without details, both must agree on every step and on the row that results.
+async fn the_rule_in_memory_is_the_rule_in_storage(store: Store) {
+    let d = dev("cab-9");
+    store
+        .ingest(&batch(&d, vec![door(1, 1, false)], 1))
+        .await
+        .expect("device");
+    // Every status, `queued` too (which neither ever takes as a report).
+    let reports = CommandStatus::ALL;
+    let mut n = 0;
+    for sent in [false, true] {
+        for a in reports {
+            for b in reports {
+                for c in reports {
+                    n += 1;
+                    let mut new = new_command(&format!("r{n}"), &d, None, 1_000, 30_000);
+                    new.sent_at = sent.then_some(1_000);
+                    store.create_command(&new).await.expect("create");
+                    let mut row = new.row();
+                    for (i, status) in [a, b, c].into_iter().enumerate() {
+                        let at = 1_001 + i as i64;
+                        let detail = (n + i) % 2 == 0;
+                        let detail = detail.then(|| format!("report {i}"));
+                        let in_memory = row.advanced(status, at, detail.as_deref());
+                        let stored = store
+                            .advance_command(&new.id, status, at, detail.as_deref())
+                            .await
+                            .expect("advance");
+                        assert_eq!(stored, in_memory, "{a:?} {b:?} {c:?} at step {i}");
+                        if let Some(next) = stored {
+                            row = next;
+                        }
+                    }
+                    let read = store.command(new.id.as_str()).await.expect("read");
+                    assert_eq!(read, Some(row), "{a:?} {b:?} {c:?}");
+                }
+            }
+        }
+    }
 }
 
 /// Archives of the oldest audit rows: the database keeps the rest and continues its chain
