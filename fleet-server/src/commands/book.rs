@@ -19,6 +19,8 @@ const MAX_KEPT: usize = 100_000;
 #[derive(Default)]
 pub(crate) struct Book {
     rows: Mutex<HashMap<String, CommandRow>>,
+    /// Whether a full book was reported.
+    full: std::sync::atomic::AtomicBool,
 }
 
 /// What noting a report did.
@@ -42,11 +44,17 @@ impl Book {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a command just stored.
+    /// Keeps a command just stored. A full book keeps nothing more (those commands are
+    /// answered from storage alone, as before the book) and says so once.
     pub(crate) fn keep(&self, row: CommandRow) {
         let mut rows = self.rows();
         if rows.len() < MAX_KEPT {
             rows.insert(row.command_id.to_string(), row);
+        } else if !self.full.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                kept = rows.len(),
+                "the command book is full: new commands' outcomes are shown once written"
+            );
         }
     }
 
@@ -79,30 +87,38 @@ impl Book {
         }
     }
 
-    /// The further of the stored row and the kept one; forgets the kept one once storage holds
-    /// the command final and at least as far (until then the next report must find it).
-    pub(crate) fn newest(&self, id: &str, stored: Option<CommandRow>) -> Option<CommandRow> {
-        let mut rows = self.rows();
-        let Some(kept) = rows.get(id) else {
+    /// The kept row, if any: taken before storage is read, so that a write landing between
+    /// the two (which makes storage catch up and the book forget) never shows an older row.
+    pub(crate) fn get(&self, id: &str) -> Option<CommandRow> {
+        self.rows().get(id).cloned()
+    }
+
+    /// The further of the stored row and `kept` (the book's row taken before storage was
+    /// read); settles the book with what storage holds ([`Book::stored`]).
+    pub(crate) fn newest(
+        &self,
+        kept: Option<CommandRow>,
+        stored: Option<CommandRow>,
+    ) -> Option<CommandRow> {
+        let Some(kept) = kept else {
             return stored;
         };
-        match &stored {
+        match stored {
             // Storage would no longer take the kept state: the kept row is no news.
             Some(s) if s.advanced(kept.status, 0, None).is_none() => {
-                if s.status.is_terminal() {
-                    rows.remove(id);
-                }
-                stored
+                self.stored(&s);
+                Some(s)
             }
             // Not stored at all (a commit still on its way, or rolled back): what this
             // replica created is what there is.
-            _ => Some(kept.clone()),
+            _ => Some(kept),
         }
     }
 
-    /// The kept row when it is final: no stored state can be further (the book holds only
-    /// what this replica created and what cabinets reported, never an expiry), so a request
-    /// woken by the outcome is answered without reading storage.
+    /// The kept row when it is final, to answer a request woken by the outcome without
+    /// reading storage. A hint: should storage refuse that outcome (it had failed or
+    /// expired the command meanwhile), the writer settles the book with storage's row and
+    /// wakes the request again ([`super::Commands::store_outcome`]).
     pub(crate) fn settled(&self, id: &str) -> Option<CommandRow> {
         self.rows()
             .get(id)
@@ -110,16 +126,22 @@ impl Book {
             .cloned()
     }
 
-    /// Storage now holds `row`: the kept state is forgotten when `row` is final and at least
-    /// as far.
-    pub(crate) fn stored(&self, row: &CommandRow) {
+    /// Storage holds `row`. Where storage would not take the kept state (it is as far, or
+    /// further, or refused it), storage's row replaces the kept one, which is forgotten once
+    /// final. Returns the kept status it replaced, if it did.
+    pub(crate) fn stored(&self, row: &CommandRow) -> Option<CommandStatus> {
         let mut rows = self.rows();
-        if let Some(kept) = rows.get(row.command_id.as_str())
-            && row.status.is_terminal()
-            && row.advanced(kept.status, 0, None).is_none()
-        {
-            rows.remove(row.command_id.as_str());
+        let kept = rows.get_mut(row.command_id.as_str())?;
+        if row.advanced(kept.status, 0, None).is_some() {
+            return None;
         }
+        let was = kept.status;
+        if row.status.is_terminal() {
+            rows.remove(row.command_id.as_str());
+        } else {
+            *kept = row.clone();
+        }
+        Some(was)
     }
 
     /// Forgets commands past the time storage's sweeps make every command final (expired
@@ -179,8 +201,13 @@ mod tests {
         assert_eq!(opened.finished_at, Some(1_040));
         assert_eq!(opened.latency_ms, Some(40));
         // Storage still says sent: the kept outcome wins, and is kept.
-        assert_eq!(book.newest("c1", Some(sent.clone())), Some(*opened.clone()));
-        let read = book.newest("c1", Some(sent.clone())).expect("row");
+        assert_eq!(
+            book.newest(book.get("c1"), Some(sent.clone())),
+            Some(*opened.clone())
+        );
+        let read = book
+            .newest(book.get("c1"), Some(sent.clone()))
+            .expect("row");
         assert_eq!(read.status, CommandStatus::Opened);
         assert_eq!(book.len(), 1);
         // A repeat (the durable copy of the ack) changes nothing.
@@ -190,7 +217,10 @@ mod tests {
         );
         // Storage caught up: the stored row is the answer and the kept one goes.
         let stored = *opened;
-        assert_eq!(book.newest("c1", Some(stored.clone())), Some(stored));
+        assert_eq!(
+            book.newest(book.get("c1"), Some(stored.clone())),
+            Some(stored)
+        );
         assert_eq!(book.len(), 0);
     }
 
@@ -200,7 +230,10 @@ mod tests {
         let sent = row("c1", "cab-1", CommandStatus::Sent);
         book.keep(sent.clone());
         // The waiting request reads storage before the outcome: as far as the book, not final.
-        assert_eq!(book.newest("c1", Some(sent.clone())), Some(sent.clone()));
+        assert_eq!(
+            book.newest(book.get("c1"), Some(sent.clone())),
+            Some(sent.clone())
+        );
         let delivered = sent
             .advanced(CommandStatus::Delivered, 1_010, None)
             .expect("moves");
@@ -222,13 +255,59 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_storage_refused_gives_way_to_storages_row() {
+        // The leader failed the command (no outcome in time) just before a late `opened`.
+        let book = Book::default();
+        let sent = row("c1", "cab-1", CommandStatus::Sent);
+        book.keep(sent.clone());
+        assert!(matches!(
+            book.note(&dev("cab-1"), "c1", CommandStatus::Opened, 1_100, None),
+            Noted::Moved { .. }
+        ));
+        let failed = sent
+            .advanced(CommandStatus::Failed, 1_050, Some("no outcome"))
+            .expect("fails");
+        assert_eq!(
+            book.stored(&failed),
+            Some(CommandStatus::Opened),
+            "the kept outcome it replaced, for the writer to announce storage's"
+        );
+        assert_eq!(book.settled("c1"), None);
+        assert_eq!(
+            book.newest(book.get("c1"), Some(failed.clone())),
+            Some(failed)
+        );
+    }
+
+    #[test]
+    fn a_write_between_the_two_reads_never_shows_an_older_row() {
+        let book = Book::default();
+        let sent = row("c1", "cab-1", CommandStatus::Sent);
+        book.keep(sent.clone());
+        let Noted::Moved { row: opened, .. } =
+            book.note(&dev("cab-1"), "c1", CommandStatus::Opened, 1_100, None)
+        else {
+            panic!("moves");
+        };
+        // A reader takes the book's row, then reads storage (still `sent`); the outcome's
+        // write lands just after that read, and the book forgets the command.
+        let kept = book.get("c1");
+        let read = Some(sent);
+        book.stored(&opened);
+        assert_eq!(book.len(), 0);
+        assert_eq!(book.newest(kept, read), Some(*opened));
+    }
+
+    #[test]
     fn storage_further_than_the_book_wins_and_clears_it() {
         // Another replica stored the outcome; this one only saw the command created.
         let book = Book::default();
         book.keep(row("c1", "cab-1", CommandStatus::Sent));
         let mut jammed = row("c1", "cab-1", CommandStatus::Jammed);
         jammed.finished_at = Some(1_500);
-        let read = book.newest("c1", Some(jammed.clone())).expect("row");
+        let read = book
+            .newest(book.get("c1"), Some(jammed.clone()))
+            .expect("row");
         assert_eq!(read, jammed);
         assert_eq!(book.len(), 0);
     }
@@ -252,7 +331,7 @@ mod tests {
         assert_eq!(opened.detail, None, "expired's detail goes with it");
         // Storage still expired: the book's door outcome is what a reader sees.
         assert_eq!(
-            book.newest("c1", Some(expired)).map(|r| r.status),
+            book.newest(book.get("c1"), Some(expired)).map(|r| r.status),
             Some(CommandStatus::Opened)
         );
     }
@@ -269,10 +348,10 @@ mod tests {
             book.note(&dev("cab-1"), "c2", CommandStatus::Opened, 1_100, None),
             Noted::Unknown
         );
-        assert_eq!(book.newest("c2", None), None);
+        assert_eq!(book.newest(book.get("c2"), None), None);
         // A command not yet readable from storage is still answered from the book.
         assert_eq!(
-            book.newest("c1", None).map(|r| r.status),
+            book.newest(book.get("c1"), None).map(|r| r.status),
             Some(CommandStatus::Sent)
         );
     }

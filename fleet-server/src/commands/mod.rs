@@ -32,6 +32,9 @@ const DELIVERED_TIMEOUT_MS: i64 = 120_000;
 /// A waiting request re-reads its command at least this often.
 const REREAD: Duration = Duration::from_secs(1);
 
+/// How often kept commands past the sweeps' horizon are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
 /// How often undelivered commands are re-sent to online devices.
 const RETRANSMIT_EVERY: Duration = Duration::from_millis(1000);
 
@@ -66,6 +69,9 @@ pub struct Outcome {
     pub command_id: CommandId,
     pub status: CommandStatus,
     pub detail: Option<String>,
+    /// Already stored, with the status it had: the durable copy, applied by ingest in the
+    /// transaction that stored its event.
+    pub applied: Option<Box<(CommandRow, CommandStatus)>>,
 }
 
 impl Outcome {
@@ -76,6 +82,18 @@ impl Outcome {
             command_id: ack.command_id,
             status: CommandStatus::from(ack.status),
             detail: ack.detail,
+            applied: None,
+        }
+    }
+
+    /// A `command_result` ingest applied: `row` as stored, `was` its status before.
+    pub fn applied(row: CommandRow, was: CommandStatus) -> Outcome {
+        Outcome {
+            device: row.device_id.clone(),
+            command_id: row.command_id.clone(),
+            status: row.status,
+            detail: row.detail.clone(),
+            applied: Some(Box::new((row, was))),
         }
     }
 }
@@ -183,7 +201,9 @@ impl Commands {
                 None,
             )
             .await?
-            .inspect(|stored| self.book.stored(stored))
+            .inspect(|stored| {
+                self.book.stored(stored);
+            })
             .is_some()
         {
             self.moved(&row.command_id, &row.device_id, CommandStatus::Sent);
@@ -201,15 +221,25 @@ impl Commands {
     /// The command as this replica knows it: the stored row, or the outcome a cabinet
     /// reported whose write is still on its way, whichever is further.
     pub(crate) async fn current(&self, id: &str) -> Result<Option<CommandRow>, StoreError> {
+        let kept = self.book.get(id);
         let stored = self.store.command(id).await?;
-        Ok(self.book.newest(id, stored))
+        Ok(self.book.newest(kept, stored))
     }
 
     /// Notes the outcome a device reported, from its fast ack or from the durable
-    /// `command_result` event ingest stored: the one path every outcome takes. A command
-    /// this replica keeps moves at once and waiting requests hear of it; the write follows
-    /// ([`Commands::store_outcome`]).
+    /// `command_result` event ingest stored (and applied): the one path every outcome takes.
+    /// A command this replica keeps moves at once and waiting requests hear of it; a fast
+    /// ack's write follows ([`Commands::store_outcome`]).
     pub(crate) fn note_outcome(&self, o: Outcome) -> Option<Write> {
+        if let Some(applied) = o.applied {
+            // Stored already: the book takes storage's row; announced unless the fast ack
+            // was noted (and announced) with this very outcome.
+            let (row, was) = *applied;
+            if self.book.stored(&row) != Some(row.status) {
+                self.finished(&row, row.status, was);
+            }
+            return None;
+        }
         let at = crate::clock::now_ms();
         let noted = match self.book.note(
             &o.device,
@@ -253,6 +283,7 @@ impl Commands {
             command_id,
             status,
             detail,
+            ..
         } = o;
         let mut was = None;
         if !noted {
@@ -271,11 +302,32 @@ impl Commands {
             .store
             .advance_command(&command_id, status, at, detail.as_deref())
             .await?;
-        if let Some(updated) = updated {
-            self.book.stored(&updated);
-            if let Some(was) = was {
-                self.finished(&updated, status, was);
+        match updated {
+            Some(updated) => {
+                self.book.stored(&updated);
+                match was {
+                    Some(was) => self.finished(&updated, status, was),
+                    // Noted and announced before; announced again now that it is stored,
+                    // for other replicas, which answer from storage.
+                    None => self.announce(&updated),
+                }
             }
+            // Storage refused what the book noted (the command was failed or expired
+            // meanwhile, or holds that state already): the book takes storage's row, and a
+            // request the book answered is woken to read it.
+            None if noted && self.book.get(command_id.as_str()).is_some() => {
+                if let Some(row) = self.store.command(command_id.as_str()).await?
+                    && self
+                        .book
+                        .stored(&row)
+                        .is_some_and(|kept| kept != row.status)
+                {
+                    tracing::warn!(%device, command = %command_id, reported = status.as_str(),
+                        stored = row.status.as_str(), "a reported outcome storage refused; showing storage's");
+                    self.announce(&row);
+                }
+            }
+            None => {}
         }
         Ok(())
     }
@@ -339,7 +391,6 @@ impl Commands {
                 continue;
             }
             last_retransmit = tokio::time::Instant::now();
-            self.book.prune(now, DELIVERED_TIMEOUT_MS);
             match self.store.pending_commands(None, now).await {
                 Ok(rows) => {
                     for row in rows {
@@ -405,6 +456,15 @@ impl Commands {
     /// A command moved to `status`: counted, and told to live views.
     fn moved(&self, command_id: &CommandId, device_id: &DeviceId, status: CommandStatus) {
         self.metrics.command_status(status.as_str());
+        self.tell(command_id, device_id, status);
+    }
+
+    /// Tells live views and waiting requests a command's state again, without counting a move.
+    fn announce(&self, row: &CommandRow) {
+        self.tell(&row.command_id, &row.device_id, row.status);
+    }
+
+    fn tell(&self, command_id: &CommandId, device_id: &DeviceId, status: CommandStatus) {
         self.changes.send(crate::changes::Change::Command {
             command_id: command_id.to_string(),
             device_id: device_id.to_string(),
@@ -443,13 +503,17 @@ impl Commands {
         mut ready: mpsc::Receiver<DeviceId>,
         writes: mpsc::Sender<Write>,
     ) {
+        let mut ready_open = true;
         loop {
             let write = tokio::select! {
                 o = outcomes.recv() => match o {
                     Some(o) => self.note_outcome(o),
                     None => break,
                 },
-                d = ready.recv() => d.map(Write::Ready),
+                d = ready.recv(), if ready_open => {
+                    ready_open = d.is_some();
+                    d.map(Write::Ready)
+                }
             };
             if let Some(w) = write
                 && writes.send(w).await.is_err()
@@ -461,13 +525,27 @@ impl Commands {
 
     /// Writes outcomes and sends what waits for devices that announced themselves, one after
     /// another, until the inbox ends.
+    /// Also forgets, every few seconds, kept commands past the sweeps' horizon: on every
+    /// replica, since only the leader sweeps.
     pub(crate) async fn run_writes(self, mut writes: mpsc::Receiver<Write>) {
-        while let Some(w) = writes.recv().await {
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let w = tokio::select! {
+                w = writes.recv() => match w {
+                    Some(w) => w,
+                    None => break,
+                },
+                _ = prune.tick() => {
+                    self.book.prune(crate::clock::now_ms(), DELIVERED_TIMEOUT_MS);
+                    continue;
+                }
+            };
             match w {
                 Write::Outcome { outcome, at, noted } => {
                     let device = outcome.device.clone();
                     if let Err(e) = self.store_outcome(outcome, at, noted).await {
-                        tracing::error!(%device, error = %e, "storing a command outcome failed; the device's durable copy brings it again");
+                        tracing::error!(%device, error = %e, "storing a command outcome failed; its durable copy, or the delivered timeout, settles it");
                     }
                 }
                 Write::Ready(device) => {

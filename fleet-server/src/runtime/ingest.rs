@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use protocol::{AckStatus, Channel, DeviceId, EventBody, Receipt};
+use protocol::{Channel, DeviceId, Receipt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -330,6 +330,9 @@ impl Writer {
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             if cancel.is_cancelled() && matches!(e, StoreError::Db(_)) {
                                 tracing::warn!("shutting down with an unstored batch; devices will resend it");
+                                // Turns that did commit changed items: their code sets and
+                                // notifications still go (the resent events are not new).
+                                self.service.after(stored.effects).await;
                                 return;
                             }
                         }
@@ -379,25 +382,14 @@ impl Writer {
                 self.metrics.receipts_sent.inc();
             }
         }
-        // The durable copy of each command outcome, now committed, takes the same path as
-        // the fast ack; the second of the two changes nothing.
-        for (device, event) in ingest.events {
-            if let EventBody::CommandResult {
-                command_id,
-                status,
-                detail,
-                ..
-            } = event.body
-                && status != AckStatus::Delivered
-            {
-                let outcome = crate::commands::Outcome {
-                    device,
-                    command_id,
-                    status: status.into(),
-                    detail,
-                };
-                let _ = self.outcomes.send(outcome).await;
-            }
+        // The durable copies of command outcomes, applied in the commit, reach the command
+        // book and the live views like the fast acks do.
+        let mut effects = effects;
+        for (row, was) in std::mem::take(&mut effects.commands) {
+            let _ = self
+                .outcomes
+                .send(crate::commands::Outcome::applied(row, was))
+                .await;
         }
         // Live views refetch what these devices show (heartbeats alone change nothing shown
         // but their age, which views compute themselves).

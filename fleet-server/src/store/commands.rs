@@ -101,40 +101,8 @@ impl Store {
         at: i64,
         detail: Option<&str>,
     ) -> Result<Option<CommandRow>, StoreError> {
-        let column = match status {
-            CommandStatus::Queued => return Ok(None),
-            CommandStatus::Sent => "sent_at",
-            CommandStatus::Delivered => "delivered_at",
-            _ => "finished_at",
-        };
-        let physical = status.is_terminal() && status != CommandStatus::Expired;
-        // Only an undelivered command can expire: a `delivered` that lands between the sweep's
-        // read and this update must win.
-        let below = if status == CommandStatus::Expired {
-            CommandStatus::Delivered.rank()
-        } else {
-            status.rank()
-        };
-        // An outcome replacing `expired` also replaces its "not delivered" detail.
-        let sql = format!(
-            "UPDATE commands SET status = $1, status_rank = $2, {column} = $3,
-                    detail = CASE WHEN status = 'expired' THEN $4 ELSE COALESCE($4, detail) END
-             WHERE command_id = $5 AND (status_rank < $6 OR ($7 = 1 AND status = 'expired'))
-             RETURNING {COMMAND_COLUMNS}"
-        );
-        // RETURNING (SQLite ≥ 3.35, PostgreSQL): one statement on the writer instead of an
-        // update and a read, as this runs twice on every remote open.
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(status.as_str())
-            .bind(status.rank())
-            .bind(at)
-            .bind(detail)
-            .bind(id.as_str())
-            .bind(below)
-            .bind(i64::from(physical))
-            .fetch_optional(&self.writer)
-            .await?;
-        row.as_ref().map(CommandRow::from_row).transpose()
+        let mut conn = self.writer.acquire().await?;
+        advance_on(&mut conn, id, None, status, at, detail).await
     }
 
     /// Commands still waiting for delivery (queued or sent) and not yet expired.
@@ -216,6 +184,55 @@ impl Store {
         }
         Ok(moved)
     }
+}
+
+/// [`Store::advance_command`] on a connection, or inside a transaction: ingest applies a
+/// cabinet's durable `command_result` with the event that carries it. With `device`, only
+/// that cabinet's command moves.
+pub(super) async fn advance_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &CommandId,
+    device: Option<&DeviceId>,
+    status: CommandStatus,
+    at: i64,
+    detail: Option<&str>,
+) -> Result<Option<CommandRow>, StoreError> {
+    let column = match status {
+        CommandStatus::Queued => return Ok(None),
+        CommandStatus::Sent => "sent_at",
+        CommandStatus::Delivered => "delivered_at",
+        _ => "finished_at",
+    };
+    let physical = status.is_terminal() && status != CommandStatus::Expired;
+    // Only an undelivered command can expire: a `delivered` that lands between the sweep's
+    // read and this update must win.
+    let below = if status == CommandStatus::Expired {
+        CommandStatus::Delivered.rank()
+    } else {
+        status.rank()
+    };
+    // An outcome replacing `expired` also replaces its "not delivered" detail.
+    let sql = format!(
+        "UPDATE commands SET status = $1, status_rank = $2, {column} = $3,
+                detail = CASE WHEN status = 'expired' THEN $4 ELSE COALESCE($4, detail) END
+         WHERE command_id = $5 AND (status_rank < $6 OR ($7 = 1 AND status = 'expired'))
+           AND ($8 IS NULL OR device_id = $8)
+         RETURNING {COMMAND_COLUMNS}"
+    );
+    // RETURNING (SQLite ≥ 3.35, PostgreSQL): one statement on the writer instead of an
+    // update and a read, as this runs twice on every remote open.
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(status.as_str())
+        .bind(status.rank())
+        .bind(at)
+        .bind(detail)
+        .bind(id.as_str())
+        .bind(below)
+        .bind(i64::from(physical))
+        .bind(device.map(DeviceId::as_str))
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(CommandRow::from_row).transpose()
 }
 
 macro_rules! command_columns {

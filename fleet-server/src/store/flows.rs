@@ -19,6 +19,8 @@ pub struct Effects {
     pub codes_changed: Vec<DeviceId>,
     /// New notifications are waiting.
     pub notify: bool,
+    /// Commands a cabinet's `command_result` moved, each with the status it had.
+    pub commands: Vec<(super::CommandRow, protocol::CommandStatus)>,
 }
 
 impl Effects {
@@ -30,6 +32,7 @@ impl Effects {
             }
         }
         self.notify |= other.notify;
+        self.commands.extend(other.commands);
     }
 }
 

@@ -114,6 +114,7 @@ on_both!(
     a_delivered_command_never_expires_and_fails_without_outcome,
     a_command_created_as_sent_is_stored_as_its_row,
     the_rule_in_memory_is_the_rule_in_storage,
+    a_command_result_moves_its_command_with_the_event,
     the_audit_chain_shows_a_changed_removed_or_foreign_row,
     archived_audit_rows_leave_a_chain_that_still_holds,
     concurrent_audited_changes_extend_one_chain,
@@ -530,7 +531,7 @@ async fn a_command_waits_for_one_ingest_turn_not_the_batch() {
             .ingest(&batch(&d, vec![door(1, 1, false)], 1))
             .await
             .expect("device");
-        // 2,000 cabinets with a keypad event each: 400 turns of 250.
+        // 2,000 cabinets with a keypad event each (51 a cabinet): 500 turns of four.
         let mut big = IngestBatch {
             received_at: 2_000,
             ..IngestBatch::default()
@@ -590,6 +591,69 @@ async fn a_command_waits_for_one_ingest_turn_not_the_batch() {
         );
     })
     .await;
+}
+
+/// A cabinet's durable `command_result` moves its command in the transaction that stores the
+/// event (once receipted, nothing would bring it again), only for the cabinet the command
+/// was for, and says what it moved; a repeat moves nothing.
+async fn a_command_result_moves_its_command_with_the_event(store: Store) {
+    let (d, other) = (dev("cab-r"), dev("cab-q"));
+    for x in [&d, &other] {
+        store
+            .ingest(&batch(x, vec![door(1, 1, false)], 1))
+            .await
+            .expect("device");
+    }
+    let mut c = new_command("cr1", &d, None, 1_000, 30_000);
+    c.sent_at = Some(1_000);
+    store.create_command(&c).await.expect("create");
+    let result = |seq: u64, status: AckStatus| Event {
+        seq,
+        ts: 1_500,
+        body: EventBody::CommandResult {
+            command_id: c.id.clone(),
+            box_no: b(3),
+            status,
+            detail: Some("door sensor changed".into()),
+        },
+    };
+    // Another cabinet's report of it changes nothing.
+    let (_, effects) = store
+        .ingest_with_effects(&batch(&other, vec![result(2, AckStatus::Jammed)], 2))
+        .await
+        .expect("ingest");
+    assert!(effects.commands.is_empty());
+    // `delivered` travels as the fast ack only; the outcome moves the command.
+    let (_, effects) = store
+        .ingest_with_effects(&batch(
+            &d,
+            vec![
+                result(2, AckStatus::Delivered),
+                result(3, AckStatus::Opened),
+            ],
+            3,
+        ))
+        .await
+        .expect("ingest");
+    let moved: Vec<_> = effects
+        .commands
+        .iter()
+        .map(|(r, was)| (r.command_id.as_str(), r.status, *was))
+        .collect();
+    assert_eq!(
+        moved,
+        vec![("cr1", CommandStatus::Opened, CommandStatus::Sent)]
+    );
+    let row = store.command("cr1").await.expect("read").expect("row");
+    assert_eq!(row.status, CommandStatus::Opened);
+    assert_eq!(row.detail.as_deref(), Some("door sensor changed"));
+    assert_eq!(row.finished_at, Some(1_000), "the batch's received_at");
+    // The retransmitted event is stored once and moves nothing.
+    let (inserted, effects) = store
+        .ingest_with_effects(&batch(&d, vec![result(3, AckStatus::Opened)], 3))
+        .await
+        .expect("ingest");
+    assert_eq!((inserted, effects.commands.len()), (0, 0));
 }
 
 /// The server shows a reported outcome before its write by applying storage's rule in memory
