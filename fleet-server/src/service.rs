@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{BoxNo, Channel, CodeSync, DeviceId, ItemId, StaffId, code};
+use protocol::{BoxNo, Channel, CodeGrant, CodeSync, DeviceId, ItemId, StaffId, code};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,11 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// How often a cabinet that has not confirmed its code version is sent it again.
 const CODES_RETRANSMIT: Duration = Duration::from_secs(5);
+
+/// Codes drawn for one reservation. One is almost always enough: the chance that a random
+/// eight-digit code is accepted by one of a cabinet's ~20 live grants is about 2 × 10⁻⁷; all
+/// four, never in practice.
+const CODE_CANDIDATES: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -210,7 +215,12 @@ impl Service {
             deadline,
             due_by,
         };
-        let code = self.secrets.code(self.settings.code_digits)?;
+        // A few codes drawn up front: the cabinet is chosen inside the store's transaction, and
+        // there the first code none of its live grants accepts is taken.
+        let mut candidates = (0..CODE_CANDIDATES)
+            .map(|_| self.secrets.code(self.settings.code_digits))
+            .collect::<Result<Vec<String>, _>>()?;
+        let taken = std::sync::atomic::AtomicUsize::new(0);
         let secrets = self.secrets.clone();
         let book = crate::sms_text::SmsBook::load(
             &self.store,
@@ -218,8 +228,20 @@ impl Service {
             self.settings.utc_offset_minutes,
         )
         .await?;
-        let sms = |site: &str, device: &DeviceId, b: BoxNo| -> Result<Issued, StoreError> {
+        let sms = |site: &str,
+                   device: &DeviceId,
+                   b: BoxNo,
+                   live: &[CodeGrant]|
+         -> Result<Issued, StoreError> {
             let key = secrets.cabinet_key(device);
+            let Some(n) = distinct_code(&candidates, &key, device, live) else {
+                return Err(StoreError::Conflict(format!(
+                    "no code distinct from cabinet {device}'s {} live codes in {CODE_CANDIDATES} draws; retry",
+                    live.len()
+                )));
+            };
+            taken.store(n, std::sync::atomic::Ordering::Relaxed);
+            let code = &candidates[n];
             let binding = code::Binding {
                 device,
                 item: &id,
@@ -234,11 +256,11 @@ impl Service {
                 case: &case_number,
                 cabinet: device.as_str(),
                 box_no: b.get(),
-                code: &code,
+                code,
                 until_ms: valid_until,
             });
             Ok(Issued {
-                code_tag: code::code_tag(&key, &binding, &code),
+                code_tag: code::code_tag(&key, &binding, code),
                 sms_sealed: secrets
                     .seal(&sms.body(&phone))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -264,6 +286,7 @@ impl Service {
             let _ = self.codes.send(d).await;
         }
         self.notify.notify_one();
+        let code = candidates.swap_remove(taken.load(std::sync::atomic::Ordering::Relaxed));
         Ok(Reservation {
             reservation_id: item.id.clone(),
             code: Some(code),
@@ -665,6 +688,30 @@ async fn send_codes(
     Ok(true)
 }
 
+/// The first of `candidates` that none of the cabinet's `live` grants accepts. A cabinet
+/// tries a typed code against every grant and opens the first that accepts it, so two grants
+/// accepting one code would let one citizen open the other's box (or find their own code
+/// refused as used). Across cabinets equal digits do no harm: each grant is bound to its own.
+fn distinct_code(
+    candidates: &[String],
+    key: &code::CabinetKey,
+    device: &DeviceId,
+    live: &[CodeGrant],
+) -> Option<usize> {
+    candidates.iter().position(|c| {
+        !live.iter().any(|g| {
+            let binding = code::Binding {
+                device,
+                item: &g.item,
+                box_no: g.box_no,
+                not_before: g.not_before,
+                not_after: g.not_after,
+            };
+            code::verify_code(key, &binding, c, &g.tag)
+        })
+    })
+}
+
 fn placement_name(req: &ReservationRequest) -> String {
     match (&req.site_id, &req.device_id, &req.near) {
         (Some(s), _, _) => format!("site {s}"),
@@ -676,9 +723,57 @@ fn placement_name(req: &ReservationRequest) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{CODES_RETRANSMIT, Resends};
-    use protocol::DeviceId;
+    use super::{CODES_RETRANSMIT, Resends, distinct_code};
+    use protocol::{BoxNo, CodeGrant, DeviceId, ItemId, code};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_new_code_differs_from_every_live_code_of_its_cabinet() {
+        let device = DeviceId::parse("cab-1").expect("id");
+        let key = code::CabinetKey::derive(b"master secret of this test", &device);
+        let grant = |item: &str, box_no: u16, code: &str| {
+            let item = ItemId::parse(item).expect("item");
+            let box_no = BoxNo::new(box_no).expect("box");
+            let binding = code::Binding {
+                device: &device,
+                item: &item,
+                box_no,
+                not_before: 0,
+                not_after: 1_000,
+            };
+            CodeGrant {
+                tag: code::code_tag(&key, &binding, code),
+                item: item.clone(),
+                box_no,
+                not_before: 0,
+                not_after: 1_000,
+                needs_deposit: false,
+                pickup: false,
+            }
+        };
+        let live = [grant("i1", 1, "11112222"), grant("i2", 2, "33334444")];
+        let draws = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            distinct_code(&draws(&["33334444", "55556666"]), &key, &device, &live),
+            Some(1),
+            "the first draw opens item i2's box"
+        );
+        assert_eq!(
+            distinct_code(&draws(&["55556666", "11112222"]), &key, &device, &live),
+            Some(0)
+        );
+        assert_eq!(
+            distinct_code(&draws(&["11112222", "33334444"]), &key, &device, &live),
+            None
+        );
+        // The same digits on another cabinet are another credential.
+        let other = DeviceId::parse("cab-2").expect("id");
+        let other_key = code::CabinetKey::derive(b"master secret of this test", &other);
+        assert_eq!(
+            distinct_code(&draws(&["11112222"]), &other_key, &other, &live),
+            Some(0)
+        );
+    }
 
     fn ids(v: &[&str]) -> Vec<DeviceId> {
         v.iter().map(|s| DeviceId::parse(s).expect("id")).collect()

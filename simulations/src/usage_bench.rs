@@ -169,7 +169,7 @@ pub async fn usage(o: UsageOptions) -> anyhow::Result<()> {
     );
     // Items holding boxes now.
     let held = (o.cabinets as f64 * f64::from(o.boxes) * o.held_share) as usize;
-    let issue = |_: &str, _: &DeviceId, _: BoxNo| {
+    let issue = |_: &str, _: &DeviceId, _: BoxNo, _: &[protocol::CodeGrant]| {
         Ok(Issued {
             code_tag: "00".repeat(32),
             sms_sealed: String::new(),

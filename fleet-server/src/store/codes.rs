@@ -50,37 +50,7 @@ impl Store {
         .bind(applied)
         .fetch_optional(&mut *tx)
         .await?;
-        let rows = sqlx::query(
-            "SELECT item_id, flow, box_no, valid_from, valid_until, code_tag, state FROM items
-             WHERE device_id = $1 AND code_tag IS NOT NULL AND (
-               (flow IN ('dropoff', 'supplement') AND state = 'reserved')
-               OR (flow = 'pickup' AND state IN ('awaiting_deposit', 'in_box')))
-             ORDER BY item_id",
-        )
-        .bind(device.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut grants = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: String = r.try_get("item_id")?;
-            let box_no: i64 = r.try_get("box_no")?;
-            let state: String = r.try_get("state")?;
-            let (Ok(item), Some(b)) = (
-                ItemId::parse(&id),
-                u16::try_from(box_no).ok().and_then(|n| BoxNo::new(n).ok()),
-            ) else {
-                return Err(StoreError::Corrupt(format!("item {id:?} box {box_no}")));
-            };
-            grants.push(CodeGrant {
-                item,
-                box_no: b,
-                not_before: r.try_get("valid_from")?,
-                not_after: r.try_get("valid_until")?,
-                tag: r.try_get("code_tag")?,
-                needs_deposit: state == "awaiting_deposit",
-                pickup: r.try_get::<String, _>("flow")? == "pickup",
-            });
-        }
+        let grants = live_grants(&mut tx, device).await?;
         let rows = sqlx::query(
             "SELECT staff_id, salt, hash, iterations FROM staff
              WHERE active = 1 AND (site_id IS NULL OR site_id = $1) ORDER BY staff_id",
@@ -159,4 +129,45 @@ pub(super) async fn bump_site_codes(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The code grants a cabinet's set carries: drop-offs and supplements reserved, pick-ups
+/// awaiting deposit or in their box. Also what a new code must differ from (a code two of a
+/// cabinet's grants accept opens the first of them).
+pub(super) async fn live_grants(
+    tx: &mut Tx<'_>,
+    device: &DeviceId,
+) -> Result<Vec<CodeGrant>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT item_id, flow, box_no, valid_from, valid_until, code_tag, state FROM items
+         WHERE device_id = $1 AND code_tag IS NOT NULL AND (
+           (flow IN ('dropoff', 'supplement') AND state = 'reserved')
+           OR (flow = 'pickup' AND state IN ('awaiting_deposit', 'in_box')))
+         ORDER BY item_id",
+    )
+    .bind(device.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut grants = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: String = r.try_get("item_id")?;
+        let box_no: i64 = r.try_get("box_no")?;
+        let state: String = r.try_get("state")?;
+        let (Ok(item), Some(b)) = (
+            ItemId::parse(&id),
+            u16::try_from(box_no).ok().and_then(|n| BoxNo::new(n).ok()),
+        ) else {
+            return Err(StoreError::Corrupt(format!("item {id:?} box {box_no}")));
+        };
+        grants.push(CodeGrant {
+            item,
+            box_no: b,
+            not_before: r.try_get("valid_from")?,
+            not_after: r.try_get("valid_until")?,
+            tag: r.try_get("code_tag")?,
+            needs_deposit: state == "awaiting_deposit",
+            pickup: r.try_get::<String, _>("flow")? == "pickup",
+        });
+    }
+    Ok(grants)
 }

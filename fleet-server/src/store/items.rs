@@ -2,7 +2,7 @@
 //! overdue, reminders), the helpers' work lists, and every item transition with its history.
 
 use domain::flows::{Flow, ItemState, Size, Trigger, next_state, webhook_event};
-use protocol::{BoxNo, DeviceId, EventBody, ItemId};
+use protocol::{BoxNo, CodeGrant, DeviceId, EventBody, ItemId};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -129,7 +129,7 @@ impl Store {
         &self,
         item: &NewItem,
         placement: &Placement,
-        issue: impl Fn(&str, &DeviceId, BoxNo) -> Result<Issued, StoreError>,
+        issue: impl Fn(&str, &DeviceId, BoxNo, &[CodeGrant]) -> Result<Issued, StoreError>,
     ) -> Result<Option<Allocated>, StoreError> {
         // PostgreSQL: two requests may pick the same box; the unique index refuses the
         // second, which tries again with what is left.
@@ -157,7 +157,7 @@ impl Store {
         &self,
         item: &NewItem,
         placement: &Placement,
-        issue: &impl Fn(&str, &DeviceId, BoxNo) -> Result<Issued, StoreError>,
+        issue: &impl Fn(&str, &DeviceId, BoxNo, &[CodeGrant]) -> Result<Issued, StoreError>,
     ) -> Result<Option<Allocated>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let sizes: Vec<&str> = item.size.and_larger().map(Size::as_str).collect();
@@ -224,7 +224,10 @@ impl Store {
             .ok()
             .and_then(|n| BoxNo::new(n).ok())
             .ok_or_else(|| StoreError::Corrupt(format!("box {box_no} of {device}")))?;
-        let issued = issue(&site, &device_id, b)?;
+        // The cabinet's grants as its next set will carry them, read in this transaction: the
+        // new code must be accepted by none of them.
+        let live = super::codes::live_grants(&mut tx, &device_id).await?;
+        let issued = issue(&site, &device_id, b, &live)?;
         let state = match item.flow {
             Flow::Pickup => ItemState::AwaitingDeposit,
             Flow::Dropoff | Flow::Supplement => ItemState::Reserved,

@@ -83,6 +83,7 @@ pub(crate) fn issued(
     _: &str,
     _: &DeviceId,
     _: BoxNo,
+    _: &[protocol::CodeGrant],
 ) -> Result<Issued, fleet_server::store::StoreError> {
     Ok(Issued {
         code_tag: "ab".repeat(32),
@@ -527,6 +528,26 @@ pub(crate) async fn code_material_holds_live_grants_and_site_staff(store: Store)
     assert_eq!(items, vec![("d1", false), ("p1", true)]);
     let names: Vec<&str> = staff.iter().map(|s| s.staff.as_str()).collect();
     assert_eq!(names, vec!["here"]);
+    // A new code is drawn against the grants the cabinet's set carries, read in the
+    // reservation's own transaction (the service takes a code none of them accepts).
+    let handed = std::sync::Mutex::new(Vec::new());
+    store
+        .reserve(
+            &item("d3", Flow::Dropoff, Size::S, NOW + HOUR),
+            &at_hall(),
+            |site, device, b, live| {
+                *handed.lock().expect("lock") = live.to_vec();
+                issued(site, device, b, live)
+            },
+        )
+        .await
+        .expect("reserve")
+        .expect("a free box");
+    let handed = handed.into_inner().expect("lock");
+    assert_eq!(
+        handed, grants,
+        "the set's grants, as code_material reads them"
+    );
     assert!(
         store
             .code_material(&dev("unknown"))
