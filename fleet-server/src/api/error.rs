@@ -108,8 +108,12 @@ fn default_code(status: StatusCode) -> &'static str {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if let StoreError::Invalid(why) = e {
-            return ApiError::bad_request(why);
+        match e {
+            StoreError::Invalid(why) => return ApiError::bad_request(why),
+            // A race the caller may simply retry (boxes allocated concurrently, no distinct
+            // code drawn): not the server's fault.
+            StoreError::Conflict(why) => return ApiError::new(StatusCode::CONFLICT, why),
+            _ => {}
         }
         tracing::error!(error = %e, "storage error in API request");
         match e {
