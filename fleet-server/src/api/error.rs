@@ -110,8 +110,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(why) => return ApiError::bad_request(why),
-            // A race the caller may simply retry (boxes allocated concurrently, no distinct
-            // code drawn): not the server's fault.
+            // A conflict the caller resolves (retry after concurrent allocation or no distinct
+            // code drawn; another key after an idempotency key reused): not the server's fault.
             StoreError::Conflict(why) => return ApiError::new(StatusCode::CONFLICT, why),
             _ => {}
         }

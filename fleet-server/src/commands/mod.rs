@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::devices::Online;
 use crate::devices::Publisher;
 use crate::metrics::Metrics;
-use crate::store::{CommandRow, CreateOutcome, NewCommand, Store, StoreError};
+use crate::store::{CommandReport, CommandRow, CreateOutcome, NewCommand, Store, StoreError};
 
 /// A delivered command without an outcome after this long is failed: its agent died
 /// mid-command and did not come back to report (it reports `failed` itself when it does).
@@ -69,9 +69,9 @@ pub struct Outcome {
     pub command_id: CommandId,
     pub status: CommandStatus,
     pub detail: Option<String>,
-    /// Already stored, with the status it had: the durable copy, applied by ingest in the
-    /// transaction that stored its event.
-    pub applied: Option<Box<(CommandRow, CommandStatus)>>,
+    /// What the durable copy did to the command, applied by ingest in the transaction that
+    /// stored its event (moved, or storage's row where it did not).
+    pub applied: Option<Box<CommandReport>>,
 }
 
 impl Outcome {
@@ -86,14 +86,14 @@ impl Outcome {
         }
     }
 
-    /// A `command_result` ingest applied: `row` as stored, `was` its status before.
-    pub fn applied(row: CommandRow, was: CommandStatus) -> Outcome {
+    /// A `command_result` ingest applied.
+    pub fn applied(report: CommandReport) -> Outcome {
         Outcome {
-            device: row.device_id.clone(),
-            command_id: row.command_id.clone(),
-            status: row.status,
-            detail: row.detail.clone(),
-            applied: Some(Box::new((row, was))),
+            device: report.row.device_id.clone(),
+            command_id: report.row.command_id.clone(),
+            status: report.row.status,
+            detail: report.row.detail.clone(),
+            applied: Some(Box::new(report)),
         }
     }
 }
@@ -111,11 +111,13 @@ pub(crate) struct Commands {
 
 /// Work for the command writer, in arrival order.
 pub(crate) enum Write {
-    /// Store an outcome; `noted` says whether the book already moved (and announced) it.
+    /// Store an outcome; `noted` says whether the book holds the command, `was` the status
+    /// the book moved it from (announced then, counted once storage moves).
     Outcome {
         outcome: Outcome,
         at: i64,
         noted: bool,
+        was: Option<CommandStatus>,
     },
     /// A cabinet announced itself: send what waits for it.
     Ready(DeviceId),
@@ -231,16 +233,20 @@ impl Commands {
     /// A command this replica keeps moves at once and waiting requests hear of it; a fast
     /// ack's write follows ([`Commands::store_outcome`]).
     pub(crate) fn note_outcome(&self, o: Outcome) -> Option<Write> {
-        if let Some(applied) = o.applied {
-            // Stored already: the book takes storage's row; announced unless the fast ack
-            // was noted (and announced) with this very outcome.
-            let (row, was) = *applied;
-            if self.book.stored(&row) != Some(row.status) {
+        if let Some(report) = o.applied {
+            // Stored already: the book settles on storage's row, and storage's state is
+            // announced (counted only where storage moved).
+            let CommandReport { row, was, moved } = *report;
+            self.book.stored(&row);
+            if moved {
                 self.finished(&row, row.status, was);
+            } else {
+                self.announce(&row);
             }
             return None;
         }
         let at = crate::clock::now_ms();
+        let mut was = None;
         let noted = match self.book.note(
             &o.device,
             o.command_id.as_str(),
@@ -253,8 +259,10 @@ impl Commands {
                     "outcome of another device's command ignored");
                 return None;
             }
-            book::Noted::Moved { row, was } => {
-                self.finished(&row, o.status, was);
+            // Shown and announced now; counted once storage moves.
+            book::Noted::Moved { row, was: before } => {
+                self.announce(&row);
+                was = Some(before);
                 true
             }
             // A repeat is written all the same: the first write may have failed.
@@ -265,6 +273,7 @@ impl Commands {
             outcome: o,
             at,
             noted,
+            was,
         })
     }
 
@@ -277,6 +286,7 @@ impl Commands {
         o: Outcome,
         at: i64,
         noted: bool,
+        noted_was: Option<CommandStatus>,
     ) -> Result<(), StoreError> {
         let Outcome {
             device,
@@ -285,7 +295,7 @@ impl Commands {
             detail,
             ..
         } = o;
-        let mut was = None;
+        let mut was = noted_was;
         if !noted {
             let Some(row) = self.store.command(command_id.as_str()).await? else {
                 tracing::warn!(%device, command = %command_id, "outcome of an unknown command ignored");
@@ -303,27 +313,25 @@ impl Commands {
             .advance_command(&command_id, status, at, detail.as_deref())
             .await?;
         match updated {
+            // Counted, logged and announced (again, for other replicas, which answer from
+            // storage) once storage moved.
             Some(updated) => {
                 self.book.stored(&updated);
-                match was {
-                    Some(was) => self.finished(&updated, status, was),
-                    // Noted and announced before; announced again now that it is stored,
-                    // for other replicas, which answer from storage.
-                    None => self.announce(&updated),
-                }
+                self.finished(&updated, status, was.unwrap_or(status));
             }
             // Storage refused what the book noted (the command was failed or expired
             // meanwhile, or holds that state already): the book takes storage's row, and a
             // request the book answered is woken to read it.
             None if noted && self.book.get(command_id.as_str()).is_some() => {
-                if let Some(row) = self.store.command(command_id.as_str()).await?
-                    && self
+                if let Some(row) = self.store.command(command_id.as_str()).await? {
+                    if self
                         .book
                         .stored(&row)
                         .is_some_and(|kept| kept != row.status)
-                {
-                    tracing::warn!(%device, command = %command_id, reported = status.as_str(),
-                        stored = row.status.as_str(), "a reported outcome storage refused; showing storage's");
+                    {
+                        tracing::warn!(%device, command = %command_id, reported = status.as_str(),
+                            stored = row.status.as_str(), "a reported outcome storage refused; showing storage's");
+                    }
                     self.announce(&row);
                 }
             }
@@ -433,10 +441,11 @@ impl Commands {
                 _ => return Ok(row),
             }
             // Wait for a notice about this command; a lagged receiver re-reads, and so does
-            // a quiet second: with replicas on an external broker the outcome may be stored
-            // by another replica, whose notices this one never hears.
+            // every second: with replicas on an external broker the outcome may be stored by
+            // another replica, whose notices this one may never hear. The second counts from
+            // the read, not from the last notice about other things (which come all the time).
+            let until = deadline.min(tokio::time::Instant::now() + REREAD);
             loop {
-                let until = deadline.min(tokio::time::Instant::now() + REREAD);
                 match tokio::time::timeout_at(until, changes.recv()).await {
                     Err(_) if until == deadline => return Ok(row),
                     Err(_) => break,
@@ -542,9 +551,14 @@ impl Commands {
                 }
             };
             match w {
-                Write::Outcome { outcome, at, noted } => {
+                Write::Outcome {
+                    outcome,
+                    at,
+                    noted,
+                    was,
+                } => {
                     let device = outcome.device.clone();
-                    if let Err(e) = self.store_outcome(outcome, at, noted).await {
+                    if let Err(e) = self.store_outcome(outcome, at, noted, was).await {
                         tracing::error!(%device, error = %e, "storing a command outcome failed; its durable copy, or the delivered timeout, settles it");
                     }
                 }

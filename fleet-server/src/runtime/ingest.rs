@@ -385,10 +385,10 @@ impl Writer {
         // The durable copies of command outcomes, applied in the commit, reach the command
         // book and the live views like the fast acks do.
         let mut effects = effects;
-        for (row, was) in std::mem::take(&mut effects.commands) {
+        for report in std::mem::take(&mut effects.commands) {
             let _ = self
                 .outcomes
-                .send(crate::commands::Outcome::applied(row, was))
+                .send(crate::commands::Outcome::applied(report))
                 .await;
         }
         // Live views refetch what these devices show (heartbeats alone change nothing shown

@@ -235,6 +235,31 @@ pub(super) async fn advance_on(
     row.as_ref().map(CommandRow::from_row).transpose()
 }
 
+/// A command as stored, read on a connection or inside a transaction.
+pub(super) async fn command_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &CommandId,
+) -> Result<Option<CommandRow>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "{COMMAND_SELECT} WHERE command_id = $1"
+    )))
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(CommandRow::from_row).transpose()
+}
+
+/// What a cabinet's durable `command_result` did to its command in the ingest transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandReport {
+    /// The command as stored after it.
+    pub row: CommandRow,
+    /// Its status before.
+    pub was: CommandStatus,
+    /// Whether the report moved it (a repeat, or an outcome storage refuses, does not).
+    pub moved: bool,
+}
+
 macro_rules! command_columns {
     () => {
         "command_id, device_id, box_no, action, status, actor, reason, idempotency_key,

@@ -19,8 +19,8 @@ pub struct Effects {
     pub codes_changed: Vec<DeviceId>,
     /// New notifications are waiting.
     pub notify: bool,
-    /// Commands a cabinet's `command_result` moved, each with the status it had.
-    pub commands: Vec<(super::CommandRow, protocol::CommandStatus)>,
+    /// What cabinets' `command_result` events did to their commands.
+    pub commands: Vec<super::CommandReport>,
 }
 
 impl Effects {

@@ -223,28 +223,30 @@ impl Store {
             } = &event.body
                 && *status != protocol::AckStatus::Delivered
             {
-                let was: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM commands WHERE command_id = $1")
-                        .bind(command_id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let status = protocol::CommandStatus::from(*status);
-                if let Some(row) = super::commands::advance_on(
+                let Some(before) = super::commands::command_on(&mut tx, command_id).await? else {
+                    tracing::warn!(%device, command = %command_id, "outcome of an unknown command ignored");
+                    continue;
+                };
+                if &before.device_id != device {
+                    tracing::warn!(%device, command = %command_id, owner = %before.device_id,
+                        "outcome of another device's command ignored");
+                    continue;
+                }
+                let moved = super::commands::advance_on(
                     &mut tx,
                     command_id,
                     Some(device),
-                    status,
+                    protocol::CommandStatus::from(*status),
                     now,
                     detail.as_deref(),
                 )
-                .await?
-                {
-                    let was = was
-                        .as_deref()
-                        .and_then(protocol::CommandStatus::parse)
-                        .unwrap_or_default();
-                    effects.commands.push((row, was));
-                }
+                .await?;
+                // Moved or not, the command book settles on what storage holds.
+                effects.commands.push(super::CommandReport {
+                    was: before.status,
+                    moved: moved.is_some(),
+                    row: moved.unwrap_or(before),
+                });
             }
         }
 

@@ -638,22 +638,26 @@ async fn a_command_result_moves_its_command_with_the_event(store: Store) {
     let moved: Vec<_> = effects
         .commands
         .iter()
-        .map(|(r, was)| (r.command_id.as_str(), r.status, *was))
+        .map(|r| (r.row.command_id.as_str(), r.row.status, r.was, r.moved))
         .collect();
     assert_eq!(
         moved,
-        vec![("cr1", CommandStatus::Opened, CommandStatus::Sent)]
+        vec![("cr1", CommandStatus::Opened, CommandStatus::Sent, true)]
     );
     let row = store.command("cr1").await.expect("read").expect("row");
     assert_eq!(row.status, CommandStatus::Opened);
     assert_eq!(row.detail.as_deref(), Some("door sensor changed"));
     assert_eq!(row.finished_at, Some(1_000), "the batch's received_at");
-    // The retransmitted event is stored once and moves nothing.
+    // The retransmitted event is stored once and moves nothing; storage's row is reported,
+    // for the command book to settle on.
     let (inserted, effects) = store
         .ingest_with_effects(&batch(&d, vec![result(3, AckStatus::Opened)], 3))
         .await
         .expect("ingest");
-    assert_eq!((inserted, effects.commands.len()), (0, 0));
+    assert_eq!(inserted, 0);
+    assert_eq!(effects.commands.len(), 1);
+    assert!(!effects.commands[0].moved);
+    assert_eq!(effects.commands[0].row, row);
 }
 
 /// The server shows a reported outcome before its write by applying storage's rule in memory
