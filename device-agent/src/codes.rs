@@ -224,13 +224,7 @@ impl CodeBook {
         };
         let mut found: Option<&CodeGrant> = None;
         for g in &book.grants {
-            let binding = Binding {
-                device: &self.device,
-                item: &g.item,
-                box_no: g.box_no,
-                not_before: g.not_before,
-                not_after: g.not_after,
-            };
+            let binding = Binding::of_grant(&self.device, g);
             if code::verify_code(key, &binding, code, &g.tag) && found.is_none() {
                 found = Some(g);
             }

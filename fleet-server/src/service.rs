@@ -699,16 +699,9 @@ fn distinct_code(
     live: &[CodeGrant],
 ) -> Option<usize> {
     candidates.iter().position(|c| {
-        !live.iter().any(|g| {
-            let binding = code::Binding {
-                device,
-                item: &g.item,
-                box_no: g.box_no,
-                not_before: g.not_before,
-                not_after: g.not_after,
-            };
-            code::verify_code(key, &binding, c, &g.tag)
-        })
+        !live
+            .iter()
+            .any(|g| code::verify_code(key, &code::Binding::of_grant(device, g), c, &g.tag))
     })
 }
 
@@ -732,24 +725,17 @@ mod tests {
         let device = DeviceId::parse("cab-1").expect("id");
         let key = code::CabinetKey::derive(b"master secret of this test", &device);
         let grant = |item: &str, box_no: u16, code: &str| {
-            let item = ItemId::parse(item).expect("item");
-            let box_no = BoxNo::new(box_no).expect("box");
-            let binding = code::Binding {
-                device: &device,
-                item: &item,
-                box_no,
-                not_before: 0,
-                not_after: 1_000,
-            };
-            CodeGrant {
-                tag: code::code_tag(&key, &binding, code),
-                item: item.clone(),
-                box_no,
+            let mut g = CodeGrant {
+                tag: String::new(),
+                item: ItemId::parse(item).expect("item"),
+                box_no: BoxNo::new(box_no).expect("box"),
                 not_before: 0,
                 not_after: 1_000,
                 needs_deposit: false,
                 pickup: false,
-            }
+            };
+            g.tag = code::code_tag(&key, &code::Binding::of_grant(&device, &g), code);
+            g
         };
         let live = [grant("i1", 1, "11112222"), grant("i2", 2, "33334444")];
         let draws = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

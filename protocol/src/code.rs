@@ -108,7 +108,19 @@ pub struct Binding<'a> {
     pub not_after: i64,
 }
 
-impl Binding<'_> {
+impl<'a> Binding<'a> {
+    /// What `grant`, on cabinet `device`, binds its code to: how a cabinet verifies a typed
+    /// code, and how the server checks a new code against the cabinet's other grants.
+    pub fn of_grant(device: &'a DeviceId, grant: &'a crate::CodeGrant) -> Binding<'a> {
+        Binding {
+            device,
+            item: &grant.item,
+            box_no: grant.box_no,
+            not_before: grant.not_before,
+            not_after: grant.not_after,
+        }
+    }
+
     fn message(&self, code: &str) -> Vec<u8> {
         // NUL separators: no field can contain one, so no two bindings share a message.
         let mut m = Vec::with_capacity(96);
