@@ -31,7 +31,7 @@ pub(crate) async fn audit(
     if let Some(d) = &device {
         caller.require_device(&s.store, d).await?;
     }
-    let rows = s
+    let mut rows = s
         .store
         .audit(
             device.as_ref(),
@@ -39,5 +39,6 @@ pub(crate) async fn audit(
             q.limit.unwrap_or(100).clamp(1, 10_000),
         )
         .await?;
+    s.commands.overlay_audit(&mut rows);
     Ok(Json(AuditList { entries: all(rows) }).into_response())
 }

@@ -228,6 +228,21 @@ impl Commands {
         Ok(self.book.newest(kept, stored))
     }
 
+    /// Audit rows of remote opens with the outcome this replica has shown ahead of its write,
+    /// so that the audit never says less than the command did a moment before.
+    pub(crate) fn overlay_audit(&self, rows: &mut [crate::store::AuditRow]) {
+        for row in rows {
+            let Some(kept) = row.command_id.as_deref().and_then(|id| self.book.get(id)) else {
+                continue;
+            };
+            let stored = row.result.as_deref().and_then(CommandStatus::parse);
+            if stored.is_none_or(|s| crate::store::moves(s, kept.status)) {
+                row.result = Some(kept.status.as_str().to_owned());
+                row.latency_ms = kept.latency_ms;
+            }
+        }
+    }
+
     /// Notes the outcome a device reported, from its fast ack or from the durable
     /// `command_result` event ingest stored (and applied): the one path every outcome takes.
     /// A command this replica keeps moves at once and waiting requests hear of it; a fast

@@ -82,13 +82,8 @@ impl Store {
     }
 
     pub async fn command(&self, id: &str) -> Result<Option<CommandRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "{COMMAND_SELECT} WHERE command_id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(CommandRow::from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        command_on(&mut conn, id).await
     }
 
     /// Moves a command forward in its lifecycle. Never backwards; a physical outcome from the
@@ -235,15 +230,28 @@ pub(super) async fn advance_on(
     row.as_ref().map(CommandRow::from_row).transpose()
 }
 
+/// Whether a command in `from` moves on a report of `to`, by [`Store::advance_command`]'s
+/// rule: never backwards, only an undelivered command expires, and a physical outcome from
+/// the door may replace `expired`.
+pub fn moves(from: CommandStatus, to: CommandStatus) -> bool {
+    let physical = to.is_terminal() && to != CommandStatus::Expired;
+    let below = match to {
+        CommandStatus::Queued => return false,
+        CommandStatus::Expired => CommandStatus::Delivered.rank(),
+        _ => to.rank(),
+    };
+    from.rank() < below || (physical && from == CommandStatus::Expired)
+}
+
 /// A command as stored, read on a connection or inside a transaction.
 pub(super) async fn command_on(
     conn: &mut sqlx::AnyConnection,
-    id: &CommandId,
+    id: &str,
 ) -> Result<Option<CommandRow>, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "{COMMAND_SELECT} WHERE command_id = $1"
     )))
-    .bind(id.as_str())
+    .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(CommandRow::from_row).transpose()
@@ -354,16 +362,10 @@ impl CommandRow {
         at: i64,
         detail: Option<&str>,
     ) -> Option<CommandRow> {
-        let physical = status.is_terminal() && status != CommandStatus::Expired;
-        let below = match status {
-            CommandStatus::Queued => return None,
-            CommandStatus::Expired => CommandStatus::Delivered.rank(),
-            _ => status.rank(),
-        };
-        let expired = self.status == CommandStatus::Expired;
-        if self.status.rank() >= below && !(physical && expired) {
+        if !moves(self.status, status) {
             return None;
         }
+        let expired = self.status == CommandStatus::Expired;
         let mut row = self.clone();
         match status {
             CommandStatus::Sent => row.sent_at = Some(at),

@@ -223,7 +223,9 @@ impl Store {
             } = &event.body
                 && *status != protocol::AckStatus::Delivered
             {
-                let Some(before) = super::commands::command_on(&mut tx, command_id).await? else {
+                let Some(before) =
+                    super::commands::command_on(&mut tx, command_id.as_str()).await?
+                else {
                     tracing::warn!(%device, command = %command_id, "outcome of an unknown command ignored");
                     continue;
                 };

@@ -47,7 +47,7 @@ pub use alarms::{AlarmAction, AlarmFilter, AlarmRow};
 pub use audit::AuditRow;
 pub use cabinets::{BoxConfig, BoxView, CabinetRow};
 pub use codes::CodeMaterial;
-pub use commands::{CommandReport, CommandRow, CreateOutcome, NewCommand};
+pub use commands::{CommandReport, CommandRow, CreateOutcome, NewCommand, moves};
 pub use config::{AppliedConfig, ConfigFacts, LayerRow};
 pub use deployments::{DeploymentRow, DeviceNow, RolloutRow, Selector};
 pub use devices::{
