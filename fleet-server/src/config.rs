@@ -69,6 +69,10 @@ pub struct ServerConfig {
     /// state snapshot 50, a heartbeat 4 (`store::event_cost`): bounds how long ingest holds
     /// the writer that commands and reservations also need.
     pub ingest_batch: usize,
+    /// Ingest writers, each storing the devices of its lane (a device always in the same
+    /// one, so its events stay in order); 0: one on SQLite (it has one writer), four on
+    /// PostgreSQL, where one writer waits on every statement's round trip.
+    pub ingest_writers: usize,
     /// The master secret that derives cabinet code keys; default
     /// `{data_dir}/secrets/master.key`, created on first start. Back it up.
     pub master_secret_file: Option<PathBuf>,
@@ -406,6 +410,7 @@ impl Default for ServerConfig {
             api_burst: 200,
             audit_anchor_secs: 3_600,
             ingest_batch: 2_000,
+            ingest_writers: 0,
             master_secret_file: None,
             release_keys: None,
             release_bytes_per_sec: 2_000_000,
@@ -549,6 +554,12 @@ impl ServerConfig {
         }
         if self.ingest_batch == 0 || self.ingest_batch > 100_000 {
             return bad("ingest_batch", "must be between 1 and 100000");
+        }
+        if self.ingest_writers > 64 {
+            return bad(
+                "ingest_writers",
+                "must be at most 64 (0 picks one for SQLite, four for PostgreSQL)",
+            );
         }
         if !(protocol::code::MIN_DIGITS..=protocol::code::MAX_DIGITS).contains(&self.code_digits) {
             return bad("code_digits", "must be 6, 7 or 8");
@@ -775,6 +786,15 @@ alarm = { id = "SMS_5", params = ["kind", "device"] }
             "webhook_url = 'https://p/h'\nwebhook_secret = '0123456789abcdef'\nutc_offset_minutes = 480",
         )
         .expect("parses");
+        cfg.validate().expect("valid");
+    }
+
+    #[test]
+    fn ingest_writers_are_bounded() {
+        let cfg: ServerConfig = toml::from_str("ingest_writers = 65").expect("parses");
+        let err = cfg.validate().expect_err("too many");
+        assert!(err.to_string().contains("ingest_writers"), "{err}");
+        let cfg: ServerConfig = toml::from_str("ingest_writers = 8").expect("parses");
         cfg.validate().expect("valid");
     }
 

@@ -252,7 +252,12 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     } else {
         changes::Changes::default()
     };
-    let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+    let lanes = match (cfg.ingest_writers, store.kind()) {
+        (0, store::DbKind::Sqlite) => 1,
+        (0, store::DbKind::Postgres) => 4,
+        (n, _) => n,
+    };
+    let (ingest_tx, ingest_rxs) = ingest::Lanes::new(lanes, 4096);
     let (outcomes_tx, outcomes_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
     let (renewals_tx, renewals_rx) = mpsc::channel(256);
@@ -463,20 +468,23 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         &tracker,
         cancel.clone(),
     )?;
-    let writer = ingest::Writer {
-        store: store.clone(),
-        publisher,
-        outcomes: outcomes_tx,
-        ready: ready_tx,
-        metrics: metrics.clone(),
-        health: health.clone(),
-        batch_cost: cfg.ingest_batch,
-        service: service.clone(),
-        export,
-        clock: ingest::ClockWatch::new(cfg.clock_skew_alarm_secs),
-        heartbeat_flush: std::time::Duration::from_secs(cfg.heartbeat_flush_secs),
-    };
-    tracker.spawn(writer.run(ingest_rx, cancel.clone()));
+    for ingest_rx in ingest_rxs {
+        let writer = ingest::Writer {
+            store: store.clone(),
+            publisher: publisher.clone(),
+            outcomes: outcomes_tx.clone(),
+            ready: ready_tx.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            batch_cost: cfg.ingest_batch,
+            service: service.clone(),
+            export: export.clone(),
+            clock: ingest::ClockWatch::new(cfg.clock_skew_alarm_secs),
+            heartbeat_flush: std::time::Duration::from_secs(cfg.heartbeat_flush_secs),
+        };
+        tracker.spawn(writer.run(ingest_rx, cancel.clone()));
+    }
+    drop((outcomes_tx, ready_tx));
     // Bounded: a writer that cannot keep up holds the inbox, which holds the link's
     // outcomes channel, which holds the link (as before the book, one step further on).
     let (command_writes_tx, command_writes_rx) = mpsc::channel(4096);

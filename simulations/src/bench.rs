@@ -21,7 +21,8 @@ pub struct IngestOptions {
     /// Events each agent records (beyond its `started` event).
     #[arg(long, default_value_t = 2000)]
     pub events: u64,
-    /// Database URL (default: SQLite in a scratch dir).
+    /// Database URL (default: SQLite in a scratch dir). For PostgreSQL, the server on which
+    /// the run creates an empty database `lockerfleet_bench_ingest` and drops it afterwards.
     #[arg(long)]
     pub database_url: Option<String>,
     /// Raw publishers instead of agents: each device is a bare MQTT client sending
@@ -32,6 +33,9 @@ pub struct IngestOptions {
     /// Events per MQTT message in raw mode.
     #[arg(long, default_value_t = 50)]
     pub batch: u64,
+    /// The server's `ingest_writers` (0: its default, one on SQLite and four on PostgreSQL).
+    #[arg(long, default_value_t = 0)]
+    pub ingest_writers: usize,
     /// Raw mode: afterwards, in the same run, mosquitto (apt) relays messages of the same
     /// size from as many TLS publishers to one subscriber; prints both rates and the ratio.
     #[arg(long, requires = "raw")]
@@ -87,7 +91,17 @@ async fn server(
     dir: &std::path::Path,
     database_url: Option<String>,
 ) -> anyhow::Result<fleet_server::RunningServer> {
+    server_with(dir, database_url, 0).await
+}
+
+/// [`server`] with `ingest_writers` set (0: the server's default).
+async fn server_with(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+    ingest_writers: usize,
+) -> anyhow::Result<fleet_server::RunningServer> {
     fleet_server::start(fleet_server::ServerConfig {
+        ingest_writers,
         data_dir: dir.join("server"),
         certs: Some(dir.join("certs")),
         mqtt_listen: "127.0.0.1:0".parse()?,
@@ -119,6 +133,9 @@ async fn embedded(
     Ok((ids, server, fleet))
 }
 
+/// The database the ingest benchmarks create (and drop) on a PostgreSQL server they are given.
+const SCRATCH_DB: &str = "lockerfleet_bench_ingest";
+
 /// Events/s from the agents' first record to the last receipt, every event stored once.
 pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
     if opts.raw {
@@ -140,7 +157,8 @@ pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
     };
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
     crate::fleet::ensure_certs(&dir.join("certs"), &ids)?;
-    let server = server(&dir, opts.database_url.clone()).await?;
+    let db = crate::scratch_pg::for_bench(opts.database_url.clone(), SCRATCH_DB).await?;
+    let server = server_with(&dir, db, opts.ingest_writers).await?;
     let expected = opts.agents as u64 * (opts.events + 1);
     let started = Instant::now();
     let fleet = Fleet::start(
@@ -178,6 +196,7 @@ pub async fn ingest(opts: IngestOptions) -> anyhow::Result<()> {
     .await;
     fleet.shutdown().await;
     server.shutdown().await;
+    crate::scratch_pg::after_bench(opts.database_url.as_deref(), SCRATCH_DB).await?;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -444,7 +463,8 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     let ids: Vec<_> = (0..spec.cabinets).map(|n| cabinet_id(&spec, n)).collect();
     let certs_dir = dir.join("certs");
     crate::fleet::ensure_certs(&certs_dir, &ids)?;
-    let server = server(&dir, opts.database_url.clone()).await?;
+    let db = crate::scratch_pg::for_bench(opts.database_url.clone(), SCRATCH_DB).await?;
+    let server = server_with(&dir, db, opts.ingest_writers).await?;
     let total = opts.events;
     let mut tasks = Vec::new();
     let started = Instant::now();
@@ -541,6 +561,7 @@ async fn ingest_raw(opts: IngestOptions) -> anyhow::Result<()> {
     )
     .await;
     server.shutdown().await;
+    crate::scratch_pg::after_bench(opts.database_url.as_deref(), SCRATCH_DB).await?;
     let result = match (result, opts.compare_mosquitto) {
         (Ok(()), true) => {
             let ours = expected as f64 / opts.batch as f64 / elapsed.as_secs_f64();

@@ -26,5 +26,6 @@ pub mod rollout_bench;
 pub mod scale_bench;
 pub(crate) mod scenario;
 pub(crate) mod schedule;
+pub(crate) mod scratch_pg;
 pub mod sim;
 pub mod usage_bench;

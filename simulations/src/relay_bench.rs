@@ -31,7 +31,9 @@ fn mosquitto_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A mosquitto broker on a free loopback port with our CA and server certificate, requiring
-/// client certificates like our broker front. Killed when dropped.
+/// client certificates like our broker front. Killed when dropped. Its queue for the one
+/// subscriber is unbounded (`max_queued_messages 0`): with a bound, a subscriber lagging by
+/// more than it lost messages and the run waited out its deadline (it did at 200,000).
 struct Mosquitto {
     child: std::process::Child,
     port: u16,
@@ -51,7 +53,7 @@ impl Mosquitto {
                  cafile {}\ncertfile {}\nkeyfile {}\n\
                  require_certificate true\nuse_identity_as_username true\n\
                  allow_anonymous false\npersistence false\n\
-                 max_inflight_messages 20\nmax_queued_messages 100000\n\
+                 max_inflight_messages 20\nmax_queued_messages 0\n\
                  set_tcp_nodelay true\nuser root\nlog_dest none\n",
                 abs(certs::CA_CERT),
                 abs(certs::SERVER_CERT),

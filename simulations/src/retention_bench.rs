@@ -97,7 +97,7 @@ pub async fn retention(o: RetentionOptions) -> anyhow::Result<()> {
         Some(base) => {
             let mut urls = Vec::new();
             for name in ["lf_retention_keep", "lf_retention_pruned"] {
-                urls.push(fresh_postgres(base, name).await?);
+                urls.push(crate::scratch_pg::fresh(base, name).await?);
             }
             [urls[0].clone(), urls[1].clone()]
         }
@@ -157,7 +157,7 @@ pub async fn retention(o: RetentionOptions) -> anyhow::Result<()> {
     }
     if let Some(base) = &o.postgres {
         for name in ["lf_retention_keep", "lf_retention_pruned"] {
-            drop_postgres(base, name).await?;
+            crate::scratch_pg::remove(base, name).await?;
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -420,37 +420,5 @@ async fn opens_during_first_pass(
     fleet.shutdown().await;
     let _ = server.kill();
     let _ = server.wait();
-    Ok(())
-}
-
-/// A new empty database `name` on the server of `base`; its URL.
-async fn fresh_postgres(base: &str, name: &str) -> anyhow::Result<String> {
-    drop_postgres(base, name).await?;
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(base)
-        .await
-        .with_context(|| format!("connecting to {base}"))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let i = base
-        .rfind('/')
-        .filter(|i| *i > "postgres://".len())
-        .context("--postgres must end in /DBNAME")?;
-    Ok(format!("{}/{name}", &base[..i]))
-}
-
-async fn drop_postgres(base: &str, name: &str) -> anyhow::Result<()> {
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(base)
-        .await
-        .with_context(|| format!("connecting to {base}"))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
-    admin.close().await;
     Ok(())
 }

@@ -55,6 +55,32 @@ impl Mark {
     }
 }
 
+/// The ingest writers' inboxes, one per lane: a device's messages always go to the same lane,
+/// so its events are stored in order by one writer, while the lanes' transactions run side
+/// by side (on PostgreSQL; SQLite has one lane).
+#[derive(Clone)]
+pub(crate) struct Lanes(Vec<mpsc::Sender<Inbound>>);
+
+impl Lanes {
+    /// `n` lanes (at least one) of `depth` messages each, and their receiving ends.
+    pub(crate) fn new(n: usize, depth: usize) -> (Lanes, Vec<mpsc::Receiver<Inbound>>) {
+        let (tx, rx) = (0..n.max(1)).map(|_| mpsc::channel(depth)).unzip();
+        (Lanes(tx), rx)
+    }
+
+    /// The lane of `device`: the same for as long as the process runs.
+    pub(crate) fn of(&self, device: &DeviceId) -> &mpsc::Sender<Inbound> {
+        // FNV-1a: stable, cheap, and spread well over short ids that differ in their tails.
+        let hash = device
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        &self.0[(hash % self.0.len() as u64) as usize]
+    }
+}
+
 pub struct Writer {
     pub store: Store,
     pub publisher: Publisher,
@@ -591,8 +617,32 @@ fn inbound_cost(m: &Inbound) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Inbound, Mark, PARK_MAX, Parked, first_seq, top_up};
+    use super::{Inbound, Lanes, Mark, PARK_MAX, Parked, first_seq, top_up};
     use protocol::{AckStatus, BoxNo, DeviceId, Event, EventBatch, EventBody, ItemId};
+
+    #[test]
+    fn a_device_keeps_its_lane_and_devices_spread_over_the_lanes() {
+        let (lanes, _rx) = Lanes::new(4, 1);
+        let lane = |d: &DeviceId| {
+            let tx = lanes.of(d);
+            lanes
+                .0
+                .iter()
+                .position(|l| l.same_channel(tx))
+                .expect("a lane")
+        };
+        let mut counts = [0usize; 4];
+        for n in 0..1000 {
+            let id = DeviceId::parse(&format!("hall-3-cab-{n:04}")).expect("id");
+            let first = lane(&id);
+            assert_eq!(first, lane(&id.clone()), "{id} changed lanes");
+            counts[first] += 1;
+        }
+        // A fair spread is 250 each; ids that differ only in their last digits must not pile up.
+        assert!(counts.iter().all(|c| *c > 180), "{counts:?}");
+        let (one, _rx) = Lanes::new(0, 1);
+        assert_eq!(one.0.len(), 1, "no lanes asked for still gives one");
+    }
 
     fn message(body: EventBody, n: usize) -> Inbound {
         let events = (1..=n as u64)

@@ -23,7 +23,7 @@ pub enum Inbound {
 /// acks to the command service, certificate requests to the renewal task. The same for the embedded link and an external broker.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
-    pub ingest: mpsc::Sender<Inbound>,
+    pub ingest: crate::runtime::ingest::Lanes,
     pub outcomes: mpsc::Sender<crate::commands::Outcome>,
     /// Certificate signing requests, to [`crate::runtime::renewal`].
     pub renewals: mpsc::Sender<(DeviceId, protocol::CertRequest)>,
@@ -58,6 +58,7 @@ impl Dispatch {
                     metrics.events_received.inc_by(batch.events.len() as u64);
                     note_unreadable(&batch, &device, metrics);
                     self.ingest
+                        .of(&device)
                         .send(Inbound::Events(device, batch))
                         .await
                         .is_ok()
@@ -65,7 +66,12 @@ impl Dispatch {
                 None => true,
             },
             Channel::State => match decoded::<StateSnapshot>(payload, &device, "state", metrics) {
-                Some(s) => self.ingest.send(Inbound::Snapshot(device, s)).await.is_ok(),
+                Some(s) => self
+                    .ingest
+                    .of(&device)
+                    .send(Inbound::Snapshot(device, s))
+                    .await
+                    .is_ok(),
                 None => true,
             },
             Channel::Acks => match decoded::<CommandAck>(payload, &device, "acks", metrics) {
@@ -79,6 +85,7 @@ impl Dispatch {
             Channel::Health => match decoded::<Heartbeat>(payload, &device, "health", metrics) {
                 Some(h) => self
                     .ingest
+                    .of(&device)
                     .send(Inbound::Heartbeat(device, h))
                     .await
                     .is_ok(),

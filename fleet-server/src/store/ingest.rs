@@ -135,20 +135,28 @@ impl Store {
             .collect();
         devices.sort();
         devices.dedup();
-        for device in devices {
-            let mark = batch.marks.get(device).copied().unwrap_or(0);
-            sqlx::query(
-                "INSERT INTO devices (device_id, created_at, last_seen, acked_seq) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
+        // One statement per [`ROWS_PER_INSERT`] devices: on PostgreSQL every statement is a
+        // round trip, and a batch of single-event messages names as many devices as events.
+        for chunk in devices.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                self.kind,
+                "INSERT INTO devices (device_id, created_at, last_seen, acked_seq) VALUES ",
+                4,
+                chunk.len(),
+                " ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
                    acked_seq = CASE WHEN excluded.acked_seq > devices.acked_seq
                                     THEN excluded.acked_seq ELSE devices.acked_seq END",
-            )
-            .bind(device.as_str())
-            .bind(now)
-            .bind(now)
-            .bind(mark as i64)
-            .execute(&mut *tx)
-            .await?;
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for device in chunk {
+                let mark = batch.marks.get(*device).copied().unwrap_or(0);
+                q = q
+                    .bind(device.as_str())
+                    .bind(now)
+                    .bind(now)
+                    .bind(mark as i64);
+            }
+            q.execute(&mut *tx).await?;
         }
 
         super::gaps::write_gaps(&mut tx, &batch.gaps, now).await?;
