@@ -56,37 +56,55 @@ fn inc(c: &AtomicU64) {
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
-/// TLS handshakes in progress per client address.
+/// TLS handshakes in progress per client address, and those waiting for a turn.
 #[derive(Default)]
-pub(crate) struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+pub(crate) struct PerIp(
+    std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (Arc<Semaphore>, usize)>>,
+);
 
-/// One handshake of an address, counted until dropped.
+/// A connection's place among its address's handshakes: waiting, then holding a turn;
+/// counted until dropped, so an address's entry goes with its last connection, cancelled
+/// while waiting or not.
 struct PerIpTurn<'a> {
     map: &'a PerIp,
     ip: std::net::IpAddr,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PerIp {
-    /// A turn for `ip`, unless it already has `limit` handshakes in progress.
-    fn enter(&self, ip: std::net::IpAddr, limit: usize) -> Option<PerIpTurn<'_>> {
+    /// Waits for one of `limit` turns of `ip`. Cabinets behind one NAT share an address: they
+    /// queue here (bounded by the caller's handshake deadline) instead of being closed and
+    /// backing off, while one address still never holds more than `limit` of the server's
+    /// handshake slots.
+    async fn enter(&self, ip: std::net::IpAddr, limit: usize) -> PerIpTurn<'_> {
         // An IPv4 client on a dual-stack socket is one address, however it is written.
         let ip = ip.to_canonical();
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_default();
-        if *n >= limit.max(1) {
-            return None;
-        }
-        *n += 1;
-        Some(PerIpTurn { map: self, ip })
+        let (mut turn, turns) = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let (turns, users) = map
+                .entry(ip)
+                .or_insert_with(|| (Arc::new(Semaphore::new(limit.max(1))), 0));
+            *users += 1;
+            let turn = PerIpTurn {
+                map: self,
+                ip,
+                permit: None,
+            };
+            (turn, turns.clone())
+        };
+        // The semaphore is never closed, so this only ends with a permit.
+        turn.permit = turns.acquire_owned().await.ok();
+        turn
     }
 }
 
 impl Drop for PerIpTurn<'_> {
     fn drop(&mut self) {
         let mut map = self.map.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
+        self.permit.take();
+        if let Some((_, users)) = map.get_mut(&self.ip) {
+            *users -= 1;
+            if *users == 0 {
                 map.remove(&self.ip);
             }
         }
@@ -181,9 +199,10 @@ impl Front {
         let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = self.handshake_step(peer, tokio::time::timeout_at(deadline, hello).await);
         let start = start?;
-        let Some(turn) = self.per_ip.enter(peer.ip(), self.cfg.max_handshakes_per_ip) else {
+        let turn = self.per_ip.enter(peer.ip(), self.cfg.max_handshakes_per_ip);
+        let Ok(turn) = tokio::time::timeout_at(deadline, turn).await else {
             inc(&self.stats.handshake_refused_per_ip);
-            tracing::debug!(%peer, "too many handshakes in progress from this address; closed");
+            tracing::debug!(%peer, "no handshake turn of this address in time; closed");
             return None;
         };
         let slot = match tokio::time::timeout_at(deadline, handshakes.acquire()).await {
@@ -659,6 +678,49 @@ async fn read_packet<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_address_waits_for_its_turns_and_its_entry_goes_with_its_last_connection() {
+        let per_ip = PerIp::default();
+        let ip: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
+        let first = per_ip.enter(ip, 1).await;
+        // A second connection of the address waits; given up (its deadline), it leaves no trace.
+        let waited = tokio::time::timeout(Duration::from_millis(20), per_ip.enter(ip, 1)).await;
+        assert!(waited.is_err(), "a second turn while the only one is held");
+        let third = per_ip.enter(ip, 1);
+        tokio::pin!(third);
+        assert!(
+            futures_poll_once(third.as_mut()).await.is_none(),
+            "still waiting"
+        );
+        drop(first);
+        let third = third.await;
+        assert_eq!(per_ip.0.lock().expect("map").len(), 1);
+        // Another address is not held up by this one.
+        let other = tokio::time::timeout(
+            Duration::from_secs(5),
+            per_ip.enter("192.0.2.8".parse().expect("ip"), 1),
+        )
+        .await
+        .expect("another address's turn at once");
+        drop((third, other));
+        assert!(
+            per_ip.0.lock().expect("map").is_empty(),
+            "entries forgotten"
+        );
+    }
+
+    /// Polls `f` once: its output if ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
 
     #[tokio::test]
     async fn a_large_write_does_not_leave_its_buffer_with_the_session() {

@@ -165,8 +165,9 @@ pub struct FrontStats {
     pub downlink_dropped_full: AtomicU64,
     /// Times a device's publish waited for its rate (`publish_per_sec`).
     pub publish_throttled: AtomicU64,
-    /// Connections closed after their ClientHello because their address already had
-    /// `max_handshakes_per_ip` handshakes in progress.
+    /// Connections closed after their ClientHello because their address had
+    /// `max_handshakes_per_ip` handshakes in progress until their handshake deadline (they
+    /// wait for a turn of their address until then).
     pub handshake_refused_per_ip: AtomicU64,
 }
 

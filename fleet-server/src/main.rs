@@ -54,6 +54,13 @@ struct Args {
     /// Most simultaneous device connections.
     #[arg(long, env = "LOCKERFLEET_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// TLS handshakes in progress from one address at once; more are closed after their
+    /// ClientHello (cabinets behind one NAT share an address: allow for them).
+    #[arg(long, env = "LOCKERFLEET_MAX_HANDSHAKES_PER_IP")]
+    max_handshakes_per_ip: Option<usize>,
+    /// Ingest writers (0: one on SQLite, four on PostgreSQL).
+    #[arg(long, env = "LOCKERFLEET_INGEST_WRITERS")]
+    ingest_writers: Option<usize>,
     /// MQTT publishes per second one device may sustain (0: no limit).
     #[arg(long, env = "LOCKERFLEET_DEVICE_PUBLISH_PER_SEC")]
     device_publish_per_sec: Option<u32>,
@@ -271,6 +278,8 @@ impl Args {
             http_listen,
             command_ttl_secs,
             max_connections,
+            max_handshakes_per_ip,
+            ingest_writers,
             device_publish_per_sec,
             device_publish_burst,
             api_requests_per_sec,

@@ -595,7 +595,7 @@ impl Collector for FrontCollector {
             ),
             (
                 "broker_handshake_refused_per_ip",
-                "Connections closed after their ClientHello: their address had max_handshakes_per_ip handshakes in progress",
+                "Connections closed after their ClientHello: their address had max_handshakes_per_ip handshakes in progress until their handshake deadline",
                 &s.handshake_refused_per_ip,
             ),
         ];

@@ -118,6 +118,7 @@ async fn print_front_counters(http: SocketAddr) {
         "lockerfleet_broker_handshake_timeout_total",
         "lockerfleet_broker_handshake_queue_timeout_total",
         "lockerfleet_broker_connections_rejected_limit_total",
+        "lockerfleet_broker_handshake_refused_per_ip_total",
     ];
     let found: Vec<String> = text
         .lines()
@@ -157,6 +158,9 @@ pub(crate) struct LightFleet {
     topics: Vec<String>,
     health_topics: Vec<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The clients' failed attempts by kind (the error's variant), since the last
+    /// [`LightFleet::failures`]: where a storm's time goes on the devices' side.
+    failed: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl LightFleet {
@@ -174,6 +178,7 @@ impl LightFleet {
             topics: Vec::new(),
             health_topics: Vec::new(),
             tasks: Vec::new(),
+            failed: Arc::default(),
         };
         for id in ids {
             let dev = Arc::new(Dev {
@@ -197,6 +202,7 @@ impl LightFleet {
                 .health_topics
                 .push(protocol::topic::device_topic(id, Channel::Health));
             let gate = gate.clone();
+            let failed = fleet.failed.clone();
             let mut backoff = device_agent::Backoff::new(max_backoff);
             fleet.tasks.push(tokio::spawn(async move {
                 // Every connection attempt, first or after a failure, waits for one of the
@@ -233,9 +239,17 @@ impl LightFleet {
                             }
                         }
                         Ok(_) => {}
-                        Err(_) => {
+                        Err(e) => {
                             dev.connected.store(false, Ordering::Relaxed);
                             permit.take();
+                            let kind = e.to_string();
+                            let kind = kind.split(" (os error").next().unwrap_or("?");
+                            let kind = kind.split(": https://").next().unwrap_or("?");
+                            *failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .entry(kind.to_owned())
+                                .or_default() += 1;
                             // As an agent does: a fleet that lost its server must not come
                             // back in lockstep.
                             tokio::time::sleep(backoff.next_wait()).await;
@@ -294,6 +308,18 @@ impl LightFleet {
         for d in &self.devs {
             d.last.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// The failed attempts by kind since the last call, and forgets them.
+    fn failures(&self) -> String {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let text = failed
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        failed.clear();
+        if text.is_empty() { "none".into() } else { text }
     }
 
     fn any_connected(&self) -> bool {
@@ -391,6 +417,7 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
         .wait_all_back(started, "connected with their first event stored")
         .await?;
     let connect_time = started.elapsed();
+    let ramp_failures = fleet.failures();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss, hwm) = rss_mb(server.id());
     println!(
@@ -403,6 +430,7 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
         idle.0,
         (rss - idle.0) * 1024.0 / ids.len() as f64
     );
+    println!("  devices' failed attempts: {ramp_failures}");
 
     if opts.storm {
         let _ = server.kill();
@@ -412,6 +440,10 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
         while fleet.any_connected() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        println!(
+            "  devices' failed attempts while the server was down: {}",
+            fleet.failures()
+        );
         let restarted = Instant::now();
         let (s, _, _) = start_server(&dir, &mqtt.to_string(), &http.to_string())?;
         server = s;
@@ -431,6 +463,10 @@ pub async fn scale(opts: ScaleOptions) -> anyhow::Result<()> {
         );
         let (rss, hwm) = rss_mb(server.id());
         println!("  fleet-server RSS after the storm: {rss:.0} MB (peak {hwm:.0} MB)");
+        println!(
+            "  devices' failed attempts after the restart: {}",
+            fleet.failures()
+        );
         print_front_counters(http).await;
     }
     fleet.abort();
