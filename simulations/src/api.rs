@@ -21,6 +21,9 @@ pub(crate) struct OpenOutcome {
     pub status: String,
     /// Seen by this client: request sent → terminal status visible.
     pub round_trip: Duration,
+    /// Seen by this client: request sent → the call answered (the command created, durable,
+    /// and handed to the cabinet's session).
+    pub answered: Duration,
     /// Recorded by the server: command created → outcome at the door.
     pub server_latency_ms: Option<i64>,
     /// The command as the API returned it last (timestamps of each step).
@@ -197,6 +200,7 @@ impl ApiClient {
     ) -> anyhow::Result<OpenOutcome> {
         let started = Instant::now();
         let id = self.open(device, box_no, reason).await?;
+        let answered = started.elapsed();
         loop {
             let left = timeout.saturating_sub(started.elapsed());
             let wait = left.as_secs().clamp(1, 30);
@@ -209,6 +213,7 @@ impl ApiClient {
                     command_id: id,
                     status,
                     round_trip: started.elapsed(),
+                    answered,
                     server_latency_ms: cmd["latency_ms"].as_i64(),
                     command: cmd,
                 });

@@ -17,8 +17,27 @@ pub(crate) struct CommandRecord {
     pub box_no: u16,
     pub status: String,
     pub round_trip_ms: f64,
+    /// The API call answered (command created and sent), as the client saw it.
+    pub answered_ms: f64,
+    /// The server's steps, from its timestamps (ms): created → sent, sent → delivered,
+    /// delivered → finished; where the tail of a slow open was.
+    pub steps_ms: Option<[i64; 3]>,
     /// The cabinet stayed connected from the call to the outcome (no drop, no restart).
     pub cabinet_online: bool,
+}
+
+impl CommandRecord {
+    /// The server's step times from a command as the API returned it.
+    pub(crate) fn steps(command: &Value) -> Option<[i64; 3]> {
+        let at = |k: &str| command[k].as_i64();
+        let (c, s, d, f) = (
+            at("created_at")?,
+            at("sent_at")?,
+            at("delivered_at")?,
+            at("finished_at")?,
+        );
+        Some([s - c, d - s, f - d])
+    }
 }
 
 /// A fault the simulator injected, and the alarm it must raise (if the fault is long enough

@@ -289,6 +289,30 @@ impl Report {
             self.ingest.mean_per_s,
             self.ingest.peak_per_s
         ));
+        // The slowest opens with the server's steps: where a tail was (the call's answer is
+        // the create; created → sent the publish; sent → delivered the cabinet's journal and
+        // ack; delivered → finished the door).
+        let mut slow: Vec<_> = l.commands.iter().filter(|c| c.cabinet_online).collect();
+        slow.sort_by(|a, b| b.round_trip_ms.total_cmp(&a.round_trip_ms));
+        if !slow.is_empty() {
+            m.push_str("
+| slowest remote opens | round trip | call answered | created → sent | sent → delivered | delivered → finished |
+|---|---|---|---|---|---|
+");
+        }
+        for c in slow.iter().take(5) {
+            let step = |i: usize| c.steps_ms.map_or("?".into(), |s| format!("{} ms", s[i]));
+            m.push_str(&format!(
+                "| {} box {} | {:.0} ms | {:.0} ms | {} | {} | {} |\n",
+                c.device,
+                c.box_no,
+                c.round_trip_ms,
+                c.answered_ms,
+                step(0),
+                step(1),
+                step(2)
+            ));
+        }
         if images {
             m.push_str(
                 "\n![ingest rate](ingest.svg)\n\n![command latency](commands.svg)\n\n![occupancy](occupancy.svg)\n",

@@ -128,6 +128,8 @@ pub(super) async fn remote_open(
                 box_no,
                 status: o.status.clone(),
                 round_trip_ms: o.round_trip.as_secs_f64() * 1000.0,
+                answered_ms: o.answered.as_secs_f64() * 1000.0,
+                steps_ms: CommandRecord::steps(&o.command),
                 cabinet_online,
             });
             Some(o.status)
