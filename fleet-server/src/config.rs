@@ -449,6 +449,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The ingest lanes this server runs: `ingest_writers`, or for 0 one on SQLite and four
+    /// on PostgreSQL.
+    pub fn ingest_lanes(&self) -> usize {
+        match self.ingest_writers {
+            0 if self.database_url().starts_with("sqlite:") => 1,
+            0 => 4,
+            n => n,
+        }
+    }
+
     /// The InfluxDB export settings, when `influx_url` is set.
     pub fn influx(&self) -> Option<crate::runtime::export::InfluxConfig> {
         let url = self.influx_url.clone()?;
@@ -559,6 +569,12 @@ impl ServerConfig {
             return bad(
                 "ingest_writers",
                 "must be at most 64 (0 picks one for SQLite, four for PostgreSQL)",
+            );
+        }
+        if self.ingest_writers > 1 && self.database_url().starts_with("sqlite:") {
+            return bad(
+                "ingest_writers",
+                "more than 1 needs PostgreSQL: SQLite has one writer, where more lanes only queue (leave it 0)",
             );
         }
         if !(protocol::code::MIN_DIGITS..=protocol::code::MAX_DIGITS).contains(&self.code_digits) {
@@ -794,8 +810,18 @@ alarm = { id = "SMS_5", params = ["kind", "device"] }
         let cfg: ServerConfig = toml::from_str("ingest_writers = 65").expect("parses");
         let err = cfg.validate().expect_err("too many");
         assert!(err.to_string().contains("ingest_writers"), "{err}");
-        let cfg: ServerConfig = toml::from_str("ingest_writers = 8").expect("parses");
+        let on_sqlite: ServerConfig = toml::from_str("ingest_writers = 2").expect("parses");
+        let err = on_sqlite.validate().expect_err("SQLite has one writer");
+        assert!(err.to_string().contains("PostgreSQL"), "{err}");
+        assert_eq!(ServerConfig::default().ingest_lanes(), 1);
+        let pg: ServerConfig =
+            toml::from_str("database_url = 'postgres://fleet@db/fleet'").expect("parses");
+        assert_eq!(pg.ingest_lanes(), 4);
+        let cfg: ServerConfig =
+            toml::from_str("database_url = 'postgres://fleet@db/fleet'\ningest_writers = 8")
+                .expect("parses");
         cfg.validate().expect("valid");
+        assert_eq!(cfg.ingest_lanes(), 8);
     }
 
     #[test]

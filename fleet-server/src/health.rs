@@ -28,22 +28,26 @@ impl BrokerLink {
 
 #[derive(Clone, Default)]
 pub struct Health {
-    db_error: Arc<Mutex<Option<String>>>,
+    /// What each ingest lane's last database call failed with, until its next success: one
+    /// lane retrying a batch is a problem however well the others go.
+    db_errors: Arc<Mutex<std::collections::BTreeMap<usize, String>>>,
     /// Set once an external broker is in use; the embedded one cannot be away.
     external: Arc<AtomicBool>,
     broker: Arc<BrokerLink>,
 }
 
 impl Health {
-    pub fn database_ok(&self) {
-        if let Ok(mut e) = self.db_error.lock() {
-            *e = None;
+    /// Ingest lane `lane` stored a batch.
+    pub fn database_ok(&self, lane: usize) {
+        if let Ok(mut e) = self.db_errors.lock() {
+            e.remove(&lane);
         }
     }
 
-    pub fn database_failed(&self, err: &dyn std::fmt::Display) {
-        if let Ok(mut e) = self.db_error.lock() {
-            *e = Some(err.to_string());
+    /// Ingest lane `lane` failed to store (and retries).
+    pub fn database_failed(&self, lane: usize, err: &dyn std::fmt::Display) {
+        if let Ok(mut e) = self.db_errors.lock() {
+            e.insert(lane, err.to_string());
         }
     }
 
@@ -65,7 +69,10 @@ impl Health {
 
     /// `None` when the database is healthy, else what is wrong.
     pub fn problem(&self) -> Option<String> {
-        self.db_error.lock().ok().and_then(|e| e.clone())
+        self.db_errors
+            .lock()
+            .ok()
+            .and_then(|e| e.values().next().cloned())
     }
 
     /// The external broker: `None` in embedded mode, else `Ok` or what is wrong.

@@ -116,7 +116,7 @@ impl RunningServer {
 /// opens them: shared by [`start`] and a history load ([`backfill`]).
 async fn open_storage(cfg: &ServerConfig) -> anyhow::Result<(Store, secrets::Secrets)> {
     let url = cfg.database_url();
-    let store = Store::connect(&url)
+    let store = Store::connect_for_writers(&url, cfg.ingest_lanes())
         .await
         .with_context(|| format!("opening database {}", redact(&url)))?
         .with_webhooks(cfg.webhook_url.is_some());
@@ -252,12 +252,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     } else {
         changes::Changes::default()
     };
-    let lanes = match (cfg.ingest_writers, store.kind()) {
-        (0, store::DbKind::Sqlite) => 1,
-        (0, store::DbKind::Postgres) => 4,
-        (n, _) => n,
-    };
-    let (ingest_tx, ingest_rxs) = ingest::Lanes::new(lanes, 4096);
+    let lanes = cfg.ingest_lanes();
+    // The lanes share what one queue held, so a stalled database buffers no more than before.
+    let (ingest_tx, ingest_rxs) = ingest::Lanes::new(lanes, (4096 / lanes).max(512));
     let (outcomes_tx, outcomes_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
     let (renewals_tx, renewals_rx) = mpsc::channel(256);
@@ -468,8 +465,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         &tracker,
         cancel.clone(),
     )?;
-    for ingest_rx in ingest_rxs {
+    for (lane, ingest_rx) in ingest_rxs.into_iter().enumerate() {
         let writer = ingest::Writer {
+            lane,
             store: store.clone(),
             publisher: publisher.clone(),
             outcomes: outcomes_tx.clone(),

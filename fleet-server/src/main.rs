@@ -54,11 +54,11 @@ struct Args {
     /// Most simultaneous device connections.
     #[arg(long, env = "LOCKERFLEET_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// TLS handshakes in progress from one address at once; more are closed after their
-    /// ClientHello (cabinets behind one NAT share an address: allow for them).
+    /// TLS handshakes in progress from one address at once; more from that address (cabinets
+    /// behind one NAT) wait for a turn until their handshake deadline.
     #[arg(long, env = "LOCKERFLEET_MAX_HANDSHAKES_PER_IP")]
     max_handshakes_per_ip: Option<usize>,
-    /// Ingest writers (0: one on SQLite, four on PostgreSQL).
+    /// Ingest writers (0: one on SQLite, four on PostgreSQL; more than one needs PostgreSQL).
     #[arg(long, env = "LOCKERFLEET_INGEST_WRITERS")]
     ingest_writers: Option<usize>,
     /// MQTT publishes per second one device may sustain (0: no limit).

@@ -19,13 +19,26 @@ pub(crate) async fn fresh(base: &str, name: &str) -> anyhow::Result<String> {
         .execute(&admin)
         .await?;
     admin.close().await;
-    let i = base
-        .rfind('/')
-        .filter(|i| *i > "postgres://".len())
-        .context(
-            "the PostgreSQL URL must end in /DBNAME (e.g. postgres://user@host:5432/postgres)",
-        )?;
-    Ok(format!("{}/{name}", &base[..i]))
+    with_database(base, name)
+}
+
+/// `base` with its database name replaced by `name`, its query (`?sslmode=…`) kept.
+fn with_database(base: &str, name: &str) -> anyhow::Result<String> {
+    let (url, query) = match base.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (base, None),
+    };
+    let authority = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let slash = url[authority..]
+        .find('/')
+        .map(|i| i + authority)
+        .context("the PostgreSQL URL must name a database (postgres://user@host:5432/postgres)")?;
+    let mut out = format!("{}/{name}", &url[..slash]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
 }
 
 /// Drops database `name` on the server of `base`, if it exists.
@@ -52,10 +65,35 @@ pub(crate) async fn for_bench(url: Option<String>, name: &str) -> anyhow::Result
     }
 }
 
-/// Drops what [`for_bench`] created for `url`.
+/// Drops what [`for_bench`] created for `url`; a failure is reported, not the run's result.
 pub(crate) async fn after_bench(url: Option<&str>, name: &str) -> anyhow::Result<()> {
-    match url {
-        Some(base) if is_postgres(base) => remove(base, name).await,
-        _ => Ok(()),
+    if let Some(base) = url.filter(|u| is_postgres(u))
+        && let Err(e) = remove(base, name).await
+    {
+        eprintln!("dropping the benchmark's database {name} failed (drop it by hand): {e:#}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_query_kept() {
+        let url = |u: &str| with_database(u, "scratch").map_err(|e| e.to_string());
+        assert_eq!(
+            url("postgres://u@h:5432/postgres").as_deref(),
+            Ok("postgres://u@h:5432/scratch")
+        );
+        assert_eq!(
+            url("postgres://u@h/db?sslmode=require").as_deref(),
+            Ok("postgres://u@h/scratch?sslmode=require")
+        );
+        assert_eq!(
+            url("postgresql://u@h/db?host=/run/postgresql").as_deref(),
+            Ok("postgresql://u@h/scratch?host=/run/postgresql")
+        );
+        assert!(url("postgresql://host").is_err(), "no database named");
     }
 }

@@ -70,18 +70,24 @@ impl Lanes {
 
     /// The lane of `device`: the same for as long as the process runs.
     pub(crate) fn of(&self, device: &DeviceId) -> &mpsc::Sender<Inbound> {
-        // FNV-1a: stable, cheap, and spread well over short ids that differ in their tails.
-        let hash = device
+        // FNV-1a, then a final mix (murmur3's): FNV's low bits depend only on the bytes' low
+        // bits, so ids differing in one letter fell into one of four lanes.
+        let mut h = device
             .as_str()
             .bytes()
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             });
-        &self.0[(hash % self.0.len() as u64) as usize]
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        &self.0[(h % self.0.len() as u64) as usize]
     }
 }
 
 pub struct Writer {
+    /// Which lane this writer stores ([`Lanes`]), for health.
+    pub lane: usize,
     pub store: Store,
     pub publisher: Publisher,
     pub outcomes: mpsc::Sender<crate::commands::Outcome>,
@@ -340,12 +346,12 @@ impl Writer {
                     self.metrics
                         .ingest_batch_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    self.health.database_ok();
+                    self.health.database_ok(self.lane);
                     break (stored.inserted, stored.effects, stored.replicated);
                 }
                 Err(e) => {
                     self.metrics.db_errors.inc();
-                    self.health.database_failed(&e);
+                    self.health.database_failed(self.lane, &e);
                     tracing::error!(error = %e, events = ingest.events.len(),
                         retry_in_ms = backoff.as_millis() as u64,
                         "storing events failed; holding the batch and retrying (devices keep theirs until receipted)");
@@ -502,7 +508,7 @@ impl Writer {
             match self.store.acked_seq(device).await {
                 Ok(m) => return m,
                 Err(e) => {
-                    self.health.database_failed(&e);
+                    self.health.database_failed(self.lane, &e);
                     tracing::error!(%device, error = %e, "reading receipt mark failed; retrying");
                     if cancel.is_cancelled() {
                         return 0;
@@ -640,6 +646,13 @@ mod tests {
         }
         // A fair spread is 250 each; ids that differ only in their last digits must not pile up.
         assert!(counts.iter().all(|c| *c > 180), "{counts:?}");
+        // Nor ids that differ in one letter whose low bits agree (plain FNV put all seven in
+        // one lane).
+        let mut letters = [0usize; 4];
+        for c in ['a', 'e', 'i', 'm', 'q', 'u', 'y'] {
+            letters[lane(&DeviceId::parse(&format!("cab-{c}")).expect("id"))] += 1;
+        }
+        assert!(letters.iter().all(|c| *c < 5), "{letters:?}");
         let (one, _rx) = Lanes::new(0, 1);
         assert_eq!(one.0.len(), 1, "no lanes asked for still gives one");
     }

@@ -105,16 +105,22 @@ pub(crate) async fn note(
     .await
 }
 
-/// Appends one row at the head of the chain, inside the caller's transaction.
-pub(crate) async fn append(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+/// Takes the chain's lock for the rest of the caller's transaction (PostgreSQL; SQLite has
+/// one writer). Released at commit or rollback; taken again later in the same transaction
+/// at no cost.
+pub(crate) async fn lock_chain(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     if tx.backend_name() == "PostgreSQL" {
-        // Released at commit or rollback; taken again by later appends of the same
-        // transaction at no cost.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(CHAIN_LOCK)
             .execute(&mut **tx)
             .await?;
     }
+    Ok(())
+}
+
+/// Appends one row at the head of the chain, inside the caller's transaction.
+pub(crate) async fn append(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+    lock_chain(tx).await?;
     let (last, prev) = head(tx).await?;
     let seq = last + 1;
     let hash = chain_hash(&prev, seq, e);

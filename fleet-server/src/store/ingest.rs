@@ -159,6 +159,19 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
 
+        // What a batch changes beyond its own devices' rows — the fleet-wide `events_lost`
+        // alarm (one open at a time, checked then inserted), the sites' usage rollups, the
+        // audit chain — it changes holding the audit chain's lock, taken here, after the
+        // device rows and before anything else: ingest lanes and replicas then take shared
+        // rows in one order (devices, chain, the rest) and never deadlock or raise the alarm
+        // twice. Batches of plain events do not take it and run side by side.
+        let shared = !batch.gaps.is_empty()
+            || batch.events.iter().any(|(_, e)| {
+                effects::has_effects(&e.body) || matches!(e.body, EventBody::CommandResult { .. })
+            });
+        if shared {
+            super::audit::lock_chain(&mut tx).await?;
+        }
         super::gaps::write_gaps(&mut tx, &batch.gaps, now).await?;
 
         // Events with effects change items, alarms or the device's row: each is inserted on

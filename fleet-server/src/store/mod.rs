@@ -171,14 +171,21 @@ impl Store {
     /// Connects, applies the schema, and checks its version. `url` is `sqlite://...` or
     /// `postgres://...`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        Store::open(url, true).await
+        Store::open(url, true, 1).await
+    }
+
+    /// [`Store::connect`] for a server with `writers` ingest lanes: on PostgreSQL each holds
+    /// a connection while it writes, so the pool has that many beyond the eight the API,
+    /// commands and sweeps share.
+    pub async fn connect_for_writers(url: &str, writers: usize) -> Result<Store, StoreError> {
+        Store::open(url, true, writers).await
     }
 
     /// Opens the database without changing its schema (a backup reads; it does not migrate
     /// an older database as a side effect). Returns its schema version; refuses one newer
     /// than this build's, or a database with no schema at all.
     pub async fn connect_as_is(url: &str) -> Result<(Store, i64), StoreError> {
-        let store = Store::open(url, false).await?;
+        let store = Store::open(url, false, 1).await?;
         let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
             .fetch_one(&store.pool)
             .await
@@ -199,7 +206,7 @@ impl Store {
         Ok((store, found))
     }
 
-    async fn open(url: &str, migrate: bool) -> Result<Store, StoreError> {
+    async fn open(url: &str, migrate: bool, writers: usize) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let kind = if url.starts_with("sqlite:") {
             DbKind::Sqlite
@@ -273,7 +280,7 @@ impl Store {
                 url.to_owned()
             };
             let several = hosts.len() > 1;
-            let pool = options(8)
+            let pool = options(8 + writers.min(64) as u32)
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
                         // Never a standby's connection, even for a moment after a switch.

@@ -534,19 +534,26 @@ async fn stalled_hellos_from_one_address_do_not_hold_every_handshake_slot() {
             .expect("hello");
         stalled.push(s);
     }
-    eventually(Duration::from_secs(5), "20 hellos read", || async {
-        (api.metric("lockerfleet_broker_connections_accepted_total")
-            .await
-            >= 20.0)
-            .then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "20 connections accepted",
+        || async {
+            (api.metric("lockerfleet_broker_connections_accepted_total")
+                .await
+                >= 20.0)
+                .then_some(())
+        },
+    )
     .await;
+    // Their hellos were sent before the accepts: a moment for the front to read them and
+    // for two to take the address's turns.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let (_c, mut el) = AsyncClient::new(w.device_options("cab-h", "cab-h", server.mqtt), 10);
     connack(&mut el).await.expect("device connects");
     let took = started.elapsed();
     assert!(
-        took < Duration::from_millis(1_000),
+        took < Duration::from_millis(1_200),
         "connecting took {took:?} behind 20 stalled hellos from one address"
     );
     // All 20 are closed at their deadline: those that waited for a turn of their address
