@@ -253,8 +253,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         changes::Changes::default()
     };
     let lanes = cfg.ingest_lanes();
-    // The lanes share what one queue held, so a stalled database buffers no more than before.
-    let (ingest_tx, ingest_rxs) = ingest::Lanes::new(lanes, (4096 / lanes).max(512));
+    // The lanes share what one queue held (64 lanes at most), so a stalled database buffers
+    // no more than before.
+    let (ingest_tx, ingest_rxs) = ingest::Lanes::new(lanes, (4096 / lanes).max(64));
     let (outcomes_tx, outcomes_rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = mpsc::channel(4096);
     let (renewals_tx, renewals_rx) = mpsc::channel(256);

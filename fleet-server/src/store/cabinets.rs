@@ -55,7 +55,7 @@ impl Store {
         now: i64,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_shared().await?;
         sqlx::query(
             "INSERT INTO cabinets (device_id, site_id, name, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)

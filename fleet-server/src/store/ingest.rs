@@ -160,15 +160,18 @@ impl Store {
         }
 
         // What a batch changes beyond its own devices' rows — the fleet-wide `events_lost`
-        // alarm (one open at a time, checked then inserted), the sites' usage rollups, the
-        // audit chain — it changes holding the audit chain's lock, taken here, after the
-        // device rows and before anything else: ingest lanes and replicas then take shared
-        // rows in one order (devices, chain, the rest) and never deadlock or raise the alarm
-        // twice. Batches of plain events do not take it and run side by side.
+        // alarm (one open at a time, checked then inserted), the sites' usage rollups,
+        // cabinets' code versions, the audit chain — it changes holding the audit chain's
+        // lock, taken here, after the device rows and before anything else, as every other
+        // transaction on shared rows takes it first (`Store::begin_shared`): ingest lanes,
+        // replicas and the API then queue for shared rows instead of deadlocking, and the
+        // alarm is raised once. Batches of plain events and command outcomes (rows of their
+        // own device) do not take it and run side by side.
         let shared = !batch.gaps.is_empty()
-            || batch.events.iter().any(|(_, e)| {
-                effects::has_effects(&e.body) || matches!(e.body, EventBody::CommandResult { .. })
-            });
+            || batch
+                .events
+                .iter()
+                .any(|(_, e)| effects::has_effects(&e.body));
         if shared {
             super::audit::lock_chain(&mut tx).await?;
         }

@@ -159,7 +159,7 @@ impl Store {
         placement: &Placement,
         issue: &impl Fn(&str, &DeviceId, BoxNo, &[CodeGrant]) -> Result<Issued, StoreError>,
     ) -> Result<Option<Allocated>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_shared().await?;
         let sizes: Vec<&str> = item.size.and_larger().map(Size::as_str).collect();
         let mut found = None;
         for site in &placement.sites {
@@ -357,7 +357,7 @@ impl Store {
         detail: Option<&str>,
         now: i64,
     ) -> Result<Option<(ItemState, Effects)>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_shared().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ITEM_COLS} FROM items WHERE item_id = $1"
         )))

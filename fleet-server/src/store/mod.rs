@@ -171,7 +171,7 @@ impl Store {
     /// Connects, applies the schema, and checks its version. `url` is `sqlite://...` or
     /// `postgres://...`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        Store::open(url, true, 1).await
+        Store::open(url, true, 0).await
     }
 
     /// [`Store::connect`] for a server with `writers` ingest lanes: on PostgreSQL each holds
@@ -181,11 +181,24 @@ impl Store {
         Store::open(url, true, writers).await
     }
 
+    /// A write transaction that changes rows shared between cabinets (a site's usage
+    /// rollups, cabinets' code versions, the fleet-wide alarms, the audit chain), the audit
+    /// chain's lock taken first. Every such transaction (ingest's too, see `ingest_tx`) takes
+    /// shared rows only after that one lock, so on PostgreSQL they queue behind each other
+    /// instead of deadlocking; SQLite has one writer and no lock to take.
+    pub(crate) async fn begin_shared(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        audit::lock_chain(&mut tx).await?;
+        Ok(tx)
+    }
+
     /// Opens the database without changing its schema (a backup reads; it does not migrate
     /// an older database as a side effect). Returns its schema version; refuses one newer
     /// than this build's, or a database with no schema at all.
     pub async fn connect_as_is(url: &str) -> Result<(Store, i64), StoreError> {
-        let store = Store::open(url, false, 1).await?;
+        let store = Store::open(url, false, 0).await?;
         let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
             .fetch_one(&store.pool)
             .await

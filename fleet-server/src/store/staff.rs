@@ -38,7 +38,7 @@ impl Store {
         iterations: u32,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_shared().await?;
         let n = sqlx::query(
             "INSERT INTO staff (staff_id, name, site_id, salt, hash, iterations, created_at,
                                 phone, on_duty)
@@ -87,7 +87,7 @@ impl Store {
         now: i64,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_shared().await?;
         let site: Option<Option<String>> =
             sqlx::query_scalar("SELECT site_id FROM staff WHERE staff_id = $1")
                 .bind(id)
