@@ -3,6 +3,7 @@
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config`), environment
 //! variables, command-line flags. Every setting has a default, so `fleet-server` runs with none.
 
+use crate::store::DbKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -452,10 +453,10 @@ impl ServerConfig {
     /// The ingest lanes this server runs: `ingest_writers`, or for 0 one on SQLite and four
     /// on PostgreSQL.
     pub fn ingest_lanes(&self) -> usize {
-        match self.ingest_writers {
-            0 if self.database_url().starts_with("sqlite:") => 1,
-            0 => 4,
-            n => n,
+        match (self.ingest_writers, DbKind::of_url(&self.database_url())) {
+            (0, DbKind::Sqlite) => 1,
+            (0, DbKind::Postgres) => 4,
+            (n, _) => n,
         }
     }
 
@@ -571,7 +572,7 @@ impl ServerConfig {
                 "must be at most 64 (0 picks one for SQLite, four for PostgreSQL)",
             );
         }
-        if self.ingest_writers > 1 && self.database_url().starts_with("sqlite:") {
+        if self.ingest_writers > 1 && DbKind::of_url(&self.database_url()) == DbKind::Sqlite {
             return bad(
                 "ingest_writers",
                 "more than 1 needs PostgreSQL: SQLite has one writer, where more lanes only queue (leave it 0)",

@@ -167,16 +167,6 @@ impl Store {
         // replicas and the API then queue for shared rows instead of deadlocking, and the
         // alarm is raised once. Batches of plain events and command outcomes (rows of their
         // own device) do not take it and run side by side.
-        let shared = !batch.gaps.is_empty()
-            || batch
-                .events
-                .iter()
-                .any(|(_, e)| effects::has_effects(&e.body));
-        if shared {
-            super::audit::lock_chain(&mut tx).await?;
-        }
-        super::gaps::write_gaps(&mut tx, &batch.gaps, now).await?;
-
         // Events with effects change items, alarms or the device's row: each is inserted on
         // its own and acted on only when it is new, so a retransmitted staff open never moves
         // the next item in that box.
@@ -184,6 +174,11 @@ impl Store {
             .events
             .iter()
             .partition(|(_, e)| effects::has_effects(&e.body));
+        if !batch.gaps.is_empty() || !with_effects.is_empty() {
+            super::audit::lock_chain(&mut tx).await?;
+        }
+        super::gaps::write_gaps(&mut tx, &batch.gaps, now).await?;
+
         for (device, event) in with_effects {
             let new = sqlx::query(
                 "INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body)

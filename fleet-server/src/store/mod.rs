@@ -106,6 +106,15 @@ pub enum DbKind {
 }
 
 impl DbKind {
+    /// The database a URL names: `sqlite:…` is SQLite, anything else PostgreSQL.
+    pub fn of_url(url: &str) -> DbKind {
+        if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else {
+            DbKind::Postgres
+        }
+    }
+
     /// The dialect of an open connection (inside a transaction, where `Store::kind` is not
     /// at hand).
     fn of(conn: &sqlx::AnyConnection) -> DbKind {
@@ -221,11 +230,7 @@ impl Store {
 
     async fn open(url: &str, migrate: bool, writers: usize) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let kind = if url.starts_with("sqlite:") {
-            DbKind::Sqlite
-        } else {
-            DbKind::Postgres
-        };
+        let kind = DbKind::of_url(url);
         // How long a request waits for a connection. On PostgreSQL a dead server makes the
         // pool retry connecting until this runs out, so every API call of an outage would
         // hang for it: 3 s answers 503 while a client still waits; the ingest writer retries
