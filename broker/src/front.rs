@@ -13,12 +13,12 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::{Error as MqttError, QoS};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::device_tls::{DeviceTls, Hello};
 use crate::router::Up;
 use crate::sessions::{Down, Sessions};
 use crate::{BrokerConfig, DisconnectReason, FrontStats, PresenceEvent};
@@ -29,13 +29,6 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A device whose socket accepts nothing for this long is disconnected.
 const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Read buffers start small and grow to the largest packet seen: ten thousand idle
-/// connections should not each hold a packet-sized buffer.
-const READ_CHUNK: usize = 1024;
-/// Write buffer kept between writes; one grown past this (a release chunk, a code set) is
-/// given back after its write, or every session would keep its largest message's worth
-/// (1,000 cabinets downloading held 150 MB this way; BENCHMARKS.md, Rollouts).
-const KEEP_OUT: usize = 8 * 1024;
 
 pub(crate) struct Front {
     pub cfg: BrokerConfig,
@@ -132,7 +125,7 @@ fn publish_wait(limiter: Option<&Limiter>) -> Option<Duration> {
 
 /// A device through the handshake and its CONNECT, its session not started yet.
 struct Admitted {
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    tls: DeviceTls,
     device: DeviceId,
     /// What was read after the CONNECT (it may come with more).
     buf: BytesMut,
@@ -196,7 +189,7 @@ impl Front {
         let deadline = tokio::time::Instant::now() + timeout;
         // The ClientHello costs nothing to read; the cryptography after it does. A slot is
         // taken only once a client has said hello, so sockets that never speak hold none.
-        let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let hello = Hello::read(tcp);
         let start = self.handshake_step(peer, tokio::time::timeout_at(deadline, hello).await);
         let start = start?;
         let turn = self.per_ip.enter(peer.ip(), self.cfg.max_handshakes_per_ip);
@@ -213,14 +206,12 @@ impl Front {
                 return None;
             }
         };
-        let rest = start.into_stream(self.tls.get());
+        let rest = start.handshake(self.tls.get());
         let accepted = tokio::time::timeout_at(deadline, rest).await;
         drop(slot);
         drop(turn);
         let mut tls = self.handshake_step(peer, accepted)?;
         let device = match tls
-            .get_ref()
-            .1
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| certs::device_id_from_der(c.as_ref()))
@@ -394,10 +385,10 @@ impl Front {
 
     /// The accepted session until it ends: device packets checked and answered, its
     /// messages into the router, server messages out, keep-alive watched.
-    async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn session(
         &self,
         s: &Session<'_>,
-        io: &mut S,
+        io: &mut DeviceTls,
         mut buf: BytesMut,
         mut down: crate::sessions::DownRx,
         keep_alive: Option<Duration>,
@@ -473,8 +464,10 @@ impl Front {
             if let Err(e) = write_out(io, &mut out).await {
                 return e;
             }
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
+            // Read buffers are allocated as data comes and given back once it is handled:
+            // ten thousand idle sessions hold none.
+            if buf.is_empty() && buf.capacity() > 0 {
+                buf = BytesMut::new();
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => return DisconnectReason::Shutdown,
@@ -498,7 +491,7 @@ impl Front {
                         idle.as_mut().reset(tokio::time::Instant::now() + limit);
                     }
                 }
-                r = io.read_buf(&mut buf), if held.is_none() => match r {
+                r = io.read_into(&mut buf), if held.is_none() => match r {
                     Ok(0) => return DisconnectReason::ClientClosed,
                     Ok(_) => {
                         if let Some(limit) = keep_alive {
@@ -625,20 +618,13 @@ fn encode_down(s: &Session<'_>, d: Down, out: &mut BytesMut) {
     }
 }
 
-/// Writes and flushes what is pending. A device that stops reading must not hold its
-/// session (and the shutdown) forever.
-async fn write_out<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    out: &mut BytesMut,
-) -> Result<(), DisconnectReason> {
+/// Writes what is pending. A device that stops reading must not hold its session (and the
+/// shutdown) forever.
+async fn write_out(io: &mut DeviceTls, out: &mut BytesMut) -> Result<(), DisconnectReason> {
     if out.is_empty() {
         return Ok(());
     }
-    let write = async {
-        io.write_all(out).await?;
-        io.flush().await
-    };
-    let result = match tokio::time::timeout(STALLED_WRITE_TIMEOUT, write).await {
+    let result = match tokio::time::timeout(STALLED_WRITE_TIMEOUT, io.write_all(out)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DisconnectReason::Io(e.to_string())),
         Err(_) => Err(DisconnectReason::Io(format!(
@@ -646,17 +632,16 @@ async fn write_out<W: AsyncWrite + Unpin>(
             STALLED_WRITE_TIMEOUT.as_secs()
         ))),
     };
-    if out.capacity() > KEEP_OUT {
-        *out = BytesMut::new();
-    } else {
-        out.clear();
-    }
+    // Given back after every write: a session kept its largest message's worth otherwise
+    // (1,000 cabinets downloading held 150 MB that way; BENCHMARKS.md, Rollouts), and its
+    // last receipt's worth while idle.
+    *out = BytesMut::new();
     result
 }
 
 /// Reads one whole packet. `Ok(None)` when the peer closed before sending one.
-async fn read_packet<R: AsyncRead + Unpin>(
-    rx: &mut R,
+async fn read_packet(
+    rx: &mut DeviceTls,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Option<Packet>, String> {
@@ -666,8 +651,7 @@ async fn read_packet<R: AsyncRead + Unpin>(
             Err(MqttError::InsufficientBytes(_)) => {}
             Err(e) => return Err(format!("malformed packet: {e}")),
         }
-        buf.reserve(READ_CHUNK);
-        match rx.read_buf(buf).await {
+        match rx.read_into(buf).await {
             Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
@@ -722,34 +706,12 @@ mod tests {
         .await
     }
 
-    #[tokio::test]
-    async fn a_large_write_does_not_leave_its_buffer_with_the_session() {
-        let mut sink = Vec::new();
-        let mut out = BytesMut::new();
-        out.extend_from_slice(&[1u8; 100_000]);
-        write_out(&mut sink, &mut out).await.expect("written");
-        assert_eq!(sink.len(), 100_000);
-        assert!(
-            out.is_empty() && out.capacity() <= KEEP_OUT,
-            "{}",
-            out.capacity()
-        );
-        out.extend_from_slice(&[2u8; 100]);
-        let small = out.capacity();
-        write_out(&mut sink, &mut out).await.expect("written");
-        assert_eq!(
-            out.capacity(),
-            small,
-            "a small buffer is kept for the next write"
-        );
-    }
-
     /// Every connected cabinet holds its task for as long as it is connected: the handshake's
     /// futures must not size it (they did, 4.9 KB where the session needs 2.5).
     #[test]
     fn a_session_task_is_no_larger_than_its_session() {
         use std::mem::size_of;
-        type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+        type Tls = DeviceTls;
         fn connection<F, Fut>(_: F) -> usize
         where
             F: FnOnce(&'static Front, TcpStream, SocketAddr, &'static Semaphore) -> Fut,
@@ -770,7 +732,7 @@ mod tests {
             size_of::<Fut>()
         }
         let task = connection(Front::connection);
-        let needed = size_of::<Tls>() + session(Front::session::<Tls>);
+        let needed = size_of::<Tls>() + session(Front::session);
         // Room for the session's own few words and the presence reports around it.
         assert!(
             task <= needed + 768,

@@ -11,6 +11,7 @@
 //! reports each session's start and end exactly, publishes checked device messages into
 //! rumqttd on one in-process link (the server reads them on another), and writes server →
 //! device messages ([`Downlink`]) straight to the device's connection.
+mod device_tls;
 mod front;
 mod router;
 mod sessions;
