@@ -20,6 +20,9 @@ use tokio::net::TcpStream;
 /// Bytes read from the socket at a time: a whole record of the largest size TLS allows
 /// (16 KiB of data and its overhead) fits in one read.
 const READ_SIZE: usize = 17 * 1024;
+/// Data encrypted at a time, then written before the next piece: a large message (a release
+/// chunk) never has all its ciphertext waiting beside its plaintext.
+const WRITE_PIECE: usize = 64 * 1024;
 /// Most bytes held for a message not yet whole. A record is at most ≈ 16.7 KB; handshake
 /// messages joined across records (a certificate chain) are limited by rustls to 64 KiB.
 const MAX_INCOMING: usize = 80 * 1024;
@@ -52,8 +55,10 @@ pub(crate) struct DeviceTls {
     outgoing: Vec<u8>,
     /// Decrypted bytes not yet handed to the session (those that came with the handshake).
     plain: BytesMut,
-    /// The device closed its side (close_notify or end of stream).
+    /// The device sent close_notify.
     peer_closed: bool,
+    /// The device's side of the socket ended.
+    eof: bool,
 }
 
 fn invalid(why: impl Into<String>) -> io::Error {
@@ -64,14 +69,11 @@ fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// Reads what the socket has (up to `max` bytes) onto the end of `buf`. `None`: nothing
-/// there after all (readiness was stale); `Some(0)`: end of stream.
-fn read_some(tcp: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
-    let start = buf.len();
-    buf.resize(start + max, 0);
-    let read = tcp.try_read(&mut buf[start..]);
-    buf.truncate(start + *read.as_ref().unwrap_or(&0));
-    match read {
+/// Reads what the socket has (up to [`READ_SIZE`] bytes) onto the end of `buf`. `None`:
+/// nothing there after all (readiness was stale); `Some(0)`: end of stream.
+fn read_some(tcp: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    buf.reserve(READ_SIZE);
+    match tcp.try_read_buf(buf) {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),
@@ -84,10 +86,17 @@ fn read_exact_size(tcp: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usiz
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         scratch.clear();
-        let read = read_some(tcp, &mut scratch, READ_SIZE)?;
+        let read = read_some(tcp, &mut scratch)?;
         buf.extend_from_slice(&scratch);
         Ok(read)
     })
+}
+
+fn closed_without_close_notify() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the device closed the connection without a TLS close_notify",
+    )
 }
 
 /// The room an encryption asked for, when that was its complaint.
@@ -174,17 +183,18 @@ impl Hello {
             outgoing: Vec::new(),
             plain: BytesMut::new(),
             peer_closed: false,
+            eof: false,
         };
         let mut input = std::mem::take(&mut tls.incoming);
         let step = tls.process(&mut input, None, false);
-        tls.incoming = input;
+        tls.keep(input);
         step?;
         loop {
             tls.flush().await?;
             if !tls.conn.is_handshaking() {
                 return Ok(tls);
             }
-            if tls.peer_closed {
+            if tls.peer_closed || tls.eof {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "closed during the TLS handshake",
@@ -222,33 +232,41 @@ impl DeviceTls {
             if self.peer_closed {
                 return Ok(0);
             }
+            if self.eof {
+                return Err(closed_without_close_notify());
+            }
             self.tcp.readable().await?;
             self.receive()?;
-            // An alert or key update rustls answered with goes out now if the socket takes
-            // it, else with the next write.
-            self.try_flush()?;
+            // What rustls answered with (a key update's reply) goes out before the next read;
+            // `flush` is cancel-safe, so a server message due meanwhile is not held up.
+            self.flush().await?;
         }
     }
 
-    /// Encrypts `data` and writes it all to the device.
+    /// Encrypts `data` and writes it all to the device, a piece at a time. Dropped before
+    /// it finished, the connection stays whole (what was encrypted is still sent first) but
+    /// the rest of `data` is not sent: the front then closes the session.
     pub(crate) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        let mut input = std::mem::take(&mut self.incoming);
-        let step = self.process(&mut input, Some(data), false);
-        self.incoming = input;
-        if !step? {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "TLS connection not open for data",
-            ));
+        for piece in data.chunks(WRITE_PIECE) {
+            let mut input = std::mem::take(&mut self.incoming);
+            let step = self.process(&mut input, Some(piece), false);
+            self.keep(input);
+            if !step? {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "TLS connection not open for data",
+                ));
+            }
+            self.flush().await?;
         }
-        self.flush().await
+        Ok(())
     }
 
     /// Sends close_notify and closes the socket's sending side.
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         let mut input = std::mem::take(&mut self.incoming);
         let step = self.process(&mut input, None, true);
-        self.incoming = input;
+        self.keep(input);
         step?;
         self.flush().await?;
         use tokio::io::AsyncWriteExt;
@@ -258,40 +276,55 @@ impl DeviceTls {
     /// One read from the socket through rustls: decrypted data into `plain`, what rustls
     /// answers into `outgoing`, a record cut off by the read kept in `incoming`.
     fn receive(&mut self) -> io::Result<()> {
+        if !self.incoming.is_empty() {
+            // A record is being completed: read onto it in place (copying it per read would
+            // cost a client trickling a large message quadratic time).
+            let mut input = std::mem::take(&mut self.incoming);
+            let step = self.read_and_process(&mut input);
+            self.keep(input);
+            return step;
+        }
         SCRATCH.with(|scratch| {
             let mut input = scratch.borrow_mut();
             input.clear();
-            input.extend_from_slice(&self.incoming);
-            match read_some(&self.tcp, &mut input, READ_SIZE)? {
-                None => return Ok(()),
-                Some(0) => {
-                    self.peer_closed = true;
-                    if !input.is_empty() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the device closed the connection in the middle of a TLS record",
-                        ));
-                    }
-                    return Ok(());
-                }
-                Some(_) => {}
+            let step = self.read_and_process(&mut input);
+            if !input.is_empty() {
+                self.incoming = input.to_vec();
             }
-            let step = self.process(&mut input, None, false);
-            if input.len() > MAX_INCOMING {
-                return Err(invalid(format!(
-                    "{} bytes received without a whole TLS message; at most {MAX_INCOMING}",
-                    input.len()
-                )));
-            }
-            if input.is_empty() {
-                self.incoming = Vec::new();
-            } else {
-                self.incoming.clear();
-                self.incoming.extend_from_slice(&input);
-                self.incoming.shrink_to_fit();
-            }
-            step.map(drop)
+            step
         })
+    }
+
+    /// Keeps what is left of a record, or nothing: an empty buffer is given back.
+    fn keep(&mut self, input: Vec<u8>) {
+        self.incoming = if input.is_empty() { Vec::new() } else { input };
+    }
+
+    /// One read onto the end of `input`, then rustls over it; what it is done with is
+    /// removed from the front of `input`.
+    fn read_and_process(&mut self, input: &mut Vec<u8>) -> io::Result<()> {
+        match read_some(&self.tcp, input)? {
+            None => return Ok(()),
+            Some(0) => {
+                self.eof = true;
+                if !input.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the device closed the connection in the middle of a TLS record",
+                    ));
+                }
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        self.process(input, None, false)?;
+        if input.len() > MAX_INCOMING {
+            return Err(invalid(format!(
+                "{} bytes received without a whole TLS message; at most {MAX_INCOMING}",
+                input.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Runs rustls over `input` until it needs more bytes: application data into `plain`,
@@ -394,11 +427,14 @@ impl DeviceTls {
             }
         };
         input.drain(..used.min(input.len()));
-        if result.is_err() {
-            // rustls queued an alert saying why (a revoked certificate, a bad record): the
-            // device is told before the connection is dropped, when its socket takes it now.
+        // When rustls queued an alert saying why (a revoked certificate, a bad record), the
+        // device is told before the connection is dropped, if its socket takes it now. Asked
+        // only when one is queued: rustls then hands it out before looking at `input` again
+        // (which must be the same bytes as before: a half-joined handshake message refers
+        // to them).
+        if result.is_err() && self.conn.wants_write() {
             if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
-                self.conn.process_tls_records(&mut []).state
+                self.conn.process_tls_records(input).state
             {
                 let _ = append(&mut self.outgoing, 64, |out| alert.encode(out), |_| None);
             }
@@ -407,36 +443,28 @@ impl DeviceTls {
         result
     }
 
-    /// Writes what the socket takes now, without waiting.
-    fn try_flush(&mut self) -> io::Result<()> {
+    /// Writes what the socket takes now, without waiting: `false` while some is left.
+    fn try_flush(&mut self) -> io::Result<bool> {
         while !self.outgoing.is_empty() {
             match self.tcp.try_write(&self.outgoing) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.outgoing.drain(..n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
         self.outgoing = Vec::new();
-        Ok(())
+        Ok(true)
     }
 
-    /// Writes everything pending, waiting for the socket as needed.
+    /// Writes everything pending, waiting for the socket as needed. Cancel-safe: what was
+    /// written is removed before each wait, so nothing is sent twice.
     async fn flush(&mut self) -> io::Result<()> {
-        let mut sent = 0;
-        while sent < self.outgoing.len() {
+        while !self.try_flush()? {
             self.tcp.writable().await?;
-            match self.tcp.try_write(&self.outgoing[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    self.outgoing.drain(..sent);
-                    return Err(e);
-                }
-            }
         }
-        self.outgoing = Vec::new();
         Ok(())
     }
 }
@@ -595,6 +623,47 @@ mod tests {
         let mut got = BytesMut::new();
         let err = server.read_into(&mut got).await.expect_err("cut record");
         assert!(err.to_string().contains("middle of a TLS record"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_device_gone_without_close_notify_is_an_error_not_a_goodbye() {
+        let pki = pki();
+        let (server, client) = pair(&pki).await;
+        let (mut server, client) = (server.expect("server"), client.expect("client"));
+        let (mut tcp, _) = client.into_inner();
+        tcp.shutdown().await.expect("fin");
+        let mut got = BytesMut::new();
+        let err = server
+            .read_into(&mut got)
+            .await
+            .expect_err("no close_notify");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+
+    /// rustls, asked for its alert with no bytes while half a handshake message was joined,
+    /// sliced past the end of them and panicked: the connection's task died with its counters.
+    #[tokio::test]
+    async fn a_handshake_message_cut_by_another_record_is_refused_without_a_panic() {
+        let pki = pki();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut raw = TcpStream::connect(addr).await.expect("connect");
+        // A handshake record with the first 14 bytes of a 200-byte ClientHello, then a
+        // ChangeCipherSpec record in the middle of it.
+        let mut bytes = vec![
+            0x16, 0x03, 0x01, 0x00, 0x0e, 0x01, 0x00, 0x00, 0xc8, 0x03, 0x03,
+        ];
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+        raw.write_all(&bytes).await.expect("send");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let hello = Hello::read(tcp).await.expect("a whole first record");
+        let err = hello
+            .handshake(pki.server.clone())
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("Interleaved"), "{err}");
     }
 
     #[tokio::test]

@@ -558,7 +558,10 @@ async fn stalled_hellos_from_one_address_do_not_hold_every_handshake_slot() {
     );
     // All 20 are closed at their deadline: those that waited for a turn of their address
     // as refused, those holding one (two, and any that got one as its holder timed out) as
-    // timed out. None lingers.
+    // timed out. None lingers. How many end each way is timing: accepted a millisecond
+    // apart, each waiter gets a turn as the one two ahead of it times out, just before its
+    // own deadline, and all 20 end as timed out (seen once under a loaded test run).
+    // That the address held two slots, not all four, the device's quick connect showed.
     eventually(
         Duration::from_secs(5),
         "20 stalled hellos closed",
@@ -569,7 +572,7 @@ async fn stalled_hellos_from_one_address_do_not_hold_every_handshake_slot() {
             let timed_out = api
                 .metric("lockerfleet_broker_handshake_timeout_total")
                 .await;
-            (refused + timed_out == 20.0 && refused >= 1.0).then_some(())
+            (refused + timed_out == 20.0).then_some(())
         },
     )
     .await;
