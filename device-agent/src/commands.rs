@@ -9,11 +9,44 @@ use protocol::{
     AckStatus, BoxNo, Channel, CodeSync, Command, CommandAck, CommandAction, FaultKind,
 };
 use rumqttc::QoS;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::{Ctx, LockDriver, outbox};
 
 pub(crate) const INTERRUPTED: &str =
     "the agent restarted while executing this command; the lock is not pulsed again";
+
+/// Starts each command as it arrives (`net::Heard`), beside whatever the uplink loop is
+/// doing.
+pub(crate) async fn receive<D: LockDriver>(
+    ctx: Arc<Ctx<D>>,
+    mut heard: mpsc::Receiver<bytes::Bytes>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) {
+    loop {
+        let payload = tokio::select! {
+            _ = cancel.cancelled() => break,
+            p = heard.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        start(&ctx, &tracker, &payload);
+    }
+}
+
+/// Decodes a command and executes it in a task of its own.
+pub(crate) fn start<D: LockDriver>(ctx: &Arc<Ctx<D>>, tracker: &TaskTracker, payload: &[u8]) {
+    match protocol::decode::<Command>(payload) {
+        Ok(cmd) => {
+            tracker.spawn(execute(ctx.clone(), cmd));
+        }
+        Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
+    }
+}
 
 /// Executes one command at most once. The journal entry is durable before the pulse; a
 /// command found `executing` after a restart is reported failed, never pulsed again.

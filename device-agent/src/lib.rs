@@ -408,6 +408,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
     let restart = ctx.restart.clone();
     let tracker = TaskTracker::new();
     let (net_tx, net_rx) = mpsc::channel(1024);
+    let (commands_tx, commands_rx) = mpsc::channel(64);
     let (tls_tx, tls_rx) = mpsc::channel(1);
     let renewal = match renew::load_identity(
         &ctx.cfg.certs,
@@ -443,11 +444,20 @@ pub async fn start<D: LockDriver, K: Keypad>(
             // whole keep-alive and acknowledges none is no better than a silent one.
             stall_after: Duration::from_secs(ctx.cfg.keep_alive_secs),
         },
-        net_tx,
+        net::Heard {
+            net: net_tx,
+            commands: commands_tx,
+        },
         tls_rx,
         cancel.clone(),
         Duration::from_millis(ctx.cfg.max_backoff_ms),
         id.clone(),
+    ));
+    tracker.spawn(commands::receive(
+        ctx.clone(),
+        commands_rx,
+        tracker.clone(),
+        cancel.clone(),
     ));
     tracker.spawn(watch(ctx.clone(), cancel.clone()));
     tracker.spawn(central::run(ctx.clone(), config_rx, cancel.clone()));

@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    CertReply, Channel, CodeSync, Command, ConfigSync, DeviceTopic, EventBatch, Receipt, Update,
-    UpdateBody,
+    CertReply, Channel, CodeSync, ConfigSync, DeviceTopic, EventBatch, Receipt, Update, UpdateBody,
 };
 use rumqttc::{ClientError, QoS};
 use tokio::sync::mpsc;
@@ -18,7 +17,7 @@ use crate::update::Step;
 use crate::{Ctx, LockDriver, renew};
 
 use crate::{
-    commands::{apply_codes, execute},
+    commands::apply_codes,
     net::{Net, presence},
     watch::heartbeat,
 };
@@ -179,13 +178,7 @@ async fn on_message<D: LockDriver>(
             Ok(r) => on_receipt(ctx, up, r).await,
             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad receipt ignored"),
         },
-        Ok(Channel::Commands) => match protocol::decode::<Command>(payload) {
-            Ok(cmd) => {
-                let c = ctx.clone();
-                tracker.spawn(async move { execute(c, cmd).await });
-            }
-            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
-        },
+        Ok(Channel::Commands) => crate::commands::start(ctx, tracker, payload),
         Ok(Channel::Cert) => match protocol::decode::<CertReply>(payload) {
             Ok(reply) => renew.on_reply(reply, ctx.clock.now_ms()),
             Err(e) => {
