@@ -59,6 +59,9 @@ pub(crate) struct DeviceTls {
     peer_closed: bool,
     /// The device's side of the socket ended.
     eof: bool,
+    /// rustls refused the connection: it is not asked again (given the same bytes, it would
+    /// fail again and assert, in debug builds, that it had sent no fatal alert yet).
+    failed: bool,
 }
 
 fn invalid(why: impl Into<String>) -> io::Error {
@@ -72,7 +75,8 @@ fn tls_error(e: rustls::Error) -> io::Error {
 /// Reads what the socket has (up to [`READ_SIZE`] bytes) onto the end of `buf`. `None`:
 /// nothing there after all (readiness was stale); `Some(0)`: end of stream.
 fn read_some(tcp: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    buf.reserve(READ_SIZE);
+    // Exact: a connection completing a record keeps len + one read, not double its length.
+    buf.reserve_exact(READ_SIZE);
     match tcp.try_read_buf(buf) {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -184,6 +188,7 @@ impl Hello {
             plain: BytesMut::new(),
             peer_closed: false,
             eof: false,
+            failed: false,
         };
         let mut input = std::mem::take(&mut tls.incoming);
         let step = tls.process(&mut input, None, false);
@@ -215,8 +220,9 @@ impl DeviceTls {
     }
 
     /// Waits for data from the device and appends what was decrypted to `buf`: the number of
-    /// bytes, 0 once the device closed. Cancel-safe: its only wait is for readiness, and
-    /// every step after it is synchronous.
+    /// bytes, 0 once the device closed. Cancel-safe: it waits for readiness, then steps
+    /// synchronously, then for rustls' own replies to be written (`flush`, cancel-safe too);
+    /// data decrypted before a cancelled wait is returned by the next call.
     pub(crate) async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             if !self.plain.is_empty() {
@@ -262,12 +268,15 @@ impl DeviceTls {
         Ok(())
     }
 
-    /// Sends close_notify and closes the socket's sending side.
+    /// Sends close_notify (or, after a failure, the alert saying why) and closes the
+    /// socket's sending side.
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
-        let mut input = std::mem::take(&mut self.incoming);
-        let step = self.process(&mut input, None, true);
-        self.keep(input);
-        step?;
+        if !self.failed {
+            let mut input = std::mem::take(&mut self.incoming);
+            let step = self.process(&mut input, None, true);
+            self.keep(input);
+            step?;
+        }
         self.flush().await?;
         use tokio::io::AsyncWriteExt;
         self.tcp.shutdown().await
@@ -337,6 +346,9 @@ impl DeviceTls {
         send: Option<&[u8]>,
         close: bool,
     ) -> io::Result<bool> {
+        if self.failed {
+            return Err(invalid("the TLS connection failed earlier"));
+        }
         let mut send = send;
         let mut used = 0;
         let result = loop {
@@ -432,6 +444,7 @@ impl DeviceTls {
         // only when one is queued: rustls then hands it out before looking at `input` again
         // (which must be the same bytes as before: a half-joined handshake message refers
         // to them).
+        self.failed |= result.is_err();
         if result.is_err() && self.conn.wants_write() {
             if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
                 self.conn.process_tls_records(input).state
@@ -681,6 +694,13 @@ mod tests {
         let mut got = BytesMut::new();
         assert!(server.read_into(&mut got).await.is_err());
         assert!(got.is_empty(), "nothing of a forged record is handed on");
+        // The front closes every session it ends: rustls, given the forged record again,
+        // asserted (debug builds) that it had not sent a fatal alert yet, and the task died.
+        server.shutdown().await.ok();
+        assert!(
+            server.write_all(b"more").await.is_err(),
+            "a failed connection stays failed"
+        );
     }
 
     #[tokio::test]
