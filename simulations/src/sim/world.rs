@@ -159,20 +159,23 @@ impl World {
         format!("sim-card-{}", self.site_id(site))
     }
 
+    /// Notes an injected fault and the alarm it must raise; its place in the ledger.
     pub(super) fn inject(
         &self,
         kind: &'static str,
         device: usize,
         box_no: Option<u16>,
         alarm: Option<&'static str>,
-    ) {
-        self.ledger().injected.push(Injected {
+    ) -> usize {
+        let mut ledger = self.ledger();
+        ledger.injected.push(Injected {
             kind: kind.to_owned(),
             device: self.devices[device].id.to_string(),
             box_no,
             at_ms: fleet_server::now_ms(),
             expect_alarm: alarm.map(str::to_owned),
         });
+        ledger.injected.len() - 1
     }
 
     pub(super) fn busy(&self, device: usize, b: u16, on: bool) -> bool {
