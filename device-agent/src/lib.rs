@@ -447,6 +447,7 @@ pub async fn start<D: LockDriver, K: Keypad>(
         net::Heard {
             net: net_tx,
             commands: commands_tx,
+            clock: ctx.clock.clone(),
         },
         tls_rx,
         cancel.clone(),

@@ -17,6 +17,8 @@ pub(crate) enum Net {
     Connected,
     Disconnected,
     Message(String, bytes::Bytes),
+    /// A receipt taught the agent a new offset to the server's clock (already in use).
+    ClockLearned(i64),
 }
 
 /// Where the connection's task hands what it hears: commands on their own queue, so a
@@ -25,6 +27,9 @@ pub(crate) enum Net {
 pub(crate) struct Heard {
     pub net: mpsc::Sender<Net>,
     pub commands: mpsc::Sender<bytes::Bytes>,
+    /// The server's clock is learned from a receipt where it is heard, before any command
+    /// heard after it is judged for expiry on it (commands skip the uplink loop's queue).
+    pub clock: Arc<crate::Clock>,
 }
 
 /// This agent's word on its own presence, for an external broker to keep (retained) and to
@@ -194,6 +199,14 @@ pub(crate) async fn drive(
                 if channel == Ok(protocol::Channel::Commands) {
                     let _ = tx.commands.send(p.payload).await;
                 } else {
+                    if channel == Ok(protocol::Channel::Receipts)
+                        && let Some(offset) = protocol::decode::<protocol::Receipt>(&p.payload)
+                            .ok()
+                            .and_then(|r| r.at)
+                            .and_then(|at| tx.clock.learn(at))
+                    {
+                        let _ = tx.net.send(Net::ClockLearned(offset)).await;
+                    }
                     let _ = tx.net.send(Net::Message(p.topic, p.payload)).await;
                 }
             }
@@ -232,6 +245,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::Clock;
 
     /// A broker node for the tests (plain TCP): answers connections, pings and subscriptions;
     /// publishes are acknowledged, and their topics told to `heard`, only when `acks`.
@@ -310,6 +324,7 @@ mod tests {
             Heard {
                 net: net_tx,
                 commands,
+                clock: Arc::new(Clock::new(0)),
             },
             tls_rx,
             cancel.clone(),
@@ -338,9 +353,17 @@ mod tests {
     }
 
     /// A command reaches its queue while the uplink loop reads nothing (busy with its outbox):
-    /// it used to wait behind the loop in the one queue everything heard went through.
+    /// it used to wait behind the loop in the one queue everything heard went through. The
+    /// receipt heard before it has already taught the agent the server's clock, on which the
+    /// command's expiry is judged.
     #[tokio::test]
     async fn a_command_skips_the_queue_of_the_busy_uplink_loop() {
+        let server_at = Clock::new(0).local_ms() + 3_600_000;
+        let receipt = protocol::encode(&protocol::Receipt {
+            v: 1,
+            up_to: 0,
+            at: Some(server_at),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -361,7 +384,7 @@ mod tests {
                 Packet::Publish(rumqttc::Publish::new(
                     "devices/cab-1/receipts",
                     QoS::AtMostOnce,
-                    "r",
+                    receipt,
                 )),
                 Packet::Publish(rumqttc::Publish::new(
                     "devices/cab-1/commands",
@@ -386,6 +409,7 @@ mod tests {
         let (commands, mut heard_commands) = mpsc::channel(4);
         let (_tls_tx, tls_rx) = mpsc::channel(1);
         let cancel = CancellationToken::new();
+        let clock = Arc::new(Clock::new(0));
         tokio::spawn(drive(
             eventloop,
             Nodes {
@@ -397,6 +421,7 @@ mod tests {
             Heard {
                 net: net_tx,
                 commands,
+                clock: clock.clone(),
             },
             tls_rx,
             cancel.clone(),
@@ -408,6 +433,11 @@ mod tests {
             .expect("the command while the uplink loop is busy")
             .expect("queue open");
         assert_eq!(&command[..], b"open box 1");
+        let offset = clock.offset_ms();
+        assert!(
+            (3_590_000..=3_610_000).contains(&offset),
+            "the receipt's clock learned before the command was handed on: {offset}"
+        );
         cancel.cancel();
     }
 

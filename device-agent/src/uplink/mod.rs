@@ -101,6 +101,16 @@ pub(crate) async fn uplink<D: LockDriver>(
                 Some(Net::Message(topic, payload)) => {
                     on_message(&ctx, &mut up, &mut renew, &tracker, &topic, &payload).await;
                 }
+                Some(Net::ClockLearned(offset)) => {
+                    tracing::warn!(device = %ctx.id, offset_ms = offset,
+                        "this cabinet's clock differs from the server's; judging times on the server's");
+                    if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
+                        tracing::error!(device = %ctx.id, error = %e, "clock offset not kept");
+                    }
+                    // The server shows the offset (and alarms on a large one) from the
+                    // heartbeat: tell it now, not in heartbeat_secs.
+                    heartbeat(&ctx, up.acked());
+                }
             },
             _ = ctx.notify.notified() => {}
             _ = tick.tick() => {
@@ -221,19 +231,10 @@ async fn on_message<D: LockDriver>(
     }
 }
 
-/// A receipt: learn the server's clock from it, then move the receipted mark (renumbering the
-/// outbox first if the server knows seqs this outbox never handed out).
+/// A receipt (its clock already learned where it was heard, `net::drive`): move the
+/// receipted mark, renumbering the outbox first if the server knows seqs this outbox never
+/// handed out.
 async fn on_receipt<D>(ctx: &Ctx<D>, up: &mut Uplink, r: Receipt) {
-    if let Some(offset) = r.at.and_then(|at| ctx.clock.learn(at)) {
-        tracing::warn!(device = %ctx.id, offset_ms = offset,
-            "this cabinet's clock differs from the server's; judging times on the server's");
-        if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
-            tracing::error!(device = %ctx.id, error = %e, "clock offset not kept");
-        }
-        // The server shows the offset (and alarms on a large one) from the heartbeat: tell it
-        // now, not in heartbeat_secs.
-        heartbeat(ctx, up.acked());
-    }
     match up.receipt(r.up_to, ctx.outbox.last_seq(), Instant::now()) {
         ReceiptEffect::Renumber { up_to } => {
             // The outbox was replaced.
