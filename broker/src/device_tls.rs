@@ -96,13 +96,6 @@ fn read_exact_size(tcp: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usiz
     })
 }
 
-fn closed_without_close_notify() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the device closed the connection without a TLS close_notify",
-    )
-}
-
 /// The room an encryption asked for, when that was its complaint.
 fn encrypt_needs(e: &EncryptError) -> Option<usize> {
     match e {
@@ -190,10 +183,7 @@ impl Hello {
             eof: false,
             failed: false,
         };
-        let mut input = std::mem::take(&mut tls.incoming);
-        let step = tls.process(&mut input, None, false);
-        tls.keep(input);
-        step?;
+        tls.process_held(None, false)?;
         loop {
             tls.flush().await?;
             if !tls.conn.is_handshaking() {
@@ -239,7 +229,10 @@ impl DeviceTls {
                 return Ok(0);
             }
             if self.eof {
-                return Err(closed_without_close_notify());
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the device closed the connection without a TLS close_notify",
+                ));
             }
             self.tcp.readable().await?;
             self.receive()?;
@@ -254,10 +247,7 @@ impl DeviceTls {
     /// the rest of `data` is not sent: the front then closes the session.
     pub(crate) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         for piece in data.chunks(WRITE_PIECE) {
-            let mut input = std::mem::take(&mut self.incoming);
-            let step = self.process(&mut input, Some(piece), false);
-            self.keep(input);
-            if !step? {
+            if !self.process_held(Some(piece), false)? {
                 return Err(io::Error::new(
                     io::ErrorKind::NotConnected,
                     "TLS connection not open for data",
@@ -272,10 +262,7 @@ impl DeviceTls {
     /// socket's sending side.
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         if !self.failed {
-            let mut input = std::mem::take(&mut self.incoming);
-            let step = self.process(&mut input, None, true);
-            self.keep(input);
-            step?;
+            self.process_held(None, true)?;
         }
         self.flush().await?;
         use tokio::io::AsyncWriteExt;
@@ -302,6 +289,14 @@ impl DeviceTls {
             }
             step
         })
+    }
+
+    /// [`Self::process`] over the bytes held from earlier reads.
+    fn process_held(&mut self, send: Option<&[u8]>, close: bool) -> io::Result<bool> {
+        let mut input = std::mem::take(&mut self.incoming);
+        let step = self.process(&mut input, send, close);
+        self.keep(input);
+        step
     }
 
     /// Keeps what is left of a record, or nothing: an empty buffer is given back.
@@ -503,26 +498,44 @@ mod tests {
         let id = certs::parse_device_id("locker-1").expect("id");
         certs::issue_device(dir.path(), &id, false).expect("device");
         let server = crate::server_tls(dir.path()).expect("server tls");
-        let roots = certs::load_roots(&dir.path().join(certs::CA_CERT)).expect("roots");
-        let client = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                certs::load_certs(&certs::device_cert_path(dir.path(), &id)).expect("cert"),
-                certs::load_key(&certs::device_key_path(dir.path(), &id)).expect("key"),
-            )
-            .expect("client tls");
+        let client = client_tls(dir.path(), dir.path());
         Pki {
             _dir: dir,
             server,
-            client: Arc::new(client),
+            client,
         }
+    }
+
+    /// Device locker-1's client settings: trusting the CA in `trusting`, with the certificate
+    /// in `holding`.
+    fn client_tls(
+        trusting: &std::path::Path,
+        holding: &std::path::Path,
+    ) -> Arc<rustls::ClientConfig> {
+        let id = certs::parse_device_id("locker-1").expect("id");
+        let roots = certs::load_roots(&trusting.join(certs::CA_CERT)).expect("roots");
+        let client = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                certs::load_certs(&certs::device_cert_path(holding, &id)).expect("cert"),
+                certs::load_key(&certs::device_key_path(holding, &id)).expect("key"),
+            )
+            .expect("client tls");
+        Arc::new(client)
     }
 
     /// A device's connection through the real handshake over loopback TCP.
     async fn pair(pki: &Pki) -> (io::Result<DeviceTls>, io::Result<Client>) {
+        connect(pki.server.clone(), pki.client.clone()).await
+    }
+
+    async fn connect(
+        server_tls: Arc<rustls::ServerConfig>,
+        client_tls: Arc<rustls::ClientConfig>,
+    ) -> (io::Result<DeviceTls>, io::Result<Client>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let connector = tokio_rustls::TlsConnector::from(pki.client.clone());
+        let connector = tokio_rustls::TlsConnector::from(client_tls);
         let client = async {
             let tcp = TcpStream::connect(addr).await?;
             let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
@@ -530,7 +543,7 @@ mod tests {
         };
         let server = async {
             let (tcp, _) = listener.accept().await?;
-            Hello::read(tcp).await?.handshake(pki.server.clone()).await
+            Hello::read(tcp).await?.handshake(server_tls).await
         };
         tokio::join!(server, client)
     }
@@ -718,33 +731,14 @@ mod tests {
     #[tokio::test]
     async fn a_device_the_ca_did_not_sign_fails_the_handshake() {
         let (ours, stranger) = (pki(), pki());
-        let pki = ours;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         // The stranger trusts our server's CA, so only its own certificate can fail.
-        let roots = certs::load_roots(&pki._dir.path().join(certs::CA_CERT)).expect("roots");
-        let id = certs::parse_device_id("locker-1").expect("id");
-        let client = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                certs::load_certs(&certs::device_cert_path(stranger._dir.path(), &id)).expect("c"),
-                certs::load_key(&certs::device_key_path(stranger._dir.path(), &id)).expect("k"),
-            )
-            .expect("client tls");
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-        let client = async {
-            let tcp = TcpStream::connect(addr).await?;
-            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-            let mut s = connector.connect(name, tcp).await?;
-            // TLS 1.3: the client learns of the refusal on its first read.
-            let mut b = [0u8; 1];
-            s.read(&mut b).await
+        let stranger = client_tls(ours._dir.path(), stranger._dir.path());
+        let (server, client) = connect(ours.server.clone(), stranger).await;
+        // TLS 1.3: the client learns of the refusal on its first read.
+        let client = match client {
+            Ok(mut s) => s.read(&mut [0u8; 1]).await,
+            Err(e) => Err(e),
         };
-        let server = async {
-            let (tcp, _) = listener.accept().await?;
-            Hello::read(tcp).await?.handshake(pki.server.clone()).await
-        };
-        let (server, client) = tokio::join!(server, client);
         let err = server.err().expect("server refuses");
         assert!(err.to_string().contains("certificate"), "{err}");
         // The device is told why by an alert (same issuer name, another key: a bad signature).

@@ -34,17 +34,12 @@ pub(crate) async fn receive<D: LockDriver>(
                 None => break,
             },
         };
-        start(&ctx, &tracker, &payload);
-    }
-}
-
-/// Decodes a command and executes it in a task of its own.
-pub(crate) fn start<D: LockDriver>(ctx: &Arc<Ctx<D>>, tracker: &TaskTracker, payload: &[u8]) {
-    match protocol::decode::<Command>(payload) {
-        Ok(cmd) => {
-            tracker.spawn(execute(ctx.clone(), cmd));
+        match protocol::decode::<Command>(&payload) {
+            Ok(cmd) => {
+                tracker.spawn(execute(ctx.clone(), cmd));
+            }
+            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
         }
-        Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad command ignored"),
     }
 }
 

@@ -17,8 +17,12 @@ pub(crate) enum Net {
     Connected,
     Disconnected,
     Message(String, bytes::Bytes),
-    /// A receipt taught the agent a new offset to the server's clock (already in use).
-    ClockLearned(i64),
+    /// A receipt, decoded where it was heard; `learned`: the new offset to the server's
+    /// clock it taught the agent (already in use).
+    Receipt {
+        receipt: protocol::Receipt,
+        learned: Option<i64>,
+    },
 }
 
 /// Where the connection's task hands what it hears: commands on their own queue, so a
@@ -195,19 +199,27 @@ pub(crate) async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let channel = protocol::DeviceTopic::parse(&p.topic).map(|t| t.channel);
-                if channel == Ok(protocol::Channel::Commands) {
-                    let _ = tx.commands.send(p.payload).await;
-                } else {
-                    if channel == Ok(protocol::Channel::Receipts)
-                        && let Some(offset) = protocol::decode::<protocol::Receipt>(&p.payload)
-                            .ok()
-                            .and_then(|r| r.at)
-                            .and_then(|at| tx.clock.learn(at))
-                    {
-                        let _ = tx.net.send(Net::ClockLearned(offset)).await;
+                let heard = match protocol::DeviceTopic::parse(&p.topic).map(|t| t.channel) {
+                    Ok(protocol::Channel::Commands) => {
+                        let _ = tx.commands.send(p.payload).await;
+                        None
                     }
-                    let _ = tx.net.send(Net::Message(p.topic, p.payload)).await;
+                    Ok(protocol::Channel::Receipts) => {
+                        match protocol::decode::<protocol::Receipt>(&p.payload) {
+                            Ok(receipt) => {
+                                let learned = receipt.at.and_then(|at| tx.clock.learn(at));
+                                Some(Net::Receipt { receipt, learned })
+                            }
+                            Err(e) => {
+                                tracing::warn!(device = %id, error = %e, "bad receipt ignored");
+                                None
+                            }
+                        }
+                    }
+                    _ => Some(Net::Message(p.topic, p.payload)),
+                };
+                if let Some(heard) = heard {
+                    let _ = tx.net.send(heard).await;
                 }
             }
             Ok(_) => {}

@@ -99,17 +99,10 @@ pub(crate) async fn uplink<D: LockDriver>(
                     ctx.stats.connected.store(false, Ordering::Relaxed);
                 }
                 Some(Net::Message(topic, payload)) => {
-                    on_message(&ctx, &mut up, &mut renew, &tracker, &topic, &payload).await;
+                    on_message(&ctx, &mut renew, &tracker, &topic, &payload).await;
                 }
-                Some(Net::ClockLearned(offset)) => {
-                    tracing::warn!(device = %ctx.id, offset_ms = offset,
-                        "this cabinet's clock differs from the server's; judging times on the server's");
-                    if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
-                        tracing::error!(device = %ctx.id, error = %e, "clock offset not kept");
-                    }
-                    // The server shows the offset (and alarms on a large one) from the
-                    // heartbeat: tell it now, not in heartbeat_secs.
-                    heartbeat(&ctx, up.acked());
+                Some(Net::Receipt { receipt, learned }) => {
+                    on_receipt(&ctx, &mut up, receipt, learned).await;
                 }
             },
             _ = ctx.notify.notified() => {}
@@ -173,22 +166,16 @@ fn publish_retained<D>(ctx: &Ctx<D>, channel: Channel, payload: Vec<u8>, what: &
     }
 }
 
-/// A message from the server: receipts move the marks; commands, code sets and certificates
-/// go to their executors.
+/// A message from the server (receipts and commands are taken apart where they are heard,
+/// `net::drive`): code sets, certificates, releases and diagnostics go to their executors.
 async fn on_message<D: LockDriver>(
     ctx: &Arc<Ctx<D>>,
-    up: &mut Uplink,
     renew: &mut Renew,
     tracker: &TaskTracker,
     topic: &str,
     payload: &[u8],
 ) {
     match DeviceTopic::parse(topic).map(|t| t.channel) {
-        Ok(Channel::Receipts) => match protocol::decode::<Receipt>(payload) {
-            Ok(r) => on_receipt(ctx, up, r).await,
-            Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad receipt ignored"),
-        },
-        Ok(Channel::Commands) => crate::commands::start(ctx, tracker, payload),
         Ok(Channel::Cert) => match protocol::decode::<CertReply>(payload) {
             Ok(reply) => renew.on_reply(reply, ctx.clock.now_ms()),
             Err(e) => {
@@ -231,10 +218,20 @@ async fn on_message<D: LockDriver>(
     }
 }
 
-/// A receipt (its clock already learned where it was heard, `net::drive`): move the
-/// receipted mark, renumbering the outbox first if the server knows seqs this outbox never
-/// handed out.
-async fn on_receipt<D>(ctx: &Ctx<D>, up: &mut Uplink, r: Receipt) {
+/// A receipt: keep and report the server clock's offset it taught the agent (`learned`, in
+/// use since it was heard), then move the receipted mark, renumbering the outbox first if
+/// the server knows seqs this outbox never handed out.
+async fn on_receipt<D>(ctx: &Ctx<D>, up: &mut Uplink, r: Receipt, learned: Option<i64>) {
+    if let Some(offset) = learned {
+        tracing::warn!(device = %ctx.id, offset_ms = offset,
+            "this cabinet's clock differs from the server's; judging times on the server's");
+        if let Err(e) = ctx.outbox.set_clock_offset(offset).await {
+            tracing::error!(device = %ctx.id, error = %e, "clock offset not kept");
+        }
+        // The server shows the offset (and alarms on a large one) from the heartbeat: tell it
+        // now, not in heartbeat_secs.
+        heartbeat(ctx, up.acked());
+    }
     match up.receipt(r.up_to, ctx.outbox.last_seq(), Instant::now()) {
         ReceiptEffect::Renumber { up_to } => {
             // The outbox was replaced.
