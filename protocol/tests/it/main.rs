@@ -563,6 +563,32 @@ fn version_and_limits_are_enforced() {
         decode::<EventBatch>(&encode(&newer)).expect("round trip"),
         newer
     );
+    // An event's own fields: missing or of the wrong type, refused with their name.
+    for (event, field) in [
+        (r#"{"ts":0,"type":"door","box":1,"open":true}"#, "seq"),
+        (
+            r#"{"seq":"1","ts":0,"type":"door","box":1,"open":true}"#,
+            "seq",
+        ),
+        (
+            r#"{"seq":-1,"ts":0,"type":"door","box":1,"open":true}"#,
+            "seq",
+        ),
+        (r#"{"seq":1,"type":"door","box":1,"open":true}"#, "ts"),
+        (
+            r#"{"seq":1,"ts":1.5,"type":"door","box":1,"open":true}"#,
+            "ts",
+        ),
+    ] {
+        let batch = format!(r#"{{"v":1,"base":1,"events":[{event}]}}"#);
+        let err = decode::<EventBatch>(batch.as_bytes()).expect_err(event);
+        assert!(
+            err.to_string().contains(&format!("`{field}`")),
+            "{event}: {err}"
+        );
+    }
+    let err = decode::<EventBatch>(br#"{"v":1,"base":1,"events":[7]}"#).expect_err("no object");
+    assert!(err.to_string().contains("map"), "{err}");
     // A known type in a broken shape is a bug, not a newer version: refused.
     let err = decode::<EventBatch>(
         br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"door","open":true}]}"#,
