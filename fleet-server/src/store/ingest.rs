@@ -91,7 +91,12 @@ impl Store {
     async fn ingest_turn(&self, batch: &IngestBatch, into: &mut Stored) -> Result<(), StoreError> {
         let mut conn = self.writer.acquire().await?;
         let sync_before = self.synchronous(&mut conn).await?;
-        let (inserted, effects) = self.ingest_tx(&mut conn, batch).await?;
+        let (inserted, effects) = if self.kind == DbKind::Postgres && batch.is_plain() {
+            let inserted = self.ingest_plain_postgres(&mut conn, batch).await?;
+            (inserted, Effects::default())
+        } else {
+            self.ingest_tx(&mut conn, batch).await?
+        };
         let replicated = sync_before && self.synchronous(&mut conn).await?;
         into.inserted += inserted;
         into.effects.merge(effects);
@@ -271,33 +276,16 @@ impl Store {
             }
         }
 
-        // Latest door and occupancy per box in this batch; older ones would lose anyway.
-        let mut doors: HashMap<(&DeviceId, BoxNo), (bool, u64, i64)> = HashMap::new();
-        let mut occupancy: HashMap<(&DeviceId, BoxNo), (bool, u64, i64)> = HashMap::new();
         for (device, event) in &batch.events {
-            let slot = match &event.body {
-                EventBody::Door { box_no, open } => Some((&mut doors, *box_no, *open)),
-                EventBody::Occupancy { box_no, occupied } => {
-                    Some((&mut occupancy, *box_no, *occupied))
-                }
-                EventBody::Started {
-                    boxes,
-                    agent_version,
-                } => {
-                    self.started(&mut tx, device, *boxes, agent_version).await?;
-                    None
-                }
-                _ => None,
-            };
-            if let Some((map, box_no, value)) = slot {
-                let entry = map
-                    .entry((device, box_no))
-                    .or_insert((value, event.seq, event.ts));
-                if event.seq >= entry.1 {
-                    *entry = (value, event.seq, event.ts);
-                }
+            if let EventBody::Started {
+                boxes,
+                agent_version,
+            } = &event.body
+            {
+                self.started(&mut tx, device, *boxes, agent_version).await?;
             }
         }
+        let (doors, occupancy) = latest_box_fields(&batch.events);
         self.upsert_box_field(&mut tx, BoxField::Door, &doors)
             .await?;
         self.upsert_box_field(&mut tx, BoxField::Occupied, &occupancy)
@@ -345,7 +333,7 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         field: BoxField,
-        latest: &HashMap<(&DeviceId, BoxNo), (bool, u64, i64)>,
+        latest: &Latest<'_>,
     ) -> Result<(), StoreError> {
         let (value, seq, at) = field.columns();
         let rows: Vec<_> = latest.iter().collect();
@@ -437,6 +425,29 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(|s| s as u64).collect())
     }
+}
+
+/// A box's newest value of a sensor in a batch: the value, its event's seq and time.
+pub(super) type Latest<'a> = HashMap<(&'a DeviceId, BoxNo), (bool, u64, i64)>;
+
+/// The newest door and occupancy per box in `events`; older ones would lose anyway.
+pub(super) fn latest_box_fields(events: &[(DeviceId, Event)]) -> (Latest<'_>, Latest<'_>) {
+    let mut doors: Latest = HashMap::new();
+    let mut occupancy: Latest = HashMap::new();
+    for (device, event) in events {
+        let (map, box_no, value) = match &event.body {
+            EventBody::Door { box_no, open } => (&mut doors, *box_no, *open),
+            EventBody::Occupancy { box_no, occupied } => (&mut occupancy, *box_no, *occupied),
+            _ => continue,
+        };
+        let entry = map
+            .entry((device, box_no))
+            .or_insert((value, event.seq, event.ts));
+        if event.seq >= entry.1 {
+            *entry = (value, event.seq, event.ts);
+        }
+    }
+    (doors, occupancy)
 }
 
 #[derive(Clone, Copy)]

@@ -18,6 +18,7 @@ mod flows;
 pub mod gaps;
 mod history;
 mod ingest;
+mod ingest_pg;
 mod items;
 mod labels;
 mod notifications;

@@ -106,6 +106,7 @@ fn uuid_like() -> String {
 on_both!(
     events_are_stored_exactly_once,
     older_events_never_override_newer_state,
+    plain_batches_store_what_batches_with_effects_store,
     receipt_marks_only_rise,
     command_lifecycle_moves_forward_only,
     idempotency_key_returns_the_first_command,
@@ -227,6 +228,100 @@ async fn events_are_stored_exactly_once(store: Store) {
     assert_eq!(events[2].kind, "door");
     assert_eq!(events[2].body["open"], true);
     assert_eq!(store.totals().await.expect("totals").events, 3);
+}
+
+/// On PostgreSQL a batch of plain events (doors, occupancy, a lost record) is stored by one
+/// statement, any other batch by a transaction of several: the same events, out of order,
+/// repeated and spread over batches, must leave the same rows either way. Each batch goes
+/// once for a device alone (plain) and once for a twin beside a fault of a third cabinet
+/// (not plain).
+async fn plain_batches_store_what_batches_with_effects_store(store: Store) {
+    let (plain, twin, faulty) = (dev("cab-plain"), dev("cab-twin"), dev("cab-faulty"));
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let (mut high, mut fault_seq) = (0u64, 0u64);
+    for round in 0..120u64 {
+        let mut events = Vec::new();
+        for _ in 0..1 + next(6) {
+            // Mostly new, some repeated or late: seqs up to 7 below the highest sent.
+            let seq = (high + 1).saturating_sub(next(8)).max(1);
+            high = high.max(seq);
+            let box_no = b(1 + next(3) as u16);
+            let body = match next(7) {
+                0..=2 => EventBody::Door {
+                    box_no,
+                    open: next(2) == 0,
+                },
+                3..=5 => EventBody::Occupancy {
+                    box_no,
+                    occupied: next(2) == 0,
+                },
+                // Quotes, a backslash, a line break, braces, commas, NULL and 中文: stored as sent.
+                _ => EventBody::Lost {
+                    detail: format!("Record \"{seq}\" torn\n{{\"n\": [{seq}]}}, NULL \\ 记录损坏"),
+                },
+            };
+            events.push(Event {
+                seq,
+                ts: 1_000 + seq as i64 * 7 + next(3) as i64,
+                body,
+            });
+        }
+        let received_at = 5_000 + round as i64;
+        let mark = high.saturating_sub(next(3));
+        let alone = IngestBatch {
+            received_at,
+            ..batch(&plain, events.clone(), mark)
+        };
+        fault_seq += 1;
+        let mut mixed = IngestBatch {
+            received_at,
+            ..batch(&twin, events, mark)
+        };
+        mixed.events.push((
+            faulty.clone(),
+            Event {
+                seq: fault_seq,
+                ts: 1_000,
+                body: EventBody::Fault {
+                    box_no: None,
+                    fault: protocol::FaultKind::ForcedOpen,
+                    active: fault_seq % 2 == 1,
+                    evidence: String::new(),
+                },
+            },
+        ));
+        mixed.marks.insert(faulty.clone(), fault_seq);
+        let stored_alone = store.ingest(&alone).await.expect("plain batch");
+        let stored_mixed = store.ingest(&mixed).await.expect("batch with effects");
+        assert_eq!(stored_alone + 1, stored_mixed, "round {round}: new events");
+    }
+    let events = |d: DeviceId| {
+        let store = store.clone();
+        async move { store.events(&d, 0, 1_000).await.expect("events") }
+    };
+    assert_eq!(events(plain.clone()).await, events(twin.clone()).await);
+    assert!(events(plain.clone()).await.iter().any(|e| e.kind == "lost"));
+    let state = |d: DeviceId| {
+        let store = store.clone();
+        async move {
+            let detail = store.device(&d).await.expect("query").expect("device");
+            (
+                detail.boxes,
+                detail.device.acked_seq,
+                detail.device.last_seen,
+            )
+        }
+    };
+    let (boxes, mark, seen) = state(plain).await;
+    assert_eq!((boxes.clone(), mark, seen), state(twin).await);
+    assert!(boxes.iter().any(|b| b.occupied.is_some()) && boxes.iter().any(|b| b.door == "open"));
+    assert_eq!(seen, Some(5_119));
 }
 
 async fn older_events_never_override_newer_state(store: Store) {
