@@ -115,7 +115,7 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// in `PGPASSWORD`, not on the command line where `ps` would show it. The error says what
 /// to install.
 async fn pg_tool(tool: &str, url: &str, args: &[&str]) -> anyhow::Result<()> {
-    let (url, password) = split_password(url);
+    let (url, password) = crate::store::db_url::split_password(url);
     let name = tool.to_owned();
     let mut argv: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     argv.extend(["--dbname".to_owned(), url]);
@@ -151,25 +151,6 @@ async fn pg_dump(url: &str, file: &Path) -> anyhow::Result<()> {
         &["--format=custom", "--no-owner", "--file", &file],
     )
     .await
-}
-
-/// `postgres://user:secret@host/db` as `postgres://user@host/db` and the (percent-decoded)
-/// password.
-fn split_password(url: &str) -> (String, Option<String>) {
-    let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) else {
-        return (url.to_owned(), None);
-    };
-    let userinfo = &url[scheme + 3..at];
-    let Some((user, password)) = userinfo.split_once(':') else {
-        return (url.to_owned(), None);
-    };
-    let decoded = percent_encoding::percent_decode_str(password)
-        .decode_utf8_lossy()
-        .into_owned();
-    (
-        format!("{}{user}{}", &url[..scheme + 3], &url[at..]),
-        Some(decoded),
-    )
 }
 
 /// Makes a backup of the running (or stopped) server's data into `to`.
@@ -545,21 +526,6 @@ fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_leave_the_url_for_the_environment() {
-        assert_eq!(
-            split_password("postgres://lf:s%40cret@db:5432/lockerfleet"),
-            (
-                "postgres://lf@db:5432/lockerfleet".to_owned(),
-                Some("s@cret".to_owned())
-            )
-        );
-        assert_eq!(
-            split_password("postgres://lf@h1:5432,h2:5432/lf"),
-            ("postgres://lf@h1:5432,h2:5432/lf".to_owned(), None)
-        );
-    }
 
     #[test]
     fn sqlite_paths_come_from_the_url() {

@@ -40,6 +40,7 @@ use tokio_util::task::TaskTracker;
 pub use api::planning::{PlanOptions, plan_with};
 pub use clock::now_ms;
 pub use config::ServerConfig;
+pub use store::db_url::redact;
 
 use crate::devices::Online;
 use crate::health::Health;
@@ -749,35 +750,4 @@ fn write_listen_file(dir: &Path, mqtt: SocketAddr, http: SocketAddr) -> anyhow::
     std::fs::write(&tmp, body.to_string())?;
     std::fs::rename(&tmp, dir.join("listen.json"))?;
     Ok(())
-}
-
-/// A database URL without its password, for logs and errors.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
-    }
 }

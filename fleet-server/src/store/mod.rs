@@ -10,6 +10,7 @@ mod cabinets;
 mod codes;
 mod commands;
 mod config;
+pub(crate) mod db_url;
 mod deployments;
 mod devices;
 mod diagnostics;
@@ -288,7 +289,7 @@ impl Store {
                             "none of the database hosts accepts writes (tried {}): is a primary up?",
                             hosts
                                 .iter()
-                                .map(|h| primary::redact(h))
+                                .map(|h| db_url::redact(h))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         )));
@@ -385,7 +386,7 @@ impl Store {
         };
         self.pool.set_connect_options(options);
         *current = url.clone();
-        Some(primary::redact(&url))
+        Some(db_url::redact(&url))
     }
 
     /// Queue a webhook to the service platform for every item change from now on.

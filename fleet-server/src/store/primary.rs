@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::Connection;
 
 use super::StoreError;
+use super::db_url::redact;
 
 /// How long one host may take to answer whether it is the primary.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,31 +24,24 @@ pub(crate) fn hosts(url: &str) -> Result<Vec<String>, StoreError> {
             redact(url)
         ))
     };
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(parts) = super::db_url::Parts::of(url) else {
         return Err(bad("no scheme"));
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (userinfo, hostlist) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    if !hostlist.contains(',') {
+    if !parts.hosts.contains(',') {
         return Ok(vec![url.to_owned()]);
     }
-    let tail = drop_param(tail, "target_session_attrs");
-    hostlist
+    let tail = drop_param(parts.tail, "target_session_attrs");
+    parts
+        .hosts
         .split(',')
         .map(|host| {
             let host = host.trim();
             if host.is_empty() {
                 return Err(bad("an empty host in the list"));
             }
-            Ok(match userinfo {
-                Some(u) => format!("{scheme}://{u}@{host}{tail}"),
-                None => format!("{scheme}://{host}{tail}"),
+            Ok(match parts.userinfo {
+                Some(u) => format!("{}://{u}@{host}{tail}", parts.scheme),
+                None => format!("{}://{host}{tail}", parts.scheme),
             })
         })
         .collect()
@@ -66,19 +60,6 @@ fn drop_param(tail: &str, name: &str) -> String {
         path.to_owned()
     } else {
         format!("{path}?{}", kept.join("&"))
-    }
-}
-
-/// A URL fit for a log line: the password replaced.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, rest)), Some(_)) => {
-            let (userinfo, after) = rest.rsplit_once('@').unwrap_or(("", rest));
-            let user = userinfo.split(':').next().unwrap_or("");
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{after}")
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -142,7 +123,5 @@ mod tests {
             "{said}"
         );
         assert!(hosts("a:1,b:2/db").is_err());
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }
