@@ -115,7 +115,8 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// in `PGPASSWORD`, not on the command line where `ps` would show it. The error says what
 /// to install.
 async fn pg_tool(tool: &str, url: &str, args: &[&str]) -> anyhow::Result<()> {
-    let (url, password) = crate::store::db_url::split_password(url);
+    let (url, password) = crate::store::db_url::split_password(url)
+        .map_err(|why| anyhow::anyhow!("database URL {}: {why}", crate::redact(url)))?;
     let name = tool.to_owned();
     let mut argv: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     argv.extend(["--dbname".to_owned(), url]);

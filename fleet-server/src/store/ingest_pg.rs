@@ -22,23 +22,28 @@ use super::{Store, StoreError, effects};
 
 /// The batch's devices (marks rise), its events (each stored once) and its boxes' newest door
 /// and occupancy (a field moves only to a higher sequence number), as in
-/// [`Store::ingest_replicated`]'s transaction. Rows are sorted by key so that two writers
-/// lock shared rows in one order; ingest lanes never share a device, replicas rarely do, and
-/// PostgreSQL breaks a deadlock by failing one batch, which its device sends again. A box
-/// field the batch does not move goes as sequence 0 with the column's default: inserted as
-/// the default, it never wins an update.
+/// [`Store::ingest_replicated`]'s transaction, and locking rows in its order: device rows
+/// first, in the arrays' order (sorted by byte, as Rust sorts ids: the database's collation
+/// would order some ids differently), then events, then boxes. PostgreSQL runs data-modifying
+/// `WITH` parts in an order of its own, so each part waits for the one before it: a one-time
+/// filter on a count of the part before runs that part to completion before its own first
+/// row. Two writers of one device (replicas sharing a subscription, a heartbeat flush) then
+/// queue on its device row instead of deadlocking. A box field the batch does not move goes
+/// with no change time (NULL) and sequence 0: inserted, that is the column's default; on an
+/// existing row it changes nothing, whatever sequence is stored.
 const PLAIN_BATCH: &str = "
 WITH d AS (
     INSERT INTO devices (device_id, created_at, last_seen, acked_seq)
     SELECT x.d, $1, $1, x.m FROM unnest($2::text[], $3::int8[]) AS x(d, m)
-    ORDER BY x.d
     ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen,
         acked_seq = GREATEST(devices.acked_seq, excluded.acked_seq)
+    RETURNING 1
 ), e AS (
     INSERT INTO events (device_id, seq, ts, received_at, kind, box_no, body)
     SELECT x.d, x.s, x.t, $1, x.k, x.n, x.b
     FROM unnest($4::text[], $5::int8[], $6::int8[], $7::text[], $8::int8[], $9::text[])
         AS x(d, s, t, k, n, b)
+    WHERE (SELECT count(*) FROM d) >= 0
     ON CONFLICT (device_id, seq) DO NOTHING
     RETURNING 1
 ), b AS (
@@ -48,20 +53,30 @@ WITH d AS (
     FROM unnest($10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[],
                 $15::int8[], $16::int8[], $17::int8[])
         AS x(d, n, o, os, ot, c, cs, ct)
-    ORDER BY x.d, x.n
+    WHERE (SELECT count(*) FROM e) >= 0
     ON CONFLICT (device_id, box_no) DO UPDATE SET
-        door_open = CASE WHEN excluded.door_seq > boxes.door_seq
+        door_open = CASE WHEN excluded.door_changed_at IS NOT NULL
+                          AND excluded.door_seq > boxes.door_seq
                          THEN excluded.door_open ELSE boxes.door_open END,
-        door_changed_at = CASE WHEN excluded.door_seq > boxes.door_seq
+        door_changed_at = CASE WHEN excluded.door_changed_at IS NOT NULL
+                                AND excluded.door_seq > boxes.door_seq
                                THEN excluded.door_changed_at ELSE boxes.door_changed_at END,
-        door_seq = GREATEST(boxes.door_seq, excluded.door_seq),
-        occupied = CASE WHEN excluded.occupied_seq > boxes.occupied_seq
+        door_seq = CASE WHEN excluded.door_changed_at IS NOT NULL
+                         AND excluded.door_seq > boxes.door_seq
+                        THEN excluded.door_seq ELSE boxes.door_seq END,
+        occupied = CASE WHEN excluded.occupied_changed_at IS NOT NULL
+                         AND excluded.occupied_seq > boxes.occupied_seq
                         THEN excluded.occupied ELSE boxes.occupied END,
-        occupied_changed_at = CASE WHEN excluded.occupied_seq > boxes.occupied_seq
+        occupied_changed_at = CASE WHEN excluded.occupied_changed_at IS NOT NULL
+                                    AND excluded.occupied_seq > boxes.occupied_seq
                                    THEN excluded.occupied_changed_at
                                    ELSE boxes.occupied_changed_at END,
-        occupied_seq = GREATEST(boxes.occupied_seq, excluded.occupied_seq)
-    WHERE excluded.door_seq > boxes.door_seq OR excluded.occupied_seq > boxes.occupied_seq
+        occupied_seq = CASE WHEN excluded.occupied_changed_at IS NOT NULL
+                             AND excluded.occupied_seq > boxes.occupied_seq
+                            THEN excluded.occupied_seq ELSE boxes.occupied_seq END
+    WHERE (excluded.door_changed_at IS NOT NULL AND excluded.door_seq > boxes.door_seq)
+       OR (excluded.occupied_changed_at IS NOT NULL
+           AND excluded.occupied_seq > boxes.occupied_seq)
 )
 SELECT count(*) FROM e";
 
@@ -205,7 +220,96 @@ impl Array {
 
 #[cfg(test)]
 mod tests {
+    use protocol::{
+        AckStatus, BoxNo, CommandId, DeviceId, Event, EventBody, FaultKind, StateSnapshot,
+    };
+
     use super::Array;
+    use crate::store::IngestBatch;
+
+    #[test]
+    fn only_batches_without_effects_are_plain() {
+        let d = DeviceId::parse("cab-1").expect("id");
+        let b = BoxNo::new(1).expect("box");
+        let of = |body: EventBody| IngestBatch {
+            events: vec![(
+                d.clone(),
+                Event {
+                    seq: 1,
+                    ts: 0,
+                    body,
+                },
+            )],
+            ..IngestBatch::default()
+        };
+        let outcome = |status| EventBody::CommandResult {
+            command_id: CommandId::parse("c-1").expect("id"),
+            box_no: b,
+            status,
+            detail: None,
+        };
+        assert!(IngestBatch::default().is_plain());
+        assert!(
+            of(EventBody::Door {
+                box_no: b,
+                open: true
+            })
+            .is_plain()
+        );
+        assert!(
+            of(EventBody::Occupancy {
+                box_no: b,
+                occupied: true
+            })
+            .is_plain()
+        );
+        assert!(
+            of(EventBody::Lost {
+                detail: "torn".into()
+            })
+            .is_plain()
+        );
+        assert!(of(outcome(AckStatus::Delivered)).is_plain());
+        // A command moved, a cabinet resized, an alarm raised: the transaction's work.
+        assert!(!of(outcome(AckStatus::Opened)).is_plain());
+        assert!(
+            !of(EventBody::Started {
+                boxes: 4,
+                agent_version: "1".into()
+            })
+            .is_plain()
+        );
+        assert!(
+            !of(EventBody::Fault {
+                box_no: None,
+                fault: FaultKind::ForcedOpen,
+                active: true,
+                evidence: String::new(),
+            })
+            .is_plain()
+        );
+        let mut snapshot = of(EventBody::Door {
+            box_no: b,
+            open: true,
+        });
+        snapshot.snapshots.push((
+            d.clone(),
+            StateSnapshot {
+                v: 1,
+                seq: 2,
+                ts: 0,
+                boxes: vec![],
+            },
+        ));
+        assert!(!snapshot.is_plain());
+        let mut gap = IngestBatch::default();
+        gap.gaps.push(crate::store::gaps::Gap {
+            device: d,
+            first_seq: 1,
+            last_seq: 2,
+        });
+        assert!(!gap.is_plain());
+    }
 
     #[test]
     fn array_text_form_quotes_every_element() {

@@ -27,6 +27,9 @@ pub(crate) fn hosts(url: &str) -> Result<Vec<String>, StoreError> {
     let Some(parts) = super::db_url::Parts::of(url) else {
         return Err(bad("no scheme"));
     };
+    if let Some(why) = super::db_url::ambiguity(url) {
+        return Err(bad(why));
+    }
     if !parts.hosts.contains(',') {
         return Ok(vec![url.to_owned()]);
     }
@@ -123,5 +126,10 @@ mod tests {
             "{said}"
         );
         assert!(hosts("a:1,b:2/db").is_err());
+        // A password with an unescaped '/': refused with what to escape, and not shown.
+        let said = hosts("postgres://u:ab/cd@a:1,b:2/db")
+            .expect_err("ambiguous")
+            .to_string();
+        assert!(said.contains("%2F") && !said.contains("ab/cd"), "{said}");
     }
 }

@@ -131,7 +131,7 @@ impl<'de> Deserialize<'de> for Event {
         // reference: every event of every batch comes through here, and a struct with a
         // flattened map (serde buffers it, then builds the map) plus a copy of the map for
         // the body cost the ingest a tenth of its CPU (BENCHMARKS.md, PostgreSQL ingest).
-        let mut rest = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let mut rest = d.deserialize_map(EventFields)?;
         let seq: u64 = event_field(&mut rest, "seq")?;
         let ts: i64 = event_field(&mut rest, "ts")?;
         let rest = serde_json::Value::Object(rest);
@@ -150,6 +150,34 @@ impl<'de> Deserialize<'de> for Event {
             Err(e) => return Err(serde::de::Error::custom(format!("event {seq}: {e}"))),
         };
         Ok(Event { seq, ts, body })
+    }
+}
+
+/// An event as a map of its fields; `seq` or `ts` given twice is refused, as a struct's
+/// field would be (which one counts would be a guess).
+struct EventFields;
+
+impl<'de> serde::de::Visitor<'de> for EventFields {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut fields: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut map = serde_json::Map::new();
+        while let Some((key, value)) = fields.next_entry::<String, serde_json::Value>()? {
+            for own in ["seq", "ts"] {
+                if key == own && map.contains_key(own) {
+                    return Err(serde::de::Error::duplicate_field(own));
+                }
+            }
+            map.insert(key, value);
+        }
+        Ok(map)
     }
 }
 

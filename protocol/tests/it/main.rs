@@ -588,7 +588,20 @@ fn version_and_limits_are_enforced() {
         );
     }
     let err = decode::<EventBatch>(br#"{"v":1,"base":1,"events":[7]}"#).expect_err("no object");
-    assert!(err.to_string().contains("map"), "{err}");
+    assert!(
+        err.to_string().contains("an event (a JSON object)"),
+        "{err}"
+    );
+    for twice in [r#""seq":1,"seq":2"#, r#""seq":1,"ts":0,"ts":5"#] {
+        let batch = format!(
+            r#"{{"v":1,"base":1,"events":[{{{twice},"ts":0,"type":"door","box":1,"open":true}}]}}"#
+        );
+        let err = decode::<EventBatch>(batch.as_bytes()).expect_err(twice);
+        assert!(
+            err.to_string().contains("duplicate field"),
+            "{twice}: {err}"
+        );
+    }
     // A known type in a broken shape is a bug, not a newer version: refused.
     let err = decode::<EventBatch>(
         br#"{"v":1,"base":1,"events":[{"seq":1,"ts":0,"type":"door","open":true}]}"#,
