@@ -763,6 +763,85 @@ async fn a_command_waits_for_one_ingest_turn_not_the_batch() {
     .await;
 }
 
+/// On SQLite a batch is stored in turns (ADR 0030). When a later turn fails, what earlier
+/// turns stored is already in the caller's `Stored`; the caller retries the whole batch with
+/// it, and the events stored the first time are neither counted nor acted on again: one
+/// alarm per fault, every event once, each cabinet's mark set.
+#[tokio::test]
+async fn a_later_turn_failing_is_retried_without_counting_or_acting_twice() {
+    with_sqlite(|store| async move {
+        // Six cabinets with a fault each (51 a cabinet): turns of four, then two.
+        let mut faults = IngestBatch {
+            received_at: 3_000,
+            ..IngestBatch::default()
+        };
+        for c in ["a", "b", "c", "d", "e", "f"] {
+            let device = dev(&format!("cab-{c}"));
+            faults.events.push((
+                device.clone(),
+                Event {
+                    seq: 1,
+                    ts: 3_000,
+                    body: EventBody::Fault {
+                        box_no: Some(b(2)),
+                        fault: protocol::FaultKind::ForcedOpen,
+                        active: true,
+                        evidence: format!("cabinet {c}"),
+                    },
+                },
+            ));
+            faults.marks.insert(device, 1);
+        }
+        let turns = faults.turns(fleet_server::store::TURN_COST).expect("turns");
+        assert_eq!(turns.len(), 2);
+        let raw = store.writer_for_tests();
+        // The last cabinet's event cannot be stored: the second turn fails, whole.
+        sqlx::query(
+            "CREATE TRIGGER refuse_f BEFORE INSERT ON events WHEN NEW.device_id = 'cab-f'
+             BEGIN SELECT RAISE(ABORT, 'disk full, as injected'); END",
+        )
+        .execute(raw)
+        .await
+        .expect("trigger");
+        let mut stored = fleet_server::store::Stored::new();
+        let err = store
+            .ingest_replicated(&faults, &mut stored)
+            .await
+            .expect_err("the second turn fails");
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(stored.inserted, 4, "the first turn is stored and counted");
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(raw)
+                .await
+                .expect("count")
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM events").await, 4);
+        assert_eq!(count("SELECT COUNT(*) FROM alarms").await, 4);
+        sqlx::query("DROP TRIGGER refuse_f")
+            .execute(raw)
+            .await
+            .expect("drop");
+        // The writer retries the same batch with the same `Stored`.
+        store
+            .ingest_replicated(&faults, &mut stored)
+            .await
+            .expect("the retry");
+        assert_eq!(stored.inserted, 6, "every event counted once");
+        assert_eq!(count("SELECT COUNT(*) FROM events").await, 6);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM alarms").await,
+            6,
+            "one alarm per fault"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM devices WHERE acked_seq = 1").await,
+            6
+        );
+    })
+    .await;
+}
+
 /// A cabinet's durable `command_result` moves its command in the transaction that stores the
 /// event (once receipted, nothing would bring it again), only for the cabinet the command
 /// was for, and says what it moved; a repeat moves nothing.
