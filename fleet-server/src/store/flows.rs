@@ -24,12 +24,17 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// Notes that a cabinet's code grants changed (once per cabinet).
+    pub(crate) fn codes_change(&mut self, device: DeviceId) {
+        if !self.codes_changed.contains(&device) {
+            self.codes_changed.push(device);
+        }
+    }
+
     /// Adds what another transaction of the same batch changed.
     pub fn merge(&mut self, other: Effects) {
         for device in other.codes_changed {
-            if !self.codes_changed.contains(&device) {
-                self.codes_changed.push(device);
-            }
+            self.codes_change(device);
         }
         self.notify |= other.notify;
         self.commands.extend(other.commands);

@@ -708,10 +708,8 @@ pub(super) async fn transition(
         effects.notify = true;
     }
     bump_codes(tx, &item.device_id, now).await?;
-    if let Ok(d) = DeviceId::parse(&item.device_id)
-        && !effects.codes_changed.contains(&d)
-    {
-        effects.codes_changed.push(d);
+    if let Ok(d) = DeviceId::parse(&item.device_id) {
+        effects.codes_change(d);
     }
     Ok(Some(to))
 }

@@ -220,9 +220,7 @@ async fn recover(
     tracing::warn!(%device, item = %g.item, state = state.as_str(), "item rebuilt from the cabinet's code grant");
     if state.holds_box(flow) || !state.is_final() {
         bump_codes(tx, device.as_str(), now).await?;
-        if !effects.codes_changed.contains(device) {
-            effects.codes_changed.push(device.clone());
-        }
+        effects.codes_change(device.clone());
     }
     Ok(())
 }
