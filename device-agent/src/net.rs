@@ -16,7 +16,9 @@ use crate::Backoff;
 pub(crate) enum Net {
     Connected,
     Disconnected,
-    Message(String, bytes::Bytes),
+    /// Any other message from the server: its channel (`None`: a topic not ours to read),
+    /// the topic as heard, the payload.
+    Message(Option<protocol::Channel>, String, bytes::Bytes),
     /// A receipt, decoded where it was heard; `learned`: the new offset to the server's
     /// clock it taught the agent (already in use).
     Receipt {
@@ -199,12 +201,15 @@ pub(crate) async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let heard = match protocol::DeviceTopic::parse(&p.topic).map(|t| t.channel) {
-                    Ok(protocol::Channel::Commands) => {
+                let channel = protocol::DeviceTopic::parse(&p.topic)
+                    .map(|t| t.channel)
+                    .ok();
+                let heard = match channel {
+                    Some(protocol::Channel::Commands) => {
                         let _ = tx.commands.send(p.payload).await;
                         None
                     }
-                    Ok(protocol::Channel::Receipts) => {
+                    Some(protocol::Channel::Receipts) => {
                         match protocol::decode::<protocol::Receipt>(&p.payload) {
                             Ok(receipt) => {
                                 let learned = receipt.at.and_then(|at| tx.clock.learn(at));
@@ -216,7 +221,7 @@ pub(crate) async fn drive(
                             }
                         }
                     }
-                    _ => Some(Net::Message(p.topic, p.payload)),
+                    _ => Some(Net::Message(channel, p.topic, p.payload)),
                 };
                 if let Some(heard) = heard {
                     let _ = tx.net.send(heard).await;

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use protocol::{
-    CertReply, Channel, CodeSync, ConfigSync, DeviceTopic, EventBatch, Receipt, Update, UpdateBody,
-};
+use protocol::{CertReply, Channel, CodeSync, ConfigSync, EventBatch, Receipt, Update, UpdateBody};
 use rumqttc::{ClientError, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -98,8 +96,8 @@ pub(crate) async fn uplink<D: LockDriver>(
                     up.disconnected();
                     ctx.stats.connected.store(false, Ordering::Relaxed);
                 }
-                Some(Net::Message(topic, payload)) => {
-                    on_message(&ctx, &mut renew, &tracker, &topic, &payload).await;
+                Some(Net::Message(channel, topic, payload)) => {
+                    on_message(&ctx, &mut renew, &tracker, channel, &topic, &payload).await;
                 }
                 Some(Net::Receipt { receipt, learned }) => {
                     on_receipt(&ctx, &mut up, receipt, learned).await;
@@ -172,24 +170,25 @@ async fn on_message<D: LockDriver>(
     ctx: &Arc<Ctx<D>>,
     renew: &mut Renew,
     tracker: &TaskTracker,
+    channel: Option<Channel>,
     topic: &str,
     payload: &[u8],
 ) {
-    match DeviceTopic::parse(topic).map(|t| t.channel) {
-        Ok(Channel::Cert) => match protocol::decode::<CertReply>(payload) {
+    match channel {
+        Some(Channel::Cert) => match protocol::decode::<CertReply>(payload) {
             Ok(reply) => renew.on_reply(reply, ctx.clock.now_ms()),
             Err(e) => {
                 tracing::warn!(device = %ctx.id, error = %e, "bad certificate reply ignored")
             }
         },
-        Ok(Channel::Update) => match protocol::decode::<Update>(payload) {
+        Some(Channel::Update) => match protocol::decode::<Update>(payload) {
             Ok(update) => {
                 let c = ctx.clone();
                 tracker.spawn(async move { on_update(&c, update).await });
             }
             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad release update ignored"),
         },
-        Ok(Channel::Config) => match protocol::decode::<ConfigSync>(payload) {
+        Some(Channel::Config) => match protocol::decode::<ConfigSync>(payload) {
             Ok(sync) => {
                 if let Err(e) = ctx.config_tx.try_send(sync) {
                     // The server sends it again until the cabinet reports it.
@@ -198,16 +197,18 @@ async fn on_message<D: LockDriver>(
             }
             Err(e) => tracing::warn!(device = %ctx.id, error = %e, "bad configuration ignored"),
         },
-        Ok(Channel::Diagnose) => match protocol::decode::<protocol::DiagnosticsRequest>(payload) {
-            Ok(req) => {
-                let c = ctx.clone();
-                tracker.spawn(async move { crate::diagnose::answer(&c, req).await });
+        Some(Channel::Diagnose) => {
+            match protocol::decode::<protocol::DiagnosticsRequest>(payload) {
+                Ok(req) => {
+                    let c = ctx.clone();
+                    tracker.spawn(async move { crate::diagnose::answer(&c, req).await });
+                }
+                Err(e) => {
+                    tracing::warn!(device = %ctx.id, error = %e, "bad diagnostics request ignored")
+                }
             }
-            Err(e) => {
-                tracing::warn!(device = %ctx.id, error = %e, "bad diagnostics request ignored")
-            }
-        },
-        Ok(Channel::Codes) => match protocol::decode::<CodeSync>(payload) {
+        }
+        Some(Channel::Codes) => match protocol::decode::<CodeSync>(payload) {
             Ok(sync) => {
                 let c = ctx.clone();
                 tracker.spawn(async move { apply_codes(&c, sync).await });

@@ -6,7 +6,7 @@
 //! `@` after the first `/` or `?` is ambiguous — a password holding an unescaped `/` or `?`
 //! (`openssl rand -base64` makes them), or an `@` in the database name or an option — and
 //! sqlx and libpq read it as the latter, so such a password would reach a log line unhidden:
-//! such URLs are refused with what to escape ([`ambiguity`]), and hidden whole in logs.
+//! such URLs are refused with what to escape ([`Parts::ambiguity`]), and hidden whole in logs.
 
 /// What a URL with an `@` after its host must change, said to whoever wrote it.
 pub(crate) const AMBIGUOUS: &str = "an '@' comes after the host: percent-encode a '/' or '?' \
@@ -50,43 +50,35 @@ impl<'a> Parts<'a> {
         })
     }
 
-    /// The URL again without its password.
-    pub(crate) fn without_password(&self) -> String {
-        let Parts {
-            scheme,
-            hosts,
-            tail,
-            ..
-        } = self;
-        match self.credentials() {
-            Some((user, _)) => format!("{scheme}://{user}@{hosts}{tail}"),
-            None => format!("{scheme}://{hosts}{tail}"),
+    /// Why the URL cannot be read unambiguously ([`AMBIGUOUS`]), if it cannot.
+    pub(crate) fn ambiguity(&self) -> Option<&'static str> {
+        self.tail.contains('@').then_some(AMBIGUOUS)
+    }
+
+    /// A URL of this scheme with `userinfo` (if any), `hosts` and `tail`.
+    pub(crate) fn rebuilt(&self, userinfo: Option<&str>, hosts: &str, tail: &str) -> String {
+        match userinfo {
+            Some(u) => format!("{}://{u}@{hosts}{tail}", self.scheme),
+            None => format!("{}://{hosts}{tail}", self.scheme),
         }
     }
 }
 
-/// Why `url` cannot be read unambiguously ([`AMBIGUOUS`]), if it cannot.
-pub(crate) fn ambiguity(url: &str) -> Option<&'static str> {
-    let parts = Parts::of(url)?;
-    parts.tail.contains('@').then_some(AMBIGUOUS)
-}
-
 /// A database URL fit for a log line or an error: the password replaced by `***`; of a URL
-/// whose user-info cannot be told apart ([`ambiguity`]), all before its last `@`.
+/// whose user-info cannot be told apart ([`Parts::ambiguity`]), all before its last `@`.
 pub fn redact(url: &str) -> String {
     let Some(parts) = Parts::of(url) else {
         return url.to_owned();
     };
-    if ambiguity(url).is_some()
+    if parts.ambiguity().is_some()
         && let Some((_, after)) = url.rsplit_once('@')
     {
         return format!("{}://***@{after}", parts.scheme);
     }
     match parts.credentials() {
-        Some((user, Some(_))) => format!(
-            "{}://{user}:***@{}{}",
-            parts.scheme, parts.hosts, parts.tail
-        ),
+        Some((user, Some(_))) => {
+            parts.rebuilt(Some(&format!("{user}:***")), parts.hosts, parts.tail)
+        }
         _ => url.to_owned(),
     }
 }
@@ -95,15 +87,15 @@ pub fn redact(url: &str) -> String {
 /// password, for tools that take the password apart (`PGPASSWORD`), never on a command line;
 /// an error ([`AMBIGUOUS`]) where the password cannot be told apart.
 pub(crate) fn split_password(url: &str) -> Result<(String, Option<String>), &'static str> {
-    if let Some(why) = ambiguity(url) {
-        return Err(why);
-    }
     let Some(parts) = Parts::of(url) else {
         return Ok((url.to_owned(), None));
     };
+    if let Some(why) = parts.ambiguity() {
+        return Err(why);
+    }
     Ok(match parts.credentials() {
-        Some((_, Some(password))) => (
-            parts.without_password(),
+        Some((user, Some(password))) => (
+            parts.rebuilt(Some(user), parts.hosts, parts.tail),
             Some(
                 percent_encoding::percent_decode_str(password)
                     .decode_utf8_lossy()
@@ -130,6 +122,7 @@ mod tests {
         assert_eq!(p.credentials(), Some(("lf", Some("s@cret"))));
         let p = Parts::of("postgres://h/db?user=a@b").expect("url");
         assert_eq!((p.userinfo, p.hosts), (None, "h"));
+        let ambiguity = |url| Parts::of(url).and_then(|p| p.ambiguity());
         assert_eq!(ambiguity("postgres://h/db?user=a@b"), Some(AMBIGUOUS));
         assert_eq!(ambiguity("postgres://lf:ab?cd@db/lf"), Some(AMBIGUOUS));
         assert_eq!(ambiguity("postgres://lf:s@cret@db/lf?x=1"), None);

@@ -132,9 +132,16 @@ impl Store {
             .map_err(|e| {
                 StoreError::Invalid(format!("an event could not be written as JSON: {e}"))
             })?;
-        let field = |f: &Option<(bool, u64, i64)>| {
-            f.map_or((0, 0, None), |(v, s, t)| (i64::from(v), s as i64, Some(t)))
+        // Each box's door and occupancy columns: value, seq, change time.
+        let columns: Vec<[Columns; 2]> = boxes
+            .values()
+            .map(|b| [moved(b.door), moved(b.occupied)])
+            .collect();
+        let column = |i: usize, pick: fn(&Columns) -> Option<i64>| {
+            Array::int(columns.iter().map(move |c| pick(&c[i])))
         };
+        const DOOR: usize = 0;
+        const OCCUPIED: usize = 1;
         let inserted: i64 = sqlx::query_scalar(PLAIN_BATCH)
             .bind(batch.received_at)
             .bind(Array::text(marks.iter().map(|(d, _)| Some(d.as_str()))))
@@ -153,19 +160,39 @@ impl Store {
             .bind(Array::int(
                 boxes.keys().map(|(_, n)| Some(i64::from(n.get()))),
             ))
-            .bind(Array::int(boxes.values().map(|b| Some(field(&b.door).0))))
-            .bind(Array::int(boxes.values().map(|b| Some(field(&b.door).1))))
-            .bind(Array::int(boxes.values().map(|b| field(&b.door).2)))
-            .bind(Array::int(
-                boxes.values().map(|b| b.occupied.map(|o| i64::from(o.0))),
-            ))
-            .bind(Array::int(
-                boxes.values().map(|b| Some(field(&b.occupied).1)),
-            ))
-            .bind(Array::int(boxes.values().map(|b| field(&b.occupied).2)))
+            // A door not moved goes as closed: inserted, that is the column's default.
+            .bind(column(DOOR, |c| Some(c.value.unwrap_or(0))))
+            .bind(column(DOOR, |c| Some(c.seq)))
+            .bind(column(DOOR, |c| c.at))
+            .bind(column(OCCUPIED, |c| c.value))
+            .bind(column(OCCUPIED, |c| Some(c.seq)))
+            .bind(column(OCCUPIED, |c| c.at))
             .fetch_one(&mut **conn)
             .await?;
         Ok(inserted.max(0) as u64)
+    }
+}
+
+/// A box field's columns; one the batch did not move has no value, seq 0 and no change time
+/// (see [`PLAIN_BATCH`]).
+struct Columns {
+    value: Option<i64>,
+    seq: i64,
+    at: Option<i64>,
+}
+
+fn moved(field: Option<(bool, u64, i64)>) -> Columns {
+    match field {
+        Some((v, seq, at)) => Columns {
+            value: Some(i64::from(v)),
+            seq: seq as i64,
+            at: Some(at),
+        },
+        None => Columns {
+            value: None,
+            seq: 0,
+            at: None,
+        },
     }
 }
 
@@ -176,30 +203,27 @@ struct Array;
 
 impl Array {
     fn text<'a>(items: impl Iterator<Item = Option<&'a str>>) -> String {
-        let mut out = String::from("{");
-        for (i, item) in items.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            match item {
-                None => out.push_str("NULL"),
-                Some(s) => {
-                    out.push('"');
-                    for c in s.chars() {
-                        if c == '"' || c == '\\' {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push('"');
+        Array::of(items, |out, s| {
+            out.push('"');
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
                 }
+                out.push(c);
             }
-        }
-        out.push('}');
-        out
+            out.push('"');
+        })
     }
 
     fn int(items: impl Iterator<Item = Option<i64>>) -> String {
+        Array::of(items, |out, n| {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{n}");
+        })
+    }
+
+    /// `{a,NULL,b}`, each present item written by `element`.
+    fn of<T>(items: impl Iterator<Item = Option<T>>, element: impl Fn(&mut String, T)) -> String {
         let mut out = String::from("{");
         for (i, item) in items.enumerate() {
             if i > 0 {
@@ -207,10 +231,7 @@ impl Array {
             }
             match item {
                 None => out.push_str("NULL"),
-                // Writing to a String cannot fail.
-                Some(n) => {
-                    let _ = write!(out, "{n}");
-                }
+                Some(v) => element(&mut out, v),
             }
         }
         out.push('}');

@@ -27,7 +27,7 @@ pub(crate) fn hosts(url: &str) -> Result<Vec<String>, StoreError> {
     let Some(parts) = super::db_url::Parts::of(url) else {
         return Err(bad("no scheme"));
     };
-    if let Some(why) = super::db_url::ambiguity(url) {
+    if let Some(why) = parts.ambiguity() {
         return Err(bad(why));
     }
     if !parts.hosts.contains(',') {
@@ -42,10 +42,7 @@ pub(crate) fn hosts(url: &str) -> Result<Vec<String>, StoreError> {
             if host.is_empty() {
                 return Err(bad("an empty host in the list"));
             }
-            Ok(match parts.userinfo {
-                Some(u) => format!("{}://{u}@{host}{tail}", parts.scheme),
-                None => format!("{}://{host}{tail}", parts.scheme),
-            })
+            Ok(parts.rebuilt(parts.userinfo, host, &tail))
         })
         .collect()
 }
